@@ -1,0 +1,3 @@
+from c2ws.cli import main
+
+main()
