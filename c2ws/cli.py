@@ -1,0 +1,249 @@
+"""The Typer command line: parses arguments and wires the pieces together.
+
+Nothing here knows the wire protocol; see ``subscribe.py`` for the run itself.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from enum import Enum
+from types import FrameType
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+
+from c2ws import __version__, spec
+from c2ws.events import SubscriptionKey
+from c2ws.exitcodes import ExitCode
+from c2ws.render import Renderer
+from c2ws.render.diagnostics import Diagnostics
+from c2ws.render.ndjson import NdjsonRenderer
+from c2ws.subscribe import (
+    DEFAULT_MAX_BUFFER,
+    StdoutClosed,
+    SubscribeOptions,
+    SubscribeRun,
+    Terminated,
+)
+
+app = typer.Typer(
+    name="c2ws",
+    help="Stream Collective2 trading signals and positions from the C2 WebSocket API.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+CHANNEL_ALIASES = {
+    "signal": spec.CHANNEL_SIGNAL,
+    "signals": spec.CHANNEL_SIGNAL,
+    spec.CHANNEL_SIGNAL: spec.CHANNEL_SIGNAL,
+    "positions": spec.CHANNEL_POSITIONS,
+    "position": spec.CHANNEL_POSITIONS,
+    spec.CHANNEL_POSITIONS: spec.CHANNEL_POSITIONS,
+}
+
+
+class OutputMode(str, Enum):
+    auto = "auto"
+    table = "table"
+    ndjson = "ndjson"
+
+
+def parse_strategy_ids(values: list[str]) -> list[int]:
+    ids: list[int] = []
+    for value in values:
+        for part in value.split(","):
+            text = part.strip()
+            if not (text.isascii() and text.isdigit()) or int(text) <= 0:
+                raise typer.BadParameter(
+                    f"{part!r} is not a strategy id (a positive integer)",
+                    param_hint="'STRATEGY_ID'",
+                )
+            if int(text) not in ids:
+                ids.append(int(text))
+    return ids
+
+
+def parse_channels(values: list[str] | None) -> list[str]:
+    if not values:
+        return list(spec.CHANNELS)
+    channels: list[str] = []
+    for value in values:
+        for part in value.split(","):
+            channel = CHANNEL_ALIASES.get(part.strip().lower())
+            if channel is None:
+                raise typer.BadParameter(
+                    f"{part!r} is not a channel; use signal, positions, "
+                    f"{spec.CHANNEL_SIGNAL} or {spec.CHANNEL_POSITIONS}",
+                    param_hint="'-c' / '--channel'",
+                )
+            if channel not in channels:
+                channels.append(channel)
+    return channels
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"c2ws {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version_callback, is_eager=True,
+                     help="Show the version and exit."),
+    ] = False,
+) -> None:
+    """Stream Collective2 trading signals and positions from the C2 WebSocket API."""
+
+
+# Options shared by subscribe and demo.
+CountOpt = Annotated[
+    int | None,
+    typer.Option("-n", "--count", min=1, help="Exit 0 after N signal/position messages."),
+]
+TimeoutOpt = Annotated[
+    float | None,
+    typer.Option("--timeout", min=0.0,
+                 help="Stop after S seconds (exit 0; 124 if --count was not reached)."),
+]
+OutputOpt = Annotated[
+    OutputMode,
+    typer.Option("-o", "--output",
+                 help="auto: tables on a terminal, NDJSON otherwise.", case_sensitive=False),
+]
+IncludeControlOpt = Annotated[
+    bool,
+    typer.Option("--include-control",
+                 help="NDJSON: also print control traffic (connected, heartbeats, acks, errors)."),
+]
+MaxBufferOpt = Annotated[
+    int,
+    typer.Option("--max-buffer", min=1,
+                 help="Messages held for a slow stdout reader before c2ws stops reading "
+                      "(exit 8)."),
+]
+VerboseOpt = Annotated[
+    bool, typer.Option("-v", "--verbose", help="Show protocol traffic on stderr (key redacted).")
+]
+
+
+@app.command()
+def subscribe(
+    strategy_ids: Annotated[
+        list[str],
+        typer.Argument(metavar="STRATEGY_ID", help="One or more C2 strategy ids (positive integers).",
+                       show_default=False),
+    ],
+    channel: Annotated[
+        list[str] | None,
+        typer.Option("-c", "--channel", metavar="CHANNEL",
+                     help="signal or positions (or the full names); repeatable. "
+                          "Default: both.", show_default=False),
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option("--api-key", envvar="C2_API_KEY", show_default=False,
+                     help="C2 API key (sent as a Bearer token; never printed)."),
+    ] = None,
+    url: Annotated[
+        str, typer.Option("--url", envvar="C2WS_URL", help="WebSocket endpoint.")
+    ] = spec.DEFAULT_URL,
+    output: OutputOpt = OutputMode.auto,
+    count: CountOpt = None,
+    timeout: TimeoutOpt = None,
+    include_control: IncludeControlOpt = False,
+    max_buffer: MaxBufferOpt = DEFAULT_MAX_BUFFER,
+    connect_timeout: Annotated[
+        float, typer.Option("--connect-timeout", min=0.1, help="Seconds to wait for the upgrade.")
+    ] = 10.0,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Subscribe to strategies and stream their signals and positions."""
+    ids = parse_strategy_ids(strategy_ids)
+    channels = parse_channels(channel)
+    if not api_key:
+        raise typer.BadParameter(
+            "no API key: pass --api-key or set C2_API_KEY", param_hint="'--api-key'"
+        )
+    keys = [SubscriptionKey(sid, ch) for sid in ids for ch in channels]
+    if len(keys) > spec.MAX_SUBSCRIPTIONS_PER_CONNECTION:
+        raise typer.BadParameter(
+            f"{len(keys)} subscriptions requested; one connection carries at most "
+            f"{spec.MAX_SUBSCRIPTIONS_PER_CONNECTION}",
+            param_hint="'STRATEGY_ID'",
+        )
+    options = SubscribeOptions(
+        url=url, api_key=api_key, keys=keys, count=count, timeout=timeout,
+        connect_timeout=connect_timeout, max_buffer=max_buffer, verbose=verbose,
+    )
+    raise typer.Exit(stream(options, output, include_control=include_control))
+
+
+def stream(options: SubscribeOptions, output: OutputMode, *, include_control: bool) -> int:
+    """Run a subscription with the chosen renderer; returns the exit code."""
+    stdout_is_tty = sys.stdout.isatty()
+    table = output is OutputMode.table or (output is OutputMode.auto and stdout_is_tty)
+    err_console = Console(stderr=True, highlight=False, markup=False, emoji=False)
+    diagnostics = Diagnostics(
+        err_console,
+        verbose=options.verbose,
+        status_line=not table and err_console.is_terminal and not options.verbose,
+    )
+    renderer: Renderer
+    if table:
+        from c2ws.render.table import TableRenderer  # rich tables only when asked for
+
+        renderer = TableRenderer(Console(highlight=False, markup=False, emoji=False))
+    else:
+        renderer = NdjsonRenderer(sys.stdout.buffer, include_control=include_control)
+    try:
+        try:
+            return int(SubscribeRun(options, renderer, diagnostics).run())
+        finally:
+            diagnostics.close()
+            renderer.close()
+    except (StdoutClosed, BrokenPipeError):
+        _silence_stdout()
+        return int(ExitCode.OK)
+
+
+def _silence_stdout() -> None:
+    """After the reader left, make the interpreter's final flush a no-op, not a traceback."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> NoReturn:
+    raise Terminated()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    if hasattr(signal, "SIGTERM"):
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        app(prog_name="c2ws")
+    except Terminated:
+        sys.exit(ExitCode.TERMINATED)
+    except KeyboardInterrupt:
+        sys.exit(ExitCode.INTERRUPTED)
+    except (StdoutClosed, BrokenPipeError):
+        _silence_stdout()
+        sys.exit(ExitCode.OK)
+    except Exception as exc:  # a bug; say so in one line unless asked for the traceback
+        if os.environ.get("C2WS_DEBUG"):
+            raise
+        print(f"c2ws: internal error: {type(exc).__name__}: {exc} "
+              "(set C2WS_DEBUG=1 for a traceback)", file=sys.stderr)
+        sys.exit(ExitCode.ERROR)
