@@ -9,7 +9,8 @@ import os
 import signal
 import sys
 from enum import Enum
-from types import FrameType
+from pathlib import Path
+from types import FrameType, ModuleType
 from typing import Annotated, NoReturn
 
 import typer
@@ -184,6 +185,94 @@ def subscribe(
         connect_timeout=connect_timeout, max_buffer=max_buffer, verbose=verbose,
     )
     raise typer.Exit(stream(options, output, include_control=include_control))
+
+
+@app.command()
+def demo(
+    output: OutputOpt = OutputMode.auto,
+    count: CountOpt = None,
+    timeout: TimeoutOpt = None,
+    include_control: IncludeControlOpt = False,
+    rate: Annotated[
+        float, typer.Option("--rate", min=0.1, help="Synthetic messages per second.")
+    ] = 2.0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the synthetic feed.")] = 0,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Stream from the bundled reference server: no key, no network needed."""
+    server_module = _server_module()
+    config = server_module.ServerConfig(rate=rate, seed=seed, api_keys=(DEMO_API_KEY,))
+    with server_module.ReferenceServer(config) as server:
+        Console(stderr=True, highlight=False, markup=False).print(
+            f"c2ws demo: reference server on {server.url} with a synthetic feed "
+            f"(strategies {', '.join(map(str, config.strategies))}); Ctrl-C to stop"
+        )
+        keys = [SubscriptionKey(sid, ch) for sid in config.strategies for ch in spec.CHANNELS]
+        options = SubscribeOptions(
+            url=server.url, api_key=DEMO_API_KEY, keys=keys, count=count, timeout=timeout,
+            verbose=verbose,
+        )
+        code = stream(options, output, include_control=include_control)
+    raise typer.Exit(code)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port (0: any free).")]
+    = 8765,
+    api_key: Annotated[
+        list[str] | None,
+        typer.Option("--api-key", help="Accepted API key; repeatable. Default: test-key.",
+                     show_default=False),
+    ] = None,
+    heartbeat_interval: Annotated[
+        float, typer.Option("--heartbeat-interval", min=0.05, help="Seconds between heartbeats.")
+    ] = spec.HEARTBEAT_INTERVAL_SECONDS,
+    feed: Annotated[
+        str, typer.Option("--feed", metavar="synthetic|none|FILE",
+                          help="Synthetic trading, nothing, or a recorded NDJSON file.")
+    ] = "synthetic",
+    rate: Annotated[float, typer.Option("--rate", min=0.0, help="Feed messages per second.")]
+    = 2.0,
+    strategies: Annotated[
+        str | None,
+        typer.Option("--strategies", metavar="ID,...",
+                     help="Strategies the keys may see (others are FORBIDDEN).",
+                     show_default=False),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the synthetic feed.")] = 0,
+) -> None:
+    """Run the reference server: a local stand-in for the C2 WebSocket API."""
+    server_module = _server_module()
+    settings: dict[str, object] = {}
+    if strategies:
+        settings["strategies"] = tuple(parse_strategy_ids([strategies]))
+    if api_key:
+        settings["api_keys"] = tuple(api_key)
+    feed_source = feed if feed in ("synthetic", "none") else Path(feed)
+    if isinstance(feed_source, Path) and not feed_source.is_file():
+        raise typer.BadParameter(f"no such file: {feed}", param_hint="'--feed'")
+    config = server_module.ServerConfig(
+        host=host, port=port, heartbeat_interval=heartbeat_interval, feed=feed_source,
+        rate=rate, seed=seed, **settings,
+    )
+    raise typer.Exit(server_module.run_server(config))
+
+
+DEMO_API_KEY = "demo"
+
+
+def _server_module() -> ModuleType:
+    """The reference server needs the optional ``websockets`` dependency."""
+    try:
+        import c2ws.server.app as server_app
+    except ImportError:
+        Console(stderr=True, highlight=False, markup=False).print(
+            "c2ws: the reference server needs the 'server' extra: pip install 'c2ws[server]'"
+        )
+        raise typer.Exit(ExitCode.USAGE) from None
+    return server_app
 
 
 def stream(options: SubscribeOptions, output: OutputMode, *, include_control: bool) -> int:

@@ -113,6 +113,8 @@ class SubscribeRun:
         self._worker: SocketWorker | None = None
         self._unresolved = set(options.keys)
         self._active: set[SubscriptionKey] = set()
+        self.last_written: dict[SubscriptionKey, int] = {}
+        self._in_flight = False  # a stream message is being rendered right now
 
     def run(self) -> ExitCode:
         try:
@@ -122,8 +124,10 @@ class SubscribeRun:
                 self.diagnostics.say(end.message, "red")
             return end.code
         except KeyboardInterrupt:
+            self._report_unwritten("interrupted")
             return ExitCode.INTERRUPTED
         except Terminated:
+            self._report_unwritten("terminated")
             return ExitCode.TERMINATED
         except BrokenPipeError:
             # The reader (e.g. ``head -1``) has all it wanted: a normal end, not an error.
@@ -138,6 +142,22 @@ class SubscribeRun:
         if worker is not None and worker.is_alive():
             worker.request_stop()
             worker.join(STOP_JOIN_TIMEOUT)
+
+    def _report_unwritten(self, why: str) -> None:
+        """Stopping by signal discards what stdout had not taken yet: say how much, and
+        where each stream's output ends, so nothing is lost silently."""
+        unwritten = 0
+        while (item := self._handoff.get(0)) is not None:
+            if isinstance(item, list):
+                unwritten += sum(isinstance(event, ev.StreamMessage) for event in item)
+        if unwritten or self._in_flight:
+            ends = ", ".join(f"{key} seq {seq}" for key, seq in sorted(
+                self.last_written.items(), key=lambda kv: str(kv[0]))) or "nothing written"
+            partly = " (and 1 was being written)" if self._in_flight else ""
+            self.diagnostics.say(
+                f"{why}: {unwritten} received message(s) were not written{partly}; "
+                f"output ends at {ends}", "yellow"
+            )
 
     def _connect_and_stream(self) -> None:
         options = self.options
@@ -192,9 +212,14 @@ class SubscribeRun:
 
     def _handle(self, event: ev.Event) -> None:
         self.diagnostics.handle(event)
+        is_stream = isinstance(event, ev.StreamMessage)
+        self._in_flight = is_stream
         self.renderer.handle(event)
+        self._in_flight = False
         if isinstance(event, ev.StreamMessage):
             self.delivered += 1
+            if event.key is not None and event.message.seq_id is not None:
+                self.last_written[event.key] = event.message.seq_id
             if self.options.count is not None and self.delivered >= self.options.count:
                 raise StreamEnded(ExitCode.OK)
         elif isinstance(event, ev.SubscriptionConfirmed):

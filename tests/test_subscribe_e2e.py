@@ -1,0 +1,314 @@
+"""``c2ws subscribe`` end to end: the real CLI process against the reference server
+over real sockets on 127.0.0.1."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from c2ws import spec
+from c2ws.events import SubscriptionKey
+from c2ws.exitcodes import ExitCode
+from c2ws.render.diagnostics import Diagnostics
+from c2ws.render.table import TableRenderer
+from c2ws.server.app import ConnectionRecord, ReferenceServer, ServerConfig
+from c2ws.subscribe import SubscribeOptions, SubscribeRun
+
+KEY = "e2e-secret-key-1234"
+VISIBLE = (12345678, 23456789)
+HIDDEN = 99999999
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def server() -> Iterator[ReferenceServer]:
+    config = ServerConfig(api_keys=(KEY,), feed="none", strategies=VISIBLE,
+                          heartbeat_interval=0.5, heartbeat_grace=1.0, max_lifetime=120)
+    with ReferenceServer(config) as running:
+        yield running
+
+
+def c2ws(server: ReferenceServer | None, *args: str, key: str | None = KEY,
+         url: str | None = None, **popen: Any) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if k not in ("C2_API_KEY", "C2WS_URL")}
+    if key is not None:
+        env["C2_API_KEY"] = key
+    env["C2WS_URL"] = url or (server.url if server else "ws://127.0.0.1:9/ws")
+    popen.setdefault("stdout", subprocess.PIPE)
+    popen.setdefault("stderr", subprocess.PIPE)
+    return subprocess.Popen([sys.executable, "-m", "c2ws", *args], env=env, cwd=REPO, **popen)
+
+
+def finish(process: subprocess.Popen[bytes], timeout: float = 20) -> tuple[int, str, str]:
+    out, err = process.communicate(timeout=timeout)
+    return process.returncode, out.decode(), err.decode()
+
+
+def order(strategy_id: int, side: str) -> dict[str, Any]:
+    return {"StrategyId": strategy_id, "Side": side, "OrderType": "1", "OrderQuantity": 2,
+            "C2Symbol": {"FullSymbol": "@ESZ6", "SymbolType": "future"}, "Note": "ünïcode ✓"}
+
+
+def only_connection(server: ReferenceServer, subscriptions: int) -> ConnectionRecord:
+    """Wait until one connection holds ``subscriptions`` subscriptions, and return it."""
+    def ready() -> ConnectionRecord | None:
+        records = server.connections(open_only=True)
+        if records and len(records[-1].subscriptions) >= subscriptions:
+            return records[-1]
+        return None
+    return server.wait_for(ready, timeout=15)
+
+
+def last_record(server: ReferenceServer) -> ConnectionRecord:
+    return server.connections()[-1]
+
+
+def wait_closed(server: ReferenceServer) -> ConnectionRecord:
+    return server.wait_for(lambda: (r := last_record(server)) and not r.open and r, timeout=10)
+
+
+def sent_requests(record: ConnectionRecord, action: str) -> list[dict[str, Any]]:
+    return [m for m in record.received if m.get("msg_type") == "subscription.request"
+            and m["payload"]["action"] == action]
+
+
+def test_ndjson_lines_are_exactly_the_messages_the_server_sent(server: ReferenceServer) -> None:
+    process = c2ws(server, "subscribe", str(VISIBLE[0]), "-o", "ndjson", "-n", "4")
+    only_connection(server, 2)
+    published = [
+        server.publish_signal(VISIBLE[0], order(VISIBLE[0], "1")),
+        server.publish_signal(VISIBLE[1], order(VISIBLE[1], "1")),  # not subscribed
+        server.publish_position(VISIBLE[0], {"StrategyId": VISIBLE[0], "Quantity": 2,
+                                             "C2Symbol": {"FullSymbol": "@ESZ6"}}),
+        server.publish_signal(VISIBLE[0], order(VISIBLE[0], "2")),
+        server.publish_signal(VISIBLE[0], order(VISIBLE[0], "1")),
+    ]
+    code, out, err = finish(process)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert [json.loads(line) for line in lines] == [published[i] for i in (0, 2, 3, 4)]
+    assert all(" " not in line.split('"payload"')[0] for line in lines)  # compact
+    assert "Traceback" not in err
+
+
+def test_requests_follow_the_protocol(server: ReferenceServer) -> None:
+    process = c2ws(server, "subscribe", str(VISIBLE[0]), "-c", "signal", "-c",
+                   "strategy.positions", "-o", "ndjson", "--timeout", "0.5")
+    code, _, err = finish(process)
+    assert code == 0, err
+    record = wait_closed(server)
+    subscribes = sent_requests(record, "subscribe")
+    assert {(m["payload"]["channel"], m["payload"]["strategy_id"]) for m in subscribes} == {
+        (spec.CHANNEL_SIGNAL, VISIBLE[0]), (spec.CHANNEL_POSITIONS, VISIBLE[0])}
+    ids = [m["request_id"] for m in record.received if "request_id" in m]
+    assert len(ids) == len(set(ids)) and all(len(i) <= 50 for i in ids)
+    assert len(sent_requests(record, "unsubscribe")) == 2
+    assert record.client_close_code == 1000
+
+
+def test_include_control_adds_connected_and_acks(server: ReferenceServer) -> None:
+    process = c2ws(server, "subscribe", str(VISIBLE[0]), "-c", "signal", "-o", "ndjson",
+                   "--include-control", "-n", "1")
+    only_connection(server, 1)
+    server.publish_signal(VISIBLE[0])
+    code, out, err = finish(process)
+    assert code == 0, err
+    types = [json.loads(line)["msg_type"] for line in out.splitlines()]
+    assert types[0] == "connection.connected"
+    assert "subscription.ack" in types and types[-1] == "strategy.signal"
+
+
+def test_count_and_timeout(server: ReferenceServer) -> None:
+    code, out, _ = finish(c2ws(server, "subscribe", str(VISIBLE[0]), "-o", "ndjson",
+                               "--timeout", "0.3"))
+    assert (code, out) == (0, "")
+    code, out, err = finish(c2ws(server, "subscribe", str(VISIBLE[0]), "-o", "ndjson",
+                                 "-n", "3", "--timeout", "0.5"))
+    assert code == ExitCode.COUNT_NOT_REACHED
+    assert "0 of 3" in err
+
+
+def test_heartbeats_are_acked_while_stdout_is_blocked(server: ReferenceServer) -> None:
+    # Nobody reads stdout: after ~64 KiB the pipe is full and every write blocks.
+    process = c2ws(server, "subscribe", str(VISIBLE[0]), "-c", "signal", "-o", "ndjson")
+    only_connection(server, 1)
+    published = [server.publish_signal(VISIBLE[0]) for _ in range(300)]
+    acks_before = last_record(server).heartbeat_acks
+    # 0.5 s heartbeats with 1 s grace: the server would close a silent client quickly.
+    server.wait_for(lambda: last_record(server).heartbeat_acks >= acks_before + 6, timeout=15)
+    assert last_record(server).open
+    process.send_signal(signal.SIGTERM)
+    code, out, err = finish(process)
+    assert code == ExitCode.TERMINATED, err
+    seqs = [json.loads(line)["seq_id"] for line in out.splitlines()]
+    assert seqs == [m["seq_id"] for m in published][: len(seqs)]
+    # What stdout never took is accounted for on stderr, to the message.
+    partly = " (and 1 was being written)" if "was being written" in err else ""
+    unwritten = len(published) - len(seqs) - (1 if partly else 0)
+    assert (f"terminated: {unwritten} received message(s) were not written{partly}; "
+            f"output ends at strategy.signal:{VISIBLE[0]} seq {seqs[-1]}") in err
+
+
+def test_a_reader_too_slow_for_the_buffer_ends_with_exit_8_and_loses_nothing(
+    server: ReferenceServer,
+) -> None:
+    process = c2ws(server, "subscribe", str(VISIBLE[0]), "-c", "signal", "-o", "ndjson",
+                   "--max-buffer", "5")
+    only_connection(server, 1)
+    for _ in range(400):
+        server.publish_signal(VISIBLE[0])
+    record = wait_closed(server)
+    assert record.client_close_code == 1000
+    code, out, err = finish(process)
+    assert code == ExitCode.OUTPUT_OVERFLOW
+    seqs = [json.loads(line)["seq_id"] for line in out.splitlines()]
+    assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) >= 5
+    assert "--max-buffer" in err
+
+
+@pytest.mark.parametrize(("signum", "expected"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signals_unsubscribe_close_cleanly_and_exit(server: ReferenceServer, signum: int,
+                                                     expected: int) -> None:
+    process = c2ws(server, "subscribe", *map(str, VISIBLE), "-o", "ndjson")
+    only_connection(server, 4)
+    process.send_signal(signum)
+    code, _, err = finish(process)
+    assert code == expected, err
+    assert "Traceback" not in err
+    record = wait_closed(server)
+    assert record.client_close_code == 1000
+    assert len(sent_requests(record, "unsubscribe")) == 4
+
+
+def test_broken_pipe_exits_quietly_with_a_clean_close(server: ReferenceServer) -> None:
+    process = subprocess.Popen(
+        ["bash", "-c", f"set -o pipefail; {sys.executable} -m c2ws subscribe {VISIBLE[0]} "
+                       "-c signal -o ndjson | head -1"],
+        env={**os.environ, "C2_API_KEY": KEY, "C2WS_URL": server.url}, cwd=REPO,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    only_connection(server, 1)
+    for _ in range(5):
+        server.publish_signal(VISIBLE[0])
+        time.sleep(0.05)
+    code, out, err = finish(process)
+    assert code == 0, err
+    assert len(out.splitlines()) == 1
+    assert err == ""
+    assert wait_closed(server).client_close_code == 1000
+
+
+def test_wrong_key_is_an_authentication_failure_without_the_key(server: ReferenceServer) -> None:
+    code, out, err = finish(c2ws(server, "subscribe", "1", key="wrong-key-5678"))
+    assert code == ExitCode.AUTH_FAILED
+    assert out == ""
+    assert err.strip() == "c2ws: authentication failed: Invalid API key"
+
+
+def test_rejected_subscription_is_reported_and_the_rest_streams(server: ReferenceServer) -> None:
+    process = c2ws(server, "subscribe", str(VISIBLE[0]), str(HIDDEN), "-c", "signal",
+                   "-o", "ndjson", "-n", "1")
+    only_connection(server, 1)
+    server.publish_signal(VISIBLE[0])
+    code, out, err = finish(process)
+    assert code == 0, err
+    assert json.loads(out)["payload"]["StrategyId"] == VISIBLE[0]
+    assert f"subscription strategy.signal:{HIDDEN} rejected: FORBIDDEN (StrategyId)" in err
+
+
+def test_all_subscriptions_rejected_exits_7(server: ReferenceServer) -> None:
+    code, _, err = finish(c2ws(server, "subscribe", str(HIDDEN), "-o", "ndjson"))
+    assert code == ExitCode.NOTHING_TO_STREAM
+    assert "every subscription was rejected" in err
+
+
+def test_unknown_and_malformed_messages_are_skipped_with_a_warning(
+    server: ReferenceServer,
+) -> None:
+    process = c2ws(server, "subscribe", str(VISIBLE[0]), "-c", "signal", "-o", "ndjson",
+                   "-n", "1")
+    only_connection(server, 1)
+    server.send_message({"msg_type": "strategy.orders", "id": "msg_x", "v": 4,
+                         "timestamp": "2026-01-01T00:00:00Z", "payload": {}})
+    server.send_raw("{this is not json")
+    server.send_raw(b'{"msg_type":"\xff"}', text=False)
+    published = server.publish_signal(VISIBLE[0])
+    code, out, err = finish(process)
+    assert code == 0, err
+    assert json.loads(out) == published
+    assert "skipped message of unknown type 'strategy.orders'" in err
+    assert err.count("skipped malformed frame") == 2
+    assert "Traceback" not in err
+
+
+def test_server_dropping_the_connection_exits_6(server: ReferenceServer) -> None:
+    process = c2ws(server, "subscribe", str(VISIBLE[0]), "-o", "ndjson")
+    only_connection(server, 2)
+    server.drop_connections_after(0)
+    code, _, err = finish(process)
+    assert code == ExitCode.CONNECTION_LOST
+    assert "connection lost" in err
+
+
+def test_policy_violation_close_means_server_busy(server: ReferenceServer) -> None:
+    process = c2ws(server, "subscribe", str(VISIBLE[0]), "-o", "ndjson")
+    only_connection(server, 2)
+    server.close_connections(1008, "too many")
+    code, _, err = finish(process)
+    assert code == ExitCode.SERVER_BUSY
+    assert "code 1008" in err
+
+
+def test_unreachable_server_is_a_one_line_error() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    code, _, err = finish(c2ws(None, "subscribe", "1", url=f"ws://127.0.0.1:{port}/ws"))
+    assert code == ExitCode.CONNECT_FAILED
+    assert err.strip() == f"c2ws: cannot connect to ws://127.0.0.1:{port}/ws: connection refused"
+
+
+def test_verbose_shows_traffic_but_never_the_key(server: ReferenceServer) -> None:
+    process = c2ws(server, "subscribe", str(VISIBLE[0]), "-c", "signal", "-o", "ndjson",
+                   "-v", "--timeout", "1.2")
+    code, _, err = finish(process)
+    assert code == 0, err
+    assert '> {"msg_type":"subscription.request"' in err
+    assert '< {"msg_type":"heartbeat"' in err and '> {"msg_type":"heartbeat.ack"' in err
+    assert KEY not in err
+
+
+def test_table_mode_renders_signals_and_positions(server: ReferenceServer) -> None:
+    console = Console(file=io.StringIO(), width=160, color_system=None)
+    diagnostics = Diagnostics(Console(file=io.StringIO(), width=160))
+    options = SubscribeOptions(url=server.url, api_key=KEY, count=2,
+                               keys=[SubscriptionKey(VISIBLE[0], ch) for ch in spec.CHANNELS])
+    run = SubscribeRun(options, TableRenderer(console, live=False), diagnostics)
+    import threading
+    result: list[ExitCode] = []
+    thread = threading.Thread(target=lambda: result.append(run.run()))
+    thread.start()
+    only_connection(server, 2)
+    server.publish_signal(VISIBLE[0], {"StrategyId": VISIBLE[0], "Side": "1", "OrderType": "2",
+                                       "OrderQuantity": 3, "Limit": 4312.25,
+                                       "C2Symbol": {"FullSymbol": "@ESZ6"}})
+    server.publish_position(VISIBLE[0], {"StrategyId": VISIBLE[0], "Quantity": -3,
+                                         "AvgPx": 4312.25, "C2Symbol": {"FullSymbol": "@ESZ6"}})
+    thread.join(20)
+    run.renderer.close()
+    assert result == [ExitCode.OK]
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "Buy" in text and "@ESZ6" in text and "4312.25" in text and "Limit" in text
+    assert "-3" in text

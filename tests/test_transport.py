@@ -1,0 +1,94 @@
+"""The socket shell's pieces that need no server: buffered reads and the hand-off."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from typing import Any
+
+from websocket import ABNF
+
+from c2ws.buffer import BoundedHandoff
+from c2ws.transport import BufferedWebSocket, TrafficLog
+
+
+class CountingSocket:
+    """Wraps a real socket and counts the recv calls websocket-client makes."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self.recv_calls = 0
+
+    def recv(self, bufsize: int) -> bytes:
+        self.recv_calls += 1
+        return self._sock.recv(bufsize)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+def server_frame(text: str) -> bytes:
+    frame = ABNF.create_frame(text, ABNF.OPCODE_TEXT)
+    frame.mask = 0  # server-to-client frames are not masked
+    return frame.format()
+
+
+def test_a_burst_of_frames_is_read_with_one_recv() -> None:
+    ours, theirs = socket.socketpair()
+    counting = CountingSocket(ours)
+    ws = BufferedWebSocket()
+    ws.sock = counting  # type: ignore[assignment]
+    ws.connected = True
+    texts = [f'{{"msg_type":"strategy.signal","seq_id":{i}}}' for i in range(50)]
+    theirs.sendall(b"".join(server_frame(t) for t in texts))
+    received = []
+    for _ in texts:
+        opcode, frame = ws.recv_data_frame()
+        assert opcode == ABNF.OPCODE_TEXT
+        received.append(frame.data.decode())
+    assert received == texts
+    # websocket-client alone would make at least 3 reads per frame (150 here).
+    assert counting.recv_calls == 1
+    assert not ws.has_buffered_data()
+    ours.close()
+    theirs.close()
+
+
+def test_a_frame_split_across_reads_is_reassembled() -> None:
+    ours, theirs = socket.socketpair()
+    ws = BufferedWebSocket()
+    ws.sock = ours
+    ws.connected = True
+    data = server_frame("x" * 70_000)  # 64-bit length, larger than one read chunk
+    result: list[bytes] = []
+    reader = threading.Thread(target=lambda: result.append(ws.recv_data_frame()[1].data))
+    reader.start()
+    for start in range(0, len(data), 1000):
+        theirs.sendall(data[start : start + 1000])
+    reader.join(10)
+    assert result == [b"x" * 70_000]
+    ours.close()
+    theirs.close()
+
+
+def test_handoff_refuses_past_its_bound_except_forced_items() -> None:
+    handoff: BoundedHandoff[int] = BoundedHandoff(2)
+    assert handoff.put(1) and handoff.put(2)
+    assert not handoff.put(3)
+    assert handoff.put(4, force=True)
+    assert [handoff.get(0), handoff.get(0), handoff.get(0), handoff.get(0)] == [1, 2, 4, None]
+
+
+def test_handoff_get_waits_for_a_producer() -> None:
+    handoff: BoundedHandoff[str] = BoundedHandoff(5)
+    threading.Timer(0.05, lambda: handoff.put("late")).start()
+    assert handoff.get(10) == "late"
+
+
+def test_traffic_log_redacts_the_key() -> None:
+    lines: list[str] = []
+    log = TrafficLog(secret="s3cret-key", sink=lines.append, enabled=True)
+    log.frame(">", b'{"note":"s3cret-key"}')
+    assert lines == ['> {"note":"****"}']
+    TrafficLog(secret="k", sink=lines.append).frame(">", "quiet")
+    assert len(lines) == 1
