@@ -139,8 +139,8 @@ VerboseOpt = Annotated[
 def subscribe(
     strategy_ids: Annotated[
         list[str],
-        typer.Argument(metavar="STRATEGY_ID", help="One or more C2 strategy ids (positive integers).",
-                       show_default=False),
+        typer.Argument(metavar="STRATEGY_ID", show_default=False,
+                       help="One or more C2 strategy ids (positive integers)."),
     ],
     channel: Annotated[
         list[str] | None,

@@ -98,7 +98,8 @@ class ServerError:
 
 @dataclass(frozen=True, slots=True)
 class OtherControl:
-    """Control traffic with nothing to act on (an ack we did not ask for, ``connection.disconnected``)."""
+    """Control traffic with nothing to act on: an ack we did not ask for, or
+    ``connection.disconnected``."""
 
     message: Envelope
 

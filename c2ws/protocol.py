@@ -288,7 +288,9 @@ def validate_subscription_request(
         problems.append(_invalid("Action", "action must be 'subscribe' or 'unsubscribe'"))
     channel = payload.get("channel")
     if channel not in spec.CHANNELS:
-        problems.append(_invalid("Channel", "channel must be strategy.signal or strategy.positions"))
+        problems.append(
+            _invalid("Channel", "channel must be strategy.signal or strategy.positions")
+        )
     strategy_id = payload.get("strategy_id")
     if isinstance(strategy_id, bool) or not isinstance(strategy_id, int) or strategy_id <= 0:
         problems.append(_invalid("StrategyId", "strategy_id must be a positive integer"))

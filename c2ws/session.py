@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
+from typing import ClassVar
 
 from c2ws import events as ev
 from c2ws import protocol, spec
@@ -237,7 +238,7 @@ class ClientSession:
     def _on_other_control(self, message: Envelope, now: float) -> None:
         self._events.append(ev.OtherControl(message))
 
-    _handlers: dict[str, Callable[[ClientSession, Envelope, float], None]] = {
+    _handlers: ClassVar[dict[str, Callable[[ClientSession, Envelope, float], None]]] = {
         spec.MSG_CONNECTED: _on_connected,
         spec.MSG_HEARTBEAT: _on_heartbeat,
         spec.MSG_SUBSCRIPTION_ACK: _on_subscription_ack,

@@ -25,8 +25,8 @@ def frame(msg_type: str, **fields: Any) -> bytes:
 
 
 def signal(seq_id: int, strategy_id: int = 12345678) -> bytes:
-    return frame(spec.CHANNEL_SIGNAL, seq_id=seq_id,
-                 payload={"StrategyId": strategy_id, "Side": "1", "C2Symbol": {"FullSymbol": "@ESZ6"}})
+    payload = {"StrategyId": strategy_id, "Side": "1", "C2Symbol": {"FullSymbol": "@ESZ6"}}
+    return frame(spec.CHANNEL_SIGNAL, seq_id=seq_id, payload=payload)
 
 
 def new_session(*keys: SubscriptionKey, **kwargs: Any) -> ClientSession:
