@@ -99,7 +99,7 @@ def open_connection(url: str, api_key: str, *, timeout: float) -> BufferedWebSoc
         raise ConnectFailed(f"cannot resolve host: {_first_arg(exc)}") from None
     except ssl.SSLError as exc:
         raise ConnectFailed(f"TLS handshake failed: {exc.reason or exc}") from None
-    except (socket.timeout, websocket.WebSocketTimeoutException):
+    except (TimeoutError, websocket.WebSocketTimeoutException):
         raise ConnectFailed(f"timed out after {timeout:g} s") from None
     except ConnectionRefusedError:
         raise ConnectFailed("connection refused") from None
