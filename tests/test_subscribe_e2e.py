@@ -312,3 +312,42 @@ def test_table_mode_renders_signals_and_positions(server: ReferenceServer) -> No
     text = console.file.getvalue()  # type: ignore[attr-defined]
     assert "Buy" in text and "@ESZ6" in text and "4312.25" in text and "Limit" in text
     assert "-3" in text
+
+
+def test_tls_failure_is_a_one_line_error(server: ReferenceServer) -> None:
+    url = server.url.replace("ws://", "wss://")  # the reference server speaks plain ws
+    code, out, err = finish(c2ws(server, "subscribe", "1", url=url))
+    assert code == ExitCode.CONNECT_FAILED
+    assert out == ""
+    assert err.startswith(f"c2ws: cannot connect to {url}: TLS handshake failed")
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_unresolvable_host_is_a_one_line_error() -> None:
+    url = "ws://no-such-host.invalid/ws"  # .invalid never resolves (RFC 2606)
+    code, _, err = finish(c2ws(None, "subscribe", "1", url=url, ), timeout=60)
+    assert code == ExitCode.CONNECT_FAILED
+    assert err.startswith(f"c2ws: cannot connect to {url}: ")
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["subscribe", "abc"], "'abc' is not a strategy id"),
+        (["subscribe", "0"], "'0' is not a strategy id"),
+        (["subscribe", "1", "-c", "orders"], "'orders' is not a channel"),
+        (["subscribe", "1", "-o", "xml"], "'xml' is not one of"),
+    ],
+)
+def test_bad_arguments_are_usage_errors_naming_the_value(args: list[str], message: str) -> None:
+    code, out, err = finish(c2ws(None, *args))
+    assert code == ExitCode.USAGE
+    assert out == ""
+    assert message in " ".join(err.split())  # rich may wrap the box
+
+
+def test_missing_key_is_a_usage_error() -> None:
+    code, _, err = finish(c2ws(None, "subscribe", "1", key=None))
+    assert code == ExitCode.USAGE
+    assert "no API key" in err
