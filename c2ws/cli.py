@@ -289,7 +289,9 @@ def stream(options: SubscribeOptions, output: OutputMode, *, include_control: bo
     if table:
         from c2ws.render.table import TableRenderer  # rich tables only when asked for
 
-        renderer = TableRenderer(Console(highlight=False, markup=False, emoji=False))
+        table_renderer = TableRenderer(Console(highlight=False, markup=False, emoji=False))
+        table_renderer.expect_subscriptions(options.keys)
+        renderer = table_renderer
     else:
         renderer = NdjsonRenderer(sys.stdout.buffer, include_control=include_control)
     try:

@@ -182,13 +182,22 @@ def _optional_str(obj: JsonObject, key: str) -> str | None:
     raise MalformedMessage(f"'{key}' must be a string, not {type(value).__name__}")
 
 
+# Longer digit strings are no seq_id or strategy id (and int() refuses > 4300 digits).
+_MAX_INT_DIGITS: Final = 24
+
+
 def parse_int(value: object) -> int | None:
     """An integer given as a JSON number or a digit string; None for anything else."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.isascii() and value.strip().lstrip("-").isdigit():
+    if (
+        isinstance(value, str)
+        and len(value) <= _MAX_INT_DIGITS
+        and value.isascii()
+        and value.strip().lstrip("-").isdigit()
+    ):
         return int(value)
     return None
 

@@ -196,3 +196,11 @@ def test_gap_payload_is_exactly_the_documented_shape() -> None:
         "from": "98765",
         "message": "Replay limit of 1000 messages exceeded",
     }
+
+
+def test_parse_int_refuses_absurdly_long_digit_strings() -> None:
+    assert protocol.parse_int("12345678") == 12345678
+    assert protocol.parse_int("-3") == -3
+    assert protocol.parse_int("1" * 5000) is None
+    with pytest.raises(MalformedMessage):
+        protocol.decode(orjson.dumps({"msg_type": "x", "seq_id": "9" * 5000}))

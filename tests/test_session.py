@@ -251,3 +251,11 @@ def test_each_seq_id_is_delivered_at_most_once_and_in_increasing_order(seqs: lis
     assert len(delivered) == len(set(delivered))
     if seqs:
         assert delivered[0] == seqs[0] and delivered[-1] == max(seqs)
+
+
+def test_a_huge_digit_string_strategy_id_is_no_crash() -> None:
+    session = new_session()
+    session.receive(frame(spec.CHANNEL_SIGNAL, seq_id=1, payload={"StrategyId": "1" * 5000}), 1)
+    session.receive(frame(spec.MSG_GAP, payload={"channel": "strategy.signal:" + "7" * 5000,
+                                                 "from": "8" * 5000}), 1)
+    assert [type(e) for e in session.events_received()] == [ev.StreamMessage, ev.GapReported]

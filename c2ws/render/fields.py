@@ -13,6 +13,7 @@ must still put it into ``rich.text.Text`` (never into markup) when printing.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import time
@@ -21,62 +22,38 @@ from dataclasses import dataclass
 from typing import Final
 
 from c2ws import protocol
+from c2ws.render.safe import ELLIPSIS, cap, terminal_safe
 
 MAX_CELL_CHARS: Final = 64
-ELLIPSIS: Final = "…"
-
-# Control sequences are removed whole: what is left of one after stripping just the
-# ESC byte ("[2J") would still be noise in a cell.  OSC/DCS strings run until their
-# terminator or, if it never comes (a truncated value), to the end of the text.
-_CONTROL_SEQUENCE: Final = re.compile(
-    r"""
-      [\x1b\x9b]\[? [0-?]* [ -/]* [@-~]          # CSI (7-bit ESC[ or 8-bit 0x9b) and 2-byte ESC x
-    | (?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])    # OSC, DCS, SOS, PM, APC ...
-      .*? (?:\x07|\x1b\\|\x9c|$)                 # ... up to BEL, ST or the end
-    """,
-    re.VERBOSE | re.DOTALL,
-)
-# Layout-breaking whitespace becomes a space; other C0, DEL and C1 controls, and the
-# bidi overrides that can make text read differently from what it is ("Trojan
-# source"), become U+FFFD so tampering stays visible.
-_LINE_BREAKING: Final = re.compile(r"[\t\n\v\f\r\x85\u2028\u2029]")
-_UNPRINTABLE: Final = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-# Bounds the regex work on a huge value before it is capped to a cell.
-_PRE_CAP_FACTOR: Final = 8
 
 _DECIMAL_PLACES: Final = 8
-_NUMBER_TEXT: Final = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+_NUMBER_TEXT: Final = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
+# Longer digit strings are not ids or quantities, and int() refuses past 4300 digits.
+_MAX_NUMBER_TEXT: Final = 40
 
 
 def sanitize(text: str, limit: int = MAX_CELL_CHARS) -> str:
     """``text`` safe to show on a terminal in one cell: no control sequences, capped."""
-    if len(text) > limit * _PRE_CAP_FACTOR:
-        text = text[: limit * _PRE_CAP_FACTOR]
-    text = _CONTROL_SEQUENCE.sub("", text)
-    text = _LINE_BREAKING.sub(" ", text)
-    text = _UNPRINTABLE.sub("\ufffd", text)
-    return cap(text.strip(), limit)
-
-
-def cap(text: str, limit: int = MAX_CELL_CHARS) -> str:
-    if len(text) <= limit:
-        return text
-    return text[: max(limit - 1, 0)] + ELLIPSIS
+    return terminal_safe(text, limit)
 
 
 def format_number(value: int | float) -> str:
-    """A number as a person writes it: ``4312.25``, never ``4312.2500000001`` or ``1e-05``."""
+    """A number as a person writes it: ``4312.25``, not ``4312.2500000001`` nor ``4.31225e3``.
+
+    Only magnitudes no price or quantity has (>= 1e15, < 1e-8) fall back to exponents.
+    """
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
-        return cap(str(value)) if value.bit_length() < 200 else cap(f"{value:.6e}")
+        # str() of an int is quadratic and refuses past 4300 digits.
+        return cap(str(value), MAX_CELL_CHARS) if value.bit_length() < 1000 else ELLIPSIS
     if not math.isfinite(value):
         return str(value)
     if value == 0:
         return "0"
     magnitude = abs(value)
     if magnitude >= 1e15:
-        return cap(f"{value:.6g}")
+        return cap(f"{value:.6g}", MAX_CELL_CHARS)
     # Rounding to a fixed number of places drops binary noise (0.1 + 0.2) yet keeps
     # forex and crypto precision; the trailing zeros it pads with are stripped.
     text = f"{value:.{_DECIMAL_PLACES}f}".rstrip("0").rstrip(".")
@@ -91,7 +68,7 @@ def parse_number(value: object) -> int | float | None:
         return None
     if isinstance(value, (int, float)):
         return value
-    if isinstance(value, str) and len(value) <= 40:
+    if isinstance(value, str) and len(value) <= _MAX_NUMBER_TEXT:
         stripped = value.strip()
         if _NUMBER_TEXT.fullmatch(stripped):
             parsed = float(stripped)
@@ -130,6 +107,8 @@ def display_price(value: object) -> str:
     return format_number(number) if number is not None else display_text(value)
 
 
+# Payloads repeat the same few dozen keys; bounded, so a feed of random keys only misses.
+@functools.lru_cache(maxsize=1024)
 def normalise_key(key: str) -> str:
     """``OrderType``, ``orderType``, ``order_type`` and ``ORDER-TYPE`` all become ``ordertype``."""
     return key.lower().replace("_", "").replace("-", "")
@@ -261,7 +240,10 @@ def symbol_of(view: PayloadView) -> str:
 
 
 def strategy_id_of(view: PayloadView) -> int | None:
-    value = protocol.parse_int(view.get(*_STRATEGY_ID))
+    raw = view.get(*_STRATEGY_ID)
+    if isinstance(raw, str) and len(raw) > _MAX_NUMBER_TEXT:
+        return None
+    value = protocol.parse_int(raw)
     return value if value is not None and value > 0 else None
 
 
@@ -321,19 +303,23 @@ class PositionFields:
 def position_fields(payload: Mapping[str, object]) -> list[PositionFields]:
     """Every position a ``strategy.positions`` payload carries: itself, or its list items.
 
-    List items inherit the strategy of the enclosing object when they name none.
+    List items inherit the strategy of the enclosing object when they name none.  A
+    position naming neither a symbol nor a quantity has nothing to show and is left out.
     """
     view = PayloadView(payload)
-    items: list[Mapping[str, object]] = []
-    for name in _POSITION_LISTS:
-        value = view.get(name)
-        if isinstance(value, list):
-            items.extend(item for item in value if isinstance(item, Mapping))
-    if not items:
-        return [_position(view, None, "")]
-    parent_id = strategy_id_of(view)
-    parent_name = display_text(view.get(*_STRATEGY_NAME))
-    return [_position(PayloadView(item), parent_id, parent_name) for item in items]
+    lists = [value for name in _POSITION_LISTS if isinstance(value := view.get(name), list)]
+    if lists:
+        parent_id = strategy_id_of(view)
+        parent_name = display_text(view.get(*_STRATEGY_NAME))
+        found = [
+            _position(PayloadView(item), parent_id, parent_name)
+            for items in lists
+            for item in items
+            if isinstance(item, Mapping)
+        ]
+    else:
+        found = [_position(view, None, "")]
+    return [position for position in found if position.symbol or position.quantity_text]
 
 
 def _position(view: PayloadView, parent_id: int | None, parent_name: str) -> PositionFields:

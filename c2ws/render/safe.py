@@ -1,16 +1,49 @@
-"""Make server-supplied text harmless before it reaches a terminal."""
+"""Make server-supplied text harmless before it reaches a terminal.
+
+Used for every string a server chose: table cells, error messages, close reasons.
+Rich never interprets it as markup either: callers print it as ``Text``.
+"""
 
 from __future__ import annotations
 
 import re
+from typing import Final
 
-# C0 controls (tab excepted), DEL and the C1 range: enough to start an escape sequence.
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+ELLIPSIS: Final = "…"
+DEFAULT_LIMIT: Final = 200
+
+# Control sequences are removed whole: what is left of one after stripping just the
+# ESC byte ("[2J") would still be noise in a cell.  OSC/DCS strings run until their
+# terminator or, if it never comes (a truncated value), to the end of the text.
+_CONTROL_SEQUENCE: Final = re.compile(
+    r"""
+      (?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])    # OSC, DCS, SOS, PM, APC ...
+      .*? (?:\x07|\x1b\\|\x9c|$)                 # ... up to BEL, ST or the end
+    | [\x1b\x9b]\[? [0-?]* [ -/]* [@-~]          # CSI (7-bit ESC[ or 8-bit 0x9b), 2-byte ESC x
+    """,
+    re.VERBOSE | re.DOTALL,
+)
+# Layout-breaking whitespace becomes a space; other C0, DEL and C1 controls, and the
+# bidi overrides that can make text read differently from what it is ("Trojan
+# source"), become U+FFFD so tampering stays visible.
+_LINE_BREAKING: Final = re.compile(r"[\t\n\v\f\r\x85\u2028\u2029]")
+_UNPRINTABLE: Final = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# Bounds the regex work on a huge value before it is capped to a cell.
+_PRE_CAP_FACTOR: Final = 8
 
 
-def terminal_safe(text: str, limit: int = 200) -> str:
-    """Control characters shown as U+FFFD-free escapes, length capped; never markup."""
-    cleaned = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
-    if len(cleaned) > limit:
-        cleaned = cleaned[: limit - 1] + "…"
-    return cleaned
+
+def terminal_safe(text: str, limit: int = DEFAULT_LIMIT) -> str:
+    """``text`` with no control sequences or line breaks, capped at ``limit`` characters."""
+    if len(text) > limit * _PRE_CAP_FACTOR:
+        text = text[: limit * _PRE_CAP_FACTOR]
+    text = _CONTROL_SEQUENCE.sub("", text)
+    text = _LINE_BREAKING.sub(" ", text)
+    text = _UNPRINTABLE.sub("\ufffd", text)
+    return cap(text.strip(), limit)
+
+
+def cap(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return text[: max(limit - 1, 0)] + ELLIPSIS

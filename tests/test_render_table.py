@@ -1,0 +1,596 @@
+"""The table renderer and the payload field extraction behind it."""
+
+from __future__ import annotations
+
+import io
+import re
+import time
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rich.console import Console
+
+from c2ws import events, protocol
+from c2ws.events import SubscriptionKey
+from c2ws.render import fields
+from c2ws.render.table import TableRenderer
+
+STRATEGY = 12345678
+SIGNALS = SubscriptionKey(STRATEGY, "strategy.signal")
+POSITIONS = SubscriptionKey(STRATEGY, "strategy.positions")
+TIMESTAMP = "2024-01-01T12:00:00Z"
+
+# Anything a terminal would act on: C0 (newline aside), DEL, C1.
+TERMINAL_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
+LIVE_CONTROL = re.compile(r"\x1b\[(?:\?25[lh]|2K|1A)|\r")
+
+
+def envelope(
+    msg_type: str,
+    payload: dict[str, Any] | None = None,
+    *,
+    seq_id: int | None = None,
+    timestamp: str = TIMESTAMP,
+) -> protocol.Envelope:
+    message: dict[str, Any] = {"msg_type": msg_type, "id": "msg_0a1b", "timestamp": timestamp}
+    if payload is not None:
+        message["payload"] = payload
+    if seq_id is not None:
+        message["seq_id"] = seq_id
+    return protocol.decode(orjson.dumps(message))
+
+
+def signal(payload: dict[str, Any], seq_id: int = 98765, **kwargs: Any) -> events.StreamMessage:
+    return events.StreamMessage(
+        SIGNALS, envelope("strategy.signal", payload, seq_id=seq_id, **kwargs)
+    )
+
+
+def position(payload: dict[str, Any], **kwargs: Any) -> events.StreamMessage:
+    return events.StreamMessage(POSITIONS, envelope("strategy.positions", payload, **kwargs))
+
+
+def rest_signal(**overrides: Any) -> dict[str, Any]:
+    """An order as the C2 REST v4 OrderStatusDTO spells it."""
+    payload: dict[str, Any] = {
+        "StrategyId": STRATEGY,
+        "StrategyName": "Alpha Momentum",
+        "SignalId": 150339567,
+        "OrderType": "2",
+        "Side": "1",
+        "OpenClose": "O",
+        "OrderQuantity": 2,
+        "Limit": 4312.25,
+        "Stop": None,
+        "TIF": "1",
+        "OrderStatus": "0",
+        "C2Symbol": {"FullSymbol": "@ESZ6", "SymbolType": "future"},
+    }
+    payload.update(overrides)
+    return payload
+
+
+def rest_position(
+    quantity: float, avg_px: float = 4312.25, symbol: str = "@ESZ6"
+) -> dict[str, Any]:
+    return {
+        "StrategyId": STRATEGY,
+        "StrategyName": "Alpha Momentum",
+        "Quantity": quantity,
+        "AvgPx": avg_px,
+        "C2Symbol": {"FullSymbol": symbol},
+        "Currency": "USD",
+    }
+
+
+def make_console(*, terminal: bool = False, width: int = 140) -> tuple[Console, io.StringIO]:
+    out = io.StringIO()
+    return Console(file=out, width=width, force_terminal=terminal, color_system=None), out
+
+
+def render(*handled: events.Event, width: int = 140, **options: Any) -> str:
+    console, out = make_console(width=width)
+    with TableRenderer(console, live=False, **options) as renderer:
+        for event in handled:
+            renderer.handle(event)
+    return out.getvalue()
+
+
+def lines_with(output: str, needle: str) -> list[str]:
+    return [line for line in output.splitlines() if needle in line]
+
+
+def last_live_frame(output: str) -> str:
+    """What a terminal shows at the end: the last redraw of the live region."""
+    return LIVE_CONTROL.sub("", output.rsplit("\x1b[2K", 1)[-1])
+
+
+# --- fields ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("table", "value", "name"),
+    [
+        (fields.SIDES, "1", "Buy"),
+        (fields.SIDES, 2, "Sell"),
+        (fields.SIDES, "BUY", "Buy"),
+        (fields.SIDES, "sell", "Sell"),
+        (fields.ORDER_TYPES, "1", "Market"),
+        (fields.ORDER_TYPES, 1, "Market"),
+        (fields.ORDER_TYPES, "2", "Limit"),
+        (fields.ORDER_TYPES, 3.0, "Stop"),
+        (fields.ORDER_TYPES, "limit", "Limit"),
+        (fields.ORDER_TYPES, "STOP_LIMIT", "Stop Limit"),
+        (fields.TIME_IN_FORCE, "0", "Day"),
+        (fields.TIME_IN_FORCE, "1", "GTC"),
+        (fields.TIME_IN_FORCE, "gtc", "GTC"),
+        (fields.OPEN_CLOSE, "O", "Open"),
+        (fields.OPEN_CLOSE, "c", "Close"),
+        (fields.OPEN_CLOSE, "close", "Close"),
+        (fields.ORDER_STATUSES, "A", "PendingNew"),
+        (fields.ORDER_STATUSES, "0", "Working"),
+        (fields.ORDER_STATUSES, "1", "Partially filled"),
+        (fields.ORDER_STATUSES, "2", "Filled"),
+        (fields.ORDER_STATUSES, "4", "Canceled"),
+        (fields.ORDER_STATUSES, "5", "Replaced"),
+        (fields.ORDER_STATUSES, "6", "Pending Cancel"),
+        (fields.ORDER_STATUSES, "8", "Rejected"),
+        (fields.ORDER_STATUSES, "C", "Expired"),
+        (fields.ORDER_STATUSES, "E", "Pending Replace"),
+        (fields.ORDER_STATUSES, "partially_filled", "Partially filled"),
+        (fields.SIDES, "9", "9"),  # unknown codes are shown as sent
+        (fields.SIDES, None, ""),
+        (fields.SIDES, True, "true"),
+        (fields.SIDES, {"x": 1}, "{…}"),
+    ],
+)
+def test_codes_are_named(table: fields.CodeTable, value: object, name: str) -> None:
+    assert table.name_of(value) == name
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (4312.25, "4312.25"),
+        (4312.2500000001, "4312.25"),
+        (0.1 + 0.2, "0.3"),
+        (1.08377, "1.08377"),
+        (0.00000812, "0.00000812"),
+        (100.0, "100"),
+        (-2, "-2"),
+        (-0.0, "0"),
+        (1e-12, "1e-12"),
+        (10**30, "1000000000000000000000000000000"),
+        (10**400, "…"),
+    ],
+)
+def test_numbers_are_formatted_plainly(value: float, text: str) -> None:
+    assert fields.format_number(value) == text
+
+
+def test_numeric_strings_are_formatted_and_zero_prices_are_unset() -> None:
+    assert fields.display_number("4312.2500000001") == "4312.25"
+    assert fields.display_number(" 10 ") == "10"
+    assert fields.display_number("n/a") == "n/a"
+    assert fields.display_price(0) == ""
+    assert fields.display_price("0") == ""
+
+
+def test_lookup_ignores_case_and_underscores() -> None:
+    for payload in (
+        {"OrderType": "2", "Side": "2", "OrderQuantity": 3, "TIF": "0"},
+        {"orderType": "2", "side": "2", "orderQuantity": 3, "tif": "0"},
+        {"order_type": "limit", "side": "SELL", "quantity": 3, "tif": "day"},
+    ):
+        parsed = fields.signal_fields(payload)
+        assert (parsed.order_type, parsed.side, parsed.quantity, parsed.tif) == (
+            "Limit",
+            "Sell",
+            "3",
+            "Day",
+        )
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"C2Symbol": {"FullSymbol": "@ESZ6"}},
+        {"c2_symbol": {"full_symbol": "@ESZ6"}},
+        {"symbol": "@ESZ6"},
+        {"Symbol": {"Symbol": "@ESZ6"}},
+        {"ExchangeSymbol": {"Symbol": "@ESZ6"}},
+        {"C2Symbol": {"SymbolType": "future"}, "ExchangeSymbol": {"Symbol": "@ESZ6"}},
+    ],
+)
+def test_symbol_is_found_nested_or_flat(payload: dict[str, Any]) -> None:
+    assert fields.signal_fields(payload).symbol == "@ESZ6"
+
+
+def test_sanitize_removes_control_sequences_and_caps_length() -> None:
+    assert fields.sanitize("a\x1b[2Jb\x07c\x9b31md") == "ab\ufffdcd"
+    assert fields.sanitize("title\x1b]0;pwned\x07!") == "title!"
+    assert fields.sanitize("one\ntwo\tthree") == "one two three"
+    assert fields.sanitize("\u202eevil") == "\ufffdevil"
+    capped = fields.sanitize("x" * 500)
+    assert len(capped) == fields.MAX_CELL_CHARS
+    assert capped.endswith(fields.ELLIPSIS)
+
+
+def test_positions_list_items_inherit_the_strategy() -> None:
+    found = fields.position_fields(
+        {
+            "StrategyId": STRATEGY,
+            "Positions": [
+                {"C2Symbol": {"FullSymbol": "AAPL"}, "Quantity": 100},
+                {"C2Symbol": {"FullSymbol": "MSFT"}, "Quantity": -50, "StrategyId": 42},
+                "not a position",
+            ],
+        }
+    )
+    assert [(p.strategy_id, p.symbol, p.quantity) for p in found] == [
+        (STRATEGY, "AAPL", 100),
+        (42, "MSFT", -50),
+    ]
+
+
+def test_overlong_strategy_id_text_is_ignored_not_fatal() -> None:
+    assert fields.signal_fields({"StrategyId": "1" * 5000}).strategy_id is None
+
+
+# --- signals -----------------------------------------------------------------------
+
+
+def test_signal_row_shows_names_symbol_and_prices() -> None:
+    output = render(signal(rest_signal()))
+    header, row = output.splitlines()
+    assert header.split() == [
+        "Time",
+        "UTC",
+        "Strategy",
+        "Seq",
+        "Side",
+        "O/C",
+        "Qty",
+        "Symbol",
+        "Type",
+        "Limit/Stop",
+        "TIF",
+        "Status",
+        "Signal",
+        "id",
+    ]
+    assert row.split() == [
+        "12:00:00",
+        "Alpha",
+        "Momentum",
+        "98765",
+        "Buy",
+        "Open",
+        "2",
+        "@ESZ6",
+        "Limit",
+        "4312.25",
+        "GTC",
+        "Working",
+        "150339567",
+    ]
+
+
+def test_rows_line_up_under_the_header() -> None:
+    output = render(
+        signal(rest_signal()),
+        signal(rest_signal(Side="2", OrderType="3", Limit=None, Stop=4300.5, OrderStatus="1")),
+        signal({"side": "buy"}, seq_id=7),
+    )
+    header, *rows = output.splitlines()
+    assert len(rows) == 3
+    for column in ("Side", "Symbol", "Status"):
+        start = header.index(column)
+        assert rows[0][start:].startswith(("Buy", "@ESZ6", "Working"))
+    assert rows[1][header.index("Side") :].startswith("Sell")
+    assert rows[1][header.index("Status") :].startswith("Partially filled")
+    price_end = header.index("Limit/Stop") + len("Limit/Stop")
+    assert rows[1][:price_end].endswith("4300.5")
+    assert rows[0][:price_end].endswith("4312.25")
+
+
+def test_snake_case_payload_and_missing_fields() -> None:
+    output = render(
+        signal(
+            {
+                "strategy_id": 7,
+                "side": "2",
+                "order_type": "1",
+                "quantity": 3,
+                "symbol": "AAPL",
+                "open_close": "C",
+                "signal_id": "s-1",
+            },
+            seq_id=1,
+        ),
+        signal({}, seq_id=2),
+    )
+    _, full, empty = output.splitlines()
+    assert full.split() == ["12:00:00", "7", "1", "Sell", "Close", "3", "AAPL", "Market", "s-1"]
+    # Nothing but what the envelope and the subscription say.
+    assert empty.split() == ["12:00:00", str(STRATEGY), "2"]
+
+
+def test_time_falls_back_to_local_arrival() -> None:
+    console, out = make_console()
+    arrival = 1_700_000_000.0  # 22:13:20 UTC
+    renderer = TableRenderer(console, live=False, clock=lambda: arrival)
+    renderer.handle(signal(rest_signal(), timestamp="not a time"))
+    renderer.close()
+    assert out.getvalue().splitlines()[1].startswith("22:13:20 ")
+
+
+def test_header_is_printed_once() -> None:
+    output = render(*(signal(rest_signal(), seq_id=n) for n in range(1, 30)))
+    assert len(lines_with(output, "Time UTC")) == 1
+    assert len(output.splitlines()) == 30
+
+
+def test_narrow_console_drops_optional_columns_and_fits() -> None:
+    output = render(signal(rest_signal(StrategyName="S" * 60)), width=80)
+    header, row = output.splitlines()
+    assert "Signal id" not in header and "Side" in header and "Limit/Stop" in header
+    assert all(len(line) <= 80 for line in output.splitlines())
+    assert "Buy" in row and "@ESZ6" in row and "4312.25" in row
+
+
+def test_gap_and_jump_are_marked() -> None:
+    gap = events.GapReported(
+        strategy_id=STRATEGY,
+        channel="strategy.signal",
+        last_replayed=99765,
+        text="Replay limit of 1000 messages exceeded",
+        message=envelope("gap"),
+    )
+    jump = events.SequenceJump(SIGNALS, expected=8, received=10)
+    output = render(gap, jump)
+    assert lines_with(output, "GAP: signals after seq 99765 were not replayed (Replay limit")
+    assert lines_with(output, "JUMP: seq 8 expected, 10 received")
+
+
+def test_handling_a_signal_is_cheap() -> None:
+    console, _ = make_console()
+    renderer = TableRenderer(console, live=False)
+    batch = [signal(rest_signal(), seq_id=n) for n in range(500)]
+    started = time.perf_counter()
+    for event in batch:
+        renderer.handle(event)
+    per_signal = (time.perf_counter() - started) / len(batch)
+    # Target is well under 1 ms; the bound leaves room for a loaded CI machine.
+    assert per_signal < 0.005
+
+
+# --- positions -----------------------------------------------------------------------
+
+
+def test_position_updates_in_place() -> None:
+    console, out = make_console()
+    renderer = TableRenderer(console, live=False)
+    renderer.handle(position(rest_position(2, 4300.0)))
+    renderer.handle(position(rest_position(5, 4310.5), timestamp="2024-01-01T12:05:00Z"))
+    renderer.handle(position(rest_position(-3, 1.08377, symbol="EURUSD")))
+    assert {key: row.quantity for key, row in renderer.positions.items()} == {
+        (str(STRATEGY), "@ESZ6"): 5,
+        (str(STRATEGY), "EURUSD"): -3,
+    }
+    renderer.close()
+    final_table = re.split(r"^Positions *$", out.getvalue(), flags=re.MULTILINE)[1]
+    es_rows = lines_with(final_table, "@ESZ6")
+    assert len(es_rows) == 1
+    assert es_rows[0].split() == ["Alpha", "Momentum", "@ESZ6", "5", "4310.5", "USD", "12:05:00"]
+    assert lines_with(final_table, "EURUSD")[0].split()[3] == "-3"
+
+
+def test_each_update_is_a_line_when_not_live() -> None:
+    output = render(position(rest_position(2)), position(rest_position(5)))
+    updates = lines_with(output, " Pos ")
+    assert [line.split()[4] for line in updates] == ["2", "5"]
+    assert "avg 4312.25 USD" in updates[0]
+
+
+def test_flat_positions_leave_the_table() -> None:
+    console, out = make_console()
+    renderer = TableRenderer(console, live=False)
+    renderer.handle(position(rest_position(2)))
+    renderer.handle(position(rest_position(0)))
+    assert renderer.positions == {}
+    renderer.close()
+    output = out.getvalue()
+    assert lines_with(output, " Pos ")[-1].endswith("flat")
+    assert "no open positions" in output
+
+
+def test_snake_case_position_without_strategy_uses_the_subscription() -> None:
+    console, _ = make_console()
+    renderer = TableRenderer(console, live=False)
+    renderer.handle(position({"symbol": "AAPL", "quantity": "100", "avg_price": "190.5"}))
+    (row,) = renderer.positions.values()
+    assert (row.strategy, row.symbol, row.quantity, row.avg_price) == (
+        str(STRATEGY),
+        "AAPL",
+        100,
+        "190.5",
+    )
+
+
+def test_no_final_table_without_positions() -> None:
+    assert "Positions" not in render(signal(rest_signal()))
+
+
+def test_live_region_updates_in_place() -> None:
+    console, out = make_console(terminal=True)
+    renderer = TableRenderer(console)
+    assert renderer.is_live
+    renderer.handle(position(rest_position(2)))
+    renderer.handle(signal(rest_signal()))
+    renderer.handle(position(rest_position(-7, 4320.0)))
+    renderer.close()
+    output = out.getvalue()
+    frame = last_live_frame(output)
+    rows = lines_with(frame, "@ESZ6")
+    assert len(rows) == 1
+    assert rows[0].split()[3:5] == ["-7", "4320"]
+    assert "messages: 3" in frame
+    # The signal went to the scrollback above the region, not into it.
+    assert "Limit/Stop" not in frame
+    assert lines_with(output, "150339567")
+
+
+def test_live_dashboard_keeps_only_the_latest_signals() -> None:
+    console, out = make_console(terminal=True)
+    with TableRenderer(console, max_signal_rows=3) as renderer:
+        for seq_id in range(1, 11):
+            renderer.handle(signal(rest_signal(SignalId=f"sig-{seq_id}"), seq_id=seq_id))
+    frame = last_live_frame(out.getvalue())
+    assert [line.split()[-1] for line in lines_with(frame, "sig-")] == [
+        "sig-8",
+        "sig-9",
+        "sig-10",
+    ]
+
+
+def test_live_is_off_for_a_file_console() -> None:
+    console, out = make_console(terminal=False)
+    renderer = TableRenderer(console)
+    renderer.handle(position(rest_position(2)))
+    renderer.close()
+    assert not renderer.is_live
+    assert "\x1b" not in out.getvalue()
+
+
+# --- status ----------------------------------------------------------------------------
+
+
+def test_status_text_counts() -> None:
+    console, _ = make_console()
+    renderer = TableRenderer(console, live=False)
+    other = SubscriptionKey(42, "strategy.signal")
+    ack = envelope("subscription.ack")
+    for event in (
+        events.Connected(envelope("connection.connected")),
+        events.SubscriptionConfirmed(SIGNALS, "r-1", ack),
+        events.SubscriptionConfirmed(POSITIONS, "r-2", ack),
+        events.SubscriptionRejected(other, "r-3", (), envelope("error")),
+        signal(rest_signal()),
+        events.DuplicateDropped(SIGNALS, 98765),
+        events.DuplicateDropped(SIGNALS, 98765),
+        events.HeartbeatAnswered(envelope("heartbeat", timestamp="2024-01-01T12:00:30Z")),
+    ):
+        renderer.handle(event)
+    assert renderer.status_text() == (
+        "connected: yes | subscriptions: 2/3 active, 1 rejected | messages: 8"
+        " | last heartbeat: 12:00:30 | duplicates dropped: 2"
+    )
+    renderer.handle(events.Unsubscribed(POSITIONS, ack))
+    assert "subscriptions: 1/3 active" in renderer.status_text()
+    renderer.handle(events.ConnectionStale(silent_for=45.0))
+    assert renderer.status_text().startswith("connected: no | subscriptions: 0/3 active")
+
+
+def test_expected_subscriptions_count_before_the_server_answers() -> None:
+    console, _ = make_console()
+    renderer = TableRenderer(console, live=False)
+    renderer.expect_subscriptions([SIGNALS, POSITIONS])
+    assert "subscriptions: 0/2 active" in renderer.status_text()
+    renderer.handle(events.SubscriptionConfirmed(SIGNALS, "r-1", envelope("subscription.ack")))
+    assert "subscriptions: 1/2 active" in renderer.status_text()
+    renderer.connection_lost()
+    assert renderer.status_text().startswith("connected: no | subscriptions: 0/2 active")
+
+
+# --- hostile input -----------------------------------------------------------------------
+
+HOSTILE = "[bold red]x[/]\x1b[2J\x07\x9b6n"
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_hostile_strings_are_shown_literally_and_defused(terminal: bool) -> None:
+    console, out = make_console(terminal=terminal)
+    renderer = TableRenderer(console)
+    renderer.handle(
+        signal(rest_signal(StrategyName=HOSTILE, C2Symbol={"FullSymbol": HOSTILE}, Side=HOSTILE))
+    )
+    renderer.handle(position({**rest_position(1), "StrategyName": HOSTILE, "Currency": HOSTILE}))
+    renderer.close()
+    output = out.getvalue()
+    assert "[bold red]x[/]" in output
+    for attack in ("\x1b[2J", "\x07", "\x9b", "\x1b[6n"):
+        assert attack not in output
+    if not terminal:
+        assert not TERMINAL_CONTROL.search(output)
+
+
+def test_long_strings_are_truncated() -> None:
+    output = render(
+        signal(rest_signal(StrategyName="N" * 5000, C2Symbol={"FullSymbol": "S" * 5000})),
+        position({**rest_position(1), "StrategyName": "N" * 5000}),
+    )
+    assert all(len(line) <= 140 for line in output.splitlines())
+    assert "N" * 200 not in output
+    assert fields.ELLIPSIS in output
+
+
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(st.characters(exclude_categories=["Cs"]), max_size=30)
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
+    max_leaves=15,
+)
+known_keys = st.sampled_from(
+    [
+        "StrategyId",
+        "strategy_id",
+        "StrategyName",
+        "Side",
+        "side",
+        "OrderType",
+        "OpenClose",
+        "OrderQuantity",
+        "Quantity",
+        "quantity",
+        "Limit",
+        "Stop",
+        "TIF",
+        "OrderStatus",
+        "SignalId",
+        "C2Symbol",
+        "symbol",
+        "ExchangeSymbol",
+        "AvgPx",
+        "avg_price",
+        "Currency",
+        "Positions",
+    ]
+)
+payloads = st.dictionaries(known_keys | st.text(max_size=10), json_values, max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(payload=payloads, terminal=st.booleans())
+def test_arbitrary_payloads_never_raise(payload: dict[str, Any], terminal: bool) -> None:
+    console, out = make_console(terminal=terminal, width=100)
+    renderer = TableRenderer(console, max_signal_rows=2 if terminal else None)
+    renderer.handle(signal(payload))
+    renderer.handle(position(payload))
+    # Python-side values JSON cannot carry, straight into an envelope.
+    raw = protocol.Envelope("strategy.positions", payload={**payload, "Quantity": 10**5000})
+    renderer.handle(events.StreamMessage(None, raw))
+    renderer.close()
+    if not terminal:
+        assert not TERMINAL_CONTROL.search(out.getvalue())
