@@ -91,9 +91,10 @@ def exit_for_end(ended: ConnectionEnded, stale_after: float) -> StreamEnded:
         if ended.close_reason:
             detail += f": {terminal_safe(ended.close_reason)}"
         if ended.close_code == spec.CLOSE_POLICY_VIOLATION:
+            # The documented 1008 without a reason is the per-key connection-limit race.
+            hint = "" if ended.close_reason else "; too many connections for this key?"
             return StreamEnded(
-                ExitCode.SERVER_BUSY,
-                f"server closed the connection ({detail}); too many connections for this key?",
+                ExitCode.SERVER_BUSY, f"server closed the connection ({detail}){hint}"
             )
         return StreamEnded(ExitCode.CONNECTION_LOST, f"server closed the connection ({detail})")
     return StreamEnded(ExitCode.CONNECTION_LOST, "connection lost")
@@ -114,7 +115,8 @@ class SubscribeRun:
         self._unresolved = set(options.keys)
         self._active: set[SubscriptionKey] = set()
         self.last_written: dict[SubscriptionKey, int] = {}
-        self._in_flight = False  # a stream message is being rendered right now
+        # The stream message being rendered right now, if any.
+        self._in_flight: ev.StreamMessage | None = None
 
     def run(self) -> ExitCode:
         try:
@@ -150,13 +152,16 @@ class SubscribeRun:
         while (item := self._handoff.get(0)) is not None:
             if isinstance(item, list):
                 unwritten += sum(isinstance(event, ev.StreamMessage) for event in item)
-        if unwritten or self._in_flight:
+        in_flight = self._in_flight
+        if unwritten or in_flight is not None:
             ends = ", ".join(f"{key} seq {seq}" for key, seq in sorted(
                 self.last_written.items(), key=lambda kv: str(kv[0]))) or "nothing written"
-            partly = " (and 1 was being written)" if self._in_flight else ""
+            partly = "" if in_flight is None else (
+                f" (then {in_flight.key} seq {in_flight.message.seq_id} was being written)"
+            )
             self.diagnostics.say(
-                f"{why}: {unwritten} received message(s) were not written{partly}; "
-                f"output ends at {ends}", "yellow"
+                f"{why}: {unwritten} more received message(s) were not written; "
+                f"output ends at {ends}{partly}", "yellow"
             )
 
     def _connect_and_stream(self) -> None:
@@ -212,10 +217,9 @@ class SubscribeRun:
 
     def _handle(self, event: ev.Event) -> None:
         self.diagnostics.handle(event)
-        is_stream = isinstance(event, ev.StreamMessage)
-        self._in_flight = is_stream
+        self._in_flight = event if isinstance(event, ev.StreamMessage) else None
         self.renderer.handle(event)
-        self._in_flight = False
+        self._in_flight = None
         if isinstance(event, ev.StreamMessage):
             self.delivered += 1
             if event.key is not None and event.message.seq_id is not None:

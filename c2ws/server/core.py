@@ -133,9 +133,7 @@ class StreamStore:
         stream = self._streams.get((strategy_id, channel))
         return 0 if stream is None else stream.next_seq - 1
 
-    def replay(
-        self, strategy_id: int, after_seq: int, limit: int = spec.REPLAY_LIMIT
-    ) -> Replay:
+    def replay(self, strategy_id: int, after_seq: int, limit: int = spec.REPLAY_LIMIT) -> Replay:
         """The retained signals with ``seq_id > after_seq``, oldest first, at most ``limit``."""
         stream = self._streams.get((strategy_id, spec.CHANNEL_SIGNAL))
         if stream is None:
@@ -186,6 +184,9 @@ class ServerSession:
     Call ``start`` once right after the upgrade, ``receive`` with every client frame,
     and ``on_timer`` whenever ``next_deadline`` passes.  Each returns the encoded frames to
     send, in order.  Live stream messages are the shell's business: it asks ``wants``.
+
+    Subscribing and unsubscribing are idempotent: unsubscribing from a channel that is not
+    subscribed is acked anyway, so a client can always clean up blindly.
 
     Heartbeats: one every ``heartbeat_interval``; if no ``heartbeat.ack`` arrives within
     ``heartbeat_interval + heartbeat_grace`` of the previous ack (or of ``start``), the
@@ -321,9 +322,7 @@ class ServerSession:
         self.heartbeat_acks += 1
         return []
 
-    def _receive_subscription_request(
-        self, message: protocol.Envelope, now: float
-    ) -> list[bytes]:
+    def _receive_subscription_request(self, message: protocol.Envelope, now: float) -> list[bytes]:
         """Subscribe or unsubscribe.
 
         Both actions are idempotent: subscribing again to a live subscription is acked
@@ -480,11 +479,17 @@ class Admission:
         key = bearer_key(authorization)
         if key is None:
             return Rejection(
-                spec.HTTP_UNAUTHORIZED, "Missing API key", spec.ERROR_UNAUTHORIZED, "Missing API key"
+                spec.HTTP_UNAUTHORIZED,
+                "Missing API key",
+                spec.ERROR_UNAUTHORIZED,
+                "Missing API key",
             )
         if key not in self._api_keys:
             return Rejection(
-                spec.HTTP_UNAUTHORIZED, "Invalid API key", spec.ERROR_UNAUTHORIZED, "Invalid API key"
+                spec.HTTP_UNAUTHORIZED,
+                "Invalid API key",
+                spec.ERROR_UNAUTHORIZED,
+                "Invalid API key",
             )
         if self.count(key) >= self._max_per_key:
             return Rejection(

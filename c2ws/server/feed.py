@@ -155,7 +155,7 @@ def _forex(symbol: str, description: str, currency: str, price: float, tick: flo
            decimals: int) -> Instrument:  # fmt: skip
     return Instrument(
         symbol, "forex", symbol[:3], description, None, "IDEALPRO", "CASH", currency,
-        1, price, tick, decimals, 10_000, (10_000, 25_000, 50_000, 100_000), 0.0003,
+        1, price, tick, decimals, 1_000, (10_000, 25_000, 50_000, 100_000), 0.0003,
     )  # fmt: skip
 
 
@@ -261,12 +261,12 @@ class SyntheticFeed:
         if strategy is None:
             index = len(self._strategies)
             name = (
-                _STRATEGY_NAMES[index] if index < len(_STRATEGY_NAMES) else f"Strategy {strategy_id}"
+                _STRATEGY_NAMES[index]
+                if index < len(_STRATEGY_NAMES)
+                else f"Strategy {strategy_id}"
             )
             traded = self._rng.sample(range(len(INSTRUMENTS)), self._rng.randint(3, 6))
-            strategy = _Strategy(
-                strategy_id, name, tuple(INSTRUMENTS[i] for i in sorted(traded))
-            )
+            strategy = _Strategy(strategy_id, name, tuple(INSTRUMENTS[i] for i in sorted(traded)))
             self._strategies[strategy_id] = strategy
         return strategy
 

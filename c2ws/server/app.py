@@ -1,0 +1,741 @@
+"""The reference server: a thin asyncio shell (websockets) around ``c2ws.server.core``.
+
+``ReferenceServer`` runs in a background thread for tests and ``c2ws demo``;
+``run_server`` runs in the foreground for ``c2ws serve``.  Besides the C2 behaviour
+(upgrade checks, ``connection.connected``, heartbeats, subscriptions, replay, live
+fan-out) it offers deterministic fault knobs for testing clients: dropped TCP
+connections, silent heartbeats, stalls, policy closes, malformed frames and restarts.
+
+Each connection has one writer task draining an outbox queue, so replies, replays and
+live messages leave in exactly the order they were produced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import dataclasses
+import email.utils
+import http
+import itertools
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from types import TracebackType
+from typing import Final, TypeVar
+from urllib.parse import urlsplit
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from c2ws import protocol, spec
+from c2ws.protocol import JsonObject
+from c2ws.server.core import (
+    DEFAULT_HISTORY,
+    Admission,
+    Rejection,
+    ServerSession,
+    StreamStore,
+    Subscription,
+    bearer_key,
+)
+from c2ws.server.feed import DEFAULT_STRATEGIES, FeedEvent, FileFeed, SyntheticFeed
+
+T = TypeVar("T")
+
+DEFAULT_API_KEY: Final = "test-key"
+WS_PATH: Final = "/ws"
+CLOSE_GOING_AWAY: Final = 1001
+CLOSE_SERVICE_RESTART: Final = 1012
+FEED_SYNTHETIC: Final = "synthetic"
+FEED_NONE: Final = "none"
+
+_HOOK_TIMEOUT: Final = 10.0
+_START_TIMEOUT: Final = 10.0
+_MAX_FEED_BATCH: Final = 1000
+_MAX_RECORDS: Final = 10_000
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """How a reference server behaves.  ``feed``: "synthetic", "none" or an NDJSON path.
+
+    ``strategies`` are both the strategies the synthetic feed trades and the only ones
+    any key may subscribe to (others get FORBIDDEN).  ``rate`` is feed messages per
+    second.  ``max_lifetime`` stops the server by itself after that many seconds.
+    ``max_outbox``: frames queued for one slow client before it is closed with 1008.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    api_keys: tuple[str, ...] = (DEFAULT_API_KEY,)
+    heartbeat_interval: float = spec.HEARTBEAT_INTERVAL_SECONDS
+    heartbeat_grace: float = spec.HEARTBEAT_GRACE_SECONDS
+    feed: str | Path = FEED_SYNTHETIC
+    rate: float = 2.0
+    seed: int = 0
+    strategies: tuple[int, ...] = DEFAULT_STRATEGIES
+    max_connections: int = 1000
+    max_connections_per_key: int = spec.MAX_CONNECTIONS_PER_KEY
+    max_subscriptions: int = spec.MAX_SUBSCRIPTIONS_PER_CONNECTION
+    history: int = DEFAULT_HISTORY
+    replay_limit: int = spec.REPLAY_LIMIT
+    max_lifetime: float | None = None
+    close_timeout: float = 2.0
+    max_outbox: int = 100_000
+
+    def __post_init__(self) -> None:
+        if self.heartbeat_interval <= 0 or self.heartbeat_grace < 0:
+            raise ValueError("heartbeat_interval must be positive and heartbeat_grace >= 0")
+        if self.history < 1 or self.replay_limit < 1:
+            raise ValueError("history and replay_limit must be at least 1")
+        if not self.api_keys:
+            raise ValueError("at least one API key is needed")
+        if self.max_lifetime is not None and self.max_lifetime <= 0:
+            raise ValueError("max_lifetime must be positive")
+
+    def feed_source(self) -> str | Path:
+        """``FEED_SYNTHETIC``, ``FEED_NONE`` or the Path of a recording."""
+        if isinstance(self.feed, str) and self.feed in (FEED_SYNTHETIC, FEED_NONE):
+            return self.feed
+        return Path(self.feed)
+
+
+class ConnectionEnd(str, Enum):
+    CLIENT_CLOSED = "client_closed"  # the client sent a close frame first
+    CONNECTION_LOST = "connection_lost"  # TCP closed without a close frame from either side
+    HEARTBEAT_TIMEOUT = "heartbeat_timeout"
+    DROPPED = "dropped"  # fault knob: TCP aborted by the server
+    CLOSED_BY_SERVER = "closed_by_server"  # fault knob: close_connections()
+    SERVER_SHUTDOWN = "server_shutdown"  # stop() or restart()
+    OVER_KEY_LIMIT = "over_key_limit"  # lost the per-key race right after the upgrade
+    SLOW_CONSUMER = "slow_consumer"
+
+
+@dataclass
+class ConnectionRecord:
+    """What a test can observe about one connection (snapshots, never live objects)."""
+
+    number: int
+    api_key: str
+    received: list[JsonObject] = field(default_factory=list)
+    malformed: list[bytes | str] = field(default_factory=list)
+    subscriptions: frozenset[Subscription] = frozenset()
+    heartbeat_acks: int = 0
+    messages_sent: int = 0
+    open: bool = True
+    client_close_code: int | None = None
+    server_close_code: int | None = None
+    end: ConnectionEnd | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Frame:
+    data: bytes | str
+    text: bool | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Close:
+    code: int
+    reason: str
+    end: ConnectionEnd
+
+
+class _Connection:
+    """One live connection in the event loop: its session, outbox and fault state."""
+
+    def __init__(
+        self,
+        websocket: ServerConnection,
+        session: ServerSession,
+        record: ConnectionRecord,
+        max_outbox: int,
+    ) -> None:
+        self.websocket = websocket
+        self.session = session
+        self.record = record
+        self.outbox: asyncio.Queue[_Frame | _Close] = asyncio.Queue()
+        self.max_outbox = max_outbox
+        self.stalled = False
+        self.drop_after: int | None = None
+        self.closing = False
+        self.end: ConnectionEnd | None = None
+        self.wake = asyncio.Event()
+
+    def send(self, frames: Iterable[bytes | str], text: bool | None = True) -> None:
+        for data in frames:
+            if self.closing:
+                return
+            if self.outbox.qsize() >= self.max_outbox:
+                # The client does not read: stop queueing and tell it why.
+                while not self.outbox.empty():
+                    self.outbox.get_nowait()
+                self.close(
+                    spec.CLOSE_POLICY_VIOLATION, "Client too slow", ConnectionEnd.SLOW_CONSUMER
+                )
+                return
+            self.outbox.put_nowait(_Frame(data, text))
+
+    def close(self, code: int, reason: str, end: ConnectionEnd) -> None:
+        """Close after whatever is already queued."""
+        if not self.closing:
+            self.closing = True
+            self.session.mark_closed()
+            self.outbox.put_nowait(_Close(code, reason, end))
+
+
+def _http_error(rejection: Rejection) -> Response:
+    body = rejection.body()
+    headers = Headers(
+        [
+            ("Date", email.utils.formatdate(usegmt=True)),
+            ("Connection", "close"),
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(body))),
+            (spec.ERROR_HEADER, rejection.header),
+        ]
+    )
+    return Response(rejection.status, http.HTTPStatus(rejection.status).phrase, headers, body)
+
+
+def _authorization(request: Request) -> str | None:
+    values = request.headers.get_all("Authorization")
+    if not values:
+        return None
+    # Two Authorization headers are ambiguous: treat them as an invalid key.
+    return values[0] if len(values) == 1 else ""
+
+
+def wait_for(predicate: Callable[[], T], timeout: float = 5.0, interval: float = 0.01) -> T:
+    """Poll ``predicate`` until it returns something truthy; TimeoutError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"condition not met within {timeout} s")
+        time.sleep(interval)
+
+
+class ReferenceServer:
+    """A local C2 WebSocket server with test hooks; see the module docstring.
+
+    ``start()`` serves from a daemon thread; ``run()`` serves in the calling thread.
+    Hooks and knobs may be called from any thread once the server is running.
+    """
+
+    def __init__(self, config: ServerConfig | None = None) -> None:
+        self.config = config or ServerConfig()
+        source = self.config.feed_source()
+        if isinstance(source, Path) and not source.is_file():
+            raise FileNotFoundError(f"feed file not found: {source}")
+        self._store = StreamStore(history=self.config.history)
+        self._synthetic = SyntheticFeed(self.config.seed, self.config.strategies)
+        self._file_feed = FileFeed(source) if isinstance(source, Path) else None
+        self._visible = frozenset(self.config.strategies)
+        self._admission = Admission(
+            self.config.api_keys,
+            max_per_key=self.config.max_connections_per_key,
+            max_total=self.config.max_connections,
+        )
+        self._connections: dict[int, _Connection] = {}
+        self._records: deque[ConnectionRecord] = deque(maxlen=_MAX_RECORDS)
+        self._numbers = itertools.count(1)
+        self._heartbeats_paused = False
+        self._port = self.config.port
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread_id: int | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._startup_error: BaseException | None = None
+        self._stop_requested: asyncio.Event | None = None
+        self._ws_server: Server | None = None
+
+    # -- lifecycle --
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def url(self) -> str:
+        host = self.config.host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"ws://{host}:{self._port}{WS_PATH}"
+
+    @property
+    def running(self) -> bool:
+        return self._loop is not None and self._ready.is_set() and self._startup_error is None
+
+    def start(self) -> ReferenceServer:
+        """Serve from a daemon thread; returns once the port is bound."""
+        if self._thread is not None:
+            raise RuntimeError("server already started")
+        self._thread = threading.Thread(
+            target=self._thread_main, name="c2ws-reference-server", daemon=True
+        )
+        self._thread.start()
+        if not self._ready.wait(_START_TIMEOUT):
+            raise RuntimeError("reference server did not start in time")
+        if self._startup_error is not None:
+            raise self._startup_error
+        return self
+
+    def run(
+        self,
+        *,
+        on_ready: Callable[[ReferenceServer], None] | None = None,
+        handle_signals: bool = False,
+    ) -> None:
+        """Serve in the calling thread until ``stop()``, ``max_lifetime`` or (with
+        ``handle_signals``) SIGINT/SIGTERM; then close every connection with 1001."""
+        asyncio.run(self._main(on_ready, handle_signals))
+
+    def stop(self) -> None:
+        """Close every connection with 1001 (going away) and wait for the server thread."""
+        loop, stop_requested = self._loop, self._stop_requested
+        if loop is not None and stop_requested is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has already finished
+                loop.call_soon_threadsafe(stop_requested.set)
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=self.config.close_timeout + _HOOK_TIMEOUT)
+
+    def __enter__(self) -> ReferenceServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _thread_main(self) -> None:
+        try:
+            self.run()
+        except BaseException as exc:
+            if self._ready.is_set():
+                raise  # a crash while serving: let the thread report it
+            self._startup_error = exc  # start() re-raises it
+            self._ready.set()
+
+    async def _main(
+        self, on_ready: Callable[[ReferenceServer], None] | None, handle_signals: bool
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        stop_requested = asyncio.Event()
+        self._ws_server = await self._listen(self.config.port)
+        self._loop, self._loop_thread_id = loop, threading.get_ident()
+        self._stop_requested = stop_requested
+        self._ready.set()
+        feed_task = asyncio.create_task(self._run_feed())
+        try:
+            if on_ready is not None:
+                on_ready(self)
+            if handle_signals:
+                self._install_signal_handlers(loop, stop_requested)
+            if self.config.max_lifetime is not None:
+                loop.call_later(self.config.max_lifetime, stop_requested.set)
+            await stop_requested.wait()
+        finally:
+            feed_task.cancel()
+            await self._close_listener(CLOSE_GOING_AWAY)
+            self._loop = None
+
+    @staticmethod
+    def _install_signal_handlers(
+        loop: asyncio.AbstractEventLoop, stop_requested: asyncio.Event
+    ) -> None:
+        def graceful(signum: int) -> None:
+            stop_requested.set()
+            # A second signal interrupts at once instead of waiting for the clean close.
+            loop.remove_signal_handler(signum)
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(signum, graceful, signum)
+
+    async def _listen(self, port: int) -> Server:
+        server = await serve(
+            self._handle,
+            self.config.host,
+            port,
+            process_request=self._process_request,
+            ping_interval=None,  # the C2 heartbeat is application-level
+            compression=None,
+            max_size=spec.MAX_FRAME_BYTES,
+            close_timeout=self.config.close_timeout,
+            server_header="c2ws-reference",
+        )
+        self._port = server.sockets[0].getsockname()[1]
+        return server
+
+    async def _close_listener(self, code: int) -> None:
+        server = self._ws_server
+        if server is None:
+            return
+        for connection in self._connections.values():
+            connection.end = connection.end or ConnectionEnd.SERVER_SHUTDOWN
+            connection.session.mark_closed()
+        server.close(close_connections=True, code=code)
+        await server.wait_closed()
+        self._ws_server = None
+
+    # -- per connection --
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        path = urlsplit(request.path).path
+        if path != WS_PATH:
+            return _http_error(
+                Rejection(404, "Not found", "NOT_FOUND", f"No WebSocket endpoint at {path}")
+            )
+        verdict = self._admission.check(_authorization(request))
+        if isinstance(verdict, Rejection):
+            return _http_error(verdict)
+        return None
+
+    async def _handle(self, websocket: ServerConnection) -> None:
+        request = websocket.request
+        api_key = (bearer_key(_authorization(request)) if request else None) or ""
+        record = ConnectionRecord(number=next(self._numbers), api_key=api_key)
+        self._records.append(record)
+        within_limit = self._admission.register(api_key)
+        try:
+            if not within_limit:
+                record.end = ConnectionEnd.OVER_KEY_LIMIT
+                await websocket.close(spec.CLOSE_POLICY_VIOLATION)
+                return
+            await self._serve_connection(websocket, record)
+        finally:
+            self._admission.release(api_key)
+            self._finish_record(websocket, record)
+
+    async def _serve_connection(
+        self, websocket: ServerConnection, record: ConnectionRecord
+    ) -> None:
+        now = time.time()
+        session = ServerSession(
+            store=self._store,
+            authorizer=self._visible.__contains__,
+            api_key=record.api_key,
+            heartbeat_interval=self.config.heartbeat_interval,
+            heartbeat_grace=self.config.heartbeat_grace,
+            max_subscriptions=self.config.max_subscriptions,
+            replay_limit=self.config.replay_limit,
+        )
+        connection = _Connection(websocket, session, record, self.config.max_outbox)
+        session.set_heartbeats_enabled(not self._heartbeats_paused, now)
+        connection.send(session.start(now))
+        self._connections[record.number] = connection
+        writer = asyncio.create_task(self._write(connection))
+        ticker = asyncio.create_task(self._tick(connection))
+        try:
+            async for data in websocket:
+                replies = session.receive(data, time.time())
+                self._record_received(connection, data)
+                connection.send(replies)
+        except ConnectionClosed:
+            pass
+        finally:
+            session.mark_closed()
+            del self._connections[record.number]
+            ticker.cancel()
+            writer.cancel()
+            record.end = record.end or connection.end
+
+    @staticmethod
+    def _record_received(connection: _Connection, data: bytes | str) -> None:
+        record = connection.record
+        try:
+            record.received.append(protocol.decode(data).raw)
+        except protocol.MalformedMessage:
+            record.malformed.append(data)
+        record.heartbeat_acks = connection.session.heartbeat_acks
+        record.subscriptions = connection.session.subscriptions
+
+    @staticmethod
+    def _finish_record(websocket: ServerConnection, record: ConnectionRecord) -> None:
+        received, sent = websocket.protocol.close_rcvd, websocket.protocol.close_sent
+        record.client_close_code = received.code if received else None
+        record.server_close_code = sent.code if sent else None
+        if record.end is None:
+            client_first = received is not None and (
+                sent is None or bool(websocket.protocol.close_rcvd_then_sent)
+            )
+            record.end = (
+                ConnectionEnd.CLIENT_CLOSED if client_first else ConnectionEnd.CONNECTION_LOST
+            )
+        record.open = False
+
+    async def _write(self, connection: _Connection) -> None:
+        websocket = connection.websocket
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                item = await connection.outbox.get()
+                if isinstance(item, _Close):
+                    connection.end = connection.end or item.end
+                    await websocket.close(item.code, item.reason)
+                    return
+                if connection.stalled:
+                    continue
+                await websocket.send(item.data, text=item.text)
+                connection.record.messages_sent += 1
+                if connection.drop_after is not None:
+                    connection.drop_after -= 1
+                    if connection.drop_after <= 0:
+                        self._abort(connection)
+                        return
+
+    @staticmethod
+    def _abort(connection: _Connection) -> None:
+        connection.end = connection.end or ConnectionEnd.DROPPED
+        connection.closing = True
+        connection.session.mark_closed()
+        connection.websocket.transport.abort()
+
+    async def _tick(self, connection: _Connection) -> None:
+        session = connection.session
+        while True:
+            deadline = session.next_deadline()
+            connection.wake.clear()
+            if deadline is None:
+                await connection.wake.wait()
+            else:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(connection.wake.wait(), deadline - time.time())
+            result = session.on_timer(time.time())
+            connection.send(result.messages)
+            if result.close_code is not None:
+                connection.close(
+                    result.close_code, result.close_reason, ConnectionEnd.HEARTBEAT_TIMEOUT
+                )
+                return
+
+    def _apply_heartbeats(self, connection: _Connection) -> None:
+        enabled = not self._heartbeats_paused and not connection.stalled
+        connection.session.set_heartbeats_enabled(enabled, time.time())
+        connection.wake.set()
+
+    # -- feed and fan-out --
+
+    def _feed_events(self) -> Iterator[FeedEvent]:
+        if self._file_feed is not None:
+            yield from self._file_feed
+        elif self.config.feed_source() == FEED_SYNTHETIC:
+            while True:
+                yield self._synthetic.next_event(time.time())
+
+    async def _run_feed(self) -> None:
+        if self.config.rate <= 0:
+            return
+        events = self._feed_events()
+        interval = 1.0 / self.config.rate
+        loop = asyncio.get_running_loop()
+        next_due = loop.time()
+        while True:
+            delay = next_due - loop.time()
+            await asyncio.sleep(max(delay, 0.0))
+            now = loop.time()
+            due = min(int((now - next_due) / interval) + 1, _MAX_FEED_BATCH)
+            for _ in range(due):
+                event = next(events, None)
+                if event is None:
+                    return
+                self._publish(event.channel, event.strategy_id, event.payload)
+            next_due += due * interval
+            if now - next_due > 1.0:
+                # Fell far behind (a paused process): carry on from now, without a burst.
+                next_due = now
+
+    def _publish(self, channel: str, strategy_id: int, payload: JsonObject) -> JsonObject:
+        stored = self._store.publish(channel, strategy_id, payload, time.time())
+        for connection in self._connections.values():
+            if connection.session.wants(strategy_id, channel):
+                connection.send((stored.data,))
+        return stored.envelope
+
+    # -- thread-safe hooks --
+
+    def _call(self, function: Callable[[], T]) -> T:
+        loop = self._loop
+        if loop is None:
+            raise RuntimeError("the reference server is not running")
+        if threading.get_ident() == self._loop_thread_id:
+            return function()
+        result: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                result.set_result(function())
+            except BaseException as exc:
+                result.set_exception(exc)
+
+        loop.call_soon_threadsafe(run)
+        return result.result(timeout=_HOOK_TIMEOUT)
+
+    def publish_signal(self, strategy_id: int, payload: JsonObject | None = None) -> JsonObject:
+        """Publish a signal now and return its envelope.  Without a payload, the synthetic
+        feed makes one for the strategy (and, if it fills, publishes its position next)."""
+
+        def publish() -> JsonObject:
+            if payload is not None:
+                return self._publish(spec.CHANNEL_SIGNAL, strategy_id, payload)
+            events = self._synthetic.events_for(strategy_id, time.time())
+            envelopes = [self._publish(e.channel, e.strategy_id, e.payload) for e in events]
+            return envelopes[0]
+
+        return self._call(publish)
+
+    def publish_position(self, strategy_id: int, payload: JsonObject) -> JsonObject:
+        """Publish a position update now and return its envelope."""
+        return self._call(lambda: self._publish(spec.CHANNEL_POSITIONS, strategy_id, payload))
+
+    def last_seq(self, strategy_id: int, channel: str = spec.CHANNEL_SIGNAL) -> int:
+        return self._call(lambda: self._store.last_seq(strategy_id, channel))
+
+    # -- fault knobs (each acts on the connections open now and returns how many) --
+
+    def _each_connection(self, action: Callable[[_Connection], None]) -> int:
+        def apply() -> int:
+            connections = list(self._connections.values())
+            for connection in connections:
+                action(connection)
+            return len(connections)
+
+        return self._call(apply)
+
+    def drop_connections_after(self, messages: int) -> int:
+        """Abort the TCP connection (no close frame) after ``messages`` more frames are sent;
+        0 drops at once."""
+
+        def arm(connection: _Connection) -> None:
+            if messages <= 0:
+                self._abort(connection)
+            else:
+                connection.drop_after = messages
+
+        return self._each_connection(arm)
+
+    def pause_heartbeats(self) -> None:
+        """Stop sending heartbeats (and stop expecting acks), also on new connections."""
+
+        def pause() -> None:
+            self._heartbeats_paused = True
+            for connection in self._connections.values():
+                self._apply_heartbeats(connection)
+
+        self._call(pause)
+
+    def resume_heartbeats(self) -> None:
+        def resume() -> None:
+            self._heartbeats_paused = False
+            for connection in self._connections.values():
+                self._apply_heartbeats(connection)
+
+        self._call(resume)
+
+    def stall(self) -> int:
+        """Go silent on the open connections: nothing is sent (frames produced meanwhile
+        are discarded), no heartbeat timeout applies, the sockets stay open."""
+
+        def silence(connection: _Connection) -> None:
+            connection.stalled = True
+            self._apply_heartbeats(connection)
+
+        return self._each_connection(silence)
+
+    def unstall(self) -> int:
+        def wake(connection: _Connection) -> None:
+            connection.stalled = False
+            self._apply_heartbeats(connection)
+
+        return self._each_connection(wake)
+
+    def close_connections(self, code: int = spec.CLOSE_POLICY_VIOLATION, reason: str = "") -> int:
+        """Close the open connections with ``code`` (1008 PolicyViolation by default)."""
+        return self._each_connection(
+            lambda connection: connection.close(code, reason, ConnectionEnd.CLOSED_BY_SERVER)
+        )
+
+    def send_raw(self, data: str | bytes, *, text: bool | None = None) -> int:
+        """Send one frame as is: a str as text, bytes as binary unless ``text=True``
+        (then the bytes go out in a text frame unchecked, invalid UTF-8 included)."""
+        return self._each_connection(lambda connection: connection.send((data,), text=text))
+
+    def send_message(self, message: JsonObject) -> int:
+        """Send an arbitrary object as a JSON text frame."""
+        data = protocol.encode(message)
+        return self._each_connection(lambda connection: connection.send((data,)))
+
+    def restart(self, code: int = CLOSE_SERVICE_RESTART) -> None:
+        """Close every connection with ``code``, then listen again on the same port.  The
+        stream store survives, so clients can resume; the feed keeps publishing."""
+        loop = self._loop
+        if loop is None:
+            raise RuntimeError("the reference server is not running")
+
+        async def restart() -> None:
+            await self._close_listener(code)
+            self._ws_server = await self._listen(self._port)
+
+        asyncio.run_coroutine_threadsafe(restart(), loop).result(
+            timeout=self.config.close_timeout + _HOOK_TIMEOUT
+        )
+
+    # -- observability --
+
+    def connections(self, *, open_only: bool = False) -> list[ConnectionRecord]:
+        """Snapshots of the connection records, oldest first."""
+
+        def snapshot() -> list[ConnectionRecord]:
+            return [
+                dataclasses.replace(r, received=list(r.received), malformed=list(r.malformed))
+                for r in self._records
+                if r.open or not open_only
+            ]
+
+        return self._call(snapshot) if self._loop is not None else snapshot()
+
+    def open_connection_count(self) -> int:
+        return len(self.connections(open_only=True))
+
+    @property
+    def feed_lines_skipped(self) -> int:
+        """Lines of the recorded feed that were not usable stream envelopes."""
+        return self._file_feed.skipped if self._file_feed is not None else 0
+
+    @staticmethod
+    def wait_for(predicate: Callable[[], T], timeout: float = 5.0, interval: float = 0.01) -> T:
+        return wait_for(predicate, timeout, interval)
+
+
+def run_server(config: ServerConfig, *, show_api_keys: bool = True) -> int:
+    """Serve in the foreground until SIGINT/SIGTERM; close every connection cleanly; 0."""
+
+    def announce(server: ReferenceServer) -> None:
+        print(f"c2ws reference server listening on {server.url}", file=sys.stderr)
+        if show_api_keys:
+            print(f"accepted API key(s): {', '.join(config.api_keys)}", file=sys.stderr)
+        strategies = ", ".join(str(s) for s in config.strategies)
+        print(f"strategies: {strategies}", file=sys.stderr, flush=True)
+
+    try:
+        server = ReferenceServer(config)
+        server.run(on_ready=announce, handle_signals=True)
+    except OSError as exc:
+        print(f"c2ws serve: {exc}", file=sys.stderr)
+        return 1
+    return 0
