@@ -572,3 +572,79 @@ def test_run_server_serves_until_sigterm_then_closes_cleanly() -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_the_hundred_and_first_subscription_is_refused_over_the_wire(
+    make_server: MakeServer,
+) -> None:
+    strategies = tuple(range(1000, 1051))  # 51 strategies x 2 channels = 102 subscriptions
+    server = make_server(strategies=strategies)
+    with connected_client(server) as client:
+        answers = []
+        for number, (strategy_id, channel) in enumerate(
+            (s, c) for s in strategies for c in spec.CHANNELS
+        ):
+            answers.append(subscribe(client, strategy_id, channel, request_id=f"r{number}"))
+        assert [a["msg_type"] for a in answers[:100]] == ["subscription.ack"] * 100
+        for refused in answers[100:]:
+            assert refused["msg_type"] == "error"
+            assert refused["payload"]["code"] == spec.ERROR_LIMIT_EXCEEDED
+        # Unsubscribing frees a place.
+        assert subscribe(client, 1000, spec.CHANNEL_SIGNAL, action="unsubscribe",
+                         request_id="u")["msg_type"] == "subscription.ack"
+        assert subscribe(client, 1050, spec.CHANNEL_POSITIONS,
+                         request_id="again")["msg_type"] == "subscription.ack"
+
+
+@pytest.mark.parametrize(
+    ("request_id", "timestamp", "field"),
+    [("x" * 51, None, "RequestId"), ("ok", "2020-01-01T00:00:00Z", "Timestamp")],
+)
+def test_request_id_and_timestamp_limits_over_the_wire(
+    make_server: MakeServer, request_id: str, timestamp: str | None, field: str
+) -> None:
+    server = make_server()
+    with connected_client(server) as client:
+        request = {
+            "msg_type": "subscription.request",
+            "request_id": request_id,
+            "timestamp": timestamp or now_stamp(),
+            "payload": {"action": "subscribe", "channel": spec.CHANNEL_SIGNAL,
+                        "strategy_id": STRATEGY},
+        }
+        client.send(orjson.dumps(request).decode())
+        error = recv_stream(client)
+        assert error["msg_type"] == "error"
+        assert (error["payload"]["code"], error["payload"]["field"]) == (
+            "INVALID_PARAMETER", field)
+
+
+def test_the_serve_command_serves_until_sigterm() -> None:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "c2ws", "serve", "--port", "0", "--api-key", "cli-key",
+         "--feed", "none", "--heartbeat-interval", "0.2", "--strategies", "7,8"],
+        stderr=subprocess.PIPE, text=True, env=env,
+    )
+    try:
+        assert process.stderr is not None
+        prefix = "c2ws reference server listening on "
+        banner = process.stderr.readline().strip()
+        assert banner.startswith(prefix)
+        url = banner.removeprefix(prefix)
+        headers = {"Authorization": "Bearer cli-key"}
+        with connect(url, additional_headers=headers, open_timeout=5) as client:
+            assert orjson.loads(client.recv(timeout=5))["msg_type"] == spec.MSG_CONNECTED
+            assert orjson.loads(client.recv(timeout=5))["msg_type"] == spec.MSG_HEARTBEAT
+            forbidden = subscribe(client, 9)  # --strategies limits what the key may see
+            assert forbidden["payload"]["code"] == "FORBIDDEN"
+            process.send_signal(signal.SIGTERM)
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    client.recv(timeout=5)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+        assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
