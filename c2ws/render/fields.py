@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from c2ws import protocol
+from c2ws import dto, protocol
 from c2ws.render.safe import ELLIPSIS, cap, terminal_safe
 
 MAX_CELL_CHARS: Final = 64
@@ -183,25 +183,11 @@ def _title(text: str) -> str:
     return spaced
 
 
-ORDER_TYPES: Final = CodeTable.build({"1": "Market", "2": "Limit", "3": "Stop"})
-SIDES: Final = CodeTable.build({"1": "Buy", "2": "Sell"})
-TIME_IN_FORCE: Final = CodeTable.build({"0": "Day", "1": "GTC"}, extra_names=("IOC", "FOK"))
-OPEN_CLOSE: Final = CodeTable.build({"O": "Open", "C": "Close"})
-ORDER_STATUSES: Final = CodeTable.build(
-    {
-        "A": "PendingNew",
-        "0": "Working",
-        "1": "Partially filled",
-        "2": "Filled",
-        "4": "Canceled",
-        "5": "Replaced",
-        "6": "Pending Cancel",
-        "8": "Rejected",
-        "C": "Expired",
-        "E": "Pending Replace",
-    },
-    extra_names=("Cancelled",),
-)
+ORDER_TYPES: Final = CodeTable.build(dto.ORDER_TYPE_NAMES)
+SIDES: Final = CodeTable.build(dto.SIDE_NAMES)
+TIME_IN_FORCE: Final = CodeTable.build(dto.TIF_NAMES, extra_names=("IOC", "FOK"))
+OPEN_CLOSE: Final = CodeTable.build(dto.OPEN_CLOSE_NAMES)
+ORDER_STATUSES: Final = CodeTable.build(dto.ORDER_STATUS_NAMES)
 
 
 # --- the fields a row shows ---------------------------------------------------------

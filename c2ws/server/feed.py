@@ -55,21 +55,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from c2ws import protocol, spec
+from c2ws import dto, protocol, spec
 from c2ws.protocol import JsonObject
-
-BUY: Final = "1"
-SELL: Final = "2"
-MARKET: Final = "1"
-LIMIT: Final = "2"
-STOP: Final = "3"
-DAY: Final = "0"
-GTC: Final = "1"
-WORKING: Final = "0"
-FILLED: Final = "2"
-CANCELED: Final = "4"
-SIGNAL_TYPE_STRATEGY: Final = 1
-SIGNAL_TYPE_MANUAL: Final = 4
 
 DEFAULT_STRATEGIES: Final = (12345678, 23456789, 34567890)
 _STRATEGY_NAMES: Final = (
@@ -241,12 +228,12 @@ class SyntheticFeed:
             order = strategy.working.pop(self._rng.choice(sorted(strategy.working)))
             if self._rng.random() < 0.8:
                 return self._fill(strategy, order)
-            return [self._signal_event(strategy, order, CANCELED)]
+            return [self._signal_event(strategy, order, dto.STATUS_CANCELED)]
         order = self._new_order(strategy, now)
-        if order.order_type == MARKET:
+        if order.order_type == dto.ORDER_MARKET:
             return self._fill(strategy, order)
         strategy.working[order.instrument.symbol] = order
-        return [self._signal_event(strategy, order, WORKING)]
+        return [self._signal_event(strategy, order, dto.STATUS_WORKING)]
 
     def position_of(self, strategy_id: int, symbol: str) -> int:
         """The net position the feed has published for a strategy and symbol."""
@@ -286,21 +273,31 @@ class SyntheticFeed:
         net = strategy.positions.get(instrument.symbol, _Position()).quantity
         too_big = abs(net) >= 4 * max(instrument.lots)
         if net != 0 and (too_big or rng.random() < 0.45):
-            side = SELL if net > 0 else BUY
+            side = dto.SIDE_SELL if net > 0 else dto.SIDE_BUY
             open_close = "C"
             half = abs(net) // 2 // instrument.lot * instrument.lot
             quantity = abs(net) if half == 0 or rng.random() < 0.6 else half
         else:
-            side = (BUY if net > 0 else SELL) if net else rng.choice((BUY, SELL))
+            side = (
+                (dto.SIDE_BUY if net > 0 else dto.SIDE_SELL)
+                if net
+                else rng.choice((dto.SIDE_BUY, dto.SIDE_SELL))
+            )
             open_close = "O"
             quantity = rng.choice(instrument.lots)
-        order_type = rng.choices((MARKET, LIMIT, STOP), weights=(5, 3, 2))[0]
+        order_type = rng.choices(
+            (dto.ORDER_MARKET, dto.ORDER_LIMIT, dto.ORDER_STOP), weights=(5, 3, 2)
+        )[0]
         offset = max(instrument.round_price(price * rng.uniform(0.0005, 0.004)), instrument.tick)
         limit = stop = None
-        if order_type == LIMIT:
-            limit = instrument.round_price(price - offset if side == BUY else price + offset)
-        elif order_type == STOP:
-            stop = instrument.round_price(price + offset if side == BUY else price - offset)
+        if order_type == dto.ORDER_LIMIT:
+            limit = instrument.round_price(
+                price - offset if side == dto.SIDE_BUY else price + offset
+            )
+        elif order_type == dto.ORDER_STOP:
+            stop = instrument.round_price(
+                price + offset if side == dto.SIDE_BUY else price - offset
+            )
         self._next_signal_id += rng.randint(1, 40)
         self._next_order_id += rng.randint(1, 40)
         return _Order(
@@ -313,23 +310,25 @@ class SyntheticFeed:
             order_type=order_type,
             limit=limit,
             stop=stop,
-            tif=DAY if order_type == MARKET else rng.choice((DAY, GTC)),
+            tif=dto.TIF_DAY
+            if order_type == dto.ORDER_MARKET
+            else rng.choice((dto.TIF_DAY, dto.TIF_GTC)),
             posted=protocol.format_timestamp(now),
-            signal_type=SIGNAL_TYPE_MANUAL if rng.random() < 0.05 else SIGNAL_TYPE_STRATEGY,
+            signal_type=dto.SIGNAL_TYPE_MANUAL if rng.random() < 0.05 else dto.SIGNAL_TYPE_STRATEGY,
         )
 
     def _fill(self, strategy: _Strategy, order: _Order) -> list[FeedEvent]:
         instrument = order.instrument
-        slippage = instrument.tick if order.side == BUY else -instrument.tick
-        if order.order_type == LIMIT and order.limit is not None:
+        slippage = instrument.tick if order.side == dto.SIDE_BUY else -instrument.tick
+        if order.order_type == dto.ORDER_LIMIT and order.limit is not None:
             fill_price = order.limit
-        elif order.order_type == STOP and order.stop is not None:
+        elif order.order_type == dto.ORDER_STOP and order.stop is not None:
             fill_price = instrument.round_price(order.stop + slippage)
         else:
             fill_price = instrument.round_price(self._walk(instrument) + slippage)
         self._prices[instrument.symbol] = fill_price
         position = strategy.positions.setdefault(instrument.symbol, _Position())
-        signed = order.quantity if order.side == BUY else -order.quantity
+        signed = order.quantity if order.side == dto.SIDE_BUY else -order.quantity
         if position.quantity == 0 or (position.quantity > 0) == (signed > 0):
             held = abs(position.quantity)
             position.avg_px = round(
@@ -344,7 +343,7 @@ class SyntheticFeed:
                 position.avg_px = 0.0
                 position.opened = None
         return [
-            self._signal_event(strategy, order, FILLED, fill_price),
+            self._signal_event(strategy, order, dto.STATUS_FILLED, fill_price),
             FeedEvent(
                 spec.CHANNEL_POSITIONS,
                 strategy.strategy_id,
@@ -381,7 +380,7 @@ class SyntheticFeed:
             "ParentSignalId": None,
             "CancelReplaceSignalId": None,
             "OrderStatus": status,
-            "FilledQuantity": order.quantity if status == FILLED else 0,
+            "FilledQuantity": order.quantity if status == dto.STATUS_FILLED else 0,
             "AvgFillPrice": fill_price,
             "PostedDate": order.posted,
             "SignalType": order.signal_type,
