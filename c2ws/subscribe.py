@@ -86,6 +86,11 @@ def exit_for_end(ended: ConnectionEnded, stale_after: float) -> StreamEnded:
         return StreamEnded(
             ExitCode.CONNECTION_LOST, f"no heartbeat or data for {stale_after:g} s; giving up"
         )
+    if ended.reason == "protocol-error":
+        return StreamEnded(
+            ExitCode.CONNECTION_LOST,
+            f"closed the connection ({ended.close_code}): {terminal_safe(ended.close_reason)}",
+        )
     if ended.reason == "closed-by-server":
         detail = f"code {ended.close_code}"
         if ended.close_reason:

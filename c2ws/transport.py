@@ -21,6 +21,7 @@ from typing import Any
 
 import websocket
 from websocket import ABNF
+from websocket._abnf import frame_buffer
 
 from c2ws import events as ev
 from c2ws import spec
@@ -29,6 +30,8 @@ from c2ws.session import ClientSession
 log = logging.getLogger("c2ws.transport")
 
 READ_CHUNK = 65536
+CLOSE_PROTOCOL_ERROR = 1002
+CLOSE_MESSAGE_TOO_BIG = 1009
 CLOSE_HANDSHAKE_TIMEOUT = 2.0
 UNSUBSCRIBE_WAIT = 1.0
 
@@ -49,15 +52,46 @@ class HandshakeRejected(ConnectFailed):
         self.reason = reason
 
 
+class FrameTooLarge(websocket.WebSocketPayloadException):
+    """A frame or fragmented message over spec.MAX_FRAME_BYTES: refused before it is read."""
+
+
+class _BoundedFrameBuffer(frame_buffer):
+    """websocket-client's frame reader, refusing a frame whose header announces more
+    than we accept, instead of reading (and holding) whatever length a server claims."""
+
+    def recv_length(self) -> None:
+        super().recv_length()
+        if self.length is not None and self.length > spec.MAX_FRAME_BYTES:
+            raise FrameTooLarge(
+                f"frame of {self.length} bytes exceeds the limit of {spec.MAX_FRAME_BYTES}"
+            )
+
+
 class BufferedWebSocket(websocket.WebSocket):
     """websocket-client reads a frame as 2 + 2/8 + n byte reads; this serves them from
     one large ``recv`` instead, so a burst of frames costs one system call, not three
-    per frame.  Nothing of the library is patched: only its ``_recv`` hook is overridden."""
+    per frame.  It also bounds frame and message sizes.  Nothing of the library is
+    patched: only its documented ``class_`` extension point is used."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._chunk = b""
         self._offset = 0
+        self._message_bytes = 0
+        self.frame_buffer = _BoundedFrameBuffer(self._recv, self.frame_buffer.skip_utf8_validation)
+
+    def recv_frame(self) -> ABNF:
+        frame: ABNF = super().recv_frame()  # type: ignore[no-untyped-call]
+        if frame.opcode in (ABNF.OPCODE_TEXT, ABNF.OPCODE_BINARY):
+            self._message_bytes = len(frame.data)
+        elif frame.opcode == ABNF.OPCODE_CONT:
+            self._message_bytes += len(frame.data)
+        if self._message_bytes > spec.MAX_FRAME_BYTES:
+            raise FrameTooLarge(
+                f"fragmented message over the limit of {spec.MAX_FRAME_BYTES} bytes"
+            )
+        return frame
 
     def _recv(self, bufsize: int) -> bytes:
         if self._offset >= len(self._chunk):
@@ -91,6 +125,9 @@ def open_connection(url: str, api_key: str, *, timeout: float) -> BufferedWebSoc
             header=[f"Authorization: Bearer {api_key}"],
             suppress_origin=True,
             enable_multithread=True,
+            # orjson checks UTF-8 when it decodes (in C); websocket-client's pure-Python
+            # check costs ~200 us per kilobyte and would fail the whole connection.
+            skip_utf8_validation=True,
         )
     except websocket.WebSocketBadStatusException as exc:
         reason = _header(exc.resp_headers, spec.ERROR_HEADER) or exc.status_message or ""
@@ -125,7 +162,8 @@ def _first_arg(exc: BaseException) -> str:
 class ConnectionEnded:
     """The last item the worker hands over: why the connection is gone."""
 
-    reason: str  # "closed-by-us", "closed-by-server", "lost", "stale", "overflow"
+    # "closed-by-us", "closed-by-server", "lost", "stale", "overflow", "protocol-error"
+    reason: str
     close_code: int | None = None
     close_reason: str = ""
 
@@ -195,8 +233,12 @@ class SocketWorker(threading.Thread):
             log.debug("connection lost: %s", exc)
             ended = ConnectionEnded("lost")
         except websocket.WebSocketException as exc:
-            # A protocol violation at the framing level (bad opcode, invalid UTF-8...).
-            ended = ConnectionEnded("lost", close_reason=str(exc)[:200])
+            # A violation at the framing level (bad opcode, oversized frame...): say why
+            # in our close frame, as RFC 6455 asks, then give up on the connection.
+            code = CLOSE_MESSAGE_TOO_BIG if isinstance(exc, FrameTooLarge) else CLOSE_PROTOCOL_ERROR
+            with contextlib.suppress(Exception):
+                self._ws.close(status=code, timeout=CLOSE_HANDSHAKE_TIMEOUT)
+            ended = ConnectionEnded("protocol-error", code, str(exc)[:200])
         finally:
             self.ended = ended
             self._shutdown_socket()

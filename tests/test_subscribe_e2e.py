@@ -252,12 +252,13 @@ def test_unknown_and_malformed_messages_are_skipped_with_a_warning(
                          "timestamp": "2026-01-01T00:00:00Z", "payload": {}})
     server.send_raw("{this is not json")
     server.send_raw(b'{"msg_type":"\xff"}', text=False)
+    server.send_raw(b'{"msg_type":"\xff"}', text=True)  # invalid UTF-8 in a text frame
     published = server.publish_signal(VISIBLE[0])
     code, out, err = finish(process)
     assert code == 0, err
     assert json.loads(out) == published
     assert "skipped message of unknown type 'strategy.orders'" in err
-    assert err.count("skipped malformed frame") == 2
+    assert err.count("skipped malformed frame") == 3
     assert "Traceback" not in err
 
 
@@ -359,3 +360,14 @@ def test_missing_key_is_a_usage_error() -> None:
     code, _, err = finish(c2ws(None, "subscribe", "1", key=None))
     assert code == ExitCode.USAGE
     assert "no API key" in err
+
+
+def test_an_oversized_frame_is_refused_with_1009(server: ReferenceServer) -> None:
+    process = c2ws(server, "subscribe", str(VISIBLE[0]), "-o", "ndjson")
+    only_connection(server, 2)
+    server.send_raw("x" * (spec.MAX_FRAME_BYTES + 1))
+    code, out, err = finish(process)
+    assert code == ExitCode.CONNECTION_LOST
+    assert out == ""
+    assert "exceeds the limit" in err and "Traceback" not in err
+    assert wait_closed(server).client_close_code == 1009

@@ -6,10 +6,12 @@ import socket
 import threading
 from typing import Any
 
+import pytest
 from websocket import ABNF
 
+from c2ws import spec
 from c2ws.buffer import BoundedHandoff
-from c2ws.transport import BufferedWebSocket, TrafficLog
+from c2ws.transport import BufferedWebSocket, FrameTooLarge, TrafficLog
 
 
 class CountingSocket:
@@ -92,3 +94,46 @@ def test_traffic_log_redacts_the_key() -> None:
     assert lines == ['> {"note":"****"}']
     TrafficLog(secret="k", sink=lines.append).frame(">", "quiet")
     assert len(lines) == 1
+
+
+def connected_pair() -> tuple[BufferedWebSocket, socket.socket]:
+    ours, theirs = socket.socketpair()
+    ws = BufferedWebSocket(skip_utf8_validation=True)
+    ws.sock = ours
+    ws.connected = True
+    return ws, theirs
+
+
+def test_a_frame_announcing_more_than_the_limit_is_refused_unread() -> None:
+    ws, theirs = connected_pair()
+    # FIN + text, 64-bit length of 1 TiB; not one payload byte follows.
+    theirs.sendall(bytes([0x81, 127]) + (1 << 40).to_bytes(8, "big"))
+    with pytest.raises(FrameTooLarge, match="exceeds the limit"):
+        ws.recv_data_frame()
+    theirs.close()
+
+
+def test_a_fragmented_message_over_the_limit_is_refused() -> None:
+    ws, theirs = connected_pair()
+    half = spec.MAX_FRAME_BYTES // 2 + 1
+    first = ABNF(0, 0, 0, 0, ABNF.OPCODE_TEXT, 0, b"x" * half)
+    rest = ABNF(1, 0, 0, 0, ABNF.OPCODE_CONT, 0, b"x" * half)
+    sender = threading.Thread(target=lambda: theirs.sendall(first.format() + rest.format()))
+    sender.start()
+    with pytest.raises(FrameTooLarge, match="fragmented"):
+        ws.recv_data_frame()
+    sender.join(10)
+    theirs.close()
+
+
+def test_invalid_utf8_is_left_to_the_decoder() -> None:
+    ws, theirs = connected_pair()
+    theirs.sendall(server_frame_bytes(b'{"msg_type":"\xff"}'))
+    opcode, frame = ws.recv_data_frame()
+    assert (opcode, frame.data) == (ABNF.OPCODE_TEXT, b'{"msg_type":"\xff"}')
+    theirs.close()
+
+
+def server_frame_bytes(data: bytes) -> bytes:
+    frame = ABNF(1, 0, 0, 0, ABNF.OPCODE_TEXT, 0, data)
+    return frame.format()
