@@ -1,9 +1,10 @@
 """The bounded hand-off between the socket thread and the output thread.
 
-The socket thread must never wait for stdout (heartbeats would go unanswered),
-so it only appends here; the output thread takes.  The bound keeps memory flat
-when the reader of stdout stalls: past it, ``put`` refuses and c2ws stops
-reading, outputs what it holds and exits with OUTPUT_OVERFLOW.  Nothing is
+The socket thread must not wait for stdout for long (heartbeats would go unanswered),
+so the hand-off holds up to ``max_items`` items.  When it is full, ``put`` waits up to
+a bounded time for the reader to catch up, so a burst slows the server down through
+TCP instead of failing; a reader that stays stalled makes ``put`` refuse, and c2ws
+then stops reading, outputs what it holds and exits with OUTPUT_OVERFLOW.  Nothing is
 dropped silently.
 """
 
@@ -22,24 +23,31 @@ class BoundedHandoff(Generic[Item]):
             raise ValueError("max_items must be at least 1")
         self.max_items = max_items
         self._items: deque[Item] = deque()
-        self._ready = threading.Condition()
+        self._lock = threading.Lock()
+        self._not_empty = threading.Condition(self._lock)
+        self._not_full = threading.Condition(self._lock)
 
-    def put(self, item: Item, *, force: bool = False) -> bool:
-        """Append unless full; ``force`` is for the final end-of-stream marker."""
-        with self._ready:
-            if not force and len(self._items) >= self.max_items:
+    def put(self, item: Item, *, wait: float = 0.0, force: bool = False) -> bool:
+        """Append, waiting up to ``wait`` seconds for room; False if there was none.
+        ``force`` is for the final end-of-stream marker, which always fits."""
+        with self._lock:
+            if not force and len(self._items) >= self.max_items and not self._not_full.wait_for(
+                lambda: len(self._items) < self.max_items, wait
+            ):
                 return False
             self._items.append(item)
-            self._ready.notify()
+            self._not_empty.notify()
             return True
 
     def get(self, timeout: float | None) -> Item | None:
         """The oldest item, waiting at most ``timeout`` seconds (None: for ever)."""
-        with self._ready:
-            if not self._items and not self._ready.wait_for(lambda: self._items, timeout):
+        with self._lock:
+            if not self._items and not self._not_empty.wait_for(lambda: self._items, timeout):
                 return None
-            return self._items.popleft()
+            item = self._items.popleft()
+            self._not_full.notify()
+            return item
 
     def __len__(self) -> int:
-        with self._ready:
+        with self._lock:
             return len(self._items)

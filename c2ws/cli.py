@@ -24,6 +24,7 @@ from c2ws.render.diagnostics import Diagnostics
 from c2ws.render.ndjson import NdjsonRenderer
 from c2ws.subscribe import (
     DEFAULT_MAX_BUFFER,
+    DEFAULT_MAX_STALL,
     StdoutClosed,
     SubscribeOptions,
     SubscribeRun,
@@ -127,8 +128,15 @@ IncludeControlOpt = Annotated[
 MaxBufferOpt = Annotated[
     int,
     typer.Option("--max-buffer", min=1,
-                 help="Messages held for a slow stdout reader before c2ws stops reading "
+                 help="Messages held for a slow stdout reader; past that, c2ws pauses "
+                      "reading the socket for up to --max-stall seconds, then gives up "
                       "(exit 8)."),
+]
+MaxStallOpt = Annotated[
+    float,
+    typer.Option("--max-stall", min=0.0, max=9.0,
+                 help="Seconds to wait for a full buffer to drain (below the server's 10 s "
+                      "heartbeat grace)."),
 ]
 VerboseOpt = Annotated[
     bool, typer.Option("-v", "--verbose", help="Show protocol traffic on stderr (key redacted).")
@@ -161,6 +169,7 @@ def subscribe(
     timeout: TimeoutOpt = None,
     include_control: IncludeControlOpt = False,
     max_buffer: MaxBufferOpt = DEFAULT_MAX_BUFFER,
+    max_stall: MaxStallOpt = DEFAULT_MAX_STALL,
     connect_timeout: Annotated[
         float, typer.Option("--connect-timeout", min=0.1, help="Seconds to wait for the upgrade.")
     ] = 10.0,
@@ -182,7 +191,8 @@ def subscribe(
         )
     options = SubscribeOptions(
         url=url, api_key=api_key, keys=keys, count=count, timeout=timeout,
-        connect_timeout=connect_timeout, max_buffer=max_buffer, verbose=verbose,
+        connect_timeout=connect_timeout, max_buffer=max_buffer, max_stall=max_stall,
+        verbose=verbose,
     )
     raise typer.Exit(stream(options, output, include_control=include_control))
 

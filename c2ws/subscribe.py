@@ -33,6 +33,9 @@ from c2ws.transport import (
 
 STOP_JOIN_TIMEOUT = 5.0
 DEFAULT_MAX_BUFFER = 10_000
+# How long the socket thread waits for a full buffer to drain.  Meanwhile it reads
+# nothing, heartbeats included: this must stay well inside the server's 10 s grace.
+DEFAULT_MAX_STALL = 5.0
 
 
 class Terminated(BaseException):
@@ -48,6 +51,7 @@ class SubscribeOptions:
     timeout: float | None = None
     connect_timeout: float = 10.0
     max_buffer: int = DEFAULT_MAX_BUFFER
+    max_stall: float = DEFAULT_MAX_STALL
     stale_after: float = spec.CLIENT_STALE_AFTER_SECONDS
     verbose: bool = False
 
@@ -76,15 +80,17 @@ def exit_for_handshake(exc: HandshakeRejected) -> StreamEnded:
     )
 
 
-def exit_for_end(ended: ConnectionEnded, stale_after: float) -> StreamEnded:
+def exit_for_end(ended: ConnectionEnded, options: SubscribeOptions) -> StreamEnded:
     if ended.reason == "overflow":
         return StreamEnded(
             ExitCode.OUTPUT_OVERFLOW,
-            "stdout fell too far behind the stream; stopped reading (see --max-buffer)",
+            f"stdout fell more than {options.max_buffer} messages behind for "
+            f"{options.max_stall:g} s; stopped reading (see --max-buffer, --max-stall)",
         )
     if ended.reason == "stale":
         return StreamEnded(
-            ExitCode.CONNECTION_LOST, f"no heartbeat or data for {stale_after:g} s; giving up"
+            ExitCode.CONNECTION_LOST,
+            f"no heartbeat or data for {options.stale_after:g} s; giving up",
         )
     if ended.reason == "protocol-error":
         return StreamEnded(
@@ -195,7 +201,9 @@ class SubscribeRun:
         self._consume()
 
     def _handoff_put(self, item: WorkerItem) -> bool:
-        return self._handoff.put(item, force=isinstance(item, ConnectionEnded))
+        if isinstance(item, ConnectionEnded):
+            return self._handoff.put(item, force=True)
+        return self._handoff.put(item, wait=self.options.max_stall)
 
     def _consume(self) -> None:
         options = self.options
@@ -206,7 +214,7 @@ class SubscribeRun:
             if item is None:
                 self._timed_out()
             elif isinstance(item, ConnectionEnded):
-                raise exit_for_end(item, options.stale_after)
+                raise exit_for_end(item, options)
             else:
                 for event in item:
                     self._handle(event)

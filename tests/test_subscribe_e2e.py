@@ -173,7 +173,7 @@ def test_a_reader_too_slow_for_the_buffer_ends_with_exit_8_and_loses_nothing(
     server: ReferenceServer,
 ) -> None:
     process = c2ws(server, "subscribe", str(VISIBLE[0]), "-c", "signal", "-o", "ndjson",
-                   "--max-buffer", "5")
+                   "--max-buffer", "5", "--max-stall", "0.2")
     only_connection(server, 1)
     for _ in range(400):
         server.publish_signal(VISIBLE[0])
@@ -184,6 +184,21 @@ def test_a_reader_too_slow_for_the_buffer_ends_with_exit_8_and_loses_nothing(
     seqs = [json.loads(line)["seq_id"] for line in out.splitlines()]
     assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) >= 5
     assert "--max-buffer" in err
+
+
+def test_a_burst_larger_than_the_buffer_reaches_a_reader_that_keeps_reading(
+    server: ReferenceServer,
+) -> None:
+    # The socket thread outpaces the output thread; the buffer fills and the stream is
+    # throttled through TCP instead of failing, as long as the reader keeps reading.
+    process = c2ws(server, "subscribe", str(VISIBLE[0]), "-c", "signal", "-o", "ndjson",
+                   "--max-buffer", "20", "-n", "3000")
+    only_connection(server, 1)
+    for index in range(3000):
+        server.publish_signal(VISIBLE[0], order(VISIBLE[0], "1" if index % 2 else "2"))
+    code, out, err = finish(process, timeout=60)
+    assert code == 0, err
+    assert [json.loads(line)["seq_id"] for line in out.splitlines()] == list(range(1, 3001))
 
 
 @pytest.mark.parametrize(("signum", "expected"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])

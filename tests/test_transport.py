@@ -81,6 +81,14 @@ def test_handoff_refuses_past_its_bound_except_forced_items() -> None:
     assert [handoff.get(0), handoff.get(0), handoff.get(0), handoff.get(0)] == [1, 2, 4, None]
 
 
+def test_handoff_put_waits_for_room_made_by_the_consumer() -> None:
+    handoff: BoundedHandoff[int] = BoundedHandoff(1)
+    assert handoff.put(1)
+    threading.Timer(0.05, lambda: handoff.get(0)).start()
+    assert handoff.put(2, wait=10)
+    assert handoff.get(0) == 2
+
+
 def test_handoff_get_waits_for_a_producer() -> None:
     handoff: BoundedHandoff[str] = BoundedHandoff(5)
     threading.Timer(0.05, lambda: handoff.put("late")).start()

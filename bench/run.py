@@ -1,0 +1,175 @@
+"""c2ws against a hand-rolled websocket-client loop (bench/baseline_client.py), both
+measured in the same run on this machine and reported as ratios.
+
+    .venv/bin/python bench/run.py [--samples 400] [--burst 30000]
+
+- latency: the reference server publishes one signal every 5 ms; each payload carries
+  its publish time (CLOCK_MONOTONIC, shared by processes); the time until the line is
+  read from the client's stdout is the latency (server send + TCP + client + pipe).
+- throughput: a minimal blast server answers the subscription and then writes
+  ``--burst`` pre-encoded signal frames as fast as it can; the time from the first to
+  the last line on stdout gives messages per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+from websockets.asyncio.server import ServerConnection, serve
+
+from c2ws import protocol, spec
+from c2ws.server.app import ReferenceServer, ServerConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+KEY = "bench-key"
+STRATEGY = 12345678
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+Launcher = Callable[[str], subprocess.Popen[bytes]]
+
+
+def c2ws_client(url: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "c2ws", "subscribe", str(STRATEGY), "-c", "signal",
+         "-o", "ndjson", "--api-key", KEY, "--url", url],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT, env=ENV,
+    )
+
+
+def baseline_client(url: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "baseline_client.py"), url, KEY, str(STRATEGY)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT, env=ENV,
+    )
+
+
+CLIENTS: dict[str, Launcher] = {"baseline": baseline_client, "c2ws": c2ws_client}
+
+
+def signal_payload(sent_ns: int, index: int) -> dict[str, object]:
+    return {"StrategyId": STRATEGY, "SignalId": 150_000_000 + index, "Side": "1",
+            "OrderType": "2", "OrderQuantity": 2, "Limit": 6844.25, "TIF": "0",
+            "C2Symbol": {"FullSymbol": "@ESZ6", "SymbolType": "future"}, "sent_ns": sent_ns}
+
+
+def measure_latency(launch: Launcher, samples: int) -> list[float]:
+    config = ServerConfig(api_keys=(KEY,), feed="none", strategies=(STRATEGY,),
+                          max_lifetime=600)
+    with ReferenceServer(config) as server:
+        client = launch(server.url)
+        assert client.stdout is not None
+        server.wait_for(lambda: any(r.subscriptions for r in server.connections()), 20)
+        latencies: list[float] = []
+
+        def read() -> None:
+            assert client.stdout is not None
+            for line in client.stdout:
+                arrived = time.monotonic_ns()
+                sent = orjson.loads(line)["payload"]["sent_ns"]
+                latencies.append((arrived - sent) / 1e6)
+                if len(latencies) == samples:
+                    return
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        for index in range(samples):
+            server.publish_signal(STRATEGY, signal_payload(time.monotonic_ns(), index))
+            time.sleep(0.005)
+        reader.join(60)
+        client.terminate()
+        client.wait(10)
+    return latencies
+
+
+async def blast(connection: ServerConnection, frames: list[bytes]) -> None:
+    stamp = protocol.format_timestamp(time.time())
+    await connection.send(protocol.encode(protocol.server_message(
+        spec.MSG_CONNECTED, message_id="msg_0", timestamp=stamp)), text=True)
+    request = protocol.decode(await connection.recv())
+    await connection.send(protocol.encode(protocol.server_message(
+        spec.MSG_SUBSCRIPTION_ACK, message_id="msg_1", timestamp=stamp,
+        request_id=request.request_id, payload=request.payload)), text=True)
+    for frame in frames:
+        await connection.send(frame, text=True)
+    await connection.wait_closed()
+
+
+def measure_throughput(launch: Launcher, burst: int) -> float:
+    stamp = protocol.format_timestamp(time.time())
+    frames = [protocol.encode(protocol.server_message(
+        spec.CHANNEL_SIGNAL, message_id=f"msg_{i:032x}", timestamp=stamp, seq_id=i,
+        payload=signal_payload(0, i))) for i in range(1, burst + 1)]
+    ready = threading.Event()
+    port: list[int] = []
+    stop: list[asyncio.Event] = []
+
+    async def main() -> None:
+        stop.append(asyncio.Event())
+        async with serve(lambda c: blast(c, frames), "127.0.0.1", 0, ping_interval=None,
+                         compression=None) as server:
+            port.append(server.sockets[0].getsockname()[1])
+            ready.set()
+            await stop[0].wait()
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
+    thread.start()
+    ready.wait(10)
+    client = launch(f"ws://127.0.0.1:{port[0]}/ws")
+    assert client.stdout is not None
+    first = client.stdout.readline()
+    started = time.perf_counter()
+    count = 1 if first else 0
+    for _ in client.stdout:
+        count += 1
+        if count == burst:
+            break
+    elapsed = time.perf_counter() - started
+    client.terminate()
+    client.wait(10)
+    loop.call_soon_threadsafe(stop[0].set)
+    thread.join(10)
+    assert count == burst, f"received {count} of {burst}"
+    return (burst - 1) / elapsed
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=400)
+    parser.add_argument("--burst", type=int, default=30_000)
+    args = parser.parse_args()
+    results: dict[str, dict[str, float]] = {}
+    for name, launch in CLIENTS.items():
+        latencies = measure_latency(launch, args.samples)
+        results[name] = {
+            "median_ms": statistics.median(latencies),
+            "p99_ms": percentile(latencies, 0.99),
+            "msgs_per_s": measure_throughput(launch, args.burst),
+        }
+    base, ours = results["baseline"], results["c2ws"]
+    print(f"{os.cpu_count()} cores, Python {sys.version.split()[0]}, "
+          f"{args.samples} latency samples, burst of {args.burst}")
+    print("| metric | baseline | c2ws | c2ws / baseline |")
+    print("|---|---|---|---|")
+    for metric in ("median_ms", "p99_ms", "msgs_per_s"):
+        print(f"| {metric} | {base[metric]:.3f} | {ours[metric]:.3f} | "
+              f"{ours[metric] / base[metric]:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
