@@ -215,7 +215,8 @@ def demo(
     with server_module.ReferenceServer(config) as server:
         Console(stderr=True, highlight=False, markup=False).print(
             f"c2ws demo: reference server on {server.url} with a synthetic feed "
-            f"(strategies {', '.join(map(str, config.strategies))}); Ctrl-C to stop"
+            f"(strategies {', '.join(map(str, config.strategies))}); Ctrl-C to stop",
+            soft_wrap=True,
         )
         keys = [SubscriptionKey(sid, ch) for sid in config.strategies for ch in spec.CHANNELS]
         options = SubscribeOptions(
@@ -279,7 +280,8 @@ def _server_module() -> ModuleType:
         import c2ws.server.app as server_app
     except ImportError:
         Console(stderr=True, highlight=False, markup=False).print(
-            "c2ws: the reference server needs the 'server' extra: pip install 'c2ws[server]'"
+            "c2ws: the reference server needs the 'server' extra: pip install 'c2ws[server]'",
+            soft_wrap=True,
         )
         raise typer.Exit(ExitCode.USAGE) from None
     return server_app
