@@ -1,0 +1,45 @@
+"""Command-level behaviour of demo, version and the missing server extra."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from c2ws import spec
+from c2ws.exitcodes import ExitCode
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run(*args: str, code: str | None = None) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-c", code] if code else [sys.executable, "-m", "c2ws", *args]
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=60)
+
+
+def test_demo_streams_the_synthetic_feed_without_a_key() -> None:
+    result = run("demo", "-o", "ndjson", "-n", "5", "--rate", "50")
+    assert result.returncode == 0, result.stderr
+    messages = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(messages) == 5
+    assert {m["msg_type"] for m in messages} <= set(spec.STREAM_MSG_TYPES)
+    assert all(isinstance(m["seq_id"], int) and m["payload"]["StrategyId"] for m in messages)
+    assert result.stderr.startswith("c2ws demo: reference server on ws://127.0.0.1:")
+
+
+def test_demo_without_the_server_extra_says_what_to_install() -> None:
+    code = (
+        "import sys; sys.modules['websockets'] = None; sys.argv = ['c2ws', 'demo']; "
+        "from c2ws.cli import main; main()"
+    )
+    result = run(code=code)
+    assert result.returncode == ExitCode.USAGE
+    assert "pip install 'c2ws[server]'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_version() -> None:
+    result = run("--version")
+    assert result.returncode == 0
+    assert result.stdout.startswith("c2ws ")
