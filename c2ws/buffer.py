@@ -26,14 +26,19 @@ class BoundedHandoff(Generic[Item]):
         self._lock = threading.Lock()
         self._not_empty = threading.Condition(self._lock)
         self._not_full = threading.Condition(self._lock)
+        self._closed = False
 
     def put(self, item: Item, *, wait: float = 0.0, force: bool = False) -> bool:
         """Append, waiting up to ``wait`` seconds for room; False if there was none.
         ``force`` is for the final end-of-stream marker, which always fits."""
         with self._lock:
+            if self._closed and not force:
+                return False
             if not force and len(self._items) >= self.max_items and not self._not_full.wait_for(
-                lambda: len(self._items) < self.max_items, wait
+                lambda: self._closed or len(self._items) < self.max_items, wait
             ):
+                return False
+            if self._closed and not force:
                 return False
             self._items.append(item)
             self._not_empty.notify()
@@ -47,6 +52,12 @@ class BoundedHandoff(Generic[Item]):
             item = self._items.popleft()
             self._not_full.notify()
             return item
+
+    def close(self) -> None:
+        """The consumer is done: waiting and future ``put`` calls return False at once."""
+        with self._lock:
+            self._closed = True
+            self._not_full.notify_all()
 
     def __len__(self) -> int:
         with self._lock:

@@ -151,6 +151,7 @@ class SubscribeRun:
 
     def stop(self) -> None:
         """Clean close (unsubscribe, close 1000); bounded in time; idempotent."""
+        self._handoff.close()  # a socket thread waiting for room must not wait any more
         worker = self._worker
         if worker is not None and worker.is_alive():
             worker.request_stop()
@@ -160,6 +161,7 @@ class SubscribeRun:
         """Stopping by signal discards what stdout had not taken yet: say how much, and
         where each stream's output ends, so nothing is lost silently."""
         unwritten = 0
+        self._handoff.close()  # draining must not let the socket thread read on
         while (item := self._handoff.get(0)) is not None:
             if isinstance(item, list):
                 unwritten += sum(isinstance(event, ev.StreamMessage) for event in item)

@@ -89,6 +89,16 @@ def test_handoff_put_waits_for_room_made_by_the_consumer() -> None:
     assert handoff.get(0) == 2
 
 
+def test_closing_the_handoff_releases_a_waiting_producer() -> None:
+    handoff: BoundedHandoff[int] = BoundedHandoff(1)
+    assert handoff.put(1)
+    threading.Timer(0.05, handoff.close).start()
+    assert not handoff.put(2, wait=30)
+    assert not handoff.put(3)
+    assert handoff.put(4, force=True)
+    assert [handoff.get(0), handoff.get(0)] == [1, 4]
+
+
 def test_handoff_get_waits_for_a_producer() -> None:
     handoff: BoundedHandoff[str] = BoundedHandoff(5)
     threading.Timer(0.05, lambda: handoff.put("late")).start()
