@@ -262,7 +262,7 @@ class SocketWorker(threading.Thread):
                     if not ready:
                         session.handle_timeout(self._clock())
                         if not self._hand_over():
-                            return self._overflowed()
+                            return self._refused(selector)
                         if any(isinstance(e, ev.ConnectionStale) for e in self._last_batch):
                             return ConnectionEnded("stale")
                         continue
@@ -274,7 +274,7 @@ class SocketWorker(threading.Thread):
                 if ended is not None:
                     return ended
                 if not self._hand_over():
-                    return self._overflowed()
+                    return self._refused(selector)
         finally:
             selector.close()
 
@@ -299,6 +299,12 @@ class SocketWorker(threading.Thread):
         batch = self._session.events_received()
         self._last_batch = batch
         return not batch or self._deliver(batch)
+
+    def _refused(self, selector: selectors.BaseSelector) -> ConnectionEnded:
+        """The consumer took no more: it is stopping us, or it fell too far behind."""
+        if self._stop_requested.is_set():
+            return self._close_gracefully(selector)
+        return self._overflowed()
 
     def _overflowed(self) -> ConnectionEnded:
         with contextlib.suppress(Exception):
