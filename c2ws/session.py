@@ -84,6 +84,7 @@ class ClientSession:
         self.stale_after = stale_after
         self.last_received: float | None = None
         self.last_heartbeat: float | None = None
+        self.stale = False  # nothing arrived within stale_after: presumed dead
         self._prefix = request_id_prefix
         self._request_counter = 0
         self._by_request_id: dict[str, Subscription] = {}
@@ -130,6 +131,7 @@ class ClientSession:
     def handle_timeout(self, now: float) -> None:
         deadline = self.next_deadline()
         if deadline is not None and now >= deadline and self.last_received is not None:
+            self.stale = True
             self._events.append(ev.ConnectionStale(silent_for=now - self.last_received))
 
     def unsubscribe_all(self) -> int:

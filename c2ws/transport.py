@@ -214,7 +214,6 @@ class SocketWorker(threading.Thread):
         self._wake_reader, self._wake_writer = socket.socketpair()
         self._wake_reader.setblocking(False)
         self.ended: ConnectionEnded | None = None
-        self._last_batch: list[ev.Event] = []
 
     # Called from other threads.
     def request_stop(self) -> None:
@@ -257,26 +256,33 @@ class SocketWorker(threading.Thread):
             while True:
                 if self._stop_requested.is_set():
                     return self._close_gracefully(selector)
-                if not ws.has_buffered_data():
-                    ready = selector.select(self._time_left(session.next_deadline()))
-                    if not ready:
-                        session.handle_timeout(self._clock())
-                        if not self._hand_over():
-                            return self._refused(selector)
-                        if any(isinstance(e, ev.ConnectionStale) for e in self._last_batch):
-                            return ConnectionEnded("stale")
-                        continue
-                    if any(key.data == "wake" for key, _ in ready):
-                        self._drain_wake()
-                        if not any(key.data == "socket" for key, _ in ready):
-                            continue
-                ended = self._read_one_frame()
-                if ended is not None:
-                    return ended
+                readiness = self._wait(selector, session.next_deadline())
+                if readiness == "woken":
+                    continue
+                if readiness == "timeout":
+                    session.handle_timeout(self._clock())
+                else:
+                    ended = self._read_one_frame()
+                    if ended is not None:
+                        return ended
                 if not self._hand_over():
                     return self._refused(selector)
+                if session.stale:
+                    return ConnectionEnded("stale")
         finally:
             selector.close()
+
+    def _wait(self, selector: selectors.BaseSelector, deadline: float | None) -> str:
+        """Block until a frame can be read ("frame"), another thread wakes us ("woken")
+        or ``deadline`` passes ("timeout"); never a busy loop."""
+        if self._ws.has_buffered_data():
+            return "frame"
+        ready = {key.data for key, _ in selector.select(self._time_left(deadline))}
+        if "wake" in ready:
+            self._drain_wake()
+        if "socket" in ready:
+            return "frame"
+        return "woken" if ready else "timeout"
 
     def _read_one_frame(self) -> ConnectionEnded | None:
         opcode, frame = self._ws.recv_data_frame(control_frame=True)
@@ -297,7 +303,6 @@ class SocketWorker(threading.Thread):
                 self._traffic.frame(">", data)
             self._ws.send(data, ABNF.OPCODE_TEXT)
         batch = self._session.events_received()
-        self._last_batch = batch
         return not batch or self._deliver(batch)
 
     def _refused(self, selector: selectors.BaseSelector) -> ConnectionEnded:
@@ -318,26 +323,16 @@ class SocketWorker(threading.Thread):
             self._hand_over()
             give_up = self._clock() + UNSUBSCRIBE_WAIT
             while session.awaiting_unsubscribe and self._clock() < give_up:
-                if not self._ws.has_buffered_data() and not selector.select(
-                    self._time_left(give_up)
-                ):
+                readiness = self._wait(selector, give_up)
+                if readiness == "timeout":
                     break
-                self._drain_wake()
-                if self._ws.has_buffered_data() or self._socket_readable():
+                if readiness == "frame":
                     ended = self._read_one_frame()
-                    self._hand_over()
+                    self._hand_over()  # the consumer has stopped taking: acks only matter here
                     if ended is not None:
                         return ended
         self._ws.close(status=spec.CLOSE_NORMAL, timeout=CLOSE_HANDSHAKE_TIMEOUT)
         return ConnectionEnded("closed-by-us", spec.CLOSE_NORMAL)
-
-    def _socket_readable(self) -> bool:
-        sock = self._ws.sock
-        if sock is None:
-            return False
-        with selectors.DefaultSelector() as probe:
-            probe.register(sock, selectors.EVENT_READ)
-            return bool(probe.select(0))
 
     def _time_left(self, deadline: float | None) -> float | None:
         if deadline is None:

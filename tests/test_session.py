@@ -211,6 +211,7 @@ def test_silence_past_the_deadline_is_reported() -> None:
     session.handle_timeout(55.0)
     (stale,) = session.events_received()
     assert isinstance(stale, ev.ConnectionStale) and stale.silent_for == 45.0
+    assert session.stale
 
 
 def test_unsubscribe_all_covers_live_subscriptions_and_confirms() -> None:

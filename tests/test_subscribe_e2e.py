@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,7 @@ from c2ws import spec
 from c2ws.events import SubscriptionKey
 from c2ws.exitcodes import ExitCode
 from c2ws.render.diagnostics import Diagnostics
+from c2ws.render.ndjson import NdjsonRenderer
 from c2ws.render.table import TableRenderer
 from c2ws.server.app import ConnectionRecord, ReferenceServer, ServerConfig
 from c2ws.subscribe import SubscribeOptions, SubscribeRun
@@ -320,10 +322,7 @@ def test_table_mode_renders_signals_and_positions(server: ReferenceServer) -> No
     options = SubscribeOptions(url=server.url, api_key=KEY, count=2,
                                keys=[SubscriptionKey(VISIBLE[0], ch) for ch in spec.CHANNELS])
     run = SubscribeRun(options, TableRenderer(console, live=False), diagnostics)
-    import threading
-    result: list[ExitCode] = []
-    thread = threading.Thread(target=lambda: result.append(run.run()))
-    thread.start()
+    thread, result = run_in_thread(run)
     only_connection(server, 2)
     server.publish_signal(VISIBLE[0], {"StrategyId": VISIBLE[0], "Side": "1", "OrderType": "2",
                                        "OrderQuantity": 3, "Limit": 4312.25,
@@ -386,3 +385,23 @@ def test_an_oversized_frame_is_refused_with_1009(server: ReferenceServer) -> Non
     assert out == ""
     assert "exceeds the limit" in err and "Traceback" not in err
     assert wait_closed(server).client_close_code == 1009
+
+
+def run_in_thread(run: SubscribeRun) -> tuple[threading.Thread, list[ExitCode]]:
+    result: list[ExitCode] = []
+    thread = threading.Thread(target=lambda: result.append(run.run()))
+    thread.start()
+    return thread, result
+
+
+def test_a_silent_server_is_detected_and_ends_the_stream(server: ReferenceServer) -> None:
+    err = io.StringIO()
+    options = SubscribeOptions(url=server.url, api_key=KEY, stale_after=1.0,
+                               keys=[SubscriptionKey(VISIBLE[0], spec.CHANNEL_SIGNAL)])
+    run = SubscribeRun(options, NdjsonRenderer(io.BytesIO()), Diagnostics(Console(file=err)))
+    thread, result = run_in_thread(run)
+    only_connection(server, 1)
+    server.stall()  # the socket stays open, nothing more arrives, heartbeats included
+    thread.join(20)
+    assert result == [ExitCode.CONNECTION_LOST]
+    assert "no heartbeat or data for 1 s" in err.getvalue()
