@@ -1,11 +1,13 @@
 """c2ws against a hand-rolled websocket-client loop (bench/baseline_client.py), both
 measured in the same run on this machine and reported as ratios.
 
-    .venv/bin/python bench/run.py [--samples 400] [--burst 30000]
+    .venv/bin/python bench/run.py [--samples 400] [--burst 30000] [--idle 20]
 
 - latency: the reference server publishes one signal every 5 ms; each payload carries
   its publish time (CLOCK_MONOTONIC, shared by processes); the time until the line is
   read from the client's stdout is the latency (server send + TCP + client + pipe).
+- idle CPU: with nothing published and a heartbeat every second, the client's CPU
+  time (user + system, from /proc) over ``--idle`` seconds, per minute.
 - throughput: a minimal blast server answers the subscription and then writes
   ``--burst`` pre-encoded signal frames as fast as it can; the time from the first to
   the last line on stdout gives messages per second.
@@ -143,6 +145,27 @@ def measure_throughput(launch: Launcher, burst: int) -> float:
     return (burst - 1) / elapsed
 
 
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure_idle_cpu(launch: Launcher, seconds: float) -> float:
+    """CPU milliseconds per minute spent by an idle subscription (heartbeats only)."""
+    config = ServerConfig(api_keys=(KEY,), feed="none", strategies=(STRATEGY,),
+                          heartbeat_interval=1.0, max_lifetime=600)
+    with ReferenceServer(config) as server:
+        client = launch(server.url)
+        server.wait_for(lambda: any(r.subscriptions for r in server.connections()), 20)
+        time.sleep(1.0)  # start-up (imports, connect) is not idle time
+        before = cpu_seconds(client.pid)
+        time.sleep(seconds)
+        used = cpu_seconds(client.pid) - before
+        client.terminate()
+        client.wait(10)
+    return used * 1000 * 60 / seconds
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
@@ -152,6 +175,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=400)
     parser.add_argument("--burst", type=int, default=30_000)
+    parser.add_argument("--idle", type=float, default=20.0)
     args = parser.parse_args()
     results: dict[str, dict[str, float]] = {}
     for name, launch in CLIENTS.items():
@@ -160,15 +184,16 @@ def main() -> None:
             "median_ms": statistics.median(latencies),
             "p99_ms": percentile(latencies, 0.99),
             "msgs_per_s": measure_throughput(launch, args.burst),
+            "idle_cpu_ms_per_min": measure_idle_cpu(launch, args.idle),
         }
     base, ours = results["baseline"], results["c2ws"]
     print(f"{os.cpu_count()} cores, Python {sys.version.split()[0]}, "
           f"{args.samples} latency samples, burst of {args.burst}")
     print("| metric | baseline | c2ws | c2ws / baseline |")
     print("|---|---|---|---|")
-    for metric in ("median_ms", "p99_ms", "msgs_per_s"):
-        print(f"| {metric} | {base[metric]:.3f} | {ours[metric]:.3f} | "
-              f"{ours[metric] / base[metric]:.2f} |")
+    for metric in ("median_ms", "p99_ms", "msgs_per_s", "idle_cpu_ms_per_min"):
+        ratio = f"{ours[metric] / base[metric]:.2f}" if base[metric] else "n/a (baseline 0)"
+        print(f"| {metric} | {base[metric]:.3f} | {ours[metric]:.3f} | {ratio} |")
 
 
 if __name__ == "__main__":
