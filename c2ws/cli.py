@@ -268,7 +268,8 @@ def serve(
         host=host, port=port, heartbeat_interval=heartbeat_interval, feed=feed_source,
         rate=rate, seed=seed, **settings,
     )
-    raise typer.Exit(server_module.run_server(config))
+    # Keys given on the command line may be real ones: only the default test key is shown.
+    raise typer.Exit(server_module.run_server(config, show_api_keys=not api_key))
 
 
 DEMO_API_KEY = "demo"

@@ -632,6 +632,7 @@ def test_the_serve_command_serves_until_sigterm() -> None:
         banner = process.stderr.readline().strip()
         assert banner.startswith(prefix)
         url = banner.removeprefix(prefix)
+        assert process.stderr.readline().strip() == "accepted API keys: 1 given with --api-key"
         headers = {"Authorization": "Bearer cli-key"}
         with connect(url, additional_headers=headers, open_timeout=5) as client:
             assert orjson.loads(client.recv(timeout=5))["msg_type"] == spec.MSG_CONNECTED

@@ -729,6 +729,9 @@ def run_server(config: ServerConfig, *, show_api_keys: bool = True) -> int:
         print(f"c2ws reference server listening on {server.url}", file=sys.stderr)
         if show_api_keys:
             print(f"accepted API key(s): {', '.join(config.api_keys)}", file=sys.stderr)
+        else:
+            print(f"accepted API keys: {len(config.api_keys)} given with --api-key",
+                  file=sys.stderr)
         strategies = ", ".join(str(s) for s in config.strategies)
         print(f"strategies: {strategies}", file=sys.stderr, flush=True)
 
