@@ -290,6 +290,9 @@ def _server_module() -> ModuleType:
 
 def stream(options: SubscribeOptions, output: OutputMode, *, include_control: bool) -> int:
     """Run a subscription with the chosen renderer; returns the exit code."""
+    if sys.stdout is None:  # started with stdout closed (``>&-``): nobody to stream to
+        print("c2ws: stdout is closed; nothing to stream to", file=sys.stderr)
+        return int(ExitCode.OK)
     stdout_is_tty = sys.stdout.isatty()
     table = output is OutputMode.table or (output is OutputMode.auto and stdout_is_tty)
     err_console = Console(stderr=True, highlight=False, markup=False, emoji=False)

@@ -43,3 +43,12 @@ def test_version() -> None:
     result = run("--version")
     assert result.returncode == 0
     assert result.stdout.startswith("c2ws ")
+
+
+def test_a_closed_stdout_is_no_internal_error() -> None:
+    result = subprocess.run(
+        ["bash", "-c", f"{sys.executable} -m c2ws subscribe 1 --api-key k >&-"],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0
+    assert result.stderr == "c2ws: stdout is closed; nothing to stream to\n"
