@@ -4,6 +4,7 @@ the wire format is checked without going through c2ws.protocol."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -545,33 +546,44 @@ def test_bad_configurations_are_refused_early(tmp_path: Path) -> None:
 # --- the foreground entry point -------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def serving_process(command: list[str]) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """A server in a child process; yields it and the URL from its banner on stderr."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert process.stderr is not None
+        prefix = "c2ws reference server listening on "
+        banner = process.stderr.readline().strip()
+        assert banner.startswith(prefix)
+        yield process, banner.removeprefix(prefix)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def sigterm_closes_with_going_away(process: subprocess.Popen[str],
+                                   client: ClientConnection) -> None:
+    process.send_signal(signal.SIGTERM)
+    with pytest.raises(ConnectionClosed) as closed:
+        while True:
+            client.recv(timeout=5)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+    assert process.wait(timeout=10) == 0
+
+
 def test_run_server_serves_until_sigterm_then_closes_cleanly() -> None:
     code = (
         "from c2ws.server.app import ServerConfig, run_server; "
         "raise SystemExit(run_server(ServerConfig(port=0, feed='none')))"
     )
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(
-        [sys.executable, "-c", code], stderr=subprocess.PIPE, text=True, env=env
-    )
-    try:
+    with serving_process([sys.executable, "-c", code]) as (process, url):
         assert process.stderr is not None
-        banner = process.stderr.readline().strip()
-        prefix = "c2ws reference server listening on "
-        assert banner.startswith(prefix)
         assert "test-key" in process.stderr.readline()
-        url = banner.removeprefix(prefix)
         with connect(url, additional_headers={"Authorization": f"Bearer {KEY}"}) as client:
             assert orjson.loads(client.recv(timeout=5))["msg_type"] == "connection.connected"
-            process.send_signal(signal.SIGTERM)
-            with pytest.raises(ConnectionClosed) as closed:
-                client.recv(timeout=5)
-            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
-        assert process.wait(timeout=10) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+            sigterm_closes_with_going_away(process, client)
 
 
 def test_the_hundred_and_first_subscription_is_refused_over_the_wire(
@@ -620,18 +632,10 @@ def test_request_id_and_timestamp_limits_over_the_wire(
 
 
 def test_the_serve_command_serves_until_sigterm() -> None:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "c2ws", "serve", "--port", "0", "--api-key", "cli-key",
-         "--feed", "none", "--heartbeat-interval", "0.2", "--strategies", "7,8"],
-        stderr=subprocess.PIPE, text=True, env=env,
-    )
-    try:
+    command = [sys.executable, "-m", "c2ws", "serve", "--port", "0", "--api-key", "cli-key",
+               "--feed", "none", "--heartbeat-interval", "0.2", "--strategies", "7,8"]
+    with serving_process(command) as (process, url):
         assert process.stderr is not None
-        prefix = "c2ws reference server listening on "
-        banner = process.stderr.readline().strip()
-        assert banner.startswith(prefix)
-        url = banner.removeprefix(prefix)
         assert process.stderr.readline().strip() == "accepted API keys: 1 given with --api-key"
         headers = {"Authorization": "Bearer cli-key"}
         with connect(url, additional_headers=headers, open_timeout=5) as client:
@@ -639,13 +643,4 @@ def test_the_serve_command_serves_until_sigterm() -> None:
             assert orjson.loads(client.recv(timeout=5))["msg_type"] == spec.MSG_HEARTBEAT
             forbidden = subscribe(client, 9)  # --strategies limits what the key may see
             assert forbidden["payload"]["code"] == "FORBIDDEN"
-            process.send_signal(signal.SIGTERM)
-            with pytest.raises(ConnectionClosed) as closed:
-                while True:
-                    client.recv(timeout=5)
-            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
-        assert process.wait(timeout=10) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+            sigterm_closes_with_going_away(process, client)
