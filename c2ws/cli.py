@@ -12,6 +12,7 @@ from enum import Enum
 from pathlib import Path
 from types import FrameType, ModuleType
 from typing import Annotated, NoReturn
+from urllib.parse import urlsplit
 
 import typer
 from rich.console import Console
@@ -86,6 +87,22 @@ def parse_channels(values: list[str] | None) -> list[str]:
             if channel not in channels:
                 channels.append(channel)
     return channels
+
+
+def check_url(url: str) -> str:
+    """A ws:// or wss:// URL with a host and a valid port, else a usage error."""
+    try:
+        parts = urlsplit(url)
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        port_ok = False
+    else:
+        if parts.scheme in ("ws", "wss") and parts.hostname and port_ok:
+            return url
+    raise typer.BadParameter(
+        f"{url!r} is not a ws:// or wss:// URL with a host" + ("" if port_ok else " and port"),
+        param_hint="'--url'",
+    )
 
 
 def _version_callback(value: bool) -> None:
@@ -178,6 +195,7 @@ def subscribe(
     """Subscribe to strategies and stream their signals and positions."""
     ids = parse_strategy_ids(strategy_ids)
     channels = parse_channels(channel)
+    url = check_url(url)
     if not api_key:
         raise typer.BadParameter(
             "no API key: pass --api-key or set C2_API_KEY", param_hint="'--api-key'"
@@ -339,6 +357,9 @@ def main() -> None:
     """Console-script entry point."""
     if hasattr(signal, "SIGTERM"):
         signal.signal(signal.SIGTERM, _on_sigterm)
+    if not (sys.stderr and sys.stderr.isatty()):
+        # Scripts read usage errors: one plain "Error: ..." line, not a boxed panel.
+        app.rich_markup_mode = None
     try:
         app(prog_name="c2ws")
     except Terminated:

@@ -361,6 +361,9 @@ def test_unresolvable_host_is_a_one_line_error() -> None:
         (["subscribe", "0"], "'0' is not a strategy id"),
         (["subscribe", "1", "-c", "orders"], "'orders' is not a channel"),
         (["subscribe", "1", "-o", "xml"], "'xml' is not one of"),
+        (["subscribe", "1", "--url", "http://example.com/ws"], "is not a ws:// or wss:// URL"),
+        (["subscribe", "1", "--url", "ws://"], "is not a ws:// or wss:// URL"),
+        (["subscribe", "1", "--url", "ws://h:99999/ws"], "URL with a host and port"),
     ],
 )
 def test_bad_arguments_are_usage_errors_naming_the_value(args: list[str], message: str) -> None:
