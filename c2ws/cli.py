@@ -40,6 +40,9 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
+# The key the demo's in-process reference server accepts; no real key is involved.
+DEMO_API_KEY = "demo"
+
 CHANNEL_ALIASES = {
     "signal": spec.CHANNEL_SIGNAL,
     "signals": spec.CHANNEL_SIGNAL,
@@ -288,9 +291,6 @@ def serve(
     )
     # Keys given on the command line may be real ones: only the default test key is shown.
     raise typer.Exit(server_module.run_server(config, show_api_keys=not api_key))
-
-
-DEMO_API_KEY = "demo"
 
 
 def _server_module() -> ModuleType:
