@@ -151,22 +151,23 @@ class SubscribeRun:
 
     def stop(self) -> None:
         """Clean close (unsubscribe, close 1000); bounded in time; idempotent."""
-        worker = self._worker
-        if worker is not None:
+        self._stop_reading()
+        if self._worker is not None and self._worker.is_alive():
+            self._worker.join(STOP_JOIN_TIMEOUT)
+
+    def _stop_reading(self) -> None:
+        """Tell the socket thread to close, and take nothing more from it."""
+        if self._worker is not None:
             # Ask first: a socket thread that then finds the hand-off closed knows it is
             # being stopped, not overflowing, and closes with unsubscribes.
-            worker.request_stop()
+            self._worker.request_stop()
         self._handoff.close()  # a socket thread waiting for room must not wait any more
-        if worker is not None and worker.is_alive():
-            worker.join(STOP_JOIN_TIMEOUT)
 
     def _report_unwritten(self, why: str) -> None:
         """Stopping by signal discards what stdout had not taken yet: say how much, and
         where each stream's output ends, so nothing is lost silently."""
         unwritten = 0
-        if self._worker is not None:
-            self._worker.request_stop()
-        self._handoff.close()  # draining must not let the socket thread read on
+        self._stop_reading()  # draining must not let the socket thread read on
         while (item := self._handoff.get(0)) is not None:
             if isinstance(item, list):
                 unwritten += sum(isinstance(event, ev.StreamMessage) for event in item)
