@@ -225,8 +225,9 @@ def test_broken_pipe_exits_quietly_with_a_clean_close(server: ReferenceServer) -
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
     only_connection(server, 1)
-    for _ in range(5):
-        server.publish_signal(VISIBLE[0])
+    deadline = time.monotonic() + 15
+    while process.poll() is None and time.monotonic() < deadline:
+        server.publish_signal(VISIBLE[0])  # c2ws notices head is gone at its next write
         time.sleep(0.05)
     code, out, err = finish(process)
     assert code == 0, err
