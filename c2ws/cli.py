@@ -17,6 +17,10 @@ from urllib.parse import urlsplit
 import typer
 from rich.console import Console
 
+# Typer prints these scripts only for the shell it detects; this is the same function,
+# for any shell.  tests/test_completions.py notices if it moves.
+from typer._completion_shared import get_completion_script
+
 from c2ws import __version__, spec
 from c2ws.events import SubscriptionKey
 from c2ws.exitcodes import ExitCode
@@ -42,6 +46,7 @@ app = typer.Typer(
 
 # The key the demo's in-process reference server accepts; no real key is involved.
 DEMO_API_KEY = "demo"
+COMPLETE_VAR = "_C2WS_COMPLETE"
 
 CHANNEL_ALIASES = {
     "signal": spec.CHANNEL_SIGNAL,
@@ -51,6 +56,16 @@ CHANNEL_ALIASES = {
     "position": spec.CHANNEL_POSITIONS,
     spec.CHANNEL_POSITIONS: spec.CHANNEL_POSITIONS,
 }
+
+
+class Shell(str, Enum):
+    bash = "bash"
+    zsh = "zsh"
+    fish = "fish"
+
+
+def complete_channel(incomplete: str) -> list[str]:
+    return [name for name in CHANNEL_ALIASES if name.startswith(incomplete)]
 
 
 class OutputMode(str, Enum):
@@ -174,7 +189,8 @@ def subscribe(
         list[str] | None,
         typer.Option("-c", "--channel", metavar="CHANNEL",
                      help="signal or positions (or the full names); repeatable. "
-                          "Default: both.", show_default=False),
+                          "Default: both.", show_default=False,
+                     autocompletion=complete_channel),
     ] = None,
     api_key: Annotated[
         str | None,
@@ -291,6 +307,19 @@ def serve(
     )
     # Keys given on the command line may be real ones: only the default test key is shown.
     raise typer.Exit(server_module.run_server(config, show_api_keys=not api_key))
+
+
+@app.command()
+def completions(
+    shell: Annotated[Shell, typer.Argument(help="bash, zsh or fish.", case_sensitive=False)],
+) -> None:
+    """Print the shell completion script (the files in completions/ are its output).
+
+    Example: c2ws completions zsh > ~/.zfunc/_c2ws
+    """
+    # The script asks c2ws itself for candidates, so it never goes stale as options change.
+    typer.echo(get_completion_script(prog_name="c2ws", complete_var=COMPLETE_VAR,
+                                     shell=shell.value))
 
 
 def _server_module() -> ModuleType:

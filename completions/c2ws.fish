@@ -1,0 +1,1 @@
+complete --command c2ws --no-files --arguments "(env _C2WS_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) c2ws)" --condition "env _C2WS_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) c2ws"
