@@ -15,7 +15,6 @@ from typing import Annotated, NoReturn
 from urllib.parse import urlsplit
 
 import typer
-from rich.console import Console
 
 # Typer prints these scripts only for the shell it detects; this is the same function,
 # for any shell.  tests/test_completions.py notices if it moves.
@@ -25,6 +24,7 @@ from c2ws import __version__, spec
 from c2ws.events import SubscriptionKey
 from c2ws.exitcodes import ExitCode
 from c2ws.render import Renderer
+from c2ws.render.consoles import DataConsole, MessageConsole
 from c2ws.render.diagnostics import Diagnostics
 from c2ws.render.ndjson import NdjsonRenderer
 from c2ws.subscribe import (
@@ -250,7 +250,7 @@ def demo(
     server_module = _server_module()
     config = server_module.ServerConfig(rate=rate, seed=seed, api_keys=(DEMO_API_KEY,))
     with server_module.ReferenceServer(config) as server:
-        Console(stderr=True, highlight=False, markup=False).print(
+        MessageConsole(stderr=True, highlight=False, markup=False).print(
             f"c2ws demo: reference server on {server.url} with a synthetic feed "
             f"(strategies {', '.join(map(str, config.strategies))}); Ctrl-C to stop",
             soft_wrap=True,
@@ -327,7 +327,7 @@ def _server_module() -> ModuleType:
     try:
         import c2ws.server.app as server_app
     except ImportError:
-        Console(stderr=True, highlight=False, markup=False).print(
+        MessageConsole(stderr=True, highlight=False, markup=False).print(
             "c2ws: the reference server needs the 'server' extra: pip install 'c2ws[server]'",
             soft_wrap=True,
         )
@@ -342,7 +342,7 @@ def stream(options: SubscribeOptions, output: OutputMode, *, include_control: bo
         return int(ExitCode.OK)
     stdout_is_tty = sys.stdout.isatty()
     table = output is OutputMode.table or (output is OutputMode.auto and stdout_is_tty)
-    err_console = Console(stderr=True, highlight=False, markup=False, emoji=False)
+    err_console = MessageConsole(stderr=True, highlight=False, markup=False, emoji=False)
     diagnostics = Diagnostics(
         err_console,
         verbose=options.verbose,
@@ -352,7 +352,7 @@ def stream(options: SubscribeOptions, output: OutputMode, *, include_control: bo
     if table:
         from c2ws.render.table import TableRenderer  # rich tables only when asked for
 
-        table_renderer = TableRenderer(Console(highlight=False, markup=False, emoji=False))
+        table_renderer = TableRenderer(DataConsole(highlight=False, markup=False, emoji=False))
         table_renderer.expect_subscriptions(options.keys)
         renderer = table_renderer
     else:

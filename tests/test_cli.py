@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from c2ws import spec
 from c2ws.exitcodes import ExitCode
 
@@ -52,3 +54,22 @@ def test_a_closed_stdout_is_no_internal_error() -> None:
     )
     assert result.returncode == 0
     assert result.stderr == "c2ws: stdout is closed; nothing to stream to\n"
+
+
+@pytest.mark.parametrize("output", ["table", "ndjson"])
+def test_head_closing_stdout_ends_either_output_mode_with_exit_0(output: str) -> None:
+    script = (f"set -o pipefail; {sys.executable} -m c2ws demo -o {output} --rate 50 "
+              "| head -2")
+    result = subprocess.run(["bash", "-c", script], cwd=REPO, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 2
+    assert "Traceback" not in result.stderr and "Error" not in result.stderr
+
+
+def test_a_closed_stderr_does_not_stop_the_data() -> None:
+    script = (f"set -o pipefail; {sys.executable} -m c2ws demo -o ndjson -n 20 --rate 50 -v "
+              "2>&1 >/dev/null | head -c 0")
+    result = subprocess.run(["bash", "-c", script], cwd=REPO, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0
