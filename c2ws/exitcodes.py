@@ -15,6 +15,7 @@ class ExitCode(IntEnum):
     CONNECTION_LOST = 6  # the server closed or dropped the stream, or it went silent
     NOTHING_TO_STREAM = 7  # every requested subscription was rejected
     OUTPUT_OVERFLOW = 8  # the reader of stdout fell behind by more than --max-buffer messages
+    OUTPUT_FAILED = 9  # writing stdout failed (disk full, I/O error)
     COUNT_NOT_REACHED = 124  # --timeout expired before --count messages arrived
     INTERRUPTED = 130  # Ctrl-C (SIGINT)
     TERMINATED = 143  # SIGTERM

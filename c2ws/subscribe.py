@@ -60,6 +60,10 @@ class StdoutClosed(Exception):
     """stdout's reader went away; the caller silences stdout and exits OK."""
 
 
+class OutputFailed(Exception):
+    """Writing stdout failed for a reason other than its reader leaving (disk full...)."""
+
+
 class StreamEnded(Exception):
     def __init__(self, code: ExitCode, message: str | None = None) -> None:
         super().__init__(message or code.name)
@@ -145,6 +149,10 @@ class SubscribeRun:
         except BrokenPipeError:
             # The reader (e.g. ``head -1``) has all it wanted: a normal end, not an error.
             raise StdoutClosed from None
+        except OutputFailed as failure:
+            self._report_unwritten("stdout failed")
+            self.diagnostics.say(f"cannot write to stdout: {failure}", "red")
+            return ExitCode.OUTPUT_FAILED
         finally:
             self.stop()
         return ExitCode.OK  # pragma: no cover - _connect_and_stream always raises
@@ -173,14 +181,17 @@ class SubscribeRun:
                 unwritten += sum(isinstance(event, ev.StreamMessage) for event in item)
         in_flight = self._in_flight
         if unwritten or in_flight is not None:
-            ends = ", ".join(f"{key} seq {seq}" for key, seq in sorted(
-                self.last_written.items(), key=lambda kv: str(kv[0]))) or "nothing written"
+            written = sorted(self.last_written.items(), key=lambda kv: str(kv[0]))
+            ends = (
+                "output ends at " + ", ".join(f"{key} seq {seq}" for key, seq in written)
+                if written else "nothing was written"
+            )
             partly = "" if in_flight is None else (
                 f" (then {in_flight.key} seq {in_flight.message.seq_id} was being written)"
             )
             self.diagnostics.say(
                 f"{why}: {unwritten} more received message(s) were not written; "
-                f"output ends at {ends}{partly}", "yellow"
+                f"{ends}{partly}", "yellow"
             )
 
     def _connect_and_stream(self) -> None:
@@ -239,7 +250,12 @@ class SubscribeRun:
     def _handle(self, event: ev.Event) -> None:
         self.diagnostics.handle(event)
         self._in_flight = event if isinstance(event, ev.StreamMessage) else None
-        self.renderer.handle(event)
+        try:
+            self.renderer.handle(event)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise OutputFailed(exc.strerror or str(exc)) from None
         self._in_flight = None
         if isinstance(event, ev.StreamMessage):
             self.delivered += 1

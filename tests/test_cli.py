@@ -73,3 +73,12 @@ def test_a_closed_stderr_does_not_stop_the_data() -> None:
     result = subprocess.run(["bash", "-c", script], cwd=REPO, capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 0
+
+
+def test_a_full_disk_is_a_clear_error_with_its_own_exit_code() -> None:
+    script = f"{sys.executable} -m c2ws demo -o ndjson -n 3 --rate 50 > /dev/full"
+    result = subprocess.run(["bash", "-c", script], cwd=REPO, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == ExitCode.OUTPUT_FAILED
+    assert "c2ws: cannot write to stdout: No space left on device" in result.stderr
+    assert "Traceback" not in result.stderr and "internal error" not in result.stderr
