@@ -219,6 +219,12 @@ def subscribe(
         raise typer.BadParameter(
             "no API key: pass --api-key or set C2_API_KEY", param_hint="'--api-key'"
         )
+    if not (api_key.isascii() and api_key.isprintable() and " " not in api_key):
+        # Never echo it: the message names the problem, not the key.
+        raise typer.BadParameter(
+            "the API key contains spaces, control or non-ASCII characters "
+            "(a stray newline from a file?)", param_hint="'--api-key' / C2_API_KEY"
+        )
     keys = [SubscriptionKey(sid, ch) for sid in ids for ch in channels]
     if len(keys) > spec.MAX_SUBSCRIPTIONS_PER_CONNECTION:
         raise typer.BadParameter(

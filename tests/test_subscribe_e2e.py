@@ -409,3 +409,11 @@ def test_a_silent_server_is_detected_and_ends_the_stream(server: ReferenceServer
     thread.join(20)
     assert result == [ExitCode.CONNECTION_LOST]
     assert "no heartbeat or data for 1 s" in err.getvalue()
+
+
+@pytest.mark.parametrize("key", ["abc\r\nX-Injected: 1", "with space", "clé", "tab\there"])
+def test_a_key_that_cannot_be_a_header_is_refused_without_echoing_it(key: str) -> None:
+    code, _, err = finish(c2ws(None, "subscribe", "1", key=key))
+    assert code == ExitCode.USAGE
+    assert "the API key contains" in " ".join(err.split())
+    assert key not in err and "Injected" not in err
