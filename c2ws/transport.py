@@ -128,6 +128,8 @@ def open_connection(url: str, api_key: str, *, timeout: float) -> BufferedWebSoc
             # orjson checks UTF-8 when it decodes (in C); websocket-client's pure-Python
             # check costs ~200 us per kilobyte and would fail the whole connection.
             skip_utf8_validation=True,
+            # A redirect would carry the Bearer key to wherever it points.
+            redirect_limit=0,
         )
     except websocket.WebSocketBadStatusException as exc:
         reason = _header(exc.resp_headers, spec.ERROR_HEADER) or exc.status_message or ""
@@ -143,6 +145,11 @@ def open_connection(url: str, api_key: str, *, timeout: float) -> BufferedWebSoc
     except OSError as exc:
         raise ConnectFailed(exc.strerror or str(exc)) from None
     except websocket.WebSocketException as exc:
+        if "Redirect" in str(exc):
+            raise ConnectFailed(
+                "the server answered with a redirect, which c2ws does not follow "
+                "(it would send the API key along); use the final URL"
+            ) from None
         raise ConnectFailed(f"WebSocket handshake failed: {exc}") from None
     except ValueError as exc:  # websocket-client's verdict on a malformed URL
         raise ConnectFailed(f"bad URL: {exc}") from None

@@ -417,3 +417,27 @@ def test_a_key_that_cannot_be_a_header_is_refused_without_echoing_it(key: str) -
     assert code == ExitCode.USAGE
     assert "the API key contains" in " ".join(err.split())
     assert key not in err and "Injected" not in err
+
+
+def test_a_redirect_is_not_followed_so_the_key_stays_put() -> None:
+    # A plain HTTP server answering every request with a redirect to another port.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+        requests: list[bytes] = []
+
+        def answer() -> None:
+            connection, _ = listener.accept()
+            with connection:
+                requests.append(connection.recv(65536))
+                connection.sendall(b"HTTP/1.1 302 Found\r\nLocation: ws://127.0.0.1:9/elsewhere"
+                                   b"\r\nContent-Length: 0\r\n\r\n")
+
+        server_thread = threading.Thread(target=answer, daemon=True)
+        server_thread.start()
+        code, _, err = finish(c2ws(None, "subscribe", "1", url=f"ws://127.0.0.1:{port}/ws"))
+        server_thread.join(5)
+    assert code == ExitCode.CONNECT_FAILED
+    assert "redirect, which c2ws does not follow" in err
+    assert len(requests) == 1 and KEY not in err
