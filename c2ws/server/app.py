@@ -63,6 +63,14 @@ _HOOK_TIMEOUT: Final = 10.0
 _START_TIMEOUT: Final = 10.0
 _MAX_FEED_BATCH: Final = 1000
 _MAX_RECORDS: Final = 10_000
+_RECORDED_MESSAGES: Final = 1000
+
+
+def _keep_newest(items: list[T], item: T) -> None:
+    """Append, trimming the oldest in batches so appends stay cheap on average."""
+    items.append(item)
+    if len(items) > 2 * _RECORDED_MESSAGES:
+        del items[:-_RECORDED_MESSAGES]
 
 
 @dataclass(frozen=True)
@@ -123,7 +131,9 @@ class ConnectionEnd(str, Enum):
 
 @dataclass
 class ConnectionRecord:
-    """What a test can observe about one connection (snapshots, never live objects)."""
+    """What a test can observe about one connection (snapshots, never live objects).
+    ``received`` and ``malformed`` keep at least the newest _RECORDED_MESSAGES each, so
+    a server that runs for days does not grow."""
 
     number: int
     api_key: str
@@ -460,9 +470,9 @@ class ReferenceServer:
     def _record_received(connection: _Connection, data: bytes | str) -> None:
         record = connection.record
         try:
-            record.received.append(protocol.decode(data).raw)
+            _keep_newest(record.received, protocol.decode(data).raw)
         except protocol.MalformedMessage:
-            record.malformed.append(data)
+            _keep_newest(record.malformed, data)
         record.heartbeat_acks = connection.session.heartbeat_acks
         record.subscriptions = connection.session.subscriptions
 
