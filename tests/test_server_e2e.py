@@ -367,12 +367,14 @@ def test_a_recorded_feed_is_republished_with_fresh_seq_ids(
     ]
     recording.write_bytes(b"not json\n" + b"\n".join(orjson.dumps(line) for line in lines))
     server = make_server(feed=recording, rate=100.0)
-    wait_for(lambda: server.last_seq(STRATEGY) == 2)
-    assert server.feed_lines_skipped == 1
+    time.sleep(0.3)
+    assert server.last_seq(STRATEGY) == 0  # a recording waits for its first listener
     with connected_client(server) as client:
-        subscribe(client, resume_from="1")
-        replayed = recv_stream(client)
-        assert replayed["seq_id"] == 2 and replayed["payload"] == {"StrategyId": STRATEGY, "n": 2}
+        assert subscribe(client)["msg_type"] == "subscription.ack"
+        first, second = recv_stream(client), recv_stream(client)
+    assert (first["seq_id"], first["payload"]) == (1, {"StrategyId": STRATEGY, "n": 1})
+    assert (second["seq_id"], second["payload"]) == (2, {"StrategyId": STRATEGY, "n": 2})
+    assert server.feed_lines_skipped == 1
 
 
 def test_resume_replays_the_missed_signals_then_a_gap_then_live(make_server: MakeServer) -> None:

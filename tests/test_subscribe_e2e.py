@@ -441,3 +441,22 @@ def test_a_redirect_is_not_followed_so_the_key_stays_put() -> None:
     assert code == ExitCode.CONNECT_FAILED
     assert "redirect, which c2ws does not follow" in err
     assert len(requests) == 1 and KEY not in err
+
+
+def test_ndjson_output_replays_as_a_server_feed(tmp_path: Path) -> None:
+    """What subscribe records, serve --feed FILE publishes again, payload for payload."""
+    config = ServerConfig(api_keys=(KEY,), rate=50, seed=7, max_lifetime=120)
+    with ReferenceServer(config) as live:
+        ids = [str(s) for s in config.strategies]
+        code, recorded, err = finish(c2ws(live, "subscribe", *ids, "-o", "ndjson", "-n", "12"))
+    assert code == 0, err
+    recording = tmp_path / "recording.ndjson"
+    recording.write_text(recorded)
+    replay_config = ServerConfig(api_keys=(KEY,), feed=recording, rate=100, max_lifetime=120)
+    with ReferenceServer(replay_config) as replaying:
+        code, replayed, err = finish(c2ws(replaying, "subscribe", *ids, "-o", "ndjson",
+                                          "-n", "12"))
+    assert code == 0, err
+    def payloads(text: str) -> list[tuple[str, Any]]:
+        return [(m["msg_type"], m["payload"]) for m in map(json.loads, text.splitlines())]
+    assert payloads(replayed) == payloads(recorded)

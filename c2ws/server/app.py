@@ -64,6 +64,7 @@ _START_TIMEOUT: Final = 10.0
 _MAX_FEED_BATCH: Final = 1000
 _MAX_RECORDS: Final = 10_000
 _RECORDED_MESSAGES: Final = 1000
+_FILE_FEED_SETTLE_SECONDS: Final = 0.5
 
 
 def _keep_newest(items: list[T], item: T) -> None:
@@ -270,6 +271,7 @@ class ReferenceServer:
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
         self._stop_requested: asyncio.Event | None = None
+        self._first_subscription: asyncio.Event | None = None
         self._ws_server: Server | None = None
 
     # -- lifecycle --
@@ -350,6 +352,7 @@ class ReferenceServer:
         self._ws_server = await self._listen(self.config.port)
         self._loop, self._loop_thread_id = loop, threading.get_ident()
         self._stop_requested = stop_requested
+        self._first_subscription = asyncio.Event()
         self._ready.set()
         feed_task = asyncio.create_task(self._run_feed())
         try:
@@ -455,6 +458,8 @@ class ReferenceServer:
         try:
             async for data in websocket:
                 replies = session.receive(data, time.time())
+                if session.subscriptions and self._first_subscription is not None:
+                    self._first_subscription.set()
                 self._record_received(connection, data)
                 connection.send(replies)
         except ConnectionClosed:
@@ -551,6 +556,11 @@ class ReferenceServer:
     async def _run_feed(self) -> None:
         if self.config.rate <= 0:
             return
+        if self._file_feed is not None and self._first_subscription is not None:
+            # A recording is finite: played before anyone listens, it would be gone.  The
+            # pause lets a client's other subscriptions (sent together) arrive too.
+            await self._first_subscription.wait()
+            await asyncio.sleep(_FILE_FEED_SETTLE_SECONDS)
         events = self._feed_events()
         interval = 1.0 / self.config.rate
         loop = asyncio.get_running_loop()
