@@ -502,7 +502,7 @@ def test_expected_subscriptions_count_before_the_server_answers() -> None:
     assert "subscriptions: 0/2 active" in renderer.status_text()
     renderer.handle(events.SubscriptionConfirmed(SIGNALS, "r-1", envelope("subscription.ack")))
     assert "subscriptions: 1/2 active" in renderer.status_text()
-    renderer.connection_lost()
+    renderer.handle(events.ConnectionStale(silent_for=45.0))
     assert renderer.status_text().startswith("connected: no | subscriptions: 0/2 active")
 
 

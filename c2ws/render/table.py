@@ -318,12 +318,6 @@ class TableRenderer:
                 self._subscriptions.setdefault(key, _PENDING)
         self._changed()
 
-    def connection_lost(self) -> None:
-        """The transport closed the socket (there is no event for that): show it."""
-        with self._lock:
-            self._disconnect()
-        self._changed()
-
     def status_text(self) -> str:
         """The footer line: connection, subscriptions, message counts, last heartbeat."""
         with self._lock:
