@@ -460,3 +460,17 @@ def test_ndjson_output_replays_as_a_server_feed(tmp_path: Path) -> None:
     def payloads(text: str) -> list[tuple[str, Any]]:
         return [(m["msg_type"], m["payload"]) for m in map(json.loads, text.splitlines())]
     assert payloads(replayed) == payloads(recorded)
+
+
+def test_the_per_key_connection_limit_means_server_busy() -> None:
+    from websockets.sync.client import connect
+
+    config = ServerConfig(api_keys=(KEY,), feed="none", max_connections_per_key=1,
+                          max_lifetime=60)
+    with ReferenceServer(config) as limited, connect(
+        limited.url, additional_headers={"Authorization": f"Bearer {KEY}"}
+    ) as occupying:
+        occupying.recv(timeout=5)  # connection.connected: the key's one place is taken
+        code, _, err = finish(c2ws(limited, "subscribe", "1"))
+    assert code == ExitCode.SERVER_BUSY
+    assert err.startswith("c2ws: server refused the connection (HTTP 429): ")
