@@ -58,7 +58,3 @@ class BoundedHandoff(Generic[Item]):
         with self._lock:
             self._closed = True
             self._not_full.notify_all()
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._items)

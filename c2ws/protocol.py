@@ -202,6 +202,15 @@ def parse_int(value: object) -> int | None:
     return None
 
 
+def strategy_id_of(payload: JsonObject) -> int | None:
+    """The strategy a stream payload names (the envelope itself does not say)."""
+    for key in spec.STRATEGY_ID_KEYS:
+        value = parse_int(payload.get(key))
+        if value is not None and value > 0:
+            return value
+    return None
+
+
 def decode(data: bytes | str) -> Envelope:
     """Decode one text frame into an Envelope; raise MalformedMessage for anything else."""
     if len(data) > spec.MAX_FRAME_BYTES:

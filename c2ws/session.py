@@ -37,15 +37,6 @@ class Subscription:
     request_id: str | None = None
 
 
-def strategy_of(payload: Mapping[str, object]) -> int | None:
-    """The strategy a stream payload belongs to (the envelope does not say)."""
-    for name in spec.STRATEGY_ID_KEYS:
-        value = protocol.parse_int(payload.get(name))
-        if value is not None and value > 0:
-            return value
-    return None
-
-
 def _gap_key(payload: Mapping[str, object]) -> tuple[int | None, str]:
     """Split the gap's ``channel`` (``strategy.signal:12345678``) into strategy and channel."""
     channel = payload.get("channel")
@@ -261,7 +252,7 @@ class ClientSession:
         return {channel: keys[0] for channel, keys in by_channel.items() if len(keys) == 1}
 
     def _key_of(self, message: Envelope) -> SubscriptionKey | None:
-        strategy_id = strategy_of(message.payload)
+        strategy_id = protocol.strategy_id_of(message.payload)
         if strategy_id is None:
             return self._only_key_by_channel.get(message.msg_type)
         return SubscriptionKey(strategy_id, message.msg_type)

@@ -21,7 +21,6 @@ CHANNELS: Final = (CHANNEL_SIGNAL, CHANNEL_POSITIONS)
 # Client -> server message types (the only two the server accepts).
 MSG_SUBSCRIPTION_REQUEST: Final = "subscription.request"
 MSG_HEARTBEAT_ACK: Final = "heartbeat.ack"
-CLIENT_MSG_TYPES: Final = frozenset({MSG_SUBSCRIPTION_REQUEST, MSG_HEARTBEAT_ACK})
 
 # Server -> client message types.
 MSG_CONNECTED: Final = "connection.connected"
@@ -31,10 +30,6 @@ MSG_SUBSCRIPTION_ACK: Final = "subscription.ack"
 MSG_ERROR: Final = "error"
 MSG_GAP: Final = "gap"
 STREAM_MSG_TYPES: Final = frozenset({CHANNEL_SIGNAL, CHANNEL_POSITIONS})
-SERVER_MSG_TYPES: Final = frozenset(
-    {MSG_CONNECTED, MSG_DISCONNECTED, MSG_HEARTBEAT, MSG_SUBSCRIPTION_ACK, MSG_ERROR, MSG_GAP}
-    | STREAM_MSG_TYPES
-)
 
 ACTION_SUBSCRIBE: Final = "subscribe"
 ACTION_UNSUBSCRIBE: Final = "unsubscribe"

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from c2ws import events as ev
 from c2ws import protocol, spec
 from c2ws.events import SubscriptionKey
-from c2ws.session import ClientSession, SubscriptionState, strategy_of
+from c2ws.session import ClientSession, SubscriptionState
 
 SIGNAL = SubscriptionKey(12345678, spec.CHANNEL_SIGNAL)
 POSITIONS = SubscriptionKey(12345678, spec.CHANNEL_POSITIONS)
@@ -174,7 +174,7 @@ def test_gap_with_integer_from_is_accepted() -> None:
 
 @pytest.mark.parametrize("payload", [{"StrategyId": 5}, {"strategy_id": "5"}, {"strategyId": 5}])
 def test_strategy_is_found_under_any_key_case(payload: dict[str, object]) -> None:
-    assert strategy_of(payload) == 5
+    assert protocol.strategy_id_of(payload) == 5
 
 
 def test_payload_without_strategy_is_placed_on_the_only_subscription_of_its_channel() -> None:

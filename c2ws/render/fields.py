@@ -226,10 +226,7 @@ def symbol_of(view: PayloadView) -> str:
 
 
 def strategy_id_of(view: PayloadView) -> int | None:
-    raw = view.get(*_STRATEGY_ID)
-    if isinstance(raw, str) and len(raw) > _MAX_NUMBER_TEXT:
-        return None
-    value = protocol.parse_int(raw)
+    value = protocol.parse_int(view.get(*_STRATEGY_ID))
     return value if value is not None and value > 0 else None
 
 

@@ -237,10 +237,6 @@ class ServerSession:
     def closed(self) -> bool:
         return self._closed
 
-    @property
-    def heartbeats_enabled(self) -> bool:
-        return self._heartbeats_enabled
-
     def wants(self, strategy_id: int, channel: str) -> bool:
         return not self._closed and (strategy_id, channel) in self._subscriptions
 

@@ -395,15 +395,6 @@ class SyntheticFeed:
 # --- recorded feed ----------------------------------------------------------------------
 
 
-def strategy_id_of(payload: JsonObject) -> int | None:
-    """The positive strategy id a stream payload names, under any of the known keys."""
-    for key in spec.STRATEGY_ID_KEYS:
-        value = protocol.parse_int(payload.get(key))
-        if value is not None and value > 0:
-            return value
-    return None
-
-
 def parse_recorded_line(line: bytes | str) -> FeedEvent | None:
     """A recorded stream envelope as a feed event; None for anything else."""
     try:
@@ -412,7 +403,7 @@ def parse_recorded_line(line: bytes | str) -> FeedEvent | None:
         return None
     if message.msg_type not in spec.STREAM_MSG_TYPES:
         return None
-    strategy_id = strategy_id_of(message.payload)
+    strategy_id = protocol.strategy_id_of(message.payload)
     if strategy_id is None:
         return None
     return FeedEvent(message.msg_type, strategy_id, message.payload)
