@@ -17,19 +17,12 @@ from c2ws import spec
 from c2ws.buffer import BoundedHandoff
 from c2ws.events import SubscriptionKey
 from c2ws.exitcodes import ExitCode
+from c2ws.net.connection import ConnectFailed, HandshakeRejected, open_connection
 from c2ws.render import Renderer
 from c2ws.render.diagnostics import Diagnostics
 from c2ws.render.safe import terminal_safe
 from c2ws.session import ClientSession
-from c2ws.transport import (
-    ConnectFailed,
-    ConnectionEnded,
-    HandshakeRejected,
-    SocketWorker,
-    TrafficLog,
-    WorkerItem,
-    open_connection,
-)
+from c2ws.transport import ConnectionEnded, SocketWorker, TrafficLog, WorkerItem
 
 STOP_JOIN_TIMEOUT = 5.0
 DEFAULT_MAX_BUFFER = 10_000

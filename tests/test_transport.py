@@ -11,7 +11,8 @@ from websocket import ABNF
 
 from c2ws import spec
 from c2ws.buffer import BoundedHandoff
-from c2ws.transport import BufferedWebSocket, FrameTooLarge, TrafficLog
+from c2ws.net.connection import BufferedWebSocket, FrameTooLarge
+from c2ws.transport import TrafficLog
 
 
 class CountingSocket:
