@@ -5,14 +5,15 @@ Nothing here knows the wire protocol; see ``subscribe.py`` for the run itself.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
+import stat
 import sys
 from enum import Enum
 from pathlib import Path
 from types import FrameType, ModuleType
 from typing import Annotated, NoReturn
-from urllib.parse import urlsplit
 
 import typer
 
@@ -21,20 +22,16 @@ import typer
 from typer._completion_shared import get_completion_script
 
 from c2ws import __version__, spec
+from c2ws.engine import DEFAULT_MAX_BUFFER, EngineConfig, validate_config
+from c2ws.errors import ConfigError
 from c2ws.events import SubscriptionKey
 from c2ws.exitcodes import ExitCode
 from c2ws.render import Renderer
 from c2ws.render.consoles import DataConsole, MessageConsole
 from c2ws.render.diagnostics import Diagnostics
 from c2ws.render.ndjson import NdjsonRenderer
-from c2ws.subscribe import (
-    DEFAULT_MAX_BUFFER,
-    DEFAULT_MAX_STALL,
-    StdoutClosed,
-    SubscribeOptions,
-    SubscribeRun,
-    Terminated,
-)
+from c2ws.session import SessionTimeouts
+from c2ws.subscribe import StdoutClosed, SubscribeOptions, SubscribeRun, Terminated
 
 app = typer.Typer(
     name="c2ws",
@@ -107,22 +104,6 @@ def parse_channels(values: list[str] | None) -> list[str]:
     return channels
 
 
-def check_url(url: str) -> str:
-    """A ws:// or wss:// URL with a host and a valid port, else a usage error."""
-    try:
-        parts = urlsplit(url)
-        port_ok = parts.port is None or parts.port > 0
-    except ValueError:
-        port_ok = False
-    else:
-        if parts.scheme in ("ws", "wss") and parts.hostname and port_ok:
-            return url
-    raise typer.BadParameter(
-        f"{url!r} is not a ws:// or wss:// URL with a host" + ("" if port_ok else " and port"),
-        param_hint="'--url'",
-    )
-
-
 def _version_callback(value: bool) -> None:
     if value:
         typer.echo(f"c2ws {__version__}")
@@ -163,15 +144,9 @@ IncludeControlOpt = Annotated[
 MaxBufferOpt = Annotated[
     int,
     typer.Option("--max-buffer", min=1,
-                 help="Messages held for a slow stdout reader; past that, c2ws pauses "
-                      "reading the socket for up to --max-stall seconds, then gives up "
-                      "(exit 8)."),
-]
-MaxStallOpt = Annotated[
-    float,
-    typer.Option("--max-stall", min=0.0, max=9.0,
-                 help="Seconds to wait for a full buffer to drain (below the server's 10 s "
-                      "heartbeat grace)."),
+                 help="Messages held for a slow stdout reader; past that, c2ws closes the "
+                      "connection and resumes where the output stopped once the reader "
+                      "catches up (exit 8 with --no-reconnect)."),
 ]
 VerboseOpt = Annotated[
     bool, typer.Option("-v", "--verbose", help="Show protocol traffic on stderr (key redacted).")
@@ -205,39 +180,56 @@ def subscribe(
     timeout: TimeoutOpt = None,
     include_control: IncludeControlOpt = False,
     max_buffer: MaxBufferOpt = DEFAULT_MAX_BUFFER,
-    max_stall: MaxStallOpt = DEFAULT_MAX_STALL,
+    state: Annotated[
+        Path | None,
+        typer.Option("--state", metavar="FILE", show_default=False,
+                     help="Keep the last written seq_id per stream in FILE and resume from "
+                          "it: exactly once across restarts (see 'Running unattended')."),
+    ] = None,
+    no_reconnect: Annotated[
+        bool, typer.Option("--no-reconnect",
+                           help="End the run (exit 4/5/6/8) instead of reconnecting.")
+    ] = False,
+    max_retries: Annotated[
+        int | None,
+        typer.Option("--max-retries", min=0, metavar="N", show_default=False,
+                     help="Give up after N consecutive failed reconnects (default: never)."),
+    ] = None,
+    max_backoff: Annotated[
+        float, typer.Option("--max-backoff", min=0.0, metavar="S",
+                            help="Longest wait between reconnect attempts, in seconds.")
+    ] = spec.BACKOFF_MAX_SECONDS,
+    fail_on_gap: Annotated[
+        bool, typer.Option("--fail-on-gap",
+                           help="Exit 11 once a gap the server cannot replay is written.")
+    ] = False,
+    silence_timeout: Annotated[
+        float, typer.Option("--silence-timeout", min=0.1, metavar="S",
+                            help="Reconnect when nothing, not even a heartbeat, arrives for "
+                                 "S seconds.")
+    ] = spec.CLIENT_STALE_AFTER_SECONDS,
     connect_timeout: Annotated[
-        float, typer.Option("--connect-timeout", min=0.1, help="Seconds to wait for the upgrade.")
+        float, typer.Option("--connect-timeout", min=0.1,
+                            help="Seconds to wait for the connection and upgrade.")
     ] = 10.0,
     verbose: VerboseOpt = False,
 ) -> None:
     """Subscribe to strategies and stream their signals and positions."""
     ids = parse_strategy_ids(strategy_ids)
     channels = parse_channels(channel)
-    url = check_url(url)
-    if not api_key:
-        raise typer.BadParameter(
-            "no API key: pass --api-key or set C2_API_KEY", param_hint="'--api-key'"
-        )
-    if not (api_key.isascii() and api_key.isprintable() and " " not in api_key):
-        # Never echo it: the message names the problem, not the key.
-        raise typer.BadParameter(
-            "the API key contains spaces, control or non-ASCII characters "
-            "(a stray newline from a file?)", param_hint="'--api-key' / C2_API_KEY"
-        )
     keys = [SubscriptionKey(sid, ch) for sid in ids for ch in channels]
-    if len(keys) > spec.MAX_SUBSCRIPTIONS_PER_CONNECTION:
-        raise typer.BadParameter(
-            f"{len(keys)} subscriptions requested; one connection carries at most "
-            f"{spec.MAX_SUBSCRIPTIONS_PER_CONNECTION}",
-            param_hint="'STRATEGY_ID'",
-        )
-    options = SubscribeOptions(
-        url=url, api_key=api_key, keys=keys, count=count, timeout=timeout,
-        connect_timeout=connect_timeout, max_buffer=max_buffer, max_stall=max_stall,
-        verbose=verbose,
+    config = EngineConfig(
+        url=url, api_key=api_key or "", keys=keys, max_buffer=max_buffer,
+        reconnect=not no_reconnect, max_retries=max_retries, max_backoff=max_backoff,
+        connect_timeout=connect_timeout,
+        timeouts=SessionTimeouts(silence=silence_timeout), state_path=state, traffic=verbose,
     )
-    raise typer.Exit(stream(options, output, include_control=include_control))
+    try:
+        validate_config(config)
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc), param_hint=f"'{exc.param or 'STRATEGY_ID'}'") from None
+    raise typer.Exit(stream(config, output, count=count, timeout=timeout,
+                            include_control=include_control, fail_on_gap=fail_on_gap))
 
 
 @app.command()
@@ -262,11 +254,11 @@ def demo(
             soft_wrap=True,
         )
         keys = [SubscriptionKey(sid, ch) for sid in config.strategies for ch in spec.CHANNELS]
-        options = SubscribeOptions(
-            url=server.url, api_key=DEMO_API_KEY, keys=keys, count=count, timeout=timeout,
-            verbose=verbose,
+        engine_config = EngineConfig(
+            url=server.url, api_key=DEMO_API_KEY, keys=keys, traffic=verbose
         )
-        code = stream(options, output, include_control=include_control)
+        code = stream(engine_config, output, count=count, timeout=timeout,
+                      include_control=include_control)
     raise typer.Exit(code)
 
 
@@ -341,7 +333,10 @@ def _server_module() -> ModuleType:
     return server_app
 
 
-def stream(options: SubscribeOptions, output: OutputMode, *, include_control: bool) -> int:
+def stream(
+    config: EngineConfig, output: OutputMode, *, count: int | None, timeout: float | None,
+    include_control: bool, fail_on_gap: bool = False,
+) -> int:
     """Run a subscription with the chosen renderer; returns the exit code."""
     if sys.stdout is None:  # started with stdout closed (``>&-``): nobody to stream to
         print("c2ws: stdout is closed; nothing to stream to", file=sys.stderr)
@@ -351,15 +346,20 @@ def stream(options: SubscribeOptions, output: OutputMode, *, include_control: bo
     err_console = MessageConsole(stderr=True, highlight=False, markup=False, emoji=False)
     diagnostics = Diagnostics(
         err_console,
-        verbose=options.verbose,
-        status_line=not table and err_console.is_terminal and not options.verbose,
+        secret=config.api_key,
+        verbose=config.traffic,
+        status_line=not table and err_console.is_terminal and not config.traffic,
     )
+    options = SubscribeOptions(engine=config, count=count, timeout=timeout,
+                               fail_on_gap=fail_on_gap)
+    if config.state_path is not None:
+        options = _exactly_once_output(options, diagnostics)
     renderer: Renderer
     if table:
         from c2ws.render.table import TableRenderer  # rich tables only when asked for
 
         table_renderer = TableRenderer(DataConsole(highlight=False, markup=False, emoji=False))
-        table_renderer.expect_subscriptions(options.keys)
+        table_renderer.expect_subscriptions(config.keys)
         renderer = table_renderer
     else:
         renderer = NdjsonRenderer(sys.stdout.buffer, include_control=include_control)
@@ -372,6 +372,23 @@ def stream(options: SubscribeOptions, output: OutputMode, *, include_control: bo
     except (StdoutClosed, BrokenPipeError):
         _silence_stdout()
         return int(ExitCode.OK)
+
+
+def _exactly_once_output(options: SubscribeOptions, diagnostics: Diagnostics) -> SubscribeOptions:
+    """With --state: when stdout is a regular file, its last lines are the truth about what
+    was written (a crash can come between a write and the state commit), and it is synced
+    before each commit; a pipe is committed after every message instead."""
+    from c2ws.delivery.state import reconcile_output_tail
+
+    fd = sys.stdout.fileno()
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        return dataclasses.replace(options, commit_each_message=True)
+    tail = reconcile_output_tail(fd, keys=options.engine.keys)
+    if tail.torn_bytes_removed:
+        diagnostics.say(f"removed a torn last line ({tail.torn_bytes_removed} bytes) from the "
+                        "output file left by an earlier run", "yellow")
+    engine = dataclasses.replace(options.engine, start_cursors=tail.cursors)
+    return dataclasses.replace(options, engine=engine, sync_output_fd=fd)
 
 
 def _silence_stdout() -> None:

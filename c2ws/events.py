@@ -1,11 +1,13 @@
-"""Events the client session emits and the renderers consume.
+"""What the engine reports: session events, connection lifecycle, and how connections end.
 
-Renderers never see raw frames: everything the user can be shown is one of these.
+Renderers and library callers never see raw frames: everything the user can be shown
+is one of these small immutable classes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 
 from c2ws.protocol import Envelope, ErrorDetail
 
@@ -19,11 +21,48 @@ class SubscriptionKey:
         return f"{self.channel}:{self.strategy_id}"
 
 
+# --- how a connection ends ----------------------------------------------------------
+
+
+class EndReason(Enum):
+    """Why one connection ended.  Which of these are retried, and how soon, is decided in
+    one place: :mod:`c2ws.delivery.backoff`."""
+
+    STOPPED = "stopped"  # we closed it on request (Ctrl-C, --count, --timeout, stop())
+    AUTH_FAILED = "auth-failed"  # HTTP 401 at the upgrade, or UNAUTHORIZED afterwards
+    REFUSED = "refused"  # an HTTP status, redirect, URL or certificate retrying cannot fix
+    BUSY = "busy"  # HTTP 429 / 503, or the documented 1008 close (per-key limit race)
+    UNREACHABLE = "unreachable"  # DNS, refused, timeout, network or TLS trouble, HTTP 5xx
+    LOST = "lost"  # the network connection broke after the upgrade
+    SERVER_CLOSED = "server-closed"  # the server sent a close frame
+    SILENT = "silent"  # nothing at all arrived for the silence timeout
+    NO_CONNECTED = "no-connected"  # no connection.connected after the upgrade
+    NO_ACK = "no-ack"  # a subscription.request went unanswered
+    FRAME_STALLED = "frame-stalled"  # a frame started but never completed
+    SEND_BLOCKED = "send-blocked"  # the server stopped reading what we send
+    PROTOCOL_ERROR = "protocol-error"  # bad framing, or a frame/message over our limits
+    OVERFLOW = "overflow"  # stdout fell --max-buffer behind: we closed, resume once drained
+    BUG = "bug"  # an unexpected exception in the socket thread
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionEnd:
+    """How one connection ended; ``detail`` is one line, already safe to print."""
+
+    reason: EndReason
+    detail: str = ""
+    close_code: int | None = None
+
+
+# --- session events -----------------------------------------------------------------
+
+
 @dataclass(frozen=True, slots=True)
 class Connected:
-    """``connection.connected`` arrived: the connection is ready."""
+    """``connection.connected`` arrived: connection ``shard`` is ready."""
 
     message: Envelope
+    shard: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,38 +88,85 @@ class Unsubscribed:
 
 @dataclass(frozen=True, slots=True)
 class StreamMessage:
-    """A ``strategy.signal`` or ``strategy.positions`` message, new to this client."""
+    """A ``strategy.signal`` or ``strategy.positions`` message, new to this client.
+
+    ``cursor``: the seq_id the stream's cursor moves to once this message is written
+    (None when the message carries no usable seq_id, or is held as suspect)."""
 
     key: SubscriptionKey | None  # None: the payload named no strategy we could place
     message: Envelope
+    cursor: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class DuplicateDropped:
-    """A replayed or repeated stream message already delivered (seq_id not above cursor)."""
+    """A replayed message already delivered (seq_id not above the cursor)."""
 
     key: SubscriptionKey
     seq_id: int
 
 
 @dataclass(frozen=True, slots=True)
-class GapReported:
-    """The server could not replay everything: signals after ``last_replayed`` are missing."""
+class SequenceBackwards:
+    """Outside a replay, a seq_id at or below the cursor: dropped, never delivered twice."""
 
-    strategy_id: int | None
-    channel: str
-    last_replayed: int | None
+    key: SubscriptionKey
+    cursor: int
+    received: int
+
+
+@dataclass(frozen=True, slots=True)
+class SequenceJump:
+    """A stream's seq_id skipped ahead with no ``gap`` message: possible silent loss.
+    ``suspect``: the jump is implausibly large; the message is delivered but the cursor
+    stays put unless the next message continues from it."""
+
+    key: SubscriptionKey
+    expected: int
+    received: int
+    suspect: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class GapAnnounced:
+    """The server said it could not replay everything after ``last_seq`` (stderr at once;
+    :class:`GapReported` follows when the far end of the hole is known)."""
+
+    key: SubscriptionKey
+    last_seq: int | None
     text: str
     message: Envelope
 
 
 @dataclass(frozen=True, slots=True)
-class SequenceJump:
-    """A stream's seq_id skipped ahead with no ``gap`` message: possible silent loss."""
+class GapReported:
+    """A hole the server could not fill: every seq_id strictly between ``last_seq`` and
+    ``next_seq`` is missing (``next_seq`` None: no message has arrived after it yet).
+    The timestamps are those of the messages at both ends, so a script can backfill."""
 
     key: SubscriptionKey
-    expected: int
-    received: int
+    last_seq: int | None
+    last_timestamp: str | None
+    next_seq: int | None
+    next_timestamp: str | None
+    text: str
+    message: Envelope
+
+    @property
+    def strategy_id(self) -> int:
+        return self.key.strategy_id
+
+    @property
+    def channel(self) -> str:
+        return self.key.channel
+
+
+@dataclass(frozen=True, slots=True)
+class GapFilled:
+    """An announced gap turned out to be filled by a later replay: nothing is missing."""
+
+    key: SubscriptionKey
+    last_seq: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +198,15 @@ class UnknownMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class UnexpectedStream:
+    """A stream message or gap for a strategy/channel we are not subscribed to: dropped,
+    and no state is kept for it."""
+
+    strategy_id: int | None
+    channel: str
+
+
+@dataclass(frozen=True, slots=True)
 class MalformedFrame:
     """A frame that could not be decoded; ``reason`` is already safe to print."""
 
@@ -120,10 +215,51 @@ class MalformedFrame:
 
 
 @dataclass(frozen=True, slots=True)
-class ConnectionStale:
-    """Nothing arrived for too long: the connection is presumed dead."""
+class Traffic:
+    """``-v``: one frame in (``<``) or out (``>``), as text (the output side redacts)."""
 
-    silent_for: float
+    direction: str
+    data: bytes | str
+
+
+# --- connection lifecycle (from the socket threads) -------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionEnded:
+    """Connection ``shard`` ended; ``was_connected``: it had reached connection.connected."""
+
+    shard: int
+    end: ConnectionEnd
+    was_connected: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Reconnecting:
+    """Connection ``shard`` will try again after ``delay`` seconds (None: once stdout's
+    reader has caught up).  ``attempt`` counts consecutive failures, from 1."""
+
+    shard: int
+    attempt: int
+    delay: float | None
+    after: ConnectionEnd
+
+
+@dataclass(frozen=True, slots=True)
+class ShardFailed:
+    """Connection ``shard`` gave up for good: the run ends with ``end``."""
+
+    shard: int
+    end: ConnectionEnd
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerCrashed:
+    """A bug: an unexpected exception in a socket thread.  ``summary`` is one line."""
+
+    shard: int
+    summary: str
+    traceback: str
 
 
 Event = (
@@ -133,12 +269,20 @@ Event = (
     | Unsubscribed
     | StreamMessage
     | DuplicateDropped
-    | GapReported
+    | SequenceBackwards
     | SequenceJump
+    | GapAnnounced
+    | GapReported
+    | GapFilled
     | HeartbeatAnswered
     | ServerError
     | OtherControl
     | UnknownMessage
+    | UnexpectedStream
     | MalformedFrame
-    | ConnectionStale
+    | Traffic
+    | ConnectionEnded
+    | Reconnecting
+    | ShardFailed
+    | WorkerCrashed
 )

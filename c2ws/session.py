@@ -1,44 +1,33 @@
 """The sans-I/O C2 client session: one connection's protocol state, no sockets, no threads.
 
-Feed it frames with :meth:`ClientSession.receive` and the clock with
-:meth:`ClientSession.handle_timeout`; collect the frames it wants sent with
-:meth:`ClientSession.data_to_send` and what happened with
-:meth:`ClientSession.events_received`.  The socket loop, tests and (later) replay
-are shells around it.
+Feed it frames with :meth:`ClientSession.receive` and the clocks with
+:meth:`ClientSession.handle_timeout`; ask for subscriptions at any time; collect the
+frames it wants sent with :meth:`ClientSession.data_to_send` and what happened with
+:meth:`ClientSession.events_received`.  Both clocks are passed in by the shell
+(``now``: monotonic seconds for deadlines, ``wall``: epoch seconds for timestamps);
+nothing here reads a clock.  Every way a connection can end goes through
+:meth:`ClientSession.fail`, which records one :class:`~c2ws.events.ConnectionEnd`.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import ClassVar
+from typing import ClassVar, Final
 
 from c2ws import events as ev
 from c2ws import protocol, spec
-from c2ws.events import SubscriptionKey
+from c2ws.delivery.dedupe import StreamFilter
+from c2ws.events import ConnectionEnd, EndReason, SubscriptionKey
 from c2ws.protocol import Envelope, MalformedMessage
 
-
-class SubscriptionState(Enum):
-    UNSENT = "unsent"
-    PENDING = "pending"
-    ACTIVE = "active"
-    REJECTED = "rejected"
-    UNSUBSCRIBING = "unsubscribing"
-    UNSUBSCRIBED = "unsubscribed"
+# A close reason is at most 123 bytes on the wire; this bounds what we quote of it.
+_MAX_CLOSE_REASON: Final = 123
 
 
-@dataclass(slots=True)
-class Subscription:
-    key: SubscriptionKey
-    state: SubscriptionState = SubscriptionState.UNSENT
-    request_id: str | None = None
-
-
-def _gap_key(payload: Mapping[str, object]) -> tuple[int | None, str]:
-    """Split the gap's ``channel`` (``strategy.signal:12345678``) into strategy and channel."""
+def _gap_stream(payload: Mapping[str, object]) -> tuple[int | None, str]:
+    """The stream a ``gap`` names: ``channel`` is ``strategy.signal:12345678``."""
     channel = payload.get("channel")
     strategy_id = protocol.parse_int(payload.get("strategy_id"))
     if isinstance(channel, str) and ":" in channel:
@@ -48,51 +37,179 @@ def _gap_key(payload: Mapping[str, object]) -> tuple[int | None, str]:
     return strategy_id, channel if isinstance(channel, str) else spec.CHANNEL_SIGNAL
 
 
+class ConnectionState(Enum):
+    AWAITING_CONNECTED = "awaiting-connected"  # upgraded; connection.connected not yet in
+    READY = "ready"  # subscriptions flow
+    CLOSING = "closing"  # we are leaving: no new subscriptions, stream messages ignored
+    ENDED = "ended"  # see ``ClientSession.ended``
+
+
+# Every allowed transition, in one place (h11-style); anything else is a bug.
+_TRANSITIONS: Final[dict[ConnectionState, frozenset[ConnectionState]]] = {
+    ConnectionState.AWAITING_CONNECTED: frozenset(
+        {ConnectionState.READY, ConnectionState.CLOSING, ConnectionState.ENDED}
+    ),
+    ConnectionState.READY: frozenset({ConnectionState.CLOSING, ConnectionState.ENDED}),
+    ConnectionState.CLOSING: frozenset({ConnectionState.ENDED}),
+    ConnectionState.ENDED: frozenset(),
+}
+
+
+class SubscriptionState(Enum):
+    QUEUED = "queued"  # wanted; sent once the connection is ready
+    SUBSCRIBING = "subscribing"  # subscribe sent, no answer yet
+    ACTIVE = "active"
+    UNSUBSCRIBING = "unsubscribing"  # unsubscribe sent, no answer yet
+    REJECTED = "rejected"
+
+
+@dataclass(slots=True)
+class Subscription:
+    key: SubscriptionKey
+    state: SubscriptionState
+    request_id: str | None = None  # the newest request for this key; older answers are stale
+    replaying: bool = False  # subscribed with resume_from; no new message since
+
+
+@dataclass(frozen=True, slots=True)
+class PendingRequest:
+    key: SubscriptionKey
+    action: str
+    sent_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class SessionTimeouts:
+    """Deadlines, in seconds (documented in spec)."""
+
+    connected: float = spec.CONNECTED_TIMEOUT_SECONDS
+    ack: float = spec.SUBSCRIPTION_ACK_TIMEOUT_SECONDS
+    silence: float = spec.CLIENT_STALE_AFTER_SECONDS
+
+
+class SubscriptionLimitError(ValueError):
+    """More subscriptions than one connection may carry."""
+
+
 class ClientSession:
     """Protocol state of one client connection."""
 
     def __init__(
         self,
-        keys: Iterable[SubscriptionKey],
         *,
         request_id_prefix: str,
-        cursors: Mapping[SubscriptionKey, int] | None = None,
-        stale_after: float = spec.CLIENT_STALE_AFTER_SECONDS,
-        wall_clock: Callable[[], float] = time.time,
+        stream_filter: StreamFilter,
+        now: float,
+        timeouts: SessionTimeouts = SessionTimeouts(),
+        shard: int = 0,
+        max_subscriptions: int = spec.MAX_SUBSCRIPTIONS_PER_CONNECTION,
     ) -> None:
-        self.subscriptions: dict[SubscriptionKey, Subscription] = {
-            key: Subscription(key) for key in keys
-        }
-        if len(self.subscriptions) > spec.MAX_SUBSCRIPTIONS_PER_CONNECTION:
-            raise ValueError(
-                f"{len(self.subscriptions)} subscriptions exceed the limit of "
-                f"{spec.MAX_SUBSCRIPTIONS_PER_CONNECTION} per connection"
-            )
         if len(request_id_prefix) > spec.MAX_REQUEST_ID_LENGTH - 8:
             raise ValueError("request_id prefix too long")
-        self.cursors: dict[SubscriptionKey, int] = dict(cursors or {})
-        self.connected = False
-        self.stale_after = stale_after
-        self.last_received: float | None = None
+        self.state = ConnectionState.AWAITING_CONNECTED
+        self.ended: ConnectionEnd | None = None
+        self.subscriptions: dict[SubscriptionKey, Subscription] = {}
+        # Insertion order is sending order: the first entry is the oldest request.
+        self.pending: dict[str, PendingRequest] = {}
+        self.timeouts = timeouts
+        self.shard = shard
+        self.max_subscriptions = max_subscriptions
+        self.opened_at = now
+        self.last_received = now
         self.last_heartbeat: float | None = None
-        self.stale = False  # nothing arrived within stale_after: presumed dead
+        self.connected_at: float | None = None  # when connection.connected arrived
+        self.dropped_while_leaving = 0  # stream messages ignored while closing/unsubscribing
+        self._filter = stream_filter
         self._prefix = request_id_prefix
         self._request_counter = 0
-        self._by_request_id: dict[str, Subscription] = {}
-        self._gap_announced: set[SubscriptionKey] = set()
-        self._only_key_by_channel = self._single_keys()
-        self._wall_clock = wall_clock
+        self._only_key_by_channel: dict[str, SubscriptionKey] | None = None
         self._outgoing: list[bytes] = []
         self._events: list[ev.Event] = []
 
-    # --- shell-facing API ------------------------------------------------------------
+    # --- commands: allowed at any time -------------------------------------------------
 
-    def connection_opened(self, now: float) -> None:
-        """The WebSocket upgrade succeeded; ``connection.connected`` is awaited next."""
-        self.last_received = now
+    def subscribe(self, key: SubscriptionKey, *, now: float, wall: float) -> None:
+        """Want ``key``: sent now if the connection is ready, else once it is."""
+        if self.state in (ConnectionState.CLOSING, ConnectionState.ENDED):
+            return
+        sub = self.subscriptions.get(key)
+        if sub is not None and sub.state in (
+            SubscriptionState.QUEUED, SubscriptionState.SUBSCRIBING, SubscriptionState.ACTIVE
+        ):
+            return
+        if sub is None:
+            if self._live_count() >= self.max_subscriptions:
+                raise SubscriptionLimitError(
+                    f"one connection carries at most {self.max_subscriptions} subscriptions"
+                )
+            sub = Subscription(key, SubscriptionState.QUEUED)
+            self.subscriptions[key] = sub
+            self._only_key_by_channel = None
+        if self.state is ConnectionState.READY:
+            self._request(sub, spec.ACTION_SUBSCRIBE, now, wall)
+        else:
+            sub.state = SubscriptionState.QUEUED
 
-    def receive(self, data: bytes | str, now: float) -> None:
+    def unsubscribe(self, key: SubscriptionKey, *, now: float, wall: float) -> None:
+        """Stop wanting ``key``, whatever its state (an unanswered subscribe included)."""
+        sub = self.subscriptions.get(key)
+        if sub is None or self.state is ConnectionState.ENDED:
+            return
+        if sub.state in (SubscriptionState.QUEUED, SubscriptionState.REJECTED):
+            self._forget(sub)
+        elif sub.state in (SubscriptionState.SUBSCRIBING, SubscriptionState.ACTIVE):
+            # The server answers in order: this unsubscribe lands after the subscribe.
+            self._request(sub, spec.ACTION_UNSUBSCRIBE, now, wall)
+
+    def close(self, *, now: float, wall: float) -> int:
+        """Start leaving: unsubscribe everything live; returns how many unsubscribes went
+        out.  The shell then waits (briefly) for ``awaiting_unsubscribe`` and closes."""
+        if self.state in (ConnectionState.CLOSING, ConnectionState.ENDED):
+            return 0
+        live = [
+            sub for sub in self.subscriptions.values()
+            if sub.state in (SubscriptionState.SUBSCRIBING, SubscriptionState.ACTIVE)
+        ]
+        for sub in live:
+            self._request(sub, spec.ACTION_UNSUBSCRIBE, now, wall)
+        self._move_to(ConnectionState.CLOSING)
+        return len(live)
+
+    def fail(self, reason: EndReason, detail: str = "", close_code: int | None = None) -> None:
+        """The one way a session ends; the first ending wins."""
+        if self.state is ConnectionState.ENDED:
+            return
+        self.ended = ConnectionEnd(reason, detail, close_code)
+        self._move_to(ConnectionState.ENDED)
+
+    def close_received(self, code: int | None, reason: str) -> None:
+        """The server's close frame arrived (``code`` None: it carried no code)."""
+        if self.state is ConnectionState.CLOSING:
+            self.fail(EndReason.STOPPED, "closed by c2ws", code)
+            return
+        text = reason.strip()[:_MAX_CLOSE_REASON]
+        said = f": {text}" if text else ""
+        if code is None:
+            self.fail(EndReason.SERVER_CLOSED, "the server closed the connection without a code")
+        elif code == spec.CLOSE_POLICY_VIOLATION and not text:
+            # The documented 1008 with no reason is the per-key connection-limit race.
+            self.fail(
+                EndReason.BUSY,
+                "the server closed the connection with 1008 (too many connections for "
+                "this key?)", code,
+            )
+        else:
+            self.fail(
+                EndReason.SERVER_CLOSED, f"the server closed the connection (code {code}{said})",
+                code,
+            )
+
+    # --- input -------------------------------------------------------------------------
+
+    def receive(self, data: bytes | str, *, now: float, wall: float) -> None:
         """Process one text frame."""
+        if self.state is ConnectionState.ENDED:
+            return
         self.last_received = now
         try:
             message = protocol.decode(data)
@@ -103,7 +220,51 @@ class ClientSession:
         if handler is None:
             self._events.append(ev.UnknownMessage(message))
         else:
-            handler(self, message, now)
+            handler(self, message, now, wall)
+
+    def handle_timeout(self, *, now: float, wall: float) -> None:
+        """Apply every deadline that has passed at ``now``."""
+        if self.state is ConnectionState.ENDED:
+            return
+        if (
+            self.state is ConnectionState.AWAITING_CONNECTED
+            and now >= self.opened_at + self.timeouts.connected
+        ):
+            self.fail(
+                EndReason.NO_CONNECTED,
+                f"no connection.connected within {self.timeouts.connected:g} s of the upgrade",
+            )
+            return
+        oldest = self._oldest_request()
+        if (
+            oldest is not None
+            and self.state is not ConnectionState.CLOSING
+            and now >= oldest.sent_at + self.timeouts.ack
+        ):
+            self.fail(
+                EndReason.NO_ACK,
+                f"no answer to {oldest.action} {oldest.key} within {self.timeouts.ack:g} s",
+            )
+            return
+        if now >= self.last_received + self.timeouts.silence:
+            self.fail(
+                EndReason.SILENT,
+                f"nothing (not even a heartbeat) arrived for {now - self.last_received:.0f} s",
+            )
+
+    def next_deadline(self) -> float | None:
+        """Monotonic time of the next deadline, or None once the session has ended."""
+        if self.state is ConnectionState.ENDED:
+            return None
+        deadline = self.last_received + self.timeouts.silence
+        if self.state is ConnectionState.AWAITING_CONNECTED:
+            deadline = min(deadline, self.opened_at + self.timeouts.connected)
+        oldest = self._oldest_request()
+        if oldest is not None and self.state is not ConnectionState.CLOSING:
+            deadline = min(deadline, oldest.sent_at + self.timeouts.ack)
+        return deadline
+
+    # --- output ------------------------------------------------------------------------
 
     def data_to_send(self) -> list[bytes]:
         frames, self._outgoing = self._outgoing, []
@@ -113,61 +274,60 @@ class ClientSession:
         found, self._events = self._events, []
         return found
 
-    def next_deadline(self) -> float | None:
-        """Monotonic time after which the connection counts as dead, if nothing arrives."""
-        if self.last_received is None:
-            return None
-        return self.last_received + self.stale_after
-
-    def handle_timeout(self, now: float) -> None:
-        deadline = self.next_deadline()
-        if deadline is not None and now >= deadline and self.last_received is not None:
-            self.stale = True
-            self._events.append(ev.ConnectionStale(silent_for=now - self.last_received))
-
-    def unsubscribe_all(self) -> int:
-        """Queue an unsubscribe for every live subscription; returns how many were sent."""
-        count = 0
-        for sub in self.subscriptions.values():
-            if sub.state in (SubscriptionState.ACTIVE, SubscriptionState.PENDING):
-                self._send_request(sub, spec.ACTION_UNSUBSCRIBE)
-                sub.state = SubscriptionState.UNSUBSCRIBING
-                count += 1
-        return count
+    # --- queries -----------------------------------------------------------------------
 
     @property
     def awaiting_unsubscribe(self) -> int:
-        return sum(
-            1 for s in self.subscriptions.values() if s.state is SubscriptionState.UNSUBSCRIBING
+        return self.count(SubscriptionState.UNSUBSCRIBING)
+
+    @property
+    def all_answered(self) -> bool:
+        """Ready, and every subscription confirmed or rejected."""
+        return self.state is ConnectionState.READY and all(
+            sub.state in (SubscriptionState.ACTIVE, SubscriptionState.REJECTED)
+            for sub in self.subscriptions.values()
         )
 
     def count(self, state: SubscriptionState) -> int:
-        return sum(1 for s in self.subscriptions.values() if s.state is state)
+        return sum(1 for sub in self.subscriptions.values() if sub.state is state)
 
-    # --- message handlers ------------------------------------------------------------
+    # --- message handlers --------------------------------------------------------------
 
-    def _on_connected(self, message: Envelope, now: float) -> None:
-        first = not self.connected
-        self.connected = True
-        self._events.append(ev.Connected(message))
-        if first:
-            for sub in self.subscriptions.values():
-                if sub.state is SubscriptionState.UNSENT:
-                    self._send_request(sub, spec.ACTION_SUBSCRIBE)
-                    sub.state = SubscriptionState.PENDING
+    def _on_connected(self, message: Envelope, now: float, wall: float) -> None:
+        if self.state is not ConnectionState.AWAITING_CONNECTED:
+            self._events.append(ev.OtherControl(message))
+            return
+        self._move_to(ConnectionState.READY)
+        self.connected_at = now
+        self._events.append(ev.Connected(message, self.shard))
+        for sub in list(self.subscriptions.values()):
+            if sub.state is SubscriptionState.QUEUED:
+                self._request(sub, spec.ACTION_SUBSCRIBE, now, wall)
 
-    def _on_heartbeat(self, message: Envelope, now: float) -> None:
+    def _on_heartbeat(self, message: Envelope, now: float, wall: float) -> None:
         self.last_heartbeat = now
-        ack = protocol.heartbeat_ack(timestamp=protocol.format_timestamp(self._wall_clock()))
+        ack = protocol.heartbeat_ack(timestamp=protocol.format_timestamp(wall))
         self._outgoing.append(protocol.encode(ack))
         self._events.append(ev.HeartbeatAnswered(message))
 
-    def _on_subscription_ack(self, message: Envelope, now: float) -> None:
-        sub = self._by_request_id.pop(message.request_id or "", None)
-        if sub is None:
+    def _answered(self, message: Envelope) -> tuple[PendingRequest, Subscription] | None:
+        """The request this answers and its subscription, if it is the newest for it."""
+        pending = self.pending.pop(message.request_id or "", None)
+        if pending is None:
+            return None
+        sub = self.subscriptions.get(pending.key)
+        if sub is None or sub.request_id != message.request_id:
+            return None  # superseded by a later request for the same key
+        return pending, sub
+
+    def _on_subscription_ack(self, message: Envelope, now: float, wall: float) -> None:
+        answered = self._answered(message)
+        if answered is None:
             self._events.append(ev.OtherControl(message))
-        elif sub.state is SubscriptionState.UNSUBSCRIBING:
-            sub.state = SubscriptionState.UNSUBSCRIBED
+            return
+        pending, sub = answered
+        if pending.action == spec.ACTION_UNSUBSCRIBE:
+            self._forget(sub)
             self._events.append(ev.Unsubscribed(sub.key, message))
         else:
             sub.state = SubscriptionState.ACTIVE
@@ -175,14 +335,18 @@ class ClientSession:
                 ev.SubscriptionConfirmed(sub.key, message.request_id or "", message)
             )
 
-    def _on_error(self, message: Envelope, now: float) -> None:
+    def _on_error(self, message: Envelope, now: float, wall: float) -> None:
         details = tuple(protocol.error_details(message.payload))
-        sub = self._by_request_id.pop(message.request_id or "", None)
-        if sub is None:
+        answered = self._answered(message)
+        if answered is None:
             self._events.append(ev.ServerError(details, message))
-        elif sub.state is SubscriptionState.UNSUBSCRIBING:
-            # The server refused to unsubscribe; nothing more will come for it either way.
-            sub.state = SubscriptionState.UNSUBSCRIBED
+            if any(detail.code == spec.ERROR_UNAUTHORIZED for detail in details):
+                self.fail(EndReason.AUTH_FAILED, "the server withdrew the authorization")
+            return
+        pending, sub = answered
+        if pending.action == spec.ACTION_UNSUBSCRIBE:
+            # Refused to unsubscribe: nothing more is wanted from it either way.
+            self._forget(sub)
             self._events.append(ev.ServerError(details, message))
         else:
             sub.state = SubscriptionState.REJECTED
@@ -190,48 +354,49 @@ class ClientSession:
                 ev.SubscriptionRejected(sub.key, message.request_id or "", details, message)
             )
 
-    def _on_stream(self, message: Envelope, now: float) -> None:
+    def _on_stream(self, message: Envelope, now: float, wall: float) -> None:
         key = self._key_of(message)
-        seq_id = message.seq_id
-        if key is not None and seq_id is not None:
-            last = self.cursors.get(key)
-            if last is not None:
-                if seq_id <= last:
-                    self._events.append(ev.DuplicateDropped(key, seq_id))
-                    return
-                if (
-                    seq_id > last + 1
-                    and spec.SEQ_IDS_CONTIGUOUS
-                    and key.channel == spec.CHANNEL_SIGNAL
-                    and key not in self._gap_announced
-                ):
-                    self._events.append(ev.SequenceJump(key, expected=last + 1, received=seq_id))
-            self._gap_announced.discard(key)
-            self.cursors[key] = seq_id
-        self._events.append(ev.StreamMessage(key, message))
+        sub = self.subscriptions.get(key) if key is not None else None
+        if sub is None:
+            if key is None and self._placeable_channel(message.msg_type):
+                # Several subscriptions on this channel and the payload names none of them.
+                self._events.append(ev.StreamMessage(None, message))
+            else:
+                self._events.append(ev.UnexpectedStream(
+                    key.strategy_id if key else None, message.msg_type
+                ))
+            return
+        if (
+            self.state is not ConnectionState.READY
+            or sub.state not in (SubscriptionState.SUBSCRIBING, SubscriptionState.ACTIVE)
+        ):
+            self.dropped_while_leaving += 1
+            return
+        assert key is not None
+        if message.seq_id is None:
+            self._events.append(ev.StreamMessage(key, message))
+            return
+        if self._filter.admit(
+            key, message, message.seq_id, replaying=sub.replaying, out=self._events
+        ):
+            sub.replaying = False
 
-    def _on_gap(self, message: Envelope, now: float) -> None:
-        strategy_id, channel = _gap_key(message.payload)
-        last_replayed = protocol.parse_int(message.payload.get("from"))
-        if strategy_id is not None:
-            key = SubscriptionKey(strategy_id, channel)
-            # The live stream jumps past the hole next: that jump is this gap, not a new one.
-            self._gap_announced.add(key)
+    def _on_gap(self, message: Envelope, now: float, wall: float) -> None:
+        strategy_id, channel = _gap_stream(message.payload)
+        key = SubscriptionKey(strategy_id, channel) if strategy_id is not None else None
+        if key is None or key not in self.subscriptions:
+            self._events.append(ev.UnexpectedStream(strategy_id, channel))
+            return
         text = message.payload.get("message")
-        self._events.append(
-            ev.GapReported(
-                strategy_id=strategy_id,
-                channel=channel,
-                last_replayed=last_replayed,
-                text=text if isinstance(text, str) else "",
-                message=message,
-            )
+        self._filter.announce_gap(
+            key, protocol.parse_int(message.payload.get("from")),
+            text if isinstance(text, str) else "", message, self._events,
         )
 
-    def _on_other_control(self, message: Envelope, now: float) -> None:
+    def _on_other_control(self, message: Envelope, now: float, wall: float) -> None:
         self._events.append(ev.OtherControl(message))
 
-    _handlers: ClassVar[dict[str, Callable[[ClientSession, Envelope, float], None]]] = {
+    _handlers: ClassVar[Mapping[str, Callable[[ClientSession, Envelope, float, float], None]]] = {
         spec.MSG_CONNECTED: _on_connected,
         spec.MSG_HEARTBEAT: _on_heartbeat,
         spec.MSG_SUBSCRIPTION_ACK: _on_subscription_ack,
@@ -242,35 +407,60 @@ class ClientSession:
         spec.MSG_DISCONNECTED: _on_other_control,
     }
 
-    # --- helpers ---------------------------------------------------------------------
+    # --- helpers -----------------------------------------------------------------------
 
-    def _single_keys(self) -> dict[str, SubscriptionKey]:
-        """Per channel, the one key subscribed, so payloads without a strategy still place."""
-        by_channel: dict[str, list[SubscriptionKey]] = {}
-        for key in self.subscriptions:
-            by_channel.setdefault(key.channel, []).append(key)
-        return {channel: keys[0] for channel, keys in by_channel.items() if len(keys) == 1}
+    def _move_to(self, state: ConnectionState) -> None:
+        if state not in _TRANSITIONS[self.state]:
+            raise RuntimeError(f"session cannot go from {self.state.value} to {state.value}")
+        self.state = state
+
+    def _live_count(self) -> int:
+        return sum(
+            1 for sub in self.subscriptions.values() if sub.state is not SubscriptionState.REJECTED
+        )
+
+    def _oldest_request(self) -> PendingRequest | None:
+        return next(iter(self.pending.values()), None)
+
+    def _forget(self, sub: Subscription) -> None:
+        del self.subscriptions[sub.key]
+        self._only_key_by_channel = None
+
+    def _placeable_channel(self, channel: str) -> bool:
+        return any(key.channel == channel for key in self.subscriptions)
 
     def _key_of(self, message: Envelope) -> SubscriptionKey | None:
         strategy_id = protocol.strategy_id_of(message.payload)
-        if strategy_id is None:
-            return self._only_key_by_channel.get(message.msg_type)
-        return SubscriptionKey(strategy_id, message.msg_type)
+        if strategy_id is not None:
+            return SubscriptionKey(strategy_id, message.msg_type)
+        # A payload naming no strategy still places on the only subscription of its channel.
+        if self._only_key_by_channel is None:
+            by_channel: dict[str, list[SubscriptionKey]] = {}
+            for key in self.subscriptions:
+                by_channel.setdefault(key.channel, []).append(key)
+            self._only_key_by_channel = {
+                channel: keys[0] for channel, keys in by_channel.items() if len(keys) == 1
+            }
+        return self._only_key_by_channel.get(message.msg_type)
 
-    def _send_request(self, sub: Subscription, action: str) -> None:
+    def _request(self, sub: Subscription, action: str, now: float, wall: float) -> None:
         self._request_counter += 1
         request_id = f"{self._prefix}-{self._request_counter}"
         sub.request_id = request_id
-        self._by_request_id[request_id] = sub
+        self.pending[request_id] = PendingRequest(sub.key, action, now)
         resume_from = None
-        if action == spec.ACTION_SUBSCRIBE and sub.key.channel == spec.CHANNEL_SIGNAL:
-            resume_from = self.cursors.get(sub.key)
+        if action == spec.ACTION_SUBSCRIBE:
+            sub.state = SubscriptionState.SUBSCRIBING
+            resume_from = self._filter.resume_from(sub.key)
+            sub.replaying = bool(resume_from)
+        else:
+            sub.state = SubscriptionState.UNSUBSCRIBING
         request = protocol.subscription_request(
             action=action,
             channel=sub.key.channel,
             strategy_id=sub.key.strategy_id,
             request_id=request_id,
-            timestamp=protocol.format_timestamp(self._wall_clock()),
+            timestamp=protocol.format_timestamp(wall),
             resume_from=resume_from,
         )
         self._outgoing.append(protocol.encode(request))

@@ -71,6 +71,28 @@ CLIENT_STALE_AFTER_SECONDS: Final = HEARTBEAT_INTERVAL_SECONDS + HEARTBEAT_GRACE
 # turns out to number sparsely.
 SEQ_IDS_CONTIGUOUS: Final = True
 
+# Deadlines after the upgrade (the docs give none).  Each ends the connection, which is
+# then retried like a drop.  connection.connected is "sent immediately after the upgrade".
+CONNECTED_TIMEOUT_SECONDS: Final = 10.0
+# A subscription.request unanswered (no ack, no error) for this long.
+SUBSCRIPTION_ACK_TIMEOUT_SECONDS: Final = 10.0
+
+# The documented limits combined: 10 connections x 100 subscriptions per key.
+MAX_SUBSCRIPTIONS_PER_KEY: Final = MAX_CONNECTIONS_PER_KEY * MAX_SUBSCRIPTIONS_PER_CONNECTION
+
+# A seq_id more than this far ahead of the cursor is implausible (a corrupt value, or the
+# server renumbered): the message is delivered, but the cursor only moves to it when the
+# next message continues from it, so one bad value cannot make later messages look old.
+SUSPECT_SEQ_JUMP: Final = 100_000
+
+# Reconnect backoff: exponential with full jitter (uniform between 0 and the step),
+# capped by --max-backoff.  Busy answers (429, 503, the 1008 race) start higher and never
+# wait less than half the step: the server asked us to go away for a while.
+BACKOFF_INITIAL_SECONDS: Final = 0.5
+BACKOFF_BUSY_INITIAL_SECONDS: Final = 5.0
+BACKOFF_FACTOR: Final = 2.0
+BACKOFF_MAX_SECONDS: Final = 30.0
+
 # Frames larger than this are refused before decoding (hostile-input bound).
 MAX_FRAME_BYTES: Final = 1 << 20
 

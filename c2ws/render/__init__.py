@@ -1,4 +1,4 @@
-"""Renderers turn session events into output; they never see raw frames."""
+"""Renderers turn engine events into output; they never see raw frames."""
 
 from __future__ import annotations
 
@@ -9,5 +9,8 @@ from c2ws.events import Event
 
 class Renderer(Protocol):
     def handle(self, event: Event) -> None: ...
+
+    def flush(self) -> None:
+        """Everything handled so far is out (called once per batch, before acknowledging)."""
 
     def close(self) -> None: ...

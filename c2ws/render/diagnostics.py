@@ -1,13 +1,18 @@
-"""What c2ws tells the person on stderr: rejections, gaps, warnings and a status line.
+"""What c2ws tells the person on stderr: rejections, gaps, reconnects, warnings, ``-v``
+traffic and a status line.
 
-stdout carries data only; everything here goes to stderr.  Server-supplied text is
-passed through :func:`terminal_safe` and printed without markup interpretation.
+stdout carries data only; everything here goes to stderr.  Every line passes through
+:meth:`Diagnostics.say`, which removes the API key wherever a server echoed it and
+prints without markup interpretation; server-supplied text is made terminal-safe first.
+Warnings a hostile or broken server can repeat at will are rate-limited, and what is
+remembered about them is bounded.
 """
 
 from __future__ import annotations
 
 import time
-from collections import Counter
+from collections.abc import Callable
+from typing import Final
 
 from rich.console import Console
 from rich.live import Live
@@ -17,7 +22,14 @@ from c2ws import events as ev
 from c2ws.protocol import ErrorDetail
 from c2ws.render.safe import terminal_safe
 
-STATUS_REFRESH_INTERVAL = 0.25
+STATUS_REFRESH_INTERVAL: Final = 0.25
+# A warning kind prints its first few lines, then at most one line per interval that
+# also says how many were held back.
+WARNING_BURST: Final = 3
+WARNING_INTERVAL_SECONDS: Final = 10.0
+# Distinct unknown msg_types remembered (for "first of its kind" warnings).
+MAX_REMEMBERED_TYPES: Final = 32
+REDACTED: Final = "****"
 
 
 def describe_errors(errors: tuple[ErrorDetail, ...]) -> str:
@@ -28,21 +40,52 @@ def describe_errors(errors: tuple[ErrorDetail, ...]) -> str:
     return terminal_safe("; ".join(parts) or "no reason given", limit=400)
 
 
+class _Throttle:
+    """Rate limit for one kind of warning."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._shown = 0
+        self._held_back = 0
+        self._last = float("-inf")
+
+    def allow(self) -> int | None:
+        """None: hold this one back; else how many were held back before it."""
+        now = self._clock()
+        if self._shown < WARNING_BURST or now - self._last >= WARNING_INTERVAL_SECONDS:
+            held_back, self._held_back = self._held_back, 0
+            self._shown += 1
+            self._last = now
+            return held_back
+        self._held_back += 1
+        return None
+
+
 class Diagnostics:
     """Turns events into stderr lines; optionally keeps a one-line live status."""
 
     def __init__(
-        self, console: Console, *, verbose: bool = False, status_line: bool = False
+        self,
+        console: Console,
+        *,
+        secret: str = "",
+        verbose: bool = False,
+        status_line: bool = False,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.console = console
         self.verbose = verbose
+        self._secret = secret
+        self._clock = clock
         self.stream_messages = 0
         self.duplicates = 0
-        self.active = 0
+        self.active: set[ev.SubscriptionKey] = set()
         self.rejected = 0
-        self.connected = False
+        self.connections_up: set[int] = set()
+        self.reconnecting = False
         self.last_heartbeat: str | None = None
-        self._unknown_types: Counter[str] = Counter()
+        self._unknown_types: set[str] = set()
+        self._throttles: dict[str, _Throttle] = {}
         self._live: Live | None = None
         self._last_refresh = 0.0
         if status_line:
@@ -53,69 +96,140 @@ class Diagnostics:
             self._live.start()
 
     def say(self, text: str, style: str = "") -> None:
-        """A line on stderr (``text`` must already be safe)."""
+        """A line on stderr (``text`` must already be terminal-safe).  The API key never
+        shows, whoever put it into the text."""
+        if self._secret and self._secret in text:
+            text = text.replace(self._secret, REDACTED)
         self.console.print(Text(f"c2ws: {text}", style=style), soft_wrap=True, highlight=False)
 
+    def warn(self, kind: str, text: str, style: str = "yellow") -> None:
+        """A warning a server can repeat at will: rate-limited per ``kind``."""
+        throttle = self._throttles.setdefault(kind, _Throttle(self._clock))
+        held_back = throttle.allow()
+        if held_back is None:
+            return
+        more = f" ({held_back} more like it not shown)" if held_back else ""
+        self.say(text + more, style)
+
     def handle(self, event: ev.Event) -> None:
-        if isinstance(event, ev.StreamMessage):
-            self.stream_messages += 1
-        elif isinstance(event, ev.HeartbeatAnswered):
-            self.last_heartbeat = time.strftime("%H:%M:%S")
-        elif isinstance(event, ev.Connected):
-            self.connected = True
-            if self.verbose:
-                self.say("connected")
-        elif isinstance(event, ev.SubscriptionConfirmed):
-            self.active += 1
-            if self.verbose:
-                self.say(f"subscribed to {event.key}")
-        elif isinstance(event, ev.Unsubscribed):
-            self.active -= 1
-        elif isinstance(event, ev.SubscriptionRejected):
-            self.rejected += 1
-            self.say(f"subscription {event.key} rejected: {describe_errors(event.errors)}", "red")
-        elif isinstance(event, ev.ServerError):
-            self.say(f"server error: {describe_errors(event.errors)}", "red")
-        elif isinstance(event, ev.GapReported):
-            where = f"{event.channel}:{event.strategy_id}"
-            after = f" after seq {event.last_replayed}" if event.last_replayed is not None else ""
-            self.say(
-                f"GAP on {terminal_safe(where)}: the server could not replay the signals"
-                f"{after} ({terminal_safe(event.text)}); fetch them from the REST API",
-                "bold red",
-            )
-        elif isinstance(event, ev.SequenceJump):
-            missing = event.received - event.expected
-            self.say(
-                f"WARNING: {event.key} jumped from seq {event.expected - 1} to "
-                f"{event.received}: {missing} message(s) may be missing",
-                "bold yellow",
-            )
-        elif isinstance(event, ev.DuplicateDropped):
-            self.duplicates += 1
-            if self.verbose:
-                self.say(f"dropped duplicate {event.key} seq {event.seq_id}")
-        elif isinstance(event, ev.UnknownMessage):
-            msg_type = event.message.msg_type
-            self._unknown_types[msg_type] += 1
-            if self._unknown_types[msg_type] == 1:
+        match event:
+            case ev.StreamMessage():
+                self.stream_messages += 1
+            case ev.HeartbeatAnswered():
+                self.last_heartbeat = time.strftime("%H:%M:%S")
+            case ev.Traffic(direction=direction, data=data):
+                text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+                self.say(f"{direction} {terminal_safe(text, 2000)}", "dim")
+            case ev.Connected(shard=shard):
+                self.connections_up.add(shard)
+                self.reconnecting = False
+                if self.verbose:
+                    self.say(f"connection {shard + 1} ready")
+            case ev.ConnectionEnded(shard=shard, end=end):
+                self.connections_up.discard(shard)
+                if self.verbose:
+                    self.say(f"connection {shard + 1} ended: {terminal_safe(end.detail)}")
+            case ev.Reconnecting():
+                self.reconnecting = True
+                self._on_reconnecting(event)
+            case ev.SubscriptionConfirmed(key=key):
+                self.active.add(key)
+                if self.verbose:
+                    self.say(f"subscribed to {key}")
+            case ev.Unsubscribed(key=key):
+                self.active.discard(key)
+            case ev.SubscriptionRejected(key=key, errors=errors):
+                self.active.discard(key)
+                self.rejected += 1
+                self.say(f"subscription {key} rejected: {describe_errors(errors)}", "red")
+            case ev.ServerError(errors=errors):
+                self.warn("server-error", f"server error: {describe_errors(errors)}", "red")
+            case ev.GapAnnounced(key=key, last_seq=last_seq, text=text):
+                after = f" after seq {last_seq}" if last_seq is not None else ""
                 self.say(
-                    f"skipped message of unknown type '{terminal_safe(msg_type, 60)}' "
-                    "(further ones of this type are skipped quietly)",
-                    "yellow",
+                    f"GAP on {key}: the server could not replay the signals{after} "
+                    f"({terminal_safe(text)}); the hole is reported when the next signal "
+                    "arrives", "bold red",
                 )
-        elif isinstance(event, ev.MalformedFrame):
-            self.say(f"skipped malformed frame ({event.size} bytes): {terminal_safe(event.reason)}",
-                     "yellow")
-        elif isinstance(event, ev.ConnectionStale):
-            self.say(f"no traffic for {event.silent_for:.0f} s: connection presumed dead", "red")
+            case ev.GapReported():
+                self.say(self._describe_gap(event), "bold red")
+            case ev.GapFilled(key=key, last_seq=last_seq):
+                self.say(f"the gap on {key} after seq {last_seq} was filled by a later replay: "
+                         "nothing is missing", "green")
+            case ev.SequenceJump(key=key, expected=expected, received=received, suspect=suspect):
+                if suspect:
+                    text = (f"WARNING: {key} jumped from seq {expected - 1} to {received}, "
+                            "implausibly far: delivered, but the cursor stays at "
+                            f"{expected - 1} unless the next message continues from it")
+                else:
+                    text = (f"WARNING: {key} jumped from seq {expected - 1} to {received}: "
+                            f"{received - expected} message(s) may be missing")
+                self.warn("jump", text, "bold yellow")
+            case ev.SequenceBackwards(key=key, cursor=cursor, received=received):
+                self.warn("backwards", f"WARNING: {key} went back from seq {cursor} to "
+                          f"{received} outside a replay: dropped (already delivered)",
+                          "bold yellow")
+            case ev.DuplicateDropped(key=key, seq_id=seq_id):
+                self.duplicates += 1
+                if self.verbose:
+                    self.say(f"dropped duplicate {key} seq {seq_id}")
+            case ev.UnexpectedStream(strategy_id=strategy_id, channel=channel):
+                where = f"{terminal_safe(channel, 40)}:{strategy_id}"
+                self.warn("unexpected", f"dropped a message for {where}, which was not "
+                          "subscribed")
+            case ev.UnknownMessage(message=message):
+                self._on_unknown(message.msg_type)
+            case ev.MalformedFrame(reason=reason, size=size):
+                self.warn("malformed", f"skipped malformed frame ({size} bytes): "
+                          f"{terminal_safe(reason)}")
+            case _:
+                pass
         self._refresh_status()
+
+    def _on_reconnecting(self, event: ev.Reconnecting) -> None:
+        cause = terminal_safe(event.after.detail or event.after.reason.value)
+        connection = f"connection {event.shard + 1}"
+        if event.delay is None:
+            self.say(f"{connection} paused: {cause}; it resumes where the output stopped once "
+                     "the reader catches up", "yellow")
+        else:
+            self.say(f"{connection}: {cause}; reconnecting in {event.delay:.1f} s "
+                     f"(attempt {event.attempt})", "yellow")
+
+    def _on_unknown(self, msg_type: str) -> None:
+        # Remember the cleaned, capped name: hostile names that clean up alike are one kind.
+        name = terminal_safe(msg_type, 60)
+        if name in self._unknown_types:
+            return
+        if len(self._unknown_types) >= MAX_REMEMBERED_TYPES:
+            self.warn("unknown", "skipped a message of yet another unknown type")
+            return
+        self._unknown_types.add(name)
+        self.say(f"skipped message of unknown type '{name}' (further ones of this type are "
+                 "skipped quietly)", "yellow")
+
+    @staticmethod
+    def _describe_gap(gap: ev.GapReported) -> str:
+        after = "?" if gap.last_seq is None else str(gap.last_seq)
+        if gap.next_seq is None:
+            hole = f"every signal after seq {after}"
+        else:
+            hole = f"seq {after} < missing < {gap.next_seq}"
+        times = ""
+        if gap.last_timestamp or gap.next_timestamp:
+            times = (f", between {terminal_safe(gap.last_timestamp or '?', 40)} and "
+                     f"{terminal_safe(gap.next_timestamp or 'now', 40)}")
+        return (f"GAP on {gap.key}: {hole}{times} ({terminal_safe(gap.text)}); fetch them "
+                "from the REST API")
 
     def status_text(self) -> str:
         heartbeat = self.last_heartbeat or "none yet"
-        state = "connected" if self.connected else "connecting"
+        if self.connections_up:
+            state = "connected"
+        else:
+            state = "reconnecting" if self.reconnecting else "connecting"
         return (
-            f"{state} | subscriptions {self.active} active, {self.rejected} rejected | "
+            f"{state} | subscriptions {len(self.active)} active, {self.rejected} rejected | "
             f"messages {self.stream_messages} | duplicates {self.duplicates} | "
             f"last heartbeat {heartbeat}"
         )

@@ -40,13 +40,14 @@ from rich.text import Span, Text
 from c2ws import spec
 from c2ws.events import (
     Connected,
-    ConnectionStale,
+    ConnectionEnded,
     DuplicateDropped,
     Event,
     GapReported,
     HeartbeatAnswered,
     MalformedFrame,
     OtherControl,
+    Reconnecting,
     SequenceJump,
     ServerError,
     StreamMessage,
@@ -248,6 +249,7 @@ _FRAME_EVENTS: Final = (
     HeartbeatAnswered,
     ServerError,
     OtherControl,
+    Reconnecting,
     UnknownMessage,
     MalformedFrame,
 )
@@ -283,7 +285,8 @@ class TableRenderer:
         self._positions: dict[PositionKey, PositionRow] = {}
         self._positions_seen = False
         # Status footer.
-        self._connected = False
+        self._connections_up: set[int] = set()
+        self._reconnecting = False
         self._subscriptions: dict[SubscriptionKey, str] = {}
         self._frames = 0
         self._duplicates = 0
@@ -332,6 +335,9 @@ class TableRenderer:
             self._dispatch(event)
         self._changed()
 
+    def flush(self) -> None:
+        """Lines are printed as they are handled; the live region refreshes on its own."""
+
     def close(self) -> None:
         """Stop the live display (its last frame stays on screen), or, when not live,
         print the final positions table once.  Safe to call twice."""
@@ -374,10 +380,15 @@ class TableRenderer:
                     self._on_signal(key, message)
                 elif message.msg_type == spec.CHANNEL_POSITIONS:
                     self._on_positions(key, message)
-            case Connected():
-                self._connected = True
-            case ConnectionStale():
-                self._disconnect()
+            case Connected(shard=shard):
+                self._connections_up.add(shard)
+                self._reconnecting = False
+            case ConnectionEnded(shard=shard):
+                self._connections_up.discard(shard)
+                if not self._connections_up:
+                    self._disconnect()
+            case Reconnecting():
+                self._reconnecting = True
             case SubscriptionConfirmed(key=key):
                 self._subscriptions[key] = _ACTIVE
             case SubscriptionRejected(key=key):
@@ -397,7 +408,6 @@ class TableRenderer:
                 pass  # errors and unknown messages are reported on stderr elsewhere
 
     def _disconnect(self) -> None:
-        self._connected = False
         # The server forgets a dead connection's subscriptions; they are renewed on reconnect.
         for key, state in self._subscriptions.items():
             if state == _ACTIVE:
@@ -423,9 +433,11 @@ class TableRenderer:
         self._emit_signal_line(layout.line(cells))
 
     def _on_gap(self, gap: GapReported) -> None:
-        after = f" after seq {gap.last_replayed}" if gap.last_replayed is not None else ""
+        after = "?" if gap.last_seq is None else str(gap.last_seq)
+        hole = (f"signals after seq {after}" if gap.next_seq is None
+                else f"signals between seq {after} and {gap.next_seq}")
         reason = fields.sanitize(gap.text, 200)
-        message = f"GAP: signals{after} were not replayed" + (f" ({reason})" if reason else "")
+        message = f"GAP: {hole} are missing" + (f" ({reason})" if reason else "")
         strategy = "" if gap.strategy_id is None else str(gap.strategy_id)
         self._emit_banner(gap.message, strategy, message, GAP_STYLE)
 
@@ -543,7 +555,7 @@ class TableRenderer:
         rejected = states.count(_REJECTED)
         parts: list[Cell] = [
             ("connected: ", None),
-            ("yes", "green") if self._connected else ("no", "bold red"),
+            self._connection_cell(),
             (f" | subscriptions: {active}/{len(states)} active", None),
         ]
         if rejected:
@@ -555,9 +567,16 @@ class TableRenderer:
             parts.append((f" | gaps: {self._gaps}", GAP_STYLE))
         return parts
 
+    def _connection_cell(self) -> Cell:
+        if self._connections_up:
+            return ("yes", "green")
+        return ("reconnecting", "bold yellow") if self._reconnecting else ("no", "bold red")
+
     def _positions_table(self) -> Table:
+        stale = self._positions_seen and not self._connections_up
         table = Table(
-            title="Positions",
+            # Positions are not replayed: while disconnected, updates may be missed.
+            title="Positions (stale: disconnected)" if stale else "Positions",
             title_justify="left",
             title_style=HEADER_STYLE,
             box=box.SIMPLE_HEAD,

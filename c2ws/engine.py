@@ -1,0 +1,262 @@
+"""The streaming engine: every published message exactly once, in order, across drops,
+reconnects and restarts, or a precise report of what was lost.
+
+No CLI, no terminal: ``c2ws subscribe``, the Python API and the sinks are shells around
+it.  The engine owns a pool of :class:`~c2ws.net.worker.ShardWorker` socket threads (at
+most 100 subscriptions each), one merged hand-off in arrival order, the *written*
+cursors and the state file.  A consumer takes batches, writes them, then acknowledges
+them; only an acknowledged message moves the cursor a restart resumes from::
+
+    with Engine(EngineConfig(url=..., api_key=..., keys=[...])) as engine:
+        while True:
+            batch = engine.next_batch(timeout=None)  # raises an EngineError at the end
+            for event in batch:
+                ...  # write it
+            engine.acknowledge(batch)
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Final
+from urllib.parse import urlsplit
+
+from c2ws import events as ev
+from c2ws import spec
+from c2ws.delivery.backoff import Backoff
+from c2ws.delivery.dedupe import StreamFilter
+from c2ws.delivery.shards import TooManySubscriptions, plan_shards
+from c2ws.errors import ConfigError, ConnectionFailed, EngineError, InternalError, NothingToStream
+from c2ws.events import ConnectionEnd, SubscriptionKey
+from c2ws.net.handoff import Handoff
+from c2ws.net.worker import ConnectionSettings, ShardWorker
+from c2ws.session import SessionTimeouts
+
+if TYPE_CHECKING:
+    from c2ws.delivery.state import StateFile
+
+DEFAULT_MAX_BUFFER: Final = 10_000
+# How long stop() waits for each socket thread to unsubscribe and close.
+STOP_JOIN_TIMEOUT: Final = 5.0
+
+
+def check_api_key(api_key: str) -> str:
+    """The key, if it can travel in an HTTP header; never echoed when it cannot."""
+    if not api_key:
+        raise ConfigError("no API key: pass --api-key or set C2_API_KEY", param="--api-key")
+    if not (api_key.isascii() and api_key.isprintable() and " " not in api_key):
+        raise ConfigError(
+            "the API key contains spaces, control or non-ASCII characters "
+            "(a stray newline from a file?)", param="--api-key",
+        )
+    return api_key
+
+
+def check_url(url: str) -> str:
+    """A ws:// or wss:// URL with a host and a valid port."""
+    try:
+        parts = urlsplit(url)
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        port_ok = False
+    else:
+        if parts.scheme in ("ws", "wss") and parts.hostname and port_ok:
+            return url
+    raise ConfigError(
+        f"{url!r} is not a ws:// or wss:// URL with a host" + ("" if port_ok else " and port"),
+        param="--url",
+    )
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    url: str
+    api_key: str
+    keys: Sequence[SubscriptionKey]
+    max_buffer: int = DEFAULT_MAX_BUFFER
+    reconnect: bool = True
+    max_retries: int | None = None
+    max_backoff: float = spec.BACKOFF_MAX_SECONDS
+    connect_timeout: float = 10.0
+    timeouts: SessionTimeouts = field(default_factory=SessionTimeouts)
+    io_timeout: float = 10.0
+    per_connection: int = spec.MAX_SUBSCRIPTIONS_PER_CONNECTION
+    state_path: Path | None = None
+    # Cursors known before the state file, e.g. from the tail of an appended output file.
+    start_cursors: Mapping[SubscriptionKey, int] = field(default_factory=dict)
+    traffic: bool = False
+    seed: int | None = None
+
+
+def validate_config(config: EngineConfig) -> list[list[SubscriptionKey]]:
+    """Raise :class:`ConfigError` for settings no connection could work with; else the
+    subscriptions of each connection."""
+    check_api_key(config.api_key)
+    check_url(config.url)
+    if not config.keys:
+        raise ConfigError("nothing to subscribe to", param="STRATEGY_ID")
+    if config.max_buffer < 1:
+        raise ConfigError("the buffer must hold at least one message", param="--max-buffer")
+    try:
+        return plan_shards(config.keys, per_connection=config.per_connection)
+    except TooManySubscriptions as exc:
+        raise ConfigError(str(exc), param="STRATEGY_ID") from None
+
+
+class Engine:
+    """See the module docstring.  Not thread-safe: one consumer thread drives it."""
+
+    def __init__(self, config: EngineConfig) -> None:
+        self._plan = validate_config(config)
+        self.config = config
+        self.keys = frozenset(config.keys)
+        self.handoff: Handoff[ev.Event] = Handoff(config.max_buffer)
+        self.written: dict[SubscriptionKey, int] = {}
+        self.confirmed: set[SubscriptionKey] = set()
+        self.rejected: set[SubscriptionKey] = set()
+        self.ever_confirmed = False
+        self.last_end: ConnectionEnd | None = None
+        self._filters: list[StreamFilter] = []
+        self._workers: list[ShardWorker] = []
+        self._state: StateFile | None = None
+        self._failure: EngineError | None = None
+        self._started = False
+
+    @property
+    def connections(self) -> int:
+        return len(self._plan)
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> Engine:
+        if self._started:
+            raise RuntimeError("engine already started")
+        self._started = True
+        cursors = self._open_state()
+        for key, seq in self.config.start_cursors.items():
+            if key in self.keys and seq > cursors.get(key, 0):
+                cursors[key] = seq
+        self.written = dict(cursors)
+        settings = ConnectionSettings(
+            url=self.config.url,
+            api_key=self.config.api_key,
+            connect_timeout=self.config.connect_timeout,
+            timeouts=self.config.timeouts,
+            io_timeout=self.config.io_timeout,
+            traffic=self.config.traffic,
+            reconnect=self.config.reconnect,
+            max_retries=self.config.max_retries,
+            per_connection=self.config.per_connection,
+        )
+        seeds = random.Random(self.config.seed)
+        for shard, keys in enumerate(self._plan):
+            stream_filter = StreamFilter(keys, cursors)
+            self._filters.append(stream_filter)
+            self._workers.append(ShardWorker(
+                shard, keys, settings=settings, stream_filter=stream_filter,
+                handoff=self.handoff,
+                backoff=Backoff(cap=self.config.max_backoff,
+                                rng=random.Random(seeds.getrandbits(64))),
+            ))
+        for worker in self._workers:
+            worker.start()
+        return self
+
+    def stop(self) -> None:
+        """Unsubscribe and close every connection (bounded in time); idempotent."""
+        for worker in self._workers:
+            worker.request_stop()
+        give_up = time.monotonic() + STOP_JOIN_TIMEOUT
+        for worker in self._workers:
+            worker.join(max(0.0, give_up - time.monotonic()))
+        self.handoff.close()
+        if self._state is not None:
+            self._state.close()
+
+    def __enter__(self) -> Engine:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # --- consuming -----------------------------------------------------------------------
+
+    def next_batch(self, timeout: float | None, limit: int | None = None) -> list[ev.Event]:
+        """The next events in arrival order (at most ``limit``), waiting up to ``timeout``
+        seconds; [] when none came.  Raises the :class:`EngineError` that ends the run
+        once everything before it has been returned."""
+        if self._failure is not None:
+            raise self._failure
+        batch = self.handoff.take(timeout, limit)
+        for index, event in enumerate(batch):
+            failure = self._observe(event)
+            if failure is not None:
+                self._failure = failure
+                # What came before the ending is delivered (a rejection is shown too);
+                # the rest of the batch is done with now.
+                delivered = index + 1 if isinstance(failure, NothingToStream) else index
+                self.handoff.done(len(batch) - delivered)
+                if delivered == 0:
+                    raise failure
+                return batch[:delivered]
+        return batch
+
+    def acknowledge(self, events: Sequence[ev.Event]) -> None:
+        """``events`` (taken from :meth:`next_batch`) are written: advance the cursors,
+        commit them to the state file, and make room in the backlog."""
+        for event in events:
+            if isinstance(event, ev.StreamMessage) and event.key is not None and (
+                event.cursor is not None
+            ):
+                self.written[event.key] = event.cursor
+        if self._state is not None:
+            self._state.commit(self.written)
+        self.handoff.done(len(events))
+
+    @property
+    def unwritten(self) -> int:
+        """Events handed over and not yet acknowledged."""
+        return self.handoff.backlog
+
+    def unresolved_gaps(self) -> list[ev.GapReported]:
+        """Announced gaps whose far end never arrived (meaningful after :meth:`stop`)."""
+        return [gap for stream_filter in self._filters for gap in stream_filter.unresolved_gaps()]
+
+    # --- internals -----------------------------------------------------------------------
+
+    def _observe(self, event: ev.Event) -> EngineError | None:
+        """Keep the run's view of its subscriptions; the error that ends it, if any."""
+        if isinstance(event, ev.SubscriptionConfirmed):
+            self.confirmed.add(event.key)
+            self.rejected.discard(event.key)
+            self.ever_confirmed = True
+        elif isinstance(event, ev.SubscriptionRejected):
+            self.rejected.add(event.key)
+            self.confirmed.discard(event.key)
+            if self.rejected >= self.keys:
+                return NothingToStream("every subscription was rejected; nothing to stream")
+        elif isinstance(event, ev.ConnectionEnded):
+            self.last_end = event.end
+        elif isinstance(event, ev.ShardFailed):
+            return ConnectionFailed(event.end)
+        elif isinstance(event, ev.WorkerCrashed):
+            return InternalError(event.summary, event.traceback)
+        return None
+
+    def _open_state(self) -> dict[SubscriptionKey, int]:
+        if self.config.state_path is None:
+            return {}
+        from c2ws.delivery.state import StateFile, StateIdentity, key_fingerprint
+
+        identity = StateIdentity(self.config.url, key_fingerprint(self.config.api_key))
+        self._state = StateFile(self.config.state_path, identity)
+        cursors = self._state.open()
+        return {key: seq for key, seq in cursors.items() if key in self.keys}

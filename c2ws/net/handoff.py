@@ -1,0 +1,105 @@
+"""The hand-off from the socket threads to the output thread.
+
+Producers never wait: a socket thread must keep reading and answering heartbeats
+whatever stdout does.  Memory is bounded by the *backlog* instead (events handed over
+and not yet marked done by the consumer): a producer that finds it past the limit
+closes its connection and waits for :meth:`Handoff.wait_for_room` before it
+reconnects.  One lock and one condition; a batch (everything one socket read produced)
+is one hand-over.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+Item = TypeVar("Item")
+
+
+class Handoff(Generic[Item]):
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        self.limit = limit
+        self._items: deque[Item] = deque()
+        self._backlog = 0  # handed over and not yet done: queued + being written
+        self._closed = False
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._consumer_waiting = False
+        self._producers_waiting = 0
+
+    @property
+    def backlog(self) -> int:
+        return self._backlog
+
+    def put(self, items: list[Item]) -> int:
+        """Hand ``items`` over (in order, never blocking); returns the backlog after."""
+        with self._lock:
+            if self._closed:
+                return self._backlog
+            self._items.extend(items)
+            self._backlog += len(items)
+            if self._consumer_waiting:
+                self._changed.notify_all()
+            return self._backlog
+
+    def take(self, timeout: float | None, limit: int | None = None) -> list[Item]:
+        """Everything queued (at most ``limit`` items), waiting up to ``timeout`` seconds
+        (None: for ever) for at least one; [] on timeout or once closed and empty."""
+        with self._lock:
+            if not self._items and not self._closed:
+                self._consumer_waiting = True
+                try:
+                    self._changed.wait_for(lambda: self._items or self._closed, timeout)
+                finally:
+                    self._consumer_waiting = False
+            if limit is None or limit >= len(self._items):
+                taken = list(self._items)
+                self._items.clear()
+            else:
+                taken = [self._items.popleft() for _ in range(limit)]
+            return taken
+
+    def done(self, count: int) -> None:
+        """The consumer has finished with ``count`` taken items: room for producers."""
+        with self._lock:
+            self._backlog = max(0, self._backlog - count)
+            if self._producers_waiting:
+                self._changed.notify_all()
+
+    def wait_for_room(
+        self, below: int, stop: Callable[[], bool], timeout: float | None = None
+    ) -> bool:
+        """Wait until the backlog is at most ``below`` (True), or ``stop()`` / close /
+        ``timeout`` (False).  Whoever sets ``stop`` must call :meth:`wake`."""
+        def ready() -> bool:
+            return self._closed or stop() or self._backlog <= below
+
+        with self._lock:
+            self._producers_waiting += 1
+            try:
+                self._changed.wait_for(ready, timeout)
+                return self._backlog <= below and not self._closed and not stop()
+            finally:
+                self._producers_waiting -= 1
+
+    def wake(self) -> None:
+        """Re-check every waiter's condition (after a stop flag changed)."""
+        with self._lock:
+            self._changed.notify_all()
+
+    def close(self) -> None:
+        """Take no more; release every waiter.  Items already queued can still be taken."""
+        with self._lock:
+            self._closed = True
+            self._changed.notify_all()
+
+    def discard(self) -> list[Item]:
+        """Remove and return everything still queued (for the final report)."""
+        with self._lock:
+            left = list(self._items)
+            self._items.clear()
+            return left

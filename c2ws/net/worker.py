@@ -1,0 +1,362 @@
+"""One socket thread per connection slot: connect, pump, reconnect.
+
+A :class:`ShardWorker` owns one slot of the connection pool for the whole run.  It opens
+a connection, pumps frames between the socket and a fresh
+:class:`~c2ws.session.ClientSession`, hands the session's events over, and when the
+connection ends asks :mod:`c2ws.delivery.backoff` whether and when to try again.  It
+never waits for the output side: the hand-off never blocks, and a backlog past its
+limit closes the connection (to be resumed once the reader has caught up) instead.
+The thread blocks in ``select`` on the socket, a wake-up socket and the session's next
+deadline: an idle subscription costs no CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import selectors
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+import websocket
+from websocket import ABNF
+
+from c2ws import events as ev
+from c2ws import spec
+from c2ws.delivery.backoff import RETRY, Backoff, Retry
+from c2ws.delivery.dedupe import StreamFilter
+from c2ws.events import ConnectionEnd, EndReason, SubscriptionKey
+from c2ws.net.connection import (
+    BufferedWebSocket,
+    ConnectFailed,
+    FrameTooLarge,
+    HandshakeRejected,
+    open_connection,
+)
+from c2ws.net.handoff import Handoff
+from c2ws.session import ClientSession, SessionTimeouts, SubscriptionState
+
+# How long a stopping connection waits for its unsubscribe acks, and for the close reply.
+UNSUBSCRIBE_WAIT: Final = 1.0
+CLOSE_HANDSHAKE_TIMEOUT: Final = 2.0
+CLOSE_PROTOCOL_ERROR: Final = 1002
+CLOSE_MESSAGE_TOO_BIG: Final = 1009
+# Endings after which the peer may still answer a close frame.
+_POLITE_CLOSE: Final = frozenset({
+    EndReason.STOPPED, EndReason.OVERFLOW, EndReason.NO_CONNECTED, EndReason.NO_ACK,
+    EndReason.AUTH_FAILED,
+})
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    """What every connection of a run shares."""
+
+    url: str
+    api_key: str
+    connect_timeout: float = 10.0
+    timeouts: SessionTimeouts = field(default_factory=SessionTimeouts)
+    # A frame whose bytes stop arriving, or a send the server does not take, for this long.
+    io_timeout: float = 10.0
+    traffic: bool = False
+    reconnect: bool = True
+    max_retries: int | None = None
+    per_connection: int = spec.MAX_SUBSCRIPTIONS_PER_CONNECTION
+
+
+def end_for_connect_failure(exc: ConnectFailed) -> ConnectionEnd:
+    """What a failed connect + upgrade means for retrying."""
+    if isinstance(exc, HandshakeRejected):
+        if exc.status == spec.HTTP_UNAUTHORIZED:
+            return ConnectionEnd(EndReason.AUTH_FAILED, f"authentication failed: {exc.reason}")
+        if exc.status in (spec.HTTP_TOO_MANY_REQUESTS, spec.HTTP_SERVICE_UNAVAILABLE):
+            return ConnectionEnd(
+                EndReason.BUSY, f"the server refused the connection (HTTP {exc.status}): "
+                f"{exc.reason or 'no reason given'}",
+            )
+        reason = EndReason.UNREACHABLE if exc.status >= 500 else EndReason.REFUSED
+        return ConnectionEnd(
+            reason, f"the server refused the upgrade (HTTP {exc.status}): "
+            f"{exc.reason or 'no reason given'}",
+        )
+    text = str(exc)
+    if text.startswith(("bad URL", "the server answered with a redirect")):
+        return ConnectionEnd(EndReason.REFUSED, f"cannot connect: {text}")
+    return ConnectionEnd(EndReason.UNREACHABLE, f"cannot connect: {text}")
+
+
+class ShardWorker(threading.Thread):
+    """Keeps one connection slot subscribed to ``keys`` until stopped or failed for good."""
+
+    def __init__(
+        self,
+        shard: int,
+        keys: Sequence[SubscriptionKey],
+        *,
+        settings: ConnectionSettings,
+        stream_filter: StreamFilter,
+        handoff: Handoff[ev.Event],
+        backoff: Backoff,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        connect: Callable[..., BufferedWebSocket] = open_connection,
+    ) -> None:
+        super().__init__(name=f"c2ws-socket-{shard}", daemon=True)
+        self.shard = shard
+        self.keys = tuple(keys)
+        self.settings = settings
+        self._filter = stream_filter
+        self._handoff = handoff
+        self._backoff = backoff
+        self._clock = clock
+        self._wall = wall_clock
+        self._connect = connect
+        self._rejected: set[SubscriptionKey] = set()
+        self._stop_requested = threading.Event()
+        self._wake_reader, self._wake_writer = socket.socketpair()
+        self._wake_reader.setblocking(False)
+
+    # --- called from other threads -----------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Unsubscribe, close with 1000 and end; safe to call more than once."""
+        self._stop_requested.set()
+        with contextlib.suppress(OSError):
+            self._wake_writer.send(b"\0")
+        self._handoff.wake()
+
+    # --- the thread ----------------------------------------------------------------------
+
+    def run(self) -> None:
+        try:
+            self._run()
+        except BaseException as exc:  # a bug: say so once, never retry it
+            summary = f"{type(exc).__name__}: {exc}"
+            self._handoff.put([ev.WorkerCrashed(self.shard, summary[:500], traceback.format_exc())])
+        finally:
+            for sock in (self._wake_reader, self._wake_writer):
+                with contextlib.suppress(OSError):
+                    sock.close()
+
+    def _run(self) -> None:
+        failures = 0
+        while not self._stop_requested.is_set():
+            end, was_connected, subscribed = self._attempt()
+            self._handoff.put([ev.ConnectionEnded(self.shard, end, was_connected)])
+            if self._stop_requested.is_set() or end.reason is EndReason.STOPPED:
+                return
+            retry = RETRY[end.reason]
+            if subscribed:
+                failures = 0
+            if retry is not Retry.WHEN_DRAINED:
+                failures += 1
+            max_retries = self.settings.max_retries
+            if (
+                retry is Retry.NEVER
+                or not self.settings.reconnect
+                or (max_retries is not None and failures > max_retries)
+            ):
+                self._handoff.put([ev.ShardFailed(self.shard, end)])
+                return
+            if retry is Retry.WHEN_DRAINED:
+                self._handoff.put([ev.Reconnecting(self.shard, failures, None, end)])
+                if not self._handoff.wait_for_room(self._handoff.limit // 2, self._stop_requested.is_set):
+                    return
+            else:
+                delay = self._backoff.delay(end.reason, failures)
+                self._handoff.put([ev.Reconnecting(self.shard, failures, delay, end)])
+                if self._stop_requested.wait(delay):
+                    return
+
+    def _wanted(self) -> list[SubscriptionKey]:
+        return [key for key in self.keys if key not in self._rejected]
+
+    def _attempt(self) -> tuple[ConnectionEnd, bool, bool]:
+        """One connection from connect to close: (how it ended, reached
+        connection.connected, had every subscription answered)."""
+        try:
+            ws = self._connect(
+                self.settings.url, self.settings.api_key, timeout=self.settings.connect_timeout
+            )
+        except ConnectFailed as exc:
+            return end_for_connect_failure(exc), False, False
+        try:
+            return _Pump(self, ws).run()
+        finally:
+            with contextlib.suppress(Exception):
+                ws.shutdown()  # type: ignore[no-untyped-call]
+
+    def _drain_wake(self) -> None:
+        with contextlib.suppress(BlockingIOError, OSError):
+            while self._wake_reader.recv(256):
+                pass
+
+
+class _Pump:
+    """One connection's loop: socket <-> session, events -> hand-off."""
+
+    def __init__(self, worker: ShardWorker, ws: BufferedWebSocket) -> None:
+        self.worker = worker
+        self.ws = ws
+        self.clock = worker._clock
+        self.wall = worker._wall
+        now = self.clock()
+        self.session = ClientSession(
+            request_id_prefix=f"c2ws-{secrets.token_hex(4)}",
+            stream_filter=worker._filter,
+            now=now,
+            timeouts=worker.settings.timeouts,
+            shard=worker.shard,
+            max_subscriptions=worker.settings.per_connection,
+        )
+        for key in worker._wanted():
+            self.session.subscribe(key, now=now, wall=self.wall())
+        self.traffic = worker.settings.traffic
+        self.batch: list[ev.Event] = []
+        self.subscribed = False
+        self.close_frame_received = False
+        self.leave_by: float | None = None
+
+    def run(self) -> tuple[ConnectionEnd, bool, bool]:
+        session = self.session
+        self.ws.settimeout(self.worker.settings.io_timeout)
+        selector = selectors.DefaultSelector()
+        selector.register(self.ws.sock, selectors.EVENT_READ, "socket")  # type: ignore[arg-type]
+        selector.register(self.worker._wake_reader, selectors.EVENT_READ, "wake")
+        try:
+            while session.ended is None:
+                self._step(selector)
+                self._hand_over()
+        except FrameTooLarge as exc:
+            self._close_with(CLOSE_MESSAGE_TOO_BIG, f"c2ws closed the connection (1009): {exc}")
+        except websocket.WebSocketTimeoutException:
+            session.fail(
+                EndReason.FRAME_STALLED,
+                f"a frame stopped arriving halfway for "
+                f"{self.worker.settings.io_timeout:g} s",
+            )
+        except (websocket.WebSocketConnectionClosedException, OSError) as exc:
+            session.fail(EndReason.LOST, f"connection lost: {_reason(exc)}")
+        except websocket.WebSocketException as exc:
+            # A violation at the framing level: say why in our close frame (RFC 6455).
+            self._close_with(CLOSE_PROTOCOL_ERROR, f"c2ws closed the connection (1002): {exc}")
+        finally:
+            selector.close()
+        end = session.ended
+        assert end is not None
+        if end.reason in _POLITE_CLOSE and not self.close_frame_received:
+            with contextlib.suppress(Exception):
+                self.ws.close(status=spec.CLOSE_NORMAL, timeout=CLOSE_HANDSHAKE_TIMEOUT)
+        self._hand_over()
+        return end, session.connected_at is not None, self.subscribed
+
+    def _step(self, selector: selectors.BaseSelector) -> None:
+        session, now = self.session, self.clock()
+        if self.worker._stop_requested.is_set() and self.leave_by is None:
+            session.close(now=now, wall=self.wall())
+            self.leave_by = now + UNSUBSCRIBE_WAIT
+            return
+        if self.leave_by is not None and (
+            session.awaiting_unsubscribe == 0 or now >= self.leave_by
+        ):
+            session.fail(EndReason.STOPPED, "closed by c2ws", spec.CLOSE_NORMAL)
+            return
+        deadline = session.next_deadline()
+        if self.leave_by is not None:
+            deadline = self.leave_by if deadline is None else min(deadline, self.leave_by)
+        readiness = self._wait(selector, deadline)
+        if readiness == "frame":
+            self._read_frames()
+        elif readiness == "timeout":
+            session.handle_timeout(now=self.clock(), wall=self.wall())
+
+    def _wait(self, selector: selectors.BaseSelector, deadline: float | None) -> str:
+        """Block until a frame can be read ("frame"), another thread wakes us ("woken")
+        or ``deadline`` passes ("timeout"); never a busy loop."""
+        if self.ws.has_buffered_data():
+            return "frame"
+        timeout = None if deadline is None else max(0.0, deadline - self.clock())
+        ready = {key.data for key, _ in selector.select(timeout)}
+        if "wake" in ready:
+            self.worker._drain_wake()
+        if "socket" in ready:
+            return "frame"
+        return "woken" if ready else "timeout"
+
+    def _read_frames(self) -> None:
+        """Every frame already read from the kernel (at least one): one hand-over."""
+        session = self.session
+        while True:
+            opcode, frame = self.ws.recv_data_frame(control_frame=True)
+            if opcode in (ABNF.OPCODE_TEXT, ABNF.OPCODE_BINARY):
+                if self.traffic:
+                    self.batch.append(ev.Traffic("<", frame.data))
+                session.receive(frame.data, now=self.clock(), wall=self.wall())
+                self.batch.extend(session.events_received())
+            elif opcode == ABNF.OPCODE_CLOSE:
+                self.close_frame_received = True  # websocket-client has already replied
+                code, reason = _parse_close(frame.data)
+                session.close_received(code, reason)
+            if session.ended is not None or not self.ws.has_buffered_data():
+                return
+
+    def _hand_over(self) -> None:
+        """Send what the session queued, then pass its events on."""
+        session = self.session
+        for data in session.data_to_send():
+            if self.traffic:
+                self.batch.append(ev.Traffic(">", data))
+            try:
+                self.ws.send(data, ABNF.OPCODE_TEXT)
+            except websocket.WebSocketTimeoutException:
+                session.fail(
+                    EndReason.SEND_BLOCKED,
+                    f"the server stopped reading: a message could not be sent for "
+                    f"{self.worker.settings.io_timeout:g} s",
+                )
+                break
+        self.batch.extend(session.events_received())
+        if not self.subscribed and session.all_answered:
+            self.subscribed = True
+            self._note_rejections()
+        if not self.batch:
+            return
+        batch, self.batch = self.batch, []
+        backlog = self.worker._handoff.put(batch)
+        if backlog > self.worker._handoff.limit and self.leave_by is None:
+            session.fail(
+                EndReason.OVERFLOW,
+                f"stdout is {backlog} messages behind (over --max-buffer "
+                f"{self.worker._handoff.limit})",
+            )
+
+    def _note_rejections(self) -> None:
+        """Rejected subscriptions are not asked for again on the next connection; a
+        connection left with nothing to carry is closed."""
+        subs = self.session.subscriptions.values()
+        self.worker._rejected.update(
+            sub.key for sub in subs if sub.state is SubscriptionState.REJECTED
+        )
+        if not self.worker._wanted():
+            self.worker._stop_requested.set()
+
+    def _close_with(self, code: int, detail: str) -> None:
+        with contextlib.suppress(Exception):
+            self.ws.close(status=code, timeout=CLOSE_HANDSHAKE_TIMEOUT)
+        self.session.fail(EndReason.PROTOCOL_ERROR, detail[:300], code)
+
+
+def _reason(exc: BaseException) -> str:
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+
+
+def _parse_close(data: bytes) -> tuple[int | None, str]:
+    if len(data) < 2:
+        return None, ""
+    code = int.from_bytes(data[:2], "big")
+    return code, data[2:].decode("utf-8", "replace")
