@@ -17,7 +17,9 @@ What "exactly once" means here, precisely:
   messages written after the last commit may be written again after a crash (at least
   once).  The engine then writes one message per batch, so that window is one message.
 * Across a clean stop nothing is repeated or lost either way.  Whatever the server
-  could not replay (a ``gap``) is reported, not hidden.
+  could not replay (a ``gap``) is reported, not hidden.  The server replays
+  ``strategy.signal`` only: for ``strategy.positions`` the cursor keeps repeats out, but
+  what was sent while no run was connected is not in the output.
 
 Plain functions and one class: no threads, no terminal.  Every parse of a file is total:
 cursors, or a :class:`StateError` whose one-line message says what is wrong and how to
