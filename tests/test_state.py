@@ -183,8 +183,15 @@ def test_commit_refuses_what_is_not_a_cursor(state_path: Path) -> None:
         for bad in ({signal(1): -1}, {signal(1): True}, {signal(1): 1.5}, {signal(1): 1 << 64}):
             with pytest.raises(ValueError):
                 state.commit(bad)  # type: ignore[arg-type]
-        with pytest.raises(ValueError):
-            state.commit({SubscriptionKey(1, "orders"): 1})
+        for bad_key in (
+            SubscriptionKey(1, "orders"),
+            signal(0),
+            signal(-5),
+            signal(10**20),
+            SubscriptionKey(True, spec.CHANNEL_SIGNAL),
+        ):
+            with pytest.raises(ValueError):
+                state.commit({bad_key: 1})
         with pytest.raises(ValueError):
             state.commit({"strategy.signal:1": 1})  # type: ignore[dict-item]
     with pytest.raises(RuntimeError):

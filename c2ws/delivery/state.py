@@ -387,7 +387,8 @@ class StateFile:
         if self._lock_fd is None:
             raise RuntimeError("state file is not open")
         for key, seq_id in cursors.items():
-            if not isinstance(key, SubscriptionKey) or key.channel not in spec.CHANNELS:
+            # Only what decode_state reads back: a key it refused would corrupt the file.
+            if not isinstance(key, SubscriptionKey) or _parse_key(str(key)) != key:
                 raise ValueError(f"not a subscription key: {key!r}")
             if not _valid_cursor(seq_id):
                 raise ValueError(f"cursor of {key} is not a seq_id: {seq_id!r}")
