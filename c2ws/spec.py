@@ -110,3 +110,16 @@ CLOSE_HEARTBEAT_TIMEOUT: Final = 4000
 
 # Where a stream payload names its strategy (the envelope itself does not).
 STRATEGY_ID_KEYS: Final = ("StrategyId", "strategy_id", "strategyId")
+
+# --- State file and output reconciliation (c2ws/delivery/state.py) -------------------
+
+# A state file holds one small JSON object; anything larger is refused as corrupt
+# rather than read into memory.
+STATE_MAX_BYTES: Final = 1 << 20
+# Cursors one state file may hold: ten runs' worth of the engine's 1000 keys.
+STATE_MAX_CURSORS: Final = 10_000
+# How far back from its end the output file is searched for the last line of each key.
+OUTPUT_TAIL_SCAN_BYTES: Final = 4 << 20
+# The longest unterminated tail c2ws will cut as "a torn line of its own": one output
+# line re-encodes one frame, and re-encoding can grow a frame (1e5 -> 100000.0).
+OUTPUT_MAX_TORN_BYTES: Final = 4 * MAX_FRAME_BYTES
