@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
-import stat
 import sys
 from enum import Enum
 from pathlib import Path
@@ -23,13 +22,14 @@ from typer._completion_shared import get_completion_script
 
 from c2ws import __version__, spec
 from c2ws.engine import DEFAULT_MAX_BUFFER, EngineConfig, validate_config
-from c2ws.errors import ConfigError
+from c2ws.errors import ConfigError, StateError
 from c2ws.events import SubscriptionKey
 from c2ws.exitcodes import ExitCode
 from c2ws.render import Renderer
 from c2ws.render.consoles import DataConsole, MessageConsole
 from c2ws.render.diagnostics import Diagnostics
 from c2ws.render.ndjson import NdjsonRenderer
+from c2ws.render.safe import terminal_safe
 from c2ws.session import SessionTimeouts
 from c2ws.subscribe import StdoutClosed, SubscribeOptions, SubscribeRun, Terminated
 
@@ -353,7 +353,12 @@ def stream(
     options = SubscribeOptions(engine=config, count=count, timeout=timeout,
                                fail_on_gap=fail_on_gap)
     if config.state_path is not None:
-        options = _exactly_once_output(options, diagnostics)
+        try:
+            options = _exactly_once_output(options, diagnostics)
+        except StateError as exc:
+            diagnostics.say(terminal_safe(str(exc), 400), "red")
+            diagnostics.close()
+            return int(ExitCode.STATE_FAILED)
     renderer: Renderer
     if table:
         from c2ws.render.table import TableRenderer  # rich tables only when asked for
@@ -381,9 +386,9 @@ def _exactly_once_output(options: SubscribeOptions, diagnostics: Diagnostics) ->
     from c2ws.delivery.state import reconcile_output_tail
 
     fd = sys.stdout.fileno()
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        return dataclasses.replace(options, commit_each_message=True)
     tail = reconcile_output_tail(fd, keys=options.engine.keys)
+    if not tail.reconciled:
+        return dataclasses.replace(options, commit_each_message=True)
     if tail.torn_bytes_removed:
         diagnostics.say(f"removed a torn last line ({tail.torn_bytes_removed} bytes) from the "
                         "output file left by an earlier run", "yellow")

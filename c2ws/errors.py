@@ -4,6 +4,9 @@ never contains the API key; the CLI maps them to exit codes in one place
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import ClassVar
+
 from c2ws.events import ConnectionEnd
 
 
@@ -42,4 +45,11 @@ class InternalError(EngineError):
 
 class StateError(EngineError):
     """The ``--state`` file is corrupt, belongs to another endpoint or key, is locked by
-    another run, or cannot be read or written."""
+    another run, or cannot be read or written (``c2ws.delivery.state`` has a subclass
+    for each); ``str()`` is one line fit to show the user."""
+
+    kind: ClassVar[str] = "state"
+
+    def __init__(self, message: str, *, path: Path) -> None:
+        super().__init__(message)
+        self.path = path

@@ -191,12 +191,12 @@ class ClientSession:
         said = f": {text}" if text else ""
         if code is None:
             self.fail(EndReason.SERVER_CLOSED, "the server closed the connection without a code")
-        elif code == spec.CLOSE_POLICY_VIOLATION and not text:
-            # The documented 1008 with no reason is the per-key connection-limit race.
+        elif code == spec.CLOSE_POLICY_VIOLATION:
+            # The documented 1008 (with no reason) is the per-key connection-limit race;
+            # any policy close is treated as "busy": wait longer before trying again.
+            hint = said or " (too many connections for this key?)"
             self.fail(
-                EndReason.BUSY,
-                "the server closed the connection with 1008 (too many connections for "
-                "this key?)", code,
+                EndReason.BUSY, f"the server closed the connection (code 1008{hint})", code
             )
         else:
             self.fail(

@@ -68,6 +68,7 @@ class SubscribeRun:
         # The batch being written, and how much of it is written: for the final report.
         self._batch: Sequence[ev.Event] = ()
         self._written_of_batch = 0
+        self._gap: ev.GapReported | None = None  # --fail-on-gap: the hole to stop after
 
     def run(self) -> ExitCode:
         try:
@@ -125,31 +126,33 @@ class SubscribeRun:
     def _write_batch(self, engine: Engine, batch: Sequence[ev.Event]) -> None:
         self._batch, self._written_of_batch = batch, 0
         count = self.options.count
-        gap: ev.GapReported | None = None
-        stop_after: int | None = None
+        ending: StreamEnded | None = None
         for index, event in enumerate(batch):
             self._handle(event)
             self._written_of_batch = index + 1
-            if isinstance(event, ev.GapReported):
-                gap = gap or event
+            if isinstance(event, ev.GapReported) and self.options.fail_on_gap:
+                # Stop once the message after the hole is written too, so the cursor is
+                # past it: a rerun must not replay into the same gap again.
+                self._gap = self._gap or event
             elif isinstance(event, ev.StreamMessage):
                 self.delivered += 1
-                if count is not None and self.delivered >= count:
-                    stop_after = index + 1
+                if self._gap is not None and event.key == self._gap.key:
+                    ending = StreamEnded(
+                        ExitCode.GAP, f"stopping (--fail-on-gap): the server could not replay "
+                        f"every missed signal of {self._gap.key}"
+                    )
+                elif count is not None and self.delivered >= count:
+                    ending = StreamEnded(ExitCode.OK)
+                if ending is not None:
                     break
         self._output(self.renderer.flush)
         sync_fd = self.options.sync_output_fd
         if sync_fd is not None:
             self._output(lambda: os.fsync(sync_fd))
-        engine.acknowledge(batch[:stop_after])
+        engine.acknowledge(batch[: self._written_of_batch])
         self._batch, self._written_of_batch = (), 0
-        if stop_after is not None:
-            raise StreamEnded(ExitCode.OK)
-        if gap is not None and self.options.fail_on_gap:
-            raise StreamEnded(
-                ExitCode.GAP, f"stopping (--fail-on-gap): the server could not replay every "
-                f"missed signal of {gap.key}"
-            )
+        if ending is not None:
+            raise ending
 
     def _handle(self, event: ev.Event) -> None:
         self.diagnostics.handle(event)

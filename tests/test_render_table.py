@@ -344,15 +344,17 @@ def test_narrow_console_drops_optional_columns_and_fits() -> None:
 
 def test_gap_and_jump_are_marked() -> None:
     gap = events.GapReported(
-        strategy_id=STRATEGY,
-        channel="strategy.signal",
-        last_replayed=99765,
+        SIGNALS,
+        last_seq=99765,
+        last_timestamp="2024-01-01T12:00:00Z",
+        next_seq=100800,
+        next_timestamp="2024-01-01T12:30:00Z",
         text="Replay limit of 1000 messages exceeded",
         message=envelope("gap"),
     )
     jump = events.SequenceJump(SIGNALS, expected=8, received=10)
     output = render(gap, jump)
-    assert lines_with(output, "GAP: signals after seq 99765 were not replayed (Replay limit")
+    assert lines_with(output, "GAP: signals between seq 99765 and 100800 are missing (Replay limit")
     assert lines_with(output, "JUMP: seq 8 expected, 10 received")
 
 
@@ -491,7 +493,7 @@ def test_status_text_counts() -> None:
     )
     renderer.handle(events.Unsubscribed(POSITIONS, ack))
     assert "subscriptions: 1/3 active" in renderer.status_text()
-    renderer.handle(events.ConnectionStale(silent_for=45.0))
+    renderer.handle(LOST)
     assert renderer.status_text().startswith("connected: no | subscriptions: 0/3 active")
 
 
@@ -502,8 +504,13 @@ def test_expected_subscriptions_count_before_the_server_answers() -> None:
     assert "subscriptions: 0/2 active" in renderer.status_text()
     renderer.handle(events.SubscriptionConfirmed(SIGNALS, "r-1", envelope("subscription.ack")))
     assert "subscriptions: 1/2 active" in renderer.status_text()
-    renderer.handle(events.ConnectionStale(silent_for=45.0))
+    renderer.handle(LOST)
     assert renderer.status_text().startswith("connected: no | subscriptions: 0/2 active")
+
+
+LOST = events.ConnectionEnded(
+    0, events.ConnectionEnd(events.EndReason.SILENT, "silent"), was_connected=True
+)
 
 
 # --- hostile input -----------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The sans-I/O client session, driven with frames and a fake clock (no network)."""
+"""The sans-I/O client session, driven with frames and fake clocks (no network)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,15 @@ from hypothesis import strategies as st
 
 from c2ws import events as ev
 from c2ws import protocol, spec
-from c2ws.events import SubscriptionKey
-from c2ws.session import ClientSession, SubscriptionState
+from c2ws.delivery.dedupe import StreamFilter
+from c2ws.events import EndReason, SubscriptionKey
+from c2ws.session import (
+    ClientSession,
+    ConnectionState,
+    SessionTimeouts,
+    SubscriptionLimitError,
+    SubscriptionState,
+)
 
 SIGNAL = SubscriptionKey(12345678, spec.CHANNEL_SIGNAL)
 POSITIONS = SubscriptionKey(12345678, spec.CHANNEL_POSITIONS)
@@ -24,39 +31,65 @@ def frame(msg_type: str, **fields: Any) -> bytes:
                          "v": 4, **fields})
 
 
-def signal(seq_id: int, strategy_id: int = 12345678) -> bytes:
+def signal(seq_id: int, strategy_id: int = 12345678, timestamp: str | None = None) -> bytes:
     payload = {"StrategyId": strategy_id, "Side": "1", "C2Symbol": {"FullSymbol": "@ESZ6"}}
-    return frame(spec.CHANNEL_SIGNAL, seq_id=seq_id, payload=payload)
+    extra = {"timestamp": timestamp} if timestamp else {}
+    return frame(spec.CHANNEL_SIGNAL, seq_id=seq_id, payload=payload, **extra)
 
 
-def new_session(*keys: SubscriptionKey, **kwargs: Any) -> ClientSession:
-    session = ClientSession(keys or (SIGNAL, POSITIONS), request_id_prefix="c2ws-test",
-                            wall_clock=lambda: WALL, **kwargs)
-    session.connection_opened(0.0)
+def new_session(*keys: SubscriptionKey, cursors: dict[SubscriptionKey, int] | None = None,
+                stream_filter: StreamFilter | None = None, **kwargs: Any) -> ClientSession:
+    keys = keys or (SIGNAL, POSITIONS)
+    session = ClientSession(
+        request_id_prefix="c2ws-test",
+        stream_filter=stream_filter or StreamFilter(keys, cursors or {}),
+        now=0.0, **kwargs,
+    )
+    for key in keys:
+        session.subscribe(key, now=0.0, wall=WALL)
     return session
+
+
+def receive(session: ClientSession, data: bytes, now: float = 1.0) -> None:
+    session.receive(data, now=now, wall=WALL)
 
 
 def sent(session: ClientSession) -> list[dict[str, Any]]:
     return [orjson.loads(data) for data in session.data_to_send()]
 
 
-def connect(session: ClientSession) -> list[dict[str, Any]]:
-    session.receive(frame(spec.MSG_CONNECTED), 0.1)
+def connect(session: ClientSession, now: float = 0.1) -> list[dict[str, Any]]:
+    receive(session, frame(spec.MSG_CONNECTED), now)
     session.events_received()
     return sent(session)
 
 
-def ack_all(session: ClientSession, requests: list[dict[str, Any]]) -> None:
-    for request in requests:
-        session.receive(frame(spec.MSG_SUBSCRIPTION_ACK, request_id=request["request_id"],
-                              payload=request["payload"]), 0.2)
+def ack(session: ClientSession, request: dict[str, Any], now: float = 0.2) -> None:
+    receive(session, frame(spec.MSG_SUBSCRIPTION_ACK, request_id=request["request_id"],
+                           payload=request["payload"]), now)
+
+
+def ready(*keys: SubscriptionKey, **kwargs: Any) -> ClientSession:
+    session = new_session(*keys, **kwargs)
+    for request in connect(session):
+        ack(session, request)
     session.events_received()
+    return session
+
+
+def delivered(found: list[ev.Event]) -> list[int | None]:
+    return [e.message.seq_id for e in found if isinstance(e, ev.StreamMessage)]
+
+
+# --- connection states -------------------------------------------------------------------
 
 
 def test_nothing_is_sent_before_connection_connected() -> None:
     session = new_session()
+    assert session.state is ConnectionState.AWAITING_CONNECTED
     assert session.data_to_send() == []
     requests = connect(session)
+    assert session.state is ConnectionState.READY
     assert [(r["payload"]["channel"], r["payload"]["action"]) for r in requests] == [
         (spec.CHANNEL_SIGNAL, "subscribe"), (spec.CHANNEL_POSITIONS, "subscribe")]
     ids = [r["request_id"] for r in requests]
@@ -68,108 +101,330 @@ def test_nothing_is_sent_before_connection_connected() -> None:
 def test_a_second_connected_message_does_not_resubscribe() -> None:
     session = new_session()
     connect(session)
-    session.receive(frame(spec.MSG_CONNECTED), 0.3)
+    receive(session, frame(spec.MSG_CONNECTED), 0.3)
     assert session.data_to_send() == []
+    assert isinstance(session.events_received()[0], ev.OtherControl)
 
 
-def test_resume_from_is_sent_for_signals_only() -> None:
+def test_resume_from_comes_from_the_filter_for_signals_only() -> None:
     session = new_session(cursors={SIGNAL: 41, POSITIONS: 9})
     requests = connect(session)
     assert requests[0]["payload"]["resume_from"] == "41"
     assert "resume_from" not in requests[1]["payload"]
 
 
-def test_every_heartbeat_is_acked_at_once() -> None:
+def test_every_heartbeat_is_acked_at_once_with_the_wall_clock() -> None:
     session = new_session()
-    session.receive(frame(spec.MSG_HEARTBEAT), 5.0)
+    receive(session, frame(spec.MSG_HEARTBEAT), 5.0)
     assert sent(session) == [{"msg_type": "heartbeat.ack",
                               "timestamp": protocol.format_timestamp(WALL)}]
     assert isinstance(session.events_received()[0], ev.HeartbeatAnswered)
     assert session.last_heartbeat == 5.0
 
 
+def test_illegal_transitions_are_refused() -> None:
+    session = ready(SIGNAL)
+    session.fail(EndReason.LOST, "gone")
+    assert session.state is ConnectionState.ENDED
+    with pytest.raises(RuntimeError, match="cannot go from ended to ready"):
+        session._move_to(ConnectionState.READY)
+
+
+def test_the_first_ending_wins() -> None:
+    session = ready(SIGNAL)
+    session.fail(EndReason.SILENT, "first")
+    session.fail(EndReason.LOST, "second")
+    assert session.ended == ev.ConnectionEnd(EndReason.SILENT, "first")
+
+
+# --- subscriptions at any time ---------------------------------------------------------------
+
+
 def test_acks_and_errors_are_matched_by_request_id() -> None:
     session = new_session()
     signal_request, positions_request = connect(session)
-    session.receive(frame(spec.MSG_SUBSCRIPTION_ACK, request_id=signal_request["request_id"]), 1)
-    session.receive(frame(spec.MSG_ERROR, request_id=positions_request["request_id"], payload={
+    ack(session, signal_request)
+    receive(session, frame(spec.MSG_ERROR, request_id=positions_request["request_id"], payload={
         "code": "FORBIDDEN", "field": "StrategyId",
-        "message": "Not authorized to subscribe to Strategy"}), 1)
+        "message": "Not authorized to subscribe to Strategy"}))
     confirmed, rejected = session.events_received()
     assert isinstance(confirmed, ev.SubscriptionConfirmed) and confirmed.key == SIGNAL
     assert isinstance(rejected, ev.SubscriptionRejected) and rejected.key == POSITIONS
     assert rejected.errors[0].code == "FORBIDDEN"
     assert session.subscriptions[SIGNAL].state is SubscriptionState.ACTIVE
     assert session.subscriptions[POSITIONS].state is SubscriptionState.REJECTED
+    assert session.all_answered and session.pending == {}
+
+
+def test_unsubscribing_before_the_subscribe_ack_does_not_leave_it_active() -> None:
+    session = new_session(SIGNAL)
+    (subscribe,) = connect(session)
+    session.unsubscribe(SIGNAL, now=0.3, wall=WALL)
+    (unsubscribe,) = sent(session)
+    assert unsubscribe["payload"]["action"] == "unsubscribe"
+    ack(session, subscribe)  # the old answer arrives after we changed our mind
+    assert session.subscriptions[SIGNAL].state is SubscriptionState.UNSUBSCRIBING
+    assert not [e for e in session.events_received() if isinstance(e, ev.SubscriptionConfirmed)]
+    ack(session, unsubscribe)
+    assert SIGNAL not in session.subscriptions
+    assert isinstance(session.events_received()[0], ev.Unsubscribed)
+    receive(session, signal(1))  # a straggler for a stream we left
+    assert isinstance(session.events_received()[0], ev.UnexpectedStream)
+
+
+def test_subscribing_again_while_unsubscribing_ends_subscribed() -> None:
+    session = ready(SIGNAL)
+    session.unsubscribe(SIGNAL, now=1, wall=WALL)
+    session.subscribe(SIGNAL, now=1, wall=WALL)
+    unsubscribe, subscribe = sent(session)
+    ack(session, unsubscribe)
+    ack(session, subscribe)
+    assert session.subscriptions[SIGNAL].state is SubscriptionState.ACTIVE
+
+
+def test_a_subscription_added_later_is_sent_at_once() -> None:
+    session = ready(SIGNAL)
+    other = SubscriptionKey(7, spec.CHANNEL_SIGNAL)
+    session.subscribe(other, now=2, wall=WALL)
+    (request,) = sent(session)
+    assert request["payload"]["strategy_id"] == 7
+    assert session.subscriptions[other].state is SubscriptionState.SUBSCRIBING
+
+
+def test_unsubscribing_a_queued_subscription_sends_nothing() -> None:
+    session = new_session(SIGNAL)
+    session.unsubscribe(SIGNAL, now=0, wall=WALL)
+    assert connect(session) == []
+
+
+def test_a_hundred_subscriptions_fit_one_connection_and_no_more() -> None:
+    keys = [SubscriptionKey(i, spec.CHANNEL_SIGNAL) for i in range(1, 101)]
+    session = new_session(*keys)
+    assert len(session.subscriptions) == 100
+    with pytest.raises(SubscriptionLimitError, match="at most 100"):
+        session.subscribe(SubscriptionKey(101, spec.CHANNEL_SIGNAL), now=0, wall=WALL)
 
 
 def test_error_without_a_known_request_id_is_a_server_error() -> None:
     session = new_session()
-    session.receive(frame(spec.MSG_ERROR, payload={"errors": [
+    receive(session, frame(spec.MSG_ERROR, payload={"errors": [
         {"code": "INVALID_PARAMETER", "field": "Timestamp", "message": "skew"},
-        {"code": "INVALID_PARAMETER", "field": "Channel", "message": "bad"}]}), 1)
+        {"code": "INVALID_PARAMETER", "field": "Channel", "message": "bad"}]}))
     (event,) = session.events_received()
     assert isinstance(event, ev.ServerError)
     assert [e.field for e in event.errors] == ["Timestamp", "Channel"]
+    assert session.ended is None
+
+
+def test_an_unauthorized_error_ends_the_session_for_good() -> None:
+    session = ready(SIGNAL)
+    receive(session, frame(spec.MSG_ERROR, payload={"code": "UNAUTHORIZED", "message": "no"}))
+    assert session.ended is not None and session.ended.reason is EndReason.AUTH_FAILED
 
 
 def test_an_ack_nobody_asked_for_is_other_control() -> None:
     session = new_session()
-    session.receive(frame(spec.MSG_SUBSCRIPTION_ACK, request_id="someone-else"), 1)
+    receive(session, frame(spec.MSG_SUBSCRIPTION_ACK, request_id="someone-else"))
     assert isinstance(session.events_received()[0], ev.OtherControl)
 
 
-def test_stream_messages_advance_the_cursor_and_duplicates_are_dropped() -> None:
-    session = new_session()
-    for seq in (1, 2, 2, 3, 1):
-        session.receive(signal(seq), 1)
+def test_close_unsubscribes_what_is_live_and_ignores_streams_meanwhile() -> None:
+    session = ready()
+    assert session.close(now=3, wall=WALL) == 2
+    assert session.state is ConnectionState.CLOSING
+    requests = sent(session)
+    assert {r["payload"]["action"] for r in requests} == {"unsubscribe"}
+    assert session.awaiting_unsubscribe == 2
+    receive(session, signal(5))
+    assert not delivered(session.events_received()) and session.dropped_while_leaving == 1
+    for request in requests:
+        ack(session, request)
+    assert session.awaiting_unsubscribe == 0
+    session.close_received(1000, "")
+    assert session.ended is not None and session.ended.reason is EndReason.STOPPED
+
+
+# --- deadlines -----------------------------------------------------------------------------
+
+
+def test_no_connection_connected_within_the_deadline_ends_the_session() -> None:
+    session = new_session(timeouts=SessionTimeouts(connected=10.0))
+    assert session.next_deadline() == 10.0
+    session.handle_timeout(now=9.9, wall=WALL)
+    assert session.ended is None
+    session.handle_timeout(now=10.0, wall=WALL)
+    assert session.ended is not None and session.ended.reason is EndReason.NO_CONNECTED
+
+
+def test_an_unanswered_subscription_ends_the_session() -> None:
+    session = new_session(SIGNAL, timeouts=SessionTimeouts(ack=5.0))
+    connect(session, now=1.0)
+    assert session.next_deadline() == 6.0
+    session.handle_timeout(now=6.0, wall=WALL)
+    assert session.ended is not None and session.ended.reason is EndReason.NO_ACK
+    assert "subscribe strategy.signal:12345678" in session.ended.detail
+
+
+def test_silence_past_the_deadline_ends_the_session() -> None:
+    session = ready(timeouts=SessionTimeouts(silence=45.0))
+    receive(session, frame(spec.MSG_HEARTBEAT), 10.0)
+    assert session.next_deadline() == 55.0
+    session.handle_timeout(now=54.9, wall=WALL)
+    assert session.ended is None
+    session.handle_timeout(now=55.0, wall=WALL)
+    assert session.ended == ev.ConnectionEnd(
+        EndReason.SILENT, "nothing (not even a heartbeat) arrived for 45 s")
+    assert session.next_deadline() is None
+
+
+@pytest.mark.parametrize(
+    ("code", "reason", "expected", "detail"),
+    [
+        (None, "", EndReason.SERVER_CLOSED, "the server closed the connection without a code"),
+        (1012, "restart", EndReason.SERVER_CLOSED,
+         "the server closed the connection (code 1012: restart)"),
+        (1008, "", EndReason.BUSY,
+         "the server closed the connection (code 1008 (too many connections for this key?))"),
+    ],
+)
+def test_the_servers_close_frame_says_who_closed_and_why(
+    code: int | None, reason: str, expected: EndReason, detail: str
+) -> None:
+    session = ready(SIGNAL)
+    session.close_received(code, reason)
+    assert session.ended == ev.ConnectionEnd(expected, detail, code)
+
+
+# --- exactly once ----------------------------------------------------------------------------
+
+
+def test_stream_messages_advance_the_cursor_and_replayed_duplicates_are_dropped() -> None:
+    stream_filter = StreamFilter([SIGNAL], {SIGNAL: 2})
+    session = ready(SIGNAL, stream_filter=stream_filter)  # resumed from 2: replaying
+    for seq in (1, 2, 3, 4):
+        receive(session, signal(seq))
     found = session.events_received()
-    delivered = [e.message.seq_id for e in found if isinstance(e, ev.StreamMessage)]
-    dropped = [e.seq_id for e in found if isinstance(e, ev.DuplicateDropped)]
-    assert delivered == [1, 2, 3]
-    assert dropped == [2, 1]
-    assert session.cursors[SIGNAL] == 3
+    assert delivered(found) == [3, 4]
+    assert [e.seq_id for e in found if isinstance(e, ev.DuplicateDropped)] == [1, 2]
+    assert stream_filter.held(SIGNAL) == 4
+    assert [e.cursor for e in found if isinstance(e, ev.StreamMessage)] == [3, 4]
+
+
+def test_a_seq_going_backwards_outside_a_replay_is_dropped_and_reported() -> None:
+    session = ready(SIGNAL)
+    for seq in (1, 2, 3, 2):
+        receive(session, signal(seq))
+    found = session.events_received()
+    assert delivered(found) == [1, 2, 3]
+    (backwards,) = [e for e in found if isinstance(e, ev.SequenceBackwards)]
+    assert (backwards.cursor, backwards.received) == (3, 2)
+
+
+def test_the_filter_survives_the_connection_so_a_reconnect_does_not_double() -> None:
+    stream_filter = StreamFilter([SIGNAL], {})
+    first = ready(SIGNAL, stream_filter=stream_filter)
+    for seq in (1, 2, 3):
+        receive(first, signal(seq))
+    first.fail(EndReason.LOST, "gone")
+    second = new_session(SIGNAL, stream_filter=stream_filter)
+    (request,) = connect(second)
+    assert request["payload"]["resume_from"] == "3"
+    ack(second, request)
+    for seq in (3, 4):
+        receive(second, signal(seq))
+    assert delivered(second.events_received()) == [4]
 
 
 def test_a_jump_in_signal_seq_is_reported_but_delivered() -> None:
-    session = new_session()
-    session.receive(signal(1), 1)
-    session.receive(signal(4), 1)
+    session = ready(SIGNAL)
+    receive(session, signal(1))
+    receive(session, signal(4))
     found = session.events_received()
-    jump = next(e for e in found if isinstance(e, ev.SequenceJump))
-    assert (jump.key, jump.expected, jump.received) == (SIGNAL, 2, 4)
-    assert sum(isinstance(e, ev.StreamMessage) for e in found) == 2
+    (jump,) = [e for e in found if isinstance(e, ev.SequenceJump)]
+    assert (jump.key, jump.expected, jump.received, jump.suspect) == (SIGNAL, 2, 4, False)
+    assert delivered(found) == [1, 4]
+
+
+def test_an_absurd_jump_is_delivered_without_moving_the_cursor() -> None:
+    session = ready(SIGNAL)
+    absurd = 10 + spec.SUSPECT_SEQ_JUMP + 1
+    for seq in (10, absurd, 11):
+        receive(session, signal(seq))
+    found = session.events_received()
+    assert delivered(found) == [10, absurd, 11]
+    assert [e.cursor for e in found if isinstance(e, ev.StreamMessage)] == [10, None, 11]
+    assert any(isinstance(e, ev.SequenceJump) and e.suspect for e in found)
+
+
+def test_a_renumbering_confirmed_by_the_next_message_is_followed() -> None:
+    session = ready(SIGNAL)
+    big = 10 + spec.SUSPECT_SEQ_JUMP + 1
+    for seq in (10, big, big + 1, big + 2):
+        receive(session, signal(seq))
+    found = session.events_received()
+    assert delivered(found) == [10, big, big + 1, big + 2]
+    assert [e.cursor for e in found if isinstance(e, ev.StreamMessage)][-1] == big + 2
 
 
 def test_positions_may_jump_without_a_warning() -> None:
-    session = new_session()
+    session = ready(POSITIONS)
     for seq in (1, 5):
-        session.receive(frame(spec.CHANNEL_POSITIONS, seq_id=seq,
-                              payload={"StrategyId": 12345678}), 1)
+        receive(session, frame(spec.CHANNEL_POSITIONS, seq_id=seq,
+                               payload={"StrategyId": 12345678}))
     assert not any(isinstance(e, ev.SequenceJump) for e in session.events_received())
 
 
-def test_gap_is_reported_and_the_jump_after_it_is_not_reported_twice() -> None:
-    session = new_session(cursors={SIGNAL: 10})
-    session.receive(signal(11), 1)
-    session.receive(frame(spec.MSG_GAP, payload=protocol.gap_payload(
-        strategy_id=12345678, from_seq=11, message="Replay limit of 1000 messages exceeded")), 1)
-    session.receive(signal(5000), 1)
-    session.receive(signal(5002), 1)
+def gap(strategy_id: int = 12345678, from_seq: int | str = 11) -> bytes:
+    return frame(spec.MSG_GAP, payload={
+        "strategy_id": None, "channel": f"strategy.signal:{strategy_id}", "from": from_seq,
+        "message": "Replay limit of 1000 messages exceeded"})
+
+
+def test_a_gap_is_announced_then_reported_with_both_ends_of_the_hole() -> None:
+    session = ready(SIGNAL, cursors={SIGNAL: 10})
+    receive(session, signal(11, timestamp="2027-01-15T08:00:11Z"))
+    receive(session, gap(from_seq="11"))
+    receive(session, signal(5000, timestamp="2027-01-15T09:00:00Z"))
+    receive(session, signal(5002))
     found = session.events_received()
-    gap = next(e for e in found if isinstance(e, ev.GapReported))
-    assert (gap.strategy_id, gap.channel, gap.last_replayed) == (12345678, "strategy.signal", 11)
+    (announced,) = [e for e in found if isinstance(e, ev.GapAnnounced)]
+    assert (announced.key, announced.last_seq) == (SIGNAL, 11)
+    (reported,) = [e for e in found if isinstance(e, ev.GapReported)]
+    assert (reported.last_seq, reported.last_timestamp, reported.next_seq,
+            reported.next_timestamp) == (11, "2027-01-15T08:00:11Z", 5000, "2027-01-15T09:00:00Z")
+    assert found.index(reported) == found.index(
+        next(e for e in found if isinstance(e, ev.StreamMessage) and e.message.seq_id == 5000)) - 1
     jumps = [e for e in found if isinstance(e, ev.SequenceJump)]
-    assert [(j.expected, j.received) for j in jumps] == [(5001, 5002)]
+    assert [(j.expected, j.received) for j in jumps] == [(5001, 5002)]  # the gap is no jump
 
 
-def test_gap_with_integer_from_is_accepted() -> None:
-    session = new_session()
-    session.receive(frame(spec.MSG_GAP, payload={"strategy_id": None, "channel":
-                                                 "strategy.signal:7", "from": 98765,
-                                                 "message": "x"}), 1)
-    (gap,) = session.events_received()
-    assert isinstance(gap, ev.GapReported) and gap.last_replayed == 98765 and gap.strategy_id == 7
+def test_a_gap_filled_by_a_later_replay_is_no_loss() -> None:
+    session = ready(SIGNAL, cursors={SIGNAL: 10})
+    receive(session, gap(from_seq=10))
+    receive(session, signal(11))
+    found = session.events_received()
+    assert any(isinstance(e, ev.GapFilled) for e in found)
+    assert not any(isinstance(e, ev.GapReported) for e in found)
+
+
+def test_a_gap_whose_far_end_never_came_is_still_reported() -> None:
+    stream_filter = StreamFilter([SIGNAL], {SIGNAL: 10})
+    session = ready(SIGNAL, stream_filter=stream_filter)
+    receive(session, gap(from_seq=10))
+    (unresolved,) = stream_filter.unresolved_gaps()
+    assert (unresolved.last_seq, unresolved.next_seq) == (10, None)
+
+
+def test_messages_and_gaps_for_streams_not_subscribed_keep_no_state() -> None:
+    stream_filter = StreamFilter([SIGNAL], {})
+    session = ready(SIGNAL, stream_filter=stream_filter)
+    for strategy in range(1, 200):
+        receive(session, signal(1, strategy_id=strategy + 100))
+        receive(session, gap(strategy_id=strategy + 100))
+    found = session.events_received()
+    assert all(isinstance(e, ev.UnexpectedStream) for e in found)
+    assert stream_filter.unresolved_gaps() == [] and stream_filter.held(SIGNAL) is None
+    assert len(session.subscriptions) == 1
 
 
 @pytest.mark.parametrize("payload", [{"StrategyId": 5}, {"strategy_id": "5"}, {"strategyId": 5}])
@@ -178,85 +433,94 @@ def test_strategy_is_found_under_any_key_case(payload: dict[str, object]) -> Non
 
 
 def test_payload_without_strategy_is_placed_on_the_only_subscription_of_its_channel() -> None:
-    session = new_session(SIGNAL)
-    session.receive(frame(spec.CHANNEL_SIGNAL, seq_id=3, payload={}), 1)
+    session = ready(SIGNAL)
+    receive(session, frame(spec.CHANNEL_SIGNAL, seq_id=3, payload={}))
     (event,) = session.events_received()
     assert isinstance(event, ev.StreamMessage) and event.key == SIGNAL
 
 
 def test_payload_without_strategy_among_several_is_delivered_unplaced() -> None:
-    session = new_session(SIGNAL, SubscriptionKey(2, spec.CHANNEL_SIGNAL))
-    session.receive(frame(spec.CHANNEL_SIGNAL, seq_id=3, payload={}), 1)
+    session = ready(SIGNAL, SubscriptionKey(2, spec.CHANNEL_SIGNAL))
+    receive(session, frame(spec.CHANNEL_SIGNAL, seq_id=3, payload={}))
     (event,) = session.events_received()
     assert isinstance(event, ev.StreamMessage) and event.key is None
 
 
 def test_unknown_and_malformed_frames_become_events_not_exceptions() -> None:
     session = new_session()
-    session.receive(frame("strategy.orders"), 1)
-    session.receive(b"{nope", 1)
-    session.receive(b'{"msg_type": "\xff"}', 1)
+    receive(session, frame("strategy.orders"))
+    receive(session, b"{nope")
+    receive(session, b'{"msg_type": "\xff"}')
     unknown, malformed, bad_utf8 = session.events_received()
     assert isinstance(unknown, ev.UnknownMessage) and unknown.message.msg_type == "strategy.orders"
     assert isinstance(malformed, ev.MalformedFrame) and malformed.size == 5
     assert isinstance(bad_utf8, ev.MalformedFrame)
 
 
-def test_silence_past_the_deadline_is_reported() -> None:
-    session = new_session(stale_after=45.0)
-    session.receive(frame(spec.MSG_HEARTBEAT), 10.0)
-    assert session.next_deadline() == 55.0
-    session.handle_timeout(54.9)
-    assert not [e for e in session.events_received() if isinstance(e, ev.ConnectionStale)]
-    session.handle_timeout(55.0)
-    (stale,) = session.events_received()
-    assert isinstance(stale, ev.ConnectionStale) and stale.silent_for == 45.0
-    assert session.stale
+def test_a_huge_digit_string_strategy_id_is_no_crash() -> None:
+    session = ready(SIGNAL)
+    receive(session, frame(spec.CHANNEL_SIGNAL, seq_id=1, payload={"StrategyId": "1" * 5000}))
+    receive(session, frame(spec.MSG_GAP, payload={"channel": "strategy.signal:" + "7" * 5000,
+                                                  "from": "8" * 5000}))
+    assert session.ended is None
+    session.events_received()
 
 
-def test_unsubscribe_all_covers_live_subscriptions_and_confirms() -> None:
-    session = new_session()
-    ack_all(session, connect(session))
-    assert session.unsubscribe_all() == 2
-    requests = sent(session)
-    assert {r["payload"]["action"] for r in requests} == {"unsubscribe"}
-    assert session.awaiting_unsubscribe == 2
-    ack_all(session, requests)
-    assert session.awaiting_unsubscribe == 0
-    assert session.count(SubscriptionState.UNSUBSCRIBED) == 2
-
-
-def test_more_than_a_hundred_subscriptions_do_not_fit_one_session() -> None:
-    keys = [SubscriptionKey(i, spec.CHANNEL_SIGNAL) for i in range(1, 102)]
-    with pytest.raises(ValueError, match="limit of 100"):
-        ClientSession(keys, request_id_prefix="p")
-    assert len(ClientSession(keys[:100], request_id_prefix="p").subscriptions) == 100
+# --- properties ----------------------------------------------------------------------------
 
 
 @given(st.lists(st.binary(max_size=120), max_size=20))
 def test_arbitrary_frames_never_raise(frames: list[bytes]) -> None:
-    session = new_session()
+    session = ready()
     for data in frames:
-        session.receive(data, 1.0)
+        receive(session, data)
     session.events_received()
 
 
 @given(st.lists(st.integers(min_value=1, max_value=40), max_size=60))
 def test_each_seq_id_is_delivered_at_most_once_and_in_increasing_order(seqs: list[int]) -> None:
-    session = new_session()
+    session = ready(SIGNAL)
     for seq in seqs:
-        session.receive(signal(seq), 1.0)
-    delivered = [e.message.seq_id for e in session.events_received()
-                 if isinstance(e, ev.StreamMessage)]
-    assert delivered == sorted(set(delivered))
-    assert len(delivered) == len(set(delivered))
+        receive(session, signal(seq))
+    seen = delivered(session.events_received())
+    assert seen == sorted(set(seen))
     if seqs:
-        assert delivered[0] == seqs[0] and delivered[-1] == max(seqs)
+        assert seen[0] == seqs[0] and seen[-1] == max(seqs)
 
 
-def test_a_huge_digit_string_strategy_id_is_no_crash() -> None:
-    session = new_session()
-    session.receive(frame(spec.CHANNEL_SIGNAL, seq_id=1, payload={"StrategyId": "1" * 5000}), 1)
-    session.receive(frame(spec.MSG_GAP, payload={"channel": "strategy.signal:" + "7" * 5000,
-                                                 "from": "8" * 5000}), 1)
-    assert [type(e) for e in session.events_received()] == [ev.StreamMessage, ev.GapReported]
+ACTIONS = st.lists(
+    st.tuples(st.sampled_from(["subscribe", "unsubscribe", "ack", "error", "close"]),
+              st.sampled_from([SIGNAL, POSITIONS])),
+    max_size=30,
+)
+
+
+@given(ACTIONS)
+def test_any_order_of_commands_and_answers_keeps_the_state_consistent(
+    steps: list[tuple[str, SubscriptionKey]],
+) -> None:
+    session = ready()
+    requests: list[dict[str, Any]] = []
+    for action, key in steps:
+        if action == "subscribe":
+            session.subscribe(key, now=1, wall=WALL)
+        elif action == "unsubscribe":
+            session.unsubscribe(key, now=1, wall=WALL)
+        elif action == "close":
+            session.close(now=1, wall=WALL)
+        requests.extend(sent(session))
+        if action in ("ack", "error") and requests:
+            request = requests.pop(0)
+            if action == "ack":
+                ack(session, request)
+            else:
+                receive(session, frame(spec.MSG_ERROR, request_id=request["request_id"],
+                                       payload={"code": "FORBIDDEN", "message": "no"}))
+    # Every pending request is the newest one for its key, and each key has at most one.
+    newest = {sub.request_id for sub in session.subscriptions.values()}
+    for request_id, pending in session.pending.items():
+        if request_id in newest:
+            assert session.subscriptions[pending.key].request_id == request_id
+    if session.state is ConnectionState.CLOSING:
+        assert all(sub.state is not SubscriptionState.ACTIVE
+                   for sub in session.subscriptions.values())

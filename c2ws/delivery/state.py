@@ -40,12 +40,13 @@ from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, ClassVar, Final, TypeVar
+from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
 
 import orjson
 
 from c2ws import protocol, spec
+from c2ws.errors import StateError
 from c2ws.events import SubscriptionKey
 
 STATE_FORMAT: Final = "c2ws-state"
@@ -65,16 +66,6 @@ _T = TypeVar("_T")
 
 
 # --- errors -----------------------------------------------------------------------------
-
-
-class StateError(Exception):
-    """A state file that cannot be used; ``str()`` is one line fit to show the user."""
-
-    kind: ClassVar[str] = "state"
-
-    def __init__(self, message: str, *, path: Path) -> None:
-        super().__init__(message)
-        self.path = path
 
 
 class StateCorrupt(StateError):

@@ -69,7 +69,7 @@ class ConnectionSettings:
     per_connection: int = spec.MAX_SUBSCRIPTIONS_PER_CONNECTION
 
 
-def end_for_connect_failure(exc: ConnectFailed) -> ConnectionEnd:
+def end_for_connect_failure(exc: ConnectFailed, url: str) -> ConnectionEnd:
     """What a failed connect + upgrade means for retrying."""
     if isinstance(exc, HandshakeRejected):
         if exc.status == spec.HTTP_UNAUTHORIZED:
@@ -86,8 +86,8 @@ def end_for_connect_failure(exc: ConnectFailed) -> ConnectionEnd:
         )
     text = str(exc)
     if text.startswith(("bad URL", "the server answered with a redirect")):
-        return ConnectionEnd(EndReason.REFUSED, f"cannot connect: {text}")
-    return ConnectionEnd(EndReason.UNREACHABLE, f"cannot connect: {text}")
+        return ConnectionEnd(EndReason.REFUSED, f"cannot connect to {url}: {text}")
+    return ConnectionEnd(EndReason.UNREACHABLE, f"cannot connect to {url}: {text}")
 
 
 class ShardWorker(threading.Thread):
@@ -165,7 +165,8 @@ class ShardWorker(threading.Thread):
                 return
             if retry is Retry.WHEN_DRAINED:
                 self._handoff.put([ev.Reconnecting(self.shard, failures, None, end)])
-                if not self._handoff.wait_for_room(self._handoff.limit // 2, self._stop_requested.is_set):
+                stopping = self._stop_requested.is_set
+                if not self._handoff.wait_for_room(self._handoff.limit // 2, stopping):
                     return
             else:
                 delay = self._backoff.delay(end.reason, failures)
@@ -184,7 +185,7 @@ class ShardWorker(threading.Thread):
                 self.settings.url, self.settings.api_key, timeout=self.settings.connect_timeout
             )
         except ConnectFailed as exc:
-            return end_for_connect_failure(exc), False, False
+            return end_for_connect_failure(exc, self.settings.url), False, False
         try:
             return _Pump(self, ws).run()
         finally:

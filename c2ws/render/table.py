@@ -286,6 +286,7 @@ class TableRenderer:
         self._positions_seen = False
         # Status footer.
         self._connections_up: set[int] = set()
+        self._ever_connected = False
         self._reconnecting = False
         self._subscriptions: dict[SubscriptionKey, str] = {}
         self._frames = 0
@@ -382,6 +383,7 @@ class TableRenderer:
                     self._on_positions(key, message)
             case Connected(shard=shard):
                 self._connections_up.add(shard)
+                self._ever_connected = True
                 self._reconnecting = False
             case ConnectionEnded(shard=shard):
                 self._connections_up.discard(shard)
@@ -573,7 +575,7 @@ class TableRenderer:
         return ("reconnecting", "bold yellow") if self._reconnecting else ("no", "bold red")
 
     def _positions_table(self) -> Table:
-        stale = self._positions_seen and not self._connections_up
+        stale = self._positions_seen and self._ever_connected and not self._connections_up
         table = Table(
             # Positions are not replayed: while disconnected, updates may be missed.
             title="Positions (stale: disconnected)" if stale else "Positions",

@@ -264,6 +264,7 @@ class ReferenceServer:
         self._records: deque[ConnectionRecord] = deque(maxlen=_MAX_RECORDS)
         self._numbers = itertools.count(1)
         self._heartbeats_paused = False
+        self._drop_new: tuple[int, int] = (0, 0)  # (frames, connections) still to arm
         self._port = self.config.port
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread_id: int | None = None
@@ -450,6 +451,10 @@ class ReferenceServer:
             replay_limit=self.config.replay_limit,
         )
         connection = _Connection(websocket, session, record, self.config.max_outbox)
+        frames, connections = self._drop_new
+        if connections > 0:
+            connection.drop_after = frames
+            self._drop_new = (frames, connections - 1)
         session.set_heartbeats_enabled(not self._heartbeats_paused, now)
         connection.send(session.start(now))
         self._connections[record.number] = connection
@@ -648,6 +653,16 @@ class ReferenceServer:
                 connection.drop_after = messages
 
         return self._each_connection(arm)
+
+    def drop_new_connections_after(self, messages: int, connections: int = 1) -> None:
+        """Arm the next ``connections`` new connections to abort after they have been sent
+        ``messages`` frames (counting connection.connected, acks and replays): a way to
+        drop a client in the middle of its resubscription and replay."""
+
+        def arm() -> None:
+            self._drop_new = (max(messages, 1), connections)
+
+        self._call(arm)
 
     def pause_heartbeats(self) -> None:
         """Stop sending heartbeats (and stop expecting acks), also on new connections."""

@@ -1,0 +1,416 @@
+"""Never lose a signal: the real CLI against the reference server over 127.0.0.1, with
+drops, silences, restarts, kill -9, slow readers and gaps.  Every wait is for an event
+(a line on stdout, a connection record), bounded by a generous deadline."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from c2ws import spec
+from c2ws.exitcodes import ExitCode
+from c2ws.server.app import ConnectionEnd, ConnectionRecord, ReferenceServer, ServerConfig
+
+KEY = "resilience-key-5678"
+REPO = Path(__file__).resolve().parent.parent
+FAST = ("--max-backoff", "0.1", "--silence-timeout", "2")
+
+
+def order(strategy_id: int, n: int) -> dict[str, Any]:
+    return {"StrategyId": strategy_id, "Side": "1" if n % 2 else "2", "OrderType": "1",
+            "OrderQuantity": 1 + n % 5, "C2Symbol": {"FullSymbol": "@ESZ6"}}
+
+
+def start(server: ReferenceServer, *args: str, **popen: Any) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if k not in ("C2_API_KEY", "C2WS_URL")}
+    env.update(C2_API_KEY=KEY, C2WS_URL=server.url)
+    popen.setdefault("stdout", subprocess.PIPE)
+    popen.setdefault("stderr", subprocess.PIPE)
+    return subprocess.Popen([sys.executable, "-m", "c2ws", "subscribe", *args], env=env,
+                            cwd=REPO, **popen)
+
+
+class LineReader:
+    """Reads a process's stdout continuously (a reader that keeps up), or not (paused)."""
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        assert process.stdout is not None
+        self.stream = process.stdout
+        self.lines: list[dict[str, Any]] = []
+        self.running = threading.Event()
+        self.running.set()
+        self.changed = threading.Condition()
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        for raw in self.stream:
+            self.running.wait()
+            with self.changed:
+                self.lines.append(json.loads(raw))
+                self.changed.notify_all()
+
+    def wait_for(self, predicate: Callable[[list[dict[str, Any]]], bool],
+                 timeout: float = 60) -> None:
+        with self.changed:
+            if not self.changed.wait_for(lambda: predicate(self.lines), timeout):
+                raise AssertionError(f"stdout never satisfied the condition ({len(self.lines)} "
+                                     "lines)")
+
+
+def seqs_by_strategy(lines: list[dict[str, Any]]) -> dict[int, list[int]]:
+    found: dict[int, list[int]] = defaultdict(list)
+    for line in lines:
+        if line["msg_type"] == spec.CHANNEL_SIGNAL:
+            found[line["payload"]["StrategyId"]].append(line["seq_id"])
+    return dict(found)
+
+
+def wait_subscribed(server: ReferenceServer, connections: int, subscriptions: int,
+                    after: int = 0) -> list[ConnectionRecord]:
+    """Wait until ``connections`` open connections numbered above ``after`` hold
+    ``subscriptions`` subscriptions between them."""
+    def ready() -> list[ConnectionRecord] | None:
+        records = [r for r in server.connections(open_only=True) if r.number > after]
+        if len(records) == connections and sum(len(r.subscriptions) for r in records) == (
+            subscriptions
+        ):
+            return records
+        return None
+    return server.wait_for(ready, timeout=30)
+
+
+@pytest.fixture
+def server() -> Iterator[ReferenceServer]:
+    config = ServerConfig(api_keys=(KEY,), feed="none", strategies=tuple(range(1, 61)),
+                          heartbeat_interval=0.5, heartbeat_grace=1.0, max_lifetime=240)
+    with ReferenceServer(config) as running:
+        yield running
+
+
+def test_a_dropped_connection_is_resumed_with_nothing_lost_or_doubled(
+    server: ReferenceServer,
+) -> None:
+    process = start(server, "1", "-c", "signal", "-o", "ndjson", "-n", "20", *FAST)
+    (first,) = wait_subscribed(server, 1, 1)
+    for n in range(10):
+        server.publish_signal(1, order(1, n))
+    server.drop_connections_after(0)
+    for n in range(10, 20):  # published while c2ws is away: replayed on resume
+        server.publish_signal(1, order(1, n))
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert [json.loads(line)["seq_id"] for line in out.splitlines()] == list(range(1, 21))
+    assert b"reconnecting in" in err and b"attempt 1" in err
+    resumed = [m for r in server.connections() if r.number > first.number for m in r.received
+               if m.get("msg_type") == "subscription.request"]
+    assert resumed and all(m["payload"]["resume_from"] == "10" for m in resumed[:1])
+
+
+def test_chaos_every_signal_exactly_once_in_order(server: ReferenceServer) -> None:
+    """>= 5,000 signals over 3 strategies on 2 connections (120 subscriptions), published in
+    25 bursts; between bursts the server drops connections at random points (every fourth
+    time right inside the resubscription and replay), goes silent once, stops its
+    heartbeats once and restarts once.  The output is every signal, once, in order."""
+    rng = random.Random(20261125)
+    strategies = (1, 2, 45)  # 1 and 2 on the first connection, 45 on the second
+    rounds, per_round = 25, 210
+    process = start(server, *map(str, range(1, 61)), "-o", "ndjson", *FAST)
+    reader = LineReader(process)
+    wait_subscribed(server, 2, 120)
+    published: dict[int, int] = defaultdict(int)
+    n = 0
+
+    def publish(count: int) -> None:
+        nonlocal n
+        for _ in range(count):
+            strategy = strategies[n % 3]
+            server.publish_signal(strategy, order(strategy, n))
+            published[strategy] += 1
+            n += 1
+
+    faults: list[str] = []
+    for index in range(rounds):
+        newest = max(r.number for r in wait_subscribed(server, 2, 120))
+        if index % 4 == 1:
+            # Drop now; the two new connections drop again 4 frames in: inside the replay
+            # of what is published meanwhile.
+            server.drop_new_connections_after(4, connections=2)
+            server.drop_connections_after(0)
+            publish(60)
+            wait_subscribed(server, 2, 120, after=newest + 2)
+            publish(per_round - 60)
+            faults.append("drop-in-replay")
+        else:
+            server.drop_connections_after(rng.randint(1, per_round))  # somewhere in the burst
+            publish(per_round)
+            faults.append("drop")
+        if index == 8:
+            server.stall()  # silence: c2ws must notice on its own and reconnect
+            faults.append("silence")
+            stalled = max(r.number for r in server.connections())
+            publish(30)
+            wait_subscribed(server, 2, 120, after=stalled)
+            server.unstall()
+        if index == 12:
+            server.pause_heartbeats()
+            faults.append("no-heartbeats")
+        if index == 14:
+            server.resume_heartbeats()
+        if index == 16:
+            server.restart()
+            faults.append("restart")
+    expected = sum(published.values())
+    assert expected >= 5000
+    # -n counts every message: stop after exactly what was published.
+    reader.wait_for(lambda lines: len(lines) >= expected, timeout=120)
+    process.send_signal(signal.SIGTERM)
+    process.wait(60)
+    err = process.stderr.read().decode() if process.stderr else ""
+    assert len(faults) >= 24 and "restart" in faults and "silence" in faults, faults
+    by_strategy = seqs_by_strategy(reader.lines)
+    assert set(by_strategy) == set(strategies)
+    for strategy, seqs in by_strategy.items():
+        assert seqs == list(range(1, published[strategy] + 1)), strategy  # none lost/doubled
+    assert "GAP" not in err and "Traceback" not in err
+    records = server.connections()
+    ends = [r.end for r in records]
+    assert ends.count(ConnectionEnd.DROPPED) >= 20 and ConnectionEnd.HEARTBEAT_TIMEOUT not in ends
+    resumed_then_dropped = [
+        r for r in records if r.end is ConnectionEnd.DROPPED and r.messages_sent == 4
+        and any(m.get("payload", {}).get("resume_from") for m in r.received)
+    ]
+    assert resumed_then_dropped  # at least one drop came in the middle of a replay
+
+
+def test_kill_9_three_times_with_state_and_appended_output_is_exactly_once(
+    server: ReferenceServer, tmp_path: Path,
+) -> None:
+    output, state = tmp_path / "signals.ndjson", tmp_path / "state.json"
+    rng = random.Random(9)
+    total = 1500
+    stop_publishing = threading.Event()
+    published = {1: 0, 45: 0}
+
+    def publish() -> None:
+        for n in range(total):
+            strategy = 1 if n % 2 else 45
+            server.publish_signal(strategy, order(strategy, n))
+            published[strategy] += 1
+            time.sleep(0.002)
+        stop_publishing.set()
+
+    def run() -> subprocess.Popen[bytes]:
+        with output.open("ab") as sink:
+            return start(server, "1", "45", "-c", "signal", "-o", "ndjson", "--state",
+                         str(state), *FAST, stdout=sink)
+
+    def lines_now() -> int:
+        return output.read_bytes().count(b"\n") if output.exists() else 0
+
+    process = run()
+    wait_subscribed(server, 1, 2)
+    publisher = threading.Thread(target=publish, daemon=True)
+    publisher.start()
+    for _ in range(3):
+        target = lines_now() + rng.randint(50, 300)
+        server.wait_for(lambda target=target: lines_now() >= target, timeout=60)
+        process.send_signal(signal.SIGKILL)
+        process.wait(30)
+        before = max(r.number for r in server.connections())
+        process = run()
+        wait_subscribed(server, 1, 2, after=before)
+    publisher.join(120)
+    assert stop_publishing.is_set()
+    server.wait_for(lambda: lines_now() >= total, timeout=120)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(30) == ExitCode.TERMINATED
+    data = output.read_bytes()
+    assert data.endswith(b"\n")  # no torn line
+    lines = [json.loads(line) for line in data.splitlines()]
+    by_strategy = seqs_by_strategy(lines)
+    for strategy, count in published.items():
+        assert by_strategy[strategy] == list(range(1, count + 1)), strategy
+    # One more start appends nothing: the output file's tail and the state agree on
+    # where the output stopped, even though SIGTERM may come between write and commit.
+    with output.open("ab") as sink:
+        again = start(server, "1", "45", "-c", "signal", "-o", "ndjson", "--state", str(state),
+                      "--timeout", "1", stdout=sink)
+    assert again.wait(30) == 0
+    assert output.read_bytes() == data
+
+
+def test_a_stalled_reader_costs_no_heartbeat_and_loses_nothing(server: ReferenceServer) -> None:
+    """The reader stops for longer than the heartbeat grace under a fast feed: c2ws keeps
+    answering heartbeats, closes cleanly once --max-buffer is passed, and resumes where
+    the output stopped once the reader is back."""
+    max_buffer = 100
+    process = start(server, "1", "-c", "signal", "-o", "ndjson", "--max-buffer",
+                    str(max_buffer), *FAST)
+    reader = LineReader(process)
+    wait_subscribed(server, 1, 1)
+    reader.running.clear()  # the reader stops
+    for n in range(700):
+        server.publish_signal(1, order(1, n))
+        if n % 10 == 0:
+            time.sleep(0.005)  # 3 s or more of a fast feed: longer than the 1 s grace
+    server.wait_for(lambda: any(not r.open for r in server.connections()), timeout=60)
+    reader.running.set()
+    reader.wait_for(lambda lines: len(lines) >= 700)
+    process.send_signal(signal.SIGTERM)
+    process.wait(30)
+    err = process.stderr.read().decode() if process.stderr else ""
+    assert [line["seq_id"] for line in reader.lines] == list(range(1, 701))
+    closed = [r for r in server.connections() if not r.open]
+    assert closed and all(r.end is not ConnectionEnd.HEARTBEAT_TIMEOUT for r in closed)
+    assert closed[0].client_close_code == spec.CLOSE_NORMAL
+    behind = [int(n) for n in re.findall(r"stdout is (\d+) messages behind", err)]
+    assert behind and max(behind) <= max_buffer + 500  # bounded by the backlog, not the feed
+    assert "resumes where the output stopped" in err
+
+
+def test_fail_on_gap_writes_both_ends_of_the_hole_then_exits_11(tmp_path: Path) -> None:
+    config = ServerConfig(api_keys=(KEY,), feed="none", strategies=(7,), replay_limit=5,
+                          heartbeat_interval=0.5, heartbeat_grace=1.0, max_lifetime=120)
+    state = tmp_path / "state.json"
+    with ReferenceServer(config) as server:
+        process = start(server, "7", "-c", "signal", "-o", "ndjson", "-n", "3", "--state",
+                        str(state))
+        wait_subscribed(server, 1, 1)
+        for n in range(3):
+            server.publish_signal(7, order(7, n))
+        assert process.wait(30) == 0
+        for n in range(3, 23):  # 20 signals while nobody listens; 5 can be replayed
+            server.publish_signal(7, order(7, n))
+        before = max(r.number for r in server.connections())
+        process = start(server, "7", "-c", "signal", "-o", "ndjson", "--state", str(state),
+                        "--fail-on-gap")
+        wait_subscribed(server, 1, 1, after=before)
+        server.publish_signal(7, order(7, 23))  # the first live signal after the hole
+        out, err = process.communicate(timeout=60)
+    assert process.returncode == ExitCode.GAP, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [line.get("seq_id") for line in lines] == [4, 5, 6, 7, 8, None, 24]
+    gap = lines[5]
+    assert gap["msg_type"] == "gap"
+    assert {k: gap["missing"][k] for k in ("strategy_id", "after_seq_id", "before_seq_id")} == {
+        "strategy_id": 7, "after_seq_id": 8, "before_seq_id": 24}
+    assert gap["missing"]["after_timestamp"] == lines[4]["timestamp"]
+    assert gap["missing"]["before_timestamp"] == lines[6]["timestamp"]
+    assert b"GAP on strategy.signal:7" in err and b"--fail-on-gap" in err
+
+
+def test_a_state_file_resumes_the_next_run_where_the_last_one_stopped(
+    server: ReferenceServer, tmp_path: Path,
+) -> None:
+    state = tmp_path / "state.json"
+    process = start(server, "1", "-c", "signal", "-o", "ndjson", "-n", "3", "--state",
+                    str(state))
+    wait_subscribed(server, 1, 1)
+    for n in range(5):
+        server.publish_signal(1, order(1, n))
+    out, _ = process.communicate(timeout=30)
+    assert [json.loads(line)["seq_id"] for line in out.splitlines()] == [1, 2, 3]
+    second = start(server, "1", "-c", "signal", "-o", "ndjson", "-n", "2", "--state",
+                   str(state))
+    out, err = second.communicate(timeout=30)
+    assert second.returncode == 0, err
+    assert [json.loads(line)["seq_id"] for line in out.splitlines()] == [4, 5]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "corrupt"),
+        ('{"format": "c2ws-state", "version": 1, "endpoint": "wss://elsewhere/ws", '
+         '"key_fingerprint": "0123456789abcdef", "cursors": {}, "updated": "x"}', "endpoint"),
+    ],
+)
+def test_a_corrupt_or_foreign_state_file_is_a_clear_error(
+    server: ReferenceServer, tmp_path: Path, content: str, message: str,
+) -> None:
+    state = tmp_path / "state.json"
+    state.write_text(content)
+    process = start(server, "1", "--state", str(state), "-o", "ndjson")
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == ExitCode.STATE_FAILED
+    assert message in err.decode() and str(state) in err.decode()
+    assert KEY not in err.decode() and "Traceback" not in err.decode()
+    assert state.read_text() == content  # never silently reset
+
+
+def test_two_runs_cannot_share_a_state_file(server: ReferenceServer, tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    first = start(server, "1", "--state", str(state), "-o", "ndjson")
+    wait_subscribed(server, 1, 2)
+    second = start(server, "1", "--state", str(state), "-o", "ndjson")
+    _, err = second.communicate(timeout=30)
+    assert second.returncode == ExitCode.STATE_FAILED
+    assert "another c2ws run" in err.decode()
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(30) == ExitCode.TERMINATED
+
+
+def test_250_subscriptions_spread_over_3_connections() -> None:
+    config = ServerConfig(api_keys=(KEY,), feed="none", strategies=tuple(range(1, 126)),
+                          heartbeat_interval=0.5, heartbeat_grace=1.0, max_lifetime=120)
+    with ReferenceServer(config) as server:
+        process = start(server, *map(str, range(1, 126)), "-o", "ndjson", "-n", "3")
+        records = wait_subscribed(server, 3, 250)
+        assert sorted(len(r.subscriptions) for r in records) == [83, 83, 84]
+        for strategy in (1, 60, 125):  # one on each connection, merged into one output
+            server.publish_signal(strategy, order(strategy, 0))
+        out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert sorted(json.loads(line)["payload"]["StrategyId"] for line in out.splitlines()) == [
+        1, 60, 125]
+
+
+def test_more_than_1000_subscriptions_is_a_usage_error_saying_why() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "C2WS_URL"} | {"C2_API_KEY": KEY}
+    result = subprocess.run([sys.executable, "-m", "c2ws", "subscribe", *map(str, range(1, 502)),
+                             "-o", "ndjson"],
+                            env=env, cwd=REPO, capture_output=True, timeout=30, check=False)
+    assert result.returncode == ExitCode.USAGE
+    text = " ".join(result.stderr.decode().split())
+    assert "1002 subscriptions" in text and "at most 1000" in text and "-c" in text
+
+
+def test_a_wrong_key_is_not_retried(server: ReferenceServer) -> None:
+    env = {k: v for k, v in os.environ.items()} | {"C2_API_KEY": "wrong", "C2WS_URL": server.url}
+    result = subprocess.run([sys.executable, "-m", "c2ws", "subscribe", "1", "-o", "ndjson"],
+                            env=env, cwd=REPO, capture_output=True, timeout=30, check=False)
+    assert result.returncode == ExitCode.AUTH_FAILED
+    assert b"reconnecting" not in result.stderr
+
+
+def test_a_busy_server_is_retried_after_a_longer_wait_then_given_up() -> None:
+    from websockets.sync.client import connect
+
+    config = ServerConfig(api_keys=(KEY,), feed="none", max_connections_per_key=1,
+                          max_lifetime=60)
+    with ReferenceServer(config) as limited, connect(
+        limited.url, additional_headers={"Authorization": f"Bearer {KEY}"}
+    ) as occupying:
+        occupying.recv(timeout=5)
+        process = start(limited, "1", "--max-retries", "1", "--max-backoff", "1")
+        _, err = process.communicate(timeout=30)
+    assert process.returncode == ExitCode.SERVER_BUSY
+    waits = [float(w) for w in re.findall(rb"reconnecting in ([\d.]+) s", err)]
+    # Busy: between half the step and the step (here capped at 1 s); a plain drop's
+    # first wait would be up to 0.5 s from 0.
+    assert len(waits) == 1 and 0.5 <= waits[0] <= 1.0
+    assert b"HTTP 429" in err
