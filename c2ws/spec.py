@@ -88,3 +88,25 @@ CLOSE_HEARTBEAT_TIMEOUT: Final = 4000
 
 # Where a stream payload names its strategy (the envelope itself does not).
 STRATEGY_ID_KEYS: Final = ("StrategyId", "strategy_id", "strategyId")
+
+
+# --- Hostile-input bounds: parsing server data and the reference server ----------------
+# (added for issue 12; every number here is a limit c2ws enforces on what it is sent)
+
+# Integers on the wire (seq_id, strategy ids, resume_from, gap "from") are read as signed
+# 64-bit: a JSON integer in this range, or a string of an optional '-' and 1 to 19 ASCII
+# digits whose value is in this range.  Anything else is "not an integer".
+MIN_WIRE_INT: Final = -(2**63)
+MAX_WIRE_INT: Final = 2**63 - 1
+
+# An ``error`` message lists at most this many details; more are dropped when parsing.
+MAX_ERROR_DETAILS: Final = 32
+
+# Reference server: what a connection record remembers of the client's frames.  A frame
+# up to RECORD_PREVIEW_BYTES is kept parsed (or, if malformed, whole); a longer one only
+# as a preview of its first RECORD_PREVIEW_BYTES.  Per connection, the previews of the
+# newest frames are kept up to RECORD_BUDGET_BYTES; at most RECORD_CLOSED_KEPT records of
+# closed connections are kept (open connections are bounded by the connection caps).
+RECORD_PREVIEW_BYTES: Final = 512
+RECORD_BUDGET_BYTES: Final = 64 * 1024
+RECORD_CLOSED_KEPT: Final = 100
