@@ -104,9 +104,10 @@ MAX_ERROR_DETAILS: Final = 32
 
 # Reference server: what a connection record remembers of the client's frames.  A frame
 # up to RECORD_PREVIEW_BYTES is kept parsed (or, if malformed, whole); a longer one only
-# as a preview of its first RECORD_PREVIEW_BYTES.  Per connection, the previews of the
-# newest frames are kept up to RECORD_BUDGET_BYTES; at most RECORD_CLOSED_KEPT records of
-# closed connections are kept (open connections are bounded by the connection caps).
+# as a preview of its first RECORD_PREVIEW_BYTES.  The newest valid and the newest
+# malformed frames are each kept within RECORD_BUDGET_BYTES of memory; at most
+# RECORD_CLOSED_KEPT records of closed connections are kept (by default; `c2ws serve`
+# keeps none).  Open connections are bounded by the connection caps.
 RECORD_PREVIEW_BYTES: Final = 512
 RECORD_BUDGET_BYTES: Final = 64 * 1024
 RECORD_CLOSED_KEPT: Final = 100

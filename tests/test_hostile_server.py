@@ -243,25 +243,26 @@ def test_serve_with_a_feed_file_holding_no_stream_message_stops_at_once(tmp_path
 
 
 class _FailingStream(io.BytesIO):
-    """A file whose second read fails, like a disk error in the middle of a recording."""
+    """A file whose reads fail after the first few, like a disk error."""
 
-    def __init__(self, first_line: bytes) -> None:
-        super().__init__(first_line)
-        self.reads = 0
+    def __init__(self, content: bytes, good_reads: int) -> None:
+        super().__init__(content)
+        self.good_reads = good_reads
 
     def readline(self, size: int | None = -1) -> bytes:
-        self.reads += 1
-        if self.reads > 1:
+        if self.good_reads <= 0:
             raise OSError(5, "Input/output error")
+        self.good_reads -= 1
         return super().readline(size)
 
 
 class _FailingPath:
-    def __init__(self, first_line: bytes) -> None:
-        self.first_line = first_line
+    def __init__(self, content: bytes, good_reads: int = 1) -> None:
+        self.content = content
+        self.good_reads = good_reads
 
     def open(self, mode: str) -> _FailingStream:
-        return _FailingStream(self.first_line)
+        return _FailingStream(self.content, self.good_reads)
 
     def __str__(self) -> str:
         return "failing.ndjson"
@@ -278,6 +279,12 @@ def test_a_read_error_while_playing_a_recording_is_a_feed_error() -> None:
                                                                      "n": 1})
     with pytest.raises(FeedError, match=r"cannot read failing\.ndjson: Input/output error"):
         next(events)
+
+
+def test_a_recording_that_cannot_be_read_at_all_fails_its_check() -> None:
+    feed = FileFeed(_FailingPath(SIGNAL_LINE, good_reads=0))  # type: ignore[arg-type]
+    with pytest.raises(FeedError, match=r"cannot read failing\.ndjson: Input/output error"):
+        feed.check()
 
 
 def test_a_feed_that_fails_while_serving_stops_the_server(

@@ -73,7 +73,7 @@ _FEED_SETTLE_QUIET_SECONDS: Final = 0.5
 _FEED_SETTLE_MAX_SECONDS: Final = 5.0
 
 
-def held_bytes(value: object) -> int:
+def _held_bytes(value: object) -> int:
     """Bytes of memory ``value`` holds: its own size plus what its containers hold.
 
     Counts shared objects (small ints, None) each time: an upper bound, which is what a
@@ -104,7 +104,7 @@ class _Newest(Generic[T]):
         self.held = 0
 
     def add(self, item: T) -> None:
-        size = held_bytes(item)
+        size = _held_bytes(item)
         self.items.append(item)
         self.sizes.append(size)
         self.held += size
@@ -668,19 +668,30 @@ class ReferenceServer:
     async def _wait_for_subscriptions(self) -> None:
         """Until a client has subscribed and its subscriptions have stopped changing (it
         sends them together), within a bound, so no feed message is published before
-        the subscriptions it belongs to exist."""
+        the subscriptions it belongs to exist.  A client that subscribes to every stream
+        of the synthetic feed (as the demo does) ends the wait at once."""
         changed = self._subscriptions_changed
         if changed is None:
             return
         await changed.wait()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + _FEED_SETTLE_MAX_SECONDS
-        while (remaining := deadline - loop.time()) > 0:
+        while (remaining := deadline - loop.time()) > 0 and not self._someone_hears_all():
             changed.clear()
             try:
                 await asyncio.wait_for(changed.wait(), min(_FEED_SETTLE_QUIET_SECONDS, remaining))
             except asyncio.TimeoutError:
                 return
+
+    def _someone_hears_all(self) -> bool:
+        """Whether one connection is subscribed to every stream the synthetic feed has."""
+        if self._file_feed is not None:
+            return False  # a recording's streams are not known in advance
+        streams = {(sid, channel) for sid in self.config.strategies for channel in spec.CHANNELS}
+        return any(
+            streams <= connection.session.subscriptions
+            for connection in self._connections.values()
+        )
 
     async def _run_feed(self) -> None:
         if self.config.rate <= 0:
