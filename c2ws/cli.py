@@ -246,7 +246,9 @@ def demo(
 ) -> None:
     """Stream from the bundled reference server: no key, no network needed."""
     server_module = _server_module()
-    config = server_module.ServerConfig(rate=rate, seed=seed, api_keys=(DEMO_API_KEY,))
+    # The feed starts once the subscriptions are in, so every stream shows from seq_id 1.
+    config = server_module.ServerConfig(rate=rate, seed=seed, api_keys=(DEMO_API_KEY,),
+                                        feed_waits_for_subscription=True)
     with server_module.ReferenceServer(config) as server:
         MessageConsole(stderr=True, highlight=False, markup=False).print(
             f"c2ws demo: reference server on {server.url} with a synthetic feed "
@@ -291,6 +293,9 @@ def serve(
 ) -> None:
     """Run the reference server: a local stand-in for the C2 WebSocket API."""
     server_module = _server_module()
+    if not server_module.is_bind_host(host):
+        raise typer.BadParameter(f"{host!r} is not a host name or IP address",
+                                 param_hint="'--host'")
     settings: dict[str, object] = {}
     if strategies:
         settings["strategies"] = tuple(parse_strategy_ids([strategies]))
@@ -301,7 +306,7 @@ def serve(
         raise typer.BadParameter(f"no such file: {feed}", param_hint="'--feed'")
     config = server_module.ServerConfig(
         host=host, port=port, heartbeat_interval=heartbeat_interval, feed=feed_source,
-        rate=rate, seed=seed, **settings,
+        rate=rate, seed=seed, closed_records=0, **settings,  # no one reads them here
     )
     # Keys given on the command line may be real ones: only the default test key is shown.
     raise typer.Exit(server_module.run_server(config, show_api_keys=not api_key))

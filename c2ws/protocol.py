@@ -7,6 +7,7 @@ reference server both build and check messages only through this module.
 from __future__ import annotations
 
 import calendar
+import datetime
 import re
 import time
 from dataclasses import dataclass, field
@@ -51,9 +52,13 @@ class Envelope:
 
 # --- timestamps -------------------------------------------------------------------
 
+# ASCII digits only ([0-9], not \d, which also matches fullwidth or Arabic-Indic
+# digits); matched in full, so a trailing newline is no timestamp either.
 _TIMESTAMP_RE: Final = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?(Z|[+-]00:?00)$"
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]{1,9})?"
+    r"(Z|[+-]00:?00)"
 )
+_MAX_TIMESTAMP_CHARS: Final = 40
 
 
 def format_timestamp(epoch_seconds: float) -> str:
@@ -61,17 +66,26 @@ def format_timestamp(epoch_seconds: float) -> str:
     return time.strftime(spec.TIMESTAMP_FORMAT, time.gmtime(epoch_seconds))
 
 
-def parse_timestamp(text: str) -> float | None:
-    """Epoch seconds of a UTC ISO 8601 timestamp, or None when it is not one."""
-    match = _TIMESTAMP_RE.match(text)
+def parse_timestamp(text: object) -> float | None:
+    """Epoch seconds of a UTC ISO 8601 timestamp, or None when it is not one.
+
+    Total: any value that is not such a string, or names no real instant (February 30,
+    hour 24, second 60, year 0), is None.
+    """
+    if not isinstance(text, str) or len(text) > _MAX_TIMESTAMP_CHARS:
+        return None
+    match = _TIMESTAMP_RE.fullmatch(text)
     if match is None:
         return None
     year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
     fraction = float(match.group(7)) if match.group(7) else 0.0
     try:
-        return calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0)) + fraction
-    except (ValueError, OverflowError):
+        instant = datetime.datetime(
+            year, month, day, hour, minute, second, tzinfo=datetime.timezone.utc
+        )
+    except ValueError:
         return None
+    return calendar.timegm(instant.utctimetuple()) + fraction
 
 
 # --- encode -----------------------------------------------------------------------
@@ -182,28 +196,40 @@ def _optional_str(obj: JsonObject, key: str) -> str | None:
     raise MalformedMessage(f"'{key}' must be a string, not {type(value).__name__}")
 
 
-# Longer digit strings are no seq_id or strategy id (and int() refuses > 4300 digits).
-_MAX_INT_DIGITS: Final = 24
+# An optional '-' and 1 to 19 ASCII digits, nothing around them (no '+', whitespace or
+# '_', all of which int() would accept): the string form of a signed 64-bit integer.
+_INT_TEXT_RE: Final = re.compile(r"-?[0-9]{1,19}")
 
 
 def parse_int(value: object) -> int | None:
-    """An integer given as a JSON number or a digit string; None for anything else."""
+    """A signed 64-bit integer given as a JSON integer or its string form; else None.
+
+    Total: never raises.  Accepted: an ``int`` (not a ``bool``) within
+    ``spec.MIN_WIRE_INT``..``spec.MAX_WIRE_INT``; a ``str`` that is exactly an optional
+    ``-`` followed by 1 to 19 ASCII digits (leading zeros allowed) with a value in that
+    range.  Everything else is None: floats (even ``5.0``), ``"+5"``, ``" 5"``, ``"1_000"``,
+    ``"--5"``, ``"5."``, non-ASCII digits (fullwidth, superscript, Arabic-Indic), empty
+    or longer strings, ``None``, lists, objects.
+    """
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return value
-    if (
-        isinstance(value, str)
-        and len(value) <= _MAX_INT_DIGITS
-        and value.isascii()
-        and value.strip().lstrip("-").isdigit()
-    ):
-        return int(value)
-    return None
+        number = value
+    elif isinstance(value, str) and _INT_TEXT_RE.fullmatch(value):
+        number = int(value)
+    else:
+        return None
+    return number if spec.MIN_WIRE_INT <= number <= spec.MAX_WIRE_INT else None
 
 
-def strategy_id_of(payload: JsonObject) -> int | None:
-    """The strategy a stream payload names (the envelope itself does not say)."""
+def strategy_id_of(payload: object) -> int | None:
+    """The strategy a stream payload names (the envelope itself does not say).
+
+    The first of ``spec.STRATEGY_ID_KEYS`` that holds a positive integer (see
+    ``parse_int``); None when none does or ``payload`` is not an object.
+    """
+    if not isinstance(payload, dict):
+        return None
     for key in spec.STRATEGY_ID_KEYS:
         value = parse_int(payload.get(key))
         if value is not None and value > 0:
@@ -212,7 +238,13 @@ def strategy_id_of(payload: JsonObject) -> int | None:
 
 
 def decode(data: bytes | str) -> Envelope:
-    """Decode one text frame into an Envelope; raise MalformedMessage for anything else."""
+    """Decode one text frame into an Envelope; raise MalformedMessage for anything else.
+
+    MalformedMessage is the only exception, whatever ``data`` holds (or whatever type it
+    is).  A str is limited to ``spec.MAX_FRAME_BYTES`` characters.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview, str)):
+        raise MalformedMessage(f"a frame is bytes or text, not {type(data).__name__}")
     if len(data) > spec.MAX_FRAME_BYTES:
         raise MalformedMessage(f"frame of {len(data)} bytes exceeds {spec.MAX_FRAME_BYTES}")
     try:
@@ -248,14 +280,22 @@ def decode(data: bytes | str) -> Envelope:
     )
 
 
-def error_details(payload: JsonObject) -> list[ErrorDetail]:
-    """Normalise an ``error`` payload (single or ``errors`` array) to a list."""
+def error_details(payload: object) -> list[ErrorDetail]:
+    """Normalise an ``error`` payload (single or ``errors`` array) to a list.
+
+    Total: fields of the wrong type read as ``code`` "UNKNOWN", ``message`` "" and
+    ``field`` None; a payload that is not an object gives one such detail.  At most
+    ``spec.MAX_ERROR_DETAILS`` details are returned.  Texts are not shortened here (a cut
+    could split an echoed API key where redaction would no longer recognise it).
+    """
+    if not isinstance(payload, dict):
+        return [ErrorDetail(code="UNKNOWN", message="")]
     items = payload.get("errors")
     sources = [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
     if not sources:
         sources = [payload]
     details = []
-    for item in sources:
+    for item in sources[: spec.MAX_ERROR_DETAILS]:
         code = item.get("code")
         message = item.get("message")
         field_name = item.get("field")

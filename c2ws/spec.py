@@ -123,3 +123,25 @@ OUTPUT_TAIL_SCAN_BYTES: Final = 4 << 20
 # The longest unterminated tail c2ws will cut as "a torn line of its own": one output
 # line re-encodes one frame, and re-encoding can grow a frame (1e5 -> 100000.0).
 OUTPUT_MAX_TORN_BYTES: Final = 4 * MAX_FRAME_BYTES
+
+# --- Hostile-input bounds: parsing server data and the reference server ----------------
+# (added for issue 12; every number here is a limit c2ws enforces on what it is sent)
+
+# Integers on the wire (seq_id, strategy ids, resume_from, gap "from") are read as signed
+# 64-bit: a JSON integer in this range, or a string of an optional '-' and 1 to 19 ASCII
+# digits whose value is in this range.  Anything else is "not an integer".
+MIN_WIRE_INT: Final = -(2**63)
+MAX_WIRE_INT: Final = 2**63 - 1
+
+# An ``error`` message lists at most this many details; more are dropped when parsing.
+MAX_ERROR_DETAILS: Final = 32
+
+# Reference server: what a connection record remembers of the client's frames.  A frame
+# up to RECORD_PREVIEW_BYTES is kept parsed (or, if malformed, whole); a longer one only
+# as a preview of its first RECORD_PREVIEW_BYTES.  The newest valid and the newest
+# malformed frames are each kept within RECORD_BUDGET_BYTES of memory; at most
+# RECORD_CLOSED_KEPT records of closed connections are kept (by default; `c2ws serve`
+# keeps none).  Open connections are bounded by the connection caps.
+RECORD_PREVIEW_BYTES: Final = 512
+RECORD_BUDGET_BYTES: Final = 64 * 1024
+RECORD_CLOSED_KEPT: Final = 100

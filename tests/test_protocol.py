@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
 import time
 
 import orjson
@@ -204,3 +205,225 @@ def test_parse_int_refuses_absurdly_long_digit_strings() -> None:
     assert protocol.parse_int("1" * 5000) is None
     with pytest.raises(MalformedMessage):
         protocol.decode(orjson.dumps({"msg_type": "x", "seq_id": "9" * 5000}))
+
+
+# --- total parsers: any input gives a value or None (issue 12, item 1) -------------------------
+
+INT64_MAX = 2**63 - 1
+INT64_MIN = -(2**63)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (0, 0),
+        (7, 7),
+        (-3, -3),
+        (INT64_MAX, INT64_MAX),
+        (INT64_MIN, INT64_MIN),
+        (INT64_MAX + 1, None),
+        (INT64_MIN - 1, None),
+        (2**64, None),
+        (True, None),
+        (False, None),
+        (5.0, None),
+        (float("nan"), None),
+        (float("inf"), None),
+        (None, None),
+        ([5], None),
+        ({"a": 5}, None),
+        (b"5", None),
+        ("5", 5),
+        ("-5", -5),
+        ("-0", 0),
+        ("007", 7),
+        ("9223372036854775807", INT64_MAX),
+        ("-9223372036854775808", INT64_MIN),
+        ("9223372036854775808", None),
+        ("-9223372036854775809", None),
+        ("99999999999999999999", None),
+        ("00000000000000000001", None),  # 20 digits: longer than any int64
+        ("--5", None),
+        ("-", None),
+        ("", None),
+        ("+5", None),
+        (" 5", None),
+        ("5 ", None),
+        ("5\n", None),
+        ("\t5", None),
+        ("1_000", None),
+        ("5.0", None),
+        ("1e3", None),
+        ("0x10", None),
+        ("NaN", None),
+        ("\uff15", None),  # fullwidth 5
+        ("\u00b2", None),  # superscript 2
+        ("\u0663", None),  # Arabic-Indic 3
+        ("1\u00b2", None),
+        ("9" * 5000, None),
+        ("-" * 5000 + "5", None),
+    ],
+)
+def test_parse_int_accepts_only_int64_json_integers_and_their_plain_digit_strings(
+    value: object, expected: int | None
+) -> None:
+    assert protocol.parse_int(value) == expected
+
+
+# Strings made of the pieces that fool digit checks: signs, spaces, underscores, non-ASCII digits.
+hostile_numeric_text = st.lists(
+    st.sampled_from(["-", "--", "+", " ", "\t", "\n", "_", ".", "e", "0", "5", "9" * 19,
+                     "\uff15", "\u00b2", "\u0663"]),
+    max_size=6,
+).map("".join)
+
+any_json = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()  # unbounded: beyond int64 too
+    | st.floats()  # nan and infinities included
+    | st.text()
+    | hostile_numeric_text,
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=10), inner,
+                                                                  max_size=5),
+    max_leaves=20,
+)
+
+any_input = st.one_of(st.text(), st.binary(), hostile_numeric_text, any_json)
+
+
+@given(any_input)
+def test_parse_int_is_total_and_only_returns_what_the_rule_allows(value: object) -> None:
+    parsed = protocol.parse_int(value)
+    if parsed is None:
+        return
+    assert INT64_MIN <= parsed <= INT64_MAX
+    if isinstance(value, str):
+        digits = value.removeprefix("-")
+        assert digits and len(digits) <= 19
+        assert all(c in "0123456789" for c in digits)
+        assert int(value) == parsed
+    else:
+        assert type(value) is int and value == parsed
+
+
+@given(st.integers())
+def test_parse_int_reads_back_every_int64_written_as_a_string(number: int) -> None:
+    in_range = INT64_MIN <= number <= INT64_MAX
+    assert protocol.parse_int(str(number)) == (number if in_range else None)
+    assert protocol.parse_int(number) == (number if in_range else None)
+
+
+@given(any_input)
+def test_strategy_id_of_is_total(value: object) -> None:
+    for payload in (value, {"StrategyId": value}, {"strategy_id": value, "strategyId": value}):
+        found = protocol.strategy_id_of(payload)
+        assert found is None or 0 < found <= INT64_MAX
+
+
+def test_strategy_id_of_takes_the_first_key_that_holds_a_positive_id() -> None:
+    assert protocol.strategy_id_of({"StrategyId": "--5", "strategy_id": "12"}) == 12
+    assert protocol.strategy_id_of({"StrategyId": 0, "strategyId": 7}) == 7
+    assert protocol.strategy_id_of({"StrategyId": 2**63}) is None
+    assert protocol.strategy_id_of([{"StrategyId": 5}]) is None  # type: ignore[arg-type]
+
+
+@given(any_input)
+def test_parse_timestamp_is_total(value: object) -> None:
+    parsed = protocol.parse_timestamp(value)
+    assert parsed is None or isinstance(parsed, float | int)
+
+
+@given(st.datetimes(min_value=datetime.datetime(1970, 1, 1)))
+def test_parse_timestamp_reads_every_formatted_instant(moment: datetime.datetime) -> None:
+    epoch = moment.replace(tzinfo=datetime.timezone.utc).timestamp()
+    assert protocol.parse_timestamp(protocol.format_timestamp(epoch)) == int(epoch)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2024-02-30T12:00:00Z",  # no such day
+        "2023-02-29T12:00:00Z",  # not a leap year
+        "2024-01-01T24:00:00Z",
+        "2024-01-01T12:60:00Z",
+        "2024-01-01T12:00:60Z",
+        "0000-01-01T00:00:00Z",
+        "2024-01-01T12:00:00Z\n",
+        " 2024-01-01T12:00:00Z",
+        "\uff12\uff10\uff12\uff14-01-01T12:00:00Z",  # fullwidth digits
+        "2024-01-01T12:00:00.Z",
+        "2024-01-01T12:00:00.1234567890Z",
+    ],
+)
+def test_parse_timestamp_refuses_what_names_no_real_utc_instant(text: str) -> None:
+    assert protocol.parse_timestamp(text) is None
+
+
+def test_parse_timestamp_of_what_is_not_a_string_is_none() -> None:
+    for value in (None, 1704110400, 1704110400.0, ["2024-01-01T12:00:00Z"], b"x"):
+        assert protocol.parse_timestamp(value) is None
+
+
+@given(any_input)
+def test_error_details_is_total(value: object) -> None:
+    for payload in (value, {"errors": value}, {"code": value, "message": value, "field": value},
+                    {"errors": [value, {"code": value}]}):
+        details = protocol.error_details(payload)  # type: ignore[arg-type]
+        assert 1 <= len(details) <= spec.MAX_ERROR_DETAILS
+        for detail in details:
+            assert isinstance(detail.code, str) and isinstance(detail.message, str)
+            assert detail.field is None or isinstance(detail.field, str)
+
+
+def test_error_details_keeps_at_most_the_first_few() -> None:
+    many = [{"code": "INVALID_PARAMETER", "field": f"F{n}", "message": "bad"}
+            for n in range(10_000)]
+    details = protocol.error_details({"errors": many})
+    assert [d.field for d in details] == [f"F{n}" for n in range(spec.MAX_ERROR_DETAILS)]
+
+
+@given(st.one_of(st.text(), st.binary()))
+def test_decode_of_any_text_or_bytes_raises_only_malformed_message(data: str | bytes) -> None:
+    with contextlib.suppress(MalformedMessage):
+        protocol.decode(data)
+
+
+@given(any_json)
+def test_decode_of_any_json_value_raises_only_malformed_message(value: object) -> None:
+    try:
+        data = orjson.dumps(value)
+    except (TypeError, orjson.JSONEncodeError):
+        return  # not representable as JSON (an int beyond 64 bits, nan): not a frame
+    with contextlib.suppress(MalformedMessage):
+        protocol.decode(data)
+        protocol.decode(data.decode())
+
+
+@given(st.dictionaries(st.sampled_from(["msg_type", "id", "seq_id", "request_id", "timestamp",
+                                        "v", "payload"]), any_json))
+def test_decoded_envelopes_hold_only_well_typed_fields(obj: dict[str, object]) -> None:
+    obj.setdefault("msg_type", "x")
+    try:
+        message = protocol.decode(orjson.dumps(obj))
+    except (TypeError, orjson.JSONEncodeError, MalformedMessage):
+        return
+    assert message.seq_id is None or INT64_MIN <= message.seq_id <= INT64_MAX
+    for text in (message.id, message.request_id, message.timestamp):
+        assert text is None or isinstance(text, str)
+
+
+@pytest.mark.parametrize(
+    "seq_id",
+    ["--5", "-", "+5", " 5", "1_000", "\uff15", "5.5", 2**63, 5.0, "99999999999999999999"],
+)
+def test_decode_refuses_a_seq_id_that_is_not_an_int64(seq_id: object) -> None:
+    frame = orjson.dumps({"msg_type": "strategy.signal", "seq_id": seq_id})
+    with pytest.raises(MalformedMessage, match="seq_id"):
+        protocol.decode(frame)
+
+
+@pytest.mark.parametrize("data", [None, 5, ["{}"], {"msg_type": "x"}])
+def test_decode_of_what_is_not_a_frame_is_malformed(data: object) -> None:
+    with pytest.raises(MalformedMessage):
+        protocol.decode(data)  # type: ignore[arg-type]

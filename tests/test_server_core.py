@@ -385,6 +385,31 @@ def test_resume_from_replays_missed_signals_byte_identically_after_the_ack() -> 
     assert frames[1:] == [protocol.encode(message) for message in originals[2:]]
 
 
+@pytest.mark.parametrize(
+    "resume_from",
+    ["--5", "-", "+5", " 5", "5 ", "1_000", "\uff15", "\u00b2", "5.0", 5.5, "9" * 30, 2**63,
+     "9223372036854775808", [], {}, True, "", "-0x1"],
+)
+def test_a_resume_from_that_is_no_seq_id_is_invalid_parameter_not_an_exception(
+    resume_from: object,
+) -> None:
+    store = StreamStore()
+    publish_signals(store, VISIBLE, 3)
+    session = make_session(store)
+    error = only(session.receive(request(resume_from=resume_from), NOW))
+    assert error["msg_type"] == spec.MSG_ERROR
+    assert (error["payload"]["code"], error["payload"]["field"]) == (
+        spec.ERROR_INVALID_PARAMETER, "ResumeFrom")
+    assert session.subscriptions == frozenset()
+
+
+def test_receive_of_what_is_not_a_frame_is_an_error_reply() -> None:
+    session = make_session()
+    for data in (None, 5, ["x"]):
+        error = only(session.receive(data, NOW))  # type: ignore[arg-type]
+        assert error["payload"]["code"] == spec.ERROR_INVALID_PARAMETER
+
+
 def test_resume_from_is_accepted_as_an_integer_too() -> None:
     store = StreamStore()
     publish_signals(store, VISIBLE, 3)

@@ -22,6 +22,7 @@ from websockets.protocol import State
 from websockets.sync.client import ClientConnection, connect
 
 from c2ws import spec
+from c2ws.exitcodes import ExitCode
 from c2ws.server.app import (
     CLOSE_SERVICE_RESTART,
     ConnectionEnd,
@@ -529,11 +530,17 @@ def test_max_lifetime_stops_the_server_by_itself(make_server: MakeServer) -> Non
     wait_for(lambda: not server.running)
 
 
-def test_a_port_in_use_fails_start_and_run_server(make_server: MakeServer) -> None:
+def test_a_port_in_use_fails_start_and_run_server(
+    make_server: MakeServer, capsys: pytest.CaptureFixture[str]
+) -> None:
     server = make_server()
     with pytest.raises(OSError):
         ReferenceServer(ServerConfig(port=server.port, feed="none")).start()
-    assert run_server(ServerConfig(port=server.port, feed="none")) == 1
+    assert run_server(ServerConfig(port=server.port, feed="none")) == ExitCode.CONNECT_FAILED
+    assert capsys.readouterr().err == (
+        f"c2ws serve: port {server.port} on 127.0.0.1 is already in use: choose another "
+        "--port (0 picks a free one)\n"
+    )
 
 
 def test_bad_configurations_are_refused_early(tmp_path: Path) -> None:

@@ -17,9 +17,13 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import email.utils
+import errno
 import http
+import ipaddress
 import itertools
+import re
 import signal
+import socket
 import sys
 import threading
 import time
@@ -29,7 +33,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from types import TracebackType
-from typing import Final, TypeVar
+from typing import Final, Generic, TypeVar
 from urllib.parse import urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -38,6 +42,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from c2ws import protocol, spec
+from c2ws.exitcodes import ExitCode
 from c2ws.protocol import JsonObject
 from c2ws.server.core import (
     DEFAULT_HISTORY,
@@ -48,7 +53,7 @@ from c2ws.server.core import (
     Subscription,
     bearer_key,
 )
-from c2ws.server.feed import DEFAULT_STRATEGIES, FeedEvent, FileFeed, SyntheticFeed
+from c2ws.server.feed import DEFAULT_STRATEGIES, FeedError, FeedEvent, FileFeed, SyntheticFeed
 
 T = TypeVar("T")
 
@@ -62,16 +67,55 @@ FEED_NONE: Final = "none"
 _HOOK_TIMEOUT: Final = 10.0
 _START_TIMEOUT: Final = 10.0
 _MAX_FEED_BATCH: Final = 1000
-_MAX_RECORDS: Final = 10_000
-_RECORDED_MESSAGES: Final = 1000
-_FILE_FEED_SETTLE_SECONDS: Final = 0.5
+# A feed that waits for its audience starts once subscriptions have stopped changing for
+# this long (a client sends all of its requests together), or this long after the first.
+_FEED_SETTLE_QUIET_SECONDS: Final = 0.5
+_FEED_SETTLE_MAX_SECONDS: Final = 5.0
 
 
-def _keep_newest(items: list[T], item: T) -> None:
-    """Append, trimming the oldest in batches so appends stay cheap on average."""
-    items.append(item)
-    if len(items) > 2 * _RECORDED_MESSAGES:
-        del items[:-_RECORDED_MESSAGES]
+def _held_bytes(value: object) -> int:
+    """Bytes of memory ``value`` holds: its own size plus what its containers hold.
+
+    Counts shared objects (small ints, None) each time: an upper bound, which is what a
+    budget needs.  Iterative, so deep nesting cannot exhaust the stack.
+    """
+    total = 0
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        total += sys.getsizeof(item)
+        if isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            pending.extend(item)
+    return total
+
+
+class _Newest(Generic[T]):
+    """The newest items of a list within a byte budget; the oldest go first."""
+
+    __slots__ = ("budget", "held", "items", "sizes")
+
+    def __init__(self, items: list[T], budget: int) -> None:
+        self.items = items
+        self.budget = budget
+        self.sizes: deque[int] = deque()
+        self.held = 0
+
+    def add(self, item: T) -> None:
+        size = _held_bytes(item)
+        self.items.append(item)
+        self.sizes.append(size)
+        self.held += size
+        while self.held > self.budget and len(self.items) > 1:
+            del self.items[0]
+            self.held -= self.sizes.popleft()
+
+
+def _preview(data: bytes | str) -> str:
+    text = data[: spec.RECORD_PREVIEW_BYTES]
+    return text.decode("utf-8", "replace") if isinstance(text, bytes) else text
 
 
 @dataclass(frozen=True)
@@ -82,6 +126,10 @@ class ServerConfig:
     any key may subscribe to (others get FORBIDDEN).  ``rate`` is feed messages per
     second.  ``max_lifetime`` stops the server by itself after that many seconds.
     ``max_outbox``: frames queued for one slow client before it is closed with 1008.
+    ``closed_records``: how many records of closed connections ``connections()`` still
+    shows (0: none).  ``feed_waits_for_subscription``: the synthetic feed, too, starts
+    only once a client's subscriptions have landed (a recorded feed always does), so that
+    client sees every stream from seq_id 1.
     """
 
     host: str = "127.0.0.1"
@@ -101,6 +149,8 @@ class ServerConfig:
     max_lifetime: float | None = None
     close_timeout: float = 2.0
     max_outbox: int = 100_000
+    closed_records: int = spec.RECORD_CLOSED_KEPT
+    feed_waits_for_subscription: bool = False
 
     def __post_init__(self) -> None:
         if self.heartbeat_interval <= 0 or self.heartbeat_grace < 0:
@@ -111,6 +161,8 @@ class ServerConfig:
             raise ValueError("at least one API key is needed")
         if self.max_lifetime is not None and self.max_lifetime <= 0:
             raise ValueError("max_lifetime must be positive")
+        if self.closed_records < 0:
+            raise ValueError("closed_records must be >= 0")
 
     def feed_source(self) -> str | Path:
         """``FEED_SYNTHETIC``, ``FEED_NONE`` or the Path of a recording."""
@@ -133,8 +185,16 @@ class ConnectionEnd(str, Enum):
 @dataclass
 class ConnectionRecord:
     """What a test can observe about one connection (snapshots, never live objects).
-    ``received`` and ``malformed`` keep at least the newest _RECORDED_MESSAGES each, so
-    a server that runs for days does not grow."""
+
+    ``received`` holds the client's valid envelopes, ``malformed`` the other frames,
+    newest last, each within ``spec.RECORD_BUDGET_BYTES`` of memory (the oldest go
+    first), so a client cannot grow the server by what it sends.  A frame of up to
+    ``spec.RECORD_PREVIEW_BYTES`` is kept as it was (parsed, or as the malformed bytes or
+    text); a longer one only as a preview: in ``malformed`` its first
+    ``RECORD_PREVIEW_BYTES``, in ``received`` an object ``{"msg_type", "request_id",
+    "truncated": true, "size", "preview"}``.  ``frames_received`` and ``bytes_received``
+    count every frame, kept or not.
+    """
 
     number: int
     api_key: str
@@ -147,6 +207,8 @@ class ConnectionRecord:
     client_close_code: int | None = None
     server_close_code: int | None = None
     end: ConnectionEnd | None = None
+    frames_received: int = 0
+    bytes_received: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +237,8 @@ class _Connection:
         self.websocket = websocket
         self.session = session
         self.record = record
+        self.received = _Newest(record.received, spec.RECORD_BUDGET_BYTES)
+        self.malformed = _Newest(record.malformed, spec.RECORD_BUDGET_BYTES)
         self.outbox: asyncio.Queue[_Frame | _Close] = asyncio.Queue()
         self.max_outbox = max_outbox
         self.stalled = False
@@ -247,6 +311,7 @@ class ReferenceServer:
     """
 
     def __init__(self, config: ServerConfig | None = None) -> None:
+        """Raises FileNotFoundError or FeedError for a recorded feed that cannot be played."""
         self.config = config or ServerConfig()
         source = self.config.feed_source()
         if isinstance(source, Path) and not source.is_file():
@@ -254,6 +319,8 @@ class ReferenceServer:
         self._store = StreamStore(history=self.config.history)
         self._synthetic = SyntheticFeed(self.config.seed, self.config.strategies)
         self._file_feed = FileFeed(source) if isinstance(source, Path) else None
+        if self._file_feed is not None:
+            self._file_feed.check()  # FeedError now, not from a task once serving
         self._visible = frozenset(self.config.strategies)
         self._admission = Admission(
             self.config.api_keys,
@@ -261,7 +328,8 @@ class ReferenceServer:
             max_total=self.config.max_connections,
         )
         self._connections: dict[int, _Connection] = {}
-        self._records: deque[ConnectionRecord] = deque(maxlen=_MAX_RECORDS)
+        self._open_records: dict[int, ConnectionRecord] = {}
+        self._closed_records: deque[ConnectionRecord] = deque(maxlen=self.config.closed_records)
         self._numbers = itertools.count(1)
         self._heartbeats_paused = False
         self._drop_new: tuple[int, int] = (0, 0)  # (frames, connections) still to arm
@@ -272,7 +340,8 @@ class ReferenceServer:
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
         self._stop_requested: asyncio.Event | None = None
-        self._first_subscription: asyncio.Event | None = None
+        self._subscriptions_changed: asyncio.Event | None = None
+        self._feed_error: FeedError | None = None
         self._ws_server: Server | None = None
 
     # -- lifecycle --
@@ -313,8 +382,14 @@ class ReferenceServer:
         handle_signals: bool = False,
     ) -> None:
         """Serve in the calling thread until ``stop()``, ``max_lifetime`` or (with
-        ``handle_signals``) SIGINT/SIGTERM; then close every connection with 1001."""
+        ``handle_signals``) SIGINT/SIGTERM; then close every connection with 1001.
+
+        Raises OSError when the address cannot be bound, and FeedError (after closing
+        every connection) when a recorded feed cannot be read while it plays.
+        """
         asyncio.run(self._main(on_ready, handle_signals))
+        if self._feed_error is not None:
+            raise self._feed_error
 
     def stop(self) -> None:
         """Close every connection with 1001 (going away) and wait for the server thread."""
@@ -339,6 +414,8 @@ class ReferenceServer:
     def _thread_main(self) -> None:
         try:
             self.run()
+        except FeedError:
+            pass  # the server has stopped; ``feed_error`` says why
         except BaseException as exc:
             if self._ready.is_set():
                 raise  # a crash while serving: let the thread report it
@@ -353,9 +430,10 @@ class ReferenceServer:
         self._ws_server = await self._listen(self.config.port)
         self._loop, self._loop_thread_id = loop, threading.get_ident()
         self._stop_requested = stop_requested
-        self._first_subscription = asyncio.Event()
+        self._subscriptions_changed = asyncio.Event()
         self._ready.set()
         feed_task = asyncio.create_task(self._run_feed())
+        feed_task.add_done_callback(lambda task: self._on_feed_done(task, stop_requested))
         try:
             if on_ready is not None:
                 on_ready(self)
@@ -368,6 +446,21 @@ class ReferenceServer:
             feed_task.cancel()
             await self._close_listener(CLOSE_GOING_AWAY)
             self._loop = None
+
+    def _on_feed_done(self, task: asyncio.Task[None], stop_requested: asyncio.Event) -> None:
+        """A feed that fails stops the server: serving on without it would look like a
+        quiet market.  (The end of a recording is no failure.)"""
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is None:
+            return
+        if isinstance(error, FeedError):
+            self._feed_error = error
+        else:
+            self._feed_error = FeedError(f"the feed failed: {type(error).__name__}: {error}")
+            self._feed_error.__cause__ = error
+        stop_requested.set()
 
     @staticmethod
     def _install_signal_handlers(
@@ -425,7 +518,7 @@ class ReferenceServer:
         request = websocket.request
         api_key = (bearer_key(_authorization(request)) if request else None) or ""
         record = ConnectionRecord(number=next(self._numbers), api_key=api_key)
-        self._records.append(record)
+        self._open_records[record.number] = record
         within_limit = self._admission.register(api_key)
         try:
             if not within_limit:
@@ -436,6 +529,8 @@ class ReferenceServer:
         finally:
             self._admission.release(api_key)
             self._finish_record(websocket, record)
+            del self._open_records[record.number]
+            self._closed_records.append(record)
 
     async def _serve_connection(
         self, websocket: ServerConnection, record: ConnectionRecord
@@ -462,9 +557,11 @@ class ReferenceServer:
         ticker = asyncio.create_task(self._tick(connection))
         try:
             async for data in websocket:
+                subscribed = session.subscriptions
                 replies = session.receive(data, time.time())
-                if session.subscriptions and self._first_subscription is not None:
-                    self._first_subscription.set()
+                changed = self._subscriptions_changed
+                if changed is not None and session.subscriptions != subscribed:
+                    changed.set()
                 self._record_received(connection, data)
                 connection.send(replies)
         except ConnectionClosed:
@@ -479,10 +576,25 @@ class ReferenceServer:
     @staticmethod
     def _record_received(connection: _Connection, data: bytes | str) -> None:
         record = connection.record
+        record.frames_received += 1
+        record.bytes_received += len(data)
+        small = len(data) <= spec.RECORD_PREVIEW_BYTES
         try:
-            _keep_newest(record.received, protocol.decode(data).raw)
+            message = protocol.decode(data)
         except protocol.MalformedMessage:
-            _keep_newest(record.malformed, data)
+            connection.malformed.add(data if small else data[: spec.RECORD_PREVIEW_BYTES])
+        else:
+            if small:
+                connection.received.add(message.raw)
+            else:
+                request_id = message.request_id
+                connection.received.add({
+                    "msg_type": message.msg_type[:64],
+                    "request_id": request_id[:64] if request_id is not None else None,
+                    "truncated": True,
+                    "size": len(data),
+                    "preview": _preview(data),
+                })
         record.heartbeat_acks = connection.session.heartbeat_acks
         record.subscriptions = connection.session.subscriptions
 
@@ -558,14 +670,41 @@ class ReferenceServer:
             while True:
                 yield self._synthetic.next_event(time.time())
 
+    async def _wait_for_subscriptions(self) -> None:
+        """Until a client has subscribed and its subscriptions have stopped changing (it
+        sends them together), within a bound, so no feed message is published before
+        the subscriptions it belongs to exist.  A client that subscribes to every stream
+        of the synthetic feed (as the demo does) ends the wait at once."""
+        changed = self._subscriptions_changed
+        if changed is None:
+            return
+        await changed.wait()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _FEED_SETTLE_MAX_SECONDS
+        while (remaining := deadline - loop.time()) > 0 and not self._someone_hears_all():
+            changed.clear()
+            try:
+                await asyncio.wait_for(changed.wait(), min(_FEED_SETTLE_QUIET_SECONDS, remaining))
+            except asyncio.TimeoutError:
+                return
+
+    def _someone_hears_all(self) -> bool:
+        """Whether one connection is subscribed to every stream the synthetic feed has."""
+        if self._file_feed is not None:
+            return False  # a recording's streams are not known in advance
+        streams = {(sid, channel) for sid in self.config.strategies for channel in spec.CHANNELS}
+        return any(
+            streams <= connection.session.subscriptions
+            for connection in self._connections.values()
+        )
+
     async def _run_feed(self) -> None:
         if self.config.rate <= 0:
             return
-        if self._file_feed is not None and self._first_subscription is not None:
-            # A recording is finite: played before anyone listens, it would be gone.  The
-            # pause lets a client's other subscriptions (sent together) arrive too.
-            await self._first_subscription.wait()
-            await asyncio.sleep(_FILE_FEED_SETTLE_SECONDS)
+        if self._file_feed is not None or self.config.feed_waits_for_subscription:
+            # A recording is finite: played before anyone listens, it would be gone.  And
+            # a client that is to see every stream from seq_id 1 must subscribe first.
+            await self._wait_for_subscriptions()
         events = self._feed_events()
         interval = 1.0 / self.config.rate
         loop = asyncio.get_running_loop()
@@ -736,9 +875,13 @@ class ReferenceServer:
         """Snapshots of the connection records, oldest first."""
 
         def snapshot() -> list[ConnectionRecord]:
+            records = list(self._open_records.values())
+            if not open_only:
+                records.extend(self._closed_records)
+            records.sort(key=lambda record: record.number)
             return [
                 dataclasses.replace(r, received=list(r.received), malformed=list(r.malformed))
-                for r in self._records
+                for r in records
                 if r.open or not open_only
             ]
 
@@ -746,6 +889,11 @@ class ReferenceServer:
 
     def open_connection_count(self) -> int:
         return len(self.connections(open_only=True))
+
+    @property
+    def feed_error(self) -> FeedError | None:
+        """Why the feed stopped the server, if it did."""
+        return self._feed_error
 
     @property
     def feed_lines_skipped(self) -> int:
@@ -757,8 +905,52 @@ class ReferenceServer:
         return wait_for(predicate, timeout, interval)
 
 
+_HOST_LABEL: Final = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)")
+_MAX_HOST_CHARS: Final = 253
+
+
+def is_bind_host(host: str) -> bool:
+    """Whether ``host`` can name an address at all: an IPv4 or IPv6 address (no brackets)
+    or a host name of dot-separated labels (IDNA for non-ASCII).  Whether it resolves, or
+    belongs to this machine, only binding tells."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return True
+    try:
+        name = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        return False
+    name = name.removesuffix(".")
+    return 0 < len(name) <= _MAX_HOST_CHARS and all(
+        _HOST_LABEL.fullmatch(label) for label in name.split(".")
+    )
+
+
+def describe_listen_error(host: str, port: int, error: OSError) -> str:
+    """One line saying why the server cannot listen, and what to do about it."""
+    if isinstance(error, socket.gaierror):
+        return f"cannot resolve --host {host!r}: {error.strerror or error}"
+    if error.errno == errno.EADDRINUSE:
+        return (f"port {port} on {host} is already in use: choose another --port "
+                "(0 picks a free one)")
+    if error.errno == errno.EADDRNOTAVAIL:
+        return f"cannot listen on {host}: it is not an address of this machine"
+    if error.errno in (errno.EACCES, errno.EPERM):
+        return f"not allowed to listen on {host} port {port} (ports below 1024 need privileges)"
+    return f"cannot listen on {host} port {port}: {error.strerror or error}"
+
+
 def run_server(config: ServerConfig, *, show_api_keys: bool = True) -> int:
-    """Serve in the foreground until SIGINT/SIGTERM; close every connection cleanly; 0."""
+    """Serve in the foreground until SIGINT/SIGTERM; close every connection cleanly.
+
+    Returns the exit code, each failure said in one line on stderr: 0 after a signal;
+    ``ExitCode.USAGE`` for a host that is no host name or address, or a ``--feed`` file
+    that cannot be played (at the start or while playing); ``ExitCode.CONNECT_FAILED``
+    when the address cannot be bound (port in use, unknown host, not this machine's).
+    """
 
     def announce(server: ReferenceServer) -> None:
         print(f"c2ws reference server listening on {server.url}", file=sys.stderr)
@@ -770,10 +962,25 @@ def run_server(config: ServerConfig, *, show_api_keys: bool = True) -> int:
         strategies = ", ".join(str(s) for s in config.strategies)
         print(f"strategies: {strategies}", file=sys.stderr, flush=True)
 
+    def fail(message: str, code: ExitCode) -> int:
+        print(f"c2ws serve: {message}", file=sys.stderr, flush=True)
+        return int(code)
+
+    if not is_bind_host(config.host):
+        return fail(f"--host {config.host!r} is not a host name or IP address", ExitCode.USAGE)
     try:
         server = ReferenceServer(config)
+    except FeedError as exc:
+        return fail(f"--feed: {exc}", ExitCode.USAGE)
+    except OSError as exc:  # the recording vanished between the CLI's check and here
+        return fail(f"--feed: {exc.strerror or exc}: {config.feed}", ExitCode.USAGE)
+    try:
         server.run(on_ready=announce, handle_signals=True)
+    except FeedError as exc:
+        return fail(f"--feed: {exc}; server stopped", ExitCode.USAGE)
     except OSError as exc:
-        print(f"c2ws serve: {exc}", file=sys.stderr)
-        return 1
-    return 0
+        return fail(describe_listen_error(config.host, config.port, exc),
+                    ExitCode.CONNECT_FAILED)
+    except (ValueError, UnicodeError) as exc:  # a host the resolver refuses to even look up
+        return fail(f"--host {config.host!r} cannot be used: {exc}", ExitCode.USAGE)
+    return int(ExitCode.OK)

@@ -128,6 +128,10 @@ class StreamStore:
     def publish_position(self, strategy_id: int, payload: JsonObject, now: float) -> JsonObject:
         return self.publish(spec.CHANNEL_POSITIONS, strategy_id, payload, now).envelope
 
+    def stream_keys(self) -> frozenset[Subscription]:
+        """The (strategy, channel) streams something was published on."""
+        return frozenset(self._streams)
+
     def last_seq(self, strategy_id: int, channel: str = spec.CHANNEL_SIGNAL) -> int:
         """The seq_id of the newest message of a stream, 0 when nothing was published."""
         stream = self._streams.get((strategy_id, channel))
@@ -165,8 +169,10 @@ class TimerResult:
     close_reason: str = ""
 
 
-def _salvage_request_id(data: bytes | str) -> str | None:
+def _salvage_request_id(data: object) -> str | None:
     """The request_id of a frame that parsed as JSON but is not a valid envelope."""
+    if not isinstance(data, (bytes, str)) or len(data) > spec.MAX_FRAME_BYTES:
+        return None  # not a frame, or too big to be worth parsing for an id
     try:
         obj = orjson.loads(data)
     except orjson.JSONDecodeError:
@@ -282,7 +288,14 @@ class ServerSession:
         return TimerResult(messages=[self._message(spec.MSG_HEARTBEAT, now)])
 
     def receive(self, data: bytes | str, now: float) -> list[bytes]:
-        """Handle one client frame; never raises for any input."""
+        """Handle one client frame; never raises for any input.
+
+        Whatever a frame holds, the answer is well-formed: ``error`` (INVALID_PARAMETER
+        naming the field, FORBIDDEN, LIMIT_EXCEEDED), ``subscription.ack`` with a replay,
+        or nothing (a valid ``heartbeat.ack``).  Only subscriptions of strategies the
+        authorizer allows are kept, at most ``max_subscriptions``: nothing a client sends
+        grows the session otherwise.
+        """
         try:
             message = protocol.decode(data)
         except protocol.MalformedMessage as exc:

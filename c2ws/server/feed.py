@@ -53,7 +53,7 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import BinaryIO, Final
 
 from c2ws import dto, protocol, spec
 from c2ws.protocol import JsonObject
@@ -409,10 +409,35 @@ def parse_recorded_line(line: bytes | str) -> FeedEvent | None:
     return FeedEvent(message.msg_type, strategy_id, message.payload)
 
 
+class FeedError(Exception):
+    """A recorded feed that cannot be played: unreadable, or no stream message in it."""
+
+
+_READ_CHUNK: Final = 64 * 1024
+
+
+def _bounded_lines(stream: BinaryIO, limit: int) -> Iterator[bytes | None]:
+    """The lines of a binary file; None for a line longer than ``limit`` bytes, which is
+    skipped without being held in memory (a recording with no newlines at all is no
+    reason to read gigabytes into one line)."""
+    while True:
+        line = stream.readline(limit + 1)
+        if not line:
+            return
+        if len(line) <= limit or line.endswith(b"\n"):
+            yield line
+            continue
+        while line and not line.endswith(b"\n"):
+            line = stream.readline(_READ_CHUNK)
+        yield None
+
+
 class FileFeed:
     """The stream messages of an NDJSON recording, in file order, read lazily.
 
-    ``skipped`` counts the non-blank lines that were not usable stream envelopes.
+    ``skipped`` counts the non-blank lines that were not usable stream envelopes (lines
+    longer than ``spec.MAX_FRAME_BYTES`` among them).  Reading errors surface as
+    ``FeedError``.
     """
 
     def __init__(self, path: Path) -> None:
@@ -420,14 +445,36 @@ class FileFeed:
         self.skipped = 0
         self.published = 0
 
+    def check(self) -> None:
+        """Raise FeedError unless the file can be read and holds at least one stream
+        message; reads up to the first one."""
+        skipped = self.skipped
+        try:
+            usable = next(self._events(), None)
+        finally:
+            self.skipped = skipped
+        if usable is None:
+            raise FeedError(
+                f"{self.path} holds no {spec.CHANNEL_SIGNAL} or {spec.CHANNEL_POSITIONS} "
+                "envelope naming its strategy (one JSON envelope per line expected)"
+            )
+
     def __iter__(self) -> Iterator[FeedEvent]:
-        with self.path.open("rb") as lines:
-            for line in lines:
-                if not line.strip():
-                    continue
-                event = parse_recorded_line(line)
-                if event is None:
-                    self.skipped += 1
-                    continue
-                self.published += 1
-                yield event
+        for event in self._events():
+            self.published += 1
+            yield event
+
+    def _events(self) -> Iterator[FeedEvent]:
+        try:
+            with self.path.open("rb") as stream:
+                for line in _bounded_lines(stream, spec.MAX_FRAME_BYTES):
+                    if line is not None and not line.strip():
+                        continue
+                    event = parse_recorded_line(line) if line is not None else None
+                    if event is None:
+                        self.skipped += 1
+                        continue
+                    yield event
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            raise FeedError(f"cannot read {self.path}: {reason}") from exc
