@@ -205,15 +205,22 @@ class SubscribeRun:
         engine = self._engine
         if engine is None:
             return
+        handed = [e for e in self._batch[: self._written_of_batch]
+                  if isinstance(e, ev.StreamMessage)]
         left = list(self._batch[self._written_of_batch:]) + engine.handoff.discard()
         unwritten = sum(isinstance(event, ev.StreamMessage) for event in left)
-        if not unwritten:
+        if not unwritten and not handed:
             return
         written = sorted(engine.written.items(), key=lambda item: str(item[0]))
         ends = (
             "output ends at " + ", ".join(f"{key} seq {seq}" for key, seq in written)
             if written else "nothing was written"
         )
+        if handed:
+            # Handed to stdout but not known to have got through (stdout was blocked).
+            last = handed[-1]
+            ends += (f" (then {len(handed)} message(s) up to {last.key} seq "
+                     f"{last.message.seq_id} were being written)")
         self.diagnostics.say(
             f"{why}: {unwritten} more received message(s) were not written; {ends}", "yellow"
         )
