@@ -378,8 +378,10 @@ def _resolve(host: str, port: int, deadline: _Deadline) -> list[AddrInfo]:
             done.set()
 
     threading.Thread(target=lookup, name="c2ws-resolve", daemon=True).start()
-    if not done.wait(max(deadline.left(), 0.0)) or not outcome:
+    if not done.wait(max(deadline.left(), 0.0)):
         raise deadline.expired("resolving the host name")
+    if not outcome:  # the resolver raised something unforeseen
+        raise ConnectFailed(ConnectFailure.DNS, "cannot resolve host")
     result = outcome[0]
     if isinstance(result, ConnectFailed):
         raise result
@@ -502,9 +504,15 @@ def _open_stream(
     host: str, port: int, secure: bool, deadline: _Deadline, context: ssl.SSLContext | None
 ) -> socket.socket:
     """TCP (through the environment's HTTP proxy when one applies), then TLS for wss."""
-    proxy_host, proxy_port, proxy_auth = get_proxy_info(host, secure)
+    try:
+        proxy_host, proxy_port, proxy_auth = get_proxy_info(host, secure)
+        proxy_port = int(proxy_port or 80)
+    except (ValueError, TypeError, websocket.WebSocketException):
+        raise ConnectFailed(
+            ConnectFailure.PROXY, "the http_proxy/https_proxy setting is not a valid proxy URL"
+        ) from None
     if proxy_host:
-        sock = _connect_tcp(proxy_host, int(proxy_port or 80), deadline, "the proxy")
+        sock = _connect_tcp(proxy_host, proxy_port, deadline, "the proxy")
         try:
             _tunnel(sock, host, port, proxy_auth, deadline)
         except BaseException:
@@ -600,6 +608,9 @@ def open_connection(
     except OSError as exc:
         upgrade.close()
         raise ConnectFailed(ConnectFailure.NETWORK, _reason(exc)) from None
+    except BaseException:
+        upgrade.close()
+        raise
     ws.sock = sock
     ws.settimeout(None)
     ws.clock = clock
@@ -691,7 +702,10 @@ class BufferedWebSocket(websocket.WebSocket):
         self.clock = clock
         self._chunk = b""
         self._offset = 0
-        self._chunk_read_at = 0.0
+        # The frame deadline runs from _frame_began_at: when the frame's first byte was
+        # read off the socket, or, for a frame begun in an earlier burst, when we first
+        # had to wait for more of it (so a slow consumer does not count against it).
+        self._frame_started = False
         self._frame_began_at: float | None = None
         self._message_bytes = 0
         self._message_fragments = 0
@@ -705,7 +719,8 @@ class BufferedWebSocket(websocket.WebSocket):
     def recv_frame(self) -> ABNF:
         frame: ABNF = super().recv_frame()  # type: ignore[no-untyped-call]
         # Only a complete frame ends the deadline: after an exception mid-frame, the
-        # reader resumes the same frame, still against its first byte's time.
+        # reader resumes the same frame, still against the same start.
+        self._frame_started = False
         self._frame_began_at = None
         if frame.opcode in (ABNF.OPCODE_TEXT, ABNF.OPCODE_BINARY):
             self._message_bytes = len(frame.data)
@@ -729,21 +744,21 @@ class BufferedWebSocket(websocket.WebSocket):
         if self._offset >= len(self._chunk):
             self._chunk = self._read_chunk()
             self._offset = 0
-        if self._frame_began_at is None:
-            self._frame_began_at = self._chunk_read_at
+        self._frame_started = True
         start = self._offset
         self._offset = min(start + bufsize, len(self._chunk))
         return self._chunk[start : self._offset]
 
     def _read_chunk(self) -> bytes:
         began = self._frame_began_at
-        if began is None and self._tls_record_under_way():
-            began = self.clock()  # bytes of the frame are on the wire: its clock runs
-        if began is None:
+        if began is None and (self._frame_started or self._tls_record_under_way()):
+            # Part of the frame is in (or on the wire): from now on, the rest is late.
+            began = self._frame_began_at = self.clock()
+        if began is None:  # between frames: the caller's own timeout, if any, applies
             chunk: bytes = super()._recv(READ_CHUNK)  # type: ignore[no-untyped-call]
+            self._frame_began_at = self.clock()  # the frame's first byte is in
         else:
             chunk = self._recv_before(began + self.frame_timeout)
-        self._chunk_read_at = self.clock()
         return chunk
 
     def _tls_record_under_way(self) -> bool:
@@ -787,7 +802,6 @@ class BufferedWebSocket(websocket.WebSocket):
         """Bytes already read off this connection (past the upgrade answer): read first."""
         self._chunk = self._chunk[self._offset :] + data
         self._offset = 0
-        self._chunk_read_at = self.clock()
 
     def has_buffered_data(self) -> bool:
         """Bytes already read from the kernel (by us or by TLS) that select() cannot see."""
