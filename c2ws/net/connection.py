@@ -676,8 +676,9 @@ class BufferedWebSocket(websocket.WebSocket):
 
     - frame and message sizes (:class:`FrameTooLarge`, spec.MAX_FRAME_BYTES) and the
       fragments of one message (:class:`TooManyFragments`);
-    - a frame's completion: once its first byte is in, its last must follow within
-      ``frame_timeout`` seconds (:class:`FrameTimeout`).  Between frames there is no
+    - a frame's completion: once its first byte is read, its last must follow within
+      ``frame_timeout`` seconds (:class:`FrameTimeout`); for a frame begun in an earlier
+      burst, counted from when we first wait for its rest.  Between frames there is no
       deadline from here;
     - each frame sent, pongs and close frames included: the socket must take it within
       ``send_timeout`` seconds (:class:`SendBlocked`); ``recv_data_frame`` can raise it
