@@ -145,3 +145,23 @@ MAX_ERROR_DETAILS: Final = 32
 RECORD_PREVIEW_BYTES: Final = 512
 RECORD_BUDGET_BYTES: Final = 64 * 1024
 RECORD_CLOSED_KEPT: Final = 100
+
+# --- Connection opening and frame reading (c2ws/net/connection.py) -------------------
+# Hostile-input bounds and deadlines of one connection; none of them is documented by C2.
+
+# The HTTP answer to the upgrade (and a proxy's answer to CONNECT): the status line and
+# headers together, and how many header lines, before the answer is refused as malformed.
+MAX_UPGRADE_HEADER_BYTES: Final = 16 * 1024
+MAX_UPGRADE_HEADER_LINES: Final = 100
+# Of an HTTP rejection (401, 429...) we read at most this much body, whatever it announces.
+MAX_REJECTION_BODY_BYTES: Final = 4 * 1024
+# The rejection reason we keep (X-WS-Error, else the status text), in characters.
+MAX_REJECTION_REASON_CHARS: Final = 200
+
+# Once a frame's first byte has arrived, all its bytes must follow within this long.
+FRAME_COMPLETION_TIMEOUT_SECONDS: Final = 10.0
+# A fragmented message may span at most this many frames (continuations included).
+MAX_FRAGMENTS_PER_MESSAGE: Final = 1024
+# One frame we send must be taken by the socket within this long, or the server is
+# deemed to have stopped reading.
+SEND_TIMEOUT_SECONDS: Final = 10.0
