@@ -22,6 +22,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
+from urllib.parse import urlsplit
 
 import websocket
 from websocket import ABNF
@@ -34,8 +35,11 @@ from c2ws.events import ConnectionEnd, EndReason, SubscriptionKey
 from c2ws.net.connection import (
     BufferedWebSocket,
     ConnectFailed,
+    ConnectFailure,
+    FrameTimeout,
     FrameTooLarge,
     HandshakeRejected,
+    SendBlocked,
     open_connection,
 )
 from c2ws.net.handoff import Handoff
@@ -46,6 +50,7 @@ UNSUBSCRIBE_WAIT: Final = 1.0
 CLOSE_HANDSHAKE_TIMEOUT: Final = 2.0
 CLOSE_PROTOCOL_ERROR: Final = 1002
 CLOSE_MESSAGE_TOO_BIG: Final = 1009
+HTTP_NOT_FOUND: Final = 404
 # Endings after which the peer may still answer a close frame.
 _POLITE_CLOSE: Final = frozenset({
     EndReason.STOPPED, EndReason.OVERFLOW, EndReason.NO_CONNECTED, EndReason.NO_ACK,
@@ -69,25 +74,34 @@ class ConnectionSettings:
     per_connection: int = spec.MAX_SUBSCRIPTIONS_PER_CONNECTION
 
 
+# Connect failures retrying cannot fix: the URL, the redirect or the certificate must
+# change first.  Everything else at the network level may be transient.
+_FATAL_CONNECT_FAILURES: Final = frozenset({
+    ConnectFailure.BAD_URL, ConnectFailure.REDIRECT, ConnectFailure.TLS_CERTIFICATE,
+})
+
+
 def end_for_connect_failure(exc: ConnectFailed, url: str) -> ConnectionEnd:
     """What a failed connect + upgrade means for retrying."""
     if isinstance(exc, HandshakeRejected):
+        reason = exc.reason or "no reason given"
         if exc.status == spec.HTTP_UNAUTHORIZED:
-            return ConnectionEnd(EndReason.AUTH_FAILED, f"authentication failed: {exc.reason}")
+            return ConnectionEnd(EndReason.AUTH_FAILED, f"authentication failed: {reason}")
         if exc.status in (spec.HTTP_TOO_MANY_REQUESTS, spec.HTTP_SERVICE_UNAVAILABLE):
             return ConnectionEnd(
-                EndReason.BUSY, f"the server refused the connection (HTTP {exc.status}): "
-                f"{exc.reason or 'no reason given'}",
+                EndReason.BUSY, f"the server refused the connection (HTTP {exc.status}): {reason}"
             )
-        reason = EndReason.UNREACHABLE if exc.status >= 500 else EndReason.REFUSED
+        hint = ""
+        if exc.status == HTTP_NOT_FOUND and not urlsplit(url).path.rstrip("/").endswith("/ws"):
+            hint = " (the C2 endpoint's path is /ws)"
         return ConnectionEnd(
-            reason, f"the server refused the upgrade (HTTP {exc.status}): "
-            f"{exc.reason or 'no reason given'}",
+            EndReason.UNREACHABLE if exc.status >= 500 else EndReason.REFUSED,
+            f"the server refused the upgrade (HTTP {exc.status}): {reason}{hint}",
         )
-    text = str(exc)
-    if text.startswith(("bad URL", "the server answered with a redirect")):
-        return ConnectionEnd(EndReason.REFUSED, f"cannot connect to {url}: {text}")
-    return ConnectionEnd(EndReason.UNREACHABLE, f"cannot connect to {url}: {text}")
+    fatal = exc.kind in _FATAL_CONNECT_FAILURES
+    return ConnectionEnd(
+        EndReason.REFUSED if fatal else EndReason.UNREACHABLE, f"cannot connect to {url}: {exc}"
+    )
 
 
 class ShardWorker(threading.Thread):
@@ -225,7 +239,7 @@ class _Pump:
 
     def run(self) -> tuple[ConnectionEnd, bool, bool]:
         session = self.session
-        self.ws.settimeout(self.worker.settings.io_timeout)
+        self.ws.frame_timeout = self.ws.send_timeout = self.worker.settings.io_timeout
         selector = selectors.DefaultSelector()
         selector.register(self.ws.sock, selectors.EVENT_READ, "socket")  # type: ignore[arg-type]
         selector.register(self.worker._wake_reader, selectors.EVENT_READ, "wake")
@@ -235,12 +249,10 @@ class _Pump:
                 self._hand_over()
         except FrameTooLarge as exc:
             self._close_with(CLOSE_MESSAGE_TOO_BIG, f"c2ws closed the connection (1009): {exc}")
-        except websocket.WebSocketTimeoutException:
-            session.fail(
-                EndReason.FRAME_STALLED,
-                f"a frame stopped arriving halfway for "
-                f"{self.worker.settings.io_timeout:g} s",
-            )
+        except FrameTimeout as exc:
+            session.fail(EndReason.FRAME_STALLED, str(exc))
+        except SendBlocked as exc:
+            session.fail(EndReason.SEND_BLOCKED, str(exc))
         except (websocket.WebSocketConnectionClosedException, OSError) as exc:
             session.fail(EndReason.LOST, f"connection lost: {_reason(exc)}")
         except websocket.WebSocketException as exc:
@@ -313,13 +325,9 @@ class _Pump:
             if self.traffic:
                 self.batch.append(ev.Traffic(">", data))
             try:
-                self.ws.send(data, ABNF.OPCODE_TEXT)
-            except websocket.WebSocketTimeoutException:
-                session.fail(
-                    EndReason.SEND_BLOCKED,
-                    f"the server stopped reading: a message could not be sent for "
-                    f"{self.worker.settings.io_timeout:g} s",
-                )
+                self.ws.send_text(data)
+            except SendBlocked as exc:
+                session.fail(EndReason.SEND_BLOCKED, str(exc))
                 break
         self.batch.extend(session.events_received())
         if not self.subscribed and session.all_answered:
