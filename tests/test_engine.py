@@ -1,0 +1,227 @@
+"""The engine as a library, in-process: watchdogs, retries and failures, against scripted
+servers and the reference server on 127.0.0.1 (no CLI involved)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import orjson
+import pytest
+from websockets.sync.server import ServerConnection, serve
+
+from c2ws import events as ev
+from c2ws import spec
+from c2ws.delivery.backoff import Backoff
+from c2ws.delivery.dedupe import StreamFilter
+from c2ws.engine import Engine, EngineConfig
+from c2ws.errors import ConfigError, ConnectionFailed, InternalError
+from c2ws.events import EndReason, SubscriptionKey
+from c2ws.net.handoff import Handoff
+from c2ws.net.worker import ConnectionSettings, ShardWorker
+from c2ws.server.app import ReferenceServer, ServerConfig
+from c2ws.session import SessionTimeouts
+
+KEY = "engine-test-key"
+SIGNAL = SubscriptionKey(1, spec.CHANNEL_SIGNAL)
+CONNECTED = orjson.dumps({"msg_type": "connection.connected", "id": "msg_1",
+                          "timestamp": "2026-01-01T00:00:00Z", "v": 4})
+
+
+@contextmanager
+def scripted(handler: Callable[[ServerConnection], None]) -> Iterator[tuple[str, list[int]]]:
+    """A WebSocket server running ``handler`` per connection; yields its URL and a list
+    that gets one entry per connection."""
+    connections: list[int] = []
+    stop = threading.Event()
+
+    def counted(ws: ServerConnection) -> None:
+        connections.append(1)
+        try:
+            handler(ws)
+        finally:
+            stop.wait(0)  # the handler returns when the client goes away
+
+    with serve(counted, "127.0.0.1", 0, ping_interval=None, compression=None) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        port = server.socket.getsockname()[1]
+        try:
+            yield f"ws://127.0.0.1:{port}/ws", connections
+        finally:
+            server.shutdown()
+            thread.join(10)
+
+
+def drain(ws: ServerConnection) -> None:
+    """Read (and ignore) until the client closes."""
+    for _ in ws:
+        pass
+
+
+def config(address: str, **overrides: Any) -> EngineConfig:
+    settings: dict[str, Any] = {"url": address, "api_key": KEY, "keys": [SIGNAL], "max_backoff": 0.05,
+                                "timeouts": SessionTimeouts(connected=0.5, ack=0.5, silence=2.0),
+                                "io_timeout": 0.5, "seed": 1}
+    settings.update(overrides)
+    return EngineConfig(**settings)
+
+
+def run_until_failure(engine: Engine, timeout: float = 30) -> tuple[list[ev.Event], Exception]:
+    seen: list[ev.Event] = []
+    with engine:
+        try:
+            while True:
+                batch = engine.next_batch(timeout)
+                assert batch, "no event and no failure within the timeout"
+                seen.extend(batch)
+                engine.acknowledge(batch)
+        except (ConnectionFailed, InternalError) as failure:
+            return seen, failure
+
+
+def run_until(engine: Engine, predicate: Callable[[list[ev.Event]], bool],
+              timeout: float = 30) -> list[ev.Event]:
+    seen: list[ev.Event] = []
+    with engine:
+        while not predicate(seen):
+            batch = engine.next_batch(timeout)
+            assert batch, f"stuck after {[type(e).__name__ for e in seen]}"
+            seen.extend(batch)
+            engine.acknowledge(batch)
+    return seen
+
+
+def ended(events: list[ev.Event]) -> list[EndReason]:
+    return [e.end.reason for e in events if isinstance(e, ev.ConnectionEnded)]
+
+
+def test_no_connection_connected_is_a_deadline_then_a_reconnect() -> None:
+    with scripted(drain) as (url, connections):
+        seen = run_until(Engine(config(url)), lambda s: ended(s).count(EndReason.NO_CONNECTED) >= 2)
+    assert any(isinstance(e, ev.Reconnecting) for e in seen)
+    assert len(connections) >= 2
+
+
+def test_no_connection_connected_without_reconnect_fails_with_its_reason() -> None:
+    with scripted(drain) as (url, _):
+        _, failure = run_until_failure(Engine(config(url, reconnect=False)))
+    assert isinstance(failure, ConnectionFailed)
+    assert failure.end.reason is EndReason.NO_CONNECTED
+    assert "no connection.connected within 0.5 s" in str(failure)
+
+
+def test_an_unanswered_subscription_is_a_deadline() -> None:
+    def connected_then_mute(ws: ServerConnection) -> None:
+        ws.send(CONNECTED.decode())
+        drain(ws)
+
+    with scripted(connected_then_mute) as (url, _):
+        _, failure = run_until_failure(Engine(config(url, reconnect=False)))
+    assert isinstance(failure, ConnectionFailed) and failure.end.reason is EndReason.NO_ACK
+    assert "no answer to subscribe strategy.signal:1 within 0.5 s" in str(failure)
+
+
+def test_a_frame_that_drips_in_is_a_deadline() -> None:
+    dripping = threading.Event()
+
+    def drip(ws: ServerConnection) -> None:
+        ws.send(CONNECTED.decode())
+        request = orjson.loads(ws.recv())
+        ws.send(orjson.dumps({"msg_type": "subscription.ack", "id": "msg_2",
+                              "request_id": request["request_id"],
+                              "timestamp": "2026-01-01T00:00:00Z", "v": 4}).decode())
+        # A text frame announcing 64 bytes, then one byte every 0.2 s: each read
+        # succeeds quickly, the frame never completes.
+        ws.socket.sendall(bytes([0x81, 64]))
+        dripping.set()
+        for _ in range(100):
+            try:
+                ws.socket.sendall(b"x")
+            except OSError:
+                return
+            if ws.socket.recv(1, 0x40) == b"":  # MSG_DONTWAIT: stop once the peer left
+                return
+            threading.Event().wait(0.2)
+
+    with scripted(drip) as (url, _):
+        _, failure = run_until_failure(Engine(config(url, reconnect=False)))
+    assert dripping.is_set()
+    assert isinstance(failure, ConnectionFailed) and failure.end.reason is EndReason.FRAME_STALLED
+
+
+def test_silence_ends_the_connection_and_the_engine_reconnects_and_resumes() -> None:
+    server_config = ServerConfig(api_keys=(KEY,), feed="none", strategies=(1,),
+                                 heartbeat_interval=0.5, heartbeat_grace=1.0, max_lifetime=60)
+    with ReferenceServer(server_config) as server:
+        engine = Engine(config(server.url, timeouts=SessionTimeouts(silence=1.0)))
+        published = threading.Event()
+
+        def act(seen: list[ev.Event]) -> bool:
+            confirmed = sum(isinstance(e, ev.SubscriptionConfirmed) for e in seen)
+            if confirmed == 1 and not published.is_set():
+                server.publish_signal(1, {"StrategyId": 1})
+                server.stall()  # nothing more: not even heartbeats
+                server.publish_signal(1, {"StrategyId": 1})  # lost on the stalled socket
+                published.set()
+            if EndReason.SILENT in ended(seen) and confirmed == 1:
+                server.unstall()
+            delivered = [e.message.seq_id for e in seen if isinstance(e, ev.StreamMessage)]
+            return delivered == [1, 2]
+
+        seen = run_until(engine, act)
+    assert EndReason.SILENT in ended(seen)
+
+
+def test_a_fatal_answer_is_not_retried() -> None:
+    server_config = ServerConfig(api_keys=("another-key",), feed="none", max_lifetime=60)
+    with ReferenceServer(server_config) as server:
+        seen, failure = run_until_failure(Engine(config(server.url)))
+    assert isinstance(failure, ConnectionFailed) and failure.end.reason is EndReason.AUTH_FAILED
+    assert not any(isinstance(e, ev.Reconnecting) for e in seen)
+    assert KEY not in str(failure)
+
+
+def test_max_retries_gives_up_with_the_last_reason() -> None:
+    with scripted(drain) as (url, connections):
+        seen, failure = run_until_failure(Engine(config(url, max_retries=2)))
+    assert isinstance(failure, ConnectionFailed) and failure.end.reason is EndReason.NO_CONNECTED
+    assert [e.attempt for e in seen if isinstance(e, ev.Reconnecting)] == [1, 2]
+    assert len(connections) == 3
+
+
+def test_a_bug_in_a_socket_thread_ends_the_run_as_an_internal_error() -> None:
+    handoff: Handoff[ev.Event] = Handoff(10)
+
+    def broken_connect(*args: object, **kwargs: object) -> Any:
+        raise ZeroDivisionError("division by zero")
+
+    worker = ShardWorker(0, [SIGNAL], settings=ConnectionSettings(url="ws://x/ws", api_key=KEY),
+                         stream_filter=StreamFilter([SIGNAL], {}), handoff=handoff,
+                         backoff=Backoff(), connect=broken_connect)
+    worker.start()
+    worker.join(10)
+    (crash,) = handoff.take(0)
+    assert isinstance(crash, ev.WorkerCrashed)
+    assert crash.summary == "ZeroDivisionError: division by zero"
+    assert "Traceback" in crash.traceback
+    assert not any(isinstance(e, ev.Reconnecting) for e in handoff.take(0))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"api_key": "two words"}, "the API key contains"),
+        ({"api_key": ""}, "no API key"),
+        ({"url": "http://example.com/ws"}, "is not a ws:// or wss:// URL"),
+        ({"keys": []}, "nothing to subscribe to"),
+        ({"keys": [SubscriptionKey(i, spec.CHANNEL_SIGNAL) for i in range(1, 1002)]},
+         "at most 1000"),
+    ],
+)
+def test_a_library_caller_gets_the_same_validation(overrides: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as raised:
+        Engine(config("ws://127.0.0.1:9/ws", **overrides))
+    assert "two words" not in str(raised.value)
