@@ -29,7 +29,7 @@ from c2ws.render import Renderer
 from c2ws.render.consoles import DataConsole, MessageConsole
 from c2ws.render.diagnostics import Diagnostics
 from c2ws.render.ndjson import NdjsonRenderer
-from c2ws.render.safe import terminal_safe
+from c2ws.render.safe import keep_secret, redacted, terminal_safe
 from c2ws.session import SessionTimeouts
 from c2ws.subscribe import StdoutClosed, SubscribeOptions, SubscribeRun, Terminated
 
@@ -155,6 +155,7 @@ VerboseOpt = Annotated[
 
 @app.command()
 def subscribe(
+    ctx: typer.Context,
     strategy_ids: Annotated[
         list[str],
         typer.Argument(metavar="STRATEGY_ID", show_default=False,
@@ -217,6 +218,13 @@ def subscribe(
     """Subscribe to strategies and stream their signals and positions."""
     ids = parse_strategy_ids(strategy_ids)
     channels = parse_channels(channel)
+    if api_key:
+        keep_secret(api_key)
+        source = ctx.get_parameter_source("api_key")
+        if source is not None and source.name == "COMMANDLINE":  # not from C2_API_KEY
+            print("c2ws: warning: an API key given with --api-key is visible to other users "
+                  "of this machine (ps, shell history); set C2_API_KEY instead",
+                  file=sys.stderr)
     keys = [SubscriptionKey(sid, ch) for sid in ids for ch in channels]
     config = EngineConfig(
         url=url, api_key=api_key or "", keys=keys, max_buffer=max_buffer,
@@ -351,7 +359,6 @@ def stream(
     err_console = MessageConsole(stderr=True, highlight=False, markup=False, emoji=False)
     diagnostics = Diagnostics(
         err_console,
-        secret=config.api_key,
         verbose=config.traffic,
         status_line=not table and err_console.is_terminal and not config.traffic,
     )
@@ -434,6 +441,6 @@ def main() -> None:
     except Exception as exc:  # a bug; say so in one line unless asked for the traceback
         if os.environ.get("C2WS_DEBUG"):
             raise
-        print(f"c2ws: internal error: {type(exc).__name__}: {exc} "
-              "(set C2WS_DEBUG=1 for a traceback)", file=sys.stderr)
+        print(redacted(f"c2ws: internal error: {type(exc).__name__}: {exc} "
+                       "(set C2WS_DEBUG=1 for a traceback)"), file=sys.stderr)
         sys.exit(ExitCode.ERROR)

@@ -62,9 +62,11 @@ def drain(ws: ServerConnection) -> None:
 
 
 def config(address: str, **overrides: Any) -> EngineConfig:
-    settings: dict[str, Any] = {"url": address, "api_key": KEY, "keys": [SIGNAL], "max_backoff": 0.05,
-                                "timeouts": SessionTimeouts(connected=0.5, ack=0.5, silence=2.0),
-                                "io_timeout": 0.5, "seed": 1}
+    settings: dict[str, Any] = {
+        "url": address, "api_key": KEY, "keys": [SIGNAL], "max_backoff": 0.05,
+        "timeouts": SessionTimeouts(connected=0.5, ack=0.5, silence=2.0), "io_timeout": 0.5,
+        "seed": 1,
+    }
     settings.update(overrides)
     return EngineConfig(**settings)
 

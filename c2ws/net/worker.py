@@ -20,7 +20,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final
 from urllib.parse import urlsplit
 
@@ -161,6 +161,8 @@ class ShardWorker(threading.Thread):
         failures = 0
         while not self._stop_requested.is_set():
             end, was_connected, subscribed = self._attempt()
+            if self.settings.api_key in end.detail:  # a server echoed it (close reason...)
+                end = replace(end, detail=end.detail.replace(self.settings.api_key, "****"))
             self._handoff.put([ev.ConnectionEnded(self.shard, end, was_connected)])
             if self._stop_requested.is_set() or end.reason is EndReason.STOPPED:
                 return

@@ -20,7 +20,7 @@ from rich.text import Text
 
 from c2ws import events as ev
 from c2ws.protocol import ErrorDetail
-from c2ws.render.safe import terminal_safe
+from c2ws.render.safe import redacted, terminal_safe
 
 STATUS_REFRESH_INTERVAL: Final = 0.25
 # A warning kind prints its first few lines, then at most one line per interval that
@@ -29,7 +29,6 @@ WARNING_BURST: Final = 3
 WARNING_INTERVAL_SECONDS: Final = 10.0
 # Distinct unknown msg_types remembered (for "first of its kind" warnings).
 MAX_REMEMBERED_TYPES: Final = 32
-REDACTED: Final = "****"
 
 
 def describe_errors(errors: tuple[ErrorDetail, ...]) -> str:
@@ -68,14 +67,12 @@ class Diagnostics:
         self,
         console: Console,
         *,
-        secret: str = "",
         verbose: bool = False,
         status_line: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.console = console
         self.verbose = verbose
-        self._secret = secret
         self._clock = clock
         self.stream_messages = 0
         self.duplicates = 0
@@ -98,9 +95,8 @@ class Diagnostics:
     def say(self, text: str, style: str = "") -> None:
         """A line on stderr (``text`` must already be terminal-safe).  The API key never
         shows, whoever put it into the text."""
-        if self._secret and self._secret in text:
-            text = text.replace(self._secret, REDACTED)
-        self.console.print(Text(f"c2ws: {text}", style=style), soft_wrap=True, highlight=False)
+        line = Text(f"c2ws: {redacted(text)}", style=style)
+        self.console.print(line, soft_wrap=True, highlight=False)
 
     def warn(self, kind: str, text: str, style: str = "yellow") -> None:
         """A warning a server can repeat at will: rate-limited per ``kind``."""

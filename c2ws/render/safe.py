@@ -47,3 +47,23 @@ def cap(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
     return text[: max(limit - 1, 0)] + ELLIPSIS
+
+
+# --- secrets ------------------------------------------------------------------------------
+
+REDACTED: Final = "****"
+_secrets: set[str] = set()
+
+
+def keep_secret(secret: str) -> None:
+    """Never let ``secret`` (the API key) reach stderr, whoever echoes it: every line c2ws
+    writes there passes through :func:`redacted`."""
+    if secret:
+        _secrets.add(secret)
+
+
+def redacted(text: str) -> str:
+    for secret in _secrets:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
