@@ -49,7 +49,7 @@ def test_version() -> None:
 
 def test_a_closed_stdout_is_no_internal_error() -> None:
     result = subprocess.run(
-        ["bash", "-c", f"{sys.executable} -m c2ws subscribe 1 --api-key k >&-"],
+        ["bash", "-c", f"C2_API_KEY=k {sys.executable} -m c2ws subscribe 1 >&-"],
         cwd=REPO, capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 0
