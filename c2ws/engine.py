@@ -40,7 +40,6 @@ from c2ws.session import SessionTimeouts
 if TYPE_CHECKING:
     from c2ws.delivery.state import StateFile
 
-DEFAULT_MAX_BUFFER: Final = 10_000
 # How long stop() waits for each socket thread to unsubscribe and close.
 STOP_JOIN_TIMEOUT: Final = 5.0
 
@@ -78,7 +77,7 @@ class EngineConfig:
     url: str
     api_key: str
     keys: Sequence[SubscriptionKey]
-    max_buffer: int = DEFAULT_MAX_BUFFER
+    max_buffer: int = spec.DEFAULT_MAX_BUFFER
     reconnect: bool = True
     max_retries: int | None = None
     max_backoff: float = spec.BACKOFF_MAX_SECONDS

@@ -93,6 +93,10 @@ BACKOFF_BUSY_INITIAL_SECONDS: Final = 5.0
 BACKOFF_FACTOR: Final = 2.0
 BACKOFF_MAX_SECONDS: Final = 30.0
 
+# Messages held for a slow stdout reader (--max-buffer) before the connection is closed,
+# to be resumed from the cursor once the reader has caught up.
+DEFAULT_MAX_BUFFER: Final = 10_000
+
 # Frames larger than this are refused before decoding (hostile-input bound).
 MAX_FRAME_BYTES: Final = 1 << 20
 

@@ -21,6 +21,7 @@ import pytest
 from rich.console import Console
 
 from c2ws import spec
+from c2ws.cli.run import SubscribeOptions, SubscribeRun
 from c2ws.engine import EngineConfig
 from c2ws.events import SubscriptionKey
 from c2ws.exitcodes import ExitCode
@@ -29,7 +30,6 @@ from c2ws.render.ndjson import NdjsonRenderer
 from c2ws.render.table import TableRenderer
 from c2ws.server.app import ConnectionRecord, ReferenceServer, ServerConfig
 from c2ws.session import SessionTimeouts
-from c2ws.subscribe import SubscribeOptions, SubscribeRun
 
 KEY = "e2e-secret-key-1234"
 VISIBLE = (12345678, 23456789)

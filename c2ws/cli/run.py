@@ -15,16 +15,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from c2ws import events as ev
+from c2ws.cli.app import StdoutClosed, Terminated
 from c2ws.engine import Engine, EngineConfig
 from c2ws.errors import EngineError, InternalError
 from c2ws.exitcodes import ExitCode, exit_code_for, exit_code_for_end
 from c2ws.render import Renderer
 from c2ws.render.diagnostics import Diagnostics
 from c2ws.render.safe import terminal_safe
-
-
-class Terminated(BaseException):
-    """Raised in the main thread by the SIGTERM handler."""
 
 
 @dataclass(frozen=True)
@@ -37,10 +34,6 @@ class SubscribeOptions:
     sync_output_fd: int | None = None
     # --state with a pipe: commit after every message, so a crash repeats at most one.
     commit_each_message: bool = False
-
-
-class StdoutClosed(Exception):
-    """stdout's reader went away; the caller silences stdout and exits OK."""
 
 
 class OutputFailed(Exception):
@@ -128,8 +121,10 @@ class SubscribeRun:
         count = self.options.count
         ending: StreamEnded | None = None
         for index, event in enumerate(batch):
-            self._handle(event)
+            # Counted before it is written: a signal between the write and the count must
+            # not hide a line that reached stdout (the report calls these "being written").
             self._written_of_batch = index + 1
+            self._handle(event)
             if isinstance(event, ev.GapReported) and self.options.fail_on_gap:
                 # Stop once the message after the hole is written too, so the cursor is
                 # past it: a rerun must not replay into the same gap again.
