@@ -88,6 +88,7 @@ class EngineConfig:
     state_path: Path | None = None
     # Cursors known before the state file, e.g. from the tail of an appended output file.
     start_cursors: Mapping[SubscriptionKey, int] = field(default_factory=dict)
+    # Hand over every frame in and out as a Traffic event (for -v and recordings).
     traffic: bool = False
     seed: int | None = None
 

@@ -216,10 +216,14 @@ class MalformedFrame:
 
 @dataclass(frozen=True, slots=True)
 class Traffic:
-    """``-v``: one frame in (``<``) or out (``>``), as text (the output side redacts)."""
+    """One frame in (``<``) or out (``>``) on connection ``shard``, exactly as it crossed the
+    wire, with the wall-clock time it did (``EngineConfig.traffic``: for ``-v`` and for
+    recordings; renderers redact and escape it)."""
 
     direction: str
     data: bytes | str
+    shard: int = 0
+    at: float = 0.0
 
 
 # --- connection lifecycle (from the socket threads) -------------------------------------

@@ -39,7 +39,7 @@ class Clock:
 def make(clock: Clock | None = None) -> tuple[Diagnostics, io.StringIO]:
     out = io.StringIO()
     console = Console(file=out, width=400, color_system=None)
-    return Diagnostics(console, clock=clock or Clock()), out
+    return Diagnostics(console, verbose=True, clock=clock or Clock()), out
 
 
 def envelope(msg_type: str, **payload: object) -> Envelope:

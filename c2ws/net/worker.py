@@ -310,7 +310,9 @@ class _Pump:
             opcode, frame = self.ws.recv_data_frame(control_frame=True)
             if opcode in (ABNF.OPCODE_TEXT, ABNF.OPCODE_BINARY):
                 if self.traffic:
-                    self.batch.append(ev.Traffic("<", frame.data))
+                    self.batch.append(
+                        ev.Traffic("<", frame.data, self.worker.shard, self.wall())
+                    )
                 session.receive(frame.data, now=self.clock(), wall=self.wall())
                 self.batch.extend(session.events_received())
             elif opcode == ABNF.OPCODE_CLOSE:
@@ -325,7 +327,7 @@ class _Pump:
         session = self.session
         for data in session.data_to_send():
             if self.traffic:
-                self.batch.append(ev.Traffic(">", data))
+                self.batch.append(ev.Traffic(">", data, self.worker.shard, self.wall()))
             try:
                 self.ws.send_text(data)
             except SendBlocked as exc:

@@ -113,7 +113,7 @@ class Diagnostics:
                 self.stream_messages += 1
             case ev.HeartbeatAnswered():
                 self.last_heartbeat = time.strftime("%H:%M:%S")
-            case ev.Traffic(direction=direction, data=data):
+            case ev.Traffic(direction=direction, data=data) if self.verbose:
                 text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
                 self.say(f"{direction} {terminal_safe(text, 2000)}", "dim")
             case ev.Connected(shard=shard):
