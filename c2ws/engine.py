@@ -83,7 +83,7 @@ class EngineConfig:
     max_backoff: float = spec.BACKOFF_MAX_SECONDS
     connect_timeout: float = 10.0
     timeouts: SessionTimeouts = field(default_factory=SessionTimeouts)
-    io_timeout: float = 10.0
+    io_timeout: float = spec.FRAME_COMPLETION_TIMEOUT_SECONDS
     per_connection: int = spec.MAX_SUBSCRIPTIONS_PER_CONNECTION
     state_path: Path | None = None
     # Cursors known before the state file, e.g. from the tail of an appended output file.

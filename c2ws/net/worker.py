@@ -67,7 +67,7 @@ class ConnectionSettings:
     connect_timeout: float = 10.0
     timeouts: SessionTimeouts = field(default_factory=SessionTimeouts)
     # A frame whose bytes stop arriving, or a send the server does not take, for this long.
-    io_timeout: float = 10.0
+    io_timeout: float = spec.FRAME_COMPLETION_TIMEOUT_SECONDS
     traffic: bool = False
     reconnect: bool = True
     max_retries: int | None = None
