@@ -334,6 +334,8 @@ def markdown(results: Result) -> str:
         f"Linux {machine['kernel']}"
     )
     out(f"- Python {machine['python']}; {packages}")
+    if machine.get("commit"):
+        out(f"- Checkout measured (c2ws and this harness): `{machine['commit']}`")
     out(f"- node {machine['node']}; {machine['strace']}; {machine['hyperfine']}")
     start, end = results.get("load_average_start"), results.get("load_average_end")
     if start and end:
@@ -421,12 +423,17 @@ def markdown(results: Result) -> str:
             out(
                 f"- {_rate(ceiling['median'])} msg/s median "
                 f"({_rate(ceiling['min'])} in the slowest round), "
-                f"{ceiling['mib_per_s']:,.0f} MiB/s; the fastest client below: {_rate(fastest)} "
-                f"msg/s, so the server has **{ceiling['min'] / fastest:.0f}x** headroom over it."
+                f"{ceiling['mib_per_s']:,.0f} MiB/s.  The fastest client below reaches "
+                f"{_rate(fastest)} msg/s: the server's slowest round is "
+                f"**{ceiling['min'] / fastest:.1f}x** that, its median "
+                f"{ceiling['median'] / fastest:.1f}x."
                 if fastest
                 else "- no client throughput to compare with."
             )
-            out(f"- During the client runs the server used at most {share:.0%} of a core.")
+            out(
+                f"- During the client throughput runs the server used at most {share:.0%} of "
+                "a core (its CPU time over the run's duration)."
+            )
         else:
             out("- failed: see results.json.")
         out("")

@@ -84,6 +84,11 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--out", type=Path, default=BENCH, help="where results.json and RESULTS.md go"
     )
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="measure nothing: rewrite RESULTS.md from the results.json in --out",
+    )
     args = parser.parse_args(argv)
     quick = args.quick
     defaults: dict[str, Any] = {
@@ -305,6 +310,7 @@ def machine() -> dict[str, Any]:
         except Exception:
             packages[name] = "not installed"
     return {
+        "commit": tool(["git", "-C", str(BENCH.parent), "describe", "--always", "--dirty"]),
         "cpu": first("/proc/cpuinfo", "model name"),
         "cores": os.cpu_count(),
         "memory": first("/proc/meminfo", "MemTotal"),
@@ -320,11 +326,17 @@ def machine() -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     args = options(argv)
+    if args.report_only:
+        results = json.loads((args.out / "results.json").read_text())
+        results["summary"] = report.summarize(results)
+        (args.out / "RESULTS.md").write_text(report.markdown(results))
+        say(f"rewrote {args.out / 'RESULTS.md'} from results.json")
+        return
     began = time.time()
     args.out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(began)),
-        "command": "python bench/run.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": " ".join(["python bench/run.py", *(argv if argv is not None else sys.argv[1:])]),
         "machine": machine(),
         "load_average_start": load_average(),
         "config": {
