@@ -18,6 +18,9 @@ from typing import Any
 import pytest
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
+# The quick run starts some 25 client processes: generous on a loaded 2-core machine.
+pytestmark = pytest.mark.timeout(240)
+
 ROUND_SECTIONS = ("throughput_null", "throughput_pipe", "latency_1000", "latency_10000", "idle")
 ONCE_SECTIONS = ("memory", "stall")
 
