@@ -1,221 +1,416 @@
-"""c2ws against a hand-rolled websocket-client loop (bench/baseline_client.py), both
-measured in the same run on this machine and reported as ratios.
+"""Run every benchmark of bench/README.md in one interleaved run and write the results.
 
-    .venv/bin/python bench/run.py [--samples 400] [--burst 30000] [--idle 20] [--repeat 3]
+    python bench/run.py            # full sizes (about 15 minutes on 2 cores)
+    python bench/run.py --quick    # tiny sizes, a few seconds: checks the harness works
 
-- latency: a minimal server sends one signal every 5 ms; each payload carries its send
-  time (CLOCK_MONOTONIC, shared by processes); the time until the line is read from
-  the client's stdout is the latency (loopback TCP + client + pipe).
-- idle CPU: with nothing published, the client's CPU time (user + system, from /proc)
-  per heartbeat, over ``--idle`` seconds of heartbeats only.
-- throughput: a minimal blast server answers the subscription and then writes
-  ``--burst`` pre-encoded signal frames as fast as it can; the time from the first to
-  the last line on stdout gives messages per second.
+Run it with the interpreter of a venv that has c2ws and the peers installed (see
+bench/README.md: bench/setup.sh makes bench/.venv).  Writes results.json (every
+measurement of every round) and RESULTS.md (the summary) into --out (default: bench/).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
+import json
 import os
-import statistics
+import platform
+import shutil
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
+from typing import Any
 
-import orjson
-from websockets.asyncio.server import ServerConnection, serve
+import clients
+import measure
+import report
+from feedctl import BENCH, FeedServer
 
-from c2ws import protocol, spec
-from c2ws.server.app import ReferenceServer, ServerConfig
+LAUNCHERS = {name: client.launch for name, client in clients.ALL.items()}
+METRICS = (
+    "ceiling",
+    "throughput",
+    "latency",
+    "pty",
+    "idle",
+    "syscalls",
+    "memory",
+    "stall",
+    "startup",
+)
 
-ROOT = Path(__file__).resolve().parent.parent
-KEY = "bench-key"
-STRATEGY = 12345678
-ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
-Launcher = Callable[[str], subprocess.Popen[bytes]]
+def parse_rates(text: str) -> list[tuple[int, int]]:
+    """``1000:8000,10000:40000`` -> [(rate, count), ...]."""
+    pairs = []
+    for part in text.split(","):
+        rate, _, count = part.partition(":")
+        pairs.append((int(rate), int(count)))
+    return pairs
 
 
-def c2ws_client(url: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "c2ws", "subscribe", str(STRATEGY), "-c", "signal",
-         "-o", "ndjson", "--api-key", KEY, "--url", url],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT, env=ENV,
+def options(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny sizes and one round (a smoke test of the harness)",
     )
-
-
-def baseline_client(url: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, str(ROOT / "bench" / "baseline_client.py"), url, KEY, str(STRATEGY)],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT, env=ENV,
+    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 5; quick 1)")
+    parser.add_argument("--clients", help=f"comma-separated subset of {','.join(clients.ALL)}")
+    parser.add_argument(
+        "--skip", default="", help=f"comma-separated metrics to skip: {','.join(METRICS)}"
     )
+    parser.add_argument("--count", type=int, help="messages per throughput run (default 200000)")
+    parser.add_argument("--latency", help="rate:count pairs (default 1000:8000,10000:40000)")
+    parser.add_argument("--pty-count", type=int, help="messages per pty run (default 50000)")
+    parser.add_argument("--idle-seconds", type=float, help="idle CPU window (default 4)")
+    parser.add_argument(
+        "--idle-interval",
+        type=float,
+        default=0.05,
+        help="heartbeat interval in the idle runs (default 0.05 s)",
+    )
+    parser.add_argument("--rss-count", type=int, help="messages of the RSS run (default 1000000)")
+    parser.add_argument("--rss-sample", type=int, help="first RSS sample (default 100000)")
+    parser.add_argument(
+        "--stall-count", type=int, help="messages of the stall run (default 200000)"
+    )
+    parser.add_argument("--stall-seconds", type=float, help="how long the reader stops (default 3)")
+    parser.add_argument("--startup-runs", type=int, help="runs per startup command (default 20)")
+    parser.add_argument("--settle", type=float, help="pause between ack and stream (default 0.3 s)")
+    parser.add_argument(
+        "--out", type=Path, default=BENCH, help="where results.json and RESULTS.md go"
+    )
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="measure nothing: rewrite RESULTS.md from the results.json in --out",
+    )
+    args = parser.parse_args(argv)
+    quick = args.quick
+    defaults: dict[str, Any] = {
+        "rounds": 1 if quick else 5,
+        "count": 3_000 if quick else 200_000,
+        "latency": "1000:200,10000:1000" if quick else "1000:8000,10000:40000",
+        "pty_count": 1_500 if quick else 50_000,
+        "idle_seconds": 0.5 if quick else 4.0,
+        "rss_count": 20_000 if quick else 1_000_000,
+        "rss_sample": 2_000 if quick else 100_000,
+        "stall_count": 8_000 if quick else 200_000,
+        "stall_seconds": 0.3 if quick else 3.0,
+        "startup_runs": 3 if quick else 20,
+        "settle": 0.05 if quick else 0.3,
+    }
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    args.latency_pairs = parse_rates(args.latency)
+    args.skipped_metrics = {name for name in args.skip.split(",") if name}
+    unknown = args.skipped_metrics - set(METRICS)
+    if unknown:
+        parser.error(f"unknown metrics in --skip: {', '.join(sorted(unknown))}")
+    names = args.clients.split(",") if args.clients else list(clients.ALL)
+    for name in names:
+        if name not in clients.ALL:
+            parser.error(f"unknown client {name!r}; known: {', '.join(clients.ALL)}")
+    if clients.BARE not in names:
+        parser.error("the bare loop is the reference of every ratio: keep it in --clients")
+    args.client_names = names
+    return args
 
 
-CLIENTS: dict[str, Launcher] = {"baseline": baseline_client, "c2ws": c2ws_client}
+def say(text: str) -> None:
+    print(text, flush=True)
 
 
-def signal_payload(sent_ns: int, index: int) -> dict[str, object]:
-    return {"StrategyId": STRATEGY, "SignalId": 150_000_000 + index, "Side": "1",
-            "OrderType": "2", "OrderQuantity": 2, "Limit": 6844.25, "TIF": "0",
-            "C2Symbol": {"FullSymbol": "@ESZ6", "SymbolType": "future"}, "sent_ns": sent_ns}
+class Runner:
+    def __init__(self, args: argparse.Namespace, server: FeedServer) -> None:
+        self.args = args
+        self.server = server
+        self.available: list[str] = []
+        self.results: dict[str, Any] = {"rounds": [], "once": {}}
+
+    def guarded(self, label: str, measurement: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        began = time.monotonic()
+        try:
+            result = measurement()
+        except Exception as error:  # a broken run is a result to report, not a crash
+            result = {"error": f"harness: {type(error).__name__}: {error}"}
+        if not self.server.alive:
+            raise SystemExit(f"the feed server died during {label}; see its log")
+        say(f"  {label:<34} {report.one_line(result)}  [{time.monotonic() - began:.1f} s]")
+        return result
+
+    def rotated(self, names: list[str], round_index: int) -> list[str]:
+        shift = round_index % len(names) if names else 0
+        return names[shift:] + names[:shift]
+
+    def per_client(
+        self,
+        label: str,
+        names: list[str],
+        sink: clients.Sink,
+        measurement: Callable[[clients.Launch], dict[str, Any]],
+        launchers: Mapping[str, Callable[[str, clients.Sink], clients.Launch]] | None = None,
+    ) -> dict[str, dict[str, Any]]:
+        """``measurement`` of each client in turn, each started afresh."""
+        found: dict[str, dict[str, Any]] = {}
+        for name in names:
+            launcher = (launchers or LAUNCHERS)[name]
+            found[name] = self.guarded(
+                f"{label}: {name}", partial(self.measure_one, measurement, launcher, sink)
+            )
+        return found
+
+    def measure_one(
+        self,
+        measurement: Callable[[clients.Launch], dict[str, Any]],
+        launcher: Callable[[str, clients.Sink], clients.Launch],
+        sink: clients.Sink,
+    ) -> dict[str, Any]:
+        return measurement(launcher(self.server.url, sink))
+
+    def round(self, index: int) -> dict[str, Any]:
+        args, server, skip = self.args, self.server, self.args.skipped_metrics
+        order = self.rotated(self.available, index)
+        record: dict[str, Any] = {"round": index + 1, "order": order}
+        say(f"round {index + 1} of {args.rounds}: {', '.join(order)}")
+        if "ceiling" not in skip:
+            record["ceiling"] = self.guarded(
+                "feed server vs discard reader", partial(measure.server_ceiling, server, args.count)
+            )
+        if "throughput" not in skip:
+            for sink in ("null", "pipe"):
+                record[f"throughput_{sink}"] = self.per_client(
+                    f"throughput to {sink}",
+                    order,
+                    sink,
+                    partial(
+                        measure.throughput, server, sink=sink, count=args.count, settle=args.settle
+                    ),
+                )
+        if "latency" not in skip:
+            for rate, count in args.latency_pairs:
+                record[f"latency_{rate}"] = self.per_client(
+                    f"latency at {rate}/s",
+                    order,
+                    "pipe",
+                    partial(measure.latency, server, rate=rate, count=count, settle=args.settle),
+                )
+        if "pty" not in skip:
+            variants = [
+                v for v, (base, _) in clients.PTY_VARIANTS.items() if base in self.available
+            ]
+            record["pty"] = self.per_client(
+                "pty",
+                self.rotated(variants, index),
+                "pty",
+                partial(
+                    measure.throughput, server, sink="pty", count=args.pty_count, settle=args.settle
+                ),
+                {variant: launcher for variant, (_, launcher) in clients.PTY_VARIANTS.items()},
+            )
+        if "idle" not in skip:
+            record["idle"] = self.per_client("idle CPU", order, "pipe", self.idle_measurement())
+        return record
+
+    def idle_measurement(self, trace: bool = False) -> Callable[[clients.Launch], dict[str, Any]]:
+        args = self.args
+        return partial(
+            measure.idle,
+            self.server,
+            interval=args.idle_interval,
+            seconds=args.idle_seconds,
+            warmup=0.2 if args.quick else 1.0,
+            trace=trace,
+        )
+
+    def once(self) -> dict[str, Any]:
+        args, server, skip = self.args, self.server, self.args.skipped_metrics
+        record: dict[str, Any] = {}
+        names = self.available
+        say("once per run")
+        if "syscalls" not in skip:
+            if shutil.which("strace") is None:
+                record["syscalls"] = {"skipped": "strace is not installed"}
+                say("  syscalls: skipped, strace is not installed")
+            else:
+                record["syscalls"] = self.per_client(
+                    "syscalls (strace -c -f)", names, "pipe", self.idle_measurement(trace=True)
+                )
+        if "memory" not in skip:
+            record["memory"] = self.per_client(
+                f"RSS over {args.rss_count:,}",
+                names,
+                "pipe",
+                partial(
+                    measure.memory,
+                    server,
+                    count=args.rss_count,
+                    sample_at=args.rss_sample,
+                    settle=args.settle,
+                ),
+            )
+        if "stall" not in skip:
+            record["stall"] = self.per_client(
+                "stalled reader",
+                names,
+                "pipe",
+                partial(
+                    measure.stalled,
+                    server,
+                    count=args.stall_count,
+                    stall_after=max(1, args.stall_count // 10),
+                    stall_seconds=args.stall_seconds,
+                    settle=args.settle,
+                ),
+            )
+        if "startup" not in skip:
+            if "c2ws" in self.available:
+                c2ws = str(clients.c2ws_command())
+                commands = {
+                    "python -c pass": [sys.executable, "-c", "pass"],
+                    "c2ws --version": [c2ws, "--version"],
+                    "c2ws subscribe --help": [c2ws, "subscribe", "--help"],
+                }
+                record["startup"] = self.guarded(
+                    "startup", lambda: measure.startup(commands, args.startup_runs)
+                )
+            else:
+                record["startup"] = {"skipped": "c2ws is not available"}
+        return record
 
 
-Feed = Callable[[ServerConnection], Awaitable[None]]
+def machine() -> dict[str, Any]:
+    def first(path: str, key: str) -> str:
+        try:
+            for line in Path(path).read_text().splitlines():
+                if line.startswith(key):
+                    return line.split(":", 1)[1].strip()
+        except OSError:
+            pass
+        return "?"
+
+    def tool(argv: list[str]) -> str:
+        if shutil.which(argv[0]) is None:
+            return "not installed"
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        text = (done.stdout or done.stderr).strip()
+        return text.splitlines()[0] if text else "?"
+
+    packages = {}
+    for name in ("c2ws", "websocket-client", "orjson", "websockets", "aiohttp", "typer", "rich"):
+        try:
+            from importlib.metadata import version
+
+            packages[name] = version(name)
+        except Exception:
+            packages[name] = "not installed"
+    return {
+        "commit": tool(["git", "-C", str(BENCH.parent), "describe", "--always", "--dirty"]),
+        "cpu": first("/proc/cpuinfo", "model name"),
+        "cores": os.cpu_count(),
+        "memory": first("/proc/meminfo", "MemTotal"),
+        "kernel": platform.release(),
+        "python": sys.version.split()[0],
+        "python_executable": sys.executable,
+        "packages": packages,
+        "node": tool(["node", "--version"]),
+        "strace": tool(["strace", "--version"]),
+        "hyperfine": tool(["hyperfine", "--version"]),
+    }
 
 
-async def serve_one_subscription(connection: ServerConnection, feed: Feed) -> None:
-    """Just enough of the protocol to subscribe a client, then ``feed`` takes over."""
-    stamp = protocol.format_timestamp(time.time())
-    await connection.send(protocol.encode(protocol.server_message(
-        spec.MSG_CONNECTED, message_id="msg_0", timestamp=stamp)), text=True)
-    request = protocol.decode(await connection.recv())
-    await connection.send(protocol.encode(protocol.server_message(
-        spec.MSG_SUBSCRIPTION_ACK, message_id="msg_1", timestamp=stamp,
-        request_id=request.request_id, payload=request.payload)), text=True)
-    await feed(connection)
-    await connection.wait_closed()
+def main(argv: list[str] | None = None) -> None:
+    args = options(argv)
+    if args.report_only:
+        results = json.loads((args.out / "results.json").read_text())
+        results["summary"] = report.summarize(results)
+        (args.out / "RESULTS.md").write_text(report.markdown(results))
+        say(f"rewrote {args.out / 'RESULTS.md'} from results.json")
+        return
+    began = time.time()
+    args.out.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(began)),
+        "command": " ".join(["python bench/run.py", *(argv if argv is not None else sys.argv[1:])]),
+        "machine": machine(),
+        "load_average_start": load_average(),
+        "config": {
+            "quick": args.quick,
+            "rounds": args.rounds,
+            "count": args.count,
+            "latency": args.latency_pairs,
+            "pty_count": args.pty_count,
+            "idle_seconds": args.idle_seconds,
+            "idle_interval": args.idle_interval,
+            "rss_count": args.rss_count,
+            "rss_sample": args.rss_sample,
+            "stall_count": args.stall_count,
+            "stall_seconds": args.stall_seconds,
+            "startup_runs": args.startup_runs,
+            "settle": args.settle,
+            "skipped_metrics": sorted(args.skipped_metrics),
+        },
+        "clients": {},
+    }
+    log_path = args.out / "feed_server.log"
+    with FeedServer(log_path=log_path) as server:
+        runner = Runner(args, server)
+        for name in args.client_names:
+            client = clients.ALL[name]
+            reason = client.unavailable()
+            results["clients"][name] = {
+                "description": client.description,
+                "available": reason is None,
+                "skipped": reason,
+                "version": client.version() if reason is None else None,
+            }
+            if reason is None:
+                runner.available.append(name)
+            else:
+                say(f"skipping {name}: {reason}")
+        if clients.BARE not in runner.available:
+            raise SystemExit(
+                f"the bare loop cannot run: {results['clients'][clients.BARE]['skipped']}"
+            )
+        results["stream"] = stream_shape()
+        results["rounds"] = []
+        for index in range(args.rounds):
+            record = runner.round(index)
+            record["load_average_after"] = load_average()
+            results["rounds"].append(record)
+        results["once"] = runner.once()
+    results["load_average_end"] = load_average()
+    results["duration_s"] = time.time() - began
+    results["summary"] = report.summarize(results)
+    (args.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    (args.out / "RESULTS.md").write_text(report.markdown(results))
+    if log_path.exists() and log_path.stat().st_size == 0:
+        log_path.unlink()
+    say(f"done in {results['duration_s'] / 60:.1f} min: {args.out / 'RESULTS.md'}")
 
 
-@contextlib.contextmanager
-def bench_server(feed: Feed) -> Iterator[str]:
-    """A minimal WebSocket server in a thread, so the measurement is the client's."""
-    ready = threading.Event()
-    url: list[str] = []
-    loop = asyncio.new_event_loop()
-    stop = asyncio.Event()
-
-    async def main() -> None:
-        async with serve(lambda c: serve_one_subscription(c, feed), "127.0.0.1", 0,
-                         ping_interval=None, compression=None) as server:
-            url.append(f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/ws")
-            ready.set()
-            await stop.wait()
-
-    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
-    thread.start()
-    ready.wait(10)
-    try:
-        yield url[0]
-    finally:
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(10)
+def load_average() -> list[float]:
+    """1, 5 and 15 minute load averages: other work on the machine skews every figure."""
+    return [round(value, 2) for value in os.getloadavg()]
 
 
-def signal_frame(index: int, sent_ns: int = 0) -> bytes:
-    return protocol.encode(protocol.server_message(
-        spec.CHANNEL_SIGNAL, message_id=f"msg_{index:032x}", seq_id=index,
-        timestamp=protocol.format_timestamp(time.time()),
-        payload=signal_payload(sent_ns, index)))
+def stream_shape() -> dict[str, Any]:
+    import statistics
 
+    import wire
 
-def measure_latency(launch: Launcher, samples: int) -> list[float]:
-    """Milliseconds from the server's send to the line on the client's stdout."""
-
-    async def paced(connection: ServerConnection) -> None:
-        for index in range(1, samples + 1):
-            await connection.send(signal_frame(index, time.monotonic_ns()), text=True)
-            await asyncio.sleep(0.005)
-
-    with bench_server(paced) as url:
-        client = launch(url)
-        assert client.stdout is not None
-        latencies: list[float] = []
-        for line in client.stdout:
-            arrived = time.monotonic_ns()
-            latencies.append((arrived - orjson.loads(line)["payload"]["sent_ns"]) / 1e6)
-            if len(latencies) == samples:
-                break
-        client.terminate()
-        client.wait(10)
-    return latencies
-
-
-def measure_throughput(launch: Launcher, burst: int) -> float:
-    frames = [signal_frame(index) for index in range(1, burst + 1)]
-
-    async def blast(connection: ServerConnection) -> None:
-        for frame in frames:
-            await connection.send(frame, text=True)
-
-    with bench_server(blast) as url:
-        client = launch(url)
-        assert client.stdout is not None
-        count = 1 if client.stdout.readline() else 0
-        started = time.perf_counter()
-        for _ in client.stdout:
-            count += 1
-            if count == burst:
-                break
-        elapsed = time.perf_counter() - started
-        client.terminate()
-        client.wait(10)
-    assert count == burst, f"received {count} of {burst}"
-    return (burst - 1) / elapsed
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-HEARTBEATS_PER_SECOND = 20
-
-
-def measure_heartbeat_cpu(launch: Launcher, seconds: float) -> float:
-    """CPU microseconds an idle subscription spends per heartbeat (all it does when idle).
-
-    Heartbeats come 20 times a second so the kernel's 10 ms accounting ticks add up to
-    a usable figure; the real server sends one every 30 s."""
-    config = ServerConfig(api_keys=(KEY,), feed="none", strategies=(STRATEGY,),
-                          heartbeat_interval=1 / HEARTBEATS_PER_SECOND, max_lifetime=600)
-    with ReferenceServer(config) as server:
-        client = launch(server.url)
-        server.wait_for(lambda: any(r.subscriptions for r in server.connections()), 20)
-        time.sleep(1.0)  # start-up (imports, connect) is not idle time
-        before = cpu_seconds(client.pid)
-        time.sleep(seconds)
-        used = cpu_seconds(client.pid) - before
-        client.terminate()
-        client.wait(10)
-    return used * 1e6 / (seconds * HEARTBEATS_PER_SECOND)
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=400)
-    parser.add_argument("--burst", type=int, default=30_000)
-    parser.add_argument("--idle", type=float, default=20.0)
-    parser.add_argument("--repeat", type=int, default=3, help="throughput runs (median)")
-    args = parser.parse_args()
-    results: dict[str, dict[str, float]] = {}
-    for name, launch in CLIENTS.items():
-        latencies = measure_latency(launch, args.samples)
-        results[name] = {
-            "median_ms": statistics.median(latencies),
-            "p99_ms": percentile(latencies, 0.99),
-            "msgs_per_s": statistics.median(
-                measure_throughput(launch, args.burst) for _ in range(args.repeat)
-            ),
-            "idle_cpu_us_per_heartbeat": measure_heartbeat_cpu(launch, args.idle),
-        }
-    base, ours = results["baseline"], results["c2ws"]
-    print(f"{os.cpu_count()} cores, Python {sys.version.split()[0]}, "
-          f"{args.samples} latency samples, burst of {args.burst}")
-    print("| metric | baseline | c2ws | c2ws / baseline |")
-    print("|---|---|---|---|")
-    for metric in ("median_ms", "p99_ms", "msgs_per_s", "idle_cpu_us_per_heartbeat"):
-        ratio = f"{ours[metric] / base[metric]:.2f}" if base[metric] else "n/a (baseline 0)"
-        print(f"| {metric} | {base[metric]:.3f} | {ours[metric]:.3f} | {ratio} |")
+    sizes = [len(payload) + wire.ENVELOPE_OVERHEAD for payload in wire.payload_pool(12345678)]
+    return {
+        "envelope_bytes_min": min(sizes),
+        "envelope_bytes_mean": statistics.mean(sizes),
+        "envelope_bytes_max": max(sizes),
+        "distinct_payloads": len(sizes),
+    }
 
 
 if __name__ == "__main__":

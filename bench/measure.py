@@ -1,0 +1,649 @@
+"""One measurement of one client: start it against a feed job, watch it, stop it.
+
+Every function returns a plain dict for results.json: the figures, or ``error`` with the
+client's exit status and the tail of its stderr.  Times are CLOCK_MONOTONIC nanoseconds,
+which the feed server process and this one share.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import pty
+import re
+import select
+import shlex
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import termios
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import wire
+from clients import Launch, Sink, child_env
+from feedctl import BENCH, STRATEGY_ID, FeedServer, Job
+
+PTY_ROWS, PTY_COLUMNS = 40, 160
+READ_BYTES = 1 << 20
+WCHAR_POLL_SECONDS = 0.002
+# /dev/null sink: the output is complete when the client has written this share of the
+# stream's text and then nothing for QUIET_SECONDS (or nothing at all for GIVE_UP_QUIET).
+EXPECTED_OUTPUT_SHARE = 0.95
+QUIET_SECONDS = 0.3
+GIVE_UP_QUIET_SECONDS = 3.0
+STDERR_TAIL_BYTES = 600
+# Ignore output-token matches that straddle reads: keep this much of the previous read.
+TOKEN_TAIL_BYTES = 64
+
+Result = dict[str, Any]
+
+
+class MeasureError(RuntimeError):
+    pass
+
+
+# --- the client process ---------------------------------------------------------------
+
+
+@dataclass
+class Running:
+    launch: Launch
+    sink: Sink
+    proc: subprocess.Popen[bytes]
+    home: tempfile.TemporaryDirectory[str]
+    stderr_path: Path
+    out_fd: int | None
+    in_fd: int | None
+    enter: bytes = b"\n"
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def type_line(self, line: bytes) -> None:
+        if self.in_fd is not None:
+            with contextlib.suppress(OSError):
+                os.write(self.in_fd, line.rstrip(b"\n") + self.enter)
+
+
+def start(launch: Launch, sink: Sink) -> Running:
+    home = tempfile.TemporaryDirectory(prefix="c2bench-")
+    stderr_path = Path(home.name) / "stderr"
+    env = child_env(launch.env, Path(home.name))
+    if sink == "pty":
+        master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", PTY_ROWS, PTY_COLUMNS, 0, 0))
+        env.update({"TERM": "xterm-256color", "COLUMNS": str(PTY_COLUMNS), "LINES": str(PTY_ROWS)})
+        proc = subprocess.Popen(
+            launch.argv, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True
+        )
+        os.close(slave)
+        return Running(launch, sink, proc, home, stderr_path, master, master, b"\r")
+    with open(stderr_path, "wb") as stderr:
+        proc = subprocess.Popen(
+            launch.argv,
+            env=env,
+            stderr=stderr,
+            stdin=subprocess.PIPE if launch.needs_stdin else subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL if sink == "null" else subprocess.PIPE,
+        )
+    out_fd = proc.stdout.fileno() if proc.stdout else None
+    in_fd = proc.stdin.fileno() if proc.stdin else None
+    running = Running(launch, sink, proc, home, stderr_path, out_fd, in_fd)
+    if launch.initial_input:
+        running.type_line(launch.initial_input)
+    return running
+
+
+def stop(running: Running) -> Result:
+    """End the client (SIGTERM, then SIGKILL) and report how it had ended, if it had."""
+    exited_by_itself = running.proc.poll()
+    if exited_by_itself is None:
+        running.proc.terminate()
+        try:
+            running.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            running.proc.kill()
+            running.proc.wait(5)
+    for stream in (running.proc.stdin, running.proc.stdout):
+        if stream is not None:
+            with contextlib.suppress(OSError):
+                stream.close()
+    if running.sink == "pty" and running.out_fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(running.out_fd)
+    tail = ""
+    with contextlib.suppress(OSError):
+        tail = running.stderr_path.read_bytes()[-STDERR_TAIL_BYTES:].decode("utf-8", "replace")
+    running.home.cleanup()
+    return {"exited_by_itself": exited_by_itself, "stderr_tail": tail}
+
+
+@dataclass
+class Pump:
+    """Reads a client's output as it comes: counts messages, finds the end marker and the
+    latency stamps, and plays the shell user for the command-line tools."""
+
+    running: Running
+    want_stamps: bool = False
+    count: int = 0
+    end_seen_ns: int | None = None
+    eof: bool = False
+    latencies_ns: list[int] = field(default_factory=list)
+    _tail: bytes = b""
+    _lines: bytes = b""
+    _subscribed: bool = False
+
+    def step(self, timeout: float) -> bool:
+        """One read (waiting up to ``timeout`` s); False when nothing came."""
+        fd = self.running.out_fd
+        if fd is None or self.eof:
+            time.sleep(timeout)
+            return False
+        readable, _, _ = select.select([fd], [], [], max(0.0, timeout))
+        if not readable:
+            return False
+        try:
+            chunk = os.read(fd, READ_BYTES)
+        except OSError:  # a pty whose other end is gone reads as EIO
+            chunk = b""
+        now = time.monotonic_ns()
+        if not chunk:
+            self.eof = True
+            return False
+        self._take(chunk, now)
+        return True
+
+    def _take(self, chunk: bytes, now: int) -> None:
+        tail, data = self._tail, self._tail + chunk
+        self.count += data.count(wire.COUNT_TOKEN) - tail.count(wire.COUNT_TOKEN)
+        if self.end_seen_ns is None and wire.END_MARKER in data:
+            self.end_seen_ns = now
+        launch = self.running.launch
+        if launch.harness_acks_heartbeats:
+            for _ in range(data.count(wire.HEARTBEAT_TYPE) - tail.count(wire.HEARTBEAT_TYPE)):
+                self.running.type_line(wire.heartbeat_ack())
+        if launch.subscribe_when and not self._subscribed and launch.subscribe_when in data:
+            self._subscribed = True
+            self.running.type_line(wire.subscription_request(STRATEGY_ID))
+        self._tail = data[-TOKEN_TAIL_BYTES:]
+        if self.want_stamps:
+            lines = self._lines + chunk
+            cut = lines.rfind(b"\n")
+            if cut >= 0:
+                for match in wire.STAMP_PATTERN.finditer(lines, 0, cut):
+                    self.latencies_ns.append(now - int(match.group(1)))
+                lines = lines[cut + 1 :]
+            self._lines = lines
+
+    def until(self, done: Any, deadline: float) -> bool:
+        """Pump until ``done()`` is true (True), or EOF / the deadline (False)."""
+        while not done():
+            if self.eof or time.monotonic() > deadline:
+                return bool(done())
+            self.step(min(0.5, max(0.0, deadline - time.monotonic())))
+        return True
+
+
+def failure(message: str, running: Running | None = None, stopped: Result | None = None) -> Result:
+    result: Result = {"error": message}
+    if running is not None and stopped is None:
+        stopped = stop(running)
+    if stopped:
+        result.update(stopped)
+    return result
+
+
+# --- /proc readings --------------------------------------------------------------------
+
+
+def wchar(pid: int) -> int | None:
+    try:
+        text = Path(f"/proc/{pid}/io").read_text()
+    except OSError:
+        return None
+    match = re.search(r"^wchar: (\d+)", text, re.MULTILINE)
+    return int(match.group(1)) if match else None
+
+
+def cpu_ns(pid: int) -> int | None:
+    """CPU time of all the process's live threads: /proc/<pid>/task/*/schedstat (ns),
+    falling back to /proc/<pid>/stat utime + stime (clock ticks)."""
+    total = 0
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+        for task in tasks:
+            with contextlib.suppress(OSError):
+                total += int(Path(f"/proc/{pid}/task/{task}/schedstat").read_text().split()[0])
+        if total:
+            return total
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+
+
+def memory_kib(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM in KiB (empty once the process is gone)."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return {}
+    found = dict(re.findall(r"^(VmRSS|VmHWM):\s+(\d+) kB", text, re.MULTILINE))
+    return {key: int(value) for key, value in found.items()}
+
+
+# --- measurements -----------------------------------------------------------------------
+
+
+def throughput(server: FeedServer, launch: Launch, sink: Sink, count: int, settle: float) -> Result:
+    """Messages per second from the server's first stream frame to the last message out.
+
+    pipe and pty: the moment the harness reads the last message (pipe: the count of
+    ``BenchSentNs`` reaches ``count``; pty: the end marker appears).  null: the client's
+    last write() (its /proc/<pid>/io wchar stops growing, polled every 2 ms)."""
+    deadline = time.monotonic() + 30 + count / 1000
+    job = server.start_job(
+        "blast",
+        count=count,
+        settle=settle,
+        heartbeat=30.0,
+        timeout=deadline - time.monotonic() + 30,
+    )
+    armed = job.get("armed") or {}
+    running = start(launch, sink)
+    output_bytes: int | None = None
+    note = ""
+    if sink == "null":
+        end_ns, output_bytes, note = _wait_output_quiet(
+            running, job, armed["envelope_bytes"], deadline
+        )
+        if end_ns is None:
+            return _failed_job(job, failure(note, running))
+    else:
+        pump = Pump(running)
+        if sink == "pty":
+            finished = pump.until(lambda: pump.end_seen_ns is not None, deadline)
+            end_ns = pump.end_seen_ns
+        else:
+            finished = pump.until(lambda: pump.count >= count, deadline)
+            end_ns = time.monotonic_ns()
+        if not finished or end_ns is None:
+            return _failed_job(
+                job,
+                failure(
+                    f"saw {pump.count} of {count} messages"
+                    + (" (output closed)" if pump.eof else " by the deadline"),
+                    running,
+                ),
+            )
+    stopped = stop(running)
+    closed = job.finish()
+    first_ns = closed.get("first_send_ns")
+    if not first_ns:
+        return failure("the server never started the stream", stopped=stopped)
+    elapsed = (end_ns - first_ns) / 1e9
+    result: Result = {
+        "msgs_per_s": count / elapsed,
+        "seconds": elapsed,
+        "count": count,
+        "server_cpu_share": closed["cpu_s"] / elapsed if elapsed > 0 else None,
+    }
+    if output_bytes is not None:
+        result["output_bytes"] = output_bytes
+    if sink == "null" and note:
+        result["note"] = note
+    return result
+
+
+def _wait_output_quiet(
+    running: Running, job: Job, expected: int, deadline: float
+) -> tuple[int | None, int | None, str]:
+    last = wchar(running.pid) or 0
+    last_growth = time.monotonic_ns()
+    while time.monotonic() < deadline:
+        time.sleep(WCHAR_POLL_SECONDS)
+        current = wchar(running.pid)
+        now = time.monotonic_ns()
+        if current is None or running.proc.poll() is not None:
+            return None, last, f"client exited (status {running.proc.poll()}) after {last} bytes"
+        if current != last:
+            last, last_growth = current, now
+            continue
+        if job.get("streamed") is None:
+            continue
+        quiet = (now - last_growth) / 1e9
+        if last >= expected * EXPECTED_OUTPUT_SHARE and quiet >= QUIET_SECONDS:
+            return last_growth, last, ""
+        if quiet >= GIVE_UP_QUIET_SECONDS:
+            return (
+                last_growth,
+                last,
+                (
+                    f"wrote {last} bytes, less than {EXPECTED_OUTPUT_SHARE:.0%} of the stream's "
+                    f"{expected}: the end is the last write before {GIVE_UP_QUIET_SECONDS:.0f} s "
+                    "of silence"
+                ),
+            )
+    return None, last, f"still writing at the deadline ({last} bytes)"
+
+
+def _failed_job(job: Job, result: Result) -> Result:
+    closed = job.finish(timeout=2.0)
+    if closed.get("error"):
+        result["server_error"] = closed["error"]
+    return result
+
+
+def percentile(ordered: list[float], fraction: float) -> float:
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def latency(server: FeedServer, launch: Launch, rate: float, count: int, settle: float) -> Result:
+    """Server send stamp to the harness's os.read of the line, at a paced ``rate``."""
+    expected_seconds = count / rate
+    deadline = time.monotonic() + 20 + 3 * expected_seconds
+    job = server.start_job(
+        "paced",
+        count=count,
+        rate=rate,
+        settle=settle,
+        heartbeat=30.0,
+        timeout=deadline - time.monotonic() + 30,
+    )
+    running = start(launch, "pipe")
+    pump = Pump(running, want_stamps=True)
+    pump.until(lambda: len(pump.latencies_ns) >= count, deadline)
+    stopped = stop(running)
+    closed = job.finish()
+    samples = sorted(value / 1e6 for value in pump.latencies_ns)
+    if not samples:
+        return failure(f"no stamped message came back ({pump.count} counted)", stopped=stopped)
+    result: Result = {
+        "p50_ms": percentile(samples, 0.50),
+        "p99_ms": percentile(samples, 0.99),
+        "p999_ms": percentile(samples, 0.999),
+        "max_ms": samples[-1],
+        "received": len(samples),
+        "expected": count,
+        "rate": rate,
+        "server_lateness_p99_us": closed.get("lateness_p99_us"),
+    }
+    if len(samples) < count:
+        result["note"] = f"only {len(samples)} of {count} messages by the deadline"
+    return result
+
+
+def idle(
+    server: FeedServer,
+    launch: Launch,
+    interval: float,
+    seconds: float,
+    warmup: float,
+    trace: bool = False,
+) -> Result:
+    """CPU (and with ``trace``, syscalls) per heartbeat of a subscribed, otherwise idle
+    client, over a window of ``seconds`` of heartbeats every ``interval`` seconds."""
+    job = server.start_job("idle", heartbeat=interval, timeout=warmup + seconds + 60)
+    running = start(launch, "pipe")
+    pump = Pump(running)
+    subscribed = pump.until(lambda: job.get("subscribed") is not None, time.monotonic() + 30)
+    if not subscribed:
+        return _failed_job(job, failure("never subscribed", running))
+    pump.until(lambda: False, time.monotonic() + warmup)
+    tracer: subprocess.Popen[bytes] | None = None
+    trace_path = Path(running.home.name) / "strace.txt"
+    trace_start = time.monotonic_ns()
+    if trace:
+        tracer = subprocess.Popen(
+            ["strace", "-c", "-f", "-o", str(trace_path), "-p", str(running.pid)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        _wait_for_attach(tracer)
+        pump.until(lambda: False, time.monotonic() + 0.1)  # the other threads
+    cpu_before, window_start = cpu_ns(running.pid), time.monotonic_ns()
+    pump.until(lambda: False, time.monotonic() + seconds)
+    cpu_after, window_end = cpu_ns(running.pid), time.monotonic_ns()
+    syscalls: dict[str, int] = {}
+    if tracer is not None:
+        # strace counted from its attach (just after trace_start) to this signal.
+        window_start, window_end = trace_start, time.monotonic_ns()
+        tracer.send_signal(signal.SIGINT)
+        try:
+            tracer.wait(15)
+        except subprocess.TimeoutExpired:
+            tracer.kill()
+            tracer.wait(5)
+        syscalls = parse_strace_summary(trace_path.read_text() if trace_path.exists() else "")
+    alive = running.proc.poll() is None
+    stopped = stop(running)
+    closed = job.finish()
+    beats = [t for t in closed["heartbeats_sent"] if window_start <= t < window_end]
+    if not alive:
+        return failure("client exited during the idle window", stopped=stopped)
+    if not beats or cpu_before is None or cpu_after is None:
+        return failure("no heartbeat in the window, or no CPU reading", stopped=stopped)
+    result: Result = {
+        "heartbeats": len(beats),
+        "window_s": (window_end - window_start) / 1e9,
+        "acks": closed["heartbeat_acks"],
+        "heartbeats_sent": len(closed["heartbeats_sent"]),
+    }
+    if trace:
+        result["syscalls_total"] = syscalls.get("total", 0)
+        result["syscalls_per_heartbeat"] = syscalls.get("total", 0) / len(beats)
+        result["syscalls_top"] = {
+            name: calls / len(beats)
+            for name, calls in sorted(syscalls.items(), key=lambda item: -item[1])
+            if name != "total"
+        }
+        if not syscalls:
+            result["note"] = "strace produced no summary"
+    else:
+        result["cpu_us_per_heartbeat"] = (cpu_after - cpu_before) / 1e3 / len(beats)
+    return result
+
+
+def _wait_for_attach(tracer: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """Until strace says it has attached (its first "Process N attached" line)."""
+    assert tracer.stderr is not None
+    fd, seen, deadline = tracer.stderr.fileno(), b"", time.monotonic() + timeout
+    while b"attached" not in seen and time.monotonic() < deadline:
+        readable, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        chunk = os.read(fd, 4096) if readable else b""
+        if readable and not chunk:
+            return
+        seen += chunk
+
+
+def parse_strace_summary(text: str) -> dict[str, int]:
+    """``strace -c`` table: syscall -> calls, plus "total"."""
+    counts: dict[str, int] = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) < 5 or not parts[0].replace(".", "", 1).isdigit():
+            continue
+        name = parts[-1]
+        # columns: % time, seconds, usecs/call, calls, [errors,] syscall
+        try:
+            calls = int(parts[3])
+        except (IndexError, ValueError):
+            continue
+        counts[name] = calls
+    return counts
+
+
+def memory(server: FeedServer, launch: Launch, count: int, sample_at: int, settle: float) -> Result:
+    """VmRSS when subscribed, after ``sample_at`` messages and after ``count`` (pipe)."""
+    deadline = time.monotonic() + 60 + count / 1000
+    job = server.start_job(
+        "blast",
+        count=count,
+        settle=settle,
+        heartbeat=30.0,
+        timeout=deadline - time.monotonic() + 30,
+    )
+    running = start(launch, "pipe")
+    pump = Pump(running)
+    pump.until(lambda: job.get("streaming") is not None, time.monotonic() + 30)
+    at_start = memory_kib(running.pid)
+    if not pump.until(lambda: pump.count >= sample_at, deadline):
+        return _failed_job(job, failure(f"saw {pump.count} of {sample_at} messages", running))
+    at_sample = memory_kib(running.pid)
+    if not pump.until(lambda: pump.count >= count, deadline):
+        return _failed_job(job, failure(f"saw {pump.count} of {count} messages", running))
+    at_end = memory_kib(running.pid)
+    stop(running)
+    job.finish()
+    return {
+        "count": count,
+        "sample_at": sample_at,
+        "rss_start_kib": at_start.get("VmRSS"),
+        "rss_sample_kib": at_sample.get("VmRSS"),
+        "rss_end_kib": at_end.get("VmRSS"),
+        "hwm_end_kib": at_end.get("VmHWM"),
+        "growth_mib": (at_end.get("VmRSS", 0) - at_sample.get("VmRSS", 0)) / 1024,
+    }
+
+
+def stalled(
+    server: FeedServer,
+    launch: Launch,
+    count: int,
+    stall_after: int,
+    stall_seconds: float,
+    settle: float,
+) -> Result:
+    """RSS while the reader of the client's stdout stops reading for ``stall_seconds``
+    in the middle of a blast, and whether the client survives it."""
+    deadline = time.monotonic() + 60 + count / 1000 + stall_seconds
+    job = server.start_job(
+        "blast",
+        count=count,
+        settle=settle,
+        heartbeat=30.0,
+        timeout=deadline - time.monotonic() + 30,
+    )
+    running = start(launch, "pipe")
+    pump = Pump(running)
+    if not pump.until(lambda: pump.count >= stall_after, deadline):
+        return _failed_job(job, failure(f"saw {pump.count} of {stall_after} messages", running))
+    before = memory_kib(running.pid).get("VmRSS")
+    peak = before or 0
+    stall_end = time.monotonic() + stall_seconds
+    while time.monotonic() < stall_end and running.proc.poll() is None:
+        peak = max(peak, memory_kib(running.pid).get("VmRSS", 0))
+        time.sleep(0.05)
+    exit_during = running.proc.poll()
+    end_of_stall = memory_kib(running.pid).get("VmRSS")
+    pump.until(lambda: pump.count >= count, deadline)
+    after = memory_kib(running.pid).get("VmRSS")
+    received = pump.count
+    stopped = stop(running)
+    job.finish()
+    result: Result = {
+        "count": count,
+        "stall_after": stall_after,
+        "stall_s": stall_seconds,
+        "rss_before_kib": before,
+        "rss_peak_stall_kib": peak,
+        "rss_end_of_stall_kib": end_of_stall,
+        "rss_after_kib": after,
+        "growth_during_stall_mib": (peak - (before or 0)) / 1024,
+        "received": received,
+        "exit_status_during_stall": exit_during,
+    }
+    if exit_during is not None or received < count:
+        result["note"] = (
+            f"client exited during the stall (status {exit_during})"
+            if exit_during is not None
+            else f"received {received} of {count} after the stall"
+        )
+        result["stderr_tail"] = stopped["stderr_tail"]
+    return result
+
+
+def server_ceiling(server: FeedServer, count: int) -> Result:
+    """The feed server alone against a reader that discards bytes (bench/peers/discard.py)."""
+    job = server.start_job(
+        "blast", count=count, settle=0.05, close_after=True, heartbeat=30.0, timeout=120
+    )
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "peers" / "discard.py"), server.url, str(STRATEGY_ID)],
+        capture_output=True,
+        timeout=120,
+    )
+    closed = job.finish()
+    if done.returncode != 0 or not closed.get("first_send_ns"):
+        return {
+            "error": done.stderr.decode(errors="replace")[-STDERR_TAIL_BYTES:]
+            or str(closed.get("error"))
+        }
+    report = json.loads(done.stdout)
+    elapsed = (report["eof_ns"] - closed["first_send_ns"]) / 1e9
+    return {
+        "msgs_per_s": count / elapsed,
+        "mib_per_s": report["bytes"] / elapsed / 2**20,
+        "seconds": elapsed,
+        "count": count,
+        "server_cpu_share": closed["cpu_s"] / elapsed,
+    }
+
+
+def startup(commands: dict[str, list[str]], runs: int) -> Result:
+    """Median wall time of each command (hyperfine when installed, else an interleaved loop)."""
+    hyperfine = shutil.which("hyperfine")
+    with tempfile.TemporaryDirectory(prefix="c2bench-") as scratch:
+        env = child_env({}, Path(scratch))
+        if hyperfine:
+            export = Path(scratch) / "hyperfine.json"
+            argv = [
+                hyperfine,
+                "-N",
+                "--warmup",
+                str(3 if runs >= 10 else 1),
+                "--runs",
+                str(runs),
+                "--export-json",
+                str(export),
+                "--style",
+                "none",
+            ]
+            for name, command in commands.items():
+                argv += ["--command-name", name, shlex.join(command)]
+            done = subprocess.run(argv, capture_output=True, env=env, timeout=600)
+            if done.returncode == 0:
+                data = json.loads(export.read_text())
+                return {
+                    "tool": "hyperfine",
+                    "runs": runs,
+                    "median_ms": {
+                        entry["command"]: entry["median"] * 1e3 for entry in data["results"]
+                    },
+                }
+        samples: dict[str, list[float]] = {name: [] for name in commands}
+        for _ in range(runs):
+            for name, command in commands.items():
+                began = time.perf_counter()
+                subprocess.run(
+                    command,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    env=env,
+                    timeout=60,
+                )
+                samples[name].append((time.perf_counter() - began) * 1e3)
+    return {
+        "tool": "loop",
+        "runs": runs,
+        "median_ms": {name: sorted(values)[len(values) // 2] for name, values in samples.items()},
+    }

@@ -1,0 +1,637 @@
+"""From results.json's measurements to the summary (medians, per-round ratios, targets)
+and to RESULTS.md."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable
+from typing import Any
+
+from clients import BARE
+
+Result = dict[str, Any]
+
+
+def one_line(result: Result) -> str:
+    """A progress line for one measurement."""
+    if "error" in result:
+        return f"ERROR {result['error']}" + (
+            f" | {result['stderr_tail'].strip()[-160:]}" if result.get("stderr_tail") else ""
+        )
+    if "skipped" in result:
+        return f"skipped: {result['skipped']}"
+    note = f"  ({result['note']})" if result.get("note") else ""
+    if "mib_per_s" in result:
+        return f"{result['msgs_per_s']:>12,.0f} msg/s  {result['mib_per_s']:,.0f} MiB/s"
+    if "msgs_per_s" in result:
+        return f"{result['msgs_per_s']:>12,.0f} msg/s{note}"
+    if "p50_ms" in result:
+        return (
+            f"p50 {result['p50_ms']:.3f}  p99 {result['p99_ms']:.3f}  "
+            f"p99.9 {result['p999_ms']:.3f} ms  ({result['received']:,} samples){note}"
+        )
+    if "syscalls_per_heartbeat" in result:
+        return f"{result['syscalls_per_heartbeat']:.1f} syscalls/heartbeat{note}"
+    if "cpu_us_per_heartbeat" in result:
+        return (
+            f"{result['cpu_us_per_heartbeat']:.0f} us CPU/heartbeat ({result['heartbeats']} beats)"
+        )
+    if "growth_mib" in result:
+        return (
+            f"RSS {kib(result['rss_sample_kib'])} at {result['sample_at']:,}, "
+            f"{kib(result['rss_end_kib'])} at {result['count']:,}"
+        )
+    if "growth_during_stall_mib" in result:
+        return (
+            f"RSS {kib(result['rss_before_kib'])} -> peak {kib(result['rss_peak_stall_kib'])}"
+            f" in the stall{note}"
+        )
+    if "median_ms" in result:
+        return ", ".join(f"{name} {value:.1f} ms" for name, value in result["median_ms"].items())
+    return str(result)
+
+
+def kib(value: int | None) -> str:
+    return "?" if value is None else f"{value / 1024:.1f} MiB"
+
+
+def median(values: Iterable[float]) -> float | None:
+    listed = list(values)
+    return statistics.median(listed) if listed else None
+
+
+def _spread(values: list[float]) -> Result:
+    if not values:
+        return {"median": None, "min": None, "max": None, "n": 0}
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "n": len(values),
+    }
+
+
+def _per_round(rounds: list[Result], section: str, name: str, key: str) -> list[float | None]:
+    values: list[float | None] = []
+    for record in rounds:
+        result = record.get(section, {}).get(name)
+        value = result.get(key) if isinstance(result, dict) and "error" not in result else None
+        values.append(value)
+    return values
+
+
+def _ratios(
+    rounds: list[Result], section: str, name: str, key: str, reference: str = BARE
+) -> list[float]:
+    """client / reference, for each round where both measured."""
+    ours = _per_round(rounds, section, name, key)
+    theirs = _per_round(rounds, section, reference, key)
+    return [a / b for a, b in zip(ours, theirs, strict=True) if a is not None and b]
+
+
+def _errors(rounds: list[Result], section: str, name: str) -> list[str]:
+    found = []
+    for record in rounds:
+        result = record.get(section, {}).get(name)
+        if isinstance(result, dict) and "error" in result:
+            found.append(f"round {record['round']}: {result['error']}")
+    return found
+
+
+def summarize(results: Result) -> Result:
+    rounds: list[Result] = results["rounds"]
+    once: Result = results.get("once", {})
+    names = [name for name, info in results["clients"].items() if info["available"]]
+    summary: Result = {}
+
+    ceilings = [r["ceiling"]["msgs_per_s"] for r in rounds if "msgs_per_s" in r.get("ceiling", {})]
+    if ceilings or any("ceiling" in r for r in rounds):
+        summary["ceiling"] = _spread(ceilings)
+        summary["ceiling"]["mib_per_s"] = median(
+            r["ceiling"]["mib_per_s"] for r in rounds if "mib_per_s" in r.get("ceiling", {})
+        )
+
+    for sink in ("null", "pipe"):
+        section = f"throughput_{sink}"
+        if not any(section in r for r in rounds):
+            continue
+        summary[section] = {
+            name: {
+                "msgs_per_s": median(
+                    v for v in _per_round(rounds, section, name, "msgs_per_s") if v
+                ),
+                "ratio": _spread(_ratios(rounds, section, name, "msgs_per_s")),
+                "server_cpu_share": max(
+                    (
+                        v
+                        for v in _per_round(rounds, section, name, "server_cpu_share")
+                        if v is not None
+                    ),
+                    default=None,
+                ),
+                "errors": _errors(rounds, section, name),
+            }
+            for name in names
+        }
+
+    for rate, _ in results["config"]["latency"]:
+        section = f"latency_{rate}"
+        if not any(section in r for r in rounds):
+            continue
+        summary[section] = {}
+        for name in names:
+            entry: Result = {"errors": _errors(rounds, section, name)}
+            for key in ("p50_ms", "p99_ms", "p999_ms", "max_ms"):
+                entry[key] = median(
+                    v for v in _per_round(rounds, section, name, key) if v is not None
+                )
+            entry["p99_ratio"] = _spread(_ratios(rounds, section, name, "p99_ms"))
+            received = _per_round(rounds, section, name, "received")
+            expected = _per_round(rounds, section, name, "expected")
+            entry["received_share"] = min(
+                (a / b for a, b in zip(received, expected, strict=True) if a is not None and b),
+                default=None,
+            )
+            summary[section][name] = entry
+
+    if any("pty" in r for r in rounds):
+        variants = sorted({variant for r in rounds for variant in r.get("pty", {})})
+        summary["pty"] = {
+            variant: {
+                "msgs_per_s": median(
+                    v for v in _per_round(rounds, "pty", variant, "msgs_per_s") if v
+                ),
+                "errors": _errors(rounds, "pty", variant),
+            }
+            for variant in variants
+        }
+        summary["pty_ratios"] = {
+            "c2ws-table / c2ws-ndjson": _spread(
+                _ratios(rounds, "pty", "c2ws-table", "msgs_per_s", reference="c2ws-ndjson")
+            ),
+            "wscat-tty / c2ws-ndjson": _spread(
+                _ratios(rounds, "pty", "wscat-tty", "msgs_per_s", reference="c2ws-ndjson")
+            ),
+        }
+
+    if any("idle" in r for r in rounds):
+        summary["idle"] = {
+            name: {
+                "cpu_us_per_heartbeat": median(
+                    v
+                    for v in _per_round(rounds, "idle", name, "cpu_us_per_heartbeat")
+                    if v is not None
+                ),
+                "ratio": _spread(_ratios(rounds, "idle", name, "cpu_us_per_heartbeat")),
+                "errors": _errors(rounds, "idle", name),
+            }
+            for name in names
+        }
+
+    for section in ("syscalls", "memory", "stall"):
+        if section in once:
+            summary[section] = once[section]
+
+    startup = once.get("startup", {})
+    if "median_ms" in startup:
+        medians = startup["median_ms"]
+        base = medians.get("python -c pass")
+        summary["startup"] = {
+            command: {"median_ms": value, "ratio": value / base if base else None}
+            for command, value in medians.items()
+        }
+    summary["targets"] = targets(summary)
+    return summary
+
+
+def _get(tree: Result, *path: str) -> Any:
+    node: Any = tree
+    for key in path:
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
+def targets(summary: Result) -> list[Result]:
+    """Issue 15's targets, each with what was measured here (None when not measured)."""
+    rows: list[Result] = []
+
+    def add(target: str, measured: float | None, met: bool | None, shown: str) -> None:
+        rows.append({"target": target, "measured": measured, "met": met, "shown": shown})
+
+    for sink, label in (("pipe", "to a pipe"), ("null", "to /dev/null")):
+        ratio = _get(summary, f"throughput_{sink}", "c2ws", "ratio", "median")
+        add(
+            f"NDJSON throughput {label} >= 1.5x the bare loop (moonshot >= 2.8x)",
+            ratio,
+            None if ratio is None else ratio >= 1.5,
+            _x(ratio),
+        )
+        for peer in ("websockets", "aiohttp"):
+            ours = _get(summary, f"throughput_{sink}", "c2ws", "ratio", "median")
+            theirs = _get(summary, f"throughput_{sink}", peer, "ratio", "median")
+            if ours is not None and theirs is not None:
+                kind = "target" if peer == "websockets" else "moonshot"
+                add(
+                    f"NDJSON throughput {label} ahead of {peer} ({kind})",
+                    ours / theirs,
+                    ours > theirs,
+                    f"{_x(ours)} vs {_x(theirs)}",
+                )
+    for rate, limit in ((1000, 0.25), (10000, 2.0)):
+        p99 = _get(summary, f"latency_{rate}", "c2ws", "p99_ms")
+        received = _get(summary, f"latency_{rate}", "c2ws", "received_share")
+        met = None if p99 is None else p99 < limit and (received or 0) >= 1.0
+        add(
+            f"p99 latency added < {limit} ms at {rate:,} msg/s",
+            p99,
+            met,
+            "-" if p99 is None else f"{p99:.3f} ms",
+        )
+    table = _get(summary, "pty_ratios", "c2ws-table / c2ws-ndjson", "median")
+    add(
+        "table mode >= 0.5x NDJSON on the same pty",
+        table,
+        None if table is None else table >= 0.5,
+        _x(table),
+    )
+    for command, limit in (("c2ws --version", 2.5), ("c2ws subscribe --help", 4.0)):
+        ratio = _get(summary, "startup", command, "ratio")
+        add(
+            f"`{command}` < {limit}x `python -c pass`",
+            ratio,
+            None if ratio is None else ratio < limit,
+            _x(ratio),
+        )
+    idle = _get(summary, "idle", "c2ws", "ratio", "median")
+    add(
+        "idle CPU per heartbeat <= 1.2x the bare loop",
+        idle,
+        None if idle is None else idle <= 1.2,
+        _x(idle),
+    )
+    growth = _get(summary, "memory", "c2ws", "growth_mib")
+    add(
+        "RSS growth < 5 MB from 100k to 1M messages",
+        growth,
+        None if growth is None else growth * 1.048576 < 5,
+        "-" if growth is None else f"{growth:.1f} MiB",
+    )
+    return rows
+
+
+def _x(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+# --- RESULTS.md ---------------------------------------------------------------------------
+
+
+def _rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def _ratio_cell(spread: Result | None) -> str:
+    if not spread or spread.get("median") is None:
+        return "-"
+    if spread["n"] == 1:
+        return f"**{spread['median']:.2f}**"
+    return f"**{spread['median']:.2f}** ({spread['min']:.2f}-{spread['max']:.2f})"
+
+
+def _memory(meminfo: str) -> str:
+    number = meminfo.split()[0]
+    return f"{int(number) / 2**20:.0f} GiB" if number.isdigit() else meminfo
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def markdown(results: Result) -> str:
+    summary = results["summary"]
+    config = results["config"]
+    machine = results["machine"]
+    names = [name for name, info in results["clients"].items() if info["available"]]
+    lines: list[str] = []
+    out = lines.append
+
+    out("# Benchmark results")
+    out("")
+    quick = " (**--quick: tiny sizes, the numbers mean nothing**)" if config["quick"] else ""
+    out(
+        f"`{results['command']}`{quick}, {results['date']}, "
+        f"{results['duration_s'] / 60:.1f} minutes.  What each benchmark does and how to read it: "
+        "[README.md](README.md).  Every measurement of every round: `results.json`."
+    )
+    out("")
+    out("## Machine")
+    out("")
+    packages = ", ".join(f"{name} {version}" for name, version in machine["packages"].items())
+    out(
+        f"- CPU: {machine['cpu']}, {machine['cores']} cores, {_memory(machine['memory'])} memory; "
+        f"Linux {machine['kernel']}"
+    )
+    out(f"- Python {machine['python']}; {packages}")
+    if machine.get("commit"):
+        out(f"- Checkout measured (c2ws and this harness): `{machine['commit']}`")
+    out(f"- node {machine['node']}; {machine['strace']}; {machine['hyperfine']}")
+    start, end = results.get("load_average_start"), results.get("load_average_end")
+    if start and end:
+        out(
+            f"- Load average (1/5/15 min) at the start {'/'.join(map(str, start))}, at the end "
+            f"{'/'.join(map(str, end))}: anything else running on the machine moved these "
+            "figures; the per-round ratios against the bare loop cancel a steady load, not a "
+            "bursty one."
+        )
+    out("")
+    out("## Sizes")
+    out("")
+    stream = results.get("stream", {})
+    out(
+        f"- {config['rounds']} interleaved round(s); in each, every metric runs every client "
+        "once, in an order rotated by one client per round.  Ratios are the median of the "
+        "per-round ratios against the bare loop measured in the same round (min-max in "
+        "brackets)."
+    )
+    out(
+        f"- Throughput: {config['count']:,} messages per run.  Latency: "
+        + ", ".join(f"{count:,} messages at {rate:,} msg/s" for rate, count in config["latency"])
+        + f".  Pty: {config['pty_count']:,} messages.  Idle: {config['idle_seconds']} s "
+        f"windows of heartbeats every {config['idle_interval']} s."
+    )
+    out(
+        f"- Once per run: syscalls (strace), RSS over {config['rss_count']:,} messages "
+        f"(sampled at {config['rss_sample']:,}), a {config['stall_seconds']} s stalled reader "
+        f"in a {config['stall_count']:,}-message blast, startup ({config['startup_runs']} runs)."
+    )
+    if stream:
+        out(
+            f"- Messages: `strategy.signal` envelopes of {stream['envelope_bytes_min']}-"
+            f"{stream['envelope_bytes_max']} bytes (mean {stream['envelope_bytes_mean']:.0f}), "
+            f"{stream['distinct_payloads']} distinct OrderStatusDTO-like payloads, pre-encoded."
+        )
+    if config["skipped_metrics"]:
+        out(f"- Metrics skipped on request: {', '.join(config['skipped_metrics'])}.")
+    out("")
+    out("## Clients")
+    out("")
+    out("| client | version | what runs |")
+    out("|---|---|---|")
+    for name, info in results["clients"].items():
+        what = info["description"] if info["available"] else f"**skipped**: {info['skipped']}"
+        out(f"| {name} | {info['version'] or '-'} | {what} |")
+    out("")
+
+    if summary.get("targets"):
+        out("## Targets (issue 15), c2ws as measured here")
+        out("")
+        out("| target | measured | met |")
+        out("|---|---|---|")
+        for row in summary["targets"]:
+            met = "-" if row["met"] is None else ("yes" if row["met"] else "**no**")
+            out(f"| {row['target']} | {row['shown']} | {met} |")
+        out("")
+
+    if "ceiling" in summary:
+        ceiling = summary["ceiling"]
+        fastest = max(
+            (
+                _get(summary, f"throughput_{sink}", name, "msgs_per_s") or 0
+                for sink in ("null", "pipe")
+                for name in names
+            ),
+            default=0,
+        )
+        out("## The feed server is not the bottleneck")
+        out("")
+        out(
+            "The feed server process against `peers/discard.py` (subscribes, then `recv_into` "
+            "and drops bytes until EOF): the rate it can feed any client at."
+        )
+        out("")
+        if ceiling["median"]:
+            share = max(
+                (
+                    _get(summary, f"throughput_{sink}", name, "server_cpu_share") or 0
+                    for sink in ("null", "pipe")
+                    for name in names
+                ),
+                default=0,
+            )
+            out(
+                f"- {_rate(ceiling['median'])} msg/s median "
+                f"({_rate(ceiling['min'])} in the slowest round), "
+                f"{ceiling['mib_per_s']:,.0f} MiB/s.  The fastest client below reaches "
+                f"{_rate(fastest)} msg/s: the server's slowest round is "
+                f"**{ceiling['min'] / fastest:.1f}x** that, its median "
+                f"{ceiling['median'] / fastest:.1f}x."
+                if fastest
+                else "- no client throughput to compare with."
+            )
+            out(
+                f"- During the client throughput runs the server used at most {share:.0%} of "
+                "a core (its CPU time over the run's duration)."
+            )
+        else:
+            out("- failed: see results.json.")
+        out("")
+
+    for sink, title, what in (
+        (
+            "null",
+            "Throughput to /dev/null",
+            "stdout is /dev/null; the end is the client's last "
+            "`write()`, seen as its `/proc/<pid>/io` wchar stopping (polled every 2 ms)",
+        ),
+        (
+            "pipe",
+            "Throughput to a pipe",
+            "stdout is a pipe (64 KiB, the default) that the harness "
+            "drains with `os.read`; the end is the read that completes the last message",
+        ),
+    ):
+        section = summary.get(f"throughput_{sink}")
+        if not section:
+            continue
+        out(f"## {title}")
+        out("")
+        out(f"Messages per second from the server's first stream frame to the end; {what}.")
+        out("")
+        out("| client | msg/s (median) | x bare loop |")
+        out("|---|---|---|")
+        for name in sorted(names, key=lambda n: -(section[n]["msgs_per_s"] or 0)):
+            entry = section[name]
+            failed = f" ({len(entry['errors'])} failed)" if entry["errors"] else ""
+            out(
+                f"| {name} | {_rate(entry['msgs_per_s'])}{failed} | {_ratio_cell(entry['ratio'])} |"
+            )
+        out("")
+
+    rates = [rate for rate, _ in config["latency"] if f"latency_{rate}" in summary]
+    if rates:
+        out("## Latency added")
+        out("")
+        out(
+            "Milliseconds from the server's CLOCK_MONOTONIC stamp (taken just before the frame "
+            "is written) to the harness's `os.read` that returns the line from the client's "
+            "stdout pipe.  Medians over rounds of each round's percentile; the ratio is the "
+            "client's p99 over the bare loop's (lower is better)."
+        )
+        out("")
+        for rate in rates:
+            section = summary[f"latency_{rate}"]
+            out(f"At {rate:,} msg/s:")
+            out("")
+            out("| client | p50 ms | p99 ms | p99.9 ms | max ms | p99 x bare | kept up |")
+            out("|---|---|---|---|---|---|---|")
+            for name in names:
+                entry = section[name]
+                share = entry["received_share"]
+                kept = (
+                    "-"
+                    if share is None
+                    else ("yes" if share >= 1 else f"**no**: {share:.0%} by the deadline")
+                )
+                failed = f" ({len(entry['errors'])} failed)" if entry["errors"] else ""
+                out(
+                    f"| {name}{failed} | {_ms(entry['p50_ms'])} | {_ms(entry['p99_ms'])} | "
+                    f"{_ms(entry['p999_ms'])} | {_ms(entry['max_ms'])} | "
+                    f"{_ratio_cell(entry['p99_ratio'])} | {kept} |"
+                )
+            out("")
+
+    if "pty" in summary:
+        out("## On a terminal")
+        out("")
+        out(
+            f"Each client's stdout and stderr on a {160}x{40} pseudo-terminal that the harness "
+            "drains as fast as it can; the end is the moment the last message's symbol "
+            "(`ZZEND`) appears on it."
+        )
+        out("")
+        out("| variant | msg/s (median) |")
+        out("|---|---|")
+        for variant, entry in summary["pty"].items():
+            failed = f" ({len(entry['errors'])} failed)" if entry["errors"] else ""
+            out(f"| {variant}{failed} | {_rate(entry['msgs_per_s'])} |")
+        out("")
+        for label, spread in summary["pty_ratios"].items():
+            if spread["median"] is not None:
+                out(f"- {label}: {_ratio_cell(spread)}")
+        out("")
+
+    if "idle" in summary or "syscalls" in summary:
+        out("## Idle: heartbeats only")
+        out("")
+        out(
+            "A subscribed client, no stream, a heartbeat every "
+            f"{config['idle_interval']} s.  CPU: all its threads' "
+            "`/proc/<pid>/task/*/schedstat` run time over the window, per heartbeat sent in "
+            "it.  Syscalls: `strace -c -f` attached for a separate window (once per run).  "
+            "websocat and wscat are answered through their stdin by the harness, whose own "
+            "work is not counted."
+        )
+        out("")
+        out("| client | CPU us/heartbeat | x bare | syscalls/heartbeat | most frequent |")
+        out("|---|---|---|---|---|")
+        for name in names:
+            idle = _get(summary, "idle", name) or {}
+            trace = _get(summary, "syscalls", name) or {}
+            top = ", ".join(
+                f"{call} {count:.1f}"
+                for call, count in list((trace.get("syscalls_top") or {}).items())[:4]
+            )
+            calls = trace.get("syscalls_per_heartbeat")
+            out(
+                f"| {name} | {_rate(idle.get('cpu_us_per_heartbeat'))} | "
+                f"{_ratio_cell(idle.get('ratio'))} | "
+                f"{'-' if calls is None else f'{calls:.1f}'} | {top or trace.get('error', '-')} |"
+            )
+        out("")
+
+    if "memory" in summary or "stall" in summary:
+        out("## Memory")
+        out("")
+        out(
+            "VmRSS from `/proc/<pid>/status`.  Steady: one blast to a pipe drained at full speed, "
+            "sampled when the stream starts, after the first sample count and at the end.  "
+            "Stalled reader: the harness stops reading the client's stdout for "
+            f"{config['stall_seconds']} s after a tenth of the blast, sampling every 50 ms."
+        )
+        out("")
+        out(
+            f"| client | RSS at start | at {config['rss_sample']:,} | at {config['rss_count']:,} "
+            "| growth | peak (HWM) | stall: before | stall: peak | survived the stall |"
+        )
+        out("|---|---|---|---|---|---|---|---|---|")
+        for name in names:
+            steady = _get(summary, "memory", name) or {}
+            stall = _get(summary, "stall", name) or {}
+            if "error" in steady:
+                steady_cells = f"error: {steady['error']} | | | | "
+            else:
+                growth = steady.get("growth_mib")
+                steady_cells = (
+                    f"{kib(steady.get('rss_start_kib'))} | {kib(steady.get('rss_sample_kib'))} | "
+                    f"{kib(steady.get('rss_end_kib'))} | "
+                    f"{'-' if growth is None else f'{growth:+.1f} MiB'} | "
+                    f"{kib(steady.get('hwm_end_kib'))}"
+                )
+            if "error" in stall:
+                stall_cells = f"error: {stall['error']} | |"
+            else:
+                survived = stall.get("exit_status_during_stall") is None and not stall.get("note")
+                stall_cells = (
+                    f"{kib(stall.get('rss_before_kib'))} | "
+                    f"{kib(stall.get('rss_peak_stall_kib'))} | "
+                    + ("yes" if survived else f"**no**: {stall.get('note')}")
+                )
+            out(f"| {name} | {steady_cells} | {stall_cells} |")
+        out("")
+
+    if "startup" in summary:
+        startup = results["once"]["startup"]
+        out("## Startup")
+        out("")
+        out(
+            f"Median wall time of {startup['runs']} runs ({startup['tool']}"
+            + (", `-N`, after warm-up runs" if startup["tool"] == "hyperfine" else ", interleaved")
+            + "), same interpreter as c2ws."
+        )
+        out("")
+        out("| command | median ms | x `python -c pass` |")
+        out("|---|---|---|")
+        for command, entry in summary["startup"].items():
+            ratio = "-" if entry["ratio"] is None else f"{entry['ratio']:.1f}"
+            out(f"| `{command}` | {entry['median_ms']:.1f} | {ratio} |")
+        out("")
+
+    problems = _problems(results)
+    if problems:
+        out("## Failures and notes")
+        out("")
+        for problem in problems:
+            out(f"- {problem}")
+        out("")
+    return "\n".join(lines)
+
+
+def _problems(results: Result) -> list[str]:
+    found: list[str] = []
+    for record in results["rounds"]:
+        for section, entries in record.items():
+            if not isinstance(entries, dict):
+                continue
+            candidates = entries.items() if "error" not in entries else [("server", entries)]
+            for name, result in candidates:
+                if isinstance(result, dict) and ("error" in result or result.get("note")):
+                    text = result.get("error") or result.get("note")
+                    found.append(f"round {record['round']}, {section}, {name}: {text}")
+    for section, entries in results.get("once", {}).items():
+        if isinstance(entries, dict):
+            for name, result in entries.items():
+                if isinstance(result, dict) and ("error" in result or result.get("note")):
+                    found.append(f"{section}, {name}: {result.get('error') or result.get('note')}")
+    return found

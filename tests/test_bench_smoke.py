@@ -1,0 +1,118 @@
+"""The benchmark harness (bench/) runs end to end at tiny sizes and reports well-formed
+results.  No timing is asserted: figures belong in bench/RESULTS.md, not in tests.
+
+Only the clients the test extras provide are measured: c2ws and the bare
+websocket-client loop.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+# The quick run starts some 25 client processes: generous on a loaded 2-core machine.
+pytestmark = pytest.mark.timeout(240)
+
+ROUND_SECTIONS = ("throughput_null", "throughput_pipe", "latency_1000", "latency_10000", "idle")
+ONCE_SECTIONS = ("memory", "stall")
+
+
+def bench_module(name: str) -> ModuleType:
+    if str(BENCH) not in sys.path:
+        sys.path.insert(0, str(BENCH))
+    return importlib.import_module(name)
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str]:
+    out = tmp_path_factory.mktemp("bench")
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "run.py"), "--quick", "--clients", "c2ws,bare",
+         "--out", str(out)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return json.loads((out / "results.json").read_text()), (out / "RESULTS.md").read_text()
+
+
+def positive(result: dict[str, Any], *keys: str) -> None:
+    assert "error" not in result, result
+    for key in keys:
+        value = result[key]
+        assert isinstance(value, (int, float)) and value > 0, (key, result)
+
+
+def test_quick_run_measures_both_clients_in_every_section(
+    quick_run: tuple[dict[str, Any], str],
+) -> None:
+    results, _ = quick_run
+    assert {name for name, info in results["clients"].items() if info["available"]} == {
+        "c2ws", "bare",
+    }  # fmt: skip
+    (only_round,) = results["rounds"]
+    positive(only_round["ceiling"], "msgs_per_s")
+    for section in ROUND_SECTIONS:
+        assert set(only_round[section]) == {"c2ws", "bare"}, section
+    for name in ("c2ws", "bare"):
+        positive(only_round["throughput_null"][name], "msgs_per_s")
+        positive(only_round["throughput_pipe"][name], "msgs_per_s")
+        for section in ("latency_1000", "latency_10000"):
+            positive(only_round[section][name], "p50_ms", "p99_ms", "p999_ms", "received")
+        positive(only_round["idle"][name], "cpu_us_per_heartbeat", "heartbeats")
+        # Every client answers heartbeats (the harness answers for the command-line tools).
+        assert only_round["idle"][name]["acks"] > 0
+        positive(results["once"]["memory"][name], "rss_sample_kib", "rss_end_kib")
+        positive(results["once"]["stall"][name], "rss_before_kib", "rss_peak_stall_kib")
+    positive(only_round["pty"]["c2ws-table"], "msgs_per_s")
+    positive(only_round["pty"]["c2ws-ndjson"], "msgs_per_s")
+    assert set(results["once"]["startup"]["median_ms"]) == {
+        "python -c pass", "c2ws --version", "c2ws subscribe --help",
+    }  # fmt: skip
+
+
+def test_summary_has_ratios_and_every_target(quick_run: tuple[dict[str, Any], str]) -> None:
+    results, markdown = quick_run
+    summary = results["summary"]
+    assert summary["throughput_pipe"]["bare"]["ratio"]["median"] == 1.0
+    assert summary["throughput_pipe"]["c2ws"]["ratio"]["n"] == 1
+    targets = summary["targets"]
+    assert len(targets) >= 9
+    assert all(row["measured"] is not None for row in targets), targets
+    for heading in ("## Machine", "## Targets", "## Throughput to a pipe", "## Latency added",
+                    "## On a terminal", "## Idle", "## Memory", "## Startup"):  # fmt: skip
+        assert heading in markdown
+
+
+def test_stamped_frames_carry_their_seq_id_and_a_stamp_in_the_payload() -> None:
+    wire = bench_module("wire")
+    stream = wire.build_stream(50, 42)
+    for index in range(50):
+        frame = stream.blob[stream.boundaries[index] : stream.boundaries[index + 1]]
+        stamp = stream.stamp_offsets[index] - stream.boundaries[index]
+        stamped = frame[:stamp] + b"%019d" % 1234 + frame[stamp + wire.STAMP_WIDTH :]
+        header = 4 if frame[1] == 126 else 2
+        message = json.loads(stamped[header:])
+        assert message["seq_id"] == index + 1
+        assert message["payload"]["StrategyId"] == 42
+        assert message["payload"]["BenchSentNs"] == f"{1234:019d}"
+        assert wire.MIN_ENVELOPE_BYTES <= len(frame) - header <= wire.MAX_ENVELOPE_BYTES
+    assert wire.END_MARKER in stream.blob[stream.boundaries[49] :]
+    assert wire.END_MARKER not in stream.blob[: stream.boundaries[49]]
+
+
+def test_client_frames_split_anywhere_are_reassembled() -> None:
+    wire = bench_module("wire")
+    sent = [b'{"msg_type":"heartbeat.ack"}', b"x" * 300, b""]
+    stream = b"".join(wire.masked_frame(payload) for payload in sent)
+    reader = wire.ClientFrameReader()
+    received = [frame.payload for byte in range(len(stream))
+                for frame in reader.feed(stream[byte : byte + 1])]  # fmt: skip
+    assert received == sent
