@@ -230,10 +230,15 @@ def strategy_id_of(view: PayloadView) -> int | None:
     return value if value is not None and value > 0 else None
 
 
+def epoch_of(timestamp: str | None, arrival: float) -> float:
+    """When a message happened: its envelope timestamp, else its arrival time."""
+    epoch = protocol.parse_timestamp(timestamp) if timestamp is not None else None
+    return arrival if epoch is None else epoch
+
+
 def clock_time(timestamp: str | None, arrival: float) -> str:
     """HH:MM:SS UTC of the envelope timestamp, else of the local arrival time."""
-    epoch = protocol.parse_timestamp(timestamp) if timestamp is not None else None
-    return time.strftime("%H:%M:%S", time.gmtime(arrival if epoch is None else epoch))
+    return time.strftime("%H:%M:%S", time.gmtime(epoch_of(timestamp, arrival)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,6 +275,18 @@ def signal_fields(payload: Mapping[str, object]) -> SignalFields:
         status=ORDER_STATUSES.name_of(view.get(*_ORDER_STATUS)),
         signal_id=display_text(view.get(*_SIGNAL_ID)),
     )
+
+
+# Statuses that mean the order (partly) executed: what ``--bell-fills`` rings for.
+FILL_STATUSES: Final = frozenset(
+    {dto.ORDER_STATUS_NAMES[dto.STATUS_FILLED], dto.ORDER_STATUS_NAMES["1"]}
+)
+
+
+def is_fill(payload: Mapping[str, object]) -> bool:
+    """The signal reports an execution (status Filled or Partially filled)."""
+    status = ORDER_STATUSES.name_of(PayloadView(payload).get(*_ORDER_STATUS))
+    return status in FILL_STATUSES
 
 
 @dataclass(frozen=True, slots=True)
