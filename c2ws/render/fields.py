@@ -22,9 +22,11 @@ from dataclasses import dataclass
 from typing import Final
 
 from c2ws import dto, protocol
-from c2ws.render.safe import ELLIPSIS, cap, terminal_safe
+from c2ws.render.safe import ELLIPSIS, cap, terminal_safe  # noqa: F401 - ELLIPSIS re-exported
 
 MAX_CELL_CHARS: Final = 64
+# What a number too long for any cell shows instead (as spreadsheets do).
+TOO_LONG_NUMBER: Final = "########"
 
 _DECIMAL_PLACES: Final = 8
 _NUMBER_TEXT: Final = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
@@ -45,8 +47,10 @@ def format_number(value: int | float) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
-        # str() of an int is quadratic and refuses past 4300 digits.
-        return cap(str(value), MAX_CELL_CHARS) if value.bit_length() < 1000 else ELLIPSIS
+        # str() of an int is quadratic and refuses past 4300 digits.  A number is never
+        # shown cut short (that would be a different number): too long is all hashes.
+        text = str(value) if value.bit_length() < 1000 else TOO_LONG_NUMBER
+        return text if len(text) <= MAX_CELL_CHARS else TOO_LONG_NUMBER
     if not math.isfinite(value):
         return str(value)
     if value == 0:

@@ -198,6 +198,12 @@ class LineLayout:
                 break
             kept.remove(column)
         widths = {c.name: least[c.name] for c in kept}
+        excess = _total_width([(c, widths[c.name]) for c in kept]) - width
+        for column in kept:  # numbers wider than the terminal allows: they show as ###
+            if excess > 0 and column.numeric and widths[column.name] > column.width:
+                cut = min(excess, widths[column.name] - column.width)
+                widths[column.name] -= cut
+                excess -= cut
         spare = max(width - _total_width([(c, widths[c.name]) for c in kept]), 0)
         by_importance = sorted(kept, key=_importance)
         for column in by_importance:  # abbreviated columns back to their full width first
