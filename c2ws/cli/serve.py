@@ -18,10 +18,9 @@ DEFAULT_SERVE_STRATEGIES = "12345678, 23456789, 34567890"
 
 SERVE_EPILOG = """\b
 Examples:
-  c2ws serve                                  ws://127.0.0.1:8765/ws, key test-key
-  c2ws serve --port 0 --rate 10               any free port, a busier feed
-  c2ws serve --feed recorded.ndjson --strategies 42
-                                              replay a recording of strategy 42
+  c2ws serve                         ws://127.0.0.1:8765/ws, key test-key
+  c2ws serve --port 0 --rate 10      any free port, a busier feed
+  c2ws serve --feed rec.ndjson --strategies 42   replay a recording
 """
 
 

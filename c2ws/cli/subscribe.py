@@ -52,7 +52,7 @@ DEMO_API_KEY = "demo"
 SUBSCRIBE_EPILOG = """\b
 Examples:
   c2ws subscribe 12345678 23456789           live tables of two strategies
-  c2ws subscribe 12345678 -o ndjson | jq -c 'select(.msg_type=="strategy.signal")'
+  c2ws subscribe 12345678 -o ndjson | jq -c .payload   NDJSON for scripts
   c2ws subscribe 12345678 -c signal -n 1 --timeout 300 > next.json
       (the next signal, or exit 124 after 5 minutes)
 
@@ -62,11 +62,11 @@ Exit codes:
   1    internal error (a bug; C2WS_DEBUG=1 shows the traceback)
   2    bad arguments or options
   3    authentication failed (HTTP 401): missing or invalid API key
-  4    cannot connect (DNS, refused, TLS, timeout, an HTTP status at the upgrade)
+  4    cannot connect (DNS, refused, TLS, timeout, HTTP status at the upgrade)
   5    server busy (HTTP 429/503, or closed with 1008)
   6    connection lost (the server closed or dropped it, or went silent)
   7    every requested subscription was rejected
-  8    --no-reconnect: stdout's reader fell more than --max-buffer messages behind
+  8    --no-reconnect: stdout's reader fell --max-buffer messages behind
   9    writing stdout failed (disk full, I/O error)
   10   the --state file is corrupt, foreign, locked or cannot be written
   11   --fail-on-gap: the server could not replay every missed signal
@@ -79,7 +79,7 @@ DEMO_EPILOG = """\b
 Examples:
   c2ws demo                              live tables, until Ctrl-C
   c2ws demo -o ndjson -n 5               five messages as NDJSON, then exit 0
-  c2ws demo --rate 20 --bell --tz utc    a busy feed, a bell per signal, UTC times
+  c2ws demo --rate 20 --bell --tz utc    busy feed, bell per signal, UTC times
 """
 
 

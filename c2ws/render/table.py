@@ -79,7 +79,7 @@ MAX_PENDING_LINES: Final = 1000
 MAX_POSITION_ROWS: Final = 10_000
 # How long a new signal stays highlighted in the live region, and how many may.
 HIGHLIGHT_SECONDS: Final = 2.0
-MAX_FRESH_LINES: Final = 4
+MAX_FRESH_LINES: Final = 3
 # The live region takes at most this share of the terminal's height (the rest shows the
 # latest signals), but always room for a few positions.
 LIVE_HEIGHT_SHARE: Final = 0.5
