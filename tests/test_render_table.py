@@ -652,7 +652,7 @@ def test_a_number_too_wide_for_the_terminal_shows_as_hashes_never_cut() -> None:
 
 
 def test_piped_width_keeps_every_column() -> None:
-    from c2ws.render.table import full_width
+    from c2ws.render.layout import full_width
 
     output = render(signal(rest_signal()), width=full_width())
     header = output.splitlines()[0]

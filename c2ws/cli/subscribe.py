@@ -313,7 +313,8 @@ def _table_renderer(
     they land above its live region instead of under the next redraw."""
     from c2ws.render.clock import DisplayZone
     from c2ws.render.consoles import DataConsole, same_terminal, terminal_width
-    from c2ws.render.table import TableRenderer, full_width  # rich tables only when asked for
+    from c2ws.render.layout import full_width
+    from c2ws.render.table import TableRenderer  # rich tables only when asked for
 
     width = None
     if not sys.stdout.isatty() and "COLUMNS" not in os.environ:
