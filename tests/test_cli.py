@@ -191,3 +191,26 @@ def test_readme_is_self_contained() -> None:
     assert "docs/protocol.md" in readme
     protocol_doc = (REPO / "docs" / "protocol.md").read_text()
     assert "resume_from" in protocol_doc and "c2ws/spec.py" in protocol_doc
+
+
+def test_tz_leaves_ndjson_timestamps_as_the_server_sent_them() -> None:
+    result = run("demo", "-o", "ndjson", "-n", "4", "--rate", "50", "--tz", "Asia/Tokyo")
+    assert result.returncode == 0, result.stderr
+    stamps = [json.loads(line)["timestamp"] for line in result.stdout.splitlines()]
+    assert len(stamps) == 4 and all(re.fullmatch(r"\d{4}-\d\d-\d\dT[\d:]{8}Z", s) for s in stamps)
+
+
+def test_usage_errors_are_one_plain_line_even_on_a_terminal() -> None:
+    import pty
+
+    master, slave = pty.openpty()
+    try:
+        result = subprocess.run([sys.executable, "-m", "c2ws", "subscribe", "1", "-o", "x"],
+                                cwd=REPO, stdin=slave, stdout=slave, stderr=slave, timeout=60)
+        output = os.read(master, 65536).decode()
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert result.returncode == ExitCode.USAGE
+    assert "Error: Invalid value for '-o' / '--output': 'x' is not one of" in output
+    assert "╭" not in output  # no boxed panel
