@@ -22,6 +22,7 @@ STRATEGY = 12345678
 SIGNALS = SubscriptionKey(STRATEGY, "strategy.signal")
 POSITIONS = SubscriptionKey(STRATEGY, "strategy.positions")
 TIMESTAMP = "2024-01-01T12:00:00Z"
+NOON = 1_704_110_400.0  # TIMESTAMP as epoch seconds
 
 # Anything a terminal would act on: C0 (newline aside), DEL, C1.
 TERMINAL_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
@@ -91,12 +92,18 @@ def make_console(*, terminal: bool = False, width: int = 140) -> tuple[Console, 
     return Console(file=out, width=width, force_terminal=terminal, color_system=None), out
 
 
-def render(*handled: events.Event, width: int = 140, **options: Any) -> str:
+DATE_LINE = re.compile(r"^── \w+day \d{4}-\d\d-\d\d ──\n", re.MULTILINE)
+
+
+def render(
+    *handled: events.Event, width: int = 140, dates: bool = False, **options: Any
+) -> str:
+    """What a log of these events shows (without the date lines unless ``dates``)."""
     console, out = make_console(width=width)
     with TableRenderer(console, live=False, **options) as renderer:
         for event in handled:
             renderer.handle(event)
-    return out.getvalue()
+    return out.getvalue() if dates else DATE_LINE.sub("", out.getvalue())
 
 
 def lines_with(output: str, needle: str) -> list[str]:
@@ -164,7 +171,8 @@ def test_codes_are_named(table: fields.CodeTable, value: object, name: str) -> N
         (-0.0, "0"),
         (1e-12, "1e-12"),
         (10**30, "1000000000000000000000000000000"),
-        (10**400, "…"),
+        (10**70, "########"),  # never cut short: that would be another number
+        (10**400, "########"),
     ],
 )
 def test_numbers_are_formatted_plainly(value: float, text: str) -> None:
@@ -325,7 +333,7 @@ def test_time_falls_back_to_local_arrival() -> None:
     renderer = TableRenderer(console, live=False, clock=lambda: arrival)
     renderer.handle(signal(rest_signal(), timestamp="not a time"))
     renderer.close()
-    assert out.getvalue().splitlines()[1].startswith("22:13:20 ")
+    assert DATE_LINE.sub("", out.getvalue()).splitlines()[1].startswith("22:13:20 ")
 
 
 def test_header_is_printed_once() -> None:
@@ -375,7 +383,7 @@ def test_handling_a_signal_is_cheap() -> None:
 
 def test_position_updates_in_place() -> None:
     console, out = make_console()
-    renderer = TableRenderer(console, live=False)
+    renderer = TableRenderer(console, live=False, clock=lambda: NOON)
     renderer.handle(position(rest_position(2, 4300.0)))
     renderer.handle(position(rest_position(5, 4310.5), timestamp="2024-01-01T12:05:00Z"))
     renderer.handle(position(rest_position(-3, 1.08377, symbol="EURUSD")))
@@ -384,7 +392,7 @@ def test_position_updates_in_place() -> None:
         (str(STRATEGY), "EURUSD"): -3,
     }
     renderer.close()
-    final_table = re.split(r"^Positions *$", out.getvalue(), flags=re.MULTILINE)[1]
+    final_table = re.split(r"^Positions.*$", out.getvalue(), flags=re.MULTILINE)[1]
     es_rows = lines_with(final_table, "@ESZ6")
     assert len(es_rows) == 1
     assert es_rows[0].split() == ["Alpha", "Momentum", "@ESZ6", "5", "4310.5", "USD", "12:05:00"]
@@ -473,7 +481,7 @@ def test_live_is_off_for_a_file_console() -> None:
 
 def test_status_text_counts() -> None:
     console, _ = make_console()
-    renderer = TableRenderer(console, live=False)
+    renderer = TableRenderer(console, live=False, clock=lambda: NOON)
     other = SubscriptionKey(42, "strategy.signal")
     ack = envelope("subscription.ack")
     for event in (
@@ -601,3 +609,200 @@ def test_arbitrary_payloads_never_raise(payload: dict[str, Any], terminal: bool)
     renderer.close()
     if not terminal:
         assert not TERMINAL_CONTROL.search(out.getvalue())
+
+
+# --- layout: what a narrow terminal keeps ------------------------------------------------
+
+
+def test_80_columns_keep_what_a_trader_needs_and_abbreviate_the_strategy() -> None:
+    output = render(signal(rest_signal(StrategyName="Index Mean Reversion", OrderStatus="1")),
+                    width=80)
+    header, row = output.splitlines()
+    for name in ("Time", "Strategy", "Side", "O/C", "Qty", "Symbol", "Type", "Limit/Stop",
+                 "Status"):
+        assert name in header.split(), header
+    assert "Signal id" not in header and "Seq" not in header
+    assert row.split()[1].startswith("Index") and "…" in row  # abbreviated, not dropped
+    assert "Part fill" in row  # "Partially filled", shortened for a narrow column
+    assert len(header) <= 80 and len(row) <= 80
+
+
+@pytest.mark.parametrize("width", [60, 80, 120])
+def test_numbers_widen_their_column_instead_of_being_cut(width: int) -> None:
+    wide = signal(rest_signal(OrderQuantity=123456789012, Limit=4312.25, Stop=4300.5), seq_id=2)
+    output = render(signal(rest_signal(), seq_id=1), wide, signal(rest_signal(), seq_id=3),
+                    width=width)
+    lines = output.splitlines()
+    assert any("123456789012" in line for line in lines)
+    assert any("4312.25/4300.5" in line for line in lines) or "Limit/Stop" not in output
+    assert not re.search(r"\d…|…\d", output)
+    assert all(len(line) <= width for line in lines)
+    # The header comes again when the columns change, so rows stay under their titles.
+    headers = [i for i, line in enumerate(lines) if line.startswith("Time UTC")]
+    qty_row = next(line for line in lines if "123456789012" in line)
+    header = lines[max(i for i in headers if i < lines.index(qty_row))]
+    end = header.index("Qty") + len("Qty")
+    assert qty_row[:end].endswith("123456789012")
+
+
+def test_a_number_too_wide_for_the_terminal_shows_as_hashes_never_cut() -> None:
+    output = render(signal(rest_signal(OrderQuantity="9" * 55)), width=60)
+    row = output.splitlines()[-1]
+    assert "#" in row and not re.search(r"\d…", row)
+
+
+def test_piped_width_keeps_every_column() -> None:
+    from c2ws.render.layout import full_width
+
+    output = render(signal(rest_signal()), width=full_width())
+    header = output.splitlines()[0]
+    assert "Seq" in header and "TIF" in header and "Signal id" in header
+
+
+def test_footer_is_compact_on_a_narrow_terminal() -> None:
+    console, out = make_console(terminal=True, width=80)
+    renderer = TableRenderer(console, clock=lambda: NOON)
+    renderer.expect_subscriptions([SIGNALS, POSITIONS])
+    renderer.handle(events.Connected(envelope("connection.connected")))
+    renderer.close()
+    footer = last_live_frame(out.getvalue()).rstrip().splitlines()[-1]
+    assert footer.startswith("conn no (run ended) | subs 0/2")
+    assert "…" not in footer
+
+
+# --- time zones and dates ------------------------------------------------------------
+
+
+def test_times_are_shown_in_the_chosen_zone_with_its_name_in_the_header() -> None:
+    from c2ws.render.clock import DisplayZone
+
+    zone = DisplayZone.parse("America/New_York")
+    output = render(signal(rest_signal()), zone=zone, clock=lambda: NOON)
+    header, row = output.splitlines()
+    assert header.startswith("Time EST ")
+    assert row.startswith("07:00:00 ")  # 12:00 UTC in January
+
+
+def test_local_zone_follows_the_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    from c2ws.render.clock import DisplayZone
+
+    monkeypatch.setenv("TZ", "Asia/Kolkata")
+    time.tzset()
+    try:
+        output = render(signal(rest_signal()), zone=DisplayZone.local(), clock=lambda: NOON)
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    header, row = output.splitlines()
+    assert header.startswith("Time IST ") and row.startswith("17:30:00 ")
+
+
+def test_unknown_zone_says_what_is_accepted() -> None:
+    from c2ws.render.clock import DisplayZone, UnknownZone
+
+    with pytest.raises(UnknownZone, match="local, utc or an IANA name"):
+        DisplayZone.parse("Mars/Olympus")
+    assert DisplayZone.parse("UTC").name == "UTC"
+    assert DisplayZone.parse("Local").tz is None
+
+
+def test_a_log_dates_its_first_line_and_every_new_day() -> None:
+    output = render(
+        signal(rest_signal(), seq_id=1),
+        signal(rest_signal(), seq_id=2, timestamp="2024-01-01T23:59:59Z"),
+        signal(rest_signal(), seq_id=3, timestamp="2024-01-02T00:00:01Z"),
+        dates=True, clock=lambda: NOON,
+    )
+    lines = output.splitlines()
+    assert lines[0] == "── Monday 2024-01-01 ──"
+    assert lines.index("── Tuesday 2024-01-02 ──") == 4
+    assert lines[5].startswith("00:00:01 ")
+    assert len([line for line in lines if line.startswith("Time UTC")]) == 1
+
+
+def test_a_live_table_dates_lines_only_when_the_day_is_not_today() -> None:
+    console, out = make_console(terminal=True)
+    with TableRenderer(console, clock=lambda: NOON, highlight_seconds=0) as renderer:
+        renderer.handle(signal(rest_signal(), seq_id=1))
+        renderer.handle(signal(rest_signal(), seq_id=2, timestamp="2024-01-02T09:00:00Z"))
+    output = out.getvalue()
+    assert "Monday 2024-01-01" not in output
+    assert "── Tuesday 2024-01-02 ──" in output
+
+
+def test_positions_updated_on_another_day_show_the_date() -> None:
+    console, out = make_console()
+    renderer = TableRenderer(console, live=False, clock=lambda: NOON + 86_400)
+    renderer.handle(position(rest_position(3)))
+    renderer.close()
+    row = lines_with(out.getvalue().split("Positions", 1)[1], "@ESZ6")[0]
+    assert row.split()[-2:] == ["01-01", "12:00"]
+
+
+# --- what the positions table can be trusted for ---------------------------------------
+
+
+def positions_title(renderer: TableRenderer, out: io.StringIO) -> str:
+    renderer.close()
+    return next(line for line in out.getvalue().splitlines() if line.startswith("Positions"))
+
+
+def test_positions_say_they_are_updates_since_the_connection() -> None:
+    console, out = make_console(terminal=True)
+    renderer = TableRenderer(console, clock=lambda: NOON)
+    renderer.handle(events.Connected(envelope("connection.connected")))
+    renderer.close()
+    frame = last_live_frame(out.getvalue())
+    assert "updates since 12:00:00" in frame
+    assert "no open positions seen since 12:00:00" in frame
+    assert "only changes are streamed" in frame
+
+
+def test_positions_are_stale_while_disconnected_and_the_outage_is_remembered() -> None:
+    now = [NOON]
+    console, out = make_console(terminal=True)
+    renderer = TableRenderer(console, clock=lambda: now[0], highlight_seconds=0)
+    renderer.handle(events.Connected(envelope("connection.connected")))
+    renderer.handle(position(rest_position(3)))
+    now[0] += 60
+    renderer.handle(LOST)
+    renderer._live.update(renderer._live_view(), refresh=True)  # type: ignore[union-attr]
+    stale = last_live_frame(out.getvalue())
+    assert "stale: disconnected since 12:01:00" in stale
+    now[0] += 5
+    renderer.handle(events.Connected(envelope("connection.connected")))
+    renderer._live.update(renderer._live_view(), refresh=True)  # type: ignore[union-attr]
+    back = last_live_frame(out.getvalue())
+    assert "changes between 12:01:00 and 12:01:05 may be missing" in back
+    renderer.close()
+    final = last_live_frame(out.getvalue())
+    assert "Positions at 12:01:05 (run ended; updates since 12:00:00)" in final
+    assert "connected: no (run ended)" in final
+
+
+def test_the_last_frame_is_true_even_without_a_connection_ended_event() -> None:
+    # The engine's ConnectionEnded events during stop are never read by the output loop.
+    console, out = make_console(terminal=True)
+    renderer = TableRenderer(console, clock=lambda: NOON)
+    renderer.expect_subscriptions([SIGNALS, POSITIONS])
+    renderer.handle(events.Connected(envelope("connection.connected")))
+    for key in (SIGNALS, POSITIONS):
+        renderer.handle(events.SubscriptionConfirmed(key, "r", envelope("subscription.ack")))
+    assert renderer.status_text().startswith("connected: yes | subscriptions: 2/2 active")
+    renderer.close()
+    assert renderer.status_text().startswith(
+        "connected: no (run ended) | subscriptions: 0/2 active")
+    assert "connected: yes" not in last_live_frame(out.getvalue())
+
+
+def test_a_message_printed_while_live_lands_above_the_region_in_order() -> None:
+    from rich.text import Text
+
+    console, out = make_console(terminal=True)
+    with TableRenderer(console, clock=lambda: NOON, highlight_seconds=0) as renderer:
+        renderer.handle(signal(rest_signal(SignalId="first"), seq_id=1))
+        renderer.print_message(Text("c2ws: a message"))
+        renderer.handle(signal(rest_signal(SignalId="second"), seq_id=2))
+    output = out.getvalue()
+    assert output.index("first") < output.index("c2ws: a message") < output.index("second")
+    assert "c2ws: a message" not in last_live_frame(output)

@@ -28,9 +28,6 @@ def main() -> None:
     """Console-script entry point."""
     if hasattr(signal, "SIGTERM"):
         signal.signal(signal.SIGTERM, _on_sigterm)
-    if not (sys.stderr and sys.stderr.isatty()):
-        # Scripts read usage errors: one plain "Error: ..." line, not a boxed panel.
-        app.rich_markup_mode = None
     try:
         app(prog_name="c2ws")
     except Terminated:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import re
+from typing import Annotated, Any
 
 import typer
+from typer._click.exceptions import NoSuchOption
+from typer.core import TyperArgument, TyperCommand
 
 from c2ws import __version__
 
@@ -17,11 +20,61 @@ class StdoutClosed(Exception):
     """stdout's reader went away; the caller silences stdout and exits OK."""
 
 
+# "-1", "-12345678", "-1,2": a negative number where an argument was meant.
+_NEGATIVE_NUMBER = re.compile(r"-\d[\d,]*")
+
+
+class _Argument(TyperArgument):
+    """An argument shown as its metavar says ("STRATEGY_ID..."), not as the Python type
+    it is parsed into ("{STRATEGY_ID}... <list[str]>")."""
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None if self.metavar is not None else super().display_type_rich(ctx)
+
+    def _rich_display_name(self) -> str:
+        name = self.display_name_raw
+        return f"{name}..." if self.nargs != 1 else name
+
+    def _usage_display_name(self) -> str:
+        name = self._rich_display_name()
+        return name if self.required else f"[{name}]"
+
+
+class Command(TyperCommand):
+    """Every c2ws command: plain metavars, and a negative number among the arguments is
+    called a bad strategy id rather than an unknown option."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if type(param) is TyperArgument:
+                param.__class__ = _Argument
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        given = list(args)  # the parser consumes the list it is handed
+        try:
+            return super().parse_args(ctx, args)
+        except NoSuchOption:
+            negative = next((arg for arg in given if _NEGATIVE_NUMBER.fullmatch(arg)), None)
+            takes_ids = any(getattr(p, "metavar", None) == "STRATEGY_ID" for p in self.params)
+            if negative is None or not takes_ids:
+                raise
+            raise typer.BadParameter(
+                f"{negative!r} is not a strategy id: ids are positive integers "
+                "(an argument that starts with '-' is read as an option)",
+                ctx=ctx, param_hint="'STRATEGY_ID'",
+            ) from None
+
+
 app = typer.Typer(
     name="c2ws",
     help="Stream Collective2 trading signals and positions from the C2 WebSocket API.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Plain help and errors: they read the same on a terminal, in a pipe and in the docs.
+    rich_markup_mode=None,
+    # `c2ws completions SHELL` prints the scripts; Typer's own options would duplicate it.
+    add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -32,7 +85,8 @@ def _version_callback(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
+@app.callback(epilog="Run 'c2ws COMMAND --help' for a command's options and examples; "
+                     "'c2ws demo' tries it all without a key or network.")
 def _root(
     version: Annotated[
         bool,

@@ -9,39 +9,65 @@ from typing import Annotated
 import typer
 
 from c2ws import spec
-from c2ws.cli.app import app
-from c2ws.cli.options import parse_strategy_ids
+from c2ws.cli.app import Command, app
+from c2ws.cli.options import number, parse_strategy_ids, seconds, whole_number
 from c2ws.exitcodes import ExitCode
 
+# The synthetic feed's strategies, without importing the server (it needs websockets).
+DEFAULT_SERVE_STRATEGIES = "12345678, 23456789, 34567890"
 
-@app.command()
+SERVE_EPILOG = """\b
+Examples:
+  c2ws serve                         ws://127.0.0.1:8765/ws, key test-key
+  c2ws serve --port 0 --rate 10      any free port, a busier feed
+  c2ws serve --feed rec.ndjson --strategies 42   replay a recording
+"""
+
+
+@app.command(cls=Command, epilog=SERVE_EPILOG)
 def serve(
-    host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port (0: any free).")]
-    = 8765,
+    host: Annotated[str, typer.Option("--host", metavar="HOST", help="Address to bind.")]
+    = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option("--port", metavar="PORT",
+                          parser=whole_number("'--port'", minimum=0, maximum=65535),
+                          help="Port to bind (0: any free port).")
+    ] = 8765,
     api_key: Annotated[
         list[str] | None,
-        typer.Option("--api-key", help="Accepted API key; repeatable. Default: test-key.",
+        typer.Option("--api-key", metavar="KEY",
+                     help="Accepted API key; repeatable. Default: test-key.",
                      show_default=False),
     ] = None,
     heartbeat_interval: Annotated[
-        float, typer.Option("--heartbeat-interval", min=0.05, help="Seconds between heartbeats.")
+        float, typer.Option("--heartbeat-interval", metavar="S",
+                            parser=seconds("'--heartbeat-interval'", minimum=0.05),
+                            help="Seconds between heartbeats.")
     ] = spec.HEARTBEAT_INTERVAL_SECONDS,
     feed: Annotated[
         str, typer.Option("--feed", metavar="synthetic|none|FILE",
                           help="Synthetic trading, nothing, or a recorded NDJSON file.")
     ] = "synthetic",
-    rate: Annotated[float, typer.Option("--rate", min=0.0, help="Feed messages per second.")]
-    = 2.0,
+    rate: Annotated[
+        float, typer.Option("--rate", metavar="N", parser=number("'--rate'", minimum=0),
+                            help="Feed messages per second.")
+    ] = 2.0,
     strategies: Annotated[
         str | None,
         typer.Option("--strategies", metavar="ID,...",
-                     help="Strategies the keys may see (others are FORBIDDEN).",
+                     help="Strategies the keys may see and the feed trades (others are "
+                          f"FORBIDDEN). Default: {DEFAULT_SERVE_STRATEGIES}.",
                      show_default=False),
     ] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the synthetic feed.")] = 0,
+    seed: Annotated[
+        int, typer.Option("--seed", metavar="N", parser=whole_number("'--seed'", minimum=0),
+                          help="Seed of the synthetic feed.")
+    ] = 0,
 ) -> None:
-    """Run the reference server: a local stand-in for the C2 WebSocket API."""
+    """Run the reference server: a local stand-in for the C2 WebSocket API.
+
+    It prints its URL on stderr and runs until Ctrl-C; needs the 'server' extra.
+    """
     server = server_module()
     if not server.is_bind_host(host):
         raise typer.BadParameter(f"{host!r} is not a host name or IP address",

@@ -12,33 +12,78 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from c2ws import spec
-from c2ws.cli.app import StdoutClosed, app
+from c2ws.cli.app import Command, StdoutClosed, app
 from c2ws.cli.options import (
+    BellFillsOpt,
+    BellOpt,
     CountOpt,
     IncludeControlOpt,
     MaxBufferOpt,
     OutputMode,
     OutputOpt,
+    ProgressOpt,
     TimeoutOpt,
+    TzOpt,
     VerboseOpt,
     complete_channel,
+    number,
     parse_channels,
     parse_strategy_ids,
+    seconds,
+    whole_number,
 )
 from c2ws.cli.serve import server_module
 from c2ws.events import SubscriptionKey
 from c2ws.exitcodes import ExitCode
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from c2ws.cli.run import SubscribeOptions
     from c2ws.engine import EngineConfig
+    from c2ws.render import Renderer
+    from c2ws.render.clock import DisplayZone
     from c2ws.render.diagnostics import Diagnostics
 
 # The key the demo's in-process reference server accepts; no real key is involved.
 DEMO_API_KEY = "demo"
 
+# Click keeps the lines of a paragraph that starts with \b as they are.
+SUBSCRIBE_EPILOG = """\b
+Examples:
+  c2ws subscribe 12345678 23456789           live tables of two strategies
+  c2ws subscribe 12345678 -o ndjson | jq -c .payload   NDJSON for scripts
+  c2ws subscribe 12345678 -c signal -n 1 --timeout 300 > next.json
+      (the next signal, or exit 124 after 5 minutes)
 
-@app.command()
+\b
+Exit codes:
+  0    --count or --timeout reached, or stdout's reader went away
+  1    internal error (a bug; C2WS_DEBUG=1 shows the traceback)
+  2    bad arguments or options
+  3    authentication failed (HTTP 401): missing or invalid API key
+  4    cannot connect (DNS, refused, TLS, timeout, HTTP status at the upgrade)
+  5    server busy (HTTP 429/503, or closed with 1008)
+  6    connection lost (the server closed or dropped it, or went silent)
+  7    every requested subscription was rejected
+  8    --no-reconnect: stdout's reader fell --max-buffer messages behind
+  9    writing stdout failed (disk full, I/O error)
+  10   the --state file is corrupt, foreign, locked or cannot be written
+  11   --fail-on-gap: the server could not replay every missed signal
+  124  --timeout expired before --count messages arrived
+  130  interrupted (Ctrl-C)
+  143  terminated (SIGTERM)
+"""
+
+DEMO_EPILOG = """\b
+Examples:
+  c2ws demo                              live tables, until Ctrl-C
+  c2ws demo -o ndjson -n 5               five messages as NDJSON, then exit 0
+  c2ws demo --rate 20 --bell --tz utc    busy feed, bell per signal, UTC times
+"""
+
+
+@app.command(cls=Command, epilog=SUBSCRIBE_EPILOG)
 def subscribe(
     ctx: typer.Context,
     strategy_ids: Annotated[
@@ -55,16 +100,22 @@ def subscribe(
     ] = None,
     api_key: Annotated[
         str | None,
-        typer.Option("--api-key", envvar="C2_API_KEY", show_default=False,
-                     help="C2 API key (sent as a Bearer token; never printed)."),
+        typer.Option("--api-key", metavar="KEY", envvar="C2_API_KEY", show_default=False,
+                     help="C2 API key (sent as a Bearer token; never printed). Prefer "
+                          "the C2_API_KEY variable: arguments show in ps."),
     ] = None,
     url: Annotated[
-        str, typer.Option("--url", envvar="C2WS_URL", help="WebSocket endpoint.")
+        str, typer.Option("--url", metavar="URL", envvar="C2WS_URL",
+                          help="WebSocket endpoint (its path is /ws).")
     ] = spec.DEFAULT_URL,
     output: OutputOpt = OutputMode.auto,
     count: CountOpt = None,
     timeout: TimeoutOpt = None,
     include_control: IncludeControlOpt = False,
+    tz: TzOpt = None,
+    progress: ProgressOpt = None,
+    bell: BellOpt = False,
+    bell_fills: BellFillsOpt = False,
     max_buffer: MaxBufferOpt = spec.DEFAULT_MAX_BUFFER,
     state: Annotated[
         Path | None,
@@ -78,11 +129,13 @@ def subscribe(
     ] = False,
     max_retries: Annotated[
         int | None,
-        typer.Option("--max-retries", min=0, metavar="N", show_default=False,
+        typer.Option("--max-retries", metavar="N", show_default=False,
+                     parser=whole_number("'--max-retries'", minimum=0),
                      help="Give up after N consecutive failed reconnects (default: never)."),
     ] = None,
     max_backoff: Annotated[
-        float, typer.Option("--max-backoff", min=0.0, metavar="S",
+        float, typer.Option("--max-backoff", metavar="S",
+                            parser=seconds("'--max-backoff'", minimum=0),
                             help="Longest wait between reconnect attempts, in seconds.")
     ] = spec.BACKOFF_MAX_SECONDS,
     fail_on_gap: Annotated[
@@ -90,17 +143,23 @@ def subscribe(
                            help="Exit 11 once a gap the server cannot replay is written.")
     ] = False,
     silence_timeout: Annotated[
-        float, typer.Option("--silence-timeout", min=0.1, metavar="S",
+        float, typer.Option("--silence-timeout", metavar="S",
+                            parser=seconds("'--silence-timeout'", minimum=0.1),
                             help="Reconnect when nothing, not even a heartbeat, arrives for "
                                  "S seconds.")
     ] = spec.CLIENT_STALE_AFTER_SECONDS,
     connect_timeout: Annotated[
-        float, typer.Option("--connect-timeout", min=0.1,
+        float, typer.Option("--connect-timeout", metavar="S",
+                            parser=seconds("'--connect-timeout'", minimum=0.1),
                             help="Seconds to wait for the connection and upgrade.")
     ] = 10.0,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Subscribe to strategies and stream their signals and positions."""
+    """Subscribe to strategies and stream their signals and positions.
+
+    Tables on a terminal, NDJSON in a pipe; messages and errors go to stderr.
+    Each STRATEGY_ID is a positive integer ("1,2,3" works too).
+    """
     from c2ws.engine import EngineConfig, validate_config
     from c2ws.errors import ConfigError
     from c2ws.render.safe import keep_secret
@@ -127,22 +186,36 @@ def subscribe(
     except ConfigError as exc:
         raise typer.BadParameter(str(exc), param_hint=f"'{exc.param or 'STRATEGY_ID'}'") from None
     raise typer.Exit(stream(config, output, count=count, timeout=timeout,
-                            include_control=include_control, fail_on_gap=fail_on_gap))
+                            include_control=include_control, fail_on_gap=fail_on_gap,
+                            terminal=TerminalOptions(tz, progress, bell or bell_fills,
+                                                     bell_fills)))
 
 
-@app.command()
+@app.command(cls=Command, epilog=DEMO_EPILOG)
 def demo(
     output: OutputOpt = OutputMode.auto,
     count: CountOpt = None,
     timeout: TimeoutOpt = None,
     include_control: IncludeControlOpt = False,
+    tz: TzOpt = None,
+    progress: ProgressOpt = None,
+    bell: BellOpt = False,
+    bell_fills: BellFillsOpt = False,
     rate: Annotated[
-        float, typer.Option("--rate", min=0.1, help="Synthetic messages per second.")
+        float, typer.Option("--rate", metavar="N", parser=number("'--rate'", minimum=0.1),
+                            help="Synthetic messages per second (at least 0.1).")
     ] = 2.0,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the synthetic feed.")] = 0,
+    seed: Annotated[
+        int, typer.Option("--seed", metavar="N", parser=whole_number("'--seed'", minimum=0),
+                          help="Seed of the synthetic feed.")
+    ] = 0,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Stream from the bundled reference server: no key, no network needed."""
+    """Stream from the bundled reference server: no key, no network needed.
+
+    Runs the reference server on 127.0.0.1 with a synthetic feed and subscribes to
+    every strategy on both channels, from the first signal on.
+    """
     from c2ws.engine import EngineConfig
     from c2ws.render.consoles import MessageConsole
 
@@ -161,19 +234,30 @@ def demo(
             url=running.url, api_key=DEMO_API_KEY, keys=keys, traffic=verbose
         )
         code = stream(engine_config, output, count=count, timeout=timeout,
-                      include_control=include_control)
+                      include_control=include_control,
+                      terminal=TerminalOptions(tz, progress, bell or bell_fills, bell_fills))
     raise typer.Exit(code)
+
+
+@dataclasses.dataclass(frozen=True)
+class TerminalOptions:
+    """How a run looks on a terminal: ``--tz``, ``--progress``, ``--bell``/``--bell-fills``."""
+
+    zone: DisplayZone | None = None
+    progress: bool | None = None
+    bell: bool = False
+    bell_fills_only: bool = False
 
 
 def stream(
     config: EngineConfig, output: OutputMode, *, count: int | None, timeout: float | None,
     include_control: bool, fail_on_gap: bool = False,
+    terminal: TerminalOptions = TerminalOptions(),
 ) -> int:
     """Run a subscription with the chosen renderer; returns the exit code."""
     from c2ws.cli.run import SubscribeOptions, SubscribeRun
     from c2ws.errors import StateError
-    from c2ws.render import Renderer
-    from c2ws.render.consoles import DataConsole, MessageConsole
+    from c2ws.render.consoles import MessageConsole, is_pipe
     from c2ws.render.diagnostics import Diagnostics
     from c2ws.render.ndjson import NdjsonRenderer
     from c2ws.render.safe import terminal_safe
@@ -184,10 +268,15 @@ def stream(
     stdout_is_tty = sys.stdout.isatty()
     table = output is OutputMode.table or (output is OutputMode.auto and stdout_is_tty)
     err_console = MessageConsole(stderr=True, highlight=False, markup=False, emoji=False)
+    progress = terminal.progress
+    if progress is None:
+        # A pipe's reader may draw on the same terminal (`| jq`, `| less`): no status line
+        # then; nor beside NDJSON lines on the terminal itself.
+        progress = not stdout_is_tty and not is_pipe(sys.stdout)
     diagnostics = Diagnostics(
         err_console,
         verbose=config.traffic,
-        status_line=not table and err_console.is_terminal and not config.traffic,
+        status_line=progress and not table and err_console.is_terminal and not config.traffic,
     )
     options = SubscribeOptions(engine=config, count=count, timeout=timeout,
                                fail_on_gap=fail_on_gap)
@@ -199,14 +288,13 @@ def stream(
             diagnostics.close()
             return int(ExitCode.STATE_FAILED)
     renderer: Renderer
+    table_console: Console | None = None
     if table:
-        from c2ws.render.table import TableRenderer  # rich tables only when asked for
-
-        table_renderer = TableRenderer(DataConsole(highlight=False, markup=False, emoji=False))
-        table_renderer.expect_subscriptions(config.keys)
-        renderer = table_renderer
+        renderer, table_console = _table_renderer(config, terminal, diagnostics)
     else:
         renderer = NdjsonRenderer(sys.stdout.buffer, include_control=include_control)
+    if terminal.bell:
+        renderer = _with_bell(renderer, terminal, table_console, err_console, diagnostics)
     try:
         try:
             return int(SubscribeRun(options, renderer, diagnostics).run())
@@ -216,6 +304,45 @@ def stream(
     except (StdoutClosed, BrokenPipeError):
         silence_stdout()
         return int(ExitCode.OK)
+
+
+def _table_renderer(
+    config: EngineConfig, terminal: TerminalOptions, diagnostics: Diagnostics
+) -> tuple[Renderer, Console]:
+    """The table on stdout; when stderr is the same terminal, messages go through it so
+    they land above its live region instead of under the next redraw."""
+    from c2ws.render.clock import DisplayZone
+    from c2ws.render.consoles import DataConsole, same_terminal, terminal_width
+    from c2ws.render.layout import full_width
+    from c2ws.render.table import TableRenderer  # rich tables only when asked for
+
+    width = None
+    if not sys.stdout.isatty() and "COLUMNS" not in os.environ:
+        # Piped (`| tee log`): the width of the terminal the user watches, else room for
+        # every column; never a silent 80.
+        width = terminal_width(sys.stderr, sys.stdin) or full_width()
+    console = DataConsole(highlight=False, markup=False, emoji=False, width=width)
+    zone = terminal.zone
+    if zone is None:
+        zone = DisplayZone.local() if console.is_terminal else DisplayZone.utc()
+    table = TableRenderer(console, zone=zone)
+    table.expect_subscriptions(config.keys)
+    if table.is_live and same_terminal(sys.stdout, sys.stderr):
+        diagnostics.printer = table.print_message
+    return table, console
+
+
+def _with_bell(
+    renderer: Renderer, terminal: TerminalOptions, table_console: Console | None,
+    err_console: Console, diagnostics: Diagnostics,
+) -> Renderer:
+    from c2ws.render.alerts import Bell, WithBell
+
+    consoles = [c for c in (table_console, err_console) if c is not None and c.is_terminal]
+    if not consoles:
+        diagnostics.say("--bell: neither stdout nor stderr is a terminal; no bell", "yellow")
+        return renderer
+    return WithBell(renderer, Bell(consoles[0], fills_only=terminal.bell_fills_only))
 
 
 def _exactly_once_output(

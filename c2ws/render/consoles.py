@@ -7,6 +7,8 @@ a closed stdout ends the run cleanly with exit 0, a closed stderr silences messa
 from __future__ import annotations
 
 import errno
+import os
+import stat
 
 from rich.console import Console
 
@@ -24,3 +26,57 @@ class MessageConsole(Console):
 
     def on_broken_pipe(self) -> None:
         self.quiet = True
+
+
+# --- what stdout and stderr are ----------------------------------------------------------
+
+
+def _fd_of(stream: object) -> int | None:
+    try:
+        fd = stream.fileno()  # type: ignore[attr-defined]
+    except (AttributeError, OSError, ValueError):
+        return None
+    return fd if isinstance(fd, int) else None
+
+
+def same_terminal(first: object, second: object) -> bool:
+    """Both streams are the same terminal (``c2ws ...`` in a shell, no redirection): what
+    one prints can overwrite what the other printed."""
+    fds = [_fd_of(first), _fd_of(second)]
+    if None in fds:
+        return False
+    try:
+        if not all(os.isatty(fd) for fd in fds if fd is not None):
+            return False
+        one, two = (os.fstat(fd) for fd in fds if fd is not None)
+    except OSError:
+        return False
+    return os.path.samestat(one, two)
+
+
+def is_pipe(stream: object) -> bool:
+    """``stream`` is a pipe or socket: another program reads it (``| jq``), and may well
+    write to the terminal itself."""
+    fd = _fd_of(stream)
+    if fd is None:
+        return False
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+
+
+def terminal_width(*streams: object) -> int | None:
+    """The width of the first of ``streams`` that is a terminal (e.g. stderr while stdout
+    is piped through ``tee``), else None."""
+    for stream in streams:
+        fd = _fd_of(stream)
+        if fd is None:
+            continue
+        try:
+            if os.isatty(fd):
+                return os.get_terminal_size(fd).columns
+        except OSError:
+            continue
+    return None

@@ -61,7 +61,11 @@ class _Throttle:
 
 
 class Diagnostics:
-    """Turns events into stderr lines; optionally keeps a one-line live status."""
+    """Turns events into stderr lines; optionally keeps a one-line live status.
+
+    ``printer``: print every line through it instead of ``console`` (the live table's
+    :meth:`~c2ws.render.table.TableRenderer.print_message` when stderr is its terminal).
+    """
 
     def __init__(
         self,
@@ -70,8 +74,12 @@ class Diagnostics:
         verbose: bool = False,
         status_line: bool = False,
         clock: Callable[[], float] = time.monotonic,
+        printer: Callable[[Text], None] | None = None,
     ) -> None:
         self.console = console
+        # Where lines go instead of ``console``: the live table's message line, when stderr
+        # is the terminal the table redraws (a line printed beside it would be overwritten).
+        self.printer = printer
         self.verbose = verbose
         self._clock = clock
         self.stream_messages = 0
@@ -96,6 +104,9 @@ class Diagnostics:
         """A line on stderr (``text`` must already be terminal-safe).  The API key never
         shows, whoever put it into the text."""
         line = Text(f"c2ws: {redacted(text)}", style=style)
+        if self.printer is not None:
+            self.printer(line)
+            return
         self.console.print(line, soft_wrap=True, highlight=False)
 
     def warn(self, kind: str, text: str, style: str = "yellow") -> None:

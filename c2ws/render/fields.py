@@ -22,9 +22,11 @@ from dataclasses import dataclass
 from typing import Final
 
 from c2ws import dto, protocol
-from c2ws.render.safe import ELLIPSIS, cap, terminal_safe
+from c2ws.render.safe import ELLIPSIS, cap, terminal_safe  # noqa: F401 - ELLIPSIS re-exported
 
 MAX_CELL_CHARS: Final = 64
+# What a number too long for any cell shows instead (as spreadsheets do).
+TOO_LONG_NUMBER: Final = "########"
 
 _DECIMAL_PLACES: Final = 8
 _NUMBER_TEXT: Final = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
@@ -45,8 +47,10 @@ def format_number(value: int | float) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
-        # str() of an int is quadratic and refuses past 4300 digits.
-        return cap(str(value), MAX_CELL_CHARS) if value.bit_length() < 1000 else ELLIPSIS
+        # str() of an int is quadratic and refuses past 4300 digits.  A number is never
+        # shown cut short (that would be a different number): too long is all hashes.
+        text = str(value) if value.bit_length() < 1000 else TOO_LONG_NUMBER
+        return text if len(text) <= MAX_CELL_CHARS else TOO_LONG_NUMBER
     if not math.isfinite(value):
         return str(value)
     if value == 0:
@@ -230,10 +234,15 @@ def strategy_id_of(view: PayloadView) -> int | None:
     return value if value is not None and value > 0 else None
 
 
+def epoch_of(timestamp: str | None, arrival: float) -> float:
+    """When a message happened: its envelope timestamp, else its arrival time."""
+    epoch = protocol.parse_timestamp(timestamp) if timestamp is not None else None
+    return arrival if epoch is None else epoch
+
+
 def clock_time(timestamp: str | None, arrival: float) -> str:
     """HH:MM:SS UTC of the envelope timestamp, else of the local arrival time."""
-    epoch = protocol.parse_timestamp(timestamp) if timestamp is not None else None
-    return time.strftime("%H:%M:%S", time.gmtime(arrival if epoch is None else epoch))
+    return time.strftime("%H:%M:%S", time.gmtime(epoch_of(timestamp, arrival)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,6 +279,18 @@ def signal_fields(payload: Mapping[str, object]) -> SignalFields:
         status=ORDER_STATUSES.name_of(view.get(*_ORDER_STATUS)),
         signal_id=display_text(view.get(*_SIGNAL_ID)),
     )
+
+
+# Statuses that mean the order (partly) executed: what ``--bell-fills`` rings for.
+FILL_STATUSES: Final = frozenset(
+    {dto.ORDER_STATUS_NAMES[dto.STATUS_FILLED], dto.ORDER_STATUS_NAMES["1"]}
+)
+
+
+def is_fill(payload: Mapping[str, object]) -> bool:
+    """The signal reports an execution (status Filled or Partially filled)."""
+    status = ORDER_STATUSES.name_of(PayloadView(payload).get(*_ORDER_STATUS))
+    return status in FILL_STATUSES
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,17 +2,24 @@
 
 c2ws runs for days, so nothing here grows with the number of messages:
 
-* Each signal is printed into the terminal's scrollback as one fixed-width line as it
-  arrives (the header once, before the first); no row is kept.
+* Each signal is one fixed-width line in the terminal's scrollback (the header once
+  before the first, again when the layout changes; a date line before the first line of
+  each day); no row is kept.
 * Positions are a dict keyed by (strategy, symbol), bounded by the distinct keys.  On a
   terminal they are a ``rich.live.Live`` region (positions table and a status footer)
   redrawn at most ``REFRESH_INTERVAL_SECONDS`` apart by a background thread, so a burst
-  of updates costs one redraw, and a signal never re-renders the table: the region is
-  rendered once per refresh and replayed from cache when a signal line is printed above
-  it.  Off a terminal each update is printed as one line and the final table once, at
-  :meth:`TableRenderer.close`.
+  of updates costs one redraw; the region takes at most half the terminal's height, so
+  new signals stay visible above it.  Off a terminal each update is printed as one line
+  and the final table once, at :meth:`TableRenderer.close`.
+* While live, every line meant for the scrollback (signals, and messages handed to
+  :meth:`TableRenderer.print_message`) waits for the next redraw and is printed above
+  the region then, in order, so nothing is overwritten.  The newest signals first stay
+  in the region for ``highlight_seconds``, highlighted, then move to the scrollback.
 * Flat positions (quantity 0) are removed from the table: it shows what is open.  The
   update that closed one is still printed as a line ("flat") when not live.
+
+Numbers are never cut: a number wider than its column widens the column (lower-priority
+columns make room or are dropped).  Text (strategy names, symbols) is abbreviated.
 
 Every server-supplied string goes through :mod:`c2ws.render.fields` (control sequences
 removed, length capped) and into ``rich.text.Text``, never into console markup.
@@ -20,22 +27,24 @@ removed, length capped) and into ``rich.text.Text``, never into console markup.
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from itertools import islice
 from types import TracebackType
 from typing import Final
 
 from rich import box
-from rich.cells import cell_len, set_cell_size
+from rich.cells import cell_len
 from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.live import Live
 from rich.segment import Segment, SegmentLines
 from rich.table import Table
-from rich.text import Span, Text
+from rich.text import Text
 
 from c2ws import spec
 from c2ws.events import (
@@ -59,145 +68,58 @@ from c2ws.events import (
 )
 from c2ws.protocol import Envelope
 from c2ws.render import fields
-from c2ws.render.safe import ELLIPSIS
+from c2ws.render.clock import DisplayZone, day_banner
+from c2ws.render.consoles import same_terminal
+from c2ws.render.layout import (
+    HEADER_STYLE,
+    SIGNAL_COLUMNS,
+    Cell,
+    LineLayout,
+    fit,
+    fit_position_columns,
+)
 
 REFRESH_INTERVAL_SECONDS: Final = 0.1
-# Signal lines held for the next live refresh before they are printed regardless.
+# Lines held for the next live refresh before they are printed regardless.
 MAX_PENDING_LINES: Final = 1000
 # A hostile or buggy feed could name endless distinct symbols; the least recently
 # updated position is forgotten beyond this many.
 MAX_POSITION_ROWS: Final = 10_000
-COLUMN_GAP: Final = 1
-_GAP: Final = " " * COLUMN_GAP
+# How long a new signal stays highlighted in the live region, and how many may.
+HIGHLIGHT_SECONDS: Final = 2.0
+MAX_FRESH_LINES: Final = 3
+# The live region takes at most this share of the terminal's height (the rest shows the
+# latest signals), but always room for a few positions.
+LIVE_HEIGHT_SHARE: Final = 0.5
+MIN_POSITION_ROWS: Final = 3
+# Lines of the live region besides the position rows: title, header, rule, note, footer.
+_LIVE_OVERHEAD_LINES: Final = 5
 
 SIDE_STYLES: Final = {"Buy": "bold green", "Sell": "bold red"}
 SHORT_STYLE: Final = "red"
-HEADER_STYLE: Final = "bold"
 GAP_STYLE: Final = "bold red"
 JUMP_STYLE: Final = "yellow"
+DATE_STYLE: Final = "bold cyan"
+STALE_STYLE: Final = "dim"
+HIGHLIGHT_STYLE: Final = "reverse"
+NOTE_STYLE: Final = "dim"
 POSITION_MARK: Final = "Pos"
 POSITION_STYLE: Final = "cyan"
 ATTENTION_STATUSES: Final = frozenset({"Rejected"})
-
-
-# --- fixed-width lines --------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Column:
-    name: str
-    header: str
-    width: int
-    right: bool = False
-    grow: int = 0  # extra cells it takes when the console has room
-    drop_rank: int | None = None  # narrow consoles drop rank 1 first; None: always kept
-
-
-SIGNAL_COLUMNS: Final = (
-    Column("time", "Time UTC", 8),
-    Column("strategy", "Strategy", 14, grow=10, drop_rank=5),
-    Column("seq", "Seq", 8, right=True, drop_rank=3),
-    Column("side", "Side", 4),
-    Column("open_close", "O/C", 5, drop_rank=4),
-    Column("quantity", "Qty", 7, right=True),
-    Column("symbol", "Symbol", 12, grow=8),
-    Column("order_type", "Type", 6),
-    Column("price", "Limit/Stop", 10, right=True),
-    Column("tif", "TIF", 3, drop_rank=2),
-    Column("status", "Status", 16, drop_rank=6),
-    Column("signal_id", "Signal id", 10, drop_rank=1),
-)
-
-Cell = tuple[str, str | None]  # text, style
-
-
-def _fit(text: str, width: int, right: bool) -> str:
-    """``text`` padded or cut (with an ellipsis) to exactly ``width`` terminal cells."""
-    size = cell_len(text)
-    if size > width:
-        text = set_cell_size(text, width - 1) + ELLIPSIS
-        size = width
-    padding = " " * (width - size)
-    return padding + text if right else text + padding
-
-
-class LineLayout:
-    """Columns fitted to one console width; every line it makes has the same widths."""
-
-    def __init__(self, columns: Iterable[Column], width: int) -> None:
-        kept = list(columns)
-        droppable = sorted((c for c in kept if c.drop_rank is not None), key=_drop_rank)
-        for column in droppable:
-            if _total_width(kept) <= width:
-                break
-            kept.remove(column)
-        spare = max(width - _total_width(kept), 0)
-        fitted: list[tuple[Column, int]] = []
-        for column in kept:
-            extra = min(column.grow, spare)
-            spare -= extra
-            fitted.append((column, column.width + extra))
-        self.columns: tuple[tuple[Column, int], ...] = tuple(fitted)
-        self.console_width = width
-
-    def header(self) -> Text:
-        return self.line({c.name: (c.header, HEADER_STYLE) for c, _ in self.columns})
-
-    def line(self, cells: Mapping[str, Cell]) -> Text:
-        return _compose(
-            (cells.get(column.name, _BLANK), width, column.right) for column, width in self.columns
-        )
-
-    def banner(self, leading: Mapping[str, Cell], message: str, style: str) -> Text:
-        """The leading columns as usual, then ``message`` across the remaining width."""
-        pieces: list[tuple[Cell, int, bool]] = []
-        used = 0
-        for column, width in self.columns:
-            if column.name not in leading:
-                break
-            pieces.append((leading[column.name], width, column.right))
-            used += width + COLUMN_GAP
-        pieces.append(((message, style), max(self.console_width - used, 1), False))
-        return _compose(pieces)
-
-
-_BLANK: Final[Cell] = ("", None)
-
-
-def _compose(pieces: Iterable[tuple[Cell, int, bool]]) -> Text:
-    """One line of fitted cells.  Built as a string plus spans, not by Text.append, since
-    this runs once per signal; the cells are already free of control characters."""
-    parts: list[str] = []
-    spans: list[Span] = []
-    offset = 0
-    for (text, style), width, right in pieces:
-        if parts:
-            parts.append(_GAP)
-            offset += COLUMN_GAP
-        fitted = _fit(text, width, right)
-        if style:
-            spans.append(Span(offset, offset + len(fitted), style))
-        parts.append(fitted)
-        offset += len(fitted)
-    plain = "".join(parts).rstrip()
-    end = len(plain)
-    spans = [Span(span.start, min(span.end, end), span.style) for span in spans if span.start < end]
-    return Text(plain, spans=spans, no_wrap=True, overflow="crop")
-
-
-def _drop_rank(column: Column) -> int:
-    return column.drop_rank or 0
-
-
-def _total_width(columns: list[Column]) -> int:
-    return sum(c.width for c in columns) + COLUMN_GAP * max(len(columns) - 1, 0)
+# Long status names, as a narrow Status column shows them.
+SHORT_STATUSES: Final = {
+    "Partially filled": "Part fill",
+    "Pending Cancel": "Pend cncl",
+    "Pending Replace": "Pend repl",
+    "PendingNew": "Pend new",
+}
 
 
 class _RenderedOnce:
     """Renders its content once per width and replays the lines afterwards.
 
     Rich redraws the live region below every line printed above it; replaying cached
-    lines keeps a signal from re-rendering the positions table.
+    lines keeps a burst of lines from re-rendering the positions table.
     """
 
     def __init__(self, renderable: RenderableType) -> None:
@@ -223,7 +145,7 @@ class PositionRow:
     quantity_text: str
     avg_price: str
     currency: str
-    updated: str  # HH:MM:SS UTC
+    updated_at: float  # epoch seconds
 
     @property
     def is_flat(self) -> bool:
@@ -255,6 +177,15 @@ _FRAME_EVENTS: Final = (
 )
 
 
+@dataclass(slots=True)
+class _Pending:
+    """A line waiting for the next refresh to go above the live region; a new signal
+    stays in the region, highlighted, until ``fresh_until`` (monotonic seconds)."""
+
+    line: Text
+    fresh_until: float = 0.0
+
+
 class TableRenderer:
     """Renders session events as tables on a rich console.
 
@@ -262,7 +193,9 @@ class TableRenderer:
     ``max_signal_rows``: when live, show only the latest that many signals inside the
     live region (a fixed-height dashboard) instead of printing them to the scrollback.
     Ignored when not live.  ``clock`` gives the arrival time shown for messages whose
-    envelope has no usable timestamp.
+    envelope has no usable timestamp.  ``zone``: where times are shown (UTC by default).
+    ``highlight_seconds``: how long a new signal stays highlighted in the live region
+    (0: not at all).
     """
 
     def __init__(
@@ -272,27 +205,38 @@ class TableRenderer:
         live: bool | None = None,
         max_signal_rows: int | None = None,
         clock: Callable[[], float] = time.time,
+        zone: DisplayZone | None = None,
+        highlight_seconds: float = HIGHLIGHT_SECONDS,
     ) -> None:
         self._console = console
         self._live_wanted = console.is_terminal if live is None else live
         self._clock = clock
+        self._zone = zone or DisplayZone.utc()
+        self._highlight_seconds = highlight_seconds if self._live_wanted else 0.0
         self._recent_signals: deque[Text] | None = None
-        self._pending_lines: list[Text] = []
+        self._pending: deque[_Pending] = deque()
         if self._live_wanted and max_signal_rows is not None:
             self._recent_signals = deque(maxlen=max(max_signal_rows, 1))
         self._signal_layout: LineLayout | None = None
         self._signal_header_printed = False
+        self._number_widths: dict[str, int] = {}
+        # A terminal shows today's date elsewhere; a log gets the date before its first line.
+        started = clock()
+        self._day: dt.date | None = self._zone.day(started) if self._live_wanted else None
         self._positions: dict[PositionKey, PositionRow] = {}
         self._positions_seen = False
-        # Status footer.
+        # Status footer and what the positions can be trusted for.
         self._connections_up: set[int] = set()
-        self._ever_connected = False
+        self._since: float | None = None  # first connection: positions are updates since
+        self._down_since: float | None = None  # every connection down, after being up
+        self._outage: tuple[float, float] | None = None  # the last time all were down
         self._reconnecting = False
+        self._ended_at: float | None = None
         self._subscriptions: dict[SubscriptionKey, str] = {}
         self._frames = 0
         self._duplicates = 0
         self._gaps = 0
-        self._last_heartbeat = ""
+        self._last_heartbeat: float | None = None
         # Live display: one lock serialises state changes, console output and redraws,
         # which happen on the caller's thread and on the refresh thread.
         self._lock = threading.Lock()
@@ -308,6 +252,10 @@ class TableRenderer:
     @property
     def is_live(self) -> bool:
         return self._live_wanted
+
+    @property
+    def zone(self) -> DisplayZone:
+        return self._zone
 
     @property
     def positions(self) -> dict[PositionKey, PositionRow]:
@@ -328,40 +276,56 @@ class TableRenderer:
             return "".join(text for text, _ in self._status_parts())
 
     def handle(self, event: Event) -> None:
-        if self._live_wanted and self._live is None and not self._closed:
-            self._start_live()
+        self._ensure_live()
         with self._lock:
             if isinstance(event, _FRAME_EVENTS):
                 self._frames += 1
             self._dispatch(event)
         self._changed()
 
+    def print_message(self, line: Text) -> None:
+        """A message for the person (a diagnostic): above the live region while there is
+        one, in order with the signal lines, so a redraw never overwrites it."""
+        self._ensure_live()
+        with self._lock:
+            self._emit_line(line, scroll_only=True)
+        self._changed()
+
     def flush(self) -> None:
         """Lines are printed as they are handled; the live region refreshes on its own."""
 
     def close(self) -> None:
-        """Stop the live display (its last frame stays on screen), or, when not live,
-        print the final positions table once.  Safe to call twice."""
+        """The run is over: the last frame says so (no connection, no subscription) and
+        stays on screen; when not live, the final positions table is printed once.
+        Safe to call twice."""
         if self._closed:
             return
         self._closed = True
+        with self._lock:
+            self._ended_at = self._clock()
+            if self._connections_up:
+                self._connections_up.clear()
+                self._disconnect()
+            for key, state in self._subscriptions.items():
+                if state == _PENDING:
+                    self._subscriptions[key] = _UNSUBSCRIBED
+            self._reconnecting = False
         if self._live is not None:
             self._stopping.set()
             self._dirty.set()
             if self._refresher is not None:
                 self._refresher.join()
             with self._lock:
-                self._print_pending_lines()
+                self._print_pending(everything=True)
                 self._live.update(self._live_view())
                 self._live.stop()
             self._live = None
         elif self._positions_seen:
             with self._lock:
-                self._console.print(self._positions_table())
+                self._console.print(self._positions_view(limit=None))
 
     def __enter__(self) -> TableRenderer:
-        if self._live_wanted and self._live is None and not self._closed:
-            self._start_live()
+        self._ensure_live()
         return self
 
     def __exit__(
@@ -382,8 +346,13 @@ class TableRenderer:
                 elif message.msg_type == spec.CHANNEL_POSITIONS:
                     self._on_positions(key, message)
             case Connected(shard=shard):
+                now = self._clock()
                 self._connections_up.add(shard)
-                self._ever_connected = True
+                if self._since is None:
+                    self._since = now
+                if self._down_since is not None:
+                    self._outage = (self._down_since, now)
+                    self._down_since = None
                 self._reconnecting = False
             case ConnectionEnded(shard=shard):
                 self._connections_up.discard(shard)
@@ -400,7 +369,7 @@ class TableRenderer:
             case DuplicateDropped():
                 self._duplicates += 1
             case HeartbeatAnswered(message=message):
-                self._last_heartbeat = self._time_of(message)
+                self._last_heartbeat = self._epoch_of(message)
             case GapReported():
                 self._gaps += 1
                 self._on_gap(event)
@@ -410,6 +379,8 @@ class TableRenderer:
                 pass  # errors and unknown messages are reported on stderr elsewhere
 
     def _disconnect(self) -> None:
+        if self._since is not None and self._down_since is None:
+            self._down_since = self._clock()
         # The server forgets a dead connection's subscriptions; they are renewed on reconnect.
         for key, state in self._subscriptions.items():
             if state == _ACTIVE:
@@ -417,8 +388,8 @@ class TableRenderer:
 
     def _on_signal(self, key: SubscriptionKey | None, message: Envelope) -> None:
         signal = fields.signal_fields(message.payload)
+        epoch = self._epoch_of(message)
         cells: dict[str, Cell] = {
-            "time": (self._time_of(message), None),
             "strategy": (self._strategy_label(signal.strategy_name, signal.strategy_id, key), None),
             "seq": ("" if message.seq_id is None else str(message.seq_id), None),
             "side": (signal.side, SIDE_STYLES.get(signal.side)),
@@ -431,8 +402,12 @@ class TableRenderer:
             "status": (signal.status, "red" if signal.status in ATTENTION_STATUSES else None),
             "signal_id": (signal.signal_id, None),
         }
-        layout = self._signals()
-        self._emit_signal_line(layout.line(cells))
+        layout = self._layout_for(cells)
+        status_width = layout.width_of("status")
+        if status_width is not None and len(signal.status) > status_width:
+            cells["status"] = (SHORT_STATUSES.get(signal.status, signal.status), cells["status"][1])
+        cells["time"] = (self._time_cell(epoch), None)
+        self._emit_line(layout.line(cells), fresh=True)
 
     def _on_gap(self, gap: GapReported) -> None:
         after = "?" if gap.last_seq is None else str(gap.last_seq)
@@ -441,49 +416,55 @@ class TableRenderer:
         reason = fields.sanitize(gap.text, 200)
         message = f"GAP: {hole} are missing" + (f" ({reason})" if reason else "")
         strategy = "" if gap.strategy_id is None else str(gap.strategy_id)
-        self._emit_banner(gap.message, strategy, message, GAP_STYLE)
+        self._emit_banner(self._epoch_of(gap.message), strategy, message, GAP_STYLE)
 
     def _on_jump(self, jump: SequenceJump) -> None:
         message = (
             f"JUMP: seq {jump.expected} expected, {jump.received} received: signals may be missing"
         )
-        self._emit_banner(None, str(jump.key.strategy_id), message, JUMP_STYLE)
+        self._emit_banner(self._clock(), str(jump.key.strategy_id), message, JUMP_STYLE)
 
-    def _emit_banner(self, message: Envelope | None, strategy: str, text: str, style: str) -> None:
-        time_text = self._time_of(message) if message is not None else self._arrival_time()
-        leading: dict[str, Cell] = {"time": (time_text, None), "strategy": (strategy, None)}
-        self._emit_signal_line(self._signals().banner(leading, text, style))
+    def _emit_banner(self, epoch: float, strategy: str, text: str, style: str) -> None:
+        layout = self._signals()
+        leading: dict[str, Cell] = {"strategy": (strategy, None)}
+        leading["time"] = (self._time_cell(epoch), None)
+        self._emit_line(layout.banner(leading, text, style))
 
-    def _emit_signal_line(self, line: Text) -> None:
-        if self._recent_signals is not None and self._live is not None:
+    def _emit_line(self, line: Text, *, fresh: bool = False, scroll_only: bool = False) -> None:
+        """Print ``line`` above the live region (or just print it when not live).
+        ``scroll_only``: a message, never part of the header/date bookkeeping."""
+        if self._recent_signals is not None and self._live is not None and not scroll_only:
             self._recent_signals.append(line)
             return
-        lines = [line]
-        if not self._signal_header_printed:
-            lines.insert(0, self._signals().header())
-            self._signal_header_printed = True
         if self._live is None:
-            for each in lines:
-                self._print_line(each)
+            self._print_line(line)
             return
-        # Every line printed above a live region redraws the region, so lines wait for
-        # the next refresh and a burst is printed at once; a stalled refresh (slow
-        # terminal) is caught up here rather than letting the backlog grow.
-        self._pending_lines.extend(lines)
-        if len(self._pending_lines) >= MAX_PENDING_LINES:
-            self._print_pending_lines()
+        until = time.monotonic() + self._highlight_seconds if fresh else 0.0
+        self._pending.append(_Pending(line, until))
+        if len(self._pending) >= MAX_PENDING_LINES:
+            # A stalled refresh (slow terminal) is caught up here rather than letting the
+            # backlog grow.
+            self._print_pending(everything=True)
 
     def _print_line(self, line: Text) -> None:
         # soft_wrap: the line already fits the width, so rich's wrapping pass is skipped.
         self._console.print(line, soft_wrap=True)
 
-    def _print_pending_lines(self) -> None:
-        lines, self._pending_lines = self._pending_lines, []
+    def _print_pending(self, *, everything: bool = False) -> None:
+        """Print the waiting lines above the live region, in order, up to the first that
+        is still fresh (unless ``everything``); at most MAX_FRESH_LINES stay."""
+        now = time.monotonic()
+        lines: list[Text] = []
+        pending = self._pending
+        while pending and (
+            everything or pending[0].fresh_until <= now or len(pending) > MAX_FRESH_LINES
+        ):
+            lines.append(pending.popleft().line)
         if lines:
             self._print_line(Text("\n").join(lines))
 
     def _on_positions(self, key: SubscriptionKey | None, message: Envelope) -> None:
-        updated = self._time_of(message)
+        updated = self._epoch_of(message)
         for position in fields.position_fields(message.payload):
             self._positions_seen = True
             strategy_id = position.strategy_id
@@ -497,7 +478,7 @@ class TableRenderer:
                 quantity_text=position.quantity_text,
                 avg_price=position.avg_price,
                 currency=position.currency,
-                updated=updated,
+                updated_at=updated,
             )
             row_key = (str(strategy_id) if strategy_id is not None else label, row.symbol)
             # Re-inserting keeps the dict ordered by last update, oldest first, for eviction.
@@ -513,7 +494,6 @@ class TableRenderer:
         """One update, in the signal columns so a mixed log stays aligned: "Pos" in the
         Side column, the signed net quantity under Qty, the average price after Symbol."""
         leading: dict[str, Cell] = {
-            "time": (row.updated, None),
             "strategy": (row.strategy, None),
             "seq": ("", None),
             "side": (POSITION_MARK, POSITION_STYLE),
@@ -521,27 +501,60 @@ class TableRenderer:
             "quantity": _quantity_cell(row),
             "symbol": (row.symbol, None),
         }
+        layout = self._layout_for(leading)
+        leading["time"] = (self._time_cell(row.updated_at), None)
         if row.is_flat:
             detail = "flat"
         else:
             detail = " ".join(part for part in ("avg", row.avg_price, row.currency) if part)
-        self._emit_signal_line(self._signals().banner(leading, detail, POSITION_STYLE))
+        self._emit_line(layout.banner(leading, detail, POSITION_STYLE))
 
     # --- helpers ------------------------------------------------------------------------------
 
     def _signals(self) -> LineLayout:
         """The signal layout for the console's current width (re-headed when it changes)."""
         width = self._console.width
-        if self._signal_layout is None or self._signal_layout.console_width != width:
-            self._signal_layout = LineLayout(SIGNAL_COLUMNS, width)
+        layout = self._signal_layout
+        stale = layout is None or layout.console_width != width
+        if stale or layout is None or layout.minimums != self._number_widths:
+            zone = self._zone.abbreviation(self._clock())
+            layout = LineLayout(SIGNAL_COLUMNS, width, minimums=self._number_widths,
+                                headers={"time": f"Time {zone}"})
+            self._signal_layout = layout
             self._signal_header_printed = False
-        return self._signal_layout
+        return layout
 
-    def _time_of(self, message: Envelope) -> str:
-        return fields.clock_time(message.timestamp, self._clock())
+    def _layout_for(self, cells: Mapping[str, Cell]) -> LineLayout:
+        """The layout, widened first when one of ``cells``' numbers needs more room."""
+        layout = self._signals()
+        needed = layout.needs_room(cells)
+        if needed:
+            for name, size in needed.items():
+                self._number_widths[name] = min(size, self._console.width)
+            layout = self._signals()
+        return layout
 
-    def _arrival_time(self) -> str:
-        return fields.clock_time(None, self._clock())
+    def _time_cell(self, epoch: float) -> str:
+        """The time column's text; before it, the header and (on a new day) the date line
+        are printed when due."""
+        instant = self._zone.at(epoch)
+        day = instant.date()
+        if day != self._day:
+            self._day = day
+            self._emit_line(Text(f"── {day_banner(day)} ──", style=DATE_STYLE))
+        if not self._signal_header_printed:
+            layout = self._signals()
+            self._signal_header_printed = True
+            if self._recent_signals is None or self._live is None:  # the dashboard has its own
+                self._emit_line(layout.header())
+        return instant.strftime("%H:%M:%S")
+
+    def _epoch_of(self, message: Envelope) -> float:
+        return fields.epoch_of(message.timestamp, self._clock())
+
+    def _moment(self, epoch: float) -> str:
+        """A time in the footer or positions table (with the date when not today)."""
+        return self._zone.moment(epoch, self._zone.day(self._clock()))
 
     @staticmethod
     def _strategy_label(name: str, strategy_id: int | None, key: SubscriptionKey | None) -> str:
@@ -551,11 +564,23 @@ class TableRenderer:
             return str(strategy_id)
         return str(key.strategy_id) if key is not None else ""
 
-    def _status_parts(self) -> list[Cell]:
+    def _status_parts(self, compact: bool = False) -> list[Cell]:
         states = list(self._subscriptions.values())
         active = states.count(_ACTIVE)
         rejected = states.count(_REJECTED)
-        parts: list[Cell] = [
+        heartbeat = "-" if self._last_heartbeat is None else self._moment(self._last_heartbeat)
+        if compact:
+            parts: list[Cell] = [
+                ("conn ", None), self._connection_cell(), (f" | subs {active}/{len(states)}", None)
+            ]
+            if rejected:
+                parts.append((f", {rejected} rejected", "red"))
+            parts.append((f" | msgs {self._frames} | hb {heartbeat} | dups {self._duplicates}",
+                          None))
+            if self._gaps:
+                parts.append((f" | gaps {self._gaps}", GAP_STYLE))
+            return parts
+        parts = [
             ("connected: ", None),
             self._connection_cell(),
             (f" | subscriptions: {active}/{len(states)} active", None),
@@ -563,49 +588,89 @@ class TableRenderer:
         if rejected:
             parts.append((f", {rejected} rejected", "red"))
         parts.append((f" | messages: {self._frames}", None))
-        parts.append((f" | last heartbeat: {self._last_heartbeat or '-'}", None))
+        parts.append((f" | last heartbeat: {heartbeat}", None))
         parts.append((f" | duplicates dropped: {self._duplicates}", None))
         if self._gaps:
             parts.append((f" | gaps: {self._gaps}", GAP_STYLE))
         return parts
 
     def _connection_cell(self) -> Cell:
+        if self._ended_at is not None:
+            return ("no (run ended)", "bold")
         if self._connections_up:
             return ("yes", "green")
         return ("reconnecting", "bold yellow") if self._reconnecting else ("no", "bold red")
 
-    def _positions_table(self) -> Table:
-        stale = self._positions_seen and self._ever_connected and not self._connections_up
-        table = Table(
-            # Positions are not replayed: while disconnected, updates may be missed.
-            title="Positions (stale: disconnected)" if stale else "Positions",
-            title_justify="left",
-            title_style=HEADER_STYLE,
-            box=box.SIMPLE_HEAD,
-            show_edge=False,
-            pad_edge=False,
-            caption=None if self._positions else "no open positions",
-            caption_justify="left",
-        )
-        table.add_column("Strategy", no_wrap=True, overflow="ellipsis", max_width=32)
-        table.add_column("Symbol", no_wrap=True, overflow="ellipsis", max_width=24)
-        table.add_column("Qty", justify="right", no_wrap=True)
-        table.add_column("Avg price", justify="right", no_wrap=True)
-        table.add_column("Currency", no_wrap=True, max_width=10)
-        table.add_column("Updated", no_wrap=True)
-        for row in sorted(self._positions.values(), key=_position_order):
-            quantity_text, quantity_style = _quantity_cell(row)
-            table.add_row(
-                Text(row.strategy),
-                Text(row.symbol),
-                Text(quantity_text, quantity_style or ""),
-                Text(row.avg_price),
-                Text(row.currency),
-                Text(row.updated),
+    def _positions_heading(self) -> tuple[str, str]:
+        """The table's title: what its rows can be trusted for."""
+        since = "" if self._since is None else f"updates since {self._moment(self._since)}"
+        if self._ended_at is not None:
+            ended = f"Positions at {self._moment(self._ended_at)} (run ended"
+            return (f"{ended}; {since})" if since else f"{ended})"), HEADER_STYLE
+        if self._down_since is not None:
+            return (f"Positions (stale: disconnected since {self._moment(self._down_since)}; "
+                    "changes are not replayed)"), f"{HEADER_STYLE} yellow"
+        if not since:
+            return "Positions", HEADER_STYLE
+        if self._outage is not None:
+            start, end = self._outage
+            return (f"Positions ({since}; changes between {self._moment(start)} and "
+                    f"{self._moment(end)} may be missing)"), HEADER_STYLE
+        return f"Positions ({since})", HEADER_STYLE
+
+    def _positions_view(self, limit: int | None) -> RenderableType:
+        """The positions table, at most ``limit`` rows (the most recently updated), and a
+        note saying what is not shown and what the table cannot know."""
+        rows = list(self._positions.values() if limit is None
+                    # the dict is ordered by last update: the newest are at its end
+                    else islice(reversed(self._positions.values()), limit))
+        hidden = len(self._positions) - len(rows)
+        rows.sort(key=_position_order)
+        stale = self._down_since is not None and self._ended_at is None
+        width = self._console.width
+        today = self._zone.day(self._clock())
+        cells = [
+            (row.strategy, row.symbol, row.quantity_text, row.avg_price, row.currency,
+             self._zone.moment(row.updated_at, today))
+            for row in rows
+        ]
+        fitted = fit_position_columns(cells, width)
+        title, title_style = self._positions_heading()
+        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+        for _, column, column_width in fitted:
+            table.add_column(
+                column.header, justify="right" if column.right else "left", no_wrap=True,
+                overflow="ellipsis", width=column_width, min_width=column_width,
             )
-        return table
+        for row, row_cells in zip(rows, cells, strict=True):
+            rendered: list[Text] = []
+            for index, column, column_width in fitted:
+                text = row_cells[index]
+                style = ""
+                if column.numeric:
+                    text = fit(text, column_width, right=True, numeric=True).strip()
+                    if index == 2:
+                        style = _quantity_cell(row)[1] or ""
+                rendered.append(Text(text, style=style))
+            table.add_row(*rendered, style=STALE_STYLE if stale else None)
+        parts: list[RenderableType] = [Text(title, style=title_style, overflow="fold"), table]
+        if hidden:
+            parts.append(Text(f"+{hidden} more positions (the {len(rows)} most recently "
+                              "updated are shown)", style=NOTE_STYLE))
+        if not self._positions:
+            since = f" since {self._moment(self._since)}" if self._since is not None else ""
+            parts.append(Text(
+                f"no open positions seen{since}: only changes are streamed, so a position "
+                "opened earlier shows once it changes", style=NOTE_STYLE
+            ))
+        return Group(*parts)
 
     # --- live display ---------------------------------------------------------------------------
+
+    def _position_rows_budget(self, fresh_lines: int) -> int:
+        height = self._console.height
+        budget = int(height * LIVE_HEIGHT_SHARE) - _LIVE_OVERHEAD_LINES - fresh_lines
+        return max(budget, MIN_POSITION_ROWS)
 
     def _live_view(self) -> RenderableType:
         parts: list[RenderableType] = []
@@ -614,12 +679,26 @@ class TableRenderer:
             parts.append(layout.header())
             parts.extend(self._recent_signals)
             parts.append(Text())
-        parts.append(self._positions_table())
+        now = time.monotonic()
+        for pending in self._pending:
+            line = pending.line
+            if pending.fresh_until > now:
+                line = line.copy()
+                line.stylize(HIGHLIGHT_STYLE)
+            parts.append(line)
+        parts.append(self._positions_view(self._position_rows_budget(len(self._pending))))
         footer = Text(no_wrap=True, overflow="ellipsis")
-        for text, style in self._status_parts():
+        status = self._status_parts()
+        if sum(cell_len(text) for text, _ in status) > self._console.width:
+            status = self._status_parts(compact=True)
+        for text, style in status:
             footer.append(text, style)
         parts.append(footer)
         return _RenderedOnce(Group(*parts))
+
+    def _ensure_live(self) -> None:
+        if self._live_wanted and self._live is None and not self._closed:
+            self._start_live()
 
     def _start_live(self) -> None:
         console_is_stdout = self._console.file is sys.stdout
@@ -628,9 +707,9 @@ class TableRenderer:
             auto_refresh=False,
             transient=False,
             # Other modules' prints then land above the region instead of tearing it;
-            # only when the region is on stdout, and stderr on the same kind of device.
+            # only when the region is on stdout, and stderr is that same terminal.
             redirect_stdout=console_is_stdout,
-            redirect_stderr=console_is_stdout and sys.stderr.isatty(),
+            redirect_stderr=console_is_stdout and same_terminal(sys.stdout, sys.stderr),
         )
         with self._lock:
             live.update(self._live_view())
@@ -638,7 +717,7 @@ class TableRenderer:
             self._live = live
             self._last_refresh = time.monotonic()
         self._refresher = threading.Thread(
-            target=self._refresh_when_dirty, name="c2ws-table-refresh", daemon=True
+            target=self._refresh_when_due, name="c2ws-table-refresh", daemon=True
         )
         self._refresher.start()
 
@@ -646,10 +725,18 @@ class TableRenderer:
         if self._live is not None:
             self._dirty.set()
 
-    def _refresh_when_dirty(self) -> None:
-        """Redraw the live region after changes, at most every REFRESH_INTERVAL_SECONDS."""
+    def _next_expiry(self) -> float | None:
+        """Seconds until the oldest highlighted line is due in the scrollback."""
+        with self._lock:
+            if not self._pending:
+                return None
+            return max(self._pending[0].fresh_until - time.monotonic(), 0.0)
+
+    def _refresh_when_due(self) -> None:
+        """Redraw the live region after changes, and when a highlight ends; at most every
+        REFRESH_INTERVAL_SECONDS."""
         while True:
-            self._dirty.wait()
+            self._dirty.wait(self._next_expiry())
             if self._stopping.is_set():
                 return
             wait = self._last_refresh + REFRESH_INTERVAL_SECONDS - time.monotonic()
@@ -660,7 +747,7 @@ class TableRenderer:
                 live = self._live
                 if live is None:
                     return
-                self._print_pending_lines()
+                self._print_pending()
                 live.update(self._live_view(), refresh=True)
                 self._last_refresh = time.monotonic()
 
