@@ -34,6 +34,8 @@ class SubscribeOptions:
     sync_output_fd: int | None = None
     # --state with a pipe: commit after every message, so a crash repeats at most one.
     commit_each_message: bool = False
+    # --symbol: which messages the output shows; --count counts only those.
+    selects: Callable[[ev.StreamMessage], bool] | None = None
 
 
 class OutputFailed(Exception):
@@ -129,7 +131,9 @@ class SubscribeRun:
                 # Stop once the message after the hole is written too, so the cursor is
                 # past it: a rerun must not replay into the same gap again.
                 self._gap = self._gap or event
-            elif isinstance(event, ev.StreamMessage):
+            elif isinstance(event, ev.StreamMessage) and (
+                self.options.selects is None or self.options.selects(event)
+            ):
                 self.delivered += 1
                 if self._gap is not None and event.key == self._gap.key:
                     ending = StreamEnded(

@@ -14,25 +14,45 @@ import typer
 from c2ws import spec
 from c2ws.cli.app import StdoutClosed, app
 from c2ws.cli.options import (
+    ApiKeyFileOpt,
+    ApiKeyOpt,
+    ColorOpt,
     CountOpt,
+    FieldsOpt,
     IncludeControlOpt,
     MaxBufferOpt,
     OutputMode,
-    OutputOpt,
+    ProfileOpt,
+    RecordOpt,
+    SymbolOpt,
     TimeoutOpt,
+    UrlOpt,
     VerboseOpt,
     complete_channel,
     parse_channels,
+    parse_field_list,
     parse_strategy_ids,
+    parse_symbols,
 )
 from c2ws.cli.serve import server_module
 from c2ws.events import SubscriptionKey
 from c2ws.exitcodes import ExitCode
+from c2ws.render.color import ColorChoice
 
 if TYPE_CHECKING:
+    from c2ws.cli.output import OutputSpec
     from c2ws.cli.run import SubscribeOptions
     from c2ws.engine import EngineConfig
+    from c2ws.render import Renderer
     from c2ws.render.diagnostics import Diagnostics
+
+# -o given as None: the profile's output, else auto.
+OutputOrProfileOpt = Annotated[
+    OutputMode | None,
+    typer.Option("-o", "--output", show_default=False, case_sensitive=False,
+                 help="auto (default): tables on a terminal, NDJSON otherwise; or table, "
+                      "ndjson, json (one array), csv, tsv."),
+]
 
 # The key the demo's in-process reference server accepts; no real key is involved.
 DEMO_API_KEY = "demo"
@@ -42,10 +62,11 @@ DEMO_API_KEY = "demo"
 def subscribe(
     ctx: typer.Context,
     strategy_ids: Annotated[
-        list[str],
+        list[str] | None,
         typer.Argument(metavar="STRATEGY_ID", show_default=False,
-                       help="One or more C2 strategy ids (positive integers)."),
-    ],
+                       help="One or more C2 strategy ids (positive integers); default: the "
+                            "profile's strategies."),
+    ] = None,
     channel: Annotated[
         list[str] | None,
         typer.Option("-c", "--channel", metavar="CHANNEL",
@@ -53,15 +74,11 @@ def subscribe(
                           "Default: both.", show_default=False,
                      autocompletion=complete_channel),
     ] = None,
-    api_key: Annotated[
-        str | None,
-        typer.Option("--api-key", envvar="C2_API_KEY", show_default=False,
-                     help="C2 API key (sent as a Bearer token; never printed)."),
-    ] = None,
-    url: Annotated[
-        str, typer.Option("--url", envvar="C2WS_URL", help="WebSocket endpoint.")
-    ] = spec.DEFAULT_URL,
-    output: OutputOpt = OutputMode.auto,
+    profile: ProfileOpt = None,
+    api_key: ApiKeyOpt = None,
+    api_key_file: ApiKeyFileOpt = None,
+    url: UrlOpt = None,
+    output: OutputOrProfileOpt = None,
     count: CountOpt = None,
     timeout: TimeoutOpt = None,
     include_control: IncludeControlOpt = False,
@@ -98,41 +115,80 @@ def subscribe(
         float, typer.Option("--connect-timeout", min=0.1,
                             help="Seconds to wait for the connection and upgrade.")
     ] = 10.0,
+    record: RecordOpt = None,
+    fields: FieldsOpt = None,
+    symbol: SymbolOpt = None,
+    color: ColorOpt = ColorChoice.auto,
     verbose: VerboseOpt = False,
 ) -> None:
     """Subscribe to strategies and stream their signals and positions."""
+    from c2ws.cli.output import OutputSpec, check_output_spec
+    from c2ws.cli.settings import load_api_key, load_settings
+    from c2ws.config import Flags
     from c2ws.engine import EngineConfig, validate_config
     from c2ws.errors import ConfigError
-    from c2ws.render.safe import keep_secret
+    from c2ws.render.filters import MessageFilter
     from c2ws.session import SessionTimeouts
 
-    ids = parse_strategy_ids(strategy_ids)
-    channels = parse_channels(channel)
-    if api_key:
-        keep_secret(api_key)
-        source = ctx.get_parameter_source("api_key")
-        if source is not None and source.name == "COMMANDLINE":  # not from C2_API_KEY
-            print("c2ws: warning: an API key given with --api-key is visible to other users "
-                  "of this machine (ps, shell history); set C2_API_KEY instead",
-                  file=sys.stderr)
+    settings = load_settings(Flags(
+        profile=profile, url=url, api_key=api_key, api_key_file=api_key_file,
+        strategies=tuple(parse_strategy_ids(strategy_ids)) if strategy_ids else (),
+        channels=tuple(parse_channels(channel)) if channel else (),
+        output=output.value if output is not None else None,
+    ))
+    ids = list(settings.strategies.value)
+    if not ids:
+        raise typer.BadParameter("no strategy ids: give STRATEGY_ID..., or set strategies "
+                                 "in a profile of the config file", param_hint="'STRATEGY_ID'")
+    channels = _setting_channels(settings.channels.value, settings.channels.source)
+    output_mode = _setting_output(settings.output.value, settings.output.source)
+    key = load_api_key(settings, given_on_command_line=api_key is not None)
     keys = [SubscriptionKey(sid, ch) for sid in ids for ch in channels]
     config = EngineConfig(
-        url=url, api_key=api_key or "", keys=keys, max_buffer=max_buffer,
+        url=settings.url.value, api_key=key, keys=keys, max_buffer=max_buffer,
         reconnect=not no_reconnect, max_retries=max_retries, max_backoff=max_backoff,
         connect_timeout=connect_timeout,
-        timeouts=SessionTimeouts(silence=silence_timeout), state_path=state, traffic=verbose,
+        timeouts=SessionTimeouts(silence=silence_timeout), state_path=state,
+        traffic=verbose or record is not None,
     )
     try:
         validate_config(config)
     except ConfigError as exc:
         raise typer.BadParameter(str(exc), param_hint=f"'{exc.param or 'STRATEGY_ID'}'") from None
-    raise typer.Exit(stream(config, output, count=count, timeout=timeout,
-                            include_control=include_control, fail_on_gap=fail_on_gap))
+    output_spec = OutputSpec(
+        mode=output_mode, include_control=include_control, fields=parse_field_list(fields),
+        message_filter=MessageFilter.of(symbols=parse_symbols(symbol)), color=color,
+        verbose=verbose,
+    )
+    check_output_spec(output_spec)
+    raise typer.Exit(stream(config, output_spec, count=count, timeout=timeout,
+                            fail_on_gap=fail_on_gap, record=record))
+
+
+def _setting_channels(values: tuple[str, ...], source: str) -> list[str]:
+    """Channels from the command line (already parsed) or a profile (named in errors)."""
+    try:
+        return parse_channels(list(values) or None)
+    except typer.BadParameter as exc:
+        if source == "--channel":
+            raise
+        raise typer.BadParameter(f"{exc.message} (from {source})", param_hint="channels") from None
+
+
+def _setting_output(value: str | None, source: str) -> OutputMode:
+    if value is None:
+        return OutputMode.auto
+    try:
+        return OutputMode(value.lower())
+    except ValueError:
+        names = ", ".join(mode.value for mode in OutputMode)
+        raise typer.BadParameter(f"{value!r} (from {source}) is not an output mode: {names}",
+                                 param_hint="output") from None
 
 
 @app.command()
 def demo(
-    output: OutputOpt = OutputMode.auto,
+    output: OutputOrProfileOpt = None,
     count: CountOpt = None,
     timeout: TimeoutOpt = None,
     include_control: IncludeControlOpt = False,
@@ -140,11 +196,24 @@ def demo(
         float, typer.Option("--rate", min=0.1, help="Synthetic messages per second.")
     ] = 2.0,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the synthetic feed.")] = 0,
+    record: RecordOpt = None,
+    fields: FieldsOpt = None,
+    symbol: SymbolOpt = None,
+    color: ColorOpt = ColorChoice.auto,
     verbose: VerboseOpt = False,
 ) -> None:
     """Stream from the bundled reference server: no key, no network needed."""
+    from c2ws.cli.output import OutputSpec, check_output_spec
     from c2ws.engine import EngineConfig
     from c2ws.render.consoles import MessageConsole
+    from c2ws.render.filters import MessageFilter
+
+    output_spec = OutputSpec(
+        mode=output or OutputMode.auto, include_control=include_control,
+        fields=parse_field_list(fields), message_filter=MessageFilter.of(
+            symbols=parse_symbols(symbol)), color=color, verbose=verbose,
+    )
+    check_output_spec(output_spec)
 
     server = server_module()
     # The feed starts once the subscriptions are in, so every stream shows from seq_id 1.
@@ -158,55 +227,50 @@ def demo(
         )
         keys = [SubscriptionKey(sid, ch) for sid in config.strategies for ch in spec.CHANNELS]
         engine_config = EngineConfig(
-            url=running.url, api_key=DEMO_API_KEY, keys=keys, traffic=verbose
+            url=running.url, api_key=DEMO_API_KEY, keys=keys,
+            traffic=verbose or record is not None,
         )
-        code = stream(engine_config, output, count=count, timeout=timeout,
-                      include_control=include_control)
+        code = stream(engine_config, output_spec, count=count, timeout=timeout, record=record)
     raise typer.Exit(code)
 
 
 def stream(
-    config: EngineConfig, output: OutputMode, *, count: int | None, timeout: float | None,
-    include_control: bool, fail_on_gap: bool = False,
+    config: EngineConfig, output: OutputSpec, *, count: int | None, timeout: float | None,
+    fail_on_gap: bool = False, record: Path | None = None,
 ) -> int:
     """Run a subscription with the chosen renderer; returns the exit code."""
+    from c2ws.cli.output import build_output
     from c2ws.cli.run import SubscribeOptions, SubscribeRun
     from c2ws.errors import StateError
-    from c2ws.render import Renderer
-    from c2ws.render.consoles import DataConsole, MessageConsole
-    from c2ws.render.diagnostics import Diagnostics
-    from c2ws.render.ndjson import NdjsonRenderer
     from c2ws.render.safe import terminal_safe
 
     if sys.stdout is None:  # started with stdout closed (``>&-``): nobody to stream to
         print("c2ws: stdout is closed; nothing to stream to", file=sys.stderr)
         return int(ExitCode.OK)
-    stdout_is_tty = sys.stdout.isatty()
-    table = output is OutputMode.table or (output is OutputMode.auto and stdout_is_tty)
-    err_console = MessageConsole(stderr=True, highlight=False, markup=False, emoji=False)
-    diagnostics = Diagnostics(
-        err_console,
-        verbose=config.traffic,
-        status_line=not table and err_console.is_terminal and not config.traffic,
-    )
+    channels = {key.channel for key in config.keys}
+    built = build_output(output, channels=channels, keys=config.keys)
+    diagnostics = built.diagnostics
+    message_filter = output.message_filter
     options = SubscribeOptions(engine=config, count=count, timeout=timeout,
-                               fail_on_gap=fail_on_gap)
+                               fail_on_gap=fail_on_gap,
+                               selects=message_filter.selects if message_filter.active else None)
     if config.state_path is not None:
         try:
             options = _exactly_once_output(options, diagnostics)
         except StateError as exc:
             diagnostics.say(terminal_safe(str(exc), 400), "red")
             diagnostics.close()
+            built.renderer.close()
             return int(ExitCode.STATE_FAILED)
-    renderer: Renderer
-    if table:
-        from c2ws.render.table import TableRenderer  # rich tables only when asked for
+    renderer: Renderer = built.renderer
+    if record is not None:
+        recorder = _open_recording(record, config, diagnostics)
+        if recorder is None:
+            built.renderer.close()
+            return int(ExitCode.USAGE)
+        from c2ws.render.recording import TeeRenderer
 
-        table_renderer = TableRenderer(DataConsole(highlight=False, markup=False, emoji=False))
-        table_renderer.expect_subscriptions(config.keys)
-        renderer = table_renderer
-    else:
-        renderer = NdjsonRenderer(sys.stdout.buffer, include_control=include_control)
+        renderer = TeeRenderer([recorder, renderer])
     try:
         try:
             return int(SubscribeRun(options, renderer, diagnostics).run())
@@ -216,6 +280,25 @@ def stream(
     except (StdoutClosed, BrokenPipeError):
         silence_stdout()
         return int(ExitCode.OK)
+
+
+def _open_recording(
+    path: Path, config: EngineConfig, diagnostics: Diagnostics
+) -> Renderer | None:
+    """The --record sink, appending to ``path``; None (said on stderr) when it cannot be
+    opened."""
+    from c2ws.render.recording import RecordingRenderer
+    from c2ws.render.safe import terminal_safe
+
+    try:
+        out = path.open("ab")
+    except OSError as exc:
+        diagnostics.say(terminal_safe(f"--record: cannot open {path}: {exc.strerror or exc}",
+                                      400), "red")
+        diagnostics.close()
+        return None
+    return RecordingRenderer(out, keys=config.keys, per_connection=config.per_connection,
+                             url=config.url)
 
 
 def _exactly_once_output(
