@@ -239,7 +239,9 @@ class ConfigFile:
 
 def load_config(path: Path, *, must_exist: bool = False) -> ConfigFile:
     """Parse and check the config file; an absent file is an empty one (unless
-    ``must_exist``: C2WS_CONFIG named it)."""
+    ``must_exist``: C2WS_CONFIG named it).  ``C2WS_CONFIG=/dev/null`` reads none."""
+    if str(path) == os.devnull:
+        return ConfigFile(path, False, {}, None, {})
     if not path.exists():
         if must_exist:
             raise SettingsError(f"config file {path} (from {ENV_CONFIG}) does not exist")

@@ -26,7 +26,7 @@ import binascii
 import datetime
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, Final
+from typing import IO, Final
 
 import orjson
 
@@ -183,7 +183,7 @@ def parse_line(line: bytes) -> Entry | None:
     return Unusable("neither a recorded frame nor a c2ws envelope")
 
 
-def bounded_lines(stream: BinaryIO, limit: int) -> Iterator[bytes | None]:
+def bounded_lines(stream: IO[bytes], limit: int) -> Iterator[bytes | None]:
     """The lines of a binary file; None for a line longer than ``limit`` bytes, which is
     skipped without being held in memory."""
     while True:
@@ -198,7 +198,7 @@ def bounded_lines(stream: BinaryIO, limit: int) -> Iterator[bytes | None]:
         yield None
 
 
-def read_entries(stream: BinaryIO) -> Iterator[Entry]:
+def read_entries(stream: IO[bytes]) -> Iterator[Entry]:
     """Every entry of a recording (or plain NDJSON output) in file order; blank lines are
     left out.  OSError from the stream propagates."""
     limit = spec.RECORDING_MAX_LINE_BYTES
