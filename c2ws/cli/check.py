@@ -162,13 +162,17 @@ def _print_json(data: bytes) -> None:
     sys.stdout.buffer.flush()
 
 
-def _describe_clock(clock: ClockEstimate) -> str:
+def _clock_value(clock: ClockEstimate) -> str:
+    """``30 s ahead of this machine's (± 0.5 s)``."""
     amount = abs(clock.offset)
     if amount < 1:
-        return f"the server's clock agrees with this machine's (within {clock.uncertainty:.1f} s)"
+        return f"agrees with this machine's (± {amount + clock.uncertainty:.1f} s)"
     direction = "ahead of" if clock.offset > 0 else "behind"
-    return (f"the server's clock is {amount:.0f} s {direction} this machine's "
-            f"(± {clock.uncertainty:.1f} s)")
+    return f"{amount:.0f} s {direction} this machine's (± {clock.uncertainty:.1f} s)"
+
+
+def _describe_clock(clock: ClockEstimate) -> str:
+    return f"the server's clock is {_clock_value(clock)}"
 
 
 def _report_object(result: ProbeResult, code: ExitCode) -> dict[str, object]:
@@ -199,7 +203,7 @@ def _print_report(console: Console, result: ProbeResult) -> None:
     from c2ws.render.safe import redacted
 
     def line(label: str, value: str, style: str = "") -> None:
-        text = Text(f"{label:<13}")
+        text = Text(f"{label:<14}")
         text.append(value, style=style)
         console.print(text, soft_wrap=True)
 
@@ -214,7 +218,7 @@ def _print_report(console: Console, result: ProbeResult) -> None:
         off = abs(clock.offset)
         style = ("red" if off >= spec.MAX_CLOCK_SKEW_SECONDS
                  else "yellow" if off >= spec.CLOCK_OFFSET_WARN_SECONDS else "")
-        line("server clock", _describe_clock(clock), style)
+        line("server clock", _clock_value(clock), style)
     for check in result.subscriptions:
         if check.allowed:
             line("allowed", str(check.key), "green")
