@@ -183,7 +183,8 @@ def read_private_file(path: Path, what: str, limit: int) -> bytes:
         raise SettingsError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
     try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
+        # A pipe too: --api-key-file <(pass show c2) hands the key over through one.
+        if not (stat.S_ISREG(st.st_mode) or stat.S_ISFIFO(st.st_mode)):
             raise SettingsError(f"{what} {path} is not a regular file")
         _check_private(path, st, what)
         with os.fdopen(fd, "rb", closefd=False) as stream:

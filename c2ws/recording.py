@@ -134,9 +134,10 @@ def _header(obj: dict[str, object]) -> Entry:
             return Unusable("a recording header with a bad subscription")
         strategy_id = protocol.parse_int(item.get("strategy_id"))
         channel = item.get("channel")
-        if strategy_id is None or strategy_id <= 0 or channel not in spec.STREAM_MSG_TYPES:
+        if (strategy_id is None or strategy_id <= 0 or not isinstance(channel, str)
+                or channel not in spec.STREAM_MSG_TYPES):
             return Unusable("a recording header with a bad subscription")
-        keys.append(SubscriptionKey(strategy_id, str(channel)))
+        keys.append(SubscriptionKey(strategy_id, channel))
     per_connection = protocol.parse_int(obj.get("per_connection"))
     url = obj.get("url")
     return RecordingHeader(

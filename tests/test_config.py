@@ -259,6 +259,24 @@ def test_the_key_can_come_from_stdin(server: ReferenceServer, tmp_path: Path) ->
     assert wrong.returncode == ExitCode.AUTH_FAILED
 
 
+def test_a_key_file_can_be_a_pipe_from_a_secrets_manager(
+    server: ReferenceServer, tmp_path: Path
+) -> None:
+    script = (f'"{sys.executable}" -m c2ws subscribe {STRATEGY} -o ndjson --timeout 1 '
+              f'--include-control --api-key-file <(printf "%s\\n" "$SECRET")')
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("C2_", "C2WS_"))}
+    result = subprocess.run(["bash", "-c", script], cwd=REPO, text=True, capture_output=True,
+                            timeout=60, env={**clean, "SECRET": KEY, "C2WS_URL": server.url,
+                                             "C2WS_CONFIG": os.devnull})
+    assert result.returncode == 0, result.stderr
+    assert '"subscription.ack"' in result.stdout
+
+
+def test_dev_null_as_the_config_file_means_none() -> None:
+    settings = resolve(Flags(), {"C2WS_CONFIG": os.devnull})
+    assert not settings.config_found and settings.url.source == "default"
+
+
 def test_an_insecure_config_file_stops_the_command_with_the_fix(tmp_path: Path) -> None:
     config = write_private(tmp_path / "config.toml", f'api_key = "{KEY}"', 0o644)
     result = c2ws("subscribe", "1", env=env_with_config(config))

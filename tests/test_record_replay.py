@@ -13,6 +13,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from c2ws import events as ev
 from c2ws import recording, spec
@@ -227,12 +229,13 @@ def test_lines_that_are_not_a_recording_are_counted_never_fatal() -> None:
     replayer = Replayer()
     for line in [b"{", b"[]", b'{"a":1}', b'{"c2ws_recording":9}',
                  b'{"c2ws_recording":1,"subscriptions":[{"strategy_id":0}]}',
+                 b'{"c2ws_recording":1,"subscriptions":[{"strategy_id":1,"channel":[]}]}',
                  b'{"at":"x","connection":1,"frame_base64":"***"}',
                  b'{"at":"x","connection":1,"frame":3}']:
         entry = recording.parse_line(line)
         assert isinstance(entry, recording.Unusable), line
         assert replayer.feed(entry) == []
-    assert replayer.skipped == 7 and len(replayer.skip_reasons) == 3
+    assert replayer.skipped == 8 and len(replayer.skip_reasons) == 3
     assert recording.parse_line(b"  \n") is None
 
 
@@ -268,3 +271,27 @@ def test_the_pacer_keeps_recorded_time_at_the_given_speed() -> None:
     for bad in ("0", "-1", "fast", "inf", "nan"):
         with pytest.raises(Exception, match="positive number"):
             parse_speed(bad)
+
+
+@given(st.binary(max_size=300) | st.builds(lambda obj: orjson.dumps(obj), st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+        st.sampled_from(["c2ws_recording", "subscriptions", "strategy_id", "channel", "at",
+                         "connection", "frame", "frame_base64", "ended", "detail", "msg_type",
+                         "per_connection", "url", "started_at", "timestamp", "payload"]),
+        inner, max_size=6),
+    max_leaves=12)))
+def test_any_line_is_an_entry_and_any_entry_replays(line: bytes) -> None:
+    entry = recording.parse_line(line)
+    replayer = Replayer()
+    replayer.feed(recording.RecordingHeader(keys=(SubscriptionKey(A, spec.CHANNEL_SIGNAL),)))
+    if entry is not None:
+        replayer.feed(entry)
+    replayer.finish()
+
+
+def test_a_recording_that_cannot_be_written_is_exit_9_naming_it() -> None:
+    result = c2ws("demo", "-o", "ndjson", "-n", "3", "--rate", "50", "--record", "/dev/full")
+    assert result.returncode == ExitCode.OUTPUT_FAILED
+    assert b"c2ws: cannot write to the --record file: No space left on device" in result.stderr
+    assert b"Traceback" not in result.stderr and b"internal error" not in result.stderr

@@ -39,7 +39,12 @@ class SubscribeOptions:
 
 
 class OutputFailed(Exception):
-    """Writing stdout failed for a reason other than its reader leaving (disk full...)."""
+    """Writing stdout failed for a reason other than its reader leaving (disk full...).
+    ``target``: what was being written when it was not stdout (the --record file)."""
+
+    def __init__(self, reason: str, target: str | None = None) -> None:
+        super().__init__(reason)
+        self.target = target or "stdout"
 
 
 class StreamEnded(Exception):
@@ -98,8 +103,8 @@ class SubscribeRun:
             # The reader (e.g. ``head -1``) has all it wanted: a normal end, not an error.
             raise StdoutClosed from None
         except OutputFailed as failure:
-            self._report_unwritten("stdout failed")
-            self.diagnostics.say(f"cannot write to stdout: {failure}", "red")
+            self._report_unwritten(f"{failure.target} failed")
+            self.diagnostics.say(f"cannot write to {failure.target}: {failure}", "red")
             return ExitCode.OUTPUT_FAILED
         return ExitCode.OK  # pragma: no cover - _stream always raises
 
@@ -164,7 +169,8 @@ class SubscribeRun:
         except BrokenPipeError:
             raise
         except OSError as exc:
-            raise OutputFailed(exc.strerror or str(exc)) from None
+            target = exc.filename if isinstance(exc.filename, str) else None
+            raise OutputFailed(exc.strerror or str(exc), target) from None
 
     def _timed_out(self, engine: Engine) -> None:
         timeout = self.options.timeout

@@ -10,6 +10,7 @@ the recording shows exactly what the run showed.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import BinaryIO
@@ -55,18 +56,16 @@ class RecordingRenderer:
             raise _named(exc, self._label) from None
 
     def close(self) -> None:
-        try:
+        # A failed write was reported when it happened; closing must not fail again.
+        with contextlib.suppress(OSError):
             self._out.flush()
-        except OSError:
-            pass  # stdout's outcome decides the exit code; the file is closed regardless
-        finally:
+        with contextlib.suppress(OSError):
             self._out.close()
 
 
 def _named(exc: OSError, label: str) -> OSError:
-    """The same error, saying it was the recording that failed (not stdout)."""
-    reason = exc.strerror or str(exc)
-    return OSError(exc.errno, f"{reason} (writing the {label} file)")
+    """The same error, naming the recording (not stdout) as what failed."""
+    return OSError(exc.errno, exc.strerror or str(exc), f"the {label} file")
 
 
 class TeeRenderer:
