@@ -169,3 +169,23 @@ MAX_FRAGMENTS_PER_MESSAGE: Final = 1024
 # One frame we send must be taken by the socket within this long, or the server is
 # deemed to have stopped reading.
 SEND_TIMEOUT_SECONDS: Final = 10.0
+
+# --- Scripts and daily use: config, check, recordings (issue 14) ---------------------
+# (c2ws/config.py, c2ws/probe.py, c2ws/recording.py; limits c2ws sets itself)
+
+# An API key file, or a key piped on stdin, longer than this is not a key file.
+MAX_KEY_FILE_BYTES: Final = 64 * 1024
+# A config file larger than this is refused rather than parsed.
+MAX_CONFIG_FILE_BYTES: Final = 1 << 20
+# `c2ws check` warns when the server's clock is this far from ours; the server rejects
+# client timestamps more than MAX_CLOCK_SKEW_SECONDS off.
+CLOCK_OFFSET_WARN_SECONDS: Final = 20.0
+# One line of a recording wraps one frame as a JSON string: escaping doubles a JSON
+# frame's quotes (a frame of mostly control characters could grow six times: such a
+# line is skipped on reading, and counted).
+RECORDING_MAX_LINE_BYTES: Final = 2 * MAX_FRAME_BYTES + 4096
+# Replay of a recording: frames of one connection held until its request ids are known.
+REPLAY_MAX_PENDING_FRAMES: Final = 64
+# The recorded feed of the reference server remembers the last seq_id of at most this
+# many streams (to skip the replayed duplicates a recording holds).
+FEED_MAX_TRACKED_STREAMS: Final = 10_000

@@ -43,6 +43,9 @@ def bash_candidates(words: str) -> list[str]:
 def test_commands_options_and_values_complete() -> None:
     assert bash_candidates("c2ws su") == ["subscribe"]
     assert "--channel" in bash_candidates("c2ws subscribe --")
-    assert bash_candidates("c2ws subscribe 1 -o ") == ["auto", "table", "ndjson"]
+    assert bash_candidates("c2ws subscribe 1 -o ") == ["auto", "table", "ndjson", "json",
+                                                        "csv", "tsv"]
+    assert bash_candidates("c2ws replay f --color ") == ["auto", "always", "never"]
+    assert bash_candidates("c2ws config ") == ["path", "show"]
     assert bash_candidates("c2ws subscribe 1 -c strategy.") == [
         "strategy.signal", "strategy.positions"]

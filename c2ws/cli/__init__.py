@@ -13,7 +13,7 @@ from types import FrameType
 from typing import NoReturn
 
 # Importing the command modules registers their commands on the app.
-from c2ws.cli import completions, serve, subscribe  # noqa: F401
+from c2ws.cli import check, completions, config_cmd, replay, serve, subscribe  # noqa: F401
 from c2ws.cli.app import StdoutClosed, Terminated, app
 from c2ws.cli.subscribe import silence_stdout
 from c2ws.exitcodes import ExitCode

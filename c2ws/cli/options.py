@@ -6,12 +6,14 @@ import math
 import re
 from collections.abc import Callable
 from enum import Enum
+from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
 
 from c2ws import spec
 from c2ws.render.clock import DisplayZone, UnknownZone
+from c2ws.render.color import ColorChoice
 
 EnumT = TypeVar("EnumT", bound=Enum)
 _WHOLE_NUMBER = re.compile(r"[+-]?[0-9]{1,18}")
@@ -34,6 +36,9 @@ class OutputMode(str, Enum):
     auto = "auto"
     table = "table"
     ndjson = "ndjson"
+    json = "json"
+    csv = "csv"
+    tsv = "tsv"
 
 
 def parse_strategy_ids(values: list[str]) -> list[int]:
@@ -209,3 +214,75 @@ MaxBufferOpt = Annotated[
 VerboseOpt = Annotated[
     bool, typer.Option("-v", "--verbose", help="Show protocol traffic on stderr (key redacted).")
 ]
+
+
+# --- settings, formats and recordings (issue 14) -----------------------------------------
+
+ProfileOpt = Annotated[
+    str | None,
+    typer.Option("--profile", metavar="NAME", show_default=False,
+                 help="Settings profile from the config file (env C2WS_PROFILE)."),
+]
+ApiKeyOpt = Annotated[
+    str | None,
+    typer.Option("--api-key", metavar="KEY", show_default=False,
+                 help="C2 API key (sent as a Bearer token; never printed). Prefer the "
+                      "C2_API_KEY variable or --api-key-file: arguments show in ps."),
+]
+ApiKeyFileOpt = Annotated[
+    str | None,
+    typer.Option("--api-key-file", metavar="PATH", show_default=False,
+                 help="Read the API key from PATH (mode 600), or from stdin with '-'; "
+                      "env C2WS_API_KEY_FILE."),
+]
+UrlOpt = Annotated[
+    str | None,
+    typer.Option("--url", metavar="URL", show_default=False,
+                 help=f"WebSocket endpoint (its path is /ws); env C2WS_URL. Default: "
+                      f"{spec.DEFAULT_URL}"),
+]
+RecordOpt = Annotated[
+    Path | None,
+    typer.Option("--record", metavar="FILE", show_default=False,
+                 help="Append every received frame (raw, with receive time and connection) "
+                      "to FILE as NDJSON, for 'c2ws replay'."),
+]
+FieldsOpt = Annotated[
+    str | None,
+    typer.Option("--fields", metavar="A,B,...", show_default=False,
+                 help="Print only these fields of each message (ndjson, json, csv, tsv): "
+                      "time, strategy, side, qty, symbol... or a path like "
+                      "payload.C2Symbol.FullSymbol."),
+]
+SymbolOpt = Annotated[
+    list[str] | None,
+    typer.Option("--symbol", metavar="SYM", show_default=False,
+                 help="Only messages for this symbol (e.g. @ESZ6; case ignored); repeatable."),
+]
+ColorOpt = Annotated[
+    ColorChoice,
+    typer.Option("--color", metavar="WHEN", parser=choice(ColorChoice, "'--color'"),
+                 help="auto, always or never. "
+                      "auto: color on a terminal unless NO_COLOR is set (FORCE_COLOR forces "
+                      "it)."),
+]
+
+
+def parse_field_list(text: str | None) -> tuple[str, ...]:
+    """``--fields a,b,c``: checked names, in order."""
+    if text is None:
+        return ()
+    from c2ws.render.records import check_field_names
+
+    try:
+        return tuple(check_field_names([part.strip() for part in text.split(",")
+                                        if part.strip()]))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--fields'") from None
+
+
+def parse_symbols(values: list[str] | None) -> tuple[str, ...]:
+    symbols: list[str] = []
+    for value in values or ():
+        symbols.extend(part.strip() for part in value.split(",") if part.strip())
+    return tuple(symbols)

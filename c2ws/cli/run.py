@@ -34,10 +34,17 @@ class SubscribeOptions:
     sync_output_fd: int | None = None
     # --state with a pipe: commit after every message, so a crash repeats at most one.
     commit_each_message: bool = False
+    # --symbol: which messages the output shows; --count counts only those.
+    selects: Callable[[ev.StreamMessage], bool] | None = None
 
 
 class OutputFailed(Exception):
-    """Writing stdout failed for a reason other than its reader leaving (disk full...)."""
+    """Writing stdout failed for a reason other than its reader leaving (disk full...).
+    ``target``: what was being written when it was not stdout (the --record file)."""
+
+    def __init__(self, reason: str, target: str | None = None) -> None:
+        super().__init__(reason)
+        self.target = target or "stdout"
 
 
 class StreamEnded(Exception):
@@ -96,8 +103,8 @@ class SubscribeRun:
             # The reader (e.g. ``head -1``) has all it wanted: a normal end, not an error.
             raise StdoutClosed from None
         except OutputFailed as failure:
-            self._report_unwritten("stdout failed")
-            self.diagnostics.say(f"cannot write to stdout: {failure}", "red")
+            self._report_unwritten(f"{failure.target} failed")
+            self.diagnostics.say(f"cannot write to {failure.target}: {failure}", "red")
             return ExitCode.OUTPUT_FAILED
         return ExitCode.OK  # pragma: no cover - _stream always raises
 
@@ -129,7 +136,9 @@ class SubscribeRun:
                 # Stop once the message after the hole is written too, so the cursor is
                 # past it: a rerun must not replay into the same gap again.
                 self._gap = self._gap or event
-            elif isinstance(event, ev.StreamMessage):
+            elif isinstance(event, ev.StreamMessage) and (
+                self.options.selects is None or self.options.selects(event)
+            ):
                 self.delivered += 1
                 if self._gap is not None and event.key == self._gap.key:
                     ending = StreamEnded(
@@ -160,7 +169,8 @@ class SubscribeRun:
         except BrokenPipeError:
             raise
         except OSError as exc:
-            raise OutputFailed(exc.strerror or str(exc)) from None
+            target = exc.filename if isinstance(exc.filename, str) else None
+            raise OutputFailed(exc.strerror or str(exc), target) from None
 
     def _timed_out(self, engine: Engine) -> None:
         timeout = self.options.timeout

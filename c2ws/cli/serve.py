@@ -63,6 +63,11 @@ def serve(
         int, typer.Option("--seed", metavar="N", parser=whole_number("'--seed'", minimum=0),
                           help="Seed of the synthetic feed.")
     ] = 0,
+    clock_offset: Annotated[
+        float, typer.Option("--clock-offset", metavar="S",
+                            help="Run the server's clock S seconds ahead (negative: behind), "
+                                 "to try 'c2ws check'.")
+    ] = 0.0,
 ) -> None:
     """Run the reference server: a local stand-in for the C2 WebSocket API.
 
@@ -82,7 +87,8 @@ def serve(
         raise typer.BadParameter(f"no such file: {feed}", param_hint="'--feed'")
     config = server.ServerConfig(
         host=host, port=port, heartbeat_interval=heartbeat_interval, feed=feed_source,
-        rate=rate, seed=seed, closed_records=0, **settings,  # no one reads them here
+        rate=rate, seed=seed, closed_records=0, clock_offset=clock_offset,
+        **settings,  # closed_records=0: no one reads them here
     )
     # Keys given on the command line may be real ones: only the default test key is shown.
     raise typer.Exit(server.run_server(config, show_api_keys=not api_key))

@@ -14,36 +14,56 @@ import typer
 from c2ws import spec
 from c2ws.cli.app import Command, StdoutClosed, app
 from c2ws.cli.options import (
+    ApiKeyFileOpt,
+    ApiKeyOpt,
     BellFillsOpt,
     BellOpt,
+    ColorOpt,
     CountOpt,
+    FieldsOpt,
     IncludeControlOpt,
     MaxBufferOpt,
     OutputMode,
-    OutputOpt,
+    ProfileOpt,
     ProgressOpt,
+    RecordOpt,
+    SymbolOpt,
     TimeoutOpt,
     TzOpt,
+    UrlOpt,
     VerboseOpt,
+    choice,
     complete_channel,
     number,
     parse_channels,
+    parse_field_list,
     parse_strategy_ids,
+    parse_symbols,
+    parse_zone,
     seconds,
     whole_number,
 )
 from c2ws.cli.serve import server_module
 from c2ws.events import SubscriptionKey
 from c2ws.exitcodes import ExitCode
+from c2ws.render.color import ColorChoice
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
+    from c2ws.cli.output import OutputSpec
     from c2ws.cli.run import SubscribeOptions
     from c2ws.engine import EngineConfig
     from c2ws.render import Renderer
     from c2ws.render.clock import DisplayZone
     from c2ws.render.diagnostics import Diagnostics
+
+# -o given as None: the profile's output, else auto.
+OutputOrProfileOpt = Annotated[
+    OutputMode | None,
+    typer.Option("-o", "--output", metavar="MODE", show_default=False,
+                 parser=choice(OutputMode, "'-o' / '--output'"),
+                 help="auto (default): tables on a terminal, NDJSON otherwise; or table, "
+                      "ndjson, json (one array), csv, tsv."),
+]
 
 # The key the demo's in-process reference server accepts; no real key is involved.
 DEMO_API_KEY = "demo"
@@ -87,10 +107,11 @@ Examples:
 def subscribe(
     ctx: typer.Context,
     strategy_ids: Annotated[
-        list[str],
+        list[str] | None,
         typer.Argument(metavar="STRATEGY_ID", show_default=False,
-                       help="One or more C2 strategy ids (positive integers)."),
-    ],
+                       help="One or more C2 strategy ids (positive integers); default: the "
+                            "profile's strategies."),
+    ] = None,
     channel: Annotated[
         list[str] | None,
         typer.Option("-c", "--channel", metavar="CHANNEL",
@@ -98,17 +119,11 @@ def subscribe(
                           "Default: both.", show_default=False,
                      autocompletion=complete_channel),
     ] = None,
-    api_key: Annotated[
-        str | None,
-        typer.Option("--api-key", metavar="KEY", envvar="C2_API_KEY", show_default=False,
-                     help="C2 API key (sent as a Bearer token; never printed). Prefer "
-                          "the C2_API_KEY variable: arguments show in ps."),
-    ] = None,
-    url: Annotated[
-        str, typer.Option("--url", metavar="URL", envvar="C2WS_URL",
-                          help="WebSocket endpoint (its path is /ws).")
-    ] = spec.DEFAULT_URL,
-    output: OutputOpt = OutputMode.auto,
+    profile: ProfileOpt = None,
+    api_key: ApiKeyOpt = None,
+    api_key_file: ApiKeyFileOpt = None,
+    url: UrlOpt = None,
+    output: OutputOrProfileOpt = None,
     count: CountOpt = None,
     timeout: TimeoutOpt = None,
     include_control: IncludeControlOpt = False,
@@ -153,6 +168,10 @@ def subscribe(
                             parser=seconds("'--connect-timeout'", minimum=0.1),
                             help="Seconds to wait for the connection and upgrade.")
     ] = 10.0,
+    record: RecordOpt = None,
+    fields: FieldsOpt = None,
+    symbol: SymbolOpt = None,
+    color: ColorOpt = ColorChoice.auto,
     verbose: VerboseOpt = False,
 ) -> None:
     """Subscribe to strategies and stream their signals and positions.
@@ -160,40 +179,84 @@ def subscribe(
     Tables on a terminal, NDJSON in a pipe; messages and errors go to stderr.
     Each STRATEGY_ID is a positive integer ("1,2,3" works too).
     """
+    from c2ws.cli.output import OutputSpec, TerminalOptions, check_output_spec
+    from c2ws.cli.settings import load_api_key, load_settings
+    from c2ws.config import Flags
     from c2ws.engine import EngineConfig, validate_config
     from c2ws.errors import ConfigError
-    from c2ws.render.safe import keep_secret
+    from c2ws.render.filters import MessageFilter
     from c2ws.session import SessionTimeouts
 
-    ids = parse_strategy_ids(strategy_ids)
-    channels = parse_channels(channel)
-    if api_key:
-        keep_secret(api_key)
-        source = ctx.get_parameter_source("api_key")
-        if source is not None and source.name == "COMMANDLINE":  # not from C2_API_KEY
-            print("c2ws: warning: an API key given with --api-key is visible to other users "
-                  "of this machine (ps, shell history); set C2_API_KEY instead",
-                  file=sys.stderr)
+    settings = load_settings(Flags(
+        profile=profile, url=url, api_key=api_key, api_key_file=api_key_file,
+        strategies=tuple(parse_strategy_ids(strategy_ids)) if strategy_ids else (),
+        channels=tuple(parse_channels(channel)) if channel else (),
+        output=output.value if output is not None else None,
+    ))
+    ids = list(settings.strategies.value)
+    if not ids:
+        raise typer.BadParameter("no strategy ids: give STRATEGY_ID..., or set strategies "
+                                 "in a profile of the config file", param_hint="'STRATEGY_ID'")
+    channels = _setting_channels(settings.channels.value, settings.channels.source)
+    output_mode = _setting_output(settings.output.value, settings.output.source)
+    key = load_api_key(settings, given_on_command_line=api_key is not None)
     keys = [SubscriptionKey(sid, ch) for sid in ids for ch in channels]
     config = EngineConfig(
-        url=url, api_key=api_key or "", keys=keys, max_buffer=max_buffer,
+        url=settings.url.value, api_key=key, keys=keys, max_buffer=max_buffer,
         reconnect=not no_reconnect, max_retries=max_retries, max_backoff=max_backoff,
         connect_timeout=connect_timeout,
-        timeouts=SessionTimeouts(silence=silence_timeout), state_path=state, traffic=verbose,
+        timeouts=SessionTimeouts(silence=silence_timeout), state_path=state,
+        traffic=verbose or record is not None,
     )
     try:
         validate_config(config)
     except ConfigError as exc:
         raise typer.BadParameter(str(exc), param_hint=f"'{exc.param or 'STRATEGY_ID'}'") from None
-    raise typer.Exit(stream(config, output, count=count, timeout=timeout,
-                            include_control=include_control, fail_on_gap=fail_on_gap,
-                            terminal=TerminalOptions(tz, progress, bell or bell_fills,
-                                                     bell_fills)))
+    zone = tz if tz is not None else _setting_zone(settings.tz.value, settings.tz.source)
+    output_spec = OutputSpec(
+        mode=output_mode, include_control=include_control, fields=parse_field_list(fields),
+        message_filter=MessageFilter.of(symbols=parse_symbols(symbol)), color=color,
+        verbose=verbose, terminal=TerminalOptions(zone, progress, bell or bell_fills, bell_fills),
+    )
+    check_output_spec(output_spec)
+    raise typer.Exit(stream(config, output_spec, count=count, timeout=timeout,
+                            fail_on_gap=fail_on_gap, record=record))
+
+
+def _setting_channels(values: tuple[str, ...], source: str) -> list[str]:
+    """Channels from the command line (already parsed) or a profile (named in errors)."""
+    try:
+        return parse_channels(list(values) or None)
+    except typer.BadParameter as exc:
+        if source == "--channel":
+            raise
+        raise typer.BadParameter(f"{exc.message} (from {source})", param_hint="channels") from None
+
+
+def _setting_zone(value: str | None, source: str) -> DisplayZone | None:
+    """The profile's ``tz`` (None: the default for the output)."""
+    if value is None:
+        return None
+    try:
+        return parse_zone(value)
+    except typer.BadParameter as exc:
+        raise typer.BadParameter(f"{exc.message} (from {source})", param_hint="tz") from None
+
+
+def _setting_output(value: str | None, source: str) -> OutputMode:
+    if value is None:
+        return OutputMode.auto
+    try:
+        return OutputMode(value.lower())
+    except ValueError:
+        names = ", ".join(mode.value for mode in OutputMode)
+        raise typer.BadParameter(f"{value!r} (from {source}) is not an output mode: {names}",
+                                 param_hint="output") from None
 
 
 @app.command(cls=Command, epilog=DEMO_EPILOG)
 def demo(
-    output: OutputOpt = OutputMode.auto,
+    output: OutputOrProfileOpt = None,
     count: CountOpt = None,
     timeout: TimeoutOpt = None,
     include_control: IncludeControlOpt = False,
@@ -209,6 +272,10 @@ def demo(
         int, typer.Option("--seed", metavar="N", parser=whole_number("'--seed'", minimum=0),
                           help="Seed of the synthetic feed.")
     ] = 0,
+    record: RecordOpt = None,
+    fields: FieldsOpt = None,
+    symbol: SymbolOpt = None,
+    color: ColorOpt = ColorChoice.auto,
     verbose: VerboseOpt = False,
 ) -> None:
     """Stream from the bundled reference server: no key, no network needed.
@@ -216,8 +283,18 @@ def demo(
     Runs the reference server on 127.0.0.1 with a synthetic feed and subscribes to
     every strategy on both channels, from the first signal on.
     """
+    from c2ws.cli.output import OutputSpec, TerminalOptions, check_output_spec
     from c2ws.engine import EngineConfig
     from c2ws.render.consoles import MessageConsole
+    from c2ws.render.filters import MessageFilter
+
+    output_spec = OutputSpec(
+        mode=output or OutputMode.auto, include_control=include_control,
+        fields=parse_field_list(fields), message_filter=MessageFilter.of(
+            symbols=parse_symbols(symbol)), color=color, verbose=verbose,
+        terminal=TerminalOptions(tz, progress, bell or bell_fills, bell_fills),
+    )
+    check_output_spec(output_spec)
 
     server = server_module()
     # The feed starts once the subscriptions are in, so every stream shows from seq_id 1.
@@ -231,70 +308,50 @@ def demo(
         )
         keys = [SubscriptionKey(sid, ch) for sid in config.strategies for ch in spec.CHANNELS]
         engine_config = EngineConfig(
-            url=running.url, api_key=DEMO_API_KEY, keys=keys, traffic=verbose
+            url=running.url, api_key=DEMO_API_KEY, keys=keys,
+            traffic=verbose or record is not None,
         )
-        code = stream(engine_config, output, count=count, timeout=timeout,
-                      include_control=include_control,
-                      terminal=TerminalOptions(tz, progress, bell or bell_fills, bell_fills))
+        code = stream(engine_config, output_spec, count=count, timeout=timeout, record=record)
     raise typer.Exit(code)
 
 
-@dataclasses.dataclass(frozen=True)
-class TerminalOptions:
-    """How a run looks on a terminal: ``--tz``, ``--progress``, ``--bell``/``--bell-fills``."""
-
-    zone: DisplayZone | None = None
-    progress: bool | None = None
-    bell: bool = False
-    bell_fills_only: bool = False
-
-
 def stream(
-    config: EngineConfig, output: OutputMode, *, count: int | None, timeout: float | None,
-    include_control: bool, fail_on_gap: bool = False,
-    terminal: TerminalOptions = TerminalOptions(),
+    config: EngineConfig, output: OutputSpec, *, count: int | None, timeout: float | None,
+    fail_on_gap: bool = False, record: Path | None = None,
 ) -> int:
     """Run a subscription with the chosen renderer; returns the exit code."""
+    from c2ws.cli.output import build_output
     from c2ws.cli.run import SubscribeOptions, SubscribeRun
     from c2ws.errors import StateError
-    from c2ws.render.consoles import MessageConsole, is_pipe
-    from c2ws.render.diagnostics import Diagnostics
-    from c2ws.render.ndjson import NdjsonRenderer
     from c2ws.render.safe import terminal_safe
 
     if sys.stdout is None:  # started with stdout closed (``>&-``): nobody to stream to
         print("c2ws: stdout is closed; nothing to stream to", file=sys.stderr)
         return int(ExitCode.OK)
-    stdout_is_tty = sys.stdout.isatty()
-    table = output is OutputMode.table or (output is OutputMode.auto and stdout_is_tty)
-    err_console = MessageConsole(stderr=True, highlight=False, markup=False, emoji=False)
-    progress = terminal.progress
-    if progress is None:
-        # A pipe's reader may draw on the same terminal (`| jq`, `| less`): no status line
-        # then; nor beside NDJSON lines on the terminal itself.
-        progress = not stdout_is_tty and not is_pipe(sys.stdout)
-    diagnostics = Diagnostics(
-        err_console,
-        verbose=config.traffic,
-        status_line=progress and not table and err_console.is_terminal and not config.traffic,
-    )
+    channels = {key.channel for key in config.keys}
+    built = build_output(output, channels=channels, keys=config.keys)
+    diagnostics = built.diagnostics
+    message_filter = output.message_filter
     options = SubscribeOptions(engine=config, count=count, timeout=timeout,
-                               fail_on_gap=fail_on_gap)
+                               fail_on_gap=fail_on_gap,
+                               selects=message_filter.selects if message_filter.active else None)
     if config.state_path is not None:
         try:
             options = _exactly_once_output(options, diagnostics)
         except StateError as exc:
             diagnostics.say(terminal_safe(str(exc), 400), "red")
             diagnostics.close()
+            built.renderer.close()
             return int(ExitCode.STATE_FAILED)
-    renderer: Renderer
-    table_console: Console | None = None
-    if table:
-        renderer, table_console = _table_renderer(config, terminal, diagnostics)
-    else:
-        renderer = NdjsonRenderer(sys.stdout.buffer, include_control=include_control)
-    if terminal.bell:
-        renderer = _with_bell(renderer, terminal, table_console, err_console, diagnostics)
+    renderer: Renderer = built.renderer
+    if record is not None:
+        recorder = _open_recording(record, config, diagnostics)
+        if recorder is None:
+            built.renderer.close()
+            return int(ExitCode.USAGE)
+        from c2ws.render.recording import TeeRenderer
+
+        renderer = TeeRenderer([recorder, renderer])
     try:
         try:
             return int(SubscribeRun(options, renderer, diagnostics).run())
@@ -306,43 +363,23 @@ def stream(
         return int(ExitCode.OK)
 
 
-def _table_renderer(
-    config: EngineConfig, terminal: TerminalOptions, diagnostics: Diagnostics
-) -> tuple[Renderer, Console]:
-    """The table on stdout; when stderr is the same terminal, messages go through it so
-    they land above its live region instead of under the next redraw."""
-    from c2ws.render.clock import DisplayZone
-    from c2ws.render.consoles import DataConsole, same_terminal, terminal_width
-    from c2ws.render.layout import full_width
-    from c2ws.render.table import TableRenderer  # rich tables only when asked for
+def _open_recording(
+    path: Path, config: EngineConfig, diagnostics: Diagnostics
+) -> Renderer | None:
+    """The --record sink, appending to ``path``; None (said on stderr) when it cannot be
+    opened."""
+    from c2ws.render.recording import RecordingRenderer
+    from c2ws.render.safe import terminal_safe
 
-    width = None
-    if not sys.stdout.isatty() and "COLUMNS" not in os.environ:
-        # Piped (`| tee log`): the width of the terminal the user watches, else room for
-        # every column; never a silent 80.
-        width = terminal_width(sys.stderr, sys.stdin) or full_width()
-    console = DataConsole(highlight=False, markup=False, emoji=False, width=width)
-    zone = terminal.zone
-    if zone is None:
-        zone = DisplayZone.local() if console.is_terminal else DisplayZone.utc()
-    table = TableRenderer(console, zone=zone)
-    table.expect_subscriptions(config.keys)
-    if table.is_live and same_terminal(sys.stdout, sys.stderr):
-        diagnostics.printer = table.print_message
-    return table, console
-
-
-def _with_bell(
-    renderer: Renderer, terminal: TerminalOptions, table_console: Console | None,
-    err_console: Console, diagnostics: Diagnostics,
-) -> Renderer:
-    from c2ws.render.alerts import Bell, WithBell
-
-    consoles = [c for c in (table_console, err_console) if c is not None and c.is_terminal]
-    if not consoles:
-        diagnostics.say("--bell: neither stdout nor stderr is a terminal; no bell", "yellow")
-        return renderer
-    return WithBell(renderer, Bell(consoles[0], fills_only=terminal.bell_fills_only))
+    try:
+        out = path.open("ab")
+    except OSError as exc:
+        diagnostics.say(terminal_safe(f"--record: cannot open {path}: {exc.strerror or exc}",
+                                      400), "red")
+        diagnostics.close()
+        return None
+    return RecordingRenderer(out, keys=config.keys, per_connection=config.per_connection,
+                             url=config.url)
 
 
 def _exactly_once_output(

@@ -293,6 +293,34 @@ def is_fill(payload: Mapping[str, object]) -> bool:
     return status in FILL_STATUSES
 
 
+def _price_value(value: object) -> int | float | None:
+    number = parse_number(value)
+    return None if number == 0 else number
+
+
+@dataclass(frozen=True, slots=True)
+class SignalValues:
+    """A signal's numbers as numbers, for machine-readable output (None: absent or not
+    a number; a zero price is "not set", as REST sends it)."""
+
+    quantity: int | float | None
+    limit: int | float | None
+    stop: int | float | None
+    signal_id: int | str | None  # an integer when it is one, else its safe text
+
+
+def signal_values(payload: Mapping[str, object]) -> SignalValues:
+    view = PayloadView(payload)
+    raw_id = view.get(*_SIGNAL_ID)
+    signal_id = protocol.parse_int(raw_id)
+    return SignalValues(
+        quantity=parse_number(view.get(*_ORDER_QUANTITY)),
+        limit=_price_value(view.get(*_LIMIT)),
+        stop=_price_value(view.get(*_STOP)),
+        signal_id=signal_id if signal_id is not None else (display_text(raw_id) or None),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class PositionFields:
     strategy_id: int | None
@@ -302,6 +330,7 @@ class PositionFields:
     quantity_text: str
     avg_price: str
     currency: str
+    avg_price_value: int | float | None = None  # avg_price as a number, for scripts
 
 
 def position_fields(payload: Mapping[str, object]) -> list[PositionFields]:
@@ -337,4 +366,5 @@ def _position(view: PayloadView, parent_id: int | None, parent_name: str) -> Pos
         quantity_text=display_number(raw_quantity),
         avg_price=display_price(view.get(*_AVG_PRICE)),
         currency=display_text(view.get(*_CURRENCY)),
+        avg_price_value=_price_value(view.get(*_AVG_PRICE)),
     )

@@ -129,7 +129,8 @@ class ServerConfig:
     ``closed_records``: how many records of closed connections ``connections()`` still
     shows (0: none).  ``feed_waits_for_subscription``: the synthetic feed, too, starts
     only once a client's subscriptions have landed (a recorded feed always does), so that
-    client sees every stream from seq_id 1.
+    client sees every stream from seq_id 1.  ``clock_offset``: seconds the server's clock
+    is off (to test how clients handle a skewed server).
     """
 
     host: str = "127.0.0.1"
@@ -151,6 +152,9 @@ class ServerConfig:
     max_outbox: int = 100_000
     closed_records: int = spec.RECORD_CLOSED_KEPT
     feed_waits_for_subscription: bool = False
+    # A test knob: the server's clock runs this many seconds ahead of the machine's
+    # (negative: behind), in every timestamp it sends and every one it checks.
+    clock_offset: float = 0.0
 
     def __post_init__(self) -> None:
         if self.heartbeat_interval <= 0 or self.heartbeat_grace < 0:
@@ -346,6 +350,10 @@ class ReferenceServer:
 
     # -- lifecycle --
 
+    def _now(self) -> float:
+        """The server's wall clock: the machine's, shifted by ``clock_offset``."""
+        return time.time() + self.config.clock_offset
+
     @property
     def port(self) -> int:
         return self._port
@@ -535,7 +543,7 @@ class ReferenceServer:
     async def _serve_connection(
         self, websocket: ServerConnection, record: ConnectionRecord
     ) -> None:
-        now = time.time()
+        now = self._now()
         session = ServerSession(
             store=self._store,
             authorizer=self._visible.__contains__,
@@ -558,7 +566,7 @@ class ReferenceServer:
         try:
             async for data in websocket:
                 subscribed = session.subscriptions
-                replies = session.receive(data, time.time())
+                replies = session.receive(data, self._now())
                 changed = self._subscriptions_changed
                 if changed is not None and session.subscriptions != subscribed:
                     changed.set()
@@ -647,8 +655,8 @@ class ReferenceServer:
                 await connection.wake.wait()
             else:
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(connection.wake.wait(), deadline - time.time())
-            result = session.on_timer(time.time())
+                    await asyncio.wait_for(connection.wake.wait(), deadline - self._now())
+            result = session.on_timer(self._now())
             connection.send(result.messages)
             if result.close_code is not None:
                 connection.close(
@@ -658,7 +666,7 @@ class ReferenceServer:
 
     def _apply_heartbeats(self, connection: _Connection) -> None:
         enabled = not self._heartbeats_paused and not connection.stalled
-        connection.session.set_heartbeats_enabled(enabled, time.time())
+        connection.session.set_heartbeats_enabled(enabled, self._now())
         connection.wake.set()
 
     # -- feed and fan-out --
@@ -668,7 +676,7 @@ class ReferenceServer:
             yield from self._file_feed
         elif self.config.feed_source() == FEED_SYNTHETIC:
             while True:
-                yield self._synthetic.next_event(time.time())
+                yield self._synthetic.next_event(self._now())
 
     async def _wait_for_subscriptions(self) -> None:
         """Until a client has subscribed and its subscriptions have stopped changing (it
@@ -725,7 +733,7 @@ class ReferenceServer:
                 next_due = now
 
     def _publish(self, channel: str, strategy_id: int, payload: JsonObject) -> JsonObject:
-        stored = self._store.publish(channel, strategy_id, payload, time.time())
+        stored = self._store.publish(channel, strategy_id, payload, self._now())
         for connection in self._connections.values():
             if connection.session.wants(strategy_id, channel):
                 connection.send((stored.data,))
@@ -757,7 +765,7 @@ class ReferenceServer:
         def publish() -> JsonObject:
             if payload is not None:
                 return self._publish(spec.CHANNEL_SIGNAL, strategy_id, payload)
-            events = self._synthetic.events_for(strategy_id, time.time())
+            events = self._synthetic.events_for(strategy_id, self._now())
             envelopes = [self._publish(e.channel, e.strategy_id, e.payload) for e in events]
             return envelopes[0]
 

@@ -42,7 +42,10 @@ Recorded feed
 ``FileFeed`` reads NDJSON, one recorded envelope per line (``msg_type``
 ``strategy.signal`` or ``strategy.positions``, a ``payload`` naming its strategy as
 ``StrategyId``, ``strategy_id`` or ``strategyId``), and yields the payloads for the
-server to publish afresh (new ``id`` and ``seq_id``).  Lines that are not such envelopes
+server to publish afresh (new ``id`` and ``seq_id``).  A recording made with
+``c2ws subscribe --record`` (see ``c2ws.recording``) works too: its stream frames are
+published, each message once (the duplicates a reconnect replayed are left out), and its
+headers, control frames and connection ends are passed over.  Lines that are neither
 are skipped and counted, never fatal.
 """
 
@@ -55,7 +58,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Final
 
-from c2ws import dto, protocol, spec
+from c2ws import dto, protocol, recording, spec
 from c2ws.protocol import JsonObject
 
 DEFAULT_STRATEGIES: Final = (12345678, 23456789, 34567890)
@@ -397,16 +400,53 @@ class SyntheticFeed:
 
 def parse_recorded_line(line: bytes | str) -> FeedEvent | None:
     """A recorded stream envelope as a feed event; None for anything else."""
+    event, _ = _parse_line(line)
+    return event
+
+
+def _stream_event(data: bytes | str) -> tuple[FeedEvent | None, int | None]:
     try:
-        message = protocol.decode(line)
+        message = protocol.decode(data)
     except protocol.MalformedMessage:
-        return None
+        return None, None
     if message.msg_type not in spec.STREAM_MSG_TYPES:
-        return None
+        return None, None
     strategy_id = protocol.strategy_id_of(message.payload)
     if strategy_id is None:
-        return None
-    return FeedEvent(message.msg_type, strategy_id, message.payload)
+        return None, None
+    return FeedEvent(message.msg_type, strategy_id, message.payload), message.seq_id
+
+
+def _parse_line(line: bytes | str) -> tuple[FeedEvent | None, int | None]:
+    """The feed event of a line (an envelope, or a recording's frame) and, for a
+    recording's frame, its seq_id (to leave out replayed duplicates)."""
+    data = line.encode("utf-8") if isinstance(line, str) else line
+    entry = recording.parse_line(data)
+    if isinstance(entry, recording.RecordedFrame):
+        return _stream_event(entry.data)
+    if isinstance(entry, recording.BareMessage):
+        event, _ = _stream_event(entry.data)
+        return event, None
+    return None, None
+
+
+class _SeenStreams:
+    """The last seq_id published per recorded stream, for a bounded number of streams."""
+
+    def __init__(self, limit: int) -> None:
+        self._last: dict[tuple[int, str], int] = {}
+        self._limit = limit
+
+    def is_new(self, event: FeedEvent, seq_id: int) -> bool:
+        key = (event.strategy_id, event.channel)
+        last = self._last.pop(key, None)
+        if last is not None and seq_id <= last:
+            self._last[key] = last
+            return False
+        self._last[key] = seq_id
+        if len(self._last) > self._limit:
+            del self._last[next(iter(self._last))]  # the stream quiet the longest
+        return True
 
 
 class FeedError(Exception):
@@ -414,6 +454,9 @@ class FeedError(Exception):
 
 
 _READ_CHUNK: Final = 64 * 1024
+# A line holds one frame (a recording's line adds its time and connection around it);
+# longer lines are skipped, so a feed never holds more than about this much.
+_MAX_LINE_BYTES: Final = spec.MAX_FRAME_BYTES + 4096
 
 
 def _bounded_lines(stream: BinaryIO, limit: int) -> Iterator[bytes | None]:
@@ -465,14 +508,17 @@ class FileFeed:
             yield event
 
     def _events(self) -> Iterator[FeedEvent]:
+        seen = _SeenStreams(spec.FEED_MAX_TRACKED_STREAMS)
         try:
             with self.path.open("rb") as stream:
-                for line in _bounded_lines(stream, spec.MAX_FRAME_BYTES):
+                for line in _bounded_lines(stream, _MAX_LINE_BYTES):
                     if line is not None and not line.strip():
                         continue
-                    event = parse_recorded_line(line) if line is not None else None
+                    event, seq_id = _parse_line(line) if line is not None else (None, None)
                     if event is None:
                         self.skipped += 1
+                        continue
+                    if seq_id is not None and not seen.is_new(event, seq_id):
                         continue
                     yield event
         except OSError as exc:

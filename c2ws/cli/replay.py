@@ -1,0 +1,220 @@
+"""``c2ws replay FILE``: a recording (``--record``) or NDJSON output, rendered again by
+the renderers of ``subscribe``, as fast as possible or at the pace it was recorded."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Annotated
+
+import typer
+
+from c2ws import events as ev
+from c2ws.cli.app import StdoutClosed, app
+from c2ws.cli.options import (
+    ColorOpt,
+    CountOpt,
+    FieldsOpt,
+    IncludeControlOpt,
+    OutputMode,
+    OutputOpt,
+    SymbolOpt,
+    VerboseOpt,
+    complete_channel,
+    parse_channels,
+    parse_field_list,
+    parse_strategy_ids,
+    parse_symbols,
+)
+from c2ws.exitcodes import ExitCode
+from c2ws.recording import Unusable
+from c2ws.render.color import ColorChoice
+
+if TYPE_CHECKING:
+    from c2ws.cli.output import OutputSpec
+
+
+class _OutputFailed(Exception):
+    """Writing stdout failed (not its reader leaving)."""
+
+
+def parse_speed(text: str | None) -> float | None:
+    """``--speed``: a factor of real time, or ``max`` (None: no waiting)."""
+    if text is None or text.strip().lower() == "max":
+        return None
+    try:
+        speed = float(text)
+    except ValueError:
+        speed = 0.0
+    if not speed > 0 or speed == float("inf"):
+        raise typer.BadParameter(f"{text!r} is not a positive number or 'max'",
+                                 param_hint="'--speed'")
+    return speed
+
+
+class Pacer:
+    """Waits so that entries come out ``speed`` times as fast as they were recorded."""
+
+    def __init__(
+        self, speed: float | None, clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.speed = speed
+        self._clock = clock
+        self._sleep = sleep
+        self._origin: tuple[float, float] | None = None  # (recorded time, our clock)
+
+    def wait_for(self, at: float) -> None:
+        if self.speed is None:
+            return
+        if self._origin is None:
+            self._origin = (at, self._clock())
+            return
+        recorded, started = self._origin
+        delay = started + (at - recorded) / self.speed - self._clock()
+        if delay > 0:
+            self._sleep(delay)
+
+
+@app.command()
+def replay(
+    file: Annotated[
+        str, typer.Argument(metavar="FILE", show_default=False,
+                            help="A --record recording or NDJSON output; '-' for stdin."),
+    ],
+    strategy_ids: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="[STRATEGY_ID]...", show_default=False,
+                       help="Only these strategies (default: all)."),
+    ] = None,
+    channel: Annotated[
+        list[str] | None,
+        typer.Option("-c", "--channel", metavar="CHANNEL", show_default=False,
+                     help="Only this channel (signal or positions); repeatable.",
+                     autocompletion=complete_channel),
+    ] = None,
+    output: OutputOpt = OutputMode.auto,
+    count: CountOpt = None,
+    speed: Annotated[
+        str | None,
+        typer.Option("--speed", metavar="N|max", show_default=False,
+                     help="N times as fast as recorded, or max. Default: real time for "
+                          "tables, max otherwise."),
+    ] = None,
+    include_control: IncludeControlOpt = False,
+    fields: FieldsOpt = None,
+    symbol: SymbolOpt = None,
+    color: ColorOpt = ColorChoice.auto,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Render a recording again: the same output the recorded run printed.
+
+    Example: c2ws replay session.rec -o csv > signals.csv
+    """
+    from c2ws.cli.output import OutputSpec, check_output_spec, resolve_mode
+    from c2ws.render.filters import MessageFilter
+
+    strategies = parse_strategy_ids(strategy_ids) if strategy_ids else []
+    channels = parse_channels(channel) if channel else []
+    output_spec = OutputSpec(
+        mode=output, include_control=include_control, fields=parse_field_list(fields),
+        message_filter=MessageFilter.of(strategies=strategies, channels=channels,
+                                        symbols=parse_symbols(symbol)),
+        color=color, verbose=verbose,
+    )
+    check_output_spec(output_spec)
+    pace = parse_speed(speed)
+    if speed is None and sys.stdout is not None:
+        pace = 1.0 if resolve_mode(output, sys.stdout) is OutputMode.table else None
+    if file != "-" and not Path(file).is_file():
+        raise typer.BadParameter(f"no such file: {file}", param_hint="'FILE'")
+    raise typer.Exit(run_replay(file, output_spec, channels=channels, count=count,
+                                pacer=Pacer(pace)))
+
+
+def run_replay(
+    file: str, output: OutputSpec, *, channels: Sequence[str], count: int | None, pacer: Pacer,
+) -> int:
+    """Replay ``file`` ('-': stdin); returns the exit code."""
+    from c2ws.cli.output import build_output
+    from c2ws.recording import read_entries
+    from c2ws.render.safe import terminal_safe
+    from c2ws.replay import Replayer
+    if sys.stdout is None:
+        print("c2ws: stdout is closed; nothing to replay to", file=sys.stderr)
+        return int(ExitCode.OK)
+    now = [0.0]  # the recorded time of the frame being rendered (the table shows it)
+    built = build_output(output, channels=channels, status_line=False, clock=lambda: now[0])
+    renderer, diagnostics = built.renderer, built.diagnostics
+    selects = output.message_filter.selects
+    replayer = Replayer()
+    delivered = 0
+    usable = 0
+
+    def write(events: list[ev.Event], *, gaps_only: bool = False) -> bool:
+        """Render; True once --count is reached."""
+        nonlocal delivered
+        try:
+            for event in events:
+                if gaps_only and not isinstance(event, ev.GapReported):
+                    continue
+                diagnostics.handle(event)
+                renderer.handle(event)
+                if isinstance(event, ev.StreamMessage) and selects(event):
+                    delivered += 1
+                    if count is not None and delivered >= count:
+                        renderer.flush()
+                        return True
+            renderer.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise _OutputFailed(exc.strerror or str(exc)) from None
+        return False
+
+    try:
+        try:
+            with ExitStack() as stack:
+                stream: IO[bytes] = (sys.stdin.buffer if file == "-"
+                                     else stack.enter_context(Path(file).open("rb")))
+                for entry in read_entries(stream):
+                    at = getattr(entry, "at", None)
+                    events = replayer.feed(entry)
+                    if not isinstance(entry, Unusable):
+                        usable += 1
+                    if at is not None:
+                        pacer.wait_for(at)
+                        now[0] = at
+                    if write(events):
+                        write(replayer.finish(), gaps_only=True)
+                        break
+                else:
+                    write(replayer.finish())
+            if replayer.skipped:
+                reasons = "; ".join(replayer.skip_reasons)
+                diagnostics.say(terminal_safe(f"skipped {replayer.skipped} unusable line(s) of "
+                                              f"{file} ({reasons})", 400), "yellow")
+            if not usable:
+                diagnostics.say(terminal_safe(f"{file} holds no recording and no c2ws output "
+                                              "(one JSON object per line expected)", 400), "red")
+                return int(ExitCode.USAGE)
+            return int(ExitCode.OK)
+        except KeyboardInterrupt:
+            return int(ExitCode.INTERRUPTED)
+        except _OutputFailed as failure:
+            diagnostics.say(f"cannot write to stdout: {failure}", "red")
+            return int(ExitCode.OUTPUT_FAILED)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:  # reading the recording
+            diagnostics.say(terminal_safe(f"cannot read {file}: {exc.strerror or exc}", 400),
+                            "red")
+            return int(ExitCode.USAGE)
+        finally:
+            diagnostics.close()
+            renderer.close()
+    except BrokenPipeError:
+        raise StdoutClosed from None

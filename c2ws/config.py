@@ -1,0 +1,389 @@
+"""Settings: the config file, its profiles, and which source each setting came from.
+
+One place decides every setting of a run, in this order (first wins)::
+
+    command-line flag  >  environment variable  >  profile  >  config file top level  >  default
+
+The config file is TOML, at ``$XDG_CONFIG_HOME/c2ws/config.toml`` (``~/.config`` when
+XDG_CONFIG_HOME is unset; ``%APPDATA%`` on Windows), or wherever ``C2WS_CONFIG`` says::
+
+    profile = "paper"            # used when neither --profile nor C2WS_PROFILE names one
+    output = "ndjson"            # settings at the top level apply to every profile
+
+    [profiles.paper]
+    url = "wss://api4-general.collective2.com/ws"
+    api_key_file = "~/.config/c2ws/paper.key"
+    strategies = [12345678]
+    channels = ["signal"]
+    tz = "America/New_York"
+
+Secrets stay private: a config file or key file that other users may read or change is
+refused, with the ``chmod`` that fixes it.  Nothing here ever returns the key inside a
+message.  Everything is passed in (environment, stdin), so the rules are testable
+without touching the real home directory.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import stat
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Final, Generic, TypeVar
+
+from c2ws import spec
+from c2ws.errors import ConfigError
+from c2ws.render.safe import REDACTED
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - the tests run on 3.11+
+    import tomli as tomllib
+
+T = TypeVar("T")
+
+ENV_CONFIG: Final = "C2WS_CONFIG"
+ENV_PROFILE: Final = "C2WS_PROFILE"
+ENV_API_KEY: Final = "C2_API_KEY"
+ENV_API_KEY_FILE: Final = "C2WS_API_KEY_FILE"
+ENV_URL: Final = "C2WS_URL"
+
+DEFAULT_PROFILE: Final = "default"
+STDIN_PATH: Final = "-"
+
+# Keys a profile (or the file's top level) may set, and the type each must have.
+_SETTING_TYPES: Final[dict[str, str]] = {
+    "url": "a string",
+    "api_key": "a string",
+    "api_key_file": "a string (a path)",
+    "strategies": "a list of strategy ids",
+    "channels": "a list of channel names",
+    "output": "a string",
+    "tz": "a string",
+}
+_TOP_LEVEL_ONLY: Final = ("profile", "profiles")
+
+
+class SettingsError(ConfigError):
+    """A config file, profile or key file c2ws cannot use; ``str()`` says how to fix it."""
+
+
+class InsecureFileError(SettingsError):
+    """A config or key file other users may read or change."""
+
+
+@dataclass(frozen=True)
+class Sourced(Generic[T]):
+    """A setting's value and where it came from (``"--url"``, ``"env C2WS_URL"``,
+    ``"profile 'paper'"``, ``"config file"``, ``"default"``)."""
+
+    value: T
+    source: str
+
+
+@dataclass(frozen=True)
+class KeySource:
+    """Where the API key is to be read from: given as a value, a file, or stdin."""
+
+    value: str | None = None
+    path: Path | None = None  # Path("-"): stdin
+
+    @property
+    def from_stdin(self) -> bool:
+        return self.path is not None and str(self.path) == STDIN_PATH
+
+    def describe(self) -> str:
+        """For ``config show``: never the key itself."""
+        if self.value is not None:
+            return REDACTED
+        if self.from_stdin:
+            return "read from stdin"
+        return f"read from {self.path}"
+
+
+@dataclass(frozen=True)
+class Flags:
+    """What the command line said (None / empty: not given)."""
+
+    profile: str | None = None
+    url: str | None = None
+    api_key: str | None = None
+    api_key_file: str | None = None
+    strategies: tuple[int, ...] = ()
+    channels: tuple[str, ...] = ()
+    output: str | None = None
+    tz: str | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The effective settings of a run, each with its source."""
+
+    config_file: Path
+    config_found: bool
+    profile: Sourced[str | None]
+    url: Sourced[str]
+    api_key: Sourced[KeySource | None]
+    strategies: Sourced[tuple[int, ...]]
+    channels: Sourced[tuple[str, ...]]
+    output: Sourced[str | None]
+    tz: Sourced[str | None]
+    profiles: tuple[str, ...] = field(default=())
+
+
+# --- where the file is -----------------------------------------------------------------
+
+
+def config_path(env: Mapping[str, str], *, home: Path | None = None) -> Path:
+    """``C2WS_CONFIG``, else the platform's user config directory + ``c2ws/config.toml``.
+
+    The XDG rules (an XDG_CONFIG_HOME that is not absolute is ignored) on every system
+    but Windows, macOS included: a command-line tool's settings belong beside the other
+    dotfiles people keep in ~/.config, as gh's and many others' do."""
+    explicit = env.get(ENV_CONFIG)
+    if explicit:
+        return Path(explicit).expanduser()
+    home = home or Path.home()
+    if os.name == "nt":  # pragma: no cover - not tested on Windows
+        appdata = env.get("APPDATA")
+        base = Path(appdata) if appdata else home / "AppData" / "Roaming"
+    else:
+        xdg = env.get("XDG_CONFIG_HOME", "")
+        base = Path(xdg) if xdg and Path(xdg).is_absolute() else home / ".config"
+    return base / "c2ws" / "config.toml"
+
+
+# --- private files -----------------------------------------------------------------------
+
+
+def _check_private(path: Path, st: os.stat_result, what: str) -> None:
+    """Refuse a file whose mode lets other users read or change it."""
+    if os.name == "nt":  # pragma: no cover - POSIX modes mean nothing there
+        return
+    loose = stat.S_IMODE(st.st_mode) & 0o077
+    if not loose:
+        return
+    who = "other users" if loose & 0o007 else "its group"
+    how = "read" if loose & 0o044 else "change"
+    raise InsecureFileError(
+        f"refusing to use {what} {path}: its mode {stat.S_IMODE(st.st_mode):04o} lets {who} "
+        f"{how} it; make it private with: chmod 600 {shlex.quote(str(path))}"
+    )
+
+
+def read_private_file(path: Path, what: str, limit: int) -> bytes:
+    """The bytes of a file only its owner may read; the mode is checked on the open file
+    (fstat), so it is the file that is read that was checked."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise SettingsError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    try:
+        st = os.fstat(fd)
+        # A pipe too: --api-key-file <(pass show c2) hands the key over through one.
+        if not (stat.S_ISREG(st.st_mode) or stat.S_ISFIFO(st.st_mode)):
+            raise SettingsError(f"{what} {path} is not a regular file")
+        _check_private(path, st, what)
+        with os.fdopen(fd, "rb", closefd=False) as stream:
+            data = stream.read(limit + 1)
+    except OSError as exc:
+        raise SettingsError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise SettingsError(f"{what} {path} is larger than {limit} bytes")
+    return data
+
+
+def _key_text(data: bytes, where: str) -> str:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SettingsError(f"the API key {where} is not UTF-8 text") from None
+    key = text.strip()
+    if not key:
+        raise SettingsError(f"the API key {where} is empty")
+    return key
+
+
+def read_api_key(source: KeySource, stdin: IO[bytes] | None = None) -> str:
+    """The key itself (surrounding whitespace and the final newline removed).  Whether it
+    can travel in a header is :func:`c2ws.engine.check_api_key`'s business."""
+    if source.value is not None:
+        return source.value
+    assert source.path is not None
+    if source.from_stdin:
+        stream = stdin if stdin is not None else sys.stdin.buffer
+        data = stream.read(spec.MAX_KEY_FILE_BYTES + 1)
+        if len(data) > spec.MAX_KEY_FILE_BYTES:
+            raise SettingsError(f"stdin holds more than {spec.MAX_KEY_FILE_BYTES} bytes: "
+                                "not an API key")
+        return _key_text(data, "read from stdin")
+    data = read_private_file(source.path, "API key file", spec.MAX_KEY_FILE_BYTES)
+    return _key_text(data, f"in {source.path}")
+
+
+# --- the config file ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConfigFile:
+    path: Path
+    found: bool
+    top: Mapping[str, object]
+    default_profile: str | None
+    profiles: Mapping[str, Mapping[str, object]]
+
+
+def load_config(path: Path, *, must_exist: bool = False) -> ConfigFile:
+    """Parse and check the config file; an absent file is an empty one (unless
+    ``must_exist``: C2WS_CONFIG named it).  ``C2WS_CONFIG=/dev/null`` reads none."""
+    if str(path) == os.devnull:
+        return ConfigFile(path, False, {}, None, {})
+    if not path.exists():
+        if must_exist:
+            raise SettingsError(f"config file {path} (from {ENV_CONFIG}) does not exist")
+        return ConfigFile(path, False, {}, None, {})
+    data = read_private_file(path, "config file", spec.MAX_CONFIG_FILE_BYTES)
+    try:
+        document = tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise SettingsError(f"config file {path} is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"config file {path} is not valid TOML: {exc}") from None
+    profiles_value = document.get("profiles", {})
+    if not isinstance(profiles_value, dict):
+        raise SettingsError(f"config file {path}: 'profiles' must be a table of profiles "
+                            "([profiles.NAME])")
+    top = {k: v for k, v in document.items() if k not in _TOP_LEVEL_ONLY}
+    _check_settings(top, f"config file {path}")
+    profiles: dict[str, Mapping[str, object]] = {}
+    for name, table in profiles_value.items():
+        where = f"config file {path}, profile '{name}'"
+        if not isinstance(table, dict):
+            raise SettingsError(f"{where}: a profile is a table ([profiles.{name}])")
+        _check_settings(table, where)
+        profiles[name] = table
+    default_profile = document.get("profile")
+    if default_profile is not None and not isinstance(default_profile, str):
+        raise SettingsError(f"config file {path}: 'profile' must be a profile name (a string)")
+    return ConfigFile(path, True, top, default_profile, profiles)
+
+
+def _check_settings(table: Mapping[str, object], where: str) -> None:
+    for key, value in table.items():
+        expected = _SETTING_TYPES.get(key)
+        if expected is None:
+            known = ", ".join(sorted(_SETTING_TYPES))
+            raise SettingsError(f"{where}: unknown setting '{key}' (known: {known})")
+        if key == "strategies":
+            ok = isinstance(value, list) and all(
+                isinstance(item, int) and not isinstance(item, bool) and item > 0
+                for item in value
+            )
+        elif key == "channels":
+            ok = isinstance(value, list) and all(isinstance(item, str) for item in value)
+        else:
+            ok = isinstance(value, str)
+        if not ok:
+            raise SettingsError(f"{where}: '{key}' must be {expected}")
+    if "api_key" in table and "api_key_file" in table:
+        raise SettingsError(f"{where}: set api_key or api_key_file, not both")
+
+
+# --- precedence ---------------------------------------------------------------------------
+
+
+def _pick(
+    flag: T | None, flag_name: str, env_value: T | None, env_name: str,
+    layers: list[tuple[Mapping[str, object], str]], key: str, default: T,
+) -> Sourced[T]:
+    if flag is not None:
+        return Sourced(flag, flag_name)
+    if env_value is not None:
+        return Sourced(env_value, f"env {env_name}")
+    for table, source in layers:
+        if key in table:
+            value = table[key]
+            if isinstance(value, list):
+                value = tuple(value)
+            return Sourced(value, source)  # type: ignore[arg-type]  # checked when loaded
+    return Sourced(default, "default")
+
+
+def _key_source(
+    flags: Flags, env: Mapping[str, str], layers: list[tuple[Mapping[str, object], str]],
+) -> Sourced[KeySource | None]:
+    if flags.api_key is not None and flags.api_key_file is not None:
+        raise SettingsError("give --api-key or --api-key-file, not both", param="--api-key")
+    if flags.api_key is not None:
+        return Sourced(KeySource(value=flags.api_key), "--api-key")
+    if flags.api_key_file is not None:
+        return Sourced(KeySource(path=_path(flags.api_key_file)), "--api-key-file")
+    env_key, env_file = env.get(ENV_API_KEY), env.get(ENV_API_KEY_FILE)
+    if env_key and env_file:
+        raise SettingsError(f"both {ENV_API_KEY} and {ENV_API_KEY_FILE} are set: unset one",
+                            param="--api-key")
+    if env_key:
+        return Sourced(KeySource(value=env_key), f"env {ENV_API_KEY}")
+    if env_file:
+        return Sourced(KeySource(path=_path(env_file)), f"env {ENV_API_KEY_FILE}")
+    for table, source in layers:
+        if isinstance(value := table.get("api_key"), str):
+            return Sourced(KeySource(value=value), source)
+        if isinstance(value := table.get("api_key_file"), str):
+            if value == STDIN_PATH:
+                raise SettingsError(f"{source}: api_key_file '-' (stdin) is for the command "
+                                    "line only")
+            return Sourced(KeySource(path=_path(value)), source)
+    return Sourced(None, "default")
+
+
+def _path(text: str) -> Path:
+    return Path(text) if text == STDIN_PATH else Path(text).expanduser()
+
+
+def resolve(flags: Flags, env: Mapping[str, str], *, home: Path | None = None) -> Settings:
+    """Every setting with its source; raises :class:`SettingsError` for a config file,
+    profile or combination of options c2ws cannot use.  The key is located, not read
+    (:func:`read_api_key` reads it)."""
+    path = config_path(env, home=home)
+    config = load_config(path, must_exist=bool(env.get(ENV_CONFIG)))
+    env_profile = env.get(ENV_PROFILE) or None
+    if flags.profile is not None:
+        profile: Sourced[str | None] = Sourced(flags.profile, "--profile")
+    elif env_profile is not None:
+        profile = Sourced(env_profile, f"env {ENV_PROFILE}")
+    elif config.default_profile is not None:
+        profile = Sourced(config.default_profile, "config file")
+    elif DEFAULT_PROFILE in config.profiles:
+        profile = Sourced(DEFAULT_PROFILE, "default")
+    else:
+        profile = Sourced(None, "default")
+    layers: list[tuple[Mapping[str, object], str]] = []
+    if profile.value is not None:
+        table = config.profiles.get(profile.value)
+        if table is None:
+            known = ", ".join(sorted(config.profiles)) or "none"
+            where = f"{path}" if config.found else f"{path} (which does not exist)"
+            raise SettingsError(f"no profile '{profile.value}' (from {profile.source}) in "
+                                f"config file {where}; profiles: {known}", param="--profile")
+        layers.append((table, f"profile '{profile.value}'"))
+    layers.append((config.top, "config file"))
+    env_url = env.get(ENV_URL) or None
+    return Settings(
+        config_file=path,
+        config_found=config.found,
+        profile=profile,
+        url=_pick(flags.url, "--url", env_url, ENV_URL, layers, "url", spec.DEFAULT_URL),
+        api_key=_key_source(flags, env, layers),
+        strategies=_pick(flags.strategies or None, "STRATEGY_ID", None, "", layers,
+                         "strategies", ()),
+        channels=_pick(flags.channels or None, "--channel", None, "", layers, "channels", ()),
+        output=_pick(flags.output, "--output", None, "", layers, "output", None),
+        tz=_pick(flags.tz, "--tz", None, "", layers, "tz", None),
+        profiles=tuple(sorted(config.profiles)),
+    )

@@ -1,0 +1,93 @@
+"""``--record FILE``: every frame received, as it arrived, appended to FILE (see
+:mod:`c2ws.recording` for the format), alongside whatever stdout shows.
+
+It is a renderer like the others: it sees the engine's ``Traffic`` events (the engine
+runs with ``traffic=True``) in the order they crossed the wire, and what it has written
+is flushed with every batch, before the batch is acknowledged.  Frames the run never
+handed to its output (after ``--count`` was reached) are not recorded, so replaying
+the recording shows exactly what the run showed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import BinaryIO
+
+from c2ws import events as ev
+from c2ws import recording
+from c2ws.render import Renderer
+from c2ws.render.safe import redacted
+
+
+class RecordingRenderer:
+    """Writes the header at once, then received frames and connection ends."""
+
+    def __init__(
+        self, out: BinaryIO, *, keys: Sequence[ev.SubscriptionKey], per_connection: int,
+        url: str, label: str = "--record", clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._out = out
+        self._label = label
+        self._clock = clock
+        self._write(recording.header_line(keys, per_connection=per_connection,
+                                          url=redacted(url), started_at=clock()))
+
+    def handle(self, event: ev.Event) -> None:
+        if isinstance(event, ev.Traffic):
+            if event.direction == "<":
+                at = event.at or self._clock()
+                self._write(recording.frame_line(event.data, at=at, connection=event.shard + 1))
+        elif isinstance(event, ev.ConnectionEnded):
+            self._write(recording.end_line(event.end.reason.value, event.end.detail,
+                                           at=self._clock(), connection=event.shard + 1))
+
+    def _write(self, line: bytes) -> None:
+        try:
+            self._out.write(line)
+        except OSError as exc:
+            raise _named(exc, self._label) from None
+
+    def flush(self) -> None:
+        try:
+            self._out.flush()
+        except OSError as exc:
+            raise _named(exc, self._label) from None
+
+    def close(self) -> None:
+        # A failed write was reported when it happened; closing must not fail again.
+        with contextlib.suppress(OSError):
+            self._out.flush()
+        with contextlib.suppress(OSError):
+            self._out.close()
+
+
+def _named(exc: OSError, label: str) -> OSError:
+    """The same error, naming the recording (not stdout) as what failed."""
+    return OSError(exc.errno, exc.strerror or str(exc), f"the {label} file")
+
+
+class TeeRenderer:
+    """Hands every event to each renderer in turn."""
+
+    def __init__(self, renderers: Iterable[Renderer]) -> None:
+        self.renderers = tuple(renderers)
+
+    def handle(self, event: ev.Event) -> None:
+        for renderer in self.renderers:
+            renderer.handle(event)
+
+    def flush(self) -> None:
+        for renderer in self.renderers:
+            renderer.flush()
+
+    def close(self) -> None:
+        errors: list[BaseException] = []
+        for renderer in self.renderers:
+            try:
+                renderer.close()
+            except BaseException as exc:  # close the others, then re-raise the first
+                errors.append(exc)
+        if errors:
+            raise errors[0]

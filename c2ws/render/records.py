@@ -1,0 +1,193 @@
+"""Stream messages as flat records of named fields: the rows of ``-o csv|tsv`` and the
+objects of ``--fields``.
+
+A field is either a *decoded* field (the table's columns, C2 codes named: ``side`` is
+``Buy``, not ``"1"``), or a *raw* one: a top-level envelope key (``msg_type``,
+``seq_id``...) or a dotted path into the envelope (``payload.C2Symbol.FullSymbol``).
+A ``strategy.positions`` message carrying a list of positions is one record per position
+when decoded fields are asked for.  Every function is total: any payload gives records,
+missing values are None.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Final
+
+import orjson
+
+from c2ws import spec
+from c2ws.events import SubscriptionKey
+from c2ws.protocol import Envelope
+from c2ws.render import fields
+from c2ws.render.safe import terminal_safe
+
+Value = str | int | float | bool | None | list[object] | dict[str, object]
+Record = dict[str, Value]
+
+SIGNAL_COLUMNS: Final = (
+    "time", "strategy_id", "strategy", "seq", "side", "open_close", "qty", "symbol", "type",
+    "limit", "stop", "tif", "status", "signal_id",
+)
+POSITION_COLUMNS: Final = (
+    "time", "strategy_id", "strategy", "seq", "symbol", "qty", "avg_price", "currency",
+)
+# Both channels in one table: ``kind`` tells a signal row from a position row.
+COMBINED_COLUMNS: Final = (
+    "time", "kind", "strategy_id", "strategy", "seq", "side", "open_close", "qty", "symbol",
+    "type", "limit", "stop", "tif", "status", "signal_id", "avg_price", "currency",
+)
+DECODED_FIELDS: Final = frozenset(COMBINED_COLUMNS)
+ENVELOPE_KEYS: Final = ("msg_type", "id", "seq_id", "timestamp", "request_id", "v", "payload")
+KIND_SIGNAL: Final = "signal"
+KIND_POSITION: Final = "position"
+# Raw strings in text output: control sequences removed, capped generously.
+_RAW_TEXT_LIMIT: Final = 4096
+_TIME_LIMIT: Final = 40
+
+
+def columns_for(channels: Iterable[str]) -> tuple[str, ...]:
+    """The default columns of a table of these channels."""
+    wanted = set(channels)
+    if wanted == {spec.CHANNEL_SIGNAL}:
+        return SIGNAL_COLUMNS
+    if wanted == {spec.CHANNEL_POSITIONS}:
+        return POSITION_COLUMNS
+    return COMBINED_COLUMNS
+
+
+def check_field_names(names: Sequence[str]) -> list[str]:
+    """The names, if each is a decoded field, an envelope key or a dotted path; else
+    ValueError naming the first bad one."""
+    checked: list[str] = []
+    for name in names:
+        if not (name in DECODED_FIELDS or name in ENVELOPE_KEYS or _is_path(name)):
+            raise ValueError(
+                f"unknown field {name!r}: use {', '.join(COMBINED_COLUMNS)}, an envelope key "
+                f"({', '.join(ENVELOPE_KEYS)}) or a path such as payload.C2Symbol.FullSymbol"
+            )
+        if name not in checked:
+            checked.append(name)
+    if not checked:
+        raise ValueError("no field names given")
+    return checked
+
+
+def _is_path(name: str) -> bool:
+    parts = name.split(".")
+    return len(parts) > 1 and parts[0] in ENVELOPE_KEYS and all(parts)
+
+
+def _time(message: Envelope) -> str | None:
+    return terminal_safe(message.timestamp, _TIME_LIMIT) if message.timestamp else None
+
+
+def _text(value: str) -> str | None:
+    return value or None
+
+
+def signal_record(message: Envelope, key: SubscriptionKey | None) -> Record:
+    decoded = fields.signal_fields(message.payload)
+    values = fields.signal_values(message.payload)
+    strategy_id = decoded.strategy_id if decoded.strategy_id is not None else (
+        key.strategy_id if key is not None else None
+    )
+    return {
+        "time": _time(message),
+        "kind": KIND_SIGNAL,
+        "strategy_id": strategy_id,
+        "strategy": _text(decoded.strategy_name),
+        "seq": message.seq_id,
+        "side": _text(decoded.side),
+        "open_close": _text(decoded.open_close),
+        "qty": values.quantity,
+        "symbol": _text(decoded.symbol),
+        "type": _text(decoded.order_type),
+        "limit": values.limit,
+        "stop": values.stop,
+        "tif": _text(decoded.tif),
+        "status": _text(decoded.status),
+        "signal_id": values.signal_id,
+        "avg_price": None,
+        "currency": None,
+    }
+
+
+def position_records(message: Envelope, key: SubscriptionKey | None) -> list[Record]:
+    records: list[Record] = []
+    for position in fields.position_fields(message.payload):
+        strategy_id = position.strategy_id if position.strategy_id is not None else (
+            key.strategy_id if key is not None else None
+        )
+        records.append({
+            "time": _time(message),
+            "kind": KIND_POSITION,
+            "strategy_id": strategy_id,
+            "strategy": _text(position.strategy_name),
+            "seq": message.seq_id,
+            "side": None,
+            "open_close": None,
+            "qty": position.quantity,
+            "symbol": _text(position.symbol),
+            "type": None,
+            "limit": None,
+            "stop": None,
+            "tif": None,
+            "status": None,
+            "signal_id": None,
+            "avg_price": position.avg_price_value,
+            "currency": _text(position.currency),
+        })
+    return records
+
+
+def decoded_records(message: Envelope, key: SubscriptionKey | None) -> list[Record]:
+    if message.msg_type == spec.CHANNEL_SIGNAL:
+        return [signal_record(message, key)]
+    if message.msg_type == spec.CHANNEL_POSITIONS:
+        return position_records(message, key)
+    return []
+
+
+def raw_value(raw: Mapping[str, object], name: str) -> Value:
+    """The envelope's value at a key or dotted path; None where the path leads nowhere."""
+    value: object = raw
+    for part in name.split("."):
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(part)
+    return value  # type: ignore[return-value]  # a JSON value
+
+
+class Projection:
+    """The chosen fields of each stream message, in the order given."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self.names = tuple(check_field_names(names))
+        self._decoded = any(name in DECODED_FIELDS for name in self.names)
+
+    def records(self, message: Envelope, key: SubscriptionKey | None) -> list[Record]:
+        raw = message.raw
+        if not self._decoded:
+            return [{name: raw_value(raw, name) for name in self.names}]
+        projected: list[Record] = []
+        for decoded in decoded_records(message, key):
+            projected.append({
+                name: decoded[name] if name in DECODED_FIELDS else raw_value(raw, name)
+                for name in self.names
+            })
+        return projected
+
+
+def cell_text(value: Value) -> str:
+    """A value as one cell of text output: numbers as a person writes them, nothing
+    for None, objects and lists as compact JSON; no control characters or line breaks."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return fields.format_number(value)
+    if isinstance(value, str):
+        return terminal_safe(value, _RAW_TEXT_LIMIT)
+    return terminal_safe(orjson.dumps(value).decode(), _RAW_TEXT_LIMIT)

@@ -1,0 +1,57 @@
+"""``-o csv`` and ``-o tsv``: a header, then one row per signal or position.
+
+Rows are the decoded fields of :mod:`c2ws.render.records` (or the ``--fields`` chosen),
+written with the standard library's ``csv`` module (RFC 4180 quoting for CSV; TSV cells
+never hold a tab or line break, which are replaced by spaces).  Gaps and control traffic
+are not rows: gaps are reported on stderr.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Sequence
+from typing import BinaryIO
+
+from c2ws import events as ev
+from c2ws.render.records import Projection, cell_text
+
+
+class DelimitedRenderer:
+    """CSV (``delimiter=","``) or TSV (``"\\t"``) rows of the stream messages of
+    ``channels``; the header row is written at once."""
+
+    def __init__(
+        self, out: BinaryIO, columns: Sequence[str], *, delimiter: str = ",",
+        channels: Iterable[str] | None = None,
+    ) -> None:
+        self._out = out
+        self._projection = Projection(columns)
+        self._channels = frozenset(channels) if channels is not None else None
+        self._buffer = io.StringIO()
+        self._writer = csv.writer(self._buffer, delimiter=delimiter, lineterminator="\n",
+                                  quoting=csv.QUOTE_MINIMAL)
+        self._writer.writerow(self._projection.names)
+        self._write_buffer()
+
+    def handle(self, event: ev.Event) -> None:
+        if not isinstance(event, ev.StreamMessage):
+            return
+        if self._channels is not None and event.message.msg_type not in self._channels:
+            return
+        for record in self._projection.records(event.message, event.key):
+            self._writer.writerow([cell_text(record[name]) for name in self._projection.names])
+        self._write_buffer()
+
+    def _write_buffer(self) -> None:
+        text = self._buffer.getvalue()
+        if text:
+            self._buffer.seek(0)
+            self._buffer.truncate()
+            self._out.write(text.encode("utf-8"))
+
+    def flush(self) -> None:
+        self._out.flush()
+
+    def close(self) -> None:
+        self._out.flush()

@@ -1,0 +1,180 @@
+"""``c2ws check``: exit codes, the report, and the clock offset against a reference server
+whose clock is skewed on purpose."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from c2ws import spec
+from c2ws.exitcodes import ExitCode
+from c2ws.probe import ClockOffset
+from c2ws.server.app import ReferenceServer, ServerConfig
+
+REPO = Path(__file__).resolve().parent.parent
+KEY = "check-secret-key-9012"
+VISIBLE = 12345678
+HIDDEN = 99999999
+
+
+def c2ws(*args: str, url: str, key: str | None = KEY) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("C2_", "C2WS_"))}
+    env["C2WS_URL"] = url
+    env["C2WS_CONFIG"] = os.devnull  # an empty config file: no profile of the user's
+    if key is not None:
+        env["C2_API_KEY"] = key
+    return subprocess.run([sys.executable, "-m", "c2ws", "check", *args], cwd=REPO, env=env,
+                          text=True, capture_output=True, timeout=60)
+
+
+def serving(**settings: object) -> ReferenceServer:
+    config = ServerConfig(api_keys=(KEY,), feed="none", strategies=(VISIBLE,),
+                          max_lifetime=120, **settings)  # type: ignore[arg-type]
+    return ReferenceServer(config)
+
+
+@pytest.fixture
+def server() -> Iterator[ReferenceServer]:
+    with serving() as running:
+        yield running
+
+
+# --- the clock offset estimate (sans-I/O) --------------------------------------------------
+
+
+def test_one_stamp_brackets_the_offset_by_the_exchange_and_the_resolution() -> None:
+    offset = ClockOffset()
+    assert offset.estimate() is None
+    # Sent at 100.2, received at 100.4 (our clock); the server stamped 130 (its clock):
+    # the offset is between 130 - 100.4 and 131 - 100.2.
+    offset.observe("1970-01-01T00:02:10Z", 100.2, 100.4)
+    estimate = offset.estimate()
+    assert estimate is not None
+    assert estimate.offset == pytest.approx((29.6 + 30.8) / 2)
+    assert estimate.uncertainty == pytest.approx((30.8 - 29.6) / 2)
+
+
+def test_stamps_are_intersected_and_a_stepped_clock_starts_again() -> None:
+    offset = ClockOffset()
+    offset.observe("1970-01-01T00:00:10Z", 0.0, 0.1)  # [9.9, 11.0]
+    offset.observe("1970-01-01T00:00:11Z", 0.95, 1.0)  # [10.0, 11.05]
+    estimate = offset.estimate()
+    assert estimate is not None
+    assert (estimate.offset - estimate.uncertainty, estimate.offset + estimate.uncertainty) == (
+        pytest.approx(10.0), pytest.approx(11.0))
+    offset.observe("1970-01-01T00:01:40Z", 2.0, 2.1)  # disagrees: the server stepped
+    estimate = offset.estimate()
+    assert estimate is not None and estimate.offset == pytest.approx((97.9 + 99.0) / 2)
+
+
+def test_a_fractional_stamp_is_read_to_the_millisecond_and_junk_is_ignored() -> None:
+    offset = ClockOffset()
+    offset.observe("1970-01-01T00:00:10.500Z", 10.0, 10.0)
+    offset.observe("not a time", 0.0, 1.0)
+    offset.observe("1970-01-01T00:00:10Z", None, 1.0)
+    estimate = offset.estimate()
+    assert estimate is not None and estimate.uncertainty == pytest.approx(0.0005)
+
+
+# --- end to end -------------------------------------------------------------------------------
+
+
+def test_a_good_check_reports_and_exits_0(server: ReferenceServer) -> None:
+    result = c2ws(str(VISIBLE), url=server.url)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["endpoint", server.url]
+    assert lines[1].startswith("connected     yes, in ")
+    assert lines[2].startswith("round trip    ") and lines[2].endswith("ms (ping)")
+    assert lines[3].startswith("server clock  agrees with this machine's (± ")
+    assert lines[4:] == [f"allowed       strategy.signal:{VISIBLE}",
+                         f"allowed       strategy.positions:{VISIBLE}"]
+    assert result.stderr == ""
+    # It leaves cleanly: unsubscribed, closed with 1000.
+    record = server.wait_for(lambda: (r := server.connections()[-1]) and not r.open and r)
+    assert record.client_close_code == spec.CLOSE_NORMAL
+    actions = [m["payload"]["action"] for m in record.received
+               if m.get("msg_type") == "subscription.request"]
+    assert actions == ["subscribe", "subscribe", "unsubscribe", "unsubscribe"]
+
+
+def test_no_strategies_checks_the_connection_only(server: ReferenceServer) -> None:
+    result = c2ws("--json", url=server.url)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["ok"] is True and report["subscriptions"] == []
+    assert report["round_trip_method"] == "ping" and report["round_trip_ms"] >= 0
+    assert abs(report["clock_offset_s"]) < 2
+
+
+def test_a_rejected_subscription_exits_7(server: ReferenceServer) -> None:
+    result = c2ws(str(VISIBLE), str(HIDDEN), "-c", "signal", url=server.url)
+    assert result.returncode == ExitCode.NOTHING_TO_STREAM
+    assert f"rejected      strategy.signal:{HIDDEN}: FORBIDDEN (StrategyId)" in result.stdout
+    assert f"allowed       strategy.signal:{VISIBLE}" in result.stdout
+    assert "1 of 2 subscription(s) rejected" in result.stderr
+
+
+def test_quiet_prints_nothing_but_keeps_the_exit_code(server: ReferenceServer) -> None:
+    good = c2ws("-q", str(VISIBLE), url=server.url)
+    assert (good.returncode, good.stdout, good.stderr) == (0, "", "")
+    bad = c2ws("-q", str(HIDDEN), url=server.url)
+    assert bad.returncode == ExitCode.NOTHING_TO_STREAM and bad.stdout == ""
+
+
+def test_a_wrong_key_exits_3_without_showing_it(server: ReferenceServer) -> None:
+    result = c2ws("--json", url=server.url, key="wrong-key-abc")
+    assert result.returncode == ExitCode.AUTH_FAILED
+    assert json.loads(result.stdout) == {"ok": False, "exit_code": 3, "url": server.url,
+                                         "error": "authentication failed: Invalid API key"}
+    assert "wrong-key-abc" not in result.stdout + result.stderr
+
+
+def test_nothing_listening_exits_4() -> None:
+    with socket.socket() as probe_socket:
+        probe_socket.bind(("127.0.0.1", 0))
+        port = probe_socket.getsockname()[1]
+    result = c2ws(url=f"ws://127.0.0.1:{port}/ws")
+    assert result.returncode == ExitCode.CONNECT_FAILED
+    assert result.stderr.startswith("c2ws: check failed: cannot connect")
+
+
+def test_a_busy_server_exits_5() -> None:
+    with serving(max_connections=0) as busy:
+        result = c2ws(url=busy.url)
+    assert result.returncode == ExitCode.SERVER_BUSY
+
+
+def test_no_key_is_a_usage_error() -> None:
+    result = c2ws(url="ws://127.0.0.1:9/ws", key=None)
+    assert result.returncode == ExitCode.USAGE
+    assert "no API key" in result.stderr
+
+
+def test_a_server_clock_30_s_ahead_is_a_warning() -> None:
+    with serving(clock_offset=30.0) as skewed:
+        result = c2ws(str(VISIBLE), "--json", url=skewed.url)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert 28 <= report["clock_offset_s"] <= 32
+    assert "warning: the server's clock is 30 s ahead of this machine's" in result.stderr
+
+
+def test_a_server_clock_90_s_behind_rejects_us_and_exits_7() -> None:
+    with serving(clock_offset=-90.0) as skewed:
+        result = c2ws(str(VISIBLE), "-c", "signal", url=skewed.url)
+        no_strategies = c2ws("-q", url=skewed.url)
+    assert result.returncode == ExitCode.NOTHING_TO_STREAM
+    assert "server clock  90 s behind this machine's (± " in result.stdout
+    assert "INVALID_PARAMETER (Timestamp)" in result.stdout
+    assert "the server rejects client timestamps more than 60 s off" in result.stderr
+    # Without a subscription to be refused, the clock alone fails the check.
+    assert no_strategies.returncode == ExitCode.NOTHING_TO_STREAM
+    assert "90 s behind" in no_strategies.stderr

@@ -1,0 +1,316 @@
+"""Settings: where the config file is, precedence (flag > env > profile > file > default),
+profiles, private files, key files and stdin; and the CLI end to end against the
+reference server."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from c2ws import spec
+from c2ws.config import (
+    Flags,
+    InsecureFileError,
+    KeySource,
+    SettingsError,
+    config_path,
+    read_api_key,
+    resolve,
+)
+from c2ws.exitcodes import ExitCode
+from c2ws.server.app import ReferenceServer, ServerConfig
+
+REPO = Path(__file__).resolve().parent.parent
+KEY = "config-secret-key-5678"
+STRATEGY = 12345678
+
+
+def write_private(path: Path, text: str, mode: int = 0o600) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(mode)
+    return path
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    return tmp_path / "home"
+
+
+def env_with_config(path: Path, **extra: str) -> dict[str, str]:
+    return {"C2WS_CONFIG": str(path), **extra}
+
+
+# --- where the file is ------------------------------------------------------------------
+
+
+def test_config_path_follows_the_xdg_rules(home: Path) -> None:
+    assert config_path({}, home=home) == home / ".config" / "c2ws" / "config.toml"
+    assert config_path({"XDG_CONFIG_HOME": "/etc/xdg-user"}, home=home) == Path(
+        "/etc/xdg-user/c2ws/config.toml")
+    # A relative XDG_CONFIG_HOME is invalid by the spec and ignored.
+    assert config_path({"XDG_CONFIG_HOME": "rel"}, home=home) == home / ".config/c2ws/config.toml"
+    assert config_path({"C2WS_CONFIG": "/srv/c2ws.toml", "XDG_CONFIG_HOME": "/x"},
+                       home=home) == Path("/srv/c2ws.toml")
+
+
+def test_no_config_file_means_defaults(home: Path) -> None:
+    settings = resolve(Flags(), {}, home=home)
+    assert not settings.config_found
+    assert settings.url.value == spec.DEFAULT_URL and settings.url.source == "default"
+    assert settings.api_key.value is None
+    assert settings.profile.value is None
+
+
+# --- precedence --------------------------------------------------------------------------
+
+CONFIG = """
+profile = "paper"
+url = "ws://top.example/ws"
+output = "csv"
+
+[profiles.paper]
+url = "ws://paper.example/ws"
+api_key = "paper-key"
+strategies = [111, 222]
+channels = ["signal"]
+tz = "America/New_York"
+
+[profiles.live]
+api_key_file = "{key_file}"
+"""
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    key_file = write_private(tmp_path / "live.key", "live-key\n")
+    return write_private(tmp_path / "config.toml", CONFIG.format(key_file=key_file))
+
+
+def test_flag_beats_env_beats_profile_beats_file_beats_default(config: Path) -> None:
+    env = env_with_config(config)
+    settings = resolve(Flags(), env)
+    assert (settings.profile.value, settings.profile.source) == ("paper", "config file")
+    assert (settings.url.value, settings.url.source) == ("ws://paper.example/ws",
+                                                         "profile 'paper'")
+    assert (settings.output.value, settings.output.source) == ("csv", "config file")
+    assert settings.strategies.value == (111, 222)
+    assert settings.channels.value == ("signal",)
+    assert settings.tz.value == "America/New_York"
+    assert settings.api_key.value == KeySource(value="paper-key")
+
+    env["C2WS_URL"] = "ws://env.example/ws"
+    env["C2_API_KEY"] = "env-key"
+    settings = resolve(Flags(), env)
+    assert (settings.url.value, settings.url.source) == ("ws://env.example/ws", "env C2WS_URL")
+    assert settings.api_key.value == KeySource(value="env-key")
+    assert settings.api_key.source == "env C2_API_KEY"
+
+    settings = resolve(Flags(url="ws://flag.example/ws", api_key="flag-key",
+                             strategies=(9,), output="json"), env)
+    assert (settings.url.value, settings.url.source) == ("ws://flag.example/ws", "--url")
+    assert settings.api_key.value == KeySource(value="flag-key")
+    assert settings.strategies.value == (9,) and settings.strategies.source == "STRATEGY_ID"
+    assert settings.output.value == "json" and settings.output.source == "--output"
+
+
+def test_profile_chosen_by_flag_then_env_then_file(config: Path) -> None:
+    env = env_with_config(config, C2WS_PROFILE="live")
+    settings = resolve(Flags(), env)
+    assert (settings.profile.value, settings.profile.source) == ("live", "env C2WS_PROFILE")
+    # The live profile has no url: the file's top level gives it.
+    assert settings.url.source == "config file"
+    assert read_api_key(settings.api_key.value) == "live-key"  # type: ignore[arg-type]
+    settings = resolve(Flags(profile="paper"), env)
+    assert (settings.profile.value, settings.profile.source) == ("paper", "--profile")
+
+
+def test_a_key_file_in_the_environment_beats_a_profile_key(config: Path, tmp_path: Path) -> None:
+    key_file = write_private(tmp_path / "env.key", "  env-file-key \n\n")
+    settings = resolve(Flags(), env_with_config(config, C2WS_API_KEY_FILE=str(key_file)))
+    assert settings.api_key.source == "env C2WS_API_KEY_FILE"
+    assert read_api_key(settings.api_key.value) == "env-file-key"  # type: ignore[arg-type]
+
+
+def test_an_unknown_profile_names_the_ones_there_are(config: Path) -> None:
+    with pytest.raises(SettingsError, match=r"no profile 'nope' \(from --profile\).*live, paper"):
+        resolve(Flags(profile="nope"), env_with_config(config))
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('urll = "x"', "unknown setting 'urll'"),
+    ("strategies = [0]", "'strategies' must be a list of strategy ids"),
+    ('strategies = "1"', "'strategies' must be a list"),
+    ("[profiles.a]\napi_key = 'k'\napi_key_file = 'f'", "api_key or api_key_file, not both"),
+    ("profiles = 3", "'profiles' must be a table"),
+    ("url = ", "not valid TOML"),
+    ("profile = 3", "'profile' must be a profile name"),
+])
+def test_config_mistakes_are_named(tmp_path: Path, text: str, message: str) -> None:
+    path = write_private(tmp_path / "config.toml", text)
+    with pytest.raises(SettingsError, match=message):
+        resolve(Flags(), env_with_config(path))
+
+
+def test_both_key_flags_or_both_key_variables_are_refused(config: Path) -> None:
+    with pytest.raises(SettingsError, match="not both"):
+        resolve(Flags(api_key="a", api_key_file="b"), env_with_config(config))
+    with pytest.raises(SettingsError, match="unset one"):
+        resolve(Flags(), env_with_config(config, C2_API_KEY="a", C2WS_API_KEY_FILE="b"))
+
+
+def test_a_named_config_file_that_does_not_exist_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="does not exist"):
+        resolve(Flags(), env_with_config(tmp_path / "missing.toml"))
+
+
+# --- private files -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("mode", "who"), [(0o644, "other users read"), (0o640, "its group read"),
+                                           (0o620, "its group change")])
+def test_a_config_file_others_can_use_is_refused_with_the_fix(
+    tmp_path: Path, mode: int, who: str
+) -> None:
+    path = write_private(tmp_path / "config.toml", 'url = "ws://x/ws"', mode)
+    with pytest.raises(InsecureFileError) as caught:
+        resolve(Flags(), env_with_config(path))
+    assert who in str(caught.value)
+    assert f"chmod 600 {path}" in str(caught.value)
+
+
+def test_a_key_file_others_can_read_is_refused(tmp_path: Path) -> None:
+    key_file = write_private(tmp_path / "k", "secret-value", 0o604)
+    with pytest.raises(InsecureFileError, match="chmod 600") as caught:
+        read_api_key(KeySource(path=key_file))
+    assert "secret-value" not in str(caught.value)
+
+
+def test_key_files_and_stdin(tmp_path: Path) -> None:
+    assert read_api_key(KeySource(path=write_private(tmp_path / "a", "abc\r\n"))) == "abc"
+    with pytest.raises(SettingsError, match="empty"):
+        read_api_key(KeySource(path=write_private(tmp_path / "b", "\n \n")))
+    with pytest.raises(SettingsError, match="cannot read API key file"):
+        read_api_key(KeySource(path=tmp_path / "missing"))
+    assert read_api_key(KeySource(path=Path("-")), io.BytesIO(b"from-stdin\n")) == "from-stdin"
+    with pytest.raises(SettingsError, match="more than"):
+        read_api_key(KeySource(path=Path("-")),
+                     io.BytesIO(b"x" * (spec.MAX_KEY_FILE_BYTES + 1)))
+
+
+# --- the command line, end to end ----------------------------------------------------------
+
+
+@pytest.fixture
+def server() -> Iterator[ReferenceServer]:
+    config = ServerConfig(api_keys=(KEY,), feed="none", strategies=(STRATEGY,),
+                          max_lifetime=120)
+    with ReferenceServer(config) as running:
+        yield running
+
+
+def c2ws(*args: str, env: dict[str, str], stdin: str | None = None,
+         ) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items()
+             if not k.startswith(("C2_", "C2WS_", "XDG_CONFIG"))}
+    return subprocess.run([sys.executable, "-m", "c2ws", *args], cwd=REPO, text=True,
+                          capture_output=True, timeout=60, input=stdin, env={**clean, **env})
+
+
+def test_a_profile_supplies_url_key_file_and_strategies(
+    server: ReferenceServer, tmp_path: Path
+) -> None:
+    key_file = write_private(tmp_path / "c2.key", KEY + "\n")
+    config = write_private(tmp_path / "config.toml", f"""
+[profiles.default]
+url = "{server.url}"
+api_key_file = "{key_file}"
+strategies = [{STRATEGY}]
+channels = ["signal"]
+output = "ndjson"
+""")
+    result = c2ws("subscribe", "--timeout", "1", "--include-control",
+                  env=env_with_config(config))
+    assert result.returncode == 0, result.stderr
+    acks = [json.loads(line) for line in result.stdout.splitlines()
+            if json.loads(line)["msg_type"] == "subscription.ack"]
+    assert [(a["payload"]["strategy_id"], a["payload"]["channel"]) for a in acks] == [
+        (STRATEGY, spec.CHANNEL_SIGNAL)]
+    assert KEY not in result.stdout + result.stderr
+
+
+def test_the_key_can_come_from_stdin(server: ReferenceServer, tmp_path: Path) -> None:
+    result = c2ws("subscribe", str(STRATEGY), "-c", "signal", "--api-key-file", "-", "-o",
+                  "ndjson", "--timeout", "1", "--include-control",
+                  env={"C2WS_URL": server.url, "XDG_CONFIG_HOME": str(tmp_path)},
+                  stdin=KEY + "\n")
+    assert result.returncode == 0, result.stderr
+    assert '"subscription.ack"' in result.stdout
+    wrong = c2ws("subscribe", str(STRATEGY), "--api-key-file", "-", "--timeout", "5",
+                 env={"C2WS_URL": server.url, "XDG_CONFIG_HOME": str(tmp_path)},
+                 stdin="not-the-key\n")
+    assert wrong.returncode == ExitCode.AUTH_FAILED
+
+
+def test_a_key_file_can_be_a_pipe_from_a_secrets_manager(
+    server: ReferenceServer, tmp_path: Path
+) -> None:
+    script = (f'"{sys.executable}" -m c2ws subscribe {STRATEGY} -o ndjson --timeout 1 '
+              f'--include-control --api-key-file <(printf "%s\\n" "$SECRET")')
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("C2_", "C2WS_"))}
+    result = subprocess.run(["bash", "-c", script], cwd=REPO, text=True, capture_output=True,
+                            timeout=60, env={**clean, "SECRET": KEY, "C2WS_URL": server.url,
+                                             "C2WS_CONFIG": os.devnull})
+    assert result.returncode == 0, result.stderr
+    assert '"subscription.ack"' in result.stdout
+
+
+def test_dev_null_as_the_config_file_means_none() -> None:
+    settings = resolve(Flags(), {"C2WS_CONFIG": os.devnull})
+    assert not settings.config_found and settings.url.source == "default"
+
+
+def test_an_insecure_config_file_stops_the_command_with_the_fix(tmp_path: Path) -> None:
+    config = write_private(tmp_path / "config.toml", f'api_key = "{KEY}"', 0o644)
+    result = c2ws("subscribe", "1", env=env_with_config(config))
+    assert result.returncode == ExitCode.USAGE
+    assert f"chmod 600 {config}" in result.stderr
+    assert KEY not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_config_show_says_where_each_setting_came_from_and_masks_the_key(
+    config: Path, tmp_path: Path
+) -> None:
+    result = c2ws("config", "show", env=env_with_config(config, C2WS_URL="ws://env/ws"))
+    assert result.returncode == 0, result.stderr
+    lines = dict(line.split(None, 1) for line in result.stdout.splitlines())
+    assert lines["profile"] == "paper  (config file)"
+    assert lines["url"] == "ws://env/ws  (env C2WS_URL)"
+    assert lines["api_key"] == "****  (profile 'paper')"
+    assert lines["strategies"] == "111, 222  (profile 'paper')"
+    assert lines["output"] == "csv  (config file)"
+    assert "paper-key" not in result.stdout
+    shown = c2ws("config", "show", "--json", "--profile", "live", env=env_with_config(config))
+    document = json.loads(shown.stdout)
+    assert document["settings"]["api_key"]["value"] == f"read from {tmp_path / 'live.key'}"
+    assert document["profiles"] == ["live", "paper"]
+
+
+def test_config_show_reports_an_insecure_key_file(tmp_path: Path) -> None:
+    key_file = write_private(tmp_path / "k", KEY, 0o644)
+    result = c2ws("config", "show", "--api-key-file", str(key_file),
+                  env={"XDG_CONFIG_HOME": str(tmp_path)})
+    assert result.returncode == ExitCode.USAGE
+    assert "chmod 600" in result.stderr and KEY not in result.stdout + result.stderr
+
+
+def test_config_path_prints_where_the_file_is(tmp_path: Path) -> None:
+    result = c2ws("config", "path", env={"XDG_CONFIG_HOME": str(tmp_path)})
+    assert result.stdout == f"{tmp_path}/c2ws/config.toml\n"

@@ -1,0 +1,209 @@
+"""Output formats end to end: ``-o json`` and ``csv``/``tsv`` read back with the standard
+library, ``--fields``, ``--symbol`` (with ``--count``), and color (``--color``, NO_COLOR,
+FORCE_COLOR)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from c2ws import spec
+from c2ws.exitcodes import ExitCode
+from c2ws.render.color import ColorChoice, console_options, wants_color
+from c2ws.server.app import ConnectionRecord, ReferenceServer, ServerConfig
+
+REPO = Path(__file__).resolve().parent.parent
+KEY = "formats-secret-key-7890"
+A, B = 12345678, 23456789
+ESC = "\x1b["
+
+SIGNAL: dict[str, Any] = {
+    "StrategyId": A, "StrategyName": "Alpha, \"Momentum\"", "SignalId": 150000123,
+    "OrderType": "2", "Side": "1", "OpenClose": "O", "OrderQuantity": 2, "Limit": 5012.25,
+    "Stop": None, "TIF": "1", "OrderStatus": "0", "C2Symbol": {"FullSymbol": "@ESZ6"},
+}
+POSITION: dict[str, Any] = {
+    "StrategyId": A, "StrategyName": "Alpha", "Quantity": -3, "AvgPx": 228.5,
+    "C2Symbol": {"FullSymbol": "AAPL"}, "Currency": "USD",
+}
+
+
+@pytest.fixture
+def server() -> Iterator[ReferenceServer]:
+    config = ServerConfig(api_keys=(KEY,), feed="none", strategies=(A, B), max_lifetime=120)
+    with ReferenceServer(config) as running:
+        yield running
+
+
+def start(server: ReferenceServer, *args: str, **env: str) -> subprocess.Popen[str]:
+    environment = {k: v for k, v in os.environ.items()
+                   if not k.startswith(("C2_", "C2WS_")) and k not in ("NO_COLOR", "FORCE_COLOR")}
+    environment.update({"C2_API_KEY": KEY, "C2WS_URL": server.url, "C2WS_CONFIG": os.devnull,
+                        **env})
+    return subprocess.Popen([sys.executable, "-m", "c2ws", "subscribe", *args], cwd=REPO,
+                            env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def subscribed(server: ReferenceServer, count: int) -> ConnectionRecord:
+    def ready() -> ConnectionRecord | None:
+        records = server.connections(open_only=True)
+        return records[-1] if records and len(records[-1].subscriptions) >= count else None
+    return server.wait_for(ready, timeout=20)
+
+
+def run(server: ReferenceServer, *args: str, subscriptions: int = 2,
+        publish: list[tuple[str, dict[str, Any]]] | None = None, **env: str) -> str:
+    process = start(server, *args, **env)
+    subscribed(server, subscriptions)
+    for channel, payload in publish if publish is not None else [
+        ("signal", SIGNAL), ("positions", POSITION)
+    ]:
+        strategy = payload.get("StrategyId", A)
+        if channel == "signal":
+            server.publish_signal(strategy, payload)
+        else:
+            server.publish_position(strategy, payload)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    return out
+
+
+def test_json_is_one_array_of_the_ndjson_objects(server: ReferenceServer) -> None:
+    out = run(server, str(A), "-o", "json", "-n", "2")
+    document = json.loads(out)
+    assert [m["msg_type"] for m in document] == [spec.CHANNEL_SIGNAL, spec.CHANNEL_POSITIONS]
+    assert document[0]["payload"] == SIGNAL and document[1]["payload"] == POSITION
+
+
+def test_json_with_nothing_to_show_is_an_empty_array(server: ReferenceServer) -> None:
+    assert json.loads(run(server, str(A), "-o", "json", "--timeout", "0.5", publish=[])) == []
+
+
+def test_csv_rows_read_back_with_the_csv_module(server: ReferenceServer) -> None:
+    out = run(server, str(A), "-o", "csv", "-n", "2")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert list(rows[0]) == ["time", "kind", "strategy_id", "strategy", "seq", "side",
+                             "open_close", "qty", "symbol", "type", "limit", "stop", "tif",
+                             "status", "signal_id", "avg_price", "currency"]
+    signal, position = rows
+    assert {k: signal[k] for k in ("kind", "strategy_id", "strategy", "seq", "side",
+                                   "open_close", "qty", "symbol", "type", "limit", "stop",
+                                   "tif", "status", "signal_id")} == {
+        "kind": "signal", "strategy_id": str(A), "strategy": 'Alpha, "Momentum"', "seq": "1",
+        "side": "Buy", "open_close": "Open", "qty": "2", "symbol": "@ESZ6", "type": "Limit",
+        "limit": "5012.25", "stop": "", "tif": "GTC", "status": "Working",
+        "signal_id": "150000123"}
+    assert signal["time"].endswith("Z") and len(signal["time"]) == 20
+    assert {k: position[k] for k in ("kind", "qty", "symbol", "avg_price", "currency",
+                                     "side")} == {
+        "kind": "position", "qty": "-3", "symbol": "AAPL", "avg_price": "228.5",
+        "currency": "USD", "side": ""}
+
+
+def test_tsv_and_a_positions_only_table(server: ReferenceServer) -> None:
+    out = run(server, str(A), "-c", "positions", "-o", "tsv", "-n", "1", subscriptions=1,
+              publish=[("positions", POSITION)])
+    rows = list(csv.DictReader(io.StringIO(out), delimiter="\t"))
+    assert list(rows[0]) == ["time", "strategy_id", "strategy", "seq", "symbol", "qty",
+                             "avg_price", "currency"]
+    assert (rows[0]["symbol"], rows[0]["qty"], rows[0]["avg_price"]) == ("AAPL", "-3", "228.5")
+    signals = run(server, str(A), "-c", "signal", "-o", "tsv", "-n", "1", subscriptions=1,
+                  publish=[("signal", {**SIGNAL, "StrategyName": "tab\there"})])
+    header, row = signals.splitlines()
+    assert header.split("\t")[-1] == "signal_id" and "kind" not in header
+    assert row.split("\t")[2] == "tab here"  # a tab in a value never splits a row
+
+
+def test_fields_project_ndjson_and_choose_csv_columns(server: ReferenceServer) -> None:
+    out = run(server, str(A), "-o", "ndjson", "-n", "2",
+              "--fields", "seq,side,qty,symbol,limit,payload.C2Symbol.FullSymbol,msg_type")
+    assert [json.loads(line) for line in out.splitlines()] == [
+        {"seq": 1, "side": "Buy", "qty": 2, "symbol": "@ESZ6", "limit": 5012.25,
+         "payload.C2Symbol.FullSymbol": "@ESZ6", "msg_type": spec.CHANNEL_SIGNAL},
+        {"seq": 1, "side": None, "qty": -3, "symbol": "AAPL", "limit": None,
+         "payload.C2Symbol.FullSymbol": "AAPL", "msg_type": spec.CHANNEL_POSITIONS},
+    ]
+    table = run(server, str(A), "-o", "csv", "-n", "1", "--fields", "symbol,side,payload.Limit")
+    assert table.splitlines() == ["symbol,side,payload.Limit", "@ESZ6,Buy,5012.25"]
+
+
+def test_symbol_filters_and_count_counts_only_what_is_shown(server: ReferenceServer) -> None:
+    other = {**SIGNAL, "C2Symbol": {"FullSymbol": "MSFT"}}
+    out = run(server, str(A), str(B), "-o", "ndjson", "-n", "2", "--symbol", "@esz6",
+              "--symbol", "AAPL", subscriptions=4,
+              publish=[("signal", other), ("signal", SIGNAL), ("signal", other),
+                       ("positions", POSITION), ("signal", other)])
+    shown = [json.loads(line)["payload"] for line in out.splitlines()]
+    assert shown == [SIGNAL, POSITION]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--fields", "side,nope"), "unknown field 'nope'"),
+    (("-o", "table", "--fields", "side"), "--fields applies to"),
+    (("-o", "yaml"), "yaml"),
+])
+def test_bad_format_options_are_usage_errors(args: tuple[str, ...], message: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "c2ws", "subscribe", "1", *args], cwd=REPO,
+                            env={**os.environ, "C2_API_KEY": KEY, "C2WS_CONFIG": os.devnull},
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == ExitCode.USAGE
+    assert message in result.stderr
+
+
+# --- color ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("choice", "env", "tty", "expected"), [
+    (ColorChoice.auto, {}, True, True),
+    (ColorChoice.auto, {}, False, False),
+    (ColorChoice.auto, {"NO_COLOR": "1"}, True, False),
+    (ColorChoice.auto, {"NO_COLOR": ""}, True, True),  # empty means unset (no-color.org)
+    (ColorChoice.auto, {"FORCE_COLOR": "1"}, False, True),
+    (ColorChoice.auto, {"FORCE_COLOR": "0"}, True, False),
+    (ColorChoice.auto, {"FORCE_COLOR": "1", "NO_COLOR": "1"}, False, True),
+    (ColorChoice.auto, {"TERM": "dumb"}, True, False),
+    (ColorChoice.always, {"NO_COLOR": "1"}, False, True),
+    (ColorChoice.never, {"FORCE_COLOR": "1"}, True, False),
+])
+def test_color_precedence(choice: ColorChoice, env: dict[str, str], tty: bool,
+                          expected: bool) -> None:
+    assert wants_color(choice, env, tty) is expected
+
+
+def test_force_color_colors_a_pipe_without_making_it_a_terminal() -> None:
+    options = console_options(ColorChoice.auto, {"FORCE_COLOR": "1"}, io.StringIO())
+    assert options == {"force_terminal": False, "no_color": False, "color_system": "standard"}
+
+
+def test_tables_in_a_pipe_follow_color_settings(server: ReferenceServer) -> None:
+    plain = run(server, str(A), "-o", "table", "-n", "1", publish=[("signal", SIGNAL)])
+    assert ESC not in plain and "@ESZ6" in plain
+    forced = run(server, str(A), "-o", "table", "-n", "1", publish=[("signal", SIGNAL)],
+                 FORCE_COLOR="1")
+    assert f"{ESC}1;32mBuy" in forced  # colored ...
+    assert "\x1b[?25l" not in forced and "\x1b[2K" not in forced  # ... but not redrawn live
+    never = run(server, str(A), "-o", "table", "-n", "1", "--color", "never",
+                publish=[("signal", SIGNAL)], FORCE_COLOR="1")
+    assert ESC not in never
+    always = run(server, str(A), "-o", "table", "-n", "1", "--color", "always",
+                 publish=[("signal", SIGNAL)], NO_COLOR="1")
+    assert f"{ESC}1;32mBuy" in always
+
+
+def test_stderr_messages_follow_color_settings(server: ReferenceServer) -> None:
+    for env, colored in (({"FORCE_COLOR": "1"}, True), ({}, False)):
+        process = start(server, str(A), str(99999999), "-c", "signal", "-o", "ndjson",
+                        "--timeout", "0.5", **env)
+        _, err = process.communicate(timeout=60)
+        assert "subscription strategy.signal:99999999 rejected" in err
+        assert (ESC in err) is colored

@@ -1,0 +1,297 @@
+"""``--record``, ``c2ws replay`` and ``c2ws serve --feed RECORDING``: a replay prints what
+the recorded run printed, in every output mode, reconnects and rejections included."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from c2ws import events as ev
+from c2ws import recording, spec
+from c2ws.cli.replay import Pacer, parse_speed
+from c2ws.events import SubscriptionKey
+from c2ws.exitcodes import ExitCode
+from c2ws.replay import Replayer
+from c2ws.server.app import ConnectionRecord, ReferenceServer, ServerConfig
+from c2ws.server.feed import FileFeed
+
+REPO = Path(__file__).resolve().parent.parent
+KEY = "record-secret-key-3456"
+A, B, HIDDEN = 12345678, 23456789, 99999999
+
+
+@pytest.fixture
+def server() -> Iterator[ReferenceServer]:
+    config = ServerConfig(api_keys=(KEY,), feed="none", strategies=(A, B),
+                          heartbeat_interval=0.2, heartbeat_grace=2.0, max_lifetime=120)
+    with ReferenceServer(config) as running:
+        yield running
+
+
+def environment(server: ReferenceServer | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("C2_", "C2WS_"))}
+    env.update({"C2_API_KEY": KEY, "C2WS_CONFIG": os.devnull, "COLUMNS": "150"})
+    if server is not None:
+        env["C2WS_URL"] = server.url
+    return env
+
+
+def start(server: ReferenceServer, *args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "c2ws", "subscribe", *args], cwd=REPO,
+                            env=environment(server), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+
+
+def finish(process: subprocess.Popen[bytes]) -> tuple[int, str, str]:
+    out, err = process.communicate(timeout=60)
+    return process.returncode, out.decode(), err.decode()
+
+
+def c2ws(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([sys.executable, "-m", "c2ws", *args], cwd=REPO, env=environment(),
+                          capture_output=True, timeout=60, input=stdin)
+
+
+def connection_with(server: ReferenceServer, subscriptions: int,
+                    after: int = 0) -> ConnectionRecord:
+    def ready() -> ConnectionRecord | None:
+        for record in server.connections(open_only=True):
+            if record.number > after and len(record.subscriptions) >= subscriptions:
+                return record
+        return None
+    return server.wait_for(ready, timeout=20)
+
+
+def order(strategy_id: int, side: str, symbol: str = "@ESZ6") -> dict[str, Any]:
+    return {"StrategyId": strategy_id, "StrategyName": f"S{strategy_id}", "Side": side,
+            "OrderType": "2", "OrderQuantity": 2, "Limit": 5012.25, "TIF": "0",
+            "OrderStatus": "0", "SignalId": 150000001, "C2Symbol": {"FullSymbol": symbol}}
+
+
+def position(strategy_id: int, quantity: int, symbol: str = "@ESZ6") -> dict[str, Any]:
+    return {"StrategyId": strategy_id, "Quantity": quantity, "AvgPx": 5012.25,
+            "C2Symbol": {"FullSymbol": symbol}, "Currency": "USD"}
+
+
+def test_replay_prints_what_the_recorded_run_printed_across_a_reconnect(
+    server: ReferenceServer, tmp_path: Path
+) -> None:
+    rec = tmp_path / "run.rec"
+    process = start(server, str(A), str(B), str(HIDDEN), "-o", "ndjson", "--include-control",
+                    "--record", str(rec), "-n", "6")
+    first = connection_with(server, 4)
+    server.publish_signal(A, order(A, "1"))
+    server.publish_position(A, position(A, 2))
+    server.publish_signal(B, order(B, "2", "AAPL"))
+    server.wait_for(lambda: server.connections(open_only=True)[-1].heartbeat_acks >= 2,
+                    timeout=20)
+    server.drop_connections_after(0)
+    server.publish_signal(A, order(A, "2"))  # missed while down: replayed on resume
+    connection_with(server, 4, after=first.number)
+    server.publish_signal(B, order(B, "1", "AAPL"))
+    server.publish_position(A, position(A, 0))
+    code, live, err = finish(process)
+    assert code == 0, err
+
+    lines = [json.loads(line) for line in live.splitlines()]
+    kinds = [line["msg_type"] for line in lines]
+    assert kinds.count("connection.connected") == 2 and "heartbeat" in kinds
+    assert kinds.count("error") == 2  # HIDDEN rejected on both connections' channels
+    assert sum(kind in spec.STREAM_MSG_TYPES for kind in kinds) == 6
+
+    entries = list(recording.read_entries(rec.open("rb")))
+    assert isinstance(entries[0], recording.RecordingHeader)
+    assert entries[0].keys[-1] == SubscriptionKey(HIDDEN, spec.CHANNEL_POSITIONS)
+    assert any(isinstance(e, recording.RecordedEnd) and e.reason == "lost" for e in entries)
+    assert KEY.encode() not in rec.read_bytes()
+
+    replayer = Replayer()
+    events = [event for entry in entries for event in replayer.feed(entry)]
+    # Each answer is matched to its request again, on both connections.
+    assert sum(isinstance(e, ev.Connected) for e in events) == 2
+    assert sum(isinstance(e, ev.SubscriptionConfirmed) for e in events) == 8
+    assert sum(isinstance(e, ev.SubscriptionRejected) for e in events) == 2
+    assert not any(isinstance(e, ev.OtherControl) for e in events)
+
+    replayed = c2ws("replay", str(rec), "-o", "ndjson", "--include-control")
+    assert replayed.returncode == 0, replayed.stderr
+    assert replayed.stdout.decode() == live
+    stream_only = c2ws("replay", str(rec), "-o", "ndjson")
+    assert [json.loads(x) for x in stream_only.stdout.splitlines()] == [
+        line for line in lines if line["msg_type"] in spec.STREAM_MSG_TYPES]
+    # What the live run said on stderr about the rejections, the replay says too.
+    assert f"subscription strategy.signal:{HIDDEN} rejected" in replayed.stderr.decode()
+
+
+@pytest.mark.parametrize("mode", ["table", "csv", "tsv", "json"])
+def test_replay_equals_the_live_output_in_each_mode(
+    server: ReferenceServer, tmp_path: Path, mode: str
+) -> None:
+    rec = tmp_path / "run.rec"
+    process = start(server, str(A), "-o", mode, "--record", str(rec), "-n", "4")
+    connection_with(server, 2)
+    server.publish_signal(A, order(A, "1"))
+    server.publish_position(A, position(A, 2))
+    server.publish_signal(A, {"StrategyId": A, "Side": "2", "OrderType": "1"})  # sparse
+    server.publish_position(A, position(A, 0))
+    code, live, err = finish(process)
+    assert code == 0, err
+    assert live.count("\n") >= 4
+    replayed = c2ws("replay", str(rec), "-o", mode, "--speed", "max")
+    assert replayed.returncode == 0, replayed.stderr
+    assert replayed.stdout.decode() == live
+
+
+def test_replay_filters_counts_and_reads_plain_ndjson(server: ReferenceServer,
+                                                      tmp_path: Path) -> None:
+    rec = tmp_path / "run.rec"
+    process = start(server, str(A), str(B), "-o", "ndjson", "--record", str(rec), "-n", "5")
+    connection_with(server, 4)
+    server.publish_signal(A, order(A, "1", "@ESZ6"))
+    server.publish_signal(B, order(B, "1", "AAPL"))
+    server.publish_position(A, position(A, 2))
+    server.publish_signal(A, order(A, "2", "AAPL"))
+    server.publish_signal(B, order(B, "2", "@esz6"))
+    code, live, err = finish(process)
+    assert code == 0, err
+    messages = [json.loads(line) for line in live.splitlines()]
+
+    def replayed(*args: str, source: Path = rec) -> list[dict[str, Any]]:
+        result = c2ws("replay", str(source), "-o", "ndjson", *args)
+        assert result.returncode == 0, result.stderr
+        return [json.loads(line) for line in result.stdout.splitlines()]
+
+    assert replayed(str(B)) == [m for m in messages if m["payload"]["StrategyId"] == B]
+    assert replayed("-c", "positions") == [messages[2]]
+    assert replayed("--symbol", "@ESZ6") == [messages[0], messages[2], messages[4]]
+    assert replayed("--symbol", "aapl", "-n", "1") == [messages[1]]
+    # Plain NDJSON output replays too (no header, no control frames).
+    plain = tmp_path / "out.ndjson"
+    plain.write_text(live)
+    assert replayed(source=plain) == messages
+    assert replayed("-c", "signal", "-n", "2", source=plain) == messages[:2]
+    # And from stdin.
+    piped = c2ws("replay", "-", "-o", "ndjson", "--fields", "seq,symbol", stdin=rec.read_bytes())
+    assert [json.loads(x) for x in piped.stdout.splitlines()][:2] == [
+        {"seq": 1, "symbol": "@ESZ6"}, {"seq": 1, "symbol": "AAPL"}]
+
+
+def test_a_file_that_is_no_recording_is_a_usage_error(tmp_path: Path) -> None:
+    junk = tmp_path / "junk"
+    junk.write_text("hello\n[1,2]\n")
+    result = c2ws("replay", str(junk))
+    assert result.returncode == ExitCode.USAGE
+    assert b"skipped 2 unusable line(s)" in result.stderr
+    assert b"holds no recording" in result.stderr
+    missing = c2ws("replay", str(tmp_path / "missing"))
+    assert missing.returncode == ExitCode.USAGE
+
+
+def test_serve_plays_a_recording_once_each_message(tmp_path: Path) -> None:
+    signal = {"msg_type": spec.CHANNEL_SIGNAL, "seq_id": 1, "timestamp": "2026-01-02T03:04:05Z",
+              "payload": order(A, "1")}
+    later = {**signal, "seq_id": 2, "payload": order(A, "2")}
+    connected = {"msg_type": "connection.connected", "timestamp": "2026-01-02T03:04:05Z"}
+    rec = tmp_path / "feed.rec"
+    with rec.open("wb") as out:
+        out.write(recording.header_line([SubscriptionKey(A, spec.CHANNEL_SIGNAL)],
+                                        per_connection=100, url="ws://x/ws", started_at=1.0))
+        for connection, frame in [(1, connected), (1, signal), (2, connected), (2, signal),
+                                  (2, later)]:
+            out.write(recording.frame_line(orjson.dumps(frame), at=2.0, connection=connection))
+        out.write(recording.end_line("lost", "gone", at=3.0, connection=2))
+    events = list(FileFeed(rec))
+    assert [event.payload["Side"] for event in events] == ["1", "2"]
+
+    config = ServerConfig(api_keys=(KEY,), feed=rec, strategies=(A,), rate=50,
+                          max_lifetime=60)
+    with ReferenceServer(config) as running:
+        process = start(running, str(A), "-c", "signal", "-o", "ndjson", "-n", "2")
+        code, out, err = finish(process)
+    assert code == 0, err
+    assert [json.loads(line)["payload"]["Side"] for line in out.splitlines()] == ["1", "2"]
+
+
+# --- the pieces -------------------------------------------------------------------------
+
+
+def test_lines_that_are_not_a_recording_are_counted_never_fatal() -> None:
+    replayer = Replayer()
+    for line in [b"{", b"[]", b'{"a":1}', b'{"c2ws_recording":9}',
+                 b'{"c2ws_recording":1,"subscriptions":[{"strategy_id":0}]}',
+                 b'{"c2ws_recording":1,"subscriptions":[{"strategy_id":1,"channel":[]}]}',
+                 b'{"at":"x","connection":1,"frame_base64":"***"}',
+                 b'{"at":"x","connection":1,"frame":3}']:
+        entry = recording.parse_line(line)
+        assert isinstance(entry, recording.Unusable), line
+        assert replayer.feed(entry) == []
+    assert replayer.skipped == 8 and len(replayer.skip_reasons) == 3
+    assert recording.parse_line(b"  \n") is None
+
+
+def test_a_frame_that_is_not_utf8_is_kept_as_base64_and_replayed_as_malformed() -> None:
+    line = recording.frame_line(b"\xff\xfe{", at=1.5, connection=3)
+    entry = recording.parse_line(line)
+    assert entry == recording.RecordedFrame(1.5, 3, b"\xff\xfe{")
+    replayer = Replayer()
+    replayer.feed(recording.RecordingHeader(keys=(SubscriptionKey(A, spec.CHANNEL_SIGNAL),)))
+    assert entry is not None
+    events = replayer.feed(entry)
+    events += replayer.feed(recording.RecordedEnd(2.0, 3, "server-closed", "bye"))
+    assert isinstance(events[0], ev.MalformedFrame)
+    assert events[-1] == ev.ConnectionEnded(
+        2, ev.ConnectionEnd(ev.EndReason.SERVER_CLOSED, "bye"), False)
+
+
+def test_the_pacer_keeps_recorded_time_at_the_given_speed() -> None:
+    now = [100.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    pacer = Pacer(2.0, clock=lambda: now[0], sleep=sleep)
+    for at in (10.0, 12.0, 12.0, 11.0, 16.0):
+        pacer.wait_for(at)
+    assert slept == [1.0, 2.0]
+    Pacer(None, clock=lambda: now[0], sleep=sleep).wait_for(1e9)
+    assert len(slept) == 2
+    assert parse_speed("max") is None and parse_speed("0.5") == 0.5
+    for bad in ("0", "-1", "fast", "inf", "nan"):
+        with pytest.raises(Exception, match="positive number"):
+            parse_speed(bad)
+
+
+@given(st.binary(max_size=300) | st.builds(lambda obj: orjson.dumps(obj), st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+        st.sampled_from(["c2ws_recording", "subscriptions", "strategy_id", "channel", "at",
+                         "connection", "frame", "frame_base64", "ended", "detail", "msg_type",
+                         "per_connection", "url", "started_at", "timestamp", "payload"]),
+        inner, max_size=6),
+    max_leaves=12)))
+def test_any_line_is_an_entry_and_any_entry_replays(line: bytes) -> None:
+    entry = recording.parse_line(line)
+    replayer = Replayer()
+    replayer.feed(recording.RecordingHeader(keys=(SubscriptionKey(A, spec.CHANNEL_SIGNAL),)))
+    if entry is not None:
+        replayer.feed(entry)
+    replayer.finish()
+
+
+def test_a_recording_that_cannot_be_written_is_exit_9_naming_it() -> None:
+    result = c2ws("demo", "-o", "ndjson", "-n", "3", "--rate", "50", "--record", "/dev/full")
+    assert result.returncode == ExitCode.OUTPUT_FAILED
+    assert b"c2ws: cannot write to the --record file: No space left on device" in result.stderr
+    assert b"Traceback" not in result.stderr and b"internal error" not in result.stderr
