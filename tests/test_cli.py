@@ -139,7 +139,7 @@ def test_typer_completion_options_are_gone_and_completion_still_works() -> None:
         (["subscribe", "1", "--timeout", "0"],
          "give more than 0 seconds; leave --timeout out to run until stopped"),
         (["subscribe", "1", "--timeout", "soon"], "'soon' is not a number of seconds"),
-        (["subscribe", "1", "-o", "json"], "'json' is not one of: auto, table, ndjson"),
+        (["subscribe", "1", "-o", "xml"], "'xml' is not one of: auto, table, ndjson, json, csv, tsv"),
         (["subscribe", "1", "-n", "0"], "0 is out of range: give at least 1"),
         (["subscribe", "1", "--max-buffer", "many"], "'many' is not a whole number"),
         (["subscribe", "1", "--tz", "Mars/Olympus"], "use local, utc or an IANA name"),
