@@ -274,7 +274,8 @@ def test_the_pacer_keeps_recorded_time_at_the_given_speed() -> None:
 
 
 @given(st.binary(max_size=300) | st.builds(lambda obj: orjson.dumps(obj), st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    # orjson encodes signed 64-bit integers only (larger ones are tried elsewhere as bytes).
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=20),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
         st.sampled_from(["c2ws_recording", "subscriptions", "strategy_id", "channel", "at",
                          "connection", "frame", "frame_base64", "ended", "detail", "msg_type",
