@@ -40,6 +40,7 @@ from c2ws.session import SessionTimeouts
 if TYPE_CHECKING:
     from c2ws.delivery.state import StateFile
 
+_STREAM_MESSAGE: Final = ev.StreamMessage
 # How long stop() waits for each socket thread to unsubscribe and close.
 STOP_JOIN_TIMEOUT: Final = 5.0
 
@@ -197,6 +198,8 @@ class Engine:
             raise self._failure
         batch = self.handoff.take(timeout, limit)
         for index, event in enumerate(batch):
+            if type(event) is _STREAM_MESSAGE:
+                continue  # most of them, and nothing to observe
             failure = self._observe(event)
             if failure is not None:
                 self._failure = failure
@@ -212,11 +215,11 @@ class Engine:
     def acknowledge(self, events: Sequence[ev.Event]) -> None:
         """``events`` (taken from :meth:`next_batch`) are written: advance the cursors,
         commit them to the state file, and make room in the backlog."""
+        written = self.written
         for event in events:
-            if isinstance(event, ev.StreamMessage) and event.key is not None and (
-                event.cursor is not None
-            ):
-                self.written[event.key] = event.cursor
+            # Only a placed message has a cursor (event.key is then set).
+            if type(event) is _STREAM_MESSAGE and event.cursor is not None:
+                written[event.key] = event.cursor  # type: ignore[index]
         if self._state is not None:
             self._state.commit(self.written)
         self.handoff.done(len(events))

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from typing import NamedTuple
 
 from c2ws.protocol import Envelope, ErrorDetail
 
 
-@dataclass(frozen=True, slots=True)
-class SubscriptionKey:
+class SubscriptionKey(NamedTuple):
+    """One subscription: a strategy on a channel.  A tuple, so hashing it (per message,
+    for the cursors) happens in C."""
+
     strategy_id: int
     channel: str
 
@@ -86,7 +89,7 @@ class Unsubscribed:
     message: Envelope
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # built per message: not frozen (3x cheaper); never mutated
 class StreamMessage:
     """A ``strategy.signal`` or ``strategy.positions`` message, new to this client.
 
@@ -98,7 +101,7 @@ class StreamMessage:
     cursor: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # built per message: not frozen (3x cheaper); never mutated
 class DuplicateDropped:
     """A replayed message already delivered (seq_id not above the cursor)."""
 
@@ -169,7 +172,7 @@ class GapFilled:
     last_seq: int | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # built per message: not frozen (3x cheaper); never mutated
 class HeartbeatAnswered:
     message: Envelope
 
@@ -214,7 +217,7 @@ class MalformedFrame:
     size: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # built per message: not frozen (3x cheaper); never mutated
 class Traffic:
     """One frame in (``<``) or out (``>``) on connection ``shard``, exactly as it crossed the
     wire, with the wall-clock time it did (``EngineConfig.traffic``: for ``-v`` and for

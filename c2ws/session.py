@@ -18,7 +18,7 @@ from typing import ClassVar, Final
 
 from c2ws import events as ev
 from c2ws import protocol, spec
-from c2ws.delivery.dedupe import StreamFilter
+from c2ws.delivery.dedupe import StreamCursor, StreamFilter
 from c2ws.events import ConnectionEnd, EndReason, SubscriptionKey
 from c2ws.protocol import Envelope, MalformedMessage
 
@@ -35,6 +35,10 @@ def _gap_stream(payload: Mapping[str, object]) -> tuple[int | None, str]:
         parsed = protocol.parse_int(suffix)
         return (parsed if parsed is not None else strategy_id), name
     return strategy_id, channel if isinstance(channel, str) else spec.CHANNEL_SIGNAL
+
+
+_MAX_INT: Final = spec.MAX_WIRE_INT
+_STREAM_TYPES: Final = frozenset(spec.STREAM_MSG_TYPES)
 
 
 class ConnectionState(Enum):
@@ -63,10 +67,18 @@ class SubscriptionState(Enum):
     REJECTED = "rejected"
 
 
+# Module-level names for the per-message checks (an identity test, no attribute lookup).
+_READY: Final = ConnectionState.READY
+_ENDED: Final = ConnectionState.ENDED
+_ACTIVE: Final = SubscriptionState.ACTIVE
+_SUBSCRIBING: Final = SubscriptionState.SUBSCRIBING
+
+
 @dataclass(slots=True)
 class Subscription:
     key: SubscriptionKey
     state: SubscriptionState
+    cursor: StreamCursor
     request_id: str | None = None  # the newest request for this key; older answers are stale
     replaying: bool = False  # subscribed with resume_from; no new message since
 
@@ -123,6 +135,9 @@ class ClientSession:
         self._prefix = request_id_prefix
         self._request_counter = 0
         self._only_key_by_channel: dict[str, SubscriptionKey] | None = None
+        # channel -> strategy id -> subscription: the per-message lookup, without hashing
+        # a SubscriptionKey.
+        self._by_channel: dict[str, dict[int, Subscription]] = {}
         self._outgoing: list[bytes] = []
         self._events: list[ev.Event] = []
 
@@ -142,8 +157,9 @@ class ClientSession:
                 raise SubscriptionLimitError(
                     f"one connection carries at most {self.max_subscriptions} subscriptions"
                 )
-            sub = Subscription(key, SubscriptionState.QUEUED)
+            sub = Subscription(key, SubscriptionState.QUEUED, self._filter.track(key))
             self.subscriptions[key] = sub
+            self._by_channel.setdefault(key.channel, {})[key.strategy_id] = sub
             self._only_key_by_channel = None
         if self.state is ConnectionState.READY:
             self._request(sub, spec.ACTION_SUBSCRIBE, now, wall)
@@ -208,7 +224,7 @@ class ClientSession:
 
     def receive(self, data: bytes | str, *, now: float, wall: float) -> None:
         """Process one text frame."""
-        if self.state is ConnectionState.ENDED:
+        if self.state is _ENDED:
             return
         self.last_received = now
         try:
@@ -216,7 +232,11 @@ class ClientSession:
         except MalformedMessage as exc:
             self._events.append(ev.MalformedFrame(reason=str(exc), size=len(data)))
             return
-        handler = self._handlers.get(message.msg_type)
+        msg_type = message.msg_type
+        if msg_type in _STREAM_TYPES:
+            self._on_stream(message)
+            return
+        handler = self._handlers.get(msg_type)
         if handler is None:
             self._events.append(ev.UnknownMessage(message))
         else:
@@ -354,32 +374,45 @@ class ClientSession:
                 ev.SubscriptionRejected(sub.key, message.request_id or "", details, message)
             )
 
-    def _on_stream(self, message: Envelope, now: float, wall: float) -> None:
-        key = self._key_of(message)
-        sub = self.subscriptions.get(key) if key is not None else None
+    def _on_stream(self, message: Envelope) -> None:
+        # Runs for every signal and position: lookups by strategy id, state by identity.
+        payload = message.payload
+        strategy_id = payload.get("StrategyId")
+        if type(strategy_id) is not int or not 0 < strategy_id <= _MAX_INT:
+            strategy_id = protocol.strategy_id_of(payload)
+        channel = self._by_channel.get(message.msg_type)
+        sub = channel.get(strategy_id) if channel is not None and strategy_id else None
         if sub is None:
-            if key is None and self._placeable_channel(message.msg_type):
-                # Several subscriptions on this channel and the payload names none of them.
-                self._events.append(ev.StreamMessage(None, message))
-            else:
-                self._events.append(ev.UnexpectedStream(
-                    key.strategy_id if key else None, message.msg_type
-                ))
-            return
-        if (
-            self.state is not ConnectionState.READY
-            or sub.state not in (SubscriptionState.SUBSCRIBING, SubscriptionState.ACTIVE)
-        ):
+            sub = self._place_unmatched(message, strategy_id)
+            if sub is None:
+                return
+        state = sub.state
+        if self.state is not _READY or (state is not _ACTIVE and state is not _SUBSCRIBING):
             self.dropped_while_leaving += 1
             return
-        assert key is not None
-        if message.seq_id is None:
-            self._events.append(ev.StreamMessage(key, message))
-            return
-        if self._filter.admit(
-            key, message, message.seq_id, replaying=sub.replaying, out=self._events
+        seq_id = message.seq_id
+        if seq_id is None:
+            self._events.append(ev.StreamMessage(sub.key, message))
+        elif StreamFilter.admit(
+            sub.cursor, message, seq_id, replaying=sub.replaying, out=self._events
         ):
             sub.replaying = False
+
+    def _place_unmatched(
+        self, message: Envelope, strategy_id: int | None
+    ) -> Subscription | None:
+        """The subscription of a message that names no subscribed strategy: the channel's
+        only one when the payload names none; else it is reported and None returned."""
+        if strategy_id is None:
+            key = self._only_key(message.msg_type)
+            if key is not None:
+                return self.subscriptions[key]
+            if self._placeable_channel(message.msg_type):
+                # Several subscriptions on this channel and the payload names none of them.
+                self._events.append(ev.StreamMessage(None, message))
+                return None
+        self._events.append(ev.UnexpectedStream(strategy_id, message.msg_type))
+        return None
 
     def _on_gap(self, message: Envelope, now: float, wall: float) -> None:
         strategy_id, channel = _gap_stream(message.payload)
@@ -401,8 +434,6 @@ class ClientSession:
         spec.MSG_HEARTBEAT: _on_heartbeat,
         spec.MSG_SUBSCRIPTION_ACK: _on_subscription_ack,
         spec.MSG_ERROR: _on_error,
-        spec.CHANNEL_SIGNAL: _on_stream,
-        spec.CHANNEL_POSITIONS: _on_stream,
         spec.MSG_GAP: _on_gap,
         spec.MSG_DISCONNECTED: _on_other_control,
     }
@@ -424,24 +455,22 @@ class ClientSession:
 
     def _forget(self, sub: Subscription) -> None:
         del self.subscriptions[sub.key]
+        del self._by_channel[sub.key.channel][sub.key.strategy_id]
         self._only_key_by_channel = None
 
     def _placeable_channel(self, channel: str) -> bool:
         return any(key.channel == channel for key in self.subscriptions)
 
-    def _key_of(self, message: Envelope) -> SubscriptionKey | None:
-        strategy_id = protocol.strategy_id_of(message.payload)
-        if strategy_id is not None:
-            return SubscriptionKey(strategy_id, message.msg_type)
-        # A payload naming no strategy still places on the only subscription of its channel.
+    def _only_key(self, channel: str) -> SubscriptionKey | None:
+        """The channel's only subscription, if it has exactly one."""
         if self._only_key_by_channel is None:
             by_channel: dict[str, list[SubscriptionKey]] = {}
             for key in self.subscriptions:
                 by_channel.setdefault(key.channel, []).append(key)
             self._only_key_by_channel = {
-                channel: keys[0] for channel, keys in by_channel.items() if len(keys) == 1
+                name: keys[0] for name, keys in by_channel.items() if len(keys) == 1
             }
-        return self._only_key_by_channel.get(message.msg_type)
+        return self._only_key_by_channel.get(channel)
 
     def _request(self, sub: Subscription, action: str, now: float, wall: float) -> None:
         self._request_counter += 1

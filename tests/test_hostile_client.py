@@ -76,7 +76,7 @@ def test_the_client_session_survives_any_frames_and_keeps_state_for_subscribed_k
             if isinstance(event, ev.StreamMessage) and event.key is not None:
                 assert event.key in SUBSCRIBED
     assert set(session.subscriptions) <= set(SUBSCRIBED)
-    assert set(stream_filter._held) <= set(SUBSCRIBED)
+    assert stream_filter.keys <= set(SUBSCRIBED)
     assert {gap.key for gap in stream_filter.unresolved_gaps()} <= set(SUBSCRIBED)
 
 

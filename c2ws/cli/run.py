@@ -13,6 +13,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from c2ws import events as ev
 from c2ws.cli.app import StdoutClosed, Terminated
@@ -52,6 +53,9 @@ class StreamEnded(Exception):
         super().__init__(message or code.name)
         self.code = code
         self.message = message
+
+
+_STREAM_MESSAGE: Final = ev.StreamMessage
 
 
 class SubscribeRun:
@@ -125,52 +129,57 @@ class SubscribeRun:
 
     def _write_batch(self, engine: Engine, batch: Sequence[ev.Event]) -> None:
         self._batch, self._written_of_batch = batch, 0
-        count = self.options.count
+        try:
+            ending = self._render(batch)
+            self.renderer.flush()
+            sync_fd = self.options.sync_output_fd
+            if sync_fd is not None:
+                os.fsync(sync_fd)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            target = exc.filename if isinstance(exc.filename, str) else None
+            raise OutputFailed(exc.strerror or str(exc), target) from None
+        engine.acknowledge(batch[: self._written_of_batch])
+        self._batch, self._written_of_batch = (), 0
+        if ending is not None:
+            raise ending
+
+    def _render(self, batch: Sequence[ev.Event]) -> StreamEnded | None:
+        """Hand each event to the renderer (and the diagnostics); the ending reached, if
+        any.  Stream messages, nearly all of a busy batch, take the shortest path."""
+        handle, diagnostics, options = self.renderer.handle, self.diagnostics, self.options
+        count, selects = options.count, options.selects
+        streamed = 0
         ending: StreamEnded | None = None
         for index, event in enumerate(batch):
             # Counted before it is written: a signal between the write and the count must
             # not hide a line that reached stdout (the report calls these "being written").
             self._written_of_batch = index + 1
-            self._handle(event)
-            if isinstance(event, ev.GapReported) and self.options.fail_on_gap:
-                # Stop once the message after the hole is written too, so the cursor is
-                # past it: a rerun must not replay into the same gap again.
-                self._gap = self._gap or event
-            elif isinstance(event, ev.StreamMessage) and (
-                self.options.selects is None or self.options.selects(event)
-            ):
+            if type(event) is _STREAM_MESSAGE:
+                streamed += 1
+                handle(event)
+                if selects is not None and not selects(event):
+                    continue
                 self.delivered += 1
                 if self._gap is not None and event.key == self._gap.key:
                     ending = StreamEnded(
                         ExitCode.GAP, f"stopping (--fail-on-gap): the server could not replay "
                         f"every missed signal of {self._gap.key}"
                     )
-                elif count is not None and self.delivered >= count:
-                    ending = StreamEnded(ExitCode.OK)
-                if ending is not None:
                     break
-        self._output(self.renderer.flush)
-        sync_fd = self.options.sync_output_fd
-        if sync_fd is not None:
-            self._output(lambda: os.fsync(sync_fd))
-        engine.acknowledge(batch[: self._written_of_batch])
-        self._batch, self._written_of_batch = (), 0
-        if ending is not None:
-            raise ending
-
-    def _handle(self, event: ev.Event) -> None:
-        self.diagnostics.handle(event)
-        self._output(lambda: self.renderer.handle(event))
-
-    @staticmethod
-    def _output(action: Callable[[], object]) -> None:
-        try:
-            action()
-        except BrokenPipeError:
-            raise
-        except OSError as exc:
-            target = exc.filename if isinstance(exc.filename, str) else None
-            raise OutputFailed(exc.strerror or str(exc), target) from None
+                if count is not None and self.delivered >= count:
+                    ending = StreamEnded(ExitCode.OK)
+                    break
+                continue
+            diagnostics.handle(event)
+            handle(event)
+            if isinstance(event, ev.GapReported) and options.fail_on_gap:
+                # Stop once the message after the hole is written too, so the cursor is
+                # past it: a rerun must not replay into the same gap again.
+                self._gap = self._gap or event
+        diagnostics.count_stream_messages(streamed)
+        return ending
 
     def _timed_out(self, engine: Engine) -> None:
         timeout = self.options.timeout

@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import websocket
 from websocket import ABNF, continuous_frame, frame_buffer
@@ -34,6 +34,8 @@ from websocket._utils import validate_utf8
 from c2ws import spec
 
 READ_CHUNK = 65536
+# FIN, no RSV bits, opcode 1 (text): the first header byte of an unfragmented text frame.
+_FIN_TEXT: Final = 0x81
 _HEAD_READ_CHUNK = 4096
 _REDACTED = "****"
 # websocket-client follows these (we never do); any other non-101 status is a rejection.
@@ -740,6 +742,55 @@ class BufferedWebSocket(websocket.WebSocket):
                 f"message split into more than {spec.MAX_FRAGMENTS_PER_MESSAGE} fragments"
             )
         return frame
+
+    def read_buffered_text(self) -> list[bytes]:
+        """Whole text frames already read from the socket, in order, without
+        websocket-client's per-frame machinery: the fast path for a stream's frames.
+
+        Only the plain case is parsed here: FIN set, no RSV bits, opcode text, unmasked,
+        a 7- or 16-bit length (so at most 64 KiB), all of it buffered.  At the first frame
+        that is anything else (a control frame, a fragment, a longer or incomplete frame,
+        anything malformed) it stops and leaves the frame to ``recv_data_frame``, with
+        every limit and deadline of the slow path.  Never reads from the socket."""
+        reader = self.frame_buffer
+        if (
+            self.cont_frame.recving_frames is not None  # inside a fragmented message
+            or not reader.needs_header()  # inside a frame the slow path began
+            or reader.recv_buffer
+        ):
+            return []
+        chunk, position = self._chunk, self._offset
+        end = len(chunk)
+        frames: list[bytes] = []
+        append = frames.append
+        while position + 2 <= end and chunk[position] == _FIN_TEXT:
+            length = chunk[position + 1]
+            if length < 126:
+                start = position + 2
+            elif length == 126 and position + 4 <= end:
+                length = chunk[position + 2] << 8 | chunk[position + 3]
+                start = position + 4
+            else:  # masked (a server must not mask), a 64-bit length, or a split header
+                break
+            stop = start + length
+            if stop > end:
+                break
+            append(chunk[start:stop])
+            position = stop
+        if frames:
+            self._offset = position
+            # Complete frames end any frame deadline; a frame left half in the buffer
+            # began in this burst, so its deadline runs from when we first wait for it.
+            self._frame_began_at = None
+            self._frame_started = position < end
+        return frames
+
+    def fill(self) -> None:
+        """One read from the socket when nothing is buffered (the caller has seen it
+        readable, so this does not block)."""
+        if self._offset >= len(self._chunk):
+            self._chunk = self._read_chunk()
+            self._offset = 0
 
     def _recv(self, bufsize: int) -> bytes:
         if self._offset >= len(self._chunk):

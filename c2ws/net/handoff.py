@@ -11,6 +11,7 @@ is one hand-over.
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Generic, TypeVar
@@ -30,6 +31,7 @@ class Handoff(Generic[Item]):
         self._changed = threading.Condition(self._lock)
         self._consumer_waiting = False
         self._producers_waiting = 0
+        self._progress_at = time.monotonic()  # when the consumer last finished items
 
     @property
     def backlog(self) -> int:
@@ -67,6 +69,7 @@ class Handoff(Generic[Item]):
         """The consumer has finished with ``count`` taken items: room for producers."""
         with self._lock:
             self._backlog = max(0, self._backlog - count)
+            self._progress_at = time.monotonic()
             if self._producers_waiting:
                 self._changed.notify_all()
 
@@ -83,6 +86,21 @@ class Handoff(Generic[Item]):
             try:
                 self._changed.wait_for(ready, timeout)
                 return self._backlog <= below and not self._closed and not stop()
+            finally:
+                self._producers_waiting -= 1
+
+    def progressing(self, within: float) -> bool:
+        """The consumer finished some items in the last ``within`` seconds."""
+        return time.monotonic() - self._progress_at < within
+
+    def wait_below(self, level: int, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the backlog to fall to ``level``."""
+        with self._lock:
+            self._producers_waiting += 1
+            try:
+                return self._changed.wait_for(
+                    lambda: self._backlog <= level or self._closed, timeout
+                )
             finally:
                 self._producers_waiting -= 1
 

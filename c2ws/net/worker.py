@@ -51,6 +51,11 @@ CLOSE_HANDSHAKE_TIMEOUT: Final = 2.0
 CLOSE_PROTOCOL_ERROR: Final = 1002
 CLOSE_MESSAGE_TOO_BIG: Final = 1009
 HTTP_NOT_FOUND: Final = 404
+# A backlog past half of --max-buffer while the output thread is making progress (it
+# finished something within PROGRESS_WINDOW): wait up to FAIRNESS_WAIT for it to fall
+# back to half before reading on.
+FAIRNESS_WAIT: Final = 0.1
+PROGRESS_WINDOW: Final = 0.5
 # Endings after which the peer may still answer a close frame.
 _POLITE_CLOSE: Final = frozenset({
     EndReason.STOPPED, EndReason.OVERFLOW, EndReason.NO_CONNECTED, EndReason.NO_ACK,
@@ -304,23 +309,34 @@ class _Pump:
         return "woken" if ready else "timeout"
 
     def _read_frames(self) -> None:
-        """Every frame already read from the kernel (at least one): one hand-over."""
-        session = self.session
-        while True:
-            opcode, frame = self.ws.recv_data_frame(control_frame=True)
-            if opcode in (ABNF.OPCODE_TEXT, ABNF.OPCODE_BINARY):
+        """The frames of one socket read: one hand-over.  Plain text frames take the
+        buffered fast path; the first other frame (a control frame, a fragment, a long
+        or incomplete frame) is read by websocket-client, and ends the batch."""
+        ws, session, batch = self.ws, self.session, self.batch
+        receive = session.receive
+        ws.fill()
+        frames = ws.read_buffered_text()
+        if frames:
+            now, wall = self.clock(), self.wall()  # once per burst
+            for data in frames:
                 if self.traffic:
-                    self.batch.append(
-                        ev.Traffic("<", frame.data, self.worker.shard, self.wall())
-                    )
-                session.receive(frame.data, now=self.clock(), wall=self.wall())
-                self.batch.extend(session.events_received())
-            elif opcode == ABNF.OPCODE_CLOSE:
-                self.close_frame_received = True  # websocket-client has already replied
-                code, reason = _parse_close(frame.data)
-                session.close_received(code, reason)
-            if session.ended is not None or not self.ws.has_buffered_data():
-                return
+                    batch.append(ev.Traffic("<", data, self.worker.shard, wall))
+                receive(data, now=now, wall=wall)
+                if self.traffic:
+                    batch.extend(session.events_received())
+            batch.extend(session.events_received())
+        if session.ended is not None or not ws.has_buffered_data():
+            return
+        opcode, frame = ws.recv_data_frame(control_frame=True)
+        if opcode in (ABNF.OPCODE_TEXT, ABNF.OPCODE_BINARY):
+            if self.traffic:
+                batch.append(ev.Traffic("<", frame.data, self.worker.shard, self.wall()))
+            receive(frame.data, now=self.clock(), wall=self.wall())
+            batch.extend(session.events_received())
+        elif opcode == ABNF.OPCODE_CLOSE:
+            self.close_frame_received = True  # websocket-client has already replied
+            code, reason = _parse_close(frame.data)
+            session.close_received(code, reason)
 
     def _hand_over(self) -> None:
         """Send what the session queued, then pass its events on."""
@@ -340,13 +356,19 @@ class _Pump:
         if not self.batch:
             return
         batch, self.batch = self.batch, []
-        backlog = self.worker._handoff.put(batch)
-        if backlog > self.worker._handoff.limit and self.leave_by is None:
+        handoff = self.worker._handoff
+        backlog = handoff.put(batch)
+        if backlog > handoff.limit and self.leave_by is None:
             session.fail(
                 EndReason.OVERFLOW,
-                f"stdout is {backlog} messages behind (over --max-buffer "
-                f"{self.worker._handoff.limit})",
+                f"stdout is {backlog} messages behind (over --max-buffer {handoff.limit})",
             )
+        elif backlog > handoff.limit // 2 and handoff.progressing(PROGRESS_WINDOW):
+            # The output thread is writing, only slower than we read: let it catch up a
+            # little before reading on, instead of running into the limit (and a close
+            # and resume) during a burst.  Bounded, so heartbeats are still answered in
+            # time; a reader that has stopped makes no progress and gets no such wait.
+            handoff.wait_below(handoff.limit // 2, FAIRNESS_WAIT)
 
     def _note_rejections(self) -> None:
         """Rejected subscriptions are not asked for again on the next connection; a

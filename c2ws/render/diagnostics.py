@@ -118,6 +118,11 @@ class Diagnostics:
         more = f" ({held_back} more like it not shown)" if held_back else ""
         self.say(text + more, style)
 
+    def count_stream_messages(self, count: int) -> None:
+        """``count`` stream messages went out (counted per batch, not per event)."""
+        self.stream_messages += count
+        self._refresh_status()
+
     def handle(self, event: ev.Event) -> None:
         match event:
             case ev.StreamMessage():

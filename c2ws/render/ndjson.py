@@ -1,17 +1,18 @@
-"""NDJSON output: one compact JSON object per line, stdout only.
+"""NDJSON output: one JSON object per line, stdout only.
 
-Lines are flushed once per batch the engine hands over (a batch is what one socket read
-brought), so a quiet stream is flushed per message and a burst costs one write.
+Lines are written once per batch the engine hands over (a batch is what one socket read
+brought), so a quiet stream is flushed per message and a burst costs one write.  A
+message is written as the frame the server sent, byte for byte, when that is one line.
 """
 
 from __future__ import annotations
 
-from typing import BinaryIO
+from typing import BinaryIO, Final
 
 import orjson
 
 from c2ws import events as ev
-from c2ws.protocol import JsonObject
+from c2ws.protocol import Envelope, JsonObject
 
 _CONTROL_EVENTS = (
     ev.Connected,
@@ -43,22 +44,42 @@ def gap_object(gap: ev.GapReported) -> JsonObject:
 
 class NdjsonRenderer:
     """Stream messages as their envelopes; ``gap`` always (a consumer must see holes);
-    control traffic only when asked."""
+    control traffic only when asked.  Lines are collected per batch and written at
+    :meth:`flush` in one go."""
 
     def __init__(self, out: BinaryIO, *, include_control: bool = False) -> None:
         self._out = out
         self._include_control = include_control
+        self._lines: list[bytes] = []
 
     def handle(self, event: ev.Event) -> None:
-        if isinstance(event, ev.StreamMessage) or (
+        if type(event) is _STREAM_MESSAGE or (
             self._include_control and isinstance(event, _CONTROL_EVENTS)
         ):
-            self._out.write(orjson.dumps(event.message.raw, option=orjson.OPT_APPEND_NEWLINE))
+            self._lines.append(line_of(event.message))
         elif isinstance(event, ev.GapReported):
-            self._out.write(orjson.dumps(gap_object(event), option=orjson.OPT_APPEND_NEWLINE))
+            self._lines.append(orjson.dumps(gap_object(event)))
 
     def flush(self) -> None:
+        lines = self._lines
+        if lines:
+            lines.append(b"")  # the last line's newline
+            self._lines = []  # handed over now: a failing write must not repeat them
+            self._out.write(b"\n".join(lines))
         self._out.flush()
 
     def close(self) -> None:
-        self._out.flush()
+        self.flush()
+
+
+_STREAM_MESSAGE: Final = ev.StreamMessage
+
+
+def line_of(message: Envelope) -> bytes:
+    """The message as one NDJSON line (without its newline): the frame exactly as the
+    server sent it when it is one line already (JSON needs no line breaks, so there are
+    none only in odd frames), else re-encoded compactly."""
+    data = message.data
+    if type(data) is bytes and b"\n" not in data and b"\r" not in data:
+        return data
+    return orjson.dumps(message.raw)
