@@ -91,6 +91,8 @@ class EngineConfig:
     start_cursors: Mapping[SubscriptionKey, int] = field(default_factory=dict)
     # Hand over every frame in and out as a Traffic event (for -v and recordings).
     traffic: bool = False
+    # Hand over a HeartbeatAnswered event per heartbeat (for status displays).
+    report_heartbeats: bool = True
     seed: int | None = None
 
 
@@ -153,6 +155,7 @@ class Engine:
             reconnect=self.config.reconnect,
             max_retries=self.config.max_retries,
             per_connection=self.config.per_connection,
+            report_heartbeats=self.config.report_heartbeats,
         )
         seeds = random.Random(self.config.seed)
         for shard, keys in enumerate(self._plan):

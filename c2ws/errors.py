@@ -5,9 +5,10 @@ never contains the API key; the CLI maps them to exit codes in one place
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from c2ws.events import ConnectionEnd
+if TYPE_CHECKING:
+    from c2ws.endings import ConnectionEnd
 
 
 class EngineError(Exception):

@@ -6,8 +6,8 @@ from __future__ import annotations
 from enum import IntEnum
 from typing import Final
 
+from c2ws.endings import EndReason
 from c2ws.errors import ConfigError, ConnectionFailed, EngineError, NothingToStream, StateError
-from c2ws.events import EndReason
 
 
 class ExitCode(IntEnum):

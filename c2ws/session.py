@@ -115,6 +115,7 @@ class ClientSession:
         timeouts: SessionTimeouts = SessionTimeouts(),
         shard: int = 0,
         max_subscriptions: int = spec.MAX_SUBSCRIPTIONS_PER_CONNECTION,
+        report_heartbeats: bool = True,
     ) -> None:
         if len(request_id_prefix) > spec.MAX_REQUEST_ID_LENGTH - 8:
             raise ValueError("request_id prefix too long")
@@ -126,6 +127,9 @@ class ClientSession:
         self.timeouts = timeouts
         self.shard = shard
         self.max_subscriptions = max_subscriptions
+        # False: heartbeats are answered without an event (nobody shows them; an idle
+        # connection then wakes no other thread).
+        self.report_heartbeats = report_heartbeats
         self.opened_at = now
         self.last_received = now
         self.last_heartbeat: float | None = None
@@ -328,7 +332,8 @@ class ClientSession:
         self.last_heartbeat = now
         ack = protocol.heartbeat_ack(timestamp=protocol.format_timestamp(wall))
         self._outgoing.append(protocol.encode(ack))
-        self._events.append(ev.HeartbeatAnswered(message))
+        if self.report_heartbeats:
+            self._events.append(ev.HeartbeatAnswered(message))
 
     def _answered(self, message: Envelope) -> tuple[PendingRequest, Subscription] | None:
         """The request this answers and its subscription, if it is the newest for it."""

@@ -1,45 +1,21 @@
 """The command line: a Typer app whose commands parse, build the engine and render.
 
-``main`` is the console-script entry point: it owns signals and maps what escapes the
-commands (a closed stdout, Ctrl-C, a bug) to exit codes.
+``main`` is the console-script entry point.  It is kept apart from the app so that
+``c2ws --version`` loads nothing else.
 """
 
 from __future__ import annotations
 
-import os
-import signal
 import sys
-from types import FrameType
-from typing import NoReturn
-
-# Importing the command modules registers their commands on the app.
-from c2ws.cli import check, completions, config_cmd, replay, serve, subscribe  # noqa: F401
-from c2ws.cli.app import StdoutClosed, Terminated, app
-from c2ws.cli.subscribe import silence_stdout
-from c2ws.exitcodes import ExitCode
-from c2ws.render.safe import redacted
-
-
-def _on_sigterm(signum: int, frame: FrameType | None) -> NoReturn:
-    raise Terminated()
 
 
 def main() -> None:
     """Console-script entry point."""
-    if hasattr(signal, "SIGTERM"):
-        signal.signal(signal.SIGTERM, _on_sigterm)
-    try:
-        app(prog_name="c2ws")
-    except Terminated:
-        sys.exit(ExitCode.TERMINATED)
-    except KeyboardInterrupt:
-        sys.exit(ExitCode.INTERRUPTED)
-    except (StdoutClosed, BrokenPipeError):
-        silence_stdout()
-        sys.exit(ExitCode.OK)
-    except Exception as exc:  # a bug; say so in one line unless asked for the traceback
-        if os.environ.get("C2WS_DEBUG"):
-            raise
-        print(redacted(f"c2ws: internal error: {type(exc).__name__}: {exc} "
-                       "(set C2WS_DEBUG=1 for a traceback)"), file=sys.stderr)
-        sys.exit(ExitCode.ERROR)
+    if sys.argv[1:] == ["--version"]:
+        from c2ws import __version__
+
+        print(f"c2ws {__version__}")
+        return
+    from c2ws.cli.entry import run
+
+    run()

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 from typer._click.exceptions import NoSuchOption
-from typer.core import TyperArgument, TyperCommand
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from c2ws import __version__
 
@@ -66,7 +66,30 @@ class Command(TyperCommand):
             ) from None
 
 
+class _HelpFlag(TyperOption):
+    """``--help``: a flag, given or not.  Typer would run even its absent value through
+    its pydantic-based coercion, loading pydantic (most of the time of ``c2ws X --help``)
+    for a value that can only be a bool."""
+
+    def process_value(self, ctx: Any, value: Any) -> Any:
+        value = bool(value)
+        if self.callback is not None:
+            value = self.callback(ctx, self, value)
+        return value
+
+
+class Group(TyperGroup):
+    """The ``c2ws`` group, with a help flag that loads nothing to be parsed."""
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)
+        if option is not None and type(option) is TyperOption:
+            option.__class__ = _HelpFlag
+        return option
+
+
 app = typer.Typer(
+    cls=Group,
     name="c2ws",
     help="Stream Collective2 trading signals and positions from the C2 WebSocket API.",
     no_args_is_help=True,

@@ -12,7 +12,6 @@ from typing import IO, TYPE_CHECKING, Annotated
 
 import typer
 
-from c2ws import events as ev
 from c2ws.cli.app import StdoutClosed, app
 from c2ws.cli.options import (
     ColorOpt,
@@ -30,10 +29,10 @@ from c2ws.cli.options import (
     parse_symbols,
 )
 from c2ws.exitcodes import ExitCode
-from c2ws.recording import Unusable
 from c2ws.render.color import ColorChoice
 
 if TYPE_CHECKING:
+    from c2ws import events as ev
     from c2ws.cli.output import OutputSpec
 
 
@@ -139,8 +138,9 @@ def run_replay(
     file: str, output: OutputSpec, *, channels: Sequence[str], count: int | None, pacer: Pacer,
 ) -> int:
     """Replay ``file`` ('-': stdin); returns the exit code."""
+    from c2ws import events as ev
     from c2ws.cli.output import build_output
-    from c2ws.recording import read_entries
+    from c2ws.recording import Unusable, read_entries
     from c2ws.render.safe import terminal_safe
     from c2ws.replay import Replayer
     if sys.stdout is None:

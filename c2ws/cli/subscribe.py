@@ -44,7 +44,6 @@ from c2ws.cli.options import (
     whole_number,
 )
 from c2ws.cli.serve import server_module
-from c2ws.events import SubscriptionKey
 from c2ws.exitcodes import ExitCode
 from c2ws.render.color import ColorChoice
 
@@ -184,6 +183,7 @@ def subscribe(
     from c2ws.config import Flags
     from c2ws.engine import EngineConfig, validate_config
     from c2ws.errors import ConfigError
+    from c2ws.events import SubscriptionKey
     from c2ws.render.filters import MessageFilter
     from c2ws.session import SessionTimeouts
 
@@ -285,6 +285,7 @@ def demo(
     """
     from c2ws.cli.output import OutputSpec, TerminalOptions, check_output_spec
     from c2ws.engine import EngineConfig
+    from c2ws.events import SubscriptionKey
     from c2ws.render.consoles import MessageConsole
     from c2ws.render.filters import MessageFilter
 
@@ -331,6 +332,11 @@ def stream(
     channels = {key.channel for key in config.keys}
     built = build_output(output, channels=channels, keys=config.keys)
     diagnostics = built.diagnostics
+    # Heartbeat events only for what shows them: otherwise an idle connection's heartbeat
+    # wakes nothing but its own socket thread.
+    config = dataclasses.replace(config, report_heartbeats=(
+        built.table or diagnostics.has_status_line or output.include_control
+    ))
     message_filter = output.message_filter
     options = SubscribeOptions(engine=config, count=count, timeout=timeout,
                                fail_on_gap=fail_on_gap,

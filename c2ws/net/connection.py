@@ -882,8 +882,21 @@ class BufferedWebSocket(websocket.WebSocket):
         sock = self.sock
         if sock is None:
             raise websocket.WebSocketConnectionClosedException("socket is already closed.")
-        original = sock.gettimeout()
         view = memoryview(data)
+        if not isinstance(sock, ssl.SSLSocket):
+            # Nearly always the whole frame fits in the socket buffer: one send that cannot
+            # block, and no timeout to set and restore (two system calls saved per send).
+            try:
+                view = view[sock.send(view, socket.MSG_DONTWAIT) :]
+            except (BlockingIOError, InterruptedError):
+                pass
+            except (BrokenPipeError, ConnectionResetError):
+                raise websocket.WebSocketConnectionClosedException(
+                    "socket is already closed."
+                ) from None
+            if not view:
+                return
+        original = sock.gettimeout()
         try:
             while view:
                 remaining = deadline - self.clock()

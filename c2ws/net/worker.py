@@ -77,6 +77,7 @@ class ConnectionSettings:
     reconnect: bool = True
     max_retries: int | None = None
     per_connection: int = spec.MAX_SUBSCRIPTIONS_PER_CONNECTION
+    report_heartbeats: bool = True
 
 
 # Connect failures retrying cannot fix: the URL, the redirect or the certificate must
@@ -235,6 +236,7 @@ class _Pump:
             timeouts=worker.settings.timeouts,
             shard=worker.shard,
             max_subscriptions=worker.settings.per_connection,
+            report_heartbeats=worker.settings.report_heartbeats,
         )
         for key in worker._wanted():
             self.session.subscribe(key, now=now, wall=self.wall())

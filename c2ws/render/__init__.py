@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from c2ws.events import Event
+if TYPE_CHECKING:
+    from c2ws.events import Event
 
 
 class Renderer(Protocol):

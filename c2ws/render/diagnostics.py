@@ -100,6 +100,10 @@ class Diagnostics:
             )
             self._live.start()
 
+    @property
+    def has_status_line(self) -> bool:
+        return self._live is not None
+
     def say(self, text: str, style: str = "") -> None:
         """A line on stderr (``text`` must already be terminal-safe).  The API key never
         shows, whoever put it into the text."""
