@@ -16,6 +16,7 @@ from rich.console import Console
 from c2ws import events, protocol
 from c2ws.events import SubscriptionKey
 from c2ws.render import fields
+from c2ws.render import table as table_module
 from c2ws.render.table import TableRenderer
 
 STRATEGY = 12345678
@@ -806,3 +807,22 @@ def test_a_message_printed_while_live_lands_above_the_region_in_order() -> None:
     output = out.getvalue()
     assert output.index("first") < output.index("c2ws: a message") < output.index("second")
     assert "c2ws: a message" not in last_live_frame(output)
+
+
+def test_a_burst_faster_than_a_terminal_shows_the_newest_and_counts_the_rest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # No redraw during the burst: it all waits for the one at close.
+    monkeypatch.setattr(table_module, "REFRESH_INTERVAL_SECONDS", 3600.0)
+    console, out = make_console(terminal=True)
+    renderer = TableRenderer(console, live=True, highlight_seconds=0)
+    burst = table_module.MAX_SIGNALS_PER_REFRESH * 5
+    for seq in range(1, burst + 1):
+        renderer.handle(signal(rest_signal(), seq_id=seq))
+    renderer.close()
+    text = out.getvalue()
+    skipped = burst - table_module.MAX_SIGNALS_PER_REFRESH
+    assert f"{skipped} more signals came faster than a terminal can show them" in text
+    assert text.count(" Buy ") == table_module.MAX_SIGNALS_PER_REFRESH  # the newest only
+    shown = [int(seq) for seq in re.findall(r"(\d+) Buy ", text)]
+    assert shown == list(range(skipped + 1, burst + 1))

@@ -1,6 +1,5 @@
 """The Typer application object and its root options; commands register on it."""
 
-from __future__ import annotations
 
 import re
 from typing import Annotated, Any

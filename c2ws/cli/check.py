@@ -6,7 +6,6 @@ an answer never came, 7 a subscription was rejected or the clock is so far off t
 server rejects what c2ws sends.
 """
 
-from __future__ import annotations
 
 import os
 import sys
@@ -101,7 +100,7 @@ def check(
 
 
 def run_check(
-    url: str, api_key: str, keys: list[SubscriptionKey], *, timeout: float, quiet: bool,
+    url: str, api_key: str, keys: list["SubscriptionKey"], *, timeout: float, quiet: bool,
     as_json: bool, color: ColorChoice,
 ) -> int:
     import orjson
@@ -162,7 +161,7 @@ def _print_json(data: bytes) -> None:
     sys.stdout.buffer.flush()
 
 
-def _clock_value(clock: ClockEstimate) -> str:
+def _clock_value(clock: "ClockEstimate") -> str:
     """``30 s ahead of this machine's (± 0.5 s)``."""
     amount = abs(clock.offset)
     if amount < 1:
@@ -171,11 +170,11 @@ def _clock_value(clock: ClockEstimate) -> str:
     return f"{amount:.0f} s {direction} this machine's (± {clock.uncertainty:.1f} s)"
 
 
-def _describe_clock(clock: ClockEstimate) -> str:
+def _describe_clock(clock: "ClockEstimate") -> str:
     return f"the server's clock is {_clock_value(clock)}"
 
 
-def _report_object(result: ProbeResult, code: ExitCode) -> dict[str, object]:
+def _report_object(result: "ProbeResult", code: ExitCode) -> dict[str, object]:
     def ms(seconds: float | None) -> float | None:
         return None if seconds is None else round(seconds * 1000, 3)
 
@@ -197,7 +196,7 @@ def _report_object(result: ProbeResult, code: ExitCode) -> dict[str, object]:
     }
 
 
-def _print_report(console: Console, result: ProbeResult) -> None:
+def _print_report(console: "Console", result: "ProbeResult") -> None:
     from rich.text import Text
 
     from c2ws.render.safe import redacted

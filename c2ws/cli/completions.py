@@ -1,6 +1,5 @@
 """``c2ws completions SHELL``: the shell completion scripts."""
 
-from __future__ import annotations
 
 from enum import Enum
 from typing import Annotated

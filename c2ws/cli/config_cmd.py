@@ -1,6 +1,5 @@
 """``c2ws config show`` and ``c2ws config path``: the effective settings, and where from."""
 
-from __future__ import annotations
 
 import os
 import sys

@@ -1,6 +1,5 @@
 """What the commands share: option types, and parsing of strategy ids and channels."""
 
-from __future__ import annotations
 
 import math
 import re

@@ -1,7 +1,6 @@
 """``c2ws replay FILE``: a recording (``--record``) or NDJSON output, rendered again by
 the renderers of ``subscribe``, as fast as possible or at the pace it was recorded."""
 
-from __future__ import annotations
 
 import sys
 import time
@@ -135,7 +134,7 @@ def replay(
 
 
 def run_replay(
-    file: str, output: OutputSpec, *, channels: Sequence[str], count: int | None, pacer: Pacer,
+    file: str, output: "OutputSpec", *, channels: Sequence[str], count: int | None, pacer: Pacer,
 ) -> int:
     """Replay ``file`` ('-': stdin); returns the exit code."""
     from c2ws import events as ev
@@ -154,7 +153,7 @@ def run_replay(
     delivered = 0
     usable = 0
 
-    def write(events: list[ev.Event], *, gaps_only: bool = False) -> bool:
+    def write(events: list["ev.Event"], *, gaps_only: bool = False) -> bool:
         """Render; True once --count is reached."""
         nonlocal delivered
         try:

@@ -1,6 +1,5 @@
 """``c2ws serve``: the reference server in the foreground."""
 
-from __future__ import annotations
 
 from pathlib import Path
 from types import ModuleType

@@ -1,7 +1,6 @@
 """``c2ws subscribe`` and ``c2ws demo``: parse, build the engine's configuration, pick
 the renderer, and run (see :mod:`c2ws.cli.run`).  Nothing here knows the wire protocol."""
 
-from __future__ import annotations
 
 import dataclasses
 import os
@@ -233,7 +232,7 @@ def _setting_channels(values: tuple[str, ...], source: str) -> list[str]:
         raise typer.BadParameter(f"{exc.message} (from {source})", param_hint="channels") from None
 
 
-def _setting_zone(value: str | None, source: str) -> DisplayZone | None:
+def _setting_zone(value: str | None, source: str) -> "DisplayZone | None":
     """The profile's ``tz`` (None: the default for the output)."""
     if value is None:
         return None
@@ -317,7 +316,7 @@ def demo(
 
 
 def stream(
-    config: EngineConfig, output: OutputSpec, *, count: int | None, timeout: float | None,
+    config: "EngineConfig", output: "OutputSpec", *, count: int | None, timeout: float | None,
     fail_on_gap: bool = False, record: Path | None = None,
 ) -> int:
     """Run a subscription with the chosen renderer; returns the exit code."""
@@ -370,8 +369,8 @@ def stream(
 
 
 def _open_recording(
-    path: Path, config: EngineConfig, diagnostics: Diagnostics
-) -> Renderer | None:
+    path: Path, config: "EngineConfig", diagnostics: "Diagnostics"
+) -> "Renderer | None":
     """The --record sink, appending to ``path``; None (said on stderr) when it cannot be
     opened."""
     from c2ws.render.recording import RecordingRenderer
@@ -389,8 +388,8 @@ def _open_recording(
 
 
 def _exactly_once_output(
-    options: SubscribeOptions, diagnostics: Diagnostics
-) -> SubscribeOptions:
+    options: "SubscribeOptions", diagnostics: "Diagnostics"
+) -> "SubscribeOptions":
     """With --state: when stdout is a regular file, its last lines are the truth about what
     was written (a crash can come between a write and the state commit), and it is synced
     before each commit; a pipe is committed after every message instead."""

@@ -82,6 +82,8 @@ from c2ws.render.layout import (
 REFRESH_INTERVAL_SECONDS: Final = 0.1
 # Lines held for the next live refresh before they are printed regardless.
 MAX_PENDING_LINES: Final = 1000
+# Signals formatted per redraw, at most: a terminal cannot show more to anyone.
+MAX_SIGNALS_PER_REFRESH: Final = 200
 # A hostile or buggy feed could name endless distinct symbols; the least recently
 # updated position is forgotten beyond this many.
 MAX_POSITION_ROWS: Final = 10_000
@@ -246,6 +248,13 @@ class TableRenderer:
         self._stopping = threading.Event()
         self._last_refresh = 0.0
         self._closed = False
+        # Live: signals wait here, unformatted, for the next redraw (a burst costs no
+        # formatting per message); past MAX_SIGNALS_PER_REFRESH only the newest are kept
+        # and the rest counted.
+        self._unformatted: deque[tuple[SubscriptionKey | None, Envelope]] = deque(
+            maxlen=MAX_SIGNALS_PER_REFRESH
+        )
+        self._not_shown = 0
 
     # --- public API ---------------------------------------------------------------------
 
@@ -277,7 +286,20 @@ class TableRenderer:
 
     def handle(self, event: Event) -> None:
         self._ensure_live()
+        if (
+            self._live is not None
+            and type(event) is StreamMessage
+            and event.message.msg_type == spec.CHANNEL_SIGNAL
+        ):
+            with self._lock:
+                self._frames += 1
+                if len(self._unformatted) == MAX_SIGNALS_PER_REFRESH:
+                    self._not_shown += 1
+                self._unformatted.append((event.key, event.message))
+            self._dirty.set()
+            return
         with self._lock:
+            self._format_waiting_signals()
             if isinstance(event, _FRAME_EVENTS):
                 self._frames += 1
             self._dispatch(event)
@@ -288,6 +310,7 @@ class TableRenderer:
         one, in order with the signal lines, so a redraw never overwrites it."""
         self._ensure_live()
         with self._lock:
+            self._format_waiting_signals()  # what came before the message shows before it
             self._emit_line(line, scroll_only=True)
         self._changed()
 
@@ -316,6 +339,7 @@ class TableRenderer:
             if self._refresher is not None:
                 self._refresher.join()
             with self._lock:
+                self._format_waiting_signals()
                 self._print_pending(everything=True)
                 self._live.update(self._live_view())
                 self._live.stop()
@@ -449,6 +473,19 @@ class TableRenderer:
     def _print_line(self, line: Text) -> None:
         # soft_wrap: the line already fits the width, so rich's wrapping pass is skipped.
         self._console.print(line, soft_wrap=True)
+
+    def _format_waiting_signals(self) -> None:
+        """Turn the signals waiting since the last redraw into lines (lock held)."""
+        if self._not_shown:
+            skipped, self._not_shown = self._not_shown, 0
+            self._emit_banner(
+                self._clock(), "", f"{skipped} more signals came faster than a terminal can "
+                "show them (-o ndjson writes every one)", JUMP_STYLE,
+            )
+        waiting = self._unformatted
+        while waiting:
+            key, message = waiting.popleft()
+            self._on_signal(key, message)
 
     def _print_pending(self, *, everything: bool = False) -> None:
         """Print the waiting lines above the live region, in order, up to the first that
@@ -747,6 +784,7 @@ class TableRenderer:
                 live = self._live
                 if live is None:
                     return
+                self._format_waiting_signals()
                 self._print_pending()
                 live.update(self._live_view(), refresh=True)
                 self._last_refresh = time.monotonic()
