@@ -19,8 +19,9 @@ from c2ws.delivery.dedupe import StreamFilter
 from c2ws.engine import Engine, EngineConfig
 from c2ws.errors import ConfigError, ConnectionFailed, InternalError
 from c2ws.events import EndReason, SubscriptionKey
+from c2ws.net.connection import ConnectFailed, ConnectFailure, HandshakeRejected
 from c2ws.net.handoff import Handoff
-from c2ws.net.worker import ConnectionSettings, ShardWorker
+from c2ws.net.worker import ConnectionSettings, ShardWorker, end_for_connect_failure
 from c2ws.server.app import ReferenceServer, ServerConfig
 from c2ws.session import SessionTimeouts
 
@@ -227,3 +228,32 @@ def test_a_library_caller_gets_the_same_validation(overrides: dict[str, Any], me
     with pytest.raises(ConfigError, match=message) as raised:
         Engine(config("ws://127.0.0.1:9/ws", **overrides))
     assert "two words" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("failure", "reason"),
+    [
+        (HandshakeRejected(401, "Invalid API key"), EndReason.AUTH_FAILED),
+        (HandshakeRejected(429, "Connection limit exceeded"), EndReason.BUSY),
+        (HandshakeRejected(503, "Server full"), EndReason.BUSY),
+        (HandshakeRejected(404, "Not found"), EndReason.REFUSED),
+        (HandshakeRejected(500, "Oops"), EndReason.UNREACHABLE),
+        (ConnectFailed(ConnectFailure.REDIRECT, "redirect"), EndReason.REFUSED),
+        (ConnectFailed(ConnectFailure.TLS_CERTIFICATE, "bad cert"), EndReason.REFUSED),
+        (ConnectFailed(ConnectFailure.BAD_URL, "bad URL"), EndReason.REFUSED),
+        (ConnectFailed(ConnectFailure.DNS, "cannot resolve"), EndReason.UNREACHABLE),
+        (ConnectFailed(ConnectFailure.REFUSED, "connection refused"), EndReason.UNREACHABLE),
+        (ConnectFailed(ConnectFailure.TIMEOUT, "timed out"), EndReason.UNREACHABLE),
+        (ConnectFailed(ConnectFailure.TLS, "handshake"), EndReason.UNREACHABLE),
+    ],
+)
+def test_each_connect_failure_is_classified_for_retrying(
+    failure: ConnectFailed, reason: EndReason
+) -> None:
+    end = end_for_connect_failure(failure, "ws://example.test/ws")
+    assert end.reason is reason
+
+
+def test_a_404_on_a_url_without_the_ws_path_says_where_the_endpoint_is() -> None:
+    end = end_for_connect_failure(HandshakeRejected(404, "Not found"), "wss://example.test/")
+    assert "(the C2 endpoint's path is /ws)" in end.detail

@@ -59,11 +59,9 @@ def envelopes(draw: st.DrawFn) -> bytes:
     return json.dumps(envelope).encode() if draw(st.booleans()) else draw(st.binary(max_size=80))
 
 
-@settings(max_examples=600)
-@given(st.lists(envelopes(), max_size=12))
-def test_the_client_session_survives_any_frames_and_keeps_state_for_subscribed_keys_only(
-    frames: list[bytes],
-) -> None:
+def check_client_session_survives(frames: list[bytes]) -> None:
+    """The property, shared with ``bench/fuzz_client_session.py``: any frames, no
+    exception, and state only for the subscribed streams."""
     stream_filter = StreamFilter(SUBSCRIBED, {})
     session = ClientSession(request_id_prefix="fuzz", stream_filter=stream_filter, now=0.0)
     for key in SUBSCRIBED:
@@ -78,6 +76,14 @@ def test_the_client_session_survives_any_frames_and_keeps_state_for_subscribed_k
     assert set(session.subscriptions) <= set(SUBSCRIBED)
     assert stream_filter.keys <= set(SUBSCRIBED)
     assert {gap.key for gap in stream_filter.unresolved_gaps()} <= set(SUBSCRIBED)
+
+
+@settings(max_examples=600)
+@given(st.lists(envelopes(), max_size=12))
+def test_the_client_session_survives_any_frames_and_keeps_state_for_subscribed_keys_only(
+    frames: list[bytes],
+) -> None:
+    check_client_session_survives(frames)
 
 
 def run_cli(url: str, *args: str, key_flag: bool = False,

@@ -365,6 +365,7 @@ def test_an_oversized_frame_is_refused_with_1009(server: ReferenceServer) -> Non
     assert code == ExitCode.CONNECTION_LOST
     assert out == ""
     assert "exceeds the limit" in err and "Traceback" not in err
+    assert "c2ws closed the connection (1009)" in err  # says who closed it
     assert wait_closed(server).client_close_code == 1009
 
 
