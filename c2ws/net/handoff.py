@@ -37,16 +37,25 @@ class Handoff(Generic[Item]):
     def backlog(self) -> int:
         return self._backlog
 
-    def put(self, items: list[Item]) -> int:
-        """Hand ``items`` over (in order, never blocking); returns the backlog after."""
+    def put(self, items: list[Item], *, wake: bool = True) -> int:
+        """Hand ``items`` over (in order, never blocking); returns the backlog after.
+        ``wake=False``: leave a waiting consumer asleep until :meth:`wake_consumer`, so a
+        producer reading a burst hands it over in a few large steps instead of waking the
+        consumer (on another core, across the GIL) for every small one."""
         with self._lock:
             if self._closed:
                 return self._backlog
             self._items.extend(items)
             self._backlog += len(items)
-            if self._consumer_waiting:
+            if wake and self._consumer_waiting:
                 self._changed.notify_all()
             return self._backlog
+
+    def wake_consumer(self) -> None:
+        """Wake a waiting consumer for what was put without waking it."""
+        with self._lock:
+            if self._consumer_waiting and self._items:
+                self._changed.notify_all()
 
     def take(self, timeout: float | None, limit: int | None = None) -> list[Item]:
         """Everything queued (at most ``limit`` items), waiting up to ``timeout`` seconds

@@ -56,6 +56,8 @@ HTTP_NOT_FOUND: Final = 404
 # back to half before reading on.
 FAIRNESS_WAIT: Final = 0.1
 PROGRESS_WINDOW: Final = 0.5
+# During a long burst, the output thread is woken at least every this many events.
+WAKE_EVERY: Final = 2000
 # Endings after which the peer may still answer a close frame.
 _POLITE_CLOSE: Final = frozenset({
     EndReason.STOPPED, EndReason.OVERFLOW, EndReason.NO_CONNECTED, EndReason.NO_ACK,
@@ -244,6 +246,7 @@ class _Pump:
         self.batch: list[ev.Event] = []
         self.subscribed = False
         self.close_frame_received = False
+        self.unannounced = 0  # events handed over without waking the output thread
         self.leave_by: float | None = None
 
     def run(self) -> tuple[ConnectionEnd, bool, bool]:
@@ -303,7 +306,16 @@ class _Pump:
         if self.ws.has_buffered_data():
             return "frame"
         timeout = None if deadline is None else max(0.0, deadline - self.clock())
-        ready = {key.data for key, _ in selector.select(timeout)}
+        ready = set()
+        if self.unannounced:
+            # Events not yet announced: if more data is already waiting, read it first;
+            # the output thread is woken when the burst is over.
+            ready = {key.data for key, _ in selector.select(0)}
+            if not ready:
+                self.unannounced = 0
+                self.worker._handoff.wake_consumer()
+        if not ready:
+            ready = {key.data for key, _ in selector.select(timeout)}
         if "wake" in ready:
             self.worker._drain_wake()
         if "socket" in ready:
@@ -359,7 +371,13 @@ class _Pump:
             return
         batch, self.batch = self.batch, []
         handoff = self.worker._handoff
-        backlog = handoff.put(batch)
+        # The output thread is woken once the burst is over (see _wait), or every
+        # WAKE_EVERY events during a long one: not for every socket read.
+        self.unannounced += len(batch)
+        wake = self.unannounced >= WAKE_EVERY
+        if wake:
+            self.unannounced = 0
+        backlog = handoff.put(batch, wake=wake)
         if backlog > handoff.limit and self.leave_by is None:
             session.fail(
                 EndReason.OVERFLOW,
