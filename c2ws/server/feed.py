@@ -56,7 +56,7 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Final
+from typing import Final
 
 from c2ws import dto, protocol, recording, spec
 from c2ws.protocol import JsonObject
@@ -453,26 +453,9 @@ class FeedError(Exception):
     """A recorded feed that cannot be played: unreadable, or no stream message in it."""
 
 
-_READ_CHUNK: Final = 64 * 1024
 # A line holds one frame (a recording's line adds its time and connection around it);
 # longer lines are skipped, so a feed never holds more than about this much.
 _MAX_LINE_BYTES: Final = spec.MAX_FRAME_BYTES + 4096
-
-
-def _bounded_lines(stream: BinaryIO, limit: int) -> Iterator[bytes | None]:
-    """The lines of a binary file; None for a line longer than ``limit`` bytes, which is
-    skipped without being held in memory (a recording with no newlines at all is no
-    reason to read gigabytes into one line)."""
-    while True:
-        line = stream.readline(limit + 1)
-        if not line:
-            return
-        if len(line) <= limit or line.endswith(b"\n"):
-            yield line
-            continue
-        while line and not line.endswith(b"\n"):
-            line = stream.readline(_READ_CHUNK)
-        yield None
 
 
 class FileFeed:
@@ -511,7 +494,7 @@ class FileFeed:
         seen = _SeenStreams(spec.FEED_MAX_TRACKED_STREAMS)
         try:
             with self.path.open("rb") as stream:
-                for line in _bounded_lines(stream, _MAX_LINE_BYTES):
+                for line in recording.bounded_lines(stream, _MAX_LINE_BYTES):
                     if line is not None and not line.strip():
                         continue
                     event, seq_id = _parse_line(line) if line is not None else (None, None)
