@@ -414,3 +414,22 @@ def test_a_busy_server_is_retried_after_a_longer_wait_then_given_up() -> None:
     # first wait would be up to 0.5 s from 0.
     assert len(waits) == 1 and 0.5 <= waits[0] <= 1.0
     assert b"HTTP 429" in err
+
+
+def test_bursts_larger_than_the_buffer_reach_a_reader_that_keeps_reading(
+    server: ReferenceServer,
+) -> None:
+    """--max-buffer far below the burst: while the reader makes progress c2ws lets it
+    catch up, and when it falls behind all the same it closes and resumes; either way
+    every signal arrives, once, in order."""
+    process = start(server, "1", "-c", "signal", "-o", "ndjson", "--max-buffer", "100", *FAST)
+    reader = LineReader(process)
+    wait_subscribed(server, 1, 1)
+    total = 3000
+    for first in range(0, total, 200):  # bursts of 200: a resume never misses 1000
+        for n in range(first, first + 200):
+            server.publish_signal(1, order(1, n))
+        reader.wait_for(lambda lines, done=first + 200: len(lines) >= done)
+    process.send_signal(signal.SIGTERM)
+    process.wait(30)
+    assert [line["seq_id"] for line in reader.lines] == list(range(1, total + 1))

@@ -388,6 +388,8 @@ class _Pump:
             # little before reading on, instead of running into the limit (and a close
             # and resume) during a burst.  Bounded, so heartbeats are still answered in
             # time; a reader that has stopped makes no progress and gets no such wait.
+            self.unannounced = 0
+            handoff.wake_consumer()  # it must be awake to catch up
             handoff.wait_below(handoff.limit // 2, FAIRNESS_WAIT)
 
     def _note_rejections(self) -> None:
