@@ -215,3 +215,10 @@ def test_usage_errors_are_one_plain_line_even_on_a_terminal() -> None:
     assert result.returncode == ExitCode.USAGE
     assert "Error: Invalid value for '-o' / '--output': 'x' is not one of" in output
     assert "╭" not in output  # no boxed panel
+
+
+def test_the_group_help_lists_every_command_in_order() -> None:
+    # Only the command run is registered for speed; the group help must still show all.
+    result = run("--help")
+    listed = re.findall(r"(?m)^  (\w+)\s{2,}", result.stdout.split("Commands:")[1])
+    assert listed == ["subscribe", "demo", "check", "replay", "serve", "completions", "config"]

@@ -13,8 +13,7 @@ from typer._completion_shared import get_completion_script
 
 from c2ws.cli.app import Command, app
 from c2ws.cli.options import choice
-
-COMPLETE_VAR = "_C2WS_COMPLETE"
+from c2ws.cli.shared import COMPLETE_VAR
 
 # Typer registers its shells only along with its own --install-completion option, which
 # c2ws leaves out (this command does that job): the scripts' requests need them.

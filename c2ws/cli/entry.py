@@ -3,18 +3,42 @@ Ctrl-C, a bug) mapped to exit codes."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import sys
+from collections.abc import Sequence
 from types import FrameType
-from typing import NoReturn
+from typing import Final, NoReturn
 
-# Importing the command modules registers their commands on the app.
-from c2ws.cli import check, completions, config_cmd, replay, serve, subscribe  # noqa: F401
 from c2ws.cli.app import StdoutClosed, Terminated, app
-from c2ws.cli.subscribe import silence_stdout
+from c2ws.cli.shared import COMPLETE_VAR, silence_stdout
 from c2ws.exitcodes import ExitCode
 from c2ws.render.safe import redacted
+
+# Each command and the module that registers it, in the order `c2ws --help` lists them.
+COMMAND_MODULES: Final = {
+    "subscribe": "subscribe",
+    "demo": "subscribe",
+    "check": "check",
+    "replay": "replay",
+    "config": "config_cmd",
+    "serve": "serve",
+    "completions": "completions",
+}
+
+
+def register_commands(argv: Sequence[str]) -> None:
+    """Register the command ``argv`` names, or every command when it names none (group
+    help, completion, a typo): Typer builds every registered command's parameters
+    before it runs one, which is most of the time of ``c2ws subscribe --help``."""
+    named = next((arg for arg in argv if not arg.startswith("-")), None)
+    if named in COMMAND_MODULES and COMPLETE_VAR not in os.environ:
+        modules = [COMMAND_MODULES[named]]
+    else:
+        modules = list(dict.fromkeys(COMMAND_MODULES.values()))
+    for module in modules:
+        importlib.import_module(f"c2ws.cli.{module}")
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> NoReturn:
@@ -25,6 +49,7 @@ def run() -> None:
     """Run the app with ``sys.argv``; exits with the run's status."""
     if hasattr(signal, "SIGTERM"):
         signal.signal(signal.SIGTERM, _on_sigterm)
+    register_commands(sys.argv[1:])
     try:
         app(prog_name="c2ws")
     except Terminated:

@@ -2,7 +2,6 @@
 
 
 from pathlib import Path
-from types import ModuleType
 from typing import Annotated
 
 import typer
@@ -10,7 +9,7 @@ import typer
 from c2ws import spec
 from c2ws.cli.app import Command, app
 from c2ws.cli.options import number, parse_strategy_ids, seconds, whole_number
-from c2ws.exitcodes import ExitCode
+from c2ws.cli.shared import server_module
 
 # The synthetic feed's strategies, without importing the server (it needs websockets).
 DEFAULT_SERVE_STRATEGIES = "12345678, 23456789, 34567890"
@@ -91,18 +90,3 @@ def serve(
     )
     # Keys given on the command line may be real ones: only the default test key is shown.
     raise typer.Exit(server.run_server(config, show_api_keys=not api_key))
-
-
-def server_module() -> ModuleType:
-    """The reference server needs the optional ``websockets`` dependency."""
-    try:
-        import c2ws.server.app as server_app
-    except ImportError:
-        from c2ws.render.consoles import MessageConsole
-
-        MessageConsole(stderr=True, highlight=False, markup=False).print(
-            "c2ws: the reference server needs the 'server' extra: pip install 'c2ws[server]'",
-            soft_wrap=True,
-        )
-        raise typer.Exit(ExitCode.USAGE) from None
-    return server_app

@@ -3,7 +3,6 @@ the renderer, and run (see :mod:`c2ws.cli.run`).  Nothing here knows the wire pr
 
 
 import dataclasses
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -42,7 +41,7 @@ from c2ws.cli.options import (
     seconds,
     whole_number,
 )
-from c2ws.cli.serve import server_module
+from c2ws.cli.shared import server_module, silence_stdout
 from c2ws.exitcodes import ExitCode
 from c2ws.render.color import ColorChoice
 
@@ -404,13 +403,3 @@ def _exactly_once_output(
                         "output file left by an earlier run", "yellow")
     engine = dataclasses.replace(options.engine, start_cursors=tail.cursors)
     return dataclasses.replace(options, engine=engine, sync_output_fd=fd)
-
-
-def silence_stdout() -> None:
-    """After the reader left, make the interpreter's final flush a no-op, not a traceback."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError):
-        pass
