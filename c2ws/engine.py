@@ -120,7 +120,6 @@ class Engine:
         self.keys = frozenset(config.keys)
         self.handoff: Handoff[ev.Event] = Handoff(config.max_buffer)
         self.written: dict[SubscriptionKey, int] = {}
-        self.confirmed: set[SubscriptionKey] = set()
         self.rejected: set[SubscriptionKey] = set()
         self.ever_confirmed = False
         self.last_end: ConnectionEnd | None = None
@@ -129,10 +128,6 @@ class Engine:
         self._state: StateFile | None = None
         self._failure: EngineError | None = None
         self._started = False
-
-    @property
-    def connections(self) -> int:
-        return len(self._plan)
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -227,11 +222,6 @@ class Engine:
             self._state.commit(self.written)
         self.handoff.done(len(events))
 
-    @property
-    def unwritten(self) -> int:
-        """Events handed over and not yet acknowledged."""
-        return self.handoff.backlog
-
     def unresolved_gaps(self) -> list[ev.GapReported]:
         """Announced gaps whose far end never arrived (meaningful after :meth:`stop`)."""
         return [gap for stream_filter in self._filters for gap in stream_filter.unresolved_gaps()]
@@ -241,12 +231,10 @@ class Engine:
     def _observe(self, event: ev.Event) -> EngineError | None:
         """Keep the run's view of its subscriptions; the error that ends it, if any."""
         if isinstance(event, ev.SubscriptionConfirmed):
-            self.confirmed.add(event.key)
             self.rejected.discard(event.key)
             self.ever_confirmed = True
         elif isinstance(event, ev.SubscriptionRejected):
             self.rejected.add(event.key)
-            self.confirmed.discard(event.key)
             if self.rejected >= self.keys:
                 return NothingToStream("every subscription was rejected; nothing to stream")
         elif isinstance(event, ev.ConnectionEnded):
