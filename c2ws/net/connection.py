@@ -332,13 +332,14 @@ def _read_rejection_body(sock: socket.socket, head: _AnswerHead, deadline: _Dead
 def _bounded_reason(text: str, api_key: str) -> str:
     """One printable line, the key redacted, then cut to length (redacting first, so the
     cut cannot leave a whole key behind)."""
-    text = _redact(text, api_key)
+    text = redact_key(text, api_key)
     text = "".join(ch if ch.isprintable() else " " for ch in text).strip()
     limit = spec.MAX_REJECTION_REASON_CHARS
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _redact(text: str, api_key: str) -> str:
+def redact_key(text: str, api_key: str) -> str:
+    """``text`` with every occurrence of the API key replaced by ``****``."""
     return text.replace(api_key, _REDACTED) if api_key else text
 
 

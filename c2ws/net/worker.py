@@ -41,6 +41,7 @@ from c2ws.net.connection import (
     HandshakeRejected,
     SendBlocked,
     open_connection,
+    redact_key,
 )
 from c2ws.net.handoff import Handoff
 from c2ws.session import ClientSession, SessionTimeouts, SubscriptionState
@@ -169,8 +170,8 @@ class ShardWorker(threading.Thread):
         failures = 0
         while not self._stop_requested.is_set():
             end, was_connected, subscribed = self._attempt()
-            if self.settings.api_key in end.detail:  # a server echoed it (close reason...)
-                end = replace(end, detail=end.detail.replace(self.settings.api_key, "****"))
+            # A server may echo the key (in a close reason, an error...).
+            end = replace(end, detail=redact_key(end.detail, self.settings.api_key))
             self._handoff.put([ev.ConnectionEnded(self.shard, end, was_connected)])
             if self._stop_requested.is_set() or end.reason is EndReason.STOPPED:
                 return
