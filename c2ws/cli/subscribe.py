@@ -319,6 +319,7 @@ def stream(
     fail_on_gap: bool = False, record: Path | None = None,
 ) -> int:
     """Run a subscription with the chosen renderer; returns the exit code."""
+    from c2ws.cli.collector import tune_for_streaming
     from c2ws.cli.output import build_output
     from c2ws.cli.run import SubscribeOptions, SubscribeRun
     from c2ws.errors import StateError
@@ -356,6 +357,7 @@ def stream(
         from c2ws.render.recording import TeeRenderer
 
         renderer = TeeRenderer([recorder, renderer])
+    tune_for_streaming()
     try:
         try:
             return int(SubscribeRun(options, renderer, diagnostics).run())
