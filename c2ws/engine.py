@@ -93,6 +93,12 @@ class EngineConfig:
     traffic: bool = False
     # Hand over a HeartbeatAnswered event per heartbeat (for status displays).
     report_heartbeats: bool = True
+    # False: stream messages carry their frame (``message.data``, one JSON line) and
+    # header fields only; ``payload`` and ``raw`` are empty.  For consumers that pass
+    # frames through (NDJSON): the decoded objects are freed on the socket thread that
+    # made them, instead of crossing to the consumer's thread (and core) to die there.
+    # A frame spanning several lines keeps its payload (it has to be re-encoded).
+    decoded_payloads: bool = True
     seed: int | None = None
 
 
@@ -151,6 +157,7 @@ class Engine:
             max_retries=self.config.max_retries,
             per_connection=self.config.per_connection,
             report_heartbeats=self.config.report_heartbeats,
+            decoded_payloads=self.config.decoded_payloads,
         )
         seeds = random.Random(self.config.seed)
         for shard, keys in enumerate(self._plan):

@@ -116,6 +116,7 @@ class ClientSession:
         shard: int = 0,
         max_subscriptions: int = spec.MAX_SUBSCRIPTIONS_PER_CONNECTION,
         report_heartbeats: bool = True,
+        decoded_payloads: bool = True,
     ) -> None:
         if len(request_id_prefix) > spec.MAX_REQUEST_ID_LENGTH - 8:
             raise ValueError("request_id prefix too long")
@@ -130,6 +131,9 @@ class ClientSession:
         # False: heartbeats are answered without an event (nobody shows them; an idle
         # connection then wakes no other thread).
         self.report_heartbeats = report_heartbeats
+        # False: a stream message keeps its frame bytes and header fields, and its
+        # decoded payload is freed here, by the thread that decoded it (see EngineConfig).
+        self.decoded_payloads = decoded_payloads
         self.opened_at = now
         self.last_received = now
         self.last_heartbeat: float | None = None
@@ -395,6 +399,10 @@ class ClientSession:
         if self.state is not _READY or (state is not _ACTIVE and state is not _SUBSCRIBING):
             self.dropped_while_leaving += 1
             return
+        if not self.decoded_payloads:
+            data = message.data
+            if type(data) is bytes and b"\n" not in data and b"\r" not in data:
+                message.payload, message.raw = {}, {}
         seq_id = message.seq_id
         if seq_id is None:
             self._events.append(ev.StreamMessage(sub.key, message))

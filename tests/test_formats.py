@@ -207,3 +207,27 @@ def test_stderr_messages_follow_color_settings(server: ReferenceServer) -> None:
         _, err = process.communicate(timeout=60)
         assert "subscription strategy.signal:99999999 rejected" in err
         assert (ESC in err) is colored
+
+
+@pytest.mark.parametrize(("mode", "fields", "symbols", "bell", "needs"), [
+    ("ndjson", (), (), False, False),  # frames pass through as received
+    ("ndjson", ("seq_id",), (), False, True),
+    ("ndjson", (), ("@ESZ6",), False, True),
+    ("ndjson", (), (), True, True),
+    ("json", (), (), False, True),
+    ("csv", (), (), False, True),
+    ("table", (), (), False, True),
+])
+def test_only_plain_ndjson_runs_without_decoded_payloads(
+    mode: str, fields: tuple[str, ...], symbols: tuple[str, ...], bell: bool, needs: bool
+) -> None:
+    from c2ws.cli.options import OutputMode
+    from c2ws.cli.output import OutputSpec, TerminalOptions, build_output
+    from c2ws.render.filters import MessageFilter
+
+    spec_ = OutputSpec(mode=OutputMode(mode), fields=fields,
+                       message_filter=MessageFilter.of(symbols=symbols),
+                       terminal=TerminalOptions(bell=bell, progress=False))
+    stdout = io.TextIOWrapper(io.BytesIO())
+    built = build_output(spec_, channels={spec.CHANNEL_SIGNAL}, stdout=stdout)
+    assert built.needs_payloads is needs

@@ -446,6 +446,34 @@ def test_payload_without_strategy_among_several_is_delivered_unplaced() -> None:
     assert isinstance(event, ev.StreamMessage) and event.key is None
 
 
+def test_without_decoded_payloads_a_one_line_frame_keeps_only_its_bytes_and_header() -> None:
+    session = ready(SIGNAL, decoded_payloads=False)
+    one_line = signal(1)
+    spanning = b'{"msg_type": "strategy.signal", "seq_id": 2,\n "payload": {"StrategyId": %d}}' % (
+        SIGNAL.strategy_id)
+    receive(session, one_line)
+    receive(session, spanning)
+    first, second = (e for e in session.events_received() if isinstance(e, ev.StreamMessage))
+    # Placed, ordered and passed through exactly as with payloads...
+    assert (first.key, first.cursor, first.message.seq_id) == (SIGNAL, 1, 1)
+    assert first.message.data == one_line and first.message.msg_type == spec.CHANNEL_SIGNAL
+    assert first.message.timestamp == "2027-01-15T08:00:00Z"
+    # ...but the decoded objects are gone, except where the frame must be re-encoded.
+    assert first.message.payload == {} and first.message.raw == {}
+    assert second.cursor == 2 and second.message.payload == {"StrategyId": 12345678}
+    # Control messages are untouched.
+    receive(session, frame(spec.MSG_HEARTBEAT, payload={"n": 1}))
+    assert session.data_to_send()
+
+
+def test_decoded_payloads_are_kept_by_default() -> None:
+    session = ready(SIGNAL)
+    receive(session, signal(1))
+    (message,) = (e for e in session.events_received() if isinstance(e, ev.StreamMessage))
+    assert message.message.payload["StrategyId"] == 12345678
+    assert message.message.raw["seq_id"] == 1
+
+
 def test_unknown_and_malformed_frames_become_events_not_exceptions() -> None:
     session = new_session()
     receive(session, frame("strategy.orders"))

@@ -48,6 +48,9 @@ class Output:
     renderer: Renderer
     diagnostics: Diagnostics
     table: bool
+    # The renderer reads decoded payloads (tables, fields, filters, alerts); plain
+    # NDJSON writes the frames as received and needs none.
+    needs_payloads: bool = True
 
 
 def resolve_mode(mode: OutputMode, stdout: TextIO) -> OutputMode:
@@ -123,7 +126,13 @@ def build_output(
         renderer = FilteredRenderer(renderer, output.message_filter)
     if output.terminal.bell:
         renderer = _with_bell(renderer, output.terminal, table_console, err_console, diagnostics)
-    return Output(renderer, diagnostics, table)
+    # Plain NDJSON writes the frames as received; every other renderer, a filter and an
+    # alert read the decoded payload.
+    needs_payloads = (
+        table or mode is not OutputMode.ndjson or bool(output.fields)
+        or output.message_filter.active or output.terminal.bell
+    )
+    return Output(renderer, diagnostics, table, needs_payloads)
 
 
 def _table_renderer(

@@ -333,9 +333,11 @@ def stream(
     diagnostics = built.diagnostics
     # Heartbeat events only for what shows them: otherwise an idle connection's heartbeat
     # wakes nothing but its own socket thread.
-    config = dataclasses.replace(config, report_heartbeats=(
-        built.table or diagnostics.has_status_line or output.include_control
-    ))
+    config = dataclasses.replace(
+        config,
+        report_heartbeats=built.table or diagnostics.has_status_line or output.include_control,
+        decoded_payloads=built.needs_payloads,
+    )
     message_filter = output.message_filter
     options = SubscribeOptions(engine=config, count=count, timeout=timeout,
                                fail_on_gap=fail_on_gap,

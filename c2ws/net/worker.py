@@ -81,6 +81,7 @@ class ConnectionSettings:
     max_retries: int | None = None
     per_connection: int = spec.MAX_SUBSCRIPTIONS_PER_CONNECTION
     report_heartbeats: bool = True
+    decoded_payloads: bool = True
 
 
 # Connect failures retrying cannot fix: the URL, the redirect or the certificate must
@@ -240,6 +241,7 @@ class _Pump:
             shard=worker.shard,
             max_subscriptions=worker.settings.per_connection,
             report_heartbeats=worker.settings.report_heartbeats,
+            decoded_payloads=worker.settings.decoded_payloads,
         )
         for key in worker._wanted():
             self.session.subscribe(key, now=now, wall=self.wall())
