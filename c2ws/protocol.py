@@ -265,6 +265,8 @@ def decode(data: bytes | str) -> Envelope:
         message_id, request_id, timestamp, version = (
             get("id"), get("request_id"), get("timestamp"), get("v")
         )
+        if payload is None:
+            payload = {}  # heartbeats and acks may carry none
         if (
             type(msg_type) is str and msg_type
             and type(payload) is dict

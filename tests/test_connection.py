@@ -984,3 +984,22 @@ def test_a_malformed_proxy_setting_is_a_proxy_failure(
     no_proxy_settings.setenv("http_proxy", "http://127.0.0.1:99999")
     failure = connect_failure(f"ws://127.0.0.1:{free_port()}/ws")
     assert failure.kind is ConnectFailure.PROXY
+
+
+# --- sending: our text frames are websocket-client's ---------------------------------------
+
+
+@given(
+    data=st.one_of(
+        st.binary(max_size=300),
+        st.sampled_from([125, 126, 127, 65535, 65536, 70000]).map(lambda n: b"x" * n),
+    ),
+    mask_key=st.binary(min_size=4, max_size=4),
+)
+@settings(max_examples=300, deadline=None)
+def test_client_text_frame_is_byte_for_byte_websocket_clients(data: bytes, mask_key: bytes) -> None:
+    from c2ws.net.connection import client_text_frame
+
+    expected = websocket.ABNF.create_frame(data, websocket.ABNF.OPCODE_TEXT)
+    expected.get_mask_key = lambda _length: mask_key
+    assert client_text_frame(data, mask_key) == expected.format()
