@@ -232,7 +232,11 @@ class Connection:
         elif msg_type == "subscription.request":
             self.counters.subscriptions += 1
             payload = message.get("payload") if isinstance(message.get("payload"), dict) else {}
-            self.resume_from = parse_seq(payload.get("resume_from"))
+            # resume_from applies to signals: a positions request (c2ws sends both) does
+            # not reset it.
+            signals = payload.get("channel") == "strategy.signal"
+            if signals and payload.get("action") == "subscribe":
+                self.resume_from = parse_seq(payload.get("resume_from"))
             self.control_frame(
                 "subscription.ack",
                 request_id=message.get("request_id"),

@@ -55,6 +55,7 @@ class RawClient:
         assert head.startswith(b"HTTP/1.1 101"), head
         self.reader = wire.ClientFrameReader()  # parses unmasked (server) frames too
         self.frames: list[Any] = list(self.reader.feed(rest))
+        self.early: list[dict[str, Any]] = []  # stream messages that came before an ack
 
     def next_frame(self) -> Any:
         while not self.frames:
@@ -64,18 +65,35 @@ class RawClient:
         return self.frames.pop(0)
 
     def next_message(self) -> dict[str, Any]:
+        return self.early.pop(0) if self.early else self.read_message()
+
+    def read_message(self) -> dict[str, Any]:
         frame = self.next_frame()
         assert frame.opcode == wire.OP_TEXT, frame
         return json.loads(frame.payload)
 
-    def subscribe(self, resume_from: str | None = None) -> None:
+    def subscribe(self, resume_from: str | None = None, *, positions: bool = False) -> None:
+        """Signals (with ``resume_from``), then, like c2ws, positions (without)."""
         assert self.next_message()["msg_type"] == "connection.connected"
+        self.early = []
         request = json.loads(wire.subscription_request(STRATEGY, "resume-test"))
         if resume_from is not None:
             request["payload"]["resume_from"] = resume_from
-        self.sock.sendall(wire.masked_frame(json.dumps(request).encode()))
-        ack = self.next_message()
-        assert ack["msg_type"] == "subscription.ack" and ack["request_id"] == "resume-test"
+        requests = [request]
+        if positions:
+            requests.append(json.loads(wire.subscription_request(STRATEGY, "positions")))
+            requests[-1]["payload"]["channel"] = "strategy.positions"
+        # One write: the server reads both requests before it starts the stream.
+        self.sock.sendall(b"".join(wire.masked_frame(json.dumps(r).encode()) for r in requests))
+        acks: list[str] = []
+        while len(acks) < len(requests):
+            # settle=0: the stream may start after the first ack
+            message = self.read_message()
+            if message["msg_type"] == "subscription.ack":
+                acks.append(message["request_id"])
+            else:
+                self.early.append(message)
+        assert acks == [sent["request_id"] for sent in requests]
 
     def seq_ids_until(self, last: int) -> list[int]:
         seen: list[int] = []
@@ -160,7 +178,7 @@ def test_a_client_that_leaves_mid_stream_gets_the_rest_exactly_once(feed: Any) -
     first.close()  # whatever the server had sent beyond 100 is lost with this connection
 
     again = RawClient(feed.port)
-    again.subscribe(resume_from=str(held))
+    again.subscribe(resume_from=str(held), positions=True)
     message = again.next_message()
     resumed = job.wait_for("resumed", READ_TIMEOUT, connection=2)
     assert resumed is not None and resumed["resume_from"] == held
