@@ -631,7 +631,9 @@ def _stall_section(
         "- *growth in the stall*: the peak VmRSS during the stall minus VmRSS just before "
         "it: what the client itself holds for the stopped reader.  A client that blocks "
         "on its full stdout (the bare loop) holds next to nothing: its backlog waits in "
-        "the pipe, the socket buffers and the server, outside its RSS.  Not the steady "
+        "the pipe, the socket buffers and the server, outside its RSS.  A client that "
+        "queues its output without bound can have taken in the whole blast before the "
+        "stall begins: then it shows in *RSS before*, not in the growth.  Not the steady "
         "growth of the Memory section (that one is over a stream drained at full speed)."
     )
     out(
