@@ -112,10 +112,19 @@ def _c2ws_missing() -> str | None:
     return None
 
 
-def c2ws_launch(output: str) -> Callable[[str, Sink], Launch]:
+def c2ws_launch(output: str, *extra: str) -> Callable[[str, Sink], Launch]:
     def launch(url: str, sink: Sink) -> Launch:
         return Launch(
-            [str(c2ws_command()), "subscribe", str(STRATEGY_ID), "-o", output, "--url", url],
+            [
+                str(c2ws_command()),
+                "subscribe",
+                str(STRATEGY_ID),
+                "-o",
+                output,
+                "--url",
+                url,
+                *extra,
+            ],
             env={"C2_API_KEY": API_KEY},
         )
 

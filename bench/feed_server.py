@@ -3,15 +3,19 @@
     python bench/feed_server.py [--host 127.0.0.1]
 
 Driven by the harness over stdin/stdout, one JSON object per line.  It listens once and
-serves one connection per job, in order:
+serves one connection per job, in order (a ``resume`` job: one or more, see below):
 
 stdin  ``{"cmd": "job", "id": ..., "mode": "blast"|"paced"|"idle", "count": N,
           "rate": R, "heartbeat": seconds, "settle": seconds, "strategy": ID,
-          "close_after": bool, "timeout": seconds}``, ``{"cmd": "cancel"}``, ``{"cmd": "quit"}``
+          "close_after": bool, "timeout": seconds, "resume": bool}``, ``{"cmd": "cancel"}``,
+       ``{"cmd": "quit"}``
 stdout ``{"event": "listening", "port": P}`` once, then per job ``armed`` (frames encoded,
        accepting), ``upgraded``, ``subscribed``, ``streaming`` (first frame about to be
        written), ``streamed`` (the last frame handed to the kernel), ``closed`` (with the
-       counters: heartbeats sent and their send times, acks, server CPU seconds, ...).
+       counters: heartbeats sent and their send times, acks, server CPU seconds, ...,
+       ``connections``, ``resumes`` and ``gaps_sent``).  Each event but ``armed`` and
+       ``closed`` names its ``connection`` (1, 2, ...); a resumed subscription adds
+       ``resumed``.
 
 Protocol, just enough for a client: any ``Authorization: Bearer`` key is accepted at the
 upgrade, ``connection.connected`` follows, every ``subscription.request`` gets a
@@ -27,6 +31,23 @@ stream starts ``settle`` seconds after the last ack:
 
 Control frames only ever go between whole stream frames.  The stream frames of a job are
 encoded before it is armed and cached for the next job of the same size.
+
+A ``resume`` job (blast only) serves reconnections, like C2 after a disconnect: when a
+connection ends, the same job accepts the next one (until it is cancelled or times out),
+upgrades it, acks its subscription and goes on with the stream.  Frame k of the blob is
+seq_id k, so going on is an offset into it:
+
+* ``resume_from`` = N in the ``subscription.request``: the stream goes on at seq_id N+1.
+  The server retains the last ``RETAINED`` (1000, the replay limit) frames it has put on
+  a connection; when N+1 is older than those, a ``gap`` shaped like C2's (and like
+  c2ws's reference server's: ``from`` = N, the missing range in ``message``) comes first
+  and the stream goes on at the oldest retained frame.  The replay is at most 1000
+  frames, sent at blast speed, and the rest of the stream follows as live delivery;
+  since the window is the replay limit, the "limit exceeded" gap never arises.
+* no ``resume_from`` (or 0): live only, the stream goes on after the last frame sent.
+
+The ``closed`` event comes once, at the end of the job, with the counters summed over
+its connections.  Jobs without ``resume`` serve one connection, as always.
 """
 
 from __future__ import annotations
@@ -48,6 +69,9 @@ import wire
 BLAST_SLICE_BYTES = 256 * 1024
 HANDSHAKE_LIMIT_BYTES = 16 * 1024
 MAX_RECORDED_HEARTBEATS = 100_000
+# What a resume job retains behind its send position, and the most it replays (C2's
+# replay limit, c2ws.spec.REPLAY_LIMIT: the bench does not import the package it measures).
+RETAINED = 1000
 
 
 def emit(event: str, **fields: Any) -> None:
@@ -74,6 +98,7 @@ class Job:
     strategy: int = 12345678
     close_after: bool = False
     timeout: float = 120.0
+    resume: bool = False
 
     @classmethod
     def from_command(cls, command: dict[str, Any]) -> Job:
@@ -94,21 +119,42 @@ class Counters:
     lateness_ns: list[int] = field(default_factory=list)
 
 
-class Connection:
-    """One client connection: a write queue of whole frames and a parser for its frames."""
+@dataclass
+class Progress:
+    """A job's stream over its connections."""
 
-    def __init__(self, sock: socket.socket, job: Job, control: Control) -> None:
+    reached: int = 0  # frames put on a connection so far: seq_ids 1..reached went out
+    connections: int = 0
+    resumes: list[int] = field(default_factory=list)  # the resume_from values seen
+    gaps_sent: int = 0
+
+
+class Connection:
+    """One client connection: a write queue of whole frames and a parser for its frames.
+    The counters are the job's, shared by its connections."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        job: Job,
+        control: Control,
+        counters: Counters,
+        deadline_ns: int,
+        number: int = 1,
+    ) -> None:
         self.sock = sock
         self.job = job
         self.control = control
-        self.counters = Counters()
+        self.counters = counters
+        self.number = number
         self.reader = wire.ClientFrameReader()
         self.queue: deque[memoryview] = deque()
         self.queued_bytes = 0
         self.message_number = 0
         self.last_ack_ns: int | None = None
+        self.resume_from: int | None = None  # of the last subscription.request
         self.next_heartbeat_ns = time.monotonic_ns() + int(job.heartbeat * 1e9)
-        self.deadline_ns = time.monotonic_ns() + int(job.timeout * 1e9)
+        self.deadline_ns = deadline_ns
 
     # -- output --
 
@@ -186,13 +232,23 @@ class Connection:
         elif msg_type == "subscription.request":
             self.counters.subscriptions += 1
             payload = message.get("payload") if isinstance(message.get("payload"), dict) else {}
+            # resume_from applies to signals: a positions request (c2ws sends both) does
+            # not reset it.
+            signals = payload.get("channel") == "strategy.signal"
+            if signals and payload.get("action") == "subscribe":
+                self.resume_from = parse_seq(payload.get("resume_from"))
             self.control_frame(
                 "subscription.ack",
                 request_id=message.get("request_id"),
                 payload={key: payload.get(key) for key in ("action", "channel", "strategy_id")},
             )
             self.last_ack_ns = time.monotonic_ns()
-            emit("subscribed", id=self.job.id, subscriptions=self.counters.subscriptions)
+            emit(
+                "subscribed",
+                id=self.job.id,
+                subscriptions=self.counters.subscriptions,
+                connection=self.number,
+            )
         else:
             self.counters.other_messages += 1
 
@@ -297,26 +353,33 @@ def run_job(job: Job, listener: socket.socket, control: Control, cache: StreamCa
         frame_bytes=len(stream.blob) if stream else 0,
     )
     cpu_before = time.process_time()
-    connection: Connection | None = None
+    deadline = time.monotonic() + job.timeout
+    counters = Counters()
+    progress = Progress()
     error: str | None = None
     try:
-        sock = accept(listener, control, time.monotonic() + job.timeout)
-        with sock:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            handshake(sock, time.monotonic() + 10)
-            emit("upgraded", id=job.id)
-            sock.setblocking(False)
-            connection = Connection(sock, job, control)
-            connection.control_frame("connection.connected")
+        if job.resume and job.mode != "blast":
+            raise JobEnded(f"resume is for blast jobs, not {job.mode}")
+        while True:
             try:
-                serve(connection, stream)
+                sock = accept(listener, control, deadline)
             except JobEnded as ended:
-                error = None if ended.normal else str(ended)
+                if progress.connections and control.cancelled:
+                    break  # a resume job the harness ended between connections
+                if progress.connections:
+                    raise JobEnded(f"{ended} (waiting for a reconnection)") from None
+                raise
+            progress.connections += 1
+            ended = serve_connection(sock, job, control, stream, counters, progress, deadline)
+            if not ended.normal:
+                error = str(ended)
+                break
+            if not job.resume or control.cancelled:
+                break
     except JobEnded as ended:
         error = str(ended)
     except OSError as failure:
         error = f"{type(failure).__name__}: {failure}"
-    counters = connection.counters if connection else Counters()
     lateness = sorted(counters.lateness_ns)
     emit(
         "closed",
@@ -333,7 +396,85 @@ def run_job(job: Job, listener: socket.socket, control: Control, cache: StreamCa
         last_send_ns=counters.last_send_ns,
         lateness_p50_us=lateness[len(lateness) // 2] / 1e3 if lateness else None,
         lateness_p99_us=lateness[int(len(lateness) * 0.99)] / 1e3 if lateness else None,
+        connections=progress.connections,
+        resumes=progress.resumes,
+        gaps_sent=progress.gaps_sent,
     )
+
+
+def serve_connection(
+    sock: socket.socket,
+    job: Job,
+    control: Control,
+    stream: wire.Stream | None,
+    counters: Counters,
+    progress: Progress,
+    deadline: float,
+) -> JobEnded:
+    """One connection of a job, from the upgrade to its end (returned, not raised).  A
+    failed upgrade raises: it ends the job."""
+    with sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        handshake(sock, time.monotonic() + 10)
+        emit("upgraded", id=job.id, connection=progress.connections)
+        sock.setblocking(False)
+        # A resume job's connections share its deadline; otherwise the connection has
+        # the job's timeout from its upgrade on.
+        remaining = deadline - time.monotonic() if job.resume else job.timeout
+        deadline_ns = time.monotonic_ns() + int(remaining * 1e9)
+        connection = Connection(sock, job, control, counters, deadline_ns, progress.connections)
+        connection.control_frame("connection.connected")
+        try:
+            serve(connection, stream, progress)
+        except JobEnded as ended:
+            return ended
+    raise AssertionError("serve() only ends by JobEnded")
+
+
+def parse_seq(value: object) -> int | None:
+    """A ``resume_from``: an integer or its string (the docs' type), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        return int(value)
+    return None
+
+
+def resume_point(connection: Connection, progress: Progress) -> int:
+    """The index of this connection's first stream frame (seq_id = index + 1): after
+    ``resume_from``, or after a ``gap`` at the oldest retained frame, or live."""
+    resume_from = connection.resume_from
+    if not resume_from or resume_from < 0:
+        return progress.reached  # live only
+    progress.resumes.append(resume_from)
+    oldest = max(0, progress.reached - RETAINED)  # index of the oldest retained frame
+    start = min(resume_from, progress.reached)  # at or beyond the newest: nothing to replay
+    gap = start < oldest
+    if gap:
+        # The shape of c2ws/server/core.py's gap for a resume_from older than its history.
+        connection.control_frame(
+            "gap",
+            payload={
+                "strategy_id": None,
+                "channel": f"strategy.signal:{connection.job.strategy}",
+                "from": str(resume_from),
+                "message": f"Signals {resume_from + 1} to {oldest} are no longer retained",
+            },
+        )
+        progress.gaps_sent += 1
+        start = oldest
+    emit(
+        "resumed",
+        id=connection.job.id,
+        connection=connection.number,
+        resume_from=resume_from,
+        first_seq=start + 1,
+        replayed=progress.reached - start,
+        gap=gap,
+    )
+    return start
 
 
 def accept(listener: socket.socket, control: Control, deadline: float) -> socket.socket:
@@ -351,7 +492,7 @@ def accept(listener: socket.socket, control: Control, deadline: float) -> socket
             return sock
 
 
-def serve(connection: Connection, stream: wire.Stream | None) -> None:
+def serve(connection: Connection, stream: wire.Stream | None, progress: Progress) -> None:
     job = connection.job
     # Subscriptions first; the stream starts once acks have stopped coming for `settle`.
     while connection.last_ack_ns is None or (
@@ -364,7 +505,8 @@ def serve(connection: Connection, stream: wire.Stream | None) -> None:
         )
         connection.service(int(max(0, wait)))
     if stream is not None and job.mode == "blast":
-        blast(connection, stream)
+        start = resume_point(connection, progress) if job.resume else 0
+        blast(connection, stream, start, progress)
     elif stream is not None and job.mode == "paced":
         paced(connection, stream)
     if job.close_after:
@@ -375,14 +517,17 @@ def serve(connection: Connection, stream: wire.Stream | None) -> None:
         connection.service(1_000_000_000)
 
 
-def blast(connection: Connection, stream: wire.Stream) -> None:
+def blast(connection: Connection, stream: wire.Stream, start: int, progress: Progress) -> None:
+    """Frames ``start`` to the end, as fast as the socket takes them."""
     blob = memoryview(stream.blob)
     boundaries = stream.boundaries
     counters = connection.counters
     frame_count = len(boundaries) - 1
-    next_frame = 0
-    emit("streaming", id=connection.job.id)
-    counters.first_send_ns = time.monotonic_ns()
+    next_frame = start
+    emit("streaming", id=connection.job.id, connection=connection.number)
+    began_ns = time.monotonic_ns()
+    if counters.first_send_ns is None:
+        counters.first_send_ns = began_ns
     while next_frame < frame_count or connection.queue:
         if next_frame < frame_count and connection.queued_bytes < BLAST_SLICE_BYTES:
             # A slice of whole frames, so a heartbeat or an ack can go out after it.
@@ -394,6 +539,8 @@ def blast(connection: Connection, stream: wire.Stream) -> None:
             connection.enqueue(blob[start : boundaries[last]])
             counters.frames_sent += last - next_frame
             next_frame = last
+            if next_frame > progress.reached:
+                progress.reached = next_frame
         connection.flush_some()
         if next_frame >= frame_count and not connection.queue:
             break
@@ -403,9 +550,10 @@ def blast(connection: Connection, stream: wire.Stream) -> None:
     emit(
         "streamed",
         id=connection.job.id,
-        first_ns=counters.first_send_ns,
+        first_ns=began_ns,
         last_ns=counters.last_send_ns,
-        frames=counters.frames_sent,
+        frames=frame_count - start,
+        connection=connection.number,
     )
 
 
@@ -414,7 +562,7 @@ def paced(connection: Connection, stream: wire.Stream) -> None:
     boundaries, stamps = stream.boundaries, stream.stamp_offsets
     counters = connection.counters
     interval_ns = 1e9 / connection.job.rate
-    emit("streaming", id=connection.job.id)
+    emit("streaming", id=connection.job.id, connection=connection.number)
     start_ns = time.monotonic_ns()
     counters.first_send_ns = start_ns
     for index in range(len(boundaries) - 1):

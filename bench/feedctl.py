@@ -51,6 +51,27 @@ class Job:
             raise FeedError(f"feed server did not close job {self.id}")
         return closed
 
+    def end(self, timeout: float = 10.0) -> dict[str, Any]:
+        """Cancel the job unless it has closed, and return its ``closed`` event: how a
+        ``resume`` job ends, since it waits for a reconnection after each connection."""
+        if self.get("closed") is None:
+            self.server.send({"cmd": "cancel"})
+        closed = self.wait("closed", timeout)
+        if closed is None:
+            raise FeedError(f"feed server did not close job {self.id}")
+        return closed
+
+    def wait_for(self, event: str, timeout: float, **fields: Any) -> dict[str, Any] | None:
+        """The latest ``event`` once it carries ``fields`` (e.g. ``connection=2``)."""
+
+        def found() -> bool:
+            latest = self.events.get(event)
+            return latest is not None and all(latest.get(k) == v for k, v in fields.items())
+
+        with self.server.changed:
+            self.server.changed.wait_for(lambda: found() or not self.server.alive, timeout)
+            return self.events[event] if found() else None
+
 
 class FeedServer:
     """Starts the feed server, submits jobs one at a time, routes its events to them."""

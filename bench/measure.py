@@ -42,6 +42,10 @@ GIVE_UP_QUIET_SECONDS = 3.0
 STDERR_TAIL_BYTES = 600
 # Ignore output-token matches that straddle reads: keep this much of the previous read.
 TOKEN_TAIL_BYTES = 64
+# A stream message's seq_id in a client's output line (raw envelope or re-encoded), and
+# a gap message (c2ws writes the server's gap to stdout).  "after_seq_id" does not match.
+SEQ_PATTERN = re.compile(rb'"seq_id": ?(\d+)')
+GAP_TOKEN = re.compile(rb'"msg_type": ?"gap"')
 
 Result = dict[str, Any]
 
@@ -128,12 +132,62 @@ def stop(running: Running) -> Result:
 
 
 @dataclass
+class SeqTally:
+    """Which of seq_ids 1..count a client wrote, how often, and in what order."""
+
+    count: int
+    seen: bytearray = field(init=False)
+    unique: int = 0
+    duplicates: int = 0
+    out_of_order: int = 0  # a new seq_id below one written before it
+    outside: int = 0  # a seq_id that is not in 1..count
+    gap_lines: int = 0
+    last: int = 0
+
+    def __post_init__(self) -> None:
+        self.seen = bytearray(self.count + 1)
+
+    def take(self, lines: bytes, end: int) -> None:
+        """Complete lines: ``lines[:end]``."""
+        seen, count, last = self.seen, self.count, self.last
+        for match in SEQ_PATTERN.finditer(lines, 0, end):
+            seq = int(match.group(1))
+            if not 0 < seq <= count:
+                self.outside += 1
+            elif seen[seq]:
+                self.duplicates += 1
+            else:
+                seen[seq] = 1
+                self.unique += 1
+                if seq < last:
+                    self.out_of_order += 1
+                last = max(last, seq)
+        self.last = last
+        self.gap_lines += len(GAP_TOKEN.findall(lines, 0, end))
+
+    @property
+    def complete_in_order(self) -> bool:
+        return (
+            self.unique == self.count
+            and not self.duplicates
+            and not self.out_of_order
+            and not self.outside
+        )
+
+    def first_missing(self) -> int | None:
+        index = self.seen.find(0, 1)
+        return None if index < 0 else index
+
+
+@dataclass
 class Pump:
     """Reads a client's output as it comes: counts messages, finds the end marker and the
-    latency stamps, and plays the shell user for the command-line tools."""
+    latency stamps (or tallies the seq_ids), and plays the shell user for the
+    command-line tools."""
 
     running: Running
     want_stamps: bool = False
+    seq_tally: SeqTally | None = None
     count: int = 0
     end_seen_ns: int | None = None
     eof: bool = False
@@ -175,12 +229,15 @@ class Pump:
             self._subscribed = True
             self.running.type_line(wire.subscription_request(STRATEGY_ID))
         self._tail = data[-TOKEN_TAIL_BYTES:]
-        if self.want_stamps:
+        if self.want_stamps or self.seq_tally is not None:
             lines = self._lines + chunk
             cut = lines.rfind(b"\n")
             if cut >= 0:
-                for match in wire.STAMP_PATTERN.finditer(lines, 0, cut):
-                    self.latencies_ns.append(now - int(match.group(1)))
+                if self.want_stamps:
+                    for match in wire.STAMP_PATTERN.finditer(lines, 0, cut):
+                        self.latencies_ns.append(now - int(match.group(1)))
+                if self.seq_tally is not None:
+                    self.seq_tally.take(lines, cut)
                 lines = lines[cut + 1 :]
             self._lines = lines
 
@@ -524,7 +581,13 @@ def stalled(
     settle: float,
 ) -> Result:
     """RSS while the reader of the client's stdout stops reading for ``stall_seconds``
-    in the middle of a blast, and whether the client survives it."""
+    in the middle of a blast, whether the client survives it, and whether seq_ids
+    1..count all came out exactly once and in order.
+
+    The feed job serves reconnections with ``resume_from`` (a ``resume`` job), so a
+    client that closes when too far behind and resumes (c2ws past ``--max-buffer``)
+    is measured like one that blocks (one connection).  The run ends when the stream's
+    last message (the end marker) has come out."""
     deadline = time.monotonic() + 60 + count / 1000 + stall_seconds
     job = server.start_job(
         "blast",
@@ -532,9 +595,11 @@ def stalled(
         settle=settle,
         heartbeat=30.0,
         timeout=deadline - time.monotonic() + 30,
+        resume=True,
     )
     running = start(launch, "pipe")
-    pump = Pump(running)
+    tally = SeqTally(count)
+    pump = Pump(running, seq_tally=tally)
     if not pump.until(lambda: pump.count >= stall_after, deadline):
         return _failed_job(job, failure(f"saw {pump.count} of {stall_after} messages", running))
     before = memory_kib(running.pid).get("VmRSS")
@@ -545,11 +610,15 @@ def stalled(
         time.sleep(0.05)
     exit_during = running.proc.poll()
     end_of_stall = memory_kib(running.pid).get("VmRSS")
-    pump.until(lambda: pump.count >= count, deadline)
+    connections_in_stall = (job.get("upgraded") or {}).get("connection", 0)
+    end_seen = pump.until(lambda: pump.end_seen_ns is not None, deadline)
+    while end_seen and pump.step(0.2):
+        pass  # anything written after the last message (a late duplicate) counts too
     after = memory_kib(running.pid).get("VmRSS")
     received = pump.count
     stopped = stop(running)
-    job.finish()
+    closed = job.end()
+    survived = exit_during is None and stopped["exited_by_itself"] is None
     result: Result = {
         "count": count,
         "stall_after": stall_after,
@@ -561,13 +630,39 @@ def stalled(
         "growth_during_stall_mib": (peak - (before or 0)) / 1024,
         "received": received,
         "exit_status_during_stall": exit_during,
+        "survived": survived,
+        "end_seen": end_seen,
+        "unique_seq_ids": tally.unique,
+        "missing_seq_ids": count - tally.unique,
+        "first_missing_seq_id": tally.first_missing(),
+        "duplicate_seq_ids": tally.duplicates,
+        "out_of_order_seq_ids": tally.out_of_order,
+        "seq_ids_outside_stream": tally.outside,
+        "complete_in_order": tally.complete_in_order,
+        "gap_lines": tally.gap_lines,
+        "connections": closed.get("connections"),
+        "connections_by_end_of_stall": connections_in_stall,
+        "resumes": closed.get("resumes"),
+        "gaps_sent": closed.get("gaps_sent"),
+        "server_frames_sent": closed.get("frames_sent"),
     }
-    if exit_during is not None or received < count:
-        result["note"] = (
-            f"client exited during the stall (status {exit_during})"
-            if exit_during is not None
-            else f"received {received} of {count} after the stall"
-        )
+    if closed.get("error"):
+        result["server_error"] = closed["error"]
+    if not survived or not end_seen or not tally.complete_in_order:
+        problems = []
+        if exit_during is not None:
+            problems.append(f"client exited during the stall (status {exit_during})")
+        elif not survived:
+            problems.append(f"client exited after the stall (status {stopped['exited_by_itself']})")
+        if not end_seen:
+            problems.append(f"the last message never came out ({received} of {count} lines)")
+        if not tally.complete_in_order:
+            problems.append(
+                f"seq_ids: {count - tally.unique} missing, {tally.duplicates} doubled, "
+                f"{tally.out_of_order} out of order"
+                + (f", {tally.gap_lines} gap message(s) written" if tally.gap_lines else "")
+            )
+        result["note"] = "; ".join(problems)
         result["stderr_tail"] = stopped["stderr_tail"]
     return result
 

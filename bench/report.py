@@ -4,7 +4,7 @@ and to RESULTS.md."""
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from clients import BARE
@@ -42,9 +42,12 @@ def one_line(result: Result) -> str:
             f"{kib(result['rss_end_kib'])} at {result['count']:,}"
         )
     if "growth_during_stall_mib" in result:
+        connections = result.get("connections")
         return (
             f"RSS {kib(result['rss_before_kib'])} -> peak {kib(result['rss_peak_stall_kib'])}"
-            f" in the stall{note}"
+            " in the stall"
+            + (f", {connections} connection(s)" if connections is not None else "")
+            + note
         )
     if "median_ms" in result:
         return ", ".join(f"{name} {value:.1f} ms" for name, value in result["median_ms"].items())
@@ -551,45 +554,36 @@ def markdown(results: Result) -> str:
             )
         out("")
 
-    if "memory" in summary or "stall" in summary:
+    if "memory" in summary:
         out("## Memory")
         out("")
         out(
-            "VmRSS from `/proc/<pid>/status`.  Steady: one blast to a pipe drained at full speed, "
-            "sampled when the stream starts, after the first sample count and at the end.  "
-            "Stalled reader: the harness stops reading the client's stdout for "
-            f"{config['stall_seconds']} s after a tenth of the blast, sampling every 50 ms."
+            "VmRSS from `/proc/<pid>/status`: one blast to a pipe drained at full speed, "
+            "sampled when the stream starts, after the first sample count and at the end; "
+            "growth is the end minus the first sample."
         )
         out("")
         out(
             f"| client | RSS at start | at {config['rss_sample']:,} | at {config['rss_count']:,} "
-            "| growth | peak (HWM) | stall: before | stall: peak | survived the stall |"
+            "| growth | peak (HWM) |"
         )
-        out("|---|---|---|---|---|---|---|---|---|")
+        out("|---|---|---|---|---|---|")
         for name in names:
             steady = _get(summary, "memory", name) or {}
-            stall = _get(summary, "stall", name) or {}
             if "error" in steady:
-                steady_cells = f"error: {steady['error']} | | | | "
-            else:
-                growth = steady.get("growth_mib")
-                steady_cells = (
-                    f"{kib(steady.get('rss_start_kib'))} | {kib(steady.get('rss_sample_kib'))} | "
-                    f"{kib(steady.get('rss_end_kib'))} | "
-                    f"{'-' if growth is None else f'{growth:+.1f} MiB'} | "
-                    f"{kib(steady.get('hwm_end_kib'))}"
-                )
-            if "error" in stall:
-                stall_cells = f"error: {stall['error']} | |"
-            else:
-                survived = stall.get("exit_status_during_stall") is None and not stall.get("note")
-                stall_cells = (
-                    f"{kib(stall.get('rss_before_kib'))} | "
-                    f"{kib(stall.get('rss_peak_stall_kib'))} | "
-                    + ("yes" if survived else f"**no**: {stall.get('note')}")
-                )
-            out(f"| {name} | {steady_cells} | {stall_cells} |")
+                out(f"| {name} | error: {steady['error']} | | | | |")
+                continue
+            growth = steady.get("growth_mib")
+            out(
+                f"| {name} | {kib(steady.get('rss_start_kib'))} | "
+                f"{kib(steady.get('rss_sample_kib'))} | {kib(steady.get('rss_end_kib'))} | "
+                f"{'-' if growth is None else f'{growth:+.1f} MiB'} | "
+                f"{kib(steady.get('hwm_end_kib'))} |"
+            )
         out("")
+
+    if "stall" in summary:
+        _stall_section(out, summary, config, names)
 
     if "startup" in summary:
         startup = results["once"]["startup"]
@@ -616,6 +610,103 @@ def markdown(results: Result) -> str:
             out(f"- {problem}")
         out("")
     return "\n".join(lines)
+
+
+def _stall_section(
+    out: Callable[[str], None], summary: Result, config: Result, names: list[str]
+) -> None:
+    max_buffer = config.get("stall_max_buffer")
+    out("## Stalled reader")
+    out("")
+    out(
+        f"A {config['stall_count']:,}-message blast; after a tenth of it the harness stops "
+        f"reading the client's stdout for {config['stall_seconds']} s, sampling VmRSS every "
+        "50 ms, then reads on to the stream's last message.  The feed server serves "
+        "reconnections: a `resume_from` within the last 1000 frames it sent is replayed "
+        "from there, an older one gets a `gap` message and the stream goes on at the "
+        "oldest retained frame (C2 replays at most 1000)."
+    )
+    out("")
+    out(
+        "- *growth in the stall*: the peak VmRSS during the stall minus VmRSS just before "
+        "it: what the client itself holds for the stopped reader.  A client that blocks "
+        "on its full stdout (the bare loop) holds next to nothing: its backlog waits in "
+        "the pipe, the socket buffers and the server, outside its RSS.  A client that "
+        "queues its output without bound can have taken in the whole blast before the "
+        "stall begins: then it shows in *RSS before*, not in the growth.  Not the steady "
+        "growth of the Memory section (that one is over a stream drained at full speed)."
+    )
+    out(
+        "- *complete, in order*: every seq_id 1..N came out on stdout exactly once, "
+        "ascending (the harness parses `seq_id` from each line)."
+    )
+    out(
+        "- *connections*: 1 when the client never left; more when it closed and "
+        "resubscribed, with the `resume_from` values it sent and the gaps the server "
+        "answered with.  A client that closes resumes from the last message it holds; "
+        "what the server had already sent beyond it (at blast speed, thousands of frames "
+        "in the socket buffers) is replayed up to 1000 and the rest announced by the gap, "
+        "as C2 would past its replay limit."
+    )
+    if max_buffer:
+        out(
+            f"- c2ws ran with `--max-buffer {max_buffer:,}` in this run only (default "
+            "10,000), so that these sizes make it close and resume."
+        )
+    out("")
+    out(
+        "| client | RSS before | peak in the stall | growth in the stall | after | survived "
+        "| complete, in order | connections |"
+    )
+    out("|---|---|---|---|---|---|---|---|")
+    for name in names:
+        stall = _get(summary, "stall", name) or {}
+        if "error" in stall:
+            out(f"| {name} | error: {stall['error']} | | | | | | |")
+            continue
+        survived = stall.get("survived")
+        if survived is None:  # results.json of an older harness
+            survived = stall.get("exit_status_during_stall") is None and not stall.get("note")
+        growth = stall.get("growth_during_stall_mib")
+        out(
+            f"| {name} | {kib(stall.get('rss_before_kib'))} | "
+            f"{kib(stall.get('rss_peak_stall_kib'))} | "
+            f"{'-' if growth is None else f'{growth:+.1f} MiB'} | "
+            f"{kib(stall.get('rss_after_kib'))} | {'yes' if survived else '**no**'} | "
+            f"{_completeness(stall)} | {_connections(stall)} |"
+        )
+    out("")
+
+
+def _completeness(stall: Result) -> str:
+    if "complete_in_order" not in stall:
+        return "-"
+    if stall["complete_in_order"]:
+        return "yes"
+    parts = []
+    if stall.get("missing_seq_ids"):
+        parts.append(
+            f"{stall['missing_seq_ids']:,} missing from {stall.get('first_missing_seq_id')}"
+        )
+    if stall.get("duplicate_seq_ids"):
+        parts.append(f"{stall['duplicate_seq_ids']:,} doubled")
+    if stall.get("out_of_order_seq_ids"):
+        parts.append(f"{stall['out_of_order_seq_ids']:,} out of order")
+    if stall.get("gap_lines"):
+        parts.append(f"{stall['gap_lines']} gap written to stdout")
+    return "**no**: " + ", ".join(parts)
+
+
+def _connections(stall: Result) -> str:
+    connections = stall.get("connections")
+    if connections is None:
+        return "-"
+    resumes = stall.get("resumes") or []
+    if not resumes:
+        return str(connections)
+    gaps = stall.get("gaps_sent") or 0
+    detail = ", ".join(f"{value:,}" for value in resumes)
+    return f"{connections} (resume_from {detail}; {gaps} gap{'s' if gaps != 1 else ''} sent)"
 
 
 def _problems(results: Result) -> list[str]:

@@ -79,6 +79,12 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
         "--stall-count", type=int, help="messages of the stall run (default 200000)"
     )
     parser.add_argument("--stall-seconds", type=float, help="how long the reader stops (default 3)")
+    parser.add_argument(
+        "--stall-max-buffer",
+        type=int,
+        help="c2ws --max-buffer in the stall run only (default: c2ws's own, 10000; quick "
+        "1000, so that the quick stall makes c2ws close and resume)",
+    )
     parser.add_argument("--startup-runs", type=int, help="runs per startup command (default 20)")
     parser.add_argument("--settle", type=float, help="pause between ack and stream (default 0.3 s)")
     parser.add_argument(
@@ -100,7 +106,10 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
         "rss_count": 20_000 if quick else 1_000_000,
         "rss_sample": 2_000 if quick else 100_000,
         "stall_count": 8_000 if quick else 200_000,
-        "stall_seconds": 0.3 if quick else 3.0,
+        # Quick: long enough for c2ws to give up waiting for its stalled writer (0.5 s
+        # without progress) and pass --max-buffer, so it closes and resumes.
+        "stall_seconds": 1.5 if quick else 3.0,
+        "stall_max_buffer": 1_000 if quick else 0,
         "startup_runs": 3 if quick else 20,
         "settle": 0.05 if quick else 0.3,
     }
@@ -255,6 +264,11 @@ class Runner:
                 ),
             )
         if "stall" not in skip:
+            launchers = dict(LAUNCHERS)
+            if args.stall_max_buffer:
+                launchers["c2ws"] = clients.c2ws_launch(
+                    "ndjson", "--max-buffer", str(args.stall_max_buffer)
+                )
             record["stall"] = self.per_client(
                 "stalled reader",
                 names,
@@ -267,6 +281,7 @@ class Runner:
                     stall_seconds=args.stall_seconds,
                     settle=args.settle,
                 ),
+                launchers,
             )
         if "startup" not in skip:
             if "c2ws" in self.available:
@@ -351,6 +366,7 @@ def main(argv: list[str] | None = None) -> None:
             "rss_sample": args.rss_sample,
             "stall_count": args.stall_count,
             "stall_seconds": args.stall_seconds,
+            "stall_max_buffer": args.stall_max_buffer or None,
             "startup_runs": args.startup_runs,
             "settle": args.settle,
             "skipped_metrics": sorted(args.skipped_metrics),

@@ -70,7 +70,19 @@ def test_quick_run_measures_both_clients_in_every_section(
         # Every client answers heartbeats (the harness answers for the command-line tools).
         assert only_round["idle"][name]["acks"] > 0
         positive(results["once"]["memory"][name], "rss_sample_kib", "rss_end_kib")
-        positive(results["once"]["stall"][name], "rss_before_kib", "rss_peak_stall_kib")
+        stall = results["once"]["stall"][name]
+        positive(stall, "rss_before_kib", "rss_peak_stall_kib", "connections")
+        assert stall["survived"] and stall["end_seen"], stall
+        # Whatever came out came out once and in order; a hole only where a gap says so.
+        assert stall["duplicate_seq_ids"] == stall["out_of_order_seq_ids"] == 0, stall
+        assert (stall["missing_seq_ids"] > 0) == (stall["gap_lines"] > 0), stall
+    # The quick stall makes c2ws (--max-buffer 1000) close and resume: the feed server
+    # serves its reconnection.  The bare loop blocks on its stdout and never leaves.
+    c2ws_stall, bare_stall = results["once"]["stall"]["c2ws"], results["once"]["stall"]["bare"]
+    assert results["config"]["stall_max_buffer"] == 1000
+    assert c2ws_stall["connections"] >= 2 and c2ws_stall["resumes"], c2ws_stall
+    assert c2ws_stall["gaps_sent"] == c2ws_stall["gap_lines"], c2ws_stall
+    assert bare_stall["connections"] == 1 and bare_stall["complete_in_order"], bare_stall
     positive(only_round["pty"]["c2ws-table"], "msgs_per_s")
     positive(only_round["pty"]["c2ws-ndjson"], "msgs_per_s")
     assert set(results["once"]["startup"]["median_ms"]) == {
@@ -87,7 +99,8 @@ def test_summary_has_ratios_and_every_target(quick_run: tuple[dict[str, Any], st
     assert len(targets) >= 9
     assert all(row["measured"] is not None for row in targets), targets
     for heading in ("## Machine", "## Targets", "## Throughput to a pipe", "## Latency added",
-                    "## On a terminal", "## Idle", "## Memory", "## Startup"):  # fmt: skip
+                    "## On a terminal", "## Idle", "## Memory", "## Stalled reader",
+                    "## Startup"):  # fmt: skip
         assert heading in markdown
 
 
