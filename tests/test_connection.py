@@ -1003,3 +1003,25 @@ def test_client_text_frame_is_byte_for_byte_websocket_clients(data: bytes, mask_
     expected = websocket.ABNF.create_frame(data, websocket.ABNF.OPCODE_TEXT)
     expected.get_mask_key = lambda _length: mask_key
     assert client_text_frame(data, mask_key) == expected.format()
+
+
+def test_mask_keys_come_from_the_os_random_source_in_batches(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import os
+
+    from c2ws.net import connection
+
+    calls: list[int] = []
+    real_urandom = os.urandom
+
+    def urandom(size: int) -> bytes:
+        calls.append(size)
+        return real_urandom(size)
+
+    monkeypatch.setattr(connection.os, "urandom", urandom)
+    ws = connection.BufferedWebSocket()
+    keys = [ws._next_mask_key() for _ in range(connection.MASK_KEY_BATCH * 2 + 1)]
+    assert all(len(key) == 4 for key in keys)
+    assert calls == [4 * connection.MASK_KEY_BATCH] * 3
+    assert len(set(keys)) > len(keys) * 0.99  # 32 random bits each: collisions are rare

@@ -17,7 +17,7 @@ import enum
 import ipaddress
 import os
 import re
-import selectors
+import select
 import socket
 import ssl
 import threading
@@ -37,6 +37,7 @@ READ_CHUNK = 65536
 # FIN, no RSV bits, opcode 1 (text): the first header byte of an unfragmented text frame.
 _FIN_TEXT: Final = 0x81
 _HEAD_READ_CHUNK = 4096
+MASK_KEY_BATCH = 256
 _REDACTED = "****"
 # websocket-client follows these (we never do); any other non-101 status is a rejection.
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -733,6 +734,8 @@ class BufferedWebSocket(websocket.WebSocket):
         self._frame_began_at: float | None = None
         self._message_bytes = 0
         self._message_fragments = 0
+        self._mask_keys = b""  # random bytes from the OS, 4 per frame sent
+        self._mask_offset = 0
         self.frame_buffer = _BoundedFrameBuffer(self._recv, self.frame_buffer.skip_utf8_validation)
         self.cont_frame = _LinearMessageJoiner(
             self.cont_frame.fire_cont_frame, self.cont_frame.skip_utf8_validation
@@ -840,9 +843,14 @@ class BufferedWebSocket(websocket.WebSocket):
         sock = self.sock
         if not isinstance(sock, ssl.SSLSocket) or sock.pending() > 0:
             return False
-        with selectors.DefaultSelector() as selector:
-            selector.register(sock, selectors.EVENT_READ)
-            return bool(selector.select(0))
+        # One poll (not a selector's create, register, wait and close): this runs for
+        # every read between frames, heartbeats included.
+        if hasattr(select, "poll"):  # no FD_SETSIZE limit
+            poller = select.poll()
+            poller.register(sock, select.POLLIN)
+            return bool(poller.poll(0))
+        readable, _, _ = select.select([sock], [], [], 0)
+        return bool(readable)
 
     def _recv_before(self, deadline: float) -> bytes:
         sock = self.sock
@@ -892,11 +900,24 @@ class BufferedWebSocket(websocket.WebSocket):
         is a heartbeat ack or a subscription request, and on an idle connection the ack
         is all the work there is (see :func:`client_text_frame`)."""
         payload = data.encode() if isinstance(data, str) else data
-        mask_key = self.get_mask_key(4) if self.get_mask_key else os.urandom(4)
-        frame = client_text_frame(payload, mask_key)
+        frame = client_text_frame(payload, self._next_mask_key())
         with self.lock:
             self._send_within(frame, self.clock() + self.send_timeout)
         return len(frame)
+
+    def _next_mask_key(self) -> bytes:
+        """Four bytes from the OS's random source, fetched MASK_KEY_BATCH at a time: a
+        heartbeat ack then costs one system call fewer.  Bytes held in memory are just
+        as unpredictable to the network as fresh ones, which is what RFC 6455 asks of a
+        mask."""
+        if self.get_mask_key:
+            key: bytes = self.get_mask_key(4)
+            return key
+        offset = self._mask_offset
+        if offset >= len(self._mask_keys):
+            self._mask_keys, offset = os.urandom(4 * MASK_KEY_BATCH), 0
+        self._mask_offset = offset + 4
+        return self._mask_keys[offset : offset + 4]
 
     def send_frame(self, frame: ABNF) -> int:
         """Every frame goes out here (websocket-client's pongs and close frames too), so
