@@ -129,7 +129,7 @@ def build_output(
     # Plain NDJSON writes the frames as received; every other renderer, a filter and an
     # alert read the decoded payload.
     needs_payloads = (
-        table or mode is not OutputMode.ndjson or bool(output.fields)
+        mode is not OutputMode.ndjson or bool(output.fields)
         or output.message_filter.active or output.terminal.bell
     )
     return Output(renderer, diagnostics, table, needs_payloads)
