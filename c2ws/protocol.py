@@ -11,7 +11,7 @@ import datetime
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 
 import orjson
 
@@ -94,6 +94,13 @@ def parse_timestamp(text: object) -> float | None:
 
 
 # --- encode -----------------------------------------------------------------------
+
+
+def is_one_line(data: bytes | str | None) -> TypeGuard[bytes]:
+    """The frame can be written as an NDJSON line as it is: bytes with no line break
+    (JSON needs none, so only odd frames have one).  The one test of it, shared by the
+    NDJSON writer and the session, which drops the decoded payload only of such frames."""
+    return type(data) is bytes and b"\n" not in data and b"\r" not in data
 
 
 def encode(message: JsonObject) -> bytes:

@@ -399,10 +399,8 @@ class ClientSession:
         if self.state is not _READY or (state is not _ACTIVE and state is not _SUBSCRIBING):
             self.dropped_while_leaving += 1
             return
-        if not self.decoded_payloads:
-            data = message.data
-            if type(data) is bytes and b"\n" not in data and b"\r" not in data:
-                message.payload, message.raw = {}, {}
+        if not self.decoded_payloads and protocol.is_one_line(message.data):
+            message.payload, message.raw = {}, {}
         seq_id = message.seq_id
         if seq_id is None:
             self._events.append(ev.StreamMessage(sub.key, message))

@@ -12,7 +12,7 @@ from typing import BinaryIO, Final
 import orjson
 
 from c2ws import events as ev
-from c2ws.protocol import Envelope, JsonObject
+from c2ws.protocol import Envelope, JsonObject, is_one_line
 
 _CONTROL_EVENTS = (
     ev.Connected,
@@ -80,6 +80,6 @@ def line_of(message: Envelope) -> bytes:
     server sent it when it is one line already (JSON needs no line breaks, so there are
     none only in odd frames), else re-encoded compactly."""
     data = message.data
-    if type(data) is bytes and b"\n" not in data and b"\r" not in data:
+    if is_one_line(data):
         return data
     return orjson.dumps(message.raw)
