@@ -255,12 +255,17 @@ PTY_VARIANTS: dict[str, tuple[str, Callable[[str, Sink], Launch]]] = {
 
 
 def child_env(extra: dict[str, str], home: Path) -> dict[str, str]:
-    """The harness's environment, minus what would change a client's buffering, plus a
-    private home so no client state (cursors, config) carries from one run to the next."""
+    """The harness's environment, minus what would change a client's buffering or its
+    bytecode caching, plus a private home so no client state (cursors, config) carries
+    from one run to the next.  (An installed package has its bytecode compiled by pip;
+    the editable checkout here gets it on the first run, unless PYTHONDONTWRITEBYTECODE
+    made every start compile c2ws from source.)"""
     env = {
         key: value
         for key, value in os.environ.items()
-        if key not in ("PYTHONUNBUFFERED", "PYTHONDEBUG", "PYTHONTRACEMALLOC")
+        if key not in (
+            "PYTHONUNBUFFERED", "PYTHONDEBUG", "PYTHONTRACEMALLOC", "PYTHONDONTWRITEBYTECODE"
+        )
     }
     for inherited in ("C2WS_URL", "C2_API_KEY", "NO_COLOR"):
         env.pop(inherited, None)
