@@ -71,3 +71,33 @@ def test_discard_empties_the_queue() -> None:
     handoff.put([1, 2])
     assert handoff.discard() == [1, 2]
     assert handoff.take(0) == []
+
+
+def test_readiness_tells_the_socket_from_the_wake_up_and_a_hang_up() -> None:
+    """The socket thread's wait (c2ws.net.worker.Readiness): which of the two sockets can
+    be read, a timeout with neither, and a closed peer counts as readable."""
+    import socket
+
+    from c2ws.net.worker import Readiness
+
+    conn, server = socket.socketpair()
+    wake_reader, wake_writer = socket.socketpair()
+    readiness = Readiness(conn, wake_reader)
+    try:
+        assert readiness.wait(0) == (False, False)
+        assert readiness.wait(0.001) == (False, False)
+        wake_writer.send(b"\0")
+        assert readiness.wait(None) == (False, True)
+        wake_reader.recv(1)
+        server.send(b"frame")
+        assert readiness.wait(None) == (True, False)
+        wake_writer.send(b"\0")
+        assert readiness.wait(None) == (True, True)
+        conn.recv(16)
+        wake_reader.recv(1)
+        server.close()
+        assert readiness.wait(None) == (True, False)
+    finally:
+        readiness.close()
+        for sock in (conn, wake_reader, wake_writer):
+            sock.close()

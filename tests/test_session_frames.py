@@ -8,10 +8,12 @@ import json
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from c2ws import events as ev
+from c2ws import session as session_module
 from c2ws import spec
 from c2ws.delivery.dedupe import StreamFilter
 from c2ws.events import SubscriptionKey
@@ -80,7 +82,9 @@ def stream_frame(draw: st.DrawFn, counters: dict[tuple[str, object], int]) -> by
         counters[stream] = counters.get(stream, draw(st.sampled_from([1, 9, 10, 11]))) + int(step)
         fields["seq_id"] = counters[stream]
     data = envelope(msg_type, **fields)
-    shape = draw(st.sampled_from(["compact"] * 6 + ["lines", "non-ascii", "carriage"]))
+    shape = draw(st.sampled_from(["compact"] * 6 + ["lines", "non-ascii", "carriage", "huge"]))
+    if shape == "huge":  # valid JSON, but beyond what orjson (and a double) can hold
+        return orjson.dumps(data)[:-1] + b',"Big":1e400}'
     if shape == "lines":
         return json.dumps(data, indent=1).encode()
     if shape == "non-ascii":
@@ -178,14 +182,27 @@ def test_the_usual_frames_take_the_short_path() -> None:
         assert delivered == list(range(1, 50))
 
 
+def test_a_lone_frame_takes_the_general_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An idle connection's heartbeat (or a quiet stream's message) does not bring the
+    short path's code into the caches for one frame; the outcome is the same either way
+    (the differential test above)."""
+    monkeypatch.setattr(session_module, "read_stream_head", _must_not_run)
+    session = ready_session(False, {}, ["ack"] * len(KEYS))
+    session.receive(orjson.dumps(envelope(spec.MSG_HEARTBEAT)), now=1.0, wall=WALL)
+    session.receive(orjson.dumps(envelope(spec.CHANNEL_SIGNAL, seq_id=1, payload={
+        "StrategyId": STRATEGIES[0]})), now=1.0, wall=WALL)
+    assert [type(e) for e in session.events_received()] == [ev.HeartbeatAnswered, ev.StreamMessage]
+    assert session.data_to_send()  # the heartbeat was answered
+
+
 def _must_not_run(*args: object) -> None:
     raise AssertionError("the general path ran for a usual frame")
 
 
 def test_a_number_beyond_a_double_is_passed_through_not_dropped() -> None:
-    """The one difference between the paths, by design: orjson refuses a number a double
-    cannot hold (so a decoded payload cannot have it), but the frame is valid JSON, and a
-    frame passed through byte for byte is delivered rather than dropped as malformed."""
+    """orjson refuses a number a double cannot hold, so a decoded payload cannot have it;
+    but the frame is valid JSON, and a frame passed through byte for byte is delivered
+    rather than dropped as malformed (alone or in a burst, on either path)."""
     data = (b'{"msg_type":"strategy.signal","seq_id":1,'
             b'"payload":{"StrategyId":%d,"Price":1e400}}' % STRATEGIES[0])
     for decoded, delivered in ((False, True), (True, False)):
