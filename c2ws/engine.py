@@ -220,11 +220,12 @@ class Engine:
     def acknowledge(self, events: Sequence[ev.Event]) -> None:
         """``events`` (taken from :meth:`next_batch`) are written: advance the cursors,
         commit them to the state file, and make room in the backlog."""
-        written = self.written
-        for event in events:
-            # Only a placed message has a cursor (event.key is then set).
-            if type(event) is _STREAM_MESSAGE and event.cursor is not None:
-                written[event.key] = event.cursor  # type: ignore[index]
+        # Only a placed message has a cursor (event.key is then set); the last one of
+        # each stream wins.
+        self.written.update({
+            event.key: event.cursor for event in events  # type: ignore[misc]
+            if type(event) is _STREAM_MESSAGE and event.cursor is not None
+        })
         if self._state is not None:
             self._state.commit(self.written)
         self.handoff.done(len(events))

@@ -20,7 +20,7 @@ from c2ws.cli.app import StdoutClosed, Terminated
 from c2ws.engine import Engine, EngineConfig
 from c2ws.errors import EngineError, InternalError
 from c2ws.exitcodes import ExitCode, exit_code_for, exit_code_for_end
-from c2ws.render import Renderer
+from c2ws.render import Renderer, messages_handler
 from c2ws.render.diagnostics import Diagnostics
 from c2ws.render.safe import terminal_safe
 
@@ -56,6 +56,7 @@ class StreamEnded(Exception):
 
 
 _STREAM_MESSAGE: Final = ev.StreamMessage
+_ONLY_STREAM_MESSAGES: Final = {ev.StreamMessage}
 
 
 class SubscribeRun:
@@ -66,6 +67,7 @@ class SubscribeRun:
     ) -> None:
         self.options = options
         self.renderer = renderer
+        self._handle_messages = messages_handler(renderer)
         self.diagnostics = diagnostics
         self.delivered = 0
         self._engine: Engine | None = None
@@ -150,6 +152,17 @@ class SubscribeRun:
         any.  Stream messages, nearly all of a busy batch, take the shortest path."""
         handle, diagnostics, options = self.renderer.handle, self.diagnostics, self.options
         count, selects = options.count, options.selects
+        if (
+            selects is None and self._gap is None
+            and (count is None or count - self.delivered > len(batch))
+            and set(map(type, batch)) == _ONLY_STREAM_MESSAGES
+        ):
+            # A burst: nothing but stream messages, none of them an ending.
+            self._written_of_batch = len(batch)
+            self._handle_messages(batch)  # type: ignore[arg-type]
+            self.delivered += len(batch)
+            diagnostics.count_stream_messages(len(batch))
+            return None
         streamed = 0
         ending: StreamEnded | None = None
         for index, event in enumerate(batch):

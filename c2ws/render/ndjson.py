@@ -7,6 +7,7 @@ message is written as the frame the server sent, byte for byte, when that is one
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import BinaryIO, Final
 
 import orjson
@@ -59,6 +60,14 @@ class NdjsonRenderer:
             self._lines.append(line_of(event.message))
         elif isinstance(event, ev.GapReported):
             self._lines.append(orjson.dumps(gap_object(event)))
+
+    def handle_messages(self, messages: Sequence[ev.StreamMessage]) -> None:
+        """:meth:`handle` for a batch of stream messages only, in one pass."""
+        dumps = orjson.dumps
+        self._lines.extend([
+            data if is_one_line(data := event.message.data) else dumps(event.message.raw)
+            for event in messages
+        ])
 
     def flush(self) -> None:
         lines = self._lines

@@ -1,0 +1,159 @@
+"""The output loop's batch path (a burst of nothing but stream messages goes to the
+renderer in one call) against the per-event path: the same lines, counts, endings and
+acknowledgements, whatever the batch holds."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rich.console import Console
+
+from c2ws import events as ev
+from c2ws import spec
+from c2ws.cli import run as run_module
+from c2ws.cli.run import StreamEnded, SubscribeOptions, SubscribeRun
+from c2ws.engine import EngineConfig
+from c2ws.events import SubscriptionKey
+from c2ws.protocol import Envelope
+from c2ws.render import messages_handler
+from c2ws.render.diagnostics import Diagnostics
+from c2ws.render.ndjson import NdjsonRenderer
+
+LOST = ev.ConnectionEnd(ev.EndReason.LOST, "lost")
+KEYS = (SubscriptionKey(1, spec.CHANNEL_SIGNAL), SubscriptionKey(2, spec.CHANNEL_SIGNAL))
+
+
+class AcknowledgingEngine:
+    """What the output loop needs of the engine: acknowledge what it wrote."""
+
+    def __init__(self) -> None:
+        self.acknowledged: list[ev.Event] = []
+
+    def acknowledge(self, events: Sequence[ev.Event]) -> None:
+        self.acknowledged.extend(events)
+
+
+class HandleOnly:
+    """An NDJSON renderer without handle_messages: the per-event path."""
+
+    def __init__(self, renderer: NdjsonRenderer) -> None:
+        self.renderer = renderer
+
+    def handle(self, event: ev.Event) -> None:
+        self.renderer.handle(event)
+
+    def flush(self) -> None:
+        self.renderer.flush()
+
+    def close(self) -> None:
+        self.renderer.close()
+
+
+def stream_message(key: SubscriptionKey, seq: int, lines: bool) -> ev.StreamMessage:
+    raw: dict[str, Any] = {"msg_type": spec.CHANNEL_SIGNAL, "seq_id": seq,
+                           "payload": {"StrategyId": key.strategy_id}}
+    data = orjson.dumps(raw, option=orjson.OPT_INDENT_2 if lines else 0)
+    message = Envelope(spec.CHANNEL_SIGNAL, raw["payload"], None, seq, raw=raw, data=data)
+    return ev.StreamMessage(key, message, seq)
+
+
+def gap(key: SubscriptionKey, seq: int) -> ev.GapReported:
+    payload: dict[str, Any] = {"message": "replay limit"}
+    raw = {"msg_type": spec.MSG_GAP, "payload": payload}
+    return ev.GapReported(key, last_seq=seq, last_timestamp=None, next_seq=seq + 50,
+                          next_timestamp=None, text="replay limit",
+                          message=Envelope(spec.MSG_GAP, payload, raw=raw))
+
+
+@st.composite
+def batches(draw: st.DrawFn) -> list[list[ev.Event]]:
+    seq = 0
+    found: list[list[ev.Event]] = []
+    for _ in range(draw(st.integers(1, 6))):
+        batch: list[ev.Event] = []
+        for _ in range(draw(st.integers(1, 8))):
+            seq += 1
+            key = draw(st.sampled_from(KEYS))
+            kind = draw(st.sampled_from(["message"] * 6 + ["lines", "gap", "reconnecting"]))
+            if kind == "gap":
+                batch.append(gap(key, seq))
+            elif kind == "reconnecting":
+                batch.append(ev.Reconnecting(0, 1, 0.5, LOST))
+            else:
+                batch.append(stream_message(key, seq, kind == "lines"))
+        found.append(batch)
+    return found
+
+
+def run_output(renderer_of: Any, batches: list[list[ev.Event]], count: int | None,
+               fail_on_gap: bool, symbol_of_key: int | None) -> tuple[bytes, list[Any], Any]:
+    out = io.BytesIO()
+    selects = None if symbol_of_key is None else (lambda e: e.key.strategy_id == symbol_of_key)
+    options = SubscribeOptions(engine=EngineConfig(url="ws://127.0.0.1:1", api_key="k",
+                                                   keys=KEYS),
+                               count=count, fail_on_gap=fail_on_gap, selects=selects)
+    run = SubscribeRun(options, renderer_of(NdjsonRenderer(out)),
+                       Diagnostics(Console(file=io.StringIO())))
+    engine = AcknowledgingEngine()
+    ending = None
+    for batch in batches:
+        try:
+            run._write_batch(engine, batch)  # type: ignore[arg-type]
+        except StreamEnded as end:
+            ending = end.code
+            break
+    return out.getvalue(), engine.acknowledged, (ending, run.delivered)
+
+
+@settings(max_examples=1000)
+@given(batches=batches(), count=st.one_of(st.none(), st.integers(1, 40)),
+       fail_on_gap=st.booleans(), symbol_of_key=st.sampled_from([None, None, 1]))
+def test_the_batch_path_writes_what_the_per_event_path_writes(
+    batches: list[list[ev.Event]], count: int | None, fail_on_gap: bool,
+    symbol_of_key: int | None,
+) -> None:
+    with_batch_path = run_output(lambda r: r, batches, count, fail_on_gap, symbol_of_key)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(run_module, "_ONLY_STREAM_MESSAGES", set())  # no batch is "only" that
+        per_event = run_output(HandleOnly, batches, count, fail_on_gap, symbol_of_key)
+    assert with_batch_path == per_event
+
+
+def test_a_burst_goes_to_the_renderer_in_one_call() -> None:
+    calls: list[int] = []
+
+    class Counting(NdjsonRenderer):
+        def handle(self, event: ev.Event) -> None:
+            raise AssertionError("one call per message")
+
+        def handle_messages(self, messages: Sequence[ev.StreamMessage]) -> None:
+            calls.append(len(messages))
+            super().handle_messages(messages)
+
+    out = io.BytesIO()
+    run = SubscribeRun(SubscribeOptions(engine=EngineConfig(
+        url="ws://127.0.0.1:1", api_key="k", keys=KEYS)), Counting(out),
+        Diagnostics(Console(file=io.StringIO())))
+    burst = [stream_message(KEYS[0], seq, lines=seq == 3) for seq in range(1, 6)]
+    run._write_batch(AcknowledgingEngine(), burst)  # type: ignore[arg-type]
+    assert calls == [5]
+    assert [orjson.loads(line)["seq_id"] for line in out.getvalue().splitlines()] == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize("renderer", [NdjsonRenderer(io.BytesIO()), HandleOnly(
+    NdjsonRenderer(io.BytesIO()))])
+def test_messages_handler_uses_the_renderers_own_batch_method_or_handle(renderer: Any) -> None:
+    handler = messages_handler(renderer)
+    if isinstance(renderer, NdjsonRenderer):
+        assert handler == renderer.handle_messages
+    handler([stream_message(KEYS[0], 1, lines=False)])
+    renderer.flush()
+    inner = renderer if isinstance(renderer, NdjsonRenderer) else renderer.renderer
+    out = inner._out
+    assert isinstance(out, io.BytesIO) and out.getvalue().count(b"\n") == 1
