@@ -93,11 +93,11 @@ class EngineConfig:
     traffic: bool = False
     # Hand over a HeartbeatAnswered event per heartbeat (for status displays).
     report_heartbeats: bool = True
-    # False: stream messages carry their frame (``message.data``, one JSON line) and
-    # header fields only; ``payload`` and ``raw`` are empty.  For consumers that pass
+    # False: stream messages carry their frame (``message.data``, the JSON as received)
+    # and header fields only; ``payload`` and ``raw`` are empty.  For consumers that pass
     # frames through (NDJSON): the decoded objects are freed on the socket thread that
     # made them, instead of crossing to the consumer's thread (and core) to die there.
-    # A frame spanning several lines keeps its payload (it has to be re-encoded).
+    # Frames received as text (not bytes, so never from a socket) keep theirs.
     decoded_payloads: bool = True
     seed: int | None = None
 
