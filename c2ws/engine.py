@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from c2ws.delivery.state import StateFile
 
 _STREAM_MESSAGE: Final = ev.StreamMessage
+_ONLY_STREAM_MESSAGES: Final = {ev.StreamMessage}
 # How long stop() waits for each socket thread to unsubscribe and close.
 STOP_JOIN_TIMEOUT: Final = 5.0
 
@@ -202,6 +203,8 @@ class Engine:
         if self._failure is not None:
             raise self._failure
         batch = self.handoff.take(timeout, limit)
+        if set(map(type, batch)) <= _ONLY_STREAM_MESSAGES:
+            return batch  # a burst: nothing to observe
         for index, event in enumerate(batch):
             if type(event) is _STREAM_MESSAGE:
                 continue  # most of them, and nothing to observe
