@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from c2ws.delivery.state import StateFile
 
 _STREAM_MESSAGE: Final = ev.StreamMessage
+_ONLY_STREAM_MESSAGES: Final = {ev.StreamMessage}
 # How long stop() waits for each socket thread to unsubscribe and close.
 STOP_JOIN_TIMEOUT: Final = 5.0
 
@@ -93,11 +94,11 @@ class EngineConfig:
     traffic: bool = False
     # Hand over a HeartbeatAnswered event per heartbeat (for status displays).
     report_heartbeats: bool = True
-    # False: stream messages carry their frame (``message.data``, one JSON line) and
-    # header fields only; ``payload`` and ``raw`` are empty.  For consumers that pass
+    # False: stream messages carry their frame (``message.data``, the JSON as received)
+    # and header fields only; ``payload`` and ``raw`` are empty.  For consumers that pass
     # frames through (NDJSON): the decoded objects are freed on the socket thread that
     # made them, instead of crossing to the consumer's thread (and core) to die there.
-    # A frame spanning several lines keeps its payload (it has to be re-encoded).
+    # Frames received as text (not bytes, so never from a socket) keep theirs.
     decoded_payloads: bool = True
     seed: int | None = None
 
@@ -202,6 +203,8 @@ class Engine:
         if self._failure is not None:
             raise self._failure
         batch = self.handoff.take(timeout, limit)
+        if set(map(type, batch)) <= _ONLY_STREAM_MESSAGES:
+            return batch  # a burst: nothing to observe
         for index, event in enumerate(batch):
             if type(event) is _STREAM_MESSAGE:
                 continue  # most of them, and nothing to observe

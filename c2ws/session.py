@@ -240,8 +240,8 @@ class ClientSession:
 
         The usual stream message (the next of its stream, for a live subscription) takes
         a short path: decoded once, routed and admitted inline.  Any other frame takes
-        the general one.  Without ``decoded_payloads`` a one-line frame's payload is not
-        decoded at all (:mod:`c2ws.stream_head`).  A test holds the two paths together.
+        the general one.  Without ``decoded_payloads`` a frame's payload is not decoded
+        at all (:mod:`c2ws.stream_head`).  A test holds the two paths together.
         """
         if self.state is _ENDED or not frames:
             return
@@ -478,7 +478,7 @@ class ClientSession:
         if self.state is not _READY or (state is not _ACTIVE and state is not _SUBSCRIBING):
             self.dropped_while_leaving += 1
             return
-        if not self.decoded_payloads and protocol.is_one_line(message.data):
+        if not self.decoded_payloads and type(message.data) is bytes:
             message.payload, message.raw = {}, {}
         seq_id = message.seq_id
         if seq_id is None:

@@ -8,11 +8,11 @@ half the cost of a message.  msgspec decodes those few fields into a typed struc
 ``orjson.loads`` on 800-byte order frames).
 
 A frame is read here only when it is plainly fine: bytes, within the size bound, ASCII
-(so it is valid UTF-8: msgspec does not check the UTF-8 of skipped strings), on one line,
-valid JSON, a header of exactly the usual types, a ``seq_id`` and an integer
-``StrategyId``.  Anything else returns None and takes :func:`c2ws.protocol.decode`, which
-has the last word on it.  A frame read here is valid JSON for the standard library's
-RFC 8259 parser too (tests check this on arbitrary input).
+(so it is valid UTF-8: msgspec does not check the UTF-8 of skipped strings), valid JSON,
+a header of exactly the usual types, a ``seq_id`` and an integer ``StrategyId``.
+Anything else returns None and takes :func:`c2ws.protocol.decode`, which has the last
+word on it.  A frame read here is valid JSON for the standard library's RFC 8259 parser
+too (tests check this on arbitrary input).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Annotated, Final
 import msgspec
 
 from c2ws import spec
-from c2ws.protocol import Envelope, is_one_line
+from c2ws.protocol import Envelope
 
 
 class _PayloadHead(msgspec.Struct, gc=False):
@@ -49,7 +49,7 @@ def read_stream_head(data: bytes | str) -> tuple[Envelope, int] | None:
     """The frame's envelope with ``payload`` and ``raw`` left empty (``data`` keeps the
     frame), and its payload's ``StrategyId``; None unless the frame is plainly fine (see
     the module docstring).  Total: never raises."""
-    if not is_one_line(data) or len(data) > _MAX_FRAME_BYTES or not data.isascii():
+    if type(data) is not bytes or len(data) > _MAX_FRAME_BYTES or not data.isascii():
         return None
     try:
         head = _decode_head(data)

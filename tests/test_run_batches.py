@@ -5,6 +5,7 @@ acknowledgements, whatever the batch holds."""
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,7 +24,7 @@ from c2ws.events import SubscriptionKey
 from c2ws.protocol import Envelope
 from c2ws.render import messages_handler
 from c2ws.render.diagnostics import Diagnostics
-from c2ws.render.ndjson import NdjsonRenderer
+from c2ws.render.ndjson import NdjsonRenderer, line_of
 
 LOST = ev.ConnectionEnd(ev.EndReason.LOST, "lost")
 KEYS = (SubscriptionKey(1, spec.CHANNEL_SIGNAL), SubscriptionKey(2, spec.CHANNEL_SIGNAL))
@@ -157,3 +158,34 @@ def test_messages_handler_uses_the_renderers_own_batch_method_or_handle(renderer
     inner = renderer if isinstance(renderer, NdjsonRenderer) else renderer.renderer
     out = inner._out
     assert isinstance(out, io.BytesIO) and out.getvalue().count(b"\n") == 1
+
+
+json_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1),
+              st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=6)),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner,
+                                                                 max_size=3),
+    max_leaves=10,
+)
+
+
+@given(value=st.dictionaries(st.text(max_size=4), json_values, max_size=4),
+       newline=st.sampled_from(["\n", "\r\n", "\r"]))
+def test_a_frame_over_several_lines_is_written_as_one_line_meaning_the_same(
+    value: dict[str, Any], newline: str
+) -> None:
+    """JSON allows a raw line break only as whitespace, so turning each into a space
+    keeps the frame's meaning (and every other byte of it)."""
+    frame = json.dumps({"msg_type": spec.CHANNEL_SIGNAL, **value}, indent=1).replace(
+        "\n", newline).encode()
+    message = Envelope(spec.CHANNEL_SIGNAL, {}, data=frame)  # passed through: no payload
+    line = line_of(message)
+    assert b"\n" not in line and b"\r" not in line and len(line) == len(frame)
+    assert orjson.loads(line) == orjson.loads(frame)
+
+
+def test_a_message_without_frame_bytes_is_encoded_from_raw() -> None:
+    raw = {"msg_type": spec.CHANNEL_SIGNAL, "seq_id": 1}
+    assert line_of(Envelope(spec.CHANNEL_SIGNAL, {}, raw=raw)) == orjson.dumps(raw)
+    assert line_of(Envelope(spec.CHANNEL_SIGNAL, {}, raw=raw, data='{"as": "text"}')) == (
+        orjson.dumps(raw))

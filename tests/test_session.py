@@ -446,7 +446,7 @@ def test_payload_without_strategy_among_several_is_delivered_unplaced() -> None:
     assert isinstance(event, ev.StreamMessage) and event.key is None
 
 
-def test_without_decoded_payloads_a_one_line_frame_keeps_only_its_bytes_and_header() -> None:
+def test_without_decoded_payloads_a_frame_keeps_only_its_bytes_and_header() -> None:
     session = ready(SIGNAL, decoded_payloads=False)
     one_line = signal(1)
     spanning = b'{"msg_type": "strategy.signal", "seq_id": 2,\n "payload": {"StrategyId": %d}}' % (
@@ -458,9 +458,14 @@ def test_without_decoded_payloads_a_one_line_frame_keeps_only_its_bytes_and_head
     assert (first.key, first.cursor, first.message.seq_id) == (SIGNAL, 1, 1)
     assert first.message.data == one_line and first.message.msg_type == spec.CHANNEL_SIGNAL
     assert first.message.timestamp == "2027-01-15T08:00:00Z"
-    # ...but the decoded objects are gone, except where the frame must be re-encoded.
+    # ...but the decoded objects are gone (the writer turns line breaks into spaces).
     assert first.message.payload == {} and first.message.raw == {}
-    assert second.cursor == 2 and second.message.payload == {"StrategyId": 12345678}
+    assert second.cursor == 2 and second.message.data == spanning
+    assert second.message.payload == {} and second.message.raw == {}
+    # A frame given as text (never from a socket) keeps them: nothing else could write it.
+    session.receive(signal(3).decode(), now=1.0, wall=WALL)
+    (third,) = (e for e in session.events_received() if isinstance(e, ev.StreamMessage))
+    assert third.message.payload["StrategyId"] == SIGNAL.strategy_id
     # Control messages are untouched.
     receive(session, frame(spec.MSG_HEARTBEAT, payload={"n": 1}))
     assert session.data_to_send()

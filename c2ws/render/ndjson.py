@@ -8,12 +8,12 @@ message is written as the frame the server sent, byte for byte, when that is one
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import BinaryIO, Final
+from typing import BinaryIO, Final, TypeGuard
 
 import orjson
 
 from c2ws import events as ev
-from c2ws.protocol import Envelope, JsonObject, is_one_line
+from c2ws.protocol import Envelope, JsonObject
 
 _CONTROL_EVENTS = (
     ev.Connected,
@@ -63,9 +63,8 @@ class NdjsonRenderer:
 
     def handle_messages(self, messages: Sequence[ev.StreamMessage]) -> None:
         """:meth:`handle` for a batch of stream messages only, in one pass."""
-        dumps = orjson.dumps
         self._lines.extend([
-            data if is_one_line(data := event.message.data) else dumps(event.message.raw)
+            data if is_one_line(data := event.message.data) else line_of(event.message)
             for event in messages
         ])
 
@@ -86,9 +85,19 @@ _STREAM_MESSAGE: Final = ev.StreamMessage
 
 def line_of(message: Envelope) -> bytes:
     """The message as one NDJSON line (without its newline): the frame exactly as the
-    server sent it when it is one line already (JSON needs no line breaks, so there are
-    none only in odd frames), else re-encoded compactly."""
+    server sent it, its line breaks (if any) turned into spaces.  An accepted frame is
+    valid JSON, where a raw line break can only be whitespace between tokens (inside a
+    string it must be escaped), so the line means exactly what the frame did.  A message
+    without frame bytes (built by hand) is encoded from ``raw``."""
     data = message.data
     if is_one_line(data):
         return data
+    if type(data) is bytes:
+        return data.replace(b"\n", b" ").replace(b"\r", b" ")
     return orjson.dumps(message.raw)
+
+
+def is_one_line(data: bytes | str | None) -> TypeGuard[bytes]:
+    """Bytes with no line break: an NDJSON line as it is."""
+    # find() rather than ``in``: half the cost on a 1 KB frame (it runs per message).
+    return type(data) is bytes and data.find(b"\n") < 0 and data.find(b"\r") < 0
