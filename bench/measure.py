@@ -23,6 +23,7 @@ import sys
 import tempfile
 import termios
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -508,6 +509,83 @@ def idle(
     else:
         result["cpu_us_per_heartbeat"] = (cpu_after - cpu_before) / 1e3 / len(beats)
     return result
+
+
+def idle_side_by_side(
+    launchers: dict[str, Callable[[str], Launch]],
+    interval: float,
+    seconds: float,
+    warmup: float,
+) -> dict[str, Result]:
+    """CPU per heartbeat of every client at once, each subscribed and otherwise idle on a
+    feed server of its own, read over the same window.  A heartbeat costs tens of
+    microseconds, mostly cache misses and wake-ups, which the machine's state (other
+    tenants, clock speed) moves by 2x from one minute to the next: measured one after the
+    other, clients compared each other's luck; side by side they share it.  Their
+    combined load is a few percent of one core."""
+    results: dict[str, Result] = {}
+    with contextlib.ExitStack() as stack:
+        servers = {name: stack.enter_context(FeedServer()) for name in launchers}
+        jobs = {
+            name: server.start_job("idle", heartbeat=interval, timeout=warmup + seconds + 90)
+            for name, server in servers.items()
+        }
+        running = {name: start(launchers[name](servers[name].url), "pipe")
+                   for name in launchers}
+        pumps = {name: Pump(run) for name, run in running.items()}
+        _pump_together(
+            pumps.values(),
+            lambda: all(job.get("subscribed") is not None for job in jobs.values()),
+            time.monotonic() + 30,
+        )
+        _pump_together(pumps.values(), lambda: False, time.monotonic() + warmup)
+        subscribed = {name for name, job in jobs.items() if job.get("subscribed") is not None}
+        before = {name: cpu_ns(run.pid) for name, run in running.items()}
+        window_start = time.monotonic_ns()
+        _pump_together(pumps.values(), lambda: False, time.monotonic() + seconds)
+        after = {name: cpu_ns(run.pid) for name, run in running.items()}
+        window_end = time.monotonic_ns()
+        alive = {name: run.proc.poll() is None for name, run in running.items()}
+        for name, run in running.items():
+            stopped = stop(run)
+            closed = jobs[name].finish()
+            beats = [t for t in closed["heartbeats_sent"] if window_start <= t < window_end]
+            cpu_before, cpu_after = before[name], after[name]
+            if name not in subscribed:
+                results[name] = failure("never subscribed", stopped=stopped)
+            elif not alive[name]:
+                results[name] = failure("client exited during the idle window", stopped=stopped)
+            elif not beats or cpu_before is None or cpu_after is None:
+                results[name] = failure("no heartbeat in the window, or no CPU reading",
+                                        stopped=stopped)
+            else:
+                results[name] = {
+                    "heartbeats": len(beats),
+                    "window_s": (window_end - window_start) / 1e9,
+                    "acks": closed["heartbeat_acks"],
+                    "heartbeats_sent": len(closed["heartbeats_sent"]),
+                    "cpu_us_per_heartbeat": (cpu_after - cpu_before) / 1e3 / len(beats),
+                    "side_by_side": len(launchers),
+                }
+    return results
+
+
+def _pump_together(pumps: Any, done: Callable[[], bool], deadline: float) -> bool:
+    """Pump every client's output (answering heartbeats for those the harness types
+    for) until ``done()`` (True) or the deadline (False)."""
+    by_fd = {pump.running.out_fd: pump for pump in pumps if pump.running.out_fd is not None}
+    while not done():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return bool(done())
+        live = [fd for fd, pump in by_fd.items() if not pump.eof]
+        if not live:
+            time.sleep(min(0.05, remaining))
+            continue
+        readable, _, _ = select.select(live, [], [], min(0.5, remaining))
+        for fd in readable:
+            by_fd[fd].step(0)
+    return True
 
 
 def _wait_for_attach(tracer: subprocess.Popen[bytes], timeout: float = 10.0) -> None:

@@ -532,7 +532,10 @@ def markdown(results: Result) -> str:
             "A subscribed client, no stream, a heartbeat every "
             f"{config['idle_interval']} s.  CPU: all its threads' "
             "`/proc/<pid>/task/*/schedstat` run time over the window, per heartbeat sent in "
-            "it.  Syscalls: `strace -c -f` attached for a separate window (once per run).  "
+            "it.  Every client of a round runs at the same time, each on a feed server of "
+            "its own, over the same window: a heartbeat's few tens of microseconds move by 2x "
+            "with the machine's state, and side by side the clients share it.  Syscalls: "
+            "`strace -c -f` attached for a separate window (once per run).  "
             "websocat and wscat are answered through their stdin by the harness, whose own "
             "work is not counted."
         )

@@ -223,8 +223,28 @@ class Runner:
                 {variant: launcher for variant, (_, launcher) in clients.PTY_VARIANTS.items()},
             )
         if "idle" not in skip:
-            record["idle"] = self.per_client("idle CPU", order, "pipe", self.idle_measurement())
+            record["idle"] = self.idle_side_by_side(order)
         return record
+
+    def idle_side_by_side(self, names: list[str]) -> dict[str, dict[str, Any]]:
+        """Every client idle at the same time, over the same window (see
+        measure.idle_side_by_side); one line per client."""
+        args = self.args
+        launchers = {name: partial(LAUNCHERS[name], sink="pipe") for name in names}
+        began = time.monotonic()
+        try:
+            found = measure.idle_side_by_side(
+                launchers, interval=args.idle_interval, seconds=args.idle_seconds,
+                warmup=0.2 if args.quick else 1.0,
+            )
+        except Exception as error:  # a broken run is a result to report, not a crash
+            found = {name: {"error": f"harness: {type(error).__name__}: {error}"}
+                     for name in names}
+        took = time.monotonic() - began
+        for name in names:
+            say(f"  {'idle CPU (side by side): ' + name:<34} {report.one_line(found[name])}"
+                f"  [{took:.1f} s]")
+        return found
 
     def idle_measurement(self, trace: bool = False) -> Callable[[clients.Launch], dict[str, Any]]:
         args = self.args
