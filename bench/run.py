@@ -337,7 +337,9 @@ def machine() -> dict[str, Any]:
         return text.splitlines()[0] if text else "?"
 
     packages = {}
-    for name in ("c2ws", "websocket-client", "orjson", "websockets", "aiohttp", "typer", "rich"):
+    for name in (
+        "c2ws", "websocket-client", "orjson", "msgspec", "websockets", "aiohttp", "typer", "rich"
+    ):
         try:
             from importlib.metadata import version
 
