@@ -6,7 +6,7 @@ a connection, pumps frames between the socket and a fresh
 connection ends asks :mod:`c2ws.delivery.backoff` whether and when to try again.  It
 never waits for the output side: the hand-off never blocks, and a backlog past its
 limit closes the connection (to be resumed once the reader has caught up) instead.
-The thread blocks in ``select`` on the socket, a wake-up socket and the session's next
+The thread blocks in ``poll`` on the socket, a wake-up socket and the session's next
 deadline: an idle subscription costs no CPU.
 """
 
