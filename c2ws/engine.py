@@ -96,8 +96,8 @@ class EngineConfig:
     report_heartbeats: bool = True
     # False: stream messages carry their frame (``message.data``, the JSON as received)
     # and header fields only; ``payload`` and ``raw`` are empty.  For consumers that pass
-    # frames through (NDJSON): the decoded objects are freed on the socket thread that
-    # made them, instead of crossing to the consumer's thread (and core) to die there.
+    # frames through (NDJSON): a plain frame's payload is never decoded at all
+    # (c2ws.stream_head), any other's is freed on the socket thread that decoded it.
     # Frames received as text (not bytes, so never from a socket) keep theirs.
     decoded_payloads: bool = True
     seed: int | None = None

@@ -13,6 +13,7 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from json_strategies import json_values
 from rich.console import Console
 
 from c2ws import events as ev
@@ -158,15 +159,6 @@ def test_messages_handler_uses_the_renderers_own_batch_method_or_handle(renderer
     inner = renderer if isinstance(renderer, NdjsonRenderer) else renderer.renderer
     out = inner._out
     assert isinstance(out, io.BytesIO) and out.getvalue().count(b"\n") == 1
-
-
-json_values = st.recursive(
-    st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1),
-              st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=6)),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner,
-                                                                 max_size=3),
-    max_leaves=10,
-)
 
 
 @given(value=st.dictionaries(st.text(max_size=4), json_values, max_size=4),

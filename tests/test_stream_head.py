@@ -11,6 +11,7 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from json_strategies import json_values
 
 from c2ws import protocol, spec
 from c2ws.stream_head import read_stream_head
@@ -78,16 +79,6 @@ def test_anything_not_plainly_fine_is_left_to_the_full_decode(why: str, data: by
     assert read_stream_head(data) is None, why
 
 
-json_scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
-    st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=8),
-)
-json_values = st.recursive(
-    json_scalars,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner,
-                                                                 max_size=3),
-    max_leaves=12,
-)
 # Mostly the usual types (so frames are read), sometimes anything at all.
 usual_header = {
     "msg_type": st.sampled_from([spec.CHANNEL_SIGNAL, spec.CHANNEL_POSITIONS, "heartbeat", ""]),
