@@ -282,6 +282,116 @@ def test_state_path_that_is_a_directory_or_fifo_is_an_io_failure(tmp_path: Path)
         StateFile(path, IDENTITY).close()
 
 
+# --- what is at the path: never followed, never another user's ----------------------
+
+ANOTHER_UID = 54321
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="giving a file away needs root")
+
+
+def precious_file(tmp_path: Path) -> Path:
+    """A private file of this user's that a planted name points at."""
+    target = tmp_path / "precious"
+    target.write_bytes(b"keep me\n")
+    target.chmod(0o600)
+    return target
+
+
+def lock_of(state_path: Path) -> Path:
+    state_path.parent.mkdir(exist_ok=True)
+    return state_path.with_name("c2ws.json.lock")
+
+
+@pytest.mark.parametrize("plant", ["symlink", "hard link"])
+def test_a_link_at_the_lock_path_is_refused_and_its_target_untouched(
+    state_path: Path, tmp_path: Path, plant: str
+) -> None:
+    target = precious_file(tmp_path)
+    if plant == "symlink":
+        lock_of(state_path).symlink_to(target)
+    else:
+        os.link(target, lock_of(state_path))
+    with pytest.raises(StateIOFailure) as caught:
+        StateFile(state_path, IDENTITY).open()
+    message = str(caught.value)
+    assert "c2ws.json.lock" in message and str(state_path) in message
+    assert ("symbolic link" if plant == "symlink" else "hard links") in message
+    assert target.read_bytes() == b"keep me\n"
+    assert not state_path.exists()
+
+
+def test_a_dangling_symlink_at_the_lock_path_creates_nothing(
+    state_path: Path, tmp_path: Path
+) -> None:
+    lock_of(state_path).symlink_to(tmp_path / "would-be-created")
+    with pytest.raises(StateIOFailure, match="symbolic link"):
+        StateFile(state_path, IDENTITY).open()
+    assert not (tmp_path / "would-be-created").exists()
+
+
+def test_a_lock_path_holding_anything_but_a_pid_is_never_truncated(state_path: Path) -> None:
+    lock = lock_of(state_path)
+    lock.write_bytes(b"somebody's notes\n")
+    with pytest.raises(StateIOFailure, match="other than the pid"):
+        StateFile(state_path, IDENTITY).open()
+    assert lock.read_bytes() == b"somebody's notes\n"
+    lock.write_bytes(b"4242\n")  # left by a run that was killed: ours to reuse
+    with opened(state_path):
+        assert lock.read_bytes() == f"{os.getpid()}\n".encode()
+
+
+@pytest.mark.parametrize("kind", ["directory", "FIFO"])
+def test_a_lock_path_that_is_no_regular_file_is_refused(state_path: Path, kind: str) -> None:
+    lock = lock_of(state_path)
+    if kind == "directory":
+        lock.mkdir()
+    else:
+        os.mkfifo(lock)
+    with pytest.raises(StateIOFailure, match=f"is a {kind}.*, not a regular file"):
+        StateFile(state_path, IDENTITY).open()
+
+
+@needs_root
+def test_a_lock_file_of_another_user_is_refused_untouched(state_path: Path) -> None:
+    lock = lock_of(state_path)
+    lock.write_bytes(b"")
+    os.chown(lock, ANOTHER_UID, -1)
+    with pytest.raises(StateIOFailure, match=f"another user \\(uid {ANOTHER_UID}\\)"):
+        StateFile(state_path, IDENTITY).open()
+    assert lock.stat().st_uid == ANOTHER_UID
+
+
+def test_a_symlinked_state_file_is_refused(state_path: Path, tmp_path: Path) -> None:
+    real = tmp_path / "real.json"
+    real.write_bytes(encode_state(IDENTITY, {signal(1): 5}, updated="2024-01-01T12:00:00Z"))
+    state_path.parent.mkdir()
+    state_path.symlink_to(real)
+    with pytest.raises(StateIOFailure, match="symbolic link"):
+        StateFile(state_path, IDENTITY).open()
+
+
+@needs_root
+def test_a_state_file_of_another_user_is_refused(state_path: Path) -> None:
+    state_path.parent.mkdir()
+    state_path.write_bytes(encode_state(IDENTITY, {signal(1): 10**6},
+                                        updated="2024-01-01T12:00:00Z"))
+    os.chown(state_path, ANOTHER_UID, -1)
+    with pytest.raises(StateIOFailure, match="another user"):
+        StateFile(state_path, IDENTITY).open()
+
+
+@pytest.mark.parametrize("filler", [b" ", b"\n", b"\0"])
+def test_a_huge_state_file_is_too_large_whatever_it_holds(state_path: Path, filler: bytes) -> None:
+    state_path.parent.mkdir()
+    state_path.write_bytes(filler * (spec.STATE_MAX_BYTES + 1))
+    with pytest.raises(StateCorrupt, match="too large"):
+        StateFile(state_path, IDENTITY).open()
+    # One hundred megabytes, sparse: refused without being read.
+    with state_path.open("r+b") as sparse:
+        sparse.truncate(100 << 20)
+    with pytest.raises(StateCorrupt, match="too large"):
+        StateFile(state_path, IDENTITY).open()
+
+
 # --- corrupt and foreign files -----------------------------------------------------------
 
 CORRUPT_FILES: dict[str, bytes] = {

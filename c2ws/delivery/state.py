@@ -48,6 +48,7 @@ import orjson
 from c2ws import protocol, spec
 from c2ws.errors import StateError
 from c2ws.events import SubscriptionKey
+from c2ws.localfiles import FileTooLarge, UnusableFile, open_for_reading, open_own_file
 
 STATE_FORMAT: Final = "c2ws-state"
 STATE_VERSION: Final = 1
@@ -182,20 +183,25 @@ def _valid_cursor(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _MAX_CURSOR
 
 
+def _corrupt(path: Path, reason: str) -> StateCorrupt:
+    return StateCorrupt(
+        f"state file {_shown(path)} is corrupt ({reason}); move it aside to start "
+        "without resume points, or restore a good copy",
+        path=path,
+    )
+
+
 def decode_state(data: bytes, *, path: Path) -> StoredState:
     """The identity and cursors in a state file's bytes, or :class:`StateCorrupt`."""
 
     def corrupt(reason: str) -> StateCorrupt:
-        return StateCorrupt(
-            f"state file {_shown(path)} is corrupt ({reason}); move it aside to start "
-            "without resume points, or restore a good copy",
-            path=path,
-        )
+        return _corrupt(path, reason)
 
+    # The size first: a huge file of blanks is too large, not empty.
+    if len(data) > spec.STATE_MAX_BYTES:
+        raise corrupt(f"it is too large: more than {spec.STATE_MAX_BYTES} bytes")
     if not data.strip():
         raise corrupt("it is empty")
-    if len(data) > spec.STATE_MAX_BYTES:
-        raise corrupt(f"larger than {spec.STATE_MAX_BYTES} bytes")
     try:
         document = orjson.loads(data)
     except ValueError:
@@ -274,17 +280,24 @@ def _make_directory(directory: Path) -> None:
 def _read_bounded(path: Path) -> bytes | None:
     """The file's bytes, at most one past the cap; None when there is no file.
 
-    Opened non-blocking so a FIFO at the path cannot hang the start."""
+    Only a regular file of this user's, not reached through a symbolic link: the cursors
+    in it decide what is delivered, and another user's file (or a link planted in a
+    shared directory) must not.  A FIFO at the path is refused without waiting for a
+    writer."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        fd = open_for_reading(path, follow_symlinks=False, own=True,
+                              max_bytes=spec.STATE_MAX_BYTES)
     except FileNotFoundError:
         return None
+    except FileTooLarge:
+        raise _corrupt(path, f"it is too large: more than {spec.STATE_MAX_BYTES} bytes") from None
+    except UnusableFile as exc:
+        raise StateIOFailure(
+            f"state file {_shown(path)} {exc.problem}; pass --state a path of your own "
+            "(a regular file, or none yet)",
+            path=path,
+        ) from None
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise StateIOFailure(
-                f"state file {_shown(path)} is not a regular file; pass a file path to --state",
-                path=path,
-            )
         chunks: list[bytes] = []
         remaining = spec.STATE_MAX_BYTES + 1
         while remaining > 0:
@@ -364,6 +377,11 @@ class StateFile:
         self.close()
 
     @property
+    def is_open(self) -> bool:
+        """Locked by this run (between :meth:`open` and :meth:`close`)."""
+        return self._lock_fd is not None
+
+    @property
     def cursors(self) -> dict[SubscriptionKey, int]:
         """The cursors as the file now holds them (after open or the last commit)."""
         return dict(self._persisted)
@@ -399,7 +417,9 @@ class StateFile:
 
     def _replace_with(self, data: bytes) -> None:
         temp = self.path.with_name(f"{self._temp_prefix}{os.getpid()}-{secrets.token_hex(4)}")
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        # A fresh name, never through a link (O_EXCL alone would do; O_NOFOLLOW says so).
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(temp, flags, 0o600)
         try:
             try:
                 os.fchmod(fd, 0o600)
@@ -429,11 +449,20 @@ class StateFile:
             ) from None
 
     def _acquire_lock(self) -> int:
-        def create() -> int:
-            _make_directory(self.path.parent)
-            return os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        """Open and ``flock`` the lock file, then write our pid into it.
 
-        fd = self._io("create the lock file of", create)
+        Written into only when it is a regular file of ours with one name, not reached
+        through a symbolic link (a link planted in a shared directory must not make a
+        run truncate its target), and, when it was there before, when it holds what
+        c2ws writes into a lock file: a pid or nothing."""
+        def create() -> tuple[int, bool]:
+            _make_directory(self.path.parent)
+            return open_own_file(self._lock_path)
+
+        try:
+            fd, created = self._io("create the lock file of", create)
+        except UnusableFile as exc:
+            raise self._unusable_lock(exc.problem) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -451,10 +480,20 @@ class StateFile:
                 "put it on a local file system",
                 path=self.path,
             ) from None
+        if not created and not _holds_a_lock(fd):
+            os.close(fd)
+            raise self._unusable_lock("holds something other than the pid c2ws writes there")
         with contextlib.suppress(OSError):
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         return fd
+
+    def _unusable_lock(self, problem: str) -> StateIOFailure:
+        return StateIOFailure(
+            f"the lock file {_shown(self._lock_path)} of state file {_shown(self.path)} "
+            f"{problem}; c2ws leaves it as it is: remove it, or pass a different --state file",
+            path=self.path,
+        )
 
     def _check_identity(self, stored: StateIdentity) -> None:
         if stored.endpoint != self.identity.endpoint:
@@ -478,6 +517,15 @@ class StateFile:
                 if entry.name.startswith(self._temp_prefix):
                     with contextlib.suppress(OSError):
                         os.unlink(entry.path)
+
+
+def _holds_a_lock(fd: int) -> bool:
+    """The lock file holds what c2ws writes there: nothing, or a pid and a newline."""
+    try:
+        text = os.pread(fd, _LOCK_PID_BYTES + 1, 0)
+    except OSError:
+        return False
+    return not text or (len(text) <= _LOCK_PID_BYTES and text.rstrip(b"\n").isdigit())
 
 
 def _lock_holder(fd: int) -> int | None:
