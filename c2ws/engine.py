@@ -118,10 +118,41 @@ def validate_config(config: EngineConfig) -> list[list[SubscriptionKey]]:
         raise ConfigError(str(exc), param="STRATEGY_ID") from None
 
 
-class Engine:
-    """See the module docstring.  Not thread-safe: one consumer thread drives it."""
+def open_state_file(config: EngineConfig) -> StateFile:
+    """The state file at ``config.state_path``, locked and read: raises
+    :class:`~c2ws.errors.StateError` when it is locked by another run or unusable.
 
-    def __init__(self, config: EngineConfig) -> None:
+    For a caller that must hold the lock before it touches anything else (the CLI reads
+    stdout's file back only under it), then hands the file to :class:`Engine`."""
+    if config.state_path is None:
+        raise ValueError("the configuration names no state file")
+    from c2ws.delivery.state import StateFile, StateIdentity, key_fingerprint
+
+    identity = StateIdentity(config.url, key_fingerprint(config.api_key))
+    state = StateFile(config.state_path, identity)
+    state.open()
+    return state
+
+
+class Engine:
+    """See the module docstring.  Not thread-safe: one consumer thread drives it.
+
+    ``state``: a state file already opened with :func:`open_state_file` (then
+    ``config.state_path`` is None); the engine commits to it and closes it at
+    :meth:`stop`.  Otherwise the engine opens ``config.state_path`` itself at
+    :meth:`start`."""
+
+    def __init__(self, config: EngineConfig, *, state: StateFile | None = None) -> None:
+        if state is not None:
+            if config.state_path is not None:
+                raise ValueError("give EngineConfig.state_path or an open state file, not both")
+            if not state.is_open:
+                raise ValueError("the state file handed to the engine is not open")
+            from c2ws.delivery.state import StateIdentity
+
+            if state.identity != StateIdentity.of(config.url, config.api_key):
+                raise ValueError("the state file handed to the engine belongs to another "
+                                 "endpoint or API key")
         self._plan = validate_config(config)
         self.config = config
         self.keys = frozenset(config.keys)
@@ -132,7 +163,7 @@ class Engine:
         self.last_end: ConnectionEnd | None = None
         self._filters: list[StreamFilter] = []
         self._workers: list[ShardWorker] = []
-        self._state: StateFile | None = None
+        self._state = state
         self._failure: EngineError | None = None
         self._started = False
 
@@ -257,11 +288,8 @@ class Engine:
         return None
 
     def _open_state(self) -> dict[SubscriptionKey, int]:
-        if self.config.state_path is None:
+        if self._state is None and self.config.state_path is not None:
+            self._state = open_state_file(self.config)
+        if self._state is None:
             return {}
-        from c2ws.delivery.state import StateFile, StateIdentity, key_fingerprint
-
-        identity = StateIdentity(self.config.url, key_fingerprint(self.config.api_key))
-        self._state = StateFile(self.config.state_path, identity)
-        cursors = self._state.open()
-        return {key: seq for key, seq in cursors.items() if key in self.keys}
+        return {key: seq for key, seq in self._state.cursors.items() if key in self.keys}

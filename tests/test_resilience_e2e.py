@@ -364,6 +364,42 @@ def test_two_runs_cannot_share_a_state_file(server: ReferenceServer, tmp_path: P
     assert first.wait(30) == ExitCode.TERMINATED
 
 
+@pytest.mark.parametrize("second_output", ["ndjson", "csv"])
+def test_a_run_refused_by_the_lock_leaves_the_running_runs_output_untouched(
+    server: ReferenceServer, tmp_path: Path, second_output: str,
+) -> None:
+    """Two runs, one --state, one >> file: the second is refused before it reads the file
+    back (which would cut the line the first is writing) or writes to it (a CSV header)."""
+    output, state = tmp_path / "signals.ndjson", tmp_path / "state.json"
+
+    def lines_now() -> int:
+        return output.read_bytes().count(b"\n")
+
+    with output.open("ab") as sink:
+        first = start(server, "1", "-c", "signal", "-o", "ndjson", "--state", str(state),
+                      *FAST, stdout=sink)
+    try:
+        wait_subscribed(server, 1, 1)
+        for n in range(3):
+            server.publish_signal(1, order(1, n))
+        server.wait_for(lambda: lines_now() >= 3, timeout=60)
+        # The first run caught in the middle of a line, as a second run may find it.
+        with output.open("ab") as sink:
+            sink.write(b'{"msg_type":"strategy.signal","id":"msg_4","seq_id":4,"payl')
+        before = output.read_bytes()
+        with output.open("ab") as sink:
+            second = start(server, "1", "-c", "signal", "-o", second_output, "--state",
+                           str(state), stdout=sink)
+        _, err = second.communicate(timeout=60)
+        assert second.returncode == ExitCode.STATE_FAILED, err
+        assert "in use by another c2ws run" in err.decode()
+        assert output.read_bytes() == before
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.wait(30)
+    assert first.returncode == ExitCode.TERMINATED
+
+
 def test_250_subscriptions_spread_over_3_connections() -> None:
     config = ServerConfig(api_keys=(KEY,), feed="none", strategies=tuple(range(1, 126)),
                           heartbeat_interval=0.5, heartbeat_grace=1.0, max_lifetime=120)

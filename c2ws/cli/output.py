@@ -72,15 +72,13 @@ def build_output(
     clock: Callable[[], float] | None = None,
 ) -> Output:
     """The renderer (filtered when filters are given) and the stderr diagnostics."""
-    from c2ws.render.consoles import MessageConsole, is_pipe
+    from c2ws.render.consoles import is_pipe
 
     out = stdout or sys.stdout
     mode = resolve_mode(output.mode, out)
     if output.fields and mode is OutputMode.table:  # auto resolved to a table
         mode = OutputMode.ndjson
-    env = os.environ
-    err_console = MessageConsole(stderr=True, highlight=False, markup=False, emoji=False,
-                                 **console_options(output.color, env, sys.stderr))
+    err_console = _stderr_console(output.color)
     table = mode is OutputMode.table
     progress = output.terminal.progress
     if progress is None:
@@ -133,6 +131,19 @@ def build_output(
         or output.message_filter.active or output.terminal.bell
     )
     return Output(renderer, diagnostics, table, needs_payloads)
+
+
+def stderr_diagnostics(output: OutputSpec) -> Diagnostics:
+    """stderr lines (no status line) for a run that ends before its output is built:
+    building it may write to stdout already (a CSV header)."""
+    return Diagnostics(_stderr_console(output.color))
+
+
+def _stderr_console(color: ColorChoice) -> Console:
+    from c2ws.render.consoles import MessageConsole
+
+    return MessageConsole(stderr=True, highlight=False, markup=False, emoji=False,
+                          **console_options(color, os.environ, sys.stderr))
 
 
 def _table_renderer(

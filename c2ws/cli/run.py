@@ -13,7 +13,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from c2ws import events as ev
 from c2ws.cli.app import StdoutClosed, Terminated
@@ -23,6 +23,9 @@ from c2ws.exitcodes import ExitCode, exit_code_for, exit_code_for_end
 from c2ws.render import Renderer, messages_handler
 from c2ws.render.diagnostics import Diagnostics
 from c2ws.render.safe import terminal_safe
+
+if TYPE_CHECKING:
+    from c2ws.delivery.state import StateFile
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,9 @@ class SubscribeOptions:
     commit_each_message: bool = False
     # --symbol: which messages the output shows; --count counts only those.
     selects: Callable[[ev.StreamMessage], bool] | None = None
+    # --state, locked and read by the caller before it read stdout back (engine.state_path
+    # is then None); the engine commits to it and closes it.
+    state: StateFile | None = None
 
 
 class OutputFailed(Exception):
@@ -79,7 +85,7 @@ class SubscribeRun:
     def run(self) -> ExitCode:
         try:
             try:
-                self._engine = Engine(self.options.engine)
+                self._engine = Engine(self.options.engine, state=self.options.state)
                 with self._engine:
                     self._stream(self._engine)
             finally:

@@ -48,6 +48,7 @@ from c2ws.render.color import ColorChoice
 if TYPE_CHECKING:
     from c2ws.cli.output import OutputSpec
     from c2ws.cli.run import SubscribeOptions
+    from c2ws.delivery.state import StateFile
     from c2ws.engine import EngineConfig
     from c2ws.render import Renderer
     from c2ws.render.clock import DisplayZone
@@ -319,15 +320,44 @@ def stream(
     fail_on_gap: bool = False, record: Path | None = None,
 ) -> int:
     """Run a subscription with the chosen renderer; returns the exit code."""
-    from c2ws.cli.collector import tune_for_streaming
-    from c2ws.cli.output import build_output
-    from c2ws.cli.run import SubscribeOptions, SubscribeRun
+    from c2ws.cli.output import stderr_diagnostics
+    from c2ws.engine import open_state_file
     from c2ws.errors import StateError
     from c2ws.render.safe import terminal_safe
 
     if sys.stdout is None:  # started with stdout closed (``>&-``): nobody to stream to
         print("c2ws: stdout is closed; nothing to stream to", file=sys.stderr)
         return int(ExitCode.OK)
+    if config.state_path is None:
+        return _stream(config, output, None, count=count, timeout=timeout,
+                       fail_on_gap=fail_on_gap, record=record)
+    # The lock before anything else: a run it refuses must leave stdout's file, which the
+    # run holding the lock may be appending to, as it is (not even a CSV header).
+    try:
+        state = open_state_file(config)
+    except StateError as exc:
+        diagnostics = stderr_diagnostics(output)
+        diagnostics.say(terminal_safe(str(exc), 400), "red")
+        diagnostics.close()
+        return int(ExitCode.STATE_FAILED)
+    try:
+        return _stream(dataclasses.replace(config, state_path=None), output, state,
+                       count=count, timeout=timeout, fail_on_gap=fail_on_gap, record=record)
+    finally:
+        state.close()  # the engine has, unless the run ended before it started
+
+
+def _stream(
+    config: "EngineConfig", output: "OutputSpec", state: "StateFile | None", *,
+    count: int | None, timeout: float | None, fail_on_gap: bool, record: Path | None,
+) -> int:
+    """:func:`stream` once the state file, if any, is locked."""
+    from c2ws.cli.collector import tune_for_streaming
+    from c2ws.cli.output import build_output
+    from c2ws.cli.run import SubscribeOptions, SubscribeRun
+    from c2ws.errors import StateError
+    from c2ws.render.safe import terminal_safe
+
     channels = {key.channel for key in config.keys}
     built = build_output(output, channels=channels, keys=config.keys)
     diagnostics = built.diagnostics
@@ -340,9 +370,9 @@ def stream(
     )
     message_filter = output.message_filter
     options = SubscribeOptions(engine=config, count=count, timeout=timeout,
-                               fail_on_gap=fail_on_gap,
+                               fail_on_gap=fail_on_gap, state=state,
                                selects=message_filter.selects if message_filter.active else None)
-    if config.state_path is not None:
+    if state is not None:
         try:
             options = _exactly_once_output(options, diagnostics)
         except StateError as exc:
