@@ -36,6 +36,7 @@ from typing import IO, Final, Generic, TypeVar
 
 from c2ws import spec
 from c2ws.errors import ConfigError
+from c2ws.localfiles import UnusableFile, open_for_reading
 from c2ws.render.safe import REDACTED
 
 if sys.version_info >= (3, 11):
@@ -174,19 +175,25 @@ def _check_private(path: Path, st: os.stat_result, what: str) -> None:
     )
 
 
-def read_private_file(path: Path, what: str, limit: int) -> bytes:
-    """The bytes of a file only its owner may read; the mode is checked on the open file
-    (fstat), so it is the file that is read that was checked."""
+class MissingFile(SettingsError):
+    """Nothing at the path (or a file where a directory was expected on the way)."""
+
+
+def read_private_file(path: Path, what: str, limit: int, *, pipes: bool = False) -> bytes:
+    """The bytes of a regular file only its owner may read (``pipes``: or of a pipe, which
+    is read as it comes); the mode is checked on the open file (fstat), so it is the file
+    that is read that was checked.  A FIFO where a file is expected is refused without
+    waiting for a writer.  Symbolic links are followed: dotfiles are often links."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        fd = open_for_reading(path, pipes=pipes, max_bytes=limit)
+    except (FileNotFoundError, NotADirectoryError) as exc:
+        raise MissingFile(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    except UnusableFile as exc:
+        raise SettingsError(f"{what} {path} {exc.problem}") from None
     except OSError as exc:
         raise SettingsError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
     try:
-        st = os.fstat(fd)
-        # A pipe too: --api-key-file <(pass show c2) hands the key over through one.
-        if not (stat.S_ISREG(st.st_mode) or stat.S_ISFIFO(st.st_mode)):
-            raise SettingsError(f"{what} {path} is not a regular file")
-        _check_private(path, st, what)
+        _check_private(path, os.fstat(fd), what)
         with os.fdopen(fd, "rb", closefd=False) as stream:
             data = stream.read(limit + 1)
     except OSError as exc:
@@ -222,7 +229,8 @@ def read_api_key(source: KeySource, stdin: IO[bytes] | None = None) -> str:
             raise SettingsError(f"stdin holds more than {spec.MAX_KEY_FILE_BYTES} bytes: "
                                 "not an API key")
         return _key_text(data, "read from stdin")
-    data = read_private_file(source.path, "API key file", spec.MAX_KEY_FILE_BYTES)
+    # A pipe too: --api-key-file <(pass show c2) hands the key over through one.
+    data = read_private_file(source.path, "API key file", spec.MAX_KEY_FILE_BYTES, pipes=True)
     return _key_text(data, f"in {source.path}")
 
 
@@ -243,11 +251,22 @@ def load_config(path: Path, *, must_exist: bool = False) -> ConfigFile:
     ``must_exist``: C2WS_CONFIG named it).  ``C2WS_CONFIG=/dev/null`` reads none."""
     if str(path) == os.devnull:
         return ConfigFile(path, False, {}, None, {})
-    if not path.exists():
+    try:
+        data = read_private_file(path, "config file", spec.MAX_CONFIG_FILE_BYTES)
+    except MissingFile:
         if must_exist:
-            raise SettingsError(f"config file {path} (from {ENV_CONFIG}) does not exist")
+            raise SettingsError(f"config file {path} (from {ENV_CONFIG}) does not exist") from None
         return ConfigFile(path, False, {}, None, {})
-    data = read_private_file(path, "config file", spec.MAX_CONFIG_FILE_BYTES)
+    except InsecureFileError:
+        raise
+    except SettingsError as exc:
+        if must_exist:
+            raise
+        # Not asked for, yet there and unusable (a directory on the way that cannot be
+        # read, a FIFO): an error all the same, since running without the settings it may
+        # hold (a paper-trading URL) could do what was not meant; the way out is named.
+        raise SettingsError(f"{exc}; set {ENV_CONFIG}=/dev/null to run without a config "
+                            "file") from None
     try:
         document = tomllib.loads(data.decode("utf-8"))
     except UnicodeDecodeError:

@@ -4,6 +4,7 @@ reference server."""
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from c2ws import config as config_module
 from c2ws import spec
 from c2ws.config import (
     Flags,
@@ -169,6 +171,77 @@ def test_both_key_flags_or_both_key_variables_are_refused(config: Path) -> None:
 def test_a_named_config_file_that_does_not_exist_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="does not exist"):
         resolve(Flags(), env_with_config(tmp_path / "missing.toml"))
+
+
+# --- config files that cannot be used ------------------------------------------------------
+
+
+def test_a_config_location_that_cannot_be_looked_into_is_an_error_naming_it(
+    tmp_path: Path, home: Path
+) -> None:
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    too_long = tmp_path / ("a" * 300)
+    for xdg in (loop, too_long):
+        with pytest.raises(SettingsError) as caught:
+            resolve(Flags(), {"XDG_CONFIG_HOME": str(xdg)}, home=home)
+        message = str(caught.value)
+        assert f"cannot read config file {xdg}/c2ws/config.toml: " in message
+        assert "set C2WS_CONFIG=/dev/null to run without a config file" in message
+
+
+def test_an_unreadable_config_directory_is_an_error_naming_it(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Root reads any directory: the refusal another user meets is made at the open."""
+
+    def denied(path: Path, **options: object) -> int:
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(config_module, "open_for_reading", denied)
+    with pytest.raises(SettingsError) as caught:
+        resolve(Flags(), {}, home=home)
+    assert str(caught.value) == (
+        f"cannot read config file {home}/.config/c2ws/config.toml: Permission denied; "
+        "set C2WS_CONFIG=/dev/null to run without a config file")
+
+
+def test_a_file_where_the_config_directory_would_be_means_no_config_file(
+    tmp_path: Path, home: Path
+) -> None:
+    not_a_directory = write_private(tmp_path / "file", "x")
+    settings = resolve(Flags(), {"XDG_CONFIG_HOME": str(not_a_directory)}, home=home)
+    assert not settings.config_found and settings.url.source == "default"
+
+
+def test_a_config_location_that_cannot_be_read_is_a_usage_error_not_a_crash(
+    tmp_path: Path,
+) -> None:
+    result = c2ws("subscribe", "1", env={"XDG_CONFIG_HOME": str(tmp_path / ("a" * 300)),
+                                         "C2_API_KEY": KEY})
+    assert result.returncode == ExitCode.USAGE, result.stderr
+    assert "cannot read config file" in result.stderr
+    assert "C2WS_CONFIG=/dev/null" in result.stderr
+    assert "internal error" not in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("kind", ["FIFO (named pipe)", "directory"])
+def test_a_config_file_that_is_no_regular_file_is_refused_without_waiting(
+    tmp_path: Path, kind: str
+) -> None:
+    path = tmp_path / "config.toml"
+    if kind == "directory":
+        path.mkdir()
+    else:
+        os.mkfifo(path)  # nobody writes: reading it would wait for ever
+    for env in (env_with_config(path), {"XDG_CONFIG_HOME": str(tmp_path / "xdg")}):
+        if "XDG_CONFIG_HOME" in env:  # the same at the default location
+            (tmp_path / "xdg" / "c2ws").mkdir(parents=True)
+            path = path.rename(tmp_path / "xdg" / "c2ws" / "config.toml")
+        result = c2ws("config", "show", env=env)
+        assert result.returncode == ExitCode.USAGE, result.stderr
+        assert f"config file {path} is a {kind}, not a regular file" in result.stderr
+        assert "Traceback" not in result.stderr
 
 
 # --- private files -----------------------------------------------------------------------
