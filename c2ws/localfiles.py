@@ -76,6 +76,14 @@ def _open(path: Path, flags: int, mode: int = 0o600) -> int:
     except OSError as exc:
         if exc.errno == errno.EISDIR:  # opened for writing
             raise UnusableFile(path, "is a directory, not a regular file") from None
+        if exc.errno in (errno.ENXIO, errno.ENODEV):
+            # A FIFO opened to write without waiting, and no reader; a device not there.
+            try:
+                mode = os.stat(path).st_mode
+            except OSError:
+                mode = stat.S_IFREG
+            if not stat.S_ISREG(mode):
+                raise _not_regular(path, mode) from None
         if flags & _NOFOLLOW and exc.errno in _SYMLINK_ERRNOS:
             try:
                 is_link = stat.S_ISLNK(os.lstat(path).st_mode)

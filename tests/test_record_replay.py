@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import resource
+import stat
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -291,8 +294,104 @@ def test_any_line_is_an_entry_and_any_entry_replays(line: bytes) -> None:
     replayer.finish()
 
 
-def test_a_recording_that_cannot_be_written_is_exit_9_naming_it() -> None:
-    result = c2ws("demo", "-o", "ndjson", "-n", "3", "--rate", "50", "--record", "/dev/full")
-    assert result.returncode == ExitCode.OUTPUT_FAILED
-    assert b"c2ws: cannot write to the --record file: No space left on device" in result.stderr
+def test_a_recording_that_cannot_be_written_is_exit_9_naming_it(tmp_path: Path) -> None:
+    def file_size_limit() -> None:  # writes past 100 bytes fail (Python ignores SIGXFSZ)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100, 100))
+
+    result = subprocess.run(
+        [sys.executable, "-m", "c2ws", "demo", "-o", "ndjson", "-n", "3", "--rate", "50",
+         "--record", str(tmp_path / "run.rec")],
+        cwd=REPO, env=environment(), capture_output=True, timeout=60,
+        preexec_fn=file_size_limit,
+    )
+    assert result.returncode == ExitCode.OUTPUT_FAILED, result.stderr
+    assert b"c2ws: cannot write to the --record file: File too large" in result.stderr
     assert b"Traceback" not in result.stderr and b"internal error" not in result.stderr
+
+
+# --- what is at the path ------------------------------------------------------------------
+
+
+def envelope(seq_id: int) -> bytes:
+    """One line of plain ``-o ndjson`` output."""
+    return orjson.dumps({"msg_type": spec.CHANNEL_SIGNAL, "id": f"msg_{seq_id}",
+                         "seq_id": seq_id, "timestamp": "2026-01-01T00:00:00Z", "v": 4,
+                         "payload": order(A, "1")}) + b"\n"
+
+
+@pytest.mark.parametrize(("kind", "said"), [
+    ("directory", "is a directory, not a regular file"),
+    ("device", "is a character device, not a regular file"),
+    ("missing", "no such file"),
+])
+def test_replay_says_what_is_there_when_it_is_no_recording(
+    tmp_path: Path, kind: str, said: str
+) -> None:
+    path = {"directory": tmp_path, "device": Path("/dev/zero"),
+            "missing": tmp_path / "missing"}[kind]
+    result = c2ws("replay", str(path), "-o", "csv")
+    assert result.returncode == ExitCode.USAGE
+    assert said in result.stderr.decode()
+    assert result.stdout == b""  # refused before any output (not even a CSV header)
+
+
+def test_replay_reads_a_fifo_as_its_writer_writes_it(tmp_path: Path) -> None:
+    fifo = tmp_path / "feed"
+    os.mkfifo(fifo)
+    lines = envelope(1) + envelope(2)
+
+    def write() -> None:
+        fd = os.open(fifo, os.O_WRONLY)  # waits for the replay to open it
+        try:
+            os.write(fd, lines)
+        finally:
+            os.close(fd)
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    result = c2ws("replay", str(fifo), "-o", "ndjson")
+    writer.join(60)
+    assert result.returncode == 0, result.stderr
+    assert [json.loads(x)["seq_id"] for x in result.stdout.splitlines()] == [1, 2]
+
+
+def demo_recording_to(path: Path) -> subprocess.CompletedProcess[bytes]:
+    return c2ws("demo", "-o", "ndjson", "-n", "1", "--rate", "50", "--record", str(path))
+
+
+def test_a_new_recording_is_private_and_an_existing_one_is_appended_to(tmp_path: Path) -> None:
+    path = tmp_path / "run.rec"
+    for _ in range(2):
+        result = demo_recording_to(path)
+        assert result.returncode == 0, result.stderr
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    headers = [line for line in path.read_bytes().splitlines() if b'"c2ws_recording"' in line]
+    assert len(headers) == 2
+
+
+@pytest.mark.parametrize("plant", ["symlink", "hard link", "FIFO", "another user's file"])
+def test_record_refuses_a_planted_path_and_leaves_it_as_it_was(
+    tmp_path: Path, plant: str
+) -> None:
+    target = tmp_path / "precious"
+    target.write_bytes(b"keep me\n")
+    path = tmp_path / "run.rec"
+    if plant == "symlink":
+        path.symlink_to(target)
+        said = "is a symbolic link"
+    elif plant == "hard link":
+        os.link(target, path)
+        said = "has 2 names"
+    elif plant == "FIFO":
+        os.mkfifo(path)  # nobody reads it: opening it to write would wait for ever
+        said = "is a FIFO (named pipe), not a regular file"
+    else:
+        if os.geteuid() != 0:
+            pytest.skip("giving a file away needs root")
+        path.write_bytes(b"")
+        os.chown(path, 54321, -1)
+        said = "belongs to another user (uid 54321)"
+    result = demo_recording_to(path)
+    assert result.returncode == ExitCode.USAGE, result.stderr
+    assert f"--record: {path} {said}" in result.stderr.decode()
+    assert target.read_bytes() == b"keep me\n"

@@ -2,6 +2,7 @@
 the renderers of ``subscribe``, as fast as possible or at the pace it was recorded."""
 
 
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -127,16 +128,39 @@ def replay(
     pace = parse_speed(speed)
     if speed is None and sys.stdout is not None:
         pace = 1.0 if resolve_mode(output, sys.stdout) is OutputMode.table else None
-    if file != "-" and not Path(file).is_file():
-        raise typer.BadParameter(f"no such file: {file}", param_hint="'FILE'")
-    raise typer.Exit(run_replay(file, output_spec, channels=channels, count=count,
-                                pacer=Pacer(pace)))
+    with ExitStack() as stack:
+        source = sys.stdin.buffer if file == "-" else stack.enter_context(open_recording(file))
+        raise typer.Exit(run_replay(file, source, output_spec, channels=channels, count=count,
+                                    pacer=Pacer(pace)))
+
+
+def open_recording(file: str) -> IO[bytes]:
+    """``file`` opened for reading: a regular file, or a pipe (``<(zcat rec.gz)``, a FIFO,
+    whose open waits for its writer); a usage error that says what is there otherwise
+    (before any output is written: a CSV header, say)."""
+    from c2ws.localfiles import UnusableFile, open_for_reading
+    from c2ws.render.safe import terminal_safe
+
+    shown = terminal_safe(file, 200)
+    try:
+        fd = open_for_reading(Path(file), pipes=True)
+    except UnusableFile as exc:
+        message = f"{shown} {exc.problem}; give a recording file, or '-' for stdin"
+    except FileNotFoundError:
+        message = f"no such file: {shown}"
+    except OSError as exc:
+        message = f"cannot read {shown}: {exc.strerror or exc}"
+    else:
+        return os.fdopen(fd, "rb")
+    raise typer.BadParameter(message, param_hint="'FILE'")
 
 
 def run_replay(
-    file: str, output: "OutputSpec", *, channels: Sequence[str], count: int | None, pacer: Pacer,
+    file: str, source: IO[bytes], output: "OutputSpec", *, channels: Sequence[str],
+    count: int | None, pacer: Pacer,
 ) -> int:
-    """Replay ``file`` ('-': stdin); returns the exit code."""
+    """Replay ``source``, the recording named ``file`` ('-': stdin); returns the exit
+    code."""
     from c2ws import events as ev
     from c2ws.cli.output import build_output
     from c2ws.recording import Unusable, read_entries
@@ -176,22 +200,19 @@ def run_replay(
 
     try:
         try:
-            with ExitStack() as stack:
-                stream: IO[bytes] = (sys.stdin.buffer if file == "-"
-                                     else stack.enter_context(Path(file).open("rb")))
-                for entry in read_entries(stream):
-                    at = getattr(entry, "at", None)
-                    events = replayer.feed(entry)
-                    if not isinstance(entry, Unusable):
-                        usable += 1
-                    if at is not None:
-                        pacer.wait_for(at)
-                        now[0] = at
-                    if write(events):
-                        write(replayer.finish(), gaps_only=True)
-                        break
-                else:
-                    write(replayer.finish())
+            for entry in read_entries(source):
+                at = getattr(entry, "at", None)
+                events = replayer.feed(entry)
+                if not isinstance(entry, Unusable):
+                    usable += 1
+                if at is not None:
+                    pacer.wait_for(at)
+                    now[0] = at
+                if write(events):
+                    write(replayer.finish(), gaps_only=True)
+                    break
+            else:
+                write(replayer.finish())
             if replayer.skipped:
                 reasons = "; ".join(replayer.skip_reasons)
                 diagnostics.say(terminal_safe(f"skipped {replayer.skipped} unusable line(s) of "

@@ -3,6 +3,7 @@ the renderer, and run (see :mod:`c2ws.cli.run`).  Nothing here knows the wire pr
 
 
 import dataclasses
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -405,19 +406,24 @@ def _open_recording(
     path: Path, config: "EngineConfig", diagnostics: "Diagnostics"
 ) -> "Renderer | None":
     """The --record sink, appending to ``path``; None (said on stderr) when it cannot be
-    opened."""
+    opened.  A file of this user's with one name, never reached through a symbolic link
+    (see :func:`c2ws.localfiles.open_own_file`), created private: it holds the frames."""
+    from c2ws.localfiles import UnusableFile, open_own_file
     from c2ws.render.recording import RecordingRenderer
     from c2ws.render.safe import terminal_safe
 
     try:
-        out = path.open("ab")
+        fd, _ = open_own_file(path, append=True)
+    except UnusableFile as exc:
+        problem = f"--record: {path} {exc.problem}; pass a file of your own"
     except OSError as exc:
-        diagnostics.say(terminal_safe(f"--record: cannot open {path}: {exc.strerror or exc}",
-                                      400), "red")
-        diagnostics.close()
-        return None
-    return RecordingRenderer(out, keys=config.keys, per_connection=config.per_connection,
-                             url=config.url)
+        problem = f"--record: cannot open {path}: {exc.strerror or exc}"
+    else:
+        return RecordingRenderer(os.fdopen(fd, "ab"), keys=config.keys,
+                                 per_connection=config.per_connection, url=config.url)
+    diagnostics.say(terminal_safe(problem, 400), "red")
+    diagnostics.close()
+    return None
 
 
 def _exactly_once_output(
