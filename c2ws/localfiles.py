@@ -62,7 +62,7 @@ def kind_of(mode: int) -> str:
         return "a socket"
     if stat.S_ISLNK(mode):
         return "a symbolic link"
-    return "not a file c2ws knows"
+    return "an unknown kind of file"
 
 
 def _not_regular(path: Path, mode: int) -> UnusableFile:
@@ -70,20 +70,21 @@ def _not_regular(path: Path, mode: int) -> UnusableFile:
 
 
 def _open(path: Path, flags: int, mode: int = 0o600) -> int:
-    """``os.open``; a symbolic link refused by O_NOFOLLOW is an :class:`UnusableFile`."""
+    """``os.open``; what the open itself refuses for being no regular file (a directory
+    opened to write, a FIFO opened to write with no reader, a symbolic link under
+    O_NOFOLLOW) is an :class:`UnusableFile` saying so."""
     try:
         return os.open(path, flags, mode)
     except OSError as exc:
-        if exc.errno == errno.EISDIR:  # opened for writing
+        if exc.errno == errno.EISDIR:
             raise UnusableFile(path, "is a directory, not a regular file") from None
         if exc.errno in (errno.ENXIO, errno.ENODEV):
-            # A FIFO opened to write without waiting, and no reader; a device not there.
             try:
-                mode = os.stat(path).st_mode
+                found = os.stat(path).st_mode
             except OSError:
-                mode = stat.S_IFREG
-            if not stat.S_ISREG(mode):
-                raise _not_regular(path, mode) from None
+                found = stat.S_IFREG
+            if not stat.S_ISREG(found):
+                raise _not_regular(path, found) from None
         if flags & _NOFOLLOW and exc.errno in _SYMLINK_ERRNOS:
             try:
                 is_link = stat.S_ISLNK(os.lstat(path).st_mode)
@@ -102,6 +103,8 @@ def _is_fifo(path: Path) -> bool:
 
 
 def _check_owner(path: Path, status: os.stat_result) -> None:
+    if not hasattr(os, "geteuid"):  # pragma: no cover - no POSIX owners (Windows)
+        return
     if status.st_uid != os.geteuid():
         raise UnusableFile(path, f"belongs to another user (uid {status.st_uid}), not to you")
 
@@ -177,7 +180,7 @@ def open_own_file(path: Path, *, append: bool = False, mode: int = 0o600) -> tup
         if status.st_nlink != 1:
             raise UnusableFile(path, f"has {status.st_nlink} names (hard links), not one")
         if created:
-            os.fchmod(fd, mode)  # whatever the umask took away or let through
+            os.fchmod(fd, mode)  # whatever the umask took away
         os.set_blocking(fd, True)
     except BaseException:
         os.close(fd)
