@@ -291,6 +291,25 @@ def test_any_line_is_an_entry_and_any_entry_replays(line: bytes) -> None:
     replayer.finish()
 
 
+@pytest.mark.parametrize("unbuffered", [True, False], ids=["PYTHONUNBUFFERED", "buffered"])
+@pytest.mark.parametrize("output", ["ndjson", "csv", "json"])
+def test_a_replay_to_a_full_disk_is_exit_9(tmp_path: Path, output: str,
+                                           unbuffered: bool) -> None:
+    plain = tmp_path / "out.ndjson"
+    plain.write_bytes(orjson.dumps({"msg_type": spec.CHANNEL_SIGNAL, "seq_id": 1,
+                                    "timestamp": "2026-11-25T14:49:15Z",
+                                    "payload": order(A, "1")}) + b"\n")
+    env = {k: v for k, v in environment().items() if k != "PYTHONUNBUFFERED"}
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = "1"
+    with open("/dev/full", "wb") as full:
+        result = subprocess.run([sys.executable, "-m", "c2ws", "replay", str(plain), "-o",
+                                 output], cwd=REPO, env=env, stdout=full,
+                                stderr=subprocess.PIPE, timeout=60)
+    assert result.returncode == ExitCode.OUTPUT_FAILED, result.stderr
+    assert result.stderr == b"c2ws: cannot write to stdout: No space left on device\n"
+
+
 def test_a_recording_that_cannot_be_written_is_exit_9_naming_it() -> None:
     result = c2ws("demo", "-o", "ndjson", "-n", "3", "--rate", "50", "--record", "/dev/full")
     assert result.returncode == ExitCode.OUTPUT_FAILED
