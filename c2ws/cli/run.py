@@ -86,6 +86,34 @@ class SubscribeRun:
         self.stdout_lost = False
 
     def run(self) -> ExitCode:
+        """Stream until the run ends, say how it ended, then close the output (the
+        renderer: JSON's closing bracket, buffered bytes); failing to close it is an
+        output failure like any other (exit 9)."""
+        try:
+            code = self._run()
+        except StdoutClosed:
+            with contextlib.suppress(OSError):
+                self.renderer.close()  # what is not stdout (a recording) is still closed
+            raise
+        if self._failed_target == "stdout":
+            # Nothing more goes where a write failed: a line cut short stays the last one
+            # (the renderers' sink refuses; a recording is still closed).
+            with contextlib.suppress(OSError):
+                self.renderer.close()
+            return code
+        try:
+            self.renderer.close()
+        except BrokenPipeError:
+            self.stdout_lost = True  # the reader left: nothing more to tell it
+        except OSError as exc:
+            failure = self._failed(exc)
+            self.diagnostics.say(
+                f"cannot write to {failure.target}: {failure}; {self._failure_report()}", "red"
+            )
+            return ExitCode.OUTPUT_FAILED
+        return code
+
+    def _run(self) -> ExitCode:
         try:
             try:
                 self._engine = Engine(self.options.engine)
@@ -237,23 +265,18 @@ class SubscribeRun:
         return failure
 
     def _finish(self) -> None:
-        """After the engine stopped: gaps whose far end never came are still reported,
-        and the output is closed (JSON's closing bracket, buffered bytes): failing to close
-        it is an output failure like any other."""
+        """After the engine stopped: gaps whose far end never came are still reported
+        (written unless stdout failed; failing to write them is an output failure)."""
         engine = self._engine
         gaps = engine.unresolved_gaps() if engine is not None else []
         for gap in gaps:
             self.diagnostics.handle(gap)
-        if self._failed_target == "stdout":
-            # Nothing more goes where a write failed: a line cut short stays the last one
-            # (the renderers' sink refuses; the recording, if any, is closed).
-            with contextlib.suppress(OSError):
-                self.renderer.close()
+        if not gaps or self._failed_target == "stdout":
             return
         try:
             for gap in gaps:
                 self.renderer.handle(gap)
-            self.renderer.close()
+            self.renderer.flush()
         except BrokenPipeError:
             self.stdout_lost = True  # the reader left: nothing more to tell it
         except OSError as exc:
