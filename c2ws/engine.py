@@ -21,6 +21,7 @@ import random
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import countOf
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Final
@@ -44,6 +45,11 @@ _STREAM_MESSAGE: Final = ev.StreamMessage
 _ONLY_STREAM_MESSAGES: Final = {ev.StreamMessage}
 # How long stop() waits for each socket thread to unsubscribe and close.
 STOP_JOIN_TIMEOUT: Final = 5.0
+
+
+def count_stream_messages(events: Sequence[ev.Event]) -> int:
+    """How many of ``events`` are stream messages (C speed: it runs per hand-over)."""
+    return countOf(map(type, events), _STREAM_MESSAGE)
 
 
 def check_api_key(api_key: str) -> str:
@@ -156,7 +162,12 @@ class Engine:
         self._plan = validate_config(config)
         self.config = config
         self.keys = frozenset(config.keys)
-        self.handoff: Handoff[ev.Event] = Handoff(config.max_buffer)
+        # The backlog is what stdout is behind by: stream messages, not control events
+        # (which are bounded too, at a multiple of it).
+        self.handoff: Handoff[ev.Event] = Handoff(
+            config.max_buffer, count=count_stream_messages,
+            items_per_counted=spec.BACKLOG_EVENTS_PER_MESSAGE,
+        )
         self.written: dict[SubscriptionKey, int] = {}
         self.rejected: set[SubscriptionKey] = set()
         self.ever_confirmed = False
@@ -245,7 +256,7 @@ class Engine:
                 # What came before the ending is delivered (a rejection is shown too);
                 # the rest of the batch is done with now.
                 delivered = index + 1 if isinstance(failure, NothingToStream) else index
-                self.handoff.done(len(batch) - delivered)
+                self.handoff.done(batch[delivered:])
                 if delivered == 0:
                     raise failure
                 return batch[:delivered]
@@ -262,7 +273,7 @@ class Engine:
         })
         if self._state is not None:
             self._state.commit(self.written)
-        self.handoff.done(len(events))
+        self.handoff.done(events)
 
     def unresolved_gaps(self) -> list[ev.GapReported]:
         """Announced gaps whose far end never arrived (meaningful after :meth:`stop`)."""

@@ -96,6 +96,19 @@ BACKOFF_MAX_SECONDS: Final = 30.0
 # Messages held for a slow stdout reader (--max-buffer) before the connection is closed,
 # to be resumed from the cursor once the reader has caught up.
 DEFAULT_MAX_BUFFER: Final = 10_000
+# Events of any kind (control events, gaps, -v/--record traffic...) held for the output
+# thread, per message of --max-buffer: the backlog counts messages, but memory must stay
+# bounded when a server floods control events while stdout is slow.  --record and -v add
+# one event per frame, so twice the messages is ordinary; four leaves room.
+BACKLOG_EVENTS_PER_MESSAGE: Final = 4
+
+# Warnings a server can trigger at will (c2ws/render/diagnostics.py): each kind prints
+# its first WARNING_BURST lines, then at most one line per WARNING_INTERVAL_SECONDS that
+# says how many were held back.  Gaps get a larger burst: after a long outage every
+# strategy may have one, and each is worth a line of its own.
+WARNING_BURST: Final = 3
+WARNING_INTERVAL_SECONDS: Final = 10.0
+GAP_WARNING_BURST: Final = 10
 
 # Frames larger than this are refused before decoding (hostile-input bound).
 MAX_FRAME_BYTES: Final = 1 << 20

@@ -75,6 +75,57 @@ def test_a_flood_of_one_warning_is_rate_limited_and_says_how_many_were_held_back
     assert f"({1000 - diag.WARNING_BURST} more like it not shown)" in lines[-1]
 
 
+def gap_reported(seq: int) -> ev.GapReported:
+    return ev.GapReported(KEY, seq, None, seq + 2, None, "Replay limit", envelope("gap"))
+
+
+def test_a_flood_of_gaps_is_rate_limited_and_counted_at_the_end() -> None:
+    """10,000 gap messages (and 10,000 reports of their holes) in an instant: the first
+    of each are told in full, then one line says how many more there were."""
+    diagnostics, out = make()
+    for seq in range(10_000):
+        diagnostics.handle(ev.GapAnnounced(KEY, seq, "Replay limit", envelope("gap")))
+        diagnostics.handle(gap_reported(seq))
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2 * spec.GAP_WARNING_BURST
+    diagnostics.close()
+    lines = out.getvalue().splitlines()[2 * spec.GAP_WARNING_BURST:]
+    assert lines == [
+        f"c2ws: {10_000 - spec.GAP_WARNING_BURST:,} more gap announcements not shown",
+        f"c2ws: {10_000 - spec.GAP_WARNING_BURST:,} more gaps not shown",
+    ]
+
+
+def test_a_long_flood_of_gaps_prints_about_one_line_per_interval() -> None:
+    clock = Clock()
+    diagnostics, out = make(clock)
+    for seq in range(10_000):  # 100 s of gaps, one every 10 ms
+        clock.now += 0.01
+        diagnostics.handle(gap_reported(seq))
+    lines = out.getvalue().splitlines()
+    intervals = int(100 / diag.WARNING_INTERVAL_SECONDS)
+    assert spec.GAP_WARNING_BURST < len(lines) <= spec.GAP_WARNING_BURST + intervals
+    assert "more like it not shown)" in lines[-1]
+
+
+def test_what_was_held_back_is_told_an_interval_later_without_another_warning() -> None:
+    """A flood that stops: its count comes at the next event an interval later (a long
+    unattended run does not wait for its end to say it)."""
+    clock = Clock()
+    diagnostics, out = make(clock)
+    for seq in range(100):
+        diagnostics.handle(gap_reported(seq))
+    clock.now += diag.WARNING_INTERVAL_SECONDS / 2
+    diagnostics.count_stream_messages(1)
+    assert len(out.getvalue().splitlines()) == spec.GAP_WARNING_BURST
+    clock.now += diag.WARNING_INTERVAL_SECONDS / 2
+    diagnostics.count_stream_messages(1)
+    assert out.getvalue().splitlines()[-1] == (
+        f"c2ws: {100 - spec.GAP_WARNING_BURST} more gaps not shown")
+    diagnostics.close()  # told once
+    assert len(out.getvalue().splitlines()) == spec.GAP_WARNING_BURST + 1
+
+
 def test_streams_not_subscribed_are_warned_about_at_a_bounded_rate() -> None:
     diagnostics, out = make()
     for strategy in range(10_000):

@@ -44,14 +44,14 @@ def server() -> Iterator[ReferenceServer]:
         yield running
 
 
-def start(server: ReferenceServer, *args: str, **env: str) -> subprocess.Popen[str]:
+def start(server: ReferenceServer, *args: str, stdout: Any = subprocess.PIPE,
+          **env: str) -> subprocess.Popen[str]:
     environment = {k: v for k, v in os.environ.items()
                    if not k.startswith(("C2_", "C2WS_")) and k not in ("NO_COLOR", "FORCE_COLOR")}
     environment.update({"C2_API_KEY": KEY, "C2WS_URL": server.url, "C2WS_CONFIG": os.devnull,
                         **env})
     return subprocess.Popen([sys.executable, "-m", "c2ws", "subscribe", *args], cwd=REPO,
-                            env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            env=environment, stdout=stdout, stderr=subprocess.PIPE, text=True)
 
 
 def subscribed(server: ReferenceServer, count: int) -> ConnectionRecord:
@@ -87,6 +87,21 @@ def test_json_is_one_array_of_the_ndjson_objects(server: ReferenceServer) -> Non
 
 def test_json_with_nothing_to_show_is_an_empty_array(server: ReferenceServer) -> None:
     assert json.loads(run(server, str(A), "-o", "json", "--timeout", "0.5", publish=[])) == []
+
+
+@pytest.mark.parametrize("unbuffered", [True, False], ids=["PYTHONUNBUFFERED", "buffered"])
+def test_a_json_array_that_cannot_be_closed_is_exit_9(
+    server: ReferenceServer, monkeypatch: pytest.MonkeyPatch, unbuffered: bool,
+) -> None:
+    """Nothing to show: the only write is the array at the end of the run, and it fails."""
+    monkeypatch.delenv("PYTHONUNBUFFERED", raising=False)
+    with open("/dev/full", "wb") as full:
+        process = start(server, str(A), "-o", "json", "--timeout", "2", stdout=full,
+                        **({"PYTHONUNBUFFERED": "1"} if unbuffered else {}))
+    subscribed(server, 2)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == ExitCode.OUTPUT_FAILED, err
+    assert err == "c2ws: cannot write to stdout: No space left on device; nothing was written\n"
 
 
 def test_csv_rows_read_back_with_the_csv_module(server: ReferenceServer) -> None:

@@ -12,8 +12,45 @@ def test_put_never_blocks_and_counts_the_backlog_until_done() -> None:
     assert handoff.put([1, 2, 3]) == 3  # past the limit: the producer decides what to do
     assert handoff.take(0) == [1, 2, 3]
     assert handoff.backlog == 3  # taken is not written
-    handoff.done(2)
+    handoff.done([1, 2])
     assert handoff.backlog == 1
+
+
+def test_the_backlog_counts_what_it_is_told_to_and_bounds_the_rest() -> None:
+    """The engine's hand-off counts stream messages (what stdout is behind by); other
+    events do not make it look behind, but are bounded at a multiple of the limit."""
+    handoff: Handoff[str] = Handoff(10, count=lambda items: items.count("message"),
+                                    items_per_counted=4)
+    handoff.put(["control"] * 30 + ["message"] * 3)
+    assert (handoff.backlog, handoff.pending) == (3, 33)
+    assert not handoff.above(10)
+    assert handoff.above(8)  # 33 events: past 4 x 8
+    taken = handoff.take(0)
+    handoff.done(taken[:30])
+    assert (handoff.backlog, handoff.pending) == (3, 3) and not handoff.above(3)
+    handoff.put(["message"] * 10)
+    assert handoff.above(10) and handoff.backlog == 13
+
+
+def test_the_engine_counts_stream_messages_not_control_events() -> None:
+    """A flood of gap messages while stderr is slow is no backlog of stdout."""
+    from c2ws import events as ev
+    from c2ws import spec
+    from c2ws.engine import Engine, EngineConfig
+    from c2ws.events import SubscriptionKey
+    from c2ws.protocol import Envelope
+
+    key = SubscriptionKey(1, spec.CHANNEL_SIGNAL)
+    engine = Engine(EngineConfig(url="ws://127.0.0.1:9/ws", api_key="k", keys=[key],
+                                 max_buffer=100))
+    gap = Envelope(spec.MSG_GAP, {})
+    engine.handoff.put([ev.GapAnnounced(key, n, "lost", gap) for n in range(300)])
+    assert engine.handoff.backlog == 0 and not engine.handoff.above(100)
+    engine.handoff.put([ev.StreamMessage(key, Envelope(spec.CHANNEL_SIGNAL, {}), n)
+                        for n in range(1, 102)])
+    assert engine.handoff.backlog == 101 and engine.handoff.above(100)
+    engine.acknowledge(engine.next_batch(0))
+    assert (engine.handoff.backlog, engine.handoff.pending) == (0, 0)
 
 
 def test_take_respects_a_limit_and_keeps_the_order() -> None:
@@ -34,16 +71,16 @@ def test_take_waits_for_a_producer() -> None:
 def test_a_producer_waits_for_room_made_by_the_consumer() -> None:
     handoff: Handoff[int] = Handoff(4)
     handoff.put(list(range(10)))
-    handoff.take(0)
+    taken = handoff.take(0)
     released: list[bool] = []
     producer = threading.Thread(
         target=lambda: released.append(handoff.wait_for_room(2, lambda: False, 30))
     )
     producer.start()
-    handoff.done(5)
+    handoff.done(taken[:5])
     producer.join(0.05)
     assert producer.is_alive() and released == []  # 5 still outstanding: not yet
-    handoff.done(3)
+    handoff.done(taken[5:8])
     producer.join(30)
     assert released == [True]
 

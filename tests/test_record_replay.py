@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import stat
 import subprocess
 import sys
@@ -294,15 +293,34 @@ def test_any_line_is_an_entry_and_any_entry_replays(line: bytes) -> None:
     replayer.finish()
 
 
-def test_a_recording_that_cannot_be_written_is_exit_9_naming_it(tmp_path: Path) -> None:
-    def file_size_limit() -> None:  # writes past 100 bytes fail (Python ignores SIGXFSZ)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (100, 100))
+@pytest.mark.parametrize("unbuffered", [True, False], ids=["PYTHONUNBUFFERED", "buffered"])
+@pytest.mark.parametrize("output", ["ndjson", "csv", "json"])
+def test_a_replay_to_a_full_disk_is_exit_9(tmp_path: Path, output: str,
+                                           unbuffered: bool) -> None:
+    plain = tmp_path / "out.ndjson"
+    plain.write_bytes(orjson.dumps({"msg_type": spec.CHANNEL_SIGNAL, "seq_id": 1,
+                                    "timestamp": "2026-11-25T14:49:15Z",
+                                    "payload": order(A, "1")}) + b"\n")
+    env = {k: v for k, v in environment().items() if k != "PYTHONUNBUFFERED"}
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = "1"
+    with open("/dev/full", "wb") as full:
+        result = subprocess.run([sys.executable, "-m", "c2ws", "replay", str(plain), "-o",
+                                 output], cwd=REPO, env=env, stdout=full,
+                                stderr=subprocess.PIPE, timeout=60)
+    assert result.returncode == ExitCode.OUTPUT_FAILED, result.stderr
+    assert result.stderr == b"c2ws: cannot write to stdout: No space left on device\n"
 
+
+
+def test_a_recording_that_cannot_be_written_is_exit_9_naming_it(tmp_path: Path) -> None:
+    # A file size limit of 512 bytes (sh's ulimit -f counts 512-byte blocks) set by the
+    # shell, not a preexec_fn, which is unsafe with the threads of this test process.
     result = subprocess.run(
-        [sys.executable, "-m", "c2ws", "demo", "-o", "ndjson", "-n", "3", "--rate", "50",
+        ["sh", "-c", 'ulimit -f 1 && exec "$@"', "sh",
+         sys.executable, "-m", "c2ws", "demo", "-o", "ndjson", "-n", "3", "--rate", "50",
          "--record", str(tmp_path / "run.rec")],
         cwd=REPO, env=environment(), capture_output=True, timeout=60,
-        preexec_fn=file_size_limit,
     )
     assert result.returncode == ExitCode.OUTPUT_FAILED, result.stderr
     assert b"c2ws: cannot write to the --record file: File too large" in result.stderr

@@ -253,6 +253,50 @@ def test_kill_9_three_times_with_state_and_appended_output_is_exactly_once(
     assert output.read_bytes() == data
 
 
+@pytest.mark.parametrize("unbuffered", [True, False], ids=["PYTHONUNBUFFERED", "buffered"])
+def test_a_write_cut_short_by_a_full_disk_is_never_acknowledged(
+    server: ReferenceServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, unbuffered: bool,
+) -> None:
+    """A file size limit (RLIMIT_FSIZE; Python ignores SIGXFSZ, so a write past it is
+    short, then fails with EFBIG) stops stdout in the middle of the third line, as a
+    nearly full disk does: exit 9 naming where the output ends, the cursor not past it,
+    and the next run with the same --state and file delivers every signal exactly once."""
+    import resource
+
+    output, state = tmp_path / "signals.ndjson", tmp_path / "state.json"
+    if unbuffered:
+        monkeypatch.setenv("PYTHONUNBUFFERED", "1")
+    else:
+        monkeypatch.delenv("PYTHONUNBUFFERED", raising=False)
+    # Lines of about 1,100 bytes: a limit of 2,500 falls inside the third.
+    limit, padding = 2500, "x" * 900
+    with output.open("ab") as sink:
+        process = start(server, "1", "-c", "signal", "-o", "ndjson", "-n", "5", "--state",
+                        str(state), *FAST, stdout=sink)
+    # Set before anything is published: nothing reaches the output file before that.
+    resource.prlimit(process.pid, resource.RLIMIT_FSIZE, (limit, limit))
+    wait_subscribed(server, 1, 1)
+    for n in range(5):
+        server.publish_signal(1, {**order(1, n), "Note": padding})
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == ExitCode.OUTPUT_FAILED, err
+    # The third, cut short, and what had arrived after it when the run stopped.
+    assert re.fullmatch(rb"c2ws: cannot write to stdout: File too large; output ends at "
+                        rb"strategy\.signal:1 seq 2; [1-3] more received message\(s\) were not "
+                        rb"written\n", err), err
+    data = output.read_bytes()
+    assert len(data) == limit and data.count(b"\n") == 2  # cut inside the third line
+
+    with output.open("ab") as sink:  # the server replays 3 to 5 from resume_from 2
+        again = start(server, "1", "-c", "signal", "-o", "ndjson", "-n", "3", "--state",
+                      str(state), *FAST, stdout=sink)
+    _, err = again.communicate(timeout=60)
+    assert again.returncode == 0, err
+    assert b"removed a torn last line" in err
+    assert [json.loads(line)["seq_id"] for line in output.read_bytes().splitlines()] == [
+        1, 2, 3, 4, 5]
+
+
 def test_a_stalled_reader_costs_no_heartbeat_and_loses_nothing(server: ReferenceServer) -> None:
     """The reader stops for longer than the heartbeat grace under a fast feed: c2ws keeps
     answering heartbeats, closes cleanly once --max-buffer is passed, and resumes where

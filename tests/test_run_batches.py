@@ -157,7 +157,7 @@ def test_messages_handler_uses_the_renderers_own_batch_method_or_handle(renderer
     handler([stream_message(KEYS[0], 1, lines=False)])
     renderer.flush()
     inner = renderer if isinstance(renderer, NdjsonRenderer) else renderer.renderer
-    out = inner._out
+    out = inner._out.stream
     assert isinstance(out, io.BytesIO) and out.getvalue().count(b"\n") == 1
 
 
@@ -181,3 +181,30 @@ def test_a_message_without_frame_bytes_is_encoded_from_raw() -> None:
     assert line_of(Envelope(spec.CHANNEL_SIGNAL, {}, raw=raw)) == orjson.dumps(raw)
     assert line_of(Envelope(spec.CHANNEL_SIGNAL, {}, raw=raw, data='{"as": "text"}')) == (
         orjson.dumps(raw))
+
+
+@pytest.mark.parametrize("burst", [True, False], ids=["burst", "per-event"])
+def test_a_batch_whose_write_is_cut_short_is_not_acknowledged(burst: bool) -> None:
+    """stdout a raw file on a nearly full disk: the batch's write is short, then fails.
+    Nothing of it is acknowledged (the cursor never passes a byte that is not on disk),
+    and nothing more is written after the line cut short."""
+    from test_sink import ShortWrites
+
+    from c2ws.cli.run import OutputFailed
+
+    raw = ShortWrites(step=50, capacity=120)
+    run = SubscribeRun(SubscribeOptions(engine=EngineConfig(
+        url="ws://127.0.0.1:1", api_key="k", keys=KEYS)), NdjsonRenderer(raw),  # type: ignore[arg-type]
+        Diagnostics(Console(file=io.StringIO())))
+    engine = AcknowledgingEngine()
+    batch: list[ev.Event] = [stream_message(KEYS[0], seq, lines=False) for seq in (1, 2, 3)]
+    if not burst:
+        batch.append(gap(KEYS[0], 3))
+    with pytest.raises(OutputFailed, match="No space left on device"):
+        run._write_batch(engine, batch)  # type: ignore[arg-type]
+    assert engine.acknowledged == []
+    assert len(raw.data) == 120
+    raw.capacity = None  # space freed: still, closing writes nothing more
+    with pytest.raises(OSError, match="No space left on device"):
+        run.renderer.close()
+    assert len(raw.data) == 120 and run.stdout_lost

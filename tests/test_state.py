@@ -39,6 +39,7 @@ from c2ws.delivery.state import (
     key_fingerprint,
     normalize_endpoint,
     reconcile_output_tail,
+    whole_lines_written,
 )
 from c2ws.events import SubscriptionKey
 
@@ -759,6 +760,21 @@ def test_torn_last_line_is_cut(tmp_path: Path) -> None:
         reconciled=True,
     )
     assert out.read_bytes() == whole + line(signal(1), 3)
+
+
+def test_the_whole_lines_written_are_read_back_without_a_cut(tmp_path: Path) -> None:
+    """After a write failed part way: where each stream's output really ends."""
+    out = tmp_path / "out.ndjson"
+    content = line(signal(1), 1) + line(signal(2), 7) + line(signal(1), 2) + line(
+        signal(1), 3)[:-9]
+    with appended(out, content) as fd:
+        assert whole_lines_written(fd, keys=[signal(1), signal(2), signal(3)]) == {
+            signal(1): 2, signal(2): 7}
+    assert out.read_bytes() == content  # nothing cut: that is the next --state run's job
+    with appended(out, b"") as fd:
+        assert whole_lines_written(fd, keys=[signal(1)]) == {}
+    with open(os.devnull, "wb") as devnull:
+        assert whole_lines_written(devnull.fileno(), keys=[signal(1)]) is None
 
 
 def test_complete_json_without_its_newline_is_cut_too(tmp_path: Path) -> None:

@@ -210,6 +210,38 @@ def test_broken_pipe_exits_quietly_with_a_clean_close(server: ReferenceServer) -
     assert wait_closed(server).client_close_code == 1000
 
 
+def test_a_flood_of_gaps_is_rate_limited_on_stderr_and_the_gap_stays_on_stdout(
+    server: ReferenceServer,
+) -> None:
+    """2,000 gap messages: stderr tells the first ones and counts the rest; the run is
+    not held up by stderr (no false "messages behind"); stdout keeps the hole."""
+    from c2ws import protocol
+
+    process = c2ws(server, "subscribe", str(VISIBLE[0]), "-c", "signal", "-o", "ndjson",
+                   "-n", "1")
+    only_connection(server, 1)
+    gap = protocol.encode(protocol.server_message(
+        spec.MSG_GAP, message_id="gap", timestamp=protocol.format_timestamp(time.time()),
+        payload=protocol.gap_payload(strategy_id=VISIBLE[0], from_seq=0,
+                                     message="Replay limit of 1000 messages exceeded")))
+    floods = 2000
+    for _ in range(floods):
+        server.send_raw(gap, text=True)
+    server.publish_signal(VISIBLE[0], order(VISIBLE[0], "1"))
+    code, out, err = finish(process, timeout=60)
+    assert code == 0, err
+    # The run ends before a signal shows the hole's far end: it is written at the end.
+    assert [json.loads(line)["msg_type"] for line in out.splitlines()] == [
+        spec.CHANNEL_SIGNAL, spec.MSG_GAP]
+    lines = err.splitlines()
+    announced = [line for line in lines if "the hole is reported when" in line]
+    assert len(announced) == spec.GAP_WARNING_BURST, err
+    assert lines[-1] == (f"c2ws: {floods - spec.GAP_WARNING_BURST:,} more gap announcements "
+                         "not shown")
+    assert len(lines) == spec.GAP_WARNING_BURST + 2, err  # and the hole, reported at the end
+    assert "behind" not in err
+
+
 def test_wrong_key_is_an_authentication_failure_without_the_key(server: ReferenceServer) -> None:
     code, out, err = finish(c2ws(server, "subscribe", "1", key="wrong-key-5678"))
     assert code == ExitCode.AUTH_FAILED

@@ -20,6 +20,7 @@ from c2ws.render.clock import DisplayZone
 from c2ws.render.color import ColorChoice, console_options
 from c2ws.render.diagnostics import Diagnostics
 from c2ws.render.filters import FilteredRenderer, MessageFilter
+from c2ws.render.sink import ByteSink
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,9 @@ class Output:
     # The renderer reads decoded payloads (tables, fields, filters, alerts); plain
     # NDJSON writes the frames as received and needs none.
     needs_payloads: bool = True
+    # Each stream message is one line holding its envelope (NDJSON without --fields):
+    # the output can be read back to find what was written.
+    envelope_lines: bool = False
 
 
 def resolve_mode(mode: OutputMode, stdout: TextIO) -> OutputMode:
@@ -91,7 +95,9 @@ def build_output(
                      and not output.verbose),
     )
     renderer: Renderer
-    binary = out.buffer
+    # Every byte renderer writes through one sink: whole writes only, and nothing more
+    # once a write has failed.
+    binary = ByteSink(out.buffer)
     table_console: Console | None = None
     if table:
         renderer, table_console = _table_renderer(output, out, keys, diagnostics, clock)
@@ -130,7 +136,8 @@ def build_output(
         mode is not OutputMode.ndjson or bool(output.fields)
         or output.message_filter.active or output.terminal.bell
     )
-    return Output(renderer, diagnostics, table, needs_payloads)
+    envelope_lines = mode is OutputMode.ndjson and not output.fields
+    return Output(renderer, diagnostics, table, needs_payloads, envelope_lines)
 
 
 def stderr_diagnostics(output: OutputSpec) -> Diagnostics:

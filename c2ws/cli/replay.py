@@ -28,6 +28,7 @@ from c2ws.cli.options import (
     parse_strategy_ids,
     parse_symbols,
 )
+from c2ws.cli.shared import silence_stdout
 from c2ws.exitcodes import ExitCode
 from c2ws.render.color import ColorChoice
 
@@ -198,6 +199,8 @@ def run_replay(
             raise _OutputFailed(exc.strerror or str(exc)) from None
         return False
 
+    code = ExitCode.OK
+    stdout_failed = False
     try:
         try:
             for entry in read_entries(source):
@@ -220,21 +223,32 @@ def run_replay(
             if not usable:
                 diagnostics.say(terminal_safe(f"{file} holds no recording and no c2ws output "
                                               "(one JSON object per line expected)", 400), "red")
-                return int(ExitCode.USAGE)
-            return int(ExitCode.OK)
+                code = ExitCode.USAGE
         except KeyboardInterrupt:
-            return int(ExitCode.INTERRUPTED)
+            code = ExitCode.INTERRUPTED
         except _OutputFailed as failure:
             diagnostics.say(f"cannot write to stdout: {failure}", "red")
-            return int(ExitCode.OUTPUT_FAILED)
+            code, stdout_failed = ExitCode.OUTPUT_FAILED, True
         except BrokenPipeError:
             raise
         except OSError as exc:  # reading the recording
             diagnostics.say(terminal_safe(f"cannot read {file}: {exc.strerror or exc}", 400),
                             "red")
-            return int(ExitCode.USAGE)
-        finally:
-            diagnostics.close()
+            code = ExitCode.USAGE
+        try:
+            # Closing writes too (JSON's closing bracket, what is buffered), except where a
+            # write has failed: there the renderers' sink refuses, and nothing more is said.
             renderer.close()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            if not stdout_failed:
+                diagnostics.say(f"cannot write to stdout: {exc.strerror or exc}", "red")
+                code, stdout_failed = ExitCode.OUTPUT_FAILED, True
     except BrokenPipeError:
         raise StdoutClosed from None
+    finally:
+        diagnostics.close()
+    if stdout_failed:
+        silence_stdout()  # the interpreter's last flush must not try again (exit 120)
+    return int(code)

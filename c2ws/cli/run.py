@@ -9,9 +9,10 @@ terminals.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
@@ -19,6 +20,7 @@ from c2ws import events as ev
 from c2ws.cli.app import StdoutClosed, Terminated
 from c2ws.engine import Engine, EngineConfig
 from c2ws.errors import EngineError, InternalError
+from c2ws.events import SubscriptionKey
 from c2ws.exitcodes import ExitCode, exit_code_for, exit_code_for_end
 from c2ws.render import Renderer, messages_handler
 from c2ws.render.diagnostics import Diagnostics
@@ -43,6 +45,9 @@ class SubscribeOptions:
     # --state, locked and read by the caller before it read stdout back (engine.state_path
     # is then None); the engine commits to it and closes it.
     state: StateFile | None = None
+    # stdout, when its lines are the stream envelopes (plain NDJSON): read back after a
+    # failed write to say exactly where each stream's output ends.
+    readback_fd: int | None = None
 
 
 class OutputFailed(Exception):
@@ -81,8 +86,40 @@ class SubscribeRun:
         self._batch: Sequence[ev.Event] = ()
         self._written_of_batch = 0
         self._gap: ev.GapReported | None = None  # --fail-on-gap: the hole to stop after
+        self._failed_target: str | None = None  # what a write failed on, if one did
+        # stdout takes nothing more (a write failed, or its reader left): the caller points
+        # it at /dev/null, so the interpreter's last flush cannot fail (exit 120).
+        self.stdout_lost = False
 
     def run(self) -> ExitCode:
+        """Stream until the run ends, say how it ended, then close the output (the
+        renderer: JSON's closing bracket, buffered bytes); failing to close it is an
+        output failure like any other (exit 9)."""
+        try:
+            code = self._run()
+        except StdoutClosed:
+            with contextlib.suppress(OSError):
+                self.renderer.close()  # what is not stdout (a recording) is still closed
+            raise
+        if self._failed_target == "stdout":
+            # Nothing more goes where a write failed: a line cut short stays the last one
+            # (the renderers' sink refuses; a recording is still closed).
+            with contextlib.suppress(OSError):
+                self.renderer.close()
+            return code
+        try:
+            self.renderer.close()
+        except BrokenPipeError:
+            self.stdout_lost = True  # the reader left: nothing more to tell it
+        except OSError as exc:
+            failure = self._failed(exc)
+            self.diagnostics.say(
+                f"cannot write to {failure.target}: {failure}; {self._failure_report()}", "red"
+            )
+            return ExitCode.OUTPUT_FAILED
+        return code
+
+    def _run(self) -> ExitCode:
         try:
             try:
                 self._engine = Engine(self.options.engine, state=self.options.state)
@@ -113,10 +150,12 @@ class SubscribeRun:
             return ExitCode.TERMINATED
         except BrokenPipeError:
             # The reader (e.g. ``head -1``) has all it wanted: a normal end, not an error.
+            self.stdout_lost = True
             raise StdoutClosed from None
         except OutputFailed as failure:
-            self._report_unwritten(f"{failure.target} failed")
-            self.diagnostics.say(f"cannot write to {failure.target}: {failure}", "red")
+            self.diagnostics.say(
+                f"cannot write to {failure.target}: {failure}; {self._failure_report()}", "red"
+            )
             return ExitCode.OUTPUT_FAILED
         return ExitCode.OK  # pragma: no cover - _stream always raises
 
@@ -146,8 +185,11 @@ class SubscribeRun:
         except BrokenPipeError:
             raise
         except OSError as exc:
-            target = exc.filename if isinstance(exc.filename, str) else None
-            raise OutputFailed(exc.strerror or str(exc), target) from None
+            # Nothing of this batch is acknowledged: the part written before the failure
+            # cannot be told from the line cut short (a buffered stream does not say), and
+            # the cursor must never pass a byte that is not on disk.  A regular file's
+            # whole lines are found again by the next --state run.
+            raise self._failed(exc) from None
         engine.acknowledge(batch[: self._written_of_batch])
         self._batch, self._written_of_batch = (), 0
         if ending is not None:
@@ -219,41 +261,98 @@ class SubscribeRun:
 
     # --- the end -----------------------------------------------------------------------------
 
+    def _failed(self, exc: OSError) -> OutputFailed:
+        """A write or flush failed: the ending to raise."""
+        target = exc.filename if isinstance(exc.filename, str) else None
+        failure = OutputFailed(exc.strerror or str(exc), target)
+        self._failed_target = failure.target
+        if target is None:
+            self.stdout_lost = True
+        return failure
+
     def _finish(self) -> None:
-        """After the engine stopped: gaps whose far end never came are still reported."""
+        """After the engine stopped: gaps whose far end never came are still reported
+        (written unless stdout failed; failing to write them is an output failure)."""
+        engine = self._engine
+        gaps = engine.unresolved_gaps() if engine is not None else []
+        for gap in gaps:
+            self.diagnostics.handle(gap)
+        if not gaps or self._failed_target == "stdout":
+            return
+        try:
+            for gap in gaps:
+                self.renderer.handle(gap)
+            self.renderer.flush()
+        except BrokenPipeError:
+            self.stdout_lost = True  # the reader left: nothing more to tell it
+        except OSError as exc:
+            raise self._failed(exc) from None
+
+    def _unwritten(self) -> tuple[int, list[ev.StreamMessage]]:
+        """How many received messages were never handed to the renderer, and the
+        messages of the batch being written when the run stopped."""
         engine = self._engine
         if engine is None:
-            return
-        for gap in engine.unresolved_gaps():
-            self.diagnostics.handle(gap)
-            try:
-                self.renderer.handle(gap)
-                self.renderer.flush()
-            except OSError:
-                pass  # stdout is gone; stderr has said it
+            return 0, []
+        handed = [e for e in self._batch[: self._written_of_batch]
+                  if isinstance(e, ev.StreamMessage)]
+        left = list(self._batch[self._written_of_batch:]) + engine.handoff.discard()
+        return sum(isinstance(event, ev.StreamMessage) for event in left), handed
+
+    def _output_ends(
+        self, handed: Sequence[ev.StreamMessage], *, failed: bool = False,
+        on_disk: Mapping[SubscriptionKey, int] | None = None,
+    ) -> str:
+        """Where each stream's output ends: the last seq_id known written per stream
+        (acknowledged, or ``on_disk`` when the output file was read back), then the batch
+        that was being written (or whose write ``failed``), unless ``on_disk`` says."""
+        written = dict(self._engine.written) if self._engine is not None else {}
+        for key, seq in (on_disk or {}).items():
+            written[key] = max(seq, written.get(key, seq))
+        ends = (
+            "output ends at " + ", ".join(
+                f"{key} seq {seq}" for key, seq in sorted(written.items(), key=_by_stream)
+            ) if written else "nothing was written"
+        )
+        if handed and on_disk is None:
+            last = handed[-1]
+            batch = f"{len(handed)} message(s) up to {last.key} seq {last.message.seq_id}"
+            ends += (f" (the write of {batch} failed)" if failed
+                     else f" (then {batch} were being written)")
+        return ends
+
+    def _failure_report(self) -> str:
+        """After a failed write: where each stream's output ends, and how many received
+        messages are not in it.  A plain NDJSON file is read back for the exact answer
+        (its whole lines are what the next --state run resumes after)."""
+        unwritten, handed = self._unwritten()
+        fd, on_disk = self.options.readback_fd, None
+        if fd is not None and self._failed_target == "stdout" and self._engine is not None:
+            from c2ws.delivery.state import whole_lines_written
+
+            on_disk = whole_lines_written(fd, keys=self._engine.keys)
+        if on_disk is not None:
+            for message in handed:  # of the failed write: those not whole lines of the file
+                key, cursor = message.key, message.cursor
+                if key is None or cursor is None or cursor > on_disk.get(key, -1):
+                    unwritten += 1
+        ends = self._output_ends(handed, failed=True, on_disk=on_disk)
+        return ends + (f"; {unwritten} more received message(s) were not written"
+                       if unwritten else "")
 
     def _report_unwritten(self, why: str) -> None:
         """Stopping by signal discards what stdout had not taken yet: say how much, and
         where each stream's output ends, so nothing is lost silently."""
-        engine = self._engine
-        if engine is None:
-            return
-        handed = [e for e in self._batch[: self._written_of_batch]
-                  if isinstance(e, ev.StreamMessage)]
-        left = list(self._batch[self._written_of_batch:]) + engine.handoff.discard()
-        unwritten = sum(isinstance(event, ev.StreamMessage) for event in left)
+        unwritten, handed = self._unwritten()
         if not unwritten and not handed:
             return
-        written = sorted(engine.written.items(), key=lambda item: str(item[0]))
-        ends = (
-            "output ends at " + ", ".join(f"{key} seq {seq}" for key, seq in written)
-            if written else "nothing was written"
-        )
-        if handed:
-            # Handed to stdout but not known to have got through (stdout was blocked).
-            last = handed[-1]
-            ends += (f" (then {len(handed)} message(s) up to {last.key} seq "
-                     f"{last.message.seq_id} were being written)")
+        # Handed to stdout but not known to have got through (stdout was blocked).
+        ends = self._output_ends(handed)
         self.diagnostics.say(
             f"{why}: {unwritten} more received message(s) were not written; {ends}", "yellow"
         )
+
+
+def _by_stream(item: tuple[SubscriptionKey, int]) -> str:
+    """Sort key: streams in the order of their names."""
+    return str(item[0])

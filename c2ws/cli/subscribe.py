@@ -6,7 +6,7 @@ import dataclasses
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, TextIO
 
 import typer
 
@@ -372,34 +372,54 @@ def _stream(
     message_filter = output.message_filter
     options = SubscribeOptions(engine=config, count=count, timeout=timeout,
                                fail_on_gap=fail_on_gap, state=state,
-                               selects=message_filter.selects if message_filter.active else None)
+                               selects=message_filter.selects if message_filter.active else None,
+                               readback_fd=_fileno(sys.stdout) if built.envelope_lines else None)
     if state is not None:
         try:
             options = _exactly_once_output(options, diagnostics)
         except StateError as exc:
             diagnostics.say(terminal_safe(str(exc), 400), "red")
             diagnostics.close()
-            built.renderer.close()
+            _close_unstarted(built.renderer)
             return int(ExitCode.STATE_FAILED)
     renderer: Renderer = built.renderer
     if record is not None:
         recorder = _open_recording(record, config, diagnostics)
         if recorder is None:
-            built.renderer.close()
+            _close_unstarted(built.renderer)
             return int(ExitCode.USAGE)
         from c2ws.render.recording import TeeRenderer
 
         renderer = TeeRenderer([recorder, renderer])
     tune_for_streaming()
+    run = SubscribeRun(options, renderer, diagnostics)  # it closes the renderer
     try:
         try:
-            return int(SubscribeRun(options, renderer, diagnostics).run())
+            code = int(run.run())
         finally:
             diagnostics.close()
-            renderer.close()
     except (StdoutClosed, BrokenPipeError):
         silence_stdout()
         return int(ExitCode.OK)
+    if run.stdout_lost:
+        silence_stdout()
+    return code
+
+
+def _fileno(stream: "TextIO") -> int | None:
+    try:
+        return stream.fileno()
+    except (OSError, ValueError):  # not a file (a test's StringIO), or closed
+        return None
+
+
+def _close_unstarted(renderer: "Renderer") -> None:
+    """Close the output of a run refused before it started (a JSON array is still
+    closed); failing to write it is not the error to report."""
+    try:
+        renderer.close()
+    except OSError:
+        silence_stdout()
 
 
 def _open_recording(

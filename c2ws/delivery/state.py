@@ -763,3 +763,28 @@ def _last_seq_ids(
     if position == 0:
         consider(b"".join(reversed(pending)))  # the file's first line is whole
     return found, end - position
+
+
+def whole_lines_written(
+    fd: int, *, keys: Collection[SubscriptionKey], max_bytes: int = spec.OUTPUT_TAIL_SCAN_BYTES,
+) -> dict[SubscriptionKey, int] | None:
+    """Per key, the seq_id of the last whole NDJSON stream envelope the file on ``fd``
+    holds, read back without changing anything (an unterminated last line does not
+    count): where the output really ends after a write failed part way.  None when ``fd``
+    is not a regular file or cannot be read back."""
+    try:
+        status = os.fstat(fd)
+    except OSError:
+        return None
+    if not stat.S_ISREG(status.st_mode):
+        return None
+    if status.st_size == 0:
+        return {}
+    path = _output_path(fd)
+    try:
+        with _reader_for(fd, status, path) as reader:
+            end = _end_of_last_line(reader, status.st_size, spec.OUTPUT_MAX_TORN_BYTES, path)
+            cursors, _ = _last_seq_ids(reader, end, frozenset(keys), max_bytes, path)
+    except StateError:
+        return None
+    return cursors

@@ -1,11 +1,13 @@
 """The hand-off from the socket threads to the output thread.
 
 Producers never wait: a socket thread must keep reading and answering heartbeats
-whatever stdout does.  Memory is bounded by the *backlog* instead (events handed over
-and not yet marked done by the consumer): a producer that finds it past the limit
-closes its connection and waits for :meth:`Handoff.wait_for_room` before it
-reconnects.  One lock and one condition; a batch (everything one socket read produced)
-is one hand-over.
+whatever stdout does.  Memory is bounded by the *backlog* instead: the items handed
+over and not yet marked done by the consumer that ``count`` counts (the engine counts
+stream messages, what stdout is behind by), and all items, of which at most
+``items_per_counted`` times the limit are held (control events cost memory too).  A
+producer that finds either past its limit closes its connection and waits for
+:meth:`Handoff.wait_for_room` before it reconnects.  One lock and one condition; a batch
+(everything one socket read produced) is one hand-over.
 """
 
 from __future__ import annotations
@@ -13,19 +15,26 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
 Item = TypeVar("Item")
 
 
 class Handoff(Generic[Item]):
-    def __init__(self, limit: int) -> None:
-        if limit < 1:
-            raise ValueError("limit must be at least 1")
+    def __init__(
+        self, limit: int, *, count: Callable[[Sequence[Item]], int] = len,
+        items_per_counted: int = 1,
+    ) -> None:
+        if limit < 1 or items_per_counted < 1:
+            raise ValueError("limit and items_per_counted must be at least 1")
         self.limit = limit
+        self._count = count
+        self._items_per_counted = items_per_counted
         self._items: deque[Item] = deque()
-        self._backlog = 0  # handed over and not yet done: queued + being written
+        # Handed over and not yet done (queued + being written): counted ones, and all.
+        self._backlog = 0
+        self._pending = 0
         self._closed = False
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -35,7 +44,18 @@ class Handoff(Generic[Item]):
 
     @property
     def backlog(self) -> int:
+        """Counted items handed over and not yet done."""
         return self._backlog
+
+    @property
+    def pending(self) -> int:
+        """Items of any kind handed over and not yet done."""
+        return self._pending
+
+    def above(self, level: int) -> bool:
+        """The backlog is past ``level`` counted items, or all items past their share of
+        it (``items_per_counted`` times as many)."""
+        return self._backlog > level or self._pending > level * self._items_per_counted
 
     def put(self, items: list[Item], *, wake: bool = True) -> int:
         """Hand ``items`` over (in order, never blocking); returns the backlog after.
@@ -46,7 +66,8 @@ class Handoff(Generic[Item]):
             if self._closed:
                 return self._backlog
             self._items.extend(items)
-            self._backlog += len(items)
+            self._backlog += self._count(items)
+            self._pending += len(items)
             if wake and self._consumer_waiting:
                 self._changed.notify_all()
             return self._backlog
@@ -74,10 +95,12 @@ class Handoff(Generic[Item]):
                 taken = [self._items.popleft() for _ in range(limit)]
             return taken
 
-    def done(self, count: int) -> None:
-        """The consumer has finished with ``count`` taken items: room for producers."""
+    def done(self, items: Sequence[Item]) -> None:
+        """The consumer has finished with these taken items: room for producers."""
+        counted = self._count(items)
         with self._lock:
-            self._backlog = max(0, self._backlog - count)
+            self._backlog = max(0, self._backlog - counted)
+            self._pending = max(0, self._pending - len(items))
             self._progress_at = time.monotonic()
             if self._producers_waiting:
                 self._changed.notify_all()
@@ -85,16 +108,17 @@ class Handoff(Generic[Item]):
     def wait_for_room(
         self, below: int, stop: Callable[[], bool], timeout: float | None = None
     ) -> bool:
-        """Wait until the backlog is at most ``below`` (True), or ``stop()`` / close /
-        ``timeout`` (False).  Whoever sets ``stop`` must call :meth:`wake`."""
+        """Wait until the backlog is at most ``below`` (see :meth:`above`) (True), or
+        ``stop()`` / close / ``timeout`` (False).  Whoever sets ``stop`` must call
+        :meth:`wake`."""
         def ready() -> bool:
-            return self._closed or stop() or self._backlog <= below
+            return self._closed or stop() or not self.above(below)
 
         with self._lock:
             self._producers_waiting += 1
             try:
                 self._changed.wait_for(ready, timeout)
-                return self._backlog <= below and not self._closed and not stop()
+                return not self.above(below) and not self._closed and not stop()
             finally:
                 self._producers_waiting -= 1
 
@@ -103,12 +127,13 @@ class Handoff(Generic[Item]):
         return time.monotonic() - self._progress_at < within
 
     def wait_below(self, level: int, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds for the backlog to fall to ``level``."""
+        """Wait up to ``timeout`` seconds for the backlog to fall to ``level`` (see
+        :meth:`above`)."""
         with self._lock:
             self._producers_waiting += 1
             try:
                 return self._changed.wait_for(
-                    lambda: self._backlog <= level or self._closed, timeout
+                    lambda: not self.above(level) or self._closed, timeout
                 )
             finally:
                 self._producers_waiting -= 1

@@ -420,12 +420,9 @@ class _Pump:
         if wake:
             self.unannounced = 0
         backlog = handoff.put(batch, wake=wake)
-        if backlog > handoff.limit and self.leave_by is None:
-            session.fail(
-                EndReason.OVERFLOW,
-                f"stdout is {backlog} messages behind (over --max-buffer {handoff.limit})",
-            )
-        elif backlog > handoff.limit // 2 and handoff.progressing(PROGRESS_WINDOW):
+        if handoff.above(handoff.limit) and self.leave_by is None:
+            session.fail(EndReason.OVERFLOW, _behind(handoff, backlog))
+        elif handoff.above(handoff.limit // 2) and handoff.progressing(PROGRESS_WINDOW):
             # The output thread is writing, only slower than we read: let it catch up a
             # little before reading on, instead of running into the limit (and a close
             # and resume) during a burst.  Bounded, so heartbeats are still answered in
@@ -448,6 +445,15 @@ class _Pump:
         with contextlib.suppress(Exception):
             self.ws.close(status=code, timeout=CLOSE_HANDSHAKE_TIMEOUT)
         self.session.fail(EndReason.PROTOCOL_ERROR, detail[:300], code)
+
+
+def _behind(handoff: Handoff[ev.Event], backlog: int) -> str:
+    """Why the output is too far behind: stream messages past --max-buffer, or (a flood
+    of control events while stdout is slow) events past their bound."""
+    if backlog > handoff.limit:
+        return f"stdout is {backlog} messages behind (over --max-buffer {handoff.limit})"
+    return (f"the output is {handoff.pending} events behind, {backlog} of them messages "
+            f"(over {spec.BACKLOG_EVENTS_PER_MESSAGE} x --max-buffer {handoff.limit})")
 
 
 def _reason(exc: BaseException) -> str:

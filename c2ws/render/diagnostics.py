@@ -4,8 +4,9 @@ traffic and a status line.
 stdout carries data only; everything here goes to stderr.  Every line passes through
 :meth:`Diagnostics.say`, which removes the API key wherever a server echoed it and
 prints without markup interpretation; server-supplied text is made terminal-safe first.
-Warnings a hostile or broken server can repeat at will are rate-limited, and what is
-remembered about them is bounded.
+Every warning a hostile or broken server can repeat at will goes through
+:meth:`Diagnostics.warn`, which rate-limits it per kind and later says how many were held
+back; what is remembered about them is bounded.
 """
 
 from __future__ import annotations
@@ -19,14 +20,15 @@ from rich.live import Live
 from rich.text import Text
 
 from c2ws import events as ev
+from c2ws import spec
 from c2ws.protocol import ErrorDetail
 from c2ws.render.safe import redacted, terminal_safe
 
 STATUS_REFRESH_INTERVAL: Final = 0.25
 # A warning kind prints its first few lines, then at most one line per interval that
-# also says how many were held back.
-WARNING_BURST: Final = 3
-WARNING_INTERVAL_SECONDS: Final = 10.0
+# also says how many were held back (see c2ws/spec.py).
+WARNING_BURST: Final = spec.WARNING_BURST
+WARNING_INTERVAL_SECONDS: Final = spec.WARNING_INTERVAL_SECONDS
 # Distinct unknown msg_types remembered (for "first of its kind" warnings).
 MAX_REMEMBERED_TYPES: Final = 32
 
@@ -40,10 +42,13 @@ def describe_errors(errors: tuple[ErrorDetail, ...]) -> str:
 
 
 class _Throttle:
-    """Rate limit for one kind of warning."""
+    """Rate limit for one kind of warning: its first ``burst`` lines, then at most one
+    line per interval."""
 
-    def __init__(self, clock: Callable[[], float]) -> None:
+    def __init__(self, clock: Callable[[], float], burst: int, style: str) -> None:
         self._clock = clock
+        self._burst = burst
+        self.style = style  # of the summary of those held back
         self._shown = 0
         self._held_back = 0
         self._last = float("-inf")
@@ -51,13 +56,23 @@ class _Throttle:
     def allow(self) -> int | None:
         """None: hold this one back; else how many were held back before it."""
         now = self._clock()
-        if self._shown < WARNING_BURST or now - self._last >= WARNING_INTERVAL_SECONDS:
+        if self._shown < self._burst or now - self._last >= WARNING_INTERVAL_SECONDS:
             held_back, self._held_back = self._held_back, 0
             self._shown += 1
             self._last = now
             return held_back
         self._held_back += 1
         return None
+
+    def release(self, *, final: bool) -> int:
+        """How many were held back, once it is time to say so in a line of its own (an
+        interval since the last line, or ``final``: the run ends); else 0."""
+        now = self._clock()
+        if not self._held_back or (not final and now - self._last < WARNING_INTERVAL_SECONDS):
+            return 0
+        held_back, self._held_back = self._held_back, 0
+        self._last = now
+        return held_back
 
 
 class Diagnostics:
@@ -91,6 +106,7 @@ class Diagnostics:
         self.last_heartbeat: str | None = None
         self._unknown_types: set[str] = set()
         self._throttles: dict[str, _Throttle] = {}
+        self._holding_back: set[str] = set()  # kinds with warnings held back, not yet told
         self._live: Live | None = None
         self._last_refresh = 0.0
         if status_line:
@@ -113,18 +129,39 @@ class Diagnostics:
             return
         self.console.print(line, soft_wrap=True, highlight=False)
 
-    def warn(self, kind: str, text: str, style: str = "yellow") -> None:
-        """A warning a server can repeat at will: rate-limited per ``kind``."""
-        throttle = self._throttles.setdefault(kind, _Throttle(self._clock))
+    def warn(
+        self, kind: str, text: str, style: str = "yellow", *, burst: int = WARNING_BURST
+    ) -> None:
+        """A line a server can make c2ws print at will (``text`` terminal-safe): every
+        such line comes here.  Rate-limited per ``kind``, a plural noun for what is warned
+        about ("gaps"): its first ``burst`` lines, then one per interval saying how many
+        were held back; those held back when no line follows are counted in a summary
+        line ("12,345 more gaps not shown") an interval later, or when the run ends."""
+        throttle = self._throttles.get(kind)
+        if throttle is None:
+            throttle = self._throttles[kind] = _Throttle(self._clock, burst, style)
         held_back = throttle.allow()
         if held_back is None:
+            self._holding_back.add(kind)
             return
-        more = f" ({held_back} more like it not shown)" if held_back else ""
+        self._holding_back.discard(kind)
+        more = f" ({held_back:,} more like it not shown)" if held_back else ""
         self.say(text + more, style)
+
+    def _tell_held_back(self, *, final: bool = False) -> None:
+        """A summary line per kind whose held-back warnings are due (see :meth:`warn`)."""
+        for kind in sorted(self._holding_back):
+            throttle = self._throttles[kind]
+            held_back = throttle.release(final=final)
+            if held_back:
+                self._holding_back.discard(kind)
+                self.say(f"{held_back:,} more {kind} not shown", throttle.style)
 
     def count_stream_messages(self, count: int) -> None:
         """``count`` stream messages went out (counted per batch, not per event)."""
         self.stream_messages += count
+        if self._holding_back:
+            self._tell_held_back()
         self._refresh_status()
 
     def handle(self, event: ev.Event) -> None:
@@ -159,19 +196,23 @@ class Diagnostics:
                 self.rejected += 1
                 self.say(f"subscription {key} rejected: {describe_errors(errors)}", "red")
             case ev.ServerError(errors=errors):
-                self.warn("server-error", f"server error: {describe_errors(errors)}", "red")
+                self.warn("server errors", f"server error: {describe_errors(errors)}", "red")
             case ev.GapAnnounced(key=key, last_seq=last_seq, text=text):
+                # A gap is data: stdout shows every one; stderr tells the first ones.
                 after = f" after seq {last_seq}" if last_seq is not None else ""
-                self.say(
+                self.warn(
+                    "gap announcements",
                     f"GAP on {key}: the server could not replay the signals{after} "
                     f"({terminal_safe(text)}); the hole is reported when the next signal "
-                    "arrives", "bold red",
+                    "arrives", "bold red", burst=spec.GAP_WARNING_BURST,
                 )
             case ev.GapReported():
-                self.say(self._describe_gap(event), "bold red")
+                self.warn("gaps", self._describe_gap(event), "bold red",
+                          burst=spec.GAP_WARNING_BURST)
             case ev.GapFilled(key=key, last_seq=last_seq):
-                self.say(f"the gap on {key} after seq {last_seq} was filled by a later replay: "
-                         "nothing is missing", "green")
+                self.warn("filled gaps", f"the gap on {key} after seq {last_seq} was filled by "
+                          "a later replay: nothing is missing", "green",
+                          burst=spec.GAP_WARNING_BURST)
             case ev.SequenceJump(key=key, expected=expected, received=received, suspect=suspect):
                 if suspect:
                     text = (f"WARNING: {key} jumped from seq {expected - 1} to {received}, "
@@ -180,9 +221,9 @@ class Diagnostics:
                 else:
                     text = (f"WARNING: {key} jumped from seq {expected - 1} to {received}: "
                             f"{received - expected} message(s) may be missing")
-                self.warn("jump", text, "bold yellow")
+                self.warn("seq_id jumps", text, "bold yellow")
             case ev.SequenceBackwards(key=key, cursor=cursor, received=received):
-                self.warn("backwards", f"WARNING: {key} went back from seq {cursor} to "
+                self.warn("seq_ids going back", f"WARNING: {key} went back from seq {cursor} to "
                           f"{received} outside a replay: dropped (already delivered)",
                           "bold yellow")
             case ev.DuplicateDropped(key=key, seq_id=seq_id):
@@ -191,15 +232,17 @@ class Diagnostics:
                     self.say(f"dropped duplicate {key} seq {seq_id}")
             case ev.UnexpectedStream(strategy_id=strategy_id, channel=channel):
                 where = f"{terminal_safe(channel, 40)}:{strategy_id}"
-                self.warn("unexpected", f"dropped a message for {where}, which was not "
-                          "subscribed")
+                self.warn("messages for streams not subscribed", f"dropped a message for "
+                          f"{where}, which was not subscribed")
             case ev.UnknownMessage(message=message):
                 self._on_unknown(message.msg_type)
             case ev.MalformedFrame(reason=reason, size=size):
-                self.warn("malformed", f"skipped malformed frame ({size} bytes): "
+                self.warn("malformed frames", f"skipped malformed frame ({size} bytes): "
                           f"{terminal_safe(reason)}")
             case _:
                 pass
+        if self._holding_back:
+            self._tell_held_back()
         self._refresh_status()
 
     def _on_reconnecting(self, event: ev.Reconnecting) -> None:
@@ -218,7 +261,8 @@ class Diagnostics:
         if name in self._unknown_types:
             return
         if len(self._unknown_types) >= MAX_REMEMBERED_TYPES:
-            self.warn("unknown", "skipped a message of yet another unknown type")
+            self.warn("messages of further unknown types",
+                      "skipped a message of yet another unknown type")
             return
         self._unknown_types.add(name)
         self.say(f"skipped message of unknown type '{name}' (further ones of this type are "
@@ -259,6 +303,9 @@ class Diagnostics:
             self._live.update(Text(self.status_text(), style="dim"), refresh=True)
 
     def close(self) -> None:
+        """The run has ended: say how many warnings are still held back, stop the
+        status line."""
+        self._tell_held_back(final=True)
         if self._live is not None:
             self._live.stop()
             self._live = None

@@ -14,6 +14,7 @@ import orjson
 
 from c2ws import events as ev
 from c2ws.protocol import Envelope, JsonObject
+from c2ws.render.sink import ByteSink
 
 _CONTROL_EVENTS = (
     ev.Connected,
@@ -48,8 +49,8 @@ class NdjsonRenderer:
     control traffic only when asked.  Lines are collected per batch and written at
     :meth:`flush` in one go."""
 
-    def __init__(self, out: BinaryIO, *, include_control: bool = False) -> None:
-        self._out = out
+    def __init__(self, out: BinaryIO | ByteSink, *, include_control: bool = False) -> None:
+        self._out = ByteSink.of(out)
         self._include_control = include_control
         self._lines: list[bytes] = []
 

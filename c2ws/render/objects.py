@@ -16,6 +16,7 @@ from c2ws import events as ev
 from c2ws.protocol import JsonObject
 from c2ws.render.ndjson import _CONTROL_EVENTS, gap_object
 from c2ws.render.records import Projection
+from c2ws.render.sink import ByteSink
 
 
 def output_objects(
@@ -37,9 +38,10 @@ class ProjectedNdjsonRenderer:
     """NDJSON of the chosen fields of each stream message."""
 
     def __init__(
-        self, out: BinaryIO, projection: Projection, *, include_control: bool = False
+        self, out: BinaryIO | ByteSink, projection: Projection, *,
+        include_control: bool = False,
     ) -> None:
-        self._out = out
+        self._out = ByteSink.of(out)
         self._projection = projection
         self._include_control = include_control
 
@@ -61,10 +63,10 @@ class JsonArrayRenderer:
     Meant for small ``--count`` runs whose reader wants one document."""
 
     def __init__(
-        self, out: BinaryIO, *, include_control: bool = False,
+        self, out: BinaryIO | ByteSink, *, include_control: bool = False,
         projection: Projection | None = None,
     ) -> None:
-        self._out = out
+        self._out = ByteSink.of(out)
         self._include_control = include_control
         self._projection = projection
         self._elements = 0

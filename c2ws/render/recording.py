@@ -19,16 +19,17 @@ from c2ws import events as ev
 from c2ws import recording
 from c2ws.render import Renderer
 from c2ws.render.safe import redacted
+from c2ws.render.sink import ByteSink
 
 
 class RecordingRenderer:
     """Writes the header at once, then received frames and connection ends."""
 
     def __init__(
-        self, out: BinaryIO, *, keys: Sequence[ev.SubscriptionKey], per_connection: int,
+        self, out: BinaryIO | ByteSink, *, keys: Sequence[ev.SubscriptionKey], per_connection: int,
         url: str, label: str = "--record", clock: Callable[[], float] = time.time,
     ) -> None:
-        self._out = out
+        self._out = ByteSink.of(out)
         self._label = label
         self._clock = clock
         self._write(recording.header_line(keys, per_connection=per_connection,
@@ -60,7 +61,7 @@ class RecordingRenderer:
         with contextlib.suppress(OSError):
             self._out.flush()
         with contextlib.suppress(OSError):
-            self._out.close()
+            self._out.stream.close()
 
 
 def _named(exc: OSError, label: str) -> OSError:

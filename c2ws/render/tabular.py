@@ -15,24 +15,26 @@ from typing import BinaryIO
 
 from c2ws import events as ev
 from c2ws.render.records import Projection, cell_text
+from c2ws.render.sink import ByteSink
 
 
 class DelimitedRenderer:
     """CSV (``delimiter=","``) or TSV (``"\\t"``) rows of the stream messages of
-    ``channels``; the header row is written at once."""
+    ``channels``.  Rows are collected per batch and written at :meth:`flush`; the header
+    row goes out with the first flush (the run's first batch, even without rows), so
+    that building the renderer writes nothing and cannot fail."""
 
     def __init__(
-        self, out: BinaryIO, columns: Sequence[str], *, delimiter: str = ",",
+        self, out: BinaryIO | ByteSink, columns: Sequence[str], *, delimiter: str = ",",
         channels: Iterable[str] | None = None,
     ) -> None:
-        self._out = out
+        self._out = ByteSink.of(out)
         self._projection = Projection(columns)
         self._channels = frozenset(channels) if channels is not None else None
         self._buffer = io.StringIO()
         self._writer = csv.writer(self._buffer, delimiter=delimiter, lineterminator="\n",
                                   quoting=csv.QUOTE_MINIMAL)
         self._writer.writerow(self._projection.names)
-        self._write_buffer()
 
     def handle(self, event: ev.Event) -> None:
         if not isinstance(event, ev.StreamMessage):
@@ -41,17 +43,14 @@ class DelimitedRenderer:
             return
         for record in self._projection.records(event.message, event.key):
             self._writer.writerow([cell_text(record[name]) for name in self._projection.names])
-        self._write_buffer()
 
-    def _write_buffer(self) -> None:
+    def flush(self) -> None:
         text = self._buffer.getvalue()
         if text:
             self._buffer.seek(0)
-            self._buffer.truncate()
+            self._buffer.truncate()  # handed over now: a failing write must not repeat them
             self._out.write(text.encode("utf-8"))
-
-    def flush(self) -> None:
         self._out.flush()
 
     def close(self) -> None:
-        self._out.flush()
+        self.flush()
