@@ -17,6 +17,7 @@ them; only an acknowledged message moves the cursor a restart resumes from::
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from collections.abc import Mapping, Sequence
@@ -103,6 +104,28 @@ class EngineConfig:
     seed: int | None = None
 
 
+@dataclass
+class ConnectionHealth:
+    """What the run has seen of one connection slot (``shard``, counted from 0).
+
+    ``up``: its connection reached ``connection.connected`` and has not ended since.
+    ``failed``: it has ended at least once and not come back yet, or gave up for good
+    (``gave_up``); a slot still opening its first connection is neither up nor failed.
+    ``ever_up``: some connection of the slot reached ``connection.connected``.
+    ``attempts``: its consecutive failures when it last failed (a connection that comes
+    up briefly does not end the series: see RetryBudget); ``last_end``: how its last
+    connection ended."""
+
+    shard: int
+    keys: tuple[SubscriptionKey, ...]
+    up: bool = False
+    ever_up: bool = False
+    failed: bool = False
+    gave_up: bool = False
+    attempts: int = 0
+    last_end: ConnectionEnd | None = None
+
+
 def validate_config(config: EngineConfig) -> list[list[SubscriptionKey]]:
     """Raise :class:`ConfigError` for settings no connection could work with; else the
     subscriptions of each connection."""
@@ -130,6 +153,9 @@ class Engine:
         self.rejected: set[SubscriptionKey] = set()
         self.ever_confirmed = False
         self.last_end: ConnectionEnd | None = None
+        self.health = [
+            ConnectionHealth(shard, tuple(keys)) for shard, keys in enumerate(self._plan)
+        ]
         self._filters: list[StreamFilter] = []
         self._workers: list[ShardWorker] = []
         self._state: StateFile | None = None
@@ -233,6 +259,24 @@ class Engine:
             self._state.commit(self.written)
         self.handoff.done(len(events))
 
+    @property
+    def connection_count(self) -> int:
+        """How many connections the subscriptions are spread over."""
+        return len(self._plan)
+
+    def connections_down(self) -> list[ConnectionHealth]:
+        """The connection slots that had failed and were not back up, as far as the
+        events taken so far tell, with the subscriptions they carry that the server did
+        not reject; slots left with none are not listed."""
+        down = []
+        for health in self.health:
+            if health.up or not health.failed:
+                continue
+            keys = tuple(key for key in health.keys if key not in self.rejected)
+            if keys:
+                down.append(dataclasses.replace(health, keys=keys))
+        return down
+
     def unresolved_gaps(self) -> list[ev.GapReported]:
         """Announced gaps whose far end never arrived (meaningful after :meth:`stop`)."""
         return [gap for stream_filter in self._filters for gap in stream_filter.unresolved_gaps()]
@@ -248,9 +292,24 @@ class Engine:
             self.rejected.add(event.key)
             if self.rejected >= self.keys:
                 return NothingToStream("every subscription was rejected; nothing to stream")
+        elif isinstance(event, ev.Connected):
+            health = self.health[event.shard]
+            health.up = health.ever_up = True
+            health.failed = False
         elif isinstance(event, ev.ConnectionEnded):
             self.last_end = event.end
+            health = self.health[event.shard]
+            health.up = False
+            health.last_end = event.end
+        elif isinstance(event, ev.Reconnecting) and event.delay is not None:
+            # (A connection paused for a slow reader, delay None, has not failed.)
+            health = self.health[event.shard]
+            health.failed = True
+            health.attempts = event.attempt
         elif isinstance(event, ev.ShardFailed):
+            health = self.health[event.shard]
+            health.failed = health.gave_up = True
+            health.attempts = event.attempts
             return ConnectionFailed(event.end)
         elif isinstance(event, ev.WorkerCrashed):
             return InternalError(event.summary, event.traceback)

@@ -213,20 +213,25 @@ class ConnectionEnded:
 @dataclass(frozen=True, slots=True)
 class Reconnecting:
     """Connection ``shard`` will try again after ``delay`` seconds (None: once stdout's
-    reader has caught up).  ``attempt`` counts consecutive failures, from 1."""
+    reader has caught up).  ``attempt`` counts consecutive failures, from 1.
+    ``retry_after``: the wait the server asked for (its Retry-After header), when it did;
+    ``delay`` is then at least that long, unless --max-backoff (the cap) is shorter."""
 
     shard: int
     attempt: int
     delay: float | None
     after: ConnectionEnd
+    retry_after: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class ShardFailed:
-    """Connection ``shard`` gave up for good: the run ends with ``end``."""
+    """Connection ``shard`` gave up for good: the run ends with ``end``.  ``attempts``:
+    its consecutive failures, this one included."""
 
     shard: int
     end: ConnectionEnd
+    attempts: int = 1
 
 
 @dataclass(frozen=True, slots=True)

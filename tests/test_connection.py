@@ -38,6 +38,7 @@ from c2ws.net.connection import (
     SendBlocked,
     TooManyFragments,
     open_connection,
+    retry_after_seconds,
 )
 from c2ws.server.app import ReferenceServer, ServerConfig
 
@@ -253,6 +254,64 @@ def test_rejections_carry_status_and_a_bounded_one_line_reason(
     assert (rejected.value.status, rejected.value.reason) == (status, expected_reason)
     assert rejected.value.body == b"{}"
     assert len(rejected.value.reason) <= spec.MAX_REJECTION_REASON_CHARS
+
+
+@pytest.mark.parametrize(
+    ("status", "header", "expected"),
+    [
+        (429, b"Retry-After: 120\r\n", 120.0),
+        (503, b"retry-after:  7 \r\n", 7.0),
+        (429, b"Retry-After: soon\r\n", None),
+        (429, b"", None),
+    ],
+)
+def test_a_rejection_carries_the_wait_its_retry_after_asks_for(
+    status: int, header: bytes, expected: float | None
+) -> None:
+    def reject(conn: socket.socket, server: RawServer) -> None:
+        read_request(conn)
+        conn.sendall(f"HTTP/1.1 {status} Busy\r\n".encode() + header + b"Content-Length: 0\r\n\r\n")
+
+    with RawServer(reject) as server, pytest.raises(HandshakeRejected) as rejected:
+        open_connection(server.url, KEY, timeout=10)
+    assert rejected.value.retry_after == expected
+
+
+NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        ("120", 120.0),
+        ("0", 0.0),
+        (" 30 ", 30.0),
+        ("99999999999999999999999", spec.MAX_RETRY_AFTER_SECONDS),
+        ("86401", spec.MAX_RETRY_AFTER_SECONDS),
+        ("Thu, 01 Jan 2026 00:02:00 GMT", 120.0),  # IMF-fixdate
+        ("Thursday, 01-Jan-26 00:01:00 GMT", 60.0),  # RFC 850
+        ("Thu Jan  1 00:00:30 2026", 30.0),  # asctime, no zone: GMT
+        ("Wed, 31 Dec 2025 23:00:00 GMT", 0.0),  # in the past: no wait
+        ("Fri, 31 Dec 9999 23:59:59 GMT", spec.MAX_RETRY_AFTER_SECONDS),
+        ("-5", None),
+        ("1.5", None),
+        ("", None),
+        ("soon", None),
+        ("\u0661\u0662", None),  # digits, not ASCII ones
+        ("Thu, 31 Feb 2026 00:00:00 GMT", None),
+        ("Thu, 01 Jan 99999 00:00:00 GMT", None),
+    ],
+)
+def test_retry_after_is_delta_seconds_or_an_http_date_bounded(
+    value: str, seconds: float | None
+) -> None:
+    assert retry_after_seconds(value, NOW) == seconds
+
+
+@given(st.text(max_size=80))
+def test_retry_after_parsing_is_total(value: str) -> None:
+    seconds = retry_after_seconds(value, NOW)
+    assert seconds is None or 0.0 <= seconds <= spec.MAX_RETRY_AFTER_SECONDS
 
 
 def answering(answer: bytes | Callable[[bytes], bytes]) -> Handler:

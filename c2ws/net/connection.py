@@ -13,8 +13,11 @@ documented ``socket=`` option and subclass ``WebSocket`` through its ``class_`` 
 from __future__ import annotations
 
 import base64
+import datetime
+import email.utils
 import enum
 import ipaddress
+import math
 import os
 import re
 import select
@@ -78,14 +81,19 @@ class HandshakeRejected(ConnectFailed):
 
     ``reason`` is the ``X-WS-Error`` header, else the status text: one line, at most
     ``spec.MAX_REJECTION_REASON_CHARS`` characters, the API key redacted.  ``body`` is at
-    most ``spec.MAX_REJECTION_BODY_BYTES`` of the announced body (key redacted too)."""
+    most ``spec.MAX_REJECTION_BODY_BYTES`` of the announced body (key redacted too).
+    ``retry_after``: the seconds its ``Retry-After`` header asks for (see
+    :func:`retry_after_seconds`), None when it has none or none that parses."""
 
-    def __init__(self, status: int, reason: str, body: bytes = b"") -> None:
+    def __init__(
+        self, status: int, reason: str, body: bytes = b"", retry_after: float | None = None
+    ) -> None:
         message = f"HTTP {status}: {reason}" if reason else f"HTTP {status}"
         super().__init__(ConnectFailure.REJECTED, message)
         self.status = status
         self.reason = reason
         self.body = body
+        self.retry_after = retry_after
 
 
 class FrameTooLarge(websocket.WebSocketPayloadException):
@@ -296,11 +304,44 @@ class _UpgradeSocket:
             )
         body = _read_rejection_body(self.inner, head, self._deadline)
         reason = head.header(spec.ERROR_HEADER) or head.status_text
+        retry_after = head.header("Retry-After")
         raise HandshakeRejected(
             head.status,
             _bounded_reason(reason, self._api_key),
             _redact_bytes(body, self._api_key),
+            None if retry_after is None else retry_after_seconds(retry_after, time.time()),
         )
+
+
+# delta-seconds longer than this are a day or more anyway: not converted (int() refuses
+# some very long digit strings).
+_MAX_DELTA_SECONDS_DIGITS: Final = 9
+
+
+def retry_after_seconds(value: str, now: float) -> float | None:
+    """The wait a ``Retry-After`` header value asks for, in seconds, from ``now`` (epoch
+    seconds): delta-seconds (``120``) or an HTTP-date in any of the three forms RFC 9110
+    lets a recipient meet (a date without a zone is taken as GMT), rounded up to whole
+    seconds as dates have no finer ones.  Total: None for anything else, never an
+    exception.  Bounded to [0, spec.MAX_RETRY_AFTER_SECONDS]: a date in the past asks for
+    no wait."""
+    text = value.strip()
+    if not text:
+        return None
+    if text.isascii() and text.isdigit():
+        if len(text) > _MAX_DELTA_SECONDS_DIGITS:
+            return spec.MAX_RETRY_AFTER_SECONDS
+        return min(float(int(text)), spec.MAX_RETRY_AFTER_SECONDS)
+    try:
+        moment = email.utils.parsedate_to_datetime(text)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=datetime.timezone.utc)
+        seconds = moment.timestamp() - now
+    except (ValueError, TypeError, OverflowError, IndexError, OSError):
+        return None
+    if not math.isfinite(seconds):  # no date makes one, but a bound must not rely on that
+        return None
+    return min(max(float(math.ceil(seconds)), 0.0), spec.MAX_RETRY_AFTER_SECONDS)
 
 
 def _unparsed_answer() -> ConnectFailed:

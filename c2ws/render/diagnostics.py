@@ -87,6 +87,9 @@ class Diagnostics:
         self.active: set[ev.SubscriptionKey] = set()
         self.rejected = 0
         self.connections_up: set[int] = set()
+        # How many connections the run has (0: unknown); with more than one, the status
+        # line says how many are up, so a connection that is down cannot go unseen.
+        self.connections_total = 0
         self.reconnecting = False
         self.last_heartbeat: str | None = None
         self._unknown_types: set[str] = set()
@@ -209,8 +212,13 @@ class Diagnostics:
             self.say(f"{connection} paused: {cause}; it resumes where the output stopped once "
                      "the reader catches up", "yellow")
         else:
+            asked = ""
+            if event.retry_after is not None:
+                asked = f"; the server asked for {event.retry_after:g} s (Retry-After)"
+                if event.retry_after > event.delay:
+                    asked += ", capped by --max-backoff"
             self.say(f"{connection}: {cause}; reconnecting in {event.delay:.1f} s "
-                     f"(attempt {event.attempt})", "yellow")
+                     f"(attempt {event.attempt}{asked})", "yellow")
 
     def _on_unknown(self, msg_type: str) -> None:
         # Remember the cleaned, capped name: hostile names that clean up alike are one kind.
@@ -240,7 +248,9 @@ class Diagnostics:
 
     def status_text(self) -> str:
         heartbeat = self.last_heartbeat or "none yet"
-        if self.connections_up:
+        if self.connections_total > 1:
+            state = f"{len(self.connections_up)}/{self.connections_total} connections up"
+        elif self.connections_up:
             state = "connected"
         else:
             state = "reconnecting" if self.reconnecting else "connecting"
