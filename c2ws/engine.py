@@ -34,6 +34,7 @@ from c2ws.delivery.dedupe import StreamFilter
 from c2ws.delivery.shards import TooManySubscriptions, plan_shards
 from c2ws.errors import ConfigError, ConnectionFailed, EngineError, InternalError, NothingToStream
 from c2ws.events import ConnectionEnd, SubscriptionKey
+from c2ws.net.connection import ConnectFailed, proxy_for
 from c2ws.net.handoff import Handoff
 from c2ws.net.worker import ConnectionSettings, ShardWorker
 from c2ws.session import SessionTimeouts
@@ -102,6 +103,21 @@ class EngineConfig:
     # Frames received as text (not bytes, so never from a socket) keep theirs.
     decoded_payloads: bool = True
     seed: int | None = None
+
+
+def proxy_setting(url: str) -> ev.ProxySetting | None:
+    """The proxy the environment names for ``url`` (as the connections will use it, or
+    pass it over), for saying so once before they open; None when they go direct.  A
+    setting that is not a proxy URL at all is left to the connections to report."""
+    try:
+        route = proxy_for(url)
+    except ConnectFailed:
+        return None
+    if route is None:
+        return None
+    secure = urlsplit(url).scheme == "wss"
+    return ev.ProxySetting(route.variable, route.scheme, route.address, route.used,
+                           key_in_clear=route.used and not secure)
 
 
 @dataclass
@@ -186,6 +202,9 @@ class Engine:
             report_heartbeats=self.config.report_heartbeats,
             decoded_payloads=self.config.decoded_payloads,
         )
+        proxy = proxy_setting(self.config.url)
+        if proxy is not None:
+            self.handoff.put([proxy])
         seeds = random.Random(self.config.seed)
         for shard, keys in enumerate(self._plan):
             stream_filter = StreamFilter(keys, cursors)

@@ -225,6 +225,22 @@ class Reconnecting:
 
 
 @dataclass(frozen=True, slots=True)
+class ProxySetting:
+    """Once per run, before any connection: the environment names a proxy for the URL.
+    ``variable``: the variable it came from (``http_proxy``, ``ALL_PROXY``...);
+    ``scheme``: its URL's scheme; ``address``: host:port, never its credentials.
+    ``used`` False: c2ws cannot use that kind of proxy (only HTTP CONNECT) and connects
+    directly.  ``key_in_clear``: a ws:// URL through the proxy, so the API key crosses it
+    in clear text (the proxy, and anyone on the way to it, can read it)."""
+
+    variable: str
+    scheme: str
+    address: str
+    used: bool
+    key_in_clear: bool
+
+
+@dataclass(frozen=True, slots=True)
 class ShardFailed:
     """Connection ``shard`` gave up for good: the run ends with ``end``.  ``attempts``:
     its consecutive failures, this one included."""
@@ -264,6 +280,7 @@ Event = (
     | Traffic
     | ConnectionEnded
     | Reconnecting
+    | ProxySetting
     | ShardFailed
     | WorkerCrashed
 )

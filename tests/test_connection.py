@@ -38,6 +38,7 @@ from c2ws.net.connection import (
     SendBlocked,
     TooManyFragments,
     open_connection,
+    proxy_for,
     retry_after_seconds,
 )
 from c2ws.server.app import ReferenceServer, ServerConfig
@@ -501,7 +502,7 @@ def pipe(a: socket.socket, b: socket.socket, stop: threading.Event) -> None:
 @pytest.fixture
 def no_proxy_settings(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     for name in ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY",
-                 "NO_PROXY"):
+                 "NO_PROXY", "all_proxy", "ALL_PROXY"):
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
 
@@ -545,6 +546,64 @@ def test_no_proxy_bypasses_the_proxy(no_proxy_settings: pytest.MonkeyPatch) -> N
         failure = connect_failure(f"ws://127.0.0.1:{free_port()}/ws")
     assert failure.kind is ConnectFailure.REFUSED
     assert seen == [] and proxy.accepted == 0
+
+
+def test_all_proxy_is_used_when_the_schemes_own_variable_is_not_set(
+    no_proxy_settings: pytest.MonkeyPatch,
+) -> None:
+    seen: list[bytes] = []
+    config = ServerConfig(api_keys=(KEY,), feed="none", max_lifetime=120)
+    with ReferenceServer(config) as server, RawServer(connect_proxy(seen)) as proxy:
+        no_proxy_settings.setenv("ALL_PROXY", f"http://127.0.0.1:{proxy.port}")
+        route = proxy_for(server.url)
+        assert route is not None and route.used
+        assert (route.variable, route.address) == ("ALL_PROXY", f"127.0.0.1:{proxy.port}")
+        ws = open_connection(server.url, KEY, timeout=10)
+        ws.close(timeout=2)
+    assert len(seen) == 1 and seen[0].startswith(b"CONNECT 127.0.0.1:")
+
+
+def test_the_schemes_own_variable_wins_over_all_proxy_and_no_proxy_applies_to_both(
+    no_proxy_settings: pytest.MonkeyPatch,
+) -> None:
+    no_proxy_settings.setenv("all_proxy", "http://all.example:3128")
+    no_proxy_settings.setenv("HTTP_PROXY", "http://user:secret@web.example:8080")
+    route = proxy_for("ws://c2.example/ws")
+    assert route is not None
+    assert (route.variable, route.address, route.auth) == (
+        "HTTP_PROXY", "web.example:8080", ("user", "secret"))
+    secure = proxy_for("wss://c2.example/ws")  # https_proxy is not set: ALL_PROXY
+    assert secure is not None and (secure.variable, secure.address) == (
+        "all_proxy", "all.example:3128")
+    no_proxy_settings.setenv("no_proxy", "c2.example")
+    assert proxy_for("ws://c2.example/ws") is None
+    assert proxy_for("wss://c2.example/ws") is None
+
+
+def test_all_proxy_without_a_scheme_is_an_http_proxy_as_curl_has_it(
+    no_proxy_settings: pytest.MonkeyPatch,
+) -> None:
+    no_proxy_settings.setenv("ALL_PROXY", "proxy.example:3128")
+    route = proxy_for("wss://c2.example/ws")
+    assert route is not None and route.used and route.address == "proxy.example:3128"
+
+
+def test_a_socks_all_proxy_is_passed_over_and_the_connection_goes_direct(
+    no_proxy_settings: pytest.MonkeyPatch,
+) -> None:
+    no_proxy_settings.setenv("ALL_PROXY", "socks5h://127.0.0.1:1080")
+    route = proxy_for("wss://c2.example/ws")
+    assert route is not None and not route.used and route.scheme == "socks5h"
+    config = ServerConfig(api_keys=(KEY,), feed="none", max_lifetime=120)
+    with ReferenceServer(config) as server:
+        ws = open_connection(server.url, KEY, timeout=10)
+        ws.close(timeout=2)
+
+
+def test_a_malformed_all_proxy_is_a_proxy_failure(no_proxy_settings: pytest.MonkeyPatch) -> None:
+    no_proxy_settings.setenv("ALL_PROXY", "http://127.0.0.1:99999")
+    failure = connect_failure(f"ws://127.0.0.1:{free_port()}/ws")
+    assert failure.kind is ConnectFailure.PROXY and "ALL_PROXY" in str(failure)
 
 
 # --- TLS -----------------------------------------------------------------------------------

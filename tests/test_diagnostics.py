@@ -149,3 +149,22 @@ def test_the_status_line_says_how_many_of_several_connections_are_up() -> None:
     single.connections_total = 1
     single.handle(ev.Connected(envelope("connection.connected"), 0))
     assert single.status_text().startswith("connected |")
+
+
+def test_a_ws_url_through_a_proxy_is_one_warning_naming_the_proxy_not_its_secrets() -> None:
+    diagnostics, out = make()
+    diagnostics.handle(ev.ProxySetting("http_proxy", "http", "proxy.example:3128", used=True,
+                                       key_in_clear=True))
+    text = out.getvalue()
+    assert text.count("\n") == 1 and "WARNING: http_proxy" in text
+    assert "proxy.example:3128" in text and "clear text" in text and "wss://" in text
+
+
+def test_a_proxy_c2ws_cannot_use_is_said_and_a_wss_proxy_only_with_verbose() -> None:
+    diagnostics, out = make()
+    diagnostics.handle(ev.ProxySetting("ALL_PROXY", "socks5", "", used=False,
+                                       key_in_clear=False))
+    assert "ALL_PROXY names a socks5 proxy, which c2ws cannot use" in out.getvalue()
+    quiet = Diagnostics(Console(file=(sink := io.StringIO()), width=400, color_system=None))
+    quiet.handle(ev.ProxySetting("https_proxy", "http", "p:8080", used=True, key_in_clear=False))
+    assert sink.getvalue() == ""

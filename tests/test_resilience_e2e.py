@@ -498,3 +498,45 @@ def test_one_of_three_connections_closed_after_every_ack_ends_the_run_and_is_nam
             "strategy.signal:172 and 78 more); last: the server closed the connection "
             "(code 1008") in err
     assert "connection 1 of 3" not in err and "connection 2 of 3" not in err
+
+
+def test_a_ws_url_through_an_http_proxy_is_warned_about_once_without_the_key(
+    server: ReferenceServer,
+) -> None:
+    from test_connection import RawServer, connect_proxy
+
+    seen: list[bytes] = []
+    with RawServer(connect_proxy(seen)) as proxy:
+        process = start(server, "1", "-c", "signal", "-o", "ndjson", "-n", "1", *FAST,
+                        env={"http_proxy": f"http://user:proxy-pass@127.0.0.1:{proxy.port}"})
+        (first,) = wait_subscribed(server, 1, 1)
+        server.drop_connections_after(0)  # a second connection: still one warning
+        wait_subscribed(server, 1, 1, after=first.number)
+        server.publish_signal(1, order(1, 0))
+        code, err = outcome(process)
+    assert code == 0, err
+    assert len(seen) == 2  # both connections went through the proxy
+    warnings = [line for line in err.splitlines() if "clear text" in line]
+    assert len(warnings) == 1, err
+    assert warnings[0].startswith(f"c2ws: WARNING: http_proxy sends this ws:// connection "
+                                  f"through the proxy 127.0.0.1:{proxy.port}: the API key")
+    assert KEY not in err and "proxy-pass" not in err
+
+
+def test_bursts_larger_than_the_buffer_reach_a_reader_that_keeps_reading(
+    server: ReferenceServer,
+) -> None:
+    """--max-buffer far below the burst: while the reader makes progress c2ws lets it
+    catch up, and when it falls behind all the same it closes and resumes; either way
+    every signal arrives, once, in order."""
+    process = start(server, "1", "-c", "signal", "-o", "ndjson", "--max-buffer", "100", *FAST)
+    reader = LineReader(process)
+    wait_subscribed(server, 1, 1)
+    total = 3000
+    for first in range(0, total, 200):  # bursts of 200: a resume never misses 1000
+        for n in range(first, first + 200):
+            server.publish_signal(1, order(1, n))
+        reader.wait_for(lambda lines, done=first + 200: len(lines) >= done)
+    process.send_signal(signal.SIGTERM)
+    process.wait(30)
+    assert [line["seq_id"] for line in reader.lines] == list(range(1, total + 1))

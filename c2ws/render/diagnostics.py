@@ -39,6 +39,22 @@ def describe_errors(errors: tuple[ErrorDetail, ...]) -> str:
     return terminal_safe("; ".join(parts) or "no reason given", limit=400)
 
 
+def describe_proxy(setting: ev.ProxySetting) -> tuple[str, str]:
+    """What to say about the environment's proxy, and in which style.  A proxy that is
+    used for wss:// is worth a line with -v only."""
+    variable = setting.variable
+    if setting.key_in_clear:
+        return (f"WARNING: {variable} sends this ws:// connection through the proxy "
+                f"{terminal_safe(setting.address, 300)}: the API key crosses it in clear text, "
+                "readable by the proxy and anyone on the way; use wss://, or name the host "
+                "in no_proxy", "bold yellow")
+    if not setting.used:
+        return (f"{variable} names a {terminal_safe(setting.scheme, 20)} proxy, which c2ws "
+                "cannot use (HTTP CONNECT proxies only): connecting directly", "yellow")
+    return (f"connecting through the proxy {terminal_safe(setting.address, 300)} "
+            f"(from {variable})", "dim")
+
+
 class _Throttle:
     """Rate limit for one kind of warning."""
 
@@ -151,6 +167,9 @@ class Diagnostics:
             case ev.Reconnecting():
                 self.reconnecting = True
                 self._on_reconnecting(event)
+            case ev.ProxySetting(used=used, key_in_clear=key_in_clear):
+                if key_in_clear or not used or self.verbose:
+                    self.say(*describe_proxy(event))
             case ev.SubscriptionConfirmed(key=key):
                 self.active.add(key)
                 if self.verbose:
