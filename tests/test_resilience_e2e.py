@@ -50,8 +50,9 @@ def start(server: ReferenceServer, *args: str, env: Mapping[str, str] | None = N
                             env=environment, cwd=REPO, **popen)
 
 
-def outcome(process: subprocess.Popen[bytes], timeout: float = 60) -> tuple[int, str]:
-    """The exit code and stderr of a run that must end by itself (killed if it does not)."""
+def outcome(process: subprocess.Popen[bytes], timeout: float = 45) -> tuple[int, str]:
+    """The exit code and stderr of a run that must end by itself: killed if it does not,
+    before pytest's own 60 s timeout could leave it running."""
     try:
         _, err = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
