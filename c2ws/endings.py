@@ -32,8 +32,11 @@ class EndReason(Enum):
 
 @dataclass(frozen=True, slots=True)
 class ConnectionEnd:
-    """How one connection ended; ``detail`` is one line, already safe to print."""
+    """How one connection ended; ``detail`` is one line, already safe to print.
+    ``retry_after``: seconds the server asked us to wait before trying again (its
+    ``Retry-After`` header on a 429/503 answer), bounded by spec.MAX_RETRY_AFTER_SECONDS."""
 
     reason: EndReason
     detail: str = ""
     close_code: int | None = None
+    retry_after: float | None = None

@@ -17,6 +17,7 @@ them; only an acknowledged message moves the cursor a restart resumes from::
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from collections.abc import Mapping, Sequence
@@ -34,6 +35,7 @@ from c2ws.delivery.dedupe import StreamFilter
 from c2ws.delivery.shards import TooManySubscriptions, plan_shards
 from c2ws.errors import ConfigError, ConnectionFailed, EngineError, InternalError, NothingToStream
 from c2ws.events import ConnectionEnd, SubscriptionKey
+from c2ws.net.connection import ConnectFailed, proxy_for
 from c2ws.net.handoff import Handoff
 from c2ws.net.worker import ConnectionSettings, ShardWorker
 from c2ws.session import SessionTimeouts
@@ -109,6 +111,43 @@ class EngineConfig:
     seed: int | None = None
 
 
+def proxy_setting(url: str) -> ev.ProxySetting | None:
+    """The proxy the environment names for ``url`` (as the connections will use it, or
+    pass it over), for saying so once before they open; None when they go direct.  A
+    setting that is not a proxy URL at all is left to the connections to report."""
+    try:
+        route = proxy_for(url)
+    except ConnectFailed:
+        return None
+    if route is None:
+        return None
+    secure = urlsplit(url).scheme == "wss"
+    return ev.ProxySetting(route.variable, route.scheme, route.address, route.used,
+                           key_in_clear=route.used and not secure)
+
+
+@dataclass
+class ConnectionHealth:
+    """What the run has seen of one connection slot (``shard``, counted from 0).
+
+    ``up``: its connection reached ``connection.connected`` and has not ended since.
+    ``failed``: it has ended at least once and not come back yet, or gave up for good
+    (``gave_up``); a slot still opening its first connection is neither up nor failed.
+    ``ever_up``: some connection of the slot reached ``connection.connected``.
+    ``attempts``: its consecutive failures when it last failed (a connection that comes
+    up briefly does not end the series: see RetryBudget); ``last_end``: how its last
+    connection ended."""
+
+    shard: int
+    keys: tuple[SubscriptionKey, ...]
+    up: bool = False
+    ever_up: bool = False
+    failed: bool = False
+    gave_up: bool = False
+    attempts: int = 0
+    last_end: ConnectionEnd | None = None
+
+
 def validate_config(config: EngineConfig) -> list[list[SubscriptionKey]]:
     """Raise :class:`ConfigError` for settings no connection could work with; else the
     subscriptions of each connection."""
@@ -172,6 +211,9 @@ class Engine:
         self.rejected: set[SubscriptionKey] = set()
         self.ever_confirmed = False
         self.last_end: ConnectionEnd | None = None
+        self.health = [
+            ConnectionHealth(shard, tuple(keys)) for shard, keys in enumerate(self._plan)
+        ]
         self._filters: list[StreamFilter] = []
         self._workers: list[ShardWorker] = []
         self._state = state
@@ -202,6 +244,9 @@ class Engine:
             report_heartbeats=self.config.report_heartbeats,
             decoded_payloads=self.config.decoded_payloads,
         )
+        proxy = proxy_setting(self.config.url)
+        if proxy is not None:
+            self.handoff.put([proxy])
         seeds = random.Random(self.config.seed)
         for shard, keys in enumerate(self._plan):
             stream_filter = StreamFilter(keys, cursors)
@@ -275,6 +320,24 @@ class Engine:
             self._state.commit(self.written)
         self.handoff.done(events)
 
+    @property
+    def connection_count(self) -> int:
+        """How many connections the subscriptions are spread over."""
+        return len(self._plan)
+
+    def connections_down(self) -> list[ConnectionHealth]:
+        """The connection slots that had failed and were not back up, as far as the
+        events taken so far tell, with the subscriptions they carry that the server did
+        not reject; slots left with none are not listed."""
+        down = []
+        for health in self.health:
+            if health.up or not health.failed:
+                continue
+            keys = tuple(key for key in health.keys if key not in self.rejected)
+            if keys:
+                down.append(dataclasses.replace(health, keys=keys))
+        return down
+
     def unresolved_gaps(self) -> list[ev.GapReported]:
         """Announced gaps whose far end never arrived (meaningful after :meth:`stop`)."""
         return [gap for stream_filter in self._filters for gap in stream_filter.unresolved_gaps()]
@@ -290,9 +353,24 @@ class Engine:
             self.rejected.add(event.key)
             if self.rejected >= self.keys:
                 return NothingToStream("every subscription was rejected; nothing to stream")
+        elif isinstance(event, ev.Connected):
+            health = self.health[event.shard]
+            health.up = health.ever_up = True
+            health.failed = False
         elif isinstance(event, ev.ConnectionEnded):
             self.last_end = event.end
+            health = self.health[event.shard]
+            health.up = False
+            health.last_end = event.end
+        elif isinstance(event, ev.Reconnecting) and event.delay is not None:
+            # (A connection paused for a slow reader, delay None, has not failed.)
+            health = self.health[event.shard]
+            health.failed = True
+            health.attempts = event.attempt
         elif isinstance(event, ev.ShardFailed):
+            health = self.health[event.shard]
+            health.failed = health.gave_up = True
+            health.attempts = event.attempts
             return ConnectionFailed(event.end)
         elif isinstance(event, ev.WorkerCrashed):
             return InternalError(event.summary, event.traceback)

@@ -213,20 +213,41 @@ class ConnectionEnded:
 @dataclass(frozen=True, slots=True)
 class Reconnecting:
     """Connection ``shard`` will try again after ``delay`` seconds (None: once stdout's
-    reader has caught up).  ``attempt`` counts consecutive failures, from 1."""
+    reader has caught up).  ``attempt`` counts consecutive failures, from 1.
+    ``retry_after``: the wait the server asked for (its Retry-After header), when it did;
+    ``delay`` is then at least that long, unless --max-backoff (the cap) is shorter."""
 
     shard: int
     attempt: int
     delay: float | None
     after: ConnectionEnd
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProxySetting:
+    """Once per run, before any connection: the environment names a proxy for the URL.
+    ``variable``: the variable it came from (``http_proxy``, ``ALL_PROXY``...);
+    ``scheme``: its URL's scheme; ``address``: host:port, never its credentials.
+    ``used`` False: c2ws cannot use that kind of proxy (only HTTP CONNECT) and connects
+    directly.  ``key_in_clear``: a ws:// URL through the proxy, so the API key crosses it
+    in clear text (the proxy, and anyone on the way to it, can read it)."""
+
+    variable: str
+    scheme: str
+    address: str
+    used: bool
+    key_in_clear: bool
 
 
 @dataclass(frozen=True, slots=True)
 class ShardFailed:
-    """Connection ``shard`` gave up for good: the run ends with ``end``."""
+    """Connection ``shard`` gave up for good: the run ends with ``end``.  ``attempts``:
+    its consecutive failures, this one included."""
 
     shard: int
     end: ConnectionEnd
+    attempts: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,6 +280,7 @@ Event = (
     | Traffic
     | ConnectionEnded
     | Reconnecting
+    | ProxySetting
     | ShardFailed
     | WorkerCrashed
 )

@@ -93,6 +93,22 @@ BACKOFF_BUSY_INITIAL_SECONDS: Final = 5.0
 BACKOFF_FACTOR: Final = 2.0
 BACKOFF_MAX_SECONDS: Final = 30.0
 
+# A connection must stay up this long with every subscription answered before its slot's
+# count of consecutive failures starts again from zero.  A server that accepts, acks and
+# closes at once must not keep the backoff at its first step and defeat --max-retries.
+# 30 s: the documented heartbeat interval, so such a connection has had (about) one
+# heartbeat round trip and was really serving; it is also the default --max-backoff, so a
+# server that drops us every 30 s or more is never reconnected to faster than the capped
+# backoff would anyway; and it is short enough that a proxy or load balancer cutting idle
+# connections every minute or so is not mistaken for a failing server.
+STABLE_CONNECTION_SECONDS: Final = HEARTBEAT_INTERVAL_SECONDS
+
+# A Retry-After header on a 429/503 upgrade answer (delta-seconds or an HTTP-date) sets the
+# next wait: at least that long, at most --max-backoff; repeated refusals still back off
+# (our own schedule applies when it is longer).  Values are bounded to a day when parsed,
+# so a hostile header cannot make a number no wait or message can hold.
+MAX_RETRY_AFTER_SECONDS: Final = 86_400.0
+
 # Messages held for a slow stdout reader (--max-buffer) before the connection is closed,
 # to be resumed from the cursor once the reader has caught up.
 DEFAULT_MAX_BUFFER: Final = 10_000

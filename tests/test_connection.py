@@ -38,6 +38,8 @@ from c2ws.net.connection import (
     SendBlocked,
     TooManyFragments,
     open_connection,
+    proxy_for,
+    retry_after_seconds,
 )
 from c2ws.server.app import ReferenceServer, ServerConfig
 
@@ -255,6 +257,64 @@ def test_rejections_carry_status_and_a_bounded_one_line_reason(
     assert len(rejected.value.reason) <= spec.MAX_REJECTION_REASON_CHARS
 
 
+@pytest.mark.parametrize(
+    ("status", "header", "expected"),
+    [
+        (429, b"Retry-After: 120\r\n", 120.0),
+        (503, b"retry-after:  7 \r\n", 7.0),
+        (429, b"Retry-After: soon\r\n", None),
+        (429, b"", None),
+    ],
+)
+def test_a_rejection_carries_the_wait_its_retry_after_asks_for(
+    status: int, header: bytes, expected: float | None
+) -> None:
+    def reject(conn: socket.socket, server: RawServer) -> None:
+        read_request(conn)
+        conn.sendall(f"HTTP/1.1 {status} Busy\r\n".encode() + header + b"Content-Length: 0\r\n\r\n")
+
+    with RawServer(reject) as server, pytest.raises(HandshakeRejected) as rejected:
+        open_connection(server.url, KEY, timeout=10)
+    assert rejected.value.retry_after == expected
+
+
+NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        ("120", 120.0),
+        ("0", 0.0),
+        (" 30 ", 30.0),
+        ("99999999999999999999999", spec.MAX_RETRY_AFTER_SECONDS),
+        ("86401", spec.MAX_RETRY_AFTER_SECONDS),
+        ("Thu, 01 Jan 2026 00:02:00 GMT", 120.0),  # IMF-fixdate
+        ("Thursday, 01-Jan-26 00:01:00 GMT", 60.0),  # RFC 850
+        ("Thu Jan  1 00:00:30 2026", 30.0),  # asctime, no zone: GMT
+        ("Wed, 31 Dec 2025 23:00:00 GMT", 0.0),  # in the past: no wait
+        ("Fri, 31 Dec 9999 23:59:59 GMT", spec.MAX_RETRY_AFTER_SECONDS),
+        ("-5", None),
+        ("1.5", None),
+        ("", None),
+        ("soon", None),
+        ("\u0661\u0662", None),  # digits, not ASCII ones
+        ("Thu, 31 Feb 2026 00:00:00 GMT", None),
+        ("Thu, 01 Jan 99999 00:00:00 GMT", None),
+    ],
+)
+def test_retry_after_is_delta_seconds_or_an_http_date_bounded(
+    value: str, seconds: float | None
+) -> None:
+    assert retry_after_seconds(value, NOW) == seconds
+
+
+@given(st.text(max_size=80))
+def test_retry_after_parsing_is_total(value: str) -> None:
+    seconds = retry_after_seconds(value, NOW)
+    assert seconds is None or 0.0 <= seconds <= spec.MAX_RETRY_AFTER_SECONDS
+
+
 def answering(answer: bytes | Callable[[bytes], bytes]) -> Handler:
     def handler(conn: socket.socket, server: RawServer) -> None:
         request = read_request(conn)
@@ -442,7 +502,7 @@ def pipe(a: socket.socket, b: socket.socket, stop: threading.Event) -> None:
 @pytest.fixture
 def no_proxy_settings(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     for name in ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY",
-                 "NO_PROXY"):
+                 "NO_PROXY", "all_proxy", "ALL_PROXY"):
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
 
@@ -486,6 +546,64 @@ def test_no_proxy_bypasses_the_proxy(no_proxy_settings: pytest.MonkeyPatch) -> N
         failure = connect_failure(f"ws://127.0.0.1:{free_port()}/ws")
     assert failure.kind is ConnectFailure.REFUSED
     assert seen == [] and proxy.accepted == 0
+
+
+def test_all_proxy_is_used_when_the_schemes_own_variable_is_not_set(
+    no_proxy_settings: pytest.MonkeyPatch,
+) -> None:
+    seen: list[bytes] = []
+    config = ServerConfig(api_keys=(KEY,), feed="none", max_lifetime=120)
+    with ReferenceServer(config) as server, RawServer(connect_proxy(seen)) as proxy:
+        no_proxy_settings.setenv("ALL_PROXY", f"http://127.0.0.1:{proxy.port}")
+        route = proxy_for(server.url)
+        assert route is not None and route.used
+        assert (route.variable, route.address) == ("ALL_PROXY", f"127.0.0.1:{proxy.port}")
+        ws = open_connection(server.url, KEY, timeout=10)
+        ws.close(timeout=2)
+    assert len(seen) == 1 and seen[0].startswith(b"CONNECT 127.0.0.1:")
+
+
+def test_the_schemes_own_variable_wins_over_all_proxy_and_no_proxy_applies_to_both(
+    no_proxy_settings: pytest.MonkeyPatch,
+) -> None:
+    no_proxy_settings.setenv("all_proxy", "http://all.example:3128")
+    no_proxy_settings.setenv("HTTP_PROXY", "http://user:secret@web.example:8080")
+    route = proxy_for("ws://c2.example/ws")
+    assert route is not None
+    assert (route.variable, route.address, route.auth) == (
+        "HTTP_PROXY", "web.example:8080", ("user", "secret"))
+    secure = proxy_for("wss://c2.example/ws")  # https_proxy is not set: ALL_PROXY
+    assert secure is not None and (secure.variable, secure.address) == (
+        "all_proxy", "all.example:3128")
+    no_proxy_settings.setenv("no_proxy", "c2.example")
+    assert proxy_for("ws://c2.example/ws") is None
+    assert proxy_for("wss://c2.example/ws") is None
+
+
+def test_all_proxy_without_a_scheme_is_an_http_proxy_as_curl_has_it(
+    no_proxy_settings: pytest.MonkeyPatch,
+) -> None:
+    no_proxy_settings.setenv("ALL_PROXY", "proxy.example:3128")
+    route = proxy_for("wss://c2.example/ws")
+    assert route is not None and route.used and route.address == "proxy.example:3128"
+
+
+def test_a_socks_all_proxy_is_passed_over_and_the_connection_goes_direct(
+    no_proxy_settings: pytest.MonkeyPatch,
+) -> None:
+    no_proxy_settings.setenv("ALL_PROXY", "socks5h://127.0.0.1:1080")
+    route = proxy_for("wss://c2.example/ws")
+    assert route is not None and not route.used and route.scheme == "socks5h"
+    config = ServerConfig(api_keys=(KEY,), feed="none", max_lifetime=120)
+    with ReferenceServer(config) as server:
+        ws = open_connection(server.url, KEY, timeout=10)
+        ws.close(timeout=2)
+
+
+def test_a_malformed_all_proxy_is_a_proxy_failure(no_proxy_settings: pytest.MonkeyPatch) -> None:
+    no_proxy_settings.setenv("ALL_PROXY", "http://127.0.0.1:99999")
+    failure = connect_failure(f"ws://127.0.0.1:{free_port()}/ws")
+    assert failure.kind is ConnectFailure.PROXY and "ALL_PROXY" in str(failure)
 
 
 # --- TLS -----------------------------------------------------------------------------------

@@ -9,9 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from c2ws import spec
-from c2ws.delivery.backoff import RETRY, Backoff, Retry
+from c2ws.delivery.backoff import RETRY, Backoff, Retry, RetryBudget
 from c2ws.delivery.shards import TooManySubscriptions, plan_shards
-from c2ws.events import EndReason, SubscriptionKey
+from c2ws.events import ConnectionEnd, EndReason, SubscriptionKey
 
 
 def test_every_ending_has_a_retry_policy() -> None:
@@ -60,6 +60,49 @@ def test_the_cap_bounds_every_wait_and_fatal_endings_do_not_wait() -> None:
     assert all(backoff.delay(EndReason.LOST, n) <= 0.2 for n in range(1, 200))
     assert backoff.delay(EndReason.AUTH_FAILED, 3) == 0.0
     assert backoff.delay(EndReason.OVERFLOW, 3) == 0.0
+
+
+def test_retry_after_sets_the_wait_within_the_cap() -> None:
+    backoff = Backoff(cap=30.0, rng=random.Random(5))
+    # Longer than the cap: the cap.  Within it: exactly what the server asked for, not the
+    # busy schedule's 2.5 to 5 s.
+    assert backoff.delay(EndReason.BUSY, 1, retry_after=120.0) == 30.0
+    assert backoff.delay(EndReason.BUSY, 1, retry_after=1.0) == 1.0
+    assert Backoff(cap=0.0).delay(EndReason.BUSY, 1, retry_after=120.0) == 0.0
+    # Asking for no wait at all, again and again: the ordinary schedule still grows.
+    late = [backoff.delay(EndReason.BUSY, 8, retry_after=0.0) for _ in range(200)]
+    assert max(late) > 20.0 and all(0.0 <= wait <= 30.0 for wait in late)
+    assert all(backoff.delay(EndReason.BUSY, n, retry_after=3.0) >= 3.0 for n in range(1, 30))
+
+
+BUSY = ConnectionEnd(EndReason.BUSY, "closed with 1008", 1008)
+
+
+def test_a_connection_acked_then_closed_at_once_counts_as_a_failure() -> None:
+    budget = RetryBudget(max_retries=3)
+    decisions = [budget.after(BUSY, served_for=0.05) for _ in range(4)]
+    assert [d.failures for d in decisions] == [1, 2, 3, 4]
+    assert [d.give_up for d in decisions] == [False, False, False, True]
+
+
+def test_a_connection_that_served_long_enough_starts_the_count_again() -> None:
+    budget = RetryBudget(max_retries=1)
+    assert budget.after(BUSY, served_for=None).failures == 1
+    stable = spec.STABLE_CONNECTION_SECONDS
+    assert budget.after(BUSY, served_for=stable - 0.1).give_up  # 2 failures > 1
+    budget = RetryBudget(max_retries=1)
+    budget.after(BUSY, served_for=None)
+    decision = budget.after(BUSY, served_for=stable)
+    assert (decision.failures, decision.give_up) == (1, False)
+
+
+def test_a_slow_reader_is_not_the_servers_failure_and_fatal_endings_give_up() -> None:
+    budget = RetryBudget(max_retries=0)
+    overflow = budget.after(ConnectionEnd(EndReason.OVERFLOW), served_for=1.0)
+    assert (overflow.retry, overflow.failures, overflow.give_up) == (Retry.WHEN_DRAINED, 0, False)
+    assert RetryBudget(max_retries=None).after(ConnectionEnd(EndReason.AUTH_FAILED), None).give_up
+    assert RetryBudget(max_retries=None, reconnect=False).after(BUSY, None).give_up
+    assert not RetryBudget(max_retries=None).after(BUSY, None).give_up
 
 
 def keys(count: int) -> list[SubscriptionKey]:

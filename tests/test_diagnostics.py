@@ -166,3 +166,56 @@ def test_a_reconnect_is_one_line_with_reason_attempt_and_wait() -> None:
     assert out.getvalue() == (
         "c2ws: connection 2: the server closed the connection (code 1012: restart); "
         "reconnecting in 2.2 s (attempt 3)\n")
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "delay", "said"),
+    [
+        (120.0, 30.0, "reconnecting in 30.0 s (attempt 1; the server asked for 120 s "
+                      "(Retry-After), capped by --max-backoff)"),
+        (3.0, 3.0, "reconnecting in 3.0 s (attempt 1; the server asked for 3 s (Retry-After))"),
+    ],
+)
+def test_a_reconnect_says_when_it_follows_the_servers_retry_after(
+    retry_after: float, delay: float, said: str
+) -> None:
+    diagnostics, out = make()
+    end = ConnectionEnd(EndReason.BUSY, "the server refused the connection (HTTP 429): busy",
+                        retry_after=retry_after)
+    diagnostics.handle(ev.Reconnecting(0, 1, delay, end, retry_after))
+    assert out.getvalue() == (
+        f"c2ws: connection 1: the server refused the connection (HTTP 429): busy; {said}\n")
+
+
+def test_the_status_line_says_how_many_of_several_connections_are_up() -> None:
+    diagnostics, _ = make()
+    diagnostics.connections_total = 10
+    for shard in range(10):
+        diagnostics.handle(ev.Connected(envelope("connection.connected"), shard))
+    assert diagnostics.status_text().startswith("10/10 connections up |")
+    for shard in (3, 7):
+        diagnostics.handle(ev.ConnectionEnded(shard, ConnectionEnd(EndReason.BUSY), True))
+    assert diagnostics.status_text().startswith("8/10 connections up |")
+    single, _ = make()
+    single.connections_total = 1
+    single.handle(ev.Connected(envelope("connection.connected"), 0))
+    assert single.status_text().startswith("connected |")
+
+
+def test_a_ws_url_through_a_proxy_is_one_warning_naming_the_proxy_not_its_secrets() -> None:
+    diagnostics, out = make()
+    diagnostics.handle(ev.ProxySetting("http_proxy", "http", "proxy.example:3128", used=True,
+                                       key_in_clear=True))
+    text = out.getvalue()
+    assert text.count("\n") == 1 and "WARNING: http_proxy" in text
+    assert "proxy.example:3128" in text and "clear text" in text and "wss://" in text
+
+
+def test_a_proxy_c2ws_cannot_use_is_said_and_a_wss_proxy_only_with_verbose() -> None:
+    diagnostics, out = make()
+    diagnostics.handle(ev.ProxySetting("ALL_PROXY", "socks5", "", used=False,
+                                       key_in_clear=False))
+    assert "ALL_PROXY names a socks5 proxy, which c2ws cannot use" in out.getvalue()
+    quiet = Diagnostics(Console(file=(sink := io.StringIO()), width=400, color_system=None))
+    quiet.handle(ev.ProxySetting("https_proxy", "http", "p:8080", used=True, key_in_clear=False))
+    assert sink.getvalue() == ""

@@ -294,3 +294,36 @@ def test_each_connect_failure_is_classified_for_retrying(
 def test_a_404_on_a_url_without_the_ws_path_says_where_the_endpoint_is() -> None:
     end = end_for_connect_failure(HandshakeRejected(404, "Not found"), "wss://example.test/")
     assert "(the C2 endpoint's path is /ws)" in end.detail
+
+
+def test_the_wait_a_busy_answer_asks_for_is_kept_for_the_backoff() -> None:
+    for status in (429, 503):
+        busy = end_for_connect_failure(HandshakeRejected(status, "busy", b"", 120.0), "ws://x/ws")
+        assert (busy.reason, busy.retry_after) == (EndReason.BUSY, 120.0)
+    other = end_for_connect_failure(HandshakeRejected(500, "oops", b"", 120.0), "ws://x/ws")
+    assert other.retry_after is None  # only 429 and 503 ask us to come back later
+
+
+def acked_then_closed(ws: ServerConnection) -> None:
+    """connection.connected, an ack for every request, then a 1008 close at once."""
+    ws.send(CONNECTED.decode())
+    request = orjson.loads(ws.recv())
+    ws.send(orjson.dumps({"msg_type": "subscription.ack", "id": "msg_2",
+                          "request_id": request["request_id"],
+                          "timestamp": "2026-01-01T00:00:00Z", "v": 4}).decode())
+    ws.close(spec.CLOSE_POLICY_VIOLATION)
+
+
+def test_acks_then_a_close_at_once_count_against_max_retries() -> None:
+    with scripted(acked_then_closed) as (url, connections):
+        engine = Engine(config(url, max_retries=2))
+        seen, failure = run_until_failure(engine)
+    assert isinstance(failure, ConnectionFailed) and failure.end.reason is EndReason.BUSY
+    assert sum(isinstance(e, ev.SubscriptionConfirmed) for e in seen) == 3  # served, briefly
+    assert [e.attempt for e in seen if isinstance(e, ev.Reconnecting)] == [1, 2]
+    assert len(connections) == 3
+    (down,) = engine.connections_down()
+    assert (down.shard, down.gave_up, down.ever_up, down.attempts) == (0, True, True, 3)
+    assert down.keys == (SIGNAL,) and down.last_end is not None
+    assert down.last_end.close_code == spec.CLOSE_POLICY_VIOLATION
+

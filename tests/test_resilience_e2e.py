@@ -14,7 +14,8 @@ import sys
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +35,31 @@ def order(strategy_id: int, n: int) -> dict[str, Any]:
             "OrderQuantity": 1 + n % 5, "C2Symbol": {"FullSymbol": "@ESZ6"}}
 
 
-def start(server: ReferenceServer, *args: str, **popen: Any) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if k not in ("C2_API_KEY", "C2WS_URL")}
-    env.update(C2_API_KEY=KEY, C2WS_URL=server.url)
+PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+
+
+def start(server: ReferenceServer, *args: str, env: Mapping[str, str] | None = None,
+          **popen: Any) -> subprocess.Popen[bytes]:
+    """c2ws subscribe against ``server``, with no proxy settings but those in ``env``."""
+    unwanted = {"C2_API_KEY", "C2WS_URL", *PROXY_VARIABLES, *map(str.upper, PROXY_VARIABLES)}
+    environment = {k: v for k, v in os.environ.items() if k not in unwanted}
+    environment.update(C2_API_KEY=KEY, C2WS_URL=server.url, **(env or {}))
     popen.setdefault("stdout", subprocess.PIPE)
     popen.setdefault("stderr", subprocess.PIPE)
-    return subprocess.Popen([sys.executable, "-m", "c2ws", "subscribe", *args], env=env,
-                            cwd=REPO, **popen)
+    return subprocess.Popen([sys.executable, "-m", "c2ws", "subscribe", *args],
+                            env=environment, cwd=REPO, **popen)
+
+
+def outcome(process: subprocess.Popen[bytes], timeout: float = 45) -> tuple[int, str]:
+    """The exit code and stderr of a run that must end by itself: killed if it does not,
+    before pytest's own 60 s timeout could leave it running."""
+    try:
+        _, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        raise AssertionError(f"c2ws did not end within {timeout} s") from None
+    return process.returncode, err.decode()
 
 
 class LineReader:
@@ -477,15 +496,23 @@ def test_a_wrong_key_is_not_retried(server: ReferenceServer) -> None:
     assert b"reconnecting" not in result.stderr
 
 
-def test_a_busy_server_is_retried_after_a_longer_wait_then_given_up() -> None:
+@contextmanager
+def occupied(**config: Any) -> Iterator[ReferenceServer]:
+    """A server that allows one connection per key, that one taken: every connection
+    c2ws opens is answered with HTTP 429."""
     from websockets.sync.client import connect
 
-    config = ServerConfig(api_keys=(KEY,), feed="none", max_connections_per_key=1,
-                          max_lifetime=60)
-    with ReferenceServer(config) as limited, connect(
+    settings = ServerConfig(api_keys=(KEY,), feed="none", max_connections_per_key=1,
+                            max_lifetime=60, **config)
+    with ReferenceServer(settings) as limited, connect(
         limited.url, additional_headers={"Authorization": f"Bearer {KEY}"}
     ) as occupying:
-        occupying.recv(timeout=5)
+        occupying.recv(timeout=5)  # connection.connected: the key's one place is taken
+        yield limited
+
+
+def test_a_busy_server_is_retried_after_a_longer_wait_then_given_up() -> None:
+    with occupied() as limited:
         process = start(limited, "1", "--max-retries", "1", "--max-backoff", "1")
         _, err = process.communicate(timeout=30)
     assert process.returncode == ExitCode.SERVER_BUSY
@@ -494,6 +521,87 @@ def test_a_busy_server_is_retried_after_a_longer_wait_then_given_up() -> None:
     # first wait would be up to 0.5 s from 0.
     assert len(waits) == 1 and 0.5 <= waits[0] <= 1.0
     assert b"HTTP 429" in err
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "max_backoff", "said"),
+    [
+        (120, "1", "reconnecting in 1.0 s (attempt 1; the server asked for 120 s (Retry-After), "
+                   "capped by --max-backoff)"),
+        (1, "30", "reconnecting in 1.0 s (attempt 1; the server asked for 1 s (Retry-After))"),
+    ],
+)
+def test_retry_after_sets_the_wait_within_max_backoff_and_the_line_says_so(
+    retry_after: int, max_backoff: str, said: str,
+) -> None:
+    with occupied(retry_after=retry_after) as limited:
+        process = start(limited, "1", "--max-retries", "1", "--max-backoff", max_backoff)
+        code, err = outcome(process)
+    assert code == ExitCode.SERVER_BUSY
+    (line,) = [line for line in err.splitlines() if "reconnecting in" in line]
+    assert line.endswith(said) and "HTTP 429" in line
+
+
+def test_acked_then_closed_at_once_every_time_ends_after_max_retries(
+    server: ReferenceServer,
+) -> None:
+    """The server accepts, acks, then closes 50 ms later, every time: each such connection
+    is a failed attempt, so --max-retries 3 ends the run after 4 connections."""
+    server.close_after_acks(0.05)
+    process = start(server, "1", "-c", "signal", "-o", "ndjson", "--max-retries", "3", *FAST)
+    code, err = outcome(process)
+    assert code == ExitCode.SERVER_BUSY, err
+    records = server.connections()
+    assert len(records) == 4
+    assert all(r.end is ConnectionEnd.CLOSED_BY_SERVER and r.subscriptions for r in records)
+    assert [f"attempt {n})" in err for n in (1, 2, 3)] == [True, True, True]
+
+
+def test_one_of_three_connections_closed_after_every_ack_ends_the_run_and_is_named() -> None:
+    """250 subscriptions over 3 connections; the server closes the third with 1008 right
+    after its acks, every time.  --max-retries 3 ends the run with that connection's exit
+    code (5), and stderr names the connection and the subscriptions it left unserved."""
+    strategies = tuple(range(1, 251))
+    config = ServerConfig(api_keys=(KEY,), feed="none", strategies=strategies,
+                          heartbeat_interval=0.5, heartbeat_grace=1.0, max_lifetime=120)
+    with ReferenceServer(config) as server:
+        server.close_after_acks(0.05, strategies=[250])  # the third connection's last one
+        process = start(server, *map(str, strategies), "-c", "signal", "-o", "ndjson",
+                        "--max-retries", "3", *FAST)
+        code, err = outcome(process)
+        records = server.connections()
+    assert code == ExitCode.SERVER_BUSY, err
+    closed = [r for r in records if r.end is ConnectionEnd.CLOSED_BY_SERVER]
+    assert len(closed) == 4 and {len(r.subscriptions) for r in closed} == {83}
+    assert ("c2ws: connection 3 of 3 gave up after 4 failed attempt(s) in a row: 83 "
+            "subscription(s) were not served at the end (strategy.signal:168, "
+            "strategy.signal:169, strategy.signal:170, strategy.signal:171, "
+            "strategy.signal:172 and 78 more); last: the server closed the connection "
+            "(code 1008") in err
+    assert "connection 1 of 3" not in err and "connection 2 of 3" not in err
+
+
+def test_a_ws_url_through_an_http_proxy_is_warned_about_once_without_the_key(
+    server: ReferenceServer,
+) -> None:
+    from test_connection import RawServer, connect_proxy
+
+    seen: list[bytes] = []
+    with RawServer(connect_proxy(seen)) as proxy:
+        process = start(server, "1", "-c", "signal", "-o", "ndjson", "-n", "1", *FAST,
+                        env={"http_proxy": f"http://user:proxy-pass@127.0.0.1:{proxy.port}"})
+        (first,) = wait_subscribed(server, 1, 1)
+        server.drop_connections_after(0)  # a second connection: still one warning
+        wait_subscribed(server, 1, 1, after=first.number)
+        server.publish_signal(1, order(1, 0))
+        code, err = outcome(process)
+    assert code == 0, err
+    assert len(seen) == 2  # both connections went through the proxy
+    warnings = [line for line in err.splitlines() if "clear text" in line]
+    assert len(warnings) == 1, err
+    assert warnings[0].startswith(f"c2ws: WARNING: http_proxy sends this ws:// connection "
+                                  f"through the proxy 127.0.0.1:{proxy.port}: the API key")
+    assert KEY not in err and "proxy-pass" not in err
 
 
 def test_bursts_larger_than_the_buffer_reach_a_reader_that_keeps_reading(

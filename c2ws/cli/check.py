@@ -105,10 +105,12 @@ def run_check(
 ) -> int:
     import orjson
 
+    from c2ws.engine import proxy_setting
     from c2ws.exitcodes import exit_code_for_end
     from c2ws.probe import ProbeFailed, probe
     from c2ws.render.color import console_options
     from c2ws.render.consoles import DataConsole, MessageConsole
+    from c2ws.render.diagnostics import describe_proxy
     from c2ws.render.safe import redacted, terminal_safe
 
     out = DataConsole(highlight=False, markup=False, emoji=False,
@@ -119,6 +121,9 @@ def run_check(
     def say(text: str, style: str = "") -> None:
         err.print(redacted(f"c2ws: {text}"), style=style, soft_wrap=True)
 
+    proxy = proxy_setting(url)
+    if proxy is not None and (proxy.key_in_clear or not proxy.used) and not quiet:
+        say(*describe_proxy(proxy))
     try:
         result = probe(url, api_key, keys, timeout=timeout)
     except ProbeFailed as failure:

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Final
 
 from c2ws import events as ev
 from c2ws.cli.app import StdoutClosed, Terminated
-from c2ws.engine import Engine, EngineConfig
-from c2ws.errors import EngineError, InternalError
+from c2ws.engine import ConnectionHealth, Engine, EngineConfig
+from c2ws.errors import ConnectionFailed, EngineError, InternalError
 from c2ws.events import SubscriptionKey
 from c2ws.exitcodes import ExitCode, exit_code_for, exit_code_for_end
 from c2ws.render import Renderer, messages_handler
@@ -68,6 +68,8 @@ class StreamEnded(Exception):
 
 _STREAM_MESSAGE: Final = ev.StreamMessage
 _ONLY_STREAM_MESSAGES: Final = {ev.StreamMessage}
+# Subscriptions named in the final report of a connection that was down; the rest counted.
+_KEYS_NAMED: Final = 5
 
 
 class SubscribeRun:
@@ -86,6 +88,7 @@ class SubscribeRun:
         self._batch: Sequence[ev.Event] = ()
         self._written_of_batch = 0
         self._gap: ev.GapReported | None = None  # --fail-on-gap: the hole to stop after
+        self._connection_failed = False  # the run ended with a connection's failure
         self._failed_target: str | None = None  # what a write failed on, if one did
         # stdout takes nothing more (a write failed, or its reader left): the caller points
         # it at /dev/null, so the interpreter's last flush cannot fail (exit 120).
@@ -97,6 +100,7 @@ class SubscribeRun:
         output failure like any other (exit 9)."""
         try:
             code = self._run()
+            self._report_connections_down()
         except StdoutClosed:
             with contextlib.suppress(OSError):
                 self.renderer.close()  # what is not stdout (a recording) is still closed
@@ -123,6 +127,7 @@ class SubscribeRun:
         try:
             try:
                 self._engine = Engine(self.options.engine, state=self.options.state)
+                self.diagnostics.connections_total = self._engine.connection_count
                 with self._engine:
                     self._stream(self._engine)
             finally:
@@ -140,6 +145,7 @@ class SubscribeRun:
             )
             return ExitCode.ERROR
         except EngineError as error:
+            self._connection_failed = isinstance(error, ConnectionFailed)
             self.diagnostics.say(terminal_safe(str(error), 400), "red")
             return exit_code_for(error)
         except KeyboardInterrupt:
@@ -340,6 +346,22 @@ class SubscribeRun:
         return ends + (f"; {unwritten} more received message(s) were not written"
                        if unwritten else "")
 
+    def _report_connections_down(self) -> None:
+        """However the run ended, say which connections were down at the end and which
+        subscriptions they left unserved: with several connections, one that keeps
+        failing is otherwise lost among the reconnect lines.  Not repeated when the only
+        connection's failure is what ended the run (its error line says it all)."""
+        engine = self._engine
+        if engine is None:
+            return
+        total = engine.connection_count
+        if total == 1 and self._connection_failed:
+            return
+        for health in engine.connections_down():
+            self.diagnostics.say(
+                _describe_down(health, total), "red" if health.gave_up else "yellow"
+            )
+
     def _report_unwritten(self, why: str) -> None:
         """Stopping by signal discards what stdout had not taken yet: say how much, and
         where each stream's output ends, so nothing is lost silently."""
@@ -356,3 +378,19 @@ class SubscribeRun:
 def _by_stream(item: tuple[SubscriptionKey, int]) -> str:
     """Sort key: streams in the order of their names."""
     return str(item[0])
+
+
+def _describe_down(health: ConnectionHealth, total: int) -> str:
+    """One line on a connection that was down when the run ended."""
+    state = "gave up" if health.gave_up else "was down when the run ended"
+    if health.attempts:
+        state += f" after {health.attempts} failed attempt(s) in a row"
+    served = "were never served" if not health.ever_up else "were not served at the end"
+    keys = health.keys
+    named = ", ".join(map(str, keys[:_KEYS_NAMED]))
+    if len(keys) > _KEYS_NAMED:
+        named += f" and {len(keys) - _KEYS_NAMED} more"
+    last = health.last_end
+    why = f"; last: {terminal_safe(last.detail or last.reason.value)}" if last else ""
+    return (f"connection {health.shard + 1} of {total} {state}: {len(keys)} "
+            f"subscription(s) {served} ({named}){why}")

@@ -13,8 +13,11 @@ documented ``socket=`` option and subclass ``WebSocket`` through its ``class_`` 
 from __future__ import annotations
 
 import base64
+import datetime
+import email.utils
 import enum
 import ipaddress
+import math
 import os
 import re
 import select
@@ -25,6 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
+from urllib.parse import unquote, urlsplit
 
 import websocket
 from websocket import ABNF, continuous_frame, frame_buffer
@@ -78,14 +82,19 @@ class HandshakeRejected(ConnectFailed):
 
     ``reason`` is the ``X-WS-Error`` header, else the status text: one line, at most
     ``spec.MAX_REJECTION_REASON_CHARS`` characters, the API key redacted.  ``body`` is at
-    most ``spec.MAX_REJECTION_BODY_BYTES`` of the announced body (key redacted too)."""
+    most ``spec.MAX_REJECTION_BODY_BYTES`` of the announced body (key redacted too).
+    ``retry_after``: the seconds its ``Retry-After`` header asks for (see
+    :func:`retry_after_seconds`), None when it has none or none that parses."""
 
-    def __init__(self, status: int, reason: str, body: bytes = b"") -> None:
+    def __init__(
+        self, status: int, reason: str, body: bytes = b"", retry_after: float | None = None
+    ) -> None:
         message = f"HTTP {status}: {reason}" if reason else f"HTTP {status}"
         super().__init__(ConnectFailure.REJECTED, message)
         self.status = status
         self.reason = reason
         self.body = body
+        self.retry_after = retry_after
 
 
 class FrameTooLarge(websocket.WebSocketPayloadException):
@@ -296,11 +305,44 @@ class _UpgradeSocket:
             )
         body = _read_rejection_body(self.inner, head, self._deadline)
         reason = head.header(spec.ERROR_HEADER) or head.status_text
+        retry_after = head.header("Retry-After")
         raise HandshakeRejected(
             head.status,
             _bounded_reason(reason, self._api_key),
             _redact_bytes(body, self._api_key),
+            None if retry_after is None else retry_after_seconds(retry_after, time.time()),
         )
+
+
+# delta-seconds longer than this are a day or more anyway: not converted (int() refuses
+# some very long digit strings).
+_MAX_DELTA_SECONDS_DIGITS: Final = 9
+
+
+def retry_after_seconds(value: str, now: float) -> float | None:
+    """The wait a ``Retry-After`` header value asks for, in seconds, from ``now`` (epoch
+    seconds): delta-seconds (``120``) or an HTTP-date in any of the three forms RFC 9110
+    lets a recipient meet (a date without a zone is taken as GMT), rounded up to whole
+    seconds as dates have no finer ones.  Total: None for anything else, never an
+    exception.  Bounded to [0, spec.MAX_RETRY_AFTER_SECONDS]: a date in the past asks for
+    no wait."""
+    text = value.strip()
+    if not text:
+        return None
+    if text.isascii() and text.isdigit():
+        if len(text) > _MAX_DELTA_SECONDS_DIGITS:
+            return spec.MAX_RETRY_AFTER_SECONDS
+        return min(float(int(text)), spec.MAX_RETRY_AFTER_SECONDS)
+    try:
+        moment = email.utils.parsedate_to_datetime(text)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=datetime.timezone.utc)
+        seconds = moment.timestamp() - now
+    except (ValueError, TypeError, OverflowError, IndexError, OSError):
+        return None
+    if not math.isfinite(seconds):  # no date makes one, but a bound must not rely on that
+        return None
+    return min(max(float(math.ceil(seconds)), 0.0), spec.MAX_RETRY_AFTER_SECONDS)
 
 
 def _unparsed_answer() -> ConnectFailed:
@@ -504,21 +546,104 @@ def _start_tls(
     return tls
 
 
+@dataclass(frozen=True)
+class ProxyRoute:
+    """The proxy the environment names for one host.  ``variable``: the variable it came
+    from (``http_proxy``, ``HTTPS_PROXY``, ``ALL_PROXY``...); ``scheme``: its URL's scheme.
+    ``used`` False: c2ws cannot use it (``ALL_PROXY`` naming anything but an ``http://``
+    proxy, a SOCKS proxy mostly) and connects directly.  ``address`` never holds the
+    proxy's credentials: it is fit to print."""
+
+    variable: str
+    scheme: str
+    host: str
+    port: int
+    auth: tuple[str, str] | None
+    used: bool
+
+    @property
+    def address(self) -> str:
+        """host:port ("" for a proxy c2ws does not use)."""
+        if not self.host:
+            return ""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+# ALL_PROXY applies to every scheme when the scheme's own variable is not set, as curl
+# has it; websocket-client does not read it.  Lower case first, as for the others.
+_ALL_PROXY_VARIABLES: Final = ("all_proxy", "ALL_PROXY")
+_PROXY_SETTING_INVALID: Final = "the {} setting is not a valid proxy URL"
+
+
+def _proxy_route(host: str, secure: bool) -> ProxyRoute | None:
+    """Which proxy connections to ``host`` go through.  ``https_proxy`` (wss) or
+    ``http_proxy`` (ws) as websocket-client reads them (lower case first, then upper
+    case), else ``ALL_PROXY``; ``no_proxy`` is applied with websocket-client's own rules.
+    Raises ConnectFailed(PROXY) for a setting that is not a proxy URL."""
+    wanted = "https_proxy" if secure else "http_proxy"
+    variable = wanted if wanted in os.environ else wanted.upper()
+    try:
+        proxy_host, proxy_port, proxy_auth = get_proxy_info(host, secure)
+        if proxy_host:
+            return ProxyRoute(variable, "http", str(proxy_host), int(proxy_port or 80),
+                              proxy_auth, used=True)
+        if os.environ.get(variable, "").strip():
+            # Set, but no_proxy names this host (or websocket-client finds no host in it,
+            # as in "proxy:3128" without a scheme: it connects directly then, and so do we).
+            return None
+        return _all_proxy_route(host, secure)
+    except (ValueError, TypeError, websocket.WebSocketException):
+        raise ConnectFailed(
+            ConnectFailure.PROXY, _PROXY_SETTING_INVALID.format(f"{wanted}/{wanted.upper()}")
+        ) from None
+
+
+def _all_proxy_route(host: str, secure: bool) -> ProxyRoute | None:
+    variable = next((name for name in _ALL_PROXY_VARIABLES if name in os.environ), None)
+    value = os.environ.get(variable, "").replace(" ", "") if variable else ""
+    if variable is None or not value:
+        return None
+    invalid = ConnectFailed(ConnectFailure.PROXY, _PROXY_SETTING_INVALID.format(variable))
+    try:
+        # An explicit proxy makes websocket-client apply no_proxy to the host, and no more.
+        applies, _, _ = get_proxy_info(host, secure, proxy_host=variable, proxy_port=1)
+    except (ValueError, TypeError, websocket.WebSocketException):
+        raise invalid from None
+    if not applies:
+        return None
+    scheme, separator, _ = value.partition("://")
+    scheme = scheme.lower() if separator else "http"  # as curl: no scheme is an HTTP proxy
+    if scheme != "http":  # socks5://, https://...: not a proxy we can tunnel through
+        return ProxyRoute(variable, scheme, "", 0, None, used=False)
+    try:
+        proxy = urlsplit(value if separator else f"http://{value}")
+        proxy_host, proxy_port = proxy.hostname, proxy.port
+    except ValueError:
+        raise invalid from None
+    if not proxy_host:
+        raise invalid
+    auth = (unquote(proxy.username), unquote(proxy.password or "")) if proxy.username else None
+    return ProxyRoute(variable, scheme, proxy_host, proxy_port or 80, auth, used=True)
+
+
+def proxy_for(url: str) -> ProxyRoute | None:
+    """The proxy the environment names for connections to ``url`` (None: they go
+    direct), exactly as :func:`open_connection` will see it.  Raises
+    :class:`ConnectFailed` for a URL or proxy setting it could not use either."""
+    host, _, secure = _parse_url(url)
+    return _proxy_route(host, secure)
+
+
 def _open_stream(
     host: str, port: int, secure: bool, deadline: _Deadline, context: ssl.SSLContext | None
 ) -> socket.socket:
     """TCP (through the environment's HTTP proxy when one applies), then TLS for wss."""
-    try:
-        proxy_host, proxy_port, proxy_auth = get_proxy_info(host, secure)
-        proxy_port = int(proxy_port or 80)
-    except (ValueError, TypeError, websocket.WebSocketException):
-        raise ConnectFailed(
-            ConnectFailure.PROXY, "the http_proxy/https_proxy setting is not a valid proxy URL"
-        ) from None
-    if proxy_host:
-        sock = _connect_tcp(proxy_host, proxy_port, deadline, "the proxy")
+    route = _proxy_route(host, secure)
+    if route is not None and route.used:
+        sock = _connect_tcp(route.host, route.port, deadline, "the proxy")
         try:
-            _tunnel(sock, host, port, proxy_auth, deadline)
+            _tunnel(sock, host, port, route.auth, deadline)
         except BaseException:
             sock.close()
             raise
@@ -561,9 +686,10 @@ def open_connection(
     that is abandoned at the deadline (it ends when the system resolver gives up); a
     literal IP address needs no lookup and no thread.
 
-    Proxies: an HTTP proxy from ``http_proxy``/``https_proxy`` (``no_proxy`` honoured,
-    with websocket-client's own rules) is tunnelled through here with HTTP CONNECT, under
-    the same deadline; as with websocket-client, only HTTP CONNECT proxies are used.
+    Proxies: an HTTP proxy from ``http_proxy``/``https_proxy``, else from ``ALL_PROXY``
+    (``no_proxy`` honoured, with websocket-client's own rules) is tunnelled through here
+    with HTTP CONNECT, under the same deadline; only HTTP CONNECT proxies are used (an
+    ``ALL_PROXY`` naming another kind is passed over: see :func:`proxy_for`).
 
     TLS (wss): ``ssl.create_default_context()`` (certificate and host name checks on)
     unless ``ssl_context`` is given.

@@ -31,7 +31,7 @@ from websocket import ABNF
 
 from c2ws import events as ev
 from c2ws import spec
-from c2ws.delivery.backoff import RETRY, Backoff, Retry
+from c2ws.delivery.backoff import Backoff, Retry, RetryBudget
 from c2ws.delivery.dedupe import StreamFilter
 from c2ws.events import ConnectionEnd, EndReason, SubscriptionKey
 from c2ws.net.connection import (
@@ -101,7 +101,8 @@ def end_for_connect_failure(exc: ConnectFailed, url: str) -> ConnectionEnd:
             return ConnectionEnd(EndReason.AUTH_FAILED, f"authentication failed: {reason}")
         if exc.status in (spec.HTTP_TOO_MANY_REQUESTS, spec.HTTP_SERVICE_UNAVAILABLE):
             return ConnectionEnd(
-                EndReason.BUSY, f"the server refused the connection (HTTP {exc.status}): {reason}"
+                EndReason.BUSY, f"the server refused the connection (HTTP {exc.status}): {reason}",
+                retry_after=exc.retry_after,
             )
         hint = ""
         if exc.status == HTTP_NOT_FOUND and not urlsplit(url).path.rstrip("/").endswith("/ws"):
@@ -207,50 +208,47 @@ class ShardWorker(threading.Thread):
                     sock.close()
 
     def _run(self) -> None:
-        failures = 0
+        budget = RetryBudget(
+            max_retries=self.settings.max_retries, reconnect=self.settings.reconnect
+        )
         while not self._stop_requested.is_set():
-            end, was_connected, subscribed = self._attempt()
+            end, was_connected, served_since = self._attempt()
+            served_for = None if served_since is None else self._clock() - served_since
             # A server may echo the key (in a close reason, an error...).
             end = replace(end, detail=redact_key(end.detail, self.settings.api_key))
             self._handoff.put([ev.ConnectionEnded(self.shard, end, was_connected)])
             if self._stop_requested.is_set() or end.reason is EndReason.STOPPED:
                 return
-            retry = RETRY[end.reason]
-            if subscribed:
-                failures = 0
-            if retry is not Retry.WHEN_DRAINED:
-                failures += 1
-            max_retries = self.settings.max_retries
-            if (
-                retry is Retry.NEVER
-                or not self.settings.reconnect
-                or (max_retries is not None and failures > max_retries)
-            ):
-                self._handoff.put([ev.ShardFailed(self.shard, end)])
+            decision = budget.after(end, served_for)
+            failures = decision.failures
+            if decision.give_up:
+                self._handoff.put([ev.ShardFailed(self.shard, end, failures)])
                 return
-            if retry is Retry.WHEN_DRAINED:
+            if decision.retry is Retry.WHEN_DRAINED:
                 self._handoff.put([ev.Reconnecting(self.shard, failures, None, end)])
                 stopping = self._stop_requested.is_set
                 if not self._handoff.wait_for_room(self._handoff.limit // 2, stopping):
                     return
             else:
-                delay = self._backoff.delay(end.reason, failures)
-                self._handoff.put([ev.Reconnecting(self.shard, failures, delay, end)])
+                delay = self._backoff.delay(end.reason, failures, end.retry_after)
+                self._handoff.put([
+                    ev.Reconnecting(self.shard, failures, delay, end, end.retry_after)
+                ])
                 if self._stop_requested.wait(delay):
                     return
 
     def _wanted(self) -> list[SubscriptionKey]:
         return [key for key in self.keys if key not in self._rejected]
 
-    def _attempt(self) -> tuple[ConnectionEnd, bool, bool]:
+    def _attempt(self) -> tuple[ConnectionEnd, bool, float | None]:
         """One connection from connect to close: (how it ended, reached
-        connection.connected, had every subscription answered)."""
+        connection.connected, when every subscription had been answered: None if never)."""
         try:
             ws = self._connect(
                 self.settings.url, self.settings.api_key, timeout=self.settings.connect_timeout
             )
         except ConnectFailed as exc:
-            return end_for_connect_failure(exc, self.settings.url), False, False
+            return end_for_connect_failure(exc, self.settings.url), False, None
         try:
             return _Pump(self, ws).run()
         finally:
@@ -286,12 +284,12 @@ class _Pump:
             self.session.subscribe(key, now=now, wall=self.wall())
         self.traffic = worker.settings.traffic
         self.batch: list[ev.Event] = []
-        self.subscribed = False
+        self.served_since: float | None = None  # when every subscription was answered
         self.close_frame_received = False
         self.unannounced = 0  # events handed over without waking the output thread
         self.leave_by: float | None = None
 
-    def run(self) -> tuple[ConnectionEnd, bool, bool]:
+    def run(self) -> tuple[ConnectionEnd, bool, float | None]:
         session = self.session
         self.ws.frame_timeout = self.ws.send_timeout = self.worker.settings.io_timeout
         # open_connection hands over a connected socket.
@@ -319,7 +317,7 @@ class _Pump:
             with contextlib.suppress(Exception):
                 self.ws.close(status=spec.CLOSE_NORMAL, timeout=CLOSE_HANDSHAKE_TIMEOUT)
         self._hand_over()
-        return end, session.connected_at is not None, self.subscribed
+        return end, session.connected_at is not None, self.served_since
 
     def _step(self, readiness: Readiness) -> None:
         session, now = self.session, self.clock()
@@ -406,8 +404,8 @@ class _Pump:
                 session.fail(EndReason.SEND_BLOCKED, str(exc))
                 break
         self.batch.extend(session.events_received())
-        if not self.subscribed and session.all_answered:
-            self.subscribed = True
+        if self.served_since is None and session.all_answered:
+            self.served_since = self.clock()
             self._note_rejections()
         if not self.batch:
             return

@@ -41,6 +41,22 @@ def describe_errors(errors: tuple[ErrorDetail, ...]) -> str:
     return terminal_safe("; ".join(parts) or "no reason given", limit=400)
 
 
+def describe_proxy(setting: ev.ProxySetting) -> tuple[str, str]:
+    """What to say about the environment's proxy, and in which style.  A proxy that is
+    used for wss:// is worth a line with -v only."""
+    variable = setting.variable
+    if setting.key_in_clear:
+        return (f"WARNING: {variable} sends this ws:// connection through the proxy "
+                f"{terminal_safe(setting.address, 300)}: the API key crosses it in clear text, "
+                "readable by the proxy and anyone on the way; use wss://, or name the host "
+                "in no_proxy", "bold yellow")
+    if not setting.used:
+        return (f"{variable} names a {terminal_safe(setting.scheme, 20)} proxy, which c2ws "
+                "cannot use (HTTP CONNECT proxies only): connecting directly", "yellow")
+    return (f"connecting through the proxy {terminal_safe(setting.address, 300)} "
+            f"(from {variable})", "dim")
+
+
 class _Throttle:
     """Rate limit for one kind of warning: its first ``burst`` lines, then at most one
     line per interval."""
@@ -102,6 +118,9 @@ class Diagnostics:
         self.active: set[ev.SubscriptionKey] = set()
         self.rejected = 0
         self.connections_up: set[int] = set()
+        # How many connections the run has (0: unknown); with more than one, the status
+        # line says how many are up, so a connection that is down cannot go unseen.
+        self.connections_total = 0
         self.reconnecting = False
         self.last_heartbeat: str | None = None
         self._unknown_types: set[str] = set()
@@ -185,6 +204,9 @@ class Diagnostics:
             case ev.Reconnecting():
                 self.reconnecting = True
                 self._on_reconnecting(event)
+            case ev.ProxySetting(used=used, key_in_clear=key_in_clear):
+                if key_in_clear or not used or self.verbose:
+                    self.say(*describe_proxy(event))
             case ev.SubscriptionConfirmed(key=key):
                 self.active.add(key)
                 if self.verbose:
@@ -252,8 +274,13 @@ class Diagnostics:
             self.say(f"{connection} paused: {cause}; it resumes where the output stopped once "
                      "the reader catches up", "yellow")
         else:
+            asked = ""
+            if event.retry_after is not None:
+                asked = f"; the server asked for {event.retry_after:g} s (Retry-After)"
+                if event.retry_after > event.delay:
+                    asked += ", capped by --max-backoff"
             self.say(f"{connection}: {cause}; reconnecting in {event.delay:.1f} s "
-                     f"(attempt {event.attempt})", "yellow")
+                     f"(attempt {event.attempt}{asked})", "yellow")
 
     def _on_unknown(self, msg_type: str) -> None:
         # Remember the cleaned, capped name: hostile names that clean up alike are one kind.
@@ -284,7 +311,9 @@ class Diagnostics:
 
     def status_text(self) -> str:
         heartbeat = self.last_heartbeat or "none yet"
-        if self.connections_up:
+        if self.connections_total > 1:
+            state = f"{len(self.connections_up)}/{self.connections_total} connections up"
+        elif self.connections_up:
             state = "connected"
         else:
             state = "reconnecting" if self.reconnecting else "connecting"

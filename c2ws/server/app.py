@@ -130,7 +130,9 @@ class ServerConfig:
     shows (0: none).  ``feed_waits_for_subscription``: the synthetic feed, too, starts
     only once a client's subscriptions have landed (a recorded feed always does), so that
     client sees every stream from seq_id 1.  ``clock_offset``: seconds the server's clock
-    is off (to test how clients handle a skewed server).
+    is off (to test how clients handle a skewed server).  ``retry_after``: a
+    ``Retry-After`` header (delta-seconds) on every 429 and 503 answer (the C2 docs do
+    not say whether the real server sends one; the HTTP standard allows it on both).
     """
 
     host: str = "127.0.0.1"
@@ -155,6 +157,7 @@ class ServerConfig:
     # A test knob: the server's clock runs this many seconds ahead of the machine's
     # (negative: behind), in every timestamp it sends and every one it checks.
     clock_offset: float = 0.0
+    retry_after: int | None = None
 
     def __post_init__(self) -> None:
         if self.heartbeat_interval <= 0 or self.heartbeat_grace < 0:
@@ -167,6 +170,8 @@ class ServerConfig:
             raise ValueError("max_lifetime must be positive")
         if self.closed_records < 0:
             raise ValueError("closed_records must be >= 0")
+        if self.retry_after is not None and self.retry_after < 0:
+            raise ValueError("retry_after must be >= 0")
 
     def feed_source(self) -> str | Path:
         """``FEED_SYNTHETIC``, ``FEED_NONE`` or the Path of a recording."""
@@ -222,6 +227,13 @@ class _Frame:
 
 
 @dataclass(frozen=True, slots=True)
+class _CloseAfterAcks:
+    seconds: float
+    code: int
+    strategies: frozenset[int] | None  # None: every connection
+
+
+@dataclass(frozen=True, slots=True)
 class _Close:
     code: int
     reason: str
@@ -247,6 +259,7 @@ class _Connection:
         self.max_outbox = max_outbox
         self.stalled = False
         self.drop_after: int | None = None
+        self.close_timer: asyncio.TimerHandle | None = None  # close_after_acks()
         self.closing = False
         self.end: ConnectionEnd | None = None
         self.wake = asyncio.Event()
@@ -273,7 +286,12 @@ class _Connection:
             self.outbox.put_nowait(_Close(code, reason, end))
 
 
-def _http_error(rejection: Rejection) -> Response:
+_RETRY_AFTER_STATUSES: Final = frozenset({
+    spec.HTTP_TOO_MANY_REQUESTS, spec.HTTP_SERVICE_UNAVAILABLE,
+})
+
+
+def _http_error(rejection: Rejection, retry_after: int | None = None) -> Response:
     body = rejection.body()
     headers = Headers(
         [
@@ -284,6 +302,8 @@ def _http_error(rejection: Rejection) -> Response:
             (spec.ERROR_HEADER, rejection.header),
         ]
     )
+    if retry_after is not None and rejection.status in _RETRY_AFTER_STATUSES:
+        headers["Retry-After"] = str(retry_after)
     return Response(rejection.status, http.HTTPStatus(rejection.status).phrase, headers, body)
 
 
@@ -337,6 +357,7 @@ class ReferenceServer:
         self._numbers = itertools.count(1)
         self._heartbeats_paused = False
         self._drop_new: tuple[int, int] = (0, 0)  # (frames, connections) still to arm
+        self._close_after_acks: _CloseAfterAcks | None = None
         self._port = self.config.port
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread_id: int | None = None
@@ -519,7 +540,7 @@ class ReferenceServer:
             )
         verdict = self._admission.check(_authorization(request))
         if isinstance(verdict, Rejection):
-            return _http_error(verdict)
+            return _http_error(verdict, self.config.retry_after)
         return None
 
     async def _handle(self, websocket: ServerConnection) -> None:
@@ -572,14 +593,33 @@ class ReferenceServer:
                     changed.set()
                 self._record_received(connection, data)
                 connection.send(replies)
+                if session.subscriptions != subscribed:
+                    self._arm_close_after_acks(connection)
         except ConnectionClosed:
             pass
         finally:
+            if connection.close_timer is not None:
+                connection.close_timer.cancel()
             session.mark_closed()
             del self._connections[record.number]
             ticker.cancel()
             writer.cancel()
             record.end = record.end or connection.end
+
+    def _arm_close_after_acks(self, connection: _Connection) -> None:
+        """close_after_acks(): (re)start the connection's close timer once its acks are
+        queued, when it holds a subscription the knob names."""
+        knob = self._close_after_acks
+        if knob is None or not any(
+            knob.strategies is None or strategy in knob.strategies
+            for strategy, _ in connection.session.subscriptions
+        ):
+            return
+        if connection.close_timer is not None:
+            connection.close_timer.cancel()
+        connection.close_timer = asyncio.get_running_loop().call_later(
+            knob.seconds, connection.close, knob.code, "", ConnectionEnd.CLOSED_BY_SERVER
+        )
 
     @staticmethod
     def _record_received(connection: _Connection, data: bytes | str) -> None:
@@ -808,6 +848,28 @@ class ReferenceServer:
 
         def arm() -> None:
             self._drop_new = (max(messages, 1), connections)
+
+        self._call(arm)
+
+    def close_after_acks(
+        self,
+        seconds: float | None,
+        *,
+        code: int = spec.CLOSE_POLICY_VIOLATION,
+        strategies: Iterable[int] | None = None,
+    ) -> None:
+        """From now on, close every connection with ``code`` ``seconds`` after it was sent
+        its subscription acks (a new subscription restarts the wait): a server that
+        accepts, acks, then drops the client at once, as often as it comes back.  With
+        ``strategies``, only connections subscribed to one of them (a few connections of
+        a client's many).  ``seconds=None`` disarms it."""
+        knob = None
+        if seconds is not None:
+            chosen = None if strategies is None else frozenset(strategies)
+            knob = _CloseAfterAcks(max(seconds, 0.0), code, chosen)
+
+        def arm() -> None:
+            self._close_after_acks = knob
 
         self._call(arm)
 
