@@ -3,9 +3,11 @@ the renderer, and run (see :mod:`c2ws.cli.run`).  Nothing here knows the wire pr
 
 
 import dataclasses
+import errno
+import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, BinaryIO
 
 import typer
 
@@ -380,14 +382,24 @@ def _open_recording(
     from c2ws.render.safe import terminal_safe
 
     try:
-        out = path.open("ab")
+        out = _open_private_append(path)
     except OSError as exc:
-        diagnostics.say(terminal_safe(f"--record: cannot open {path}: {exc.strerror or exc}",
-                                      400), "red")
+        reason = exc.strerror or str(exc)
+        if exc.errno == errno.ELOOP:  # O_NOFOLLOW: someone may have planted it
+            reason = "it is a symbolic link, which c2ws does not follow"
+        diagnostics.say(terminal_safe(f"--record: cannot open {path}: {reason}", 400), "red")
         diagnostics.close()
         return None
     return RecordingRenderer(out, keys=config.keys, per_connection=config.per_connection,
                              url=config.url)
+
+
+def _open_private_append(path: Path) -> BinaryIO:
+    """``path`` opened for appending; created readable by its owner only (a recording
+    holds a run's whole traffic).  A symbolic link is refused, not followed."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0), 0o600)
+    return os.fdopen(fd, "ab")
 
 
 def _exactly_once_output(
