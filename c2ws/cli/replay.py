@@ -2,6 +2,7 @@
 the renderers of ``subscribe``, as fast as possible or at the pace it was recorded."""
 
 
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -33,6 +34,7 @@ from c2ws.render.color import ColorChoice
 if TYPE_CHECKING:
     from c2ws import events as ev
     from c2ws.cli.output import OutputSpec
+    from c2ws.redaction import KeyRedactor
 
 
 class _OutputFailed(Exception):
@@ -110,7 +112,8 @@ def replay(
 ) -> None:
     """Render a recording again: the same output the recorded run printed.
 
-    Example: c2ws replay session.rec -o csv > signals.csv
+    With an API key set (C2_API_KEY, the config file), it is redacted from what an older
+    recording holds.  Example: c2ws replay session.rec -o csv > signals.csv
     """
     from c2ws.cli.output import OutputSpec, check_output_spec, resolve_mode
     from c2ws.render.filters import MessageFilter
@@ -130,11 +133,38 @@ def replay(
     if file != "-" and not Path(file).is_file():
         raise typer.BadParameter(f"no such file: {file}", param_hint="'FILE'")
     raise typer.Exit(run_replay(file, output_spec, channels=channels, count=count,
-                                pacer=Pacer(pace)))
+                                pacer=Pacer(pace), redactor=settings_key_redactor()))
+
+
+def settings_key_redactor() -> "KeyRedactor | None":
+    """A redactor of the API key the settings name (C2_API_KEY, C2WS_API_KEY_FILE, the
+    config file), if any: recordings made before c2ws redacted frames hold the key a
+    server echoed.  Replay needs no key, so one that cannot be read is only a warning."""
+    from c2ws.config import Flags, SettingsError, read_api_key, resolve
+    from c2ws.engine import check_api_key
+    from c2ws.errors import ConfigError
+    from c2ws.redaction import KeyRedactor
+    from c2ws.render.safe import keep_secret, redacted
+
+    try:
+        source = resolve(Flags(), os.environ).api_key.value
+        if source is None:
+            return None
+        if source.from_stdin:
+            raise SettingsError("it is to be read from stdin, which replay keeps for FILE '-'")
+        key = read_api_key(source)
+        keep_secret(key)  # for every line on stderr, whatever the frames hold
+        check_api_key(key)
+    except (SettingsError, ConfigError) as exc:
+        print(redacted(f"c2ws: warning: not redacting the API key from the replay: {exc}"),
+              file=sys.stderr)
+        return None
+    return KeyRedactor(key)
 
 
 def run_replay(
     file: str, output: "OutputSpec", *, channels: Sequence[str], count: int | None, pacer: Pacer,
+    redactor: "KeyRedactor | None" = None,
 ) -> int:
     """Replay ``file`` ('-': stdin); returns the exit code."""
     from c2ws import events as ev
@@ -149,7 +179,7 @@ def run_replay(
     built = build_output(output, channels=channels, status_line=False, clock=lambda: now[0])
     renderer, diagnostics = built.renderer, built.diagnostics
     selects = output.message_filter.selects
-    replayer = Replayer()
+    replayer = Replayer(redactor)
     delivered = 0
     usable = 0
 
