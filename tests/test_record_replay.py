@@ -296,3 +296,50 @@ def test_a_recording_that_cannot_be_written_is_exit_9_naming_it() -> None:
     assert result.returncode == ExitCode.OUTPUT_FAILED
     assert b"c2ws: cannot write to the --record file: No space left on device" in result.stderr
     assert b"Traceback" not in result.stderr and b"internal error" not in result.stderr
+
+
+def test_a_key_the_server_echoes_reaches_no_output_recording_or_replay(
+    server: ReferenceServer, tmp_path: Path
+) -> None:
+    rec = tmp_path / "run.rec"
+    process = start(server, str(A), "-c", "signal", "-o", "ndjson", "--include-control",
+                    "--record", str(rec), "-n", "3")
+    connection_with(server, 1)
+    server.publish_signal(A, order(A, "1") | {"TradeNote": f"placed with key {KEY}"})
+    server.send_message({"msg_type": "error", "id": "msg_e", "v": 4,
+                         "timestamp": "2026-01-01T00:00:00Z",
+                         "payload": {"code": "FORBIDDEN", "message": f"bad key {KEY}"}})
+    # Past 64 KiB: read by websocket-client's frame reader, not the buffered fast path.
+    server.publish_signal(A, order(A, "2") | {"TradeNote": "x" * 70_000 + KEY})
+    server.publish_signal(A, order(A, "1"))
+    code, live, err = finish(process)
+    assert code == 0, err
+    assert KEY not in live and KEY not in err
+    lines = [json.loads(line) for line in live.splitlines()]
+    signals = [line for line in lines if line["msg_type"] == spec.CHANNEL_SIGNAL]
+    assert [s["payload"].get("TradeNote", "")[-20:] for s in signals] == [
+        "placed with key ****", "x" * 16 + "****", ""]
+    assert {"code": "FORBIDDEN", "message": "bad key ****"} in [
+        line["payload"] for line in lines if line["msg_type"] == "error"]
+    assert rec.stat().st_mode & 0o777 == 0o600
+    assert KEY.encode() not in rec.read_bytes()
+
+    # A recording made before frames were redacted holds the key: replay, knowing the
+    # key (C2_API_KEY), shows it neither on stdout nor on stderr.
+    old = tmp_path / "old.rec"
+    old.write_bytes(rec.read_bytes().replace(b"****", KEY.encode()))
+    replayed = c2ws("replay", str(old), "-o", "ndjson", "--include-control")
+    assert replayed.returncode == 0, replayed.stderr
+    assert replayed.stdout.decode() == live
+    assert b"bad key ****" in replayed.stderr and KEY.encode() not in replayed.stderr
+
+
+def test_a_symbolic_link_is_not_followed_to_record_into(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere"
+    target.write_bytes(b"precious\n")
+    link = tmp_path / "run.rec"
+    link.symlink_to(target)
+    result = c2ws("subscribe", str(A), "--record", str(link))
+    assert result.returncode == ExitCode.USAGE
+    assert b"is a symbolic link, which c2ws does not follow" in result.stderr
+    assert target.read_bytes() == b"precious\n"
