@@ -343,3 +343,18 @@ def test_a_symbolic_link_is_not_followed_to_record_into(tmp_path: Path) -> None:
     assert result.returncode == ExitCode.USAGE
     assert b"is a symbolic link, which c2ws does not follow" in result.stderr
     assert target.read_bytes() == b"precious\n"
+
+
+def test_replay_without_a_readable_key_warns_and_replays(tmp_path: Path) -> None:
+    rec = tmp_path / "plain.ndjson"
+    rec.write_bytes(orjson.dumps({"msg_type": "strategy.signal", "id": "m1", "seq_id": 1,
+                                  "timestamp": "2026-01-01T00:00:00Z", "v": 4,
+                                  "payload": order(A, "1")}) + b"\n")
+    env = {k: v for k, v in environment().items() if k != "C2_API_KEY"}
+    command = [sys.executable, "-m", "c2ws", "replay", str(rec), "-o", "ndjson"]
+    plain = subprocess.run(command, cwd=REPO, env=env, capture_output=True, timeout=60)
+    assert plain.returncode == 0 and plain.stderr == b""  # no key named: nothing to say
+    env["C2WS_API_KEY_FILE"] = str(tmp_path / "missing.key")
+    warned = subprocess.run(command, cwd=REPO, env=env, capture_output=True, timeout=60)
+    assert warned.returncode == 0 and warned.stdout == plain.stdout
+    assert b"warning: not redacting the API key from the replay" in warned.stderr
