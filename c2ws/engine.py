@@ -55,13 +55,20 @@ def count_stream_messages(events: Sequence[ev.Event]) -> int:
 
 
 def check_api_key(api_key: str) -> str:
-    """The key, if it can travel in an HTTP header; never echoed when it cannot."""
+    """The key, if it can travel in an HTTP header and be redacted wherever a server
+    echoes it; never echoed when it cannot."""
     if not api_key:
         raise ConfigError("no API key: pass --api-key or set C2_API_KEY", param="--api-key")
     if not (api_key.isascii() and api_key.isprintable() and " " not in api_key):
         raise ConfigError(
             "the API key contains spaces, control or non-ASCII characters "
             "(a stray newline from a file?)", param="--api-key",
+        )
+    if len(api_key) < spec.MIN_API_KEY_LENGTH:
+        # Never echoed, nor its length: a key this short is a placeholder or a typo.
+        raise ConfigError(
+            f"the API key is too short to be a key (fewer than {spec.MIN_API_KEY_LENGTH} "
+            "characters)", param="--api-key",
         )
     return api_key
 

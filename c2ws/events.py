@@ -188,9 +188,9 @@ class MalformedFrame:
 
 @dataclass(slots=True)  # built per message: not frozen (3x cheaper); never mutated
 class Traffic:
-    """One frame in (``<``) or out (``>``) on connection ``shard``, exactly as it crossed the
-    wire, with the wall-clock time it did (``EngineConfig.traffic``: for ``-v`` and for
-    recordings; renderers redact and escape it)."""
+    """One frame in (``<``) or out (``>``) on connection ``shard``, as it crossed the wire
+    but for the API key (redacted, see :mod:`c2ws.redaction`), with the wall-clock time
+    it did (``EngineConfig.traffic``: for ``-v`` and for recordings; renderers escape it)."""
 
     direction: str
     data: bytes | str

@@ -17,12 +17,16 @@ are fed for it, and what they produce is not shown.
 
 Not reproduced: the socket threads' own events (reconnect waits, Traffic) and, for a
 run with ``--state``, the cursors it started from (the replay starts from none).
+
+Recordings hold no API key (the socket thread redacts frames before they are recorded),
+but older ones may: given a :class:`~c2ws.redaction.KeyRedactor`, the replayer redacts
+every frame and connection end with it first, as a live run would have.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final
 
 from c2ws import events as ev
@@ -38,6 +42,7 @@ from c2ws.recording import (
     RecordingHeader,
     Unusable,
 )
+from c2ws.redaction import KeyRedactor
 from c2ws.session import ClientSession, SubscriptionLimitError, SubscriptionState
 
 _REQUEST_ID: Final = re.compile(r"(.+)-([0-9]+)")
@@ -227,17 +232,31 @@ class _BareRun:
         return list(self.filter.unresolved_gaps())
 
 
+def _redacted(entry: Entry, redactor: KeyRedactor) -> Entry:
+    """``entry`` without the API key (a recording made before frames were redacted)."""
+    if isinstance(entry, RecordedFrame):
+        return replace(entry, data=redactor.redact_frame(entry.data))
+    if isinstance(entry, BareMessage):
+        return replace(entry, data=redactor.redact_frame(entry.data))
+    if isinstance(entry, RecordedEnd):
+        return replace(entry, detail=redactor.redact_text(entry.detail))
+    return entry
+
+
 class Replayer:
     """Feeds recording entries through client sessions; see the module docstring.
 
     ``skipped`` counts unusable lines (and recorded connections past the bound)."""
 
-    def __init__(self) -> None:
+    def __init__(self, redactor: KeyRedactor | None = None) -> None:
         self._run: _RecordedRun | _BareRun | None = None
+        self._redactor = redactor
         self.skipped = 0
         self.skip_reasons: list[str] = []
 
     def feed(self, entry: Entry) -> list[ev.Event]:
+        if self._redactor is not None:
+            entry = _redacted(entry, self._redactor)
         if isinstance(entry, RecordingHeader):
             events = self.finish()
             self._run = _RecordedRun(entry)

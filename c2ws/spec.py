@@ -218,3 +218,19 @@ REPLAY_MAX_PENDING_FRAMES: Final = 64
 # The recorded feed of the reference server remembers the last seq_id of at most this
 # many streams (to skip the replayed duplicates a recording holds).
 FEED_MAX_TRACKED_STREAMS: Final = 10_000
+
+# --- The API key (issue 20) -------------------------------------------------------------
+# (c2ws/engine.py check_api_key, c2ws/redaction.py)
+
+# The shortest API key c2ws accepts.  C2 documents no format ("Bearer myAPIkey"); the
+# keys it issues from the profile's API Key tab are generated tokens, far longer than
+# this.  The floor is for redaction: the key is replaced by **** wherever a server
+# echoes it, and a 1-3 character "key" occurs by chance in unrelated text ("USD", a
+# price), which redaction would mangle, showing where the key was.  At 8 characters a
+# chance occurrence is rare, and no generated key is shorter.
+MIN_API_KEY_LENGTH: Final = 8
+# Characters of the key a server's JSON encoder may write escaped in an echo: the two
+# JSON must escape, '/' (PHP, some Java), and what HTML-safe encoders escape (.NET's
+# default, Go's) as \u00XX.  The rest of printable ASCII is written plainly by every
+# encoder we know of.
+JSON_MAY_ESCAPE: Final = frozenset("\"\\/&'+<>`")

@@ -51,7 +51,7 @@ def test_version() -> None:
 
 def test_a_closed_stdout_is_no_internal_error() -> None:
     result = subprocess.run(
-        ["bash", "-c", f"C2_API_KEY=k {sys.executable} -m c2ws subscribe 1 >&-"],
+        ["bash", "-c", f"C2_API_KEY=cli-test-key {sys.executable} -m c2ws subscribe 1 >&-"],
         cwd=REPO, capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 0
@@ -178,7 +178,7 @@ def test_too_many_subscriptions_says_ids_times_channels_and_suggests_c() -> None
     ids = ",".join(str(n) for n in range(1, 502))
     result = subprocess.run([sys.executable, "-m", "c2ws", "subscribe", ids], cwd=REPO,
                             capture_output=True, text=True, timeout=60,
-                            env={**os.environ, "C2_API_KEY": "k"})
+                            env={**os.environ, "C2_API_KEY": "cli-test-key"})
     assert result.returncode == ExitCode.USAGE
     assert "1002 subscriptions requested (strategies x channels)" in result.stderr
     assert "one channel with -c" in result.stderr
@@ -187,12 +187,12 @@ def test_too_many_subscriptions_says_ids_times_channels_and_suggests_c() -> None
 def test_a_url_without_ws_says_the_path_is_ws() -> None:
     from c2ws.server.app import ReferenceServer, ServerConfig
 
-    with ReferenceServer(ServerConfig(api_keys=("k",), feed="none")) as server:
+    with ReferenceServer(ServerConfig(api_keys=("cli-test-key",), feed="none")) as server:
         root = server.url.removesuffix("/ws") + "/"
         result = subprocess.run(
             [sys.executable, "-m", "c2ws", "subscribe", "12345678", "--url", root, "-o",
              "ndjson"], cwd=REPO, capture_output=True, text=True, timeout=60,
-            env={**os.environ, "C2_API_KEY": "k"},
+            env={**os.environ, "C2_API_KEY": "cli-test-key"},
         )
     assert result.returncode == ExitCode.CONNECT_FAILED
     assert "HTTP 404" in result.stderr and "the C2 endpoint's path is /ws" in result.stderr

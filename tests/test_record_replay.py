@@ -413,3 +413,54 @@ def test_record_refuses_a_planted_path_and_leaves_it_as_it_was(
     assert result.returncode == ExitCode.USAGE, result.stderr
     assert f"--record: {path} {said}" in result.stderr.decode()
     assert target.read_bytes() == b"keep me\n"
+
+
+def test_a_key_the_server_echoes_reaches_no_output_recording_or_replay(
+    server: ReferenceServer, tmp_path: Path
+) -> None:
+    rec = tmp_path / "run.rec"
+    process = start(server, str(A), "-c", "signal", "-o", "ndjson", "--include-control",
+                    "--record", str(rec), "-n", "3")
+    connection_with(server, 1)
+    server.publish_signal(A, order(A, "1") | {"TradeNote": f"placed with key {KEY}"})
+    server.send_message({"msg_type": "error", "id": "msg_e", "v": 4,
+                         "timestamp": "2026-01-01T00:00:00Z",
+                         "payload": {"code": "FORBIDDEN", "message": f"bad key {KEY}"}})
+    # Past 64 KiB: read by websocket-client's frame reader, not the buffered fast path.
+    server.publish_signal(A, order(A, "2") | {"TradeNote": "x" * 70_000 + KEY})
+    server.publish_signal(A, order(A, "1"))
+    code, live, err = finish(process)
+    assert code == 0, err
+    assert KEY not in live and KEY not in err
+    lines = [json.loads(line) for line in live.splitlines()]
+    signals = [line for line in lines if line["msg_type"] == spec.CHANNEL_SIGNAL]
+    assert [s["payload"].get("TradeNote", "")[-20:] for s in signals] == [
+        "placed with key ****", "x" * 16 + "****", ""]
+    assert {"code": "FORBIDDEN", "message": "bad key ****"} in [
+        line["payload"] for line in lines if line["msg_type"] == "error"]
+    assert rec.stat().st_mode & 0o777 == 0o600
+    assert KEY.encode() not in rec.read_bytes()
+
+    # A recording made before frames were redacted holds the key: replay, knowing the
+    # key (C2_API_KEY), shows it neither on stdout nor on stderr.
+    old = tmp_path / "old.rec"
+    old.write_bytes(rec.read_bytes().replace(b"****", KEY.encode()))
+    replayed = c2ws("replay", str(old), "-o", "ndjson", "--include-control")
+    assert replayed.returncode == 0, replayed.stderr
+    assert replayed.stdout.decode() == live
+    assert b"bad key ****" in replayed.stderr and KEY.encode() not in replayed.stderr
+
+
+def test_replay_without_a_readable_key_warns_and_replays(tmp_path: Path) -> None:
+    rec = tmp_path / "plain.ndjson"
+    rec.write_bytes(orjson.dumps({"msg_type": "strategy.signal", "id": "m1", "seq_id": 1,
+                                  "timestamp": "2026-01-01T00:00:00Z", "v": 4,
+                                  "payload": order(A, "1")}) + b"\n")
+    env = {k: v for k, v in environment().items() if k != "C2_API_KEY"}
+    command = [sys.executable, "-m", "c2ws", "replay", str(rec), "-o", "ndjson"]
+    plain = subprocess.run(command, cwd=REPO, env=env, capture_output=True, timeout=60)
+    assert plain.returncode == 0 and plain.stderr == b""  # no key named: nothing to say
+    env["C2WS_API_KEY_FILE"] = str(tmp_path / "missing.key")
+    warned = subprocess.run(command, cwd=REPO, env=env, capture_output=True, timeout=60)
+    assert warned.returncode == 0 and warned.stdout == plain.stdout
+    assert b"warning: not redacting the API key from the replay" in warned.stderr

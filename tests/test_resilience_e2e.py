@@ -489,7 +489,8 @@ def test_more_than_1000_subscriptions_is_a_usage_error_saying_why() -> None:
 
 
 def test_a_wrong_key_is_not_retried(server: ReferenceServer) -> None:
-    env = {k: v for k, v in os.environ.items()} | {"C2_API_KEY": "wrong", "C2WS_URL": server.url}
+    env = {k: v for k, v in os.environ.items()} | {"C2_API_KEY": "wrong-key-0000",
+                                                   "C2WS_URL": server.url}
     result = subprocess.run([sys.executable, "-m", "c2ws", "subscribe", "1", "-o", "ndjson"],
                             env=env, cwd=REPO, capture_output=True, timeout=30, check=False)
     assert result.returncode == ExitCode.AUTH_FAILED

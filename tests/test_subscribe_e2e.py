@@ -430,6 +430,16 @@ def test_a_key_that_cannot_be_a_header_is_refused_without_echoing_it(key: str) -
     assert key not in err and "Injected" not in err
 
 
+@pytest.mark.parametrize("key", ["Q", "Zj", "Xq7", "Wq7Xj2"])
+def test_a_key_too_short_to_be_a_key_is_refused_without_echoing_it(key: str) -> None:
+    # Redacting a 1-3 character key would mangle any text that holds those characters.
+    code, _, err = finish(c2ws(None, "subscribe", "1", key=key))
+    assert code == ExitCode.USAGE
+    assert "the API key is too short to be a key (fewer than 8 characters)" in " ".join(
+        err.split())
+    assert key not in err
+
+
 def test_a_redirect_is_not_followed_so_the_key_stays_put() -> None:
     # A plain HTTP server answering every request with a redirect to another port.
     with socket.socket() as listener:

@@ -243,8 +243,8 @@ UrlOpt = Annotated[
 RecordOpt = Annotated[
     Path | None,
     typer.Option("--record", metavar="FILE", show_default=False,
-                 help="Append every received frame (raw, with receive time and connection) "
-                      "to FILE as NDJSON, for 'c2ws replay'."),
+                 help="Append every received frame (with receive time and connection, the "
+                      "API key redacted) to FILE as NDJSON, for 'c2ws replay'."),
 ]
 FieldsOpt = Annotated[
     str | None,

@@ -35,6 +35,7 @@ from c2ws.render.color import ColorChoice
 if TYPE_CHECKING:
     from c2ws import events as ev
     from c2ws.cli.output import OutputSpec
+    from c2ws.redaction import KeyRedactor
 
 
 class _OutputFailed(Exception):
@@ -112,7 +113,8 @@ def replay(
 ) -> None:
     """Render a recording again: the same output the recorded run printed.
 
-    Example: c2ws replay session.rec -o csv > signals.csv
+    With an API key set (C2_API_KEY, the config file), it is redacted from what an older
+    recording holds.  Example: c2ws replay session.rec -o csv > signals.csv
     """
     from c2ws.cli.output import OutputSpec, check_output_spec, resolve_mode
     from c2ws.render.filters import MessageFilter
@@ -132,7 +134,8 @@ def replay(
     with ExitStack() as stack:
         source = sys.stdin.buffer if file == "-" else stack.enter_context(open_recording(file))
         raise typer.Exit(run_replay(file, source, output_spec, channels=channels, count=count,
-                                    pacer=Pacer(pace)))
+                                    pacer=Pacer(pace),
+                                    redactor=settings_key_redactor()))
 
 
 def open_recording(file: str) -> IO[bytes]:
@@ -156,9 +159,35 @@ def open_recording(file: str) -> IO[bytes]:
     raise typer.BadParameter(message, param_hint="'FILE'")
 
 
+def settings_key_redactor() -> "KeyRedactor | None":
+    """A redactor of the API key the settings name (C2_API_KEY, C2WS_API_KEY_FILE, the
+    config file), if any: recordings made before c2ws redacted frames hold the key a
+    server echoed.  Replay needs no key, so one that cannot be read is only a warning."""
+    from c2ws.config import Flags, SettingsError, read_api_key, resolve
+    from c2ws.engine import check_api_key
+    from c2ws.errors import ConfigError
+    from c2ws.redaction import KeyRedactor
+    from c2ws.render.safe import keep_secret, redacted
+
+    try:
+        source = resolve(Flags(), os.environ).api_key.value
+        if source is None:
+            return None
+        if source.from_stdin:
+            raise SettingsError("it is to be read from stdin, which replay keeps for FILE '-'")
+        key = read_api_key(source)
+        keep_secret(key)  # for every line on stderr, whatever the frames hold
+        check_api_key(key)
+    except (SettingsError, ConfigError) as exc:
+        print(redacted(f"c2ws: warning: not redacting the API key from the replay: {exc}"),
+              file=sys.stderr)
+        return None
+    return KeyRedactor(key)
+
+
 def run_replay(
     file: str, source: IO[bytes], output: "OutputSpec", *, channels: Sequence[str],
-    count: int | None, pacer: Pacer,
+    count: int | None, pacer: Pacer, redactor: "KeyRedactor | None" = None,
 ) -> int:
     """Replay ``source``, the recording named ``file`` ('-': stdin); returns the exit
     code."""
@@ -174,7 +203,7 @@ def run_replay(
     built = build_output(output, channels=channels, status_line=False, clock=lambda: now[0])
     renderer, diagnostics = built.renderer, built.diagnostics
     selects = output.message_filter.selects
-    replayer = Replayer()
+    replayer = Replayer(redactor)
     delivered = 0
     usable = 0
 

@@ -65,7 +65,7 @@ OutputOrProfileOpt = Annotated[
 ]
 
 # The key the demo's in-process reference server accepts; no real key is involved.
-DEMO_API_KEY = "demo"
+DEMO_API_KEY = "c2ws-demo-key"
 
 # Click keeps the lines of a paragraph that starts with \b as they are.
 SUBSCRIBE_EPILOG = """\b
@@ -444,6 +444,7 @@ def _open_recording(
     diagnostics.say(terminal_safe(problem, 400), "red")
     diagnostics.close()
     return None
+
 
 
 def _exactly_once_output(

@@ -46,6 +46,7 @@ from c2ws.net.connection import (
     redact_key,
 )
 from c2ws.net.handoff import Handoff
+from c2ws.redaction import KeyRedactor
 from c2ws.session import ClientSession, SessionTimeouts, SubscriptionState
 
 # How long a stopping connection waits for its unsubscribe acks, and for the close reply.
@@ -180,6 +181,8 @@ class ShardWorker(threading.Thread):
         self._clock = clock
         self._wall = wall_clock
         self._connect = connect
+        # A server may echo the key: every frame is redacted before anything sees it.
+        self.redactor = KeyRedactor(settings.api_key)
         self._rejected: set[SubscriptionKey] = set()
         self._stop_requested = threading.Event()
         self._wake_reader, self._wake_writer = socket.socketpair()
@@ -283,6 +286,7 @@ class _Pump:
         for key in worker._wanted():
             self.session.subscribe(key, now=now, wall=self.wall())
         self.traffic = worker.settings.traffic
+        self.redactor = worker.redactor
         self.batch: list[ev.Event] = []
         self.served_since: float | None = None  # when every subscription was answered
         self.close_frame_received = False
@@ -370,6 +374,7 @@ class _Pump:
         ws.fill()
         frames = ws.read_buffered_text()
         if frames:
+            self.redactor.redact_frames(frames)
             now, wall = self.clock(), self.wall()  # once per burst
             if self.traffic:  # each frame next to what it caused
                 for data in frames:
@@ -383,9 +388,10 @@ class _Pump:
             return
         opcode, frame = ws.recv_data_frame(control_frame=True)
         if opcode in (ABNF.OPCODE_TEXT, ABNF.OPCODE_BINARY):
+            data = self.redactor.redact_frame(frame.data)
             if self.traffic:
-                batch.append(ev.Traffic("<", frame.data, self.worker.shard, self.wall()))
-            receive(frame.data, now=self.clock(), wall=self.wall())
+                batch.append(ev.Traffic("<", data, self.worker.shard, self.wall()))
+            receive(data, now=self.clock(), wall=self.wall())
             batch.extend(session.events_received())
         elif opcode == ABNF.OPCODE_CLOSE:
             self.close_frame_received = True  # websocket-client has already replied

@@ -57,8 +57,11 @@ _secrets: set[str] = set()
 
 def keep_secret(secret: str) -> None:
     """Never let ``secret`` (the API key) reach stderr, whoever echoes it: every line c2ws
-    writes there passes through :func:`redacted`."""
-    if secret:
+    writes there passes through :func:`redacted`.  A secret too short to be a key is
+    not kept: replacing it would mangle unrelated text (and show where it was)."""
+    from c2ws.redaction import long_enough_to_redact
+
+    if long_enough_to_redact(secret):
         _secrets.add(secret)
 
 
