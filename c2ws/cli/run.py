@@ -74,7 +74,8 @@ class SubscribeRun:
         # The batch being written, and how much of it is written: for the final report.
         self._batch: Sequence[ev.Event] = ()
         self._written_of_batch = 0
-        self._gap: ev.GapReported | None = None  # --fail-on-gap: the hole to stop after
+        # --fail-on-gap: the hole (or sequence reset) to stop after.
+        self._gap: ev.GapReported | ev.SequenceReset | None = None
 
     def run(self) -> ExitCode:
         try:
@@ -176,9 +177,11 @@ class SubscribeRun:
                     continue
                 self.delivered += 1
                 if self._gap is not None and event.key == self._gap.key:
+                    why = ("restarted the numbering" if isinstance(self._gap, ev.SequenceReset)
+                           else "could not replay every missed signal")
                     ending = StreamEnded(
-                        ExitCode.GAP, f"stopping (--fail-on-gap): the server could not replay "
-                        f"every missed signal of {self._gap.key}"
+                        ExitCode.GAP, f"stopping (--fail-on-gap): the server {why} of "
+                        f"{self._gap.key}"
                     )
                     break
                 if count is not None and self.delivered >= count:
@@ -187,9 +190,9 @@ class SubscribeRun:
                 continue
             diagnostics.handle(event)
             handle(event)
-            if isinstance(event, ev.GapReported) and options.fail_on_gap:
-                # Stop once the message after the hole is written too, so the cursor is
-                # past it: a rerun must not replay into the same gap again.
+            if isinstance(event, (ev.GapReported, ev.SequenceReset)) and options.fail_on_gap:
+                # Stop once the message after the hole (or the reset) is written too, so
+                # the cursor is past it: a rerun must not stop at the same place again.
                 self._gap = self._gap or event
         diagnostics.count_stream_messages(streamed)
         return ending
@@ -214,7 +217,8 @@ class SubscribeRun:
     # --- the end -----------------------------------------------------------------------------
 
     def _finish(self) -> None:
-        """After the engine stopped: gaps whose far end never came are still reported."""
+        """After the engine stopped: gaps whose far end never came are still reported, and
+        so are messages still held aside for a sequence-reset verdict (not written)."""
         engine = self._engine
         if engine is None:
             return
@@ -225,6 +229,13 @@ class SubscribeRun:
                 self.renderer.flush()
             except OSError:
                 pass  # stdout is gone; stderr has said it
+        for held in engine.held_aside():
+            self.diagnostics.say(
+                f"stopped while {held.messages} message(s) of {held.key} below its cursor "
+                f"(seq {held.first_seq} to {held.last_seq}, cursor {held.cursor}) were held "
+                "aside, not written: if the server restarted its numbering they will not be "
+                "replayed; fetch them from the REST API", "yellow",
+            )
 
     def _report_unwritten(self, why: str) -> None:
         """Stopping by signal discards what stdout had not taken yet: say how much, and

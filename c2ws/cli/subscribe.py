@@ -405,5 +405,6 @@ def _exactly_once_output(
     if tail.torn_bytes_removed:
         diagnostics.say(f"removed a torn last line ({tail.torn_bytes_removed} bytes) from the "
                         "output file left by an earlier run", "yellow")
-    engine = dataclasses.replace(options.engine, start_cursors=tail.cursors)
+    engine = dataclasses.replace(options.engine, start_cursors=tail.cursors,
+                                 renumbered=tail.reset_keys)
     return dataclasses.replace(options, engine=engine, sync_output_fd=fd)
