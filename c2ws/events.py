@@ -73,7 +73,7 @@ class StreamMessage:
 @dataclass(slots=True)  # built per message: not frozen (3x cheaper); never mutated
 class DuplicateDropped:
     """A replayed message already delivered (seq_id not above the cursor); in a replay, a
-    message below the cursor is held aside until it is known not to start a
+    message at or below the cursor is held aside until it is known not to start a
     :class:`SequenceReset`."""
 
     key: SubscriptionKey

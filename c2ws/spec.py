@@ -94,8 +94,7 @@ SUSPECT_SEQ_JUMP: Final = 100_000
 #   or REPLAY_WINDOW_SECONDS after the ack (1000 frames even on a slow link), and what
 #   is held aside in it is a quiet duplicate candidate.  Outside it, such a message is
 #   reported at once, and the verdict comes REPLAY_WINDOW_SECONDS after it arrived.
-# - A message above the cursor, or at exactly the cursor (a replay that overlaps what was
-#   delivered ends there), shows the stream still follows the old numbering: what is
+# - A message above the cursor shows the stream still follows the old numbering: what is
 #   held aside was replay overlap or stray duplicates, and is dropped.
 # - Otherwise, once the replay phase or the window is over, or when one more message
 #   than HELD_ASIDE_LIMIT is held aside (more than any replay), c2ws declares a sequence

@@ -12,14 +12,18 @@ from typing import Any
 import orjson
 from hypothesis import given
 from json_strategies import json_values
+from rich.console import Console
 from test_run_batches import reset, stream_message
 
 from c2ws import events as ev
 from c2ws import spec
+from c2ws.cli.run import SubscribeOptions, SubscribeRun
+from c2ws.delivery.dedupe import HeldAside, StreamFilter
 from c2ws.delivery.state import StateFile, StateIdentity
 from c2ws.engine import Engine, EngineConfig
 from c2ws.events import SubscriptionKey
 from c2ws.recording import parse_line
+from c2ws.render.diagnostics import Diagnostics
 from c2ws.render.filters import FilteredRenderer, MessageFilter
 from c2ws.render.ndjson import NdjsonRenderer, read_reset_object, reset_object
 from c2ws.render.objects import output_objects
@@ -132,3 +136,30 @@ def test_replaying_output_with_a_reset_line_shows_what_the_run_showed() -> None:
     assert [(type(e).__name__, getattr(e, "cursor", None)) for e in found] == [
         ("StreamMessage", 4), ("StreamMessage", 5), ("SequenceReset", 0),
         ("StreamMessage", 1), ("StreamMessage", 2)]
+
+
+def test_messages_still_held_aside_when_the_run_ends_are_said_on_stderr() -> None:
+    """They are not written, and a server that restarted its numbering will not replay
+    them: never in silence."""
+    stream_filter = StreamFilter([KEY], {KEY: 10})
+    cursor = stream_filter.track(KEY)
+    for seq in (1, 2):
+        message = stream_message(KEY, seq, False).message
+        StreamFilter.admit(cursor, message, seq, replaying=True, now=1.0, out=[])
+    assert stream_filter.held_aside() == [HeldAside(KEY, 10, 2, 1, 2)]
+
+    class Stopped:
+        def unresolved_gaps(self) -> list[ev.GapReported]:
+            return []
+
+        def held_aside(self) -> list[HeldAside]:
+            return stream_filter.held_aside()
+
+    err = io.StringIO()
+    run = SubscribeRun(SubscribeOptions(engine=EngineConfig(url="ws://127.0.0.1:9/ws",
+                                                            api_key="k", keys=[KEY])),
+                       NdjsonRenderer(io.BytesIO()), Diagnostics(Console(file=err, width=400)))
+    run._engine = Stopped()  # type: ignore[assignment]
+    run._finish()
+    assert ("stopped while 2 message(s) of strategy.signal:1 at or below its cursor (seq 1 "
+            "to 2, cursor 10) were held aside, not written") in err.getvalue()

@@ -231,7 +231,7 @@ class SubscribeRun:
                 pass  # stdout is gone; stderr has said it
         for held in engine.held_aside():
             self.diagnostics.say(
-                f"stopped while {held.messages} message(s) of {held.key} below its cursor "
+                f"stopped while {held.messages} message(s) of {held.key} at or below its cursor "
                 f"(seq {held.first_seq} to {held.last_seq}, cursor {held.cursor}) were held "
                 "aside, not written: if the server restarted its numbering they will not be "
                 "replayed; fetch them from the REST API", "yellow",

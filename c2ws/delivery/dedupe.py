@@ -128,10 +128,9 @@ class StreamFilter:
                 StreamFilter.declare_reset(cursor, out)
                 return StreamFilter.admit(cursor, message, seq_id, replaying=replaying,
                                           now=now, out=out, window=window)
-            if seq_id >= held:
-                # The stream still follows the old numbering (a replay that overlapped
-                # what was delivered ends at the cursor): what is held aside was
-                # duplicates, already reported as such when it arrived.
+            if seq_id > held:
+                # The stream still follows the old numbering: what is held aside was
+                # replay overlap or stray duplicates, reported as such when it arrived.
                 cursor.aside = cursor.aside_until = None
                 cursor.settle()
         key = cursor.key
@@ -140,7 +139,7 @@ class StreamFilter:
                 out.append(ev.DuplicateDropped(key, seq_id))
             else:
                 out.append(ev.SequenceBackwards(key, held, seq_id))
-            if seq_id < held and seq_id > 0:  # seq_ids start at 1: 0 and below start nothing
+            if seq_id > 0:  # seq_ids start at 1: 0 and below start no numbering
                 decided_at = None if replaying else now + window
                 StreamFilter._hold_aside(cursor, message, seq_id, decided_at, out)
             return False
@@ -177,8 +176,8 @@ class StreamFilter:
         cursor: StreamCursor, message: Envelope, seq_id: int, decided_at: float | None,
         out: list[ev.Event],
     ) -> None:
-        """Keep a message below the cursor for the verdict.  ``decided_at``: None in the
-        replay phase (its end decides), else when this message's window ends."""
+        """Keep a message at or below the cursor for the verdict.  ``decided_at``: None
+        in the replay phase (its end decides), else when this message's window ends."""
         aside = cursor.aside
         if aside is None:
             aside = cursor.aside = []
