@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 from c2ws import events as ev
 from c2ws import spec
 from c2ws.delivery.backoff import Backoff
-from c2ws.delivery.dedupe import StreamFilter
+from c2ws.delivery.dedupe import HeldAside, StreamFilter
 from c2ws.delivery.shards import TooManySubscriptions, plan_shards
 from c2ws.errors import ConfigError, ConnectionFailed, EngineError, InternalError, NothingToStream
 from c2ws.events import ConnectionEnd, SubscriptionKey
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from c2ws.delivery.state import StateFile
 
 _STREAM_MESSAGE: Final = ev.StreamMessage
+_SEQUENCE_RESET: Final = ev.SequenceReset
 _ONLY_STREAM_MESSAGES: Final = {ev.StreamMessage}
 # How long stop() waits for each socket thread to unsubscribe and close.
 STOP_JOIN_TIMEOUT: Final = 5.0
@@ -103,8 +104,13 @@ class EngineConfig:
     io_timeout: float = spec.FRAME_COMPLETION_TIMEOUT_SECONDS
     per_connection: int = spec.MAX_SUBSCRIPTIONS_PER_CONNECTION
     state_path: Path | None = None
-    # Cursors known before the state file, e.g. from the tail of an appended output file.
+    # Cursors known before the state file, e.g. from the tail of an appended output file;
+    # the higher of the two is resumed from, except for the keys in ``renumbered``.
     start_cursors: Mapping[SubscriptionKey, int] = field(default_factory=dict)
+    # Keys whose start cursor follows a sequence reset written to that output: it is taken
+    # even when lower (a crash right after the reset may have left the old numbering in
+    # the state file).
+    renumbered: frozenset[SubscriptionKey] = frozenset()
     # Hand over every frame in and out as a Traffic event (for -v and recordings).
     traffic: bool = False
     # Hand over a HeartbeatAnswered event per heartbeat (for status displays).
@@ -235,7 +241,7 @@ class Engine:
         self._started = True
         cursors = self._open_state()
         for key, seq in self.config.start_cursors.items():
-            if key in self.keys and seq > cursors.get(key, 0):
+            if key in self.keys and (seq > cursors.get(key, 0) or key in self.config.renumbered):
                 cursors[key] = seq
         self.written = dict(cursors)
         settings = ConnectionSettings(
@@ -312,16 +318,26 @@ class Engine:
                 if delivered == 0:
                     raise failure
                 return batch[:delivered]
+            if type(event) is _SEQUENCE_RESET and index + 1 < len(batch):
+                # A sequence reset ends its batch: it is written and its cursor (down, in
+                # the new numbering) committed before the messages after it, so a crash
+                # never leaves the old numbering in the state file with new lines after
+                # the reset line in the output (whose tail is read only up to the last
+                # line of each stream).
+                self.handoff.give_back(batch[index + 1 :])
+                return batch[: index + 1]
         return batch
 
     def acknowledge(self, events: Sequence[ev.Event]) -> None:
         """``events`` (taken from :meth:`next_batch`) are written: advance the cursors,
         commit them to the state file, and make room in the backlog."""
-        # Only a placed message has a cursor (event.key is then set); the last one of
+        # Only a placed message has a cursor (event.key is then set), and a sequence
+        # reset (which moves it down, to just before the new numbering); the last one of
         # each stream wins.
         self.written.update({
             event.key: event.cursor for event in events  # type: ignore[misc]
-            if type(event) is _STREAM_MESSAGE and event.cursor is not None
+            if (type(event) is _STREAM_MESSAGE and event.cursor is not None)
+            or type(event) is _SEQUENCE_RESET
         })
         if self._state is not None:
             self._state.commit(self.written)
@@ -348,6 +364,11 @@ class Engine:
     def unresolved_gaps(self) -> list[ev.GapReported]:
         """Announced gaps whose far end never arrived (meaningful after :meth:`stop`)."""
         return [gap for stream_filter in self._filters for gap in stream_filter.unresolved_gaps()]
+
+    def held_aside(self) -> list[HeldAside]:
+        """Streams whose messages at or below the cursor were still awaiting the
+        sequence-reset verdict, so not written (meaningful after :meth:`stop`)."""
+        return [held for stream_filter in self._filters for held in stream_filter.held_aside()]
 
     # --- internals -----------------------------------------------------------------------
 

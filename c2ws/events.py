@@ -72,7 +72,9 @@ class StreamMessage:
 
 @dataclass(slots=True)  # built per message: not frozen (3x cheaper); never mutated
 class DuplicateDropped:
-    """A replayed message already delivered (seq_id not above the cursor)."""
+    """A replayed message already delivered (seq_id not above the cursor); in a replay, a
+    message at or below the cursor is held aside until it is known not to start a
+    :class:`SequenceReset`."""
 
     key: SubscriptionKey
     seq_id: int
@@ -80,11 +82,39 @@ class DuplicateDropped:
 
 @dataclass(frozen=True, slots=True)
 class SequenceBackwards:
-    """Outside a replay, a seq_id at or below the cursor: dropped, never delivered twice."""
+    """Outside a replay, a seq_id at or below the cursor: not delivered; held aside in case
+    the stream was renumbered (:class:`SequenceReset`), else dropped."""
 
     key: SubscriptionKey
     cursor: int
     received: int
+
+
+@dataclass(frozen=True, slots=True)
+class SequenceReset:
+    """The server restarted a stream's numbering (or the cursor was ahead of it): the
+    messages at or below the cursor persisted (see ``spec.REPLAY_WINDOW_SECONDS``).
+    ``last_seq``: the old cursor (``last_timestamp``: its message's, None when it came
+    from a state file); ``next_seq``: the first seq_id of the new numbering c2ws
+    received; ``released``: how many held-aside messages follow this event, delivered.
+    ``cursor``: where the stream's cursor moves once this is written, just before
+    ``next_seq``, so a restart resumes in the new numbering."""
+
+    key: SubscriptionKey
+    last_seq: int
+    last_timestamp: str | None
+    next_seq: int
+    next_timestamp: str | None
+    released: int
+    cursor: int
+
+    @property
+    def strategy_id(self) -> int:
+        return self.key.strategy_id
+
+    @property
+    def channel(self) -> str:
+        return self.key.channel
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,6 +298,7 @@ Event = (
     | DuplicateDropped
     | SequenceBackwards
     | SequenceJump
+    | SequenceReset
     | GapAnnounced
     | GapReported
     | GapFilled

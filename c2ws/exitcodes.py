@@ -22,7 +22,7 @@ class ExitCode(IntEnum):
     OUTPUT_OVERFLOW = 8  # --no-reconnect: stdout's reader fell --max-buffer messages behind
     OUTPUT_FAILED = 9  # writing stdout failed (disk full, I/O error)
     STATE_FAILED = 10  # the --state file is corrupt, foreign, locked or cannot be written
-    GAP = 11  # --fail-on-gap: the server could not replay every missed signal
+    GAP = 11  # --fail-on-gap: a gap the server could not replay, or a sequence reset
     COUNT_NOT_REACHED = 124  # --timeout expired before --count messages arrived
     INTERRUPTED = 130  # Ctrl-C (SIGINT)
     TERMINATED = 143  # SIGTERM

@@ -13,7 +13,8 @@ bounded few.
 
 Plain NDJSON (``c2ws subscribe -o ndjson`` output) has no header and no control frames:
 a synthetic ``connection.connected`` and one ``subscription.ack`` per stream first seen
-are fed for it, and what they produce is not shown.
+are fed for it, and what they produce is not shown.  Its ``sequence.reset`` lines are
+taken as written: the stream's cursor follows the new numbering from there.
 
 Not reproduced: the socket threads' own events (reconnect waits, Traffic) and, for a
 run with ``--state``, the cursors it started from (the replay starts from none).
@@ -29,6 +30,8 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Final
 
+import orjson
+
 from c2ws import events as ev
 from c2ws import protocol, spec
 from c2ws.delivery.dedupe import StreamFilter
@@ -43,6 +46,7 @@ from c2ws.recording import (
     Unusable,
 )
 from c2ws.redaction import KeyRedactor
+from c2ws.render.ndjson import read_reset_object
 from c2ws.session import ClientSession, SubscriptionLimitError, SubscriptionState
 
 _REQUEST_ID: Final = re.compile(r"(.+)-([0-9]+)")
@@ -52,6 +56,7 @@ _MAX_PREFIX: Final = spec.MAX_REQUEST_ID_LENGTH - 8
 _MAX_CONNECTIONS: Final = spec.MAX_SUBSCRIPTIONS_PER_KEY
 # The synthetic frames fed for plain NDJSON are never shown; their time does not matter.
 _SYNTHETIC_TIME: Final = protocol.format_timestamp(0)
+_RESET_MARK: Final = spec.SEQUENCE_RESET.encode()
 
 
 def _prefix_of(data: bytes | str) -> str | None:
@@ -174,6 +179,15 @@ class _RecordedRun:
         return events
 
 
+def _reset_of(data: bytes) -> ev.SequenceReset | None:
+    if _RESET_MARK not in data:
+        return None
+    try:
+        return read_reset_object(orjson.loads(data))
+    except ValueError:
+        return None
+
+
 class _BareRun:
     """Plain NDJSON output: one synthetic connection, subscribed as streams appear."""
 
@@ -190,6 +204,13 @@ class _BareRun:
 
     def message(self, bare: BareMessage) -> list[ev.Event]:
         at = bare.at or 0.0
+        reset = _reset_of(bare.data)
+        if reset is not None:
+            # The live run's verdict, written down: no server frame stands for it.
+            if reset.key not in self.session.subscriptions:
+                self._subscribe(reset.key, at)
+            self.filter.follow_reset(reset)
+            return [reset]
         key = self._key_of(bare.data)
         if key is not None and key not in self.session.subscriptions:
             self._subscribe(key, at)

@@ -81,7 +81,10 @@ class Subscription:
     state: SubscriptionState
     cursor: StreamCursor
     request_id: str | None = None  # the newest request for this key; older answers are stale
-    replaying: bool = False  # subscribed with resume_from; no new message since
+    # The replay phase: subscribed with resume_from, and neither a message above the
+    # cursor nor the end of the replay window (``replay_until``, set at the ack) since.
+    replaying: bool = False
+    replay_until: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +101,16 @@ class SessionTimeouts:
     connected: float = spec.CONNECTED_TIMEOUT_SECONDS
     ack: float = spec.SUBSCRIPTION_ACK_TIMEOUT_SECONDS
     silence: float = spec.CLIENT_STALE_AFTER_SECONDS
+    replay_window: float = spec.REPLAY_WINDOW_SECONDS
+
+
+def _verdict_due(sub: Subscription) -> float | None:
+    """When the replay phase of ``sub`` ends or what it holds aside is decided, if timed."""
+    replay_until = sub.replay_until if sub.replaying else None
+    aside_until = sub.cursor.aside_until if sub.cursor.aside is not None else None
+    if replay_until is None or aside_until is None:
+        return replay_until if aside_until is None else aside_until
+    return min(replay_until, aside_until)
 
 
 class SubscriptionLimitError(ValueError):
@@ -149,6 +162,9 @@ class ClientSession:
         self._by_channel: dict[str, dict[int, Subscription]] = {}
         self._outgoing: list[bytes] = []
         self._events: list[ev.Event] = []
+        # Subscriptions with a verdict on a timer: in their replay phase, or with messages
+        # held aside (see c2ws.delivery.dedupe).  Usually empty.
+        self._deciding: dict[SubscriptionKey, Subscription] = {}
 
     # --- commands: allowed at any time -------------------------------------------------
 
@@ -277,8 +293,7 @@ class ClientSession:
                 state, cursor, seq_id = sub.state, sub.cursor, message.seq_id
                 held = cursor.held
                 if (state is _ACTIVE or state is _SUBSCRIBING) and seq_id is not None and (
-                    held is None
-                    or (seq_id == held + 1 and cursor.gap is None and cursor.suspect is None)
+                    held is None or (seq_id == held + 1 and cursor.settled)
                 ):
                     # StreamFilter.admit's usual case, inline: it runs per message.
                     cursor.held = seq_id
@@ -304,7 +319,7 @@ class ClientSession:
                 return
             # Valid JSON that orjson cannot hold (a number beyond a double's range), in a
             # frame passed through as it is: delivered, as the short path does.
-            self._on_stream(*head)
+            self._on_stream(head[0], now, head[1])
             return
         self._dispatch(message, now, wall)
 
@@ -319,7 +334,7 @@ class ClientSession:
     def _dispatch(self, message: Envelope, now: float, wall: float) -> None:
         msg_type = message.msg_type
         if msg_type in _STREAM_TYPES:
-            self._on_stream(message)
+            self._on_stream(message, now)
             return
         handler = self._handlers.get(msg_type)
         if handler is None:
@@ -331,6 +346,8 @@ class ClientSession:
         """Apply every deadline that has passed at ``now``."""
         if self.state is ConnectionState.ENDED:
             return
+        if self._deciding:
+            self._decide_streams(now)
         if (
             self.state is ConnectionState.AWAITING_CONNECTED
             and now >= self.opened_at + self.timeouts.connected
@@ -367,7 +384,24 @@ class ClientSession:
         oldest = self._oldest_request()
         if oldest is not None and self.state is not ConnectionState.CLOSING:
             deadline = min(deadline, oldest.sent_at + self.timeouts.ack)
+        for sub in self._deciding.values():
+            due = _verdict_due(sub)
+            if due is not None:
+                deadline = min(deadline, due)
         return deadline
+
+    def _decide_streams(self, now: float) -> None:
+        """End replay phases whose window has passed; apply the verdicts due on what is
+        held aside (a sequence reset)."""
+        for key, sub in list(self._deciding.items()):
+            replay_over = (
+                sub.replaying and sub.replay_until is not None and now >= sub.replay_until
+            )
+            if replay_over:
+                sub.replaying = False
+            StreamFilter.decide(sub.cursor, now, replay_over=replay_over, out=self._events)
+            if not sub.replaying and sub.cursor.aside is None:
+                del self._deciding[key]
 
     # --- output ------------------------------------------------------------------------
 
@@ -440,6 +474,9 @@ class ClientSession:
             self._events.append(
                 ev.SubscriptionConfirmed(sub.key, message.request_id or "", message)
             )
+            if sub.replaying:  # the server replays right after the ack
+                sub.replay_until = now + self.timeouts.replay_window
+                self._deciding[sub.key] = sub
 
     def _on_error(self, message: Envelope, now: float, wall: float) -> None:
         details = tuple(protocol.error_details(message.payload))
@@ -460,7 +497,7 @@ class ClientSession:
                 ev.SubscriptionRejected(sub.key, message.request_id or "", details, message)
             )
 
-    def _on_stream(self, message: Envelope, strategy_id: int | None = None) -> None:
+    def _on_stream(self, message: Envelope, now: float, strategy_id: int | None = None) -> None:
         """``strategy_id``: already read from the frame (its payload is then empty)."""
         # Runs for every signal and position: lookups by strategy id, state by identity.
         payload = message.payload
@@ -483,10 +520,17 @@ class ClientSession:
         seq_id = message.seq_id
         if seq_id is None:
             self._events.append(ev.StreamMessage(sub.key, message))
-        elif StreamFilter.admit(
-            sub.cursor, message, seq_id, replaying=sub.replaying, out=self._events
+            return
+        if sub.replaying and sub.replay_until is not None and now >= sub.replay_until:
+            # The window passed while frames kept the socket busy: the timer's work, now.
+            self._decide_streams(now)
+        if StreamFilter.admit(
+            sub.cursor, message, seq_id, replaying=sub.replaying, now=now, out=self._events,
+            window=self.timeouts.replay_window,
         ):
             sub.replaying = False
+        if sub.cursor.aside is not None:
+            self._deciding[sub.key] = sub
 
     def _place_unmatched(
         self, message: Envelope, strategy_id: int | None
@@ -544,6 +588,7 @@ class ClientSession:
         return next(iter(self.pending.values()), None)
 
     def _forget(self, sub: Subscription) -> None:
+        self._deciding.pop(sub.key, None)
         del self.subscriptions[sub.key]
         del self._by_channel[sub.key.channel][sub.key.strategy_id]
         self._only_key_by_channel = None
@@ -572,6 +617,13 @@ class ClientSession:
             sub.state = SubscriptionState.SUBSCRIBING
             resume_from = self._filter.resume_from(sub.key)
             sub.replaying = bool(resume_from)
+            sub.replay_until = None
+            cursor = sub.cursor
+            if cursor.aside is not None:
+                # Held aside on an earlier connection: this replay phase decides, or, with
+                # none, a window from now.
+                cursor.aside_until = None if sub.replaying else now + self.timeouts.replay_window
+                self._deciding[sub.key] = sub
         else:
             sub.state = SubscriptionState.UNSUBSCRIBING
         request = protocol.subscription_request(

@@ -85,6 +85,26 @@ MAX_SUBSCRIPTIONS_PER_KEY: Final = MAX_CONNECTIONS_PER_KEY * MAX_SUBSCRIPTIONS_P
 # next message continues from it, so one bad value cannot make later messages look old.
 SUSPECT_SEQ_JUMP: Final = 100_000
 
+# A server that restarted its numbering (or a cursor restored from a state file far
+# ahead of the server) sends seq_ids at or below the cursor for ever.  Such a message is
+# never delivered at once: it is held aside, at most HELD_ASIDE_LIMIT per stream (one
+# replay's worth; memory is bounded by that, never by the server), until the verdict.
+# - After a (re)subscription with resume_from the server replays right after the
+#   subscription.ack: the *replay phase* lasts until the first message above the cursor
+#   or REPLAY_WINDOW_SECONDS after the ack (1000 frames even on a slow link), and what
+#   is held aside in it is a quiet duplicate candidate.  Outside it, such a message is
+#   reported at once, and the verdict comes REPLAY_WINDOW_SECONDS after it arrived.
+# - A message above the cursor shows the stream still follows the old numbering: what is
+#   held aside was replay overlap or stray duplicates, and is dropped.
+# - Otherwise, once the replay phase or the window is over, or when one more message
+#   than HELD_ASIDE_LIMIT is held aside (more than any replay), c2ws declares a sequence
+#   reset: it writes a SEQUENCE_RESET line, delivers what was held aside (in order, true
+#   duplicates among them dropped) and follows the new numbering.
+REPLAY_WINDOW_SECONDS: Final = 10.0
+HELD_ASIDE_LIMIT: Final = REPLAY_LIMIT
+# The msg_type of the line c2ws writes for a sequence reset (the server never sends it).
+SEQUENCE_RESET: Final = "sequence.reset"
+
 # Reconnect backoff: exponential with full jitter (uniform between 0 and the step),
 # capped by --max-backoff.  Busy answers (429, 503, the 1008 race) start higher and never
 # wait less than half the step: the server asked us to go away for a while.

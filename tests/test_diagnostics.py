@@ -159,6 +159,14 @@ def test_a_gap_report_names_both_ends_of_the_hole() -> None:
     assert "between 2026-01-01T00:00:08Z and 2026-01-01T00:00:24Z" in text
 
 
+def test_a_sequence_reset_is_said_loudly_with_both_numberings() -> None:
+    diagnostics, out = make()
+    diagnostics.handle(ev.SequenceReset(KEY, 1_000_000, None, 1, "2026-01-01T00:00:08Z", 3, 0))
+    text = out.getvalue()
+    assert "SEQUENCE RESET on strategy.signal:7: seq 1 came after 1000000" in text
+    assert "delivering 3 held message(s)" in text
+
+
 def test_a_reconnect_is_one_line_with_reason_attempt_and_wait() -> None:
     diagnostics, out = make()
     diagnostics.handle(ev.Reconnecting(1, 3, 2.25, ConnectionEnd(

@@ -41,7 +41,7 @@ def test_the_engine_counts_stream_messages_not_control_events() -> None:
     from c2ws.protocol import Envelope
 
     key = SubscriptionKey(1, spec.CHANNEL_SIGNAL)
-    engine = Engine(EngineConfig(url="ws://127.0.0.1:9/ws", api_key="k", keys=[key],
+    engine = Engine(EngineConfig(url="ws://127.0.0.1:9/ws", api_key="test-key-0001", keys=[key],
                                  max_buffer=100))
     gap = Envelope(spec.MSG_GAP, {})
     engine.handoff.put([ev.GapAnnounced(key, n, "lost", gap) for n in range(300)])

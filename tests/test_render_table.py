@@ -367,6 +367,15 @@ def test_gap_and_jump_are_marked() -> None:
     assert lines_with(output, "JUMP: seq 8 expected, 10 received")
 
 
+def test_a_sequence_reset_is_marked_like_a_gap() -> None:
+    reset = events.SequenceReset(SIGNALS, last_seq=99765, last_timestamp=None, next_seq=1,
+                                 next_timestamp=TIMESTAMP, released=2, cursor=0)
+    output = render(reset, signal(rest_signal(), seq_id=1))
+    (banner,) = lines_with(output, "RESET:")
+    assert "seq 1 came after 99765" in banner and "12:00:00" in banner
+    assert output.index("RESET:") < output.index("Buy")
+
+
 def test_handling_a_signal_is_cheap() -> None:
     console, _ = make_console()
     renderer = TableRenderer(console, live=False)

@@ -316,6 +316,66 @@ def test_a_write_cut_short_by_a_full_disk_is_never_acknowledged(
         1, 2, 3, 4, 5]
 
 
+def test_a_server_that_restarts_its_numbering_is_followed_after_a_sequence_reset(
+    server: ReferenceServer, tmp_path: Path,
+) -> None:
+    """The server restarts and loses its numbering while c2ws runs with --state and
+    appends to a file: c2ws resumes from seq 5, gets 1, 2, 3 of the new numbering, and
+    once the replay window is over writes a sequence.reset line and those three (said on
+    stderr).  A second run resumes in the new numbering: nothing lost or doubled.
+    Strategy 2's last line is older than strategy 1's reset, so reading the file's tail
+    passes strategy 1's old, higher seq_ids on the way."""
+    output, state = tmp_path / "signals.ndjson", tmp_path / "state.json"
+
+    def run() -> subprocess.Popen[bytes]:
+        with output.open("ab") as sink:
+            return start(server, "1", "2", "-c", "signal", "-o", "ndjson", "--state",
+                         str(state), *FAST, stdout=sink)
+
+    def written() -> list[tuple[int, int | None]]:
+        lines = [json.loads(line) for line in output.read_bytes().splitlines()]
+        return [(line["payload"]["StrategyId"], line["seq_id"]) if "payload" in line
+                else (line["reset"]["strategy_id"], None) for line in lines]
+
+    process = run()
+    wait_subscribed(server, 1, 2)
+    server.publish_signal(2, order(2, 0))
+    for n in range(5):
+        server.publish_signal(1, order(1, n))
+    server.wait_for(lambda: len(written()) == 6, timeout=60)
+    before = max(r.number for r in server.connections())
+    server.restart(renumber=True)
+    wait_subscribed(server, 1, 2, after=before)  # resumed from 5 (and 1): nothing to replay
+    for n in range(5, 8):
+        server.publish_signal(1, order(1, n))
+    new_numbering = [(2, 1)] + [(1, n) for n in range(1, 6)] + [(1, None)] + [
+        (1, n) for n in range(1, 4)]
+    server.wait_for(lambda: written() == new_numbering, timeout=60)  # after the window
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(30) == ExitCode.TERMINATED
+    err = process.stderr.read().decode() if process.stderr else ""
+    assert "SEQUENCE RESET on strategy.signal:1: seq 1 came after 5" in err
+    reset = json.loads(output.read_bytes().splitlines()[6])
+    assert reset == {"msg_type": "sequence.reset", "reset": {
+        "strategy_id": 1, "channel": "strategy.signal", "after_seq_id": 5,
+        "after_timestamp": reset["reset"]["after_timestamp"], "first_seq_id": 1,
+        "first_timestamp": reset["reset"]["first_timestamp"], "released": 3}}
+    for n in range(8, 10):  # published while no run listens: 4 and 5, replayed next run
+        server.publish_signal(1, order(1, n))
+    before = max(r.number for r in server.connections())
+    again = run()
+    wait_subscribed(server, 1, 2, after=before)
+    server.publish_signal(1, order(1, 10))  # live, after the replay
+    server.wait_for(lambda: len(written()) >= len(new_numbering) + 3, timeout=60)
+    again.send_signal(signal.SIGTERM)
+    assert again.wait(30) == ExitCode.TERMINATED
+    assert written() == [*new_numbering, (1, 4), (1, 5), (1, 6)]
+    resumed = [m["payload"] for r in server.connections() if r.number > before
+               for m in r.received if m.get("msg_type") == "subscription.request"
+               and m["payload"]["action"] == "subscribe"]
+    assert {p["strategy_id"]: p.get("resume_from") for p in resumed} == {1: "3", 2: "1"}
+
+
 def test_a_stalled_reader_costs_no_heartbeat_and_loses_nothing(server: ReferenceServer) -> None:
     """The reader stops for longer than the heartbeat grace under a fast feed: c2ws keeps
     answering heartbeats, closes cleanly once --max-buffer is passed, and resumes where

@@ -22,6 +22,7 @@ from c2ws.cli import run as run_module
 from c2ws.cli.run import StreamEnded, SubscribeOptions, SubscribeRun
 from c2ws.engine import EngineConfig
 from c2ws.events import SubscriptionKey
+from c2ws.exitcodes import ExitCode
 from c2ws.protocol import Envelope
 from c2ws.render import messages_handler
 from c2ws.render.diagnostics import Diagnostics
@@ -65,6 +66,12 @@ def stream_message(key: SubscriptionKey, seq: int, lines: bool) -> ev.StreamMess
     return ev.StreamMessage(key, message, seq)
 
 
+def reset(key: SubscriptionKey, seq: int) -> ev.SequenceReset:
+    """The numbering of ``key`` restarted after ``seq``, at 1."""
+    return ev.SequenceReset(key, last_seq=seq, last_timestamp=None, next_seq=1,
+                            next_timestamp=None, released=1, cursor=0)
+
+
 def gap(key: SubscriptionKey, seq: int) -> ev.GapReported:
     payload: dict[str, Any] = {"message": "replay limit"}
     raw = {"msg_type": spec.MSG_GAP, "payload": payload}
@@ -82,9 +89,12 @@ def batches(draw: st.DrawFn) -> list[list[ev.Event]]:
         for _ in range(draw(st.integers(1, 8))):
             seq += 1
             key = draw(st.sampled_from(KEYS))
-            kind = draw(st.sampled_from(["message"] * 6 + ["lines", "gap", "reconnecting"]))
+            kind = draw(st.sampled_from(
+                ["message"] * 6 + ["lines", "gap", "reset", "reconnecting"]))
             if kind == "gap":
                 batch.append(gap(key, seq))
+            elif kind == "reset":
+                batch.append(reset(key, seq))
             elif kind == "reconnecting":
                 batch.append(ev.Reconnecting(0, 1, 0.5, LOST))
             else:
@@ -125,6 +135,25 @@ def test_the_batch_path_writes_what_the_per_event_path_writes(
         patch.setattr(run_module, "_ONLY_STREAM_MESSAGES", set())  # no batch is "only" that
         per_event = run_output(HandleOnly, batches, count, fail_on_gap, symbol_of_key)
     assert with_batch_path == per_event
+
+
+def test_fail_on_gap_stops_after_a_sequence_reset_and_the_message_after_it() -> None:
+    """Exactly as after a gap: the reset line and the first message of the new numbering
+    are written and acknowledged (the cursor is then in the new numbering), then exit 11."""
+    key = KEYS[0]
+    batches = [[stream_message(key, seq, False) for seq in (1, 2, 3)],
+               [reset(key, 3), stream_message(KEYS[1], 7, False), stream_message(key, 1, False),
+                stream_message(key, 2, False)]]
+    out, acknowledged, (ending, _) = run_output(lambda r: r, batches, None, True, None)
+    assert ending == ExitCode.GAP
+    lines = [orjson.loads(line) for line in out.splitlines()]
+    assert [line.get("seq_id") for line in lines] == [1, 2, 3, None, 7, 1]
+    assert lines[3] == {"msg_type": "sequence.reset", "reset": {
+        "strategy_id": 1, "channel": "strategy.signal", "after_seq_id": 3,
+        "after_timestamp": None, "first_seq_id": 1, "first_timestamp": None, "released": 1}}
+    assert acknowledged == batches[0] + batches[1][:3]
+    _, _, (without, _) = run_output(lambda r: r, batches, None, False, None)
+    assert without is None
 
 
 def test_a_burst_goes_to_the_renderer_in_one_call() -> None:

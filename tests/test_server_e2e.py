@@ -509,6 +509,59 @@ def test_restart_keeps_the_port_and_the_stream_so_clients_resume(make_server: Ma
         assert recv_stream(again)["seq_id"] == 5
 
 
+def test_restart_can_forget_the_numbering_like_a_server_that_lost_it(
+    make_server: MakeServer,
+) -> None:
+    server = make_server()
+    client = connected_client(server)
+    subscribe(client)
+    for n in range(3):
+        server.publish_signal(STRATEGY, {"n": n})
+    assert [recv_stream(client)["seq_id"] for _ in range(3)] == [1, 2, 3]
+    server.restart(renumber=True)
+    closed_by_server(client)
+    with connected_client(server) as again:
+        assert subscribe(again, resume_from="3")["msg_type"] == "subscription.ack"
+        assert server.publish_signal(STRATEGY, {"n": 3})["seq_id"] == 1  # nothing replayed
+        assert recv_stream(again)["seq_id"] == 1
+
+
+def test_renumber_on_connect_forgets_the_numbering_for_each_new_connection(
+    make_server: MakeServer,
+) -> None:
+    server = make_server(renumber_on_connect=True)
+    with connected_client(server) as first:
+        subscribe(first)
+        for n in range(2):
+            server.publish_signal(STRATEGY, {"n": n})
+        assert [recv_stream(first)["seq_id"] for _ in range(2)] == [1, 2]
+    with connected_client(server) as second:
+        assert subscribe(second, resume_from="2")["msg_type"] == "subscription.ack"
+        server.publish_signal(STRATEGY, {"n": 2})
+        assert recv_stream(second)["seq_id"] == 1
+
+
+def test_the_serve_command_passes_renumber_on_connect_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    import c2ws.cli.serve  # noqa: F401  (registers the command)
+    from c2ws.cli.app import app
+    from c2ws.server import app as server_app
+
+    configs: list[ServerConfig] = []
+
+    def run(config: ServerConfig, **options: Any) -> int:
+        configs.append(config)
+        return 0
+
+    monkeypatch.setattr(server_app, "run_server", run)
+    for flag, expected in (("--renumber-on-connect", True), ("--feed", False)):
+        args = ["serve", "--port", "0", flag] + (["none"] if flag == "--feed" else [])
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        assert configs[-1].renumber_on_connect is expected
+
+
 def test_stop_closes_clients_with_going_away(make_server: MakeServer) -> None:
     server = make_server()
     clients = [connected_client(server) for _ in range(3)]

@@ -499,6 +499,193 @@ def test_a_huge_digit_string_strategy_id_is_no_crash() -> None:
     session.events_received()
 
 
+# --- sequence resets: a cursor ahead of the server ---------------------------------------------
+
+WINDOW = spec.REPLAY_WINDOW_SECONDS
+NEW = "2027-01-15T09:00:00Z"  # timestamps of the new numbering
+
+
+def resumed(cursor: int, ack_at: float = 0.2) -> tuple[ClientSession, StreamFilter]:
+    """A session that resubscribed SIGNAL with resume_from=cursor, acked at ``ack_at``."""
+    stream_filter = StreamFilter([SIGNAL], {SIGNAL: cursor})
+    session = new_session(SIGNAL, stream_filter=stream_filter)
+    (request,) = connect(session)
+    assert request["payload"]["resume_from"] == str(cursor)
+    ack(session, request, now=ack_at)
+    session.events_received()
+    return session, stream_filter
+
+
+def of_type(found: list[ev.Event], kind: type) -> list[Any]:
+    return [e for e in found if isinstance(e, kind)]
+
+
+def test_restarted_numbering_after_a_resume_is_a_sequence_reset_when_the_replay_window_ends(
+) -> None:
+    session, stream_filter = resumed(500)
+    for seq in (1, 2, 2, 3):  # the server lost its numbering; one true duplicate among them
+        receive(session, signal(seq, timestamp=NEW), now=1.0)
+    found = session.events_received()
+    assert delivered(found) == [] and not of_type(found, ev.SequenceBackwards)
+    assert [e.seq_id for e in of_type(found, ev.DuplicateDropped)] == [1, 2, 2, 3]  # quiet
+    assert session.next_deadline() == 0.2 + WINDOW  # the replay window, on the timer
+    session.handle_timeout(now=0.2 + WINDOW - 0.01, wall=WALL)
+    assert session.events_received() == []
+    session.handle_timeout(now=0.2 + WINDOW, wall=WALL)
+    found = session.events_received()
+    (reset,) = of_type(found, ev.SequenceReset)
+    assert found[0] == reset
+    assert (reset.key, reset.last_seq, reset.next_seq, reset.next_timestamp, reset.released,
+            reset.cursor) == (SIGNAL, 500, 1, NEW, 3, 0)
+    assert [e.cursor for e in of_type(found, ev.StreamMessage)] == [1, 2, 3]
+    assert [e.seq_id for e in of_type(found, ev.DuplicateDropped)] == [2]
+    assert stream_filter.held(SIGNAL) == 3
+    assert not session.subscriptions[SIGNAL].replaying  # the status no longer says so
+    receive(session, signal(4, timestamp=NEW), now=11.0)
+    found = session.events_received()
+    assert delivered(found) == [4] and len(found) == 1  # the new numbering, followed
+    assert session.next_deadline() == 11.0 + session.timeouts.silence
+
+
+def test_a_cursor_far_ahead_is_reset_even_when_frames_keep_the_timer_from_running() -> None:
+    """A state file restored with 1,000,000: the window ends while messages keep coming;
+    the next one applies the verdict (no timer tick needed), then is delivered itself."""
+    session, stream_filter = resumed(1_000_000)
+    receive(session, signal(1, timestamp=NEW), now=1.0)
+    receive(session, signal(2, timestamp=NEW), now=5.0)
+    assert delivered(session.events_received()) == []
+    receive(session, signal(3, timestamp=NEW), now=0.2 + WINDOW + 1)
+    found = session.events_received()
+    (reset,) = of_type(found, ev.SequenceReset)
+    assert (reset.last_seq, reset.next_seq, reset.released) == (1_000_000, 1, 2)
+    assert delivered(found) == [1, 2, 3] and not of_type(found, ev.SequenceJump)
+    assert stream_filter.held(SIGNAL) == 3
+
+
+def test_a_replay_that_overlaps_the_cursor_then_goes_on_is_no_reset() -> None:
+    """The server replays R-5..R then R+1: no reset, no duplicate."""
+    session, stream_filter = resumed(10)
+    for seq in range(5, 11):
+        receive(session, signal(seq), now=1.0)
+    receive(session, signal(11), now=2.0)
+    session.handle_timeout(now=0.2 + WINDOW + 1, wall=WALL)
+    found = session.events_received()
+    assert not of_type(found, ev.SequenceReset)
+    assert delivered(found) == [11]
+    assert [e.seq_id for e in of_type(found, ev.DuplicateDropped)] == list(range(5, 11))
+    assert stream_filter.held(SIGNAL) == 11
+    assert not session.subscriptions[SIGNAL].replaying
+    assert session.next_deadline() == session.last_received + session.timeouts.silence
+
+
+def test_a_renumbering_that_reaches_the_cursor_is_still_a_reset() -> None:
+    """A young stream: the cursor is 2 and the new numbering's 1 and 2 arrive.  Nothing
+    above the cursor follows within the window, so they are delivered.  (The price, for
+    a server that replays at or below resume_from, which the protocol does not do, and
+    then sends nothing for the whole window: that overlap is delivered again, after a
+    sequence.reset line.)"""
+    session, stream_filter = resumed(2)
+    receive(session, signal(1, timestamp=NEW), now=1.0)
+    receive(session, signal(2, timestamp=NEW), now=1.0)
+    session.handle_timeout(now=0.2 + WINDOW, wall=WALL)
+    found = session.events_received()
+    (reset,) = of_type(found, ev.SequenceReset)
+    assert (reset.last_seq, reset.next_seq, reset.released) == (2, 1, 2)
+    assert delivered(found) == [1, 2] and stream_filter.held(SIGNAL) == 2
+
+
+def test_a_stray_old_duplicate_in_live_delivery_followed_by_the_next_message_is_no_reset(
+) -> None:
+    session = ready(SIGNAL)
+    for seq in range(1, 51):
+        receive(session, signal(seq), now=1.0)
+    session.events_received()
+    receive(session, signal(47), now=2.0)
+    found = session.events_received()
+    assert found == [ev.SequenceBackwards(SIGNAL, 50, 47)]  # loud, at once
+    assert session.next_deadline() == 2.0 + WINDOW
+    receive(session, signal(51), now=3.0)
+    session.handle_timeout(now=2.0 + WINDOW, wall=WALL)
+    found = session.events_received()
+    assert delivered(found) == [51] and not of_type(found, ev.SequenceReset)
+
+
+def test_a_renumbering_during_live_delivery_is_reported_at_once_then_reset() -> None:
+    session = ready(SIGNAL)
+    for seq in range(1, 51):
+        receive(session, signal(seq), now=1.0)
+    session.events_received()
+    receive(session, signal(1, timestamp=NEW), now=2.0)
+    receive(session, signal(2, timestamp=NEW), now=3.0)
+    found = session.events_received()
+    assert found == [ev.SequenceBackwards(SIGNAL, 50, 1), ev.SequenceBackwards(SIGNAL, 50, 2)]
+    assert session.next_deadline() == 2.0 + WINDOW  # from the first one held aside
+    session.handle_timeout(now=2.0 + WINDOW, wall=WALL)
+    found = session.events_received()
+    (reset,) = of_type(found, ev.SequenceReset)
+    assert (reset.last_seq, reset.next_seq, reset.released) == (50, 1, 2)
+    assert delivered(found) == [1, 2]
+
+
+def test_more_held_aside_than_any_replay_is_a_reset_at_once() -> None:
+    session, stream_filter = resumed(5000)
+    for seq in range(1, spec.HELD_ASIDE_LIMIT + 1):
+        receive(session, signal(seq), now=1.0)
+    found = session.events_received()
+    assert delivered(found) == []
+    cursor = session.subscriptions[SIGNAL].cursor
+    assert cursor.aside is not None and len(cursor.aside) == spec.HELD_ASIDE_LIMIT  # the bound
+    receive(session, signal(spec.HELD_ASIDE_LIMIT + 1), now=1.0)
+    found = session.events_received()
+    (reset,) = of_type(found, ev.SequenceReset)
+    assert reset.released == spec.HELD_ASIDE_LIMIT + 1
+    assert delivered(found) == list(range(1, spec.HELD_ASIDE_LIMIT + 2))
+    assert stream_filter.held(SIGNAL) == spec.HELD_ASIDE_LIMIT + 1
+    assert cursor.aside is None
+
+
+def test_what_is_held_aside_survives_a_reconnect_and_the_next_replay_decides() -> None:
+    session, stream_filter = resumed(500)
+    receive(session, signal(1, timestamp=NEW), now=1.0)
+    session.fail(EndReason.LOST, "gone")
+    assert session.events_received() == [ev.DuplicateDropped(SIGNAL, 1)]
+    again = new_session(SIGNAL, stream_filter=stream_filter)
+    (request,) = connect(again, now=30.0)
+    assert request["payload"]["resume_from"] == "500"  # the cursor did not move
+    ack(again, request, now=30.1)
+    receive(again, signal(2, timestamp=NEW), now=31.0)
+    again.handle_timeout(now=30.1 + WINDOW, wall=WALL)
+    found = again.events_received()
+    (reset,) = of_type(found, ev.SequenceReset)
+    assert (reset.next_seq, reset.released) == (1, 2) and delivered(found) == [1, 2]
+
+
+def test_the_replay_phase_ends_with_its_window_even_when_nothing_came() -> None:
+    session, _ = resumed(500)
+    sub = session.subscriptions[SIGNAL]
+    assert sub.replaying and session.next_deadline() == 0.2 + WINDOW
+    session.handle_timeout(now=0.2 + WINDOW, wall=WALL)
+    assert not sub.replaying and session.events_received() == []
+    assert session.next_deadline() == session.last_received + session.timeouts.silence
+    receive(session, signal(3), now=20.0)  # now backwards is loud at once
+    assert session.events_received() == [ev.SequenceBackwards(SIGNAL, 500, 3)]
+
+
+def test_a_reset_reports_the_gap_announced_in_the_old_numbering() -> None:
+    session, _ = resumed(500)
+    receive(session, frame(spec.MSG_GAP, payload={
+        "channel": f"strategy.signal:{SIGNAL.strategy_id}", "from": "500",
+        "message": "Replay limit of 1000 messages exceeded"}), now=1.0)
+    receive(session, signal(1, timestamp=NEW), now=1.0)
+    session.handle_timeout(now=0.2 + WINDOW, wall=WALL)
+    found = session.events_received()
+    (gap,) = of_type(found, ev.GapReported)
+    (reset,) = of_type(found, ev.SequenceReset)
+    assert (gap.last_seq, gap.next_seq) == (500, None)
+    assert found.index(gap) < found.index(reset) and delivered(found) == [1]
+    assert not of_type(found, ev.GapFilled)
+
+
 # --- properties ----------------------------------------------------------------------------
 
 

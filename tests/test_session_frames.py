@@ -1,12 +1,14 @@
 """ClientSession.receive_frames (the short path for the usual stream message) against the
 general path, frame by frame: the same events, cursors and state, on any mix of
-frames, with payloads decoded or not."""
+frames, with payloads decoded or not, across replay windows, backwards runs, messages
+held aside and sequence resets."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+import hypothesis
 import orjson
 import pytest
 from hypothesis import given, settings
@@ -15,6 +17,7 @@ from hypothesis import strategies as st
 from c2ws import events as ev
 from c2ws import session as session_module
 from c2ws import spec
+from c2ws.delivery import dedupe
 from c2ws.delivery.dedupe import StreamFilter
 from c2ws.events import SubscriptionKey
 from c2ws.session import ClientSession, ConnectionState
@@ -71,12 +74,17 @@ def stream_frame(draw: st.DrawFn, counters: dict[tuple[str, object], int]) -> by
         payload["strategy_id"] = draw(st.sampled_from(STRATEGIES))
     fields: dict[str, Any] = {"payload": payload}
     # Runs of consecutive seq_ids per stream (starting below and at a resume cursor of
-    # 10), with repeats, steps back, jumps, implausible jumps and returns from them, and
+    # 10), with repeats, steps back, jumps, implausible jumps and returns from them, a
+    # server that restarts its numbering (then runs below the cursor, held aside), and
     # odd values.
     step = draw(st.sampled_from(
-        [1] * 8 + [0, -1, 2, 5000, JUMP, 1 - JUMP, "none", "odd"]))
+        [1] * 8 + [0, -1, -3, 2, 5000, JUMP, 1 - JUMP, "none", "odd", "restart"]))
     if step == "odd":
         fields["seq_id"] = draw(st.sampled_from([1.5, -3, "7", 2**64 - 1]))
+    elif step == "restart":
+        stream = (msg_type, strategy)
+        counters[stream] = draw(st.sampled_from([0, 1, 2]))
+        fields["seq_id"] = counters[stream]
     elif step != "none":
         stream = (msg_type, strategy)
         counters[stream] = counters.get(stream, draw(st.sampled_from([1, 9, 10, 11]))) + int(step)
@@ -113,12 +121,14 @@ def frame_batches(draw: st.DrawFn) -> list[list[bytes]]:
     counters: dict[tuple[str, object], int] = {}
     frame = st.sampled_from(range(12)).flatmap(
         lambda odds: other_frames if odds == 0 else stream_frame(counters))
-    return draw(st.lists(st.lists(frame, max_size=30), min_size=1, max_size=4))
+    return draw(st.lists(st.lists(frame, max_size=30), min_size=1, max_size=6))
 
 
 def state_of(session: ClientSession) -> Any:
     cursors = {key: (sub.cursor.held, sub.cursor.held_timestamp, sub.cursor.suspect,
-                     sub.cursor.gap, sub.replaying, sub.state)
+                     sub.cursor.gap, sub.replaying, sub.replay_until, sub.state,
+                     sub.cursor.settled, sub.cursor.aside_until,
+                     None if sub.cursor.aside is None else [s for _, s in sub.cursor.aside])
                for key, sub in session.subscriptions.items()}
     return (session.state, session.ended, session.last_received, session.dropped_while_leaving,
             cursors, session.data_to_send())
@@ -134,14 +144,32 @@ def comparable(events: list[ev.Event]) -> list[Any]:
     return seen
 
 
+# Between batches: how much time passes (some steps go past the replay window), and
+# whether the socket thread's timer ticks first.
+PAUSES = st.lists(st.tuples(st.sampled_from([0.5, 1.0, 1.0, 6.0, spec.REPLAY_WINDOW_SECONDS + 1]),
+                            st.booleans()), min_size=6, max_size=6)
+
+
 @settings(max_examples=500)
 @given(batches=frame_batches(), decoded=st.booleans(), resume=st.booleans(),
        answers=st.lists(st.sampled_from(["ack"] * 3 + ["reject", "pending", "unsubscribing"]),
                         min_size=len(KEYS), max_size=len(KEYS)),
-       close_before=st.integers(0, 12), unauthorized_at=st.integers(0, 200))
+       close_before=st.integers(0, 12), unauthorized_at=st.integers(0, 200),
+       pauses=PAUSES, held_aside_limit=st.sampled_from([3, spec.HELD_ASIDE_LIMIT]))
 def test_receive_frames_is_the_general_path_frame_by_frame(
     batches: list[list[bytes]], decoded: bool, resume: bool, answers: list[str],
-    close_before: int, unauthorized_at: int,
+    close_before: int, unauthorized_at: int, pauses: list[tuple[float, bool]],
+    held_aside_limit: int,
+) -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        # A small bound makes "more held aside than any replay" reachable here too.
+        patch.setattr(dedupe, "_HELD_ASIDE_LIMIT", held_aside_limit)
+        compare_paths(batches, decoded, resume, answers, close_before, unauthorized_at, pauses)
+
+
+def compare_paths(
+    batches: list[list[bytes]], decoded: bool, resume: bool, answers: list[str],
+    close_before: int, unauthorized_at: int, pauses: list[tuple[float, bool]],
 ) -> None:
     cursors = {SIGNAL: 10} if resume else {}
     # Sometimes the server withdraws the authorization mid-batch: the session ends there.
@@ -155,8 +183,13 @@ def test_receive_frames_is_the_general_path_frame_by_frame(
             where += len(batch)
     short = ready_session(decoded, cursors, answers)
     general = ready_session(decoded, cursors, answers)
+    now = 0.5
     for number, batch in enumerate(batches):
-        now = 1.0 + number
+        pause, tick = pauses[number]
+        now += pause
+        if tick:  # the deadline came while the socket was idle
+            short.handle_timeout(now=now, wall=WALL)
+            general.handle_timeout(now=now, wall=WALL)
         if number == close_before:  # leaving: stream messages are no longer delivered
             short.close(now=now, wall=WALL)
             general.close(now=now, wall=WALL)
@@ -165,8 +198,13 @@ def test_receive_frames_is_the_general_path_frame_by_frame(
             if general.state is not ConnectionState.ENDED:  # what receive() does first
                 general.last_received = now
             general._receive_one(data, now, WALL)
-        assert comparable(short.events_received()) == comparable(general.events_received())
+        found = short.events_received()
+        assert comparable(found) == comparable(general.events_received())
         assert state_of(short) == state_of(general)
+        for kind in (ev.SequenceReset, ev.SequenceBackwards, ev.GapReported):
+            if any(isinstance(e, kind) for e in found):
+                # How often the runs reach it: --hypothesis-show-statistics.
+                hypothesis.event(kind.__name__)
 
 
 def test_the_usual_frames_take_the_short_path() -> None:

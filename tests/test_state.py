@@ -41,7 +41,8 @@ from c2ws.delivery.state import (
     reconcile_output_tail,
     whole_lines_written,
 )
-from c2ws.events import SubscriptionKey
+from c2ws.events import SequenceReset, SubscriptionKey
+from c2ws.render.ndjson import reset_object
 
 API_KEY = "sk-LIVE-7f3c9a2b-SECRET-do-not-leak"
 ENDPOINT = "wss://api.example.com/ws"
@@ -902,6 +903,51 @@ def test_non_appending_descriptor_at_the_end_follows_the_cut(tmp_path: Path) -> 
         os.write(fd, line(signal(1), 2))
     assert result.torn_bytes_removed == len(b'{"torn')
     assert out.read_bytes() == line(signal(1), 1) + line(signal(1), 2)  # no hole, no junk
+
+
+def reset_line(key: SubscriptionKey, after: int, first: int) -> bytes:
+    """The line c2ws writes when the server restarted the numbering of ``key``."""
+    reset = SequenceReset(key, last_seq=after, last_timestamp=None, next_seq=first,
+                          next_timestamp=None, released=1, cursor=first - 1)
+    return orjson.dumps(reset_object(reset), option=orjson.OPT_APPEND_NEWLINE)
+
+
+def test_lines_before_a_reset_line_are_in_the_old_numbering(tmp_path: Path) -> None:
+    """Strategy 2's last line comes before strategy 1's reset: the scan reads past the
+    reset and strategy 1's old, higher seq_ids, which must not count."""
+    out = tmp_path / "out.ndjson"
+    content = b"".join([
+        line(signal(2), 1),
+        *(line(signal(1), n) for n in range(1, 6)),
+        reset_line(signal(1), after=5, first=1),
+        *(line(signal(1), n) for n in range(1, 4)),
+    ])
+    with appended(out, content) as fd:
+        result = reconcile_output_tail(fd, keys=[signal(1), signal(2)])
+    assert result.cursors == {signal(1): 3, signal(2): 1}
+    assert result.reset_keys == {signal(1)}
+
+
+def test_a_reset_line_last_gives_the_cursor_just_before_the_new_numbering(
+    tmp_path: Path,
+) -> None:
+    """Written, then killed before the messages after it (or they were not shown)."""
+    out = tmp_path / "out.ndjson"
+    content = (b"".join(line(signal(1), n) for n in range(1, 6))
+               + reset_line(signal(1), after=5, first=4) + line(signal(1), 1)[:-7])
+    with appended(out, content) as fd:
+        result = reconcile_output_tail(fd, keys=[signal(1), signal(3)])
+    assert result.cursors == {signal(1): 3} and result.reset_keys == {signal(1)}
+    assert result.torn_bytes_removed == len(line(signal(1), 1)) - 7
+
+
+def test_a_signal_that_merely_mentions_a_reset_is_a_signal(tmp_path: Path) -> None:
+    out = tmp_path / "out.ndjson"
+    mention = line(signal(1), 9, **{"sequence.reset": {"reset": {}}})
+    assert b'"sequence.reset"' in mention
+    with appended(out, mention) as fd:
+        result = reconcile_output_tail(fd, keys=[signal(1)])
+    assert result.cursors == {signal(1): 9} and not result.reset_keys
 
 
 def test_scan_is_bounded_by_max_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

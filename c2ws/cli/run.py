@@ -87,7 +87,8 @@ class SubscribeRun:
         # The batch being written, and how much of it is written: for the final report.
         self._batch: Sequence[ev.Event] = ()
         self._written_of_batch = 0
-        self._gap: ev.GapReported | None = None  # --fail-on-gap: the hole to stop after
+        # --fail-on-gap: the hole (or sequence reset) to stop after.
+        self._gap: ev.GapReported | ev.SequenceReset | None = None
         self._connection_failed = False  # the run ended with a connection's failure
         self._failed_target: str | None = None  # what a write failed on, if one did
         # stdout takes nothing more (a write failed, or its reader left): the caller points
@@ -230,9 +231,11 @@ class SubscribeRun:
                     continue
                 self.delivered += 1
                 if self._gap is not None and event.key == self._gap.key:
+                    why = ("restarted the numbering" if isinstance(self._gap, ev.SequenceReset)
+                           else "could not replay every missed signal")
                     ending = StreamEnded(
-                        ExitCode.GAP, f"stopping (--fail-on-gap): the server could not replay "
-                        f"every missed signal of {self._gap.key}"
+                        ExitCode.GAP, f"stopping (--fail-on-gap): the server {why} of "
+                        f"{self._gap.key}"
                     )
                     break
                 if count is not None and self.delivered >= count:
@@ -241,9 +244,9 @@ class SubscribeRun:
                 continue
             diagnostics.handle(event)
             handle(event)
-            if isinstance(event, ev.GapReported) and options.fail_on_gap:
-                # Stop once the message after the hole is written too, so the cursor is
-                # past it: a rerun must not replay into the same gap again.
+            if isinstance(event, (ev.GapReported, ev.SequenceReset)) and options.fail_on_gap:
+                # Stop once the message after the hole (or the reset) is written too, so
+                # the cursor is past it: a rerun must not stop at the same place again.
                 self._gap = self._gap or event
         diagnostics.count_stream_messages(streamed)
         return ending
@@ -278,9 +281,19 @@ class SubscribeRun:
 
     def _finish(self) -> None:
         """After the engine stopped: gaps whose far end never came are still reported
-        (written unless stdout failed; failing to write them is an output failure)."""
+        (written unless stdout failed; failing to write them is an output failure), and
+        so are messages still held aside for a sequence-reset verdict (not written)."""
         engine = self._engine
-        gaps = engine.unresolved_gaps() if engine is not None else []
+        if engine is None:
+            return
+        for held in engine.held_aside():
+            self.diagnostics.say(
+                f"stopped while {held.messages} message(s) of {held.key} at or below its cursor "
+                f"(seq {held.first_seq} to {held.last_seq}, cursor {held.cursor}) were held "
+                "aside, not written: if the server restarted its numbering they will not be "
+                "replayed; fetch them from the REST API", "yellow",
+            )
+        gaps = engine.unresolved_gaps()
         for gap in gaps:
             self.diagnostics.handle(gap)
         if not gaps or self._failed_target == "stdout":

@@ -66,6 +66,12 @@ def serve(
                             help="Run the server's clock S seconds ahead (negative: behind), "
                                  "to try 'c2ws check'.")
     ] = 0.0,
+    renumber_on_connect: Annotated[
+        bool, typer.Option("--renumber-on-connect",
+                           help="Each connection after the first finds every stream's "
+                                "numbering started again at 1 (a server that lost it), to "
+                                "try a client's sequence-reset handling.")
+    ] = False,
 ) -> None:
     """Run the reference server: a local stand-in for the C2 WebSocket API.
 
@@ -86,6 +92,7 @@ def serve(
     config = server.ServerConfig(
         host=host, port=port, heartbeat_interval=heartbeat_interval, feed=feed_source,
         rate=rate, seed=seed, closed_records=0, clock_offset=clock_offset,
+        renumber_on_connect=renumber_on_connect,
         **settings,  # closed_records=0: no one reads them here
     )
     # Keys given on the command line may be real ones: only the default test key is shown.

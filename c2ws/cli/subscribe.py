@@ -88,7 +88,7 @@ Exit codes:
   8    --no-reconnect: stdout's reader fell --max-buffer messages behind
   9    writing stdout failed (disk full, I/O error)
   10   the --state file is corrupt, foreign, locked or cannot be written
-  11   --fail-on-gap: the server could not replay every missed signal
+  11   --fail-on-gap: a gap the server could not replay, or a sequence reset
   124  --timeout expired before --count messages arrived
   130  interrupted (Ctrl-C)
   143  terminated (SIGTERM)
@@ -154,7 +154,8 @@ def subscribe(
     ] = spec.BACKOFF_MAX_SECONDS,
     fail_on_gap: Annotated[
         bool, typer.Option("--fail-on-gap",
-                           help="Exit 11 once a gap the server cannot replay is written.")
+                           help="Exit 11 once a gap the server cannot replay, or a "
+                                "sequence reset, is written.")
     ] = False,
     silence_timeout: Annotated[
         float, typer.Option("--silence-timeout", metavar="S",
@@ -462,5 +463,6 @@ def _exactly_once_output(
     if tail.torn_bytes_removed:
         diagnostics.say(f"removed a torn last line ({tail.torn_bytes_removed} bytes) from the "
                         "output file left by an earlier run", "yellow")
-    engine = dataclasses.replace(options.engine, start_cursors=tail.cursors)
+    engine = dataclasses.replace(options.engine, start_cursors=tail.cursors,
+                                 renumbered=tail.reset_keys)
     return dataclasses.replace(options, engine=engine, sync_output_fd=fd)

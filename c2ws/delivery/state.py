@@ -47,8 +47,9 @@ import orjson
 
 from c2ws import protocol, spec
 from c2ws.errors import StateError
-from c2ws.events import SubscriptionKey
+from c2ws.events import SequenceReset, SubscriptionKey
 from c2ws.localfiles import FileTooLarge, UnusableFile, open_for_reading, open_own_file
+from c2ws.render.ndjson import read_reset_object
 
 STATE_FORMAT: Final = "c2ws-state"
 STATE_VERSION: Final = 1
@@ -62,6 +63,8 @@ _MAX_STRATEGY_ID_DIGITS: Final = 19
 _SHOWN_TEXT_LIMIT: Final = 200
 _READ_CHUNK: Final = 64 * 1024
 _LOCK_PID_BYTES: Final = 32
+# A line that may be a sequence.reset line (only those are decoded as such).
+_RESET_MARK: Final = b'"' + spec.SEQUENCE_RESET.encode() + b'"'
 
 _T = TypeVar("_T")
 
@@ -545,12 +548,16 @@ class TailReconciliation:
     """What the output file says was written.
 
     ``reconciled`` is False when stdout is no regular file appended to (a pipe, a
-    terminal): nothing was read or changed, and written-once cannot be checked."""
+    terminal): nothing was read or changed, and written-once cannot be checked.
+    ``reset_keys``: keys whose cursor comes after a ``sequence.reset`` line (or is the
+    one just before its new numbering, when that line is the key's last): it replaces
+    the state file's cursor even when lower."""
 
     cursors: dict[SubscriptionKey, int]
     torn_bytes_removed: int = 0
     scanned_bytes: int = 0
     reconciled: bool = False
+    reset_keys: frozenset[SubscriptionKey] = frozenset()
 
 
 def _not_reconciled() -> TailReconciliation:
@@ -593,12 +600,13 @@ def reconcile_output_tail(
         if end < status.st_size:
             _cut(fd, end, path, move_offset=not appending)
         wanted = frozenset(keys)
-        cursors, scanned = _last_seq_ids(reader, end, wanted, max_bytes, path)
+        cursors, scanned, reset_keys = _last_seq_ids(reader, end, wanted, max_bytes, path)
     return TailReconciliation(
         cursors=cursors,
         torn_bytes_removed=status.st_size - end,
         scanned_bytes=scanned,
         reconciled=True,
+        reset_keys=reset_keys,
     )
 
 
@@ -724,25 +732,46 @@ def _stream_position(line: bytes) -> tuple[SubscriptionKey, int] | None:
     return SubscriptionKey(strategy_id=strategy_id, channel=msg_type), seq_id
 
 
+def _reset_line(line: bytes) -> SequenceReset | None:
+    try:
+        return read_reset_object(orjson.loads(line))
+    except ValueError:
+        return None
+
+
 def _last_seq_ids(
     reader: int, end: int, wanted: frozenset[SubscriptionKey], max_bytes: int, path: Path
-) -> tuple[dict[SubscriptionKey, int], int]:
+) -> tuple[dict[SubscriptionKey, int], int, frozenset[SubscriptionKey]]:
     """Per wanted key, the seq_id of its last whole line within the last ``max_bytes``
-    before ``end`` (0 or just past a newline), and the bytes read.  c2ws writes each
-    key's seq_ids in increasing order, so the last line is the highest; lines read
-    before the scan stops count too (the highest of them is taken)."""
+    before ``end`` (0 or just past a newline), the bytes read, and the keys that had a
+    ``sequence.reset`` line in what was read.  c2ws writes each key's seq_ids in
+    increasing order, so the last line is the highest; lines read before the scan stops
+    count too (the highest of them is taken), back to the key's last reset line: what
+    is older is in the old numbering.  A reset line that is the key's last line gives
+    the cursor just before its new numbering."""
     found: dict[SubscriptionKey, int] = {}
+    reset_keys: set[SubscriptionKey] = set()
 
     def consider(line: bytes) -> bool:
         """Take one line into ``found``; True once every wanted key is found."""
+        reset = _reset_line(line) if _RESET_MARK in line else None
+        if reset is not None:
+            if reset.key in wanted and reset.key not in reset_keys:
+                reset_keys.add(reset.key)
+                found.setdefault(reset.key, reset.cursor)
+            return len(found) == len(wanted)
         position = _stream_position(line) if line.strip() else None
-        if position is not None and position[0] in wanted:
+        if position is not None and position[0] in wanted and position[0] not in reset_keys:
             key, seq_id = position
             found[key] = max(seq_id, found.get(key, seq_id))
         return len(found) == len(wanted)
 
+    def result(scanned: int) -> tuple[dict[SubscriptionKey, int], int,
+                                      frozenset[SubscriptionKey]]:
+        return found, scanned, frozenset(reset_keys)
+
     if not wanted:
-        return found, 0
+        return result(0)
     low = max(0, end - max_bytes)
     position = end
     # The start of the line being assembled, newest piece first (lines span chunks).
@@ -755,14 +784,14 @@ def _last_seq_ids(
             pending.append(pieces[0])
             continue
         if consider(b"".join([pieces[-1], *reversed(pending)])):
-            return found, end - position
+            return result(end - position)
         for line in reversed(pieces[1:-1]):
             if consider(line):
-                return found, end - position
+                return result(end - position)
         pending = [pieces[0]]
     if position == 0:
         consider(b"".join(reversed(pending)))  # the file's first line is whole
-    return found, end - position
+    return result(end - position)
 
 
 def whole_lines_written(
@@ -784,7 +813,7 @@ def whole_lines_written(
     try:
         with _reader_for(fd, status, path) as reader:
             end = _end_of_last_line(reader, status.st_size, spec.OUTPUT_MAX_TORN_BYTES, path)
-            cursors, _ = _last_seq_ids(reader, end, frozenset(keys), max_bytes, path)
+            cursors, _, _ = _last_seq_ids(reader, end, frozenset(keys), max_bytes, path)
     except StateError:
         return None
     return cursors

@@ -95,6 +95,12 @@ class Handoff(Generic[Item]):
                 taken = [self._items.popleft() for _ in range(limit)]
             return taken
 
+    def give_back(self, items: list[Item]) -> None:
+        """Put taken items back at the front, in order, to be taken again first (still
+        in the backlog: they were never done)."""
+        with self._lock:
+            self._items.extendleft(reversed(items))
+
     def done(self, items: Sequence[Item]) -> None:
         """The consumer has finished with these taken items: room for producers."""
         counted = self._count(items)

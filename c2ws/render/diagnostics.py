@@ -246,8 +246,14 @@ class Diagnostics:
                 self.warn("seq_id jumps", text, "bold yellow")
             case ev.SequenceBackwards(key=key, cursor=cursor, received=received):
                 self.warn("seq_ids going back", f"WARNING: {key} went back from seq {cursor} to "
-                          f"{received} outside a replay: dropped (already delivered)",
+                          f"{received} outside a replay: not delivered (a duplicate, unless "
+                          "nothing newer follows: then the server restarted its numbering)",
                           "bold yellow")
+            case ev.SequenceReset(key=key, last_seq=last_seq, next_seq=next_seq):
+                self.warn("sequence resets", f"SEQUENCE RESET on {key}: seq {next_seq} came after "
+                          f"{last_seq} and the old numbering did not go on: the server "
+                          f"restarted its numbering; delivering {event.released} held "
+                          "message(s) and following the new numbering", "bold red")
             case ev.DuplicateDropped(key=key, seq_id=seq_id):
                 self.duplicates += 1
                 if self.verbose:

@@ -61,7 +61,8 @@ def _symbols(msg_type: str, payload: dict[str, object]) -> list[str]:
 
 
 class FilteredRenderer:
-    """Passes every event on except stream messages (and gaps of streams) not selected."""
+    """Passes every event on except stream messages (and gaps and resets of streams) not
+    selected."""
 
     def __init__(self, renderer: Renderer, message_filter: MessageFilter) -> None:
         self.renderer = renderer
@@ -70,7 +71,9 @@ class FilteredRenderer:
     def handle(self, event: ev.Event) -> None:
         if isinstance(event, ev.StreamMessage) and not self.filter.selects(event):
             return
-        if isinstance(event, ev.GapReported) and not self.filter.selects_key(event.key):
+        if isinstance(event, (ev.GapReported, ev.SequenceReset)) and not (
+            self.filter.selects_key(event.key)
+        ):
             return
         self.renderer.handle(event)
 

@@ -13,6 +13,8 @@ from typing import BinaryIO, Final, TypeGuard
 import orjson
 
 from c2ws import events as ev
+from c2ws import protocol, spec
+from c2ws.events import SubscriptionKey
 from c2ws.protocol import Envelope, JsonObject
 from c2ws.render.sink import ByteSink
 
@@ -44,10 +46,55 @@ def gap_object(gap: ev.GapReported) -> JsonObject:
     return obj
 
 
+def reset_object(reset: ev.SequenceReset) -> JsonObject:
+    """The ``sequence.reset`` line: the server restarted the stream's numbering.  Named
+    like the gap line's ``missing``: ``after_*`` is the old cursor (the last message
+    written before the reset), ``first_*`` the first message of the new numbering, which
+    follows this line with the ``released - 1`` other messages held aside."""
+    return {
+        "msg_type": spec.SEQUENCE_RESET,
+        "reset": {
+            "strategy_id": reset.key.strategy_id,
+            "channel": reset.key.channel,
+            "after_seq_id": reset.last_seq,
+            "after_timestamp": reset.last_timestamp,
+            "first_seq_id": reset.next_seq,
+            "first_timestamp": reset.next_timestamp,
+            "released": reset.released,
+        },
+    }
+
+
+def read_reset_object(obj: object) -> ev.SequenceReset | None:
+    """A ``sequence.reset`` line (as :func:`reset_object` writes it) read back; None for
+    anything else.  Total: any JSON value."""
+    if not isinstance(obj, dict) or obj.get("msg_type") != spec.SEQUENCE_RESET:
+        return None
+    reset = obj.get("reset")
+    if not isinstance(reset, dict) or reset.get("channel") not in spec.CHANNELS:
+        return None
+    strategy_id = protocol.parse_int(reset.get("strategy_id"))
+    last_seq = protocol.parse_int(reset.get("after_seq_id"))
+    next_seq = protocol.parse_int(reset.get("first_seq_id"))
+    released = protocol.parse_int(reset.get("released"))
+    if strategy_id is None or strategy_id <= 0 or last_seq is None or next_seq is None or (
+        next_seq <= 0
+    ):
+        return None
+    last_timestamp, next_timestamp = reset.get("after_timestamp"), reset.get("first_timestamp")
+    return ev.SequenceReset(
+        SubscriptionKey(strategy_id, reset["channel"]), last_seq=last_seq,
+        last_timestamp=last_timestamp if isinstance(last_timestamp, str) else None,
+        next_seq=next_seq,
+        next_timestamp=next_timestamp if isinstance(next_timestamp, str) else None,
+        released=max(released or 0, 0), cursor=next_seq - 1,
+    )
+
+
 class NdjsonRenderer:
-    """Stream messages as their envelopes; ``gap`` always (a consumer must see holes);
-    control traffic only when asked.  Lines are collected per batch and written at
-    :meth:`flush` in one go."""
+    """Stream messages as their envelopes; ``gap`` and ``sequence.reset`` always (a
+    consumer must see holes and renumberings); control traffic only when asked.  Lines
+    are collected per batch and written at :meth:`flush` in one go."""
 
     def __init__(self, out: BinaryIO | ByteSink, *, include_control: bool = False) -> None:
         self._out = ByteSink.of(out)
@@ -61,6 +108,8 @@ class NdjsonRenderer:
             self._lines.append(line_of(event.message))
         elif isinstance(event, ev.GapReported):
             self._lines.append(orjson.dumps(gap_object(event)))
+        elif isinstance(event, ev.SequenceReset):
+            self._lines.append(orjson.dumps(reset_object(event)))
 
     def handle_messages(self, messages: Sequence[ev.StreamMessage]) -> None:
         """:meth:`handle` for a batch of stream messages only, in one pass."""

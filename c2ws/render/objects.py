@@ -1,9 +1,9 @@
 """JSON outputs besides plain NDJSON: ``--fields`` projections and ``-o json`` (one array).
 
-What is printed is what NDJSON prints (stream messages, ``gap`` objects always, control
-traffic with ``--include-control``); with ``--fields`` each stream message becomes the
-chosen fields (see :mod:`c2ws.render.records`), while gap and control objects stay whole:
-a consumer must see a hole even when it projects.
+What is printed is what NDJSON prints (stream messages, ``gap`` and ``sequence.reset``
+objects always, control traffic with ``--include-control``); with ``--fields`` each
+stream message becomes the chosen fields (see :mod:`c2ws.render.records`), while gap,
+reset and control objects stay whole: a consumer must see a hole even when it projects.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import orjson
 
 from c2ws import events as ev
 from c2ws.protocol import JsonObject
-from c2ws.render.ndjson import _CONTROL_EVENTS, gap_object
+from c2ws.render.ndjson import _CONTROL_EVENTS, gap_object, reset_object
 from c2ws.render.records import Projection
 from c2ws.render.sink import ByteSink
 
@@ -29,6 +29,8 @@ def output_objects(
         return list(projection.records(event.message, event.key))
     if isinstance(event, ev.GapReported):
         return [gap_object(event)]
+    if isinstance(event, ev.SequenceReset):
+        return [reset_object(event)]
     if include_control and isinstance(event, _CONTROL_EVENTS):
         return [event.message.raw]
     return []

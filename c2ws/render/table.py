@@ -58,6 +58,7 @@ from c2ws.events import (
     OtherControl,
     Reconnecting,
     SequenceJump,
+    SequenceReset,
     ServerError,
     StreamMessage,
     SubscriptionConfirmed,
@@ -399,6 +400,8 @@ class TableRenderer:
                 self._on_gap(event)
             case SequenceJump():
                 self._on_jump(event)
+            case SequenceReset():
+                self._on_reset(event)
             case _:
                 pass  # errors and unknown messages are reported on stderr elsewhere
 
@@ -441,6 +444,12 @@ class TableRenderer:
         message = f"GAP: {hole} are missing" + (f" ({reason})" if reason else "")
         strategy = "" if gap.strategy_id is None else str(gap.strategy_id)
         self._emit_banner(self._epoch_of(gap.message), strategy, message, GAP_STYLE)
+
+    def _on_reset(self, reset: SequenceReset) -> None:
+        message = (f"RESET: the server restarted its numbering: seq {reset.next_seq} came "
+                   f"after {reset.last_seq}; following the new numbering")
+        epoch = fields.epoch_of(reset.next_timestamp, self._clock())
+        self._emit_banner(epoch, str(reset.key.strategy_id), message, GAP_STYLE)
 
     def _on_jump(self, jump: SequenceJump) -> None:
         message = (

@@ -2,8 +2,8 @@
 
 Rows are the decoded fields of :mod:`c2ws.render.records` (or the ``--fields`` chosen),
 written with the standard library's ``csv`` module (RFC 4180 quoting for CSV; TSV cells
-never hold a tab or line break, which are replaced by spaces).  Gaps and control traffic
-are not rows: gaps are reported on stderr.
+never hold a tab or line break, which are replaced by spaces).  Gaps, sequence resets and
+control traffic are not rows: gaps and resets are reported on stderr.
 """
 
 from __future__ import annotations

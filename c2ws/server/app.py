@@ -4,7 +4,8 @@
 ``run_server`` runs in the foreground for ``c2ws serve``.  Besides the C2 behaviour
 (upgrade checks, ``connection.connected``, heartbeats, subscriptions, replay, live
 fan-out) it offers deterministic fault knobs for testing clients: dropped TCP
-connections, silent heartbeats, stalls, policy closes, malformed frames and restarts.
+connections, silent heartbeats, stalls, policy closes, malformed frames and restarts
+(optionally forgetting every stream's numbering, as a server that lost it).
 
 Each connection has one writer task draining an outbox queue, so replies, replays and
 live messages leave in exactly the order they were produced.
@@ -133,6 +134,10 @@ class ServerConfig:
     is off (to test how clients handle a skewed server).  ``retry_after``: a
     ``Retry-After`` header (delta-seconds) on every 429 and 503 answer (the C2 docs do
     not say whether the real server sends one; the HTTP standard allows it on both).
+    ``renumber_on_connect``: every
+    connection after the first finds every stream's numbering forgotten (seq_ids start
+    again at 1, nothing older is replayed), as if the server had restarted and lost it
+    in between (to test how clients handle a sequence reset).
     """
 
     host: str = "127.0.0.1"
@@ -158,6 +163,7 @@ class ServerConfig:
     # (negative: behind), in every timestamp it sends and every one it checks.
     clock_offset: float = 0.0
     retry_after: int | None = None
+    renumber_on_connect: bool = False
 
     def __post_init__(self) -> None:
         if self.heartbeat_interval <= 0 or self.heartbeat_grace < 0:
@@ -358,6 +364,7 @@ class ReferenceServer:
         self._heartbeats_paused = False
         self._drop_new: tuple[int, int] = (0, 0)  # (frames, connections) still to arm
         self._close_after_acks: _CloseAfterAcks | None = None
+        self._served_a_connection = False
         self._port = self.config.port
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread_id: int | None = None
@@ -565,6 +572,9 @@ class ReferenceServer:
         self, websocket: ServerConnection, record: ConnectionRecord
     ) -> None:
         now = self._now()
+        if self.config.renumber_on_connect and self._served_a_connection:
+            self._forget_numbering()
+        self._served_a_connection = True
         session = ServerSession(
             store=self._store,
             authorizer=self._visible.__contains__,
@@ -924,20 +934,29 @@ class ReferenceServer:
         data = protocol.encode(message)
         return self._each_connection(lambda connection: connection.send((data,)))
 
-    def restart(self, code: int = CLOSE_SERVICE_RESTART) -> None:
+    def restart(self, code: int = CLOSE_SERVICE_RESTART, *, renumber: bool = False) -> None:
         """Close every connection with ``code``, then listen again on the same port.  The
-        stream store survives, so clients can resume; the feed keeps publishing."""
+        stream store survives, so clients can resume; the feed keeps publishing.
+        ``renumber``: the store is forgotten instead, as by a server that lost it: every
+        stream's seq_ids start again at 1 and nothing older is replayed."""
         loop = self._loop
         if loop is None:
             raise RuntimeError("the reference server is not running")
 
         async def restart() -> None:
             await self._close_listener(code)
+            if renumber:
+                self._forget_numbering()
             self._ws_server = await self._listen(self._port)
 
         asyncio.run_coroutine_threadsafe(restart(), loop).result(
             timeout=self.config.close_timeout + _HOOK_TIMEOUT
         )
+
+    def _forget_numbering(self) -> None:
+        """A fresh stream store (for connections opened from now on; the feed publishes
+        into it): seq_ids from 1, no history."""
+        self._store = StreamStore(history=self.config.history)
 
     # -- observability --
 
