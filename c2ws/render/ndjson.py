@@ -8,12 +8,15 @@ message is written as the frame the server sent, byte for byte, when that is one
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import BinaryIO, Final, TypeGuard
-
-import orjson
+from typing import BinaryIO, Final
 
 from c2ws import events as ev
-from c2ws.protocol import Envelope, JsonObject
+
+# Built in c2ws.lines (the library's messages write the same lines); the renderers and
+# their tests import them from here too.
+from c2ws.lines import gap_line, gap_object, is_one_line, line_of
+
+__all__ = ["NdjsonRenderer", "gap_object", "is_one_line", "line_of"]
 
 _CONTROL_EVENTS = (
     ev.Connected,
@@ -24,23 +27,6 @@ _CONTROL_EVENTS = (
     ev.ServerError,
     ev.OtherControl,
 )
-
-
-def gap_object(gap: ev.GapReported) -> JsonObject:
-    """The server's ``gap`` envelope, plus ``missing``: both ends of the hole (every seq_id
-    strictly between ``after_seq_id`` and ``before_seq_id``), with their timestamps, so a
-    script can backfill from the REST API.  ``before_*`` are null when no message came
-    after the hole before c2ws stopped."""
-    obj = dict(gap.message.raw)
-    obj["missing"] = {
-        "strategy_id": gap.key.strategy_id,
-        "channel": gap.key.channel,
-        "after_seq_id": gap.last_seq,
-        "after_timestamp": gap.last_timestamp,
-        "before_seq_id": gap.next_seq,
-        "before_timestamp": gap.next_timestamp,
-    }
-    return obj
 
 
 class NdjsonRenderer:
@@ -59,7 +45,7 @@ class NdjsonRenderer:
         ):
             self._lines.append(line_of(event.message))
         elif isinstance(event, ev.GapReported):
-            self._lines.append(orjson.dumps(gap_object(event)))
+            self._lines.append(gap_line(event))
 
     def handle_messages(self, messages: Sequence[ev.StreamMessage]) -> None:
         """:meth:`handle` for a batch of stream messages only, in one pass."""
@@ -81,23 +67,3 @@ class NdjsonRenderer:
 
 
 _STREAM_MESSAGE: Final = ev.StreamMessage
-
-
-def line_of(message: Envelope) -> bytes:
-    """The message as one NDJSON line (without its newline): the frame exactly as the
-    server sent it, its line breaks (if any) turned into spaces.  An accepted frame is
-    valid JSON, where a raw line break can only be whitespace between tokens (inside a
-    string it must be escaped), so the line means exactly what the frame did.  A message
-    without frame bytes (built by hand) is encoded from ``raw``."""
-    data = message.data
-    if is_one_line(data):
-        return data
-    if type(data) is bytes:
-        return data.replace(b"\n", b" ").replace(b"\r", b" ")
-    return orjson.dumps(message.raw)
-
-
-def is_one_line(data: bytes | str | None) -> TypeGuard[bytes]:
-    """Bytes with no line break: an NDJSON line as it is."""
-    # find() rather than ``in``: half the cost on a 1 KB frame (it runs per message).
-    return type(data) is bytes and data.find(b"\n") < 0 and data.find(b"\r") < 0
