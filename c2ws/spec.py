@@ -204,6 +204,9 @@ PAYLOAD_MAX_CACHED_KEY_CHARS: Final = 64
 # below 10**-18, is no price or quantity (a corrupt or hostile value) and reads as None.
 DECIMAL_MAX_DIGITS_BEFORE_POINT: Final = 18
 DECIMAL_MAX_DIGITS_AFTER_POINT: Final = 18
+# A code field (side, order type, status...) holding an integer of this magnitude or more
+# holds no code (and str() of a huge integer is slow, or refused past 4300 digits).
+MAX_CODE_NUMBER: Final = 10**6
 # A price of zero means "not set" (REST order objects send 0 for an absent limit or stop,
 # and 0.0 as the average price of a flat position): it reads as None.
 ZERO_PRICE_IS_UNSET: Final = True
