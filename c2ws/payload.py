@@ -49,13 +49,21 @@ def normalise_key(key: str) -> str:
 _layouts: dict[tuple[object, ...], dict[str, str]] = {}
 
 
-def _index(layout: tuple[object, ...]) -> dict[str, str]:
+def _index(layout: tuple[object, ...]) -> tuple[dict[str, str], bool]:
+    """The layout's index, and whether it may be remembered: few keys, all short (a
+    remembered layout keeps its keys alive)."""
     index: dict[str, str] = {}
+    longest = 0
     for key in layout:
         # On a clash ("Side" and "side" both present) the first spelling wins.
         if isinstance(key, str):
             index.setdefault(normalise_key(key), key)
-    return index
+            longest = max(longest, len(key))
+    keep = (
+        len(layout) <= spec.PAYLOAD_LAYOUT_MAX_KEYS
+        and longest <= spec.PAYLOAD_MAX_CACHED_KEY_CHARS
+    )
+    return index, keep
 
 
 class PayloadView:
@@ -71,8 +79,8 @@ class PayloadView:
         layout = tuple(payload)
         keys = _layouts.get(layout)
         if keys is None:
-            keys = _index(layout)
-            if len(layout) <= spec.PAYLOAD_LAYOUT_MAX_KEYS:
+            keys, keep = _index(layout)
+            if keep:
                 if len(_layouts) >= spec.PAYLOAD_LAYOUTS_KEPT:
                     _layouts.clear()  # a feed of ever new layouts: start over, stay bounded
                 _layouts[layout] = keys

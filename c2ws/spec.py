@@ -195,7 +195,8 @@ FEED_MAX_TRACKED_STREAMS: Final = 10_000
 
 # Payload key layouts (the keys of one object, in order) remembered with their
 # case-insensitive index; when full, the memory is cleared and starts over.  Objects with
-# more keys than PAYLOAD_LAYOUT_MAX_KEYS are indexed afresh each time, never remembered.
+# more keys than PAYLOAD_LAYOUT_MAX_KEYS, or a key longer than PAYLOAD_MAX_CACHED_KEY_CHARS,
+# are indexed afresh each time, never remembered.
 PAYLOAD_LAYOUTS_KEPT: Final = 256
 PAYLOAD_LAYOUT_MAX_KEYS: Final = 64
 # Keys and code values up to this length have their normalised form remembered.

@@ -62,6 +62,9 @@ def test_remembered_layouts_stay_bounded() -> None:
     wide = {f"k{number}": number for number in range(spec.PAYLOAD_LAYOUT_MAX_KEYS + 1)}
     assert PayloadView(wide).get("k3") == 3
     assert tuple(wide) not in payload._layouts
+    long_key = {"k" * (spec.PAYLOAD_MAX_CACHED_KEY_CHARS + 1): 1}
+    assert PayloadView(long_key).get("k" * (spec.PAYLOAD_MAX_CACHED_KEY_CHARS + 1)) == 1
+    assert tuple(long_key) not in payload._layouts
 
 
 def test_long_keys_are_normalised_but_never_remembered() -> None:
