@@ -174,6 +174,8 @@ class _CodeReader(Generic[_CodeEnum]):
     def read(self, value: object) -> _CodeEnum | None:
         """The member ``value`` names; None when absent (null, blank), ``UNKNOWN`` when it
         is there but names no member.  Total."""
+        if type(value) is str:  # the usual case first
+            return self._read_text(value)
         if value is None:
             return None
         if isinstance(value, float) and value.is_integer():
@@ -186,6 +188,9 @@ class _CodeReader(Generic[_CodeEnum]):
             return self._unknown
         if not isinstance(value, str):
             return self._unknown
+        return self._read_text(value)
+
+    def _read_text(self, value: str) -> _CodeEnum | None:
         text = value.strip()
         if not text:
             return None
