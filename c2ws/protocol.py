@@ -77,20 +77,44 @@ def parse_timestamp(text: object) -> float | None:
     Total: any value that is not such a string, or names no real instant (February 30,
     hour 24, second 60, year 0), is None.
     """
+    parsed = _utc_instant(text)
+    if parsed is None:
+        return None
+    instant, fraction = parsed
+    return calendar.timegm(instant.utctimetuple()) + (float(fraction) if fraction else 0.0)
+
+
+def parse_datetime(text: object) -> datetime.datetime | None:
+    """The aware UTC ``datetime`` of a UTC ISO 8601 timestamp, or None when it is not one.
+
+    Accepts exactly what :func:`parse_timestamp` accepts (total, never raises); a fraction
+    finer than a microsecond is cut to whole microseconds, never rounded up into the next.
+    """
+    parsed = _utc_instant(text)
+    if parsed is None:
+        return None
+    instant, fraction = parsed
+    if not fraction:
+        return instant
+    return instant.replace(microsecond=int(fraction[1:7].ljust(6, "0")))
+
+
+def _utc_instant(text: object) -> tuple[datetime.datetime, str | None] | None:
+    """The whole seconds of a timestamp as an aware datetime, and its fraction's text
+    (``.25``; None when it has none)."""
     if not isinstance(text, str) or len(text) > _MAX_TIMESTAMP_CHARS:
         return None
     match = _TIMESTAMP_RE.fullmatch(text)
     if match is None:
         return None
     year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
-    fraction = float(match.group(7)) if match.group(7) else 0.0
     try:
         instant = datetime.datetime(
             year, month, day, hour, minute, second, tzinfo=datetime.timezone.utc
         )
     except ValueError:
         return None
-    return calendar.timegm(instant.utctimetuple()) + fraction
+    return instant, match.group(7)
 
 
 # --- encode -----------------------------------------------------------------------

@@ -37,6 +37,7 @@ from c2ws import protocol, spec
 from c2ws.delivery.dedupe import StreamFilter
 from c2ws.delivery.shards import TooManySubscriptions, plan_shards
 from c2ws.events import ConnectionEnd, EndReason, SubscriptionKey
+from c2ws.lines import read_reset_object
 from c2ws.recording import (
     BareMessage,
     Entry,
@@ -46,7 +47,6 @@ from c2ws.recording import (
     Unusable,
 )
 from c2ws.redaction import KeyRedactor
-from c2ws.render.ndjson import read_reset_object
 from c2ws.session import ClientSession, SubscriptionLimitError, SubscriptionState
 
 _REQUEST_ID: Final = re.compile(r"(.+)-([0-9]+)")

@@ -254,3 +254,25 @@ MIN_API_KEY_LENGTH: Final = 8
 # default, Go's) as \u00XX.  The rest of printable ASCII is written plainly by every
 # encoder we know of.
 JSON_MAY_ESCAPE: Final = frozenset("\"\\/&'+<>`")
+
+# --- Payload reads and the library's typed messages (issue 21) -----------------------
+# (c2ws/payload.py, c2ws/messages.py; limits c2ws sets itself on what it reads)
+
+# Payload key layouts (the keys of one object, in order) remembered with their
+# case-insensitive index; when full, the memory is cleared and starts over.  Objects with
+# more keys than PAYLOAD_LAYOUT_MAX_KEYS, or a key longer than PAYLOAD_MAX_CACHED_KEY_CHARS,
+# are indexed afresh each time, never remembered.
+PAYLOAD_LAYOUTS_KEPT: Final = 256
+PAYLOAD_LAYOUT_MAX_KEYS: Final = 64
+# Keys and code values up to this length have their normalised form remembered.
+PAYLOAD_MAX_CACHED_KEY_CHARS: Final = 64
+# Prices and quantities read as Decimal: a magnitude of 10**18 or more, or a non-zero one
+# below 10**-18, is no price or quantity (a corrupt or hostile value) and reads as None.
+DECIMAL_MAX_DIGITS_BEFORE_POINT: Final = 18
+DECIMAL_MAX_DIGITS_AFTER_POINT: Final = 18
+# A code field (side, order type, status...) holding an integer of this magnitude or more
+# holds no code (and str() of a huge integer is slow, or refused past 4300 digits).
+MAX_CODE_NUMBER: Final = 10**6
+# A price of zero means "not set" (REST order objects send 0 for an absent limit or stop,
+# and 0.0 as the average price of a flat position): it reads as None.
+ZERO_PRICE_IS_UNSET: Final = True

@@ -129,3 +129,17 @@ def test_client_frames_split_anywhere_are_reassembled() -> None:
     received = [frame.payload for byte in range(len(stream))
                 for frame in reader.feed(stream[byte : byte + 1])]  # fmt: skip
     assert received == sent
+
+
+def test_message_micro_benchmark_reports_every_figure() -> None:
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "messages_micro.py"), "--count", "2000", "--repeat", "1",
+         "--json"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    figures = json.loads(done.stdout)["ns_per_message"]
+    assert set(figures) == {"orjson_loads"} | {
+        f"{path}.{name}" for path in ("head", "decoded") for name in ("cli_line", "line", "fields")
+    }
+    assert all(value > 0 for value in figures.values()), figures

@@ -365,6 +365,42 @@ def test_parse_timestamp_of_what_is_not_a_string_is_none() -> None:
         assert protocol.parse_timestamp(value) is None
 
 
+timestamp_like = st.from_regex(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,10})?(Z|[+-]00:?00)",
+    fullmatch=True,
+)
+
+
+@given(st.one_of(any_input, timestamp_like))
+def test_parse_datetime_accepts_exactly_what_parse_timestamp_accepts(value: object) -> None:
+    moment = protocol.parse_datetime(value)
+    epoch = protocol.parse_timestamp(value)
+    assert (moment is None) == (epoch is None)
+    if moment is not None and epoch is not None:
+        assert moment.tzinfo is datetime.timezone.utc
+        assert abs(moment.timestamp() - epoch) < 1e-6
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2024-01-01T12:00:00Z", datetime.datetime(2024, 1, 1, 12, tzinfo=datetime.timezone.utc)),
+        ("2024-01-01T12:00:00.5+00:00",
+         datetime.datetime(2024, 1, 1, 12, 0, 0, 500_000, tzinfo=datetime.timezone.utc)),
+        # Every microsecond kept exactly (a float epoch would round some of them) and a
+        # finer fraction cut, never carried into the next second.
+        ("2024-01-01T12:00:00.123457Z",
+         datetime.datetime(2024, 1, 1, 12, 0, 0, 123_457, tzinfo=datetime.timezone.utc)),
+        ("2024-12-31T23:59:59.999999999Z",
+         datetime.datetime(2024, 12, 31, 23, 59, 59, 999_999, tzinfo=datetime.timezone.utc)),
+    ],
+)
+def test_parse_datetime_is_exact_to_the_microsecond(
+    text: str, expected: datetime.datetime
+) -> None:
+    assert protocol.parse_datetime(text) == expected
+
+
 @given(any_input)
 def test_error_details_is_total(value: object) -> None:
     for payload in (value, {"errors": value}, {"code": value, "message": value, "field": value},

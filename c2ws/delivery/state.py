@@ -48,8 +48,8 @@ import orjson
 from c2ws import protocol, spec
 from c2ws.errors import StateError
 from c2ws.events import SequenceReset, SubscriptionKey
+from c2ws.lines import read_reset_object
 from c2ws.localfiles import FileTooLarge, UnusableFile, open_for_reading, open_own_file
-from c2ws.render.ndjson import read_reset_object
 
 STATE_FORMAT: Final = "c2ws-state"
 STATE_VERSION: Final = 1

@@ -1,10 +1,10 @@
 """Display values pulled out of signal and position payloads.
 
 The C2 WebSocket docs publish no payload schema (see "Our choices" in the protocol
-reference), so payloads are open JSON objects whose key case is unknown: the REST
-docs use PascalCase, some OpenAPI copies camelCase, a synthetic feed may use
-snake_case.  Every lookup here therefore ignores case and underscores, and every
-function is total: any JSON value in any field yields a string, never an exception.
+reference), so payloads are open JSON objects whose key case is unknown.  Fields are
+looked up through :mod:`c2ws.payload` (case and underscores ignored; the same names the
+library's typed messages read), and every function here is total: any JSON value in any
+field yields a string, never an exception.
 
 Everything that came from the server is hostile input.  Each string returned by this
 module has had terminal control sequences removed and is capped in length; callers
@@ -13,15 +13,35 @@ must still put it into ``rich.text.Text`` (never into markup) when printing.
 
 from __future__ import annotations
 
-import functools
 import math
-import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from c2ws import dto, protocol
+from c2ws import dto, protocol, spec
+from c2ws.payload import (
+    AVG_PRICE_KEYS,
+    CURRENCY_KEYS,
+    LIMIT_KEYS,
+    MAX_NUMBER_TEXT,
+    NUMBER_TEXT,
+    OPEN_CLOSE_KEYS,
+    ORDER_QUANTITY_KEYS,
+    ORDER_STATUS_KEYS,
+    ORDER_TYPE_KEYS,
+    POSITION_LISTS,
+    POSITION_QUANTITY_KEYS,
+    SIDE_KEYS,
+    SIGNAL_ID_KEYS,
+    STOP_KEYS,
+    STRATEGY_ID_KEYS,
+    STRATEGY_NAME_KEYS,
+    TIF_KEYS,
+    PayloadView,
+    normalise_key,
+    symbol_candidates,
+)
 from c2ws.render.safe import ELLIPSIS, cap, terminal_safe  # noqa: F401 - ELLIPSIS re-exported
 
 MAX_CELL_CHARS: Final = 64
@@ -29,9 +49,6 @@ MAX_CELL_CHARS: Final = 64
 TOO_LONG_NUMBER: Final = "########"
 
 _DECIMAL_PLACES: Final = 8
-_NUMBER_TEXT: Final = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
-# Longer digit strings are not ids or quantities, and int() refuses past 4300 digits.
-_MAX_NUMBER_TEXT: Final = 40
 
 
 def sanitize(text: str, limit: int = MAX_CELL_CHARS) -> str:
@@ -72,9 +89,9 @@ def parse_number(value: object) -> int | float | None:
         return None
     if isinstance(value, (int, float)):
         return value
-    if isinstance(value, str) and len(value) <= _MAX_NUMBER_TEXT:
+    if isinstance(value, str) and len(value) <= MAX_NUMBER_TEXT:
         stripped = value.strip()
-        if _NUMBER_TEXT.fullmatch(stripped):
+        if NUMBER_TEXT.fullmatch(stripped):
             parsed = float(stripped)
             if stripped.lstrip("+-").isdigit():
                 return int(stripped)
@@ -106,42 +123,9 @@ def display_number(value: object) -> str:
 def display_price(value: object) -> str:
     """Like :func:`display_number`, but a zero price means "not set" (REST sends 0)."""
     number = parse_number(value)
-    if number == 0:
+    if number == 0 and spec.ZERO_PRICE_IS_UNSET:
         return ""
     return format_number(number) if number is not None else display_text(value)
-
-
-# Payloads repeat the same few dozen keys; bounded, so a feed of random keys only misses.
-@functools.lru_cache(maxsize=1024)
-def normalise_key(key: str) -> str:
-    """``OrderType``, ``orderType``, ``order_type`` and ``ORDER-TYPE`` all become ``ordertype``."""
-    return key.lower().replace("_", "").replace("-", "")
-
-
-class PayloadView:
-    """Case- and underscore-insensitive read access to one JSON object."""
-
-    __slots__ = ("_fields",)
-
-    def __init__(self, payload: Mapping[str, object]) -> None:
-        fields: dict[str, object] = {}
-        for key, value in payload.items():
-            # On a clash ("Side" and "side" both present) the first spelling wins.
-            if isinstance(key, str):
-                fields.setdefault(normalise_key(key), value)
-        self._fields = fields
-
-    def get(self, *names: str) -> object | None:
-        """The first present, non-null value among ``names`` (already normalised)."""
-        for name in names:
-            value = self._fields.get(name)
-            if value is not None:
-                return value
-        return None
-
-    def nested(self, name: str) -> PayloadView | None:
-        value = self._fields.get(name)
-        return PayloadView(value) if isinstance(value, Mapping) else None
 
 
 # --- codes -> names (the C2 REST v4 OrderStatusDTO codes; see the protocol reference) ----
@@ -196,41 +180,17 @@ ORDER_STATUSES: Final = CodeTable.build(dto.ORDER_STATUS_NAMES)
 
 # --- the fields a row shows ---------------------------------------------------------
 
-_STRATEGY_ID: Final = ("strategyid",)
-_STRATEGY_NAME: Final = ("strategyname",)
-_SIGNAL_ID: Final = ("signalid", "orderid")
-_SIDE: Final = ("side",)
-_OPEN_CLOSE: Final = ("openclose",)
-_ORDER_QUANTITY: Final = ("orderquantity", "quantity", "qty")
-_POSITION_QUANTITY: Final = ("quantity", "netquantity", "qty")
-_ORDER_TYPE: Final = ("ordertype", "type")
-_LIMIT: Final = ("limit", "limitprice")
-_STOP: Final = ("stop", "stopprice")
-_TIF: Final = ("tif", "timeinforce")
-_ORDER_STATUS: Final = ("orderstatus", "status")
-_AVG_PRICE: Final = ("avgpx", "avgprice", "averageprice", "avgfillprice")
-_CURRENCY: Final = ("currency",)
-_SYMBOL_CONTAINERS: Final = ("c2symbol", "symbol", "exchangesymbol")
-_SYMBOL_INSIDE: Final = ("fullsymbol", "symbol")
-# A positions message may carry a list of PositionDTOs (as the REST endpoint returns).
-_POSITION_LISTS: Final = ("positions", "results")
-
-
 def symbol_of(view: PayloadView) -> str:
     """``C2Symbol.FullSymbol``, else a plain ``symbol``, else ``ExchangeSymbol.Symbol``."""
-    for container in _SYMBOL_CONTAINERS:
-        value = view.get(container)
-        if isinstance(value, Mapping):
-            value = PayloadView(value).get(*_SYMBOL_INSIDE)
-        if value is not None and not isinstance(value, (Mapping, list)):
-            text = display_text(value)
-            if text:
-                return text
+    for value in symbol_candidates(view):
+        text = display_text(value)
+        if text:
+            return text
     return ""
 
 
 def strategy_id_of(view: PayloadView) -> int | None:
-    value = protocol.parse_int(view.get(*_STRATEGY_ID))
+    value = protocol.parse_int(view.get(*STRATEGY_ID_KEYS))
     return value if value is not None and value > 0 else None
 
 
@@ -262,22 +222,22 @@ class SignalFields:
 
 def signal_fields(payload: Mapping[str, object]) -> SignalFields:
     view = PayloadView(payload)
-    limit = display_price(view.get(*_LIMIT))
-    stop = display_price(view.get(*_STOP))
+    limit = display_price(view.get(*LIMIT_KEYS))
+    stop = display_price(view.get(*STOP_KEYS))
     # One column for both: a stop-limit order shows "limit/stop".
     price = f"{limit}/{stop}" if limit and stop else limit or stop
     return SignalFields(
         strategy_id=strategy_id_of(view),
-        strategy_name=display_text(view.get(*_STRATEGY_NAME)),
-        side=SIDES.name_of(view.get(*_SIDE)),
-        open_close=OPEN_CLOSE.name_of(view.get(*_OPEN_CLOSE)),
-        quantity=display_number(view.get(*_ORDER_QUANTITY)),
+        strategy_name=display_text(view.get(*STRATEGY_NAME_KEYS)),
+        side=SIDES.name_of(view.get(*SIDE_KEYS)),
+        open_close=OPEN_CLOSE.name_of(view.get(*OPEN_CLOSE_KEYS)),
+        quantity=display_number(view.get(*ORDER_QUANTITY_KEYS)),
         symbol=symbol_of(view),
-        order_type=ORDER_TYPES.name_of(view.get(*_ORDER_TYPE)),
+        order_type=ORDER_TYPES.name_of(view.get(*ORDER_TYPE_KEYS)),
         price=price,
-        tif=TIME_IN_FORCE.name_of(view.get(*_TIF)),
-        status=ORDER_STATUSES.name_of(view.get(*_ORDER_STATUS)),
-        signal_id=display_text(view.get(*_SIGNAL_ID)),
+        tif=TIME_IN_FORCE.name_of(view.get(*TIF_KEYS)),
+        status=ORDER_STATUSES.name_of(view.get(*ORDER_STATUS_KEYS)),
+        signal_id=display_text(view.get(*SIGNAL_ID_KEYS)),
     )
 
 
@@ -289,13 +249,13 @@ FILL_STATUSES: Final = frozenset(
 
 def is_fill(payload: Mapping[str, object]) -> bool:
     """The signal reports an execution (status Filled or Partially filled)."""
-    status = ORDER_STATUSES.name_of(PayloadView(payload).get(*_ORDER_STATUS))
+    status = ORDER_STATUSES.name_of(PayloadView(payload).get(*ORDER_STATUS_KEYS))
     return status in FILL_STATUSES
 
 
 def _price_value(value: object) -> int | float | None:
     number = parse_number(value)
-    return None if number == 0 else number
+    return None if number == 0 and spec.ZERO_PRICE_IS_UNSET else number
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,12 +271,12 @@ class SignalValues:
 
 def signal_values(payload: Mapping[str, object]) -> SignalValues:
     view = PayloadView(payload)
-    raw_id = view.get(*_SIGNAL_ID)
+    raw_id = view.get(*SIGNAL_ID_KEYS)
     signal_id = protocol.parse_int(raw_id)
     return SignalValues(
-        quantity=parse_number(view.get(*_ORDER_QUANTITY)),
-        limit=_price_value(view.get(*_LIMIT)),
-        stop=_price_value(view.get(*_STOP)),
+        quantity=parse_number(view.get(*ORDER_QUANTITY_KEYS)),
+        limit=_price_value(view.get(*LIMIT_KEYS)),
+        stop=_price_value(view.get(*STOP_KEYS)),
         signal_id=signal_id if signal_id is not None else (display_text(raw_id) or None),
     )
 
@@ -340,10 +300,10 @@ def position_fields(payload: Mapping[str, object]) -> list[PositionFields]:
     position naming neither a symbol nor a quantity has nothing to show and is left out.
     """
     view = PayloadView(payload)
-    lists = [value for name in _POSITION_LISTS if isinstance(value := view.get(name), list)]
+    lists = [value for name in POSITION_LISTS if isinstance(value := view.get(name), list)]
     if lists:
         parent_id = strategy_id_of(view)
-        parent_name = display_text(view.get(*_STRATEGY_NAME))
+        parent_name = display_text(view.get(*STRATEGY_NAME_KEYS))
         found = [
             _position(PayloadView(item), parent_id, parent_name)
             for items in lists
@@ -356,15 +316,15 @@ def position_fields(payload: Mapping[str, object]) -> list[PositionFields]:
 
 
 def _position(view: PayloadView, parent_id: int | None, parent_name: str) -> PositionFields:
-    raw_quantity = view.get(*_POSITION_QUANTITY)
+    raw_quantity = view.get(*POSITION_QUANTITY_KEYS)
     strategy_id = strategy_id_of(view)
     return PositionFields(
         strategy_id=strategy_id if strategy_id is not None else parent_id,
-        strategy_name=display_text(view.get(*_STRATEGY_NAME)) or parent_name,
+        strategy_name=display_text(view.get(*STRATEGY_NAME_KEYS)) or parent_name,
         symbol=symbol_of(view),
         quantity=parse_number(raw_quantity),
         quantity_text=display_number(raw_quantity),
-        avg_price=display_price(view.get(*_AVG_PRICE)),
-        currency=display_text(view.get(*_CURRENCY)),
-        avg_price_value=_price_value(view.get(*_AVG_PRICE)),
+        avg_price=display_price(view.get(*AVG_PRICE_KEYS)),
+        currency=display_text(view.get(*CURRENCY_KEYS)),
+        avg_price_value=_price_value(view.get(*AVG_PRICE_KEYS)),
     )

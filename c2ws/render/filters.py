@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from c2ws import events as ev
 from c2ws import spec
+from c2ws.payload import PayloadView
 from c2ws.render import Renderer, fields
 
 
@@ -57,7 +58,7 @@ class MessageFilter:
 def _symbols(msg_type: str, payload: dict[str, object]) -> list[str]:
     if msg_type == spec.CHANNEL_POSITIONS:
         return [position.symbol for position in fields.position_fields(payload)]
-    return [fields.symbol_of(fields.PayloadView(payload))]
+    return [fields.symbol_of(PayloadView(payload))]
 
 
 class FilteredRenderer:

@@ -13,8 +13,9 @@ from typing import BinaryIO
 import orjson
 
 from c2ws import events as ev
+from c2ws.lines import gap_object, reset_object
 from c2ws.protocol import JsonObject
-from c2ws.render.ndjson import _CONTROL_EVENTS, gap_object, reset_object
+from c2ws.render.ndjson import _CONTROL_EVENTS
 from c2ws.render.records import Projection
 from c2ws.render.sink import ByteSink
 
