@@ -192,6 +192,15 @@ def open_state_file(config: EngineConfig) -> StateFile:
     return state
 
 
+def planned_connections(config: EngineConfig) -> int:
+    """How many connections an engine of ``config`` spreads its subscriptions over (1 for
+    a config the engine refuses: it says why when it is built)."""
+    try:
+        return len(plan_shards(config.keys, per_connection=config.per_connection))
+    except (TooManySubscriptions, ValueError):
+        return 1
+
+
 class Engine:
     """See the module docstring.  Not thread-safe: one consumer thread drives it.
 

@@ -835,3 +835,17 @@ def test_a_burst_faster_than_a_terminal_shows_the_newest_and_counts_the_rest(
     assert text.count(" Buy ") == table_module.MAX_SIGNALS_PER_REFRESH  # the newest only
     shown = [int(seq) for seq in re.findall(r"(\d+) Buy ", text)]
     assert shown == list(range(skipped + 1, burst + 1))
+
+
+def test_with_several_connections_the_footer_says_how_many_are_up() -> None:
+    """One connection of three failing over and over must not read 'connected: yes'."""
+    console, _ = make_console()
+    renderer = TableRenderer(console, clock=lambda: NOON)
+    renderer.expect_subscriptions([SIGNALS, POSITIONS], connections=3)
+    for shard in range(3):
+        renderer.handle(events.Connected(envelope("connection.connected"), shard=shard))
+    assert renderer.status_text().startswith("connected: 3/3 up |")
+    renderer.handle(events.ConnectionEnded(
+        2, events.ConnectionEnd(events.EndReason.BUSY, "closed with 1008"), True))
+    assert renderer.status_text().startswith("connected: 2/3 up |")
+    assert "conn 2/3 up |" in "".join(text for text, _ in renderer._status_parts(compact=True))

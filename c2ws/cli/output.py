@@ -73,9 +73,11 @@ def check_output_spec(output: OutputSpec) -> None:
 def build_output(
     output: OutputSpec, *, channels: Iterable[str], keys: Sequence[SubscriptionKey] = (),
     stdout: TextIO | None = None, status_line: bool = True,
-    clock: Callable[[], float] | None = None,
+    clock: Callable[[], float] | None = None, connections: int = 1,
 ) -> Output:
-    """The renderer (filtered when filters are given) and the stderr diagnostics."""
+    """The renderer (filtered when filters are given) and the stderr diagnostics.
+    ``connections``: how many connections carry ``keys`` (the table's footer says how many
+    are up)."""
     from c2ws.render.consoles import is_pipe
 
     out = stdout or sys.stdout
@@ -100,7 +102,8 @@ def build_output(
     binary = ByteSink(out.buffer)
     table_console: Console | None = None
     if table:
-        renderer, table_console = _table_renderer(output, out, keys, diagnostics, clock)
+        renderer, table_console = _table_renderer(output, out, keys, diagnostics, clock,
+                                                  connections)
     elif mode in (OutputMode.csv, OutputMode.tsv):
         from c2ws.render.records import columns_for
         from c2ws.render.tabular import DelimitedRenderer
@@ -155,7 +158,7 @@ def _stderr_console(color: ColorChoice) -> Console:
 
 def _table_renderer(
     output: OutputSpec, out: TextIO, keys: Sequence[SubscriptionKey], diagnostics: Diagnostics,
-    clock: Callable[[], float] | None,
+    clock: Callable[[], float] | None, connections: int,
 ) -> tuple[Renderer, Console]:
     """The table on stdout; when stderr is the same terminal, messages go through it so
     they land above its live region instead of under the next redraw."""
@@ -176,7 +179,7 @@ def _table_renderer(
         zone = DisplayZone.local() if console.is_terminal else DisplayZone.utc()
     table = (TableRenderer(console, zone=zone) if clock is None
              else TableRenderer(console, zone=zone, clock=clock))
-    table.expect_subscriptions(keys)
+    table.expect_subscriptions(keys, connections=connections)
     if table.is_live and same_terminal(out, sys.stderr):
         diagnostics.printer = table.print_message
     return table, console

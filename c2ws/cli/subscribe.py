@@ -357,11 +357,13 @@ def _stream(
     from c2ws.cli.collector import tune_for_streaming
     from c2ws.cli.output import build_output
     from c2ws.cli.run import SubscribeOptions, SubscribeRun
+    from c2ws.engine import planned_connections
     from c2ws.errors import StateError
     from c2ws.render.safe import terminal_safe
 
     channels = {key.channel for key in config.keys}
-    built = build_output(output, channels=channels, keys=config.keys)
+    built = build_output(output, channels=channels, keys=config.keys,
+                         connections=planned_connections(config))
     diagnostics = built.diagnostics
     # Heartbeat events only for what shows them: otherwise an idle connection's heartbeat
     # wakes nothing but its own socket thread.

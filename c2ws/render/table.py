@@ -232,6 +232,7 @@ class TableRenderer:
         self._connections_up: set[int] = set()
         self._since: float | None = None  # first connection: positions are updates since
         self._down_since: float | None = None  # every connection down, after being up
+        self._connections_total = 1
         self._outage: tuple[float, float] | None = None  # the last time all were down
         self._reconnecting = False
         self._ended_at: float | None = None
@@ -273,9 +274,14 @@ class TableRenderer:
         with self._lock:
             return dict(self._positions)
 
-    def expect_subscriptions(self, keys: Iterable[SubscriptionKey]) -> None:
-        """Count ``keys`` in the footer's total before the server has answered for them."""
+    def expect_subscriptions(
+        self, keys: Iterable[SubscriptionKey], *, connections: int = 1
+    ) -> None:
+        """Count ``keys`` in the footer's total before the server has answered for them;
+        ``connections``: how many connections carry them (the footer says how many are up
+        when that is more than one, so one that keeps failing is seen)."""
         with self._lock:
+            self._connections_total = connections
             for key in keys:
                 self._subscriptions.setdefault(key, _PENDING)
         self._changed()
@@ -643,7 +649,10 @@ class TableRenderer:
     def _connection_cell(self) -> Cell:
         if self._ended_at is not None:
             return ("no (run ended)", "bold")
-        if self._connections_up:
+        up, total = len(self._connections_up), self._connections_total
+        if up and total > 1:
+            return (f"{up}/{total} up", "green" if up >= total else "bold yellow")
+        if up:
             return ("yes", "green")
         return ("reconnecting", "bold yellow") if self._reconnecting else ("no", "bold red")
 
