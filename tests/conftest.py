@@ -1,4 +1,4 @@
-"""Shared test settings."""
+"""Shared test settings, and the reference server of the end-to-end tests."""
 
 from __future__ import annotations
 
@@ -15,6 +15,14 @@ settings.register_profile(
     "c2ws", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
 )
 settings.load_profile("c2ws")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # c2_server comes from the plugin c2ws registers (entry point pytest11), which a
+    # checkout installed before the entry point existed, or PYTEST_DISABLE_PLUGIN_AUTOLOAD,
+    # leaves unloaded.  (tests/test_testing.py proves the entry point on its own.)
+    if not config.pluginmanager.has_plugin("c2ws"):
+        config.pluginmanager.import_plugin("c2ws.pytest_plugin")
 
 
 @pytest.fixture

@@ -5,12 +5,15 @@ wire format by hand, so what is checked is what any bot would see."""
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 import textwrap
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +25,7 @@ from c2ws.testing import ConnectionEnd, TestServer
 pytest_plugins = ["pytester"]
 pytestmark = pytest.mark.timeout(60)
 
+REPO = Path(__file__).resolve().parent.parent
 STRATEGY = 12345678
 ORDER = {"StrategyId": STRATEGY, "Side": "1", "OrderType": "1", "OrderQuantity": 2,
          "C2Symbol": {"FullSymbol": "@ESZ6", "SymbolType": "future"}}
@@ -458,3 +462,21 @@ def test_a_project_with_c2ws_installed_gets_the_c2_server_fixture(
     pytester.makepyfile(test_my_bot=USER_TESTS)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=90)
     result.assert_outcomes(passed=3)
+
+
+def test_the_example_of_docs_testing_md_passes_as_written(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The bot and its tests in docs/testing.md, run as a user's project would run them."""
+    text = (REPO / "docs" / "testing.md").read_text()
+    files = dict(re.findall(r"<!-- testing-example: (\S+) -->\n```python\n(.*?)```", text,
+                            re.DOTALL))
+    assert sorted(files) == ["my_bot.py", "test_my_bot.py"], "docs/testing.md lost its example"
+    for name, source in files.items():
+        pytester.path.joinpath(name).write_text(source)
+    # Not the settings of whoever runs the suite: no config profile, no key, no URL.
+    monkeypatch.setenv("C2WS_CONFIG", os.devnull)
+    for variable in ("C2_API_KEY", "C2WS_API_KEY_FILE", "C2WS_URL", "C2WS_PROFILE"):
+        monkeypatch.delenv(variable, raising=False)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=120)
+    result.assert_outcomes(passed=2)
