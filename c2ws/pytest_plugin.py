@@ -33,6 +33,7 @@ MARKER = "c2_server_options"
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    """Declare the marker (so ``--strict-markers`` accepts it)."""
     config.addinivalue_line(
         "markers",
         f"{MARKER}(**options): options of the c2_server fixture (c2ws.testing.server)",

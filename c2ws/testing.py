@@ -76,9 +76,7 @@ def _channel(name: str) -> str:
     try:
         return _CHANNELS[name]
     except KeyError:
-        raise ValueError(
-            f"unknown channel {name!r}: use 'signal' or 'positions'"
-        ) from None
+        raise ValueError(f"unknown channel {name!r}: use 'signal' or 'positions'") from None
 
 
 class TestServer:
