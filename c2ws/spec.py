@@ -199,6 +199,17 @@ RECORD_PREVIEW_BYTES: Final = 512
 RECORD_BUDGET_BYTES: Final = 64 * 1024
 RECORD_CLOSED_KEPT: Final = 100
 
+# c2ws.testing (the reference server as a test fixture).  A test server stops by itself
+# after TEST_SERVER_LIFETIME_SECONDS, so a test that never leaves its ``with`` block (a
+# hung bot, a leaked generator) cannot keep it serving for the rest of a long session;
+# ten minutes is far beyond any single test of ours (pytest-timeout gives each 60 s) and
+# a test may ask for more.  Its waits (``wait_for_subscribers``, ``wait_for``) give up
+# after TEST_SERVER_WAIT_SECONDS unless told otherwise: generous for a bot on a loaded
+# machine (a subprocess start, an import of c2ws), short enough to fail a test that
+# waits for something that never happens well within its own timeout.
+TEST_SERVER_LIFETIME_SECONDS: Final = 600.0
+TEST_SERVER_WAIT_SECONDS: Final = 20.0
+
 # --- Connection opening and frame reading (c2ws/net/connection.py) -------------------
 # Hostile-input bounds and deadlines of one connection; none of them is documented by C2.
 

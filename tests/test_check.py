@@ -8,7 +8,6 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ import pytest
 from c2ws import spec
 from c2ws.exitcodes import ExitCode
 from c2ws.probe import ClockOffset
-from c2ws.server.app import ReferenceServer, ServerConfig
+from c2ws.testing import TestServer
 
 REPO = Path(__file__).resolve().parent.parent
 KEY = "check-secret-key-9012"
@@ -34,16 +33,7 @@ def c2ws(*args: str, url: str, key: str | None = KEY) -> subprocess.CompletedPro
                           text=True, capture_output=True, timeout=60)
 
 
-def serving(**settings: object) -> ReferenceServer:
-    config = ServerConfig(api_keys=(KEY,), feed="none", strategies=(VISIBLE,),
-                          max_lifetime=120, **settings)  # type: ignore[arg-type]
-    return ReferenceServer(config)
-
-
-@pytest.fixture
-def server() -> Iterator[ReferenceServer]:
-    with serving() as running:
-        yield running
+pytestmark = pytest.mark.c2_server_options(api_key=KEY, strategies=(VISIBLE,), lifetime=120)
 
 
 # --- the clock offset estimate (sans-I/O) --------------------------------------------------
@@ -86,7 +76,7 @@ def test_a_fractional_stamp_is_read_to_the_millisecond_and_junk_is_ignored() -> 
 # --- end to end -------------------------------------------------------------------------------
 
 
-def test_a_good_check_reports_and_exits_0(server: ReferenceServer) -> None:
+def test_a_good_check_reports_and_exits_0(server: TestServer) -> None:
     result = c2ws(str(VISIBLE), url=server.url)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
@@ -105,7 +95,7 @@ def test_a_good_check_reports_and_exits_0(server: ReferenceServer) -> None:
     assert actions == ["subscribe", "subscribe", "unsubscribe", "unsubscribe"]
 
 
-def test_no_strategies_checks_the_connection_only(server: ReferenceServer) -> None:
+def test_no_strategies_checks_the_connection_only(server: TestServer) -> None:
     result = c2ws("--json", url=server.url)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
@@ -114,7 +104,7 @@ def test_no_strategies_checks_the_connection_only(server: ReferenceServer) -> No
     assert abs(report["clock_offset_s"]) < 2
 
 
-def test_a_rejected_subscription_exits_7(server: ReferenceServer) -> None:
+def test_a_rejected_subscription_exits_7(server: TestServer) -> None:
     result = c2ws(str(VISIBLE), str(HIDDEN), "-c", "signal", url=server.url)
     assert result.returncode == ExitCode.NOTHING_TO_STREAM
     assert f"rejected      strategy.signal:{HIDDEN}: FORBIDDEN (StrategyId)" in result.stdout
@@ -122,14 +112,14 @@ def test_a_rejected_subscription_exits_7(server: ReferenceServer) -> None:
     assert "1 of 2 subscription(s) rejected" in result.stderr
 
 
-def test_quiet_prints_nothing_but_keeps_the_exit_code(server: ReferenceServer) -> None:
+def test_quiet_prints_nothing_but_keeps_the_exit_code(server: TestServer) -> None:
     good = c2ws("-q", str(VISIBLE), url=server.url)
     assert (good.returncode, good.stdout, good.stderr) == (0, "", "")
     bad = c2ws("-q", str(HIDDEN), url=server.url)
     assert bad.returncode == ExitCode.NOTHING_TO_STREAM and bad.stdout == ""
 
 
-def test_a_wrong_key_exits_3_without_showing_it(server: ReferenceServer) -> None:
+def test_a_wrong_key_exits_3_without_showing_it(server: TestServer) -> None:
     result = c2ws("--json", url=server.url, key="wrong-key-abc")
     assert result.returncode == ExitCode.AUTH_FAILED
     assert json.loads(result.stdout) == {"ok": False, "exit_code": 3, "url": server.url,
@@ -146,9 +136,9 @@ def test_nothing_listening_exits_4() -> None:
     assert result.stderr.startswith("c2ws: check failed: cannot connect")
 
 
-def test_a_busy_server_exits_5() -> None:
-    with serving(max_connections=0) as busy:
-        result = c2ws(url=busy.url)
+def test_a_busy_server_exits_5(server: TestServer) -> None:
+    server.reject_next_connections(spec.HTTP_SERVICE_UNAVAILABLE, count=100)  # every one
+    result = c2ws(url=server.url)
     assert result.returncode == ExitCode.SERVER_BUSY
 
 
@@ -158,19 +148,19 @@ def test_no_key_is_a_usage_error() -> None:
     assert "no API key" in result.stderr
 
 
-def test_a_server_clock_30_s_ahead_is_a_warning() -> None:
-    with serving(clock_offset=30.0) as skewed:
-        result = c2ws(str(VISIBLE), "--json", url=skewed.url)
+@pytest.mark.c2_server_options(clock_offset=30.0)
+def test_a_server_clock_30_s_ahead_is_a_warning(server: TestServer) -> None:
+    result = c2ws(str(VISIBLE), "--json", url=server.url)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert 28 <= report["clock_offset_s"] <= 32
     assert "warning: the server's clock is 30 s ahead of this machine's" in result.stderr
 
 
-def test_a_server_clock_90_s_behind_rejects_us_and_exits_7() -> None:
-    with serving(clock_offset=-90.0) as skewed:
-        result = c2ws(str(VISIBLE), "-c", "signal", url=skewed.url)
-        no_strategies = c2ws("-q", url=skewed.url)
+@pytest.mark.c2_server_options(clock_offset=-90.0)
+def test_a_server_clock_90_s_behind_rejects_us_and_exits_7(server: TestServer) -> None:
+    result = c2ws(str(VISIBLE), "-c", "signal", url=server.url)
+    no_strategies = c2ws("-q", url=server.url)
     assert result.returncode == ExitCode.NOTHING_TO_STREAM
     assert "server clock  90 s behind this machine's (± " in result.stdout
     assert "INVALID_PARAMETER (Timestamp)" in result.stdout

@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,11 +26,14 @@ from c2ws.config import (
     resolve,
 )
 from c2ws.exitcodes import ExitCode
-from c2ws.server.app import ReferenceServer, ServerConfig
+from c2ws.testing import TestServer
 
 REPO = Path(__file__).resolve().parent.parent
 KEY = "config-secret-key-5678"
 STRATEGY = 12345678
+
+# The end-to-end tests' server (the ``server`` fixture of conftest.py).
+pytestmark = pytest.mark.c2_server_options(api_key=KEY, strategies=(STRATEGY,), lifetime=120)
 
 
 def write_private(path: Path, text: str, mode: int = 0o600) -> Path:
@@ -281,14 +283,6 @@ def test_key_files_and_stdin(tmp_path: Path) -> None:
 # --- the command line, end to end ----------------------------------------------------------
 
 
-@pytest.fixture
-def server() -> Iterator[ReferenceServer]:
-    config = ServerConfig(api_keys=(KEY,), feed="none", strategies=(STRATEGY,),
-                          max_lifetime=120)
-    with ReferenceServer(config) as running:
-        yield running
-
-
 def c2ws(*args: str, env: dict[str, str], stdin: str | None = None,
          ) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items()
@@ -298,7 +292,7 @@ def c2ws(*args: str, env: dict[str, str], stdin: str | None = None,
 
 
 def test_a_profile_supplies_url_key_file_and_strategies(
-    server: ReferenceServer, tmp_path: Path
+    server: TestServer, tmp_path: Path
 ) -> None:
     key_file = write_private(tmp_path / "c2.key", KEY + "\n")
     config = write_private(tmp_path / "config.toml", f"""
@@ -319,7 +313,7 @@ output = "ndjson"
     assert KEY not in result.stdout + result.stderr
 
 
-def test_the_key_can_come_from_stdin(server: ReferenceServer, tmp_path: Path) -> None:
+def test_the_key_can_come_from_stdin(server: TestServer, tmp_path: Path) -> None:
     result = c2ws("subscribe", str(STRATEGY), "-c", "signal", "--api-key-file", "-", "-o",
                   "ndjson", "--timeout", "1", "--include-control",
                   env={"C2WS_URL": server.url, "XDG_CONFIG_HOME": str(tmp_path)},
@@ -333,7 +327,7 @@ def test_the_key_can_come_from_stdin(server: ReferenceServer, tmp_path: Path) ->
 
 
 def test_a_key_file_can_be_a_pipe_from_a_secrets_manager(
-    server: ReferenceServer, tmp_path: Path
+    server: TestServer, tmp_path: Path
 ) -> None:
     script = (f'"{sys.executable}" -m c2ws subscribe {STRATEGY} -o ndjson --timeout 1 '
               f'--include-control --api-key-file <(printf "%s\\n" "$SECRET")')

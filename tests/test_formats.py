@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +18,14 @@ import pytest
 from c2ws import spec
 from c2ws.exitcodes import ExitCode
 from c2ws.render.color import ColorChoice, console_options, wants_color
-from c2ws.server.app import ConnectionRecord, ReferenceServer, ServerConfig
+from c2ws.testing import ConnectionRecord, TestServer
 
 REPO = Path(__file__).resolve().parent.parent
 KEY = "formats-secret-key-7890"
 A, B = 12345678, 23456789
 ESC = "\x1b["
+
+pytestmark = pytest.mark.c2_server_options(api_key=KEY, strategies=(A, B), lifetime=120)
 
 SIGNAL: dict[str, Any] = {
     "StrategyId": A, "StrategyName": "Alpha, \"Momentum\"", "SignalId": 150000123,
@@ -37,14 +38,7 @@ POSITION: dict[str, Any] = {
 }
 
 
-@pytest.fixture
-def server() -> Iterator[ReferenceServer]:
-    config = ServerConfig(api_keys=(KEY,), feed="none", strategies=(A, B), max_lifetime=120)
-    with ReferenceServer(config) as running:
-        yield running
-
-
-def start(server: ReferenceServer, *args: str, stdout: Any = subprocess.PIPE,
+def start(server: TestServer, *args: str, stdout: Any = subprocess.PIPE,
           **env: str) -> subprocess.Popen[str]:
     environment = {k: v for k, v in os.environ.items()
                    if not k.startswith(("C2_", "C2WS_")) and k not in ("NO_COLOR", "FORCE_COLOR")}
@@ -54,44 +48,40 @@ def start(server: ReferenceServer, *args: str, stdout: Any = subprocess.PIPE,
                             env=environment, stdout=stdout, stderr=subprocess.PIPE, text=True)
 
 
-def subscribed(server: ReferenceServer, count: int) -> ConnectionRecord:
+def subscribed(server: TestServer, count: int) -> ConnectionRecord:
     def ready() -> ConnectionRecord | None:
         records = server.connections(open_only=True)
         return records[-1] if records and len(records[-1].subscriptions) >= count else None
     return server.wait_for(ready, timeout=20)
 
 
-def run(server: ReferenceServer, *args: str, subscriptions: int = 2,
+def run(server: TestServer, *args: str, subscriptions: int = 2,
         publish: list[tuple[str, dict[str, Any]]] | None = None, **env: str) -> str:
     process = start(server, *args, **env)
     subscribed(server, subscriptions)
     for channel, payload in publish if publish is not None else [
         ("signal", SIGNAL), ("positions", POSITION)
     ]:
-        strategy = payload.get("StrategyId", A)
-        if channel == "signal":
-            server.publish_signal(strategy, payload)
-        else:
-            server.publish_position(strategy, payload)
+        server.publish(payload.get("StrategyId", A), payload, channel=channel)
     out, err = process.communicate(timeout=60)
     assert process.returncode == 0, err
     return out
 
 
-def test_json_is_one_array_of_the_ndjson_objects(server: ReferenceServer) -> None:
+def test_json_is_one_array_of_the_ndjson_objects(server: TestServer) -> None:
     out = run(server, str(A), "-o", "json", "-n", "2")
     document = json.loads(out)
     assert [m["msg_type"] for m in document] == [spec.CHANNEL_SIGNAL, spec.CHANNEL_POSITIONS]
     assert document[0]["payload"] == SIGNAL and document[1]["payload"] == POSITION
 
 
-def test_json_with_nothing_to_show_is_an_empty_array(server: ReferenceServer) -> None:
+def test_json_with_nothing_to_show_is_an_empty_array(server: TestServer) -> None:
     assert json.loads(run(server, str(A), "-o", "json", "--timeout", "0.5", publish=[])) == []
 
 
 @pytest.mark.parametrize("unbuffered", [True, False], ids=["PYTHONUNBUFFERED", "buffered"])
 def test_a_json_array_that_cannot_be_closed_is_exit_9(
-    server: ReferenceServer, monkeypatch: pytest.MonkeyPatch, unbuffered: bool,
+    server: TestServer, monkeypatch: pytest.MonkeyPatch, unbuffered: bool,
 ) -> None:
     """Nothing to show: the only write is the array at the end of the run, and it fails."""
     monkeypatch.delenv("PYTHONUNBUFFERED", raising=False)
@@ -104,7 +94,7 @@ def test_a_json_array_that_cannot_be_closed_is_exit_9(
     assert err == "c2ws: cannot write to stdout: No space left on device; nothing was written\n"
 
 
-def test_csv_rows_read_back_with_the_csv_module(server: ReferenceServer) -> None:
+def test_csv_rows_read_back_with_the_csv_module(server: TestServer) -> None:
     out = run(server, str(A), "-o", "csv", "-n", "2")
     rows = list(csv.DictReader(io.StringIO(out)))
     assert list(rows[0]) == ["time", "kind", "strategy_id", "strategy", "seq", "side",
@@ -125,7 +115,7 @@ def test_csv_rows_read_back_with_the_csv_module(server: ReferenceServer) -> None
         "currency": "USD", "side": ""}
 
 
-def test_tsv_and_a_positions_only_table(server: ReferenceServer) -> None:
+def test_tsv_and_a_positions_only_table(server: TestServer) -> None:
     out = run(server, str(A), "-c", "positions", "-o", "tsv", "-n", "1", subscriptions=1,
               publish=[("positions", POSITION)])
     rows = list(csv.DictReader(io.StringIO(out), delimiter="\t"))
@@ -139,7 +129,7 @@ def test_tsv_and_a_positions_only_table(server: ReferenceServer) -> None:
     assert row.split("\t")[2] == "tab here"  # a tab in a value never splits a row
 
 
-def test_fields_project_ndjson_and_choose_csv_columns(server: ReferenceServer) -> None:
+def test_fields_project_ndjson_and_choose_csv_columns(server: TestServer) -> None:
     out = run(server, str(A), "-o", "ndjson", "-n", "2",
               "--fields", "seq,side,qty,symbol,limit,payload.C2Symbol.FullSymbol,msg_type")
     assert [json.loads(line) for line in out.splitlines()] == [
@@ -152,7 +142,7 @@ def test_fields_project_ndjson_and_choose_csv_columns(server: ReferenceServer) -
     assert table.splitlines() == ["symbol,side,payload.Limit", "@ESZ6,Buy,5012.25"]
 
 
-def test_symbol_filters_and_count_counts_only_what_is_shown(server: ReferenceServer) -> None:
+def test_symbol_filters_and_count_counts_only_what_is_shown(server: TestServer) -> None:
     other = {**SIGNAL, "C2Symbol": {"FullSymbol": "MSFT"}}
     out = run(server, str(A), str(B), "-o", "ndjson", "-n", "2", "--symbol", "@esz6",
               "--symbol", "AAPL", subscriptions=4,
@@ -200,7 +190,7 @@ def test_force_color_colors_a_pipe_without_making_it_a_terminal() -> None:
     assert options == {"force_terminal": False, "no_color": False, "color_system": "standard"}
 
 
-def test_tables_in_a_pipe_follow_color_settings(server: ReferenceServer) -> None:
+def test_tables_in_a_pipe_follow_color_settings(server: TestServer) -> None:
     plain = run(server, str(A), "-o", "table", "-n", "1", publish=[("signal", SIGNAL)])
     assert ESC not in plain and "@ESZ6" in plain
     forced = run(server, str(A), "-o", "table", "-n", "1", publish=[("signal", SIGNAL)],
@@ -215,7 +205,7 @@ def test_tables_in_a_pipe_follow_color_settings(server: ReferenceServer) -> None
     assert f"{ESC}1;32mBuy" in always
 
 
-def test_stderr_messages_follow_color_settings(server: ReferenceServer) -> None:
+def test_stderr_messages_follow_color_settings(server: TestServer) -> None:
     for env, colored in (({"FORCE_COLOR": "1"}, True), ({}, False)):
         process = start(server, str(A), str(99999999), "-c", "signal", "-o", "ndjson",
                         "--timeout", "0.5", **env)

@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +21,16 @@ from c2ws import spec
 from c2ws.delivery.dedupe import StreamFilter
 from c2ws.events import SubscriptionKey
 from c2ws.exitcodes import ExitCode
-from c2ws.server.app import ReferenceServer, ServerConfig
 from c2ws.session import ClientSession
+from c2ws.testing import TestServer
 
 REPO = Path(__file__).resolve().parent.parent
 KEY = "hostile-echo-key-42"
 SUBSCRIBED = (SubscriptionKey(1, spec.CHANNEL_SIGNAL), SubscriptionKey(1, spec.CHANNEL_POSITIONS))
+
+# The server of the tests against the reference server (the ``server`` fixture).
+pytestmark = pytest.mark.c2_server_options(api_key=KEY, strategies=(1,), heartbeat_interval=0.5,
+                                           heartbeat_grace=1.0, lifetime=60)
 
 HOSTILE_SCALARS = st.one_of(
     st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True),
@@ -97,15 +100,7 @@ def run_cli(url: str, *args: str, key_flag: bool = False,
                           env=env, cwd=REPO, capture_output=True, timeout=timeout, check=False)
 
 
-@pytest.fixture
-def server() -> Iterator[ReferenceServer]:
-    config = ServerConfig(api_keys=(KEY,), feed="none", strategies=(1,), heartbeat_interval=0.5,
-                          heartbeat_grace=1.0, max_lifetime=60)
-    with ReferenceServer(config) as running:
-        yield running
-
-
-def test_a_key_echoed_by_the_server_never_reaches_stderr(server: ReferenceServer) -> None:
+def test_a_key_echoed_by_the_server_never_reaches_stderr(server: TestServer) -> None:
     def echo() -> None:
         server.wait_for(lambda: any(r.subscriptions for r in server.connections(open_only=True)),
                         timeout=30)
@@ -125,7 +120,7 @@ def test_a_key_echoed_by_the_server_never_reaches_stderr(server: ReferenceServer
     assert err.count("****") >= 4 and "Traceback" not in err
 
 
-def test_an_api_key_on_the_command_line_is_warned_about_once(server: ReferenceServer) -> None:
+def test_an_api_key_on_the_command_line_is_warned_about_once(server: TestServer) -> None:
     result = run_cli(server.url, "1", "-o", "ndjson", "--timeout", "0.5", key_flag=True)
     err = result.stderr.decode()
     assert result.returncode == 0, err

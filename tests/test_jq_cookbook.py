@@ -17,22 +17,26 @@ import shutil
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from c2ws.server.app import ReferenceServer, ServerConfig
+from c2ws.testing import TestServer
 
 REPO = Path(__file__).resolve().parent.parent
 KEY = "jq-secret-key-2468"
 MESSAGES = 24
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("jq") is None,
-    reason="jq is not installed (.ci/run installs it): the README's jq recipes were not run",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        shutil.which("jq") is None,
+        reason="jq is not installed (.ci/run installs it): the README's jq recipes were not run",
+    ),
+    # A fast synthetic feed of the three sample strategies the README's recipes use.
+    pytest.mark.c2_server_options(api_key=KEY, synthetic_feed=True, feed_rate=200, seed=11,
+                                  lifetime=120),
+]
 
 
 def recipes() -> dict[str, str]:
@@ -45,16 +49,8 @@ def recipes() -> dict[str, str]:
 RECIPES = recipes()
 
 
-@pytest.fixture
-def server() -> Iterator[ReferenceServer]:
-    config = ServerConfig(api_keys=(KEY,), rate=200, seed=11, max_lifetime=120,
-                          feed_waits_for_subscription=True)
-    with ReferenceServer(config) as running:
-        yield running
-
-
 def run_recipe(
-    name: str, server: ReferenceServer, workdir: Path
+    name: str, server: TestServer, workdir: Path
 ) -> tuple[str, list[dict[str, Any]]]:
     """(jq's output, the messages c2ws gave jq)."""
     capture = workdir / "stream.ndjson"
@@ -78,14 +74,14 @@ def signals(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [m for m in messages if m["msg_type"] == "strategy.signal"]
 
 
-def test_only_fills(server: ReferenceServer, tmp_path: Path) -> None:
+def test_only_fills(server: TestServer, tmp_path: Path) -> None:
     out, messages = run_recipe("fills", server, tmp_path)
     fills = [m for m in messages if m["payload"]["OrderStatus"] == "2"]
     assert fills and len(fills) < len(messages)
     assert [json.loads(line) for line in out.splitlines()] == fills
 
 
-def test_one_line_per_signal(server: ReferenceServer, tmp_path: Path) -> None:
+def test_one_line_per_signal(server: TestServer, tmp_path: Path) -> None:
     out, messages = run_recipe("one-line", server, tmp_path)
     lines = out.splitlines()
     assert len(lines) == len(messages)
@@ -101,7 +97,7 @@ def test_one_line_per_signal(server: ReferenceServer, tmp_path: Path) -> None:
     assert any(len(line.split()) == 5 for line in lines)
 
 
-def test_net_position_per_symbol(server: ReferenceServer, tmp_path: Path) -> None:
+def test_net_position_per_symbol(server: TestServer, tmp_path: Path) -> None:
     out, messages = run_recipe("net-position", server, tmp_path)
     held: dict[str, dict[int, int]] = {}
     expected = []
@@ -113,7 +109,7 @@ def test_net_position_per_symbol(server: ReferenceServer, tmp_path: Path) -> Non
     assert len({p["payload"]["StrategyId"] for p in messages}) == 2
 
 
-def test_first_signal_of_the_day(server: ReferenceServer, tmp_path: Path) -> None:
+def test_first_signal_of_the_day(server: TestServer, tmp_path: Path) -> None:
     out, messages = run_recipe("first-of-day", server, tmp_path)
     seen: set[tuple[int, str]] = set()
     expected = []
@@ -126,7 +122,7 @@ def test_first_signal_of_the_day(server: ReferenceServer, tmp_path: Path) -> Non
     assert out.splitlines() == expected and len(expected) >= 2
 
 
-def test_append_to_csv(server: ReferenceServer, tmp_path: Path) -> None:
+def test_append_to_csv(server: TestServer, tmp_path: Path) -> None:
     (tmp_path / "signals.csv").write_text("earlier,row\n")
     out, messages = run_recipe("append-csv", server, tmp_path)
     assert out == ""
@@ -142,7 +138,7 @@ def test_append_to_csv(server: ReferenceServer, tmp_path: Path) -> None:
             assert (float(cell) == pytest.approx(value)) if value is not None else cell == ""
 
 
-def test_signals_per_strategy_per_minute(server: ReferenceServer, tmp_path: Path) -> None:
+def test_signals_per_strategy_per_minute(server: TestServer, tmp_path: Path) -> None:
     out, messages = run_recipe("per-minute", server, tmp_path)
     expected = Counter(f"{m['payload']['StrategyId']} {m['timestamp'][:16]}"
                        for m in signals(messages))

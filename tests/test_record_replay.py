@@ -9,7 +9,6 @@ import stat
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,23 +23,19 @@ from c2ws.cli.replay import Pacer, parse_speed
 from c2ws.events import SubscriptionKey
 from c2ws.exitcodes import ExitCode
 from c2ws.replay import Replayer
-from c2ws.server.app import ConnectionRecord, ReferenceServer, ServerConfig
+from c2ws.server.app import ReferenceServer, ServerConfig
 from c2ws.server.feed import FileFeed
+from c2ws.testing import ConnectionRecord, TestServer
 
 REPO = Path(__file__).resolve().parent.parent
 KEY = "record-secret-key-3456"
 A, B, HIDDEN = 12345678, 23456789, 99999999
 
-
-@pytest.fixture
-def server() -> Iterator[ReferenceServer]:
-    config = ServerConfig(api_keys=(KEY,), feed="none", strategies=(A, B),
-                          heartbeat_interval=0.2, heartbeat_grace=2.0, max_lifetime=120)
-    with ReferenceServer(config) as running:
-        yield running
+pytestmark = pytest.mark.c2_server_options(api_key=KEY, strategies=(A, B), heartbeat_interval=0.2,
+                                           heartbeat_grace=2.0, lifetime=120)
 
 
-def environment(server: ReferenceServer | None = None) -> dict[str, str]:
+def environment(server: TestServer | ReferenceServer | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("C2_", "C2WS_"))}
     env.update({"C2_API_KEY": KEY, "C2WS_CONFIG": os.devnull, "COLUMNS": "150"})
     if server is not None:
@@ -48,7 +43,7 @@ def environment(server: ReferenceServer | None = None) -> dict[str, str]:
     return env
 
 
-def start(server: ReferenceServer, *args: str) -> subprocess.Popen[bytes]:
+def start(server: TestServer | ReferenceServer, *args: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "c2ws", "subscribe", *args], cwd=REPO,
                             env=environment(server), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
@@ -64,7 +59,7 @@ def c2ws(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[
                           capture_output=True, timeout=60, input=stdin)
 
 
-def connection_with(server: ReferenceServer, subscriptions: int,
+def connection_with(server: TestServer, subscriptions: int,
                     after: int = 0) -> ConnectionRecord:
     def ready() -> ConnectionRecord | None:
         for record in server.connections(open_only=True):
@@ -86,21 +81,21 @@ def position(strategy_id: int, quantity: int, symbol: str = "@ESZ6") -> dict[str
 
 
 def test_replay_prints_what_the_recorded_run_printed_across_a_reconnect(
-    server: ReferenceServer, tmp_path: Path
+    server: TestServer, tmp_path: Path
 ) -> None:
     rec = tmp_path / "run.rec"
     process = start(server, str(A), str(B), str(HIDDEN), "-o", "ndjson", "--include-control",
                     "--record", str(rec), "-n", "6")
     first = connection_with(server, 4)
-    server.publish_signal(A, order(A, "1"))
+    server.publish(A, order(A, "1"))
     server.publish_position(A, position(A, 2))
-    server.publish_signal(B, order(B, "2", "AAPL"))
+    server.publish(B, order(B, "2", "AAPL"))
     server.wait_for(lambda: server.connections(open_only=True)[-1].heartbeat_acks >= 2,
                     timeout=20)
-    server.drop_connections_after(0)
-    server.publish_signal(A, order(A, "2"))  # missed while down: replayed on resume
+    server.drop_connections(0)
+    server.publish(A, order(A, "2"))  # missed while down: replayed on resume
     connection_with(server, 4, after=first.number)
-    server.publish_signal(B, order(B, "1", "AAPL"))
+    server.publish(B, order(B, "1", "AAPL"))
     server.publish_position(A, position(A, 0))
     code, live, err = finish(process)
     assert code == 0, err
@@ -137,14 +132,14 @@ def test_replay_prints_what_the_recorded_run_printed_across_a_reconnect(
 
 @pytest.mark.parametrize("mode", ["table", "csv", "tsv", "json"])
 def test_replay_equals_the_live_output_in_each_mode(
-    server: ReferenceServer, tmp_path: Path, mode: str
+    server: TestServer, tmp_path: Path, mode: str
 ) -> None:
     rec = tmp_path / "run.rec"
     process = start(server, str(A), "-o", mode, "--record", str(rec), "-n", "4")
     connection_with(server, 2)
-    server.publish_signal(A, order(A, "1"))
+    server.publish(A, order(A, "1"))
     server.publish_position(A, position(A, 2))
-    server.publish_signal(A, {"StrategyId": A, "Side": "2", "OrderType": "1"})  # sparse
+    server.publish(A, {"StrategyId": A, "Side": "2", "OrderType": "1"})  # sparse
     server.publish_position(A, position(A, 0))
     code, live, err = finish(process)
     assert code == 0, err
@@ -154,16 +149,16 @@ def test_replay_equals_the_live_output_in_each_mode(
     assert replayed.stdout.decode() == live
 
 
-def test_replay_filters_counts_and_reads_plain_ndjson(server: ReferenceServer,
+def test_replay_filters_counts_and_reads_plain_ndjson(server: TestServer,
                                                       tmp_path: Path) -> None:
     rec = tmp_path / "run.rec"
     process = start(server, str(A), str(B), "-o", "ndjson", "--record", str(rec), "-n", "5")
     connection_with(server, 4)
-    server.publish_signal(A, order(A, "1", "@ESZ6"))
-    server.publish_signal(B, order(B, "1", "AAPL"))
+    server.publish(A, order(A, "1", "@ESZ6"))
+    server.publish(B, order(B, "1", "AAPL"))
     server.publish_position(A, position(A, 2))
-    server.publish_signal(A, order(A, "2", "AAPL"))
-    server.publish_signal(B, order(B, "2", "@esz6"))
+    server.publish(A, order(A, "2", "AAPL"))
+    server.publish(B, order(B, "2", "@esz6"))
     code, live, err = finish(process)
     assert code == 0, err
     messages = [json.loads(line) for line in live.splitlines()]
@@ -416,19 +411,19 @@ def test_record_refuses_a_planted_path_and_leaves_it_as_it_was(
 
 
 def test_a_key_the_server_echoes_reaches_no_output_recording_or_replay(
-    server: ReferenceServer, tmp_path: Path
+    server: TestServer, tmp_path: Path
 ) -> None:
     rec = tmp_path / "run.rec"
     process = start(server, str(A), "-c", "signal", "-o", "ndjson", "--include-control",
                     "--record", str(rec), "-n", "3")
     connection_with(server, 1)
-    server.publish_signal(A, order(A, "1") | {"TradeNote": f"placed with key {KEY}"})
+    server.publish(A, order(A, "1") | {"TradeNote": f"placed with key {KEY}"})
     server.send_message({"msg_type": "error", "id": "msg_e", "v": 4,
                          "timestamp": "2026-01-01T00:00:00Z",
                          "payload": {"code": "FORBIDDEN", "message": f"bad key {KEY}"}})
     # Past 64 KiB: read by websocket-client's frame reader, not the buffered fast path.
-    server.publish_signal(A, order(A, "2") | {"TradeNote": "x" * 70_000 + KEY})
-    server.publish_signal(A, order(A, "1"))
+    server.publish(A, order(A, "2") | {"TradeNote": "x" * 70_000 + KEY})
+    server.publish(A, order(A, "1"))
     code, live, err = finish(process)
     assert code == 0, err
     assert KEY not in live and KEY not in err

@@ -23,11 +23,17 @@ import pytest
 
 from c2ws import spec
 from c2ws.exitcodes import ExitCode
-from c2ws.server.app import ConnectionEnd, ConnectionRecord, ReferenceServer, ServerConfig
+from c2ws.server.app import ReferenceServer, ServerConfig
+from c2ws.testing import ConnectionEnd, ConnectionRecord, TestServer
 
 KEY = "resilience-key-5678"
 REPO = Path(__file__).resolve().parent.parent
 FAST = ("--max-backoff", "0.1", "--silence-timeout", "2")
+
+# Sixty strategies (two connections' worth with both channels), quick heartbeats.
+pytestmark = pytest.mark.c2_server_options(api_key=KEY, strategies=tuple(range(1, 61)),
+                                           heartbeat_interval=0.5, heartbeat_grace=1.0,
+                                           lifetime=240)
 
 
 def order(strategy_id: int, n: int) -> dict[str, Any]:
@@ -38,8 +44,8 @@ def order(strategy_id: int, n: int) -> dict[str, Any]:
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 
 
-def start(server: ReferenceServer, *args: str, env: Mapping[str, str] | None = None,
-          **popen: Any) -> subprocess.Popen[bytes]:
+def start(server: TestServer | ReferenceServer, *args: str,
+          env: Mapping[str, str] | None = None, **popen: Any) -> subprocess.Popen[bytes]:
     """c2ws subscribe against ``server``, with no proxy settings but those in ``env``."""
     unwanted = {"C2_API_KEY", "C2WS_URL", *PROXY_VARIABLES, *map(str.upper, PROXY_VARIABLES)}
     environment = {k: v for k, v in os.environ.items() if k not in unwanted}
@@ -98,7 +104,7 @@ def seqs_by_strategy(lines: list[dict[str, Any]]) -> dict[int, list[int]]:
     return dict(found)
 
 
-def wait_subscribed(server: ReferenceServer, connections: int, subscriptions: int,
+def wait_subscribed(server: TestServer, connections: int, subscriptions: int,
                     after: int = 0) -> list[ConnectionRecord]:
     """Wait until ``connections`` open connections numbered above ``after`` hold
     ``subscriptions`` subscriptions between them."""
@@ -112,24 +118,16 @@ def wait_subscribed(server: ReferenceServer, connections: int, subscriptions: in
     return server.wait_for(ready, timeout=30)
 
 
-@pytest.fixture
-def server() -> Iterator[ReferenceServer]:
-    config = ServerConfig(api_keys=(KEY,), feed="none", strategies=tuple(range(1, 61)),
-                          heartbeat_interval=0.5, heartbeat_grace=1.0, max_lifetime=240)
-    with ReferenceServer(config) as running:
-        yield running
-
-
 def test_a_dropped_connection_is_resumed_with_nothing_lost_or_doubled(
-    server: ReferenceServer,
+    server: TestServer,
 ) -> None:
     process = start(server, "1", "-c", "signal", "-o", "ndjson", "-n", "20", *FAST)
     (first,) = wait_subscribed(server, 1, 1)
     for n in range(10):
-        server.publish_signal(1, order(1, n))
-    server.drop_connections_after(0)
+        server.publish(1, order(1, n))
+    server.drop_connections(0)
     for n in range(10, 20):  # published while c2ws is away: replayed on resume
-        server.publish_signal(1, order(1, n))
+        server.publish(1, order(1, n))
     out, err = process.communicate(timeout=60)
     assert process.returncode == 0, err
     assert [json.loads(line)["seq_id"] for line in out.splitlines()] == list(range(1, 21))
@@ -139,7 +137,7 @@ def test_a_dropped_connection_is_resumed_with_nothing_lost_or_doubled(
     assert resumed and all(m["payload"]["resume_from"] == "10" for m in resumed[:1])
 
 
-def test_chaos_every_signal_exactly_once_in_order(server: ReferenceServer) -> None:
+def test_chaos_every_signal_exactly_once_in_order(server: TestServer) -> None:
     """>= 5,000 signals over 3 strategies on 2 connections (120 subscriptions), published in
     25 bursts; between bursts the server drops connections at random points (every fourth
     time right inside the resubscription and replay), goes silent once, stops its
@@ -157,7 +155,7 @@ def test_chaos_every_signal_exactly_once_in_order(server: ReferenceServer) -> No
         nonlocal n
         for _ in range(count):
             strategy = strategies[n % 3]
-            server.publish_signal(strategy, order(strategy, n))
+            server.publish(strategy, order(strategy, n))
             published[strategy] += 1
             n += 1
 
@@ -167,14 +165,14 @@ def test_chaos_every_signal_exactly_once_in_order(server: ReferenceServer) -> No
         if index % 4 == 1:
             # Drop now; the two new connections drop again 4 frames in: inside the replay
             # of what is published meanwhile.
-            server.drop_new_connections_after(4, connections=2)
-            server.drop_connections_after(0)
+            server.drop_next_connections(4, connections=2)
+            server.drop_connections(0)
             publish(60)
             wait_subscribed(server, 2, 120, after=newest + 2)
             publish(per_round - 60)
             faults.append("drop-in-replay")
         else:
-            server.drop_connections_after(rng.randint(1, per_round))  # somewhere in the burst
+            server.drop_connections(rng.randint(1, per_round))  # somewhere in the burst
             publish(per_round)
             faults.append("drop")
         if index == 8:
@@ -185,7 +183,7 @@ def test_chaos_every_signal_exactly_once_in_order(server: ReferenceServer) -> No
             wait_subscribed(server, 2, 120, after=stalled)
             server.unstall()
         if index == 12:
-            server.pause_heartbeats()
+            server.stop_heartbeats()
             faults.append("no-heartbeats")
         if index == 14:
             server.resume_heartbeats()
@@ -216,7 +214,7 @@ def test_chaos_every_signal_exactly_once_in_order(server: ReferenceServer) -> No
 
 
 def test_kill_9_three_times_with_state_and_appended_output_is_exactly_once(
-    server: ReferenceServer, tmp_path: Path,
+    server: TestServer, tmp_path: Path,
 ) -> None:
     output, state = tmp_path / "signals.ndjson", tmp_path / "state.json"
     rng = random.Random(9)
@@ -227,7 +225,7 @@ def test_kill_9_three_times_with_state_and_appended_output_is_exactly_once(
     def publish() -> None:
         for n in range(total):
             strategy = 1 if n % 2 else 45
-            server.publish_signal(strategy, order(strategy, n))
+            server.publish(strategy, order(strategy, n))
             published[strategy] += 1
             time.sleep(0.002)
         stop_publishing.set()
@@ -274,7 +272,7 @@ def test_kill_9_three_times_with_state_and_appended_output_is_exactly_once(
 
 @pytest.mark.parametrize("unbuffered", [True, False], ids=["PYTHONUNBUFFERED", "buffered"])
 def test_a_write_cut_short_by_a_full_disk_is_never_acknowledged(
-    server: ReferenceServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, unbuffered: bool,
+    server: TestServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, unbuffered: bool,
 ) -> None:
     """A file size limit (RLIMIT_FSIZE; Python ignores SIGXFSZ, so a write past it is
     short, then fails with EFBIG) stops stdout in the middle of the third line, as a
@@ -296,7 +294,7 @@ def test_a_write_cut_short_by_a_full_disk_is_never_acknowledged(
     resource.prlimit(process.pid, resource.RLIMIT_FSIZE, (limit, limit))
     wait_subscribed(server, 1, 1)
     for n in range(5):
-        server.publish_signal(1, {**order(1, n), "Note": padding})
+        server.publish(1, {**order(1, n), "Note": padding})
     _, err = process.communicate(timeout=60)
     assert process.returncode == ExitCode.OUTPUT_FAILED, err
     # The third, cut short, and what had arrived after it when the run stopped.
@@ -317,7 +315,7 @@ def test_a_write_cut_short_by_a_full_disk_is_never_acknowledged(
 
 
 def test_a_server_that_restarts_its_numbering_is_followed_after_a_sequence_reset(
-    server: ReferenceServer, tmp_path: Path,
+    server: TestServer, tmp_path: Path,
 ) -> None:
     """The server restarts and loses its numbering while c2ws runs with --state and
     appends to a file: c2ws resumes from seq 5, gets 1, 2, 3 of the new numbering, and
@@ -339,15 +337,15 @@ def test_a_server_that_restarts_its_numbering_is_followed_after_a_sequence_reset
 
     process = run()
     wait_subscribed(server, 1, 2)
-    server.publish_signal(2, order(2, 0))
+    server.publish(2, order(2, 0))
     for n in range(5):
-        server.publish_signal(1, order(1, n))
+        server.publish(1, order(1, n))
     server.wait_for(lambda: len(written()) == 6, timeout=60)
     before = max(r.number for r in server.connections())
     server.restart(renumber=True)
     wait_subscribed(server, 1, 2, after=before)  # resumed from 5 (and 1): nothing to replay
     for n in range(5, 8):
-        server.publish_signal(1, order(1, n))
+        server.publish(1, order(1, n))
     new_numbering = [(2, 1)] + [(1, n) for n in range(1, 6)] + [(1, None)] + [
         (1, n) for n in range(1, 4)]
     server.wait_for(lambda: written() == new_numbering, timeout=60)  # after the window
@@ -361,11 +359,11 @@ def test_a_server_that_restarts_its_numbering_is_followed_after_a_sequence_reset
         "after_timestamp": reset["reset"]["after_timestamp"], "first_seq_id": 1,
         "first_timestamp": reset["reset"]["first_timestamp"], "released": 3}}
     for n in range(8, 10):  # published while no run listens: 4 and 5, replayed next run
-        server.publish_signal(1, order(1, n))
+        server.publish(1, order(1, n))
     before = max(r.number for r in server.connections())
     again = run()
     wait_subscribed(server, 1, 2, after=before)
-    server.publish_signal(1, order(1, 10))  # live, after the replay
+    server.publish(1, order(1, 10))  # live, after the replay
     server.wait_for(lambda: len(written()) >= len(new_numbering) + 3, timeout=60)
     again.send_signal(signal.SIGTERM)
     assert again.wait(30) == ExitCode.TERMINATED
@@ -376,7 +374,7 @@ def test_a_server_that_restarts_its_numbering_is_followed_after_a_sequence_reset
     assert {p["strategy_id"]: p.get("resume_from") for p in resumed} == {1: "3", 2: "1"}
 
 
-def test_a_stalled_reader_costs_no_heartbeat_and_loses_nothing(server: ReferenceServer) -> None:
+def test_a_stalled_reader_costs_no_heartbeat_and_loses_nothing(server: TestServer) -> None:
     """The reader stops for longer than the heartbeat grace under a fast feed: c2ws keeps
     answering heartbeats, closes cleanly once --max-buffer is passed, and resumes where
     the output stopped once the reader is back."""
@@ -387,7 +385,7 @@ def test_a_stalled_reader_costs_no_heartbeat_and_loses_nothing(server: Reference
     wait_subscribed(server, 1, 1)
     reader.running.clear()  # the reader stops
     for n in range(700):
-        server.publish_signal(1, order(1, n))
+        server.publish(1, order(1, n))
         if n % 10 == 0:
             time.sleep(0.005)  # 3 s or more of a fast feed: longer than the 1 s grace
     server.wait_for(lambda: any(not r.open for r in server.connections()), timeout=60)
@@ -405,25 +403,25 @@ def test_a_stalled_reader_costs_no_heartbeat_and_loses_nothing(server: Reference
     assert "resumes where the output stopped" in err
 
 
-def test_fail_on_gap_writes_both_ends_of_the_hole_then_exits_11(tmp_path: Path) -> None:
-    config = ServerConfig(api_keys=(KEY,), feed="none", strategies=(7,), replay_limit=5,
-                          heartbeat_interval=0.5, heartbeat_grace=1.0, max_lifetime=120)
+@pytest.mark.c2_server_options(strategies=(7,), replay_limit=5)
+def test_fail_on_gap_writes_both_ends_of_the_hole_then_exits_11(
+    server: TestServer, tmp_path: Path
+) -> None:
     state = tmp_path / "state.json"
-    with ReferenceServer(config) as server:
-        process = start(server, "7", "-c", "signal", "-o", "ndjson", "-n", "3", "--state",
-                        str(state))
-        wait_subscribed(server, 1, 1)
-        for n in range(3):
-            server.publish_signal(7, order(7, n))
-        assert process.wait(30) == 0
-        for n in range(3, 23):  # 20 signals while nobody listens; 5 can be replayed
-            server.publish_signal(7, order(7, n))
-        before = max(r.number for r in server.connections())
-        process = start(server, "7", "-c", "signal", "-o", "ndjson", "--state", str(state),
-                        "--fail-on-gap")
-        wait_subscribed(server, 1, 1, after=before)
-        server.publish_signal(7, order(7, 23))  # the first live signal after the hole
-        out, err = process.communicate(timeout=60)
+    process = start(server, "7", "-c", "signal", "-o", "ndjson", "-n", "3", "--state",
+                    str(state))
+    wait_subscribed(server, 1, 1)
+    for n in range(3):
+        server.publish(7, order(7, n))
+    assert process.wait(30) == 0
+    for n in range(3, 23):  # 20 signals while nobody listens; 5 can be replayed
+        server.publish(7, order(7, n))
+    before = max(r.number for r in server.connections())
+    process = start(server, "7", "-c", "signal", "-o", "ndjson", "--state", str(state),
+                    "--fail-on-gap")
+    wait_subscribed(server, 1, 1, after=before)
+    server.publish(7, order(7, 23))  # the first live signal after the hole
+    out, err = process.communicate(timeout=60)
     assert process.returncode == ExitCode.GAP, err
     lines = [json.loads(line) for line in out.splitlines()]
     assert [line.get("seq_id") for line in lines] == [4, 5, 6, 7, 8, None, 24]
@@ -437,14 +435,14 @@ def test_fail_on_gap_writes_both_ends_of_the_hole_then_exits_11(tmp_path: Path) 
 
 
 def test_a_state_file_resumes_the_next_run_where_the_last_one_stopped(
-    server: ReferenceServer, tmp_path: Path,
+    server: TestServer, tmp_path: Path,
 ) -> None:
     state = tmp_path / "state.json"
     process = start(server, "1", "-c", "signal", "-o", "ndjson", "-n", "3", "--state",
                     str(state))
     wait_subscribed(server, 1, 1)
     for n in range(5):
-        server.publish_signal(1, order(1, n))
+        server.publish(1, order(1, n))
     out, _ = process.communicate(timeout=30)
     assert [json.loads(line)["seq_id"] for line in out.splitlines()] == [1, 2, 3]
     second = start(server, "1", "-c", "signal", "-o", "ndjson", "-n", "2", "--state",
@@ -463,7 +461,7 @@ def test_a_state_file_resumes_the_next_run_where_the_last_one_stopped(
     ],
 )
 def test_a_corrupt_or_foreign_state_file_is_a_clear_error(
-    server: ReferenceServer, tmp_path: Path, content: str, message: str,
+    server: TestServer, tmp_path: Path, content: str, message: str,
 ) -> None:
     state = tmp_path / "state.json"
     state.write_text(content)
@@ -475,7 +473,7 @@ def test_a_corrupt_or_foreign_state_file_is_a_clear_error(
     assert state.read_text() == content  # never silently reset
 
 
-def test_two_runs_cannot_share_a_state_file(server: ReferenceServer, tmp_path: Path) -> None:
+def test_two_runs_cannot_share_a_state_file(server: TestServer, tmp_path: Path) -> None:
     state = tmp_path / "state.json"
     first = start(server, "1", "--state", str(state), "-o", "ndjson")
     wait_subscribed(server, 1, 2)
@@ -489,7 +487,7 @@ def test_two_runs_cannot_share_a_state_file(server: ReferenceServer, tmp_path: P
 
 @pytest.mark.parametrize("second_output", ["ndjson", "csv"])
 def test_a_run_refused_by_the_lock_leaves_the_running_runs_output_untouched(
-    server: ReferenceServer, tmp_path: Path, second_output: str,
+    server: TestServer, tmp_path: Path, second_output: str,
 ) -> None:
     """Two runs, one --state, one >> file: the second is refused before it reads the file
     back (which would cut the line the first is writing) or writes to it (a CSV header)."""
@@ -504,7 +502,7 @@ def test_a_run_refused_by_the_lock_leaves_the_running_runs_output_untouched(
     try:
         wait_subscribed(server, 1, 1)
         for n in range(3):
-            server.publish_signal(1, order(1, n))
+            server.publish(1, order(1, n))
         server.wait_for(lambda: lines_now() >= 3, timeout=60)
         # The first run caught in the middle of a line, as a second run may find it.
         with output.open("ab") as sink:
@@ -523,16 +521,14 @@ def test_a_run_refused_by_the_lock_leaves_the_running_runs_output_untouched(
     assert first.returncode == ExitCode.TERMINATED
 
 
-def test_250_subscriptions_spread_over_3_connections() -> None:
-    config = ServerConfig(api_keys=(KEY,), feed="none", strategies=tuple(range(1, 126)),
-                          heartbeat_interval=0.5, heartbeat_grace=1.0, max_lifetime=120)
-    with ReferenceServer(config) as server:
-        process = start(server, *map(str, range(1, 126)), "-o", "ndjson", "-n", "3")
-        records = wait_subscribed(server, 3, 250)
-        assert sorted(len(r.subscriptions) for r in records) == [83, 83, 84]
-        for strategy in (1, 60, 125):  # one on each connection, merged into one output
-            server.publish_signal(strategy, order(strategy, 0))
-        out, err = process.communicate(timeout=30)
+@pytest.mark.c2_server_options(strategies=tuple(range(1, 126)))
+def test_250_subscriptions_spread_over_3_connections(server: TestServer) -> None:
+    process = start(server, *map(str, range(1, 126)), "-o", "ndjson", "-n", "3")
+    records = wait_subscribed(server, 3, 250)
+    assert sorted(len(r.subscriptions) for r in records) == [83, 83, 84]
+    for strategy in (1, 60, 125):  # one on each connection, merged into one output
+        server.publish(strategy, order(strategy, 0))
+    out, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
     assert sorted(json.loads(line)["payload"]["StrategyId"] for line in out.splitlines()) == [
         1, 60, 125]
@@ -548,7 +544,7 @@ def test_more_than_1000_subscriptions_is_a_usage_error_saying_why() -> None:
     assert "1002 subscriptions" in text and "at most 1000" in text and "-c" in text
 
 
-def test_a_wrong_key_is_not_retried(server: ReferenceServer) -> None:
+def test_a_wrong_key_is_not_retried(server: TestServer) -> None:
     env = {k: v for k, v in os.environ.items()} | {"C2_API_KEY": "wrong-key-0000",
                                                    "C2WS_URL": server.url}
     result = subprocess.run([sys.executable, "-m", "c2ws", "subscribe", "1", "-o", "ndjson"],
@@ -604,7 +600,7 @@ def test_retry_after_sets_the_wait_within_max_backoff_and_the_line_says_so(
 
 
 def test_acked_then_closed_at_once_every_time_ends_after_max_retries(
-    server: ReferenceServer,
+    server: TestServer,
 ) -> None:
     """The server accepts, acks, then closes 50 ms later, every time: each such connection
     is a failed attempt, so --max-retries 3 ends the run after 4 connections."""
@@ -618,19 +614,18 @@ def test_acked_then_closed_at_once_every_time_ends_after_max_retries(
     assert [f"attempt {n})" in err for n in (1, 2, 3)] == [True, True, True]
 
 
-def test_one_of_three_connections_closed_after_every_ack_ends_the_run_and_is_named() -> None:
+@pytest.mark.c2_server_options(strategies=tuple(range(1, 251)))
+def test_one_of_three_connections_closed_after_every_ack_ends_the_run_and_is_named(
+    server: TestServer,
+) -> None:
     """250 subscriptions over 3 connections; the server closes the third with 1008 right
     after its acks, every time.  --max-retries 3 ends the run with that connection's exit
     code (5), and stderr names the connection and the subscriptions it left unserved."""
-    strategies = tuple(range(1, 251))
-    config = ServerConfig(api_keys=(KEY,), feed="none", strategies=strategies,
-                          heartbeat_interval=0.5, heartbeat_grace=1.0, max_lifetime=120)
-    with ReferenceServer(config) as server:
-        server.close_after_acks(0.05, strategies=[250])  # the third connection's last one
-        process = start(server, *map(str, strategies), "-c", "signal", "-o", "ndjson",
-                        "--max-retries", "3", *FAST)
-        code, err = outcome(process)
-        records = server.connections()
+    server.close_after_acks(0.05, strategies=[250])  # the third connection's last one
+    process = start(server, *map(str, range(1, 251)), "-c", "signal", "-o", "ndjson",
+                    "--max-retries", "3", *FAST)
+    code, err = outcome(process)
+    records = server.connections()
     assert code == ExitCode.SERVER_BUSY, err
     closed = [r for r in records if r.end is ConnectionEnd.CLOSED_BY_SERVER]
     assert len(closed) == 4 and {len(r.subscriptions) for r in closed} == {83}
@@ -643,7 +638,7 @@ def test_one_of_three_connections_closed_after_every_ack_ends_the_run_and_is_nam
 
 
 def test_a_ws_url_through_an_http_proxy_is_warned_about_once_without_the_key(
-    server: ReferenceServer,
+    server: TestServer,
 ) -> None:
     from test_connection import RawServer, connect_proxy
 
@@ -652,9 +647,9 @@ def test_a_ws_url_through_an_http_proxy_is_warned_about_once_without_the_key(
         process = start(server, "1", "-c", "signal", "-o", "ndjson", "-n", "1", *FAST,
                         env={"http_proxy": f"http://user:proxy-pass@127.0.0.1:{proxy.port}"})
         (first,) = wait_subscribed(server, 1, 1)
-        server.drop_connections_after(0)  # a second connection: still one warning
+        server.drop_connections(0)  # a second connection: still one warning
         wait_subscribed(server, 1, 1, after=first.number)
-        server.publish_signal(1, order(1, 0))
+        server.publish(1, order(1, 0))
         code, err = outcome(process)
     assert code == 0, err
     assert len(seen) == 2  # both connections went through the proxy
@@ -666,7 +661,7 @@ def test_a_ws_url_through_an_http_proxy_is_warned_about_once_without_the_key(
 
 
 def test_bursts_larger_than_the_buffer_reach_a_reader_that_keeps_reading(
-    server: ReferenceServer,
+    server: TestServer,
 ) -> None:
     """--max-buffer far below the burst: while the reader makes progress c2ws lets it
     catch up, and when it falls behind all the same it closes and resumes; either way
@@ -677,7 +672,7 @@ def test_bursts_larger_than_the_buffer_reach_a_reader_that_keeps_reading(
     total = 3000
     for first in range(0, total, 200):  # bursts of 200: a resume never misses 1000
         for n in range(first, first + 200):
-            server.publish_signal(1, order(1, n))
+            server.publish(1, order(1, n))
         reader.wait_for(lambda lines, done=first + 200: len(lines) >= done)
     process.send_signal(signal.SIGTERM)
     process.wait(30)

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,24 +27,20 @@ from c2ws.exitcodes import ExitCode
 from c2ws.render.diagnostics import Diagnostics
 from c2ws.render.ndjson import NdjsonRenderer
 from c2ws.render.table import TableRenderer
-from c2ws.server.app import ConnectionRecord, ReferenceServer, ServerConfig
+from c2ws.server.app import ReferenceServer, ServerConfig
 from c2ws.session import SessionTimeouts
+from c2ws.testing import ConnectionRecord, TestServer
 
 KEY = "e2e-secret-key-1234"
 VISIBLE = (12345678, 23456789)
 HIDDEN = 99999999
 REPO = Path(__file__).resolve().parent.parent
 
-
-@pytest.fixture
-def server() -> Iterator[ReferenceServer]:
-    config = ServerConfig(api_keys=(KEY,), feed="none", strategies=VISIBLE,
-                          heartbeat_interval=0.5, heartbeat_grace=1.0, max_lifetime=120)
-    with ReferenceServer(config) as running:
-        yield running
+pytestmark = pytest.mark.c2_server_options(api_key=KEY, strategies=VISIBLE, heartbeat_interval=0.5,
+                                           heartbeat_grace=1.0, lifetime=120)
 
 
-def c2ws(server: ReferenceServer | None, *args: str, key: str | None = KEY,
+def c2ws(server: TestServer | ReferenceServer | None, *args: str, key: str | None = KEY,
          url: str | None = None, **popen: Any) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if k not in ("C2_API_KEY", "C2WS_URL")}
     if key is not None:
@@ -66,7 +61,7 @@ def order(strategy_id: int, side: str) -> dict[str, Any]:
             "C2Symbol": {"FullSymbol": "@ESZ6", "SymbolType": "future"}, "Note": "ünïcode ✓"}
 
 
-def only_connection(server: ReferenceServer, subscriptions: int) -> ConnectionRecord:
+def only_connection(server: TestServer, subscriptions: int) -> ConnectionRecord:
     """Wait until one connection holds ``subscriptions`` subscriptions, and return it."""
     def ready() -> ConnectionRecord | None:
         records = server.connections(open_only=True)
@@ -76,11 +71,11 @@ def only_connection(server: ReferenceServer, subscriptions: int) -> ConnectionRe
     return server.wait_for(ready, timeout=15)
 
 
-def last_record(server: ReferenceServer) -> ConnectionRecord:
+def last_record(server: TestServer) -> ConnectionRecord:
     return server.connections()[-1]
 
 
-def wait_closed(server: ReferenceServer) -> ConnectionRecord:
+def wait_closed(server: TestServer) -> ConnectionRecord:
     return server.wait_for(lambda: (r := last_record(server)) and not r.open and r, timeout=10)
 
 
@@ -89,16 +84,16 @@ def sent_requests(record: ConnectionRecord, action: str) -> list[dict[str, Any]]
             and m["payload"]["action"] == action]
 
 
-def test_ndjson_lines_are_exactly_the_messages_the_server_sent(server: ReferenceServer) -> None:
+def test_ndjson_lines_are_exactly_the_messages_the_server_sent(server: TestServer) -> None:
     process = c2ws(server, "subscribe", str(VISIBLE[0]), "-o", "ndjson", "-n", "4")
     only_connection(server, 2)
     published = [
-        server.publish_signal(VISIBLE[0], order(VISIBLE[0], "1")),
-        server.publish_signal(VISIBLE[1], order(VISIBLE[1], "1")),  # not subscribed
+        server.publish(VISIBLE[0], order(VISIBLE[0], "1")),
+        server.publish(VISIBLE[1], order(VISIBLE[1], "1")),  # not subscribed
         server.publish_position(VISIBLE[0], {"StrategyId": VISIBLE[0], "Quantity": 2,
                                              "C2Symbol": {"FullSymbol": "@ESZ6"}}),
-        server.publish_signal(VISIBLE[0], order(VISIBLE[0], "2")),
-        server.publish_signal(VISIBLE[0], order(VISIBLE[0], "1")),
+        server.publish(VISIBLE[0], order(VISIBLE[0], "2")),
+        server.publish(VISIBLE[0], order(VISIBLE[0], "1")),
     ]
     code, out, err = finish(process)
     assert code == 0, err
@@ -108,7 +103,7 @@ def test_ndjson_lines_are_exactly_the_messages_the_server_sent(server: Reference
     assert "Traceback" not in err
 
 
-def test_requests_follow_the_protocol(server: ReferenceServer) -> None:
+def test_requests_follow_the_protocol(server: TestServer) -> None:
     process = c2ws(server, "subscribe", str(VISIBLE[0]), "-c", "signal", "-c",
                    "strategy.positions", "-o", "ndjson", "--timeout", "0.5")
     code, _, err = finish(process)
@@ -123,11 +118,11 @@ def test_requests_follow_the_protocol(server: ReferenceServer) -> None:
     assert record.client_close_code == 1000
 
 
-def test_include_control_adds_connected_and_acks(server: ReferenceServer) -> None:
+def test_include_control_adds_connected_and_acks(server: TestServer) -> None:
     process = c2ws(server, "subscribe", str(VISIBLE[0]), "-c", "signal", "-o", "ndjson",
                    "--include-control", "-n", "1")
     only_connection(server, 1)
-    server.publish_signal(VISIBLE[0])
+    server.publish(VISIBLE[0])
     code, out, err = finish(process)
     assert code == 0, err
     types = [json.loads(line)["msg_type"] for line in out.splitlines()]
@@ -135,7 +130,7 @@ def test_include_control_adds_connected_and_acks(server: ReferenceServer) -> Non
     assert "subscription.ack" in types and types[-1] == "strategy.signal"
 
 
-def test_count_and_timeout(server: ReferenceServer) -> None:
+def test_count_and_timeout(server: TestServer) -> None:
     code, out, _ = finish(c2ws(server, "subscribe", str(VISIBLE[0]), "-o", "ndjson",
                                "--timeout", "0.3"))
     assert (code, out) == (0, "")
@@ -145,11 +140,11 @@ def test_count_and_timeout(server: ReferenceServer) -> None:
     assert "0 of 3" in err
 
 
-def test_heartbeats_are_acked_while_stdout_is_blocked(server: ReferenceServer) -> None:
+def test_heartbeats_are_acked_while_stdout_is_blocked(server: TestServer) -> None:
     # Nobody reads stdout: after ~64 KiB the pipe is full and every write blocks.
     process = c2ws(server, "subscribe", str(VISIBLE[0]), "-c", "signal", "-o", "ndjson")
     only_connection(server, 1)
-    published = [server.publish_signal(VISIBLE[0]) for _ in range(300)]
+    published = [server.publish(VISIBLE[0]) for _ in range(300)]
     acks_before = last_record(server).heartbeat_acks
     # 0.5 s heartbeats with 1 s grace: the server would close a silent client quickly.
     server.wait_for(lambda: last_record(server).heartbeat_acks >= acks_before + 6, timeout=15)
@@ -178,7 +173,7 @@ def test_heartbeats_are_acked_while_stdout_is_blocked(server: ReferenceServer) -
 
 
 @pytest.mark.parametrize(("signum", "expected"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_signals_unsubscribe_close_cleanly_and_exit(server: ReferenceServer, signum: int,
+def test_signals_unsubscribe_close_cleanly_and_exit(server: TestServer, signum: int,
                                                      expected: int) -> None:
     process = c2ws(server, "subscribe", *map(str, VISIBLE), "-o", "ndjson")
     only_connection(server, 4)
@@ -191,7 +186,7 @@ def test_signals_unsubscribe_close_cleanly_and_exit(server: ReferenceServer, sig
     assert len(sent_requests(record, "unsubscribe")) == 4
 
 
-def test_broken_pipe_exits_quietly_with_a_clean_close(server: ReferenceServer) -> None:
+def test_broken_pipe_exits_quietly_with_a_clean_close(server: TestServer) -> None:
     process = subprocess.Popen(
         ["bash", "-c", f"set -o pipefail; {sys.executable} -m c2ws subscribe {VISIBLE[0]} "
                        "-c signal -o ndjson | head -1"],
@@ -201,7 +196,7 @@ def test_broken_pipe_exits_quietly_with_a_clean_close(server: ReferenceServer) -
     only_connection(server, 1)
     deadline = time.monotonic() + 15
     while process.poll() is None and time.monotonic() < deadline:
-        server.publish_signal(VISIBLE[0])  # c2ws notices head is gone at its next write
+        server.publish(VISIBLE[0])  # c2ws notices head is gone at its next write
         time.sleep(0.05)
     code, out, err = finish(process)
     assert code == 0, err
@@ -211,7 +206,7 @@ def test_broken_pipe_exits_quietly_with_a_clean_close(server: ReferenceServer) -
 
 
 def test_a_flood_of_gaps_is_rate_limited_on_stderr_and_the_gap_stays_on_stdout(
-    server: ReferenceServer,
+    server: TestServer,
 ) -> None:
     """2,000 gap messages: stderr tells the first ones and counts the rest; the run is
     not held up by stderr (no false "messages behind"); stdout keeps the hole."""
@@ -227,7 +222,7 @@ def test_a_flood_of_gaps_is_rate_limited_on_stderr_and_the_gap_stays_on_stdout(
     floods = 2000
     for _ in range(floods):
         server.send_raw(gap, text=True)
-    server.publish_signal(VISIBLE[0], order(VISIBLE[0], "1"))
+    server.publish(VISIBLE[0], order(VISIBLE[0], "1"))
     code, out, err = finish(process, timeout=60)
     assert code == 0, err
     # The run ends before a signal shows the hole's far end: it is written at the end.
@@ -242,32 +237,32 @@ def test_a_flood_of_gaps_is_rate_limited_on_stderr_and_the_gap_stays_on_stdout(
     assert "behind" not in err
 
 
-def test_wrong_key_is_an_authentication_failure_without_the_key(server: ReferenceServer) -> None:
+def test_wrong_key_is_an_authentication_failure_without_the_key(server: TestServer) -> None:
     code, out, err = finish(c2ws(server, "subscribe", "1", key="wrong-key-5678"))
     assert code == ExitCode.AUTH_FAILED
     assert out == ""
     assert err.strip() == "c2ws: authentication failed: Invalid API key"
 
 
-def test_rejected_subscription_is_reported_and_the_rest_streams(server: ReferenceServer) -> None:
+def test_rejected_subscription_is_reported_and_the_rest_streams(server: TestServer) -> None:
     process = c2ws(server, "subscribe", str(VISIBLE[0]), str(HIDDEN), "-c", "signal",
                    "-o", "ndjson", "-n", "1")
     only_connection(server, 1)
-    server.publish_signal(VISIBLE[0])
+    server.publish(VISIBLE[0])
     code, out, err = finish(process)
     assert code == 0, err
     assert json.loads(out)["payload"]["StrategyId"] == VISIBLE[0]
     assert f"subscription strategy.signal:{HIDDEN} rejected: FORBIDDEN (StrategyId)" in err
 
 
-def test_all_subscriptions_rejected_exits_7(server: ReferenceServer) -> None:
+def test_all_subscriptions_rejected_exits_7(server: TestServer) -> None:
     code, _, err = finish(c2ws(server, "subscribe", str(HIDDEN), "-o", "ndjson"))
     assert code == ExitCode.NOTHING_TO_STREAM
     assert "every subscription was rejected" in err
 
 
 def test_unknown_and_malformed_messages_are_skipped_with_a_warning(
-    server: ReferenceServer,
+    server: TestServer,
 ) -> None:
     process = c2ws(server, "subscribe", str(VISIBLE[0]), "-c", "signal", "-o", "ndjson",
                    "-n", "1")
@@ -277,7 +272,7 @@ def test_unknown_and_malformed_messages_are_skipped_with_a_warning(
     server.send_raw("{this is not json")
     server.send_raw(b'{"msg_type":"\xff"}', text=False)
     server.send_raw(b'{"msg_type":"\xff"}', text=True)  # invalid UTF-8 in a text frame
-    published = server.publish_signal(VISIBLE[0])
+    published = server.publish(VISIBLE[0])
     code, out, err = finish(process)
     assert code == 0, err
     assert json.loads(out) == published
@@ -286,16 +281,16 @@ def test_unknown_and_malformed_messages_are_skipped_with_a_warning(
     assert "Traceback" not in err
 
 
-def test_without_reconnect_a_dropped_connection_exits_6(server: ReferenceServer) -> None:
+def test_without_reconnect_a_dropped_connection_exits_6(server: TestServer) -> None:
     process = c2ws(server, "subscribe", str(VISIBLE[0]), "-o", "ndjson", "--no-reconnect")
     only_connection(server, 2)
-    server.drop_connections_after(0)
+    server.drop_connections(0)
     code, _, err = finish(process)
     assert code == ExitCode.CONNECTION_LOST
     assert "connection lost" in err
 
 
-def test_policy_violation_close_means_server_busy(server: ReferenceServer) -> None:
+def test_policy_violation_close_means_server_busy(server: TestServer) -> None:
     process = c2ws(server, "subscribe", str(VISIBLE[0]), "-o", "ndjson", "--no-reconnect")
     only_connection(server, 2)
     server.close_connections(1008, "too many")
@@ -314,7 +309,7 @@ def test_unreachable_server_is_a_one_line_error() -> None:
     assert err.strip() == f"c2ws: cannot connect to ws://127.0.0.1:{port}/ws: connection refused"
 
 
-def test_verbose_shows_traffic_but_never_the_key(server: ReferenceServer) -> None:
+def test_verbose_shows_traffic_but_never_the_key(server: TestServer) -> None:
     process = c2ws(server, "subscribe", str(VISIBLE[0]), "-c", "signal", "-o", "ndjson",
                    "-v", "--timeout", "1.2")
     code, _, err = finish(process)
@@ -324,7 +319,7 @@ def test_verbose_shows_traffic_but_never_the_key(server: ReferenceServer) -> Non
     assert KEY not in err
 
 
-def test_table_mode_renders_signals_and_positions(server: ReferenceServer) -> None:
+def test_table_mode_renders_signals_and_positions(server: TestServer) -> None:
     console = Console(file=io.StringIO(), width=160, color_system=None)
     diagnostics = Diagnostics(Console(file=io.StringIO(), width=160))
     options = SubscribeOptions(EngineConfig(
@@ -334,7 +329,7 @@ def test_table_mode_renders_signals_and_positions(server: ReferenceServer) -> No
     run = SubscribeRun(options, TableRenderer(console, live=False), diagnostics)
     thread, result = run_in_thread(run)
     only_connection(server, 2)
-    server.publish_signal(VISIBLE[0], {"StrategyId": VISIBLE[0], "Side": "1", "OrderType": "2",
+    server.publish(VISIBLE[0], {"StrategyId": VISIBLE[0], "Side": "1", "OrderType": "2",
                                        "OrderQuantity": 3, "Limit": 4312.25,
                                        "C2Symbol": {"FullSymbol": "@ESZ6"}})
     server.publish_position(VISIBLE[0], {"StrategyId": VISIBLE[0], "Quantity": -3,
@@ -347,7 +342,7 @@ def test_table_mode_renders_signals_and_positions(server: ReferenceServer) -> No
     assert "-3" in text
 
 
-def test_tls_failure_is_a_one_line_error(server: ReferenceServer) -> None:
+def test_tls_failure_is_a_one_line_error(server: TestServer) -> None:
     url = server.url.replace("ws://", "wss://")  # the reference server speaks plain ws
     code, out, err = finish(c2ws(server, "subscribe", "1", "--no-reconnect", url=url))
     assert code == ExitCode.CONNECT_FAILED
@@ -389,7 +384,7 @@ def test_missing_key_is_a_usage_error() -> None:
     assert "no API key" in err
 
 
-def test_an_oversized_frame_is_refused_with_1009(server: ReferenceServer) -> None:
+def test_an_oversized_frame_is_refused_with_1009(server: TestServer) -> None:
     process = c2ws(server, "subscribe", str(VISIBLE[0]), "-o", "ndjson", "--no-reconnect")
     only_connection(server, 2)
     server.send_raw("x" * (spec.MAX_FRAME_BYTES + 1))
@@ -408,7 +403,7 @@ def run_in_thread(run: SubscribeRun) -> tuple[threading.Thread, list[ExitCode]]:
     return thread, result
 
 
-def test_a_silent_server_is_detected_and_ends_the_stream(server: ReferenceServer) -> None:
+def test_a_silent_server_is_detected_and_ends_the_stream(server: TestServer) -> None:
     err = io.StringIO()
     options = SubscribeOptions(EngineConfig(
         url=server.url, api_key=KEY, reconnect=False, timeouts=SessionTimeouts(silence=1.0),

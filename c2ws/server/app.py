@@ -53,6 +53,7 @@ from c2ws.server.core import (
     StreamStore,
     Subscription,
     bearer_key,
+    rejection_for_status,
 )
 from c2ws.server.feed import DEFAULT_STRATEGIES, FeedError, FeedEvent, FileFeed, SyntheticFeed
 
@@ -124,7 +125,8 @@ class ServerConfig:
     """How a reference server behaves.  ``feed``: "synthetic", "none" or an NDJSON path.
 
     ``strategies`` are both the strategies the synthetic feed trades and the only ones
-    any key may subscribe to (others get FORBIDDEN).  ``rate`` is feed messages per
+    any key may subscribe to (others get FORBIDDEN), unless ``every_strategy_visible``
+    lets every key subscribe to any strategy id.  ``rate`` is feed messages per
     second.  ``max_lifetime`` stops the server by itself after that many seconds.
     ``max_outbox``: frames queued for one slow client before it is closed with 1008.
     ``closed_records``: how many records of closed connections ``connections()`` still
@@ -164,6 +166,7 @@ class ServerConfig:
     clock_offset: float = 0.0
     retry_after: int | None = None
     renumber_on_connect: bool = False
+    every_strategy_visible: bool = False
 
     def __post_init__(self) -> None:
         if self.heartbeat_interval <= 0 or self.heartbeat_grace < 0:
@@ -237,6 +240,17 @@ class _CloseAfterAcks:
     seconds: float
     code: int
     strategies: frozenset[int] | None  # None: every connection
+
+
+@dataclass(frozen=True, slots=True)
+class _RejectNew:
+    rejection: Rejection
+    retry_after: int | None
+    left: int  # upgrades still to refuse, this one included
+
+    def next(self) -> _RejectNew | None:
+        """The knob after it refused one upgrade (None: used up)."""
+        return dataclasses.replace(self, left=self.left - 1) if self.left > 1 else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -363,6 +377,7 @@ class ReferenceServer:
         self._numbers = itertools.count(1)
         self._heartbeats_paused = False
         self._drop_new: tuple[int, int] = (0, 0)  # (frames, connections) still to arm
+        self._reject_new: _RejectNew | None = None  # reject_next_connections()
         self._close_after_acks: _CloseAfterAcks | None = None
         self._served_a_connection = False
         self._port = self.config.port
@@ -539,12 +554,21 @@ class ReferenceServer:
 
     # -- per connection --
 
+    def _may_subscribe(self, strategy_id: int) -> bool:
+        return self.config.every_strategy_visible or strategy_id in self._visible
+
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path = urlsplit(request.path).path
         if path != WS_PATH:
             return _http_error(
                 Rejection(404, "Not found", "NOT_FOUND", f"No WebSocket endpoint at {path}")
             )
+        reject = self._reject_new
+        if reject is not None:
+            # Armed by reject_next_connections(): refused whoever asks, before the key
+            # is even looked at, as a server at capacity or in trouble does.
+            self._reject_new = reject.next()
+            return _http_error(reject.rejection, reject.retry_after)
         verdict = self._admission.check(_authorization(request))
         if isinstance(verdict, Rejection):
             return _http_error(verdict, self.config.retry_after)
@@ -577,7 +601,7 @@ class ReferenceServer:
         self._served_a_connection = True
         session = ServerSession(
             store=self._store,
-            authorizer=self._visible.__contains__,
+            authorizer=self._may_subscribe,
             api_key=record.api_key,
             heartbeat_interval=self.config.heartbeat_interval,
             heartbeat_grace=self.config.heartbeat_grace,
@@ -858,6 +882,33 @@ class ReferenceServer:
 
         def arm() -> None:
             self._drop_new = (max(messages, 1), connections)
+
+        self._call(arm)
+
+    def reject_next_connections(
+        self, status: int, count: int = 1, *, retry_after: int | None = None
+    ) -> None:
+        """Refuse the next ``count`` connection attempts at the upgrade with HTTP
+        ``status`` (401, 429 and 503 with the body and ``X-WS-Error`` header the upgrade
+        checks give them; any other 4xx or 5xx with its standard phrase); the attempts
+        after them are served as usual.  ``retry_after``: a ``Retry-After`` header
+        (delta-seconds), for 429 and 503 only; without it, the configured one.
+        ``count=0`` disarms the knob."""
+        rejection = rejection_for_status(status)
+        if count < 0:
+            raise ValueError("count must be >= 0")
+        if retry_after is not None:
+            if retry_after < 0:
+                raise ValueError("retry_after must be >= 0")
+            if status not in _RETRY_AFTER_STATUSES:
+                raise ValueError("retry_after goes with a 429 or 503 answer only")
+        knob = None
+        if count > 0:
+            header = self.config.retry_after if retry_after is None else retry_after
+            knob = _RejectNew(rejection, header, count)
+
+        def arm() -> None:
+            self._reject_new = knob
 
         self._call(arm)
 

@@ -13,6 +13,7 @@ Every envelope is built through ``c2ws.protocol``.
 
 from __future__ import annotations
 
+import http
 import itertools
 import secrets
 from collections import deque
@@ -442,6 +443,27 @@ class Rejection:
 
     def body(self) -> bytes:
         return orjson.dumps({"code": self.code, "message": self.message})
+
+
+def rejection_for_status(status: int) -> Rejection:
+    """The refusal of an upgrade with ``status``: for 401, 429 and 503 the answer the
+    upgrade checks give (so a client cannot tell it from a real refusal), for any other
+    4xx or 5xx status its standard phrase.  ValueError for a status that is no error."""
+    if status == spec.HTTP_UNAUTHORIZED:
+        return Rejection(status, "Invalid API key", spec.ERROR_UNAUTHORIZED, "Invalid API key")
+    if status == spec.HTTP_TOO_MANY_REQUESTS:
+        return Rejection(status, "Connection limit exceeded", ERROR_RATE_LIMITED,
+                         "Connection limit per API key reached")
+    if status == spec.HTTP_SERVICE_UNAVAILABLE:
+        return Rejection(status, "Server connection limit reached", ERROR_SERVICE_UNAVAILABLE,
+                         "Server connection limit reached, try again later")
+    try:
+        phrase = http.HTTPStatus(status).phrase
+    except ValueError:
+        phrase = None
+    if phrase is None or not 400 <= status <= 599:
+        raise ValueError(f"{status} is not an HTTP error status (400-599)")
+    return Rejection(status, phrase, f"HTTP_{status}", phrase)
 
 
 def bearer_key(authorization: str | None) -> str | None:
