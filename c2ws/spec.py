@@ -219,6 +219,19 @@ MAX_FRAGMENTS_PER_MESSAGE: Final = 1024
 # deemed to have stopped reading.
 SEND_TIMEOUT_SECONDS: Final = 10.0
 
+# --- The connection driver: stopping (c2ws/net/driver.py) ------------------------------
+# Ctrl-C (or SIGTERM, --count, --timeout, stop()) ends a run within STOP_WITHIN_SECONDS,
+# whatever the connection is doing: a connect under way is abandoned at once, and an open
+# connection leaves politely but briefly: at most LEAVE_UNSUBSCRIBE_WAIT_SECONDS for the
+# answers to its unsubscribes, then at most LEAVE_CLOSE_WAIT_SECONDS for the server's
+# close frame after ours.  Both waits end early as soon as the answers are in (a few
+# milliseconds near the server); a server slower than this still gets our close frame
+# (1000), only not our wait for its reply.  What is left of the half second is for the
+# process to write its last lines and exit.
+STOP_WITHIN_SECONDS: Final = 0.5
+LEAVE_UNSUBSCRIBE_WAIT_SECONDS: Final = 0.2
+LEAVE_CLOSE_WAIT_SECONDS: Final = 0.15
+
 # --- Scripts and daily use: config, check, recordings (issue 14) ---------------------
 # (c2ws/config.py, c2ws/probe.py, c2ws/recording.py; limits c2ws sets itself)
 
