@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+import select
 import socket
 import ssl
 import threading
@@ -144,3 +145,37 @@ def answering(answer: bytes | Callable[[bytes], bytes]) -> Handler:
         wait_until_closed_by_client(conn, server)
 
     return handler
+
+
+def recv_exactly(conn: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = conn.recv(size - len(data))
+        if not chunk:
+            raise ConnectionError("the client closed the connection")
+        data += chunk
+    return data
+
+
+def read_client_frame(conn: socket.socket) -> tuple[int, bytes]:
+    """One frame from the client: (opcode, payload unmasked)."""
+    head = recv_exactly(conn, 2)
+    length = head[1] & 0x7F
+    if length == 126:
+        length = int.from_bytes(recv_exactly(conn, 2), "big")
+    elif length == 127:
+        length = int.from_bytes(recv_exactly(conn, 8), "big")
+    mask = recv_exactly(conn, 4) if head[1] & 0x80 else b"\0\0\0\0"
+    payload = recv_exactly(conn, length)
+    return head[0] & 0x0F, bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload))
+
+
+def client_left(conn: socket.socket) -> bool:
+    """The client has closed its end, seen without consuming what it sent before."""
+    readable, _, _ = select.select([conn], [], [], 0)
+    if not readable:
+        return False
+    try:
+        return conn.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True

@@ -226,7 +226,6 @@ class Driver:
         self.close_received = False
         self._leave_by: float | None = None
         self._masks = MaskKeys()
-        self._control: list[bytes] = []  # pongs (and pings) to send
         self._usable = True  # False once a send or read broke the connection
         self._close_code: int | None = None  # a close we must send (1002, 1009)
         self._handed_over = False  # events handed over since the last wait
@@ -356,7 +355,7 @@ class Driver:
             if opcode in (OPCODE_TEXT, OPCODE_BINARY):
                 feed.message(data, now, wall)
             elif opcode == OPCODE_PING:
-                self._control.append(client_frame(OPCODE_PONG, data, self._masks.next()))
+                self._send(client_frame(OPCODE_PONG, data, self._masks.next()))
             elif opcode == OPCODE_PONG:
                 self.hooks.pong(data, now)
             elif opcode == OPCODE_CLOSE:
@@ -388,15 +387,14 @@ class Driver:
             self.hooks.tick(now)
 
     def _flush(self) -> None:
-        """Send what is queued (pongs, then the session's frames), then hand the events
-        over."""
-        control, self._control = self._control, []
-        for frame in control:
-            self._send(frame)
+        """Send what the session queued, then hand its events over.  After the server's
+        close frame (answered at once) nothing more may be sent."""
         wall = self.wall()
-        for data in self.feed.outgoing(wall):
-            self._send(client_text_frame(data, self._masks.next()))
-            self.hooks.sent(data, wall)
+        outgoing = self.feed.outgoing(wall)
+        if not self.close_received:
+            for data in outgoing:
+                self._send(client_text_frame(data, self._masks.next()))
+                self.hooks.sent(data, wall)
         self._hand_over(self.feed.take_events())
 
     def _hand_over(self, events: list[ev.Event]) -> None:
