@@ -6,8 +6,9 @@ socket=...)``, and reuses its URL parsing and proxy rules (``no_proxy`` matching
 c2ws connects where websocket-client users expect.  Those two helpers are private
 (``websocket._url``): an upgrade of websocket-client may move or change them, which is
 why they are imported here and nowhere else, why pyproject.toml pins the versions tested
-(``websocket-client>=1.8,<1.10``), and why tests/test_dependency_internals.py checks every
-name below against the installed version and says what to update when one changed.
+(``websocket-client>=1.9,<1.10``; 1.8 exempted localhost from every proxy setting), and
+why tests/test_dependency_internals.py checks every name below against the installed
+version and says what to update when one changed.
 Frames are parsed and written by c2ws itself (c2ws/net/frames.py).
 """
 
