@@ -199,7 +199,7 @@ RECORD_PREVIEW_BYTES: Final = 512
 RECORD_BUDGET_BYTES: Final = 64 * 1024
 RECORD_CLOSED_KEPT: Final = 100
 
-# --- Connection opening and frame reading (c2ws/net/connection.py) -------------------
+# --- Connection opening and frame reading (c2ws/net/connection.py, frames.py) --------
 # Hostile-input bounds and deadlines of one connection; none of them is documented by C2.
 
 # The HTTP answer to the upgrade (and a proxy's answer to CONNECT): the status line and
@@ -211,13 +211,12 @@ MAX_REJECTION_BODY_BYTES: Final = 4 * 1024
 # The rejection reason we keep (X-WS-Error, else the status text), in characters.
 MAX_REJECTION_REASON_CHARS: Final = 200
 
-# Once a frame's first byte has arrived, all its bytes must follow within this long.
+# Once a frame's first byte has arrived, all its bytes must follow within this long; and
+# one frame we send must be taken by the socket within this long, or the server is deemed
+# to have stopped reading (EngineConfig.io_timeout).
 FRAME_COMPLETION_TIMEOUT_SECONDS: Final = 10.0
 # A fragmented message may span at most this many frames (continuations included).
 MAX_FRAGMENTS_PER_MESSAGE: Final = 1024
-# One frame we send must be taken by the socket within this long, or the server is
-# deemed to have stopped reading.
-SEND_TIMEOUT_SECONDS: Final = 10.0
 
 # --- The connection driver: stopping (c2ws/net/driver.py) ------------------------------
 # Ctrl-C (or SIGTERM, --count, --timeout, stop()) ends a run within STOP_WITHIN_SECONDS,

@@ -222,3 +222,20 @@ def test_a_frame_dripping_a_byte_at_a_time_is_a_stalled_frame() -> None:
     assert end.reason is EndReason.FRAME_STALLED
     assert end.detail == "the server sent part of a frame but not the rest within 0.5 s"
     assert dripped and dripped[0] < 200
+
+
+def test_a_stall_between_the_fragments_of_a_message_is_bounded_by_the_silence_deadline() -> None:
+    """The first fragment complete, the rest never sent: the driver waits with the
+    session's deadlines (it never blocks reading the next fragment), so silence ends it."""
+    ours, theirs = socket.socketpair()
+    theirs.sendall(server_frame(b'{"msg_type":', fin=0))
+    session = ClientSession(request_id_prefix="c2ws-test", stream_filter=StreamFilter([], {}),
+                            now=time.monotonic(),
+                            timeouts=SessionTimeouts(connected=60, silence=0.3))
+    transport = SocketTransport(ours)
+    try:
+        end = Driver(transport, session).run()
+    finally:
+        transport.close()
+        theirs.close()
+    assert end.reason is EndReason.SILENT
