@@ -305,13 +305,15 @@ def test_stop_returns_only_once_no_socket_thread_is_connecting() -> None:
         engine = Engine(EngineConfig(url=url, api_key=KEY,
                                      keys=[SubscriptionKey(STRATEGY, spec.CHANNEL_SIGNAL)],
                                      connect_timeout=30.0))
+        others = set(threading.enumerate())  # socket threads of other tests, if any
         engine.start()
         try:
             if Path("/proc/net/tcp").exists():
                 wait_for(lambda: in_syn_sent(port), "the connect in SYN-SENT")
         finally:
             engine.stop()
-        alive = [t.name for t in threading.enumerate() if t.name.startswith("c2ws-socket")]
+        alive = [thread.name for thread in threading.enumerate()
+                 if thread not in others and thread.name.startswith("c2ws-socket")]
     assert alive == []
 
 
