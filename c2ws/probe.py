@@ -14,30 +14,25 @@ from __future__ import annotations
 import contextlib
 import math
 import secrets
-import selectors
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
 import orjson
-import websocket
-from websocket import ABNF
 
 from c2ws import events as ev
 from c2ws import protocol, spec
 from c2ws.delivery.dedupe import StreamFilter
 from c2ws.events import ConnectionEnd, EndReason, SubscriptionKey
-from c2ws.net.connection import BufferedWebSocket, ConnectFailed, open_connection
+from c2ws.net.connection import ConnectFailed, SocketTransport, open_connection
+from c2ws.net.driver import Driver, DriverHooks
 from c2ws.net.worker import end_for_connect_failure
 from c2ws.render.diagnostics import describe_errors
 from c2ws.session import ClientSession, ConnectionState, SessionTimeouts
 
 # After every subscription is answered, how long to wait for the pong to our ping.
 PONG_WAIT_SECONDS: Final = 2.0
-# How long leaving waits for the unsubscribe answers, and for the close handshake.
-LEAVE_WAIT_SECONDS: Final = 1.0
-CLOSE_WAIT_SECONDS: Final = 2.0
 _PING_PAYLOAD: Final = b"c2ws-check"
 
 
@@ -115,35 +110,39 @@ def probe(
     timeout: float = 10.0,
     clock: Callable[[], float] = time.monotonic,
     wall: Callable[[], float] = time.time,
-    connect: Callable[..., BufferedWebSocket] = open_connection,
+    connect: Callable[..., SocketTransport] = open_connection,
 ) -> ProbeResult:
     """One check; raises :class:`ProbeFailed`.  At most one connection's worth of
-    subscriptions (``spec.MAX_SUBSCRIPTIONS_PER_CONNECTION``)."""
+    subscriptions (``spec.MAX_SUBSCRIPTIONS_PER_CONNECTION``).  The connection is the
+    stream's own: the same connect and the same driver, with a probe's hooks."""
     if len(keys) > spec.MAX_SUBSCRIPTIONS_PER_CONNECTION:
         raise ValueError(f"a check asks for at most {spec.MAX_SUBSCRIPTIONS_PER_CONNECTION} "
                          "subscriptions")
     started, connecting_since = clock(), wall()
     try:
-        ws = connect(url, api_key, timeout=timeout)
+        transport = connect(url, api_key, timeout=timeout)
     except ConnectFailed as exc:
         end = end_for_connect_failure(exc, url)
         raise ProbeFailed(end) from None
     connect_seconds = clock() - started
     try:
-        return _Probe(ws, url, keys, started + timeout, clock, wall, connect_seconds,
+        return _Probe(transport, url, keys, started + timeout, clock, wall, connect_seconds,
                       connecting_since).run()
     finally:
-        with contextlib.suppress(Exception):
-            ws.shutdown()  # type: ignore[no-untyped-call]
+        transport.close()
 
 
-class _Probe:
+class _Probe(DriverHooks):
+    """The driver's hooks for a check: note when each request went out and when its
+    answer came, ping once the connection is ready, and leave once everything is
+    answered (and the pong is in, or PONG_WAIT_SECONDS have passed)."""
+
     def __init__(
-        self, ws: BufferedWebSocket, url: str, keys: Sequence[SubscriptionKey], deadline: float,
-        clock: Callable[[], float], wall: Callable[[], float], connect_seconds: float,
-        connecting_since: float,
+        self, transport: SocketTransport, url: str, keys: Sequence[SubscriptionKey],
+        deadline: float, clock: Callable[[], float], wall: Callable[[], float],
+        connect_seconds: float, connecting_since: float,
     ) -> None:
-        self.ws, self.url, self.keys, self.deadline = ws, url, tuple(keys), deadline
+        self.url, self.keys, self.deadline_at = url, tuple(keys), deadline
         self.clock, self.wall = clock, wall
         self.connect_seconds = connect_seconds
         self.connecting_since = connecting_since
@@ -155,28 +154,19 @@ class _Probe:
         )
         for key in keys:
             self.session.subscribe(key, now=clock(), wall=wall())
+        self.driver = Driver(transport, self.session, hooks=self, clock=clock, wall=wall)
         self.offset = ClockOffset()
         self.sent_at: dict[str, float] = {}
         self.answered: dict[SubscriptionKey, SubscriptionCheck] = {}
         self.fastest_answer: float | None = None
         self.ping_sent: float | None = None
         self.pong_after: float | None = None
+        self.finished = False
 
     def run(self) -> ProbeResult:
-        selector = selectors.DefaultSelector()
-        selector.register(self.ws.sock, selectors.EVENT_READ)  # type: ignore[arg-type]
-        try:
-            while not self._done():
-                self._step(selector)
-        except ProbeFailed:
-            raise
-        except (websocket.WebSocketException, OSError) as exc:
-            reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-            raise ProbeFailed(ConnectionEnd(EndReason.LOST, f"connection lost: {reason}"),
-                              self.connect_seconds) from None
-        finally:
-            selector.close()
-        self._leave()
+        end = self.driver.run()
+        if not self.finished:
+            raise ProbeFailed(end, self.connect_seconds)
         method, round_trip = "", None
         if self.pong_after is not None:
             method, round_trip = "ping", self.pong_after
@@ -188,62 +178,61 @@ class _Probe:
             subscriptions=tuple(self.answered[key] for key in self.keys if key in self.answered),
         )
 
-    def _done(self) -> bool:
-        if not self.session.all_answered or self.ping_sent is None:
-            return False
-        return self.pong_after is not None or self.clock() >= self.ping_sent + PONG_WAIT_SECONDS
+    # --- hooks -----------------------------------------------------------------------------
 
-    def _step(self, selector: selectors.BaseSelector) -> None:
-        session, now = self.session, self.clock()
-        if now >= self.deadline:
-            if session.state is ConnectionState.AWAITING_CONNECTED:
-                detail = "no connection.connected before the timeout"
-                raise ProbeFailed(ConnectionEnd(EndReason.NO_CONNECTED, detail),
-                                  self.connect_seconds)
-            if not session.all_answered:
-                raise ProbeFailed(ConnectionEnd(EndReason.NO_ACK, "not every subscription was "
-                                                "answered before the timeout"),
-                                  self.connect_seconds)
-            return  # answered; the pong never came: report without it
-        session.handle_timeout(now=now, wall=self.wall())
-        self._send()
-        if session.ended is not None:
-            raise ProbeFailed(session.ended, self.connect_seconds)
-        if session.state is ConnectionState.READY and self.ping_sent is None:
-            self.ws.ping(_PING_PAYLOAD)
+    def sent(self, data: bytes, wall: float) -> None:
+        with contextlib.suppress(orjson.JSONDecodeError, AttributeError):
+            request_id = orjson.loads(data).get("request_id")
+            if isinstance(request_id, str):
+                self.sent_at[request_id] = wall
+
+    def hand_over(self, events: list[ev.Event]) -> None:
+        received = self.driver.read_wall
+        for event in events:
+            self._observe(event, received)
+        if self.session.state is ConnectionState.READY and self.ping_sent is None:
+            self.driver.ping(_PING_PAYLOAD)
             self.ping_sent = self.clock()
-        wake = min(self.deadline, session.next_deadline() or self.deadline)
-        if self.ping_sent is not None and session.all_answered:
-            wake = min(wake, self.ping_sent + PONG_WAIT_SECONDS)
-        if self.ws.has_buffered_data() or selector.select(max(0.0, wake - self.clock())):
-            self._read()
+        self._finish_when_done(self.clock())
 
-    def _send(self) -> None:
-        for data in self.session.data_to_send():
-            self.ws.send_text(data)
-            with contextlib.suppress(orjson.JSONDecodeError):
-                request_id = orjson.loads(data).get("request_id")
-                if isinstance(request_id, str):
-                    self.sent_at[request_id] = self.wall()
+    def pong(self, data: bytes, now: float) -> None:
+        if data == _PING_PAYLOAD and self.ping_sent is not None and self.pong_after is None:
+            self.pong_after = now - self.ping_sent
+            self._finish_when_done(now)
 
-    def _read(self) -> None:
-        while True:
-            opcode, frame = self.ws.recv_data_frame(control_frame=True)
-            if opcode in (ABNF.OPCODE_TEXT, ABNF.OPCODE_BINARY):
-                received = self.wall()
-                self.session.receive(frame.data, now=self.clock(), wall=received)
-                for event in self.session.events_received():
-                    self._observe(event, received)
-            elif opcode == ABNF.OPCODE_PONG and self.ping_sent is not None:
-                if frame.data == _PING_PAYLOAD and self.pong_after is None:
-                    self.pong_after = self.clock() - self.ping_sent
-            elif opcode == ABNF.OPCODE_CLOSE:
-                code = int.from_bytes(frame.data[:2], "big") if len(frame.data) >= 2 else None
-                self.session.close_received(code, frame.data[2:].decode("utf-8", "replace"))
-            if self.session.ended is not None:
-                raise ProbeFailed(self.session.ended, self.connect_seconds)
-            if not self.ws.has_buffered_data():
+    def deadline(self) -> float | None:
+        if self.finished:
+            return None
+        if self.ping_sent is not None and self.session.all_answered:
+            return min(self.deadline_at, self.ping_sent + PONG_WAIT_SECONDS)
+        return self.deadline_at
+
+    def tick(self, now: float) -> None:
+        session = self.session
+        if not self.finished and now >= self.deadline_at:
+            if session.state is ConnectionState.AWAITING_CONNECTED:
+                session.fail(EndReason.NO_CONNECTED, "no connection.connected before the timeout")
                 return
+            if not session.all_answered:
+                session.fail(EndReason.NO_ACK, "not every subscription was answered before "
+                                               "the timeout")
+                return
+            self._finish()  # answered; the pong never came: report without it
+            return
+        self._finish_when_done(now)
+
+    # --- the check ---------------------------------------------------------------------------
+
+    def _finish_when_done(self, now: float) -> None:
+        if self.finished or not self.session.all_answered or self.ping_sent is None:
+            return
+        if self.pong_after is not None or now >= self.ping_sent + PONG_WAIT_SECONDS:
+            self._finish()
+
+    def _finish(self) -> None:
+        """Everything measured: unsubscribe, wait briefly for the answers, close (1000)."""
+        self.finished = True
+        self.driver.leave()
 
     def _observe(self, event: ev.Event, received: float) -> None:
         if isinstance(event, ev.Connected):
@@ -260,19 +249,3 @@ class _Probe:
                 self.answered[event.key] = SubscriptionCheck(
                     event.key, False, describe_errors(event.errors)
                 )
-
-    def _leave(self) -> None:
-        """Unsubscribe, wait briefly for the answers, close with 1000."""
-        session = self.session
-        with contextlib.suppress(Exception):
-            if session.close(now=self.clock(), wall=self.wall()):
-                self._send()
-                leave_by = self.clock() + LEAVE_WAIT_SECONDS
-                with selectors.DefaultSelector() as selector:
-                    selector.register(self.ws.sock, selectors.EVENT_READ)  # type: ignore[arg-type]
-                    while session.awaiting_unsubscribe and self.clock() < leave_by:
-                        wait = max(0.0, leave_by - self.clock())
-                        if self.ws.has_buffered_data() or selector.select(wait):
-                            self._read()
-        with contextlib.suppress(Exception):
-            self.ws.close(status=spec.CLOSE_NORMAL, timeout=CLOSE_WAIT_SECONDS)

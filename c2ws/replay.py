@@ -2,8 +2,11 @@
 
 Sans-I/O: feed it the entries of :func:`c2ws.recording.read_entries` one by one, get the
 events back, and render them with the very renderers of ``c2ws subscribe``.  The frames
-go through the same :class:`~c2ws.session.ClientSession` and
-:class:`~c2ws.delivery.dedupe.StreamFilter` as live: each recorded connection is a
+go through the connection driver's own frame -> session -> events core
+(:class:`~c2ws.net.driver.SessionFeed`, with the same
+:class:`~c2ws.session.ClientSession` and :class:`~c2ws.delivery.dedupe.StreamFilter` as
+live): each recorded connection is a recorded transport, its frames read from the file
+and what the session sends going nowhere.  Each recorded connection is a
 session subscribed, in the same order, to what its live twin was asked for (the
 recording's header lists it, and the connections are planned as the engine plans them),
 so the answers match their requests and every duplicate, jump and gap is judged again
@@ -38,6 +41,7 @@ from c2ws.delivery.dedupe import StreamFilter
 from c2ws.delivery.shards import TooManySubscriptions, plan_shards
 from c2ws.events import ConnectionEnd, EndReason, SubscriptionKey
 from c2ws.lines import read_reset_object
+from c2ws.net.driver import SessionFeed
 from c2ws.recording import (
     BareMessage,
     Entry,
@@ -75,8 +79,12 @@ def _prefix_of(data: bytes | str) -> str | None:
 
 @dataclass
 class _Connection:
+    """One recorded connection: its frames come from the file, what its session sends
+    goes nowhere."""
+
     shard: int
     session: ClientSession | None = None
+    feed: SessionFeed | None = None
     pending: list[RecordedFrame] = field(default_factory=list)
     noted: bool = False
 
@@ -132,17 +140,18 @@ class _RecordedRun:
             if key not in self.rejected[shard]:
                 session.subscribe(key, now=start, wall=start)
         connection.session, connection.pending = session, []
+        connection.feed = SessionFeed(session, shard=shard)
         events: list[ev.Event] = []
         for frame in frames:
             events.extend(self._receive(connection, frame))
         return events
 
     def _receive(self, connection: _Connection, frame: RecordedFrame) -> list[ev.Event]:
-        session = connection.session
-        assert session is not None
+        session, feed = connection.session, connection.feed
+        assert session is not None and feed is not None
         at = frame.at or 0.0
-        session.receive(frame.data, now=at, wall=at)
-        session.data_to_send()  # what the live session sent is not ours to send
+        feed.message(frame.data, at, at)
+        feed.outgoing(at)  # what the live session sent is not ours to send
         if not connection.noted and session.all_answered:
             # As the socket thread does: a rejected subscription is not asked for again.
             connection.noted = True
@@ -150,7 +159,7 @@ class _RecordedRun:
                 sub.key for sub in session.subscriptions.values()
                 if sub.state is SubscriptionState.REJECTED
             )
-        return session.events_received()
+        return feed.take_events()
 
     def end(self, end: RecordedEnd) -> list[ev.Event]:
         shard = end.connection - 1
@@ -201,6 +210,7 @@ class _BareRun:
                                             timestamp=_SYNTHETIC_TIME, payload={})
         self.session.receive(protocol.encode(connected), now=0.0, wall=0.0)
         self.session.events_received()  # synthetic: not shown
+        self.feed = SessionFeed(self.session)
 
     def message(self, bare: BareMessage) -> list[ev.Event]:
         at = bare.at or 0.0
@@ -214,9 +224,9 @@ class _BareRun:
         key = self._key_of(bare.data)
         if key is not None and key not in self.session.subscriptions:
             self._subscribe(key, at)
-        self.session.receive(bare.data, now=at, wall=at)
-        self.session.data_to_send()
-        return self.session.events_received()
+        self.feed.message(bare.data, at, at)
+        self.feed.outgoing(at)
+        return self.feed.take_events()
 
     @staticmethod
     def _key_of(data: bytes) -> SubscriptionKey | None:

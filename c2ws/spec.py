@@ -210,7 +210,7 @@ RECORD_CLOSED_KEPT: Final = 100
 TEST_SERVER_LIFETIME_SECONDS: Final = 600.0
 TEST_SERVER_WAIT_SECONDS: Final = 20.0
 
-# --- Connection opening and frame reading (c2ws/net/connection.py) -------------------
+# --- Connection opening and frame reading (c2ws/net/connection.py, frames.py) --------
 # Hostile-input bounds and deadlines of one connection; none of them is documented by C2.
 
 # The HTTP answer to the upgrade (and a proxy's answer to CONNECT): the status line and
@@ -222,13 +222,25 @@ MAX_REJECTION_BODY_BYTES: Final = 4 * 1024
 # The rejection reason we keep (X-WS-Error, else the status text), in characters.
 MAX_REJECTION_REASON_CHARS: Final = 200
 
-# Once a frame's first byte has arrived, all its bytes must follow within this long.
+# Once a frame's first byte has arrived, all its bytes must follow within this long; and
+# one frame we send must be taken by the socket within this long, or the server is deemed
+# to have stopped reading (EngineConfig.io_timeout).
 FRAME_COMPLETION_TIMEOUT_SECONDS: Final = 10.0
 # A fragmented message may span at most this many frames (continuations included).
 MAX_FRAGMENTS_PER_MESSAGE: Final = 1024
-# One frame we send must be taken by the socket within this long, or the server is
-# deemed to have stopped reading.
-SEND_TIMEOUT_SECONDS: Final = 10.0
+
+# --- The connection driver: stopping (c2ws/net/driver.py) ------------------------------
+# Ctrl-C (or SIGTERM, --count, --timeout, stop()) ends a run within STOP_WITHIN_SECONDS,
+# whatever the connection is doing: a connect under way is abandoned at once, and an open
+# connection leaves politely but briefly: at most LEAVE_UNSUBSCRIBE_WAIT_SECONDS for the
+# answers to its unsubscribes, then at most LEAVE_CLOSE_WAIT_SECONDS for the server's
+# close frame after ours.  Both waits end early as soon as the answers are in (a few
+# milliseconds near the server); a server slower than this still gets our close frame
+# (1000), only not our wait for its reply.  What is left of the half second is for the
+# process to write its last lines and exit.
+STOP_WITHIN_SECONDS: Final = 0.5
+LEAVE_UNSUBSCRIBE_WAIT_SECONDS: Final = 0.2
+LEAVE_CLOSE_WAIT_SECONDS: Final = 0.15
 
 # --- Scripts and daily use: config, check, recordings (issue 14) ---------------------
 # (c2ws/config.py, c2ws/probe.py, c2ws/recording.py; limits c2ws sets itself)

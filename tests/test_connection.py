@@ -1,11 +1,10 @@
-"""Opening a connection and reading it: deadlines, bounds and failure classes, against
-raw-socket servers written here (they share no code with c2ws) and the reference server."""
+"""Opening a connection and the socket under it: deadlines, bounds, failure classes and
+stopping, against raw-socket servers (tests/raw_server.py: they share no code with c2ws)
+and the reference server."""
 
 from __future__ import annotations
 
 import base64
-import contextlib
-import hashlib
 import re
 import select
 import shutil
@@ -14,139 +13,73 @@ import ssl
 import string
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import orjson
 import pytest
-import websocket
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from websocket import ABNF
+from raw_server import (
+    OPCODE_TEXT,
+    WAIT,
+    Handler,
+    RawServer,
+    answering,
+    free_port,
+    read_request,
+    server_frame,
+    switching_protocols,
+    wait_until_closed_by_client,
+)
 
 from c2ws import spec
+from c2ws.delivery.dedupe import StreamFilter
+from c2ws.events import EndReason
 from c2ws.net import connection
 from c2ws.net.connection import (
-    BufferedWebSocket,
     ConnectFailed,
     ConnectFailure,
-    FrameTimeout,
-    FrameTooLarge,
     HandshakeRejected,
     SendBlocked,
-    TooManyFragments,
+    SendStopped,
+    SocketTransport,
+    StopSignal,
     open_connection,
     proxy_for,
     retry_after_seconds,
 )
+from c2ws.net.driver import Driver, DriverSettings
+from c2ws.net.frames import FrameReader, Message
 from c2ws.server.app import ReferenceServer, ServerConfig
+from c2ws.session import ClientSession, SessionTimeouts
 
 KEY = "connection-test-secret-key-0123"
-WAIT = 10.0  # generous bound on any wait for another thread
-
-Handler = Callable[[socket.socket, "RawServer"], None]
 
 
-# --- raw servers ---------------------------------------------------------------------
+class Messages:
+    """Reads an upgraded connection as the driver does (poll, read, parse), for tests
+    that look at what arrives on it."""
 
+    def __init__(self, transport: SocketTransport) -> None:
+        self.transport = transport
+        self.frames = FrameReader()
+        self.frames.feed(transport.received, 0.0)
 
-class RawServer:
-    """Listens on 127.0.0.1, runs ``handler(connection, server)`` for each connection in a
-    daemon thread, and stops (closing everything) on exit."""
-
-    def __init__(self, handler: Handler, tls: ssl.SSLContext | None = None) -> None:
-        self.handler = handler
-        self.tls = tls
-        self.stop = threading.Event()
-        self.accepted = 0
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.listener.settimeout(0.2)  # the accept loop looks at ``stop`` this often
-        self.port: int = self.listener.getsockname()[1]
-        self._threads: list[threading.Thread] = []
-        self._connections: list[socket.socket] = []
-        self._acceptor = threading.Thread(target=self._accept_loop, daemon=True)
-
-    @property
-    def url(self) -> str:
-        scheme = "wss" if self.tls else "ws"
-        return f"{scheme}://127.0.0.1:{self.port}/ws"
-
-    def __enter__(self) -> RawServer:
-        self._acceptor.start()
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop.set()
-        self._acceptor.join(WAIT)
-        for conn in self._connections:
-            conn.close()
-        for thread in self._threads:
-            thread.join(WAIT)
-        self.listener.close()
-
-    def _accept_loop(self) -> None:
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.accepted += 1
-            self._connections.append(conn)
-            thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
-            self._threads.append(thread)
-            thread.start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        conn.settimeout(WAIT)
-        try:
-            if self.tls is not None:
-                conn = self.tls.wrap_socket(conn, server_side=True)
-            self.handler(conn, self)
-        except (OSError, ValueError):
-            pass  # the client went away: that is what most of these tests provoke
-        finally:
-            conn.close()
-
-
-def read_request(conn: socket.socket) -> bytes:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = conn.recv(4096)
-        if not chunk:
-            raise ConnectionError("client closed before sending its request")
-        data += chunk
-    return data
-
-
-def accept_value(request: bytes) -> str:
-    match = re.search(rb"Sec-WebSocket-Key: *(\S+)", request)
-    assert match is not None
-    digest = hashlib.sha1(match.group(1) + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest()
-    return base64.b64encode(digest).decode()
-
-
-def switching_protocols(request: bytes) -> bytes:
-    return (
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Accept: {accept_value(request)}\r\n\r\n"
-    ).encode()
-
-
-def server_frame(data: bytes, opcode: int = ABNF.OPCODE_TEXT, fin: int = 1) -> bytes:
-    return ABNF(fin, 0, 0, 0, opcode, 0, data).format()  # server frames are not masked
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
+    def next(self) -> Message:
+        deadline = time.monotonic() + WAIT
+        while True:
+            message = self.frames.next_frame()
+            if message is not None:
+                return message
+            if not self.transport.pending():
+                left = max(0.0, deadline - time.monotonic())
+                assert select.select([self.transport.sock], [], [], left)[0], "no frame came"
+            data = self.transport.read()
+            if data:
+                self.frames.feed(data, 0.0)
 
 
 def connect_failure(url: str, *, timeout: float = 5.0, **kwargs: Any) -> ConnectFailed:
@@ -155,17 +88,6 @@ def connect_failure(url: str, *, timeout: float = 5.0, **kwargs: Any) -> Connect
     assert KEY not in str(failed.value) and KEY not in repr(failed.value)
     assert "\n" not in str(failed.value)
     return failed.value
-
-
-def wait_until_closed_by_client(conn: socket.socket, server: RawServer) -> None:
-    """Block until the client closes (or the test ends), reading and dropping its bytes."""
-    conn.settimeout(0.2)
-    while not server.stop.is_set():
-        try:
-            if not conn.recv(65536):
-                return
-        except TimeoutError:
-            continue
 
 
 # --- the whole upgrade is bounded ------------------------------------------------------
@@ -315,15 +237,6 @@ def test_retry_after_parsing_is_total(value: str) -> None:
     assert seconds is None or 0.0 <= seconds <= spec.MAX_RETRY_AFTER_SECONDS
 
 
-def answering(answer: bytes | Callable[[bytes], bytes]) -> Handler:
-    def handler(conn: socket.socket, server: RawServer) -> None:
-        request = read_request(conn)
-        conn.sendall(answer(request) if callable(answer) else answer)
-        wait_until_closed_by_client(conn, server)
-
-    return handler
-
-
 @pytest.mark.parametrize(
     ("answer", "words"),
     [
@@ -434,16 +347,15 @@ def test_a_resolver_that_hangs_is_abandoned_at_the_deadline(
 def test_upgrade_against_the_reference_server_then_a_frame() -> None:
     config = ServerConfig(api_keys=(KEY,), feed="none", max_lifetime=120)
     with ReferenceServer(config) as server:
-        ws = open_connection(server.url, KEY, timeout=10)
+        transport = open_connection(server.url, KEY, timeout=10)
         try:
-            assert type(ws.sock) is socket.socket  # the handshake wrapper is gone
-            assert ws.sock.gettimeout() is None
-            ws.sock.settimeout(WAIT)
-            opcode, frame = ws.recv_data_frame(control_frame=True)
-            assert opcode == ABNF.OPCODE_TEXT
-            assert orjson.loads(frame.data)["msg_type"] == spec.MSG_CONNECTED
+            assert type(transport.sock) is socket.socket  # the handshake wrapper is gone
+            assert transport.sock.gettimeout() == 0.0  # non-blocking: the driver polls
+            opcode, data = Messages(transport).next()
+            assert opcode == OPCODE_TEXT
+            assert orjson.loads(data)["msg_type"] == spec.MSG_CONNECTED
         finally:
-            ws.close(timeout=2)
+            transport.close()
 
 
 def test_the_reference_server_rejecting_a_key_gives_its_reason() -> None:
@@ -458,13 +370,13 @@ def test_frames_sent_with_the_101_are_not_lost() -> None:
     frames = [b'{"n":1}', b'{"n":2}']
     sent = answering(lambda r: switching_protocols(r) + b"".join(server_frame(f) for f in frames))
     with RawServer(sent) as server:
-        ws = open_connection(server.url, KEY, timeout=10)
+        transport = open_connection(server.url, KEY, timeout=10)
         try:
-            assert ws.has_buffered_data()
-            ws.sock.settimeout(WAIT)
-            assert [ws.recv_data_frame()[1].data for _ in frames] == frames
+            assert transport.received
+            messages = Messages(transport)
+            assert [messages.next()[1] for _ in frames] == frames
         finally:
-            ws.shutdown()
+            transport.close()
 
 
 # --- proxies from the environment ----------------------------------------------------------
@@ -514,13 +426,12 @@ def test_an_http_proxy_from_the_environment_is_tunnelled_through(
     config = ServerConfig(api_keys=(KEY,), feed="none", max_lifetime=120)
     with ReferenceServer(config) as server, RawServer(connect_proxy(seen)) as proxy:
         no_proxy_settings.setenv("http_proxy", f"http://user:pa%40ss@127.0.0.1:{proxy.port}")
-        ws = open_connection(server.url, KEY, timeout=10)
+        transport = open_connection(server.url, KEY, timeout=10)
         try:
-            ws.sock.settimeout(WAIT)
-            _, frame = ws.recv_data_frame()
-            assert orjson.loads(frame.data)["msg_type"] == spec.MSG_CONNECTED
+            _, data = Messages(transport).next()
+            assert orjson.loads(data)["msg_type"] == spec.MSG_CONNECTED
         finally:
-            ws.close(timeout=2)
+            transport.close()
     assert len(seen) == 1
     assert seen[0].startswith(f"CONNECT 127.0.0.1:{server.port} HTTP/1.1\r\n".encode())
     assert b"Proxy-Authorization: Basic " + base64.b64encode(b"user:pa@ss") in seen[0]
@@ -558,8 +469,7 @@ def test_all_proxy_is_used_when_the_schemes_own_variable_is_not_set(
         route = proxy_for(server.url)
         assert route is not None and route.used
         assert (route.variable, route.address) == ("ALL_PROXY", f"127.0.0.1:{proxy.port}")
-        ws = open_connection(server.url, KEY, timeout=10)
-        ws.close(timeout=2)
+        open_connection(server.url, KEY, timeout=10).close()
     assert len(seen) == 1 and seen[0].startswith(b"CONNECT 127.0.0.1:")
 
 
@@ -596,8 +506,7 @@ def test_a_socks_all_proxy_is_passed_over_and_the_connection_goes_direct(
     assert route is not None and not route.used and route.scheme == "socks5h"
     config = ServerConfig(api_keys=(KEY,), feed="none", max_lifetime=120)
     with ReferenceServer(config) as server:
-        ws = open_connection(server.url, KEY, timeout=10)
-        ws.close(timeout=2)
+        open_connection(server.url, KEY, timeout=10).close()
 
 
 def test_a_malformed_all_proxy_is_a_proxy_failure(no_proxy_settings: pytest.MonkeyPatch) -> None:
@@ -665,20 +574,19 @@ def test_a_trusted_tls_upgrade_then_a_frame(self_signed: tuple[Path, Path]) -> N
     trusting = ssl.create_default_context(cafile=str(self_signed[0]))
     sent = answering(lambda r: switching_protocols(r) + server_frame(b'{"over":"tls"}'))
     with RawServer(sent, tls=server_tls(self_signed)) as server:
-        ws = open_connection(server.url, KEY, timeout=10, ssl_context=trusting)
+        transport = open_connection(server.url, KEY, timeout=10, ssl_context=trusting)
         try:
-            assert isinstance(ws.sock, ssl.SSLSocket)
-            ws.sock.settimeout(WAIT)
-            assert ws.recv_data_frame()[1].data == b'{"over":"tls"}'
+            assert isinstance(transport.sock, ssl.SSLSocket)
+            assert Messages(transport).next()[1] == b'{"over":"tls"}'
         finally:
-            ws.shutdown()
+            transport.close()
 
 
 def test_half_a_tls_record_then_silence_is_a_frame_timeout(
     self_signed: tuple[Path, Path],
 ) -> None:
-    """select() says readable, yet the TLS layer blocks for the rest of the record: the
-    frame deadline must cover that read too."""
+    """poll() says readable, yet the TLS layer has nothing to hand out until the rest of
+    the record comes: the frame deadline must cover that wait too."""
     half_sent = threading.Event()
 
     def half_record(conn: socket.socket, server: RawServer) -> None:
@@ -715,16 +623,15 @@ def test_half_a_tls_record_then_silence_is_a_frame_timeout(
 
     trusting = ssl.create_default_context(cafile=str(self_signed[0]))
     with RawServer(half_record, tls=None) as server:
-        ws = open_connection(server.url.replace("ws://", "wss://"), KEY, timeout=10,
-                             ssl_context=trusting)
+        transport = open_connection(server.url.replace("ws://", "wss://"), KEY, timeout=10,
+                                    ssl_context=trusting)
         try:
             assert half_sent.wait(WAIT)
-            assert select.select([ws.sock], [], [], WAIT)[0]  # what the socket thread waits on
-            ws.frame_timeout = 0.3
-            with pytest.raises(FrameTimeout):
-                ws.recv_data_frame()
+            assert select.select([transport.sock], [], [], WAIT)[0]  # what the driver polls
+            end = Driver(transport, idle_session(), settings=DriverSettings(io_timeout=0.3)).run()
         finally:
-            ws.shutdown()
+            transport.close()
+    assert end.reason is EndReason.FRAME_STALLED
 
 
 # --- the API key never shows -----------------------------------------------------------
@@ -782,283 +689,14 @@ def test_the_key_never_appears_in_a_failure(echo_server: RawServer, key: str, wh
     assert failure.kind is not ConnectFailure.TIMEOUT
 
 
-# --- reading frames ------------------------------------------------------------------------
+# --- the upgraded socket ------------------------------------------------------------------
 
 
-class CountingSocket:
-    """Wraps a real socket and counts the recv calls websocket-client makes."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self._sock = sock
-        self.recv_calls = 0
-
-    def recv(self, bufsize: int) -> bytes:
-        self.recv_calls += 1
-        return self._sock.recv(bufsize)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sock, name)
-
-
-def connected_pair(**kwargs: Any) -> tuple[BufferedWebSocket, socket.socket]:
-    ours, theirs = socket.socketpair()
-    ws = BufferedWebSocket(skip_utf8_validation=True, **kwargs)
-    ws.sock = ours
-    ws.connected = True
-    return ws, theirs
-
-
-def send_in_background(sock: socket.socket, data: bytes) -> threading.Thread:
-    """sendall from a thread; the test ends it by closing the sockets."""
-
-    def send() -> None:
-        with contextlib.suppress(OSError):
-            sock.sendall(data)
-
-    thread = threading.Thread(target=send, daemon=True)
-    thread.start()
-    return thread
-
-
-def test_a_burst_of_frames_is_read_with_one_recv() -> None:
-    ours, theirs = socket.socketpair()
-    counting = CountingSocket(ours)
-    ws = BufferedWebSocket()
-    ws.sock = counting  # type: ignore[assignment]
-    ws.connected = True
-    texts = [f'{{"msg_type":"strategy.signal","seq_id":{i}}}' for i in range(50)]
-    theirs.sendall(b"".join(server_frame(t.encode()) for t in texts))
-    received = []
-    for _ in texts:
-        opcode, frame = ws.recv_data_frame()
-        assert opcode == ABNF.OPCODE_TEXT
-        received.append(frame.data.decode())
-    assert received == texts
-    # websocket-client alone would make at least 3 reads per frame (150 here).
-    assert counting.recv_calls == 1
-    assert not ws.has_buffered_data()
-    ours.close()
-    theirs.close()
-
-
-def test_a_frame_split_across_reads_is_reassembled() -> None:
-    ws, theirs = connected_pair()
-    data = server_frame(b"x" * 70_000)  # 64-bit length, larger than one read chunk
-    result: list[bytes] = []
-    reader = threading.Thread(target=lambda: result.append(ws.recv_data_frame()[1].data))
-    reader.start()
-    for start in range(0, len(data), 1000):
-        theirs.sendall(data[start : start + 1000])
-    reader.join(WAIT)
-    assert result == [b"x" * 70_000]
-    ws.shutdown()
-    theirs.close()
-
-
-def test_a_frame_announcing_more_than_the_limit_is_refused_unread() -> None:
-    ws, theirs = connected_pair()
-    # FIN + text, 64-bit length of 1 TiB; not one payload byte follows.
-    theirs.sendall(bytes([0x81, 127]) + (1 << 40).to_bytes(8, "big"))
-    with pytest.raises(FrameTooLarge, match="exceeds the limit"):
-        ws.recv_data_frame()
-    theirs.close()
-
-
-def test_a_fragmented_message_over_the_limit_is_refused() -> None:
-    ws, theirs = connected_pair()
-    half = spec.MAX_FRAME_BYTES // 2 + 1
-    first = server_frame(b"x" * half, fin=0)
-    rest = server_frame(b"x" * half, ABNF.OPCODE_CONT)
-    sender = send_in_background(theirs, first + rest)
-    with pytest.raises(FrameTooLarge, match="fragmented"):
-        ws.recv_data_frame()
-    sender.join(WAIT)
-    theirs.close()
-
-
-def test_invalid_utf8_is_left_to_the_decoder() -> None:
-    ws, theirs = connected_pair()
-    theirs.sendall(server_frame(b'{"msg_type":"\xff"}'))
-    opcode, frame = ws.recv_data_frame()
-    assert (opcode, frame.data) == (ABNF.OPCODE_TEXT, b'{"msg_type":"\xff"}')
-    theirs.close()
-
-
-def test_a_frame_dripping_a_byte_at_a_time_times_out() -> None:
-    ws, theirs = connected_pair(frame_timeout=0.5)
-    ws.settimeout(30)  # a per-read timeout, as callers set: each drip resets it
-    payload = b"d" * 200
-    frame = server_frame(payload)
-    stop = threading.Event()
-    dripped: list[int] = []
-
-    def drip() -> None:
-        count = 0
-        try:
-            theirs.sendall(frame[:2])
-            for byte in frame[2:]:
-                if stop.wait(0.1):
-                    break
-                theirs.sendall(bytes([byte]))
-                count += 1
-        except OSError:
-            pass
-        dripped.append(count)
-
-    dripper = threading.Thread(target=drip, daemon=True)
-    dripper.start()
-    with pytest.raises(FrameTimeout, match=r"part of a frame but not the rest within 0\.5 s"):
-        ws.recv_data_frame()
-    stop.set()
-    dripper.join(WAIT)
-    assert dripped and dripped[0] < len(payload)
-    assert isinstance(FrameTimeout("x"), websocket.WebSocketException)
-    ws.shutdown()
-    theirs.close()
-
-
-def scripted_clock(*times: float) -> Callable[[], float]:
-    values = iter(times)
-    last = [0.0]
-
-    def clock() -> float:
-        last[0] = next(values, last[0])
-        return last[0]
-
-    return clock
-
-
-def test_the_frame_deadline_counts_from_the_first_byte_not_per_read() -> None:
-    # First read at t=0 brings part of the frame; the second read starts at t=11.
-    ws, theirs = connected_pair(frame_timeout=10.0, clock=scripted_clock(0.0, 11.0))
-    ws.settimeout(WAIT)
-    ws.sock = ChunkedSocket(ws.sock, [50])  # type: ignore[arg-type, assignment]
-    theirs.sendall(server_frame(b"p" * 100))  # all there, but the second read is 11 s late
-    with pytest.raises(FrameTimeout):
-        ws.recv_data_frame()
-    theirs.close()
-
-
-def test_a_frame_completed_just_within_the_deadline_is_read() -> None:
-    ws, theirs = connected_pair(frame_timeout=10.0, clock=scripted_clock(0.0, 9.9, 9.9, 9.9))
-    frame = server_frame(b"q" * 100)
-    result: list[bytes] = []
-    ws.settimeout(WAIT)
-    split = ChunkedSocket(ws.sock, [50])  # type: ignore[arg-type]
-    ws.sock = split  # type: ignore[assignment]
-    theirs.sendall(frame)
-    reader = threading.Thread(target=lambda: result.append(ws.recv_data_frame()[1].data))
-    reader.start()
-    reader.join(WAIT)
-    assert result == [b"q" * 100]
-    assert split.reads >= 2  # it did span two reads
-    theirs.close()
-
-
-def test_a_slow_consumer_does_not_make_the_next_frame_late() -> None:
-    """A burst read at t=0 holds the first frame and the head of the second; the caller
-    comes back for the second at t=100, its rest long since in the kernel: no timeout."""
-    first, second = server_frame(b"first"), server_frame(b"s" * 100)
-    ws, theirs = connected_pair(frame_timeout=10.0, clock=scripted_clock(0.0, 100.0))
-    ws.settimeout(WAIT)
-    ws.sock = ChunkedSocket(ws.sock, [len(first) + 10])  # type: ignore[arg-type, assignment]
-    theirs.sendall(first + second)
-    assert ws.recv_data_frame()[1].data == b"first"
-    assert ws.recv_data_frame()[1].data == b"s" * 100
-    theirs.close()
-
-
-class ChunkedSocket:
-    """Hands out the first reads in the given sizes, to split a frame across reads."""
-
-    def __init__(self, sock: socket.socket, sizes: list[int]) -> None:
-        self._sock = sock
-        self._sizes = list(sizes)
-        self.reads = 0
-
-    def recv(self, bufsize: int) -> bytes:
-        self.reads += 1
-        if self._sizes:
-            bufsize = min(bufsize, self._sizes.pop(0))
-        return self._sock.recv(bufsize)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sock, name)
-
-
-def test_idle_between_frames_has_no_deadline_from_the_connection() -> None:
-    """After a complete frame, waiting for the next one is the caller's business: the
-    caller's own timeout applies, not the frame deadline."""
-    clock = scripted_clock(0.0, 1000.0)
-    ws, theirs = connected_pair(frame_timeout=1.0, clock=clock)
-    theirs.sendall(server_frame(b"one"))
-    assert ws.recv_data_frame()[1].data == b"one"
-    ws.settimeout(0.05)
-    with pytest.raises(websocket.WebSocketTimeoutException) as waited:
-        ws.recv_data_frame()
-    assert not isinstance(waited.value, FrameTimeout)
-    theirs.sendall(server_frame(b"two"))
-    ws.settimeout(WAIT)
-    assert ws.recv_data_frame()[1].data == b"two"
-    theirs.close()
-
-
-class CountingFrames(BufferedWebSocket):
-    frames = 0
-
-    def recv_frame(self) -> ABNF:
-        self.frames += 1
-        return super().recv_frame()
-
-
-def test_a_flood_of_one_byte_fragments_is_refused_after_the_fragment_limit() -> None:
-    ours, theirs = socket.socketpair()
-    ws = CountingFrames(skip_utf8_validation=True)
-    ws.sock = ours
-    ws.connected = True
-    fragments = spec.MAX_FRAME_BYTES - 1  # under the size limit: only the count can stop it
-    one = server_frame(b"y", ABNF.OPCODE_CONT, fin=0)
-    flood = server_frame(b"y", fin=0) + one * (fragments - 2) + server_frame(
-        b"y", ABNF.OPCODE_CONT)
-    sender = send_in_background(theirs, flood)
-    with pytest.raises(TooManyFragments) as refused:
-        ws.recv_data_frame()
-    assert isinstance(refused.value, FrameTooLarge)  # so the caller closes with 1009
-    assert ws.frames == spec.MAX_FRAGMENTS_PER_MESSAGE + 1
-    ours.close()
-    theirs.close()
-    sender.join(WAIT)
-
-
-def test_fragments_within_the_limits_are_joined_with_pings_between() -> None:
-    ws, theirs = connected_pair()
-    parts = [f"part{i};".encode() for i in range(spec.MAX_FRAGMENTS_PER_MESSAGE)]
-    data = server_frame(parts[0], fin=0)
-    for part in parts[1:-1]:
-        data += server_frame(part, ABNF.OPCODE_CONT, fin=0)
-        if part in (b"part7;", b"part517;"):
-            data += server_frame(b"hi", ABNF.OPCODE_PING)
-    data += server_frame(parts[-1], ABNF.OPCODE_CONT)
-    sender = send_in_background(theirs, data)
-    opcode, frame = ws.recv_data_frame()
-    assert (opcode, frame.data) == (ABNF.OPCODE_TEXT, b"".join(parts))
-    sender.join(WAIT)
-    theirs.settimeout(WAIT)
-    pong = theirs.recv(2)  # websocket-client answered the pings meanwhile
-    assert pong[0] == 0x80 | ABNF.OPCODE_PONG
-    ws.shutdown()
-    theirs.close()
-
-
-def test_a_continuation_without_a_start_is_a_protocol_error() -> None:
-    ws, theirs = connected_pair()
-    theirs.sendall(server_frame(b"orphan", ABNF.OPCODE_CONT))
-    with pytest.raises(websocket.WebSocketProtocolException):
-        ws.recv_data_frame()
-    theirs.close()
-
-
-# --- sending -------------------------------------------------------------------------------
+def idle_session(silence: float = 30.0) -> ClientSession:
+    """A session with nothing to say and long deadlines: the socket decides how it ends."""
+    return ClientSession(request_id_prefix="c2ws-test", stream_filter=StreamFilter([], {}),
+                         now=time.monotonic(),
+                         timeouts=SessionTimeouts(connected=silence, silence=silence))
 
 
 def test_a_server_that_stops_reading_makes_sends_fail_with_send_blocked() -> None:
@@ -1067,33 +705,49 @@ def test_a_server_that_stops_reading_makes_sends_fail_with_send_blocked() -> Non
         server.stop.wait(60)
 
     with RawServer(never_reads) as server:
-        ws = open_connection(server.url, KEY, timeout=10)
-        ws.send_timeout = 0.3
-        message = b'{"msg_type":"heartbeat.ack","pad":"' + b"z" * 65536 + b'"}'
+        transport = open_connection(server.url, KEY, timeout=10)
+        frame = b"z" * 65536
         sent = 0
         try:
             with pytest.raises(SendBlocked, match=r"the server stopped reading: could not send "
                                                   r"for 0\.3 s"):
                 for _ in range(10_000):  # 640 MB: far more than any kernel buffers
-                    ws.send_text(message)
+                    transport.send(frame, 0.3)
                     sent += 1
         finally:
-            ws.shutdown()
+            transport.close()
     assert sent > 0  # the buffers did take frames until they were full
 
 
-def test_send_text_writes_one_unfragmented_text_frame() -> None:
-    ws, theirs = connected_pair()
-    written = ws.send_text(b'{"msg_type":"heartbeat.ack"}')
-    theirs.settimeout(WAIT)
-    data = theirs.recv(65536)
-    assert written == len(data)
-    assert data[0] == 0x80 | ABNF.OPCODE_TEXT  # FIN, text
-    mask, payload = data[2:6], data[6:]
-    assert bytes(b ^ mask[i % 4] for i, b in enumerate(payload)) == (
-        b'{"msg_type":"heartbeat.ack"}')
-    ws.shutdown()
-    theirs.close()
+def test_a_send_waiting_for_a_server_that_stopped_reading_ends_on_a_stop() -> None:
+    """A send blocked on a full socket buffer wakes for a stop request at once (order of
+    events: the stop is requested, then the send gives up; its timeout is an hour)."""
+    ours, theirs = socket.socketpair()
+    transport = SocketTransport(ours)
+    stop = StopSignal()
+    outcome: list[BaseException] = []
+    filling = threading.Event()
+
+    def fill() -> None:
+        filling.set()
+        try:
+            while True:
+                transport.send(b"z" * 65536, 3600.0, stop)
+        except (SendStopped, SendBlocked) as exc:
+            outcome.append(exc)
+
+    sender = threading.Thread(target=fill, daemon=True)
+    sender.start()
+    assert filling.wait(WAIT)
+    stop.set()
+    sender.join(WAIT)
+    try:
+        assert not sender.is_alive()
+        assert len(outcome) == 1 and isinstance(outcome[0], SendStopped)
+    finally:
+        transport.close()
+        theirs.close()
+        stop.close()
 
 
 def test_a_malformed_proxy_setting_is_a_proxy_failure(
@@ -1116,11 +770,16 @@ def test_a_malformed_proxy_setting_is_a_proxy_failure(
 )
 @settings(max_examples=300, deadline=None)
 def test_client_text_frame_is_byte_for_byte_websocket_clients(data: bytes, mask_key: bytes) -> None:
-    from c2ws.net.connection import client_text_frame
+    import websocket
+
+    from c2ws.net.frames import OPCODE_PING, client_frame, client_text_frame
 
     expected = websocket.ABNF.create_frame(data, websocket.ABNF.OPCODE_TEXT)
     expected.get_mask_key = lambda _length: mask_key
     assert client_text_frame(data, mask_key) == expected.format()
+    ping = websocket.ABNF.create_frame(data[:125], websocket.ABNF.OPCODE_PING)
+    ping.get_mask_key = lambda _length: mask_key
+    assert client_frame(OPCODE_PING, data[:125], mask_key) == ping.format()
 
 
 def test_mask_keys_come_from_the_os_random_source_in_batches(
@@ -1128,7 +787,7 @@ def test_mask_keys_come_from_the_os_random_source_in_batches(
 ) -> None:
     import os
 
-    from c2ws.net import connection
+    from c2ws.net import frames
 
     calls: list[int] = []
     real_urandom = os.urandom
@@ -1137,9 +796,9 @@ def test_mask_keys_come_from_the_os_random_source_in_batches(
         calls.append(size)
         return real_urandom(size)
 
-    monkeypatch.setattr(connection.os, "urandom", urandom)
-    ws = connection.BufferedWebSocket()
-    keys = [ws._next_mask_key() for _ in range(connection.MASK_KEY_BATCH * 2 + 1)]
+    monkeypatch.setattr(frames.os, "urandom", urandom)
+    masks = frames.MaskKeys()
+    keys = [masks.next() for _ in range(frames.MASK_KEY_BATCH * 2 + 1)]
     assert all(len(key) == 4 for key in keys)
-    assert calls == [4 * connection.MASK_KEY_BATCH] * 3
+    assert calls == [4 * frames.MASK_KEY_BATCH] * 3
     assert len(set(keys)) > len(keys) * 0.99  # 32 random bits each: collisions are rare

@@ -111,15 +111,15 @@ def test_discard_empties_the_queue() -> None:
 
 
 def test_readiness_tells_the_socket_from_the_wake_up_and_a_hang_up() -> None:
-    """The socket thread's wait (c2ws.net.worker.Readiness): which of the two sockets can
-    be read, a timeout with neither, and a closed peer counts as readable."""
+    """The connection driver's wait (c2ws.net.driver.Readiness): which of the two sockets
+    can be read, a timeout with neither, and a closed peer counts as readable."""
     import socket
 
-    from c2ws.net.worker import Readiness
+    from c2ws.net.driver import Readiness
 
     conn, server = socket.socketpair()
     wake_reader, wake_writer = socket.socketpair()
-    readiness = Readiness(conn, wake_reader)
+    readiness = Readiness(conn.fileno(), wake_reader.fileno())
     try:
         assert readiness.wait(0) == (False, False)
         assert readiness.wait(0.001) == (False, False)

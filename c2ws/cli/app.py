@@ -5,10 +5,10 @@ import re
 from typing import Annotated, Any
 
 import typer
-from typer._click.exceptions import NoSuchOption
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from c2ws import __version__
+from c2ws.cli.typer_compat import HelpFlag, MetavarArgument, NoSuchOption
 
 
 class Terminated(BaseException):
@@ -23,22 +23,6 @@ class StdoutClosed(Exception):
 _NEGATIVE_NUMBER = re.compile(r"-\d[\d,]*")
 
 
-class _Argument(TyperArgument):
-    """An argument shown as its metavar says ("STRATEGY_ID..."), not as the Python type
-    it is parsed into ("{STRATEGY_ID}... <list[str]>")."""
-
-    def display_type_rich(self, ctx: Any) -> str | None:
-        return None if self.metavar is not None else super().display_type_rich(ctx)
-
-    def _rich_display_name(self) -> str:
-        name = self.display_name_raw
-        return f"{name}..." if self.nargs != 1 else name
-
-    def _usage_display_name(self) -> str:
-        name = self._rich_display_name()
-        return name if self.required else f"[{name}]"
-
-
 class Command(TyperCommand):
     """Every c2ws command: plain metavars, and a negative number among the arguments is
     called a bad strategy id rather than an unknown option."""
@@ -47,7 +31,7 @@ class Command(TyperCommand):
         super().__init__(*args, **kwargs)
         for param in self.params:
             if type(param) is TyperArgument:
-                param.__class__ = _Argument
+                param.__class__ = MetavarArgument
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         given = list(args)  # the parser consumes the list it is handed
@@ -65,25 +49,13 @@ class Command(TyperCommand):
             ) from None
 
 
-class _HelpFlag(TyperOption):
-    """``--help``: a flag, given or not.  Typer would run even its absent value through
-    its pydantic-based coercion, loading pydantic (most of the time of ``c2ws X --help``)
-    for a value that can only be a bool."""
-
-    def process_value(self, ctx: Any, value: Any) -> Any:
-        value = bool(value)
-        if self.callback is not None:
-            value = self.callback(ctx, self, value)
-        return value
-
-
 class Group(TyperGroup):
     """The ``c2ws`` group, with a help flag that loads nothing to be parsed."""
 
     def get_help_option(self, ctx: Any) -> Any:
         option = super().get_help_option(ctx)
         if option is not None and type(option) is TyperOption:
-            option.__class__ = _HelpFlag
+            option.__class__ = HelpFlag
         return option
 
 

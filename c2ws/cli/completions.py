@@ -6,18 +6,14 @@ from typing import Annotated
 
 import typer
 
-# Typer prints these scripts only for the shell it detects; this is the same function,
-# for any shell.  tests/test_completions.py notices if it moves.
-from typer._completion_classes import completion_init
-from typer._completion_shared import get_completion_script
-
 from c2ws.cli.app import Command, app
 from c2ws.cli.options import choice
 from c2ws.cli.shared import COMPLETE_VAR
+from c2ws.cli.typer_compat import completion_script, register_completion_shells
 
 # Typer registers its shells only along with its own --install-completion option, which
 # c2ws leaves out (this command does that job): the scripts' requests need them.
-completion_init()
+register_completion_shells()
 
 
 class Shell(str, Enum):
@@ -42,5 +38,4 @@ def completions(
       c2ws completions fish > ~/.config/fish/completions/c2ws.fish
     """
     # The script asks c2ws itself for candidates, so it never goes stale as options change.
-    typer.echo(get_completion_script(prog_name="c2ws", complete_var=COMPLETE_VAR,
-                                     shell=shell.value))
+    typer.echo(completion_script(shell.value, prog_name="c2ws", complete_var=COMPLETE_VAR))

@@ -1,53 +1,55 @@
-"""Opening one WebSocket connection on websocket-client, and reading it smartly.
+"""Opening one WebSocket connection, and the socket under it.
 
 ``open_connection`` connects and upgrades with the Bearer key within one deadline and
-maps every failure to a classified, one-line, key-free :class:`ConnectFailed`.
-:class:`BufferedWebSocket` serves websocket-client's small frame reads from one large
-``recv``, bounds frame and message sizes, and puts deadlines on a frame's completion
-and on each send.
+maps every failure to a classified, one-line, key-free :class:`ConnectFailed`.  Every wait
+in it (the name lookup, the TCP connect, the proxy tunnel, the TLS handshake, the
+upgrade) polls a :class:`StopSignal` along with its socket: a stop request ends a
+connect at once, not at its deadline.  It hands over a :class:`SocketTransport`: the
+upgraded socket, non-blocking, read by the connection driver (c2ws/net/driver.py) when
+it is readable and written to within a deadline.
 
-Nothing of websocket-client is patched: we hand it a socket of ours through its
-documented ``socket=`` option and subclass ``WebSocket`` through its ``class_`` option.
+websocket-client only checks the upgrade (c2ws/net/wsclient_compat.py); framing is ours
+(c2ws/net/frames.py).
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
 import email.utils
 import enum
+import errno
+import functools
 import ipaddress
 import math
 import os
 import re
-import select
+import selectors
 import socket
 import ssl
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 from urllib.parse import unquote, urlsplit
 
-import websocket
-from websocket import ABNF, continuous_frame, frame_buffer
-from websocket._url import get_proxy_info, parse_url
-from websocket._utils import validate_utf8
-
 from c2ws import spec
+from c2ws.net import wsclient_compat
 
 READ_CHUNK = 65536
-# FIN, no RSV bits, opcode 1 (text): the first header byte of an unfragmented text frame.
-_FIN_TEXT: Final = 0x81
 _HEAD_READ_CHUNK = 4096
-MASK_KEY_BATCH = 256
 _REDACTED = "****"
 # websocket-client follows these (we never do); any other non-101 status is a rejection.
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _STATUS_LINE = re.compile(r"HTTP/\d(?:\.\d)?\s+(\d{3})(?:\s+(.*))?")
 
 Clock = Callable[[], float]
+T = TypeVar("T")
+# A non-blocking connect() under way (EWOULDBLOCK: Windows).
+_CONNECT_IN_PROGRESS: Final = frozenset({errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN,
+                                         errno.EALREADY})
 
 
 # --- failures ------------------------------------------------------------------------
@@ -67,6 +69,7 @@ class ConnectFailure(enum.Enum):
     BAD_URL = "bad-url"  # not a ws:// or wss:// URL with a valid host and port
     BAD_RESPONSE = "bad-response"  # not HTTP, over the header bounds, or a bad upgrade
     REJECTED = "rejected"  # an HTTP error status: see HandshakeRejected
+    CANCELLED = "cancelled"  # a stop was requested while connecting
 
 
 class ConnectFailed(Exception):
@@ -97,21 +100,63 @@ class HandshakeRejected(ConnectFailed):
         self.retry_after = retry_after
 
 
-class FrameTooLarge(websocket.WebSocketPayloadException):
-    """A frame or fragmented message over spec.MAX_FRAME_BYTES: refused before it is read."""
-
-
-class TooManyFragments(FrameTooLarge):
-    """A message split into more than spec.MAX_FRAGMENTS_PER_MESSAGE frames."""
-
-
-class FrameTimeout(websocket.WebSocketException):
-    """A frame began to arrive but its remaining bytes did not follow in time."""
-
-
-class SendBlocked(websocket.WebSocketException):
-    """The socket took no more of a frame for ``send_timeout`` seconds: the server stopped
+class SendBlocked(Exception):
+    """The socket took no more of a frame for the send timeout: the server stopped
     reading.  Part of the frame may be on the wire, so the connection is unusable."""
+
+
+class SendStopped(Exception):
+    """A stop was requested while a send waited for the socket.  Part of the frame may be
+    on the wire, so the connection is unusable."""
+
+
+class ConnectionLost(Exception):
+    """The upgraded connection broke (reset, closed without a close frame...); ``str()``
+    says how, in one line."""
+
+
+# --- stopping a socket thread wherever it waits ------------------------------------------
+
+
+class StopSignal:
+    """A request to stop, made from any thread, that wakes the thread it is meant for
+    wherever that thread waits: every wait of a connect, of the driver and of a blocked
+    send polls :meth:`fileno` along with its socket (the name lookup included, which runs
+    in a thread of its own).  :meth:`wait` serves the sleeps between connections."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._reader, self._writer = socket.socketpair()
+        self._reader.setblocking(False)
+        self._writer.setblocking(False)
+
+    def set(self) -> None:
+        """Request the stop (safe to call more than once, from any thread)."""
+        self._event.set()
+        with contextlib.suppress(OSError):  # already woken (its buffer is full) or closed
+            self._writer.send(b"\0")
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, timeout: float | None) -> bool:
+        """Sleep up to ``timeout`` seconds, or until the stop is requested (True)."""
+        return self._event.wait(timeout)
+
+    def fileno(self) -> int:
+        """Readable once the stop is requested (until :meth:`clear_wakeups`)."""
+        return self._reader.fileno()
+
+    def clear_wakeups(self) -> None:
+        """Drain the wake-up bytes (the stop stays requested: see :meth:`is_set`)."""
+        with contextlib.suppress(OSError):
+            while self._reader.recv(256):
+                pass
+
+    def close(self) -> None:
+        for sock in (self._reader, self._writer):
+            with contextlib.suppress(OSError):
+                sock.close()
 
 
 # --- the deadline --------------------------------------------------------------------
@@ -137,6 +182,48 @@ class _Deadline:
         return ConnectFailed(ConnectFailure.TIMEOUT, f"timed out after {self.seconds:g} s {doing}")
 
 
+def _stopped(doing: str) -> ConnectFailed:
+    return ConnectFailed(ConnectFailure.CANCELLED, f"stopped while {doing}")
+
+
+def _wait_ready(
+    sock: Any, write: bool, deadline: _Deadline, stop: StopSignal | None, doing: str
+) -> None:
+    """Until ``sock`` can be read (or written, ``write``); ConnectFailed(TIMEOUT) at the
+    deadline, ConnectFailed(CANCELLED) as soon as ``stop`` is set.  (Connect paths only:
+    a selector per wait is cheap next to a connect.)"""
+    with selectors.DefaultSelector() as selector:
+        selector.register(sock, selectors.EVENT_WRITE if write else selectors.EVENT_READ)
+        if stop is not None:
+            selector.register(stop.fileno(), selectors.EVENT_READ)
+        while True:
+            if stop is not None and stop.is_set():
+                raise _stopped(doing)
+            ready = selector.select(deadline.remaining(doing))
+            if stop is not None and stop.is_set():
+                raise _stopped(doing)
+            if any(key.fileobj is sock for key, _ in ready):
+                return
+
+
+def _until_done(
+    sock: Any, attempt: Callable[[], T], deadline: _Deadline, stop: StopSignal | None,
+    doing: str, *, writing: bool = False,
+) -> T:
+    """Run one operation of a non-blocking socket (TLS included) to completion, waiting
+    for the socket whenever it would block."""
+    while True:
+        try:
+            return attempt()
+        except (BlockingIOError, InterruptedError):
+            want_write = writing
+        except ssl.SSLWantReadError:
+            want_write = False
+        except ssl.SSLWantWriteError:
+            want_write = True
+        _wait_ready(sock, want_write, deadline, stop, doing)
+
+
 # --- reading an HTTP answer head, bounded ----------------------------------------------
 
 
@@ -153,7 +240,8 @@ class _AnswerHead:
 
 
 def _read_head(
-    sock: socket.socket, deadline: _Deadline, peer: str, bad: ConnectFailure
+    sock: socket.socket, deadline: _Deadline, peer: str, bad: ConnectFailure,
+    stop: StopSignal | None,
 ) -> _AnswerHead:
     """Read one HTTP answer head within the deadline and the size and line bounds.
 
@@ -167,7 +255,7 @@ def _read_head(
         if newline < 0:
             if len(buffer) >= spec.MAX_UPGRADE_HEADER_BYTES:
                 raise _too_large(peer, bad)
-            buffer += _recv_some(sock, deadline, f"waiting for {peer}'s answer")
+            buffer += _recv_some(sock, deadline, f"waiting for {peer}'s answer", stop)
             continue
         line = buffer[scanned:newline].decode("utf-8", "replace").strip()
         scanned = newline + 1
@@ -201,12 +289,11 @@ def _too_large(peer: str, bad: ConnectFailure) -> ConnectFailed:
     )
 
 
-def _recv_some(sock: socket.socket, deadline: _Deadline, doing: str) -> bytes:
-    sock.settimeout(deadline.remaining(doing))
+def _recv_some(
+    sock: socket.socket, deadline: _Deadline, doing: str, stop: StopSignal | None
+) -> bytes:
     try:
-        data = sock.recv(_HEAD_READ_CHUNK)
-    except TimeoutError:
-        raise deadline.expired(doing) from None
+        data = _until_done(sock, lambda: sock.recv(_HEAD_READ_CHUNK), deadline, stop, doing)
     except OSError as exc:
         raise _connection_lost(doing, exc) from None
     if not data:
@@ -216,12 +303,15 @@ def _recv_some(sock: socket.socket, deadline: _Deadline, doing: str) -> bytes:
     return data
 
 
-def _send_all(sock: socket.socket, data: bytes, deadline: _Deadline, doing: str) -> None:
-    sock.settimeout(deadline.remaining(doing))
+def _send_all(
+    sock: socket.socket, data: bytes, deadline: _Deadline, doing: str, stop: StopSignal | None
+) -> None:
+    view = memoryview(data)
     try:
-        sock.sendall(data)
-    except TimeoutError:
-        raise deadline.expired(doing) from None
+        while view:
+            sent = _until_done(sock, functools.partial(sock.send, view), deadline, stop, doing,
+                               writing=True)
+            view = view[sent:]
     except OSError as exc:
         raise _connection_lost(doing, exc) from None
 
@@ -252,10 +342,13 @@ class _UpgradeSocket:
     answer never reaches websocket-client: a redirect or a rejection is raised from here
     (websocket-client would read an error body of any announced length)."""
 
-    def __init__(self, sock: socket.socket, deadline: _Deadline, api_key: str) -> None:
+    def __init__(
+        self, sock: socket.socket, deadline: _Deadline, api_key: str, stop: StopSignal | None
+    ) -> None:
         self.inner = sock
         self._deadline = deadline
         self._api_key = api_key
+        self._stop = stop
         self._served: bytes | None = None
         self._offset = 0
         self.after_head = b""
@@ -275,7 +368,7 @@ class _UpgradeSocket:
 
     def send(self, data: bytes) -> int:
         # websocket-client ignores a short count here: send it all or fail.
-        _send_all(self.inner, data, self._deadline, "sending the upgrade request")
+        _send_all(self.inner, data, self._deadline, "sending the upgrade request", self._stop)
         return len(data)
 
     def recv(self, bufsize: int) -> bytes:
@@ -291,7 +384,8 @@ class _UpgradeSocket:
         return self._served is not None and self._offset == len(self._served)
 
     def _read_answer(self) -> bytes:
-        head = _read_head(self.inner, self._deadline, "the server", ConnectFailure.BAD_RESPONSE)
+        head = _read_head(self.inner, self._deadline, "the server", ConnectFailure.BAD_RESPONSE,
+                          self._stop)
         if head.status == 101:
             self.after_head = head.rest
             lines = [f"HTTP/1.1 101 {head.status_text}"]
@@ -303,7 +397,7 @@ class _UpgradeSocket:
                 "the server answered with a redirect, which c2ws does not follow (it would "
                 f"send the API key along); use the final URL (HTTP {head.status})",
             )
-        body = _read_rejection_body(self.inner, head, self._deadline)
+        body = _read_rejection_body(self.inner, head, self._deadline, self._stop)
         reason = head.header(spec.ERROR_HEADER) or head.status_text
         retry_after = head.header("Retry-After")
         raise HandshakeRejected(
@@ -350,7 +444,9 @@ def _unparsed_answer() -> ConnectFailed:
     return ConnectFailed(ConnectFailure.BAD_RESPONSE, "the upgrade answer could not be parsed")
 
 
-def _read_rejection_body(sock: socket.socket, head: _AnswerHead, deadline: _Deadline) -> bytes:
+def _read_rejection_body(
+    sock: socket.socket, head: _AnswerHead, deadline: _Deadline, stop: StopSignal | None
+) -> bytes:
     """At most MAX_REJECTION_BODY_BYTES of an announced body, what arrives in time.
     A body without Content-Length (chunked, or until close) is not read at all."""
     announced = (head.header("Content-Length") or "").strip()
@@ -360,11 +456,15 @@ def _read_rejection_body(sock: socket.socket, head: _AnswerHead, deadline: _Dead
     wanted = spec.MAX_REJECTION_BODY_BYTES if len(announced) > 9 else int(announced)
     wanted = min(wanted, spec.MAX_REJECTION_BODY_BYTES)
     body = bytearray(head.rest[:wanted])
-    while len(body) < wanted and deadline.left() > 0:
-        sock.settimeout(deadline.left())
+    while len(body) < wanted:
         try:
-            data = sock.recv(wanted - len(body))
-        except OSError:  # timeouts included: the status is what matters, keep what we have
+            data = _until_done(sock, functools.partial(sock.recv, wanted - len(body)), deadline,
+                               stop, "reading the rejection")
+        except ConnectFailed as exc:
+            if exc.kind is ConnectFailure.CANCELLED:
+                raise
+            break  # the deadline: the status is what matters, keep what we have
+        except OSError:
             break
         if not data:
             break
@@ -402,10 +502,13 @@ _getaddrinfo = socket.getaddrinfo
 AddrInfo = Any
 
 
-def _resolve(host: str, port: int, deadline: _Deadline) -> list[AddrInfo]:
-    """getaddrinfo within the deadline.  A blocking resolver cannot be interrupted, so a
-    name lookup runs in a daemon thread that we stop waiting for at the deadline; the
-    thread itself ends when the system resolver gives up (its own timeouts)."""
+def _resolve(
+    host: str, port: int, deadline: _Deadline, stop: StopSignal | None
+) -> list[AddrInfo]:
+    """getaddrinfo within the deadline, or until stopped.  A blocking resolver cannot be
+    interrupted, so a name lookup runs in a throwaway daemon thread that we stop waiting
+    for at the deadline or the stop (its result is then discarded); the thread itself
+    ends when the system resolver gives up (its own timeouts)."""
     try:
         ipaddress.ip_address(host)
     except ValueError:
@@ -413,7 +516,9 @@ def _resolve(host: str, port: int, deadline: _Deadline) -> list[AddrInfo]:
     else:  # a literal address: no lookup, nothing to wait for
         return _lookup(host, port)
     outcome: list[list[AddrInfo] | ConnectFailed] = []
-    done = threading.Event()
+    # The lookup thread says it is done on a socket, so that one poll waits for it and
+    # for the stop together.  It closes its end itself: ours may be gone by then.
+    done_reader, done_writer = socket.socketpair()
 
     def lookup() -> None:
         try:
@@ -421,11 +526,15 @@ def _resolve(host: str, port: int, deadline: _Deadline) -> list[AddrInfo]:
         except ConnectFailed as exc:
             outcome.append(exc)
         finally:
-            done.set()
+            with contextlib.suppress(OSError):
+                done_writer.send(b"\0")
+            done_writer.close()
 
-    threading.Thread(target=lookup, name="c2ws-resolve", daemon=True).start()
-    if not done.wait(max(deadline.left(), 0.0)):
-        raise deadline.expired("resolving the host name")
+    try:
+        threading.Thread(target=lookup, name="c2ws-resolve", daemon=True).start()
+        _wait_ready(done_reader, False, deadline, stop, "resolving the host name")
+    finally:
+        done_reader.close()
     if not outcome:  # the resolver raised something unforeseen
         raise ConnectFailed(ConnectFailure.DNS, "cannot resolve host")
     result = outcome[0]
@@ -445,41 +554,45 @@ def _lookup(host: str, port: int) -> list[AddrInfo]:
         raise ConnectFailed(ConnectFailure.DNS, f"cannot resolve host: {_reason(exc)}") from None
 
 
-def _connect_tcp(host: str, port: int, deadline: _Deadline, what: str) -> socket.socket:
-    """The first address of ``host`` that accepts, within the deadline."""
+def _connect_tcp(
+    host: str, port: int, deadline: _Deadline, what: str, stop: StopSignal | None
+) -> socket.socket:
+    """The first address of ``host`` that accepts, within the deadline (non-blocking:
+    the wait polls the stop signal too).  The socket is handed over non-blocking."""
     last_error: OSError | None = None
-    for family, kind, proto, _, address in _resolve(host, port, deadline):
+    doing = f"connecting to {what}"
+    for family, kind, proto, _, address in _resolve(host, port, deadline, stop):
         sock = socket.socket(family, kind, proto)
         try:
-            sock.settimeout(deadline.remaining(f"connecting to {what}"))
-            sock.connect(address)
-        except TimeoutError as exc:
-            sock.close()
-            if deadline.left() <= 0:
-                raise deadline.expired(f"connecting to {what}") from None
-            last_error = exc  # the kernel gave up on this address: try the next one
-            continue
-        except OSError as exc:
+            sock.setblocking(False)
+            error = sock.connect_ex(address)
+            if error in _CONNECT_IN_PROGRESS:
+                _wait_ready(sock, True, deadline, stop, doing)
+                error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if error:
+                raise OSError(error, os.strerror(error))
+        except OSError as exc:  # the kernel gave up on this address: try the next one
             sock.close()
             last_error = exc
             continue
-        except BaseException:
+        except BaseException:  # our deadline, a stop, or worse
             sock.close()
             raise
-        for option in websocket.DEFAULT_SOCKET_OPTION:  # TCP_NODELAY and keepalive probes
+        for option in wsclient_compat.DEFAULT_SOCKET_OPTIONS:  # TCP_NODELAY, keepalive
             sock.setsockopt(*option)
         return sock
     if isinstance(last_error, ConnectionRefusedError):
         raise ConnectFailed(ConnectFailure.REFUSED, "connection refused")
     if isinstance(last_error, TimeoutError):
-        raise deadline.expired(f"connecting to {what}")
+        raise deadline.expired(doing)
     if last_error is None:
         raise ConnectFailed(ConnectFailure.DNS, "cannot resolve host: no address found")
     raise ConnectFailed(ConnectFailure.NETWORK, _reason(last_error))
 
 
 def _tunnel(
-    sock: socket.socket, host: str, port: int, auth: tuple[str, str] | None, deadline: _Deadline
+    sock: socket.socket, host: str, port: int, auth: tuple[str, str] | None, deadline: _Deadline,
+    stop: StopSignal | None,
 ) -> None:
     """HTTP CONNECT through the proxy, as websocket-client does, within the deadline."""
     target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -488,8 +601,9 @@ def _tunnel(
         credentials = auth[0] + (f":{auth[1]}" if auth[1] else "")
         token = base64.b64encode(credentials.encode()).decode()
         request += f"Proxy-Authorization: Basic {token}\r\n"
-    _send_all(sock, (request + "\r\n").encode(), deadline, "asking the proxy for a tunnel")
-    head = _read_head(sock, deadline, "the proxy", ConnectFailure.PROXY)
+    _send_all(sock, (request + "\r\n").encode(), deadline, "asking the proxy for a tunnel",
+              stop)
+    head = _read_head(sock, deadline, "the proxy", ConnectFailure.PROXY, stop)
     if head.status != 200:
         raise ConnectFailed(
             ConnectFailure.PROXY, f"the proxy refused the tunnel (HTTP {head.status})"
@@ -516,7 +630,8 @@ def _default_tls_context() -> ssl.SSLContext:
 
 
 def _start_tls(
-    sock: socket.socket, host: str, deadline: _Deadline, context: ssl.SSLContext
+    sock: socket.socket, host: str, deadline: _Deadline, context: ssl.SSLContext,
+    stop: StopSignal | None,
 ) -> ssl.SSLSocket:
     doing = "in the TLS handshake"
     try:
@@ -525,8 +640,7 @@ def _start_tls(
         sock.close()
         raise ConnectFailed(ConnectFailure.TLS, f"TLS handshake failed: {_reason(exc)}") from None
     try:
-        tls.settimeout(deadline.remaining(doing))
-        tls.do_handshake()
+        _until_done(tls, tls.do_handshake, deadline, stop, doing)
     except ssl.SSLCertVerificationError as exc:
         tls.close()
         raise ConnectFailed(
@@ -534,9 +648,6 @@ def _start_tls(
             f"TLS handshake failed: the server's certificate is not trusted "
             f"({exc.verify_message or _reason(exc)})",
         ) from None
-    except TimeoutError:
-        tls.close()
-        raise deadline.expired(doing) from None
     except OSError as exc:  # SSLError included: a server that does not speak TLS, mostly
         tls.close()
         raise ConnectFailed(ConnectFailure.TLS, f"TLS handshake failed: {_reason(exc)}") from None
@@ -584,7 +695,7 @@ def _proxy_route(host: str, secure: bool) -> ProxyRoute | None:
     wanted = "https_proxy" if secure else "http_proxy"
     variable = wanted if wanted in os.environ else wanted.upper()
     try:
-        proxy_host, proxy_port, proxy_auth = get_proxy_info(host, secure)
+        proxy_host, proxy_port, proxy_auth = wsclient_compat.get_proxy_info(host, secure)
         if proxy_host:
             return ProxyRoute(variable, "http", str(proxy_host), int(proxy_port or 80),
                               proxy_auth, used=True)
@@ -593,7 +704,7 @@ def _proxy_route(host: str, secure: bool) -> ProxyRoute | None:
             # as in "proxy:3128" without a scheme: it connects directly then, and so do we).
             return None
         return _all_proxy_route(host, secure)
-    except (ValueError, TypeError, websocket.WebSocketException):
+    except (ValueError, TypeError, wsclient_compat.WebSocketException):
         raise ConnectFailed(
             ConnectFailure.PROXY, _PROXY_SETTING_INVALID.format(f"{wanted}/{wanted.upper()}")
         ) from None
@@ -607,8 +718,9 @@ def _all_proxy_route(host: str, secure: bool) -> ProxyRoute | None:
     invalid = ConnectFailed(ConnectFailure.PROXY, _PROXY_SETTING_INVALID.format(variable))
     try:
         # An explicit proxy makes websocket-client apply no_proxy to the host, and no more.
-        applies, _, _ = get_proxy_info(host, secure, proxy_host=variable, proxy_port=1)
-    except (ValueError, TypeError, websocket.WebSocketException):
+        applies, _, _ = wsclient_compat.get_proxy_info(host, secure, proxy_host=variable,
+                                                        proxy_port=1)
+    except (ValueError, TypeError, wsclient_compat.WebSocketException):
         raise invalid from None
     if not applies:
         return None
@@ -636,19 +748,20 @@ def proxy_for(url: str) -> ProxyRoute | None:
 
 
 def _open_stream(
-    host: str, port: int, secure: bool, deadline: _Deadline, context: ssl.SSLContext | None
+    host: str, port: int, secure: bool, deadline: _Deadline, context: ssl.SSLContext | None,
+    stop: StopSignal | None,
 ) -> socket.socket:
     """TCP (through the environment's HTTP proxy when one applies), then TLS for wss."""
     route = _proxy_route(host, secure)
     if route is not None and route.used:
-        sock = _connect_tcp(route.host, route.port, deadline, "the proxy")
+        sock = _connect_tcp(route.host, route.port, deadline, "the proxy", stop)
         try:
-            _tunnel(sock, host, port, route.auth, deadline)
+            _tunnel(sock, host, port, route.auth, deadline, stop)
         except BaseException:
             sock.close()
             raise
     else:
-        sock = _connect_tcp(host, port, deadline, "the server")
+        sock = _connect_tcp(host, port, deadline, "the server", stop)
     if not secure:
         return sock
     try:
@@ -656,12 +769,12 @@ def _open_stream(
     except BaseException:
         sock.close()
         raise
-    return _start_tls(sock, host, deadline, tls_context)
+    return _start_tls(sock, host, deadline, tls_context, stop)
 
 
 def _parse_url(url: str) -> tuple[str, int, bool]:
     try:
-        host, port, _, secure = parse_url(url)
+        host, port, _, secure = wsclient_compat.parse_url(url)
     except ValueError as exc:
         raise ConnectFailed(ConnectFailure.BAD_URL, f"bad URL: {exc}") from None
     return str(host), int(port), bool(secure)
@@ -674,8 +787,10 @@ def open_connection(
     timeout: float,
     clock: Clock = time.monotonic,
     ssl_context: ssl.SSLContext | None = None,
-) -> BufferedWebSocket:
-    """Connect and upgrade with the Bearer key, all within ``timeout`` seconds.
+    stop: StopSignal | None = None,
+) -> SocketTransport:
+    """Connect and upgrade with the Bearer key, all within ``timeout`` seconds, or until
+    ``stop`` is set (ConnectFailed(CANCELLED), at once).
 
     The deadline covers name resolution, the TCP connect, the proxy tunnel, the TLS
     handshake and the HTTP upgrade together.  The answer's head is bounded
@@ -683,8 +798,8 @@ def open_connection(
     a rejection (spec.MAX_REJECTION_BODY_BYTES).  Redirects are never followed.
 
     DNS: ``getaddrinfo`` cannot be interrupted, so the lookup runs in a daemon thread
-    that is abandoned at the deadline (it ends when the system resolver gives up); a
-    literal IP address needs no lookup and no thread.
+    that is abandoned at the deadline or the stop (it ends when the system resolver gives
+    up); a literal IP address needs no lookup and no thread.
 
     Proxies: an HTTP proxy from ``http_proxy``/``https_proxy``, else from ``ALL_PROXY``
     (``no_proxy`` honoured, with websocket-client's own rules) is tunnelled through here
@@ -695,36 +810,21 @@ def open_connection(
     unless ``ssl_context`` is given.
 
     Every failure is a :class:`ConnectFailed` whose ``kind`` classifies it (an HTTP error
-    status is a :class:`HandshakeRejected`); none carries the API key.  The connection is
-    returned with no socket timeout: between frames the caller waits (select) as it sees
-    fit, :class:`BufferedWebSocket` bounds a frame's completion and each send.
+    status is a :class:`HandshakeRejected`); none carries the API key.
     """
     deadline = _Deadline(timeout, clock)
     host, port, secure = _parse_url(url)
-    sock = _open_stream(host, port, secure, deadline, ssl_context)
-    upgrade = _UpgradeSocket(sock, deadline, api_key)
+    sock = _open_stream(host, port, secure, deadline, ssl_context, stop)
+    upgrade = _UpgradeSocket(sock, deadline, api_key, stop)
     try:
-        ws = websocket.create_connection(
-            url,
-            timeout=None,
-            class_=BufferedWebSocket,
-            socket=upgrade,
-            header=[f"Authorization: Bearer {api_key}"],
-            suppress_origin=True,
-            enable_multithread=True,
-            # orjson checks UTF-8 when it decodes (in C); websocket-client's pure-Python
-            # check costs ~200 us per kilobyte and would fail the whole connection.
-            skip_utf8_validation=True,
-            # A redirect would carry the Bearer key to wherever it points (and the answer
-            # never reaches websocket-client anyway: _UpgradeSocket refuses it).
-            redirect_limit=0,
-        )
-        if not isinstance(ws, BufferedWebSocket) or not upgrade.fully_served():
+        # websocket-client writes the request and checks the 101 (Sec-WebSocket-Accept).
+        wsclient_compat.upgrade(url, api_key, upgrade)
+        if not upgrade.fully_served():
             raise _unparsed_answer()
     except ConnectFailed:
         upgrade.close()
         raise
-    except websocket.WebSocketException:
+    except wsclient_compat.WebSocketException:
         upgrade.close()
         # Its messages quote the server's headers: say what failed, not what was sent.
         raise ConnectFailed(
@@ -741,360 +841,89 @@ def open_connection(
     except BaseException:
         upgrade.close()
         raise
-    ws.sock = sock
-    ws.settimeout(None)
-    ws.clock = clock
-    ws.adopt_received(upgrade.after_head)
-    return ws
+    return SocketTransport(sock, upgrade.after_head, clock)
 
 
-# --- reading and sending frames ------------------------------------------------------------
+# --- the upgraded connection ----------------------------------------------------------------
 
 
-class _BoundedFrameBuffer(frame_buffer):
-    """websocket-client's frame reader, refusing a frame whose header announces more
-    than we accept, instead of reading (and holding) whatever length a server claims."""
+class SocketTransport:
+    """The socket of one upgraded connection, non-blocking.  The driver reads it when it
+    is readable (:meth:`read` never waits) and writes to it within a deadline
+    (:meth:`send` waits only for the socket to take more, polling the stop signal too).
+    ``received``: bytes that arrived with the 101 answer (the first frames), to be read
+    first.  One thread uses it."""
 
-    def recv_length(self) -> None:
-        super().recv_length()
-        if self.length is not None and self.length > spec.MAX_FRAME_BYTES:
-            raise FrameTooLarge(
-                f"frame of {self.length} bytes exceeds the limit of {spec.MAX_FRAME_BYTES}"
-            )
-
-
-class _LinearMessageJoiner(continuous_frame):
-    """websocket-client's fragment joiner, keeping the fragments in a list joined once at
-    the end: its own ``data += fragment`` costs time quadratic in the fragment count."""
-
-    def __init__(self, fire_cont_frame: bool, skip_utf8_validation: bool) -> None:
-        super().__init__(fire_cont_frame, skip_utf8_validation)
-        self._fragments: list[bytes] = []
-
-    def add(self, frame: ABNF) -> None:
-        if self.cont_data is None:
-            if frame.opcode in (ABNF.OPCODE_TEXT, ABNF.OPCODE_BINARY):
-                self.recving_frames = frame.opcode
-            self.cont_data = [frame.opcode, b""]
-            self._fragments = []
-        data = frame.data
-        self._fragments.append(data.encode() if isinstance(data, str) else data)
-        if frame.fin:
-            self.recving_frames = None
-
-    def extract(self, frame: ABNF) -> tuple[int, ABNF]:
-        if self.cont_data is None:
-            raise websocket.WebSocketProtocolException("No continuation data available")
-        opcode: int = self.cont_data[0]
-        self.cont_data = None
-        frame.data = b"".join(self._fragments)
-        self._fragments = []
-        if (
-            not self.fire_cont_frame
-            and opcode == ABNF.OPCODE_TEXT
-            and not self.skip_utf8_validation
-            and not validate_utf8(frame.data)
-        ):
-            raise websocket.WebSocketPayloadException("cannot decode: invalid UTF-8 text")
-        return opcode, frame
-
-
-def client_text_frame(data: bytes, mask_key: bytes) -> bytes:
-    """One unfragmented, masked text frame, byte for byte what websocket-client's
-    ``ABNF.create_frame(data, OPCODE_TEXT).format()`` makes with the same mask key
-    (tests/test_connection.py compares them), in a few operations instead of its
-    per-frame object, validation and byte arrays."""
-    length = len(data)
-    if length < 126:
-        header = bytes((_FIN_TEXT, 0x80 | length))
-    elif length < 1 << 16:
-        header = bytes((_FIN_TEXT, 0xFE)) + length.to_bytes(2, "big")
-    else:
-        header = bytes((_FIN_TEXT, 0xFF)) + length.to_bytes(8, "big")
-    # XOR with the key repeated over the payload, as one big integer operation.
-    key = (mask_key * (length // 4 + 1))[:length]
-    masked = (int.from_bytes(data, "little") ^ int.from_bytes(key, "little")).to_bytes(
-        length, "little"
-    )
-    return header + mask_key + masked
-
-
-class BufferedWebSocket(websocket.WebSocket):
-    """websocket-client reads a frame as 2 + 2/8 + n byte reads; this serves them from
-    one large ``recv`` instead, so a burst of frames costs one system call, not three
-    per frame.  On top of that it bounds:
-
-    - frame and message sizes (:class:`FrameTooLarge`, spec.MAX_FRAME_BYTES) and the
-      fragments of one message (:class:`TooManyFragments`);
-    - a frame's completion: once its first byte is read, its last must follow within
-      ``frame_timeout`` seconds (:class:`FrameTimeout`); for a frame begun in an earlier
-      burst, counted from when we first wait for its rest.  Between frames there is no
-      deadline from here;
-    - each frame sent, pongs and close frames included: the socket must take it within
-      ``send_timeout`` seconds (:class:`SendBlocked`); ``recv_data_frame`` can raise it
-      too, when it answers a ping or a close.
-
-    The deadlines set the socket's timeout for the duration of one read or send (and
-    restore it), so reads and sends belong in one thread, as in the socket thread.
-    Nothing of the library is patched: only its documented ``class_`` extension point is
-    used, and the reader and joiner objects it builds are our subclasses of its own."""
-
-    def __init__(
-        self,
-        *args: Any,
-        frame_timeout: float = spec.FRAME_COMPLETION_TIMEOUT_SECONDS,
-        send_timeout: float = spec.SEND_TIMEOUT_SECONDS,
-        clock: Clock = time.monotonic,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(*args, **kwargs)
-        self.frame_timeout = frame_timeout
-        self.send_timeout = send_timeout
+    def __init__(self, sock: socket.socket, received: bytes = b"",
+                 clock: Clock = time.monotonic) -> None:
+        sock.setblocking(False)
+        self.sock = sock
+        self.received = received
         self.clock = clock
-        self._chunk = b""
-        self._offset = 0
-        # The frame deadline runs from _frame_began_at: when the frame's first byte was
-        # read off the socket, or, for a frame begun in an earlier burst, when we first
-        # had to wait for more of it (so a slow consumer does not count against it).
-        self._frame_started = False
-        self._frame_began_at: float | None = None
-        self._message_bytes = 0
-        self._message_fragments = 0
-        self._mask_keys = b""  # random bytes from the OS, 4 per frame sent
-        self._mask_offset = 0
-        self.frame_buffer = _BoundedFrameBuffer(self._recv, self.frame_buffer.skip_utf8_validation)
-        self.cont_frame = _LinearMessageJoiner(
-            self.cont_frame.fire_cont_frame, self.cont_frame.skip_utf8_validation
-        )
+        self._tls = isinstance(sock, ssl.SSLSocket)
 
-    # --- reading ------------------------------------------------------------------------
+    def fileno(self) -> int:
+        return self.sock.fileno()
 
-    def recv_frame(self) -> ABNF:
-        frame: ABNF = super().recv_frame()  # type: ignore[no-untyped-call]
-        # Only a complete frame ends the deadline: after an exception mid-frame, the
-        # reader resumes the same frame, still against the same start.
-        self._frame_started = False
-        self._frame_began_at = None
-        if frame.opcode in (ABNF.OPCODE_TEXT, ABNF.OPCODE_BINARY):
-            self._message_bytes = len(frame.data)
-            self._message_fragments = 1
-        elif frame.opcode == ABNF.OPCODE_CONT:
-            self._message_bytes += len(frame.data)
-            self._message_fragments += 1
-        else:
-            return frame  # control frames sit between fragments without counting
-        if self._message_bytes > spec.MAX_FRAME_BYTES:
-            raise FrameTooLarge(
-                f"fragmented message over the limit of {spec.MAX_FRAME_BYTES} bytes"
-            )
-        if self._message_fragments > spec.MAX_FRAGMENTS_PER_MESSAGE:
-            raise TooManyFragments(
-                f"message split into more than {spec.MAX_FRAGMENTS_PER_MESSAGE} fragments"
-            )
-        return frame
-
-    def read_buffered_text(self) -> list[bytes]:
-        """Whole text frames already read from the socket, in order, without
-        websocket-client's per-frame machinery: the fast path for a stream's frames.
-
-        Only the plain case is parsed here: FIN set, no RSV bits, opcode text, unmasked,
-        a 7- or 16-bit length (so at most 64 KiB), all of it buffered.  At the first frame
-        that is anything else (a control frame, a fragment, a longer or incomplete frame,
-        anything malformed) it stops and leaves the frame to ``recv_data_frame``, with
-        every limit and deadline of the slow path.  Never reads from the socket."""
-        reader = self.frame_buffer
-        if (
-            self.cont_frame.recving_frames is not None  # inside a fragmented message
-            or not reader.needs_header()  # inside a frame the slow path began
-            or reader.recv_buffer
-        ):
-            return []
-        chunk, position = self._chunk, self._offset
-        end = len(chunk)
-        frames: list[bytes] = []
-        append = frames.append
-        while position + 2 <= end and chunk[position] == _FIN_TEXT:
-            length = chunk[position + 1]
-            if length < 126:
-                start = position + 2
-            elif length == 126 and position + 4 <= end:
-                length = chunk[position + 2] << 8 | chunk[position + 3]
-                start = position + 4
-            else:  # masked (a server must not mask), a 64-bit length, or a split header
-                break
-            stop = start + length
-            if stop > end:
-                break
-            append(chunk[start:stop])
-            position = stop
-        if frames:
-            self._offset = position
-            # Complete frames end any frame deadline; a frame left half in the buffer
-            # began in this burst, so its deadline runs from when we first wait for it.
-            self._frame_began_at = None
-            self._frame_started = position < end
-        return frames
-
-    def fill(self) -> None:
-        """One read from the socket when nothing is buffered (the caller has seen it
-        readable, so this does not block)."""
-        if self._offset >= len(self._chunk):
-            self._chunk = self._read_chunk()
-            self._offset = 0
-
-    def _recv(self, bufsize: int) -> bytes:
-        if self._offset >= len(self._chunk):
-            self._chunk = self._read_chunk()
-            self._offset = 0
-        self._frame_started = True
-        start = self._offset
-        self._offset = min(start + bufsize, len(self._chunk))
-        return self._chunk[start : self._offset]
-
-    def _read_chunk(self) -> bytes:
-        began = self._frame_began_at
-        if began is None and (self._frame_started or self._tls_record_under_way()):
-            # Part of the frame is in (or on the wire): from now on, the rest is late.
-            began = self._frame_began_at = self.clock()
-        if began is None:  # between frames: the caller's own timeout, if any, applies
-            chunk: bytes = super()._recv(READ_CHUNK)  # type: ignore[no-untyped-call]
-            self._frame_began_at = self.clock()  # the frame's first byte is in
-        else:
-            chunk = self._recv_before(began + self.frame_timeout)
-        return chunk
-
-    def _tls_record_under_way(self) -> bool:
-        """A TLS socket can be readable yet block in ``recv`` (half a record arrived).
-        Such a read has begun a frame as far as the deadline is concerned."""
-        sock = self.sock
-        if not isinstance(sock, ssl.SSLSocket) or sock.pending() > 0:
-            return False
-        # One poll (not a selector's create, register, wait and close): this runs for
-        # every read between frames, heartbeats included.
-        if hasattr(select, "poll"):  # no FD_SETSIZE limit
-            poller = select.poll()
-            poller.register(sock, select.POLLIN)
-            return bool(poller.poll(0))
-        readable, _, _ = select.select([sock], [], [], 0)
-        return bool(readable)
-
-    def _recv_before(self, deadline: float) -> bytes:
-        sock = self.sock
-        if sock is None:
-            raise websocket.WebSocketConnectionClosedException("Connection is closed")
-        remaining = deadline - self.clock()
-        if remaining <= 0:
-            raise self._frame_timed_out()
-        original = sock.gettimeout()
-        if original is not None and original <= remaining:
-            # The caller's own, shorter timeout applies (close() sets one, for instance).
-            chunk: bytes = super()._recv(READ_CHUNK)  # type: ignore[no-untyped-call]
-            return chunk
-        sock.settimeout(remaining)
+    def read(self) -> bytes | None:
+        """What the socket holds now, up to READ_CHUNK bytes; None when nothing can be
+        read yet (a TLS record only partly in).  Raises :class:`ConnectionLost`."""
         try:
-            chunk = super()._recv(READ_CHUNK)  # type: ignore[no-untyped-call]
-        except websocket.WebSocketTimeoutException:
-            raise self._frame_timed_out() from None
-        finally:
-            if self.sock is sock:  # still open (a closed connection drops its socket)
-                sock.settimeout(original)
-        return chunk
+            data = self.sock.recv(READ_CHUNK)
+        except (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return None
+        except OSError as exc:
+            raise ConnectionLost(_reason(exc)) from None
+        if not data:
+            raise ConnectionLost("the server closed the TCP connection without a close frame")
+        return data
 
-    def _frame_timed_out(self) -> FrameTimeout:
-        return FrameTimeout(
-            f"the server sent part of a frame but not the rest within {self.frame_timeout:g} s"
-        )
+    def pending(self) -> bool:
+        """Bytes already decrypted by TLS, which poll() cannot see."""
+        return self._tls and self.sock.pending() > 0  # type: ignore[attr-defined]
 
-    def adopt_received(self, data: bytes) -> None:
-        """Bytes already read off this connection (past the upgrade answer): read first."""
-        self._chunk = self._chunk[self._offset :] + data
-        self._offset = 0
-
-    def has_buffered_data(self) -> bool:
-        """Bytes already read from the kernel (by us or by TLS) that select() cannot see."""
-        if self._offset < len(self._chunk):
-            return True
-        return isinstance(self.sock, ssl.SSLSocket) and self.sock.pending() > 0
-
-    # --- sending ------------------------------------------------------------------------
-
-    def send_text(self, data: bytes | str) -> int:
-        """Send one text frame (UTF-8 bytes, or a str) within ``send_timeout``; returns
-        the bytes written.  Raises :class:`SendBlocked` when the server stopped reading.
-
-        Framed here rather than through websocket-client's ``ABNF`` object: what we send
-        is a heartbeat ack or a subscription request, and on an idle connection the ack
-        is all the work there is (see :func:`client_text_frame`)."""
-        payload = data.encode() if isinstance(data, str) else data
-        frame = client_text_frame(payload, self._next_mask_key())
-        with self.lock:
-            self._send_within(frame, self.clock() + self.send_timeout)
-        return len(frame)
-
-    def _next_mask_key(self) -> bytes:
-        """Four bytes from the OS's random source, fetched MASK_KEY_BATCH at a time: a
-        heartbeat ack then costs one system call fewer.  Bytes held in memory are just
-        as unpredictable to the network as fresh ones, which is what RFC 6455 asks of a
-        mask."""
-        if self.get_mask_key:
-            key: bytes = self.get_mask_key(4)
-            return key
-        offset = self._mask_offset
-        if offset >= len(self._mask_keys):
-            self._mask_keys, offset = os.urandom(4 * MASK_KEY_BATCH), 0
-        self._mask_offset = offset + 4
-        return self._mask_keys[offset : offset + 4]
-
-    def send_frame(self, frame: ABNF) -> int:
-        """Every frame goes out here (websocket-client's pongs and close frames too), so
-        none can block for longer than ``send_timeout``."""
-        if self.get_mask_key:
-            frame.get_mask_key = self.get_mask_key
-        data = frame.format()
-        with self.lock:
-            self._send_within(data, self.clock() + self.send_timeout)
-        return len(data)
-
-    def _send_within(self, data: bytes, deadline: float) -> None:
+    def send(self, data: bytes, timeout: float, stop: StopSignal | None = None) -> None:
+        """All of ``data``, the socket taking more within ``timeout`` seconds, else
+        :class:`SendBlocked`; :class:`SendStopped` when ``stop`` is set while it waits.
+        Nearly always the frame fits in the socket buffer: one send, no wait."""
         sock = self.sock
-        if sock is None:
-            raise websocket.WebSocketConnectionClosedException("socket is already closed.")
         view = memoryview(data)
-        if not isinstance(sock, ssl.SSLSocket):
-            # Nearly always the whole frame fits in the socket buffer: one send that cannot
-            # block, and no timeout to set and restore (two system calls saved per send).
+        deadline: float | None = None
+        while True:
+            want_read = False
             try:
-                view = view[sock.send(view, socket.MSG_DONTWAIT) :]
-            except (BlockingIOError, InterruptedError):
-                pass
-            except (BrokenPipeError, ConnectionResetError):
-                raise websocket.WebSocketConnectionClosedException(
-                    "socket is already closed."
-                ) from None
-            if not view:
+                sent = sock.send(view)
+            except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError):
+                sent = 0
+            except ssl.SSLWantReadError:
+                sent, want_read = 0, True
+            except OSError as exc:
+                raise ConnectionLost(_reason(exc)) from None
+            if sent == len(view):
                 return
-        original = sock.gettimeout()
-        try:
-            while view:
-                remaining = deadline - self.clock()
-                if remaining <= 0:
-                    raise self._send_blocked()
-                if original is None or original == 0 or original > remaining:
-                    sock.settimeout(remaining)
-                try:
-                    sent = sock.send(view)
-                except TimeoutError:
-                    raise self._send_blocked() from None
-                except (ssl.SSLEOFError, BrokenPipeError, ConnectionResetError):
-                    raise websocket.WebSocketConnectionClosedException(
-                        "socket is already closed."
-                    ) from None
-                view = view[sent:]
-        finally:
-            if self.sock is sock:
-                sock.settimeout(original)
+            view = view[sent:]
+            if deadline is None:
+                deadline = self.clock() + timeout
+            self._wait_to_send(want_read, deadline, timeout, stop)
 
-    def _send_blocked(self) -> SendBlocked:
-        return SendBlocked(
-            f"the server stopped reading: could not send for {self.send_timeout:g} s"
-        )
+    def _wait_to_send(
+        self, want_read: bool, deadline: float, timeout: float, stop: StopSignal | None
+    ) -> None:
+        if stop is not None and stop.is_set():
+            raise SendStopped("stopped while sending")
+        left = deadline - self.clock()
+        if left <= 0:
+            raise SendBlocked(f"the server stopped reading: could not send for {timeout:g} s")
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.sock, selectors.EVENT_READ if want_read
+                              else selectors.EVENT_WRITE)
+            if stop is not None:
+                selector.register(stop.fileno(), selectors.EVENT_READ)
+            selector.select(left)
+
+    def close(self) -> None:
+        """Shut the connection down (no close frame: the driver sends that)."""
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(OSError):
+            self.sock.close()

@@ -1,0 +1,443 @@
+"""The connection driver: one :class:`~c2ws.session.ClientSession` over one upgraded
+connection, from the first frame to the close.  The only socket loop of c2ws: the
+stream's socket threads (c2ws/net/worker.py), ``c2ws check`` (c2ws/probe.py) and, for its
+sans-I/O part (:class:`SessionFeed`), ``c2ws replay`` (c2ws/replay.py) all run on it.
+
+Each turn: wait (poll) until the socket is readable, a stop is requested or the next
+deadline comes; read what the socket holds; parse every frame that is whole
+(:class:`~c2ws.net.frames.FrameReader`: a frame that is not whole yet stays in the
+buffer and never holds up the complete ones); feed them to the session; send what the
+session queued; hand its events over.  Only then does it wait again, so every parsed
+message is handed over before the driver waits for more bytes.
+
+Every wait has a deadline and polls the stop signal: a stop request is seen at once.
+Stopping is polite: unsubscribe, wait briefly for the answers, send a close frame, wait
+briefly for the server's (spec.LEAVE_UNSUBSCRIBE_WAIT_SECONDS,
+spec.LEAVE_CLOSE_WAIT_SECONDS), then shut the socket.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import select
+import selectors
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+from c2ws import events as ev
+from c2ws import spec
+from c2ws.events import ConnectionEnd, EndReason
+from c2ws.net.connection import (
+    ConnectionLost,
+    SendBlocked,
+    SendStopped,
+    SocketTransport,
+    StopSignal,
+)
+from c2ws.net.frames import (
+    OPCODE_BINARY,
+    OPCODE_CLOSE,
+    OPCODE_PING,
+    OPCODE_PONG,
+    OPCODE_TEXT,
+    FrameError,
+    FrameReader,
+    MaskKeys,
+    client_frame,
+    client_text_frame,
+    close_payload,
+    parse_close,
+)
+from c2ws.redaction import KeyRedactor
+from c2ws.session import ClientSession
+
+# Endings after which the peer may still answer a close frame.
+_POLITE_CLOSE: Final = frozenset({
+    EndReason.STOPPED, EndReason.OVERFLOW, EndReason.NO_CONNECTED, EndReason.NO_ACK,
+    EndReason.AUTH_FAILED,
+})
+_STOPPED_DETAIL: Final = "closed by c2ws"
+
+Clock = Callable[[], float]
+
+
+class SessionFeed:
+    """Frames into a session, and what the session made of them out, with no socket:
+    the frame -> session -> events core of the driver, which ``c2ws replay`` also runs
+    recorded frames through.  Redacts the API key from every frame first (a server may
+    echo it), and with ``traffic`` puts each frame in and out next to what it caused
+    (:class:`~c2ws.events.Traffic`)."""
+
+    def __init__(
+        self, session: ClientSession, *, redactor: KeyRedactor | None = None,
+        traffic: bool = False, shard: int = 0,
+    ) -> None:
+        self.session = session
+        self.redactor = redactor
+        self.traffic = traffic
+        self.shard = shard
+        self._events: list[ev.Event] = []
+
+    def texts(self, frames: list[bytes], now: float, wall: float) -> None:
+        """Text frames received together (the fast path: one session call for a burst)."""
+        session, events = self.session, self._events
+        if self.redactor is not None:
+            self.redactor.redact_frames(frames)
+        if self.traffic:  # each frame next to what it caused
+            for data in frames:
+                events.append(ev.Traffic("<", data, self.shard, wall))
+                session.receive(data, now=now, wall=wall)
+                events.extend(session.events_received())
+        else:
+            session.receive_frames(frames, now=now, wall=wall)
+            events.extend(session.events_received())
+
+    def message(self, data: bytes | str, now: float, wall: float) -> None:
+        """One text (or binary) message."""
+        if self.redactor is not None:
+            data = self.redactor.redact_frame(data)
+        if self.traffic:
+            self._events.append(ev.Traffic("<", data, self.shard, wall))
+        self.session.receive(data, now=now, wall=wall)
+        self._events.extend(self.session.events_received())
+
+    def outgoing(self, wall: float) -> list[bytes]:
+        """The frames the session wants sent, in order."""
+        frames = self.session.data_to_send()
+        if self.traffic:
+            self._events.extend(ev.Traffic(">", data, self.shard, wall) for data in frames)
+        return frames
+
+    def take_events(self) -> list[ev.Event]:
+        """Everything that happened since the last call, in order."""
+        self._events.extend(self.session.events_received())
+        events, self._events = self._events, []
+        return events
+
+
+class DriverHooks:
+    """What a user of the driver does with what happens; each method is optional.  Hooks
+    run in the driver's thread and may call the driver (:meth:`Driver.leave`,
+    :meth:`Driver.ping`) or end the session (``driver.session.fail``)."""
+
+    def hand_over(self, events: list[ev.Event]) -> None:
+        """The events of one read (or one deadline): must not block for long."""
+
+    def idle(self) -> None:
+        """The driver is about to wait, with nothing left to read."""
+
+    def sent(self, data: bytes, wall: float) -> None:
+        """The session's frame ``data`` went out at ``wall``."""
+
+    def pong(self, data: bytes, now: float) -> None:
+        """A pong frame arrived."""
+
+    def deadline(self) -> float | None:
+        """A time (monotonic) at which :meth:`tick` must run, if any."""
+        return None
+
+    def tick(self, now: float) -> None:
+        """A deadline passed (the session's, or this object's own)."""
+
+
+@dataclass(frozen=True)
+class DriverSettings:
+    """``io_timeout``: a frame's bytes must all arrive within this long of its first, and
+    the socket must take each frame we send within this long.  ``traffic``: Traffic
+    events for every text frame in and out.  ``leave_wait`` and ``close_wait``: how long
+    leaving waits for the unsubscribe answers, then for the server's close frame."""
+
+    io_timeout: float = spec.FRAME_COMPLETION_TIMEOUT_SECONDS
+    traffic: bool = False
+    leave_wait: float = spec.LEAVE_UNSUBSCRIBE_WAIT_SECONDS
+    close_wait: float = spec.LEAVE_CLOSE_WAIT_SECONDS
+
+
+class Readiness:
+    """Whether the connection's socket (and the stop signal) can be read.  One poll(2)
+    per wait where the OS has it: a selector's key objects, sets and lookups were a few
+    microseconds of every idle heartbeat.  A selector elsewhere."""
+
+    def __init__(self, sock_fd: int, stop_fd: int | None) -> None:
+        self._sock_fd = sock_fd
+        self._poll: select.poll | None = None
+        self._selector: selectors.BaseSelector | None = None
+        fds = [sock_fd] if stop_fd is None else [sock_fd, stop_fd]
+        if hasattr(select, "poll"):
+            self._poll = select.poll()
+            for fd in fds:
+                self._poll.register(fd, select.POLLIN)
+        else:  # pragma: no cover - Windows
+            self._selector = selectors.DefaultSelector()
+            for fd in fds:
+                self._selector.register(fd, selectors.EVENT_READ)
+
+    def wait(self, timeout: float | None) -> tuple[bool, bool]:
+        """(the socket, the stop signal) readable, waiting up to ``timeout`` seconds
+        (None: until one is).  A hang-up or error counts as readable: the read says what
+        it is."""
+        if self._poll is not None:
+            # Rounded up to whole milliseconds, as selectors do: never wake just before.
+            ready = self._poll.poll(None if timeout is None else math.ceil(timeout * 1e3))
+            fds = [fd for fd, _ in ready]
+        else:  # pragma: no cover - Windows
+            assert self._selector is not None
+            fds = [key.fd for key, _ in self._selector.select(timeout)]
+        sock_ready = self._sock_fd in fds
+        return sock_ready, len(fds) > sock_ready
+
+    def close(self) -> None:
+        if self._selector is not None:  # pragma: no cover - Windows
+            self._selector.close()
+
+
+class Driver:
+    """Runs ``session`` over ``transport`` until the session ends (see the module
+    docstring); :meth:`run` returns how it ended.  The caller opens the transport
+    (``open_connection``) and closes it afterwards.  ``stop``: the stop signal another
+    thread sets to make it leave (None: only the hooks make it leave)."""
+
+    def __init__(
+        self,
+        transport: SocketTransport,
+        session: ClientSession,
+        *,
+        hooks: DriverHooks | None = None,
+        stop: StopSignal | None = None,
+        settings: DriverSettings = DriverSettings(),
+        redactor: KeyRedactor | None = None,
+        clock: Clock = time.monotonic,
+        wall: Clock = time.time,
+    ) -> None:
+        self.transport = transport
+        self.session = session
+        self.hooks = hooks or DriverHooks()
+        self.stop = stop
+        self.settings = settings
+        self.clock = clock
+        self.wall = wall
+        self.feed = SessionFeed(session, redactor=redactor, traffic=settings.traffic,
+                                shard=session.shard)
+        self.reader = FrameReader()
+        self.read_wall = wall()  # when the latest read happened (epoch seconds)
+        self.close_received = False
+        self._leave_by: float | None = None
+        self._masks = MaskKeys()
+        self._usable = True  # False once a send or read broke the connection
+        self._close_code: int | None = None  # a close we must send (1002, 1009)
+        self._handed_over = False  # events handed over since the last wait
+
+    @property
+    def leaving(self) -> bool:
+        return self._leave_by is not None
+
+    # --- for hooks ----------------------------------------------------------------------
+
+    def leave(self) -> None:
+        """Start leaving: unsubscribe everything, wait briefly for the answers, close."""
+        if self._leave_by is not None or self.session.ended is not None:
+            return
+        now = self.clock()
+        self.session.close(now=now, wall=self.wall())
+        self._leave_by = now + self.settings.leave_wait
+
+    def ping(self, payload: bytes) -> None:
+        """Send a ping now."""
+        self._send(client_frame(OPCODE_PING, payload, self._masks.next()))
+
+    # --- the loop --------------------------------------------------------------------------
+
+    def run(self) -> ConnectionEnd:
+        session = self.session
+        readiness = Readiness(self.transport.fileno(),
+                              None if self.stop is None else self.stop.fileno())
+        try:
+            if self.transport.received:  # frames that came with the 101
+                self.reader.feed(self.transport.received, self.clock())
+                self._parse(self.clock())
+            self._flush()
+            while session.ended is None:
+                self._step(readiness)
+                self._flush()
+        except FrameError as exc:
+            # A violation of the framing, or past our bounds: say why in our close frame.
+            self._close_code = exc.close_code
+            session.fail(EndReason.PROTOCOL_ERROR,
+                         f"c2ws closed the connection ({exc.close_code}): {exc}"[:300],
+                         exc.close_code)
+        except SendBlocked as exc:
+            self._usable = False
+            session.fail(EndReason.SEND_BLOCKED, str(exc))
+        except SendStopped:
+            self._usable = False
+            session.fail(EndReason.STOPPED, _STOPPED_DETAIL)
+        except ConnectionLost as exc:
+            self._usable = False
+            session.fail(EndReason.LOST, f"connection lost: {exc}")
+        finally:
+            readiness.close()
+        end = session.ended
+        assert end is not None
+        if self._usable and not self.close_received:
+            if self._close_code is None and end.reason in _POLITE_CLOSE:
+                self._close_code = spec.CLOSE_NORMAL
+            if self._close_code is not None:
+                self._close(self._close_code)
+        self._hand_over(self.feed.take_events())
+        return end
+
+    def _step(self, readiness: Readiness) -> None:
+        session, now = self.session, self.clock()
+        if self._leave_by is None and self.stop is not None and self.stop.is_set():
+            self.leave()
+            return
+        if self._leave_by is not None and (
+            session.awaiting_unsubscribe == 0 or now >= self._leave_by
+        ):
+            session.fail(EndReason.STOPPED, _STOPPED_DETAIL, spec.CLOSE_NORMAL)
+            return
+        deadline = session.next_deadline()
+        since = self.reader.incomplete_since
+        for other in (self._leave_by, self.hooks.deadline(),
+                      None if since is None else since + self.settings.io_timeout):
+            if other is not None and (deadline is None or other < deadline):
+                deadline = other
+        readable, woken = self._wait(readiness, deadline)
+        if woken and self.stop is not None:
+            self.stop.clear_wakeups()  # the stop itself is seen at the next step
+        if readable:
+            self._read()
+        if session.ended is None and deadline is not None and self.clock() >= deadline:
+            self._deadline_passed()
+
+    def _wait(self, readiness: Readiness, deadline: float | None) -> tuple[bool, bool]:
+        """Until the socket can be read, the stop signal is set or ``deadline`` passes;
+        never a busy loop."""
+        if self.transport.pending():
+            return True, False
+        if self._handed_over:
+            # Events were handed over: if more data is already waiting, read it first;
+            # the hooks hear that the burst is over (idle) only when nothing is left.
+            readable, woken = readiness.wait(0)
+            if readable or woken:
+                return readable, woken
+            self._handed_over = False
+            self.hooks.idle()
+        timeout = None if deadline is None else max(0.0, deadline - self.clock())
+        return readiness.wait(timeout)
+
+    def _read(self) -> None:
+        data = self.transport.read()
+        now = self.clock()
+        if data is None:  # half a TLS record: a frame has begun
+            self.reader.note_bytes_under_way(now)
+            return
+        self.read_wall = self.wall()  # once per read
+        self.reader.feed(data, now)
+        self._parse(now)
+
+    def _parse(self, now: float) -> None:
+        """Every frame whole in the buffer, into the session, in order."""
+        reader, feed, session, wall = self.reader, self.feed, self.session, self.read_wall
+        while session.ended is None:
+            frames = reader.text_burst()
+            if frames:
+                feed.texts(frames, now, wall)
+                if session.ended is not None:
+                    return
+            message = reader.next_frame()
+            if message is None:
+                return
+            opcode, data = message
+            if opcode in (OPCODE_TEXT, OPCODE_BINARY):
+                feed.message(data, now, wall)
+            elif opcode == OPCODE_PING:
+                self._send(client_frame(OPCODE_PONG, data, self._masks.next()))
+            elif opcode == OPCODE_PONG:
+                self.hooks.pong(data, now)
+            elif opcode == OPCODE_CLOSE:
+                self._close_received_(data)
+
+    def _close_received_(self, payload: bytes) -> None:
+        """The server's close frame: answer it (RFC 6455 5.5.1), then end the session."""
+        self.close_received = True
+        with contextlib.suppress(SendBlocked, SendStopped, ConnectionLost):
+            self.transport.send(
+                client_frame(OPCODE_CLOSE, close_payload(spec.CLOSE_NORMAL), self._masks.next()),
+                self.settings.close_wait,
+            )
+        code, reason = parse_close(payload)
+        self.session.close_received(code, reason)
+
+    def _deadline_passed(self) -> None:
+        now = self.clock()
+        since = self.reader.incomplete_since
+        if since is not None and now >= since + self.settings.io_timeout:
+            self.session.fail(
+                EndReason.FRAME_STALLED,
+                "the server sent part of a frame but not the rest within "
+                f"{self.settings.io_timeout:g} s",
+            )
+            return
+        self.session.handle_timeout(now=now, wall=self.wall())
+        if self.session.ended is None:
+            self.hooks.tick(now)
+
+    def _flush(self) -> None:
+        """Send what the session queued, then hand its events over.  After the server's
+        close frame (answered at once) nothing more may be sent."""
+        wall = self.wall()
+        outgoing = self.feed.outgoing(wall)
+        if not self.close_received:
+            for data in outgoing:
+                self._send(client_text_frame(data, self._masks.next()))
+                self.hooks.sent(data, wall)
+        self._hand_over(self.feed.take_events())
+
+    def _hand_over(self, events: list[ev.Event]) -> None:
+        if events:
+            self._handed_over = True
+            self.hooks.hand_over(events)
+
+    def _send(self, frame: bytes) -> None:
+        # Leaving, the frames are our goodbye (unsubscribes, the close): the stop that
+        # started it must not cut them off; the leave deadline bounds them instead.
+        leaving = self._leave_by is not None
+        timeout = self.settings.io_timeout
+        if leaving:
+            timeout = min(timeout, max(self.settings.close_wait, 0.001))
+        self.transport.send(frame, timeout, None if leaving else self.stop)
+
+    def _close(self, code: int) -> None:
+        """Send our close frame, then wait (briefly) for the server's."""
+        try:
+            self.transport.send(client_frame(OPCODE_CLOSE, close_payload(code), self._masks.next()),
+                                self.settings.close_wait)
+        except (SendBlocked, SendStopped, ConnectionLost):
+            return
+        close_by = self.clock() + self.settings.close_wait
+        readiness = Readiness(self.transport.fileno(), None)
+        reader = self.reader
+        try:
+            while True:
+                left = close_by - self.clock()
+                if left <= 0:
+                    return
+                if not self.transport.pending() and not readiness.wait(left)[0]:
+                    return
+                data = self.transport.read()
+                if data is None:
+                    continue
+                reader.feed(data, self.clock())
+                message = reader.next_frame()
+                while message is not None:
+                    if message[0] == OPCODE_CLOSE:
+                        return
+                    message = reader.next_frame()
+        except (FrameError, ConnectionLost):
+            return
+        finally:
+            readiness.close()
