@@ -40,15 +40,45 @@ _PUBLIC = {
     "SqliteCursors": "c2ws.cursors",
     "StreamIdentity": "c2ws.cursors",
     "SubscriptionKey": "c2ws.events",
+    "ConnectionHealth": "c2ws.engine",
+    "HeldAside": "c2ws.delivery.dedupe",
     "errors": "c2ws.errors",
 }
 
-__all__ = [*sorted(_PUBLIC), "__version__"]
+__all__ = [
+    "AsyncStream",
+    "Batch",
+    "ConnectionHealth",
+    "CursorStore",
+    "FileCursors",
+    "Gap",
+    "HeldAside",
+    "Message",
+    "OpenClose",
+    "OrderStatus",
+    "OrderType",
+    "Position",
+    "SequenceReset",
+    "Side",
+    "Signal",
+    "SqliteCursors",
+    "Stream",
+    "StreamEnd",
+    "StreamIdentity",
+    "SubscriptionKey",
+    "TimeInForce",
+    "__version__",
+    "astream",
+    "errors",
+    "stream",
+]
 
 if TYPE_CHECKING:
     from c2ws import errors
     from c2ws.aio import AsyncStream, astream
     from c2ws.cursors import CursorStore, FileCursors, SqliteCursors, StreamIdentity
+    from c2ws.delivery.dedupe import HeldAside
+    from c2ws.engine import ConnectionHealth
     from c2ws.events import SubscriptionKey
     from c2ws.messages import (
         Gap,

@@ -190,7 +190,7 @@ class FileCursors:
         return cursors
 
     def load(self) -> dict[SubscriptionKey, int]:
-        """The cursors read at :meth:`open`."""
+        """The cursors read at :meth:`open` (and committed since)."""
         if self._state is None:
             raise RuntimeError("FileCursors.load() before open(): pass it to c2ws.stream()")
         return dict(self._cursors)
@@ -203,6 +203,7 @@ class FileCursors:
             assert self.output is not None
             os.fsync(self.output)
         self._state.commit(cursors)
+        self._cursors.update(cursors)
 
     def close(self) -> None:
         """Release the lock; idempotent."""

@@ -340,7 +340,7 @@ class Stream:
         self._gap: ev.GapReported | ev.SequenceReset | None = None
         self._pending_error: C2wsError | None = None
         self._final_gaps: list[ev.GapReported] | None = None
-        self._gaps_given = False
+        self._gaps_given = self._gaps_yielded = False
         self._interrupted = False
         self._ready: Batch | None = None
 
@@ -415,17 +415,20 @@ class Stream:
 
     # --- consuming -------------------------------------------------------------------------
 
-    def batches(self) -> Iterator[Batch]:
-        """The messages batch by batch (see :class:`Batch`)."""
+    def batches(self, *, include_empty: bool = False) -> Iterator[Batch]:
+        """The messages batch by batch (see :class:`Batch`).  ``include_empty``: also an
+        empty batch when other events came (handed to ``on_event``) and no message after
+        them, for a consumer that must flush what ``on_event`` wrote."""
         while True:
             batch = self.next_batch()
             if batch is None:
                 return
-            yield batch
+            if batch or include_empty:
+                yield batch
 
     def next_batch(self) -> Batch | None:
-        """The next batch, waiting for it; None once the stream has ended (by count,
-        timeout or close).  Raises the error that ended it."""
+        """The next batch, waiting for it (empty: see :meth:`batches`); None once the
+        stream has ended (by count, timeout or close).  Raises the error that ended it."""
         self._current = None
         return self._next_batch()
 
@@ -446,6 +449,8 @@ class Stream:
                     self._current_at = at + 1
                     return typed(events[at])  # type: ignore[arg-type]
         batch = self._next_batch()
+        while batch is not None and not batch:
+            batch = self._next_batch()
         if batch is None:
             self._current = None
             raise StopIteration
@@ -490,8 +495,10 @@ class Stream:
         return self._engine.held_aside() if self._engine is not None and self._stopped else []
 
     def unresolved_gaps(self) -> Batch:
-        """After the stream stopped: the announced gaps whose far end never arrived (the
-        ones yielded at the end of a count or timeout, or that a close cut off)."""
+        """After the stream stopped: the announced gaps whose far end never arrived that
+        the iteration did not yield (a close or an exception ended it first)."""
+        if self._gaps_yielded or not self._stopped:
+            return Batch([])
         return Batch(list(self._final_gaps or []))
 
     # --- internals: delivering ---------------------------------------------------------------
@@ -575,6 +582,7 @@ class Stream:
                     on_event(event)
             finally:
                 engine.acknowledge([event])
+        passed_on = index > start
         traffic: list[ev.Event] = []  # frames of the batch's messages: passed before it
         shown: list[ev.Event] = []
         taken: list[ev.Event] = []
@@ -614,9 +622,11 @@ class Stream:
             self._inbox, self._inbox_at = [], 0
         else:
             self._inbox_at = index
+        # Events went to on_event and no message follows: an empty batch says so.
+        passed_on = passed_on or bool(traffic)
         if not taken:
             self._pass_on(engine, traffic)
-            return None
+            return _EMPTY if passed_on else None
         self._unacked += countOf(map(type, taken), _STREAM_MESSAGE)
         self._delivered.append(taken)
         if not shown:
@@ -624,7 +634,7 @@ class Stream:
             if len(self._delivered) == 1:
                 self._acknowledge_lists(1)
             self._pass_on(engine, traffic)
-            return None
+            return _EMPTY if passed_on else None
         batch = Batch(shown, taken if left_out else None)
         if traffic:
             self._ready = batch  # returned at the next request if on_event raises
@@ -688,14 +698,15 @@ class Stream:
         self._timed_out(self._engine)
 
     def _timed_out(self, engine: Engine) -> None:
+        """The deadline passed: the stream ends (TIMEOUT), with the connection's error
+        when no subscription was ever confirmed (nothing could have been delivered)."""
         if not engine.ever_confirmed:
             last = engine.last_end
             detail = f": {last.detail}" if last is not None and last.detail else ""
             message = (f"timed out after {self.options.timeout:g} s before any "
                        f"subscription was confirmed{detail}")
-            self._end_with(connection_error(last or ConnectionEnd(EndReason.NO_CONNECTED),
-                                            message))
-            return
+            self._pending_error = connection_error(
+                last or ConnectionEnd(EndReason.NO_CONNECTED), message)
         self.end_reason = StreamEnd.TIMEOUT
 
     def _end_with(self, error: C2wsError) -> None:
@@ -709,6 +720,7 @@ class Stream:
         if not self._gaps_given:
             self._gaps_given = True
             if self._final_gaps:
+                self._gaps_yielded = True
                 return Batch(list(self._final_gaps))
         if self._pending_error is not None:
             raise self._pending_error
@@ -814,6 +826,9 @@ def _event_of(item: object) -> object | None:
         return _RESET_PLACEHOLDER
     return None
 
+
+# What a request returns when only other events came (see Stream.batches).
+_EMPTY: Final = Batch([])
 
 # A sequence reset is found by its stream and numbering (see _position).
 _RESET_PLACEHOLDER: Final[object] = object()

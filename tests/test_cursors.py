@@ -101,7 +101,7 @@ def test_a_pipe_as_output_commits_every_message(tmp_path: Path) -> None:
 
 
 def test_file_cursors_outside_a_stream_say_how_to_use_them(tmp_path: Path) -> None:
-    with pytest.raises(RuntimeError, match="pass it to c2ws.stream"):
+    with pytest.raises(RuntimeError, match=r"pass it to c2ws\.stream"):
         FileCursors(tmp_path / "s.json").load()
 
 
@@ -152,7 +152,7 @@ def test_sqlite_cursors_refuse_another_endpoint_or_key(tmp_path: Path) -> None:
     db.commit()
     with pytest.raises(StateFileError, match="another API key"):
         open_store(db, StreamIdentity.of(URL, "another-key-1234", [A]))
-    with pytest.raises(StateFileError, match="another endpoint 'ws://127.0.0.1:9/ws'"):
+    with pytest.raises(StateFileError, match=r"another endpoint 'ws://127\.0\.0\.1:9/ws'"):
         open_store(db, StreamIdentity.of("ws://example.com/ws", API_KEY, [A]))
     open_store(db).commit({A: 2})  # its own table, as before
     SqliteCursors(db, table="other_account").open(StreamIdentity.of(URL, "another-key-1234"))

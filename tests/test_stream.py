@@ -64,7 +64,7 @@ def confirmed(key: SubscriptionKey) -> ev.SubscriptionConfirmed:
 class Offline(Engine):
     """The engine without socket threads: the test puts events into its hand-off."""
 
-    unresolved: list[ev.GapReported] = []
+    unresolved: tuple[ev.GapReported, ...] = ()
 
     def start(self) -> Engine:
         self.written = dict(self._load_cursors())
@@ -398,6 +398,23 @@ def test_a_timeout_before_any_confirmation_raises_the_connections_error() -> Non
     with pytest.raises(ConnectionLost, match="timed out after 1 s before any subscription "
                                              "was confirmed: the connection broke"):
         stream.next_batch()
+    assert stream.end_reason is StreamEnd.TIMEOUT
+
+
+def test_an_empty_batch_says_other_events_came_when_asked_for() -> None:
+    seen: list[object] = []
+    stream, engine = make(on_event=seen.append)
+    engine.handoff.put([HEARTBEAT])
+    batches = stream.batches(include_empty=True)
+    assert len(next(batches)) == 0 and seen == [HEARTBEAT]
+    engine.handoff.put([message(A, 1)])
+    assert seqs(next(batches)) == [1]
+    stream, engine = make(on_event=seen.append)
+    engine.handoff.put([HEARTBEAT, message(A, 1), HEARTBEAT])
+    batches = stream.batches()
+    assert seqs(next(batches)) == [1]
+    engine.handoff.put([message(A, 2)])
+    assert seqs(next(batches)) == [2]  # the empty batch after the heartbeat is skipped
 
 
 @pytest.mark.parametrize("hole", ["gap", "reset"])
@@ -419,7 +436,7 @@ def test_fail_on_gap_raises_after_the_gap_and_the_message_after_it(hole: str) ->
 
 def test_unresolved_gaps_are_yielded_at_the_end() -> None:
     stream, engine = make(count=1)
-    engine.unresolved = [gap(B, 4, None)]
+    engine.unresolved = (gap(B, 4, None),)
     engine.handoff.put([message(A, 1)])
     got = list(stream)
     assert [type(m) for m in got] == [Signal, Gap]
@@ -431,7 +448,7 @@ def test_unresolved_gaps_are_yielded_at_the_end() -> None:
 
 def test_an_error_is_raised_after_what_came_before_it() -> None:
     stream, engine = make()
-    engine.unresolved = [gap(B, 4, None)]
+    engine.unresolved = (gap(B, 4, None),)
     engine.handoff.put([message(A, 1), ev.ConnectionEnded(0, LOST, True),
                         ev.ShardFailed(0, LOST, 3)])
     got = []
@@ -450,7 +467,7 @@ def test_every_subscription_rejected_is_subscriptions_rejected() -> None:
     rejected = ev.SubscriptionRejected(A, "r1", (), Envelope("error", {}))
     engine.handoff.put([rejected])
     with pytest.raises(SubscriptionsRejected):
-        stream.next_batch()
+        list(stream)
     assert seen == [rejected]  # the rejection itself is shown first
 
 
@@ -465,7 +482,7 @@ def test_interrupt_ends_a_blocked_request() -> None:
     assert stream.end_reason is StreamEnd.CLOSED
 
 
-def _take(stream: Stream, n: int) -> Iterator[Any]:
+def _take(stream: Iterator[Any], n: int) -> Iterator[Any]:
     for _ in range(n):
         yield next(stream)
 
