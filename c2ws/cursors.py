@@ -154,7 +154,10 @@ class FileCursors:
         raises :class:`~c2ws.errors.StateFileError` (a subclass of
         :mod:`c2ws.delivery.state` says which problem) and releases the lock on error."""
         if self._state is not None:
-            if identity != self._identity:
+            opened = self._identity
+            assert opened is not None
+            if (identity.endpoint, identity.key_fingerprint, frozenset(identity.keys)) != (
+                    opened.endpoint, opened.key_fingerprint, frozenset(opened.keys)):
                 raise ValueError(f"{self.path} is already open for another stream")
             return
         from c2ws.delivery.state import StateFile, StateIdentity

@@ -47,7 +47,7 @@ from c2ws.errors import (
 )
 from c2ws.events import SubscriptionKey
 from c2ws.lines import gap_line, is_one_line, line_of, reset_line
-from c2ws.messages import Gap, Position, SequenceReset, Signal
+from c2ws.messages import Gap, Message, Position, SequenceReset, Signal
 
 if TYPE_CHECKING:
     from c2ws.cursors import CursorStore
@@ -55,8 +55,6 @@ if TYPE_CHECKING:
     from c2ws.engine import ConnectionHealth, Engine, EngineConfig
 
 __all__ = ["Batch", "Message", "Stream", "StreamEnd", "stream"]
-
-Message = Signal | Position | Gap | SequenceReset
 
 _STREAM_MESSAGE: Final = ev.StreamMessage
 _GAP: Final = ev.GapReported
