@@ -1,3 +1,108 @@
-"""c2ws: a streaming client for the Collective2 WebSocket API."""
+"""c2ws: Collective2 signals and positions as a Python stream, and the ``c2ws`` command.
+
+    import c2ws
+
+    with c2ws.stream([12345678]) as s:      # key and URL as the CLI finds them
+        for msg in s:                        # Signal | Position | Gap | SequenceReset
+            print(msg.seq_id, msg.line)
+
+The public names below load on first use: ``import c2ws`` (and the command line's
+startup) imports nothing else of the package.  docs/library.md is the reference.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# Each public name and the module that defines it.
+_PUBLIC = {
+    "stream": "c2ws.streaming",
+    "Stream": "c2ws.streaming",
+    "Batch": "c2ws.streaming",
+    "StreamEnd": "c2ws.streaming",
+    "Message": "c2ws.streaming",
+    "astream": "c2ws.aio",
+    "AsyncStream": "c2ws.aio",
+    "Signal": "c2ws.messages",
+    "Position": "c2ws.messages",
+    "Gap": "c2ws.messages",
+    "SequenceReset": "c2ws.messages",
+    "Side": "c2ws.messages",
+    "OpenClose": "c2ws.messages",
+    "OrderType": "c2ws.messages",
+    "TimeInForce": "c2ws.messages",
+    "OrderStatus": "c2ws.messages",
+    "CursorStore": "c2ws.cursors",
+    "FileCursors": "c2ws.cursors",
+    "SqliteCursors": "c2ws.cursors",
+    "StreamIdentity": "c2ws.cursors",
+    "SubscriptionKey": "c2ws.events",
+    "ConnectionHealth": "c2ws.engine",
+    "HeldAside": "c2ws.delivery.dedupe",
+    "errors": "c2ws.errors",
+}
+
+__all__ = [
+    "AsyncStream",
+    "Batch",
+    "ConnectionHealth",
+    "CursorStore",
+    "FileCursors",
+    "Gap",
+    "HeldAside",
+    "Message",
+    "OpenClose",
+    "OrderStatus",
+    "OrderType",
+    "Position",
+    "SequenceReset",
+    "Side",
+    "Signal",
+    "SqliteCursors",
+    "Stream",
+    "StreamEnd",
+    "StreamIdentity",
+    "SubscriptionKey",
+    "TimeInForce",
+    "__version__",
+    "astream",
+    "errors",
+    "stream",
+]
+
+if TYPE_CHECKING:
+    from c2ws import errors
+    from c2ws.aio import AsyncStream, astream
+    from c2ws.cursors import CursorStore, FileCursors, SqliteCursors, StreamIdentity
+    from c2ws.delivery.dedupe import HeldAside
+    from c2ws.engine import ConnectionHealth
+    from c2ws.events import SubscriptionKey
+    from c2ws.messages import (
+        Gap,
+        OpenClose,
+        OrderStatus,
+        OrderType,
+        Position,
+        SequenceReset,
+        Side,
+        Signal,
+        TimeInForce,
+    )
+    from c2ws.streaming import Batch, Message, Stream, StreamEnd, stream
+
+
+def __getattr__(name: str) -> Any:
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'c2ws' has no attribute {name!r}")
+    loaded = importlib.import_module(module)
+    value = loaded if name == "errors" else getattr(loaded, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PUBLIC))

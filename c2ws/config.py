@@ -406,3 +406,37 @@ def resolve(flags: Flags, env: Mapping[str, str], *, home: Path | None = None) -
         tz=_pick(flags.tz, "--tz", None, "", layers, "tz", None),
         profiles=tuple(sorted(config.profiles)),
     )
+
+
+# --- the connection of a run ---------------------------------------------------------------
+
+
+def api_key_of(settings: Settings, stdin: IO[bytes] | None = None) -> str:
+    """The API key ``settings`` point at, read and checked (it can travel in a header
+    and be redacted): "" when none is set anywhere.  Raises :class:`ConfigError` (a
+    :class:`SettingsError` for an unusable key file) naming where the key came from, never
+    the key.  ``c2ws subscribe`` and :func:`c2ws.stream` both call it."""
+    from c2ws.engine import check_api_key
+
+    source = settings.api_key.value
+    if source is None:
+        return ""
+    key = read_api_key(source, stdin)
+    try:
+        return check_api_key(key)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} (key from {settings.api_key.source})",
+                          param=exc.param) from None
+
+
+def connection_of(flags: Flags, env: Mapping[str, str]) -> tuple[str, str]:
+    """The URL and API key of a run, resolved as ``c2ws subscribe`` resolves them (flag >
+    environment (``C2WS_URL``, ``C2_API_KEY``, ``C2WS_API_KEY_FILE``, ``C2WS_PROFILE``) >
+    profile > config file > default); raises :class:`ConfigError` when no key is set or
+    a setting cannot be used."""
+    settings = resolve(flags, env)
+    key = api_key_of(settings)
+    if not key:
+        raise ConfigError(f"no API key: pass api_key=, or set {ENV_API_KEY} (or an api_key "
+                          "in a profile of the config file)", param="--api-key")
+    return settings.url.value, key

@@ -5,7 +5,8 @@ No CLI, no terminal: ``c2ws subscribe``, the Python API and the sinks are shells
 it.  The engine owns a pool of :class:`~c2ws.net.worker.ShardWorker` socket threads (at
 most 100 subscriptions each), one merged hand-off in arrival order, the *written*
 cursors and the state file.  A consumer takes batches, writes them, then acknowledges
-them; only an acknowledged message moves the cursor a restart resumes from::
+them; only an acknowledged message moves the cursor a restart resumes from (kept in a
+:class:`~c2ws.cursors.CursorStore` when one is given)::
 
     with Engine(EngineConfig(url=..., api_key=..., keys=[...])) as engine:
         while True:
@@ -20,10 +21,9 @@ from __future__ import annotations
 import dataclasses
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from operator import countOf
-from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit
@@ -33,7 +33,13 @@ from c2ws import spec
 from c2ws.delivery.backoff import Backoff
 from c2ws.delivery.dedupe import HeldAside, StreamFilter
 from c2ws.delivery.shards import TooManySubscriptions, plan_shards
-from c2ws.errors import ConfigError, ConnectionFailed, EngineError, InternalError, NothingToStream
+from c2ws.errors import (
+    ConfigError,
+    EngineError,
+    InternalError,
+    SubscriptionsRejected,
+    connection_error,
+)
 from c2ws.events import ConnectionEnd, SubscriptionKey
 from c2ws.net.connection import ConnectFailed, proxy_for
 from c2ws.net.handoff import Handoff
@@ -41,7 +47,7 @@ from c2ws.net.worker import ConnectionSettings, ShardWorker
 from c2ws.session import SessionTimeouts
 
 if TYPE_CHECKING:
-    from c2ws.delivery.state import StateFile
+    from c2ws.cursors import CursorStore
 
 _STREAM_MESSAGE: Final = ev.StreamMessage
 _SEQUENCE_RESET: Final = ev.SequenceReset
@@ -99,18 +105,10 @@ class EngineConfig:
     reconnect: bool = True
     max_retries: int | None = None
     max_backoff: float = spec.BACKOFF_MAX_SECONDS
-    connect_timeout: float = 10.0
+    connect_timeout: float = spec.CONNECT_TIMEOUT_SECONDS
     timeouts: SessionTimeouts = field(default_factory=SessionTimeouts)
     io_timeout: float = spec.FRAME_COMPLETION_TIMEOUT_SECONDS
     per_connection: int = spec.MAX_SUBSCRIPTIONS_PER_CONNECTION
-    state_path: Path | None = None
-    # Cursors known before the state file, e.g. from the tail of an appended output file;
-    # the higher of the two is resumed from, except for the keys in ``renumbered``.
-    start_cursors: Mapping[SubscriptionKey, int] = field(default_factory=dict)
-    # Keys whose start cursor follows a sequence reset written to that output: it is taken
-    # even when lower (a crash right after the reset may have left the old numbering in
-    # the state file).
-    renumbered: frozenset[SubscriptionKey] = frozenset()
     # Hand over every frame in and out as a Traffic event (for -v and recordings).
     traffic: bool = False
     # Hand over a HeartbeatAnswered event per heartbeat (for status displays).
@@ -147,6 +145,8 @@ class ConnectionHealth:
     ``failed``: it has ended at least once and not come back yet, or gave up for good
     (``gave_up``); a slot still opening its first connection is neither up nor failed.
     ``ever_up``: some connection of the slot reached ``connection.connected``.
+    ``waiting_for_room``: it closed because the consumer fell ``max_buffer`` behind and
+    reconnects once the backlog has drained to half of that.
     ``attempts``: its consecutive failures when it last failed (a connection that comes
     up briefly does not end the series: see RetryBudget); ``last_end``: how its last
     connection ended."""
@@ -157,6 +157,7 @@ class ConnectionHealth:
     ever_up: bool = False
     failed: bool = False
     gave_up: bool = False
+    waiting_for_room: bool = False
     attempts: int = 0
     last_end: ConnectionEnd | None = None
 
@@ -176,22 +177,6 @@ def validate_config(config: EngineConfig) -> list[list[SubscriptionKey]]:
         raise ConfigError(str(exc), param="STRATEGY_ID") from None
 
 
-def open_state_file(config: EngineConfig) -> StateFile:
-    """The state file at ``config.state_path``, locked and read: raises
-    :class:`~c2ws.errors.StateError` when it is locked by another run or unusable.
-
-    For a caller that must hold the lock before it touches anything else (the CLI reads
-    stdout's file back only under it), then hands the file to :class:`Engine`."""
-    if config.state_path is None:
-        raise ValueError("the configuration names no state file")
-    from c2ws.delivery.state import StateFile, StateIdentity, key_fingerprint
-
-    identity = StateIdentity(config.url, key_fingerprint(config.api_key))
-    state = StateFile(config.state_path, identity)
-    state.open()
-    return state
-
-
 def planned_connections(config: EngineConfig) -> int:
     """How many connections an engine of ``config`` spreads its subscriptions over (1 for
     a config the engine refuses: it says why when it is built)."""
@@ -204,22 +189,12 @@ def planned_connections(config: EngineConfig) -> int:
 class Engine:
     """See the module docstring.  Not thread-safe: one consumer thread drives it.
 
-    ``state``: a state file already opened with :func:`open_state_file` (then
-    ``config.state_path`` is None); the engine commits to it and closes it at
-    :meth:`stop`.  Otherwise the engine opens ``config.state_path`` itself at
-    :meth:`start`."""
+    ``cursors``: a store already opened for this stream (its ``open`` hook called: see
+    :mod:`c2ws.cursors`), loaded at :meth:`start` and committed to at every
+    :meth:`acknowledge` that moves a cursor; its owner closes it.  None: the cursors live
+    in memory for the run."""
 
-    def __init__(self, config: EngineConfig, *, state: StateFile | None = None) -> None:
-        if state is not None:
-            if config.state_path is not None:
-                raise ValueError("give EngineConfig.state_path or an open state file, not both")
-            if not state.is_open:
-                raise ValueError("the state file handed to the engine is not open")
-            from c2ws.delivery.state import StateIdentity
-
-            if state.identity != StateIdentity.of(config.url, config.api_key):
-                raise ValueError("the state file handed to the engine belongs to another "
-                                 "endpoint or API key")
+    def __init__(self, config: EngineConfig, *, cursors: CursorStore | None = None) -> None:
         self._plan = validate_config(config)
         self.config = config
         self.keys = frozenset(config.keys)
@@ -238,7 +213,7 @@ class Engine:
         ]
         self._filters: list[StreamFilter] = []
         self._workers: list[ShardWorker] = []
-        self._state = state
+        self._store = cursors
         self._failure: EngineError | None = None
         self._started = False
 
@@ -248,10 +223,7 @@ class Engine:
         if self._started:
             raise RuntimeError("engine already started")
         self._started = True
-        cursors = self._open_state()
-        for key, seq in self.config.start_cursors.items():
-            if key in self.keys and (seq > cursors.get(key, 0) or key in self.config.renumbered):
-                cursors[key] = seq
+        cursors = self._load_cursors()
         self.written = dict(cursors)
         settings = ConnectionSettings(
             url=self.config.url,
@@ -291,8 +263,6 @@ class Engine:
         for worker in self._workers:
             worker.join(max(0.0, give_up - time.monotonic()))
         self.handoff.close()
-        if self._state is not None:
-            self._state.close()
 
     def __enter__(self) -> Engine:
         return self.start()
@@ -322,7 +292,7 @@ class Engine:
                 self._failure = failure
                 # What came before the ending is delivered (a rejection is shown too);
                 # the rest of the batch is done with now.
-                delivered = index + 1 if isinstance(failure, NothingToStream) else index
+                delivered = index + 1 if isinstance(failure, SubscriptionsRejected) else index
                 self.handoff.done(batch[delivered:])
                 if delivered == 0:
                     raise failure
@@ -339,18 +309,24 @@ class Engine:
 
     def acknowledge(self, events: Sequence[ev.Event]) -> None:
         """``events`` (taken from :meth:`next_batch`) are written: advance the cursors,
-        commit them to the state file, and make room in the backlog."""
+        commit them to the cursor store when one moved, and make room in the backlog
+        (also when the commit fails: the events are done with either way)."""
         # Only a placed message has a cursor (event.key is then set), and a sequence
         # reset (which moves it down, to just before the new numbering); the last one of
         # each stream wins.
-        self.written.update({
+        moved: dict[SubscriptionKey, int] = {
             event.key: event.cursor for event in events  # type: ignore[misc]
             if (type(event) is _STREAM_MESSAGE and event.cursor is not None)
             or type(event) is _SEQUENCE_RESET
-        })
-        if self._state is not None:
-            self._state.commit(self.written)
-        self.handoff.done(events)
+        }
+        try:
+            if moved and self._store is not None and any(
+                self.written.get(key) != seq for key, seq in moved.items()
+            ):
+                self._store.commit({**self.written, **moved})
+            self.written.update(moved)
+        finally:
+            self.handoff.done(events)
 
     @property
     def connection_count(self) -> int:
@@ -389,33 +365,36 @@ class Engine:
         elif isinstance(event, ev.SubscriptionRejected):
             self.rejected.add(event.key)
             if self.rejected >= self.keys:
-                return NothingToStream("every subscription was rejected; nothing to stream")
+                return SubscriptionsRejected("every subscription was rejected; nothing to stream")
         elif isinstance(event, ev.Connected):
             health = self.health[event.shard]
             health.up = health.ever_up = True
-            health.failed = False
+            health.failed = health.waiting_for_room = False
         elif isinstance(event, ev.ConnectionEnded):
             self.last_end = event.end
             health = self.health[event.shard]
             health.up = False
             health.last_end = event.end
-        elif isinstance(event, ev.Reconnecting) and event.delay is not None:
-            # (A connection paused for a slow reader, delay None, has not failed.)
+        elif isinstance(event, ev.Reconnecting):
             health = self.health[event.shard]
-            health.failed = True
-            health.attempts = event.attempt
+            if event.delay is None:  # paused for a slow reader: it has not failed
+                health.waiting_for_room = True
+            else:
+                health.failed = True
+                health.waiting_for_room = False
+                health.attempts = event.attempt
         elif isinstance(event, ev.ShardFailed):
             health = self.health[event.shard]
             health.failed = health.gave_up = True
             health.attempts = event.attempts
-            return ConnectionFailed(event.end)
+            return connection_error(event.end)
         elif isinstance(event, ev.WorkerCrashed):
             return InternalError(event.summary, event.traceback)
         return None
 
-    def _open_state(self) -> dict[SubscriptionKey, int]:
-        if self._state is None and self.config.state_path is not None:
-            self._state = open_state_file(self.config)
-        if self._state is None:
+    def _load_cursors(self) -> dict[SubscriptionKey, int]:
+        if self._store is None:
             return {}
-        return {key: seq for key, seq in self._state.cursors.items() if key in self.keys}
+        from c2ws.cursors import checked_cursors
+
+        return checked_cursors(self._store.load(), self.keys, self._store)

@@ -1,13 +1,29 @@
 """Exit statuses of c2ws (documented in the README, stable across releases), and the one
-place that maps what ended a run to its status."""
+place that maps what ended a run to its status: every error class of :mod:`c2ws.errors`
+has exactly one."""
 
 from __future__ import annotations
 
 from enum import IntEnum
 from typing import Final
 
-from c2ws.endings import EndReason
-from c2ws.errors import ConfigError, ConnectionFailed, EngineError, NothingToStream, StateError
+from c2ws.endings import ConnectionEnd, EndReason
+from c2ws.errors import (
+    AuthenticationFailed,
+    BacklogFull,
+    BacklogOverflow,
+    C2wsError,
+    CannotConnect,
+    ConfigError,
+    ConnectionFailed,
+    ConnectionLost,
+    GapDetected,
+    InternalError,
+    ServerBusy,
+    StateFileError,
+    SubscriptionsRejected,
+    connection_error,
+)
 
 
 class ExitCode(IntEnum):
@@ -19,7 +35,7 @@ class ExitCode(IntEnum):
     SERVER_BUSY = 5  # HTTP 429 / 503, or closed with 1008 (per-key connection limit)
     CONNECTION_LOST = 6  # the server closed or dropped the stream, or it went silent
     NOTHING_TO_STREAM = 7  # every requested subscription was rejected
-    OUTPUT_OVERFLOW = 8  # --no-reconnect: stdout's reader fell --max-buffer messages behind
+    OUTPUT_OVERFLOW = 8  # the reader fell --max-buffer messages behind (--no-reconnect)
     OUTPUT_FAILED = 9  # writing stdout failed (disk full, I/O error)
     STATE_FAILED = 10  # the --state file is corrupt, foreign, locked or cannot be written
     GAP = 11  # --fail-on-gap: a gap the server could not replay, or a sequence reset
@@ -28,29 +44,39 @@ class ExitCode(IntEnum):
     TERMINATED = 143  # SIGTERM
 
 
-_BY_END_REASON: Final[dict[EndReason, ExitCode]] = {
-    EndReason.AUTH_FAILED: ExitCode.AUTH_FAILED,
-    EndReason.REFUSED: ExitCode.CONNECT_FAILED,
-    EndReason.UNREACHABLE: ExitCode.CONNECT_FAILED,
-    EndReason.BUSY: ExitCode.SERVER_BUSY,
-    EndReason.OVERFLOW: ExitCode.OUTPUT_OVERFLOW,
-    EndReason.BUG: ExitCode.ERROR,
+# Every concrete error class and its status.  BacklogFull shares 8 with BacklogOverflow:
+# both say the consumer fell --max-buffer messages behind (the CLI acknowledges what it
+# writes, so it only ever meets the second).
+EXIT_CODES: Final[dict[type[C2wsError], ExitCode]] = {
+    InternalError: ExitCode.ERROR,
+    ConfigError: ExitCode.USAGE,
+    AuthenticationFailed: ExitCode.AUTH_FAILED,
+    CannotConnect: ExitCode.CONNECT_FAILED,
+    ServerBusy: ExitCode.SERVER_BUSY,
+    ConnectionLost: ExitCode.CONNECTION_LOST,
+    SubscriptionsRejected: ExitCode.NOTHING_TO_STREAM,
+    BacklogOverflow: ExitCode.OUTPUT_OVERFLOW,
+    BacklogFull: ExitCode.OUTPUT_OVERFLOW,
+    StateFileError: ExitCode.STATE_FAILED,
+    GapDetected: ExitCode.GAP,
 }
 
 
-def exit_code_for_end(reason: EndReason) -> ExitCode:
-    """Every other ending of a connection (drops, silence, deadlines) is 'lost'."""
-    return _BY_END_REASON.get(reason, ExitCode.CONNECTION_LOST)
-
-
-def exit_code_for(error: EngineError) -> ExitCode:
-    """The one mapping from what ended a run to its exit status."""
-    if isinstance(error, ConfigError):
-        return ExitCode.USAGE
-    if isinstance(error, ConnectionFailed):
-        return exit_code_for_end(error.end.reason)
-    if isinstance(error, NothingToStream):
-        return ExitCode.NOTHING_TO_STREAM
-    if isinstance(error, StateError):
-        return ExitCode.STATE_FAILED
+def exit_code_for(error: C2wsError) -> ExitCode:
+    """The one mapping from what ended a run to its exit status: that of the nearest
+    class of ``error`` in :data:`EXIT_CODES` (a subclass, such as the state file's
+    ``StateLocked``, has its base's)."""
+    if type(error) is ConnectionFailed:  # built directly, not by connection_error()
+        replacement = connection_error(error.end)
+        return exit_code_for(replacement)
+    for cls in type(error).__mro__:
+        code = EXIT_CODES.get(cls)
+        if code is not None:
+            return code
     return ExitCode.ERROR
+
+
+def exit_code_for_end(reason: EndReason) -> ExitCode:
+    """The status of a run a connection ending with ``reason`` ended (every ending not
+    named in :func:`c2ws.errors.connection_error` is 'lost')."""
+    return exit_code_for(connection_error(ConnectionEnd(reason)))

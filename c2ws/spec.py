@@ -30,6 +30,15 @@ MSG_SUBSCRIPTION_ACK: Final = "subscription.ack"
 MSG_ERROR: Final = "error"
 MSG_GAP: Final = "gap"
 STREAM_MSG_TYPES: Final = frozenset({CHANNEL_SIGNAL, CHANNEL_POSITIONS})
+# The names a channel may be given by (command line, config file, c2ws.stream()).
+CHANNEL_ALIASES: Final = {
+    "signal": CHANNEL_SIGNAL,
+    "signals": CHANNEL_SIGNAL,
+    CHANNEL_SIGNAL: CHANNEL_SIGNAL,
+    "positions": CHANNEL_POSITIONS,
+    "position": CHANNEL_POSITIONS,
+    CHANNEL_POSITIONS: CHANNEL_POSITIONS,
+}
 
 ACTION_SUBSCRIBE: Final = "subscribe"
 ACTION_UNSUBSCRIBE: Final = "unsubscribe"
@@ -73,6 +82,8 @@ SEQ_IDS_CONTIGUOUS: Final = True
 
 # Deadlines after the upgrade (the docs give none).  Each ends the connection, which is
 # then retried like a drop.  connection.connected is "sent immediately after the upgrade".
+# How long opening a connection (TCP, TLS, the HTTP upgrade) may take (--connect-timeout).
+CONNECT_TIMEOUT_SECONDS: Final = 10.0
 CONNECTED_TIMEOUT_SECONDS: Final = 10.0
 # A subscription.request unanswered (no ack, no error) for this long.
 SUBSCRIPTION_ACK_TIMEOUT_SECONDS: Final = 10.0

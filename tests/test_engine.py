@@ -15,9 +15,10 @@ from websockets.sync.server import ServerConnection, serve
 
 from c2ws import events as ev
 from c2ws import spec
+from c2ws.cursors import FileCursors, StreamIdentity
 from c2ws.delivery.backoff import Backoff
 from c2ws.delivery.dedupe import StreamFilter
-from c2ws.engine import Engine, EngineConfig, open_state_file
+from c2ws.engine import Engine, EngineConfig
 from c2ws.errors import ConfigError, ConnectionFailed, InternalError
 from c2ws.events import EndReason, SubscriptionKey
 from c2ws.net.connection import ConnectFailed, ConnectFailure, HandshakeRejected
@@ -214,40 +215,43 @@ def test_a_bug_in_a_socket_thread_ends_the_run_as_an_internal_error() -> None:
     assert not any(isinstance(e, ev.Reconnecting) for e in handoff.take(0))
 
 
-def test_a_state_file_the_caller_locked_is_resumed_from_committed_to_and_closed(
-    tmp_path: Path,
-) -> None:
+def test_a_cursor_store_is_resumed_from_and_committed_to(tmp_path: Path) -> None:
     server_config = ServerConfig(api_keys=(KEY,), feed="none", strategies=(1,),
                                  heartbeat_interval=0.5, heartbeat_grace=1.0, max_lifetime=60)
     with ReferenceServer(server_config) as server:
         for n in range(3):
             server.publish_signal(1, {"StrategyId": 1, "n": n})
         path = tmp_path / "state.json"
-        state = open_state_file(config(server.url, state_path=path))
-        state.commit({SIGNAL: 2})
-        engine = Engine(config(server.url), state=state)
+        identity = StreamIdentity.of(server.url, KEY, [SIGNAL])
+        store = FileCursors(path)
+        store.open(identity)
+        store.commit({SIGNAL: 2})
+        engine = Engine(config(server.url), cursors=store)
 
         def delivered(seen: list[ev.Event]) -> list[int]:
             return [e.message.seq_id for e in seen if isinstance(e, ev.StreamMessage)]
 
         run_until(engine, lambda seen: delivered(seen) == [3])  # resumed after 2
-    assert not state.is_open  # closed at stop
-    with open_state_file(config(server.url, state_path=path)) as reopened:
-        assert reopened.cursors == {SIGNAL: 3}
+        store.close()  # the store's owner closes it, not the engine
+    reopened = FileCursors(path)
+    reopened.open(identity)
+    assert reopened.load() == {SIGNAL: 3}
+    reopened.close()
 
 
-def test_a_state_file_is_handed_over_open_or_named_not_both(tmp_path: Path) -> None:
-    path = tmp_path / "state.json"
-    state = open_state_file(config("ws://127.0.0.1:9/ws", state_path=path))
-    try:
-        with pytest.raises(ValueError, match="not both"):
-            Engine(config("ws://127.0.0.1:9/ws", state_path=path), state=state)
-        with pytest.raises(ValueError, match="another endpoint or API key"):
-            Engine(config("ws://127.0.0.1:9/ws", api_key="another-key"), state=state)
-    finally:
-        state.close()
-    with pytest.raises(ValueError, match="not open"):
-        Engine(config("ws://127.0.0.1:9/ws"), state=state)
+def test_a_cursor_store_returning_what_is_no_seq_id_is_a_state_file_error() -> None:
+    from c2ws.errors import StateFileError
+
+    class Broken:
+        def load(self) -> dict[tuple[int, str], object]:
+            return {(1, spec.CHANNEL_SIGNAL): "12"}
+
+        def commit(self, cursors: object) -> None:
+            raise AssertionError
+
+    with pytest.raises(StateFileError, match=r"returned '12' as the cursor of "
+                                             r"strategy\.signal:1, not a seq_id"):
+        Engine(config("ws://127.0.0.1:9/ws"), cursors=Broken()).start()  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ output tail: tests/test_state.py; end to end: tests/test_resilience_e2e.py.)"""
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,8 @@ from test_run_batches import reset, stream_message
 
 from c2ws import events as ev
 from c2ws import spec
-from c2ws.cli.run import SubscribeOptions, SubscribeRun
+from c2ws.cli.run import SubscribeRun
+from c2ws.cursors import FileCursors, StreamIdentity
 from c2ws.delivery.dedupe import HeldAside, StreamFilter
 from c2ws.delivery.state import StateFile, StateIdentity
 from c2ws.engine import Engine, EngineConfig
@@ -30,6 +32,7 @@ from c2ws.render.objects import output_objects
 from c2ws.render.records import Projection
 from c2ws.render.tabular import DelimitedRenderer
 from c2ws.replay import Replayer
+from c2ws.streaming import Batch
 
 KEY = SubscriptionKey(1, spec.CHANNEL_SIGNAL)
 OTHER = SubscriptionKey(2, spec.CHANNEL_SIGNAL)
@@ -113,11 +116,23 @@ def test_a_reset_in_the_output_tail_outranks_an_older_numbering_in_the_state_fil
     url, api_key = "ws://127.0.0.1:9/ws", "reset-test-key"
     with StateFile(state, StateIdentity.of(url, api_key)) as stored:
         stored.commit({KEY: 1_000_000, OTHER: 7})
-    running = engine(state_path=state, start_cursors={KEY: 3, OTHER: 5},
-                     renumbered=frozenset({KEY}))
-    with running:
-        assert running.written == {KEY: 3, OTHER: 7}  # OTHER: the higher, as before
-        assert running._filters[0].resume_from(KEY) == 3
+    output = tmp_path / "out.ndjson"
+    envelope = orjson.dumps({"msg_type": spec.CHANNEL_SIGNAL, "seq_id": 5,
+                             "payload": {"StrategyId": OTHER.strategy_id}})
+    output.write_bytes(envelope + b"\n" + orjson.dumps(reset_object(RESET)) + b"\n")
+    fd = os.open(output, os.O_WRONLY | os.O_APPEND)
+    cursors = FileCursors(state, output=fd)
+    try:
+        cursors.open(StreamIdentity.of(url, api_key, [KEY, OTHER]))
+        assert cursors.load() == {KEY: 3, OTHER: 7}  # OTHER: the higher, as before
+        running = engine(url=url, api_key=api_key)
+        running._store = cursors
+        with running:
+            assert running.written == {KEY: 3, OTHER: 7}
+            assert running._filters[0].resume_from(KEY) == 3
+    finally:
+        cursors.close()
+        os.close(fd)
 
 
 def test_replaying_output_with_a_reset_line_shows_what_the_run_showed() -> None:
@@ -150,17 +165,15 @@ def test_messages_still_held_aside_when_the_run_ends_are_said_on_stderr() -> Non
     assert stream_filter.held_aside() == [HeldAside(KEY, 10, 2, 1, 2)]
 
     class Stopped:
-        def unresolved_gaps(self) -> list[ev.GapReported]:
-            return []
+        def unresolved_gaps(self) -> Batch:
+            return Batch([])
 
         def held_aside(self) -> list[HeldAside]:
             return stream_filter.held_aside()
 
     err = io.StringIO()
-    run = SubscribeRun(SubscribeOptions(engine=EngineConfig(url="ws://127.0.0.1:9/ws",
-                                                            api_key="k", keys=[KEY])),
-                       NdjsonRenderer(io.BytesIO()), Diagnostics(Console(file=err, width=400)))
-    run._engine = Stopped()  # type: ignore[assignment]
+    run = SubscribeRun(Stopped(), NdjsonRenderer(io.BytesIO()),  # type: ignore[arg-type]
+                       Diagnostics(Console(file=err, width=400)))
     run._finish()
     assert ("stopped while 2 message(s) of strategy.signal:1 at or below its cursor (seq 1 "
             "to 2, cursor 10) were held aside, not written") in err.getvalue()

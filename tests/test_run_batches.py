@@ -1,6 +1,6 @@
-"""The output loop's batch path (a burst of nothing but stream messages goes to the
-renderer in one call) against the per-event path: the same lines, counts, endings and
-acknowledgements, whatever the batch holds."""
+"""The output loop's batch path (a burst of nothing but stream messages is one batch of
+the stream, and goes to the renderer in one call) against the per-event paths: the same
+lines, counts, endings and acknowledgements, whatever the batch holds."""
 
 from __future__ import annotations
 
@@ -17,29 +17,21 @@ from json_strategies import json_values
 from rich.console import Console
 
 from c2ws import events as ev
-from c2ws import spec
+from c2ws import spec, streaming
 from c2ws.cli import run as run_module
-from c2ws.cli.run import StreamEnded, SubscribeOptions, SubscribeRun
-from c2ws.engine import EngineConfig
+from c2ws.cli.run import ForwardEvents, SubscribeRun
+from c2ws.engine import Engine, EngineConfig
+from c2ws.errors import C2wsError
 from c2ws.events import SubscriptionKey
 from c2ws.exitcodes import ExitCode
 from c2ws.protocol import Envelope
 from c2ws.render import messages_handler
 from c2ws.render.diagnostics import Diagnostics
 from c2ws.render.ndjson import NdjsonRenderer, line_of
+from c2ws.streaming import Stream, StreamOptions
 
 LOST = ev.ConnectionEnd(ev.EndReason.LOST, "lost")
 KEYS = (SubscriptionKey(1, spec.CHANNEL_SIGNAL), SubscriptionKey(2, spec.CHANNEL_SIGNAL))
-
-
-class AcknowledgingEngine:
-    """What the output loop needs of the engine: acknowledge what it wrote."""
-
-    def __init__(self) -> None:
-        self.acknowledged: list[ev.Event] = []
-
-    def acknowledge(self, events: Sequence[ev.Event]) -> None:
-        self.acknowledged.extend(events)
 
 
 class HandleOnly:
@@ -56,6 +48,59 @@ class HandleOnly:
 
     def close(self) -> None:
         self.renderer.close()
+
+
+class ScriptEnded(C2wsError):
+    """What the scripted engine raises once its batches are all taken."""
+
+
+class Scripted(Engine):
+    """The engine without sockets, handing over the scripted batches one per request
+    (then ScriptEnded), and keeping what was acknowledged."""
+
+    def __init__(self, config: EngineConfig, cursors: Any = None) -> None:
+        super().__init__(config, cursors=cursors)
+        self.script: list[list[ev.Event]] = []
+        self.acknowledged: list[ev.Event] = []
+        self.ever_confirmed = True
+
+    def start(self) -> Engine:
+        return self
+
+    def stop(self) -> None:
+        self.handoff.close()
+
+    def next_batch(self, timeout: float | None, limit: int | None = None) -> list[ev.Event]:
+        given_back = super().next_batch(0, limit)  # what the engine gave back (a reset)
+        if given_back:
+            return given_back
+        if not self.script:
+            raise ScriptEnded("script ended")
+        self.handoff.put(self.script.pop(0))
+        return super().next_batch(0, limit)
+
+    def acknowledge(self, events: Sequence[ev.Event]) -> None:
+        self.acknowledged.extend(e for e in events if isinstance(e, ev.StreamMessage))
+        super().acknowledge(events)
+
+
+def scripted_run(renderer: Any, batches: list[list[ev.Event]], **options: Any,
+                 ) -> tuple[SubscribeRun, Scripted]:
+    config = EngineConfig(url="ws://127.0.0.1:1", api_key="run-batches-key", keys=list(KEYS))
+    engines: list[Scripted] = []
+
+    def factory(config: EngineConfig, cursors: Any = None) -> Scripted:
+        engines.append(Scripted(config, cursors))
+        engines[-1].script = [list(batch) for batch in batches]
+        return engines[-1]
+
+    events = ForwardEvents()
+    stream = Stream(config, StreamOptions(auto_ack=False, on_event=events, **options),
+                    engine_factory=factory)
+    run = SubscribeRun(stream, renderer, Diagnostics(Console(file=io.StringIO())),
+                       events=events, count=options.get("count"))
+    stream.start()
+    return run, engines[0]
 
 
 def stream_message(key: SubscriptionKey, seq: int, lines: bool) -> ev.StreamMessage:
@@ -106,21 +151,11 @@ def batches(draw: st.DrawFn) -> list[list[ev.Event]]:
 def run_output(renderer_of: Any, batches: list[list[ev.Event]], count: int | None,
                fail_on_gap: bool, symbol_of_key: int | None) -> tuple[bytes, list[Any], Any]:
     out = io.BytesIO()
-    selects = None if symbol_of_key is None else (lambda e: e.key.strategy_id == symbol_of_key)
-    options = SubscribeOptions(engine=EngineConfig(url="ws://127.0.0.1:1", api_key="k",
-                                                   keys=KEYS),
-                               count=count, fail_on_gap=fail_on_gap, selects=selects)
-    run = SubscribeRun(options, renderer_of(NdjsonRenderer(out)),
-                       Diagnostics(Console(file=io.StringIO())))
-    engine = AcknowledgingEngine()
-    ending = None
-    for batch in batches:
-        try:
-            run._write_batch(engine, batch)  # type: ignore[arg-type]
-        except StreamEnded as end:
-            ending = end.code
-            break
-    return out.getvalue(), engine.acknowledged, (ending, run.delivered)
+    select = None if symbol_of_key is None else (lambda m: m.strategy_id == symbol_of_key)
+    run, engine = scripted_run(renderer_of(NdjsonRenderer(out)), batches, count=count,
+                               fail_on_gap=fail_on_gap, select=select)
+    code = run.run()
+    return out.getvalue(), engine.acknowledged, (code, run.delivered)
 
 
 @settings(max_examples=1000)
@@ -130,9 +165,12 @@ def test_the_batch_path_writes_what_the_per_event_path_writes(
     batches: list[list[ev.Event]], count: int | None, fail_on_gap: bool,
     symbol_of_key: int | None,
 ) -> None:
+    """The stream's burst path (a batch of nothing but stream messages, delivered whole)
+    and the CLI's (one call to the renderer) against the per-event paths of both."""
     with_batch_path = run_output(lambda r: r, batches, count, fail_on_gap, symbol_of_key)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(run_module, "_ONLY_STREAM_MESSAGES", set())  # no batch is "only" that
+        patch.setattr(streaming, "_ONLY_STREAM_MESSAGES", set())
         per_event = run_output(HandleOnly, batches, count, fail_on_gap, symbol_of_key)
     assert with_batch_path == per_event
 
@@ -151,9 +189,9 @@ def test_fail_on_gap_stops_after_a_sequence_reset_and_the_message_after_it() -> 
     assert lines[3] == {"msg_type": "sequence.reset", "reset": {
         "strategy_id": 1, "channel": "strategy.signal", "after_seq_id": 3,
         "after_timestamp": None, "first_seq_id": 1, "first_timestamp": None, "released": 1}}
-    assert acknowledged == batches[0] + batches[1][:3]
+    assert acknowledged == batches[0] + [batches[1][1], batches[1][2]]
     _, _, (without, _) = run_output(lambda r: r, batches, None, False, None)
-    assert without is None
+    assert without == ExitCode.ERROR  # the script's end, not a gap
 
 
 def test_a_burst_goes_to_the_renderer_in_one_call() -> None:
@@ -168,11 +206,9 @@ def test_a_burst_goes_to_the_renderer_in_one_call() -> None:
             super().handle_messages(messages)
 
     out = io.BytesIO()
-    run = SubscribeRun(SubscribeOptions(engine=EngineConfig(
-        url="ws://127.0.0.1:1", api_key="k", keys=KEYS)), Counting(out),
-        Diagnostics(Console(file=io.StringIO())))
-    burst = [stream_message(KEYS[0], seq, lines=seq == 3) for seq in range(1, 6)]
-    run._write_batch(AcknowledgingEngine(), burst)  # type: ignore[arg-type]
+    burst: list[ev.Event] = [stream_message(KEYS[0], seq, lines=seq == 3) for seq in range(1, 6)]
+    run, _ = scripted_run(Counting(out), [burst], count=5)
+    assert run.run() == ExitCode.OK
     assert calls == [5]
     assert [orjson.loads(line)["seq_id"] for line in out.getvalue().splitlines()] == [1, 2, 3, 4, 5]
 
@@ -219,18 +255,12 @@ def test_a_batch_whose_write_is_cut_short_is_not_acknowledged(burst: bool) -> No
     and nothing more is written after the line cut short."""
     from test_sink import ShortWrites
 
-    from c2ws.cli.run import OutputFailed
-
     raw = ShortWrites(step=50, capacity=120)
-    run = SubscribeRun(SubscribeOptions(engine=EngineConfig(
-        url="ws://127.0.0.1:1", api_key="k", keys=KEYS)), NdjsonRenderer(raw),  # type: ignore[arg-type]
-        Diagnostics(Console(file=io.StringIO())))
-    engine = AcknowledgingEngine()
     batch: list[ev.Event] = [stream_message(KEYS[0], seq, lines=False) for seq in (1, 2, 3)]
     if not burst:
         batch.append(gap(KEYS[0], 3))
-    with pytest.raises(OutputFailed, match="No space left on device"):
-        run._write_batch(engine, batch)  # type: ignore[arg-type]
+    run, engine = scripted_run(NdjsonRenderer(raw), [batch])  # type: ignore[arg-type]
+    assert run.run() == ExitCode.OUTPUT_FAILED
     assert engine.acknowledged == []
     assert len(raw.data) == 120
     raw.capacity = None  # space freed: still, closing writes nothing more

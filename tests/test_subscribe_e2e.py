@@ -20,15 +20,14 @@ import pytest
 from rich.console import Console
 
 from c2ws import spec
-from c2ws.cli.run import SubscribeOptions, SubscribeRun
-from c2ws.engine import EngineConfig
-from c2ws.events import SubscriptionKey
+from c2ws import stream as library_stream
+from c2ws.cli.run import ForwardEvents, SubscribeRun
 from c2ws.exitcodes import ExitCode
+from c2ws.render import Renderer
 from c2ws.render.diagnostics import Diagnostics
 from c2ws.render.ndjson import NdjsonRenderer
 from c2ws.render.table import TableRenderer
 from c2ws.server.app import ReferenceServer, ServerConfig
-from c2ws.session import SessionTimeouts
 from c2ws.testing import ConnectionRecord, TestServer
 
 KEY = "e2e-secret-key-1234"
@@ -205,6 +204,29 @@ def test_broken_pipe_exits_quietly_with_a_clean_close(server: TestServer) -> Non
     assert wait_closed(server).client_close_code == 1000
 
 
+def test_the_timeout_ends_a_run_whose_reader_is_behind() -> None:
+    """Defect 1 (#21): a fast feed and a reader slower than it; --timeout 2 used to keep
+    the run going as long as the feed did (the deadline was only checked when nothing
+    was waiting), so an hourly cron job overlapped the next one.  Asserted by what
+    happened: the run ended by the timeout (exit 0, while the feed went on), and the
+    reader got fewer messages than the server published."""
+    config = ServerConfig(api_keys=(KEY,), rate=1000, strategies=(VISIBLE[0],),
+                          feed_waits_for_subscription=True, max_lifetime=120)
+    with ReferenceServer(config) as fast:
+        process = subprocess.Popen(
+            ["bash", "-c", f"set -o pipefail; {sys.executable} -m c2ws subscribe {VISIBLE[0]} "
+                           "-c signal -o ndjson --timeout 2 | "
+                           "(n=0; while read -r line; do n=$((n+1)); sleep 0.02; done; echo $n)"],
+            env={**os.environ, "C2_API_KEY": KEY, "C2WS_URL": fast.url}, cwd=REPO,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+        code, out, err = finish(process, timeout=60)
+        published = fast.last_seq(VISIBLE[0])
+    assert code == 0, err
+    assert 0 < int(out) < published
+    assert "Traceback" not in err
+
+
 def test_a_flood_of_gaps_is_rate_limited_on_stderr_and_the_gap_stays_on_stdout(
     server: TestServer,
 ) -> None:
@@ -319,14 +341,20 @@ def test_verbose_shows_traffic_but_never_the_key(server: TestServer) -> None:
     assert KEY not in err
 
 
+def in_process_run(server: TestServer, renderer: Renderer, diagnostics: Diagnostics,
+                   channels: tuple[str, ...] = spec.CHANNELS, **options: Any) -> SubscribeRun:
+    """``c2ws subscribe``'s run in this process, over the library's stream."""
+    events = ForwardEvents()
+    stream = library_stream([VISIBLE[0]], channels, api_key=KEY, url=server.url,
+                         auto_ack=False, on_event=events, decode_payloads=True, **options)
+    return SubscribeRun(stream, renderer, diagnostics, events=events,
+                        count=options.get("count"), timeout=options.get("timeout"))
+
+
 def test_table_mode_renders_signals_and_positions(server: TestServer) -> None:
     console = Console(file=io.StringIO(), width=160, color_system=None)
     diagnostics = Diagnostics(Console(file=io.StringIO(), width=160))
-    options = SubscribeOptions(EngineConfig(
-        url=server.url, api_key=KEY,
-        keys=[SubscriptionKey(VISIBLE[0], ch) for ch in spec.CHANNELS]),
-        count=2)
-    run = SubscribeRun(options, TableRenderer(console, live=False), diagnostics)
+    run = in_process_run(server, TableRenderer(console, live=False), diagnostics, count=2)
     thread, result = run_in_thread(run)
     only_connection(server, 2)
     server.publish(VISIBLE[0], {"StrategyId": VISIBLE[0], "Side": "1", "OrderType": "2",
@@ -405,10 +433,8 @@ def run_in_thread(run: SubscribeRun) -> tuple[threading.Thread, list[ExitCode]]:
 
 def test_a_silent_server_is_detected_and_ends_the_stream(server: TestServer) -> None:
     err = io.StringIO()
-    options = SubscribeOptions(EngineConfig(
-        url=server.url, api_key=KEY, reconnect=False, timeouts=SessionTimeouts(silence=1.0),
-        keys=[SubscriptionKey(VISIBLE[0], spec.CHANNEL_SIGNAL)]))
-    run = SubscribeRun(options, NdjsonRenderer(io.BytesIO()), Diagnostics(Console(file=err)))
+    run = in_process_run(server, NdjsonRenderer(io.BytesIO()), Diagnostics(Console(file=err)),
+                         channels=(spec.CHANNEL_SIGNAL,), reconnect=False, silence_timeout=1.0)
     thread, result = run_in_thread(run)
     only_connection(server, 1)
     server.stall()  # the socket stays open, nothing more arrives, heartbeats included

@@ -17,14 +17,7 @@ from c2ws.render.color import ColorChoice
 EnumT = TypeVar("EnumT", bound=Enum)
 _WHOLE_NUMBER = re.compile(r"[+-]?[0-9]{1,18}")
 
-CHANNEL_ALIASES = {
-    "signal": spec.CHANNEL_SIGNAL,
-    "signals": spec.CHANNEL_SIGNAL,
-    spec.CHANNEL_SIGNAL: spec.CHANNEL_SIGNAL,
-    "positions": spec.CHANNEL_POSITIONS,
-    "position": spec.CHANNEL_POSITIONS,
-    spec.CHANNEL_POSITIONS: spec.CHANNEL_POSITIONS,
-}
+CHANNEL_ALIASES = spec.CHANNEL_ALIASES
 
 
 def complete_channel(incomplete: str) -> list[str]:

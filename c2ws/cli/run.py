@@ -1,53 +1,33 @@
-"""``c2ws subscribe`` as a function: run the engine, write what it yields, and say how
-the run ended.
+"""``c2ws subscribe`` as a function: iterate a :class:`c2ws.Stream` batch by batch,
+render each, flush, acknowledge, and say how the run ended.
 
-The caller's thread renders, flushes and then acknowledges each batch (so the state
-file only ever records what was written); the engine owns the sockets.  This module
-decides when to stop and which exit code that is; it knows nothing of frames or
-terminals.
+A shell over the library: the stream decides what to deliver and when to end (count,
+timeout, fail-on-gap, errors), keeps the cursors and the state file; this module writes,
+reports and maps the ending to an exit code.  It knows nothing of frames or sockets.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+import signal
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from types import FrameType
 from typing import TYPE_CHECKING, Final
 
+from c2ws import StreamEnd
 from c2ws import events as ev
 from c2ws.cli.app import StdoutClosed, Terminated
-from c2ws.engine import ConnectionHealth, Engine, EngineConfig
-from c2ws.errors import ConnectionFailed, EngineError, InternalError
+from c2ws.errors import C2wsError, ConnectionFailed, GapDetected, InternalError
 from c2ws.events import SubscriptionKey
-from c2ws.exitcodes import ExitCode, exit_code_for, exit_code_for_end
+from c2ws.exitcodes import ExitCode, exit_code_for
 from c2ws.render import Renderer, messages_handler
 from c2ws.render.diagnostics import Diagnostics
 from c2ws.render.safe import terminal_safe
 
 if TYPE_CHECKING:
-    from c2ws.delivery.state import StateFile
-
-
-@dataclass(frozen=True)
-class SubscribeOptions:
-    engine: EngineConfig
-    count: int | None = None
-    timeout: float | None = None
-    fail_on_gap: bool = False
-    # stdout is a regular file: fsync it before the state file records what it holds.
-    sync_output_fd: int | None = None
-    # --state with a pipe: commit after every message, so a crash repeats at most one.
-    commit_each_message: bool = False
-    # --symbol: which messages the output shows; --count counts only those.
-    selects: Callable[[ev.StreamMessage], bool] | None = None
-    # --state, locked and read by the caller before it read stdout back (engine.state_path
-    # is then None); the engine commits to it and closes it.
-    state: StateFile | None = None
-    # stdout, when its lines are the stream envelopes (plain NDJSON): read back after a
-    # failed write to say exactly where each stream's output ends.
-    readback_fd: int | None = None
+    from c2ws import Batch, ConnectionHealth, Stream
 
 
 class OutputFailed(Exception):
@@ -59,11 +39,9 @@ class OutputFailed(Exception):
         self.target = target or "stdout"
 
 
-class StreamEnded(Exception):
-    def __init__(self, code: ExitCode, message: str | None = None) -> None:
-        super().__init__(message or code.name)
-        self.code = code
-        self.message = message
+class TimedOutWriting(BaseException):
+    """--timeout passed while a write to stdout was blocked (its reader is behind): raised
+    in the main thread by the alarm, as SIGTERM's :class:`Terminated` is."""
 
 
 _STREAM_MESSAGE: Final = ev.StreamMessage
@@ -72,28 +50,54 @@ _ONLY_STREAM_MESSAGES: Final = {ev.StreamMessage}
 _KEYS_NAMED: Final = 5
 
 
+class ForwardEvents:
+    """The ``on_event`` of a stream built before the run that handles its events: it
+    forwards to ``target`` once set."""
+
+    def __init__(self) -> None:
+        self.target: Callable[[ev.Event], None] | None = None
+
+    def __call__(self, event: ev.Event) -> None:
+        if self.target is not None:
+            self.target(event)
+
+
 class SubscribeRun:
-    """One run of ``subscribe``; :meth:`run` returns the exit code."""
+    """One run of ``subscribe`` over ``stream`` (created with ``auto_ack=False`` and a
+    :class:`ForwardEvents` as its ``on_event``, which the run points at itself);
+    :meth:`run` returns the exit code.  ``count``, ``timeout``: the stream's, for the
+    report (the stream enforces them).  ``readback_fd``: stdout, when its lines are the
+    stream envelopes (plain NDJSON): read back after a failed write to say exactly where
+    each stream's output ends."""
 
     def __init__(
-        self, options: SubscribeOptions, renderer: Renderer, diagnostics: Diagnostics
+        self, stream: Stream, renderer: Renderer, diagnostics: Diagnostics, *,
+        events: ForwardEvents | None = None, count: int | None = None,
+        timeout: float | None = None, readback_fd: int | None = None,
     ) -> None:
-        self.options = options
+        self.stream = stream
         self.renderer = renderer
         self._handle_messages = messages_handler(renderer)
         self.diagnostics = diagnostics
-        self.delivered = 0
-        self._engine: Engine | None = None
+        self.count = count
+        self.timeout = timeout
+        self.readback_fd = readback_fd
+        if events is not None:
+            events.target = self.on_event
         # The batch being written, and how much of it is written: for the final report.
         self._batch: Sequence[ev.Event] = ()
         self._written_of_batch = 0
-        # --fail-on-gap: the hole (or sequence reset) to stop after.
-        self._gap: ev.GapReported | ev.SequenceReset | None = None
+        self._writing = False  # in a write of stdout (the --timeout alarm may cut it)
         self._connection_failed = False  # the run ended with a connection's failure
         self._failed_target: str | None = None  # what a write failed on, if one did
         # stdout takes nothing more (a write failed, or its reader left): the caller points
         # it at /dev/null, so the interpreter's last flush cannot fail (exit 120).
         self.stdout_lost = False
+
+    @property
+    def delivered(self) -> int:
+        """Messages written (those --symbol selects; what --count counts)."""
+        return self.stream.delivered
 
     def run(self) -> ExitCode:
         """Stream until the run ends, say how it ended, then close the output (the
@@ -125,18 +129,21 @@ class SubscribeRun:
         return code
 
     def _run(self) -> ExitCode:
+        stream = self.stream
+        self.diagnostics.connections_total = stream.connection_count
         try:
             try:
-                self._engine = Engine(self.options.engine, state=self.options.state)
-                self.diagnostics.connections_total = self._engine.connection_count
-                with self._engine:
-                    self._stream(self._engine)
+                with self._deadline_alarm(), stream:
+                    for batch in stream.batches(include_empty=True):
+                        self._write_batch(batch)
             finally:
                 self._finish()
-        except StreamEnded as end:
-            if end.message and end.code is not ExitCode.OK:
-                self.diagnostics.say(end.message, "red")
-            return end.code
+        except GapDetected as gap:
+            why = ("restarted the numbering" if gap.reset
+                   else "could not replay every missed signal")
+            self.diagnostics.say(f"stopping (--fail-on-gap): the server {why} of {gap.key}",
+                                 "red")
+            return ExitCode.GAP
         except InternalError as bug:
             if os.environ.get("C2WS_DEBUG"):
                 self.diagnostics.console.print(bug.traceback, markup=False, highlight=False)
@@ -145,8 +152,11 @@ class SubscribeRun:
                 "(set C2WS_DEBUG=1 for a traceback)", "red"
             )
             return ExitCode.ERROR
-        except EngineError as error:
-            self._connection_failed = isinstance(error, ConnectionFailed)
+        except C2wsError as error:
+            # A timeout before any subscription was confirmed is no connection's own end:
+            # the report of the connections that were down still follows.
+            self._connection_failed = isinstance(error, ConnectionFailed) and (
+                stream.end_reason is not StreamEnd.TIMEOUT)
             self.diagnostics.say(terminal_safe(str(error), 400), "red")
             return exit_code_for(error)
         except KeyboardInterrupt:
@@ -155,6 +165,10 @@ class SubscribeRun:
         except Terminated:
             self._report_unwritten("terminated")
             return ExitCode.TERMINATED
+        except TimedOutWriting:
+            self._report_unwritten(f"timed out after {self.timeout:g} s while stdout's "
+                                   "reader was behind")
+            return self._timeout_code()
         except BrokenPipeError:
             # The reader (e.g. ``head -1``) has all it wanted: a normal end, not an error.
             self.stdout_lost = True
@@ -164,31 +178,33 @@ class SubscribeRun:
                 f"cannot write to {failure.target}: {failure}; {self._failure_report()}", "red"
             )
             return ExitCode.OUTPUT_FAILED
-        return ExitCode.OK  # pragma: no cover - _stream always raises
+        if stream.end_reason is StreamEnd.TIMEOUT:
+            return self._timeout_code()
+        return ExitCode.OK
 
-    # --- the output loop -------------------------------------------------------------------
+    # --- the output -------------------------------------------------------------------------
 
-    def _stream(self, engine: Engine) -> None:
-        options = self.options
-        deadline = None if options.timeout is None else time.monotonic() + options.timeout
-        limit = 1 if options.commit_each_message else None
-        while True:
-            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-            batch = engine.next_batch(wait, limit)
-            if not batch:
-                if deadline is not None and time.monotonic() >= deadline:
-                    self._timed_out(engine)
-                continue
-            self._write_batch(engine, batch)
-
-    def _write_batch(self, engine: Engine, batch: Sequence[ev.Event]) -> None:
-        self._batch, self._written_of_batch = batch, 0
+    def on_event(self, event: ev.Event) -> None:
+        """Every event that is not a message (the stream's ``on_event``): stderr, and the
+        renderer (control lines, the table's status, the recording)."""
+        self.diagnostics.handle(event)
         try:
-            ending = self._render(batch)
+            self.renderer.handle(event)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise self._failed(exc) from None
+
+    def _write_batch(self, batch: Batch) -> None:
+        events = batch.events
+        self._batch, self._written_of_batch = events, 0
+        try:
+            self._writing = True
+            self._render(events)
             self.renderer.flush()
-            sync_fd = self.options.sync_output_fd
-            if sync_fd is not None:
-                os.fsync(sync_fd)
+            self._writing = False
+            # Syncs an appended output file, then commits the state file (--state).
+            self.stream.ack(batch)
         except BrokenPipeError:
             raise
         except OSError as exc:
@@ -197,76 +213,64 @@ class SubscribeRun:
             # the cursor must never pass a byte that is not on disk.  A regular file's
             # whole lines are found again by the next --state run.
             raise self._failed(exc) from None
-        engine.acknowledge(batch[: self._written_of_batch])
+        finally:
+            self._writing = False
         self._batch, self._written_of_batch = (), 0
-        if ending is not None:
-            raise ending
 
-    def _render(self, batch: Sequence[ev.Event]) -> StreamEnded | None:
-        """Hand each event to the renderer (and the diagnostics); the ending reached, if
-        any.  Stream messages, nearly all of a busy batch, take the shortest path."""
-        handle, diagnostics, options = self.renderer.handle, self.diagnostics, self.options
-        count, selects = options.count, options.selects
-        if (
-            selects is None and self._gap is None
-            and (count is None or count - self.delivered > len(batch))
-            and set(map(type, batch)) == _ONLY_STREAM_MESSAGES
-        ):
-            # A burst: nothing but stream messages, none of them an ending.
-            self._written_of_batch = len(batch)
-            self._handle_messages(batch)  # type: ignore[arg-type]
-            self.delivered += len(batch)
-            diagnostics.count_stream_messages(len(batch))
-            return None
+    def _render(self, events: Sequence[ev.Event]) -> None:
+        """Hand each event to the renderer (and gaps and resets to the diagnostics too).
+        A burst of stream messages, nearly every batch, takes the renderer's batch path."""
+        diagnostics = self.diagnostics
+        if set(map(type, events)) == _ONLY_STREAM_MESSAGES:
+            self._written_of_batch = len(events)
+            self._handle_messages(events)  # type: ignore[arg-type]
+            diagnostics.count_stream_messages(len(events))
+            return
+        handle = self.renderer.handle
         streamed = 0
-        ending: StreamEnded | None = None
-        for index, event in enumerate(batch):
+        for index, event in enumerate(events):
             # Counted before it is written: a signal between the write and the count must
             # not hide a line that reached stdout (the report calls these "being written").
             self._written_of_batch = index + 1
             if type(event) is _STREAM_MESSAGE:
                 streamed += 1
-                handle(event)
-                if selects is not None and not selects(event):
-                    continue
-                self.delivered += 1
-                if self._gap is not None and event.key == self._gap.key:
-                    why = ("restarted the numbering" if isinstance(self._gap, ev.SequenceReset)
-                           else "could not replay every missed signal")
-                    ending = StreamEnded(
-                        ExitCode.GAP, f"stopping (--fail-on-gap): the server {why} of "
-                        f"{self._gap.key}"
-                    )
-                    break
-                if count is not None and self.delivered >= count:
-                    ending = StreamEnded(ExitCode.OK)
-                    break
-                continue
-            diagnostics.handle(event)
+            else:
+                diagnostics.handle(event)
             handle(event)
-            if isinstance(event, (ev.GapReported, ev.SequenceReset)) and options.fail_on_gap:
-                # Stop once the message after the hole (or the reset) is written too, so
-                # the cursor is past it: a rerun must not stop at the same place again.
-                self._gap = self._gap or event
         diagnostics.count_stream_messages(streamed)
-        return ending
 
-    def _timed_out(self, engine: Engine) -> None:
-        timeout = self.options.timeout
-        if not engine.ever_confirmed:
-            last = engine.last_end
-            code = ExitCode.CONNECTION_LOST if last is None else exit_code_for_end(last.reason)
-            why = f": {terminal_safe(last.detail)}" if last is not None and last.detail else ""
-            raise StreamEnded(
-                code, f"timed out after {timeout:g} s before any subscription was confirmed{why}"
+    @contextlib.contextmanager
+    def _deadline_alarm(self) -> Iterator[None]:
+        """--timeout also ends a run blocked writing to a reader that is behind (defect
+        1): an alarm at the deadline cuts that write short.  Anywhere else the stream's
+        own deadline ends the run at its next request, so the alarm does nothing there.
+        The main thread only (signals are delivered there)."""
+        timeout = self.timeout
+        if (timeout is None or not hasattr(signal, "setitimer")
+                or threading.current_thread() is not threading.main_thread()):
+            yield
+            return
+
+        def on_alarm(signum: int, frame: FrameType | None) -> None:
+            if self._writing:
+                raise TimedOutWriting()
+
+        previous = signal.signal(signal.SIGALRM, on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, timeout)
+        try:
+            yield
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+
+    def _timeout_code(self) -> ExitCode:
+        if self.count is not None and self.stream.delivered < self.count:
+            self.diagnostics.say(
+                f"timed out after {self.timeout:g} s with {self.stream.delivered} of "
+                f"{self.count} messages", "red",
             )
-        if self.options.count is not None:
-            raise StreamEnded(
-                ExitCode.COUNT_NOT_REACHED,
-                f"timed out after {timeout:g} s with {self.delivered} of "
-                f"{self.options.count} messages",
-            )
-        raise StreamEnded(ExitCode.OK)
+            return ExitCode.COUNT_NOT_REACHED
+        return ExitCode.OK
 
     # --- the end -----------------------------------------------------------------------------
 
@@ -280,20 +284,19 @@ class SubscribeRun:
         return failure
 
     def _finish(self) -> None:
-        """After the engine stopped: gaps whose far end never came are still reported
-        (written unless stdout failed; failing to write them is an output failure), and
-        so are messages still held aside for a sequence-reset verdict (not written)."""
-        engine = self._engine
-        if engine is None:
-            return
-        for held in engine.held_aside():
+        """After the stream stopped: gaps whose far end never came and the stream did not
+        yield (the run was cut short) are still reported (written unless stdout failed;
+        failing to write them is an output failure), and so are messages still held
+        aside for a sequence-reset verdict (not written)."""
+        stream = self.stream
+        for held in stream.held_aside():
             self.diagnostics.say(
                 f"stopped while {held.messages} message(s) of {held.key} at or below its cursor "
                 f"(seq {held.first_seq} to {held.last_seq}, cursor {held.cursor}) were held "
                 "aside, not written: if the server restarted its numbering they will not be "
                 "replayed; fetch them from the REST API", "yellow",
             )
-        gaps = engine.unresolved_gaps()
+        gaps = stream.unresolved_gaps().events
         for gap in gaps:
             self.diagnostics.handle(gap)
         if not gaps or self._failed_target == "stdout":
@@ -310,13 +313,11 @@ class SubscribeRun:
     def _unwritten(self) -> tuple[int, list[ev.StreamMessage]]:
         """How many received messages were never handed to the renderer, and the
         messages of the batch being written when the run stopped."""
-        engine = self._engine
-        if engine is None:
-            return 0, []
         handed = [e for e in self._batch[: self._written_of_batch]
                   if isinstance(e, ev.StreamMessage)]
-        left = list(self._batch[self._written_of_batch:]) + engine.handoff.discard()
-        return sum(isinstance(event, ev.StreamMessage) for event in left), handed
+        left = self._batch[self._written_of_batch:]
+        return self.stream.undelivered + sum(
+            isinstance(event, ev.StreamMessage) for event in left), handed
 
     def _output_ends(
         self, handed: Sequence[ev.StreamMessage], *, failed: bool = False,
@@ -325,7 +326,7 @@ class SubscribeRun:
         """Where each stream's output ends: the last seq_id known written per stream
         (acknowledged, or ``on_disk`` when the output file was read back), then the batch
         that was being written (or whose write ``failed``), unless ``on_disk`` says."""
-        written = dict(self._engine.written) if self._engine is not None else {}
+        written = dict(self.stream.cursors)
         for key, seq in (on_disk or {}).items():
             written[key] = max(seq, written.get(key, seq))
         ends = (
@@ -345,11 +346,11 @@ class SubscribeRun:
         messages are not in it.  A plain NDJSON file is read back for the exact answer
         (its whole lines are what the next --state run resumes after)."""
         unwritten, handed = self._unwritten()
-        fd, on_disk = self.options.readback_fd, None
-        if fd is not None and self._failed_target == "stdout" and self._engine is not None:
-            from c2ws.delivery.state import whole_lines_written
+        fd, on_disk = self.readback_fd, None
+        if fd is not None and self._failed_target == "stdout":
+            from c2ws.cursors import written_cursors
 
-            on_disk = whole_lines_written(fd, keys=self._engine.keys)
+            on_disk = written_cursors(fd, self.stream.keys)
         if on_disk is not None:
             for message in handed:  # of the failed write: those not whole lines of the file
                 key, cursor = message.key, message.cursor
@@ -364,13 +365,11 @@ class SubscribeRun:
         subscriptions they left unserved: with several connections, one that keeps
         failing is otherwise lost among the reconnect lines.  Not repeated when the only
         connection's failure is what ended the run (its error line says it all)."""
-        engine = self._engine
-        if engine is None:
-            return
-        total = engine.connection_count
+        stream = self.stream
+        total = stream.connection_count
         if total == 1 and self._connection_failed:
             return
-        for health in engine.connections_down():
+        for health in stream.connections_down():
             self.diagnostics.say(
                 _describe_down(health, total), "red" if health.gave_up else "yellow"
             )
@@ -407,3 +406,4 @@ def _describe_down(health: ConnectionHealth, total: int) -> str:
     why = f"; last: {terminal_safe(last.detail or last.reason.value)}" if last else ""
     return (f"connection {health.shard + 1} of {total} {state}: {len(keys)} "
             f"subscription(s) {served} ({named}){why}")
+

@@ -9,7 +9,7 @@ from typing import NoReturn
 
 import typer
 
-from c2ws.config import Flags, Settings, SettingsError, read_api_key, resolve
+from c2ws.config import Flags, Settings, SettingsError, api_key_of, resolve
 
 
 def usage_error(exc: SettingsError) -> NoReturn:
@@ -32,27 +32,29 @@ def load_settings(flags: Flags) -> Settings:
 
 
 def load_api_key(settings: Settings, *, given_on_command_line: bool) -> str:
-    """The API key the settings point at ("" when none), registered as a secret so that
-    no stderr line can show it."""
-    from c2ws.engine import check_api_key
+    """The API key the settings point at ("" when none), read and checked as
+    :func:`c2ws.stream` reads it (:func:`c2ws.config.api_key_of`), and registered as a
+    secret so that no stderr line can show it."""
     from c2ws.errors import ConfigError
     from c2ws.render.safe import keep_secret
 
-    source = settings.api_key.value
-    if source is None:
+    if settings.api_key.value is None:
         return ""
     try:
-        key = read_api_key(source)
+        key = api_key_of(settings)
     except SettingsError as exc:
         usage_error(exc)
+    except ConfigError as exc:
+        if given_on_command_line:
+            _warn_command_line_key()
+        raise typer.BadParameter(str(exc), param_hint="'--api-key'") from None
     keep_secret(key)
     if given_on_command_line:
-        print("c2ws: warning: an API key given with --api-key is visible to other users "
-              "of this machine (ps, shell history); use --api-key-file or C2_API_KEY "
-              "instead", file=sys.stderr)
-    try:
-        check_api_key(key)
-    except ConfigError as exc:
-        where = settings.api_key.source
-        raise typer.BadParameter(f"{exc} (key from {where})", param_hint="'--api-key'") from None
+        _warn_command_line_key()
     return key
+
+
+def _warn_command_line_key() -> None:
+    print("c2ws: warning: an API key given with --api-key is visible to other users "
+          "of this machine (ps, shell history); use --api-key-file or C2_API_KEY "
+          "instead", file=sys.stderr)

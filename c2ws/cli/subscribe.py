@@ -2,11 +2,11 @@
 the renderer, and run (see :mod:`c2ws.cli.run`).  Nothing here knows the wire protocol."""
 
 
-import dataclasses
-import os
 import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TextIO
+from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
 import typer
 
@@ -47,10 +47,9 @@ from c2ws.exitcodes import ExitCode
 from c2ws.render.color import ColorChoice
 
 if TYPE_CHECKING:
+    from c2ws import FileCursors, Stream
     from c2ws.cli.output import OutputSpec
-    from c2ws.cli.run import SubscribeOptions
-    from c2ws.delivery.state import StateFile
-    from c2ws.engine import EngineConfig
+    from c2ws.events import SubscriptionKey
     from c2ws.render import Renderer
     from c2ws.render.clock import DisplayZone
     from c2ws.render.diagnostics import Diagnostics
@@ -167,7 +166,7 @@ def subscribe(
         float, typer.Option("--connect-timeout", metavar="S",
                             parser=seconds("'--connect-timeout'", minimum=0.1),
                             help="Seconds to wait for the connection and upgrade.")
-    ] = 10.0,
+    ] = spec.CONNECT_TIMEOUT_SECONDS,
     record: RecordOpt = None,
     fields: FieldsOpt = None,
     symbol: SymbolOpt = None,
@@ -182,11 +181,7 @@ def subscribe(
     from c2ws.cli.output import OutputSpec, TerminalOptions, check_output_spec
     from c2ws.cli.settings import load_api_key, load_settings
     from c2ws.config import Flags
-    from c2ws.engine import EngineConfig, validate_config
-    from c2ws.errors import ConfigError
-    from c2ws.events import SubscriptionKey
     from c2ws.render.filters import MessageFilter
-    from c2ws.session import SessionTimeouts
 
     settings = load_settings(Flags(
         profile=profile, url=url, api_key=api_key, api_key_file=api_key_file,
@@ -201,18 +196,14 @@ def subscribe(
     channels = _setting_channels(settings.channels.value, settings.channels.source)
     output_mode = _setting_output(settings.output.value, settings.output.source)
     key = load_api_key(settings, given_on_command_line=api_key is not None)
-    keys = [SubscriptionKey(sid, ch) for sid in ids for ch in channels]
-    config = EngineConfig(
-        url=settings.url.value, api_key=key, keys=keys, max_buffer=max_buffer,
-        reconnect=not no_reconnect, max_retries=max_retries, max_backoff=max_backoff,
-        connect_timeout=connect_timeout,
-        timeouts=SessionTimeouts(silence=silence_timeout), state_path=state,
-        traffic=verbose or record is not None,
+    params = StreamParams(
+        strategies=tuple(ids), channels=tuple(channels), url=settings.url.value, api_key=key,
+        max_buffer=max_buffer, reconnect=not no_reconnect, max_retries=max_retries,
+        max_backoff=max_backoff, connect_timeout=connect_timeout,
+        silence_timeout=silence_timeout, traffic=verbose or record is not None,
+        count=count, timeout=timeout, fail_on_gap=fail_on_gap,
     )
-    try:
-        validate_config(config)
-    except ConfigError as exc:
-        raise typer.BadParameter(str(exc), param_hint=f"'{exc.param or 'STRATEGY_ID'}'") from None
+    params.check()
     zone = tz if tz is not None else _setting_zone(settings.tz.value, settings.tz.source)
     output_spec = OutputSpec(
         mode=output_mode, include_control=include_control, fields=parse_field_list(fields),
@@ -220,8 +211,51 @@ def subscribe(
         verbose=verbose, terminal=TerminalOptions(zone, progress, bell or bell_fills, bell_fills),
     )
     check_output_spec(output_spec)
-    raise typer.Exit(stream(config, output_spec, count=count, timeout=timeout,
-                            fail_on_gap=fail_on_gap, record=record))
+    raise typer.Exit(run_stream(params, output_spec, record=record, state=state))
+
+
+@dataclass(frozen=True)
+class StreamParams:
+    """What ``subscribe`` and ``demo`` ask of :func:`c2ws.stream` (the output decides the
+    rest: see :func:`run_stream`)."""
+
+    strategies: tuple[int, ...]
+    channels: tuple[str, ...]
+    url: str
+    api_key: str
+    max_buffer: int = spec.DEFAULT_MAX_BUFFER
+    reconnect: bool = True
+    max_retries: int | None = None
+    max_backoff: float = spec.BACKOFF_MAX_SECONDS
+    connect_timeout: float = spec.CONNECT_TIMEOUT_SECONDS
+    silence_timeout: float = spec.CLIENT_STALE_AFTER_SECONDS
+    traffic: bool = False
+    count: int | None = None
+    timeout: float | None = None
+    fail_on_gap: bool = False
+
+    def stream(self, **more: Any) -> "Stream":
+        """The stream (not started: nothing connects yet)."""
+        import c2ws
+
+        return c2ws.stream(
+            self.strategies, self.channels, api_key=self.api_key, url=self.url,
+            max_buffer=self.max_buffer, reconnect=self.reconnect,
+            max_retries=self.max_retries, max_backoff=self.max_backoff,
+            connect_timeout=self.connect_timeout, silence_timeout=self.silence_timeout,
+            traffic=self.traffic, count=self.count, timeout=self.timeout,
+            fail_on_gap=self.fail_on_gap, **more,
+        )
+
+    def check(self) -> "Stream":
+        """The stream, or the usage error (exit 2) naming the option at fault."""
+        from c2ws.errors import ConfigError
+
+        try:
+            return self.stream()
+        except ConfigError as exc:
+            raise typer.BadParameter(str(exc), param_hint=f"'{exc.param or 'STRATEGY_ID'}'") \
+                from None
 
 
 def _setting_channels(values: tuple[str, ...], source: str) -> list[str]:
@@ -285,8 +319,6 @@ def demo(
     every strategy on both channels, from the first signal on.
     """
     from c2ws.cli.output import OutputSpec, TerminalOptions, check_output_spec
-    from c2ws.engine import EngineConfig
-    from c2ws.events import SubscriptionKey
     from c2ws.render.consoles import MessageConsole
     from c2ws.render.filters import MessageFilter
 
@@ -308,97 +340,91 @@ def demo(
             f"(strategies {', '.join(map(str, config.strategies))}); Ctrl-C to stop",
             soft_wrap=True,
         )
-        keys = [SubscriptionKey(sid, ch) for sid in config.strategies for ch in spec.CHANNELS]
-        engine_config = EngineConfig(
-            url=running.url, api_key=DEMO_API_KEY, keys=keys,
-            traffic=verbose or record is not None,
+        params = StreamParams(
+            strategies=tuple(config.strategies), channels=spec.CHANNELS, url=running.url,
+            api_key=DEMO_API_KEY, traffic=verbose or record is not None, count=count,
+            timeout=timeout,
         )
-        code = stream(engine_config, output_spec, count=count, timeout=timeout, record=record)
+        code = run_stream(params, output_spec, record=record)
     raise typer.Exit(code)
 
 
-def stream(
-    config: "EngineConfig", output: "OutputSpec", *, count: int | None, timeout: float | None,
-    fail_on_gap: bool = False, record: Path | None = None,
+def run_stream(
+    params: StreamParams, output: "OutputSpec", *, record: Path | None = None,
+    state: Path | None = None,
 ) -> int:
     """Run a subscription with the chosen renderer; returns the exit code."""
+    import c2ws
     from c2ws.cli.output import stderr_diagnostics
-    from c2ws.engine import open_state_file
-    from c2ws.errors import StateError
+    from c2ws.errors import StateFileError
     from c2ws.render.safe import terminal_safe
 
     if sys.stdout is None:  # started with stdout closed (``>&-``): nobody to stream to
         print("c2ws: stdout is closed; nothing to stream to", file=sys.stderr)
         return int(ExitCode.OK)
-    if config.state_path is None:
-        return _stream(config, output, None, count=count, timeout=timeout,
-                       fail_on_gap=fail_on_gap, record=record)
+    if state is None:
+        return _run_stream(params, output, None, record=record)
     # The lock before anything else: a run it refuses must leave stdout's file, which the
-    # run holding the lock may be appending to, as it is (not even a CSV header).
+    # run holding the lock may be appending to, as it is (not even a CSV header).  Then
+    # stdout, when it is a file appended to, is read back: a torn last line is cut and
+    # what it holds is resumed after (exactly once); a pipe commits every message.
+    cursors = c2ws.FileCursors(state, output=_fileno(sys.stdout))
     try:
-        state = open_state_file(config)
-    except StateError as exc:
+        cursors.open(c2ws.StreamIdentity.of(params.url, params.api_key, [
+            (sid, channel) for sid in params.strategies for channel in params.channels]))
+    except StateFileError as exc:
         diagnostics = stderr_diagnostics(output)
         diagnostics.say(terminal_safe(str(exc), 400), "red")
         diagnostics.close()
         return int(ExitCode.STATE_FAILED)
     try:
-        return _stream(dataclasses.replace(config, state_path=None), output, state,
-                       count=count, timeout=timeout, fail_on_gap=fail_on_gap, record=record)
+        return _run_stream(params, output, cursors, record=record)
     finally:
-        state.close()  # the engine has, unless the run ended before it started
+        cursors.close()  # the stream has, unless the run ended before it started
 
 
-def _stream(
-    config: "EngineConfig", output: "OutputSpec", state: "StateFile | None", *,
-    count: int | None, timeout: float | None, fail_on_gap: bool, record: Path | None,
+def _run_stream(
+    params: StreamParams, output: "OutputSpec", cursors: "FileCursors | None", *,
+    record: Path | None,
 ) -> int:
-    """:func:`stream` once the state file, if any, is locked."""
+    """:func:`run_stream` once the state file, if any, is locked."""
     from c2ws.cli.collector import tune_for_streaming
     from c2ws.cli.output import build_output
-    from c2ws.cli.run import SubscribeOptions, SubscribeRun
-    from c2ws.engine import planned_connections
-    from c2ws.errors import StateError
-    from c2ws.render.safe import terminal_safe
+    from c2ws.cli.run import ForwardEvents, SubscribeRun
 
-    channels = {key.channel for key in config.keys}
-    built = build_output(output, channels=channels, keys=config.keys,
-                         connections=planned_connections(config))
+    plan = params.stream()
+    built = build_output(output, channels=set(params.channels), keys=plan.keys,
+                         connections=plan.connection_count)
     diagnostics = built.diagnostics
-    # Heartbeat events only for what shows them: otherwise an idle connection's heartbeat
-    # wakes nothing but its own socket thread.
-    config = dataclasses.replace(
-        config,
-        report_heartbeats=built.table or diagnostics.has_status_line or output.include_control,
-        decoded_payloads=built.needs_payloads,
-    )
+    if cursors is not None and cursors.torn_bytes_removed:
+        diagnostics.say(f"removed a torn last line ({cursors.torn_bytes_removed} bytes) from "
+                        "the output file left by an earlier run", "yellow")
     message_filter = output.message_filter
-    options = SubscribeOptions(engine=config, count=count, timeout=timeout,
-                               fail_on_gap=fail_on_gap, state=state,
-                               selects=message_filter.selects if message_filter.active else None,
-                               readback_fd=_fileno(sys.stdout) if built.envelope_lines else None)
-    if state is not None:
-        try:
-            options = _exactly_once_output(options, diagnostics)
-        except StateError as exc:
-            diagnostics.say(terminal_safe(str(exc), 400), "red")
-            diagnostics.close()
-            _close_unstarted(built.renderer)
-            return int(ExitCode.STATE_FAILED)
     renderer: Renderer = built.renderer
     if record is not None:
-        recorder = _open_recording(record, config, diagnostics)
+        recorder = _open_recording(record, params, plan.keys, diagnostics)
         if recorder is None:
             _close_unstarted(built.renderer)
             return int(ExitCode.USAGE)
         from c2ws.render.recording import TeeRenderer
 
         renderer = TeeRenderer([recorder, renderer])
+    events = ForwardEvents()
+    stream = params.stream(
+        cursors=cursors, auto_ack=False, on_event=events,
+        select=message_filter.selects_message if message_filter.active else None,
+        # Heartbeat events only for what shows them: otherwise an idle connection's
+        # heartbeat wakes nothing but its own socket thread.
+        heartbeats=built.table or diagnostics.has_status_line or output.include_control,
+        decode_payloads=built.needs_payloads,
+    )
     tune_for_streaming()
-    run = SubscribeRun(options, renderer, diagnostics)  # it closes the renderer
+    run = SubscribeRun(stream, renderer, diagnostics, events=events, count=params.count,
+                       timeout=params.timeout,
+                       readback_fd=_fileno(sys.stdout) if built.envelope_lines else None)
     try:
         try:
-            code = int(run.run())
+            code = int(run.run())  # it closes the renderer
         finally:
             diagnostics.close()
     except (StdoutClosed, BrokenPipeError):
@@ -426,45 +452,18 @@ def _close_unstarted(renderer: "Renderer") -> None:
 
 
 def _open_recording(
-    path: Path, config: "EngineConfig", diagnostics: "Diagnostics"
+    path: Path, params: StreamParams, keys: "Sequence[SubscriptionKey]",
+    diagnostics: "Diagnostics",
 ) -> "Renderer | None":
     """The --record sink, appending to ``path``; None (said on stderr) when it cannot be
-    opened.  A file of this user's with one name, never reached through a symbolic link
-    (see :func:`c2ws.localfiles.open_own_file`), created private: it holds the frames."""
-    from c2ws.localfiles import UnusableFile, open_own_file
-    from c2ws.render.recording import RecordingRenderer
+    opened."""
+    from c2ws.render.recording import RecordingUnusable, open_recording
     from c2ws.render.safe import terminal_safe
 
     try:
-        fd, _ = open_own_file(path, append=True)
-    except UnusableFile as exc:
-        problem = f"--record: {path} {exc.problem}; pass a file of your own"
-    except OSError as exc:
-        problem = f"--record: cannot open {path}: {exc.strerror or exc}"
-    else:
-        return RecordingRenderer(os.fdopen(fd, "ab"), keys=config.keys,
-                                 per_connection=config.per_connection, url=config.url)
-    diagnostics.say(terminal_safe(problem, 400), "red")
-    diagnostics.close()
-    return None
-
-
-
-def _exactly_once_output(
-    options: "SubscribeOptions", diagnostics: "Diagnostics"
-) -> "SubscribeOptions":
-    """With --state: when stdout is a regular file, its last lines are the truth about what
-    was written (a crash can come between a write and the state commit), and it is synced
-    before each commit; a pipe is committed after every message instead."""
-    from c2ws.delivery.state import reconcile_output_tail
-
-    fd = sys.stdout.fileno()
-    tail = reconcile_output_tail(fd, keys=options.engine.keys)
-    if not tail.reconciled:
-        return dataclasses.replace(options, commit_each_message=True)
-    if tail.torn_bytes_removed:
-        diagnostics.say(f"removed a torn last line ({tail.torn_bytes_removed} bytes) from the "
-                        "output file left by an earlier run", "yellow")
-    engine = dataclasses.replace(options.engine, start_cursors=tail.cursors,
-                                 renumbered=tail.reset_keys)
-    return dataclasses.replace(options, engine=engine, sync_output_fd=fd)
+        return open_recording(path, keys=keys, url=params.url,
+                              per_connection=spec.MAX_SUBSCRIPTIONS_PER_CONNECTION)
+    except RecordingUnusable as exc:
+        diagnostics.say(terminal_safe(str(exc), 400), "red")
+        diagnostics.close()
+        return None

@@ -2,18 +2,23 @@
 
 A message the filter does not select is not shown, in any output mode; it still counts
 as handled for ``--state`` (the stream has moved past it).  ``--count`` counts selected
-messages only (:meth:`MessageFilter.selects` is what ``c2ws.cli.run`` asks).
+messages only (``c2ws subscribe`` hands :meth:`MessageFilter.selects_message` to the
+stream as its ``select``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from c2ws import events as ev
 from c2ws import spec
 from c2ws.payload import PayloadView
 from c2ws.render import Renderer, fields
+
+if TYPE_CHECKING:
+    from c2ws.messages import Position, Signal
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,18 @@ class MessageFilter:
         if self.symbols:
             return any(symbol.casefold() in self.symbols for symbol in _symbols(message.msg_type,
                                                                                message.payload))
+        return True
+
+    def selects_message(self, message: Signal | Position) -> bool:
+        """:meth:`selects` for a typed message of the library (``c2ws.stream(select=)``)."""
+        if self.channels and message.channel not in self.channels:
+            return False
+        if self.strategies and message.strategy_id not in self.strategies:
+            return False
+        if self.symbols:
+            payload = message.raw.get("payload")
+            return any(symbol.casefold() in self.symbols for symbol in _symbols(
+                message.channel, payload if isinstance(payload, dict) else {}))
         return True
 
     def selects_key(self, key: ev.SubscriptionKey) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import BinaryIO
 
 from c2ws import events as ev
@@ -62,6 +63,33 @@ class RecordingRenderer:
             self._out.flush()
         with contextlib.suppress(OSError):
             self._out.stream.close()
+
+
+class RecordingUnusable(Exception):
+    """The recording file cannot be opened; ``str()`` is one line (not yet made
+    terminal-safe) naming the file and what to do."""
+
+
+def open_recording(
+    path: Path, *, keys: Sequence[ev.SubscriptionKey], per_connection: int, url: str,
+    label: str = "--record",
+) -> RecordingRenderer:
+    """A :class:`RecordingRenderer` appending to ``path``: a file of this user's with one
+    name, never reached through a symbolic link (see
+    :func:`c2ws.localfiles.open_own_file`), created private: it holds the frames."""
+    import os
+
+    from c2ws.localfiles import UnusableFile, open_own_file
+
+    try:
+        fd, _ = open_own_file(path, append=True)
+    except UnusableFile as exc:
+        raise RecordingUnusable(f"{label}: {path} {exc.problem}; pass a file of your own") \
+            from None
+    except OSError as exc:
+        raise RecordingUnusable(f"{label}: cannot open {path}: {exc.strerror or exc}") from None
+    return RecordingRenderer(os.fdopen(fd, "ab"), keys=keys, per_connection=per_connection,
+                             url=url, label=label)
 
 
 def _named(exc: OSError, label: str) -> OSError:

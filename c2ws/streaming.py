@@ -1,0 +1,839 @@
+"""``c2ws.stream()``: the engine as an iterator of typed messages, with the guarantees of
+``c2ws subscribe`` (reconnect, resume, dedupe, sharding, durable cursors) and its
+endings (``count``, ``timeout``, ``fail_on_gap``)::
+
+    with c2ws.stream([12345678], cursors=c2ws.FileCursors("state.json")) as s:
+        for msg in s:                  # Signal | Position | Gap | SequenceReset
+            print(msg.seq_id, msg.symbol if isinstance(msg, c2ws.Signal) else msg.line)
+
+One consumer thread drives a :class:`Stream` (the socket threads are the engine's).
+Messages come in batches (:meth:`Stream.batches`, what one socket read or a burst
+brought); iterating the stream yields the messages of each batch in turn.  Every engine
+event that is not a message (connection life-cycle, subscriptions, heartbeats, warnings,
+``Traffic``) goes to ``on_event`` on the consumer's thread, in arrival order relative
+to the messages (see :class:`Stream`).
+
+Acknowledgement moves the cursor.  ``auto_ack=True``: a message counts as handled when
+the caller asks for the next one (committed once per batch), and at a clean close.
+``auto_ack=False``: :meth:`Stream.ack` is cumulative; what was never acknowledged is
+replayed after a crash.  A caller that stops acknowledging gets
+:class:`~c2ws.errors.BacklogFull` once ``max_buffer`` messages wait for it, never a
+silent stall.
+
+Sans-I/O where it matters: this module decides what to deliver, acknowledge and raise;
+the sockets are the engine's, the clock is passed in.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from operator import countOf
+from types import TracebackType
+from typing import TYPE_CHECKING, Final, overload
+
+from c2ws import events as ev
+from c2ws import spec
+from c2ws.endings import ConnectionEnd, EndReason
+from c2ws.errors import (
+    BacklogFull,
+    C2wsError,
+    ConfigError,
+    GapDetected,
+    connection_error,
+)
+from c2ws.events import SubscriptionKey
+from c2ws.lines import gap_line, is_one_line, line_of, reset_line
+from c2ws.messages import Gap, Message, Position, SequenceReset, Signal
+
+if TYPE_CHECKING:
+    from c2ws.cursors import CursorStore
+    from c2ws.delivery.dedupe import HeldAside
+    from c2ws.engine import ConnectionHealth, Engine, EngineConfig
+
+__all__ = ["Batch", "Message", "Stream", "StreamEnd", "stream"]
+
+_STREAM_MESSAGE: Final = ev.StreamMessage
+_GAP: Final = ev.GapReported
+_RESET: Final = ev.SequenceReset
+_TRAFFIC: Final = ev.Traffic
+_ONLY_STREAM_MESSAGES: Final = {ev.StreamMessage}
+_MESSAGE_TYPES: Final = (ev.StreamMessage, ev.GapReported, ev.SequenceReset)
+_POSITIONS: Final = spec.CHANNEL_POSITIONS
+
+
+class StreamEnd(Enum):
+    """Why a stream ended (:attr:`Stream.end_reason`)."""
+
+    COUNT = "count"  # ``count`` messages were delivered
+    TIMEOUT = "timeout"  # ``timeout`` seconds passed
+    CLOSED = "closed"  # the caller closed it (``close()``, the end of a ``with`` block)
+    ERROR = "error"  # an error of c2ws.errors ended it (raised to the caller)
+
+
+# --- typed messages of engine events ------------------------------------------------------
+
+
+def _reset_message(event: ev.SequenceReset) -> SequenceReset:
+    return SequenceReset(event.key, event.last_seq, event.next_seq, reset_line(event),
+                         event.next_timestamp, event.last_timestamp)
+
+
+def typed(event: ev.StreamMessage | ev.GapReported | ev.SequenceReset) -> Message:
+    """The typed message of one message event (cheap: nothing is decoded)."""
+    kind = type(event)
+    if kind is _STREAM_MESSAGE:
+        if event.message.msg_type == _POSITIONS:  # type: ignore[union-attr]
+            return Position(event)  # type: ignore[arg-type]
+        return Signal(event)  # type: ignore[arg-type]
+    if kind is _GAP:
+        return Gap(event)  # type: ignore[arg-type]
+    return _reset_message(event)  # type: ignore[arg-type]
+
+
+def _line(event: ev.Event) -> bytes:
+    kind = type(event)
+    if kind is _STREAM_MESSAGE:
+        data = event.message.data  # type: ignore[union-attr]
+        return data if is_one_line(data) else line_of(event.message)  # type: ignore[union-attr]
+    if kind is _GAP:
+        return gap_line(event)  # type: ignore[arg-type]
+    return reset_line(event)  # type: ignore[arg-type]
+
+
+class Batch(Sequence[Message]):
+    """An immutable sequence of typed messages, built lazily: a message object is made
+    only when it is indexed or iterated.  ``events``: the engine's message events of the
+    batch (``StreamMessage``, ``GapReported``, ``SequenceReset``) in arrival order, for
+    renderers; :meth:`lines` and :meth:`ndjson` give the NDJSON bytes without building
+    any message object."""
+
+    __slots__ = ("_taken", "events")
+
+    def __init__(self, events: list[ev.Event], taken: list[ev.Event] | None = None) -> None:
+        self.events: Sequence[ev.Event] = events
+        # Everything the batch acknowledges, in order: its events and the messages a
+        # ``select`` left out (the same list when there are none).
+        self._taken = events if taken is None else taken
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    @overload
+    def __getitem__(self, index: int) -> Message: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Message]: ...
+
+    def __getitem__(self, index: int | slice) -> Message | list[Message]:
+        if isinstance(index, slice):
+            return [typed(event) for event in self.events[index]]  # type: ignore[arg-type]
+        return typed(self.events[index])  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[Message]:
+        return map(typed, self.events)  # type: ignore[arg-type]
+
+    def lines(self) -> list[bytes]:
+        """The NDJSON line of each message (no newline), byte for byte what ``c2ws
+        subscribe -o ndjson`` writes."""
+        return [
+            event.message.data
+            if type(event) is _STREAM_MESSAGE and is_one_line(event.message.data)
+            else _line(event)
+            for event in self.events
+        ]
+
+    def ndjson(self) -> bytes:
+        """The batch as NDJSON: every line with its newline."""
+        lines = self.lines()
+        if not lines:
+            return b""
+        lines.append(b"")
+        return b"\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"<Batch of {len(self.events)} message(s)>"
+
+
+# --- the settings ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    """What :class:`Stream` decides on its own (the engine's settings are apart)."""
+
+    count: int | None = None
+    timeout: float | None = None
+    fail_on_gap: bool = False
+    auto_ack: bool = True
+    select: Callable[[Signal | Position], bool] | None = None
+    on_event: Callable[[ev.Event], object] | None = None
+    clock: Callable[[], float] = field(default=time.monotonic)
+
+
+def subscription_keys(
+    strategies: Iterable[int | str] | int | str, channels: Iterable[str] | str
+) -> list[SubscriptionKey]:
+    """The subscriptions of ``strategies`` (positive ints, or their digits as text) on
+    ``channels`` (``signal``, ``positions`` or the full names); :class:`ConfigError` for
+    anything else."""
+    if isinstance(strategies, (int, str)):
+        strategies = [strategies]
+    if isinstance(channels, str):
+        channels = [channels]
+    ids: list[int] = []
+    for strategy in strategies:
+        if isinstance(strategy, str) and strategy.strip().isascii() and (
+                strategy.strip().isdigit()):
+            strategy = int(strategy.strip())
+        if not isinstance(strategy, int) or isinstance(strategy, bool) or strategy <= 0:
+            raise ConfigError(f"{strategy!r} is not a strategy id (a positive integer)",
+                              param="STRATEGY_ID")
+        if strategy not in ids:
+            ids.append(strategy)
+    names: list[str] = []
+    for channel in channels:
+        name = spec.CHANNEL_ALIASES.get(channel.strip().lower()) if isinstance(
+            channel, str) else None
+        if name is None:
+            raise ConfigError(f"{channel!r} is not a channel; use signal, positions, "
+                              f"{spec.CHANNEL_SIGNAL} or {spec.CHANNEL_POSITIONS}",
+                              param="--channel")
+        if name not in names:
+            names.append(name)
+    return [SubscriptionKey(sid, name) for sid in ids for name in names]
+
+
+def stream(
+    strategies: Iterable[int | str] | int | str,
+    channels: Iterable[str] | str = ("signal", "positions"),
+    *,
+    api_key: str | None = None,
+    url: str | None = None,
+    profile: str | None = None,
+    cursors: CursorStore | None = None,
+    auto_ack: bool = True,
+    count: int | None = None,
+    timeout: float | None = None,
+    fail_on_gap: bool = False,
+    max_buffer: int = spec.DEFAULT_MAX_BUFFER,
+    on_event: Callable[[ev.Event], object] | None = None,
+    select: Callable[[Signal | Position], bool] | None = None,
+    reconnect: bool = True,
+    max_retries: int | None = None,
+    max_backoff: float = spec.BACKOFF_MAX_SECONDS,
+    connect_timeout: float = spec.CONNECT_TIMEOUT_SECONDS,
+    silence_timeout: float = spec.CLIENT_STALE_AFTER_SECONDS,
+    traffic: bool = False,
+    heartbeats: bool = False,
+    decode_payloads: bool = False,
+) -> Stream:
+    """A stream of the signals and positions of ``strategies`` (see docs/library.md).
+
+    ``api_key``, ``url``, ``profile``: as ``c2ws subscribe`` resolves them when not
+    given (``C2_API_KEY`` or ``C2WS_API_KEY_FILE``, ``C2WS_URL``, ``C2WS_PROFILE``, the
+    config file's profile, the default URL).  ``cursors``: where acknowledged cursors are
+    kept (:class:`~c2ws.cursors.FileCursors`, :class:`~c2ws.cursors.SqliteCursors`, any
+    :class:`~c2ws.cursors.CursorStore`; None: in memory for the run).  ``count``: end after
+    that many Signal/Position messages (those ``select`` keeps); ``timeout``: end after that
+    many seconds; ``fail_on_gap``: raise :class:`~c2ws.errors.GapDetected` after a gap or a
+    sequence reset and the message after it.  ``max_buffer``: messages the stream holds
+    for a slow consumer (and delivered unacknowledged ones, with ``auto_ack=False``).
+    ``on_event``: called with every engine event that is not a message; ``heartbeats``:
+    include one per heartbeat answered; ``traffic``: include every frame in and out
+    (``Traffic``, the key redacted).  ``decode_payloads``: decode every payload on the
+    socket thread (for consumers of ``Batch.events`` that read ``message.payload``;
+    typed messages decode on first read either way).
+
+    Raises :class:`~c2ws.errors.ConfigError` at once for settings no connection could
+    work with; nothing connects until the stream starts (``with``, or the first
+    request)."""
+    from c2ws.engine import EngineConfig, validate_config
+    from c2ws.session import SessionTimeouts
+
+    keys = subscription_keys(strategies, channels)
+    if api_key is None or url is None:
+        from c2ws.config import Flags, connection_of
+
+        url, api_key = connection_of(Flags(profile=profile, url=url, api_key=api_key),
+                                     os.environ)
+    if count is not None and (isinstance(count, bool) or count < 1):
+        raise ConfigError(f"count must be at least 1, not {count!r}", param="--count")
+    if timeout is not None and not timeout > 0:
+        raise ConfigError(f"timeout must be a positive number of seconds, not {timeout!r}",
+                          param="--timeout")
+    config = EngineConfig(
+        url=url, api_key=api_key, keys=keys, max_buffer=max_buffer, reconnect=reconnect,
+        max_retries=max_retries, max_backoff=max_backoff, connect_timeout=connect_timeout,
+        timeouts=SessionTimeouts(silence=silence_timeout), traffic=traffic,
+        report_heartbeats=heartbeats, decoded_payloads=decode_payloads,
+    )
+    validate_config(config)
+    options = StreamOptions(count=count, timeout=timeout, fail_on_gap=fail_on_gap,
+                            auto_ack=auto_ack, select=select, on_event=on_event)
+    return Stream(config, options, cursors=cursors)
+
+
+# --- the stream -----------------------------------------------------------------------------
+
+
+class Stream:
+    """A running subscription: a context manager (``with`` starts it; leaving the block
+    unsubscribes and closes every connection cleanly) and an iterator of typed messages
+    (``Signal | Position | Gap | SequenceReset``).  Iterating without ``with`` starts it
+    on the first request; then only :meth:`close` (or the stream's own end) closes it.
+
+    **Order.**  ``on_event`` gets every other engine event on the consumer's thread:
+    those that arrived before a message before that message is yielded, those after it
+    once the caller asks for what follows.  With :meth:`batches` a batch is delivered at
+    once: the events that arrived among its messages are never inside it (a batch ends
+    before one), except ``Traffic`` (the frames themselves), which is passed before the
+    batch that holds its message.  An exception ``on_event`` raises propagates to the
+    caller; the event counts as handled.
+
+    **Ends.**  ``count`` and ``timeout`` end the iteration (:attr:`end_reason`,
+    :attr:`delivered`); announced gaps whose far end never arrived are then yielded as
+    :class:`~c2ws.messages.Gap` messages, last.  An error of :mod:`c2ws.errors` ends it
+    too, raised once those gaps were yielded.  A timeout before any subscription was
+    confirmed raises the connection's error.
+
+    Not thread-safe: one thread iterates, acknowledges and closes (the socket threads
+    are the engine's)."""
+
+    def __init__(
+        self, config: EngineConfig, options: StreamOptions | None = None, *,
+        cursors: CursorStore | None = None,
+        engine_factory: Callable[..., Engine] | None = None,
+    ) -> None:
+        from c2ws.engine import planned_connections
+
+        self.config = config
+        self.options = options or StreamOptions()
+        self.cursors_store = cursors
+        self.keys: tuple[SubscriptionKey, ...] = tuple(config.keys)
+        self.connection_count = planned_connections(config)
+        self.delivered = 0
+        self.end_reason: StreamEnd | None = None
+        # Stream messages received and never delivered (counted when the stream stops).
+        self.undelivered = 0
+        self._engine_factory = engine_factory
+        self._engine: Engine | None = None
+        self._started = self._stopped = self._closed = False
+        self._store_opened = False
+        self._deadline: float | None = None
+        # Events taken from the engine and not yet handed out.
+        self._inbox: list[ev.Event] = []
+        self._inbox_at = 0
+        # Event lists handed out (batches, with what ``select`` left out), not yet
+        # acknowledged, oldest first; and how many stream messages they hold.
+        self._delivered: list[list[ev.Event]] = []
+        self._unacked = 0
+        # The batch ``for msg in s`` is yielding from, and how many of it were yielded.
+        self._current: Batch | None = None
+        self._current_at = 0
+        # fail_on_gap: the gap (or reset) to stop after, and the error once that is due.
+        self._gap: ev.GapReported | ev.SequenceReset | None = None
+        self._pending_error: C2wsError | None = None
+        self._final_gaps: list[ev.GapReported] | None = None
+        self._gaps_given = self._gaps_yielded = False
+        self._interrupted = False
+        self._ready: Batch | None = None
+
+    # --- life cycle ------------------------------------------------------------------------
+
+    def start(self) -> Stream:
+        """Open the cursor store, connect and subscribe (in the background: messages
+        and errors come through the iteration).  Idempotent."""
+        if self._started:
+            return self
+        if self._closed:
+            raise RuntimeError("the stream is closed")
+        from c2ws.engine import Engine
+
+        store = self.cursors_store
+        if store is not None:
+            opener = getattr(store, "open", None)
+            if opener is not None:
+                from c2ws.cursors import StreamIdentity
+
+                opener(StreamIdentity.of(self.config.url, self.config.api_key, self.keys))
+            self._store_opened = True
+        factory = self._engine_factory or Engine
+        try:
+            self._engine = factory(self.config, cursors=store)
+            self._started = True
+            self._engine.start()
+        except BaseException:
+            self._started = True
+            self.close(clean=False)
+            raise
+        timeout = self.options.timeout
+        if timeout is not None:
+            self._deadline = self.options.clock() + timeout
+        return self
+
+    def close(self, *, clean: bool = True) -> None:
+        """Stop: acknowledge what was handled (``auto_ack``: everything delivered when
+        ``clean``, else all but the message being handled), unsubscribe, close every
+        connection with 1000 (bounded in time), and close the cursor store.  Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._gaps_given = True  # unresolved_gaps() has them
+        try:
+            if self._started and self.options.auto_ack:
+                self._ack_handled(including_last=clean)
+        finally:
+            try:
+                if self.end_reason is None:
+                    self.end_reason = StreamEnd.CLOSED
+                self._stop_engine()
+            finally:
+                self._close_store()
+
+    def __enter__(self) -> Stream:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close(clean=exc_type is None)
+
+    def interrupt(self) -> None:
+        """From another thread: make a request blocked waiting for messages return (the
+        stream then ends as CLOSED).  Never blocks; :meth:`close` still has to run."""
+        self._interrupted = True
+        engine = self._engine
+        if engine is not None:
+            engine.handoff.close()
+
+    # --- consuming -------------------------------------------------------------------------
+
+    def batches(self, *, include_empty: bool = False) -> Iterator[Batch]:
+        """The messages batch by batch (see :class:`Batch`).  ``include_empty``: also an
+        empty batch when other events came (handed to ``on_event``) and no message after
+        them, for a consumer that must flush what ``on_event`` wrote."""
+        while True:
+            batch = self.next_batch()
+            if batch is None:
+                return
+            if batch or include_empty:
+                yield batch
+
+    def next_batch(self) -> Batch | None:
+        """The next batch, waiting for it (empty: see :meth:`batches`); None once the
+        stream has ended (by count, timeout or close).  Raises the error that ended it."""
+        self._current = None
+        return self._next_batch()
+
+    def __iter__(self) -> Iterator[Message]:
+        return self
+
+    def __next__(self) -> Message:
+        current = self._current
+        if current is not None:
+            at = self._current_at
+            events = current.events
+            if at < len(events):
+                deadline = self._deadline
+                if deadline is not None and self.options.clock() >= deadline:
+                    # The consumer is behind: the rest of this batch is not delivered.
+                    self._cut_current(at)
+                else:
+                    self._current_at = at + 1
+                    return typed(events[at])  # type: ignore[arg-type]
+        batch = self._next_batch()
+        while batch is not None and not batch:
+            batch = self._next_batch()
+        if batch is None:
+            self._current = None
+            raise StopIteration
+        self._current, self._current_at = batch, 1
+        return typed(batch.events[0])  # type: ignore[arg-type]
+
+    def ack(self, item: Message | Batch) -> None:
+        """Acknowledge ``item`` and everything delivered before it (cumulative): the
+        cursor of each stream moves to the highest seq_id acknowledged, and is committed
+        to the cursor store.  Acknowledging what was acknowledged already does nothing."""
+        if isinstance(item, Batch):
+            if item._taken:
+                self._ack_through(item._taken[-1], None)
+            return
+        event = _event_of(item)
+        if event is None:
+            raise TypeError(f"{item!r} is not a message")
+        if not self._ack_through(event, item) and (
+                SubscriptionKey(item.strategy_id or 0, item.channel) not in self.keys):
+            raise ValueError(f"{item!r} is not a message of this stream")
+
+    # --- reports ---------------------------------------------------------------------------
+
+    @property
+    def cursors(self) -> Mapping[SubscriptionKey, int]:
+        """The acknowledged cursor of each stream (a copy)."""
+        return dict(self._engine.written) if self._engine is not None else {}
+
+    @property
+    def ever_confirmed(self) -> bool:
+        """Some subscription was confirmed by the server."""
+        return self._engine is not None and self._engine.ever_confirmed
+
+    def connections_down(self) -> list[ConnectionHealth]:
+        """The connections that were down when last heard of, with the subscriptions
+        they carry that the server did not reject."""
+        return self._engine.connections_down() if self._engine is not None else []
+
+    def held_aside(self) -> list[HeldAside]:
+        """Streams whose messages at or below the cursor were held aside awaiting a
+        sequence-reset verdict when the stream stopped (not delivered)."""
+        return self._engine.held_aside() if self._engine is not None and self._stopped else []
+
+    def unresolved_gaps(self) -> Batch:
+        """After the stream stopped: the announced gaps whose far end never arrived that
+        the iteration did not yield (a close or an exception ended it first)."""
+        if self._gaps_yielded or not self._stopped:
+            return Batch([])
+        return Batch(list(self._final_gaps or []))
+
+    # --- internals: delivering ---------------------------------------------------------------
+
+    def _next_batch(self) -> Batch | None:
+        if not self._started:
+            self.start()
+        if self._closed:
+            self.end_reason = self.end_reason or StreamEnd.CLOSED
+            return self._finish()
+        ready = self._ready
+        if ready is not None:  # on_event raised before it was returned
+            self._ready = None
+            return ready
+        if self.options.auto_ack and self._delivered:
+            self._acknowledge_lists(len(self._delivered))
+        engine = self._engine
+        assert engine is not None
+        while True:
+            if self._interrupted and self.end_reason is None:
+                self.end_reason = StreamEnd.CLOSED
+            if self.end_reason is not None:
+                return self._finish()
+            deadline = self._deadline
+            if deadline is not None and self.options.clock() >= deadline:
+                # Defect 1: checked at every request, also while batches keep coming.
+                self._timed_out(engine)
+                continue
+            if self._inbox_at >= len(self._inbox) and not self._take(engine, deadline):
+                continue
+            batch = self._cut(engine)
+            if batch is not None:
+                return batch
+
+    def _take(self, engine: Engine, deadline: float | None) -> bool:
+        """Fill the inbox from the engine, waiting until the deadline at most; False when
+        nothing came (or the stream ended)."""
+        if self._backlog_full(engine):
+            return True  # what was queued is in the inbox
+        wait = None if deadline is None else max(0.0, deadline - self.options.clock())
+        limit = 1 if getattr(self.cursors_store, "commits_each_message", False) else None
+        try:
+            events = engine.next_batch(wait, limit)
+        except C2wsError as error:
+            self._end_with(error)
+            return False
+        if not events:
+            return False
+        self._inbox, self._inbox_at = events, 0
+        return True
+
+    def _cut(self, engine: Engine) -> Batch | None:
+        """The next batch out of the inbox: the events before its first message go to
+        ``on_event``; it ends before the next other event, or where ``count`` or
+        ``fail_on_gap`` ends the stream.  None when the inbox held no message to give."""
+        events, start = self._inbox, self._inbox_at
+        options = self.options
+        count, select = options.count, options.select
+        if (
+            start == 0 and select is None and self._gap is None
+            and (count is None or count - self.delivered > len(events))
+            and set(map(type, events)) == _ONLY_STREAM_MESSAGES
+        ):
+            # A burst: nothing but stream messages, none of them an ending.
+            self._inbox, self._inbox_at = [], 0
+            self.delivered += len(events)
+            self._unacked += len(events)
+            self._delivered.append(events)
+            return Batch(events)
+        on_event = options.on_event
+        end = len(events)
+        index = start
+        # Other events before the batch's first message, one at a time: an exception
+        # on_event raises leaves the inbox just after the event it was given.
+        while index < end and type(events[index]) not in _MESSAGE_TYPES:
+            event = events[index]
+            index += 1
+            self._inbox_at = index
+            try:
+                if on_event is not None:
+                    on_event(event)
+            finally:
+                engine.acknowledge([event])
+        passed_on = index > start
+        traffic: list[ev.Event] = []  # frames of the batch's messages: passed before it
+        shown: list[ev.Event] = []
+        taken: list[ev.Event] = []
+        left_out = False
+        while index < end:
+            event = events[index]
+            kind = type(event)
+            if kind is _STREAM_MESSAGE:
+                index += 1
+                taken.append(event)
+                if select is not None and not select(typed(event)):  # type: ignore[arg-type]
+                    left_out = True
+                    continue
+                shown.append(event)
+                self.delivered += 1
+                gap = self._gap
+                if gap is not None and event.key == gap.key:  # type: ignore[union-attr]
+                    self._end_with(_gap_error(gap))
+                    break
+                if count is not None and self.delivered >= count:
+                    self.end_reason = StreamEnd.COUNT
+                    break
+            elif kind is _GAP or kind is _RESET:
+                # Gaps and resets are always delivered (``select`` judges messages): a
+                # hole must never go unseen.
+                index += 1
+                taken.append(event)
+                shown.append(event)
+                if options.fail_on_gap and self._gap is None:
+                    self._gap = event  # type: ignore[assignment]
+            elif kind is _TRAFFIC:
+                index += 1
+                traffic.append(event)
+            else:
+                break  # the batch ends before the next other event
+        if index >= end:
+            self._inbox, self._inbox_at = [], 0
+        else:
+            self._inbox_at = index
+        # Events went to on_event and no message follows: an empty batch says so.
+        passed_on = passed_on or bool(traffic)
+        if not taken:
+            self._pass_on(engine, traffic)
+            return _EMPTY if passed_on else None
+        self._unacked += countOf(map(type, taken), _STREAM_MESSAGE)
+        self._delivered.append(taken)
+        if not shown:
+            # Left out by ``select``: handled, in order (after what is still unacknowledged).
+            if len(self._delivered) == 1:
+                self._acknowledge_lists(1)
+            self._pass_on(engine, traffic)
+            return _EMPTY if passed_on else None
+        batch = Batch(shown, taken if left_out else None)
+        if traffic:
+            self._ready = batch  # returned at the next request if on_event raises
+            self._pass_on(engine, traffic)
+            self._ready = None
+        return batch
+
+    def _pass_on(self, engine: Engine, others: list[ev.Event]) -> None:
+        """Hand ``others`` to on_event in order; they count as handled whatever it does."""
+        if not others:
+            return
+        on_event = self.options.on_event
+        try:
+            if on_event is not None:
+                for event in others:
+                    on_event(event)
+        finally:
+            engine.acknowledge(others)
+
+    def _backlog_full(self, engine: Engine) -> bool:
+        """Defect 3: with ``auto_ack=False``, the delivered and unacknowledged messages
+        are part of the backlog; a request that could only wait for ever (the backlog is
+        full of them, or a connection is paused until some are acknowledged) raises
+        :class:`BacklogFull`.  True when it filled the inbox with what was queued."""
+        if self.options.auto_ack or not self._unacked:
+            return False
+        limit = self.config.max_buffer
+        if self._unacked >= limit:
+            raise BacklogFull(self._unacked, limit)
+        if self._unacked > limit // 2 and any(
+                health.waiting_for_room for health in engine.health):
+            try:
+                queued = engine.next_batch(0)
+            except C2wsError as error:
+                self._end_with(error)
+                return False
+            if queued:
+                self._inbox, self._inbox_at = queued, 0
+                return True
+            raise BacklogFull(self._unacked, limit)
+        return False
+
+    def _cut_current(self, at: int) -> None:
+        """Deliver only the first ``at`` messages of the current batch (the deadline
+        passed while the caller was behind): the rest is never acknowledged."""
+        current = self._current
+        assert current is not None and self._engine is not None
+        last = current.events[at - 1]
+        for index in range(len(self._delivered) - 1, -1, -1):
+            part = self._delivered[index]
+            position = _position(part, last)
+            if position >= 0:
+                rest = part[position + 1:]
+                self._delivered[index] = part[:position + 1]
+                self._unacked -= countOf(map(type, rest), _STREAM_MESSAGE)
+                self.undelivered += countOf(map(type, rest), _STREAM_MESSAGE)
+                break
+        self.delivered -= countOf(map(type, current.events[at:]), _STREAM_MESSAGE)
+        self._current = Batch(list(current.events[:at]))
+        self._current_at = at
+        self._timed_out(self._engine)
+
+    def _timed_out(self, engine: Engine) -> None:
+        """The deadline passed: the stream ends (TIMEOUT), with the connection's error
+        when no subscription was ever confirmed (nothing could have been delivered)."""
+        if not engine.ever_confirmed:
+            last = engine.last_end
+            detail = f": {last.detail}" if last is not None and last.detail else ""
+            message = (f"timed out after {self.options.timeout:g} s before any "
+                       f"subscription was confirmed{detail}")
+            self._pending_error = connection_error(
+                last or ConnectionEnd(EndReason.NO_CONNECTED), message)
+        self.end_reason = StreamEnd.TIMEOUT
+
+    def _end_with(self, error: C2wsError) -> None:
+        self.end_reason = StreamEnd.ERROR
+        self._pending_error = error
+
+    def _finish(self) -> Batch | None:
+        """Once ended: stop the engine, yield the unresolved gaps once, then raise the
+        error that ended the stream (again at every request), or end the iteration."""
+        self._stop_engine()
+        if not self._gaps_given:
+            self._gaps_given = True
+            if self._final_gaps:
+                self._gaps_yielded = True
+                return Batch(list(self._final_gaps))
+        if self._pending_error is not None:
+            raise self._pending_error
+        return None
+
+    # --- internals: acknowledging ------------------------------------------------------------
+
+    def _acknowledge_lists(self, how_many: int) -> None:
+        """Acknowledge the oldest ``how_many`` delivered event lists."""
+        engine = self._engine
+        assert engine is not None
+        if how_many <= 0:
+            return
+        lists = self._delivered[:how_many]
+        del self._delivered[:how_many]
+        events = lists[0] if len(lists) == 1 else [e for part in lists for e in part]
+        self._unacked -= countOf(map(type, events), _STREAM_MESSAGE)
+        engine.acknowledge(events)
+
+    def _ack_through(self, event: object, item: Message | None) -> bool:
+        """Acknowledge the delivered events up to ``event``; False when it is not among
+        them."""
+        delivered = self._delivered
+        for index in range(len(delivered) - 1, -1, -1):
+            position = _position(delivered[index], event, item)
+            if position < 0:
+                continue
+            part = delivered[index]
+            if position == len(part) - 1:
+                self._acknowledge_lists(index + 1)
+            else:
+                head, rest = part[:position + 1], part[position + 1:]
+                delivered[index] = head
+                self._acknowledge_lists(index + 1)
+                delivered.insert(0, rest)
+            return True
+        return False
+
+    def _ack_handled(self, *, including_last: bool) -> None:
+        """At close (auto_ack): what the caller asked past, and the last message it was
+        given when it ended cleanly."""
+        if not self._delivered:
+            return
+        current = self._current
+        if current is None:  # batch by batch: the last batch is the one being handled
+            self._acknowledge_lists(len(self._delivered) - (0 if including_last else 1))
+            return
+        handled = self._current_at if including_last else self._current_at - 1
+        if handled > 0:
+            last = current.events[handled - 1]
+            self._ack_through(last, typed(last))  # type: ignore[arg-type]
+        elif len(self._delivered) > 1:
+            self._acknowledge_lists(len(self._delivered) - 1)
+
+    # --- internals: stopping -------------------------------------------------------------------
+
+    def _stop_engine(self) -> None:
+        if self._stopped or self._engine is None:
+            self._stopped = True
+            return
+        self._stopped = True
+        engine = self._engine
+        engine.stop()
+        left = self._inbox[self._inbox_at:]
+        self._inbox, self._inbox_at = [], 0
+        discarded = engine.handoff.discard()
+        self.undelivered += countOf(map(type, left), _STREAM_MESSAGE) + countOf(
+            map(type, discarded), _STREAM_MESSAGE)
+        self._final_gaps = engine.unresolved_gaps()
+
+    def _close_store(self) -> None:
+        store = self.cursors_store
+        if store is None or not self._store_opened:
+            return
+        self._store_opened = False
+        closer = getattr(store, "close", None)
+        if closer is not None:
+            closer()
+
+
+def _position(events: list[ev.Event], event: object, item: object = None) -> int:
+    """Where ``event`` is in ``events`` (by identity, from the end; a sequence reset by
+    its stream and numbering); -1 when it is not."""
+    for index in range(len(events) - 1, -1, -1):
+        candidate = events[index]
+        if candidate is event:
+            return index
+        if isinstance(candidate, ev.SequenceReset) and isinstance(item, SequenceReset) and (
+                candidate.key == (item.strategy_id, item.channel)
+                and candidate.next_seq == item.first_seq_id):
+            return index
+    return -1
+
+
+def _event_of(item: object) -> object | None:
+    """The engine event a typed message was built from (a reset: none is kept, it is
+    found by its stream and numbering)."""
+    if isinstance(item, (Signal, Position)):
+        return item._event
+    if isinstance(item, Gap):
+        return item._gap
+    if isinstance(item, SequenceReset):
+        return _RESET_PLACEHOLDER
+    return None
+
+
+# What a request returns when only other events came (see Stream.batches).
+_EMPTY: Final = Batch([])
+
+# A sequence reset is found by its stream and numbering (see _position).
+_RESET_PLACEHOLDER: Final[object] = object()
+
+
+def _gap_error(gap: ev.GapReported | ev.SequenceReset) -> GapDetected:
+    reset = isinstance(gap, ev.SequenceReset)
+    why = ("restarted the numbering" if reset
+           else "could not replay every missed signal")
+    return GapDetected(f"the server {why} of {gap.key}", key=gap.key, reset=reset)
