@@ -139,7 +139,39 @@ def test_fields_project_ndjson_and_choose_csv_columns(server: TestServer) -> Non
          "payload.C2Symbol.FullSymbol": "AAPL", "msg_type": spec.CHANNEL_POSITIONS},
     ]
     table = run(server, str(A), "-o", "csv", "-n", "1", "--fields", "symbol,side,payload.Limit")
-    assert table.splitlines() == ["symbol,side,payload.Limit", "@ESZ6,Buy,5012.25"]
+    assert table.splitlines() == ["kind,symbol,side,payload.Limit", "signal,@ESZ6,Buy,5012.25"]
+
+
+@pytest.mark.parametrize("mode", ["ndjson", "json", "csv"])
+def test_fields_of_both_channels_say_which_channel_each_row_is_from(
+    server: TestServer, mode: str
+) -> None:
+    # A seq of 1 is a different message on each channel: without kind, the rows of
+    # `--fields seq` could not be told apart.
+    def rows(*args: str, subscriptions: int = 2) -> list[dict[str, Any]]:
+        out = run(server, str(A), "-o", mode, "-n", "2", *args, subscriptions=subscriptions)
+        if mode == "ndjson":
+            return [json.loads(line) for line in out.splitlines()]
+        if mode == "json":
+            return list(json.loads(out))
+        return [{k: int(v) if v.isdigit() else v for k, v in row.items()}
+                for row in csv.DictReader(io.StringIO(out))]
+
+    # (Each run publishes anew on the same server: the seq values grow from run to run.)
+    first = rows("--fields", "seq")
+    assert [list(row) for row in first] == [["kind", "seq"]] * 2
+    assert [row["kind"] for row in first] == ["signal", "position"]
+    # A raw field keeps one row per message (a positions message can hold several).
+    raw = rows("--fields", "seq_id,payload.C2Symbol.FullSymbol")
+    assert [(row["kind"], row["payload.C2Symbol.FullSymbol"]) for row in raw] == [
+        ("signal", "@ESZ6"), ("position", "AAPL")]
+    assert list(raw[0]) == ["kind", "seq_id", "payload.C2Symbol.FullSymbol"]
+    # Named by the user (kind, or msg_type), it is not added again, and stays where put.
+    assert [list(row) for row in rows("--fields", "seq,kind")] == [["seq", "kind"]] * 2
+    # One channel: nothing to tell apart.
+    only = run(server, str(A), "-c", "positions", "-o", mode, "-n", "1", "--fields", "seq",
+               subscriptions=1, publish=[("positions", POSITION)])
+    assert "kind" not in only
 
 
 def test_symbol_filters_and_count_counts_only_what_is_shown(server: TestServer) -> None:

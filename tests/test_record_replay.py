@@ -180,7 +180,8 @@ def test_replay_filters_counts_and_reads_plain_ndjson(server: TestServer,
     # And from stdin.
     piped = c2ws("replay", "-", "-o", "ndjson", "--fields", "seq,symbol", stdin=rec.read_bytes())
     assert [json.loads(x) for x in piped.stdout.splitlines()][:2] == [
-        {"seq": 1, "symbol": "@ESZ6"}, {"seq": 1, "symbol": "AAPL"}]
+        {"kind": "signal", "seq": 1, "symbol": "@ESZ6"},
+        {"kind": "signal", "seq": 1, "symbol": "AAPL"}]
 
 
 def test_a_file_that_is_no_recording_is_a_usage_error(tmp_path: Path) -> None:

@@ -505,8 +505,10 @@ def test_status_text_counts() -> None:
         events.HeartbeatAnswered(envelope("heartbeat", timestamp="2024-01-01T12:00:30Z")),
     ):
         renderer.handle(event)
+    # "messages" counts signals and positions only (what --count counts): not the
+    # connection, acks, errors, heartbeats nor the duplicates, which have their own count.
     assert renderer.status_text() == (
-        "connected: yes | subscriptions: 2/3 active, 1 rejected | messages: 8"
+        "connected: yes | subscriptions: 2/3 active, 1 rejected | messages: 1"
         " | last heartbeat: 12:00:30 | duplicates dropped: 2"
     )
     renderer.handle(events.Unsubscribed(POSITIONS, ack))
@@ -637,6 +639,67 @@ def test_80_columns_keep_what_a_trader_needs_and_abbreviate_the_strategy() -> No
     assert len(header) <= 80 and len(row) <= 80
 
 
+# What each width shows: the header's columns, in order.
+EVERY_COLUMN = ["Time UTC", "Strategy", "Seq", "Side", "O/C", "Qty", "Symbol", "Type",
+                "Limit/Stop", "TIF", "Status", "Signal id"]
+COLUMNS_AT_WIDTH = {
+    40: ["Time UTC", "Side", "Qty", "Symbol", "Limit/Stop"],
+    60: ["Time UTC", "Strategy", "Side", "Qty", "Symbol", "Limit/Stop", "Status"],
+    80: ["Time UTC", "Strategy", "Side", "O/C", "Qty", "Symbol", "Type", "Limit/Stop", "TIF",
+         "Status"],
+    120: EVERY_COLUMN,
+    200: EVERY_COLUMN,
+}
+# When space is short, these go last, and in this order from the end.
+FIRST_NEEDED = ["Time UTC", "Side", "Qty", "Symbol", "Limit/Stop", "Status"]
+LEAST_NEEDED = ["Type", "O/C", "TIF", "Seq", "Signal id"]
+
+
+def header_columns(header: str) -> list[str]:
+    return [name for name in EVERY_COLUMN if name in header]
+
+
+@pytest.mark.parametrize("width", sorted(COLUMNS_AT_WIDTH))
+def test_each_width_keeps_the_columns_a_trader_needs_first(width: int) -> None:
+    output = render(signal(rest_signal(StrategyName="Index Mean Reversion", OrderStatus="1")),
+                    width=width)
+    header, row = output.splitlines()
+    assert header_columns(header) == COLUMNS_AT_WIDTH[width], header
+    assert len(header) <= width and len(row) <= width
+    assert "Buy" in row and "@ESZ6" in row and " 2 " in row
+    if "Limit/Stop" in header:
+        assert "4312.25" in row
+    if "Strategy" in header:  # abbreviated, never in place of a price or status
+        assert row.split()[1].startswith("Index")
+
+
+def test_the_strategy_shrinks_and_goes_before_price_or_status_at_any_width() -> None:
+    from c2ws.render.layout import SIGNAL_COLUMNS, LineLayout
+
+    for width in range(8, 251):
+        layout = LineLayout(SIGNAL_COLUMNS, width, headers={"time": "Time UTC"})
+        header = layout.header().plain
+        shown = header_columns(header)
+        assert len(header) <= width, (width, header)
+        # The needed columns go from the end of their list, never from its middle.
+        needed = [name for name in FIRST_NEEDED if name in shown]
+        assert needed == FIRST_NEEDED[: len(needed)], (width, header)
+        # The strategy is abbreviated, then goes, before any of them; and stays as long
+        # as a less needed column does.
+        strategy = layout.width_of("strategy")
+        if needed != FIRST_NEEDED:
+            assert strategy is None, (width, header)
+        if any(name in shown for name in LEAST_NEEDED):
+            assert strategy is not None, (width, header)
+
+
+def test_a_wide_quantity_makes_the_strategy_go_before_price_and_status() -> None:
+    wide = signal(rest_signal(OrderQuantity=123456789012, OrderStatus="2"))
+    header, row = render(wide, width=60).splitlines()
+    assert "Strategy" not in header
+    assert "123456789012" in row and "4312.25" in row and "Filled" in row
+
+
 @pytest.mark.parametrize("width", [60, 80, 120])
 def test_numbers_widen_their_column_instead_of_being_cut(width: int) -> None:
     wide = signal(rest_signal(OrderQuantity=123456789012, Limit=4312.25, Stop=4300.5), seq_id=2)
@@ -678,6 +741,43 @@ def test_footer_is_compact_on_a_narrow_terminal() -> None:
     footer = last_live_frame(out.getvalue()).rstrip().splitlines()[-1]
     assert footer.startswith("conn no (run ended) | subs 0/2")
     assert "…" not in footer
+
+
+def test_a_footer_too_wide_even_compact_wraps_between_its_items() -> None:
+    console, out = make_console(terminal=True, width=40)
+    renderer = TableRenderer(console, clock=lambda: NOON)
+    renderer.expect_subscriptions([SIGNALS, POSITIONS])
+    renderer.handle(events.Connected(envelope("connection.connected")))
+    renderer.handle(signal(rest_signal()))
+    renderer.close()
+    footer = last_live_frame(out.getvalue()).rstrip().splitlines()[-2:]
+    assert footer == ["conn no (run ended) | subs 0/2 | msgs 1", "hb - | dups 0"]
+
+
+# --- resizing -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("environ", "rewraps"), [
+    ({"TERM": "xterm-256color"}, True),  # VTE, iTerm2, kitty, Windows Terminal...
+    ({"TERM": "tmux-256color", "TMUX": "/tmp/tmux-1000/default,1,0"}, True),
+    ({"TERM": "xterm", "XTERM_VERSION": "XTerm(390)"}, False),
+    ({"TERM": "screen", "TMUX": "/tmp/t,1,0", "XTERM_VERSION": "XTerm(390)"}, True),
+    ({"TERM": "linux"}, False),
+    ({}, True),
+])
+def test_which_terminals_rewrap_their_lines_when_resized(
+    environ: dict[str, str], rewraps: bool
+) -> None:
+    from c2ws.render.consoles import rewraps_on_resize
+
+    assert rewraps_on_resize(environ) is rewraps
+
+
+def test_rows_of_lines_rewrapped_to_a_new_width() -> None:
+    from c2ws.render.consoles import rewrapped_rows
+
+    assert rewrapped_rows([0, 80, 81, 160, 161], 80) == 1 + 1 + 2 + 2 + 3
+    assert rewrapped_rows([119, 40], 120) == 2
 
 
 # --- time zones and dates ------------------------------------------------------------
@@ -848,4 +948,4 @@ def test_with_several_connections_the_footer_says_how_many_are_up() -> None:
     renderer.handle(events.ConnectionEnded(
         2, events.ConnectionEnd(events.EndReason.BUSY, "closed with 1008"), True))
     assert renderer.status_text().startswith("connected: 2/3 up |")
-    assert "conn 2/3 up |" in "".join(text for text, _ in renderer._status_parts(compact=True))
+    assert renderer._footer(60)[0].plain.startswith("conn 2/3 up |")

@@ -13,6 +13,8 @@ import os
 import pty
 import re
 import select
+import shlex
+import shutil
 import struct
 import subprocess
 import sys
@@ -123,6 +125,15 @@ def restricted_server() -> Iterator[ReferenceServer]:
         yield running
 
 
+@pytest.fixture
+def busy_server() -> Iterator[ReferenceServer]:
+    """A fast synthetic feed of the default strategies, from seq_id 1 for each client."""
+    config = ServerConfig(api_keys=(KEY,), rate=50, feed_waits_for_subscription=True,
+                          max_lifetime=120)
+    with ReferenceServer(config) as running:
+        yield running
+
+
 @pytest.mark.parametrize(("columns", "lines"), SIZES)
 def test_rejections_stay_visible_above_the_live_table(
     restricted_server: ReferenceServer, columns: int, lines: int
@@ -146,21 +157,63 @@ def test_rejections_stay_visible_above_the_live_table(
     assert any(line.startswith("Positions at ") and "run ended" in line for line in seen.lines)
 
 
-@pytest.mark.parametrize(("columns", "lines"), SIZES)
+EVERY_COLUMN = ["Time UTC", "Strategy", "Seq", "Side", "O/C", "Qty", "Symbol", "Type",
+                "Limit/Stop", "TIF", "Status", "Signal id"]
+# Time, side, quantity, symbol, price and status first; the strategy name is abbreviated,
+# then left out, before any of them goes.
+COLUMNS_AT_WIDTH = {
+    40: ["Time UTC", "Side", "Qty", "Symbol", "Limit/Stop"],
+    60: ["Time UTC", "Strategy", "Side", "Qty", "Symbol", "Limit/Stop", "Status"],
+    80: ["Time UTC", "Strategy", "Side", "O/C", "Qty", "Symbol", "Type", "Limit/Stop", "TIF",
+         "Status"],
+    120: EVERY_COLUMN,
+    200: EVERY_COLUMN,
+}
+TIME = re.compile(r"\d\d:\d\d:\d\d ")
+
+
+@pytest.mark.parametrize(("columns", "lines"), [
+    pytest.param(40, 24, id="40x24"), pytest.param(60, 24, id="60x24"),
+    pytest.param(80, 24, id="80x24"), pytest.param(120, 40, id="120x40"),
+    pytest.param(200, 40, id="200x40"),
+])
 def test_columns_a_trader_needs_at_each_width(columns: int, lines: int) -> None:
     seen = run_in_terminal(["demo", "-n", "40", "--rate", "50"], columns=columns, lines=lines)
     assert seen.returncode == 0, seen.text
     header = next(line for line in seen.lines if line.startswith("Time UTC "))
-    needed = ["Strategy", "Side", "O/C", "Qty", "Symbol", "Type", "Limit/Stop", "Status"]
-    assert all(name in header.split() for name in needed), header
-    if columns >= 120:
-        assert "Seq" in header and "TIF" in header and "Signal id" in header
-    # Strategy names are abbreviated, never dropped; no number is ever cut short.
-    rows = [line for line in seen.lines if re.match(r"\d\d:\d\d:\d\d ", line)]
+    assert [name for name in EVERY_COLUMN if name in header] == COLUMNS_AT_WIDTH[columns], header
+    rows = [line for line in seen.lines if TIME.match(line)]
     assert len(rows) >= 20
-    assert all(line.split()[1] for line in rows)
+    if "Strategy" in header:  # abbreviated, never dropped while it is in the header
+        assert all(line.split()[1] for line in rows)
+    # No number is ever cut short: not in the rows, the positions or the footer (which
+    # wraps between its items when it does not fit).
     assert not [line for line in seen.lines if CUT_NUMBER.search(line)], seen.text
-    assert all(len(line) <= columns for line in seen.lines)
+    # The footer counts the 40 messages -n counted, not the control frames around them.
+    footer = next(i for i, line in enumerate(seen.lines) if "no (run ended) |" in line)
+    assert re.search(r"\b(msgs|messages:) 40\b", " ".join(seen.lines[footer:])), seen.text
+
+
+def test_positions_only_use_the_whole_height(busy_server: ReferenceServer) -> None:
+    strategies = [str(strategy) for strategy in busy_server.config.strategies]
+    seen = run_in_terminal(
+        ["subscribe", *strategies, "-c", "positions", "-n", "60"], columns=80, lines=16,
+        env={"C2_API_KEY": KEY, "C2WS_URL": busy_server.url, "C2WS_CONFIG": os.devnull},
+    )
+    assert seen.returncode == 0, seen.text
+    screen = [line.rstrip() for line in seen.screen]
+    title = next(i for i, line in enumerate(screen) if line.startswith("Positions at "))
+    footer = next(i for i, line in enumerate(screen) if line.startswith("conn no (run ended)"))
+    rows = [line for line in screen[title:footer] if re.search(r"\d\d:\d\d:\d\d$", line)]
+    note = re.fullmatch(r"\+(\d+) more positions? \(the (\d+) most recently updated are shown\)",
+                        screen[footer - 1])
+    assert note is not None, seen.text
+    hidden, shown = int(note.group(1)), int(note.group(2))
+    assert note.group(0).startswith(f"+{hidden} more position{'' if hidden == 1 else 's'} (")
+    # 16 lines: the region's title, table header and rule, note and footer, and one line
+    # kept above it (here: nothing, the screen starts with the region); all the rest rows.
+    assert shown == len(rows) == 16 - 1 - 5, seen.text
+    assert title <= 1, seen.text
 
 
 def test_no_status_line_on_the_terminal_when_stdout_is_a_pipe() -> None:
@@ -213,6 +266,140 @@ def test_piped_table_uses_the_width_of_the_terminal_watching_it() -> None:
     assert max(len(line) for line in piped.splitlines()) > 80
 
 
+# --- resizing -------------------------------------------------------------------------------
+
+# A signal line that shows its seq (100 columns and more): the strategy (abbreviated as the
+# width requires: the demo's names differ in their first five letters) and the seq.
+SEQ_LINE = re.compile(r"\d\d:\d\d:\d\d (?P<strategy>\S.{4}).*? (?P<seq>\d+) (?:Buy|Sell) ")
+
+
+def seqs_by_strategy(lines: list[str]) -> dict[str, list[int]]:
+    seqs: dict[str, list[int]] = {}
+    for line in lines:
+        match = SEQ_LINE.match(line)
+        if match:
+            seqs.setdefault(match["strategy"], []).append(int(match["seq"]))
+    return seqs
+
+
+def assert_each_signal_once(lines: list[str], *, all_shown: bool) -> None:
+    """Every signal line with a seq is there once, in order; ``all_shown``: none is missing
+    (every line showed its seq), else only up to the last one shown."""
+    seqs = seqs_by_strategy(lines)
+    assert seqs, "\n".join(lines)
+    for strategy, seen in seqs.items():
+        assert seen == list(range(seen[0], seen[-1] + 1)), (strategy, seen, "\n".join(lines))
+        if all_shown:
+            assert seen[0] == 1, (strategy, seen)
+
+
+class Tmux:
+    """A tmux server of its own (socket in a temporary directory) running one command in
+    a window of the given size; the pane stays after the command ends, to be read."""
+
+    def __init__(self, directory: Path, command: list[str], columns: int, lines: int) -> None:
+        self._socket = directory / "tmux.sock"
+        # Written by the shell when the command ends (tmux may be slow to see it die).
+        self._status = directory / "status"
+        shell = f"{shlex.join(command)}; echo $? > {shlex.quote(str(self._status))}"
+        config = directory / "tmux.conf"
+        config.write_text("set -g remain-on-exit on\nset -g history-limit 10000\n"
+                          "set -g status off\n")
+        environment = {k: v for k, v in os.environ.items()
+                       if k not in ("COLUMNS", "LINES", "C2_API_KEY", "C2WS_URL", "NO_COLOR",
+                                    "TMUX", "XTERM_VERSION")}
+        environment["TZ"] = "UTC"
+        self._tmux(["-f", str(config), "new-session", "-d", "-s", "c2ws", "-x", str(columns),
+                    "-y", str(lines), "-c", str(REPO), "sh", "-c", shell], env=environment)
+
+    def _tmux(self, args: list[str], env: dict[str, str] | None = None) -> str:
+        return subprocess.run(["tmux", "-S", str(self._socket), *args], check=True,
+                              stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True, timeout=20, env=env).stdout
+
+    def screen(self) -> str:
+        return self._tmux(["capture-pane", "-p", "-t", "c2ws"])
+
+    def everything(self) -> list[str]:
+        """Scrollback and screen, rewrapped lines joined again (as they were printed)."""
+        text = self._tmux(["capture-pane", "-p", "-J", "-S", "-", "-E", "-", "-t", "c2ws"])
+        return [line.rstrip() for line in text.splitlines()]
+
+    def resize(self, columns: int, lines: int) -> None:
+        self._tmux(["resize-window", "-t", "c2ws", "-x", str(columns), "-y", str(lines)])
+
+    def exit_status(self) -> int | None:
+        """The command's exit status once it has ended, else None."""
+        text = self._status.read_text() if self._status.exists() else ""
+        return int(text) if text.endswith("\n") else None
+
+    def wait_for(self, seen: Callable[[], Any], timeout: float = 60) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            result = seen()
+            if result is not None and result is not False:
+                return result
+            time.sleep(0.05)
+        raise AssertionError("tmux never showed it:\n" + "\n".join(self.everything()))
+
+    def close(self) -> None:
+        subprocess.run(["tmux", "-S", str(self._socket), "kill-server"], capture_output=True,
+                       timeout=20, check=False)
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux (a terminal that rewraps)")
+@pytest.mark.parametrize("narrower", [80, 100])
+def test_resizing_a_rewrapping_terminal_prints_no_line_twice(
+    tmp_path: Path, narrower: int
+) -> None:
+    # tmux, like most terminals, rewraps its lines when made narrower: the live region's
+    # lines (new signals, the footer) then take more rows than were drawn.
+    tmux = Tmux(tmp_path, [sys.executable, "-m", "c2ws", "demo", "--rate", "8", "-n", "70"],
+                columns=120, lines=40)
+    try:
+        def live_region_with_new_signals() -> bool:
+            screen = tmux.screen()
+            return ("connected: yes" in screen and "Positions (" in screen
+                    and len(seqs_by_strategy(screen.splitlines())) == 3)
+
+        tmux.wait_for(live_region_with_new_signals)
+        tmux.resize(narrower, 40)
+        # The region redrawn at the new width (its footer, compact, is no wider than that).
+        tmux.wait_for(lambda: "conn yes | subs 6/6" in tmux.screen())
+        status = tmux.wait_for(tmux.exit_status, timeout=30)
+        lines = tmux.everything()
+    finally:
+        tmux.close()
+    assert status == 0, "\n".join(lines)
+    # No line twice: neither a signal nor a leftover of the live region.
+    assert_each_signal_once(lines, all_shown=narrower >= 100)
+    assert not [line for line in lines if line.startswith("Positions (")], "\n".join(lines)
+    assert not [line for line in lines if "yes |" in line], "\n".join(lines)
+    assert len([line for line in lines if line.startswith("Positions at ")]) == 1
+
+
+def test_resizing_a_terminal_that_cuts_lines_loses_no_line() -> None:
+    # xterm and pyte do not rewrap: the region's old lines keep their rows, and nothing
+    # above the region may be erased.
+    screen = Screen(120, 40)
+    renderer = TableRenderer(screen.console, highlight_seconds=30, rewraps=False)
+    renderer.expect_subscriptions([SIGNALS, POSITIONS])
+    renderer.handle(CONNECTED)
+    renderer.handle(position("@ESZ6", 2))
+    for seq in range(1, 6):
+        renderer.handle(signal(seq))
+    # The newest signals are highlighted in the region, as wide as the terminal.
+    screen.wait_for(lambda lines: any("150339505" in line for line in lines))
+    with renderer._lock:  # between two redraws
+        screen.resize(100)
+    for seq in range(6, 11):
+        renderer.handle(signal(seq))
+    screen.wait_for(lambda lines: any("150339510" in line for line in lines))
+    renderer.close()
+    assert_each_signal_once(screen.lines, all_shown=True)
+    assert seqs_by_strategy(screen.lines) == {"Alpha": list(range(1, 11))}
+
+
 # --- the renderer on an emulated screen ----------------------------------------------------
 
 
@@ -245,6 +432,13 @@ class Screen:
         with self._lock:
             rows = [_row_text(row, self.columns) for row in self.screen.history.top]
             return [line.rstrip() for line in rows + list(self.screen.display)]
+
+    def resize(self, columns: int) -> None:
+        """The terminal made ``columns`` wide (pyte cuts its lines: it does not rewrap)."""
+        with self._lock:
+            self.screen.resize(self.screen.lines, columns)
+            self.columns = columns
+            self.console.width = columns
 
     def wait_for(self, seen: Callable[[list[str]], bool], timeout: float = 20) -> list[str]:
         deadline = time.monotonic() + timeout
@@ -325,6 +519,34 @@ def test_positions_table_leaves_room_for_new_signals(columns: int, lines: int) -
     assert any("150339505" in line or ("@ESZ6" in line and "Buy" in line) for line in shown)
     position_rows = [line for line in shown if re.search(r"SYM\d\d", line)]
     assert 3 <= len(position_rows) <= lines // 2
+
+
+@pytest.mark.parametrize(("count", "rows", "note"), [
+    (11, 11, None),  # title, table header and rule, 11 rows, footer: 15 lines of 16
+    (14, 10, "+4 more positions (the 10 most recently updated are shown)"),
+])
+def test_positions_only_fill_the_height_but_a_line(count: int, rows: int, note: str | None) -> None:
+    screen = Screen(80, 16)
+    renderer = TableRenderer(screen.console, highlight_seconds=0)
+    renderer.expect_subscriptions([POSITIONS])
+    renderer.handle(CONNECTED)
+    for n in range(count):
+        renderer.handle(position(f"SYM{n:02d}", n + 1))
+    renderer.close()
+    shown = screen.screen.display
+    assert len([line for line in shown if re.search(r"SYM\d\d", line)]) == rows
+    assert [line.rstrip() for line in shown if "more position" in line] == ([note] if note else [])
+
+
+def test_one_position_not_shown_is_one_more_position() -> None:
+    screen = Screen(80, 10)  # half of it is less than the 3 rows always shown
+    renderer = TableRenderer(screen.console, highlight_seconds=0)
+    renderer.expect_subscriptions([SIGNALS, POSITIONS])
+    renderer.handle(CONNECTED)
+    for n in range(4):
+        renderer.handle(position(f"SYM{n:02d}", n + 1))
+    renderer.close()
+    assert "+1 more position (the 3 most recently updated are shown)" in screen.lines
 
 
 def test_quantities_are_never_cut_at_60_columns() -> None:

@@ -116,15 +116,17 @@ def build_output(
         from c2ws.render.objects import JsonArrayRenderer
         from c2ws.render.records import Projection
 
-        projection = Projection(output.fields) if output.fields else None
+        projection = (Projection(output.fields, channels=set(channels) or None)
+                      if output.fields else None)
         renderer = JsonArrayRenderer(binary, include_control=output.include_control,
                                      projection=projection)
     elif output.fields:
         from c2ws.render.objects import ProjectedNdjsonRenderer
         from c2ws.render.records import Projection
 
-        renderer = ProjectedNdjsonRenderer(binary, Projection(output.fields),
-                                           include_control=output.include_control)
+        renderer = ProjectedNdjsonRenderer(
+            binary, Projection(output.fields, channels=set(channels) or None),
+            include_control=output.include_control)
     else:
         from c2ws.render.ndjson import NdjsonRenderer
 

@@ -7,8 +7,11 @@ a closed stdout ends the run cleanly with exit 0, a closed stderr silences messa
 from __future__ import annotations
 
 import errno
+import math
 import os
 import stat
+from collections.abc import Iterable, Mapping
+from typing import Final
 
 from rich.console import Console
 
@@ -80,3 +83,27 @@ def terminal_width(*streams: object) -> int | None:
         except OSError:
             continue
     return None
+
+
+# --- resizing ----------------------------------------------------------------------------
+
+# Terminals that cut their lines when made narrower instead of rewrapping them: xterm
+# (which says so in XTERM_VERSION) and the Linux console.  Others (VTE terminals, iTerm2,
+# Terminal.app, kitty, Konsole, Windows Terminal, tmux...) rewrap.
+_CUTTING_TERMS: Final = frozenset({"linux"})
+
+
+def rewraps_on_resize(environ: Mapping[str, str]) -> bool:
+    """Whether the terminal c2ws runs in rewraps its lines when resized (a line longer
+    than the new width then takes several rows).  Most do; xterm and the Linux console
+    cut them instead.  tmux rewraps whatever terminal shows it."""
+    if environ.get("TMUX"):
+        return True
+    if environ.get("XTERM_VERSION"):
+        return False
+    return environ.get("TERM", "") not in _CUTTING_TERMS
+
+
+def rewrapped_rows(line_lengths: Iterable[int], width: int) -> int:
+    """Rows that lines of these lengths (in cells) take once rewrapped to ``width``."""
+    return sum(max(1, math.ceil(length / max(width, 1))) for length in line_lengths)

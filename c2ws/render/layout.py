@@ -32,8 +32,9 @@ class Column:
 
     ``width`` is what it gets when there is room; a text column with a ``minimum`` can be
     abbreviated down to it; a ``numeric`` column is never cut (it widens instead).
-    ``drop_rank``: narrow consoles drop rank 1 first; None: always kept.  ``grow``: extra
-    cells it takes when the console has room to spare."""
+    ``drop_rank``: when the columns do not fit even abbreviated, rank 1 is dropped first,
+    then 2...; None: always kept.  ``grow``: extra cells it takes when the console has
+    room to spare."""
 
     name: str
     header: str
@@ -45,20 +46,24 @@ class Column:
     drop_rank: int | None = None
 
 
-# What a trader needs most, first: time, strategy, side, open/close, quantity, symbol,
-# type, price, status.  Seq, TIF and the signal id go first on a narrow terminal.
+# What a trader needs most when space is short: the time, side, quantity, symbol, price and
+# status of an order, kept in that priority (the last of them goes first on a very narrow
+# terminal).  The strategy name comes next: it is abbreviated down to its minimum before
+# any of those six is dropped, and dropped before them.  Then the order type, open/close,
+# TIF, seq and the signal id, which a narrow terminal leaves out first.  Spare room goes
+# to the abbreviated columns left to right (strategy names are the longest texts).
 SIGNAL_COLUMNS: Final = (
     Column("time", "Time", 8),
-    Column("strategy", "Strategy", 14, minimum=10, grow=10),
+    Column("strategy", "Strategy", 14, minimum=8, grow=10, drop_rank=6),
     Column("seq", "Seq", 8, right=True, numeric=True, drop_rank=2),
-    Column("side", "Side", 4),
-    Column("open_close", "O/C", 5, drop_rank=7),
-    Column("quantity", "Qty", 7, right=True, numeric=True),
-    Column("symbol", "Symbol", 12, minimum=8, grow=8),
-    Column("order_type", "Type", 6, drop_rank=6),
-    Column("price", "Limit/Stop", 10, right=True, numeric=True, drop_rank=5),
+    Column("side", "Side", 4, drop_rank=11),
+    Column("open_close", "O/C", 5, drop_rank=4),
+    Column("quantity", "Qty", 7, right=True, numeric=True, drop_rank=10),
+    Column("symbol", "Symbol", 12, minimum=7, grow=8, drop_rank=9),
+    Column("order_type", "Type", 6, drop_rank=5),
+    Column("price", "Limit/Stop", 10, right=True, numeric=True, drop_rank=8),
     Column("tif", "TIF", 3, drop_rank=3),
-    Column("status", "Status", 16, minimum=9, drop_rank=4),
+    Column("status", "Status", 16, minimum=9, drop_rank=7),
     Column("signal_id", "Signal id", 10, numeric=True, drop_rank=1),
 )
 NUMERIC_SIGNAL_COLUMNS: Final = tuple(c.name for c in SIGNAL_COLUMNS if c.numeric)
@@ -80,8 +85,9 @@ def fit(text: str, width: int, right: bool, numeric: bool = False) -> str:
         if numeric:
             text, size = NUMBER_OVERFLOW * width, width
         else:
-            text = set_cell_size(text, max(width - 1, 0)) + ELLIPSIS
-            size = width
+            # "Index Mean…", not "Index Mean …"
+            text = set_cell_size(text, max(width - 1, 0)).rstrip() + ELLIPSIS
+            size = cell_len(text)
     padding = " " * (width - size)
     return padding + text if right else text + padding
 
@@ -104,6 +110,14 @@ class LineLayout:
         self.headers = dict(headers or {})
         kept = list(columns)
         least = {c.name: self._least_width(c, minimums) for c in kept}
+        for column in kept:
+            # A number too wide to show even if every less needed column went shows as ###
+            # in its usual width: the other columns are not dropped for it in vain.
+            if column.numeric and least[column.name] > column.width:
+                needed = [(c, least[c.name]) for c in kept
+                          if _drop_rank(c) == 0 or _drop_rank(c) >= _drop_rank(column)]
+                if _total_width(needed) > width:
+                    least[column.name] = self._least_width(column, {})
         for column in sorted((c for c in kept if c.drop_rank is not None), key=_drop_rank):
             if _total_width([(c, least[c.name]) for c in kept]) <= width:
                 break
@@ -116,12 +130,11 @@ class LineLayout:
                 widths[column.name] -= cut
                 excess -= cut
         spare = max(width - _total_width([(c, widths[c.name]) for c in kept]), 0)
-        by_importance = sorted(kept, key=_importance)
-        for column in by_importance:  # abbreviated columns back to their full width first
+        for column in kept:  # abbreviated columns back to their full width first
             extra = min(max(column.width - widths[column.name], 0), spare)
             widths[column.name] += extra
             spare -= extra
-        for column in by_importance:
+        for column in kept:
             extra = min(column.grow, spare)
             widths[column.name] += extra
             spare -= extra
@@ -201,12 +214,8 @@ def _compose(pieces: Iterable[tuple[Cell, int, bool, bool]]) -> Text:
 
 
 def _drop_rank(column: Column) -> int:
+    """0 for a column that is always kept."""
     return column.drop_rank or 0
-
-
-def _importance(column: Column) -> int:
-    """Always-kept columns first (in their order), then the last to be dropped."""
-    return 0 if column.drop_rank is None else 100 - column.drop_rank
 
 
 def _total_width(columns: Sequence[tuple[Column, int]]) -> int:
@@ -227,8 +236,10 @@ class _PositionColumn:
     drop_rank: int | None = None
 
 
+# As for signals, a long strategy name is abbreviated before a number goes: at 40 columns
+# a row keeps its strategy, symbol, quantity and average price.
 POSITION_COLUMNS: Final = (
-    _PositionColumn("Strategy", minimum=10, maximum=32),
+    _PositionColumn("Strategy", minimum=8, maximum=32),
     _PositionColumn("Symbol", minimum=6, maximum=24),
     _PositionColumn("Qty", right=True, numeric=True),
     _PositionColumn("Avg price", right=True, numeric=True, drop_rank=3),

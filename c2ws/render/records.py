@@ -149,6 +149,14 @@ def decoded_records(message: Envelope, key: SubscriptionKey | None) -> list[Reco
     return []
 
 
+def _kind_of(message: Envelope) -> str | None:
+    if message.msg_type == spec.CHANNEL_SIGNAL:
+        return KIND_SIGNAL
+    if message.msg_type == spec.CHANNEL_POSITIONS:
+        return KIND_POSITION
+    return None
+
+
 def raw_value(raw: Mapping[str, object], name: str) -> Value:
     """The envelope's value at a key or dotted path; None where the path leads nowhere."""
     value: object = raw
@@ -160,16 +168,28 @@ def raw_value(raw: Mapping[str, object], name: str) -> Value:
 
 
 class Projection:
-    """The chosen fields of each stream message, in the order given."""
+    """The chosen fields of each stream message, in the order given.
 
-    def __init__(self, names: Sequence[str]) -> None:
-        self.names = tuple(check_field_names(names))
-        self._decoded = any(name in DECODED_FIELDS for name in self.names)
+    ``channels``: the channels streamed (None: both).  With both, every record says which
+    one it is from: ``kind`` comes first unless ``kind`` or ``msg_type`` is among the
+    names (a ``seq`` of 24 is another message on each channel)."""
+
+    def __init__(self, names: Sequence[str], *, channels: Iterable[str] | None = None) -> None:
+        chosen = tuple(check_field_names(names))
+        self._chosen = chosen
+        self._decoded = any(name in DECODED_FIELDS for name in chosen)
+        streamed = spec.STREAM_MSG_TYPES if channels is None else frozenset(channels)
+        self._add_kind = (len(streamed & spec.STREAM_MSG_TYPES) != 1
+                          and not {"kind", "msg_type"} & set(chosen))
+        self.names = ("kind", *chosen) if self._add_kind else chosen
 
     def records(self, message: Envelope, key: SubscriptionKey | None) -> list[Record]:
         raw = message.raw
         if not self._decoded:
-            return [{name: raw_value(raw, name) for name in self.names}]
+            record: Record = {"kind": _kind_of(message)} if self._add_kind else {}
+            for name in self._chosen:
+                record[name] = raw_value(raw, name)
+            return [record]
         projected: list[Record] = []
         for decoded in decoded_records(message, key):
             projected.append({

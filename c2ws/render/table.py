@@ -9,8 +9,13 @@ c2ws runs for days, so nothing here grows with the number of messages:
   terminal they are a ``rich.live.Live`` region (positions table and a status footer)
   redrawn at most ``REFRESH_INTERVAL_SECONDS`` apart by a background thread, so a burst
   of updates costs one redraw; the region takes at most half the terminal's height, so
-  new signals stay visible above it.  Off a terminal each update is printed as one line
-  and the final table once, at :meth:`TableRenderer.close`.
+  new signals stay visible above it (all of it but a line when no signal is expected or
+  seen: positions only).  Off a terminal each update is printed as one line and the
+  final table once, at :meth:`TableRenderer.close`.
+* A terminal that is resized rewraps what it shows, the live region too: the region's
+  old lines may take more rows than rich drew.  The next redraw (the width is checked
+  every ``RESIZE_CHECK_SECONDS``) erases those rows as well, so no part of the old region
+  stays behind in the scrollback (see :func:`c2ws.render.consoles.rewraps_on_resize`).
 * While live, every line meant for the scrollback (signals, and messages handed to
   :meth:`TableRenderer.print_message`) waits for the next redraw and is printed above
   the region then, in order, so nothing is overwritten.  The newest signals first stay
@@ -28,6 +33,7 @@ removed, length capped) and into ``rich.text.Text``, never into console markup.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import sys
 import threading
 import time
@@ -41,8 +47,9 @@ from typing import Final
 from rich import box
 from rich.cells import cell_len
 from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
+from rich.control import Control
 from rich.live import Live
-from rich.segment import Segment, SegmentLines
+from rich.segment import ControlType, Segment, SegmentLines
 from rich.table import Table
 from rich.text import Text
 
@@ -54,23 +61,19 @@ from c2ws.events import (
     Event,
     GapReported,
     HeartbeatAnswered,
-    MalformedFrame,
-    OtherControl,
     Reconnecting,
     SequenceJump,
     SequenceReset,
-    ServerError,
     StreamMessage,
     SubscriptionConfirmed,
     SubscriptionKey,
     SubscriptionRejected,
-    UnknownMessage,
     Unsubscribed,
 )
 from c2ws.protocol import Envelope
 from c2ws.render import fields
 from c2ws.render.clock import DisplayZone, day_banner
-from c2ws.render.consoles import same_terminal
+from c2ws.render.consoles import rewrapped_rows, rewraps_on_resize, same_terminal
 from c2ws.render.layout import (
     HEADER_STYLE,
     SIGNAL_COLUMNS,
@@ -95,8 +98,13 @@ MAX_FRESH_LINES: Final = 3
 # latest signals), but always room for a few positions.
 LIVE_HEIGHT_SHARE: Final = 0.5
 MIN_POSITION_ROWS: Final = 3
-# Lines of the live region besides the position rows: title, header, rule, note, footer.
-_LIVE_OVERHEAD_LINES: Final = 5
+# Positions only: the region takes the whole height but this many lines, which show the
+# latest message printed above it.
+POSITIONS_ONLY_FREE_LINES: Final = 1
+# Lines of the positions table besides its rows: its header and the rule under it.
+_TABLE_HEADER_LINES: Final = 2
+# How often an idle live region checks whether the terminal was resized.
+RESIZE_CHECK_SECONDS: Final = 0.25
 
 SIDE_STYLES: Final = {"Buy": "bold green", "Sell": "bold red"}
 SHORT_STYLE: Final = "red"
@@ -122,18 +130,26 @@ class _RenderedOnce:
     """Renders its content once per width and replays the lines afterwards.
 
     Rich redraws the live region below every line printed above it; replaying cached
-    lines keeps a burst of lines from re-rendering the positions table.
+    lines keeps a burst of lines from re-rendering the positions table.  ``drawn``: the
+    width last rendered at and the length of each line, in cells (what a resized terminal
+    rewraps; a region taller than the terminal is cut to its height by rich).
     """
 
     def __init__(self, renderable: RenderableType) -> None:
         self._renderable = renderable
         self._width = -1
         self._lines: list[list[Segment]] = []
+        self.drawn: tuple[int, list[int]] | None = None
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         if options.max_width != self._width:
             self._lines = console.render_lines(self._renderable, options, pad=False)
             self._width = options.max_width
+            lengths = [Segment.get_line_length(line) for line in self._lines]
+            height = options.size.height
+            if len(lengths) > height:  # rich shows the first lines and "..."
+                lengths = [*lengths[: height - 1], 3]
+            self.drawn = (self._width, lengths)
         yield SegmentLines(self._lines, new_lines=True)
 
 
@@ -162,24 +178,6 @@ _PENDING: Final = "pending"
 _REJECTED: Final = "rejected"
 _UNSUBSCRIBED: Final = "unsubscribed"
 
-# Events that stand for one frame received from the server.
-_FRAME_EVENTS: Final = (
-    Connected,
-    SubscriptionConfirmed,
-    SubscriptionRejected,
-    Unsubscribed,
-    StreamMessage,
-    DuplicateDropped,
-    GapReported,
-    HeartbeatAnswered,
-    ServerError,
-    OtherControl,
-    Reconnecting,
-    UnknownMessage,
-    MalformedFrame,
-)
-
-
 @dataclass(slots=True)
 class _Pending:
     """A line waiting for the next refresh to go above the live region; a new signal
@@ -198,7 +196,8 @@ class TableRenderer:
     Ignored when not live.  ``clock`` gives the arrival time shown for messages whose
     envelope has no usable timestamp.  ``zone``: where times are shown (UTC by default).
     ``highlight_seconds``: how long a new signal stays highlighted in the live region
-    (0: not at all).
+    (0: not at all).  ``rewraps``: whether the terminal rewraps its lines when resized
+    (None: guessed from the environment).
     """
 
     def __init__(
@@ -210,6 +209,7 @@ class TableRenderer:
         clock: Callable[[], float] = time.time,
         zone: DisplayZone | None = None,
         highlight_seconds: float = HIGHLIGHT_SECONDS,
+        rewraps: bool | None = None,
     ) -> None:
         self._console = console
         self._live_wanted = console.is_terminal if live is None else live
@@ -237,7 +237,10 @@ class TableRenderer:
         self._reconnecting = False
         self._ended_at: float | None = None
         self._subscriptions: dict[SubscriptionKey, str] = {}
-        self._frames = 0
+        # Signal and position messages handled (what --count counts): the footer's "msgs".
+        self._messages = 0
+        # Until signals are subscribed to or seen, the positions take the whole region.
+        self._signals_expected = False
         self._duplicates = 0
         self._gaps = 0
         self._last_heartbeat: float | None = None
@@ -250,6 +253,9 @@ class TableRenderer:
         self._stopping = threading.Event()
         self._last_refresh = 0.0
         self._closed = False
+        # The live region as last drawn, and whether the terminal rewraps it on a resize.
+        self._view: _RenderedOnce | None = None
+        self._rewraps = rewraps_on_resize(os.environ) if rewraps is None else rewraps
         # Live: signals wait here, unformatted, for the next redraw (a burst costs no
         # formatting per message); past MAX_SIGNALS_PER_REFRESH only the newest are kept
         # and the rest counted.
@@ -284,12 +290,16 @@ class TableRenderer:
             self._connections_total = connections
             for key in keys:
                 self._subscriptions.setdefault(key, _PENDING)
+                if key.channel == spec.CHANNEL_SIGNAL:
+                    self._signals_expected = True
         self._changed()
 
     def status_text(self) -> str:
         """The footer line: connection, subscriptions, message counts, last heartbeat."""
         with self._lock:
-            return "".join(text for text, _ in self._status_parts())
+            return _STATUS_SEPARATOR.join(
+                "".join(text for text, _ in item) for item in self._status_items()
+            )
 
     def handle(self, event: Event) -> None:
         self._ensure_live()
@@ -299,7 +309,8 @@ class TableRenderer:
             and event.message.msg_type == spec.CHANNEL_SIGNAL
         ):
             with self._lock:
-                self._frames += 1
+                self._messages += 1
+                self._signals_expected = True
                 if len(self._unformatted) == MAX_SIGNALS_PER_REFRESH:
                     self._not_shown += 1
                 self._unformatted.append((event.key, event.message))
@@ -307,8 +318,8 @@ class TableRenderer:
             return
         with self._lock:
             self._format_waiting_signals()
-            if isinstance(event, _FRAME_EVENTS):
-                self._frames += 1
+            if type(event) is StreamMessage and event.message.msg_type in spec.STREAM_MSG_TYPES:
+                self._messages += 1
             self._dispatch(event)
         self._changed()
 
@@ -346,14 +357,16 @@ class TableRenderer:
             if self._refresher is not None:
                 self._refresher.join()
             with self._lock:
+                self._erase_rewrapped_rows()
                 self._format_waiting_signals()
                 self._print_pending(everything=True)
-                self._live.update(self._live_view())
+                self._view = self._live_view()
+                self._live.update(self._view)
                 self._live.stop()
             self._live = None
         elif self._positions_seen:
             with self._lock:
-                self._console.print(self._positions_view(limit=None))
+                self._console.print(self._positions_view(room=None))
 
     def __enter__(self) -> TableRenderer:
         self._ensure_live()
@@ -373,6 +386,7 @@ class TableRenderer:
         match event:
             case StreamMessage(key=key, message=message):
                 if message.msg_type == spec.CHANNEL_SIGNAL:
+                    self._signals_expected = True
                     self._on_signal(key, message)
                 elif message.msg_type == spec.CHANNEL_POSITIONS:
                     self._on_positions(key, message)
@@ -616,35 +630,56 @@ class TableRenderer:
             return str(strategy_id)
         return str(key.strategy_id) if key is not None else ""
 
-    def _status_parts(self, compact: bool = False) -> list[Cell]:
+    def _status_items(self, compact: bool = False) -> list[list[Cell]]:
+        """The footer's items (each one or more styled pieces), to be joined by " | "."""
         states = list(self._subscriptions.values())
         active = states.count(_ACTIVE)
         rejected = states.count(_REJECTED)
         heartbeat = "-" if self._last_heartbeat is None else self._moment(self._last_heartbeat)
+        rejections: list[Cell] = [(f", {rejected} rejected", "red")] if rejected else []
         if compact:
-            parts: list[Cell] = [
-                ("conn ", None), self._connection_cell(), (f" | subs {active}/{len(states)}", None)
+            items: list[list[Cell]] = [
+                [("conn ", None), self._connection_cell()],
+                [(f"subs {active}/{len(states)}", None), *rejections],
+                [(f"msgs {self._messages}", None)],
+                [(f"hb {heartbeat}", None)],
+                [(f"dups {self._duplicates}", None)],
             ]
-            if rejected:
-                parts.append((f", {rejected} rejected", "red"))
-            parts.append((f" | msgs {self._frames} | hb {heartbeat} | dups {self._duplicates}",
-                          None))
             if self._gaps:
-                parts.append((f" | gaps {self._gaps}", GAP_STYLE))
-            return parts
-        parts = [
-            ("connected: ", None),
-            self._connection_cell(),
-            (f" | subscriptions: {active}/{len(states)} active", None),
+                items.append([(f"gaps {self._gaps}", GAP_STYLE)])
+            return items
+        items = [
+            [("connected: ", None), self._connection_cell()],
+            [(f"subscriptions: {active}/{len(states)} active", None), *rejections],
+            [(f"messages: {self._messages}", None)],
+            [(f"last heartbeat: {heartbeat}", None)],
+            [(f"duplicates dropped: {self._duplicates}", None)],
         ]
-        if rejected:
-            parts.append((f", {rejected} rejected", "red"))
-        parts.append((f" | messages: {self._frames}", None))
-        parts.append((f" | last heartbeat: {heartbeat}", None))
-        parts.append((f" | duplicates dropped: {self._duplicates}", None))
         if self._gaps:
-            parts.append((f" | gaps: {self._gaps}", GAP_STYLE))
-        return parts
+            items.append([(f"gaps: {self._gaps}", GAP_STYLE)])
+        return items
+
+    def _footer(self, width: int) -> list[Text]:
+        """The footer in one line, compact when the full one is too wide, and over several
+        lines (never inside an item) when even that is too wide."""
+        items = self._status_items()
+        if _items_width(items) > width:
+            items = self._status_items(compact=True)
+        lines: list[list[list[Cell]]] = [[]]
+        for item in items:
+            if lines[-1] and _items_width([*lines[-1], item]) > width:
+                lines.append([])
+            lines[-1].append(item)
+        footer: list[Text] = []
+        for line_items in lines:
+            line = Text(no_wrap=True, overflow="ellipsis")
+            for index, item in enumerate(line_items):
+                if index:
+                    line.append(_STATUS_SEPARATOR)
+                for text, style in item:
+                    line.append(text, style)
+            footer.append(line)
+        return footer
 
     def _connection_cell(self) -> Cell:
         if self._ended_at is not None:
@@ -673,16 +708,26 @@ class TableRenderer:
                     f"{self._moment(end)} may be missing)"), HEADER_STYLE
         return f"Positions ({since})", HEADER_STYLE
 
-    def _positions_view(self, limit: int | None) -> RenderableType:
-        """The positions table, at most ``limit`` rows (the most recently updated), and a
-        note saying what is not shown and what the table cannot know."""
+    def _positions_view(self, room: int | None) -> RenderableType:
+        """The positions table in at most ``room`` lines (None: every row) with its title,
+        showing the most recently updated rows, and a note saying what is not shown and
+        what the table cannot know."""
+        width = self._console.width
+        title, title_style = self._positions_heading()
+        heading = Text(title, style=title_style, overflow="fold")
+        limit: int | None = None
+        if room is not None:
+            limit = room - self._height_of(heading, width) - _TABLE_HEADER_LINES
+            if len(self._positions) > limit:  # the note about the rest takes room too
+                limit -= self._height_of(self._more_note(len(self._positions), limit - 1),
+                                         width)
+            limit = max(limit, MIN_POSITION_ROWS)
         rows = list(self._positions.values() if limit is None
                     # the dict is ordered by last update: the newest are at its end
                     else islice(reversed(self._positions.values()), limit))
         hidden = len(self._positions) - len(rows)
         rows.sort(key=_position_order)
         stale = self._down_since is not None and self._ended_at is None
-        width = self._console.width
         today = self._zone.day(self._clock())
         cells = [
             (row.strategy, row.symbol, row.quantity_text, row.avg_price, row.currency,
@@ -690,7 +735,6 @@ class TableRenderer:
             for row in rows
         ]
         fitted = fit_position_columns(cells, width)
-        title, title_style = self._positions_heading()
         table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
         for _, column, column_width in fitted:
             table.add_column(
@@ -708,10 +752,9 @@ class TableRenderer:
                         style = _quantity_cell(row)[1] or ""
                 rendered.append(Text(text, style=style))
             table.add_row(*rendered, style=STALE_STYLE if stale else None)
-        parts: list[RenderableType] = [Text(title, style=title_style, overflow="fold"), table]
+        parts: list[RenderableType] = [heading, table]
         if hidden:
-            parts.append(Text(f"+{hidden} more positions (the {len(rows)} most recently "
-                              "updated are shown)", style=NOTE_STYLE))
+            parts.append(self._more_note(len(self._positions), len(rows)))
         if not self._positions:
             since = f" since {self._moment(self._since)}" if self._since is not None else ""
             parts.append(Text(
@@ -720,14 +763,30 @@ class TableRenderer:
             ))
         return Group(*parts)
 
+    @staticmethod
+    def _more_note(total: int, shown: int) -> Text:
+        """Says how many positions are not shown, and which are."""
+        which = ("the most recently updated is shown" if shown == 1
+                 else f"the {shown} most recently updated are shown")
+        return Text(f"+{_plural(total - shown, 'more position')} ({which})", style=NOTE_STYLE)
+
+    def _height_of(self, renderable: RenderableType, width: int) -> int:
+        """Lines ``renderable`` takes at ``width``."""
+        options = self._console.options.update_width(width)
+        return len(self._console.render_lines(renderable, options, pad=False))
+
     # --- live display ---------------------------------------------------------------------------
 
-    def _position_rows_budget(self, fresh_lines: int) -> int:
+    def _live_height(self) -> int:
+        """Lines the live region may take: half the terminal, so that the latest signals
+        show above it, or all of it but a line when there are only positions."""
         height = self._console.height
-        budget = int(height * LIVE_HEIGHT_SHARE) - _LIVE_OVERHEAD_LINES - fresh_lines
-        return max(budget, MIN_POSITION_ROWS)
+        if self._signals_expected:
+            return int(height * LIVE_HEIGHT_SHARE)
+        return height - POSITIONS_ONLY_FREE_LINES
 
-    def _live_view(self) -> RenderableType:
+    def _live_view(self) -> _RenderedOnce:
+        width = self._console.width
         parts: list[RenderableType] = []
         if self._recent_signals is not None:
             layout = self._signals()
@@ -741,14 +800,11 @@ class TableRenderer:
                 line = line.copy()
                 line.stylize(HIGHLIGHT_STYLE)
             parts.append(line)
-        parts.append(self._positions_view(self._position_rows_budget(len(self._pending))))
-        footer = Text(no_wrap=True, overflow="ellipsis")
-        status = self._status_parts()
-        if sum(cell_len(text) for text, _ in status) > self._console.width:
-            status = self._status_parts(compact=True)
-        for text, style in status:
-            footer.append(text, style)
-        parts.append(footer)
+        used = sum(self._height_of(part, width) for part in parts)
+        footer = self._footer(width)
+        room = self._live_height() - used - len(footer)
+        parts.append(self._positions_view(room))
+        parts.extend(footer)
         return _RenderedOnce(Group(*parts))
 
     def _ensure_live(self) -> None:
@@ -767,7 +823,8 @@ class TableRenderer:
             redirect_stderr=console_is_stdout and same_terminal(sys.stdout, sys.stderr),
         )
         with self._lock:
-            live.update(self._live_view())
+            self._view = self._live_view()
+            live.update(self._view)
             live.start(refresh=True)
             self._live = live
             self._last_refresh = time.monotonic()
@@ -787,13 +844,23 @@ class TableRenderer:
                 return None
             return max(self._pending[0].fresh_until - time.monotonic(), 0.0)
 
+    def _resized(self) -> bool:
+        """The terminal's width is not the one the region was last drawn at."""
+        view = self._view
+        drawn = None if view is None else view.drawn
+        return drawn is not None and drawn[0] != self._console.width
+
     def _refresh_when_due(self) -> None:
-        """Redraw the live region after changes, and when a highlight ends; at most every
-        REFRESH_INTERVAL_SECONDS."""
+        """Redraw the live region after changes, when a highlight ends and when the
+        terminal was resized; at most every REFRESH_INTERVAL_SECONDS."""
         while True:
-            self._dirty.wait(self._next_expiry())
+            expiry = self._next_expiry()
+            woken = self._dirty.wait(RESIZE_CHECK_SECONDS if expiry is None
+                                     else min(expiry, RESIZE_CHECK_SECONDS))
             if self._stopping.is_set():
                 return
+            if not woken and not self._resized() and self._next_expiry() != 0.0:
+                continue
             wait = self._last_refresh + REFRESH_INTERVAL_SECONDS - time.monotonic()
             if wait > 0 and self._stopping.wait(wait):
                 return
@@ -802,10 +869,47 @@ class TableRenderer:
                 live = self._live
                 if live is None:
                     return
+                self._erase_rewrapped_rows()
                 self._format_waiting_signals()
                 self._print_pending()
-                live.update(self._live_view(), refresh=True)
+                self._redraw(live)
                 self._last_refresh = time.monotonic()
+
+    def _redraw(self, live: Live) -> None:
+        """Draw the region anew (lock held)."""
+        self._view = self._live_view()
+        live.update(self._view, refresh=True)
+
+    def _erase_rewrapped_rows(self) -> None:
+        """After a resize, erase the rows a rewrapping terminal added to the region (lock
+        held): rich moves up only as many rows as it drew, and the rows above would stay
+        in the scrollback, a second copy of lines printed again after the redraw."""
+        view, live = self._view, self._live
+        if not self._rewraps or view is None or view.drawn is None or live is None:
+            return
+        drawn_width, lengths = view.drawn
+        width = self._console.width
+        if width == drawn_width:
+            return
+        extra = rewrapped_rows(lengths, width) - len(lengths)
+        if extra > 0:
+            # Printed while live: rich first moves to the top of the rows it drew, this
+            # goes up the extra rows, then the region is drawn at the new width.
+            up_and_erase = ((ControlType.CURSOR_UP, 1), (ControlType.ERASE_IN_LINE, 2))
+            self._console.print(Control(*(up_and_erase * extra)))
+
+
+_STATUS_SEPARATOR: Final = " | "
+
+
+def _items_width(items: list[list[Cell]]) -> int:
+    """Cells taken by the footer ``items`` in one line."""
+    pieces = sum(cell_len(text) for item in items for text, _ in item)
+    return pieces + cell_len(_STATUS_SEPARATOR) * max(len(items) - 1, 0)
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
 
 def _quantity_cell(row: PositionRow) -> Cell:

@@ -29,8 +29,8 @@ class DelimitedRenderer:
         channels: Iterable[str] | None = None,
     ) -> None:
         self._out = ByteSink.of(out)
-        self._projection = Projection(columns)
         self._channels = frozenset(channels) if channels is not None else None
+        self._projection = Projection(columns, channels=self._channels)
         self._buffer = io.StringIO()
         self._writer = csv.writer(self._buffer, delimiter=delimiter, lineterminator="\n",
                                   quoting=csv.QUOTE_MINIMAL)
