@@ -30,6 +30,7 @@ BARE = "bare"
 
 @dataclass(frozen=True, slots=True)
 class Launch:
+    # "{home}" in an argument stands for the run's private home directory (a --state file).
     argv: list[str]
     env: dict[str, str] = field(default_factory=dict)
     needs_stdin: bool = False
@@ -41,7 +42,7 @@ class Launch:
     harness_acks_heartbeats: bool = False
 
 
-Sink = str  # "null" | "pipe" | "pty"
+Sink = str  # "null" | "pipe" | "pty" | "file" (stdout appended to a file: >> file)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,9 +96,11 @@ def _tool_version(argv: list[str]) -> Callable[[], str]:
     return version
 
 
-def _peer(script: str) -> Callable[[str, Sink], Launch]:
+def _peer(script: str, *extra: str) -> Callable[[str, Sink], Launch]:
     def launch(url: str, sink: Sink) -> Launch:
-        return Launch([sys.executable, str(PEERS / script), url, API_KEY, str(STRATEGY_ID)])
+        return Launch(
+            [sys.executable, str(PEERS / script), url, API_KEY, str(STRATEGY_ID), *extra]
+        )
 
     return launch
 
@@ -112,13 +115,19 @@ def _c2ws_missing() -> str | None:
     return None
 
 
-def c2ws_launch(output: str, *extra: str) -> Callable[[str, Sink], Launch]:
+def c2ws_launch(
+    output: str, *extra: str, strategies: int = 1
+) -> Callable[[str, Sink], Launch]:
+    """``c2ws subscribe`` of ``strategies`` strategy ids (STRATEGY_ID and the ones after
+    it, as one comma-separated argument)."""
+    ids = ",".join(str(STRATEGY_ID + index) for index in range(strategies))
+
     def launch(url: str, sink: Sink) -> Launch:
         return Launch(
             [
                 str(c2ws_command()),
                 "subscribe",
-                str(STRATEGY_ID),
+                ids,
                 "-o",
                 output,
                 "--url",
@@ -207,25 +216,44 @@ ALL: dict[str, Client] = {
     ),
     BARE: Client(
         BARE,
-        "bare websocket-client loop: recv_data, skip_utf8_validation, orjson, "
-        "buffered stdout flushed when the socket is idle (peers/bare_loop.py)",
+        "the lean websocket-client loop: recv_data, skip_utf8_validation, buffered "
+        "stdout, nothing else; a bounded substring test finds heartbeats "
+        "(peers/bare_loop.py)",
         _module_missing("websocket", "pip install websocket-client"),
         _peer("bare_loop.py"),
         _package_version("websocket-client"),
     ),
-    "websockets": Client(
-        "websockets",
-        "websockets sync client, same loop (peers/websockets_sync.py)",
-        _module_missing("websockets", "pip install -r bench/requirements.txt"),
-        _peer("websockets_sync.py"),
-        _package_version("websockets"),
+    "raw": Client(
+        "raw",
+        "the raw-socket floor: plain socket, recv_into 1 MiB, frames split in a tight "
+        "loop, one write per read (peers/raw_socket.py)",
+        lambda: None,
+        _peer("raw_socket.py"),
+        lambda: f"Python {sys.version.split()[0]}",
+    ),
+    "picows": Client(
+        "picows",
+        "picows callback API, zero-copy payloads, flush when last_in_buffer "
+        "(peers/picows_client.py)",
+        _module_missing("picows", "pip install -r bench/requirements.txt"),
+        _peer("picows_client.py"),
+        _package_version("picows"),
     ),
     "aiohttp": Client(
         "aiohttp",
-        "aiohttp ws_connect, same loop (peers/aiohttp_client.py)",
+        "aiohttp ws_connect(decode_text=False), send_frame, flush when the queue is empty "
+        "(peers/aiohttp_client.py)",
         _module_missing("aiohttp", "pip install -r bench/requirements.txt"),
         _peer("aiohttp_client.py"),
         _package_version("aiohttp"),
+    ),
+    "websockets": Client(
+        "websockets",
+        "websockets sync client, recv(decode=False), no compression, flush when nothing "
+        "is waiting (peers/websockets_sync.py)",
+        _module_missing("websockets", "pip install -r bench/requirements.txt"),
+        _peer("websockets_sync.py"),
+        _package_version("websockets"),
     ),
     "websocat": Client(
         "websocat",
@@ -244,6 +272,35 @@ ALL: dict[str, Client] = {
         _wscat_version,
     ),
 }
+
+# The latency runs: the bare loop flushes every line there (see peers/bare_loop.py): the
+# latency floor of a loop, against which every other client's added latency is read.
+LATENCY_LAUNCHERS: dict[str, Callable[[str, Sink], Launch]] = {
+    name: client.launch for name, client in ALL.items()
+}
+LATENCY_LAUNCHERS[BARE] = _peer("bare_loop.py", "--flush-each-line")
+
+# c2ws's realistic modes, each against plain NDJSON on the same sink in the same round:
+# variant -> (sink, launcher, the variant it is compared with).
+STATE_FILE = "{home}/c2ws.state"
+MODES: dict[str, tuple[Sink, Callable[[str, Sink], Launch], str]] = {
+    "ndjson to a pipe": ("pipe", c2ws_launch("ndjson"), "ndjson to a pipe"),
+    "--state to a pipe": ("pipe", c2ws_launch("ndjson", "--state", STATE_FILE), "ndjson to a pipe"),
+    "-o csv to a pipe": ("pipe", c2ws_launch("csv"), "ndjson to a pipe"),
+    "-o tsv to a pipe": ("pipe", c2ws_launch("tsv"), "ndjson to a pipe"),
+    "ndjson >> file": ("file", c2ws_launch("ndjson"), "ndjson >> file"),
+    "--state >> file": ("file", c2ws_launch("ndjson", "--state", STATE_FILE), "ndjson >> file"),
+}
+
+
+def scale_launchers(strategies: int) -> dict[str, Callable[[str, Sink], Launch]]:
+    """c2ws idle with one subscription, and with ``strategies`` (signals only: one
+    subscription each, spread by c2ws over connections of 100)."""
+    return {
+        "one": c2ws_launch("ndjson", "-c", "signal"),
+        "many": c2ws_launch("ndjson", "-c", "signal", strategies=strategies),
+    }
+
 
 # The pseudo-terminal comparison: c2ws's two outputs on the same pty, and wscat's
 # interactive terminal mode for scale.

@@ -7,7 +7,8 @@ serves one connection per job, in order (a ``resume`` job: one or more, see belo
 
 stdin  ``{"cmd": "job", "id": ..., "mode": "blast"|"paced"|"idle", "count": N,
           "rate": R, "heartbeat": seconds, "settle": seconds, "strategy": ID,
-          "close_after": bool, "timeout": seconds, "resume": bool}``, ``{"cmd": "cancel"}``,
+          "close_after": bool, "timeout": seconds, "resume": bool,
+          "heartbeat_after": bool, "connections": N}``, ``{"cmd": "cancel"}``,
        ``{"cmd": "quit"}``
 stdout ``{"event": "listening", "port": P}`` once, then per job ``armed`` (frames encoded,
        accepting), ``upgraded``, ``subscribed``, ``streaming`` (first frame about to be
@@ -27,7 +28,15 @@ stream starts ``settle`` seconds after the last ack:
 * paced: frame i is due at start + i/rate; its ``BenchSentNs`` is stamped with
   CLOCK_MONOTONIC just before it is written (a late frame goes out at once, stamped late,
   so a slow client never shows up as server lateness in its own latency);
-* idle: no stream, heartbeats only.
+* idle: no stream, heartbeats only.  With ``connections`` N > 1 the job serves N
+  connections at once (a client spreading its subscriptions over several), each with
+  its own heartbeats; ``subscribed`` counts the subscriptions of all of them, and the
+  job ends when every one has ended.
+
+A blast ends with a heartbeat when ``heartbeat_after`` is set (the harness sets it for
+every blast): C2 sends one every 30 s whatever the stream does, and a client that
+buffers its output until it hears from the server (the lean bare loop flushes before
+it answers a heartbeat) must not be measured waiting for the next one.
 
 Control frames only ever go between whole stream frames.  The stream frames of a job are
 encoded before it is armed and cached for the next job of the same size.
@@ -99,6 +108,10 @@ class Job:
     close_after: bool = False
     timeout: float = 120.0
     resume: bool = False
+    # blast: a heartbeat right after the last frame (see "A blast ends" above).
+    heartbeat_after: bool = False
+    # idle: serve this many connections at once (a client spreading its subscriptions).
+    connections: int = 1
 
     @classmethod
     def from_command(cls, command: dict[str, Any]) -> Job:
@@ -360,7 +373,11 @@ def run_job(job: Job, listener: socket.socket, control: Control, cache: StreamCa
     try:
         if job.resume and job.mode != "blast":
             raise JobEnded(f"resume is for blast jobs, not {job.mode}")
-        while True:
+        if job.connections > 1:
+            if job.mode != "idle":
+                raise JobEnded(f"several connections are for idle jobs, not {job.mode}")
+            serve_idle_connections(job, listener, control, counters, progress, deadline)
+        while job.connections <= 1:
             try:
                 sock = accept(listener, control, deadline)
             except JobEnded as ended:
@@ -429,6 +446,81 @@ def serve_connection(
         except JobEnded as ended:
             return ended
     raise AssertionError("serve() only ends by JobEnded")
+
+
+def serve_idle_connections(
+    job: Job,
+    listener: socket.socket,
+    control: Control,
+    counters: Counters,
+    progress: Progress,
+    deadline: float,
+) -> None:
+    """An idle job of ``job.connections`` connections at once: each is upgraded, acks
+    its subscriptions and gets its own heartbeats, until every connection has ended
+    (after the last one was accepted), the harness cancels, or the deadline."""
+    open_connections: dict[socket.socket, Connection] = {}
+    deadline_ns = time.monotonic_ns() + int((deadline - time.monotonic()) * 1e9)
+    while True:
+        now = time.monotonic_ns()
+        if now >= deadline_ns:
+            raise JobEnded("job timeout")
+        for connection in open_connections.values():
+            if now >= connection.next_heartbeat_ns:
+                connection.control_frame("heartbeat")
+                if len(counters.heartbeats_sent) < MAX_RECORDED_HEARTBEATS:
+                    counters.heartbeats_sent.append(now)
+                connection.next_heartbeat_ns += int(job.heartbeat * 1e9)
+        ended: list[socket.socket] = []
+        for sock, connection in open_connections.items():
+            try:
+                connection.flush_some()
+            except JobEnded as end:
+                if not end.normal:
+                    raise
+                ended.append(sock)
+        for sock in ended:
+            open_connections.pop(sock).sock.close()
+        if not open_connections and progress.connections >= job.connections:
+            return
+        wait_ns = deadline_ns - now
+        for connection in open_connections.values():
+            wait_ns = min(wait_ns, connection.next_heartbeat_ns - now)
+        readers: list[Any] = [control.fd, *open_connections]
+        if progress.connections < job.connections:
+            readers.append(listener)
+        writers = [sock for sock, connection in open_connections.items() if connection.queue]
+        readable, _, _ = select.select(readers, writers, [], max(0, wait_ns) / 1e9)
+        if control.fd in readable:
+            control.read()
+            if control.cancelled:
+                return
+        if listener in readable:
+            sock, _ = listener.accept()
+            progress.connections += 1
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            try:
+                handshake(sock, time.monotonic() + 10)
+            except (JobEnded, OSError):
+                sock.close()
+                raise
+            emit("upgraded", id=job.id, connection=progress.connections)
+            sock.setblocking(False)
+            connection = Connection(
+                sock, job, control, counters, deadline_ns, progress.connections
+            )
+            connection.control_frame("connection.connected")
+            open_connections[sock] = connection
+        for sock in readable:
+            connection = open_connections.get(sock)
+            if connection is None:
+                continue
+            try:
+                connection.on_readable()
+            except JobEnded as end:
+                if not end.normal:
+                    raise
+                open_connections.pop(sock).sock.close()
 
 
 def parse_seq(value: object) -> int | None:
@@ -507,6 +599,9 @@ def serve(connection: Connection, stream: wire.Stream | None, progress: Progress
     if stream is not None and job.mode == "blast":
         start = resume_point(connection, progress) if job.resume else 0
         blast(connection, stream, start, progress)
+        if job.heartbeat_after:
+            connection.control_frame("heartbeat")
+            connection.flush_some()
     elif stream is not None and job.mode == "paced":
         paced(connection, stream)
     if job.close_after:

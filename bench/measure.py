@@ -23,7 +23,7 @@ import sys
 import tempfile
 import termios
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,8 @@ from feedctl import BENCH, STRATEGY_ID, FeedServer, Job
 PTY_ROWS, PTY_COLUMNS = 40, 160
 READ_BYTES = 1 << 20
 WCHAR_POLL_SECONDS = 0.002
+# A file sink is read back every this often when nothing new is in it.
+FOLLOW_POLL_SECONDS = 0.002
 # /dev/null sink: the output is complete when the client has written this share of the
 # stream's text and then nothing for QUIET_SECONDS (or nothing at all for GIVE_UP_QUIET).
 EXPECTED_OUTPUT_SHARE = 0.95
@@ -68,6 +70,8 @@ class Running:
     out_fd: int | None
     in_fd: int | None
     enter: bytes = b"\n"
+    # A file the client appends to (sink "file"): read as it grows, like tail -f.
+    follow: bool = False
 
     @property
     def pid(self) -> int:
@@ -83,18 +87,36 @@ def start(launch: Launch, sink: Sink) -> Running:
     home = tempfile.TemporaryDirectory(prefix="c2bench-")
     stderr_path = Path(home.name) / "stderr"
     env = child_env(launch.env, Path(home.name))
+    argv = [argument.replace("{home}", home.name) for argument in launch.argv]
     if sink == "pty":
         master, slave = pty.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", PTY_ROWS, PTY_COLUMNS, 0, 0))
         env.update({"TERM": "xterm-256color", "COLUMNS": str(PTY_COLUMNS), "LINES": str(PTY_ROWS)})
         proc = subprocess.Popen(
-            launch.argv, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True
+            argv, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True
         )
         os.close(slave)
         return Running(launch, sink, proc, home, stderr_path, master, master, b"\r")
+    if sink == "file":
+        # `>> file`: stdout opened for appending to a regular file, read back as it grows.
+        output_path = Path(home.name) / "output"
+        with open(stderr_path, "wb") as stderr, open(output_path, "ab") as output:
+            proc = subprocess.Popen(
+                argv,
+                env=env,
+                stderr=stderr,
+                stdin=subprocess.PIPE if launch.needs_stdin else subprocess.DEVNULL,
+                stdout=output,
+            )
+        in_fd = proc.stdin.fileno() if proc.stdin else None
+        read_fd = os.open(output_path, os.O_RDONLY)
+        running = Running(launch, sink, proc, home, stderr_path, read_fd, in_fd, follow=True)
+        if launch.initial_input:
+            running.type_line(launch.initial_input)
+        return running
     with open(stderr_path, "wb") as stderr:
         proc = subprocess.Popen(
-            launch.argv,
+            argv,
             env=env,
             stderr=stderr,
             stdin=subprocess.PIPE if launch.needs_stdin else subprocess.DEVNULL,
@@ -122,7 +144,7 @@ def stop(running: Running) -> Result:
         if stream is not None:
             with contextlib.suppress(OSError):
                 stream.close()
-    if running.sink == "pty" and running.out_fd is not None:
+    if running.sink in ("pty", "file") and running.out_fd is not None:
         with contextlib.suppress(OSError):
             os.close(running.out_fd)
     tail = ""
@@ -190,6 +212,7 @@ class Pump:
     want_stamps: bool = False
     seq_tally: SeqTally | None = None
     count: int = 0
+    lines: int = 0  # newlines: the rows of a CSV/TSV output (plus its header)
     end_seen_ns: int | None = None
     eof: bool = False
     latencies_ns: list[int] = field(default_factory=list)
@@ -203,6 +226,8 @@ class Pump:
         if fd is None or self.eof:
             time.sleep(timeout)
             return False
+        if self.running.follow:
+            return self._follow(fd, timeout)
         readable, _, _ = select.select([fd], [], [], max(0.0, timeout))
         if not readable:
             return False
@@ -217,8 +242,27 @@ class Pump:
         self._take(chunk, now)
         return True
 
+    def _follow(self, fd: int, timeout: float) -> bool:
+        """A read of the file the client appends to; at its current end, a pause of up
+        to FOLLOW_POLL_SECONDS (a regular file is always "readable")."""
+        chunk = os.read(fd, READ_BYTES)
+        now = time.monotonic_ns()
+        if chunk:
+            self._take(chunk, now)
+            return True
+        if self.running.proc.poll() is not None:
+            last = os.read(fd, READ_BYTES)  # written between that read and the exit
+            if last:
+                self._take(last, time.monotonic_ns())
+                return True
+            self.eof = True
+            return False
+        time.sleep(min(max(0.0, timeout), FOLLOW_POLL_SECONDS))
+        return False
+
     def _take(self, chunk: bytes, now: int) -> None:
         tail, data = self._tail, self._tail + chunk
+        self.lines += chunk.count(b"\n")
         self.count += data.count(wire.COUNT_TOKEN) - tail.count(wire.COUNT_TOKEN)
         if self.end_seen_ns is None and wire.END_MARKER in data:
             self.end_seen_ns = now
@@ -302,24 +346,41 @@ def memory_kib(pid: int) -> dict[str, int]:
 # --- measurements -----------------------------------------------------------------------
 
 
-def throughput(server: FeedServer, launch: Launch, sink: Sink, count: int, settle: float) -> Result:
+def throughput(
+    server: FeedServer,
+    launch: Launch,
+    sink: Sink,
+    count: int,
+    settle: float,
+    end_by_marker: bool = False,
+    max_seconds: float | None = None,
+) -> Result:
     """Messages per second from the server's first stream frame to the last message out.
 
-    pipe and pty: the moment the harness reads the last message (pipe: the count of
-    ``BenchSentNs`` reaches ``count``; pty: the end marker appears).  null: the client's
-    last write() (its /proc/<pid>/io wchar stops growing, polled every 2 ms)."""
+    pipe, pty and file: the moment the harness reads the last message (pipe: the count
+    of ``BenchSentNs`` reaches ``count``; pty, file and ``end_by_marker``: the end
+    marker appears, for outputs without the stamp field such as CSV).  null: the
+    client's last write() (its /proc/<pid>/io wchar stops growing, polled every 2 ms).
+
+    ``max_seconds`` (not for null): a client still short of the last message that long
+    after its start is measured on what it has written by then (``partial``, with a
+    note): a mode running at a few hundred messages per second would otherwise hold the
+    run for minutes, and its rate is steady long before."""
     deadline = time.monotonic() + 30 + count / 1000
     job = server.start_job(
         "blast",
         count=count,
         settle=settle,
         heartbeat=30.0,
+        heartbeat_after=True,
         timeout=deadline - time.monotonic() + 30,
     )
     armed = job.get("armed") or {}
     running = start(launch, sink)
+    cap = None if max_seconds is None else time.monotonic() + max_seconds
     output_bytes: int | None = None
     note = ""
+    received = count
     if sink == "null":
         end_ns, output_bytes, note = _wait_output_quiet(
             running, job, armed["envelope_bytes"], deadline
@@ -328,17 +389,22 @@ def throughput(server: FeedServer, launch: Launch, sink: Sink, count: int, settl
             return _failed_job(job, failure(note, running))
     else:
         pump = Pump(running)
-        if sink == "pty":
-            finished = pump.until(lambda: pump.end_seen_ns is not None, deadline)
-            end_ns = pump.end_seen_ns
-        else:
-            finished = pump.until(lambda: pump.count >= count, deadline)
-            end_ns = time.monotonic_ns()
-        if not finished or end_ns is None:
+        by_marker = end_by_marker or sink in ("pty", "file")
+
+        def complete() -> bool:
+            return pump.end_seen_ns is not None if by_marker else pump.count >= count
+
+        finished = pump.until(complete, deadline if cap is None else min(deadline, cap))
+        end_ns = pump.end_seen_ns if by_marker else time.monotonic_ns()
+        seen = pump.count or pump.lines
+        if not finished and cap is not None and time.monotonic() >= cap and seen:
+            end_ns, received = time.monotonic_ns(), seen
+            note = f"partial: {seen:,} of {count:,} messages in the {max_seconds:g} s cap"
+        elif not finished or end_ns is None:
             return _failed_job(
                 job,
                 failure(
-                    f"saw {pump.count} of {count} messages"
+                    f"saw {seen} of {count} messages"
                     + (" (output closed)" if pump.eof else " by the deadline"),
                     running,
                 ),
@@ -350,14 +416,17 @@ def throughput(server: FeedServer, launch: Launch, sink: Sink, count: int, settl
         return failure("the server never started the stream", stopped=stopped)
     elapsed = (end_ns - first_ns) / 1e9
     result: Result = {
-        "msgs_per_s": count / elapsed,
+        "msgs_per_s": received / elapsed,
         "seconds": elapsed,
         "count": count,
         "server_cpu_share": closed["cpu_s"] / elapsed if elapsed > 0 else None,
     }
+    if received != count:
+        result["partial"] = True
+        result["received"] = received
     if output_bytes is not None:
         result["output_bytes"] = output_bytes
-    if sink == "null" and note:
+    if note:
         result["note"] = note
     return result
 
@@ -405,8 +474,42 @@ def percentile(ordered: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def latency(server: FeedServer, launch: Launch, rate: float, count: int, settle: float) -> Result:
-    """Server send stamp to the harness's os.read of the line, at a paced ``rate``."""
+LOADS = ("pinned", "free", "none")
+
+
+@contextlib.contextmanager
+def busy_core(load: str) -> Iterator[subprocess.Popen[bytes] | None]:
+    """Another process keeping one core busy (a Python busy loop) for the duration:
+    ``pinned`` to the highest-numbered CPU the harness may use, ``free`` wherever the
+    scheduler puts it, ``none`` for no load."""
+    if load == "none":
+        yield None
+        return
+    busy = subprocess.Popen(
+        [sys.executable, "-c", "while True: pass"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        if load == "pinned":
+            os.sched_setaffinity(busy.pid, {max(os.sched_getaffinity(0))})
+        yield busy
+    finally:
+        busy.kill()
+        busy.wait(10)
+
+
+def latency(
+    server: FeedServer,
+    launch: Launch,
+    rate: float,
+    count: int,
+    settle: float,
+    load: str = "none",
+) -> Result:
+    """Server send stamp to the harness's os.read of the line, at a paced ``rate``,
+    while ``load`` (see busy_core) keeps a core busy."""
     expected_seconds = count / rate
     deadline = time.monotonic() + 20 + 3 * expected_seconds
     job = server.start_job(
@@ -417,10 +520,13 @@ def latency(server: FeedServer, launch: Launch, rate: float, count: int, settle:
         heartbeat=30.0,
         timeout=deadline - time.monotonic() + 30,
     )
-    running = start(launch, "pipe")
-    pump = Pump(running, want_stamps=True)
-    pump.until(lambda: len(pump.latencies_ns) >= count, deadline)
-    stopped = stop(running)
+    with busy_core(load) as busy:
+        busy_before, busy_began = (cpu_ns(busy.pid) if busy else None), time.monotonic_ns()
+        running = start(launch, "pipe")
+        pump = Pump(running, want_stamps=True)
+        pump.until(lambda: len(pump.latencies_ns) >= count, deadline)
+        busy_after, busy_ended = (cpu_ns(busy.pid) if busy else None), time.monotonic_ns()
+        stopped = stop(running)
     closed = job.finish()
     samples = sorted(value / 1e6 for value in pump.latencies_ns)
     if not samples:
@@ -434,7 +540,11 @@ def latency(server: FeedServer, launch: Launch, rate: float, count: int, settle:
         "expected": count,
         "rate": rate,
         "server_lateness_p99_us": closed.get("lateness_p99_us"),
+        "load": load,
     }
+    if busy_before is not None and busy_after is not None:
+        # How much of a core the busy loop really had: the load it put on the run.
+        result["busy_core_share"] = (busy_after - busy_before) / (busy_ended - busy_began)
     if len(samples) < count:
         result["note"] = f"only {len(samples)} of {count} messages by the deadline"
     return result
@@ -570,6 +680,99 @@ def idle_side_by_side(
     return results
 
 
+@dataclass(frozen=True)
+class ScaleVariant:
+    launch: Callable[[str], Launch]
+    subscriptions: int  # acked subscriptions that make the client "subscribed"
+    connections: int  # how many the feed job serves at once
+
+
+def scale(
+    variants: dict[str, ScaleVariant], interval: float, seconds: float, warmup: float
+) -> dict[str, Result]:
+    """CPU over a window of idle time, and memory, of each variant at once (each on a
+    feed server of its own, side by side over the same window as in idle_side_by_side):
+    subscribed, no stream, a heartbeat every ``interval`` seconds on every connection.
+    Reported per second of the window, since the variants see different numbers of
+    heartbeats (one per connection per interval)."""
+    results: dict[str, Result] = {}
+    with contextlib.ExitStack() as stack:
+        servers = {name: stack.enter_context(FeedServer()) for name in variants}
+        jobs = {
+            name: servers[name].start_job(
+                "idle",
+                heartbeat=interval,
+                connections=variant.connections,
+                timeout=warmup + seconds + 120,
+            )
+            for name, variant in variants.items()
+        }
+        running = {
+            name: start(variant.launch(servers[name].url), "pipe")
+            for name, variant in variants.items()
+        }
+        pumps = {name: Pump(run) for name, run in running.items()}
+
+        def acked(name: str) -> bool:
+            event = jobs[name].get("subscribed")
+            return event is not None and event["subscriptions"] >= variants[name].subscriptions
+
+        _pump_together(pumps.values(), lambda: all(map(acked, variants)), time.monotonic() + 60)
+        subscribed = {name for name in variants if acked(name)}
+        _pump_together(pumps.values(), lambda: False, time.monotonic() + warmup)
+        before = {name: cpu_ns(run.pid) for name, run in running.items()}
+        window_start = time.monotonic_ns()
+        _pump_together(pumps.values(), lambda: False, time.monotonic() + seconds)
+        after = {name: cpu_ns(run.pid) for name, run in running.items()}
+        window_end = time.monotonic_ns()
+        memory = {name: memory_kib(run.pid) for name, run in running.items()}
+        # Acked by the end of the window (the job's own count goes on with the
+        # unsubscriptions a client sends as it stops).
+        acked_count = {
+            name: (jobs[name].get("subscribed") or {}).get("subscriptions", 0)
+            for name in variants
+        }
+        threads = {name: _thread_count(run.pid) for name, run in running.items()}
+        alive = {name: run.proc.poll() is None for name, run in running.items()}
+        window_s = (window_end - window_start) / 1e9
+        for name, run in running.items():
+            stopped = stop(run)
+            closed = jobs[name].end()
+            beats = [t for t in closed["heartbeats_sent"] if window_start <= t < window_end]
+            cpu_before, cpu_after = before[name], after[name]
+            if name not in subscribed:
+                event = jobs[name].get("subscribed") or {}
+                results[name] = failure(
+                    f"{event.get('subscriptions', 0)} of {variants[name].subscriptions} "
+                    "subscriptions acked",
+                    stopped=stopped,
+                )
+            elif not alive[name]:
+                results[name] = failure("client exited during the window", stopped=stopped)
+            elif cpu_before is None or cpu_after is None:
+                results[name] = failure("no CPU reading", stopped=stopped)
+            else:
+                results[name] = {
+                    "subscriptions": acked_count[name],
+                    "connections": closed["connections"],
+                    "threads": threads[name],
+                    "heartbeats": len(beats),
+                    "acks": closed["heartbeat_acks"],
+                    "window_s": window_s,
+                    "cpu_ms_per_s": (cpu_after - cpu_before) / 1e6 / window_s,
+                    "rss_kib": memory[name].get("VmRSS"),
+                    "hwm_kib": memory[name].get("VmHWM"),
+                }
+    return results
+
+
+def _thread_count(pid: int) -> int | None:
+    try:
+        return len(os.listdir(f"/proc/{pid}/task"))
+    except OSError:
+        return None
+
+
 def _pump_together(pumps: Any, done: Callable[[], bool], deadline: float) -> bool:
     """Pump every client's output (answering heartbeats for those the harness types
     for) until ``done()`` (True) or the deadline (False)."""
@@ -625,6 +828,7 @@ def memory(server: FeedServer, launch: Launch, count: int, sample_at: int, settl
         count=count,
         settle=settle,
         heartbeat=30.0,
+        heartbeat_after=True,
         timeout=deadline - time.monotonic() + 30,
     )
     running = start(launch, "pipe")
@@ -672,6 +876,7 @@ def stalled(
         count=count,
         settle=settle,
         heartbeat=30.0,
+        heartbeat_after=True,
         timeout=deadline - time.monotonic() + 30,
         resume=True,
     )

@@ -34,9 +34,11 @@ METRICS = (
     "throughput",
     "latency",
     "pty",
+    "modes",
     "idle",
     "syscalls",
     "memory",
+    "scale",
     "stall",
     "startup",
 )
@@ -65,7 +67,37 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--count", type=int, help="messages per throughput run (default 200000)")
     parser.add_argument("--latency", help="rate:count pairs (default 1000:8000,10000:40000)")
+    parser.add_argument(
+        "--latency-load",
+        choices=measure.LOADS,
+        default="pinned",
+        help="during the latency runs another process keeps a core busy: pinned to the "
+        "last CPU (default), free (anywhere), none",
+    )
     parser.add_argument("--pty-count", type=int, help="messages per pty run (default 50000)")
+    parser.add_argument(
+        "--modes-count", type=int, help="messages per c2ws mode run (default: --count)"
+    )
+    parser.add_argument(
+        "--modes-seconds",
+        type=float,
+        help="a mode run still short of the last message after this long is measured on "
+        "what it wrote by then (default 15 s; quick 5)",
+    )
+    parser.add_argument(
+        "--scale-strategies",
+        type=int,
+        help="strategies of the scale run's many-subscription c2ws (default 1000: 10 "
+        "connections; quick 200)",
+    )
+    parser.add_argument(
+        "--scale-seconds", type=float, help="the scale run's idle window (default 30 s)"
+    )
+    parser.add_argument(
+        "--scale-heartbeat",
+        type=float,
+        help="heartbeat interval per connection in the scale run (default 30 s, C2's)",
+    )
     parser.add_argument("--idle-seconds", type=float, help="idle CPU window (default 4)")
     parser.add_argument(
         "--idle-interval",
@@ -102,6 +134,11 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
         "count": 3_000 if quick else 200_000,
         "latency": "1000:200,10000:1000" if quick else "1000:8000,10000:40000",
         "pty_count": 1_500 if quick else 50_000,
+        "modes_count": None,
+        "modes_seconds": 5.0 if quick else 15.0,
+        "scale_strategies": 200 if quick else 1000,
+        "scale_seconds": 1.0 if quick else 30.0,
+        "scale_heartbeat": 0.5 if quick else 30.0,
         "idle_seconds": 0.5 if quick else 4.0,
         "rss_count": 20_000 if quick else 1_000_000,
         "rss_sample": 2_000 if quick else 100_000,
@@ -116,6 +153,8 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
     for name, value in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
+    if args.modes_count is None:
+        args.modes_count = args.count
     args.latency_pairs = parse_rates(args.latency)
     args.skipped_metrics = {name for name in args.skip.split(",") if name}
     unknown = args.skipped_metrics - set(METRICS)
@@ -207,7 +246,15 @@ class Runner:
                     f"latency at {rate}/s",
                     order,
                     "pipe",
-                    partial(measure.latency, server, rate=rate, count=count, settle=args.settle),
+                    partial(
+                        measure.latency,
+                        server,
+                        rate=rate,
+                        count=count,
+                        settle=args.settle,
+                        load=args.latency_load,
+                    ),
+                    clients.LATENCY_LAUNCHERS,
                 )
         if "pty" not in skip:
             variants = [
@@ -222,9 +269,33 @@ class Runner:
                 ),
                 {variant: launcher for variant, (_, launcher) in clients.PTY_VARIANTS.items()},
             )
+        if "modes" not in skip and "c2ws" in self.available:
+            record["modes"] = self.modes(index)
         if "idle" not in skip:
             record["idle"] = self.idle_side_by_side(order)
         return record
+
+    def modes(self, index: int) -> dict[str, dict[str, Any]]:
+        """c2ws's realistic modes and plain NDJSON on the same sinks, one after the other
+        in an order rotated per round."""
+        args = self.args
+        found: dict[str, dict[str, Any]] = {}
+        for variant in self.rotated(list(clients.MODES), index):
+            sink, launcher, _ = clients.MODES[variant]
+            found[variant] = self.guarded(
+                f"c2ws {variant}",
+                partial(
+                    measure.throughput,
+                    self.server,
+                    launcher(self.server.url, sink),
+                    sink=sink,
+                    count=args.modes_count,
+                    settle=args.settle,
+                    end_by_marker=True,
+                    max_seconds=args.modes_seconds,
+                ),
+            )
+        return found
 
     def idle_side_by_side(self, names: list[str]) -> dict[str, dict[str, Any]]:
         """Every client idle at the same time, over the same window (see
@@ -257,6 +328,36 @@ class Runner:
             trace=trace,
         )
 
+    def scale(self) -> dict[str, Any]:
+        """c2ws idle with one subscription and with --scale-strategies, side by side."""
+        args = self.args
+        launchers = clients.scale_launchers(args.scale_strategies)
+        per_connection = 100  # C2's limit, which c2ws fills before opening another
+        variants = {
+            "one": measure.ScaleVariant(partial(launchers["one"], sink="pipe"), 1, 1),
+            "many": measure.ScaleVariant(
+                partial(launchers["many"], sink="pipe"),
+                args.scale_strategies,
+                -(-args.scale_strategies // per_connection),
+            ),
+        }
+        began = time.monotonic()
+        try:
+            found: dict[str, Any] = measure.scale(
+                variants,
+                interval=args.scale_heartbeat,
+                seconds=args.scale_seconds,
+                warmup=0.2 if args.quick else 1.0,
+            )
+        except Exception as error:  # a broken run is a result to report, not a crash
+            found = {name: {"error": f"harness: {type(error).__name__}: {error}"}
+                     for name in variants}
+        took = time.monotonic() - began
+        for name in variants:
+            say(f"  {'scale, idle c2ws: ' + name:<34} {report.one_line(found[name])}"
+                f"  [{took:.1f} s]")
+        return found
+
     def once(self) -> dict[str, Any]:
         args, server, skip = self.args, self.server, self.args.skipped_metrics
         record: dict[str, Any] = {}
@@ -283,6 +384,11 @@ class Runner:
                     settle=args.settle,
                 ),
             )
+        if "scale" not in skip:
+            if "c2ws" in self.available:
+                record["scale"] = self.scale()
+            else:
+                record["scale"] = {"skipped": "c2ws is not available"}
         if "stall" not in skip:
             launchers = dict(LAUNCHERS)
             if args.stall_max_buffer:
@@ -338,7 +444,8 @@ def machine() -> dict[str, Any]:
 
     packages = {}
     for name in (
-        "c2ws", "websocket-client", "orjson", "msgspec", "websockets", "aiohttp", "typer", "rich"
+        "c2ws", "websocket-client", "orjson", "msgspec", "websockets", "aiohttp", "picows",
+        "aiofastnet", "typer", "rich",
     ):
         try:
             from importlib.metadata import version
@@ -382,6 +489,12 @@ def main(argv: list[str] | None = None) -> None:
             "count": args.count,
             "latency": args.latency_pairs,
             "pty_count": args.pty_count,
+            "latency_load": args.latency_load,
+            "modes_count": args.modes_count,
+            "modes_seconds": args.modes_seconds,
+            "scale_strategies": args.scale_strategies,
+            "scale_seconds": args.scale_seconds,
+            "scale_heartbeat": args.scale_heartbeat,
             "idle_seconds": args.idle_seconds,
             "idle_interval": args.idle_interval,
             "rss_count": args.rss_count,

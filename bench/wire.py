@@ -51,6 +51,11 @@ OP_PING: Final = 0x9
 OP_PONG: Final = 0xA
 
 HEARTBEAT_TYPE: Final = b'"msg_type":"heartbeat"'
+# How the peers tell a heartbeat without parsing JSON: the quoted name within a frame's
+# first bytes (msg_type leads every server envelope; "heartbeat.ack" is never sent by a
+# server; a stream message starts with {"msg_type":"strategy.signal"...).
+HEARTBEAT_NAME: Final = b'"heartbeat"'
+HEARTBEAT_HEAD_BYTES: Final = 48
 
 
 def utc_stamp(now: float | None = None) -> str:

