@@ -19,10 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import clients  # noqa: E402
-import measure  # noqa: E402
-from clients import API_KEY, PEERS, Launch  # noqa: E402
-from feedctl import STRATEGY_ID, FeedServer  # noqa: E402
+import clients
+import measure
+from clients import API_KEY, PEERS, Launch
+from feedctl import STRATEGY_ID, FeedServer
 
 
 def library(mode: str, count: int) -> Launch:
