@@ -143,6 +143,13 @@ MAX_RETRY_AFTER_SECONDS: Final = 86_400.0
 # Messages held for a slow stdout reader (--max-buffer) before the connection is closed,
 # to be resumed from the cursor once the reader has caught up.
 DEFAULT_MAX_BUFFER: Final = 10_000
+# The resume level: a connection closed because its consumer fell --max-buffer behind
+# reconnects once the backlog has drained to max_buffer // BACKLOG_RESUME_DIVISOR, and a
+# library caller holding more than that unacknowledged (auto_ack=False) while such a
+# connection waits gets BacklogFull instead of a wait that could only end by its own
+# acknowledgements.  Half: the reconnect then has room for the burst its resume replays
+# without being closed again at once, and the consumer is not starved meanwhile.
+BACKLOG_RESUME_DIVISOR: Final = 2
 # Events of any kind (control events, gaps, -v/--record traffic...) held for the output
 # thread, per message of --max-buffer: the backlog counts messages, but memory must stay
 # bounded when a server floods control events while stdout is slow.  --record and -v add

@@ -662,7 +662,7 @@ class Stream:
         limit = self.config.max_buffer
         if self._unacked >= limit:
             raise BacklogFull(self._unacked, limit)
-        if self._unacked > limit // 2 and any(
+        if self._unacked > limit // spec.BACKLOG_RESUME_DIVISOR and any(
                 health.waiting_for_room for health in engine.health):
             try:
                 queued = engine.next_batch(0)
