@@ -149,6 +149,47 @@ def test_replay_equals_the_live_output_in_each_mode(
     assert replayed.stdout.decode() == live
 
 
+# Frames as a server that formats JSON unlike the reference server might send them:
+# spaces after separators, keys in another order, escapes orjson would not write, a
+# number written as 2.50, non-ASCII text, a line break between tokens, a trailing space.
+FORMATTED_FRAMES = [
+    '{"msg_type": "strategy.signal", "id": "m1", "v": 4, "seq_id": 1, '
+    f'"timestamp": "2026-01-01T00:00:01Z", "payload": {{"StrategyId": {A}, "Side": "1", '
+    '"OrderQuantity": 2, "Limit": 2.50, "Note": "caf\\u00e9 \\/ caf\u00e9", '
+    '"C2Symbol": {"FullSymbol": "@ESZ6"}}}',
+    f'{{"payload":{{"C2Symbol":{{"FullSymbol":"AAPL"}},"StrategyId":{A},"Side":"2"}},'
+    '"seq_id":2,"timestamp":"2026-01-01T00:00:02Z","msg_type":"strategy.signal",'
+    '"id":"m2","v":4} ',
+    '{\n  "msg_type": "strategy.signal",\n  "id": "m3",\n  "v": 4,\n  "seq_id": 3,\n'
+    f'  "timestamp": "2026-01-01T00:00:03Z",\n  "payload": {{"StrategyId": {A}, '
+    '"Side": "1", "OrderQuantity": 1.0E0}\n}',
+]
+
+
+def test_replay_writes_what_the_live_run_wrote_byte_for_byte(
+    server: TestServer, tmp_path: Path
+) -> None:
+    """Live NDJSON passes each frame through as it came; the replay of its recording
+    writes the same bytes, whatever the server's JSON formatting (#26 item 9)."""
+    rec = tmp_path / "run.rec"
+    process = start(server, str(A), "-c", "signal", "-o", "ndjson", "--record", str(rec),
+                    "-n", str(len(FORMATTED_FRAMES)))
+    connection_with(server, 1)
+    for frame in FORMATTED_FRAMES:
+        assert server.send_raw(frame) == 1
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err.decode()
+    assert out.splitlines()[0] == FORMATTED_FRAMES[0].encode()  # passed through as sent
+    assert out.splitlines()[2] == FORMATTED_FRAMES[2].replace("\n", " ").encode()
+    replayed = c2ws("replay", str(rec), "-o", "ndjson")
+    assert replayed.returncode == 0, replayed.stderr
+    assert replayed.stdout == out
+    # Its own output replays byte for byte too (plain NDJSON, a line's spaces included).
+    plain = tmp_path / "out.ndjson"
+    plain.write_bytes(out)
+    assert c2ws("replay", str(plain), "-o", "ndjson").stdout == out
+
+
 def test_replay_filters_counts_and_reads_plain_ndjson(server: TestServer,
                                                       tmp_path: Path) -> None:
     rec = tmp_path / "run.rec"
