@@ -72,6 +72,7 @@ class StreamEnd(Enum):
     TIMEOUT = "timeout"  # ``timeout`` seconds passed
     CLOSED = "closed"  # the caller closed it (``close()``, the end of a ``with`` block)
     ERROR = "error"  # an error of c2ws.errors ended it (raised to the caller)
+    END = "end"  # the recording had nothing more (c2ws.replay)
 
 
 # --- typed messages of engine events ------------------------------------------------------

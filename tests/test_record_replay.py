@@ -17,14 +17,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import c2ws as c2ws_library
 from c2ws import events as ev
 from c2ws import recording, spec
-from c2ws.cli.replay import Pacer, parse_speed
+from c2ws.cli.replay import parse_speed
 from c2ws.events import SubscriptionKey
 from c2ws.exitcodes import ExitCode
-from c2ws.replay import Replayer
+from c2ws.replayer import Replayer
+from c2ws.replaying import Pacer
 from c2ws.server.app import ReferenceServer, ServerConfig
 from c2ws.server.feed import FileFeed
+from c2ws.streaming import StreamEnd
 from c2ws.testing import ConnectionRecord, TestServer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -123,6 +126,19 @@ def test_replay_prints_what_the_recorded_run_printed_across_a_reconnect(
     replayed = c2ws("replay", str(rec), "-o", "ndjson", "--include-control")
     assert replayed.returncode == 0, replayed.stderr
     assert replayed.stdout.decode() == live
+    # The library delivers what the live run delivered: its messages, their exact lines,
+    # and the recorded life cycle to on_event.
+    seen: list[ev.Event] = []
+    with c2ws_library.replay(rec, api_key=KEY, on_event=seen.append) as library:
+        messages = list(library)
+    assert [msg.line.decode() for msg in messages] == [
+        line for line, parsed in zip(live.splitlines(), lines, strict=True)
+        if parsed["msg_type"] in spec.STREAM_MSG_TYPES]
+    assert [type(msg) for msg in messages].count(c2ws_library.Position) == 2
+    assert sum(isinstance(e, ev.Connected) for e in seen) == 2
+    assert sum(isinstance(e, ev.SubscriptionRejected) for e in seen) == 2
+    assert any(isinstance(e, ev.ConnectionEnded) and e.end.reason.value == "lost" for e in seen)
+    assert library.end_reason is StreamEnd.END and library.usable == len(entries)
     stream_only = c2ws("replay", str(rec), "-o", "ndjson")
     assert [json.loads(x) for x in stream_only.stdout.splitlines()] == [
         line for line in lines if line["msg_type"] in spec.STREAM_MSG_TYPES]
@@ -184,6 +200,7 @@ def test_replay_writes_what_the_live_run_wrote_byte_for_byte(
     replayed = c2ws("replay", str(rec), "-o", "ndjson")
     assert replayed.returncode == 0, replayed.stderr
     assert replayed.stdout == out
+    assert [msg.line for msg in c2ws_library.replay(rec, api_key=KEY)] == out.splitlines()
     # Its own output replays byte for byte too (plain NDJSON, a line's spaces included).
     plain = tmp_path / "out.ndjson"
     plain.write_bytes(out)
@@ -486,6 +503,14 @@ def test_a_key_the_server_echoes_reaches_no_output_recording_or_replay(
     assert replayed.returncode == 0, replayed.stderr
     assert replayed.stdout.decode() == live
     assert b"bad key ****" in replayed.stderr and KEY.encode() not in replayed.stderr
+    # The library, given the key, redacts it from every frame too.
+    rejected: list[ev.Event] = []
+    with c2ws_library.replay(old, api_key=KEY, on_event=rejected.append) as library:
+        assert [msg.line.decode() for msg in library] == [
+            line for line in live.splitlines()
+            if json.loads(line)["msg_type"] == spec.CHANNEL_SIGNAL]
+    assert {"code": "FORBIDDEN", "message": "bad key ****"} in [
+        e.message.payload for e in rejected if isinstance(e, ev.ServerError)]
 
 
 def test_replay_without_a_readable_key_warns_and_replays(tmp_path: Path) -> None:
