@@ -197,6 +197,7 @@ class Replay:
         if self.end_reason is None:
             self.end_reason = StreamEnd.CLOSED
         self._pending, self._pending_at = [], 0
+        self._current = None
         self._close_file()
 
     def _close_file(self) -> None:

@@ -117,10 +117,11 @@ def test_a_path_is_opened_at_once_and_closed_at_the_end(tmp_path: Path) -> None:
     r = c2ws.replay(path, api_key="")
     assert [msg.seq_id for msg in r] == [1, 2]
     assert r._file.closed  # the replay opened it, and closed it at the end
-    given = source(envelope(1))
+    given = source(envelope(1), envelope(2))
     with c2ws.replay(given, api_key="") as r:
-        assert [msg.seq_id for msg in r] == [1]
+        assert next(r).seq_id == 1
     assert not given.closed  # the caller's file is the caller's
+    assert list(r) == [] and r.end_reason is StreamEnd.CLOSED  # closed: nothing more
     with pytest.raises(ConfigError, match="is a directory") as directory:
         c2ws.replay(tmp_path, api_key="")
     assert directory.value.param == "FILE"
