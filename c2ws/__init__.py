@@ -24,6 +24,12 @@ _PUBLIC = {
     "Batch": "c2ws.streaming",
     "StreamEnd": "c2ws.streaming",
     "Message": "c2ws.streaming",
+    "check": "c2ws.probe",
+    "CheckResult": "c2ws.probe",
+    "SubscriptionCheck": "c2ws.probe",
+    "ClockEstimate": "c2ws.probe",
+    "replay": "c2ws.replaying",
+    "Replay": "c2ws.replaying",
     "astream": "c2ws.aio",
     "AsyncStream": "c2ws.aio",
     "Signal": "c2ws.messages",
@@ -48,6 +54,8 @@ _PUBLIC = {
 __all__ = [
     "AsyncStream",
     "Batch",
+    "CheckResult",
+    "ClockEstimate",
     "ConnectionHealth",
     "CursorStore",
     "FileCursors",
@@ -58,6 +66,7 @@ __all__ = [
     "OrderStatus",
     "OrderType",
     "Position",
+    "Replay",
     "SequenceReset",
     "Side",
     "Signal",
@@ -65,11 +74,14 @@ __all__ = [
     "Stream",
     "StreamEnd",
     "StreamIdentity",
+    "SubscriptionCheck",
     "SubscriptionKey",
     "TimeInForce",
     "__version__",
     "astream",
+    "check",
     "errors",
+    "replay",
     "stream",
 ]
 
@@ -91,6 +103,8 @@ if TYPE_CHECKING:
         Signal,
         TimeInForce,
     )
+    from c2ws.probe import CheckResult, ClockEstimate, SubscriptionCheck, check
+    from c2ws.replaying import Replay, replay
     from c2ws.streaming import Batch, Message, Stream, StreamEnd, stream
 
 

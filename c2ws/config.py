@@ -32,12 +32,16 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Final, Generic, TypeVar
+from typing import IO, TYPE_CHECKING, Final, Generic, TypeVar
+from urllib.parse import urlsplit
 
 from c2ws import spec
 from c2ws.errors import ConfigError
 from c2ws.localfiles import UnusableFile, open_for_reading
 from c2ws.render.safe import REDACTED
+
+if TYPE_CHECKING:
+    from c2ws.events import ProxySetting
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -218,7 +222,7 @@ def _key_text(data: bytes, where: str) -> str:
 
 def read_api_key(source: KeySource, stdin: IO[bytes] | None = None) -> str:
     """The key itself (surrounding whitespace and the final newline removed).  Whether it
-    can travel in a header is :func:`c2ws.engine.check_api_key`'s business."""
+    can travel in a header is :func:`check_api_key`'s business."""
     if source.value is not None:
         return source.value
     assert source.path is not None
@@ -411,13 +415,66 @@ def resolve(flags: Flags, env: Mapping[str, str], *, home: Path | None = None) -
 # --- the connection of a run ---------------------------------------------------------------
 
 
+def check_api_key(api_key: str) -> str:
+    """The key, if it can travel in an HTTP header and be redacted wherever a server
+    echoes it; else :class:`ConfigError` (the key itself is never in the message)."""
+    if not api_key:
+        raise ConfigError("no API key: pass --api-key or set C2_API_KEY", param="--api-key")
+    if not (api_key.isascii() and api_key.isprintable() and " " not in api_key):
+        raise ConfigError(
+            "the API key contains spaces, control or non-ASCII characters "
+            "(a stray newline from a file?)", param="--api-key",
+        )
+    if len(api_key) < spec.MIN_API_KEY_LENGTH:
+        # Never echoed, nor its length: a key this short is a placeholder or a typo.
+        raise ConfigError(
+            f"the API key is too short to be a key (fewer than {spec.MIN_API_KEY_LENGTH} "
+            "characters)", param="--api-key",
+        )
+    return api_key
+
+
+def check_url(url: str) -> str:
+    """``url``, if it is a ws:// or wss:// URL with a host and a valid port; else
+    :class:`ConfigError`."""
+    try:
+        parts = urlsplit(url)
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        port_ok = False
+    else:
+        if parts.scheme in ("ws", "wss") and parts.hostname and port_ok:
+            return url
+    raise ConfigError(
+        f"{url!r} is not a ws:// or wss:// URL with a host" + ("" if port_ok else " and port"),
+        param="--url",
+    )
+
+
+def proxy_setting(url: str) -> ProxySetting | None:
+    """The proxy the environment (``https_proxy``, ``all_proxy``, ``no_proxy``...) names
+    for ``url``, as the connections will use it or pass it over, for saying so once before
+    they open; None when they go direct.  A setting that is not a proxy URL at all is left
+    to the connections to report."""
+    from c2ws.events import ProxySetting
+    from c2ws.net.connection import ConnectFailed, proxy_for
+
+    try:
+        route = proxy_for(url)
+    except ConnectFailed:
+        return None
+    if route is None:
+        return None
+    secure = urlsplit(url).scheme == "wss"
+    return ProxySetting(route.variable, route.scheme, route.address, route.used,
+                        key_in_clear=route.used and not secure)
+
+
 def api_key_of(settings: Settings, stdin: IO[bytes] | None = None) -> str:
     """The API key ``settings`` point at, read and checked (it can travel in a header
     and be redacted): "" when none is set anywhere.  Raises :class:`ConfigError` (a
     :class:`SettingsError` for an unusable key file) naming where the key came from, never
     the key.  ``c2ws subscribe`` and :func:`c2ws.stream` both call it."""
-    from c2ws.engine import check_api_key
-
     source = settings.api_key.value
     if source is None:
         return ""

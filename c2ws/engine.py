@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from operator import countOf
 from types import TracebackType
 from typing import TYPE_CHECKING, Final
-from urllib.parse import urlsplit
 
 from c2ws import events as ev
 from c2ws import spec
+from c2ws.config import check_api_key, check_url, proxy_setting
 from c2ws.delivery.backoff import Backoff
 from c2ws.delivery.dedupe import HeldAside, StreamFilter
 from c2ws.delivery.shards import TooManySubscriptions, plan_shards
@@ -41,7 +41,6 @@ from c2ws.errors import (
     connection_error,
 )
 from c2ws.events import ConnectionEnd, SubscriptionKey
-from c2ws.net.connection import ConnectFailed, proxy_for
 from c2ws.net.handoff import Handoff
 from c2ws.net.worker import ConnectionSettings, ShardWorker
 from c2ws.session import SessionTimeouts
@@ -59,41 +58,6 @@ STOP_JOIN_TIMEOUT: Final = 5.0
 def count_stream_messages(events: Sequence[ev.Event]) -> int:
     """How many of ``events`` are stream messages (C speed: it runs per hand-over)."""
     return countOf(map(type, events), _STREAM_MESSAGE)
-
-
-def check_api_key(api_key: str) -> str:
-    """The key, if it can travel in an HTTP header and be redacted wherever a server
-    echoes it; never echoed when it cannot."""
-    if not api_key:
-        raise ConfigError("no API key: pass --api-key or set C2_API_KEY", param="--api-key")
-    if not (api_key.isascii() and api_key.isprintable() and " " not in api_key):
-        raise ConfigError(
-            "the API key contains spaces, control or non-ASCII characters "
-            "(a stray newline from a file?)", param="--api-key",
-        )
-    if len(api_key) < spec.MIN_API_KEY_LENGTH:
-        # Never echoed, nor its length: a key this short is a placeholder or a typo.
-        raise ConfigError(
-            f"the API key is too short to be a key (fewer than {spec.MIN_API_KEY_LENGTH} "
-            "characters)", param="--api-key",
-        )
-    return api_key
-
-
-def check_url(url: str) -> str:
-    """A ws:// or wss:// URL with a host and a valid port."""
-    try:
-        parts = urlsplit(url)
-        port_ok = parts.port is None or parts.port > 0
-    except ValueError:
-        port_ok = False
-    else:
-        if parts.scheme in ("ws", "wss") and parts.hostname and port_ok:
-            return url
-    raise ConfigError(
-        f"{url!r} is not a ws:// or wss:// URL with a host" + ("" if port_ok else " and port"),
-        param="--url",
-    )
 
 
 @dataclass(frozen=True)
@@ -120,21 +84,6 @@ class EngineConfig:
     # Frames received as text (not bytes, so never from a socket) keep theirs.
     decoded_payloads: bool = True
     seed: int | None = None
-
-
-def proxy_setting(url: str) -> ev.ProxySetting | None:
-    """The proxy the environment names for ``url`` (as the connections will use it, or
-    pass it over), for saying so once before they open; None when they go direct.  A
-    setting that is not a proxy URL at all is left to the connections to report."""
-    try:
-        route = proxy_for(url)
-    except ConnectFailed:
-        return None
-    if route is None:
-        return None
-    secure = urlsplit(url).scheme == "wss"
-    return ev.ProxySetting(route.variable, route.scheme, route.address, route.used,
-                           key_in_clear=route.used and not secure)
 
 
 @dataclass

@@ -9,6 +9,7 @@ arrived, with its receive time and connection, and a line when a connection ends
     {"at":"2026-11-02T14:31:12.004519Z","connection":1,"ended":"lost","detail":"connection lost: …"}
 
 ``frame`` is the frame's text; a frame that is not UTF-8 is kept as ``frame_base64``.
+Read back, a frame is its bytes either way (the text's UTF-8), exactly as it arrived.
 Times are UTC with microseconds; ``connection`` counts from 1 (as stderr does).  The
 header lists the subscriptions asked for, in order, so a replay can tell which request
 each answer belongs to.  Readers also accept plain NDJSON output of c2ws (one envelope
@@ -165,7 +166,10 @@ def parse_line(line: bytes) -> Entry | None:
     if "frame" in obj or "frame_base64" in obj:
         frame = obj.get("frame")
         if isinstance(frame, str):
-            return RecordedFrame(at, _connection(obj.get("connection")), frame)
+            # The frame's bytes as they arrived (a text frame is UTF-8, and orjson refuses
+            # the lone surrogates that could not be encoded back): a replay hands them on
+            # byte for byte, as the live run did, never re-encoded.
+            return RecordedFrame(at, _connection(obj.get("connection")), frame.encode())
         encoded = obj.get("frame_base64")
         if isinstance(encoded, str):
             try:
@@ -180,7 +184,9 @@ def parse_line(line: bytes) -> Entry | None:
                            reason if isinstance(reason, str) else "",
                            detail if isinstance(detail, str) else "")
     if isinstance(obj.get("msg_type"), str):
-        return BareMessage(line.strip(), protocol.parse_timestamp(obj.get("timestamp")))
+        # Only the line's end is cut: the rest is the frame as c2ws wrote it, spaces
+        # included, and is written again as it is.
+        return BareMessage(line.rstrip(b"\r\n"), protocol.parse_timestamp(obj.get("timestamp")))
     return Unusable("neither a recorded frame nor a c2ws envelope")
 
 

@@ -143,6 +143,13 @@ MAX_RETRY_AFTER_SECONDS: Final = 86_400.0
 # Messages held for a slow stdout reader (--max-buffer) before the connection is closed,
 # to be resumed from the cursor once the reader has caught up.
 DEFAULT_MAX_BUFFER: Final = 10_000
+# The resume level: a connection closed because its consumer fell --max-buffer behind
+# reconnects once the backlog has drained to max_buffer // BACKLOG_RESUME_DIVISOR, and a
+# library caller holding more than that unacknowledged (auto_ack=False) while such a
+# connection waits gets BacklogFull instead of a wait that could only end by its own
+# acknowledgements.  Half: the reconnect then has room for the burst its resume replays
+# without being closed again at once, and the consumer is not starved meanwhile.
+BACKLOG_RESUME_DIVISOR: Final = 2
 # Events of any kind (control events, gaps, -v/--record traffic...) held for the output
 # thread, per message of --max-buffer: the backlog counts messages, but memory must stay
 # bounded when a server floods control events while stdout is slow.  --record and -v add
@@ -263,6 +270,8 @@ MAX_CONFIG_FILE_BYTES: Final = 1 << 20
 # `c2ws check` warns when the server's clock is this far from ours; the server rejects
 # client timestamps more than MAX_CLOCK_SKEW_SECONDS off.
 CLOCK_OFFSET_WARN_SECONDS: Final = 20.0
+# `c2ws check` / c2ws.check(): the whole check (connect, answers, ping) gives up after this.
+CHECK_TIMEOUT_SECONDS: Final = 10.0
 # One line of a recording wraps one frame as a JSON string: escaping doubles a JSON
 # frame's quotes (a frame of mostly control characters could grow six times: such a
 # line is skipped on reading, and counted).
@@ -274,7 +283,7 @@ REPLAY_MAX_PENDING_FRAMES: Final = 64
 FEED_MAX_TRACKED_STREAMS: Final = 10_000
 
 # --- The API key (issue 20) -------------------------------------------------------------
-# (c2ws/engine.py check_api_key, c2ws/redaction.py)
+# (c2ws/config.py check_api_key, c2ws/redaction.py)
 
 # The shortest API key c2ws accepts.  C2 documents no format ("Bearer myAPIkey"); the
 # keys it issues from the profile's API Key tab are generated tokens, far longer than

@@ -72,6 +72,7 @@ class StreamEnd(Enum):
     TIMEOUT = "timeout"  # ``timeout`` seconds passed
     CLOSED = "closed"  # the caller closed it (``close()``, the end of a ``with`` block)
     ERROR = "error"  # an error of c2ws.errors ended it (raised to the caller)
+    END = "end"  # the recording had nothing more (c2ws.replay)
 
 
 # --- typed messages of engine events ------------------------------------------------------
@@ -662,7 +663,7 @@ class Stream:
         limit = self.config.max_buffer
         if self._unacked >= limit:
             raise BacklogFull(self._unacked, limit)
-        if self._unacked > limit // 2 and any(
+        if self._unacked > limit // spec.BACKLOG_RESUME_DIVISOR and any(
                 health.waiting_for_room for health in engine.health):
             try:
                 queued = engine.next_batch(0)

@@ -1,7 +1,7 @@
 """The connection driver: one :class:`~c2ws.session.ClientSession` over one upgraded
 connection, from the first frame to the close.  The only socket loop of c2ws: the
 stream's socket threads (c2ws/net/worker.py), ``c2ws check`` (c2ws/probe.py) and, for its
-sans-I/O part (:class:`SessionFeed`), ``c2ws replay`` (c2ws/replay.py) all run on it.
+sans-I/O part (:class:`SessionFeed`), ``c2ws replay`` (c2ws/replayer.py) all run on it.
 
 Each turn: wait (poll) until the socket is readable, a stop is requested or the next
 deadline comes; read what the socket holds; parse every frame that is whole
