@@ -192,6 +192,8 @@ class ServerConfig:
             raise ValueError("closed_records must be >= 0")
         if self.retry_after is not None and self.retry_after < 0:
             raise ValueError("retry_after must be >= 0")
+        if self.rest_key_case not in ("pascal", "camel"):
+            raise ValueError("rest_key_case is 'pascal' or 'camel'")
 
     def feed_source(self) -> str | Path:
         """``FEED_SYNTHETIC``, ``FEED_NONE`` or the Path of a recording."""
