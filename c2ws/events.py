@@ -291,6 +291,20 @@ class BackfillFailed:
         return orjson.dumps(self.obj)
 
 
+@dataclass(frozen=True, slots=True)
+class BackfillDone:
+    """What the backfill of ``gap`` did (for stderr, through ``on_event``): ``written``
+    orders, ``left_out`` ones the stream had delivered, the ``window`` asked for (the
+    line's ``window`` object); ``failed``: a :class:`BackfillFailed` was written too."""
+
+    key: SubscriptionKey
+    gap: GapReported
+    written: int
+    left_out: int
+    window: JsonObject
+    failed: bool
+
+
 # --- connection lifecycle (from the socket threads) -------------------------------------
 
 
@@ -381,4 +395,5 @@ Event = (
     | SnapshotFailed
     | BackfillOrder
     | BackfillFailed
+    | BackfillDone
 )

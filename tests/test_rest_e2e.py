@@ -94,3 +94,76 @@ def test_bad_times_and_option_mixes_are_usage_errors(server: TestServer) -> None
     assert c2ws(server, "orders", "11").returncode == ExitCode.USAGE
     assert c2ws(server, "orders", "11", "--active", "--since", "1h").returncode == ExitCode.USAGE
     assert c2ws(server, "positions", "11", "--rest-url", "ftp://x").returncode == ExitCode.USAGE
+
+
+# --- subscribe --heal-gaps and --snapshot -------------------------------------------------
+
+
+def order_payload(strategy_id: int, n: int) -> dict[str, Any]:
+    return {"StrategyId": strategy_id, "SignalId": 9000 + n, "Side": "1" if n % 2 else "2",
+            "OrderType": "1", "OrderQuantity": 1 + n % 3, "OrderStatus": "2",
+            "C2Symbol": {"FullSymbol": "@ESZ6"}}
+
+
+def subscribe(server: TestServer, *args: str, stdout: Any) -> subprocess.Popen[str]:
+    environment = {k: v for k, v in os.environ.items()
+                   if k not in ("C2_API_KEY", "C2WS_URL", "C2WS_REST_URL", "C2WS_PROFILE")}
+    environment.update(C2_API_KEY=KEY, C2WS_URL=server.url, C2WS_CONFIG=os.devnull)
+    return subprocess.Popen([sys.executable, "-m", "c2ws", "subscribe", *args], env=environment,
+                            cwd=REPO, stdout=stdout, stderr=subprocess.PIPE, text=True)
+
+
+def finished(process: subprocess.Popen[str], timeout: float = 50) -> str:
+    try:
+        _, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        raise AssertionError(f"c2ws did not end within {timeout} s") from None
+    assert process.returncode == 0, err
+    return err
+
+
+def test_3000_missed_signals_come_back_as_1000_replayed_a_gap_and_2000_backfilled(
+    server: TestServer, tmp_path: Path,
+) -> None:
+    """A client comes back (--state) after 3,000 missed signals: the server replays 1000
+    and says gap; --heal-gaps writes the other 2,000 from the REST history, exactly once
+    (none the stream delivered, in this run or the last), in order, right after the gap
+    and before the first signal after the hole, across a 429 and a 500."""
+    state, output = tmp_path / "state.json", tmp_path / "signals.ndjson"
+    common = ("7", "-c", "signal", "-o", "ndjson", "--state", str(state), "--timeout", "45")
+    with output.open("ab") as out:
+        first = subscribe(server, *common, "-n", "5", stdout=out)
+        server.wait_for_subscribers(1, strategy_id=7)
+        for n in range(5):
+            server.publish(7, order_payload(7, n))
+        finished(first)
+    for n in range(5, 3005):  # missed: 1000 replayable, 2000 beyond the replay limit
+        server.publish(7, order_payload(7, n))
+    server.fail_next_rest_requests(429, 500, retry_after=0)
+    with output.open("ab") as out:
+        second = subscribe(server, *common, "--heal-gaps", "-n", "1001", stdout=out)
+        server.wait_for_subscribers(1, strategy_id=7)
+        server.publish(7, order_payload(7, 3005))  # the first signal after the hole
+        err = finished(second)
+    written = lines(output.read_text())
+    kinds = [line["msg_type"] for line in written]
+    assert kinds == (["strategy.signal"] * 1005 + ["gap"] + ["backfill.order"] * 2000
+                     + ["strategy.signal"])
+    signals = [line for line in written if line["msg_type"] == "strategy.signal"]
+    assert [line["seq_id"] for line in signals] == [*range(1, 1006), 3006]
+    backfill = [line for line in written if line["msg_type"] == "backfill.order"]
+    assert [line["payload"]["SignalId"] for line in backfill] == [9000 + n for n in
+                                                                  range(1005, 3005)]
+    every_id = [line["payload"]["SignalId"] for line in signals + backfill]
+    assert sorted(every_id) == [9000 + n for n in range(3006)]  # each exactly once
+    gap = written[1005]
+    assert (gap["missing"]["after_seq_id"], gap["missing"]["before_seq_id"]) == (1005, 3006)
+    assert backfill[0]["gap"] == gap["missing"] and backfill[0]["strategy_id"] == 7
+    assert backfill[0]["window"]["margin_seconds"] == 60
+    statuses = [r.status for r in server.rest_requests()
+                if r.path.endswith("GetStrategyHistoricalOrders")]
+    assert statuses[:2] == [429, 500] and statuses[-1] == 200
+    assert "backfilled the gap on strategy.signal:7 between seq 1005 and 3006: 2000" in err
+    assert "widened by 60" in err

@@ -16,6 +16,7 @@ from c2ws.cli.options import (
     ColorOpt,
     OutputMode,
     ProfileOpt,
+    RestUrlOpt,
     TzOpt,
     UrlOpt,
     choice,
@@ -32,12 +33,6 @@ if TYPE_CHECKING:
     from c2ws.rest.client import RestClient, RestRetry
 
 
-RestUrlOpt = Annotated[
-    str | None,
-    typer.Option("--rest-url", metavar="URL", show_default=False,
-                 help="REST API base URL; env C2WS_REST_URL. Default: derived from the "
-                      "WebSocket URL (wss://H/ws gives https://H)."),
-]
 StrategyIdsArg = Annotated[
     list[str] | None,
     typer.Argument(metavar="STRATEGY_ID", show_default=False,
