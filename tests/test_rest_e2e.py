@@ -167,3 +167,69 @@ def test_3000_missed_signals_come_back_as_1000_replayed_a_gap_and_2000_backfille
     assert statuses[:2] == [429, 500] and statuses[-1] == 200
     assert "backfilled the gap on strategy.signal:7 between seq 1005 and 3006: 2000" in err
     assert "widened by 60" in err
+
+
+def test_snapshot_lines_precede_the_live_stream(server: TestServer) -> None:
+    for _ in range(40):
+        server.publish(11)
+    book = server.open_positions(11)
+    process = subscribe(server, "11", "-o", "ndjson", "--snapshot", "-n", "2",
+                        "--timeout", "45", stdout=subprocess.PIPE)
+    server.wait_for_subscribers(1, strategy_id=11, channel="positions")
+    # Published once the snapshot was taken: it holds the book as it was.
+    server.wait_for(lambda: [r for r in server.rest_requests()
+                             if r.path.endswith("GetStrategyOpenPositions")])
+    server.publish(11, order_payload(11, 1))
+    server.publish_position(11, {"StrategyId": 11, "Quantity": 3, "AvgPx": 1.5,
+                                 "C2Symbol": {"FullSymbol": "@ESZ6"}})
+    out, err = process.communicate(timeout=50)
+    assert process.returncode == 0, err
+    written = lines(out)
+    assert [line["msg_type"] for line in written] == [
+        "positions.snapshot", "strategy.signal", "strategy.positions"]
+    assert written[0]["strategy_id"] == 11 and written[0]["payload"] == book
+    # Without --snapshot, NDJSON has none.
+    plain = subscribe(server, "11", "-o", "ndjson", "-n", "1", "--timeout", "45",
+                      stdout=subprocess.PIPE)
+    server.wait_for_subscribers(1, strategy_id=11, channel="signal")
+    server.publish(11, order_payload(11, 2))
+    out, err = plain.communicate(timeout=50)
+    assert plain.returncode == 0, err
+    assert [line["msg_type"] for line in lines(out)] == ["strategy.signal"]
+
+
+@pytest.mark.c2_server_options(strategies=(7,), replay_limit=5)
+@pytest.mark.parametrize("healed", [True, False])
+def test_fail_on_gap_fails_only_for_a_gap_that_was_not_healed(
+    server: TestServer, tmp_path: Path, healed: bool,
+) -> None:
+    state = tmp_path / "state.json"
+    common = ("7", "-c", "signal", "-o", "ndjson", "--state", str(state), "--timeout", "45")
+    with (tmp_path / "out.ndjson").open("ab") as out:
+        first = subscribe(server, *common, "-n", "1", stdout=out)
+        server.wait_for_subscribers(1, strategy_id=7)
+        server.publish(7, order_payload(7, 0))
+        finished(first)
+    for n in range(1, 12):
+        server.publish(7, order_payload(7, n))
+    if not healed:  # every try of the backfill fails: retries, then backfill.failed
+        server.fail_next_rest_requests(*[503] * 12, retry_after=0)
+    process = subscribe(server, *common, "--heal-gaps", "--fail-on-gap",
+                        stdout=subprocess.PIPE)
+    server.wait_for_subscribers(1, strategy_id=7)
+    server.publish(7, order_payload(7, 12))
+    out, err = process.communicate(timeout=50) if not healed else ("", "")
+    if healed:
+        reader = process
+        assert reader.stdout is not None
+        got = [json.loads(reader.stdout.readline()) for _ in range(5 + 1 + 6 + 1)]
+        reader.terminate()
+        _, err = reader.communicate(timeout=30)
+        assert [g["msg_type"] for g in got] == (["strategy.signal"] * 5 + ["gap"]
+                                               + ["backfill.order"] * 6 + ["strategy.signal"])
+        assert reader.returncode == ExitCode.TERMINATED
+    else:
+        assert process.returncode == ExitCode.GAP, err
+        kinds = [line["msg_type"] for line in lines(out)]
+        assert kinds == ["strategy.signal"] * 5 + ["gap", "backfill.failed", "strategy.signal"]
+        assert "BACKFILL FAILED" in err and "--fail-on-gap" in err
