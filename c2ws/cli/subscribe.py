@@ -434,8 +434,9 @@ def _run_stream(
     events = ForwardEvents()
     # Issue 24: a table's positions start from the REST snapshot, again after each
     # reconnect; other outputs only with --snapshot, once, before the live stream.
+    # Without the rest extra a table goes without (asked for with --snapshot, it warns).
     snapshot: bool | str = params.snapshot
-    if built.table and spec.CHANNEL_POSITIONS in params.channels:
+    if built.table and spec.CHANNEL_POSITIONS in params.channels and _has_httpx():
         snapshot = "reconnect"
     stream = params.stream(
         snapshot=snapshot,
@@ -461,6 +462,12 @@ def _run_stream(
     if run.stdout_lost:
         silence_stdout()
     return code
+
+
+def _has_httpx() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("httpx") is not None
 
 
 def _fileno(stream: "TextIO") -> int | None:
