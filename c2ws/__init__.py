@@ -49,6 +49,7 @@ _PUBLIC = {
     "ConnectionHealth": "c2ws.engine",
     "HeldAside": "c2ws.delivery.dedupe",
     "errors": "c2ws.errors",
+    "rest": "c2ws.rest",
 }
 
 __all__ = [
@@ -82,11 +83,12 @@ __all__ = [
     "check",
     "errors",
     "replay",
+    "rest",
     "stream",
 ]
 
 if TYPE_CHECKING:
-    from c2ws import errors
+    from c2ws import errors, rest
     from c2ws.aio import AsyncStream, astream
     from c2ws.cursors import CursorStore, FileCursors, SqliteCursors, StreamIdentity
     from c2ws.delivery.dedupe import HeldAside
@@ -108,12 +110,16 @@ if TYPE_CHECKING:
     from c2ws.streaming import Batch, Message, Stream, StreamEnd, stream
 
 
+# Public names that are modules.
+_MODULES = frozenset({"errors", "rest"})
+
+
 def __getattr__(name: str) -> Any:
     module = _PUBLIC.get(name)
     if module is None:
         raise AttributeError(f"module 'c2ws' has no attribute {name!r}")
     loaded = importlib.import_module(module)
-    value = loaded if name == "errors" else getattr(loaded, name)
+    value = loaded if name in _MODULES else getattr(loaded, name)
     globals()[name] = value
     return value
 

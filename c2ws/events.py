@@ -9,8 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import orjson
+
 from c2ws.endings import ConnectionEnd, EndReason
-from c2ws.protocol import Envelope, ErrorDetail
+from c2ws.protocol import Envelope, ErrorDetail, JsonObject
 
 __all__ = ["ConnectionEnd", "EndReason"]  # re-exported: part of what the engine reports
 
@@ -228,6 +230,81 @@ class Traffic:
     at: float = 0.0
 
 
+# --- from the REST API (issue 24: --snapshot, --heal-gaps) -------------------------------
+# Not engine events: c2ws.stream() adds them to what it delivers, in order with the
+# stream.  None of them is a stream message: no seq_id, no cursor of its own.  ``obj``
+# is the line c2ws writes for it (c2ws/rest/lines.py), ``line`` that object compact.
+
+
+@dataclass(frozen=True, slots=True)
+class PositionsSnapshot:
+    """The open positions of ``strategy_id`` as the REST API gave them at ``taken_at``
+    (UTC ISO 8601): ``positions`` are the REST ``PositionDTO`` objects, as received."""
+
+    strategy_id: int
+    positions: tuple[JsonObject, ...]
+    taken_at: str
+    obj: JsonObject
+
+    @property
+    def line(self) -> bytes:
+        return orjson.dumps(self.obj)
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotFailed:
+    """The REST snapshot of ``strategy_id`` could not be taken (a warning: the stream
+    goes on); ``reason`` is one line, safe to print."""
+
+    strategy_id: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class BackfillOrder:
+    """An order of the REST order history that fills ``gap`` (the stream did not deliver
+    its SignalId): written right after the gap, before the first signal after the hole."""
+
+    key: SubscriptionKey
+    order: JsonObject
+    gap: GapReported
+    obj: JsonObject
+
+    @property
+    def line(self) -> bytes:
+        return orjson.dumps(self.obj)
+
+
+@dataclass(frozen=True, slots=True)
+class BackfillFailed:
+    """The backfill of ``gap`` failed after its retries (``written`` orders of it were
+    written before it did, or it was cut at the backfill limit); ``reason``: one line."""
+
+    key: SubscriptionKey
+    gap: GapReported
+    reason: str
+    written: int
+    obj: JsonObject
+
+    @property
+    def line(self) -> bytes:
+        return orjson.dumps(self.obj)
+
+
+@dataclass(frozen=True, slots=True)
+class BackfillDone:
+    """What the backfill of ``gap`` did (for stderr, through ``on_event``): ``written``
+    orders, ``left_out`` ones the stream had delivered, the ``window`` asked for (the
+    line's ``window`` object); ``failed``: a :class:`BackfillFailed` was written too."""
+
+    key: SubscriptionKey
+    gap: GapReported
+    written: int
+    left_out: int
+    window: JsonObject
+    failed: bool
+
+
 # --- connection lifecycle (from the socket threads) -------------------------------------
 
 
@@ -314,4 +391,9 @@ Event = (
     | ProxySetting
     | ShardFailed
     | WorkerCrashed
+    | PositionsSnapshot
+    | SnapshotFailed
+    | BackfillOrder
+    | BackfillFailed
+    | BackfillDone
 )

@@ -47,6 +47,7 @@ from c2ws.recording import (
     Entry,
     RecordedEnd,
     RecordedFrame,
+    RecordedSnapshot,
     RecordingHeader,
     Unusable,
 )
@@ -302,6 +303,10 @@ class Replayer:
                 events = self.finish()
                 self._run = _BareRun()
             return events + self._run.message(entry)
+        if isinstance(entry, RecordedSnapshot):
+            # Taken from the REST API by the run, beside its connections: shown again as is.
+            return [ev.PositionsSnapshot(entry.strategy_id, entry.positions, entry.taken_at,
+                                         entry.obj)]
         if isinstance(entry, (RecordedFrame, RecordedEnd)):
             if not isinstance(self._run, _RecordedRun):
                 # Frames with no header before them: nothing was asked for.

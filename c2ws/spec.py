@@ -319,3 +319,52 @@ MAX_CODE_NUMBER: Final = 10**6
 # A price of zero means "not set" (REST order objects send 0 for an absent limit or stop,
 # and 0.0 as the average price of a flat position): it reads as None.
 ZERO_PRICE_IS_UNSET: Final = True
+
+# --- The REST API v4: positions, order history, backfill (issue 24) -------------------
+# (c2ws/rest/api.py holds every REST rule and assumption; these are its numbers.)
+# Documented in shared/reference/c2-rest-api.md unless marked [ours].
+
+REST_DEFAULT_URL: Final = "https://api4-general.collective2.com"
+# Paged endpoints take Limit: "default and maximum 1000".
+REST_MAX_PAGE_LIMIT: Final = 1000
+# [ours] Every request: connect, read, write and pool waits each at most this long.
+REST_TIMEOUT_SECONDS: Final = 20.0
+# [ours] A 429 is retried this many times (after the wait its Retry-After asks for, at
+# most REST_MAX_RETRY_WAIT_SECONDS; else a jittered backoff), a 5xx, a timeout or a
+# network error this many times (jittered backoff from BACKOFF_INITIAL_SECONDS).
+REST_MAX_RATE_LIMIT_RETRIES: Final = 5
+REST_MAX_SERVER_ERROR_RETRIES: Final = 3
+REST_MAX_RETRY_WAIT_SECONDS: Final = 60.0
+# [ours] Pages one listing may walk: 10 million orders at the maximum limit; a server
+# whose cursor never ends is stopped there (and a cursor that repeats at once).
+REST_MAX_PAGES: Final = 10_000
+# [ours] Of an error body we read at most this much, and keep this much of its message.
+REST_MAX_ERROR_BODY_BYTES: Final = 64 * 1024
+REST_MAX_ERROR_TEXT_CHARS: Final = 300
+# [ours] A response body larger than this is refused (a page of 1000 orders is ~1 MB).
+REST_MAX_BODY_BYTES: Final = 64 << 20
+
+# --- --heal-gaps: the backfill of a gap (c2ws/backfill.py) ---------------------------
+# [ours] Nothing links a stream seq_id to a REST SignalId: a gap is backfilled by time
+# window, from the last signal held before the hole to the first one after it, each end
+# widened by this margin (the envelope's timestamp and the REST PostedDate may come from
+# different clocks, and both have whole seconds only); SignalIds the stream delivered
+# are left out.
+BACKFILL_MARGIN_SECONDS: Final = 60.0
+# [ours] A backfill whose fetch fails is tried this many times in all, waiting a
+# jittered backoff between tries, then reported (stderr and a backfill.failed line).
+BACKFILL_ATTEMPTS: Final = 3
+# [ours] SignalIds remembered per strategy of what the stream delivered, to leave out of
+# a backfill: more than one replay (REPLAY_LIMIT) and its margin.
+BACKFILL_SEEN_SIGNAL_IDS: Final = 4 * REPLAY_LIMIT
+# [ours] Orders one backfill writes at most: a gap's window holding more is cut there,
+# with a backfill.failed line saying so (memory stays bounded).
+BACKFILL_MAX_ORDERS: Final = 100_000
+
+# The msg_type of the lines c2ws writes for what came from the REST API (the server
+# never sends them): a strategy's open positions, an order of `c2ws orders`, an order
+# written to fill a gap, and a backfill that could not be done.
+MSG_POSITIONS_SNAPSHOT: Final = "positions.snapshot"
+MSG_ORDER: Final = "order"
+MSG_BACKFILL_ORDER: Final = "backfill.order"
+MSG_BACKFILL_FAILED: Final = "backfill.failed"

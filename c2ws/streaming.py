@@ -27,6 +27,7 @@ the sockets are the engine's, the clock is passed in.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -48,6 +49,7 @@ from c2ws.errors import (
 from c2ws.events import SubscriptionKey
 from c2ws.lines import gap_line, is_one_line, line_of, reset_line
 from c2ws.messages import Gap, Message, Position, SequenceReset, Signal
+from c2ws.protocol import JsonObject
 
 if TYPE_CHECKING:
     from c2ws.cursors import CursorStore
@@ -62,6 +64,9 @@ _RESET: Final = ev.SequenceReset
 _TRAFFIC: Final = ev.Traffic
 _ONLY_STREAM_MESSAGES: Final = {ev.StreamMessage}
 _MESSAGE_TYPES: Final = (ev.StreamMessage, ev.GapReported, ev.SequenceReset)
+# Issue 24: lines of c2ws's own from the REST API (heal_gaps, snapshot), delivered in
+# order with the stream; never handed back to the engine (they are none of its events).
+_REST_EVENTS: Final = frozenset({ev.BackfillOrder, ev.BackfillFailed, ev.PositionsSnapshot})
 _POSITIONS: Final = spec.CHANNEL_POSITIONS
 
 
@@ -92,6 +97,10 @@ def typed(event: ev.StreamMessage | ev.GapReported | ev.SequenceReset) -> Messag
         return Signal(event)  # type: ignore[arg-type]
     if kind is _GAP:
         return Gap(event)  # type: ignore[arg-type]
+    if kind in _REST_EVENTS:  # --- issue 24: what heal_gaps and snapshot add ---
+        from c2ws.rest.results import rest_message
+
+        return rest_message(event)  # type: ignore[arg-type,return-value]
     return _reset_message(event)  # type: ignore[arg-type]
 
 
@@ -102,6 +111,8 @@ def _line(event: ev.Event) -> bytes:
         return data if is_one_line(data) else line_of(event.message)  # type: ignore[union-attr]
     if kind is _GAP:
         return gap_line(event)  # type: ignore[arg-type]
+    if kind in _REST_EVENTS:
+        return event.line  # type: ignore[union-attr]
     return reset_line(event)  # type: ignore[arg-type]
 
 
@@ -173,6 +184,10 @@ class StreamOptions:
     select: Callable[[Signal | Position], bool] | None = None
     on_event: Callable[[ev.Event], object] | None = None
     clock: Callable[[], float] = field(default=time.monotonic)
+    # Issue 24: the REST side (see stream()).
+    heal_gaps: bool = False
+    snapshot: bool | str = False
+    rest_url: str | None = None
 
 
 def subscription_keys(
@@ -231,6 +246,9 @@ def stream(
     traffic: bool = False,
     heartbeats: bool = False,
     decode_payloads: bool = False,
+    heal_gaps: bool = False,
+    snapshot: bool | str = False,
+    rest_url: str | None = None,
 ) -> Stream:
     """A stream of the signals and positions of ``strategies`` (see docs/library.md).
 
@@ -249,6 +267,19 @@ def stream(
     socket thread (for consumers of ``Batch.events`` that read ``message.payload``;
     typed messages decode on first read either way).
 
+    The REST side (the ``rest`` extra; ``rest_url``: the REST base URL, derived from
+    ``url`` unless given or in ``C2WS_REST_URL``): ``heal_gaps``: after each ``Gap``,
+    yield the orders of the hole from the REST history (``c2ws.rest.results.
+    BackfillOrder``, or a ``BackfillFailed``), before the first signal after it; with
+    ``fail_on_gap``, only a gap that could not be healed raises.  ``snapshot=True``: yield
+    each strategy's open positions (``PositionsSnapshot``) first, before the live stream
+    (the stream waits for the REST API: at most its timeouts); a failure is a
+    ``SnapshotFailed`` event to ``on_event``, never the end of the stream.
+    ``snapshot="reconnect"`` (what the CLI's table uses): at the start and after each
+    reconnect, taken on a thread of its own so that the live stream never waits for the
+    REST API; its ``PositionsSnapshot`` (or ``SnapshotFailed``) events come to
+    ``on_event`` when they are ready, in order with the other events.
+
     Raises :class:`~c2ws.errors.ConfigError` at once for settings no connection could
     work with; nothing connects until the stream starts (``with``, or the first
     request)."""
@@ -266,6 +297,16 @@ def stream(
     if timeout is not None and not timeout > 0:
         raise ConfigError(f"timeout must be a positive number of seconds, not {timeout!r}",
                           param="--timeout")
+    if snapshot not in (False, True, "reconnect"):
+        raise ConfigError(f"snapshot is True, False or 'reconnect', not {snapshot!r}",
+                          param="--snapshot")
+    if heal_gaps or snapshot:
+        from c2ws.rest.api import RestUrlError, resolve_rest_url
+
+        try:
+            rest_url = resolve_rest_url(rest_url, os.environ, url)
+        except RestUrlError as exc:
+            raise ConfigError(str(exc), param="--rest-url") from None
     config = EngineConfig(
         url=url, api_key=api_key, keys=keys, max_buffer=max_buffer, reconnect=reconnect,
         max_retries=max_retries, max_backoff=max_backoff, connect_timeout=connect_timeout,
@@ -274,7 +315,8 @@ def stream(
     )
     validate_config(config)
     options = StreamOptions(count=count, timeout=timeout, fail_on_gap=fail_on_gap,
-                            auto_ack=auto_ack, select=select, on_event=on_event)
+                            auto_ack=auto_ack, select=select, on_event=on_event,
+                            heal_gaps=heal_gaps, snapshot=snapshot, rest_url=rest_url)
     return Stream(config, options, cursors=cursors)
 
 
@@ -342,6 +384,9 @@ class Stream:
         self._gaps_given = self._gaps_yielded = False
         self._interrupted = False
         self._ready: Batch | None = None
+        # Issue 24 (heal_gaps, snapshot): the REST client, made at the first call.
+        self._rest_side = _RestSide(self) if (
+            self.options.heal_gaps or self.options.snapshot) else None
 
     # --- life cycle ------------------------------------------------------------------------
 
@@ -394,6 +439,8 @@ class Stream:
                 self._stop_engine()
             finally:
                 self._close_store()
+                if self._rest_side is not None:
+                    self._rest_side.close()
 
     def __enter__(self) -> Stream:
         return self.start()
@@ -516,6 +563,15 @@ class Stream:
             self._acknowledge_lists(len(self._delivered))
         engine = self._engine
         assert engine is not None
+        rest_side = self._rest_side
+        if rest_side is not None and rest_side.snapshot_due and self.end_reason is None:
+            if rest_side.in_background:
+                rest_side.snapshot_in_background(engine)
+            else:
+                snapshot = rest_side.take_snapshot()
+                if snapshot:
+                    self._delivered.append(snapshot)
+                    return Batch(snapshot)
         while True:
             if self._interrupted and self.end_reason is None:
                 self.end_reason = StreamEnd.CLOSED
@@ -562,6 +618,8 @@ class Stream:
             and set(map(type, events)) == _ONLY_STREAM_MESSAGES
         ):
             # A burst: nothing but stream messages, none of them an ending.
+            if self._rest_side is not None:
+                self._rest_side.observe(events)
             self._inbox, self._inbox_at = [], 0
             self.delivered += len(events)
             self._unacked += len(events)
@@ -576,6 +634,8 @@ class Stream:
             event = events[index]
             index += 1
             self._inbox_at = index
+            if self._rest_side is not None and type(event) is ev.Connected:
+                self._rest_side.connected(event)
             try:
                 if on_event is not None:
                     on_event(event)
@@ -597,6 +657,8 @@ class Stream:
                     continue
                 shown.append(event)
                 self.delivered += 1
+                if self._rest_side is not None:
+                    self._rest_side.observe((event,))
                 gap = self._gap
                 if gap is not None and event.key == gap.key:  # type: ignore[union-attr]
                     self._end_with(_gap_error(gap))
@@ -610,7 +672,15 @@ class Stream:
                 index += 1
                 taken.append(event)
                 shown.append(event)
-                if options.fail_on_gap and self._gap is None:
+                healed = False
+                if kind is _GAP and self._rest_side is not None and options.heal_gaps:
+                    # Issue 24: the hole's orders right after the gap, before the first
+                    # signal after it (the inbox may have to be topped up to see it).
+                    events, end = self._rest_side.top_up(engine, event)  # type: ignore[arg-type]
+                    backfill, healed = self._rest_side.heal(event, events[index:])  # type: ignore[arg-type]
+                    taken.extend(backfill)
+                    shown.extend(backfill)
+                if options.fail_on_gap and self._gap is None and not healed:
                     self._gap = event  # type: ignore[assignment]
             elif kind is _TRAFFIC:
                 index += 1
@@ -720,7 +790,10 @@ class Stream:
             self._gaps_given = True
             if self._final_gaps:
                 self._gaps_yielded = True
-                return Batch(list(self._final_gaps))
+                final: list[ev.Event] = list(self._final_gaps)
+                if self._rest_side is not None and self.options.heal_gaps:
+                    final = self._rest_side.heal_all(self._final_gaps)
+                return Batch(final)
         if self._pending_error is not None:
             raise self._pending_error
         return None
@@ -737,6 +810,8 @@ class Stream:
         del self._delivered[:how_many]
         events = lists[0] if len(lists) == 1 else [e for part in lists for e in part]
         self._unacked -= countOf(map(type, events), _STREAM_MESSAGE)
+        if self._rest_side is not None:
+            events = [e for e in events if type(e) not in _REST_EVENTS]
         engine.acknowledge(events)
 
     def _ack_through(self, event: object, item: Message | None) -> bool:
@@ -823,7 +898,8 @@ def _event_of(item: object) -> object | None:
         return item._gap
     if isinstance(item, SequenceReset):
         return _RESET_PLACEHOLDER
-    return None
+    source = getattr(item, "_source", None)  # issue 24: a REST line the stream wrote
+    return source if type(source) in _REST_EVENTS else None
 
 
 # What a request returns when only other events came (see Stream.batches).
@@ -838,3 +914,151 @@ def _gap_error(gap: ev.GapReported | ev.SequenceReset) -> GapDetected:
     why = ("restarted the numbering" if reset
            else "could not replay every missed signal")
     return GapDetected(f"the server {why} of {gap.key}", key=gap.key, reset=reset)
+
+
+# --- issue 24: the REST side of a stream (heal_gaps, snapshot) -----------------------------
+
+
+class _RestSide:
+    """What a stream does with the REST API: the gap healer (:mod:`c2ws.backfill`, its
+    rules) and the positions snapshots.  The REST client is made at the first call."""
+
+    def __init__(self, stream: Stream) -> None:
+        self._stream = stream
+        options = stream.options
+        self._client: object | None = None
+        self.snapshot_due = bool(options.snapshot)
+        self._on_reconnect = options.snapshot == "reconnect"
+        self._shards_seen: set[int] = set()
+        self._strategies = list(dict.fromkeys(key.strategy_id for key in stream.keys))
+        # "reconnect" (the table): snapshots on a thread of their own, whose events go
+        # through the engine's hand-off like any other; the live stream never waits.
+        self.in_background = self._on_reconnect
+        self._snapshot_thread: threading.Thread | None = None
+        self._snapshot_again = False
+        self._healer = None
+        if options.heal_gaps:
+            from c2ws.backfill import GapHealer
+
+            self._healer = GapHealer(self._fetch)
+
+    def _rest(self) -> object:
+        if self._client is None:
+            from c2ws.rest.client import RestClient
+
+            config = self._stream.config
+            assert self._stream.options.rest_url is not None
+            self._client = RestClient(self._stream.options.rest_url, config.api_key)
+        return self._client
+
+    def _fetch(self, strategy_id: int, start: object, end: object) -> list[JsonObject]:
+        rest = self._rest()
+        return list(rest.historical_orders(strategy_id, start, end))  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()  # type: ignore[attr-defined]
+            self._client = None
+
+    # --- snapshots ---
+
+    def connected(self, event: ev.Connected) -> None:
+        """A connection came up: after a reconnect, a new snapshot (``"reconnect"``)."""
+        if event.shard in self._shards_seen and self._on_reconnect:
+            self.snapshot_due = True
+        self._shards_seen.add(event.shard)
+
+    def take_snapshot(self) -> list[ev.Event]:
+        """Each strategy's open positions now; a failure is a SnapshotFailed to
+        on_event (a warning), never the end of the stream."""
+        self.snapshot_due = False
+        taken, failed = self._snapshots(self._rest())
+        on_event = self._stream.options.on_event
+        if on_event is not None:
+            for failure in failed:
+                on_event(failure)
+        return taken
+
+    def _snapshots(self, rest: object) -> tuple[list[ev.Event], list[ev.Event]]:
+        """(the snapshots taken, the SnapshotFailed of those that could not be)."""
+        from c2ws.rest.results import snapshot_event
+
+        taken: list[ev.Event] = []
+        failed: list[ev.Event] = []
+        for strategy_id in self._strategies:
+            try:
+                positions = rest.open_positions(strategy_id)  # type: ignore[attr-defined]
+            except C2wsError as error:
+                failed.append(ev.SnapshotFailed(strategy_id, str(error)))
+                continue
+            taken.append(snapshot_event(strategy_id, positions, time.time()))
+        return taken, failed
+
+    def snapshot_in_background(self, engine: Engine) -> None:
+        """Take the snapshots on a thread of their own and hand them over through the
+        engine's hand-off; one at a time (a reconnect during one asks for another)."""
+        self.snapshot_due = False
+        thread = self._snapshot_thread
+        if thread is not None and thread.is_alive():
+            self._snapshot_again = True
+            return
+        self._snapshot_thread = threading.Thread(
+            target=self._snapshot_into, args=(engine,), name="c2ws-snapshot", daemon=True)
+        self._snapshot_thread.start()
+
+    def _snapshot_into(self, engine: Engine) -> None:
+        # A client of its own: the consumer's (heal_gaps) is used on the consumer thread.
+        from c2ws.rest.client import RestClient
+
+        stream = self._stream
+        assert stream.options.rest_url is not None
+        rest = RestClient(stream.options.rest_url, stream.config.api_key)
+        try:
+            while True:
+                self._snapshot_again = False
+                taken, failed = self._snapshots(rest)
+                # A closed hand-off (the stream stopped) takes nothing: that is fine.
+                engine.handoff.put(failed + taken)
+                if not self._snapshot_again:
+                    return
+        finally:
+            rest.close()
+
+    # --- gaps ---
+
+    def observe(self, events: Sequence[ev.Event]) -> None:
+        if self._healer is not None:
+            self._healer.observe(events)
+
+    def top_up(self, engine: Engine, gap: ev.GapReported) -> tuple[list[ev.Event], int]:
+        """The inbox, with the first message after the hole in it when the engine has
+        it queued (a store that commits each message takes one event at a time)."""
+        stream = self._stream
+        events = stream._inbox
+        after = events[stream._inbox_at:]
+        if gap.next_seq is not None and not any(
+                type(e) is _STREAM_MESSAGE and e.key == gap.key for e in after):
+            try:
+                more = engine.next_batch(0.0, 1)
+            except C2wsError:
+                more = []  # the engine says so at the next request
+            if more:
+                events = stream._inbox = events + more
+        return events, len(events)
+
+    def heal(self, gap: ev.GapReported, ahead: Sequence[ev.Event]) -> tuple[list[ev.Event], bool]:
+        """The events that follow the gap, and whether it was healed."""
+        assert self._healer is not None
+        backfill, done = self._healer.heal(gap, ahead)
+        on_event = self._stream.options.on_event
+        if on_event is not None:
+            on_event(done)
+        return backfill, not done.failed
+
+    def heal_all(self, gaps: Sequence[ev.GapReported]) -> list[ev.Event]:
+        """Gaps whose far end never came (the run ended): each with its backfill."""
+        out: list[ev.Event] = []
+        for gap in gaps:
+            out.append(gap)
+            out.extend(self.heal(gap, ())[0])
+        return out

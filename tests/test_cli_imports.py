@@ -21,7 +21,8 @@ ALLOWED = {
     "c2ws.spec",  # the documented constants: the options' defaults
     "c2ws.server.app",  # the reference server: serve and demo are its command line
 }
-ALLOWED_PACKAGES = ("c2ws.render", "c2ws.cli")  # the renderers, and the CLI itself
+# The renderers, the CLI itself, and the REST API (public: c2ws.rest, issue 24).
+ALLOWED_PACKAGES = ("c2ws.render", "c2ws.cli", "c2ws.rest")
 
 
 def imported(tree: ast.AST) -> list[tuple[str, str | None, int]]:

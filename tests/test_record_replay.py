@@ -287,12 +287,25 @@ def test_lines_that_are_not_a_recording_are_counted_never_fatal() -> None:
                  b'{"c2ws_recording":1,"subscriptions":[{"strategy_id":0}]}',
                  b'{"c2ws_recording":1,"subscriptions":[{"strategy_id":1,"channel":[]}]}',
                  b'{"at":"x","connection":1,"frame_base64":"***"}',
-                 b'{"at":"x","connection":1,"frame":3}']:
+                 b'{"at":"x","connection":1,"frame":3}',
+                 b'{"at":"x","snapshot":[]}',
+                 b'{"at":"x","snapshot":{"strategy_id":0,"timestamp":"t","payload":[]}}',
+                 b'{"at":"x","snapshot":{"strategy_id":1,"timestamp":"t","payload":[1]}}',
+                 b'{"at":"x","snapshot":{"strategy_id":1,"payload":[]}}']:
         entry = recording.parse_line(line)
         assert isinstance(entry, recording.Unusable), line
         assert replayer.feed(entry) == []
-    assert replayer.skipped == 8 and len(replayer.skip_reasons) == 3
+    assert replayer.skipped == 12 and len(replayer.skip_reasons) == 3
     assert recording.parse_line(b"  \n") is None
+
+
+def test_a_positions_snapshot_is_recorded_and_replayed_as_it_was_taken() -> None:
+    obj = {"msg_type": "positions.snapshot", "strategy_id": A, "timestamp": "2026-01-01T00:00:00Z",
+           "payload": [{"Symbol": "@ESZ6", "Quantity": 2}]}
+    entry = recording.parse_line(recording.snapshot_line(obj, at=1.5))
+    assert isinstance(entry, recording.RecordedSnapshot)
+    assert Replayer().feed(entry) == [ev.PositionsSnapshot(A, tuple(obj["payload"]),  # type: ignore[arg-type]
+                                                           obj["timestamp"], obj)]  # type: ignore[arg-type]
 
 
 def test_a_frame_that_is_not_utf8_is_kept_as_base64_and_replayed_as_malformed() -> None:

@@ -20,6 +20,8 @@ from c2ws.render.safe import redacted
 COMMAND_MODULES: Final = {
     "subscribe": "subscribe",
     "demo": "subscribe",
+    "positions": "rest_cmd",
+    "orders": "rest_cmd",
     "check": "check",
     "replay": "replay",
     "config": "config_cmd",

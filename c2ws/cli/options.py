@@ -278,3 +278,12 @@ def parse_symbols(values: list[str] | None) -> tuple[str, ...]:
     for value in values or ():
         symbols.extend(part.strip() for part in value.split(",") if part.strip())
     return tuple(symbols)
+
+
+# Issue 24: the REST API's base URL (positions, orders, subscribe --snapshot/--heal-gaps).
+RestUrlOpt = Annotated[
+    str | None,
+    typer.Option("--rest-url", metavar="URL", show_default=False,
+                 help="REST API base URL; env C2WS_REST_URL. Default: derived from the "
+                      "WebSocket URL (wss://H/ws gives https://H)."),
+]

@@ -26,6 +26,7 @@ from c2ws.cli.options import (
     ProfileOpt,
     ProgressOpt,
     RecordOpt,
+    RestUrlOpt,
     SymbolOpt,
     TimeoutOpt,
     TzOpt,
@@ -172,6 +173,20 @@ def subscribe(
     symbol: SymbolOpt = None,
     color: ColorOpt = ColorChoice.auto,
     verbose: VerboseOpt = False,
+    # --- issue 24: the REST side ---
+    snapshot: Annotated[
+        bool, typer.Option("--snapshot",
+                           help="NDJSON/JSON: first a positions.snapshot line per strategy "
+                                "(its open positions from the REST API), then the live "
+                                "stream. Tables always start from one.")
+    ] = False,
+    heal_gaps: Annotated[
+        bool, typer.Option("--heal-gaps",
+                           help="After a gap, write the missing orders from the REST order "
+                                "history (backfill.order lines) before the next signal; with "
+                                "--fail-on-gap only a gap that could not be healed exits 11.")
+    ] = False,
+    rest_url: RestUrlOpt = None,
 ) -> None:
     """Subscribe to strategies and stream their signals and positions.
 
@@ -202,6 +217,7 @@ def subscribe(
         max_backoff=max_backoff, connect_timeout=connect_timeout,
         silence_timeout=silence_timeout, traffic=verbose or record is not None,
         count=count, timeout=timeout, fail_on_gap=fail_on_gap,
+        heal_gaps=heal_gaps, snapshot=snapshot, rest_url=rest_url,
     )
     params.check()
     zone = tz if tz is not None else _setting_zone(settings.tz.value, settings.tz.source)
@@ -233,18 +249,24 @@ class StreamParams:
     count: int | None = None
     timeout: float | None = None
     fail_on_gap: bool = False
+    # Issue 24: --heal-gaps, --snapshot (tables take snapshots anyway), --rest-url.
+    heal_gaps: bool = False
+    snapshot: bool = False
+    rest_url: str | None = None
 
     def stream(self, **more: Any) -> "Stream":
         """The stream (not started: nothing connects yet)."""
         import c2ws
 
+        more.setdefault("snapshot", self.snapshot)
         return c2ws.stream(
             self.strategies, self.channels, api_key=self.api_key, url=self.url,
             max_buffer=self.max_buffer, reconnect=self.reconnect,
             max_retries=self.max_retries, max_backoff=self.max_backoff,
             connect_timeout=self.connect_timeout, silence_timeout=self.silence_timeout,
             traffic=self.traffic, count=self.count, timeout=self.timeout,
-            fail_on_gap=self.fail_on_gap, **more,
+            fail_on_gap=self.fail_on_gap, heal_gaps=self.heal_gaps, rest_url=self.rest_url,
+            **more,
         )
 
     def check(self) -> "Stream":
@@ -410,7 +432,14 @@ def _run_stream(
 
         renderer = TeeRenderer([recorder, renderer])
     events = ForwardEvents()
+    # Issue 24: a table's positions start from the REST snapshot, again after each
+    # reconnect; other outputs only with --snapshot, once, before the live stream.
+    # Without the rest extra a table goes without (asked for with --snapshot, it warns).
+    snapshot: bool | str = params.snapshot
+    if built.table and spec.CHANNEL_POSITIONS in params.channels and _has_httpx():
+        snapshot = "reconnect"
     stream = params.stream(
+        snapshot=snapshot,
         cursors=cursors, auto_ack=False, on_event=events,
         select=message_filter.selects_message if message_filter.active else None,
         # Heartbeat events only for what shows them: otherwise an idle connection's
@@ -433,6 +462,12 @@ def _run_stream(
     if run.stdout_lost:
         silence_stdout()
     return code
+
+
+def _has_httpx() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("httpx") is not None
 
 
 def _fileno(stream: "TextIO") -> int | None:

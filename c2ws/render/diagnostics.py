@@ -231,6 +231,13 @@ class Diagnostics:
             case ev.GapReported():
                 self.warn("gaps", self._describe_gap(event), "bold red",
                           burst=spec.GAP_WARNING_BURST)
+            case ev.BackfillDone():  # issue 24: --heal-gaps
+                self.warn("backfills", _describe_backfill(event),
+                          "bold red" if event.failed else "green", burst=spec.GAP_WARNING_BURST)
+            case ev.SnapshotFailed(strategy_id=strategy_id, reason=reason):
+                self.warn("snapshot failures", f"WARNING: no positions snapshot of strategy "
+                          f"{strategy_id}: {terminal_safe(reason, 400)}; the stream goes on",
+                          "bold yellow")
             case ev.GapFilled(key=key, last_seq=last_seq):
                 self.warn("filled gaps", f"the gap on {key} after seq {last_seq} was filled by "
                           "a later replay: nothing is missing", "green",
@@ -344,3 +351,20 @@ class Diagnostics:
         if self._live is not None:
             self._live.stop()
             self._live = None
+
+
+def _describe_backfill(done: ev.BackfillDone) -> str:
+    """One line on a --heal-gaps backfill: what it wrote, from which window (and the
+    margin added to each end), or why it failed."""
+    gap, window = done.gap, done.window
+    after = "?" if gap.last_seq is None else str(gap.last_seq)
+    hole = (f"after seq {after}" if gap.next_seq is None
+            else f"between seq {after} and {gap.next_seq}")
+    span = (f"REST order history from {window.get('start')} to {window.get('end') or 'now'} "
+            f"(each end widened by {window.get('margin_seconds')} s)")
+    if done.failed:
+        return (f"BACKFILL FAILED for the gap on {done.key} {hole}: {done.written} order(s) "
+                f"written from the {span}; the rest is missing (a backfill.failed line says "
+                "why)")
+    return (f"backfilled the gap on {done.key} {hole}: {done.written} order(s) from the "
+            f"{span}; {done.left_out} the stream had delivered were left out")

@@ -32,6 +32,8 @@ def output_objects(
         return [gap_object(event)]
     if isinstance(event, ev.SequenceReset):
         return [reset_object(event)]
+    if isinstance(event, (ev.PositionsSnapshot, ev.BackfillOrder, ev.BackfillFailed)):
+        return [event.obj]  # issue 24: whole, as NDJSON writes them
     if include_control and isinstance(event, _CONTROL_EVENTS):
         return [event.message.raw]
     return []

@@ -35,7 +35,7 @@ from enum import Enum
 from pathlib import Path
 from types import TracebackType
 from typing import Final, Generic, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
@@ -56,6 +56,13 @@ from c2ws.server.core import (
     rejection_for_status,
 )
 from c2ws.server.feed import DEFAULT_STRATEGIES, FeedError, FeedEvent, FileFeed, SyntheticFeed
+from c2ws.server.rest import (
+    REST_PREFIXES,
+    OrderBook,
+    RestAnswer,
+    RestRequestRecord,
+    RestService,
+)
 
 T = TypeVar("T")
 
@@ -67,6 +74,7 @@ FEED_SYNTHETIC: Final = "synthetic"
 FEED_NONE: Final = "none"
 
 _HOOK_TIMEOUT: Final = 10.0
+_REST_LOG_KEPT: Final = 1000
 _START_TIMEOUT: Final = 10.0
 _MAX_FEED_BATCH: Final = 1000
 # A feed that waits for its audience starts once subscriptions have stopped changing for
@@ -167,6 +175,9 @@ class ServerConfig:
     retry_after: int | None = None
     renumber_on_connect: bool = False
     every_strategy_visible: bool = False
+    # The REST API's envelope keys: "pascal" (Results) or "camel" (results), as C2's own
+    # samples write them (c2ws/server/rest.py).
+    rest_key_case: str = "pascal"
 
     def __post_init__(self) -> None:
         if self.heartbeat_interval <= 0 or self.heartbeat_grace < 0:
@@ -181,6 +192,8 @@ class ServerConfig:
             raise ValueError("closed_records must be >= 0")
         if self.retry_after is not None and self.retry_after < 0:
             raise ValueError("retry_after must be >= 0")
+        if self.rest_key_case not in ("pascal", "camel"):
+            raise ValueError("rest_key_case is 'pascal' or 'camel'")
 
     def feed_source(self) -> str | Path:
         """``FEED_SYNTHETIC``, ``FEED_NONE`` or the Path of a recording."""
@@ -327,6 +340,21 @@ def _http_error(rejection: Rejection, retry_after: int | None = None) -> Respons
     return Response(rejection.status, http.HTTPStatus(rejection.status).phrase, headers, body)
 
 
+def _rest_response(answer: RestAnswer) -> Response:
+    headers = Headers([
+        ("Date", email.utils.formatdate(usegmt=True)),
+        ("Connection", "close"),
+        ("Content-Type", "application/json"),
+        ("Content-Length", str(len(answer.body))),
+        *answer.headers,
+    ])
+    try:
+        phrase = http.HTTPStatus(answer.status).phrase
+    except ValueError:
+        phrase = "Error"
+    return Response(answer.status, phrase, headers, answer.body)
+
+
 def _authorization(request: Request) -> str | None:
     values = request.headers.get_all("Authorization")
     if not values:
@@ -380,6 +408,13 @@ class ReferenceServer:
         self._reject_new: _RejectNew | None = None  # reject_next_connections()
         self._close_after_acks: _CloseAfterAcks | None = None
         self._served_a_connection = False
+        # The REST API on the same port (c2ws/server/rest.py), and its fault knobs.
+        self._book = OrderBook()
+        self._rest = RestService(self._book, self.config.api_keys, self._may_subscribe,
+                                 key_case=self.config.rest_key_case)
+        self._rest_faults: deque[tuple[int, int | None]] = deque()
+        self._rest_delay = 0.0
+        self._rest_log: deque[RestRequestRecord] = deque(maxlen=_REST_LOG_KEPT)
         self._port = self.config.port
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread_id: int | None = None
@@ -407,6 +442,14 @@ class ReferenceServer:
         if ":" in host:
             host = f"[{host}]"
         return f"ws://{host}:{self._port}{WS_PATH}"
+
+    @property
+    def rest_url(self) -> str:
+        """The REST API's base URL: the same host and port, over plain HTTP."""
+        host = self.config.host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self._port}"
 
     @property
     def running(self) -> bool:
@@ -557,8 +600,12 @@ class ReferenceServer:
     def _may_subscribe(self, strategy_id: int) -> bool:
         return self.config.every_strategy_visible or strategy_id in self._visible
 
-    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+    async def _process_request(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | None:
         path = urlsplit(request.path).path
+        if path.startswith(REST_PREFIXES):
+            return await self._rest_request(request)
         if path != WS_PATH:
             return _http_error(
                 Rejection(404, "Not found", "NOT_FOUND", f"No WebSocket endpoint at {path}")
@@ -573,6 +620,22 @@ class ReferenceServer:
         if isinstance(verdict, Rejection):
             return _http_error(verdict, self.config.retry_after)
         return None
+
+    async def _rest_request(self, request: Request) -> Response:
+        """A plain HTTP GET of the REST API (websockets hands every request to
+        process_request before the upgrade: a REST request is answered there)."""
+        parts = urlsplit(request.path)
+        params = {name: values[0] for name, values in
+                  parse_qs(parts.query, keep_blank_values=True).items()}
+        if self._rest_delay > 0:
+            await asyncio.sleep(self._rest_delay)
+        if self._rest_faults:
+            status, retry_after = self._rest_faults.popleft()
+            answer = self._rest.fault(status, retry_after)
+        else:
+            answer = self._rest.answer(parts.path, params, _authorization(request))
+        self._rest_log.append(RestRequestRecord(parts.path, params, answer.status))
+        return _rest_response(answer)
 
     async def _handle(self, websocket: ServerConnection) -> None:
         request = websocket.request
@@ -808,6 +871,8 @@ class ReferenceServer:
 
     def _publish(self, channel: str, strategy_id: int, payload: JsonObject) -> JsonObject:
         stored = self._store.publish(channel, strategy_id, payload, self._now())
+        self._book.record(channel, strategy_id, payload, stored.seq_id,
+                          str(stored.envelope.get("timestamp", "")))
         for connection in self._connections.values():
             if connection.session.wants(strategy_id, channel):
                 connection.send((stored.data,))
@@ -1008,6 +1073,43 @@ class ReferenceServer:
         """A fresh stream store (for connections opened from now on; the feed publishes
         into it): seq_ids from 1, no history."""
         self._store = StreamStore(history=self.config.history)
+
+    # -- the REST API's knobs and records --
+
+    def fail_next_rest_requests(self, statuses: Iterable[int], *,
+                                retry_after: int | None = None) -> None:
+        """Answer the next REST requests with these HTTP statuses, one each, in order
+        (``retry_after``: a ``Retry-After`` header on each); the requests after them are
+        served."""
+        faults = [(int(status), retry_after) for status in statuses]
+        for status, _ in faults:
+            if not 400 <= status <= 599:
+                raise ValueError(f"{status} is not an HTTP error status (400-599)")
+
+        def arm() -> None:
+            self._rest_faults.extend(faults)
+
+        self._call(arm)
+
+    def slow_rest_requests(self, seconds: float) -> None:
+        """Wait ``seconds`` before answering each REST request (0: no more)."""
+
+        def arm() -> None:
+            self._rest_delay = max(seconds, 0.0)
+
+        self._call(arm)
+
+    def rest_requests(self) -> list[RestRequestRecord]:
+        """The REST requests answered (the newest 1000), oldest first."""
+        return self._call(lambda: list(self._rest_log))
+
+    def open_positions(self, strategy_id: int) -> list[JsonObject]:
+        """The book the REST API answers GetStrategyOpenPositions from."""
+        return self._call(lambda: self._book.open_positions(strategy_id))
+
+    def order_history(self, strategy_id: int) -> list[JsonObject]:
+        """Every order the REST history holds for a strategy, oldest first."""
+        return self._call(lambda: self._book.history(strategy_id, 0.0, None))
 
     # -- observability --
 
