@@ -7,12 +7,12 @@ from typing import Annotated
 
 import typer
 
-from c2ws.cli.app import app
+from c2ws.cli.app import App, Group, app
 from c2ws.cli.options import ApiKeyFileOpt, ProfileOpt, UrlOpt
 from c2ws.exitcodes import ExitCode
 
-config_app = typer.Typer(
-    name="config", no_args_is_help=True,
+config_app = App(
+    cls=Group, name="config", no_args_is_help=True,
     help="Show the effective settings (config file, profiles, environment) and where the "
          "config file is.",
 )

@@ -166,10 +166,13 @@ TimeoutOpt = Annotated[
                                 hint="; leave --timeout out to run until stopped"),
                  help="Stop after S seconds, S > 0 (exit 0; 124 if --count was not reached)."),
 ]
+# Every mode -o accepts, said once for every command that takes it.
+OUTPUT_HELP = ("auto (default): tables on a terminal, NDJSON otherwise; or table, ndjson, "
+               "json (one array), csv, tsv.")
 OutputOpt = Annotated[
     OutputMode,
     typer.Option("-o", "--output", metavar="MODE", parser=choice(OutputMode, "'-o' / '--output'"),
-                 help="auto (tables on a terminal, NDJSON otherwise), table or ndjson."),
+                 show_default=False, help=OUTPUT_HELP),
 ]
 TzOpt = Annotated[
     DisplayZone | None,

@@ -13,6 +13,7 @@ import typer
 from c2ws import spec
 from c2ws.cli.app import Command, StdoutClosed, app
 from c2ws.cli.options import (
+    OUTPUT_HELP,
     ApiKeyFileOpt,
     ApiKeyOpt,
     BellFillsOpt,
@@ -59,8 +60,7 @@ OutputOrProfileOpt = Annotated[
     OutputMode | None,
     typer.Option("-o", "--output", metavar="MODE", show_default=False,
                  parser=choice(OutputMode, "'-o' / '--output'"),
-                 help="auto (default): tables on a terminal, NDJSON otherwise; or table, "
-                      "ndjson, json (one array), csv, tsv."),
+                 help=OUTPUT_HELP),
 ]
 
 # The key the demo's in-process reference server accepts; no real key is involved.
@@ -134,7 +134,8 @@ def subscribe(
         Path | None,
         typer.Option("--state", metavar="FILE", show_default=False,
                      help="Keep the last written seq_id per stream in FILE and resume from "
-                          "it: exactly once across restarts (see 'Running unattended')."),
+                          "it: exactly once across restarts (see 'Running unattended' in the "
+                          "README)."),
     ] = None,
     no_reconnect: Annotated[
         bool, typer.Option("--no-reconnect",
