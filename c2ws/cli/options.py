@@ -263,6 +263,14 @@ ColorOpt = Annotated[
 ]
 
 
+def exit_codes_epilog() -> str:
+    """The exit codes, for a command's help (Click keeps a paragraph after \\b as is)."""
+    from c2ws.exitcodes import SUMMARIES
+
+    lines = [f"  {int(code):<4} {summary}" for code, summary in SUMMARIES.items()]
+    return "\n".join(["\b", "Exit codes:", *lines]) + "\n"
+
+
 def parse_field_list(text: str | None) -> tuple[str, ...]:
     """``--fields a,b,c``: checked names, in order."""
     if text is None:
