@@ -38,6 +38,9 @@ class Command(TyperCommand):
             elif type(param) is TyperOption:
                 param.__class__ = PlainOption
 
+    def get_help_option(self, ctx: Any) -> Any:
+        return _help_flag(super().get_help_option(ctx))
+
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         given = list(args)  # the parser consumes the list it is handed
         try:
@@ -65,10 +68,7 @@ class Group(TyperGroup):
                 param.__class__ = PlainOption
 
     def get_help_option(self, ctx: Any) -> Any:
-        option = super().get_help_option(ctx)
-        if option is not None and type(option) is TyperOption:
-            option.__class__ = HelpFlag
-        return option
+        return _help_flag(super().get_help_option(ctx))
 
     def format_commands(self, ctx: Any, formatter: Any) -> None:
         # Typer cuts each summary to what fits beside the name on one line ("Subscribe to
@@ -80,6 +80,13 @@ class Group(TyperGroup):
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
+
+
+def _help_flag(option: Any) -> Any:
+    """The ``--help`` option Typer made, as a :class:`HelpFlag`."""
+    if option is not None and type(option) is TyperOption:
+        option.__class__ = HelpFlag
+    return option
 
 
 # A summary's length limit no summary reaches: the first sentence, whole.
