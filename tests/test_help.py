@@ -3,21 +3,19 @@ internal metavar leaks, every summary whole, README sections named as being in t
 README, and every -o lists every format it accepts.
 
 The help is rendered in-process (the same code path as ``c2ws X --help``, with COLUMNS
-set as a terminal sets it): twenty subprocesses would cost seconds."""
+set as a terminal sets it, over the commands the man page walks): twenty subprocesses
+would cost seconds."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import typer
-import typer.main
 
-from c2ws.cli.app import app
-from c2ws.cli.entry import register_commands
+from c2ws.cli.manpage import command_contexts
 from c2ws.cli.options import OutputMode
 
 REPO = Path(__file__).resolve().parent.parent
@@ -34,31 +32,12 @@ LEAKS = {
 }
 
 
-def command_contexts() -> Iterator[tuple[str, Any, typer.Context]]:
-    """Every command and group of c2ws, with the context ``c2ws PATH --help`` builds."""
-    register_commands([])
-    root = typer.main.get_command(app)
-
-    def walk(command: Any, name: str, parent: typer.Context | None) -> Iterator[
-            tuple[str, Any, typer.Context]]:
-        ctx = typer.Context(command, info_name=name, parent=parent)
-        yield (ctx.command_path, command, ctx)
-        for sub_name, sub in getattr(command, "commands", {}).items():
-            yield from walk(sub, sub_name, ctx)
-
-    yield from walk(root, "c2ws", None)
-
-
-def rendered(width: int) -> list[tuple[str, Any, typer.Context, str]]:
-    return [(path, command, ctx, command.get_help(ctx))
-            for path, command, ctx in command_contexts()]
-
-
 @pytest.fixture(params=WIDTHS, ids=[f"{w} columns" for w in WIDTHS])
 def helps(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> list[
         tuple[str, Any, typer.Context, str]]:
-    monkeypatch.setenv("COLUMNS", str(request.param))
-    return rendered(request.param)
+    monkeypatch.setenv("COLUMNS", str(request.param))  # read when each help is formatted
+    return [(path, command, ctx, command.get_help(ctx))
+            for path, command, ctx in command_contexts()]
 
 
 def words(text: str) -> str:
@@ -68,7 +47,7 @@ def words(text: str) -> str:
 def test_every_command_is_rendered(helps: list[tuple[str, Any, typer.Context, str]]) -> None:
     paths = {path for path, *_ in helps}
     assert {"c2ws", "c2ws subscribe", "c2ws demo", "c2ws check", "c2ws replay", "c2ws serve",
-            "c2ws completions", "c2ws config", "c2ws config show",
+            "c2ws completions", "c2ws config", "c2ws config init", "c2ws config show",
             "c2ws config path"} <= paths
 
 
