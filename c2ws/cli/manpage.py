@@ -18,7 +18,7 @@ import typer.main
 
 from c2ws import __version__, config
 from c2ws.cli.app import app
-from c2ws.cli.entry import register_commands
+from c2ws.cli.entry import COMMAND_MODULES, register_commands
 from c2ws.exitcodes import MEANINGS, TIMEOUT_BEFORE_CONFIRMED
 
 __all__ = ["command_contexts", "manpage"]
@@ -46,13 +46,23 @@ def command_contexts() -> Iterator[tuple[str, Any, typer.Context]]:
     lists them), each with the context ``c2ws PATH --help`` builds."""
     register_commands([])
     root = typer.main.get_command(app)
+    # Typer lists commands in the order their modules were imported, which a process
+    # that imported one before (a test) changes: the page keeps the order of `c2ws
+    # --help`, that of COMMAND_MODULES with groups (config) after the commands.
+    order = {name: index for index, name in enumerate(COMMAND_MODULES)}
+
+    def listed(group: Any, name: str) -> tuple[bool, int]:
+        return bool(getattr(group.commands[name], "commands", None)), order.get(name, len(order))
 
     def walk(command: Any, name: str, parent: typer.Context | None,
              ) -> Iterator[tuple[str, Any, typer.Context]]:
         ctx = typer.Context(command, info_name=name, parent=parent,
                             **(command.context_settings or {}))
         yield ctx.command_path, command, ctx
-        for sub_name in getattr(command, "commands", {}):
+        names = list(getattr(command, "commands", {}))
+        if parent is None:
+            names.sort(key=lambda sub: listed(command, sub))
+        for sub_name in names:
             yield from walk(command.commands[sub_name], sub_name, ctx)
 
     yield from walk(root, "c2ws", None)
