@@ -25,6 +25,7 @@ from c2ws.cli.options import (
     complete_channel,
     parse_channels,
     parse_strategy_ids,
+    seconds,
 )
 from c2ws.exitcodes import ExitCode
 from c2ws.render.color import ColorChoice
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
 def check(
     strategy_ids: Annotated[
         list[str] | None,
-        typer.Argument(metavar="[STRATEGY_ID]...", show_default=False,
+        typer.Argument(metavar="STRATEGY_ID", show_default=False,
                        help="Strategies to try subscribing to; default: the profile's."),
     ] = None,
     channel: Annotated[
@@ -53,8 +54,9 @@ def check(
     api_key_file: ApiKeyFileOpt = None,
     url: UrlOpt = None,
     timeout: Annotated[
-        float, typer.Option("--timeout", min=0.1, metavar="S",
-                            help="Give up after S seconds.")
+        float, typer.Option("--timeout", metavar="S",
+                            parser=seconds("'--timeout'", minimum=0.1),
+                            help="Give up after S seconds (at least 0.1).")
     ] = spec.CHECK_TIMEOUT_SECONDS,
     quiet: Annotated[
         bool, typer.Option("-q", "--quiet", help="Print nothing; the exit code says it all "

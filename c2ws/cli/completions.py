@@ -9,11 +9,9 @@ import typer
 from c2ws.cli.app import Command, app
 from c2ws.cli.options import choice
 from c2ws.cli.shared import COMPLETE_VAR
-from c2ws.cli.typer_compat import completion_script, register_completion_shells
+from c2ws.cli.typer_compat import completion_script
 
-# Typer registers its shells only along with its own --install-completion option, which
-# c2ws leaves out (this command does that job): the scripts' requests need them.
-register_completion_shells()
+# The scripts' requests are answered by Typer, its shells registered by c2ws.cli.entry.
 
 
 class Shell(str, Enum):

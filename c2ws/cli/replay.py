@@ -64,7 +64,7 @@ def replay(
     ],
     strategy_ids: Annotated[
         list[str] | None,
-        typer.Argument(metavar="[STRATEGY_ID]...", show_default=False,
+        typer.Argument(metavar="STRATEGY_ID", show_default=False,
                        help="Only these strategies (default: all)."),
     ] = None,
     channel: Annotated[

@@ -13,6 +13,7 @@ import typer
 from c2ws import spec
 from c2ws.cli.app import Command, StdoutClosed, app
 from c2ws.cli.options import (
+    OUTPUT_HELP,
     ApiKeyFileOpt,
     ApiKeyOpt,
     BellFillsOpt,
@@ -34,6 +35,7 @@ from c2ws.cli.options import (
     VerboseOpt,
     choice,
     complete_channel,
+    exit_codes_epilog,
     number,
     parse_channels,
     parse_field_list,
@@ -60,8 +62,7 @@ OutputOrProfileOpt = Annotated[
     OutputMode | None,
     typer.Option("-o", "--output", metavar="MODE", show_default=False,
                  parser=choice(OutputMode, "'-o' / '--output'"),
-                 help="auto (default): tables on a terminal, NDJSON otherwise; or table, "
-                      "ndjson, json (one array), csv, tsv."),
+                 help=OUTPUT_HELP),
 ]
 
 # The key the demo's in-process reference server accepts; no real key is involved.
@@ -74,25 +75,8 @@ Examples:
   c2ws subscribe 12345678 -o ndjson | jq -c .payload   NDJSON for scripts
   c2ws subscribe 12345678 -c signal -n 1 --timeout 300 > next.json
       (the next signal, or exit 124 after 5 minutes)
-
-\b
-Exit codes:
-  0    --count or --timeout reached, or stdout's reader went away
-  1    internal error (a bug; C2WS_DEBUG=1 shows the traceback)
-  2    bad arguments or options
-  3    authentication failed (HTTP 401): missing or invalid API key
-  4    cannot connect (DNS, refused, TLS, timeout, HTTP status at the upgrade)
-  5    server busy (HTTP 429/503, or closed with 1008)
-  6    connection lost (the server closed or dropped it, or went silent)
-  7    every requested subscription was rejected
-  8    --no-reconnect: stdout's reader fell --max-buffer messages behind
-  9    writing stdout failed (disk full, I/O error)
-  10   the --state file is corrupt, foreign, locked or cannot be written
-  11   --fail-on-gap: a gap the server could not replay, or a sequence reset
-  124  --timeout expired before --count messages arrived
-  130  interrupted (Ctrl-C)
-  143  terminated (SIGTERM)
 """
+SUBSCRIBE_EPILOG += "\n" + exit_codes_epilog()
 
 DEMO_EPILOG = """\b
 Examples:
@@ -135,7 +119,8 @@ def subscribe(
         Path | None,
         typer.Option("--state", metavar="FILE", show_default=False,
                      help="Keep the last written seq_id per stream in FILE and resume from "
-                          "it: exactly once across restarts (see 'Running unattended')."),
+                          "it: exactly once across restarts (see 'Running unattended' in the "
+                          "README)."),
     ] = None,
     no_reconnect: Annotated[
         bool, typer.Option("--no-reconnect",
