@@ -272,7 +272,12 @@ def test_wrong_key_is_an_authentication_failure_without_the_key(server: TestServ
 def test_rejected_subscription_is_reported_and_the_rest_streams(server: TestServer) -> None:
     process = c2ws(server, "subscribe", str(VISIBLE[0]), str(HIDDEN), "-c", "signal",
                    "-o", "ndjson", "-n", "1")
-    only_connection(server, 1)
+    record = only_connection(server, 1)
+    # Both requests answered (the rejection sent) before the signal that ends the run:
+    # published earlier, it could overtake the rejection, and -n 1 would end first.
+    server.wait_for(lambda: len(sent_requests(last_record(server), "subscribe")) >= 2,
+                    timeout=15)
+    assert record.number == last_record(server).number
     server.publish(VISIBLE[0])
     code, out, err = finish(process)
     assert code == 0, err
