@@ -14,7 +14,8 @@ event that is not a message (connection life-cycle, subscriptions, heartbeats, w
 to the messages (see :class:`Stream`).
 
 Acknowledgement moves the cursor.  ``auto_ack=True``: a message counts as handled when
-the caller asks for the next one (committed once per batch), and at a clean close.
+the caller asks for the next one (committed once per batch, or per group of batches for
+a store with ``commit_groups``: see :mod:`c2ws.delivery.groups`), and at a clean close.
 ``auto_ack=False``: :meth:`Stream.ack` is cumulative; what was never acknowledged is
 replayed after a crash.  A caller that stops acknowledging gets
 :class:`~c2ws.errors.BacklogFull` once ``max_buffer`` messages wait for it, never a
@@ -37,6 +38,7 @@ from typing import TYPE_CHECKING, Final, overload
 
 from c2ws import events as ev
 from c2ws import spec
+from c2ws.delivery.groups import GroupCommit
 from c2ws.endings import ConnectionEnd, EndReason
 from c2ws.errors import (
     BacklogFull,
@@ -341,6 +343,8 @@ class Stream:
         self._gaps_given = self._gaps_yielded = False
         self._interrupted = False
         self._ready: Batch | None = None
+        # Commits grouped for a store that asks for it (commit_groups), else None.
+        self._group: GroupCommit | None = None
 
     # --- life cycle ------------------------------------------------------------------------
 
@@ -361,9 +365,13 @@ class Stream:
 
                 opener(StreamIdentity.of(self.config.url, self.config.api_key, self.keys))
             self._store_opened = True
+        groups = getattr(store, "commit_groups", None)
+        if store is not None and groups is not None:
+            # The engine commits into the group; the group commits to the store when due.
+            self._group = GroupCommit(store, groups, self.options.clock)
         factory = self._engine_factory or Engine
         try:
-            self._engine = factory(self.config, cursors=store)
+            self._engine = factory(self.config, cursors=self._group or store)
             self._started = True
             self._engine.start()
         except BaseException:
@@ -534,10 +542,19 @@ class Stream:
     def _take(self, engine: Engine, deadline: float | None) -> bool:
         """Fill the inbox from the engine, waiting until the deadline at most; False when
         nothing came (or the stream ended)."""
-        if self._backlog_full(engine):
+        group = self._group
+        if group is not None:
+            # A group falls due by age while no message comes: committed here (an error
+            # committing it is the caller's, at this request).
+            group.flush_if_due()
+        limit = self._batch_limit()
+        if self._backlog_full(engine, limit):
             return True  # what was queued is in the inbox
-        wait = None if deadline is None else max(0.0, deadline - self.options.clock())
-        limit = 1 if getattr(self.cursors_store, "commits_each_message", False) else None
+        now = self.options.clock()
+        wait = None if deadline is None else max(0.0, deadline - now)
+        due = group.due_at() if group is not None else None
+        if due is not None:  # wake up when the group falls due
+            wait = max(0.0, due - now) if wait is None else min(wait, max(0.0, due - now))
         try:
             events = engine.next_batch(wait, limit)
         except C2wsError as error:
@@ -652,7 +669,16 @@ class Stream:
         finally:
             engine.acknowledge(others)
 
-    def _backlog_full(self, engine: Engine) -> bool:
+    def _batch_limit(self) -> int | None:
+        """The most events the next batch may take: what the commit group has room for
+        (with what is delivered and not yet acknowledged), one for a store that commits
+        each message, else no limit."""
+        group = self._group
+        if group is not None:
+            return group.room(self._unacked)
+        return 1 if getattr(self.cursors_store, "commits_each_message", False) else None
+
+    def _backlog_full(self, engine: Engine, batch_limit: int | None = None) -> bool:
         """Defect 3: with ``auto_ack=False``, the delivered and unacknowledged messages
         are part of the backlog; a request that could only wait for ever (the backlog is
         full of them, or a connection is paused until some are acknowledged) raises
@@ -665,7 +691,7 @@ class Stream:
         if self._unacked > limit // 2 and any(
                 health.waiting_for_room for health in engine.health):
             try:
-                queued = engine.next_batch(0)
+                queued = engine.next_batch(0, batch_limit)
             except C2wsError as error:
                 self._end_with(error)
                 return False
@@ -735,8 +761,14 @@ class Stream:
         lists = self._delivered[:how_many]
         del self._delivered[:how_many]
         events = lists[0] if len(lists) == 1 else [e for part in lists for e in part]
-        self._unacked -= countOf(map(type, events), _STREAM_MESSAGE)
+        messages = countOf(map(type, events), _STREAM_MESSAGE)
+        self._unacked -= messages
         engine.acknowledge(events)
+        group = self._group
+        if group is not None:
+            # After the engine has put the cursors into the group: it commits when due.
+            reset = messages < len(events) and _RESET in set(map(type, events))
+            group.acknowledged(messages, reset=reset)
 
     def _ack_through(self, event: object, item: Message | None) -> bool:
         """Acknowledge the delivered events up to ``event``; False when it is not among
@@ -795,8 +827,12 @@ class Stream:
             return
         self._store_opened = False
         closer = getattr(store, "close", None)
-        if closer is not None:
-            closer()
+        try:
+            if self._group is not None:
+                self._group.flush()  # what was acknowledged, however the stream ended
+        finally:
+            if closer is not None:
+                closer()
 
 
 def _position(events: list[ev.Event], event: object, item: object = None) -> int:

@@ -13,6 +13,7 @@ import pytest
 
 from c2ws import events as ev
 from c2ws import spec
+from c2ws.cursors import CommitGroups
 from c2ws.engine import Engine, EngineConfig
 from c2ws.errors import (
     BacklogFull,
@@ -299,6 +300,117 @@ def test_cursors_come_from_the_store_opened_with_the_streams_identity() -> None:
     (identity,) = store.opened
     assert identity.keys == (A, B)  # type: ignore[attr-defined]
     assert "stream-test-key" not in repr(identity)
+
+
+# --- group commit (issue 22) ----------------------------------------------------------------------
+
+
+class Grouped(Recorded):
+    """A store whose commits the stream groups: at most 5 messages or 10 s."""
+
+    commit_groups = CommitGroups(max_messages=5, max_seconds=10.0)
+
+
+def test_a_store_with_commit_groups_is_committed_per_group_never_past_its_size() -> None:
+    store = Grouped()
+    stream, engine = make(cursors=store, auto_ack=False, clock=Clock())
+    sizes = []
+    for seq in range(1, 13, 3):  # batches of 3 queued: 12 messages
+        engine.handoff.put([message(A, seq), message(A, seq + 1), message(A, seq + 2)])
+    while engine.handoff.backlog:
+        batch = stream.next_batch()
+        assert batch is not None
+        sizes.append(len(batch))
+        stream.ack(batch)
+    # A batch never takes more than the group has room for: 5 written and not committed
+    # at most (what a pipe's reader may see again after a kill -9).
+    assert sizes == [5, 5, 2]
+    assert store.commits == [{A: 5}, {A: 10}] and stream.cursors == {A: 12}
+    stream.close()  # the rest, at close
+    assert store.commits == [{A: 5}, {A: 10}, {A: 12}] and store.closed == 1
+
+
+def test_unacknowledged_messages_count_against_the_group() -> None:
+    stream, engine = make(cursors=Grouped(), auto_ack=False, clock=Clock())
+    engine.handoff.put([message(A, seq) for seq in range(1, 11)])
+    first, second = stream.next_batch(), stream.next_batch()
+    assert first is not None and second is not None
+    assert (len(first), len(second)) == (5, 1)  # never more than 5 handed out, uncommitted
+
+
+def test_a_group_is_committed_once_its_first_message_is_old_enough() -> None:
+    """While nothing comes, the stream waits no longer than the group may: it wakes up
+    and commits (whatever the caller's own deadline)."""
+    clock, store = Clock(), Grouped()
+    stream, engine = make(cursors=store, clock=clock, timeout=60.0)
+    engine.handoff.put([message(A, 1)])
+    assert stream.next_batch() is not None
+    clock.now += 4.0
+    waits: list[float | None] = []
+    taken = engine.next_batch
+
+    def next_batch(timeout: float | None, limit: int | None = None) -> list[ev.Event]:
+        waits.append(timeout)
+        if len(waits) == 1:
+            assert store.commits == []  # acknowledged (auto_ack), not committed yet
+            clock.now += timeout or 0.0  # nothing came before the wait ended
+            return []
+        engine.handoff.put([message(A, 2)])
+        return taken(timeout, limit)
+
+    engine.next_batch = next_batch  # type: ignore[method-assign]
+    batch = stream.next_batch()
+    assert batch is not None and seqs(batch) == [2]
+    # auto_ack: message 1 was acknowledged when batch 2 was asked for (at +4 s), so the
+    # group is due 10 s later; then the caller's own deadline (60 s from the start).
+    assert waits == [10.0, 46.0]
+    assert store.commits == [{A: 1}]
+
+
+def test_a_sequence_reset_is_committed_at_once_with_its_group() -> None:
+    store = Grouped()
+    stream, engine = make(cursors=store, auto_ack=False, clock=Clock())
+    engine.handoff.put([message(A, 40), reset(A, 40), message(A, 1)])
+    for _ in range(2):  # the reset ends its batch
+        batch = stream.next_batch()
+        assert batch is not None
+        stream.ack(batch)
+    # Durable before any line of the new numbering is written: one commit, the reset's.
+    assert store.commits == [{A: 0}]
+
+
+def test_a_failing_group_commit_is_the_callers_error_and_the_store_is_closed() -> None:
+    class Failing(Grouped):
+        def commit(self, cursors: Mapping[SubscriptionKey, int]) -> None:
+            raise OSError(5, "Input/output error")
+
+    clock = Clock()
+    for ending in ("waiting", "closing"):
+        store = Failing()
+        stream, engine = make(cursors=store, auto_ack=False, clock=clock)
+        engine.handoff.put([message(A, 1)])
+        batch = stream.next_batch()
+        assert batch is not None
+        stream.ack(batch)
+        with pytest.raises(OSError, match="Input/output error"):
+            if ending == "waiting":
+                clock.now += 10.0
+                stream.next_batch()  # the group fell due while waiting for a message
+            else:
+                stream.close()
+        stream.close()
+        assert store.closed == 1
+
+
+def test_a_store_without_commit_groups_is_committed_at_every_acknowledgement() -> None:
+    store = Recorded()
+    stream, engine = make(cursors=store, auto_ack=False)
+    engine.handoff.put([message(A, seq) for seq in range(1, 8)])
+    batch = stream.next_batch()
+    assert batch is not None and len(batch) == 7
+    stream.ack(batch[2])
+    stream.ack(batch[6])
+    assert store.commits == [{A: 3}, {A: 7}]
 
 
 # --- defect 3: a caller that does not acknowledge -------------------------------------------------
