@@ -16,9 +16,11 @@ and, optionally, two hooks the stream calls when the store has them:
 A store may also say how its commits are to be made:
 
 * ``commit_groups`` (a :class:`CommitGroups`, or None): the stream commits to it per
-  group of messages, at the latest after ``max_messages`` messages or ``max_seconds``
-  seconds (see :mod:`c2ws.delivery.groups`), never per acknowledgement: for a store whose
-  commit is slow (an fsync) and whose caller can take a bounded repeat after a crash;
+  group of messages, on a thread of its own, never more than ``max_messages`` messages
+  behind what it handed out and at the latest ``max_seconds`` after a group's first
+  message (see :mod:`c2ws.delivery.groups`, :mod:`c2ws.commits`), never per
+  acknowledgement: for a store whose commit is slow (fsyncs) and whose caller can take a
+  bounded repeat after a crash;
 * ``commits_each_message = True``: the stream hands over (and commits) one message at a
   time.
 
@@ -129,19 +131,21 @@ class FileCursors:
     refused when it was written for another endpoint or API key.
 
     ``output``: a descriptor the caller writes the stream's output to.  With one, commits
-    are grouped (:attr:`commit_groups`: durable at the latest every
-    ``spec.COMMIT_GROUP_MAX_MESSAGES`` messages or ``spec.COMMIT_GROUP_MAX_SECONDS``
-    seconds, at a sequence reset and when the stream closes).  When it is stdout appended
-    to a regular file (``>> out.ndjson``) of NDJSON lines, the output file is the truth
-    about what was written: at :meth:`open` a torn last line (a crash mid-write) is cut
-    and the last seq_id of each stream it holds is resumed from when it is ahead of the
-    state file; every :meth:`commit` first syncs the output (``fsync``) so the state
-    file never records a line that is not on disk.  Together: every message is in the
-    output file exactly once, ``kill -9`` included.  When ``output`` is a pipe or a
-    terminal (nothing can be read back), a crash repeats at most the messages written
-    since the last commit: at most ``spec.COMMIT_GROUP_MAX_MESSAGES``.  An ``OSError``
-    syncing the output propagates as is.  Without ``output`` every acknowledgement is
-    committed at once.
+    are grouped (:attr:`commit_groups`, :mod:`c2ws.delivery.groups`: made on the
+    stream's commit thread, never more than ``spec.COMMIT_GROUP_MAX_MESSAGES`` messages
+    behind what the stream handed out, each group ``spec.COMMIT_GROUP_MAX_SECONDS`` after
+    its first message at the latest, at once at a sequence reset, and when the stream
+    closes).  When it is stdout appended to a regular file (``>> out.ndjson``) of NDJSON
+    lines, the output file is the truth about what was written: at :meth:`open` a torn
+    last line (a crash mid-write) is cut and the last seq_id of each stream it holds is
+    resumed from when it is ahead of the state file; every :meth:`commit` first syncs the
+    output (``fsync``) so the state file never records a line that is not on disk.
+    Together: every message is in the output file exactly once, ``kill -9`` included.
+    When ``output`` is a pipe or a terminal (nothing can be read back), a crash repeats
+    at most the messages written since the last commit: at most
+    ``spec.COMMIT_GROUP_MAX_MESSAGES``.  An ``OSError`` syncing the output propagates as
+    is (raised to the stream's caller).  Without ``output`` every acknowledgement is
+    committed at once, on the caller's thread.
 
     :meth:`open` may be called early (``c2ws subscribe`` takes the lock before it
     touches its output); the stream's own ``open`` with the same identity is then a

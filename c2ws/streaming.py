@@ -38,7 +38,6 @@ from typing import TYPE_CHECKING, Final, overload
 
 from c2ws import events as ev
 from c2ws import spec
-from c2ws.delivery.groups import GroupCommit
 from c2ws.endings import ConnectionEnd, EndReason
 from c2ws.errors import (
     BacklogFull,
@@ -52,6 +51,7 @@ from c2ws.lines import gap_line, is_one_line, line_of, reset_line
 from c2ws.messages import Gap, Message, Position, SequenceReset, Signal
 
 if TYPE_CHECKING:
+    from c2ws.commits import BackgroundCommits
     from c2ws.cursors import CursorStore
     from c2ws.delivery.dedupe import HeldAside
     from c2ws.engine import ConnectionHealth, Engine, EngineConfig
@@ -344,7 +344,7 @@ class Stream:
         self._interrupted = False
         self._ready: Batch | None = None
         # Commits grouped for a store that asks for it (commit_groups), else None.
-        self._group: GroupCommit | None = None
+        self._commits: BackgroundCommits | None = None
 
     # --- life cycle ------------------------------------------------------------------------
 
@@ -367,11 +367,13 @@ class Stream:
             self._store_opened = True
         groups = getattr(store, "commit_groups", None)
         if store is not None and groups is not None:
-            # The engine commits into the group; the group commits to the store when due.
-            self._group = GroupCommit(store, groups, self.options.clock)
+            from c2ws.commits import BackgroundCommits
+
+            # The engine commits into it; it commits each group to the store when due.
+            self._commits = BackgroundCommits(store, groups)
         factory = self._engine_factory or Engine
         try:
-            self._engine = factory(self.config, cursors=self._group or store)
+            self._engine = factory(self.config, cursors=self._commits or store)
             self._started = True
             self._engine.start()
         except BaseException:
@@ -542,19 +544,10 @@ class Stream:
     def _take(self, engine: Engine, deadline: float | None) -> bool:
         """Fill the inbox from the engine, waiting until the deadline at most; False when
         nothing came (or the stream ended)."""
-        group = self._group
-        if group is not None:
-            # A group falls due by age while no message comes: committed here (an error
-            # committing it is the caller's, at this request).
-            group.flush_if_due()
         limit = self._batch_limit()
         if self._backlog_full(engine, limit):
             return True  # what was queued is in the inbox
-        now = self.options.clock()
-        wait = None if deadline is None else max(0.0, deadline - now)
-        due = group.due_at() if group is not None else None
-        if due is not None:  # wake up when the group falls due
-            wait = max(0.0, due - now) if wait is None else min(wait, max(0.0, due - now))
+        wait = None if deadline is None else max(0.0, deadline - self.options.clock())
         try:
             events = engine.next_batch(wait, limit)
         except C2wsError as error:
@@ -670,12 +663,11 @@ class Stream:
             engine.acknowledge(others)
 
     def _batch_limit(self) -> int | None:
-        """The most events the next batch may take: what the commit group has room for
-        (with what is delivered and not yet acknowledged), one for a store that commits
+        """The most events the next batch may take: what grouped commits have room for
+        (waiting for a commit to end when there is none), one for a store that commits
         each message, else no limit."""
-        group = self._group
-        if group is not None:
-            return group.room(self._unacked)
+        if self._commits is not None:
+            return self._commits.room(self._unacked)
         return 1 if getattr(self.cursors_store, "commits_each_message", False) else None
 
     def _backlog_full(self, engine: Engine, batch_limit: int | None = None) -> bool:
@@ -764,11 +756,11 @@ class Stream:
         messages = countOf(map(type, events), _STREAM_MESSAGE)
         self._unacked -= messages
         engine.acknowledge(events)
-        group = self._group
-        if group is not None:
-            # After the engine has put the cursors into the group: it commits when due.
+        commits = self._commits
+        if commits is not None:
+            # After the engine committed the cursors into it: the group may fall due.
             reset = messages < len(events) and _RESET in set(map(type, events))
-            group.acknowledged(messages, reset=reset)
+            commits.acknowledged(messages, reset=reset)
 
     def _ack_through(self, event: object, item: Message | None) -> bool:
         """Acknowledge the delivered events up to ``event``; False when it is not among
@@ -828,8 +820,8 @@ class Stream:
         self._store_opened = False
         closer = getattr(store, "close", None)
         try:
-            if self._group is not None:
-                self._group.flush()  # what was acknowledged, however the stream ended
+            if self._commits is not None:
+                self._commits.close()  # what was acknowledged, however the stream ended
         finally:
             if closer is not None:
                 closer()
