@@ -328,6 +328,12 @@ DECIMAL_MAX_DIGITS_AFTER_POINT: Final = 18
 # A code field (side, order type, status...) holding an integer of this magnitude or more
 # holds no code (and str() of a huge integer is slow, or refused past 4300 digits).
 MAX_CODE_NUMBER: Final = 10**6
+# -o csv|tsv (c2ws/render/cells.py): the cells of values that repeat from message to
+# message (codes, strategy names, symbols, quantities, timestamps) are remembered per
+# column, at most CELL_MEMO_ENTRIES each (then forgotten all at once: a feed of ever new
+# values costs a miss, never memory), and only for strings up to CELL_MEMO_MAX_CHARS.
+CELL_MEMO_ENTRIES: Final = 4096
+CELL_MEMO_MAX_CHARS: Final = 128
 # A price of zero means "not set" (REST order objects send 0 for an absent limit or stop,
 # and 0.0 as the average price of a flat position): it reads as None.
 ZERO_PRICE_IS_UNSET: Final = True

@@ -43,7 +43,7 @@ KIND_SIGNAL: Final = "signal"
 KIND_POSITION: Final = "position"
 # Raw strings in text output: control sequences removed, capped generously.
 _RAW_TEXT_LIMIT: Final = 4096
-_TIME_LIMIT: Final = 40
+TIME_LIMIT: Final = 40
 
 
 def columns_for(channels: Iterable[str]) -> tuple[str, ...]:
@@ -79,7 +79,7 @@ def _is_path(name: str) -> bool:
 
 
 def _time(message: Envelope) -> str | None:
-    return terminal_safe(message.timestamp, _TIME_LIMIT) if message.timestamp else None
+    return terminal_safe(message.timestamp, TIME_LIMIT) if message.timestamp else None
 
 
 def _text(value: str) -> str | None:
@@ -177,7 +177,8 @@ class Projection:
     def __init__(self, names: Sequence[str], *, channels: Iterable[str] | None = None) -> None:
         chosen = tuple(check_field_names(names))
         self._chosen = chosen
-        self._decoded = any(name in DECODED_FIELDS for name in chosen)
+        # Records are made from the decoded payload (else: raw values only).
+        self.decoded = any(name in DECODED_FIELDS for name in chosen)
         streamed = spec.STREAM_MSG_TYPES if channels is None else frozenset(channels)
         self._add_kind = (len(streamed & spec.STREAM_MSG_TYPES) != 1
                           and not {"kind", "msg_type"} & set(chosen))
@@ -185,7 +186,7 @@ class Projection:
 
     def records(self, message: Envelope, key: SubscriptionKey | None) -> list[Record]:
         raw = message.raw
-        if not self._decoded:
+        if not self.decoded:
             record: Record = {"kind": _kind_of(message)} if self._add_kind else {}
             for name in self._chosen:
                 record[name] = raw_value(raw, name)

@@ -11,11 +11,15 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Sequence
-from typing import BinaryIO
+from typing import BinaryIO, Final
 
 from c2ws import events as ev
-from c2ws.render.records import Projection, cell_text
+from c2ws import spec
+from c2ws.render.cells import RowCells
+from c2ws.render.records import Projection
 from c2ws.render.sink import ByteSink
+
+_SIGNAL: Final = spec.CHANNEL_SIGNAL
 
 
 class DelimitedRenderer:
@@ -31,6 +35,7 @@ class DelimitedRenderer:
         self._out = ByteSink.of(out)
         self._channels = frozenset(channels) if channels is not None else None
         self._projection = Projection(columns, channels=self._channels)
+        self._cells = RowCells(self._projection)
         self._buffer = io.StringIO()
         self._writer = csv.writer(self._buffer, delimiter=delimiter, lineterminator="\n",
                                   quoting=csv.QUOTE_MINIMAL)
@@ -41,8 +46,23 @@ class DelimitedRenderer:
             return
         if self._channels is not None and event.message.msg_type not in self._channels:
             return
-        for record in self._projection.records(event.message, event.key):
-            self._writer.writerow([cell_text(record[name]) for name in self._projection.names])
+        self._writer.writerows(self._cells.rows(event.message, event.key))
+
+    def handle_messages(self, messages: Sequence[ev.StreamMessage]) -> None:
+        """:meth:`handle` for a batch of stream messages only, in one pass."""
+        channels, rows_of, signal_row = self._channels, self._cells.rows, self._cells.signal_row
+        rows: list[list[str]] = []
+        append = rows.append
+        for event in messages:
+            message = event.message
+            msg_type = message.msg_type
+            if channels is not None and msg_type not in channels:
+                continue
+            if signal_row is not None and msg_type == _SIGNAL:
+                append(signal_row(message, event.key))
+            else:
+                rows += rows_of(message, event.key)
+        self._writer.writerows(rows)
 
     def flush(self) -> None:
         text = self._buffer.getvalue()

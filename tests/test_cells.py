@@ -1,0 +1,221 @@
+"""``-o csv|tsv`` rows made fast (c2ws/render/cells.py) against the rows as they were made
+before (every record of c2ws.render.records, every value through ``cell_text``, one
+``csv.writer`` row each): the same bytes, on generated payloads, for every column set and
+both delimiters, a message rendered again (remembered cells) included."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from json_strategies import json_values
+
+from c2ws import events as ev
+from c2ws import spec
+from c2ws.events import SubscriptionKey
+from c2ws.protocol import Envelope
+from c2ws.render.records import (
+    COMBINED_COLUMNS,
+    POSITION_COLUMNS,
+    SIGNAL_COLUMNS,
+    Projection,
+    cell_text,
+)
+from c2ws.render.tabular import DelimitedRenderer
+
+SIGNAL_KEY = SubscriptionKey(12345678, spec.CHANNEL_SIGNAL)
+POSITIONS_KEY = SubscriptionKey(12345678, spec.CHANNEL_POSITIONS)
+
+# The columns of the table, the envelope's keys and paths, in every combination --fields
+# allows (a projection without decoded fields takes the raw path).
+COLUMN_SETS: tuple[Sequence[str], ...] = (
+    COMBINED_COLUMNS, SIGNAL_COLUMNS, POSITION_COLUMNS,
+    ("symbol", "side", "payload.Limit"), ("kind", "qty", "seq_id"),
+    ("seq_id", "payload.C2Symbol.FullSymbol", "msg_type"), ("payload",),
+)
+
+
+class OldDelimited:
+    """The renderer before issue 22, as it was: a record per stream message (or per
+    position), each value through ``cell_text``, one ``csv.writer`` row per record."""
+
+    def __init__(self, columns: Sequence[str], delimiter: str,
+                 channels: Iterable[str]) -> None:
+        self.channels = frozenset(channels)
+        self.projection = Projection(columns, channels=self.channels)
+        self.buffer = io.StringIO()
+        self.writer = csv.writer(self.buffer, delimiter=delimiter, lineterminator="\n",
+                                 quoting=csv.QUOTE_MINIMAL)
+        self.writer.writerow(self.projection.names)
+
+    def handle(self, event: ev.StreamMessage) -> None:
+        if event.message.msg_type not in self.channels:
+            return
+        for record in self.projection.records(event.message, event.key):
+            self.writer.writerow([cell_text(record[name]) for name in self.projection.names])
+
+    def output(self) -> bytes:
+        return self.buffer.getvalue().encode("utf-8")
+
+
+def new_output(events: list[ev.StreamMessage], columns: Sequence[str], delimiter: str,
+               channels: Iterable[str], *, batch: bool) -> bytes:
+    out = io.BytesIO()
+    renderer = DelimitedRenderer(out, columns, delimiter=delimiter, channels=channels)
+    if batch:
+        renderer.handle_messages(events)
+    else:
+        for event in events:
+            renderer.handle(event)
+    renderer.close()
+    return out.getvalue()
+
+
+def old_output(events: list[ev.StreamMessage], columns: Sequence[str], delimiter: str,
+               channels: Iterable[str]) -> bytes:
+    renderer = OldDelimited(columns, delimiter, channels)
+    for event in events:
+        renderer.handle(event)
+    return renderer.output()
+
+
+# Payload keys in the spellings feeds use, and values that test every conversion: codes
+# as numbers and text, numbers as text, hostile text (escape sequences, bidi overrides,
+# line breaks, long strings), nested symbols, and any JSON at all.
+_hostile_text = st.sampled_from([
+    "", " ", "Buy", "BUY", "sell_short", "1", "2", "0", "O", "C", "GTC", "day", "ioc",
+    "Filled", "partially filled", "@ESZ6", " AAPL ", "\x1b[2Jx", "a\x1b]0;t\x07b", "\u202eevil",
+    "tab\there", "line\nbreak", "x" * 200, "5012.25", " 7 ", "1e3", "-0", "0.0", "12345678",
+    "0012", "+5", "\x9b31m", "é€✓", "\x00\x7f\x85",
+])
+_numbers = st.sampled_from([0, 0.0, -0.0, 1, 1.0, 2.5, -3, 10**15, 1e-9, 0.1 + 0.2, 2**63])
+_values = st.one_of(st.none(), json_values, _hostile_text, _numbers,
+                    st.integers(-(2**64), 2**64),
+                    st.floats(allow_nan=False, allow_infinity=False), st.booleans())
+_symbol = st.one_of(_values, st.fixed_dictionaries({}, optional={
+    "FullSymbol": _values, "Symbol": _values, "fullsymbol": _values}))
+_KEYS = {
+    "StrategyId": st.one_of(st.just(12345678), _values), "strategy_id": _values,
+    "StrategyName": _values, "strategyName": _values, "SignalId": _values,
+    "OrderId": _values, "OrderType": _values, "type": _values, "Side": _values,
+    "SIDE": _values, "OpenClose": _values, "OrderQuantity": _values, "qty": _values,
+    "Quantity": _values, "Limit": _values, "LimitPrice": _values, "Stop": _values,
+    "stop_price": _values, "TIF": _values, "TimeInForce": _values, "OrderStatus": _values,
+    "status": _values, "C2Symbol": _symbol, "symbol": _symbol, "ExchangeSymbol": _symbol,
+    "AvgPx": _values, "Currency": _values, "NetQuantity": _values,
+    "Positions": st.lists(st.fixed_dictionaries({}, optional={
+        "C2Symbol": _symbol, "Quantity": _values, "StrategyId": _values}), max_size=2),
+}
+payloads = st.fixed_dictionaries({}, optional=_KEYS)  # type: ignore[arg-type]
+timestamps = st.one_of(st.none(), st.just("2026-01-02T03:04:05Z"), _hostile_text)
+seq_ids = st.one_of(st.none(), st.integers(0, 2**63 - 1))
+
+
+@st.composite
+def stream_events(draw: st.DrawFn) -> ev.StreamMessage:
+    channel = draw(st.sampled_from(spec.CHANNELS))
+    payload = draw(payloads)
+    # Keys in any order: where two spellings of a field meet, the first one counts.
+    order = draw(st.permutations(list(payload)))
+    raw: dict[str, Any] = {"msg_type": channel, "payload": {k: payload[k] for k in order}}
+    seq_id, timestamp = draw(seq_ids), draw(timestamps)
+    if seq_id is not None:
+        raw["seq_id"] = seq_id
+    if timestamp is not None:
+        raw["timestamp"] = timestamp
+    # As c2ws receives it: decoded by orjson (an integer past 64 bits is a float then).
+    raw = orjson.loads(json.dumps(raw))
+    message = Envelope(channel, raw["payload"], None, seq_id, None, timestamp, 4, raw)
+    key = draw(st.sampled_from([None, SIGNAL_KEY if channel == spec.CHANNEL_SIGNAL
+                                else POSITIONS_KEY]))
+    return ev.StreamMessage(key, message, seq_id)
+
+
+@settings(max_examples=300)
+@given(st.lists(stream_events(), min_size=1, max_size=4),
+       st.sampled_from(COLUMN_SETS), st.sampled_from([",", "\t"]),
+       st.sampled_from([spec.CHANNELS, (spec.CHANNEL_SIGNAL,), (spec.CHANNEL_POSITIONS,)]),
+       st.booleans())
+def test_rows_are_the_bytes_the_records_made(
+    events: list[ev.StreamMessage], columns: Sequence[str], delimiter: str,
+    channels: tuple[str, ...], batch: bool,
+) -> None:
+    twice = events + events  # the second time from remembered cells
+    assert new_output(twice, columns, delimiter, channels, batch=batch) == old_output(
+        twice, columns, delimiter, channels)
+
+
+def test_the_feeds_own_messages_are_the_same_bytes_too() -> None:
+    """The reference server's synthetic OrderStatusDTO signals and positions (the shape C2
+    sends), each decoded from its JSON as c2ws receives it."""
+    from c2ws.server.feed import SyntheticFeed
+
+    feed = SyntheticFeed(seed=22)
+    events = []
+    for seq in range(1, 400):
+        item = feed.next_event(1_790_000_000.0 + seq)
+        raw = {"msg_type": item.channel, "seq_id": seq, "timestamp": "2026-01-02T03:04:05Z",
+               "payload": item.payload}
+        raw = orjson.loads(orjson.dumps(raw))
+        key = SubscriptionKey(item.strategy_id, item.channel)
+        events.append(ev.StreamMessage(key, Envelope(
+            item.channel, raw["payload"], None, seq, None, raw["timestamp"], 4, raw), seq))
+    assert {event.message.msg_type for event in events} == set(spec.CHANNELS)
+    for columns in COLUMN_SETS:
+        for delimiter in (",", "\t"):
+            assert new_output(events, columns, delimiter, spec.CHANNELS, batch=True) == (
+                old_output(events, columns, delimiter, spec.CHANNELS))
+
+
+def signal(payload: dict[str, Any], seq: int = 1) -> ev.StreamMessage:
+    raw = {"msg_type": spec.CHANNEL_SIGNAL, "seq_id": seq, "payload": payload}
+    return ev.StreamMessage(SIGNAL_KEY, Envelope(spec.CHANNEL_SIGNAL, payload, None, seq,
+                                                 raw=raw), seq)
+
+
+def test_equal_values_of_other_types_are_other_cells() -> None:
+    """1, 1.0, True and "1" are one key to a dict, and four different cells: what is
+    remembered for one is never given for another, in one column or a row's codes."""
+    values: list[object] = [1, True, 1.0, "1", 0, False, 0.0, "0", -0.0]
+    events = [signal({"StrategyId": 12345678, field: value, "OrderQuantity": value,
+                      "SignalId": value, "StrategyName": value})
+              for field in ("Side", "OrderType", "TIF", "OrderStatus", "OpenClose")
+              for value in values]
+    for columns in (COMBINED_COLUMNS, ("side", "qty", "signal_id", "strategy")):
+        assert new_output(events, columns, ",", spec.CHANNELS, batch=True) == old_output(
+            events, columns, ",", spec.CHANNELS)
+
+
+def test_a_null_first_spelling_gives_way_to_the_next() -> None:
+    pairs = [("SignalId", "OrderId"), ("OrderType", "type"), ("Limit", "LimitPrice"),
+             ("OrderQuantity", "qty"), ("TIF", "TimeInForce"), ("OrderStatus", "status"),
+             ("Stop", "StopPrice")]
+    events = [signal({"StrategyId": 12345678, first: None, second: "2"})
+              for first, second in pairs]
+    events += [signal({"StrategyId": 12345678, second: "2", first: None})
+               for first, second in pairs]
+    assert new_output(events, COMBINED_COLUMNS, ",", spec.CHANNELS, batch=True) == (
+        old_output(events, COMBINED_COLUMNS, ",", spec.CHANNELS))
+
+
+def test_remembered_cells_stay_bounded() -> None:
+    from c2ws.render import cells
+
+    renderer_events = [
+        signal({"StrategyId": 12345678, "StrategyName": f"name {n}", "Side": "1",
+                f"Extra{n % 300}": n, "OrderQuantity": f"{n}"}, n)
+        for n in range(spec.CELL_MEMO_ENTRIES * 2 + 5)
+    ]
+    assert new_output(renderer_events, SIGNAL_COLUMNS, ",", spec.CHANNELS, batch=True) == (
+        old_output(renderer_events, SIGNAL_COLUMNS, ",", spec.CHANNELS))
+    memos = [cells._codes, *(
+        cell.cell_contents for cell in cells._number_cell.__closure__ or ()  # type: ignore[attr-defined]
+        if isinstance(cell.cell_contents, dict))]
+    assert len(memos) == 2 and max(map(len, memos)) <= spec.CELL_MEMO_ENTRIES
+    assert 0 < len(cells._plans) <= spec.PAYLOAD_LAYOUTS_KEPT
