@@ -37,7 +37,8 @@ POSITIONS_KEY = SubscriptionKey(12345678, spec.CHANNEL_POSITIONS)
 COLUMN_SETS: tuple[Sequence[str], ...] = (
     COMBINED_COLUMNS, SIGNAL_COLUMNS, POSITION_COLUMNS,
     ("symbol", "side", "payload.Limit"), ("kind", "qty", "seq_id"),
-    ("seq_id", "payload.C2Symbol.FullSymbol", "msg_type"), ("payload",),
+    ("seq_id", "payload.C2Symbol.FullSymbol", "msg_type"), ("payload",), ("qty",),
+    ("payload.Side",),
 )
 
 
@@ -92,7 +93,8 @@ _hostile_text = st.sampled_from([
     "", " ", "Buy", "BUY", "sell_short", "1", "2", "0", "O", "C", "GTC", "day", "ioc",
     "Filled", "partially filled", "@ESZ6", " AAPL ", "\x1b[2Jx", "a\x1b]0;t\x07b", "\u202eevil",
     "tab\there", "line\nbreak", "x" * 200, "5012.25", " 7 ", "1e3", "-0", "0.0", "12345678",
-    "0012", "+5", "\x9b31m", "é€✓", "\x00\x7f\x85",
+    "0012", "+5", "\x9b31m", "é€✓", "\x00\x7f\x85", 'Alpha, "Momentum"', ",", '"', "a,b",
+    '"quoted"', "x\ty", "\r",
 ])
 _numbers = st.sampled_from([0, 0.0, -0.0, 1, 1.0, 2.5, -3, 10**15, 1e-9, 0.1 + 0.2, 2**63])
 _values = st.one_of(st.none(), json_values, _hostile_text, _numbers,
