@@ -1,7 +1,9 @@
-"""``-o csv|tsv`` rows made fast (c2ws/render/cells.py) against the rows as they were made
-before (every record of c2ws.render.records, every value through ``cell_text``, one
-``csv.writer`` row each): the same bytes, on generated payloads, for every column set and
-both delimiters, a message rendered again (remembered cells) included."""
+"""The outputs made faster for issue 22 against the renderers as they were, on generated
+messages: the same bytes.  ``-o csv|tsv`` (c2ws/render/cells.py, c2ws/render/tabular.py)
+against every record of c2ws.render.records with every value through ``cell_text`` and
+one ``csv.writer`` row each, for every column set and both delimiters, a message rendered
+again (remembered cells) included; ``-o json`` and ``--fields`` (c2ws/render/objects.py,
+now written per batch) against one write per element."""
 
 from __future__ import annotations
 
@@ -20,12 +22,16 @@ from c2ws import events as ev
 from c2ws import spec
 from c2ws.events import SubscriptionKey
 from c2ws.protocol import Envelope
+from c2ws.render import records
+from c2ws.render.objects import JsonArrayRenderer, ProjectedNdjsonRenderer, output_objects
 from c2ws.render.records import (
     COMBINED_COLUMNS,
+    DECODED_FIELDS,
     POSITION_COLUMNS,
     SIGNAL_COLUMNS,
     Projection,
     cell_text,
+    raw_value,
 )
 from c2ws.render.tabular import DelimitedRenderer
 
@@ -40,6 +46,21 @@ COLUMN_SETS: tuple[Sequence[str], ...] = (
     ("seq_id", "payload.C2Symbol.FullSymbol", "msg_type"), ("payload",), ("qty",),
     ("payload.Side",),
 )
+
+
+def old_records(projection: Projection, message: Envelope,
+                key: SubscriptionKey | None) -> list[dict[str, Any]]:
+    """``Projection.records`` before issue 22: every signal through ``signal_record``."""
+    raw = message.raw
+    if not projection.decoded:
+        record: dict[str, Any] = {"kind": records._kind_of(message)} if (
+            projection._add_kind) else {}
+        for name in projection._chosen:
+            record[name] = raw_value(raw, name)
+        return [record]
+    return [{name: decoded[name] if name in DECODED_FIELDS else raw_value(raw, name)
+             for name in projection.names}
+            for decoded in records.decoded_records(message, key)]
 
 
 class OldDelimited:
@@ -58,7 +79,7 @@ class OldDelimited:
     def handle(self, event: ev.StreamMessage) -> None:
         if event.message.msg_type not in self.channels:
             return
-        for record in self.projection.records(event.message, event.key):
+        for record in old_records(self.projection, event.message, event.key):
             self.writer.writerow([cell_text(record[name]) for name in self.projection.names])
 
     def output(self) -> bytes:
@@ -207,7 +228,7 @@ def test_a_null_first_spelling_gives_way_to_the_next() -> None:
 
 
 def test_remembered_cells_stay_bounded() -> None:
-    from c2ws.render import cells
+    from c2ws.render import cells, planned
 
     renderer_events = [
         signal({"StrategyId": 12345678, "StrategyName": f"name {n}", "Side": "1",
@@ -220,4 +241,97 @@ def test_remembered_cells_stay_bounded() -> None:
         cell.cell_contents for cell in cells._number_cell.__closure__ or ()  # type: ignore[attr-defined]
         if isinstance(cell.cell_contents, dict))]
     assert len(memos) == 2 and max(map(len, memos)) <= spec.CELL_MEMO_ENTRIES
-    assert 0 < len(cells._plans) <= spec.PAYLOAD_LAYOUTS_KEPT
+    assert 0 < len(planned._plans) <= spec.PAYLOAD_LAYOUTS_KEPT
+
+
+# --- -o json and --fields ----------------------------------------------------------------------
+
+
+@settings(max_examples=300)
+@given(st.lists(stream_events(), min_size=1, max_size=4), st.sampled_from(COLUMN_SETS))
+def test_records_are_the_records_signal_record_made(
+    events: list[ev.StreamMessage], columns: Sequence[str],
+) -> None:
+    """--fields objects: a signal's record from planned lookups and remembered values
+    (records.planned_signal_record) is the one signal_record makes, value for value."""
+    projection = Projection(columns)
+    for event in events + events:
+        made = projection.records(event.message, event.key)
+        expected = old_records(projection, event.message, event.key)
+        assert orjson.dumps(made) == orjson.dumps(expected)  # types too: 1 is not 1.0
+
+
+def old_objects(event: ev.Event, projection: Projection | None) -> list[dict[str, Any]]:
+    if isinstance(event, ev.StreamMessage) and projection is not None:
+        return old_records(projection, event.message, event.key)
+    return output_objects(event, include_control=True, projection=projection)
+
+
+class OldJsonArray:
+    """``-o json`` before issue 22: every element written as it was handled."""
+
+    def __init__(self, out: io.BytesIO, projection: Projection | None) -> None:
+        self.out, self.projection, self.elements = out, projection, 0
+
+    def handle(self, event: ev.Event) -> None:
+        for obj in old_objects(event, self.projection):
+            self.out.write(b",\n" if self.elements else b"[\n")
+            self.out.write(orjson.dumps(obj))
+            self.elements += 1
+
+    def close(self) -> None:
+        self.out.write(b"\n]\n" if self.elements else b"[]\n")
+
+
+class OldProjected:
+    """``--fields`` NDJSON before issue 22: a write per line."""
+
+    def __init__(self, out: io.BytesIO, projection: Projection) -> None:
+        self.out, self.projection = out, projection
+
+    def handle(self, event: ev.Event) -> None:
+        for obj in old_objects(event, self.projection):
+            self.out.write(orjson.dumps(obj, option=orjson.OPT_APPEND_NEWLINE))
+
+    def close(self) -> None:
+        pass
+
+
+HEARTBEAT = ev.HeartbeatAnswered(Envelope("heartbeat", {}, raw={"msg_type": "heartbeat"}))
+GAP = ev.GapReported(SIGNAL_KEY, last_seq=3, last_timestamp=None, next_seq=9,
+                     next_timestamp=None, text="replay limit",
+                     message=Envelope("gap", {}, raw={"msg_type": "gap", "payload": {}}))
+
+
+@settings(max_examples=100)
+@given(st.lists(st.lists(st.one_of(stream_events(), st.sampled_from([HEARTBEAT, GAP])),
+                         max_size=4), max_size=4),
+       st.sampled_from([None, *COLUMN_SETS]), st.booleans())
+def test_json_outputs_written_per_batch_are_the_same_bytes(
+    batches: list[list[ev.Event]], columns: Sequence[str] | None, array: bool,
+) -> None:
+    projection = None if columns is None else Projection(columns)
+    if projection is None and not array:
+        return  # plain NDJSON: not this renderer
+    old_out, new_out = io.BytesIO(), io.BytesIO()
+    old: OldJsonArray | OldProjected
+    new: JsonArrayRenderer | ProjectedNdjsonRenderer
+    if array:
+        old = OldJsonArray(old_out, projection)
+        new = JsonArrayRenderer(new_out, include_control=True, projection=projection)
+    else:
+        assert projection is not None
+        old = OldProjected(old_out, projection)
+        new = ProjectedNdjsonRenderer(new_out, projection, include_control=True)
+    for batch in batches:
+        for event in batch:
+            old.handle(event)
+        if batch and all(type(event) is ev.StreamMessage for event in batch):
+            new.handle_messages(batch)  # type: ignore[arg-type]
+        else:
+            for event in batch:
+                new.handle(event)
+        new.flush()
+    old.close()
+    new.close()
+    assert new_out.getvalue() == old_out.getvalue()

@@ -15,7 +15,7 @@ records' cells.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from operator import itemgetter
 from typing import Final
 
@@ -30,18 +30,15 @@ from c2ws.payload import (
     SIDE_KEYS,
     SIGNAL_ID_KEYS,
     STOP_KEYS,
-    STRATEGY_ID_KEYS,
     STRATEGY_NAME_KEYS,
-    SYMBOL_CONTAINERS,
-    SYMBOL_INSIDE,
     TIF_KEYS,
     PayloadView,
-    normalise_key,
     symbol_candidates,
 )
 from c2ws.protocol import Envelope, parse_int
 from c2ws.render import fields
 from c2ws.render.fields import format_number
+from c2ws.render.planned import PLAIN, signal_lookups, symbol_values
 from c2ws.render.records import (
     COMBINED_COLUMNS,
     DECODED_FIELDS,
@@ -182,79 +179,8 @@ def _raw_cell(name: str) -> _Cell:
 
 
 # --- a whole signal row at once ------------------------------------------------------------
-# The payload fields a signal row reads (fields.signal_fields, fields.signal_values), in
-# this order; the symbol's containers apart.
-_LOOKUPS: Final = (
-    STRATEGY_ID_KEYS, STRATEGY_NAME_KEYS, SIDE_KEYS, OPEN_CLOSE_KEYS, ORDER_QUANTITY_KEYS,
-    ORDER_TYPE_KEYS, LIMIT_KEYS, STOP_KEYS, TIF_KEYS, ORDER_STATUS_KEYS, SIGNAL_ID_KEYS,
-)
-# What a payload layout (its keys, in order) reads as: the first key each lookup may find
-# (a key no payload has when none); the lookups with more keys present, which take the
-# first non-null value of them (as PayloadView.get): (position, keys); the symbol's
-# containers present, in order of preference.
-_Plan = tuple[tuple[object, ...], tuple[tuple[int, tuple[str, ...]], ...], tuple[str, ...]]
-_ABSENT: Final = object()
-_plans: dict[tuple[object, ...], _Plan] = {}
 # The six code and name cells of a row, by their raw values when all are strings or null.
 _codes: dict[tuple[object, ...], tuple[str, ...]] = {}
-
-
-def _plan_of(layout: tuple[object, ...]) -> _Plan:
-    index: dict[str, str] = {}
-    for key in layout:
-        if isinstance(key, str):
-            index.setdefault(normalise_key(key), key)  # the first spelling wins, as a view
-    first: list[object] = []
-    more: list[tuple[int, tuple[str, ...]]] = []
-    for position, names in enumerate(_LOOKUPS):
-        present = tuple(index[name] for name in names if name in index)
-        first.append(present[0] if present else _ABSENT)
-        if len(present) > 1:
-            more.append((position, present))
-    containers = tuple(index[name] for name in SYMBOL_CONTAINERS if name in index)
-    return tuple(first), tuple(more), containers
-
-
-def _plan(layout: tuple[object, ...]) -> _Plan:
-    plan = _plans.get(layout)
-    if plan is None:
-        plan = _plan_of(layout)
-        # Remembered on the terms PayloadView remembers a layout on: few, short keys.
-        if len(layout) <= spec.PAYLOAD_LAYOUT_MAX_KEYS and all(
-                isinstance(key, str) and len(key) <= spec.PAYLOAD_MAX_CACHED_KEY_CHARS
-                for key in layout):
-            if len(_plans) >= spec.PAYLOAD_LAYOUTS_KEPT:
-                _plans.clear()  # a feed of ever new layouts: start over, stay bounded
-            _plans[layout] = plan
-    return plan
-
-
-_PLAIN: Final = frozenset({str, type(None)})
-# A symbol object's layout -> its keys that may name the symbol (SYMBOL_INSIDE), in order.
-_inside_plans: dict[tuple[object, ...], tuple[str, ...]] = {}
-
-
-def _inside(symbol: dict[str, object]) -> object:
-    """``PayloadView(symbol).get(*SYMBOL_INSIDE)``, its lookups planned per layout."""
-    layout = tuple(symbol)
-    keys = _inside_plans.get(layout)
-    if keys is None:
-        index: dict[str, str] = {}
-        for key in layout:
-            if isinstance(key, str):
-                index.setdefault(normalise_key(key), key)
-        keys = tuple(index[name] for name in SYMBOL_INSIDE if name in index)
-        if len(layout) <= spec.PAYLOAD_LAYOUT_MAX_KEYS and all(
-                isinstance(key, str) and len(key) <= spec.PAYLOAD_MAX_CACHED_KEY_CHARS
-                for key in layout):
-            if len(_inside_plans) >= spec.PAYLOAD_LAYOUTS_KEPT:
-                _inside_plans.clear()
-            _inside_plans[layout] = keys
-    for key in keys:
-        value = symbol[key]
-        if value is not None:
-            return value
-    return None
 
 
 def _code_cells(values: tuple[object, ...]) -> tuple[str, ...]:
@@ -267,17 +193,11 @@ def _signal_row(message: Envelope, key: SubscriptionKey | None) -> list[str]:
     """The cells of a signal in ``COMBINED_COLUMNS`` order, each what its column's entry
     in ``_SIGNAL_CELLS`` gives."""
     payload = message.payload
-    firsts, more, containers = _plan(tuple(payload))
-    # _ABSENT, a key no payload has, reads as None.
-    values = list(map(payload.get, firsts))  # type: ignore[arg-type]
-    for position, keys in more:
-        if values[position] is None:
-            values[position] = next(
-                (value for value in map(payload.get, keys) if value is not None), None)
+    values, containers = signal_lookups(payload)
     (strategy_id, name, side, open_close, quantity, order_type, limit, stop, tif, status,
      signal_id) = values
     codes = (name, side, open_close, order_type, tif, status)
-    plain = _PLAIN  # strings and nulls: equal values are the same cells
+    plain = PLAIN
     if (type(name) in plain and type(side) in plain and type(open_close) in plain
             and type(order_type) in plain and type(tif) in plain and type(status) in plain):
         code_cells = _codes.get(codes)
@@ -296,16 +216,10 @@ def _signal_row(message: Envelope, key: SubscriptionKey | None) -> list[str]:
         strategy_cell = cell_text(number)
     seq_id, timestamp = message.seq_id, message.timestamp
     symbol = ""
-    for container in containers:  # symbol_candidates, with planned lookups
-        value = payload[container]
-        if type(value) is dict:
-            value = _inside(value)
-        elif type(value) is not str and isinstance(value, Mapping):
-            value = PayloadView(value).get(*SYMBOL_INSIDE)
-        if type(value) is str or (value is not None and not isinstance(value, (Mapping, list))):
-            symbol = _text_cell(value)
-            if symbol:
-                break
+    for value in symbol_values(payload, containers) if containers else ():
+        symbol = _text_cell(value)
+        if symbol:
+            break
     return [
         (_times.get(timestamp) or _time(timestamp)) if timestamp else "",
         KIND_SIGNAL,
