@@ -160,7 +160,7 @@ def stream_events(draw: st.DrawFn) -> ev.StreamMessage:
     return ev.StreamMessage(key, message, seq_id)
 
 
-@settings(max_examples=300)
+@settings(max_examples=200)
 @given(st.lists(stream_events(), min_size=1, max_size=4),
        st.sampled_from(COLUMN_SETS), st.sampled_from([",", "\t"]),
        st.sampled_from([spec.CHANNELS, (spec.CHANNEL_SIGNAL,), (spec.CHANNEL_POSITIONS,)]),
@@ -247,7 +247,7 @@ def test_remembered_cells_stay_bounded() -> None:
 # --- -o json and --fields ----------------------------------------------------------------------
 
 
-@settings(max_examples=300)
+@settings(max_examples=200)
 @given(st.lists(stream_events(), min_size=1, max_size=4), st.sampled_from(COLUMN_SETS))
 def test_records_are_the_records_signal_record_made(
     events: list[ev.StreamMessage], columns: Sequence[str],
