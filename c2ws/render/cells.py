@@ -4,10 +4,12 @@ By definition a cell is ``cell_text(record[name])`` of a record of
 :mod:`c2ws.render.records`.  Building those records for a signal (two field objects of
 display strings, most of them unused, then a dict of 17 values) and making every string
 safe twice cost ~50 us per message: CSV ran at 0.1x NDJSON.  Here a signal's decoded
-cells are computed straight from its payload, each column on its own, and the
-conversions of values that repeat (codes, names, symbols, quantities, timestamps) are
-remembered (bounded: ``spec.CELL_MEMO_ENTRIES`` each).  Positions (one record per
-position a message carries) and every other projection go through the records, unchanged.
+cells are computed straight from its payload, a whole row at once (its field lookups
+planned per payload layout: :mod:`c2ws.render.planned`), and the conversions of values
+that repeat (codes, names, symbols, quantities, timestamps) are remembered (bounded:
+``spec.CELL_MEMO_ENTRIES`` each); a projection mixing decoded fields and envelope paths
+takes each column on its own.  Positions (one record per position a message carries) and
+projections of envelope paths only go through the records, unchanged.
 
 tests/test_cells.py checks, on generated payloads, that these cells are exactly the
 records' cells.
