@@ -41,6 +41,7 @@ _PUBLIC = {
     "OrderType": "c2ws.messages",
     "TimeInForce": "c2ws.messages",
     "OrderStatus": "c2ws.messages",
+    "CommitGroups": "c2ws.cursors",
     "CursorStore": "c2ws.cursors",
     "FileCursors": "c2ws.cursors",
     "SqliteCursors": "c2ws.cursors",
@@ -57,6 +58,7 @@ __all__ = [
     "Batch",
     "CheckResult",
     "ClockEstimate",
+    "CommitGroups",
     "ConnectionHealth",
     "CursorStore",
     "FileCursors",
@@ -90,7 +92,13 @@ __all__ = [
 if TYPE_CHECKING:
     from c2ws import errors, rest
     from c2ws.aio import AsyncStream, astream
-    from c2ws.cursors import CursorStore, FileCursors, SqliteCursors, StreamIdentity
+    from c2ws.cursors import (
+        CommitGroups,
+        CursorStore,
+        FileCursors,
+        SqliteCursors,
+        StreamIdentity,
+    )
     from c2ws.delivery.dedupe import HeldAside
     from c2ws.engine import ConnectionHealth
     from c2ws.events import SubscriptionKey

@@ -190,10 +190,31 @@ STATE_MAX_BYTES: Final = 1 << 20
 # Cursors one state file may hold: ten runs' worth of the engine's 1000 keys.
 STATE_MAX_CURSORS: Final = 10_000
 # How far back from its end the output file is searched for the last line of each key.
-OUTPUT_TAIL_SCAN_BYTES: Final = 4 << 20
+# It must hold every line written after the last commit of the state file (at most
+# COMMIT_GROUP_MAX_MESSAGES lines: 12 MB of ~1.2 KB order objects); reading and parsing
+# it whole (a stream with no line in it) takes ~0.1 s, once, at the start.
+OUTPUT_TAIL_SCAN_BYTES: Final = 16 << 20
 # The longest unterminated tail c2ws will cut as "a torn line of its own": one output
 # line re-encodes one frame, and re-encoding can grow a frame (1e5 -> 100000.0).
 OUTPUT_MAX_TORN_BYTES: Final = 4 * MAX_FRAME_BYTES
+# Group commit (issue 22; c2ws/delivery/groups.py): with --state and an output (a pipe,
+# a terminal, a file appended to) the state file is made durable per group of written
+# messages, on a thread of its own, not per message on the writing thread (a commit is a
+# rewrite and two fsyncs, plus an fsync of an output file: 0.5-2.5 ms on an idle disk
+# here, 10-20 ms while other processes write; per message it capped a pipe at ~1,500
+# msg/s).  A group is committed once it holds half of COMMIT_GROUP_MAX_MESSAGES or its
+# first message was acknowledged COMMIT_GROUP_MAX_SECONDS ago, at once when it holds a
+# sequence reset, and when the stream closes.  The stream never hands out more than
+# COMMIT_GROUP_MAX_MESSAGES messages that are not yet durable (it waits for a commit to
+# end rather), and a batch at most half of it, so one group is written while the one
+# before it commits.  So a disk allows half the bound per commit time: 5000 messages per
+# 20 ms is 250k msg/s (with 2000, measured: --state ran at 0.55x plain NDJSON, the
+# writer waiting for the disk; with 10000, 0.9-1.0x).  The bound is also what a pipe's
+# reader may see again after a kill -9, though a busy stream's repeats are what it wrote
+# in the last COMMIT_GROUP_MAX_SECONDS or so, and a slow stream's (a signal now and then)
+# none or the last few.  0.1 s: at most 10 commits a second while signals trickle in.
+COMMIT_GROUP_MAX_MESSAGES: Final = 10_000
+COMMIT_GROUP_MAX_SECONDS: Final = 0.1
 
 # --- Hostile-input bounds: parsing server data and the reference server ----------------
 # (added for issue 12; every number here is a limit c2ws enforces on what it is sent)
@@ -316,6 +337,12 @@ DECIMAL_MAX_DIGITS_AFTER_POINT: Final = 18
 # A code field (side, order type, status...) holding an integer of this magnitude or more
 # holds no code (and str() of a huge integer is slow, or refused past 4300 digits).
 MAX_CODE_NUMBER: Final = 10**6
+# -o csv|tsv (c2ws/render/cells.py): the cells of values that repeat from message to
+# message (codes, strategy names, symbols, quantities, timestamps) are remembered per
+# column, at most CELL_MEMO_ENTRIES each (then forgotten all at once: a feed of ever new
+# values costs a miss, never memory), and only for strings up to CELL_MEMO_MAX_CHARS.
+CELL_MEMO_ENTRIES: Final = 4096
+CELL_MEMO_MAX_CHARS: Final = 128
 # A price of zero means "not set" (REST order objects send 0 for an absent limit or stop,
 # and 0.0 as the average price of a flat position): it reads as None.
 ZERO_PRICE_IS_UNSET: Final = True

@@ -14,7 +14,8 @@ event that is not a message (connection life-cycle, subscriptions, heartbeats, w
 to the messages (see :class:`Stream`).
 
 Acknowledgement moves the cursor.  ``auto_ack=True``: a message counts as handled when
-the caller asks for the next one (committed once per batch), and at a clean close.
+the caller asks for the next one (committed once per batch, or per group of batches for
+a store with ``commit_groups``: see :mod:`c2ws.delivery.groups`), and at a clean close.
 ``auto_ack=False``: :meth:`Stream.ack` is cumulative; what was never acknowledged is
 replayed after a crash.  A caller that stops acknowledging gets
 :class:`~c2ws.errors.BacklogFull` once ``max_buffer`` messages wait for it, never a
@@ -52,6 +53,7 @@ from c2ws.messages import Gap, Message, Position, SequenceReset, Signal
 from c2ws.protocol import JsonObject
 
 if TYPE_CHECKING:
+    from c2ws.commits import BackgroundCommits
     from c2ws.cursors import CursorStore
     from c2ws.delivery.dedupe import HeldAside
     from c2ws.engine import ConnectionHealth, Engine, EngineConfig
@@ -387,6 +389,8 @@ class Stream:
         # Issue 24 (heal_gaps, snapshot): the REST client, made at the first call.
         self._rest_side = _RestSide(self) if (
             self.options.heal_gaps or self.options.snapshot) else None
+        # Commits grouped for a store that asks for it (commit_groups), else None.
+        self._commits: BackgroundCommits | None = None
 
     # --- life cycle ------------------------------------------------------------------------
 
@@ -407,9 +411,15 @@ class Stream:
 
                 opener(StreamIdentity.of(self.config.url, self.config.api_key, self.keys))
             self._store_opened = True
+        groups = getattr(store, "commit_groups", None)
+        if store is not None and groups is not None:
+            from c2ws.commits import BackgroundCommits
+
+            # The engine commits into it; it commits each group to the store when due.
+            self._commits = BackgroundCommits(store, groups)
         factory = self._engine_factory or Engine
         try:
-            self._engine = factory(self.config, cursors=store)
+            self._engine = factory(self.config, cursors=self._commits or store)
             self._started = True
             self._engine.start()
         except BaseException:
@@ -591,10 +601,10 @@ class Stream:
     def _take(self, engine: Engine, deadline: float | None) -> bool:
         """Fill the inbox from the engine, waiting until the deadline at most; False when
         nothing came (or the stream ended)."""
-        if self._backlog_full(engine):
+        limit = self._batch_limit()
+        if self._backlog_full(engine, limit):
             return True  # what was queued is in the inbox
         wait = None if deadline is None else max(0.0, deadline - self.options.clock())
-        limit = 1 if getattr(self.cursors_store, "commits_each_message", False) else None
         try:
             events = engine.next_batch(wait, limit)
         except C2wsError as error:
@@ -723,7 +733,15 @@ class Stream:
         finally:
             engine.acknowledge(others)
 
-    def _backlog_full(self, engine: Engine) -> bool:
+    def _batch_limit(self) -> int | None:
+        """The most events the next batch may take: what grouped commits have room for
+        (waiting for a commit to end when there is none), one for a store that commits
+        each message, else no limit."""
+        if self._commits is not None:
+            return self._commits.room(self._unacked)
+        return 1 if getattr(self.cursors_store, "commits_each_message", False) else None
+
+    def _backlog_full(self, engine: Engine, batch_limit: int | None = None) -> bool:
         """Defect 3: with ``auto_ack=False``, the delivered and unacknowledged messages
         are part of the backlog; a request that could only wait for ever (the backlog is
         full of them, or a connection is paused until some are acknowledged) raises
@@ -736,7 +754,7 @@ class Stream:
         if self._unacked > limit // spec.BACKLOG_RESUME_DIVISOR and any(
                 health.waiting_for_room for health in engine.health):
             try:
-                queued = engine.next_batch(0)
+                queued = engine.next_batch(0, batch_limit)
             except C2wsError as error:
                 self._end_with(error)
                 return False
@@ -809,10 +827,16 @@ class Stream:
         lists = self._delivered[:how_many]
         del self._delivered[:how_many]
         events = lists[0] if len(lists) == 1 else [e for part in lists for e in part]
-        self._unacked -= countOf(map(type, events), _STREAM_MESSAGE)
+        messages = countOf(map(type, events), _STREAM_MESSAGE)
+        self._unacked -= messages
         if self._rest_side is not None:
             events = [e for e in events if type(e) not in _REST_EVENTS]
         engine.acknowledge(events)
+        commits = self._commits
+        if commits is not None:
+            # After the engine committed the cursors into it: the group may fall due.
+            reset = messages < len(events) and _RESET in set(map(type, events))
+            commits.acknowledged(messages, reset=reset)
 
     def _ack_through(self, event: object, item: Message | None) -> bool:
         """Acknowledge the delivered events up to ``event``; False when it is not among
@@ -871,8 +895,12 @@ class Stream:
             return
         self._store_opened = False
         closer = getattr(store, "close", None)
-        if closer is not None:
-            closer()
+        try:
+            if self._commits is not None:
+                self._commits.close()  # what was acknowledged, however the stream ended
+        finally:
+            if closer is not None:
+                closer()
 
 
 def _position(events: list[ev.Event], event: object, item: object = None) -> int:

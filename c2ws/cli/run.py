@@ -178,6 +178,15 @@ class SubscribeRun:
                 f"cannot write to {failure.target}: {failure}; {self._failure_report()}", "red"
             )
             return ExitCode.OUTPUT_FAILED
+        except OSError as exc:
+            # Syncing an appended output file before a grouped commit of the state file,
+            # which the stream makes while it waits for messages or when it closes (the
+            # commits after a write come through _write_batch).
+            unsynced = self._failed(exc)
+            self.diagnostics.say(
+                f"cannot sync {unsynced.target}: {unsynced}; {self._failure_report()}", "red"
+            )
+            return ExitCode.OUTPUT_FAILED
         if stream.end_reason is StreamEnd.TIMEOUT:
             return self._timeout_code()
         return ExitCode.OK
