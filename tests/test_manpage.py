@@ -1,4 +1,4 @@
-"""man/c2ws.1 is what `python -m c2ws.cli.manpage` prints, valid roff, complete, and
+"""docs/c2ws.1 is what `python -m c2ws.cli.manpage` prints, valid roff, complete, and
 installed with the package."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from c2ws.cli.manpage import command_contexts, manpage
 from c2ws.exitcodes import ExitCode
 
 REPO = Path(__file__).resolve().parent.parent
-PAGE = REPO / "man" / "c2ws.1"
+PAGE = REPO / "docs" / "c2ws.1"
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +25,8 @@ def page() -> str:
 
 def test_the_committed_page_is_what_the_help_generates(page: str) -> None:
     assert PAGE.read_text() == page, (
-        "man/c2ws.1 is stale: regenerate it with "
-        "'.venv/bin/python -m c2ws.cli.manpage > man/c2ws.1' (README, Development)"
+        "docs/c2ws.1 is stale: regenerate it with "
+        "'.venv/bin/python -m c2ws.cli.manpage > docs/c2ws.1' (README, Development)"
     )
 
 
@@ -64,10 +64,10 @@ def test_groff_reads_it_without_a_warning_and_it_says_everything(page: str) -> N
 
 def test_pip_installs_it_into_share_man_man1() -> None:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())
-    assert project["tool"]["setuptools"]["data-files"]["share/man/man1"] == ["man/c2ws.1"]
+    assert project["tool"]["setuptools"]["data-files"]["share/man/man1"] == ["docs/c2ws.1"]
 
 
 def test_the_readme_links_it_and_says_how_to_regenerate_it() -> None:
     readme = (REPO / "README.md").read_text()
-    assert "[man/c2ws.1](man/c2ws.1)" in readme
-    assert "python -m c2ws.cli.manpage > man/c2ws.1" in readme
+    assert "[docs/c2ws.1](docs/c2ws.1)" in readme
+    assert "python -m c2ws.cli.manpage > docs/c2ws.1" in readme

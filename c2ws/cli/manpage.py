@@ -1,6 +1,6 @@
 """The man page, ``c2ws.1``, made from the same help as ``c2ws COMMAND --help``.
 
-``python -m c2ws.cli.manpage > man/c2ws.1`` writes it; the package installs that file
+``python -m c2ws.cli.manpage > docs/c2ws.1`` writes it; the package installs that file
 into ``share/man/man1`` (pyproject.toml, ``data-files``) and tests/test_manpage.py fails
 when it differs from what this prints.  Every command, its usage, help, arguments,
 options and examples come from the Typer app; the exit statuses from
