@@ -162,9 +162,9 @@ class SubscribeRun:
         except KeyboardInterrupt:
             self._report_unwritten("interrupted")
             return ExitCode.INTERRUPTED
-        except Terminated:
-            self._report_unwritten("terminated")
-            return ExitCode.TERMINATED
+        except Terminated as ended:  # SIGTERM, SIGHUP
+            self._report_unwritten(ended.why)
+            return ended.exit_code
         except TimedOutWriting:
             self._report_unwritten(f"timed out after {self.timeout:g} s while stdout's "
                                    "reader was behind")

@@ -565,7 +565,8 @@ class ReferenceServer:
             # A second signal interrupts at once instead of waiting for the clean close.
             loop.remove_signal_handler(signum)
 
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        # SIGHUP too: a closed terminal or a dropped SSH session stops it cleanly.
+        for signum in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", signal.SIGTERM)):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(signum, graceful, signum)
 
