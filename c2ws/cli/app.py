@@ -10,8 +10,8 @@ from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 from typer.models import CommandFunctionType
 
 from c2ws import __version__
-from c2ws.exitcodes import ExitCode
 from c2ws.cli.typer_compat import HelpFlag, MetavarArgument, NoSuchOption, PlainOption
+from c2ws.exitcodes import ExitCode
 
 
 class Terminated(BaseException):

@@ -22,6 +22,7 @@ import contextlib
 import math
 import select
 import selectors
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -62,6 +63,26 @@ _POLITE_CLOSE: Final = frozenset({
 _STOPPED_DETAIL: Final = "closed by c2ws"
 
 Clock = Callable[[], float]
+
+
+class ReceivedBytes:
+    """Bytes read from every connection of this process (issue 25: the metrics'
+    ``c2ws_received_bytes_total``): one uncontended lock per read, nothing per frame."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._total = 0
+
+    def add(self, count: int) -> None:
+        with self._lock:
+            self._total += count
+
+    @property
+    def total(self) -> int:
+        return self._total
+
+
+RECEIVED_BYTES: Final = ReceivedBytes()
 
 
 class SessionFeed:
@@ -336,6 +357,7 @@ class Driver:
             self.reader.note_bytes_under_way(now)
             return
         self.read_wall = self.wall()  # once per read
+        RECEIVED_BYTES.add(len(data))
         self.reader.feed(data, now)
         self._parse(now)
 
