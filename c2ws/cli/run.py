@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Final
 from c2ws import StreamEnd
 from c2ws import events as ev
 from c2ws.cli.app import StdoutClosed, Terminated
+from c2ws.cli.shared import threads_without_signals
 from c2ws.errors import C2wsError, ConnectionFailed, GapDetected, InternalError
 from c2ws.events import SubscriptionKey
 from c2ws.exitcodes import ExitCode, exit_code_for
@@ -138,9 +139,12 @@ class SubscribeRun:
         self.diagnostics.connections_total = stream.connection_count
         try:
             try:
-                with self._deadline_alarm(), self._status_signal(), stream:
-                    for batch in stream.batches(include_empty=True):
-                        self._write_batch(batch)
+                with self._deadline_alarm(), self._status_signal():
+                    with threads_without_signals():
+                        stream.start()  # the socket threads
+                    with stream:
+                        for batch in stream.batches(include_empty=True):
+                            self._write_batch(batch)
             finally:
                 self._finish()
         except GapDetected as gap:

@@ -48,7 +48,7 @@ from c2ws.cli.options import (
     seconds,
     whole_number,
 )
-from c2ws.cli.shared import server_module, silence_stdout
+from c2ws.cli.shared import server_module, silence_stdout, threads_without_signals
 from c2ws.exitcodes import ExitCode
 from c2ws.render.color import ColorChoice
 
@@ -215,7 +215,7 @@ def subscribe(
                                  "in a profile of the config file", param_hint="'STRATEGY_ID'")
     channels = _setting_channels(settings.channels.value, settings.channels.source)
     output_mode = _setting_output(settings.output.value, settings.output.source)
-    key = load_api_key(settings, given_on_command_line=api_key is not None)
+    key = load_api_key(settings, given_on_command_line=api_key is not None, quiet=quiet)
     params = StreamParams(
         strategies=tuple(ids), channels=tuple(channels), url=settings.url.value, api_key=key,
         max_buffer=max_buffer, reconnect=not no_reconnect, max_retries=max_retries,
@@ -375,6 +375,7 @@ def demo(
         check_output_spec,
         stderr_diagnostics,
     )
+    from c2ws.render.consoles import MessageConsole
     from c2ws.render.filters import MessageFilter
 
     output_spec = OutputSpec(
@@ -391,10 +392,13 @@ def demo(
     config = server.ServerConfig(rate=rate, seed=seed, api_keys=(DEMO_API_KEY,),
                                  feed_waits_for_subscription=True)
     with server.ReferenceServer(config) as running:
-        banner = stderr_diagnostics(output_spec)
-        banner.say(f"demo: reference server on {running.url} with a synthetic feed "
-                   f"(strategies {', '.join(map(str, config.strategies))}); Ctrl-C to stop",
-                   event="demo")
+        banner = (f"reference server on {running.url} with a synthetic feed (strategies "
+                  f"{', '.join(map(str, config.strategies))}); Ctrl-C to stop")
+        if output_spec.log_format == LogFormat.json.value:
+            stderr_diagnostics(output_spec).say(f"demo: {banner}", event="demo")
+        elif not quiet:
+            MessageConsole(stderr=True, highlight=False, markup=False).print(
+                f"c2ws demo: {banner}", soft_wrap=True)
         params = StreamParams(
             strategies=tuple(config.strategies), channels=spec.CHANNELS, url=running.url,
             api_key=DEMO_API_KEY, traffic=verbose or record is not None, count=count,
@@ -533,14 +537,19 @@ def _start_metrics(
 
     host, port = address
     try:
-        return MetricsServer(health, host, port, backlog=lambda: stream.backlog).start()
+        with threads_without_signals():
+            server = MetricsServer(health, host, port, backlog=lambda: stream.backlog).start()
     except MetricsUnavailable as exc:
         diagnostics.say(str(exc), "red", event="metrics")
     except OSError as exc:
         where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         diagnostics.say(f"cannot serve --metrics on {terminal_safe(where, 300)}: "
                         f"{exc.strerror or exc}", "red", event="metrics")
-    return None
+        return None
+    # Port 0 picks a free one: the line says which.
+    diagnostics.say(f"metrics on {server.url}/metrics, health on {server.url}/healthz",
+                    event="metrics")
+    return server
 
 
 def _has_httpx() -> bool:

@@ -20,6 +20,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Final
 
 from c2ws import events as ev
+from c2ws.cli.shared import threads_without_signals
 from c2ws.errors import SubscriptionsRejected
 
 if TYPE_CHECKING:
@@ -109,7 +110,11 @@ class RunWatch:
             return
 
         def on_usr1(signum: int, frame: FrameType | None) -> None:
-            self.report()
+            # Not here: the main thread may be in the middle of a line on stderr (a print
+            # re-entered from a handler can write it twice) or hold the table's lock.  A
+            # thread of its own waits for those like any other writer.
+            with threads_without_signals():
+                threading.Thread(target=self.report, name="c2ws-status", daemon=True).start()
 
         previous = signal.signal(signal.SIGUSR1, on_usr1)
         try:

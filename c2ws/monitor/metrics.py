@@ -178,6 +178,12 @@ class MetricsServer:
         self._thread.start()
         return self
 
+    @property
+    def url(self) -> str:
+        """``http://HOST:PORT`` of the server (the port it got, when asked for 0)."""
+        host = self.host or "0.0.0.0"
+        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
+
     def close(self) -> None:
         sock, self._socket = self._socket, None
         if sock is None:
