@@ -6,8 +6,11 @@ datagram, an answer), bounded."""
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -18,6 +21,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from test_resilience_e2e import FAST, KEY, LineReader, order, outcome, start, wait_subscribed
+from test_rest_e2e import c2ws
 
 from c2ws import spec
 from c2ws.exitcodes import ExitCode
@@ -158,7 +162,7 @@ def test_strict_exits_7_when_one_of_the_subscriptions_is_rejected(server: TestSe
         "stopping (--strict): subscription strategy.signal:99 was rejected")
 
 
-def test_quiet_leaves_stderr_to_errors(server: TestServer) -> None:
+def test_quiet_leaves_stderr_to_errors(server: TestServer, tmp_path: Path) -> None:
     process = start(server, "1", "-c", "signal", "-o", "ndjson", "-n", "2", "-q", *FAST)
     out = LineReader(process)
     wait_subscribed(server, 1, 1)
@@ -170,6 +174,15 @@ def test_quiet_leaves_stderr_to_errors(server: TestServer) -> None:
     server.publish(1, order(1, 1))
     code, err = outcome(process)
     assert (code, err) == (0, "")
+    # Every command takes -q: REST retries are not said, nor is the config file written.
+    server.fail_next_rest_requests(503, retry_after=0)
+    positions = c2ws(server, "positions", "1", "-o", "ndjson", "-q", key=KEY)
+    assert (positions.returncode, positions.stderr) == (0, "")
+    config = tmp_path / "config.toml"
+    written = subprocess.run([sys.executable, "-m", "c2ws", "config", "init", "-q"],
+                             env={**os.environ, "C2WS_CONFIG": str(config)},
+                             capture_output=True, text=True, timeout=60, check=False)
+    assert (written.returncode, written.stderr, config.exists()) == (0, "", True)
     failed = start(server, "99", "-c", "signal", "-q")
     assert outcome(failed) == (ExitCode.NOTHING_TO_STREAM, "c2ws: subscription "
                                "strategy.signal:99 rejected: FORBIDDEN (StrategyId): Not "
