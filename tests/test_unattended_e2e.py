@@ -106,7 +106,7 @@ def test_metrics_count_what_was_written_healthz_fails_without_heartbeats_and_sys
 
     process = start(server, "1", "2", "-c", "signal", "-o", "ndjson", "--log-format", "json",
                     "--metrics", "127.0.0.1:0", "--state", str(tmp_path / "state.json"), *FAST,
-                    env={"NOTIFY_SOCKET": str(tmp_path / "notify"), "WATCHDOG_USEC": "60000000"})
+                    env={"NOTIFY_SOCKET": str(tmp_path / "notify"), "WATCHDOG_USEC": "3000000"})
     try:
         out, err = LineReader(process), json_stderr(process)
         err.wait_for(event_named("metrics"))

@@ -451,7 +451,7 @@ def _run_stream(
     from c2ws.cli.output import build_output
     from c2ws.cli.run import ForwardEvents, SubscribeRun
     from c2ws.cli.watch import RunWatch
-    from c2ws.monitor.health import CountingCommits, StreamHealth
+    from c2ws.monitor.health import CountingCommits, StreamHealth, socket_heartbeats
     from c2ws.monitor.notify import SystemdNotifier
 
     plan = params.stream()
@@ -480,15 +480,17 @@ def _run_stream(
         snapshot = "reconnect"
     # Issue 25: the run's health (reconnected lines, SIGUSR1, metrics, systemd).  A
     # heartbeat is due within the server's interval and grace, or --silence-timeout.
+    # Heartbeats are read from the socket threads' sessions when asked for (metrics, the
+    # watchdog, SIGUSR1), not reported: that would wake the consumer at each one.
     health = StreamHealth.of(plan, count_streams=unattended.metrics is not None,
                              heartbeat_deadline=min(spec.HEALTH_HEARTBEAT_DEADLINE_SECONDS,
-                                                    params.silence_timeout))
+                                                    params.silence_timeout),
+                             heartbeats=socket_heartbeats)
     diagnostics.expect(health.plan)
     notifier = SystemdNotifier()
-    # Heartbeat events only for what shows or needs them: otherwise an idle connection's
+    # Heartbeat events only for what shows them: otherwise an idle connection's
     # heartbeat wakes nothing but its own socket thread.
-    heartbeats = (built.table or diagnostics.has_status_line or output.include_control
-                  or unattended.metrics is not None or notifier.watchdog is not None)
+    heartbeats = built.table or diagnostics.has_status_line or output.include_control
     store: FileCursors | CountingCommits | None = cursors
     if cursors is not None and unattended.metrics is not None:
         store = CountingCommits(cursors, health)
@@ -506,8 +508,9 @@ def _run_stream(
             _close_unstarted(renderer)
             return int(ExitCode.USAGE)
     watch = RunWatch(stream, diagnostics, health, metrics=metrics, notifier=notifier,
-                     strict=unattended.strict, heartbeats=heartbeats)
+                     strict=unattended.strict)
     watch.warn_about_watchdog()
+    watch.start()
     tune_for_streaming()
     run = SubscribeRun(stream, renderer, diagnostics, events=events, count=params.count,
                        timeout=params.timeout,

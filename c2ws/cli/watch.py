@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from types import FrameType
 from typing import TYPE_CHECKING, Final
@@ -37,15 +36,13 @@ _ANSWERS: Final = frozenset({ev.SubscriptionConfirmed, ev.SubscriptionRejected})
 
 class RunWatch:
     """See the module docstring.  ``strict``: a rejected subscription ends the run
-    (exit 7), not only every one of them.  ``heartbeats``: the stream reports them (the
-    report shows their age)."""
+    (exit 7), not only every one of them."""
 
     def __init__(
         self, stream: Stream, diagnostics: Diagnostics, health: StreamHealth, *,
         metrics: MetricsServer | None = None, notifier: SystemdNotifier | None = None,
-        strict: bool = False, heartbeats: bool = True,
+        strict: bool = False,
     ) -> None:
-        self.heartbeats = heartbeats
         self.stream = stream
         self.diagnostics = diagnostics
         self.health = health
@@ -53,7 +50,8 @@ class RunWatch:
         self.notifier = notifier if notifier is not None and notifier.enabled else None
         self.strict = strict
         self._ready_told = False
-        self._started_wall = time.time()
+        self._watchdog: threading.Thread | None = None
+        self._stopping = threading.Event()
 
     # --- fed by the run ---------------------------------------------------------------------
 
@@ -70,10 +68,8 @@ class RunWatch:
         notifier = self.notifier
         if notifier is not None:
             kind = type(event)
-            if kind is ev.HeartbeatAnswered:
-                self._heartbeat(notifier)
-            elif kind in _STATUS_EVENTS or (kind in _ANSWERS and not self._ready_told
-                                            and self.health.ready):
+            if kind in _STATUS_EVENTS or (kind in _ANSWERS and not self._ready_told
+                                          and self.health.ready):
                 self._status(notifier)
         if self.strict and isinstance(event, ev.SubscriptionRejected):
             raise SubscriptionsRejected(
@@ -92,7 +88,25 @@ class RunWatch:
         if self.notifier is not None:
             self.notifier.notify("STOPPING=1", f"STATUS=stopping; {self.health.summary()}")
 
+    def start(self) -> None:
+        """Start pinging systemd's watchdog, when the unit has one (WatchdogSec=): at half
+        its interval, as sd_watchdog_enabled(3) asks, and only while heartbeats flow on
+        every connection (read from the socket threads, see StreamHealth), so a run that
+        stopped hearing from the server is restarted.  A thread of its own, asleep
+        between pings: the consumer may wait for a message for as long as the market is
+        quiet."""
+        notifier = self.notifier
+        if notifier is None or notifier.watchdog is None:
+            return
+        with threads_without_signals():
+            self._watchdog = threading.Thread(target=self._feed_watchdog, args=(notifier,),
+                                              name="c2ws-watchdog", daemon=True)
+            self._watchdog.start()
+
     def close(self) -> None:
+        self._stopping.set()
+        if self._watchdog is not None:
+            self._watchdog.join()
         if self.metrics is not None:
             self.metrics.close()
         if self.notifier is not None:
@@ -131,8 +145,7 @@ class RunWatch:
         say(f"status: running for {running}; {self.health.summary(snap)}", event="status",
             always=True)
         for connection in snap.connections:
-            say(_describe_connection(snap, connection.shard, self.heartbeats),
-                event="status.connection",
+            say(_describe_connection(snap, connection.shard), event="status.connection",
                 connection=connection.shard + 1, always=True)
         last = ("nothing yet" if snap.last_message is None
                 else f"the last {_duration(snap.message_age())} ago")
@@ -157,14 +170,14 @@ class RunWatch:
             assignments.insert(0, "READY=1")
         self._notify(notifier, assignments)
 
-    def _heartbeat(self, notifier: SystemdNotifier) -> None:
-        """WATCHDOG=1 while heartbeats flow on every connection: a connection without
-        one past the deadline stops the pings, and systemd acts (WatchdogSec=)."""
-        if notifier.watchdog is None:
-            return
-        snap = self.health.snapshot()
-        if not snap.unhealthy():
-            self._notify(notifier, ["WATCHDOG=1", f"STATUS={self.health.summary(snap)}"])
+    def _feed_watchdog(self, notifier: SystemdNotifier) -> None:
+        assert notifier.watchdog is not None
+        while not self._stopping.wait(notifier.watchdog / 2):
+            snap = self.health.snapshot()
+            if snap.unhealthy():
+                continue  # no ping: systemd acts once WatchdogSec= has passed without one
+            if not notifier.notify("WATCHDOG=1", f"STATUS={self.health.summary(snap)}"):
+                return
 
     def _notify(self, notifier: SystemdNotifier, assignments: list[str]) -> None:
         if not notifier.notify(*assignments) and notifier.failure is not None:
@@ -197,7 +210,7 @@ def _duration(seconds: float) -> str:
     return f"{hours} h {minutes:02d} min"
 
 
-def _describe_connection(snap: HealthSnapshot, shard: int, heartbeats: bool) -> str:
+def _describe_connection(snap: HealthSnapshot, shard: int) -> str:
     connection = snap.connections[shard]
     if connection.gave_up:
         state = "gave up"
@@ -209,8 +222,7 @@ def _describe_connection(snap: HealthSnapshot, shard: int, heartbeats: bool) -> 
             state += f" (reconnect attempt {connection.attempt})"
     else:
         state = "connecting"
-    text = f"connection {shard + 1}: {state}; {connection.subscriptions} subscription(s)"
-    if heartbeats:
-        text += ("; no heartbeat yet" if connection.last_heartbeat is None
-                 else f"; last heartbeat {_duration(snap.heartbeat_age(connection))} ago")
-    return text
+    heartbeat = ("no heartbeat yet" if connection.last_heartbeat is None
+                 else f"last heartbeat {_duration(snap.heartbeat_age(connection))} ago")
+    return (f"connection {shard + 1}: {state}; {connection.subscriptions} subscription(s); "
+            f"{heartbeat}")

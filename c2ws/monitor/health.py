@@ -23,7 +23,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
@@ -32,8 +32,6 @@ from c2ws import spec
 from c2ws.events import SubscriptionKey
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-
     from c2ws.cursors import CursorStore
     from c2ws.streaming import Stream
 
@@ -43,6 +41,7 @@ __all__ = [
     "HealthSnapshot",
     "Reconnected",
     "StreamHealth",
+    "socket_heartbeats",
 ]
 
 _STREAM_MESSAGE: Final = ev.StreamMessage
@@ -181,14 +180,20 @@ class StreamHealth:
     engine's order (:meth:`of` takes them from a stream).  ``count_streams``: also count
     the messages written per stream (for the metrics: a little work per message).
     ``heartbeat_deadline``: the longest a connection may go without a heartbeat and be
-    healthy (the server's interval plus its grace, unless told shorter)."""
+    healthy (the server's interval plus its grace, unless told shorter).
+    ``heartbeats``: when each connection last had one, by its own account (read at each
+    snapshot, on the same clock; :func:`socket_heartbeats` for the CLI), besides the
+    ``HeartbeatAnswered`` events observed: a stream need not report heartbeats (an event
+    per heartbeat wakes the consumer, which an idle run should not pay for)."""
 
     def __init__(
         self, plan: Sequence[Sequence[SubscriptionKey]], *,
         clock: Callable[[], float] = time.monotonic, count_streams: bool = False,
         heartbeat_deadline: float = spec.HEALTH_HEARTBEAT_DEADLINE_SECONDS,
+        heartbeats: Callable[[], Mapping[int, float]] | None = None,
     ) -> None:
         self._clock = clock
+        self._heartbeats = heartbeats
         self.count_streams = count_streams
         self.heartbeat_deadline = heartbeat_deadline
         self.started = clock()
@@ -327,13 +332,15 @@ class StreamHealth:
     # --- reading ----------------------------------------------------------------------------
 
     def snapshot(self) -> HealthSnapshot:
+        reported = self._heartbeats() if self._heartbeats is not None else {}
         with self._lock:
             return HealthSnapshot(
                 now=self._clock(), started=self.started,
                 connections=tuple(
                     ConnectionSnapshot(
                         c.shard, len(c.keys), c.up, c.up_since, c.down_since,
-                        c.last_heartbeat, c.attempt, c.gave_up)
+                        _latest(c.last_heartbeat, reported.get(c.shard)), c.attempt,
+                        c.gave_up)
                     for c in self._connections),
                 requested=len(self._shard_of), active=len(self._active),
                 rejected=len(self._rejected), ready=self.ready, written=self._written,
@@ -442,3 +449,19 @@ class CountingCommits:
     def __getattr__(self, name: str) -> object:
         # open/close hooks, commits_each_message: the store's (see c2ws.cursors).
         return getattr(self._store, name)
+
+
+def _latest(first: float | None, second: float | None) -> float | None:
+    if first is None or second is None:
+        return second if first is None else first
+    return max(first, second)
+
+
+def socket_heartbeats() -> dict[int, float]:
+    """When each connection slot of this process last answered a heartbeat, as its
+    socket thread's session recorded it (monotonic clock): read, not reported, so that
+    no heartbeat wakes the consumer.  Process-wide: for a process that runs one stream
+    (the command line)."""
+    from c2ws.net.driver import last_heartbeats
+
+    return last_heartbeats()

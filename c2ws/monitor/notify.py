@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 from collections.abc import Mapping
 
 __all__ = ["SystemdNotifier"]
@@ -26,6 +27,8 @@ class SystemdNotifier:
         self.failure: str | None = None
         self._address = "\0" + address[1:] if address.startswith("@") else address
         self._socket: socket.socket | None = None
+        # The consumer (READY, STATUS) and the watchdog's thread both send.
+        self._lock = threading.Lock()
         if address and hasattr(socket, "AF_UNIX"):
             self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
         # The watchdog interval systemd expects pings within (WatchdogSec=), for this
@@ -44,21 +47,24 @@ class SystemdNotifier:
     def notify(self, *assignments: str) -> bool:
         """Send ``assignments`` (``"READY=1"``, ``"STATUS=..."``) in one datagram; False
         when nothing could be sent."""
-        sock = self._socket
-        if sock is None:
-            return False
         # A newline would start another assignment: a status is one line.
         text = "\n".join(part.replace("\n", " ") for part in assignments)
-        try:
-            sock.sendto(text.encode("utf-8", "replace"), self._address)
-        except OSError as exc:
-            self.failure = f"cannot notify systemd at {self._address.lstrip(chr(0))}: " \
-                           f"{exc.strerror or exc}"
-            self.close()
-            return False
+        with self._lock:
+            sock = self._socket
+            if sock is None:
+                return False
+            try:
+                sock.sendto(text.encode("utf-8", "replace"), self._address)
+            except OSError as exc:
+                where = self._address.lstrip("\0")
+                self.failure = f"cannot notify systemd at {where}: {exc.strerror or exc}"
+                self._socket = None
+                sock.close()
+                return False
         return True
 
     def close(self) -> None:
-        sock, self._socket = self._socket, None
+        with self._lock:
+            sock, self._socket = self._socket, None
         if sock is not None:
             sock.close()

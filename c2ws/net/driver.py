@@ -84,6 +84,32 @@ class ReceivedBytes:
 
 RECEIVED_BYTES: Final = ReceivedBytes()
 
+# Issue 25: the newest driver of each connection slot (shard) of this process, and the
+# last heartbeat its predecessors answered, so that the metrics can read when each slot
+# last answered one (``last_heartbeats``) without an event per heartbeat waking the
+# consumer.  Updated once per connection; nothing per frame.
+_NEWEST: Final[dict[int, tuple[Driver, float | None]]] = {}
+_NEWEST_LOCK: Final = threading.Lock()
+
+
+def _later(first: float | None, second: float | None) -> float | None:
+    if first is None or second is None:
+        return second if first is None else first
+    return max(first, second)
+
+
+def last_heartbeats() -> dict[int, float]:
+    """For each connection slot (shard) of this process, when a session of it last
+    answered a heartbeat (the drivers' monotonic clock); slots without one are absent."""
+    with _NEWEST_LOCK:
+        newest = list(_NEWEST.items())
+    found: dict[int, float] = {}
+    for shard, (driver, before) in newest:
+        last = _later(before, driver.session.last_heartbeat)
+        if last is not None:
+            found[shard] = last
+    return found
+
 
 class SessionFeed:
     """Frames into a session, and what the session made of them out, with no socket:
@@ -250,6 +276,11 @@ class Driver:
         self._usable = True  # False once a send or read broke the connection
         self._close_code: int | None = None  # a close we must send (1002, 1009)
         self._handed_over = False  # events handed over since the last wait
+        with _NEWEST_LOCK:
+            previous = _NEWEST.get(session.shard)
+            before = None if previous is None else _later(
+                previous[1], previous[0].session.last_heartbeat)
+            _NEWEST[session.shard] = (self, before)
 
     @property
     def leaving(self) -> bool:
