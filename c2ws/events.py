@@ -175,7 +175,10 @@ class GapFilled:
 
 @dataclass(slots=True)  # built per message: not frozen (3x cheaper); never mutated
 class HeartbeatAnswered:
+    """A server ``heartbeat`` on connection ``shard``, answered at once."""
+
     message: Envelope
+    shard: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,6 +44,7 @@ class ExitCode(IntEnum):
     STATE_FAILED = 10  # the --state file is corrupt, foreign, locked or cannot be written
     GAP = 11  # --fail-on-gap: a gap the server could not replay, or a sequence reset
     COUNT_NOT_REACHED = 124  # --timeout expired before --count messages arrived
+    HANGUP = 129  # SIGHUP (a closed terminal, a dropped SSH session)
     INTERRUPTED = 130  # Ctrl-C (SIGINT)
     TERMINATED = 143  # SIGTERM
 
@@ -81,6 +82,8 @@ MEANINGS: Final[dict[ExitCode, str]] = {
     ExitCode.GAP: "`--fail-on-gap`: the server could not replay every missed signal, or "
                   "restarted its numbering (a sequence reset)",
     ExitCode.COUNT_NOT_REACHED: "`--timeout` expired before `--count` messages arrived",
+    ExitCode.HANGUP: "hung up (SIGHUP: a closed terminal, a dropped SSH session), ended as "
+                     "by SIGTERM",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",
     ExitCode.TERMINATED: "terminated (SIGTERM)",
 }
@@ -103,6 +106,7 @@ SUMMARIES: Final[dict[ExitCode, str]] = {
     ExitCode.STATE_FAILED: "the --state file is corrupt, foreign, locked or cannot be written",
     ExitCode.GAP: "--fail-on-gap: a gap the server could not replay, or a sequence reset",
     ExitCode.COUNT_NOT_REACHED: "--timeout expired before --count messages arrived",
+    ExitCode.HANGUP: "hung up (SIGHUP: a closed terminal, a dropped SSH session)",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",
     ExitCode.TERMINATED: "terminated (SIGTERM)",
 }

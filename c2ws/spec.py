@@ -164,6 +164,20 @@ WARNING_BURST: Final = 3
 WARNING_INTERVAL_SECONDS: Final = 10.0
 GAP_WARNING_BURST: Final = 10
 
+# --- Watching a run from outside (issue 25: c2ws/monitor/) ------------------------------
+
+# /healthz fails, and systemd's watchdog is no longer fed, when a connection has had no
+# heartbeat for longer than this (since the run started, before the first): the
+# documented interval plus the server's grace.  A --silence-timeout shorter than this
+# (a run against a server with faster heartbeats) takes its place.
+HEALTH_HEARTBEAT_DEADLINE_SECONDS: Final = HEARTBEAT_INTERVAL_SECONDS + HEARTBEAT_GRACE_SECONDS
+# The metrics server answers one request at a time on its own thread (blocked in accept,
+# no polling); a client gets this long to send its request and take the answer.
+METRICS_REQUEST_TIMEOUT_SECONDS: Final = 5.0
+# The NDJSON status line on stderr fits a terminal this wide (items are left out, then
+# the line is cut, rather than wrap).
+STATUS_LINE_COLUMNS: Final = 80
+
 # Frames larger than this are refused before decoding (hostile-input bound).
 MAX_FRAME_BYTES: Final = 1 << 20
 

@@ -536,6 +536,13 @@ class Stream:
         return dict(self._engine.written) if self._engine is not None else {}
 
     @property
+    def backlog(self) -> int:
+        """Stream messages received and not yet acknowledged (waiting, or delivered and
+        being handled): 0 when the consumer has caught up.  Any thread may read it."""
+        engine = self._engine
+        return engine.handoff.backlog if engine is not None else 0
+
+    @property
     def ever_confirmed(self) -> bool:
         """Some subscription was confirmed by the server."""
         return self._engine is not None and self._engine.ever_confirmed

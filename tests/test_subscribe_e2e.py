@@ -174,7 +174,8 @@ def test_heartbeats_are_acked_while_stdout_is_blocked(server: TestServer) -> Non
         assert unwritten == len(published) - being_written
 
 
-@pytest.mark.parametrize(("signum", "expected"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize(("signum", "expected"), [(signal.SIGINT, 130), (signal.SIGTERM, 143),
+                                                  (signal.SIGHUP, 129)])
 def test_signals_unsubscribe_close_cleanly_and_exit(server: TestServer, signum: int,
                                                      expected: int) -> None:
     process = c2ws(server, "subscribe", *map(str, VISIBLE), "-o", "ndjson")

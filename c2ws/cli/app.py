@@ -11,10 +11,23 @@ from typer.models import CommandFunctionType
 
 from c2ws import __version__
 from c2ws.cli.typer_compat import HelpFlag, MetavarArgument, NoSuchOption, PlainOption
+from c2ws.exitcodes import ExitCode
 
 
 class Terminated(BaseException):
-    """Raised in the main thread by the SIGTERM handler."""
+    """Raised in the main thread by the SIGTERM handler: the run closes cleanly, says what
+    was not written, and exits :attr:`exit_code`."""
+
+    exit_code = ExitCode.TERMINATED
+    why = "terminated"
+
+
+class HungUp(Terminated):
+    """Raised in the main thread by the SIGHUP handler (a closed terminal, a dropped SSH
+    session): the run ends as on SIGTERM, with its own status."""
+
+    exit_code = ExitCode.HANGUP
+    why = "hung up (SIGHUP)"
 
 
 class StdoutClosed(Exception):

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from c2ws.cli.app import Command, app
-from c2ws.cli.options import choice
+from c2ws.cli.options import QuietOpt, choice
 from c2ws.cli.shared import COMPLETE_VAR
 from c2ws.cli.typer_compat import completion_script
 
@@ -26,6 +26,9 @@ def completions(
         Shell, typer.Argument(metavar="SHELL", help="bash, zsh or fish.",
                               parser=choice(Shell, "'SHELL'"))
     ],
+    # Accepted by every command (a script may pass -q to any); this one says nothing on
+    # stderr anyway.
+    quiet: QuietOpt = False,
 ) -> None:
     """Print the shell completion script (the files in completions/ are its output).
 

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from c2ws.cli.app import App, Group, app
-from c2ws.cli.options import ApiKeyFileOpt, ProfileOpt, UrlOpt
+from c2ws.cli.options import ApiKeyFileOpt, ProfileOpt, QuietOpt, UrlOpt
 from c2ws.exitcodes import ExitCode
 
 config_app = App(
@@ -25,6 +25,7 @@ def config_init(
     force: Annotated[
         bool, typer.Option("--force", help="Replace the config file if there is one.")
     ] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Write a config file with every setting explained and commented out (mode 0600).
 
@@ -40,12 +41,18 @@ def config_init(
         write_config_template(path, replace=force)
     except SettingsError as exc:
         usage_error(exc)
+    if quiet:
+        return
     print(f"c2ws: wrote {path} (mode 0600): every setting in it is commented out; edit it, "
           "then 'c2ws config show' prints the settings in effect", file=sys.stderr)
 
 
 @config_app.command("path")
-def config_path() -> None:
+def config_path(
+    # Accepted by every command (a script may pass -q to any); this one says nothing on
+    # stderr anyway.
+    quiet: QuietOpt = False,
+) -> None:
     """Print the path of the config file (C2WS_CONFIG, else the user config directory)."""
     from c2ws.config import config_path as path_of
 
@@ -60,6 +67,8 @@ def config_show(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the settings as one JSON object.")
     ] = False,
+    # Accepted by every command; on stderr this one says only why a file is refused.
+    quiet: QuietOpt = False,
 ) -> None:
     """Print every setting, where it came from (flag, env, profile, config file, default),
     and the API key masked.

@@ -7,11 +7,11 @@ import importlib
 import os
 import signal
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import FrameType
 from typing import Final, NoReturn
 
-from c2ws.cli.app import StdoutClosed, Terminated, app
+from c2ws.cli.app import HungUp, StdoutClosed, Terminated, app
 from c2ws.cli.shared import COMPLETE_VAR, silence_stdout
 from c2ws.cli.typer_compat import register_completion_shells
 from c2ws.exitcodes import ExitCode
@@ -68,15 +68,32 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> NoReturn:
     raise Terminated()
 
 
+def _on_sighup(signum: int, frame: FrameType | None) -> None:
+    """SIGHUP: see :data:`hangup_action`."""
+    hangup_action()
+
+
+def _end_the_run() -> NoReturn:
+    raise HungUp()
+
+
+# What SIGHUP does: end the run like SIGTERM, exit 129 (a closed terminal, a dropped SSH
+# session).  A command that gives SIGHUP a meaning of its own (re-reading a file) sets
+# this while it runs; it is called in the main thread.
+hangup_action: Callable[[], None] = _end_the_run
+
+
 def run() -> None:
     """Run the app with ``sys.argv``; exits with the run's status."""
     if hasattr(signal, "SIGTERM"):
         signal.signal(signal.SIGTERM, _on_sigterm)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, _on_sighup)
     register_commands(sys.argv[1:])
     try:
         app(prog_name="c2ws")
-    except Terminated:
-        sys.exit(ExitCode.TERMINATED)
+    except Terminated as ended:  # SIGTERM, SIGHUP
+        sys.exit(ended.exit_code)
     except KeyboardInterrupt:
         sys.exit(ExitCode.INTERRUPTED)
     except (StdoutClosed, BrokenPipeError):

@@ -238,6 +238,26 @@ VerboseOpt = Annotated[
 ]
 
 
+# --- issue 25: running unattended ------------------------------------------------------------
+
+QUIET_HELP = "Print nothing on stderr but errors."
+QuietOpt = Annotated[bool, typer.Option("-q", "--quiet", help=QUIET_HELP)]
+
+
+class LogFormat(str, Enum):
+    human = "human"
+    json = "json"
+
+
+LogFormatOpt = Annotated[
+    LogFormat,
+    typer.Option("--log-format", metavar="human|json", parser=choice(LogFormat, "'--log-format'"),
+                 help="stderr as lines for people (default), or one JSON object per event "
+                      "(time, level, event, connection, strategy, detail) for journald and "
+                      "log shippers."),
+]
+
+
 # --- settings, formats and recordings (issue 14) -----------------------------------------
 
 ProfileOpt = Annotated[

@@ -20,6 +20,7 @@ from c2ws.cli.options import (
     IncludeControlOpt,
     OutputMode,
     OutputOpt,
+    QuietOpt,
     SymbolOpt,
     VerboseOpt,
     complete_channel,
@@ -86,6 +87,7 @@ def replay(
     symbol: SymbolOpt = None,
     color: ColorOpt = ColorChoice.auto,
     verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Render a recording again: the same output the recorded run printed.
 
@@ -101,13 +103,13 @@ def replay(
         mode=output, include_control=include_control, fields=parse_field_list(fields),
         message_filter=MessageFilter.of(strategies=strategies, channels=channels,
                                         symbols=parse_symbols(symbol)),
-        color=color, verbose=verbose,
+        color=color, verbose=verbose, quiet=quiet,
     )
     check_output_spec(output_spec)
     pace = parse_speed(speed)
     if speed is None and sys.stdout is not None:
         pace = 1.0 if resolve_mode(output, sys.stdout) is OutputMode.table else None
-    key = settings_key()
+    key = settings_key(quiet=quiet)
     selects = output_spec.message_filter.selects_message
     recording = open_replay(file, api_key=key, count=count, speed=pace,
                             select=selects if output_spec.message_filter.active else None)
@@ -137,7 +139,7 @@ def open_replay(file: str, **options: Any) -> "Replay":
     raise typer.BadParameter(message, param_hint="'FILE'")
 
 
-def settings_key() -> str:
+def settings_key(*, quiet: bool = False) -> str:
     """The API key the settings name (C2_API_KEY, C2WS_API_KEY_FILE, the config file), if
     any ("" when none): recordings made before c2ws redacted frames hold the key a server
     echoed, and the replay redacts it.  Replay needs no key, so one that cannot be read
@@ -156,6 +158,8 @@ def settings_key() -> str:
         keep_secret(key)  # for every line on stderr, whatever the frames hold
         return check_api_key(key)
     except (SettingsError, ConfigError) as exc:
+        if quiet:
+            return ""
         print(redacted(f"c2ws: warning: not redacting the API key from the replay: {exc}"),
               file=sys.stderr)
         return ""

@@ -16,6 +16,7 @@ from c2ws.cli.options import (
     ColorOpt,
     OutputMode,
     ProfileOpt,
+    QuietOpt,
     RestUrlOpt,
     TzOpt,
     UrlOpt,
@@ -81,6 +82,7 @@ def positions(
     output: RestOutputOpt = None,
     tz: TzOpt = None,
     color: ColorOpt = ColorChoice.auto,
+    quiet: QuietOpt = False,
 ) -> None:
     """Print the open positions of strategies now (REST GetStrategyOpenPositions).
 
@@ -91,7 +93,7 @@ def positions(
     from c2ws.rest.results import snapshot_event
 
     run = _RestRun(strategy_ids, profile, api_key, api_key_file, url, rest_url, output, tz,
-                   color)
+                   color, quiet=quiet)
 
     def fetch(rest: "RestClient", strategy_id: int) -> None:
         import time
@@ -136,6 +138,7 @@ def orders(
     output: RestOutputOpt = None,
     tz: TzOpt = None,
     color: ColorOpt = ColorChoice.auto,
+    quiet: QuietOpt = False,
 ) -> None:
     """Print working orders (--active) or the order history of a time window (--since).
 
@@ -162,7 +165,7 @@ def orders(
         if end is not None and end < start:
             raise typer.BadParameter("--until is before --since", param_hint="'--until'")
     run = _RestRun(strategy_ids, profile, api_key, api_key_file, url, rest_url, output, tz,
-                   color, page_limit=page_limit)
+                   color, page_limit=page_limit, quiet=quiet)
 
     def fetch(rest: "RestClient", strategy_id: int) -> None:
         found = (rest.active_orders(strategy_id) if start is None
@@ -181,7 +184,8 @@ class _RestRun:
     def __init__(self, strategy_ids: list[str] | None, profile: str | None,
                  api_key: str | None, api_key_file: str | None, url: str | None,
                  rest_url: str | None, output: OutputMode | None, tz: "DisplayZone | None",
-                 color: ColorChoice, *, page_limit: int | None = None) -> None:
+                 color: ColorChoice, *, page_limit: int | None = None,
+                 quiet: bool = False) -> None:
         from c2ws.cli.settings import load_api_key, load_settings
         from c2ws.config import Flags
 
@@ -195,7 +199,9 @@ class _RestRun:
             raise typer.BadParameter("no strategy ids: give STRATEGY_ID..., or set "
                                      "strategies in a profile of the config file",
                                      param_hint="'STRATEGY_ID'")
-        self.key = load_api_key(settings, given_on_command_line=api_key is not None)
+        self.key = load_api_key(settings, given_on_command_line=api_key is not None,
+                                quiet=quiet)
+        self.quiet = quiet
         if not self.key:
             raise typer.BadParameter("no API key: pass --api-key or set C2_API_KEY",
                                      param_hint="'--api-key'")
@@ -240,7 +246,7 @@ class _RestRun:
         from c2ws.render.rest import RestWriter
         from c2ws.render.safe import terminal_safe
 
-        diagnostics = stderr_diagnostics(OutputSpec(color=self.color))
+        diagnostics = stderr_diagnostics(OutputSpec(color=self.color, quiet=self.quiet))
         console = None
         if self.mode == "table":
             console = DataConsole(file=sys.stdout, highlight=False, markup=False, emoji=False,

@@ -22,10 +22,13 @@ from c2ws.cli.options import (
     CountOpt,
     FieldsOpt,
     IncludeControlOpt,
+    LogFormat,
+    LogFormatOpt,
     MaxBufferOpt,
     OutputMode,
     ProfileOpt,
     ProgressOpt,
+    QuietOpt,
     RecordOpt,
     RestUrlOpt,
     SymbolOpt,
@@ -45,7 +48,7 @@ from c2ws.cli.options import (
     seconds,
     whole_number,
 )
-from c2ws.cli.shared import server_module, silence_stdout
+from c2ws.cli.shared import server_module, silence_stdout, threads_without_signals
 from c2ws.exitcodes import ExitCode
 from c2ws.render.color import ColorChoice
 
@@ -53,6 +56,8 @@ if TYPE_CHECKING:
     from c2ws import FileCursors, Stream
     from c2ws.cli.output import OutputSpec
     from c2ws.events import SubscriptionKey
+    from c2ws.monitor.health import StreamHealth
+    from c2ws.monitor.metrics import MetricsServer
     from c2ws.render import Renderer
     from c2ws.render.clock import DisplayZone
     from c2ws.render.diagnostics import Diagnostics
@@ -172,6 +177,21 @@ def subscribe(
                                 "--fail-on-gap only a gap that could not be healed exits 11.")
     ] = False,
     rest_url: RestUrlOpt = None,
+    # --- issue 25: running unattended ---
+    quiet: QuietOpt = False,
+    log_format: LogFormatOpt = LogFormat.human,
+    strict: Annotated[
+        bool, typer.Option("--strict",
+                           help="Exit 7 as soon as any requested subscription is rejected "
+                                "(by default only when every one is).")
+    ] = False,
+    metrics: Annotated[
+        str | None,
+        typer.Option("--metrics", metavar="HOST:PORT", show_default=False,
+                     help="Serve Prometheus metrics on http://HOST:PORT/metrics and a health "
+                          "check on /healthz (the 'metrics' extra; see 'Running unattended' "
+                          "in the README)."),
+    ] = None,
 ) -> None:
     """Subscribe to strategies and stream their signals and positions.
 
@@ -195,7 +215,7 @@ def subscribe(
                                  "in a profile of the config file", param_hint="'STRATEGY_ID'")
     channels = _setting_channels(settings.channels.value, settings.channels.source)
     output_mode = _setting_output(settings.output.value, settings.output.source)
-    key = load_api_key(settings, given_on_command_line=api_key is not None)
+    key = load_api_key(settings, given_on_command_line=api_key is not None, quiet=quiet)
     params = StreamParams(
         strategies=tuple(ids), channels=tuple(channels), url=settings.url.value, api_key=key,
         max_buffer=max_buffer, reconnect=not no_reconnect, max_retries=max_retries,
@@ -210,9 +230,31 @@ def subscribe(
         mode=output_mode, include_control=include_control, fields=parse_field_list(fields),
         message_filter=MessageFilter.of(symbols=parse_symbols(symbol)), color=color,
         verbose=verbose, terminal=TerminalOptions(zone, progress, bell or bell_fills, bell_fills),
+        quiet=quiet, log_format=log_format.value,
     )
     check_output_spec(output_spec)
-    raise typer.Exit(run_stream(params, output_spec, record=record, state=state))
+    unattended = Unattended(metrics=_metrics_address(metrics), strict=strict)
+    raise typer.Exit(run_stream(params, output_spec, record=record, state=state,
+                                unattended=unattended))
+
+
+@dataclass(frozen=True)
+class Unattended:
+    """Issue 25: ``--metrics`` (where to serve them) and ``--strict``."""
+
+    metrics: tuple[str, int] | None = None
+    strict: bool = False
+
+
+def _metrics_address(text: str | None) -> tuple[str, int] | None:
+    if text is None:
+        return None
+    from c2ws.monitor.metrics import parse_address
+
+    try:
+        return parse_address(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--metrics'") from None
 
 
 @dataclass(frozen=True)
@@ -319,13 +361,20 @@ def demo(
     symbol: SymbolOpt = None,
     color: ColorOpt = ColorChoice.auto,
     verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+    log_format: LogFormatOpt = LogFormat.human,
 ) -> None:
     """Stream from the bundled reference server: no key, no network needed.
 
     Runs the reference server on 127.0.0.1 with a synthetic feed and subscribes to
     every strategy on both channels, from the first signal on.
     """
-    from c2ws.cli.output import OutputSpec, TerminalOptions, check_output_spec
+    from c2ws.cli.output import (
+        OutputSpec,
+        TerminalOptions,
+        check_output_spec,
+        stderr_diagnostics,
+    )
     from c2ws.render.consoles import MessageConsole
     from c2ws.render.filters import MessageFilter
 
@@ -334,6 +383,7 @@ def demo(
         fields=parse_field_list(fields), message_filter=MessageFilter.of(
             symbols=parse_symbols(symbol)), color=color, verbose=verbose,
         terminal=TerminalOptions(tz, progress, bell or bell_fills, bell_fills),
+        quiet=quiet, log_format=log_format.value,
     )
     check_output_spec(output_spec)
 
@@ -342,11 +392,13 @@ def demo(
     config = server.ServerConfig(rate=rate, seed=seed, api_keys=(DEMO_API_KEY,),
                                  feed_waits_for_subscription=True)
     with server.ReferenceServer(config) as running:
-        MessageConsole(stderr=True, highlight=False, markup=False).print(
-            f"c2ws demo: reference server on {running.url} with a synthetic feed "
-            f"(strategies {', '.join(map(str, config.strategies))}); Ctrl-C to stop",
-            soft_wrap=True,
-        )
+        banner = (f"reference server on {running.url} with a synthetic feed (strategies "
+                  f"{', '.join(map(str, config.strategies))}); Ctrl-C to stop")
+        if output_spec.log_format == LogFormat.json.value:
+            stderr_diagnostics(output_spec).say(f"demo: {banner}", event="demo")
+        elif not quiet:
+            MessageConsole(stderr=True, highlight=False, markup=False).print(
+                f"c2ws demo: {banner}", soft_wrap=True)
         params = StreamParams(
             strategies=tuple(config.strategies), channels=spec.CHANNELS, url=running.url,
             api_key=DEMO_API_KEY, traffic=verbose or record is not None, count=count,
@@ -358,7 +410,7 @@ def demo(
 
 def run_stream(
     params: StreamParams, output: "OutputSpec", *, record: Path | None = None,
-    state: Path | None = None,
+    state: Path | None = None, unattended: Unattended = Unattended(),
 ) -> int:
     """Run a subscription with the chosen renderer; returns the exit code."""
     import c2ws
@@ -370,7 +422,7 @@ def run_stream(
         print("c2ws: stdout is closed; nothing to stream to", file=sys.stderr)
         return int(ExitCode.OK)
     if state is None:
-        return _run_stream(params, output, None, record=record)
+        return _run_stream(params, output, None, record=record, unattended=unattended)
     # The lock before anything else: a run it refuses must leave stdout's file, which the
     # run holding the lock may be appending to, as it is (not even a CSV header).  Then
     # stdout, when it is a file appended to, is read back: a torn last line is cut and
@@ -385,19 +437,22 @@ def run_stream(
         diagnostics.close()
         return int(ExitCode.STATE_FAILED)
     try:
-        return _run_stream(params, output, cursors, record=record)
+        return _run_stream(params, output, cursors, record=record, unattended=unattended)
     finally:
         cursors.close()  # the stream has, unless the run ended before it started
 
 
 def _run_stream(
     params: StreamParams, output: "OutputSpec", cursors: "FileCursors | None", *,
-    record: Path | None,
+    record: Path | None, unattended: Unattended,
 ) -> int:
     """:func:`run_stream` once the state file, if any, is locked."""
     from c2ws.cli.collector import tune_for_streaming
     from c2ws.cli.output import build_output
     from c2ws.cli.run import ForwardEvents, SubscribeRun
+    from c2ws.cli.watch import RunWatch
+    from c2ws.monitor.health import CountingCommits, StreamHealth, socket_heartbeats
+    from c2ws.monitor.notify import SystemdNotifier
 
     plan = params.stream()
     built = build_output(output, channels=set(params.channels), keys=plan.keys,
@@ -423,23 +478,49 @@ def _run_stream(
     snapshot: bool | str = params.snapshot
     if built.table and spec.CHANNEL_POSITIONS in params.channels and _has_httpx():
         snapshot = "reconnect"
+    # Issue 25: the run's health (reconnected lines, SIGUSR1, metrics, systemd).  A
+    # heartbeat is due within the server's interval and grace, or --silence-timeout.
+    # Heartbeats are read from the socket threads' sessions when asked for (metrics, the
+    # watchdog, SIGUSR1), not reported: that would wake the consumer at each one.
+    health = StreamHealth.of(plan, count_streams=unattended.metrics is not None,
+                             heartbeat_deadline=min(spec.HEALTH_HEARTBEAT_DEADLINE_SECONDS,
+                                                    params.silence_timeout),
+                             heartbeats=socket_heartbeats)
+    diagnostics.expect(health.plan)
+    notifier = SystemdNotifier()
+    # Heartbeat events only for what shows them: otherwise an idle connection's
+    # heartbeat wakes nothing but its own socket thread.
+    heartbeats = built.table or diagnostics.has_status_line or output.include_control
+    store: FileCursors | CountingCommits | None = cursors
+    if cursors is not None and unattended.metrics is not None:
+        store = CountingCommits(cursors, health)
     stream = params.stream(
         snapshot=snapshot,
-        cursors=cursors, auto_ack=False, on_event=events,
+        cursors=store, auto_ack=False, on_event=events,
         select=message_filter.selects_message if message_filter.active else None,
-        # Heartbeat events only for what shows them: otherwise an idle connection's
-        # heartbeat wakes nothing but its own socket thread.
-        heartbeats=built.table or diagnostics.has_status_line or output.include_control,
-        decode_payloads=built.needs_payloads,
+        heartbeats=heartbeats, decode_payloads=built.needs_payloads,
     )
+    metrics = None
+    if unattended.metrics is not None:
+        metrics = _start_metrics(unattended.metrics, health, stream, diagnostics)
+        if metrics is None:
+            notifier.close()
+            _close_unstarted(renderer)
+            return int(ExitCode.USAGE)
+    watch = RunWatch(stream, diagnostics, health, metrics=metrics, notifier=notifier,
+                     strict=unattended.strict)
+    watch.warn_about_watchdog()
+    watch.start()
     tune_for_streaming()
     run = SubscribeRun(stream, renderer, diagnostics, events=events, count=params.count,
                        timeout=params.timeout,
-                       readback_fd=_fileno(sys.stdout) if built.envelope_lines else None)
+                       readback_fd=_fileno(sys.stdout) if built.envelope_lines else None,
+                       watch=watch)
     try:
         try:
             code = int(run.run())  # it closes the renderer
         finally:
+            watch.close()
             diagnostics.close()
     except (StdoutClosed, BrokenPipeError):
         silence_stdout()
@@ -447,6 +528,31 @@ def _run_stream(
     if run.stdout_lost:
         silence_stdout()
     return code
+
+
+def _start_metrics(
+    address: tuple[str, int], health: "StreamHealth", stream: "Stream",
+    diagnostics: "Diagnostics",
+) -> "MetricsServer | None":
+    """The --metrics server, listening; None (said on stderr) when it cannot be."""
+    from c2ws.monitor.metrics import MetricsServer, MetricsUnavailable
+    from c2ws.render.safe import terminal_safe
+
+    host, port = address
+    try:
+        with threads_without_signals():
+            server = MetricsServer(health, host, port, backlog=lambda: stream.backlog).start()
+    except MetricsUnavailable as exc:
+        diagnostics.say(str(exc), "red", event="metrics")
+    except OSError as exc:
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        diagnostics.say(f"cannot serve --metrics on {terminal_safe(where, 300)}: "
+                        f"{exc.strerror or exc}", "red", event="metrics")
+        return None
+    # Port 0 picks a free one: the line says which.
+    diagnostics.say(f"metrics on {server.url}/metrics, health on {server.url}/healthz",
+                    event="metrics")
+    return server
 
 
 def _has_httpx() -> bool:

@@ -45,6 +45,7 @@ from websockets.http11 import Request, Response
 from c2ws import protocol, spec
 from c2ws.exitcodes import ExitCode
 from c2ws.protocol import JsonObject
+from c2ws.render.safe import terminal_safe
 from c2ws.server.core import (
     DEFAULT_HISTORY,
     Admission,
@@ -363,6 +364,18 @@ def _authorization(request: Request) -> str | None:
     return values[0] if len(values) == 1 else ""
 
 
+def _peer(connection: ServerConnection) -> str:
+    """host:port of the other end, for the operator's lines."""
+    try:
+        address = connection.remote_address
+    except Exception:  # the transport is gone already
+        return "?"
+    if isinstance(address, tuple) and len(address) >= 2:
+        host = str(address[0])
+        return f"[{host}]:{address[1]}" if ":" in host else f"{host}:{address[1]}"
+    return "?"
+
+
 def wait_for(predicate: Callable[[], T], timeout: float = 5.0, interval: float = 0.01) -> T:
     """Poll ``predicate`` until it returns something truthy; TimeoutError after ``timeout``."""
     deadline = time.monotonic() + timeout
@@ -382,9 +395,14 @@ class ReferenceServer:
     Hooks and knobs may be called from any thread once the server is running.
     """
 
-    def __init__(self, config: ServerConfig | None = None) -> None:
-        """Raises FileNotFoundError or FeedError for a recorded feed that cannot be played."""
+    def __init__(
+        self, config: ServerConfig | None = None, *, log: Callable[[str], None] | None = None,
+    ) -> None:
+        """Raises FileNotFoundError or FeedError for a recorded feed that cannot be played.
+        ``log``: told what happens, one line each (``c2ws serve``): connections opened and
+        closed, upgrades refused, subscriptions made, refused and ended."""
         self.config = config or ServerConfig()
+        self._log = log
         source = self.config.feed_source()
         if isinstance(source, Path) and not source.is_file():
             raise FileNotFoundError(f"feed file not found: {source}")
@@ -565,7 +583,8 @@ class ReferenceServer:
             # A second signal interrupts at once instead of waiting for the clean close.
             loop.remove_signal_handler(signum)
 
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        # SIGHUP too: a closed terminal or a dropped SSH session stops it cleanly.
+        for signum in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", signal.SIGTERM)):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(signum, graceful, signum)
 
@@ -615,11 +634,47 @@ class ReferenceServer:
             # Armed by reject_next_connections(): refused whoever asks, before the key
             # is even looked at, as a server at capacity or in trouble does.
             self._reject_new = reject.next()
+            self._refused(connection, reject.rejection)
             return _http_error(reject.rejection, reject.retry_after)
         verdict = self._admission.check(_authorization(request))
         if isinstance(verdict, Rejection):
+            self._refused(connection, verdict)
             return _http_error(verdict, self.config.retry_after)
         return None
+
+    # -- what the operator is told (c2ws serve) --
+
+    def _tell(self, text: str) -> None:
+        if self._log is not None:
+            self._log(f"{time.strftime('%H:%M:%S')} {text}")
+
+    def _refused(self, connection: ServerConnection, rejection: Rejection) -> None:
+        if self._log is not None:
+            self._tell(f"refused {_peer(connection)}: HTTP {rejection.status} "
+                       f"{rejection.code}: {rejection.message}")
+
+    def _subscriptions_told(
+        self, record: ConnectionRecord, before: frozenset[Subscription],
+        after: frozenset[Subscription], replies: Iterable[bytes | str],
+    ) -> None:
+        """A line per subscription made or ended, and per request refused."""
+        number = record.number
+        for strategy, channel in sorted(after - before):
+            self._tell(f"connection {number} subscribed to {channel}:{strategy}")
+        for strategy, channel in sorted(before - after):
+            self._tell(f"connection {number} unsubscribed from {channel}:{strategy}")
+        for data in replies:
+            if b'"error"' not in (data if isinstance(data, bytes) else data.encode()):
+                continue
+            with contextlib.suppress(protocol.MalformedMessage):
+                message = protocol.decode(data)
+                if message.msg_type == spec.MSG_ERROR:
+                    said = "; ".join(f"{detail.code}: {detail.message}"[:120]
+                                     for detail in protocol.error_details(message.payload))
+                    # The request id is the client's text: escaped for the terminal.
+                    self._tell(f"connection {number} refused request "
+                               f"{terminal_safe(str(message.request_id), 60)}: "
+                               f"{terminal_safe(said, 300)}")
 
     async def _rest_request(self, request: Request) -> Response:
         """A plain HTTP GET of the REST API (websockets hands every request to
@@ -643,6 +698,7 @@ class ReferenceServer:
         record = ConnectionRecord(number=next(self._numbers), api_key=api_key)
         self._open_records[record.number] = record
         within_limit = self._admission.register(api_key)
+        self._tell(f"connection {record.number} from {_peer(websocket)} opened")
         try:
             if not within_limit:
                 record.end = ConnectionEnd.OVER_KEY_LIMIT
@@ -654,6 +710,11 @@ class ReferenceServer:
             self._finish_record(websocket, record)
             del self._open_records[record.number]
             self._closed_records.append(record)
+            if self._log is not None:
+                self._tell(f"connection {record.number} closed: "
+                           f"{record.end.value if record.end else 'unknown'} (close code: "
+                           f"client {record.client_close_code}, server "
+                           f"{record.server_close_code}); {record.messages_sent} frame(s) sent")
 
     async def _serve_connection(
         self, websocket: ServerConnection, record: ConnectionRecord
@@ -688,6 +749,8 @@ class ReferenceServer:
                 changed = self._subscriptions_changed
                 if changed is not None and session.subscriptions != subscribed:
                     changed.set()
+                if self._log is not None:
+                    self._subscriptions_told(record, subscribed, session.subscriptions, replies)
                 self._record_received(connection, data)
                 connection.send(replies)
                 if session.subscriptions != subscribed:
@@ -1185,8 +1248,10 @@ def describe_listen_error(host: str, port: int, error: OSError) -> str:
     return f"cannot listen on {host} port {port}: {error.strerror or error}"
 
 
-def run_server(config: ServerConfig, *, show_api_keys: bool = True) -> int:
+def run_server(config: ServerConfig, *, show_api_keys: bool = True, quiet: bool = False) -> int:
     """Serve in the foreground until SIGINT/SIGTERM; close every connection cleanly.
+    Each connection, refusal, subscription and close is one line on stderr, unless
+    ``quiet`` (then only what ends it is said).
 
     Returns the exit code, each failure said in one line on stderr: 0 after a signal;
     ``ExitCode.USAGE`` for a host that is no host name or address, or a ``--feed`` file
@@ -1195,6 +1260,8 @@ def run_server(config: ServerConfig, *, show_api_keys: bool = True) -> int:
     """
 
     def announce(server: ReferenceServer) -> None:
+        if quiet:
+            return
         print(f"c2ws reference server listening on {server.url}", file=sys.stderr)
         if show_api_keys:
             print(f"accepted API key(s): {', '.join(config.api_keys)}", file=sys.stderr)
@@ -1210,8 +1277,11 @@ def run_server(config: ServerConfig, *, show_api_keys: bool = True) -> int:
 
     if not is_bind_host(config.host):
         return fail(f"--host {config.host!r} is not a host name or IP address", ExitCode.USAGE)
+    def log(line: str) -> None:
+        print(f"c2ws serve: {line}", file=sys.stderr, flush=True)
+
     try:
-        server = ReferenceServer(config)
+        server = ReferenceServer(config, log=None if quiet else log)
     except FeedError as exc:
         return fail(f"--feed: {exc}", ExitCode.USAGE)
     except OSError as exc:  # the recording vanished between the CLI's check and here
