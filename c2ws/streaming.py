@@ -262,8 +262,13 @@ def stream(
     heal_gaps: bool = False,
     snapshot: bool | str = False,
     rest_url: str | None = None,
+    subscriptions: Iterable[SubscriptionKey | tuple[int, str]] = (),
 ) -> Stream:
     """A stream of the signals and positions of ``strategies`` (see docs/library.md).
+
+    ``subscriptions``: (strategy id, channel) pairs followed besides ``strategies`` x
+    ``channels`` (``strategies`` may then be empty); :meth:`Stream.set_subscriptions`
+    changes them all while the stream runs.
 
     ``api_key``, ``url``, ``profile``: as ``c2ws subscribe`` resolves them when not
     given (``C2_API_KEY`` or ``C2WS_API_KEY_FILE``, ``C2WS_URL``, ``C2WS_PROFILE``, the
@@ -299,7 +304,8 @@ def stream(
     from c2ws.engine import EngineConfig, validate_config
     from c2ws.session import SessionTimeouts
 
-    keys = subscription_keys(strategies, channels)
+    keys = list(dict.fromkeys([*subscription_keys(strategies, channels),
+                               *map(_subscription_key, subscriptions)]))
     if api_key is None or url is None:
         from c2ws.config import Flags, connection_of
 
