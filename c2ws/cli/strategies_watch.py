@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from c2ws import spec
 from c2ws.cli.shared import threads_without_signals
+from c2ws.errors import C2wsError
 from c2ws.events import SubscriptionKey
 from c2ws.render.safe import terminal_safe
 from c2ws.strategies_file import StrategiesFileError, decode, subscriptions_of
@@ -118,10 +119,16 @@ class StrategiesFileWatch:
                 say(f"{self.name} re-read (SIGHUP): no change ({len(wanted)} "
                     "subscription(s))", event="strategies_file.unchanged")
             return
-        self.current = tuple(wanted)
         # Checked already (the count): this only asks; the consumer's thread applies it
         # and says what changed (a SubscriptionsChanged event).
-        self.stream.set_subscriptions(wanted, source=f"{self.name}, {why}")
+        try:
+            self.stream.set_subscriptions(wanted, source=f"{self.name}, {why}")
+        except (C2wsError, RuntimeError) as exc:  # not expected: said, never a dead thread
+            say(f"{self.name}: {terminal_safe(str(exc), 300)}; still following the last "
+                f"good set ({len(self.current)} subscription(s))", "red", level="error",
+                event="strategies_file.error")
+            return
+        self.current = tuple(wanted)
 
     def _stat(self) -> Signature | None:
         try:
