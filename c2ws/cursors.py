@@ -181,7 +181,9 @@ class FileCursors:
         state = StateFile(self.path, StateIdentity(identity.endpoint, identity.key_fingerprint))
         stored = state.open()
         try:
-            cursors = {key: seq for key, seq in stored.items() if key in set(identity.keys)}
+            # Every stored cursor, not only those of identity.keys: a strategy added to
+            # the running stream (--strategies-file) resumes from its own too.
+            cursors = dict(stored)
             if self.output is not None:
                 cursors = self._reconcile_output(self.output, identity.keys, cursors)
         except BaseException:

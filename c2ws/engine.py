@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from operator import countOf
 from types import TracebackType
@@ -111,6 +111,16 @@ class ConnectionHealth:
     last_end: ConnectionEnd | None = None
 
 
+def check_subscription_count(keys: Collection[SubscriptionKey], per_connection: int) -> None:
+    """:class:`ConfigError` for a set of subscriptions no API key may hold at once."""
+    if not keys:
+        raise ConfigError("nothing to subscribe to", param="STRATEGY_ID")
+    try:
+        plan_shards(list(keys), per_connection=per_connection)
+    except TooManySubscriptions as exc:
+        raise ConfigError(str(exc), param="STRATEGY_ID") from None
+
+
 def validate_config(config: EngineConfig) -> list[list[SubscriptionKey]]:
     """Raise :class:`ConfigError` for settings no connection could work with; else the
     subscriptions of each connection."""
@@ -165,6 +175,9 @@ class Engine:
         self._store = cursors
         self._failure: EngineError | None = None
         self._started = False
+        # What a connection added by a live change is made with (set at start).
+        self._settings: ConnectionSettings | None = None
+        self._seeds = random.Random(config.seed)
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -187,22 +200,41 @@ class Engine:
             report_heartbeats=self.config.report_heartbeats,
             decoded_payloads=self.config.decoded_payloads,
         )
+        self._settings = settings
         proxy = proxy_setting(self.config.url)
         if proxy is not None:
             self.handoff.put([proxy])
-        seeds = random.Random(self.config.seed)
-        for shard, keys in enumerate(self._plan):
-            stream_filter = StreamFilter(keys, cursors)
-            self._filters.append(stream_filter)
-            self._workers.append(ShardWorker(
-                shard, keys, settings=settings, stream_filter=stream_filter,
-                handoff=self.handoff,
-                backoff=Backoff(cap=self.config.max_backoff,
-                                rng=random.Random(seeds.getrandbits(64))),
-            ))
+        for keys in self._plan:
+            self._add_worker(keys, cursors)
         for worker in self._workers:
             worker.start()
         return self
+
+    def _add_worker(
+        self, keys: Sequence[SubscriptionKey], cursors: dict[SubscriptionKey, int]
+    ) -> ShardWorker:
+        """A socket thread for the next connection slot (not started)."""
+        assert self._settings is not None
+        stream_filter = StreamFilter(keys, cursors)
+        self._filters.append(stream_filter)
+        worker = ShardWorker(
+            len(self._workers), keys, settings=self._settings, stream_filter=stream_filter,
+            handoff=self.handoff,
+            backoff=Backoff(cap=self.config.max_backoff,
+                            rng=random.Random(self._seeds.getrandbits(64))),
+        )
+        self._workers.append(worker)
+        return worker
+
+    def request_subscriptions(self, keys: Sequence[SubscriptionKey], source: str = "") -> None:
+        """Ask for the running stream to carry exactly ``keys`` from now on, without a
+        reconnect (any thread may ask): applied on the consumer's thread at its next
+        :meth:`next_batch`, which hands over a :class:`~c2ws.events.SubscriptionsChanged`
+        in its place.  Raises :class:`ConfigError` at once for a set no key may hold (none,
+        or more than spec.MAX_SUBSCRIPTIONS_PER_KEY)."""
+        wanted = tuple(dict.fromkeys(keys))
+        check_subscription_count(wanted, self.config.per_connection)
+        self.handoff.put([ev.SubscriptionsRequested(wanted, source)])
 
     def stop(self) -> None:
         """Unsubscribe and close every connection (bounded in time); idempotent."""
@@ -236,6 +268,8 @@ class Engine:
         for index, event in enumerate(batch):
             if type(event) is _STREAM_MESSAGE:
                 continue  # most of them, and nothing to observe
+            if type(event) is ev.SubscriptionsRequested:
+                batch[index] = event = self._change_subscriptions(event)
             failure = self._observe(event)
             if failure is not None:
                 self._failure = failure
@@ -312,6 +346,8 @@ class Engine:
             self.rejected.discard(event.key)
             self.ever_confirmed = True
         elif isinstance(event, ev.SubscriptionRejected):
+            if event.key not in self.keys:
+                return None  # asked for, then taken out of the stream (a live change)
             self.rejected.add(event.key)
             if self.rejected >= self.keys:
                 return SubscriptionsRejected("every subscription was rejected; nothing to stream")
@@ -341,9 +377,73 @@ class Engine:
             return InternalError(event.summary, event.traceback)
         return None
 
-    def _load_cursors(self) -> dict[SubscriptionKey, int]:
+    def _change_subscriptions(self, request: ev.SubscriptionsRequested) -> ev.SubscriptionsChanged:
+        """Carry ``request.keys`` from now on: each connection unsubscribes what is no
+        longer wanted and subscribes what it is given; the streams that stay are
+        untouched.  A new strategy goes back to the connection that carried it before
+        (its cursor is there) when that has room, else to the first connection with
+        room, else to a new connection."""
+        wanted = dict.fromkeys(request.keys)
+        current = [key for keys in self._plan for key in keys]
+        removed = tuple(key for key in current if key not in wanted)
+        added = [key for key in wanted if key not in self.keys]
+        changed: set[int] = set()
+        for shard, keys in enumerate(self._plan):
+            kept = [key for key in keys if key in wanted]
+            if len(kept) != len(keys):
+                self._plan[shard] = kept
+                changed.add(shard)
+        room = self.config.per_connection
+        resume: dict[SubscriptionKey, int | None] = {}
+        stored: dict[SubscriptionKey, int] | None = None
+        placed: list[SubscriptionKey] = []
+        unplaced: list[SubscriptionKey] = []
+        tracked = [stream_filter.keys for stream_filter in self._filters]
+        for key in added:
+            shards = [shard for shard, keys in enumerate(self._plan)
+                      if len(keys) < room and self._workers[shard].accepts_keys]
+            before = [shard for shard in shards if key in tracked[shard]]
+            if before or shards:
+                shard = (before or shards)[0]
+            elif len(self._plan) < spec.MAX_CONNECTIONS_PER_KEY:
+                shard = len(self._plan)
+                self._plan.append([])
+                self.health.append(ConnectionHealth(shard, ()))
+            else:  # only when connections gave up for good: the run is ending anyway
+                unplaced.append(key)
+                continue
+            self._plan[shard].append(key)
+            changed.add(shard)
+            placed.append(key)
+            held = next((self._filters[shard].held(key)
+                         for shard, keys in enumerate(tracked) if key in keys), None)
+            if held is None:
+                held = self.written.get(key)
+            if held is None and self._store is not None:
+                if stored is None:
+                    stored = self._load_cursors(wanted)
+                held = stored.get(key)
+            resume[key] = held
+        for shard in sorted(changed):
+            keys = self._plan[shard]
+            self.health[shard].keys = tuple(keys)
+            given = {key: resume[key] for key in keys if key in resume}
+            if shard < len(self._workers):
+                self._workers[shard].set_keys(keys, given)
+            else:
+                self._add_worker(keys, {k: v for k, v in given.items() if v is not None}).start()
+        self.keys = frozenset(key for keys in self._plan for key in keys)
+        self.rejected -= set(removed) | set(placed)
+        return ev.SubscriptionsChanged(
+            tuple(placed), removed, tuple(tuple(keys) for keys in self._plan), request.source,
+            tuple(unplaced),
+        )
+
+    def _load_cursors(self, keys: Collection[SubscriptionKey] | None = None
+                      ) -> dict[SubscriptionKey, int]:
         if self._store is None:
             return {}
         from c2ws.cursors import checked_cursors
 
-        return checked_cursors(self._store.load(), self.keys, self._store)
+        return checked_cursors(self._store.load(), self.keys if keys is None else keys,
+                               self._store)

@@ -369,6 +369,33 @@ class WorkerCrashed:
     traceback: str
 
 
+@dataclass(frozen=True, slots=True)
+class SubscriptionsRequested:
+    """A request to change the subscriptions of the running stream to ``keys`` (from
+    ``Stream.set_subscriptions``, any thread): handed over like any other event so that
+    the engine applies it on the consumer's thread, where it becomes a
+    :class:`SubscriptionsChanged`.  ``source``: what asked (a file name), for the report."""
+
+    keys: tuple[SubscriptionKey, ...]
+    source: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionsChanged:
+    """The subscriptions of the running stream changed without a reconnect: ``added``
+    are being subscribed (on connections with room, a new one when none has),
+    ``removed`` unsubscribed; the other streams and their cursors are untouched.
+    ``plan``: the subscriptions of each connection now, in shard order; ``source``:
+    what asked for the change."""
+
+    added: tuple[SubscriptionKey, ...]
+    removed: tuple[SubscriptionKey, ...]
+    plan: tuple[tuple[SubscriptionKey, ...], ...]
+    source: str = ""
+    # Added, but no connection could take them (connections had given up for good).
+    unplaced: tuple[SubscriptionKey, ...] = ()
+
+
 Event = (
     Connected
     | SubscriptionConfirmed
@@ -399,4 +426,6 @@ Event = (
     | BackfillOrder
     | BackfillFailed
     | BackfillDone
+    | SubscriptionsRequested
+    | SubscriptionsChanged
 )

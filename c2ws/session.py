@@ -580,8 +580,13 @@ class ClientSession:
         self.state = state
 
     def _live_count(self) -> int:
+        # An unsubscribe on its way does not count: the server takes requests in order,
+        # so it has left by the time a subscribe sent after it arrives (a live change
+        # may swap strategies on a full connection).
         return sum(
-            1 for sub in self.subscriptions.values() if sub.state is not SubscriptionState.REJECTED
+            1 for sub in self.subscriptions.values()
+            if sub.state is not SubscriptionState.REJECTED
+            and sub.state is not SubscriptionState.UNSUBSCRIBING
         )
 
     def _oldest_request(self) -> PendingRequest | None:

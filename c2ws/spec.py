@@ -91,6 +91,11 @@ SUBSCRIPTION_ACK_TIMEOUT_SECONDS: Final = 10.0
 # The documented limits combined: 10 connections x 100 subscriptions per key.
 MAX_SUBSCRIPTIONS_PER_KEY: Final = MAX_CONNECTIONS_PER_KEY * MAX_SUBSCRIPTIONS_PER_CONNECTION
 
+# --strategies-file (issue 25): how often its stat is polled for a change (a thread that
+# sleeps in between: one stat a second costs nothing measurable), and the most of it read.
+STRATEGIES_FILE_POLL_SECONDS: Final = 1.0
+STRATEGIES_FILE_MAX_BYTES: Final = 1 << 20
+
 # A seq_id more than this far ahead of the cursor is implausible (a corrupt value, or the
 # server renumbered): the message is delivered, but the cursor only moves to it when the
 # next message continues from it, so one bad value cannot make later messages look old.

@@ -225,6 +225,17 @@ def subscription_keys(
     return [SubscriptionKey(sid, name) for sid in ids for name in names]
 
 
+def _subscription_key(key: SubscriptionKey | tuple[int, str]) -> SubscriptionKey:
+    """``key`` as a SubscriptionKey (a channel's short name accepted); ConfigError for
+    anything that names no subscription."""
+    try:
+        strategy, channel = key
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key!r} is not a (strategy id, channel) pair",
+                          param="STRATEGY_ID") from None
+    return subscription_keys([strategy], [channel])[0]
+
+
 def stream(
     strategies: Iterable[int | str] | int | str,
     channels: Iterable[str] | str = ("signal", "positions"),
@@ -251,8 +262,13 @@ def stream(
     heal_gaps: bool = False,
     snapshot: bool | str = False,
     rest_url: str | None = None,
+    subscriptions: Iterable[SubscriptionKey | tuple[int, str]] = (),
 ) -> Stream:
     """A stream of the signals and positions of ``strategies`` (see docs/library.md).
+
+    ``subscriptions``: (strategy id, channel) pairs followed besides ``strategies`` x
+    ``channels`` (``strategies`` may then be empty); :meth:`Stream.set_subscriptions`
+    changes them all while the stream runs.
 
     ``api_key``, ``url``, ``profile``: as ``c2ws subscribe`` resolves them when not
     given (``C2_API_KEY`` or ``C2WS_API_KEY_FILE``, ``C2WS_URL``, ``C2WS_PROFILE``, the
@@ -288,7 +304,8 @@ def stream(
     from c2ws.engine import EngineConfig, validate_config
     from c2ws.session import SessionTimeouts
 
-    keys = subscription_keys(strategies, channels)
+    keys = list(dict.fromkeys([*subscription_keys(strategies, channels),
+                               *map(_subscription_key, subscriptions)]))
     if api_key is None or url is None:
         from c2ws.config import Flags, connection_of
 
@@ -468,6 +485,44 @@ class Stream:
         engine = self._engine
         if engine is not None:
             engine.handoff.close()
+
+    # --- changing what it follows ---------------------------------------------------------
+
+    def set_subscriptions(
+        self, keys: Iterable[SubscriptionKey | tuple[int, str]], *, source: str = ""
+    ) -> None:
+        """Follow exactly ``keys`` ((strategy id, channel) pairs) from now on, on the
+        running connections, without a reconnect: new streams are subscribed on
+        connections with room (a new connection when none has; resumed from the cursor
+        store like the others), streams no longer wanted are unsubscribed, and the others
+        and their cursors are untouched.  Any thread may call it; the change is applied
+        on the consumer's thread, in order with the events, and reported to ``on_event``
+        as a :class:`~c2ws.events.SubscriptionsChanged` (``source``: what asked, for that
+        report).  Raises :class:`~c2ws.errors.ConfigError` at once for a set no API key
+        may hold (empty, or more than 1000 subscriptions) or a key that is none, and
+        RuntimeError before the stream has started."""
+        from c2ws.engine import check_subscription_count
+
+        wanted = [_subscription_key(key) for key in keys]
+        check_subscription_count(wanted, self.config.per_connection)
+        engine = self._engine
+        if engine is None:
+            raise RuntimeError("start the stream before changing its subscriptions")
+        engine.request_subscriptions(wanted, source)
+
+    def set_strategies(
+        self, strategies: Iterable[int | str] | int | str,
+        channels: Iterable[str] | str = ("signal", "positions"), *, source: str = "",
+    ) -> None:
+        """:meth:`set_subscriptions` of ``strategies`` on ``channels`` (as in
+        :func:`stream`)."""
+        self.set_subscriptions(subscription_keys(strategies, channels), source=source)
+
+    def _subscriptions_changed(self, event: ev.SubscriptionsChanged) -> None:
+        self.keys = tuple(key for keys in event.plan for key in keys)
+        self.connection_count = len(event.plan)
+        if self._rest_side is not None:
+            self._rest_side.strategies_changed(self.keys)
 
     # --- consuming -------------------------------------------------------------------------
 
@@ -653,6 +708,8 @@ class Stream:
             self._inbox_at = index
             if self._rest_side is not None and type(event) is ev.Connected:
                 self._rest_side.connected(event)
+            elif type(event) is ev.SubscriptionsChanged:
+                self._subscriptions_changed(event)
             try:
                 if on_event is not None:
                     on_event(event)
@@ -976,6 +1033,10 @@ class _RestSide:
             from c2ws.backfill import GapHealer
 
             self._healer = GapHealer(self._fetch)
+
+    def strategies_changed(self, keys: Sequence[SubscriptionKey]) -> None:
+        """The stream follows ``keys`` now (a live change): the snapshots follow."""
+        self._strategies = list(dict.fromkeys(key.strategy_id for key in keys))
 
     def _rest(self) -> object:
         if self._client is None:

@@ -20,6 +20,7 @@ ALLOWED = {
     "c2ws.cursors",  # the cursor stores (FileCursors is the --state file)
     "c2ws.spec",  # the documented constants: the options' defaults
     "c2ws.server.app",  # the reference server: serve and demo are its command line
+    "c2ws.strategies_file",  # the --strategies-file format (issue 25), sans I/O
 }
 # The renderers, the CLI itself, the REST API (public: c2ws.rest, issue 24), and watching
 # a run from outside (public: c2ws.monitor, issue 25).

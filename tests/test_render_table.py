@@ -528,6 +528,19 @@ def test_expected_subscriptions_count_before_the_server_answers() -> None:
     assert renderer.status_text().startswith("connected: no | subscriptions: 0/2 active")
 
 
+def test_a_live_change_of_the_subscriptions_is_counted_in_the_footer() -> None:
+    console, _ = make_console()
+    renderer = TableRenderer(console, live=False)
+    renderer.expect_subscriptions([SIGNALS, POSITIONS])
+    renderer.handle(events.SubscriptionConfirmed(SIGNALS, "r-1", envelope("subscription.ack")))
+    other = events.SubscriptionKey(SIGNALS.strategy_id + 1, SIGNALS.channel)
+    renderer.handle(events.SubscriptionsChanged((other,), (POSITIONS,), ((SIGNALS, other),)))
+    renderer.handle(events.Unsubscribed(POSITIONS, envelope("subscription.ack")))
+    assert "subscriptions: 1/2 active" in renderer.status_text()
+    renderer.handle(events.SubscriptionConfirmed(other, "r-2", envelope("subscription.ack")))
+    assert "subscriptions: 2/2 active" in renderer.status_text()  # what it follows now
+
+
 LOST = events.ConnectionEnded(
     0, events.ConnectionEnd(events.EndReason.SILENT, "silent"), was_connected=True
 )

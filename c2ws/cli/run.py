@@ -77,10 +77,11 @@ class SubscribeRun:
         self, stream: Stream, renderer: Renderer, diagnostics: Diagnostics, *,
         events: ForwardEvents | None = None, count: int | None = None,
         timeout: float | None = None, readback_fd: int | None = None,
-        watch: RunWatch | None = None,
+        watch: RunWatch | None = None, on_started: Callable[[], None] | None = None,
     ) -> None:
         self.stream = stream
         self.watch = watch
+        self.on_started = on_started  # once the socket threads run (--strategies-file)
         self.renderer = renderer
         self._handle_messages = messages_handler(renderer)
         self.diagnostics = diagnostics
@@ -142,6 +143,8 @@ class SubscribeRun:
                 with self._deadline_alarm(), self._status_signal():
                     with threads_without_signals():
                         stream.start()  # the socket threads
+                        if self.on_started is not None:
+                            self.on_started()
                     with stream:
                         for batch in stream.batches(include_empty=True):
                             self._write_batch(batch)

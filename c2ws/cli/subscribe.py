@@ -2,8 +2,9 @@
 the renderer, and run (see :mod:`c2ws.cli.run`).  Nothing here knows the wire protocol."""
 
 
+import contextlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TextIO
@@ -55,6 +56,7 @@ from c2ws.render.color import ColorChoice
 if TYPE_CHECKING:
     from c2ws import FileCursors, Stream
     from c2ws.cli.output import OutputSpec
+    from c2ws.cli.strategies_watch import StrategiesFileWatch
     from c2ws.events import SubscriptionKey
     from c2ws.monitor.health import StreamHealth
     from c2ws.monitor.metrics import MetricsServer
@@ -185,6 +187,15 @@ def subscribe(
                            help="Exit 7 as soon as any requested subscription is rejected "
                                 "(by default only when every one is).")
     ] = False,
+    strategies_file: Annotated[
+        Path | None,
+        typer.Option("--strategies-file", metavar="FILE", show_default=False,
+                     help="Also follow the strategies in FILE (one id per line, '#' "
+                          "comments, ID:signal or ID:positions for one channel), "
+                          "subscribing and unsubscribing without a reconnect when it "
+                          "changes or on SIGHUP (see 'Changing strategies without a "
+                          "restart' in the README)."),
+    ] = None,
     metrics: Annotated[
         str | None,
         typer.Option("--metrics", metavar="HOST:PORT", show_default=False,
@@ -210,10 +221,12 @@ def subscribe(
         output=output.value if output is not None else None,
     ))
     ids = list(settings.strategies.value)
-    if not ids:
-        raise typer.BadParameter("no strategy ids: give STRATEGY_ID..., or set strategies "
-                                 "in a profile of the config file", param_hint="'STRATEGY_ID'")
+    if not ids and strategies_file is None:
+        raise typer.BadParameter("no strategy ids: give STRATEGY_ID..., --strategies-file, "
+                                 "or set strategies in a profile of the config file",
+                                 param_hint="'STRATEGY_ID'")
     channels = _setting_channels(settings.channels.value, settings.channels.source)
+    from_file = _strategies_from_file(strategies_file, ids, channels)
     output_mode = _setting_output(settings.output.value, settings.output.source)
     key = load_api_key(settings, given_on_command_line=api_key is not None, quiet=quiet)
     params = StreamParams(
@@ -223,6 +236,7 @@ def subscribe(
         silence_timeout=silence_timeout, traffic=verbose or record is not None,
         count=count, timeout=timeout, fail_on_gap=fail_on_gap,
         heal_gaps=heal_gaps, snapshot=snapshot, rest_url=rest_url,
+        strategies_file=strategies_file, subscriptions=tuple(from_file),
     )
     params.check()
     zone = tz if tz is not None else _setting_zone(settings.tz.value, settings.tz.source)
@@ -236,6 +250,25 @@ def subscribe(
     unattended = Unattended(metrics=_metrics_address(metrics), strict=strict)
     raise typer.Exit(run_stream(params, output_spec, record=record, state=state,
                                 unattended=unattended))
+
+
+def _strategies_from_file(
+    path: Path | None, ids: Sequence[int], channels: Sequence[str]
+) -> "list[SubscriptionKey]":
+    """What --strategies-file asks for at the start, besides the command line's; a file
+    that cannot be used is a usage error (exit 2) naming the file and line."""
+    if path is None:
+        return []
+    from c2ws.cli.strategies_watch import read_subscriptions
+    from c2ws.events import SubscriptionKey
+    from c2ws.strategies_file import StrategiesFileError
+
+    fixed = [SubscriptionKey(sid, channel) for sid in ids for channel in channels]
+    try:
+        wanted = read_subscriptions(path, channels=channels, fixed=fixed)
+    except StrategiesFileError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--strategies-file'") from None
+    return [key for key in wanted if key not in set(fixed)]
 
 
 @dataclass(frozen=True)
@@ -280,12 +313,26 @@ class StreamParams:
     heal_gaps: bool = False
     snapshot: bool = False
     rest_url: str | None = None
+    # Issue 25: --strategies-file, and what it held at the start (besides strategies x
+    # channels, which are always followed).
+    strategies_file: Path | None = None
+    subscriptions: tuple["SubscriptionKey", ...] = ()
+
+    def keys(self) -> list["SubscriptionKey"]:
+        """Every subscription the run starts with, in the stream's order."""
+        from c2ws.events import SubscriptionKey
+
+        return list(dict.fromkeys([
+            *(SubscriptionKey(sid, channel) for sid in self.strategies
+              for channel in self.channels),
+            *self.subscriptions]))
 
     def stream(self, **more: Any) -> "Stream":
         """The stream (not started: nothing connects yet)."""
         import c2ws
 
         more.setdefault("snapshot", self.snapshot)
+        more.setdefault("subscriptions", self.subscriptions)
         return c2ws.stream(
             self.strategies, self.channels, api_key=self.api_key, url=self.url,
             max_buffer=self.max_buffer, reconnect=self.reconnect,
@@ -429,8 +476,7 @@ def run_stream(
     # what it holds is resumed after (exactly once); a pipe commits every message.
     cursors = c2ws.FileCursors(state, output=_fileno(sys.stdout))
     try:
-        cursors.open(c2ws.StreamIdentity.of(params.url, params.api_key, [
-            (sid, channel) for sid in params.strategies for channel in params.channels]))
+        cursors.open(c2ws.StreamIdentity.of(params.url, params.api_key, params.keys()))
     except StateFileError as exc:
         diagnostics = stderr_diagnostics(output)
         diagnostics.say(terminal_safe(str(exc), 400), "red")
@@ -512,14 +558,18 @@ def _run_stream(
     watch.warn_about_watchdog()
     watch.start()
     tune_for_streaming()
+    strategies = _strategies_watch(params, stream, diagnostics)
     run = SubscribeRun(stream, renderer, diagnostics, events=events, count=params.count,
                        timeout=params.timeout,
                        readback_fd=_fileno(sys.stdout) if built.envelope_lines else None,
-                       watch=watch)
+                       watch=watch, on_started=strategies.start if strategies else None)
     try:
         try:
-            code = int(run.run())  # it closes the renderer
+            with _hangup_rereads(strategies):
+                code = int(run.run())  # it closes the renderer
         finally:
+            if strategies is not None:
+                strategies.close()
             watch.close()
             diagnostics.close()
     except (StdoutClosed, BrokenPipeError):
@@ -528,6 +578,37 @@ def _run_stream(
     if run.stdout_lost:
         silence_stdout()
     return code
+
+
+def _strategies_watch(
+    params: StreamParams, stream: "Stream", diagnostics: "Diagnostics"
+) -> "StrategiesFileWatch | None":
+    """--strategies-file's watch over ``stream`` (started once the stream runs)."""
+    if params.strategies_file is None:
+        return None
+    from c2ws.cli.strategies_watch import StrategiesFileWatch
+    from c2ws.events import SubscriptionKey
+
+    return StrategiesFileWatch(
+        params.strategies_file, channels=params.channels,
+        fixed=[SubscriptionKey(sid, channel) for sid in params.strategies
+               for channel in params.channels],
+        current=params.keys(), stream=stream, diagnostics=diagnostics)
+
+
+@contextlib.contextmanager
+def _hangup_rereads(strategies: "StrategiesFileWatch | None") -> Iterator[None]:
+    """With --strategies-file, SIGHUP re-reads it (without, it ends the run: 129)."""
+    if strategies is None:
+        yield
+        return
+    from c2ws.cli import entry
+
+    previous, entry.hangup_action = entry.hangup_action, strategies.hangup
+    try:
+        yield
+    finally:
+        entry.hangup_action = previous
 
 
 def _start_metrics(

@@ -97,6 +97,12 @@ class StreamFilter:
             cursor = self._cursors[key] = StreamCursor(key, None)
         return cursor
 
+    def adopt(self, key: SubscriptionKey, held: int | None) -> None:
+        """Resume ``key`` from ``held`` (a stream added to the running connection); a
+        stream it already follows keeps its own cursor, which is never behind."""
+        if key not in self._cursors:
+            self._cursors[key] = StreamCursor(key, held)
+
     def held(self, key: SubscriptionKey) -> int | None:
         cursor = self._cursors.get(key)
         return None if cursor is None else cursor.held

@@ -274,6 +274,8 @@ class StreamHealth:
                     self._answered(key, confirmed=False)
                 case ev.Unsubscribed(key=key):
                     self._active.discard(key)
+                case ev.SubscriptionsChanged(removed=removed, plan=plan):
+                    self._replan(plan, removed)
                 case _:
                     pass
         return None
@@ -393,6 +395,19 @@ class StreamHealth:
             connection.down_since = now if connection.ever_up else self.started
         self._active.difference_update(connection.keys)
         return line
+
+    def _replan(self, plan: Sequence[Sequence[SubscriptionKey]],
+                removed: Sequence[SubscriptionKey]) -> None:
+        """A live change (--strategies-file): each connection carries ``plan``'s keys."""
+        for shard, keys in enumerate(plan):
+            if shard == len(self._connections):
+                self._connections.append(_Connection(shard, (), frozenset()))
+            connection = self._connections[shard]
+            connection.keys = tuple(keys)
+            connection.signal_keys = frozenset(key for key in keys if key.channel == _SIGNAL)
+        self._shard_of = {key: c.shard for c in self._connections for key in c.keys}
+        self._active.difference_update(removed)
+        self._rejected.difference_update(removed)
 
     def _answered(self, key: SubscriptionKey, *, confirmed: bool) -> None:
         shard = self._shard_of.get(key)

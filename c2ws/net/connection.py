@@ -136,6 +136,12 @@ class StopSignal:
         with contextlib.suppress(OSError):  # already woken (its buffer is full) or closed
             self._writer.send(b"\0")
 
+    def nudge(self) -> None:
+        """Wake the thread without asking it to stop (it has new work: see
+        ``ShardWorker.set_keys``); a wait that is not the driver's drains it and waits on."""
+        with contextlib.suppress(OSError):  # already woken (its buffer is full) or closed
+            self._writer.send(b"\0")
+
     def is_set(self) -> bool:
         return self._event.is_set()
 
@@ -202,6 +208,8 @@ def _wait_ready(
             ready = selector.select(deadline.remaining(doing))
             if stop is not None and stop.is_set():
                 raise _stopped(doing)
+            if stop is not None:
+                stop.clear_wakeups()  # a nudge: the driver looks at it once connected
             if any(key.fileobj is sock for key, _ in ready):
                 return
 
@@ -920,6 +928,10 @@ class SocketTransport:
             if stop is not None:
                 selector.register(stop.fileno(), selectors.EVENT_READ)
             selector.select(left)
+        if stop is not None and not stop.is_set():
+            # A nudge (not a stop) must not make the next wait return at once: the driver
+            # looks at what it was for after the send.
+            stop.clear_wakeups()
 
     def close(self) -> None:
         """Shut the connection down (no close frame: the driver sends that)."""

@@ -13,11 +13,12 @@ subscription costs no CPU.
 
 from __future__ import annotations
 
+import math
 import secrets
 import threading
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Final
 from urllib.parse import urlsplit
@@ -121,6 +122,12 @@ class ShardWorker(threading.Thread):
         super().__init__(name=f"c2ws-socket-{shard}", daemon=True)
         self.shard = shard
         self.keys = tuple(keys)
+        # Live changes (set_keys, from the consumer's thread): the keys wanted now, the
+        # cursors to resume the added ones from (applied on this thread: the filter is
+        # its own), and a count of changes the connection compares with what it applied.
+        self._keys_lock = threading.Lock()
+        self._resume: dict[SubscriptionKey, int | None] = {}
+        self.keys_version = 0
         self.settings = settings
         self._filter = stream_filter
         self._handoff = handoff
@@ -140,6 +147,38 @@ class ShardWorker(threading.Thread):
         thread wherever it waits: connecting, reading, or between connections."""
         self._stop_signal.set()
         self._handoff.wake()
+
+    @property
+    def accepts_keys(self) -> bool:
+        """Running, and not ending: :meth:`set_keys` may give it more."""
+        return self.is_alive() and not self._stop_signal.is_set()
+
+    def set_keys(
+        self, keys: Sequence[SubscriptionKey], resume: Mapping[SubscriptionKey, int | None]
+    ) -> bool:
+        """Carry ``keys`` from now on, without reconnecting: the connection subscribes
+        the new ones (resumed from ``resume``, when they have a cursor) and unsubscribes
+        the others.  False when the thread is ending (nothing changed then)."""
+        with self._keys_lock:
+            if not self.accepts_keys:
+                return False
+            self.keys = tuple(keys)
+            self._resume.update(resume)
+            self._rejected.difference_update(resume)  # asked for again: tried again
+            self.keys_version += 1
+        self._stop_signal.nudge()
+        return True
+
+    def take_keys(self) -> tuple[list[SubscriptionKey], int]:
+        """On this thread: the keys to subscribe now, and the change they include (the
+        cursors of added streams are handed to the filter first)."""
+        with self._keys_lock:
+            resume, self._resume = self._resume, {}
+            wanted = self._wanted()
+            version = self.keys_version
+        for key, held in resume.items():
+            self._filter.adopt(key, held)
+        return wanted, version
 
     # --- the thread ----------------------------------------------------------------------
 
@@ -207,9 +246,11 @@ class ShardWorker(threading.Thread):
                 report_heartbeats=settings.report_heartbeats,
                 decoded_payloads=settings.decoded_payloads,
             )
-            for key in self._wanted():
+            wanted, version = self.take_keys()
+            for key in wanted:
                 session.subscribe(key, now=now, wall=self._wall())
             hooks = _HandOver(self, session)
+            hooks.keys_version = version
             driver = Driver(
                 transport, session, hooks=hooks, stop=self._stop_signal,
                 settings=DriverSettings(io_timeout=settings.io_timeout, traffic=settings.traffic),
@@ -233,6 +274,7 @@ class _HandOver(DriverHooks):
         self.driver: Driver | None = None
         self.served_since: float | None = None  # when every subscription was answered
         self.unannounced = 0  # events handed over without waking the output thread
+        self.keys_version = 0  # the worker's change of keys this session carries
 
     def hand_over(self, batch: list[ev.Event]) -> None:
         session, handoff = self.session, self.handoff
@@ -258,6 +300,26 @@ class _HandOver(DriverHooks):
             handoff.wake_consumer()  # it must be awake to catch up
             handoff.wait_below(handoff.limit // 2, FAIRNESS_WAIT)
 
+    def deadline(self) -> float | None:
+        # A change of keys not applied yet: due at once (the nudge woke the driver).
+        return None if self.keys_version == self.worker.keys_version else -math.inf
+
+    def tick(self, now: float) -> None:
+        if self.keys_version != self.worker.keys_version:
+            self._apply_keys(now)
+
+    def _apply_keys(self, now: float) -> None:
+        """Subscribe and unsubscribe to carry the worker's keys (a live change): the
+        unsubscribes first, so a full connection has room for what replaces them."""
+        session, wall = self.session, self.worker._wall()
+        wanted, self.keys_version = self.worker.take_keys()
+        keep = set(wanted)
+        for key, sub in list(session.subscriptions.items()):
+            if key not in keep and sub.state is not SubscriptionState.UNSUBSCRIBING:
+                session.unsubscribe(key, now=now, wall=wall)
+        for key in wanted:
+            session.subscribe(key, now=now, wall=wall)
+
     def idle(self) -> None:
         if self.unannounced:
             self.unannounced = 0
@@ -270,8 +332,12 @@ class _HandOver(DriverHooks):
         self.worker._rejected.update(
             sub.key for sub in subs if sub.state is SubscriptionState.REJECTED
         )
-        if not self.worker._wanted():
-            self.worker._stop_signal.set()
+        worker = self.worker
+        with worker._keys_lock:
+            # Only rejections leave it with nothing: a connection emptied by a live
+            # change stays (it takes the next strategies added).
+            if not worker._wanted() and worker._rejected:
+                worker._stop_signal.set()
 
 
 def _behind(handoff: Handoff[ev.Event], backlog: int) -> str:

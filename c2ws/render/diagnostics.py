@@ -298,6 +298,11 @@ class Diagnostics:
                              strategy=key.strategy_id)
             case ev.Unsubscribed(key=key):
                 self.active.discard(key)
+            case ev.SubscriptionsChanged(removed=removed, plan=plan):
+                self.expect(plan)
+                self.active.difference_update(removed)
+                self.say(describe_change(event), "red" if event.unplaced else "",
+                         event="subscriptions.changed")
             case ev.SubscriptionRejected(key=key, errors=errors):
                 self.active.discard(key)
                 self.rejected += 1
@@ -453,6 +458,29 @@ class Diagnostics:
         if self._live is not None:
             self._live.stop()
             self._live = None
+
+
+# Subscriptions a change names; the rest are counted.
+_CHANGES_NAMED: Final = 5
+
+
+def describe_change(change: ev.SubscriptionsChanged) -> str:
+    """One line for a live change of the subscriptions (issue 25: --strategies-file)."""
+
+    def listed(keys: Sequence[ev.SubscriptionKey]) -> str:
+        named = ", ".join(map(str, keys[:_CHANGES_NAMED]))
+        more = len(keys) - _CHANGES_NAMED
+        return named + (f" and {more} more" if more > 0 else "")
+
+    parts = [f"subscribing to {listed(change.added)}"] if change.added else []
+    if change.removed:
+        parts.append(f"unsubscribing from {listed(change.removed)}")
+    if change.unplaced:
+        parts.append(f"no connection can take {listed(change.unplaced)}")
+    total = sum(map(len, change.plan))
+    source = f" ({terminal_safe(change.source, 300)})" if change.source else ""
+    return (f"subscriptions changed{source}: {'; '.join(parts) or 'nothing to do'}; "
+            f"{total} in all on {len(change.plan)} connection(s)")
 
 
 def _describe_backfill(done: ev.BackfillDone) -> str:

@@ -69,6 +69,7 @@ from c2ws.events import (
     SubscriptionConfirmed,
     SubscriptionKey,
     SubscriptionRejected,
+    SubscriptionsChanged,
     Unsubscribed,
 )
 from c2ws.protocol import Envelope, parse_timestamp
@@ -417,7 +418,16 @@ class TableRenderer:
             case SubscriptionRejected(key=key):
                 self._subscriptions[key] = _REJECTED
             case Unsubscribed(key=key):
-                self._subscriptions[key] = _UNSUBSCRIBED
+                if key in self._subscriptions:  # not one taken out by a change
+                    self._subscriptions[key] = _UNSUBSCRIBED
+            case SubscriptionsChanged(added=added, removed=removed, plan=plan):
+                # --strategies-file: the footer counts what the run follows now.
+                self._connections_total = len(plan)
+                for key in removed:
+                    self._subscriptions.pop(key, None)
+                for key in added:
+                    self._subscriptions[key] = _PENDING
+                    self._signals_expected |= key.channel == spec.CHANNEL_SIGNAL
             case DuplicateDropped():
                 self._duplicates += 1
             case HeartbeatAnswered(message=message):
