@@ -215,6 +215,13 @@ OUTPUT_MAX_TORN_BYTES: Final = 4 * MAX_FRAME_BYTES
 # none or the last few.  0.1 s: at most 10 commits a second while signals trickle in.
 COMMIT_GROUP_MAX_MESSAGES: Final = 10_000
 COMMIT_GROUP_MAX_SECONDS: Final = 0.1
+# Issue 23: an output file whose lines cannot be read back to cursors (CSV, TSV,
+# --fields, tables) has the bytes after its committed offset cut at the next start, and
+# the server sends those messages again: it replays at most REPLAY_LIMIT signals per
+# strategy, so no more than that many messages, of all streams together, are ever written
+# and not committed (a group commits at half of it).  Positions are not replayed: those
+# in a cut tail are gone, as are those sent while no run is connected.
+CUT_OUTPUT_MAX_UNCOMMITTED: Final = REPLAY_LIMIT
 
 # --- Hostile-input bounds: parsing server data and the reference server ----------------
 # (added for issue 12; every number here is a limit c2ws enforces on what it is sent)
