@@ -21,8 +21,9 @@ ALLOWED = {
     "c2ws.spec",  # the documented constants: the options' defaults
     "c2ws.server.app",  # the reference server: serve and demo are its command line
 }
-# The renderers, the CLI itself, and the REST API (public: c2ws.rest, issue 24).
-ALLOWED_PACKAGES = ("c2ws.render", "c2ws.cli", "c2ws.rest")
+# The renderers, the CLI itself, the REST API (public: c2ws.rest, issue 24) and the sinks
+# (public: c2ws.sinks, issue 23).
+ALLOWED_PACKAGES = ("c2ws.render", "c2ws.cli", "c2ws.rest", "c2ws.sinks")
 
 
 def imported(tree: ast.AST) -> list[tuple[str, str | None, int]]:

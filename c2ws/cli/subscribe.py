@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from c2ws.render import Renderer
     from c2ws.render.clock import DisplayZone
     from c2ws.render.diagnostics import Diagnostics
+    from c2ws.sinks import Guarantee
 
 # -o given as None: the profile's output, else auto.
 OutputOrProfileOpt = Annotated[
@@ -371,11 +372,27 @@ def run_stream(
         return int(ExitCode.OK)
     if state is None:
         return _run_stream(params, output, None, record=record)
+    # --- issue 23: what stdout keeps with --state (refused, warned, or exactly once) ---
+    from c2ws.cli.output import resolve_mode
+    from c2ws.sinks import Guarantee
+    from c2ws.sinks.output import output_guarantee
+
+    stdout_fd = _fileno(sys.stdout)
+    mode = resolve_mode(output.mode, sys.stdout)
+    read_back = mode is OutputMode.ndjson and not output.fields
+    guarantee = output_guarantee(stdout_fd, read_back=read_back,
+                                 one_document=mode is OutputMode.json)
+    if guarantee[0] is Guarantee.NONE:  # before the lock: nothing is touched
+        diagnostics = stderr_diagnostics(output)
+        diagnostics.say(f"--state with stdout: {guarantee[1]}", "red")
+        diagnostics.close()
+        return int(ExitCode.USAGE)
     # The lock before anything else: a run it refuses must leave stdout's file, which the
     # run holding the lock may be appending to, as it is (not even a CSV header).  Then
-    # stdout, when it is a file appended to, is read back: a torn last line is cut and
-    # what it holds is resumed after (exactly once); a pipe commits every message.
-    cursors = c2ws.FileCursors(state, output=_fileno(sys.stdout))
+    # stdout, when it is a file appended to, is read back from where the last commit says
+    # its lines end: a torn last line is cut, and what it holds after that is resumed
+    # after (NDJSON) or cut (other formats; the server sends it again).
+    cursors = c2ws.FileCursors(state, output=stdout_fd, read_back=read_back)
     try:
         cursors.open(c2ws.StreamIdentity.of(params.url, params.api_key, [
             (sid, channel) for sid in params.strategies for channel in params.channels]))
@@ -385,19 +402,21 @@ def run_stream(
         diagnostics.close()
         return int(ExitCode.STATE_FAILED)
     try:
-        return _run_stream(params, output, cursors, record=record)
+        return _run_stream(params, output, cursors, record=record, guarantee=guarantee)
     finally:
         cursors.close()  # the stream has, unless the run ended before it started
 
 
 def _run_stream(
     params: StreamParams, output: "OutputSpec", cursors: "FileCursors | None", *,
-    record: Path | None,
+    record: Path | None, guarantee: "tuple[Guarantee, str] | None" = None,
 ) -> int:
     """:func:`run_stream` once the state file, if any, is locked."""
     from c2ws.cli.collector import tune_for_streaming
     from c2ws.cli.output import build_output
     from c2ws.cli.run import ForwardEvents, SubscribeRun
+    from c2ws.sinks import check_promise
+    from c2ws.sinks.output import OutputSink
 
     plan = params.stream()
     built = build_output(output, channels=set(params.channels), keys=plan.keys,
@@ -406,6 +425,7 @@ def _run_stream(
     if cursors is not None and cursors.torn_bytes_removed:
         diagnostics.say(f"removed a torn last line ({cursors.torn_bytes_removed} bytes) from "
                         "the output file left by an earlier run", "yellow")
+    _say_reconciliation(cursors, diagnostics)
     message_filter = output.message_filter
     renderer: Renderer = built.renderer
     if record is not None:
@@ -433,8 +453,16 @@ def _run_stream(
         decode_payloads=built.needs_payloads,
     )
     tune_for_streaming()
+    # Issue 23: stdout is the sink (the table writes through the text stream: flushed too).
+    sink = OutputSink(renderer, text=sys.stdout if built.table else None)
+    if guarantee is not None:
+        sink.guarantee, sink.guarantee_detail = guarantee
+    if cursors is not None:
+        warning = check_promise(sink)
+        if warning is not None:
+            diagnostics.say(warning, "yellow")
     run = SubscribeRun(stream, renderer, diagnostics, events=events, count=params.count,
-                       timeout=params.timeout,
+                       timeout=params.timeout, sink=sink,
                        readback_fd=_fileno(sys.stdout) if built.envelope_lines else None)
     try:
         try:
@@ -447,6 +475,22 @@ def _run_stream(
     if run.stdout_lost:
         silence_stdout()
     return code
+
+
+def _say_reconciliation(cursors: "FileCursors | None", diagnostics: "Diagnostics") -> None:
+    """What the start found in the output file after the last commit, when it is worth a
+    line: a tail cut (formats not read back) or a file that is not the one recorded."""
+    found = cursors.reconciliation if cursors is not None else None
+    if found is None:
+        return
+    if found.cut_bytes:
+        diagnostics.say(f"cut {found.cut_lines} line(s) ({found.cut_bytes} bytes) written "
+                        "after the last commit from the output file: the server sends those "
+                        "messages again", "yellow")
+    if found.notice is not None:
+        from c2ws.render.safe import terminal_safe
+
+        diagnostics.say(terminal_safe(found.notice, 400), "yellow")
 
 
 def _has_httpx() -> bool:
