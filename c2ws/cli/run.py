@@ -223,12 +223,15 @@ class SubscribeRun:
         self._batch, self._written_of_batch = events, 0
         try:
             self._writing = True
-            self._hand_over(batch)
-            self._writing = False
-            # What the sink says is durable moves the cursors (for stdout: all of it; an
-            # appended output file is synced before the grouped commit of --state).
-            for done in self.sink.durable():
-                self.stream.ack(done)
+            try:
+                self._hand_over(batch)
+            finally:
+                self._writing = False
+                # What the sink says is durable moves the cursors (for stdout: all of it
+                # once written; an appended output file is synced before the grouped
+                # commit of --state), also when it failed part way (--exec).
+                for done in self.sink.durable():
+                    self.stream.ack(done)
         except BrokenPipeError:
             raise
         except OSError as exc:

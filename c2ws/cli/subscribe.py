@@ -46,17 +46,36 @@ from c2ws.cli.options import (
     whole_number,
 )
 from c2ws.cli.shared import server_module, silence_stdout
+from c2ws.cli.sinks import (
+    CreateStreamOpt,
+    CredsOpt,
+    DeadLetterOpt,
+    ExecFailOpt,
+    ExecOpt,
+    ExecRetriesOpt,
+    ExecTimeoutOpt,
+    NkeyOpt,
+    PasswordOpt,
+    SinkOptions,
+    SubjectPrefixOpt,
+    TlsCaOpt,
+    TlsCertOpt,
+    TlsKeyOpt,
+    ToOpt,
+    UserOpt,
+)
 from c2ws.exitcodes import ExitCode
 from c2ws.render.color import ColorChoice
 
 if TYPE_CHECKING:
     from c2ws import FileCursors, Stream
     from c2ws.cli.output import OutputSpec
+    from c2ws.cursors import CursorStore
     from c2ws.events import SubscriptionKey
     from c2ws.render import Renderer
     from c2ws.render.clock import DisplayZone
     from c2ws.render.diagnostics import Diagnostics
-    from c2ws.sinks import Guarantee
+    from c2ws.sinks import Guarantee, Sink
 
 # -o given as None: the profile's output, else auto.
 OutputOrProfileOpt = Annotated[
@@ -173,6 +192,22 @@ def subscribe(
                                 "--fail-on-gap only a gap that could not be healed exits 11.")
     ] = False,
     rest_url: RestUrlOpt = None,
+    # --- issue 23: sinks other than stdout ---
+    exec_command: ExecOpt = None,
+    exec_retries: ExecRetriesOpt = spec.EXEC_DEFAULT_RETRIES,
+    exec_timeout: ExecTimeoutOpt = None,
+    exec_fail: ExecFailOpt = None,
+    dead_letter: DeadLetterOpt = None,
+    to: ToOpt = None,
+    subject_prefix: SubjectPrefixOpt = spec.NATS_SUBJECT_PREFIX,
+    create_stream: CreateStreamOpt = None,
+    creds: CredsOpt = None,
+    nkey: NkeyOpt = None,
+    user: UserOpt = None,
+    password: PasswordOpt = None,
+    tlscert: TlsCertOpt = None,
+    tlskey: TlsKeyOpt = None,
+    tlsca: TlsCaOpt = None,
 ) -> None:
     """Subscribe to strategies and stream their signals and positions.
 
@@ -213,7 +248,13 @@ def subscribe(
         verbose=verbose, terminal=TerminalOptions(zone, progress, bell or bell_fills, bell_fills),
     )
     check_output_spec(output_spec)
-    raise typer.Exit(run_stream(params, output_spec, record=record, state=state))
+    sinks = SinkOptions(  # issue 23
+        exec_command=exec_command, exec_retries=exec_retries, exec_timeout=exec_timeout,
+        exec_fail=exec_fail, dead_letter=dead_letter, to=to, subject_prefix=subject_prefix,
+        create_stream=create_stream, creds=creds, nkey=nkey, user=user, password=password,
+        tlscert=tlscert, tlskey=tlskey, tlsca=tlsca)
+    sinks.check(fields=output_spec.fields)
+    raise typer.Exit(run_stream(params, output_spec, record=record, state=state, sinks=sinks))
 
 
 @dataclass(frozen=True)
@@ -359,7 +400,7 @@ def demo(
 
 def run_stream(
     params: StreamParams, output: "OutputSpec", *, record: Path | None = None,
-    state: Path | None = None,
+    state: Path | None = None, sinks: SinkOptions | None = None,
 ) -> int:
     """Run a subscription with the chosen renderer; returns the exit code."""
     import c2ws
@@ -367,6 +408,11 @@ def run_stream(
     from c2ws.errors import StateFileError
     from c2ws.render.safe import terminal_safe
 
+    if sinks is not None and sinks.active:  # issue 23: --exec, --to
+        from c2ws.cli.fanout import run_to_sink
+
+        return run_to_sink(params, output, sinks, record=record, state=state,
+                           run_stream=_run_stream)
     if sys.stdout is None:  # started with stdout closed (``>&-``): nobody to stream to
         print("c2ws: stdout is closed; nothing to stream to", file=sys.stderr)
         return int(ExitCode.OK)
@@ -410,6 +456,7 @@ def run_stream(
 def _run_stream(
     params: StreamParams, output: "OutputSpec", cursors: "FileCursors | None", *,
     record: Path | None, guarantee: "tuple[Guarantee, str] | None" = None,
+    sink: "Sink | None" = None, store: "CursorStore | None" = None,
 ) -> int:
     """:func:`run_stream` once the state file, if any, is locked."""
     from c2ws.cli.collector import tune_for_streaming
@@ -445,7 +492,7 @@ def _run_stream(
         snapshot = "reconnect"
     stream = params.stream(
         snapshot=snapshot,
-        cursors=cursors, auto_ack=False, on_event=events,
+        cursors=store if store is not None else cursors, auto_ack=False, on_event=events,
         select=message_filter.selects_message if message_filter.active else None,
         # Heartbeat events only for what shows them: otherwise an idle connection's
         # heartbeat wakes nothing but its own socket thread.
@@ -453,17 +500,20 @@ def _run_stream(
         decode_payloads=built.needs_payloads,
     )
     tune_for_streaming()
-    # Issue 23: stdout is the sink (the table writes through the text stream: flushed too).
-    sink = OutputSink(renderer, text=sys.stdout if built.table else None)
-    if guarantee is not None:
-        sink.guarantee, sink.guarantee_detail = guarantee
-    if cursors is not None:
+    # Issue 23: stdout is the sink (the table writes through the text stream: flushed too)
+    # unless another was given (then the renderer gets the other events only).
+    if sink is None:
+        sink = OutputSink(renderer, text=sys.stdout if built.table else None)
+        if guarantee is not None:
+            sink.guarantee, sink.guarantee_detail = guarantee
+    if cursors is not None:  # --state: what the sink keeps across a crash
         warning = check_promise(sink)
         if warning is not None:
             diagnostics.say(warning, "yellow")
     run = SubscribeRun(stream, renderer, diagnostics, events=events, count=params.count,
                        timeout=params.timeout, sink=sink,
-                       readback_fd=_fileno(sys.stdout) if built.envelope_lines else None)
+                       readback_fd=_fileno(sys.stdout) if built.envelope_lines and isinstance(
+                           sink, OutputSink) else None)
     try:
         try:
             code = int(run.run())  # it closes the renderer

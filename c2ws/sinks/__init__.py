@@ -11,7 +11,8 @@ the last durable message.  One small interface, :class:`Sink`::
     sync()                        # wait until everything written is durable
     close()                       # sync, then release
 
-and two attributes: ``name`` (for messages: ``stdout``, ``nats://host:4222``,
+and two attributes (a third, ``one_message_at_a_time``, is optional: see
+:class:`SinkCursors`): ``name`` (for messages: ``stdout``, ``nats://host:4222``,
 ``--exec notify.sh``) and ``guarantee`` (a :class:`Guarantee`, with ``guarantee_detail``
 saying precisely what it means for this sink), what it keeps across a crash when the
 cursors are kept too (``--state``, or a log that is its own cursor): :func:`promise`
@@ -148,22 +149,38 @@ class SinkCursors:
     over those of ``store`` (the ``--state`` file, when there is one), which keeps being
     committed to; without a store the sink is the only truth, nothing else is written."""
 
-    def __init__(self, sink: Sink, store: CursorStore | None = None) -> None:
+    def __init__(
+        self, sink: Sink, store: CursorStore | None = None, *,
+        from_sink: Mapping[SubscriptionKey, int] | None = None,
+    ) -> None:
+        """``from_sink``: what ``sink.open`` returned, when the caller opened it already
+        (then ``open`` does not open it again)."""
         self.sink = sink
         self.store = store
-        self.from_sink: dict[SubscriptionKey, int] = {}
+        self._opened = from_sink is not None
+        self.from_sink: dict[SubscriptionKey, int] = dict(from_sink or {})
 
     @property
     def commit_groups(self) -> CommitGroups | None:
         groups: CommitGroups | None = getattr(self.store, "commit_groups", None)
         return groups
 
+    @property
+    def commits_each_message(self) -> bool:
+        """A sink that makes one message durable at a time (``--exec``) says so
+        (``one_message_at_a_time``): the stream then hands it one message per batch, and
+        each is acknowledged (and committed) as soon as it is durable, so a crash repeats
+        only the message in hand."""
+        return bool(getattr(self.sink, "one_message_at_a_time", False))
+
     def open(self, identity: StreamIdentity) -> None:
         opener = getattr(self.store, "open", None)
         if opener is not None:
             opener(identity)
-        self.from_sink = {SubscriptionKey(*key): seq
-                          for key, seq in self.sink.open(identity.keys).items()}
+        if not self._opened:
+            self._opened = True
+            self.from_sink = {SubscriptionKey(*key): seq
+                              for key, seq in self.sink.open(identity.keys).items()}
 
     def load(self) -> Mapping[tuple[int, str], int]:
         merged: dict[tuple[int, str], int] = dict(self.store.load()) if self.store else {}
