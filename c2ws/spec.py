@@ -244,13 +244,20 @@ EXEC_WITHHELD_VARIABLES: Final = ("C2_API_KEY", "C2WS_API_KEY_FILE")
 # ack and two instances racing on the same message; a restart resumes from the stream,
 # so the window need not cover downtime).  At most NATS_MAX_IN_FLIGHT publishes await
 # their acks at once; each ack within NATS_ACK_TIMEOUT_SECONDS (then it is published
-# again, same Nats-Msg-Id, up to NATS_PUBLISH_ATTEMPTS times).
+# again, same Nats-Msg-Id, everything unacknowledged after it too: a round; up to
+# NATS_PUBLISH_ATTEMPTS rounds in a row without an ack, a refused round waiting
+# NATS_RETRY_PAUSE_SECONDS doubled each time, at most NATS_RETRY_PAUSE_MAX_SECONDS).  A
+# lost connection is tried again every NATS_RECONNECT_WAIT_SECONDS, without end (the
+# publishes time out meanwhile and end the run after their attempts).
 NATS_SUBJECT_PREFIX: Final = "c2"
 NATS_DUPLICATE_WINDOW_SECONDS: Final = 120.0
 NATS_MAX_IN_FLIGHT: Final = 4096
 NATS_ACK_TIMEOUT_SECONDS: Final = 5.0
 NATS_PUBLISH_ATTEMPTS: Final = 12
 NATS_CONNECT_TIMEOUT_SECONDS: Final = 5.0
+NATS_RETRY_PAUSE_SECONDS: Final = 0.05
+NATS_RETRY_PAUSE_MAX_SECONDS: Final = 2.0
+NATS_RECONNECT_WAIT_SECONDS: Final = 0.2
 
 # --- Hostile-input bounds: parsing server data and the reference server ----------------
 # (added for issue 12; every number here is a limit c2ws enforces on what it is sent)

@@ -54,8 +54,8 @@ DeadLetterOpt = Annotated[
 ToOpt = Annotated[
     str | None,
     typer.Option("--to", metavar="nats://HOST:PORT", show_default=False,
-                 help="Publish every message to NATS JetStream (subject "
-                      "PREFIX.<channel>.<strategy_id>, deduplicated by Nats-Msg-Id); the "
+                 help="Publish every message to NATS JetStream (subject PREFIX.signal.ID "
+                      "or PREFIX.positions.ID, deduplicated by Nats-Msg-Id); the "
                       "'nats' extra. Without --state, resumes from the stream itself."),
 ]
 SubjectPrefixOpt = Annotated[
@@ -180,4 +180,4 @@ class SinkOptions:
         return NatsSink(NatsOptions(
             url=self.to, subject_prefix=self.subject_prefix, create_stream=self.create_stream,
             creds=self.creds, nkey=self.nkey, user=self.user, password=self.password,
-            tlscert=self.tlscert, tlskey=self.tlskey, tlsca=self.tlsca))
+            tlscert=self.tlscert, tlskey=self.tlskey, tlsca=self.tlsca), say=diagnostics.say)

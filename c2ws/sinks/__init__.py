@@ -37,10 +37,10 @@ from enum import Enum
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from c2ws.errors import ConfigError
-from c2ws.events import SubscriptionKey
 
 if TYPE_CHECKING:
     from c2ws.cursors import CommitGroups, CursorStore, StreamIdentity
+    from c2ws.events import SubscriptionKey
     from c2ws.streaming import Batch, Stream
 
 __all__ = [
@@ -178,6 +178,10 @@ class SinkCursors:
         if opener is not None:
             opener(identity)
         if not self._opened:
+            # Here, not at the top: the CLI's options import this package, and a Tab
+            # completion must not load the engine's modules (tests/test_completions.py).
+            from c2ws.events import SubscriptionKey
+
             self._opened = True
             self.from_sink = {SubscriptionKey(*key): seq
                               for key, seq in self.sink.open(identity.keys).items()}

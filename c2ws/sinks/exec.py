@@ -49,10 +49,10 @@ from typing import TYPE_CHECKING, Final
 
 from c2ws import spec
 from c2ws.errors import ConfigError, SinkFailed
-from c2ws.events import SubscriptionKey
 from c2ws.sinks import Guarantee
 
 if TYPE_CHECKING:
+    from c2ws.events import SubscriptionKey
     from c2ws.messages import Message
     from c2ws.streaming import Batch
 

@@ -12,11 +12,14 @@
   last message of each subject says where to resume: without ``--state`` a restart reads
   it (:meth:`NatsSink.open`) and the log is the one source of truth.
 * **Durable**: a batch is durable once JetStream acknowledged every publish of it.  The
-  publishes are pipelined (up to ``spec.NATS_MAX_IN_FLIGHT`` in flight; acks awaited in
-  order); one not acknowledged within ``spec.NATS_ACK_TIMEOUT_SECONDS`` (NATS restarting,
-  a lost connection: the client reconnects on its own) is published again with the same
-  id, up to ``spec.NATS_PUBLISH_ATTEMPTS`` times, then the run ends
-  (:class:`~c2ws.errors.SinkFailed`, exit 12) with nothing unacknowledged counted.
+  publishes are pipelined (up to ``spec.NATS_MAX_IN_FLIGHT`` in flight, their acks on an
+  inbox of the sink's own, awaited in order).  When an ack does not come within
+  ``spec.NATS_ACK_TIMEOUT_SECONDS`` (NATS restarting, a lost connection: the client
+  reconnects on its own) or a publish is refused, everything from that message on is
+  published again with the same ids; after ``spec.NATS_PUBLISH_ATTEMPTS`` such rounds in a
+  row without an ack the run ends (:class:`~c2ws.errors.SinkFailed`, exit 12) with
+  nothing unacknowledged counted.  A lost connection and its return are said on stderr,
+  one line each.
 * **--create-stream NAME**: a stream of ``PREFIX.>``, file storage, limits retention
   (nothing removed by c2ws: trim it with ``nats stream edit``), duplicate window
   ``spec.NATS_DUPLICATE_WINDOW_SECONDS``; an existing stream of that name is used as it
@@ -34,16 +37,20 @@ import contextlib
 import hashlib
 import ssl
 import threading
-from collections.abc import Collection, Coroutine, Mapping
+from collections import deque
+from collections.abc import Callable, Collection, Coroutine, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 from urllib.parse import urlsplit
 
+import orjson
+
 from c2ws import events as ev
 from c2ws import spec
 from c2ws.errors import ConfigError, SinkFailed
 from c2ws.events import SubscriptionKey
+from c2ws.render.safe import terminal_safe
 from c2ws.sinks import Guarantee
 
 if TYPE_CHECKING:
@@ -121,7 +128,10 @@ class NatsSink:
     guarantee_detail = ("JetStream stores each message once (Nats-Msg-Id, within the "
                         "stream's duplicate window) and the cursor moves on its acks only")
 
-    def __init__(self, options: NatsOptions) -> None:
+    def __init__(self, options: NatsOptions, *,
+                 say: Callable[[str, str], None] | None = None) -> None:
+        """``say(text, color)`` reports the connection's losses and recoveries on stderr
+        (the CLI's diagnostics); None: silent."""
         options.check()
         try:
             import nats  # noqa: F401  (the extra: said at once when it is missing)
@@ -130,6 +140,7 @@ class NatsSink:
                               "'c2ws[nats]'", param="--to") from None
         self.options = options
         self.name = options.url
+        self.say = say
         self.stream_name: str | None = None
         self.published = 0  # messages acknowledged by JetStream (duplicates included)
         self.duplicates = 0  # of them, those JetStream already held
@@ -141,6 +152,12 @@ class NatsSink:
         self._thread.start()
         self._nc: Any = None
         self._js: Any = None
+        self._inbox = ""
+        self._next_token = 0
+        self._round_base = 0
+        self._acks: dict[int, tuple[Mapping[str, str] | None, bytes]] = {}
+        self._arrived = asyncio.Event()
+        self._disconnected = False
 
     # --- the seam ---
 
@@ -196,12 +213,19 @@ class NatsSink:
         try:
             self._nc = await nats.connect(
                 servers=[options.url], connect_timeout=int(spec.NATS_CONNECT_TIMEOUT_SECONDS),
-                allow_reconnect=True, max_reconnect_attempts=-1, reconnect_time_wait=0.2,
-                name="c2ws", **self._credentials())
+                allow_reconnect=True, max_reconnect_attempts=-1,
+                reconnect_time_wait=spec.NATS_RECONNECT_WAIT_SECONDS, name="c2ws",
+                error_cb=self._on_error, disconnected_cb=self._on_disconnected,
+                reconnected_cb=self._on_reconnected, **self._credentials())
         except Exception as exc:  # nats-py raises a few kinds: each is "cannot connect"
             raise SinkFailed(f"cannot connect to NATS at {options.url}: "
                              f"{_reason(exc)}") from None
-        self._js = self._nc.jetstream(publish_async_max_pending=spec.NATS_MAX_IN_FLIGHT)
+        self._js = self._nc.jetstream()
+        # Acks come to an inbox of the sink's own, one subject per publish: a dict
+        # lookup per ack (nats-py's publish_async spends a future, a semaphore and a
+        # random token on each, which halves the rate).
+        self._inbox = self._nc.new_inbox() + "."
+        await self._nc.subscribe(self._inbox + "*", cb=self._on_ack)
         prefix = options.subject_prefix
         try:
             if options.create_stream is not None:
@@ -257,6 +281,27 @@ class NatsSink:
             given["tls"] = context
         return given
 
+    # nats-py's own reports would be tracebacks on stderr: each is one line here, the
+    # loss once and the recovery once, not every failed reconnect attempt.
+    async def _on_error(self, exc: Exception) -> None:
+        if not self._disconnected:
+            self._report(f"NATS {self.options.url}: {_reason(exc)}", "yellow")
+
+    async def _on_disconnected(self) -> None:
+        if not self._disconnected and self._nc is not None and not self._nc.is_closed:
+            self._disconnected = True
+            self._report(f"NATS {self.options.url}: connection lost; reconnecting (what "
+                         "was not acknowledged is published again)", "yellow")
+
+    async def _on_reconnected(self) -> None:
+        if self._disconnected:
+            self._disconnected = False
+            self._report(f"NATS {self.options.url}: reconnected", "")
+
+    def _report(self, text: str, color: str) -> None:
+        if self.say is not None:
+            self.say(terminal_safe(text, 400), color)
+
     async def _publish(self, events: list[ev.Event] | Any, lines: list[bytes]) -> None:
         """Publish every message of a batch, then await the acks in order; a publish
         not acknowledged in time (or refused) is published again (same id)."""
@@ -285,37 +330,124 @@ class NatsSink:
         await self._publish_plan(plan)
 
     async def _publish_plan(self, plan: list[tuple[str, bytes, dict[str, str]]]) -> None:
-        js = self._js
-        futures = [await js.publish_async(subject, line, headers=dict(headers))
-                   for subject, line, headers in plan]
-        for index, future in enumerate(futures):
-            attempts = 1
-            while True:
+        """Publish ``plan`` in order, at most ``spec.NATS_MAX_IN_FLIGHT`` unacknowledged,
+        and await the acks in order.  A round that fails (an ack not in time, a refusal,
+        a publish the client cannot buffer) publishes everything from the first
+        unacknowledged message again, the same ids; ``spec.NATS_PUBLISH_ATTEMPTS``
+        rounds in a row without one ack end the run."""
+        acked, fruitless = 0, 0
+        while acked < len(plan):
+            before = acked
+            try:
+                acked = await self._round(plan, acked)
+            except _RoundFailed as failed:
+                acked = failed.acked
+                fruitless = 0 if acked > before else fruitless + 1
+                if fruitless >= spec.NATS_PUBLISH_ATTEMPTS:
+                    raise SinkFailed(
+                        f"NATS JetStream did not acknowledge a publish to {plan[acked][0]} "
+                        f"after {fruitless} attempt(s): {failed.reason}") from None
+                if not failed.timed_out:  # a refusal comes at once: do not spin on it
+                    await asyncio.sleep(min(spec.NATS_RETRY_PAUSE_MAX_SECONDS,
+                                            spec.NATS_RETRY_PAUSE_SECONDS * 2 ** fruitless))
+
+    async def _round(self, plan: list[tuple[str, bytes, dict[str, str]]], first: int) -> int:
+        """One pass over ``plan[first:]``; the count acknowledged (all of it), or
+        :class:`_RoundFailed` saying how far it got."""
+        nc, inbox, results = self._nc, self._inbox, self._acks
+        loop = asyncio.get_running_loop()
+        # Replies to an earlier round (published again in this one) count no more.
+        self._round_base = token = self._next_token
+        results.clear()
+        window: deque[int] = deque()
+        published = acked = first
+        total = len(plan)
+        limit = spec.NATS_MAX_IN_FLIGHT
+        while acked < total:
+            while published < total and published - acked < limit:
+                subject, line, headers = plan[published]
                 try:
-                    ack = await asyncio.wait_for(future, spec.NATS_ACK_TIMEOUT_SECONDS)
-                except Exception as exc:
-                    if attempts >= spec.NATS_PUBLISH_ATTEMPTS:
-                        subject = plan[index][0]
-                        raise SinkFailed(
-                            f"NATS JetStream did not acknowledge a publish to {subject} "
-                            f"after {attempts} attempt(s): {_reason(exc)}") from None
-                    attempts += 1
-                    subject, line, headers = plan[index]
-                    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
-                        pass  # published again below; the id keeps it single
-                    else:
-                        await asyncio.sleep(min(1.0, 0.05 * attempts))
-                    future = await js.publish_async(subject, line, headers=dict(headers))
-                    continue
-                self.published += 1
-                if getattr(ack, "duplicate", False):
-                    self.duplicates += 1
-                break
+                    await nc.publish(subject, line, reply=f"{inbox}{token}", headers=headers)
+                except Exception as exc:  # closed, or the reconnect buffer is full
+                    self._next_token = token + 1
+                    raise _RoundFailed(acked, _reason(exc), timed_out=False) from None
+                window.append(token)
+                token += 1
+                published += 1
+            self._next_token = token
+            wanted = window.popleft()
+            reply = results.pop(wanted, None)
+            if reply is None:
+                deadline = loop.time() + spec.NATS_ACK_TIMEOUT_SECONDS
+                arrived = self._arrived
+                while reply is None:
+                    arrived.clear()
+                    remaining = deadline - loop.time()
+                    try:
+                        if remaining <= 0:
+                            raise TimeoutError
+                        await asyncio.wait_for(arrived.wait(), remaining)
+                    except (asyncio.TimeoutError, TimeoutError):
+                        raise _RoundFailed(acked, "no ack within "
+                                           f"{spec.NATS_ACK_TIMEOUT_SECONDS:g} s",
+                                           timed_out=True) from None
+                    reply = results.pop(wanted, None)
+            refused = _refusal(reply)
+            if refused is not None:
+                raise _RoundFailed(acked, refused, timed_out=False)
+            self.published += 1
+            if _DUPLICATE in reply[1]:
+                self.duplicates += 1
+            acked += 1
+        return acked
+
+    async def _on_ack(self, msg: Any) -> None:
+        """A reply to one of our publishes (on the sink's own inbox)."""
+        try:
+            token = int(msg.subject[len(self._inbox):])
+        except ValueError:
+            return
+        if token >= self._round_base:
+            self._acks[token] = (msg.headers, msg.data)
+            self._arrived.set()
 
     async def _close(self) -> None:
         nc, self._nc = self._nc, None
         if nc is not None and not nc.is_closed:
             await nc.drain()
+
+
+class _RoundFailed(Exception):
+    """A publishing round that stopped at ``acked`` (the messages before it are
+    acknowledged)."""
+
+    def __init__(self, acked: int, reason: str, *, timed_out: bool) -> None:
+        super().__init__(reason)
+        self.acked, self.reason, self.timed_out = acked, reason, timed_out
+
+
+_DUPLICATE: Final = b'"duplicate":true'
+
+
+def _refusal(reply: tuple[Mapping[str, str] | None, bytes]) -> str | None:
+    """Why JetStream did not store a publish (None: it did, or already held it).  Its
+    ack is ``{"stream":..,"seq":..[,"duplicate":true]}``; a refusal
+    ``{"error":{"code":..,"description":..}}``; no stream on the subject (JetStream
+    restarting, the stream deleted) a 503 status without data."""
+    headers, data = reply
+    if headers and headers.get("Status") == "503":
+        return "no JetStream stream answered (503 no responders)"
+    if data.startswith(b'{"stream"'):
+        return None
+    try:
+        answer = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return f"not a JetStream ack: {terminal_safe(repr(data[:200]), 240)}"
+    if isinstance(answer, dict) and "stream" in answer and "error" not in answer:
+        return None
+    error = answer.get("error") if isinstance(answer, dict) else None
+    described = error.get("description") if isinstance(error, dict) else None
+    return terminal_safe(str(described or answer), 240)
 
 
 def _cursor_of(headers: Mapping[str, str] | None) -> int | None:
