@@ -247,3 +247,11 @@ def test_no_stream_for_the_subjects_is_said_and_exits_12(
     code, err = outcome(process)
     assert code == ExitCode.SINK_FAILED, err
     assert "no JetStream stream" in err and "--create-stream NAME" in err
+
+
+def test_an_unreachable_nats_is_said_in_one_line_and_exits_12(server: TestServer) -> None:
+    nowhere = f"nats://127.0.0.1:{free_port()}"  # nothing listens there
+    process = start(server, "1", "-c", "signal", "--to", nowhere, *FAST)
+    code, err = outcome(process, timeout=30)
+    assert code == ExitCode.SINK_FAILED, err
+    assert err.count("\n") == 1 and f"cannot connect to NATS at {nowhere}" in err, err

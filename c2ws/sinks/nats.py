@@ -158,6 +158,7 @@ class NatsSink:
         self._acks: dict[int, tuple[Mapping[str, str] | None, bytes]] = {}
         self._arrived = asyncio.Event()
         self._disconnected = False
+        self._last_error: str | None = None
 
     # --- the seam ---
 
@@ -205,21 +206,32 @@ class NatsSink:
             raise
 
     async def _open(self, keys: list[SubscriptionKey]) -> dict[SubscriptionKey, int]:
-        import nats
+        from nats.aio.client import Client
         from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
         from nats.js.errors import NotFoundError
 
         options = self.options
+        # Once connected, a lost connection is tried again without end (NATS restarts;
+        # the publishes' own attempts bound a stall); the first connection gets
+        # NATS_CONNECT_TIMEOUT_SECONDS in all (nats-py's "without end" covers it too:
+        # an unreachable or refusing server would hang the start).
+        client = Client()
+        # nats-py annotates the waits as int; it sleeps on them, fractions included.
+        waits: dict[str, Any] = {"connect_timeout": spec.NATS_CONNECT_TIMEOUT_SECONDS,
+                                 "reconnect_time_wait": spec.NATS_RECONNECT_WAIT_SECONDS}
         try:
-            self._nc = await nats.connect(
-                servers=[options.url], connect_timeout=int(spec.NATS_CONNECT_TIMEOUT_SECONDS),
-                allow_reconnect=True, max_reconnect_attempts=-1,
-                reconnect_time_wait=spec.NATS_RECONNECT_WAIT_SECONDS, name="c2ws",
-                error_cb=self._on_error, disconnected_cb=self._on_disconnected,
-                reconnected_cb=self._on_reconnected, **self._credentials())
+            await asyncio.wait_for(client.connect(
+                servers=[options.url], allow_reconnect=True, max_reconnect_attempts=-1,
+                name="c2ws", error_cb=self._on_error, disconnected_cb=self._on_disconnected,
+                reconnected_cb=self._on_reconnected, **waits, **self._credentials()),
+                spec.NATS_CONNECT_TIMEOUT_SECONDS)
         except Exception as exc:  # nats-py raises a few kinds: each is "cannot connect"
-            raise SinkFailed(f"cannot connect to NATS at {options.url}: "
-                             f"{_reason(exc)}") from None
+            with contextlib.suppress(Exception):
+                await client.close()
+            reason = self._last_error or _reason(exc)
+            raise SinkFailed(f"cannot connect to NATS at {options.url} within "
+                             f"{spec.NATS_CONNECT_TIMEOUT_SECONDS:g} s: {reason}") from None
+        self._nc = client
         self._js = self._nc.jetstream()
         # Acks come to an inbox of the sink's own, one subject per publish: a dict
         # lookup per ack (nats-py's publish_async spends a future, a semaphore and a
@@ -284,7 +296,8 @@ class NatsSink:
     # nats-py's own reports would be tracebacks on stderr: each is one line here, the
     # loss once and the recovery once, not every failed reconnect attempt.
     async def _on_error(self, exc: Exception) -> None:
-        if not self._disconnected:
+        self._last_error = terminal_safe(_reason(exc), 300)
+        if self._nc is not None and not self._disconnected:  # not the first connect's
             self._report(f"NATS {self.options.url}: {_reason(exc)}", "yellow")
 
     async def _on_disconnected(self) -> None:
