@@ -163,6 +163,27 @@ def test_without_a_dead_letter_file_a_failure_stops_the_run_before_the_message(
     assert json.loads(state.read_text())["cursors"] == {"strategy.signal:1": 1}
 
 
+def test_exec_fail_stop_with_a_dead_letter_file_buries_the_message_then_stops(
+    server: TestServer, handler: tuple[str, Path], tmp_path: Path,
+) -> None:
+    command, log = handler
+    dead, state = tmp_path / "dead.jsonl", tmp_path / "state.json"
+    process = exec_run(server, command, log, "--exec-retries", "0", "--dead-letter",
+                       str(dead), "--exec-fail", "stop", "--state", str(state),
+                       mode="fail-seq-2")
+    wait_subscribed(server, 1, 1)
+    for n in range(3):
+        server.publish(1, payload(1, n))
+    code, err = outcome(process)
+    assert code == ExitCode.SINK_FAILED, err
+    assert "written to the dead-letter file" in err and "stopping (--exec-fail stop)" in err
+    assert [e["env"]["C2_SEQ_ID"] for e in runs(log)] == ["1", "2"]  # 3 never ran
+    (letter,) = [json.loads(line) for line in dead.read_text().splitlines()]
+    assert letter["message"]["seq_id"] == 2
+    # 2 is handled (its trace is the dead-letter file): the next run starts with 3.
+    assert json.loads(state.read_text())["cursors"] == {"strategy.signal:1": 2}
+
+
 def test_a_hung_handler_is_killed_with_its_process_group_at_the_timeout(
     server: TestServer, handler: tuple[str, Path], tmp_path: Path,
 ) -> None:

@@ -11,9 +11,10 @@ its fields in its environment; a message is durable once the command exited 0.
 * **Failures** (an exit status other than 0, a signal, ``--exec-timeout``, a command that
   cannot start) are run again ``--exec-retries`` times with a growing wait
   (:class:`RetryPolicy`), then the message is written to the ``--dead-letter`` file and
-  the stream goes on, or the run stops (``--exec-fail stop``: exit 12).  Without a
-  dead-letter file a failure stops the run unless ``--exec-fail continue`` says to skip
-  it (then stderr is the only trace).
+  the stream goes on, or, with ``--exec-fail stop`` given too, the run stops after it
+  (exit 12; the buried message counts as handled).  Without a dead-letter file a failure
+  stops the run before the message unless ``--exec-fail continue`` says to skip it (then
+  stderr is the only trace).
 * **A hung handler** is killed at ``--exec-timeout`` with its whole process group (it
   runs in a session of its own; SIGKILL).
 * **Output**: each line the handler prints (stdout and stderr) goes to c2ws's stderr,
@@ -233,11 +234,14 @@ class ExecSink:
         events = batch.events
         for index, msg in enumerate(batch):
             try:
-                self._handle(msg)
+                stop = self._handle(msg)
             except BaseException:
                 if index:
                     self._written.append(Batch(list(events[:index])))
                 raise
+            if stop is not None:  # dead-lettered, so handled; nothing after it runs
+                self._written.append(Batch(list(events[:index + 1])))
+                raise SinkFailed(stop)
         self._written.append(batch)
 
     def durable(self) -> list[Batch]:
@@ -254,13 +258,16 @@ class ExecSink:
 
     # --- one message ---
 
-    def _handle(self, msg: Message) -> None:
+    def _handle(self, msg: Message) -> str | None:
+        """Run the handler for ``msg`` until it succeeds or its retries run out; None, or
+        why the run stops after a message written to the dead-letter file
+        (``--exec-fail stop`` given with ``--dead-letter``)."""
         label = _label(msg)
         failures = 0
         while True:
             outcome = self.run_once(msg, label)
             if outcome.ok:
-                return
+                return None
             failures += 1
             wait = self.policy.wait_before(failures)
             if wait is None:
@@ -271,11 +278,14 @@ class ExecSink:
         what = f"exec {label}: {outcome.failure}, {failures} run(s) in all"
         if self._dead_fd is not None:
             self._bury(msg, outcome, failures)
-            self.say(f"{what}; written to the dead-letter file {self.dead_letter}", "red")
-            return
+            buried = f"{what}; written to the dead-letter file {self.dead_letter}"
+            if self.fail is FailMode.STOP:  # only when given: continue is the default here
+                return f"{buried}; stopping (--exec-fail stop)"
+            self.say(buried, "red")
+            return None
         if self.fail is FailMode.CONTINUE:
             self.say(f"{what}; skipped (--exec-fail continue, no --dead-letter)", "red")
-            return
+            return None
         raise SinkFailed(f"{what}; stopping (--exec-fail stop)")
 
     def run_once(self, msg: Message, label: str) -> Outcome:
