@@ -50,6 +50,12 @@ def one_line(result: Result) -> str:
             + (f", {connections} connection(s)" if connections is not None else "")
             + note
         )
+    if "ratio_median" in result:
+        rates = result["median_msg_per_s"]
+        return (
+            f"c2ws {rates['c2ws']:,} msg/s, plain nats-py {rates['plain']:,} msg/s: "
+            f"{result['ratio_median']:.2f}x"
+        )
     if "median_ms" in result:
         return ", ".join(f"{name} {value:.1f} ms" for name, value in result["median_ms"].items())
     if "cpu_ms_per_s" in result:
@@ -241,7 +247,7 @@ def summarize(results: Result) -> Result:
             for name in names
         }
 
-    for section in ("syscalls", "memory", "stall"):
+    for section in ("syscalls", "memory", "stall", "nats"):
         if section in once:
             summary[section] = once[section]
 
@@ -786,6 +792,35 @@ def markdown(results: Result) -> str:
         for command, entry in summary["startup"].items():
             ratio = "-" if entry["ratio"] is None else f"{entry['ratio']:.1f}"
             out(f"| `{command}` | {entry['median_ms']:.1f} | {ratio} |")
+        out("")
+
+    nats = summary.get("nats")
+    if isinstance(nats, dict) and "ratio_median" in nats:
+        rates = nats["median_msg_per_s"]
+        out("## NATS JetStream publishing (`--to nats://`)")
+        out("")
+        out(
+            f"{nats['count']:,} signal envelopes in batches of {nats['batch']:,}, each batch's "
+            "acks awaited, into a fresh file-storage stream of a nats-server on 127.0.0.1 "
+            "(bench/nats_publish.py); the plain loop is nats-py's `publish_async` with the "
+            f"same subjects and headers. Median of {nats['rounds']} round(s)."
+        )
+        out("")
+        out("| publisher | msg/s (median) |")
+        out("|---|---|")
+        out(f"| plain nats-py loop | {rates['plain']:,} |")
+        out(f"| c2ws NATS sink | {rates['c2ws']:,} |")
+        out("")
+        met = "met" if nats["met"] else "**not met**"
+        out(
+            f"c2ws / plain: {nats['ratio_median']:.2f}x; target "
+            f"{nats['target_msg_per_s']:,} msg/s: {met}."
+        )
+        out("")
+    elif isinstance(nats, dict) and "skipped" in nats:
+        out("## NATS JetStream publishing (`--to nats://`)")
+        out("")
+        out(f"Skipped: {nats['skipped']}.")
         out("")
 
     problems = _problems(results)

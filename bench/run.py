@@ -25,6 +25,7 @@ from typing import Any
 
 import clients
 import measure
+import nats_publish
 import report
 from feedctl import BENCH, FeedServer
 
@@ -42,6 +43,7 @@ METRICS = (
     "scale",
     "stall",
     "startup",
+    "nats",
 )
 
 
@@ -118,6 +120,11 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
         help="c2ws --max-buffer in the stall run only (default: c2ws's own, 10000; quick "
         "1000, so that the quick stall makes c2ws close and resume)",
     )
+    parser.add_argument(
+        "--nats-count",
+        type=int,
+        help="messages per NATS JetStream publishing run (default 100000; quick 3000)",
+    )
     parser.add_argument("--startup-runs", type=int, help="runs per startup command (default 20)")
     parser.add_argument("--settle", type=float, help="pause between ack and stream (default 0.3 s)")
     parser.add_argument(
@@ -149,6 +156,7 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
         "stall_seconds": 1.5 if quick else 3.0,
         "stall_max_buffer": 1_000 if quick else 0,
         "startup_runs": 3 if quick else 20,
+        "nats_count": 3_000 if quick else 100_000,
         "settle": 0.05 if quick else 0.3,
     }
     for name, value in defaults.items():
@@ -444,6 +452,13 @@ class Runner:
                 )
             else:
                 record["startup"] = {"skipped": "c2ws is not available"}
+        if "nats" not in skip:
+            # Issue 23: --to nats:// against the plain nats-py publisher loop, the same
+            # messages and batches, into a nats-server of its own (bench/nats_publish.py).
+            record["nats"] = self.guarded(
+                "NATS publish, acks awaited",
+                lambda: nats_publish.measure(args.nats_count, args.rounds, batch=1_000),
+            )
         return record
 
 
@@ -525,6 +540,7 @@ def main(argv: list[str] | None = None) -> None:
             "stall_seconds": args.stall_seconds,
             "stall_max_buffer": args.stall_max_buffer or None,
             "startup_runs": args.startup_runs,
+            "nats_count": args.nats_count,
             "settle": args.settle,
             "skipped_metrics": sorted(args.skipped_metrics),
         },

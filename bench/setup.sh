@@ -4,7 +4,7 @@
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 python3 -m venv "$here/.venv"
-"$here/.venv/bin/pip" install -q -e "$here/.." -r "$here/requirements.txt"
+"$here/.venv/bin/pip" install -q -e "$here/..[nats]" -r "$here/requirements.txt"
 if command -v npm >/dev/null 2>&1; then
     (cd "$here" && npm ci --no-audit --no-fund --silent) || echo "npm ci failed: wscat will be skipped"
 else

@@ -45,6 +45,10 @@ class BackgroundCommits:
         self._error: BaseException | None = None
         self._closing = False
         self._thread: threading.Thread | None = None
+        # A store that commits where its output ended (FileCursors with an output file)
+        # says so at each acknowledgement, on the consumer's thread, right after the
+        # write the acknowledgement covers: committed with the cursors of that moment.
+        self._position: Callable[[], object] | None = getattr(store, "position", None)
 
     # --- the engine's side: a cursor store --------------------------------------------------
 
@@ -61,11 +65,12 @@ class BackgroundCommits:
     def acknowledged(self, messages: int, *, reset: bool = False) -> None:
         """``messages`` more were acknowledged (their cursors committed into this object
         just before); with a sequence ``reset``, returns once it is durable."""
+        position = self._position() if self._position is not None else None
         with self._changed:
             self._raise_error()
             group = self._group
             filling = group.due_at() is not None
-            group.add(messages, self._clock(), reset=reset)
+            group.add(messages, self._clock(), reset=reset, position=position)
             # The thread sleeps until a group starts filling (then until it is due by
             # age): woken only then, or when the group is due by size, not every batch.
             if not filling or group.urgent():
@@ -129,6 +134,7 @@ class BackgroundCommits:
                 now = self._clock()
                 if group.due(now):
                     cursors = group.begin()
+                    position = group.committing_position
                     break
                 if self._closing and group.settled:
                     return False
@@ -136,7 +142,10 @@ class BackgroundCommits:
                 self._changed.wait(None if due_at is None else max(0.0, due_at - now))
         error: BaseException | None = None
         try:
-            if cursors is not None:
+            if position is not None:
+                commit: Callable[..., None] = self.store.commit
+                commit(cursors if cursors is not None else {}, position=position)
+            elif cursors is not None:
                 self.store.commit(cursors)
         except BaseException as exc:  # raised on the consumer's thread
             error = exc

@@ -32,6 +32,7 @@ keeps them in memory for the run only.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import sqlite3
@@ -46,7 +47,7 @@ from c2ws.errors import StateFileError
 from c2ws.events import SubscriptionKey
 
 if TYPE_CHECKING:
-    from c2ws.delivery.state import StateFile
+    from c2ws.delivery.state import OutputReconciliation, OutputRecord, StateFile
 
 __all__ = [
     "CommitGroups",
@@ -135,40 +136,64 @@ class FileCursors:
     stream's commit thread, never more than ``spec.COMMIT_GROUP_MAX_MESSAGES`` messages
     behind what the stream handed out, each group ``spec.COMMIT_GROUP_MAX_SECONDS`` after
     its first message at the latest, at once at a sequence reset, and when the stream
-    closes).  When it is stdout appended to a regular file (``>> out.ndjson``) of NDJSON
-    lines, the output file is the truth about what was written: at :meth:`open` a torn
-    last line (a crash mid-write) is cut and the last seq_id of each stream it holds is
-    resumed from when it is ahead of the state file; every :meth:`commit` first syncs the
-    output (``fsync``) so the state file never records a line that is not on disk.
-    Together: every message is in the output file exactly once, ``kill -9`` included.
-    When ``output`` is a pipe or a terminal (nothing can be read back), a crash repeats
-    at most the messages written since the last commit: at most
-    ``spec.COMMIT_GROUP_MAX_MESSAGES``.  An ``OSError`` syncing the output propagates as
-    is (raised to the stream's caller).  Without ``output`` every acknowledgement is
-    committed at once, on the caller's thread.
+    closes).  When it is a regular file appended to (``>> out.ndjson``), every commit
+    records with the cursors the output file's identity (device, inode) and the byte
+    offset its acknowledged lines end at, after syncing the output (``fsync``), so the
+    state file never counts a byte that is not on disk.  At :meth:`open` the bytes after
+    the committed offset are the uncommitted tail (:func:`~c2ws.delivery.state.
+    reconcile_output`): a torn last line is cut, and with ``read_back`` (each message is
+    its NDJSON line, ``msg.line`` and a newline) every whole line after the offset counts
+    as written; without it (any other format) the tail is cut back to the offset and the
+    server sends it again, and commits come at least every ``spec.
+    CUT_OUTPUT_MAX_UNCOMMITTED`` messages (what the server can replay).  Together: every
+    message is in the output file exactly once, ``kill -9`` included.  When ``output`` is
+    a pipe or a terminal (nothing can be read back), a crash repeats at most the messages
+    written since the last commit: at most ``spec.COMMIT_GROUP_MAX_MESSAGES``.  An
+    ``OSError`` syncing the output propagates as is (raised to the stream's caller).
+    Without ``output`` every acknowledgement is committed at once, on the caller's
+    thread.
 
     :meth:`open` may be called early (``c2ws subscribe`` takes the lock before it
     touches its output); the stream's own ``open`` with the same identity is then a
     no-op."""
 
-    def __init__(self, path: str | os.PathLike[str], *, output: int | None = None) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, output: int | None = None,
+        read_back: bool = True,
+    ) -> None:
         self.path = Path(path)
         self.output = output
+        self.read_back = read_back
         self.torn_bytes_removed = 0
+        # What open() found in the output file (None before, or without an output).
+        self.reconciliation: OutputReconciliation | None = None
         self._identity: StreamIdentity | None = None
         self._state: StateFile | None = None
         self._cursors: dict[SubscriptionKey, int] = {}
-        self._sync_output = False
+        # The output file whose offsets are committed (None: no regular file appended to).
+        self._record: OutputRecord | None = None
 
     @property
     def commit_groups(self) -> CommitGroups | None:
         """With an output, commits are grouped (see the class docstring); None without."""
-        return None if self.output is None else CommitGroups()
+        if self.output is None:
+            return None
+        if self._record is not None and not self.read_back:
+            # A tail that is cut must be one the server can replay.
+            return CommitGroups(max_messages=spec.CUT_OUTPUT_MAX_UNCOMMITTED)
+        return CommitGroups()
+
+    @property
+    def output_is_file(self) -> bool:
+        """After :meth:`open`: the output is a regular file appended to, whose committed
+        offset is recorded (exactly once); False for a pipe or a terminal."""
+        return self._record is not None
 
     def open(self, identity: StreamIdentity) -> None:
-        """Lock the file and read it (and read the output file back, when there is one);
-        raises :class:`~c2ws.errors.StateFileError` (a subclass of
-        :mod:`c2ws.delivery.state` says which problem) and releases the lock on error."""
+        """Lock the file and read it (and reconcile the output file from its committed
+        offset, when there is one, recording where it now ends at once); raises
+        :class:`~c2ws.errors.StateFileError` (a subclass of :mod:`c2ws.delivery.state`
+        says which problem) and releases the lock on error."""
         if self._state is not None:
             opened = self._identity
             assert opened is not None
@@ -176,38 +201,32 @@ class FileCursors:
                     opened.endpoint, opened.key_fingerprint, frozenset(opened.keys)):
                 raise ValueError(f"{self.path} is already open for another stream")
             return
-        from c2ws.delivery.state import StateFile, StateIdentity
+        from c2ws.delivery.state import StateFile, StateIdentity, reconcile_output
 
         state = StateFile(self.path, StateIdentity(identity.endpoint, identity.key_fingerprint))
         stored = state.open()
         try:
             # Every stored cursor, not only those of identity.keys: a strategy added to
-            # the running stream (--strategies-file) resumes from its own too.
+            # the running stream (--strategies-file) resumes from its own too, and the
+            # output's lines of each are read back.
             cursors = dict(stored)
+            keys = set(identity.keys) | set(cursors)
             if self.output is not None:
-                cursors = self._reconcile_output(self.output, identity.keys, cursors)
+                found = reconcile_output(self.output, keys=keys, cursors=cursors,
+                                         record=state.output, read_back=self.read_back)
+                self.reconciliation = found
+                self.torn_bytes_removed = found.torn_bytes_removed
+                cursors = found.cursors
+                if found.record is not None:
+                    # Lines counted as written must be on disk before the state says so;
+                    # and the next run reads from where this one starts writing.
+                    _sync(self.output)
+                    state.commit(cursors, output=found.record)
+                    self._record = found.record
         except BaseException:
             state.close()
             raise
         self._state, self._identity, self._cursors = state, identity, cursors
-
-    def _reconcile_output(
-        self, fd: int, keys: Collection[SubscriptionKey], cursors: dict[SubscriptionKey, int]
-    ) -> dict[SubscriptionKey, int]:
-        """The output file's last lines are the truth about what was written (a crash can
-        come between a write and the commit): the higher of each cursor, except after a
-        sequence reset in the output, whose numbering wins even when lower."""
-        from c2ws.delivery.state import reconcile_output_tail
-
-        tail = reconcile_output_tail(fd, keys=keys)
-        if not tail.reconciled:
-            return cursors
-        self._sync_output = True
-        self.torn_bytes_removed = tail.torn_bytes_removed
-        for key, seq in tail.cursors.items():
-            if seq > cursors.get(key, 0) or key in tail.reset_keys:
-                cursors[key] = seq
-        return cursors
 
     def load(self) -> dict[SubscriptionKey, int]:
         """The cursors read at :meth:`open` (and committed since)."""
@@ -215,14 +234,32 @@ class FileCursors:
             raise RuntimeError("FileCursors.load() before open(): pass it to c2ws.stream()")
         return dict(self._cursors)
 
-    def commit(self, cursors: Mapping[SubscriptionKey, int]) -> None:
-        """Sync the output file (when there is one), then record ``cursors`` durably."""
+    def position(self) -> OutputRecord | None:
+        """Where the output file ends now: called on the stream's consumer thread at each
+        acknowledgement, right after the lines it acknowledges were written, and committed
+        with their cursors (None: no output file is tracked)."""
+        record = self._record
+        if record is None or self.output is None:
+            return None
+        try:
+            size = os.fstat(self.output).st_size
+        except OSError:
+            return None
+        from c2ws.delivery.state import OutputRecord
+
+        return OutputRecord(record.device, record.inode, size)
+
+    def commit(
+        self, cursors: Mapping[SubscriptionKey, int], position: OutputRecord | None = None
+    ) -> None:
+        """Sync the output file (when one is tracked), then record ``cursors`` (and where
+        the output's acknowledged lines end, ``position``) durably."""
         if self._state is None:
             raise RuntimeError("FileCursors.commit() before open()")
-        if self._sync_output:
+        if self._record is not None:
             assert self.output is not None
             os.fsync(self.output)
-        self._state.commit(cursors)
+        self._state.commit(cursors, output=position)
         self._cursors.update(cursors)
 
     def close(self) -> None:
@@ -230,6 +267,15 @@ class FileCursors:
         state, self._state = self._state, None
         if state is not None:
             state.close()
+
+
+def _sync(fd: int) -> None:
+    """fsync, where the file system can."""
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP):
+            raise StateFileError(f"cannot sync the output file ({exc.strerror})") from None
 
 
 def written_cursors(

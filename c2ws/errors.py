@@ -46,6 +46,7 @@ __all__ = [
     "InternalError",
     "NothingToStream",
     "ServerBusy",
+    "SinkFailed",
     "StateError",
     "StateFileError",
     "SubscriptionsRejected",
@@ -158,6 +159,13 @@ class GapDetected(C2wsError):
         super().__init__(message)
         self.key = key
         self.reset = reset
+
+
+class SinkFailed(C2wsError):
+    """The sink could not take a message (issue 23): an ``--exec`` handler failed after
+    its retries with ``--exec-fail stop``, or NATS JetStream did not acknowledge a
+    publish (unreachable, no stream for the subject, a timeout).  What the sink had made
+    durable before it is acknowledged; the message that failed is not."""
 
 
 class InternalError(C2wsError):

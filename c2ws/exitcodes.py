@@ -24,6 +24,7 @@ from c2ws.errors import (
     GapDetected,
     InternalError,
     ServerBusy,
+    SinkFailed,
     StateFileError,
     SubscriptionsRejected,
     connection_error,
@@ -43,6 +44,7 @@ class ExitCode(IntEnum):
     OUTPUT_FAILED = 9  # writing stdout failed (disk full, I/O error)
     STATE_FAILED = 10  # the --state file is corrupt, foreign, locked or cannot be written
     GAP = 11  # --fail-on-gap: a gap the server could not replay, or a sequence reset
+    SINK_FAILED = 12  # the sink failed: --exec (after its retries, --exec-fail stop), NATS
     COUNT_NOT_REACHED = 124  # --timeout expired before --count messages arrived
     HANGUP = 129  # SIGHUP (a closed terminal, a dropped SSH session)
     INTERRUPTED = 130  # Ctrl-C (SIGINT)
@@ -81,6 +83,10 @@ MEANINGS: Final[dict[ExitCode, str]] = {
                            "file; its `.lock` too)",
     ExitCode.GAP: "`--fail-on-gap`: the server could not replay every missed signal, or "
                   "restarted its numbering (a sequence reset)",
+    ExitCode.SINK_FAILED: "the sink failed: an `--exec` handler failed after its retries "
+                          "with `--exec-fail stop`, or NATS JetStream (`--to nats://`) could "
+                          "not be reached or did not acknowledge a publish; what it had "
+                          "taken is acknowledged, the message that failed is not",
     ExitCode.COUNT_NOT_REACHED: "`--timeout` expired before `--count` messages arrived",
     ExitCode.HANGUP: "hung up (SIGHUP: a closed terminal, a dropped SSH session), ended as "
                      "by SIGTERM",
@@ -105,6 +111,7 @@ SUMMARIES: Final[dict[ExitCode, str]] = {
     ExitCode.OUTPUT_FAILED: "writing stdout failed (disk full, I/O error)",
     ExitCode.STATE_FAILED: "the --state file is corrupt, foreign, locked or cannot be written",
     ExitCode.GAP: "--fail-on-gap: a gap the server could not replay, or a sequence reset",
+    ExitCode.SINK_FAILED: "the sink failed (--exec handler, NATS JetStream)",
     ExitCode.COUNT_NOT_REACHED: "--timeout expired before --count messages arrived",
     ExitCode.HANGUP: "hung up (SIGHUP: a closed terminal, a dropped SSH session)",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",
@@ -142,6 +149,7 @@ EXIT_CODES: Final[dict[type[C2wsError], ExitCode]] = {
     BacklogFull: ExitCode.OUTPUT_OVERFLOW,
     StateFileError: ExitCode.STATE_FAILED,
     GapDetected: ExitCode.GAP,
+    SinkFailed: ExitCode.SINK_FAILED,
 }
 
 

@@ -234,6 +234,49 @@ OUTPUT_MAX_TORN_BYTES: Final = 4 * MAX_FRAME_BYTES
 # none or the last few.  0.1 s: at most 10 commits a second while signals trickle in.
 COMMIT_GROUP_MAX_MESSAGES: Final = 10_000
 COMMIT_GROUP_MAX_SECONDS: Final = 0.1
+# Issue 23: an output file whose lines cannot be read back to cursors (CSV, TSV,
+# --fields, tables) has the bytes after its committed offset cut at the next start, and
+# the server sends those messages again: it replays at most REPLAY_LIMIT signals per
+# strategy, so no more than that many messages, of all streams together, are ever written
+# and not committed (a group commits at half of it).  Positions are not replayed: those
+# in a cut tail are gone, as are those sent while no run is connected.
+CUT_OUTPUT_MAX_UNCOMMITTED: Final = REPLAY_LIMIT
+
+# --- Sinks (issue 23; c2ws/sinks/) ------------------------------------------------------
+
+# --exec CMD: a failed handler (exit status not 0, killed, timed out, not started) is run
+# again --exec-retries times (default EXEC_DEFAULT_RETRIES), waiting EXEC_BACKOFF_FIRST
+# seconds before the first retry, twice as long before each next one, at most
+# EXEC_BACKOFF_MAX.  --exec-timeout (default none) bounds one run; at the timeout its
+# process group is killed (SIGKILL: a hung handler gets no say).  Each line the handler
+# prints goes to stderr, prefixed, cut at EXEC_OUTPUT_LINE_BYTES.
+EXEC_DEFAULT_RETRIES: Final = 3
+EXEC_BACKOFF_FIRST_SECONDS: Final = 0.5
+EXEC_BACKOFF_MAX_SECONDS: Final = 30.0
+EXEC_OUTPUT_LINE_BYTES: Final = 4096
+# Variables of c2ws's own environment a handler does not get: the API key is not its.
+EXEC_WITHHELD_VARIABLES: Final = ("C2_API_KEY", "C2WS_API_KEY_FILE")
+# --to nats://: subjects PREFIX.<signal|positions>.<strategy_id>; --create-stream makes a
+# stream of PREFIX.> with file storage, limits retention (kept until the operator trims
+# it: no age or size limit of c2ws's) and NATS_DUPLICATE_WINDOW_SECONDS of Nats-Msg-Id
+# deduplication (the server's default, 2 minutes: covers a publish retried after a lost
+# ack and two instances racing on the same message; a restart resumes from the stream,
+# so the window need not cover downtime).  At most NATS_MAX_IN_FLIGHT publishes await
+# their acks at once; each ack within NATS_ACK_TIMEOUT_SECONDS (then it is published
+# again, same Nats-Msg-Id, everything unacknowledged after it too: a round; up to
+# NATS_PUBLISH_ATTEMPTS rounds in a row without an ack, a refused round waiting
+# NATS_RETRY_PAUSE_SECONDS doubled each time, at most NATS_RETRY_PAUSE_MAX_SECONDS).  A
+# lost connection is tried again every NATS_RECONNECT_WAIT_SECONDS, without end (the
+# publishes time out meanwhile and end the run after their attempts).
+NATS_SUBJECT_PREFIX: Final = "c2"
+NATS_DUPLICATE_WINDOW_SECONDS: Final = 120.0
+NATS_MAX_IN_FLIGHT: Final = 4096
+NATS_ACK_TIMEOUT_SECONDS: Final = 5.0
+NATS_PUBLISH_ATTEMPTS: Final = 12
+NATS_CONNECT_TIMEOUT_SECONDS: Final = 5.0
+NATS_RETRY_PAUSE_SECONDS: Final = 0.05
+NATS_RETRY_PAUSE_MAX_SECONDS: Final = 2.0
+NATS_RECONNECT_WAIT_SECONDS: Final = 0.2
 
 # --- Hostile-input bounds: parsing server data and the reference server ----------------
 # (added for issue 12; every number here is a limit c2ws enforces on what it is sent)

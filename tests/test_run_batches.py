@@ -18,7 +18,6 @@ from rich.console import Console
 
 from c2ws import events as ev
 from c2ws import spec, streaming
-from c2ws.cli import run as run_module
 from c2ws.cli.run import ForwardEvents, SubscribeRun
 from c2ws.engine import Engine, EngineConfig
 from c2ws.errors import C2wsError
@@ -28,6 +27,7 @@ from c2ws.protocol import Envelope
 from c2ws.render import messages_handler
 from c2ws.render.diagnostics import Diagnostics
 from c2ws.render.ndjson import NdjsonRenderer, line_of
+from c2ws.sinks import output as output_sink
 from c2ws.streaming import Stream, StreamOptions
 
 LOST = ev.ConnectionEnd(ev.EndReason.LOST, "lost")
@@ -169,7 +169,8 @@ def test_the_batch_path_writes_what_the_per_event_path_writes(
     and the CLI's (one call to the renderer) against the per-event paths of both."""
     with_batch_path = run_output(lambda r: r, batches, count, fail_on_gap, symbol_of_key)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(run_module, "_ONLY_STREAM_MESSAGES", set())  # no batch is "only" that
+        # No batch is "only" that (the CLI's batch path is stdout's sink's, issue 23).
+        patch.setattr(output_sink, "_ONLY_STREAM_MESSAGES", set())
         patch.setattr(streaming, "_ONLY_STREAM_MESSAGES", set())
         per_event = run_output(HandleOnly, batches, count, fail_on_gap, symbol_of_key)
     assert with_batch_path == per_event

@@ -101,11 +101,12 @@ def test_round_trip_and_human_readable_format(state_path: Path) -> None:
     on_disk = orjson.loads(state_path.read_bytes())
     assert on_disk == {
         "format": "c2ws-state",
-        "version": 1,
+        "version": 2,
         "endpoint": "wss://api.example.com/ws",
         "key_fingerprint": IDENTITY.key_fingerprint,
         "updated": "2024-01-01T12:00:00Z",
         "cursors": {"strategy.positions:7": 3, "strategy.signal:123": 456},
+        "output": None,
     }
     assert state_path.read_bytes().count(b"\n") > 5  # indented for people, not one line
 
@@ -405,7 +406,7 @@ CORRUPT_FILES: dict[str, bytes] = {
     "array": b"[]",
     "other format": orjson.dumps(document(format="something-else")),
     "no format": orjson.dumps({k: v for k, v in document().items() if k != "format"}),
-    "newer version": orjson.dumps(document(version=2)),
+    "newer version": orjson.dumps(document(version=3)),
     "version as text": orjson.dumps(document(version="1")),
     "version as bool": orjson.dumps(document(version=True)),
     "no endpoint": orjson.dumps(document(endpoint=None)),

@@ -13,6 +13,7 @@ import os
 import signal
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from operator import countOf
 from types import FrameType
 from typing import TYPE_CHECKING, Final
 
@@ -23,13 +24,15 @@ from c2ws.cli.shared import threads_without_signals
 from c2ws.errors import C2wsError, ConnectionFailed, GapDetected, InternalError
 from c2ws.events import SubscriptionKey
 from c2ws.exitcodes import ExitCode, exit_code_for
-from c2ws.render import Renderer, messages_handler
+from c2ws.render import Renderer
 from c2ws.render.diagnostics import Diagnostics
 from c2ws.render.safe import terminal_safe
+from c2ws.sinks.output import OutputSink
 
 if TYPE_CHECKING:
     from c2ws import Batch, ConnectionHealth, Stream
     from c2ws.cli.watch import RunWatch
+    from c2ws.sinks import Sink
 
 
 class OutputFailed(Exception):
@@ -47,7 +50,6 @@ class TimedOutWriting(BaseException):
 
 
 _STREAM_MESSAGE: Final = ev.StreamMessage
-_ONLY_STREAM_MESSAGES: Final = {ev.StreamMessage}
 # Subscriptions named in the final report of a connection that was down; the rest counted.
 _KEYS_NAMED: Final = 5
 
@@ -71,19 +73,29 @@ class SubscribeRun:
     report (the stream enforces them).  ``readback_fd``: stdout, when its lines are the
     stream envelopes (plain NDJSON): read back after a failed write to say exactly where
     each stream's output ends.  ``watch``: what the run tells the outside besides its
-    output (issue 25: reconnected lines, SIGUSR1, --strict, metrics, systemd)."""
+    output (issue 25: reconnected lines, SIGUSR1, --strict, metrics, systemd).
+    ``sink`` (issue 23): where the batches go; by default
+    stdout through ``renderer`` (an :class:`~c2ws.sinks.output.OutputSink`); another sink
+    (``--exec``, ``--to nats://``) gets the batches, and ``renderer`` only the other
+    events (``--record``, ``-v``).  A batch is acknowledged once the sink says it is
+    durable."""
 
     def __init__(
         self, stream: Stream, renderer: Renderer, diagnostics: Diagnostics, *,
         events: ForwardEvents | None = None, count: int | None = None,
         timeout: float | None = None, readback_fd: int | None = None,
         watch: RunWatch | None = None, on_started: Callable[[], None] | None = None,
+        sink: Sink | None = None,
     ) -> None:
         self.stream = stream
         self.watch = watch
         self.on_started = on_started  # once the socket threads run (--strategies-file)
         self.renderer = renderer
-        self._handle_messages = messages_handler(renderer)
+        # --- issue 23: the sink seam ---
+        self.sink: Sink = sink if sink is not None else OutputSink(renderer)
+        self._output = self.sink if isinstance(self.sink, OutputSink) else None
+        if self._output is not None:
+            self._output.before = self._before_event
         self.diagnostics = diagnostics
         self.count = count
         self.timeout = timeout
@@ -112,6 +124,8 @@ class SubscribeRun:
         try:
             code = self._run()
             self._report_connections_down()
+            if self._output is None:
+                self.sink.close()
         except StdoutClosed:
             with contextlib.suppress(OSError):
                 self.renderer.close()  # what is not stdout (a recording) is still closed
@@ -148,6 +162,7 @@ class SubscribeRun:
                     with stream:
                         for batch in stream.batches(include_empty=True):
                             self._write_batch(batch)
+                        self._settle_sink()
             finally:
                 self._finish()
         except GapDetected as gap:
@@ -227,11 +242,15 @@ class SubscribeRun:
         self._batch, self._written_of_batch = events, 0
         try:
             self._writing = True
-            self._render(events)
-            self.renderer.flush()
-            self._writing = False
-            # Syncs an appended output file, then commits the state file (--state).
-            self.stream.ack(batch)
+            try:
+                self._hand_over(batch)
+            finally:
+                self._writing = False
+                # What the sink says is durable moves the cursors (for stdout: all of it
+                # once written; an appended output file is synced before the grouped
+                # commit of --state), also when it failed part way (--exec).
+                for done in self.sink.durable():
+                    self.stream.ack(done)
             if self.watch is not None:
                 self.watch.written(events)
         except BrokenPipeError:
@@ -246,27 +265,33 @@ class SubscribeRun:
             self._writing = False
         self._batch, self._written_of_batch = (), 0
 
-    def _render(self, events: Sequence[ev.Event]) -> None:
-        """Hand each event to the renderer (and gaps and resets to the diagnostics too).
-        A burst of stream messages, nearly every batch, takes the renderer's batch path."""
-        diagnostics = self.diagnostics
-        if set(map(type, events)) == _ONLY_STREAM_MESSAGES:
+    def _hand_over(self, batch: Batch) -> None:
+        """Give the batch to the sink (and gaps and resets to the diagnostics: in order
+        with the lines, for stdout, through :meth:`_before_event`)."""
+        events = batch.events
+        if self._output is None:
+            for event in events:
+                if type(event) is not _STREAM_MESSAGE:
+                    self.diagnostics.handle(event)
             self._written_of_batch = len(events)
-            self._handle_messages(events)  # type: ignore[arg-type]
-            diagnostics.count_stream_messages(len(events))
-            return
-        handle = self.renderer.handle
-        streamed = 0
-        for index, event in enumerate(events):
-            # Counted before it is written: a signal between the write and the count must
-            # not hide a line that reached stdout (the report calls these "being written").
-            self._written_of_batch = index + 1
-            if type(event) is _STREAM_MESSAGE:
-                streamed += 1
-            else:
-                diagnostics.handle(event)
-            handle(event)
-        diagnostics.count_stream_messages(streamed)
+        self.sink.write(batch)
+        self.diagnostics.count_stream_messages(countOf(map(type, events), _STREAM_MESSAGE))
+
+    def _before_event(self, handed: int, event: ev.Event | None) -> None:
+        """stdout's sink is handing the renderer ``event`` (None: a burst of stream
+        messages, all at once), the ``handed``-th of the batch: counted before it is
+        written (a signal between the write and the count must not hide a line that
+        reached stdout: the report calls these "being written")."""
+        self._written_of_batch = handed
+        if event is not None and type(event) is not _STREAM_MESSAGE:
+            self.diagnostics.handle(event)
+
+    def _settle_sink(self) -> None:
+        """The stream ended: what the sink took is made durable and acknowledged before
+        the stream closes (and commits)."""
+        self.sink.sync()
+        for done in self.sink.durable():
+            self.stream.ack(done)
 
     @contextlib.contextmanager
     def _deadline_alarm(self) -> Iterator[None]:
@@ -338,6 +363,13 @@ class SubscribeRun:
         if not gaps or self._failed_target == "stdout":
             return
         try:
+            if self._output is None:  # issue 23: another sink takes them, unacknowledged
+                from c2ws import Batch
+
+                self.sink.write(Batch(list(gaps)))
+                self.sink.sync()
+                self.sink.durable()
+                return
             for gap in gaps:
                 self.renderer.handle(gap)
             self.renderer.flush()

@@ -3,6 +3,7 @@ the renderer, and run (see :mod:`c2ws.cli.run`).  Nothing here knows the wire pr
 
 
 import contextlib
+import functools
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -50,6 +51,24 @@ from c2ws.cli.options import (
     whole_number,
 )
 from c2ws.cli.shared import server_module, silence_stdout, threads_without_signals
+from c2ws.cli.sinks import (
+    CreateStreamOpt,
+    CredsOpt,
+    DeadLetterOpt,
+    ExecFailOpt,
+    ExecOpt,
+    ExecRetriesOpt,
+    ExecTimeoutOpt,
+    NkeyOpt,
+    PasswordOpt,
+    SinkOptions,
+    SubjectPrefixOpt,
+    TlsCaOpt,
+    TlsCertOpt,
+    TlsKeyOpt,
+    ToOpt,
+    UserOpt,
+)
 from c2ws.exitcodes import ExitCode
 from c2ws.render.color import ColorChoice
 
@@ -57,12 +76,14 @@ if TYPE_CHECKING:
     from c2ws import FileCursors, Stream
     from c2ws.cli.output import OutputSpec
     from c2ws.cli.strategies_watch import StrategiesFileWatch
+    from c2ws.cursors import CursorStore
     from c2ws.events import SubscriptionKey
     from c2ws.monitor.health import StreamHealth
     from c2ws.monitor.metrics import MetricsServer
     from c2ws.render import Renderer
     from c2ws.render.clock import DisplayZone
     from c2ws.render.diagnostics import Diagnostics
+    from c2ws.sinks import Guarantee, Sink
 
 # -o given as None: the profile's output, else auto.
 OutputOrProfileOpt = Annotated[
@@ -203,6 +224,22 @@ def subscribe(
                           "check on /healthz (the 'metrics' extra; see 'Running unattended' "
                           "in the README)."),
     ] = None,
+    # --- issue 23: sinks other than stdout ---
+    exec_command: ExecOpt = None,
+    exec_retries: ExecRetriesOpt = spec.EXEC_DEFAULT_RETRIES,
+    exec_timeout: ExecTimeoutOpt = None,
+    exec_fail: ExecFailOpt = None,
+    dead_letter: DeadLetterOpt = None,
+    to: ToOpt = None,
+    subject_prefix: SubjectPrefixOpt = spec.NATS_SUBJECT_PREFIX,
+    create_stream: CreateStreamOpt = None,
+    creds: CredsOpt = None,
+    nkey: NkeyOpt = None,
+    user: UserOpt = None,
+    password: PasswordOpt = None,
+    tlscert: TlsCertOpt = None,
+    tlskey: TlsKeyOpt = None,
+    tlsca: TlsCaOpt = None,
 ) -> None:
     """Subscribe to strategies and stream their signals and positions.
 
@@ -247,9 +284,15 @@ def subscribe(
         quiet=quiet, log_format=log_format.value,
     )
     check_output_spec(output_spec)
+    sinks = SinkOptions(  # issue 23
+        exec_command=exec_command, exec_retries=exec_retries, exec_timeout=exec_timeout,
+        exec_fail=exec_fail, dead_letter=dead_letter, to=to, subject_prefix=subject_prefix,
+        create_stream=create_stream, creds=creds, nkey=nkey, user=user, password=password,
+        tlscert=tlscert, tlskey=tlskey, tlsca=tlsca)
+    sinks.check(fields=output_spec.fields)
     unattended = Unattended(metrics=_metrics_address(metrics), strict=strict)
     raise typer.Exit(run_stream(params, output_spec, record=record, state=state,
-                                unattended=unattended))
+                                unattended=unattended, sinks=sinks))
 
 
 def _strategies_from_file(
@@ -458,6 +501,7 @@ def demo(
 def run_stream(
     params: StreamParams, output: "OutputSpec", *, record: Path | None = None,
     state: Path | None = None, unattended: Unattended = Unattended(),
+    sinks: SinkOptions | None = None,
 ) -> int:
     """Run a subscription with the chosen renderer; returns the exit code."""
     import c2ws
@@ -465,16 +509,37 @@ def run_stream(
     from c2ws.errors import StateFileError
     from c2ws.render.safe import terminal_safe
 
+    if sinks is not None and sinks.active:  # issue 23: --exec, --to
+        from c2ws.cli.fanout import run_to_sink
+
+        return run_to_sink(params, output, sinks, record=record, state=state,
+                           run_stream=functools.partial(_run_stream, unattended=unattended))
     if sys.stdout is None:  # started with stdout closed (``>&-``): nobody to stream to
         print("c2ws: stdout is closed; nothing to stream to", file=sys.stderr)
         return int(ExitCode.OK)
     if state is None:
         return _run_stream(params, output, None, record=record, unattended=unattended)
+    # --- issue 23: what stdout keeps with --state (refused, warned, or exactly once) ---
+    from c2ws.cli.output import resolve_mode
+    from c2ws.sinks import Guarantee
+    from c2ws.sinks.output import output_guarantee
+
+    stdout_fd = _fileno(sys.stdout)
+    mode = resolve_mode(output.mode, sys.stdout)
+    read_back = mode is OutputMode.ndjson and not output.fields
+    guarantee = output_guarantee(stdout_fd, read_back=read_back,
+                                 one_document=mode is OutputMode.json)
+    if guarantee[0] is Guarantee.NONE:  # before the lock: nothing is touched
+        diagnostics = stderr_diagnostics(output)
+        diagnostics.say(f"--state with stdout: {guarantee[1]}", "red")
+        diagnostics.close()
+        return int(ExitCode.USAGE)
     # The lock before anything else: a run it refuses must leave stdout's file, which the
     # run holding the lock may be appending to, as it is (not even a CSV header).  Then
-    # stdout, when it is a file appended to, is read back: a torn last line is cut and
-    # what it holds is resumed after (exactly once); a pipe commits every message.
-    cursors = c2ws.FileCursors(state, output=_fileno(sys.stdout))
+    # stdout, when it is a file appended to, is read back from where the last commit says
+    # its lines end: a torn last line is cut, and what it holds after that is resumed
+    # after (NDJSON) or cut (other formats; the server sends it again).
+    cursors = c2ws.FileCursors(state, output=stdout_fd, read_back=read_back)
     try:
         cursors.open(c2ws.StreamIdentity.of(params.url, params.api_key, params.keys()))
     except StateFileError as exc:
@@ -483,14 +548,17 @@ def run_stream(
         diagnostics.close()
         return int(ExitCode.STATE_FAILED)
     try:
-        return _run_stream(params, output, cursors, record=record, unattended=unattended)
+        return _run_stream(params, output, cursors, record=record, guarantee=guarantee,
+                           unattended=unattended)
     finally:
         cursors.close()  # the stream has, unless the run ended before it started
 
 
 def _run_stream(
     params: StreamParams, output: "OutputSpec", cursors: "FileCursors | None", *,
-    record: Path | None, unattended: Unattended,
+    record: Path | None, unattended: Unattended = Unattended(),
+    guarantee: "tuple[Guarantee, str] | None" = None,
+    sink: "Sink | None" = None, store: "CursorStore | None" = None,
 ) -> int:
     """:func:`run_stream` once the state file, if any, is locked."""
     from c2ws.cli.collector import tune_for_streaming
@@ -499,6 +567,8 @@ def _run_stream(
     from c2ws.cli.watch import RunWatch
     from c2ws.monitor.health import CountingCommits, StreamHealth, socket_heartbeats
     from c2ws.monitor.notify import SystemdNotifier
+    from c2ws.sinks import check_promise
+    from c2ws.sinks.output import OutputSink
 
     plan = params.stream()
     built = build_output(output, channels=set(params.channels), keys=plan.keys,
@@ -507,6 +577,7 @@ def _run_stream(
     if cursors is not None and cursors.torn_bytes_removed:
         diagnostics.say(f"removed a torn last line ({cursors.torn_bytes_removed} bytes) from "
                         "the output file left by an earlier run", "yellow")
+    _say_reconciliation(cursors, diagnostics)
     message_filter = output.message_filter
     renderer: Renderer = built.renderer
     if record is not None:
@@ -537,12 +608,14 @@ def _run_stream(
     # Heartbeat events only for what shows them: otherwise an idle connection's
     # heartbeat wakes nothing but its own socket thread.
     heartbeats = built.table or diagnostics.has_status_line or output.include_control
-    store: FileCursors | CountingCommits | None = cursors
-    if cursors is not None and unattended.metrics is not None:
-        store = CountingCommits(cursors, health)
+    # --exec/--to bring a store of their own (the sink's cursors over the state file).
+    kept: FileCursors | CursorStore | CountingCommits | None = (
+        store if store is not None else cursors)
+    if kept is not None and unattended.metrics is not None:
+        kept = CountingCommits(kept, health)
     stream = params.stream(
         snapshot=snapshot,
-        cursors=store, auto_ack=False, on_event=events,
+        cursors=kept, auto_ack=False, on_event=events,
         select=message_filter.selects_message if message_filter.active else None,
         heartbeats=heartbeats, decode_payloads=built.needs_payloads,
     )
@@ -559,9 +632,20 @@ def _run_stream(
     watch.start()
     tune_for_streaming()
     strategies = _strategies_watch(params, stream, diagnostics)
+    # Issue 23: stdout is the sink (the table writes through the text stream: flushed too)
+    # unless another was given (then the renderer gets the other events only).
+    if sink is None:
+        sink = OutputSink(renderer, text=sys.stdout if built.table else None)
+        if guarantee is not None:
+            sink.guarantee, sink.guarantee_detail = guarantee
+    if cursors is not None:  # --state: what the sink keeps across a crash
+        warning = check_promise(sink)
+        if warning is not None:
+            diagnostics.say(warning, "yellow")
     run = SubscribeRun(stream, renderer, diagnostics, events=events, count=params.count,
-                       timeout=params.timeout,
-                       readback_fd=_fileno(sys.stdout) if built.envelope_lines else None,
+                       timeout=params.timeout, sink=sink,
+                       readback_fd=_fileno(sys.stdout) if built.envelope_lines and isinstance(
+                           sink, OutputSink) else None,
                        watch=watch, on_started=strategies.start if strategies else None)
     try:
         try:
@@ -634,6 +718,22 @@ def _start_metrics(
     diagnostics.say(f"metrics on {server.url}/metrics, health on {server.url}/healthz",
                     event="metrics")
     return server
+
+
+def _say_reconciliation(cursors: "FileCursors | None", diagnostics: "Diagnostics") -> None:
+    """What the start found in the output file after the last commit, when it is worth a
+    line: a tail cut (formats not read back) or a file that is not the one recorded."""
+    found = cursors.reconciliation if cursors is not None else None
+    if found is None:
+        return
+    if found.cut_bytes:
+        diagnostics.say(f"cut {found.cut_lines} line(s) ({found.cut_bytes} bytes) written "
+                        "after the last commit from the output file: the server sends those "
+                        "messages again", "yellow")
+    if found.notice is not None:
+        from c2ws.render.safe import terminal_safe
+
+        diagnostics.say(terminal_safe(found.notice, 400), "yellow")
 
 
 def _has_httpx() -> bool:

@@ -67,13 +67,22 @@ class CommitGroup:
         self._reset = False  # the pending group holds a sequence reset
         self._hurry = False  # the pending group is wanted durable now (room, closing)
         self.in_flight: int | None = None  # messages of the commit under way, if one is
+        # Where the store's output ended at the latest acknowledgement (an opaque value
+        # of the store's, committed with the cursors), and that of the commit under way.
+        self._position: object | None = None
+        self.committing_position: object | None = None
 
     def set_cursors(self, cursors: Mapping[SubscriptionKey, int]) -> None:
         """The cursors moved (what a store's ``commit`` is given)."""
         self._cursors = dict(cursors)
 
-    def add(self, messages: int, now: float, *, reset: bool = False) -> None:
-        """``messages`` more were acknowledged (``reset``: with a sequence reset)."""
+    def add(
+        self, messages: int, now: float, *, reset: bool = False, position: object = None
+    ) -> None:
+        """``messages`` more were acknowledged (``reset``: with a sequence reset;
+        ``position``: where the store's output ended then, when it says)."""
+        if position is not None:
+            self._position = position
         if (messages or reset) and self._since is None:
             self._since = now
         self.pending += messages
@@ -120,6 +129,7 @@ class CommitGroup:
         """The pending group goes in flight: the cursors to commit (None: no cursor
         moved, nothing to write; :meth:`finished` all the same)."""
         cursors, self._cursors = self._cursors, None
+        self.committing_position, self._position = self._position, None
         self.in_flight = self.pending
         self.pending, self._since, self._reset, self._hurry = 0, None, False, False
         return cursors

@@ -38,7 +38,7 @@ import os
 import secrets
 import stat
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -54,7 +54,10 @@ from c2ws.lines import read_reset_object
 from c2ws.localfiles import FileTooLarge, UnusableFile, open_for_reading, open_own_file
 
 STATE_FORMAT: Final = "c2ws-state"
-STATE_VERSION: Final = 1
+# Version 2 (issue 23) adds "output": the output file's device, inode and the byte offset
+# its committed lines end at.  Version 1 files (no output record) are still read.
+STATE_VERSION: Final = 2
+STATE_VERSIONS_READ: Final = (1, 2)
 
 _FINGERPRINT_DOMAIN: Final = b"c2ws state file key fingerprint v1\x00"
 _FINGERPRINT_HEX_CHARS: Final = 16
@@ -165,9 +168,27 @@ class StateIdentity:
 
 
 @dataclass(frozen=True, slots=True)
+class OutputRecord:
+    """Where the committed output ends: the output file (``device``, ``inode``) and the
+    byte ``offset`` just past the last line the committed cursors count as written."""
+
+    device: int
+    inode: int
+    offset: int
+
+    def same_file(self, status: os.stat_result) -> bool:
+        return (self.device, self.inode) == (status.st_dev, status.st_ino)
+
+    def to_json(self) -> dict[str, int]:
+        return {"device": self.device, "inode": self.inode, "offset": self.offset}
+
+
+@dataclass(frozen=True, slots=True)
 class StoredState:
     identity: StateIdentity
     cursors: dict[SubscriptionKey, int]
+    output: OutputRecord | None = None
+    version: int = STATE_VERSION
 
 
 def _parse_key(text: str) -> SubscriptionKey | None:
@@ -214,8 +235,9 @@ def decode_state(data: bytes, *, path: Path) -> StoredState:
     if not isinstance(document, dict) or document.get("format") != STATE_FORMAT:
         raise corrupt(f"not a {STATE_FORMAT} file")
     version = document.get("version")
-    if not _valid_cursor(version) or version != STATE_VERSION:
-        raise corrupt(f"format version {_shown(str(version))}, this c2ws reads {STATE_VERSION}")
+    if not _valid_cursor(version) or version not in STATE_VERSIONS_READ:
+        readable = " and ".join(map(str, STATE_VERSIONS_READ))
+        raise corrupt(f"format version {_shown(str(version))}, this c2ws reads {readable}")
     endpoint = document.get("endpoint")
     fingerprint = document.get("key_fingerprint")
     if not isinstance(endpoint, str) or not isinstance(fingerprint, str):
@@ -235,11 +257,29 @@ def decode_state(data: bytes, *, path: Path) -> StoredState:
         if not _valid_cursor(value):
             raise corrupt(f"cursor {_shown(text)} is not a seq_id")
         cursors[key] = value
-    return StoredState(StateIdentity(endpoint, fingerprint), cursors)
+    output = _decode_output(document.get("output"), corrupt) if version >= 2 else None
+    return StoredState(StateIdentity(endpoint, fingerprint), cursors, output, version)
+
+
+def _decode_output(
+    value: object, corrupt: Callable[[str], StateCorrupt]
+) -> OutputRecord | None:
+    """The "output" record of a version 2 file: null, or device, inode and offset."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise corrupt("'output' is not an object")
+    numbers = [value.get(name) for name in ("device", "inode", "offset")]
+    if not all(_valid_cursor(number) for number in numbers):
+        raise corrupt("'output' needs device, inode and offset, each a whole number")
+    device, inode, offset = numbers
+    assert isinstance(device, int) and isinstance(inode, int) and isinstance(offset, int)
+    return OutputRecord(device, inode, offset)
 
 
 def encode_state(
-    identity: StateIdentity, cursors: Mapping[SubscriptionKey, int], *, updated: str
+    identity: StateIdentity, cursors: Mapping[SubscriptionKey, int], *, updated: str,
+    output: OutputRecord | None = None,
 ) -> bytes:
     """The state file's bytes: small, human-readable JSON, cursors in a stable order."""
     ordered = sorted(cursors.items(), key=lambda item: (item[0].channel, item[0].strategy_id))
@@ -250,6 +290,7 @@ def encode_state(
         "key_fingerprint": identity.key_fingerprint,
         "updated": updated,
         "cursors": {str(key): seq_id for key, seq_id in ordered},
+        "output": None if output is None else output.to_json(),
     }
     return orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
 
@@ -337,6 +378,9 @@ class StateFile:
         self._temp_prefix = f".{self.path.name}.tmp-"
         self._lock_fd: int | None = None
         self._persisted: dict[SubscriptionKey, int] = {}
+        self._output: OutputRecord | None = None
+        # The file as read at open: None when there was none; its format version.
+        self.found_version: int | None = None
 
     # -- lifecycle --
 
@@ -348,11 +392,12 @@ class StateFile:
         try:
             data = self._io("read", lambda: _read_bounded(self.path))
             if data is None:
-                self._persisted = {}
+                self._persisted, self._output, self.found_version = {}, None, None
             else:
                 stored = decode_state(data, path=self.path)
                 self._check_identity(stored.identity)
-                self._persisted = stored.cursors
+                self._persisted, self._output = stored.cursors, stored.output
+                self.found_version = stored.version
             self._remove_stale_temp_files()
         except BaseException:
             self.close()
@@ -391,10 +436,18 @@ class StateFile:
         """The cursors as the file now holds them (after open or the last commit)."""
         return dict(self._persisted)
 
+    @property
+    def output(self) -> OutputRecord | None:
+        """Where the committed output ends, as the file now holds it (None: not known)."""
+        return self._output
+
     # -- commit --
 
-    def commit(self, cursors: Mapping[SubscriptionKey, int]) -> None:
-        """Durably record ``cursors`` (keys not given keep their stored value).
+    def commit(
+        self, cursors: Mapping[SubscriptionKey, int], *, output: OutputRecord | None = None
+    ) -> None:
+        """Durably record ``cursors`` (keys not given keep their stored value) and, when
+        given, where the output file's committed lines end (else the stored record stays).
 
         Atomic: a crash at any point leaves the old file or the new one, never a mix.
         A no-op when nothing changed since the last commit."""
@@ -407,7 +460,8 @@ class StateFile:
             if not _valid_cursor(seq_id):
                 raise ValueError(f"cursor of {key} is not a seq_id: {seq_id!r}")
         merged = {**self._persisted, **cursors}
-        if merged == self._persisted:
+        record = self._output if output is None else output
+        if merged == self._persisted and record == self._output:
             return
         if len(merged) > spec.STATE_MAX_CURSORS:
             raise StateFull(
@@ -416,9 +470,9 @@ class StateFile:
                 path=self.path,
             )
         updated = protocol.format_timestamp(self._clock())
-        data = encode_state(self.identity, merged, updated=updated)
+        data = encode_state(self.identity, merged, updated=updated, output=record)
         self._io("write", lambda: self._replace_with(data))
-        self._persisted = merged
+        self._persisted, self._output = merged, record
 
     def _replace_with(self, data: bytes) -> None:
         temp = self.path.with_name(f"{self._temp_prefix}{os.getpid()}-{secrets.token_hex(4)}")
@@ -610,6 +664,227 @@ def reconcile_output_tail(
         reconciled=True,
         reset_keys=reset_keys,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class OutputReconciliation:
+    """What the output file says was written after the last commit, read from the
+    committed offset (:func:`reconcile_output`).
+
+    ``cursors``: the cursors to resume from.  ``record``: where the output's committed
+    lines now end (the file's identity and the offset after any cut), to commit at once;
+    None when the output is no regular file appended to (nothing was read or changed).
+    ``torn_bytes_removed``: an unterminated last line cut; ``cut_bytes`` and
+    ``cut_lines``: whole lines after the committed offset cut (a format that is not read
+    back: the server sends them again); ``counted``: stream lines after the offset
+    counted as written; ``notice``: the file is not the one the state file recorded (or
+    is shorter than it recorded), said on stderr; ``reset_keys``: keys whose cursor
+    comes from a ``sequence.reset`` line (it replaces the stored one, even when lower)."""
+
+    cursors: dict[SubscriptionKey, int]
+    record: OutputRecord | None = None
+    torn_bytes_removed: int = 0
+    cut_bytes: int = 0
+    cut_lines: int = 0
+    counted: int = 0
+    notice: str | None = None
+    reset_keys: frozenset[SubscriptionKey] = frozenset()
+
+
+def reconcile_output(
+    fd: int,
+    *,
+    keys: Collection[SubscriptionKey],
+    cursors: Mapping[SubscriptionKey, int],
+    record: OutputRecord | None,
+    read_back: bool = True,
+    max_torn_bytes: int = spec.OUTPUT_MAX_TORN_BYTES,
+) -> OutputReconciliation:
+    """Make the output file on ``fd`` hold exactly what ``cursors`` (the committed ones)
+    and the lines after them say was written, from ``record`` (where the committed lines
+    end, as the state file holds it).
+
+    The bytes after the committed offset are the uncommitted tail: an unterminated last
+    line (a crash mid-write) is cut; then, with ``read_back`` (each message is its NDJSON
+    envelope line), every whole line after the offset counts as written, read forward
+    with the engine's cursor rules (a ``seq_id`` jump of more than
+    ``spec.SUSPECT_SEQ_JUMP`` moves no cursor until the line after it confirms it; a
+    ``sequence.reset`` line moves the cursor down); without it (CSV, TSV, ``--fields``:
+    no line can be told to be which message) the whole tail is cut back to the offset
+    and the server sends it again.  A file that is not the one recorded (another device
+    or inode: rotated, replaced) or shorter than the offset (emptied) is left as it is,
+    with a ``notice``: the stored cursors stand.  Without a record (a version 1 state
+    file, or none yet), the end of the file is read as before version 2
+    (:func:`reconcile_output_tail`).  Anything but a regular file appended to (a pipe, a
+    terminal) is left untouched.  Raises :class:`StateError` when the file cannot be
+    read or cut, or its unterminated tail is too long to be a line of c2ws's."""
+    stored = dict(cursors)
+    try:
+        status = os.fstat(fd)
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+        appending = bool(flags & os.O_APPEND)
+        at_end = appending or os.lseek(fd, 0, os.SEEK_CUR) == status.st_size
+    except OSError:
+        return OutputReconciliation(stored)
+    writable = flags & os.O_ACCMODE != os.O_RDONLY
+    if not stat.S_ISREG(status.st_mode) or not writable or not at_end:
+        return OutputReconciliation(stored)
+    size = status.st_size
+    path = _output_path(fd)
+
+    def at(offset: int) -> OutputRecord:
+        return OutputRecord(status.st_dev, status.st_ino, offset)
+
+    if record is None:
+        return _reconcile_without_record(fd, status, keys, stored, read_back, max_torn_bytes,
+                                         appending, path)
+    if not record.same_file(status):
+        return OutputReconciliation(stored, at(size), notice=(
+            f"stdout file {_shown(path)} is not the file the state file recorded (another "
+            "device or inode: rotated or replaced); resuming from the state file's cursors, "
+            "nothing read back from this file"))
+    if size < record.offset:
+        return OutputReconciliation(stored, at(size), notice=(
+            f"stdout file {_shown(path)} holds {size} bytes, fewer than the {record.offset} "
+            "the state file recorded as written (emptied or cut since: opened with > "
+            "rather than >>?); resuming from the state file's cursors"))
+    with _reader_for(fd, status, path) as reader:
+        end = _end_of_whole_lines(reader, record.offset, size, max_torn_bytes, path)
+        if read_back:
+            lines = _lines_between(reader, record.offset, end, path)
+            moved, reset_keys, counted = cursors_after_lines(lines, stored, frozenset(keys))
+            if end < size:
+                _cut(fd, end, path, move_offset=not appending)
+            return OutputReconciliation(moved, at(end), torn_bytes_removed=size - end,
+                                        counted=counted, reset_keys=reset_keys)
+        cut_lines = (_count_newlines(reader, record.offset, end, path)
+                     if end > record.offset else 0)
+    if size > record.offset:
+        _cut(fd, record.offset, path, move_offset=not appending)
+    return OutputReconciliation(stored, at(record.offset), torn_bytes_removed=size - end,
+                                cut_bytes=end - record.offset, cut_lines=cut_lines)
+
+
+def _reconcile_without_record(
+    fd: int, status: os.stat_result, keys: Collection[SubscriptionKey],
+    cursors: dict[SubscriptionKey, int], read_back: bool, max_torn_bytes: int,
+    appending: bool, path: Path,
+) -> OutputReconciliation:
+    """No offset recorded yet (a version 1 state file, or none): a torn last line is cut
+    and, for NDJSON, the last lines of the file are read back (the scan of version 1)."""
+    size = status.st_size
+    if read_back:
+        tail = reconcile_output_tail(fd, keys=keys, max_torn_bytes=max_torn_bytes)
+        for key, seq in tail.cursors.items():
+            if seq > cursors.get(key, 0) or key in tail.reset_keys:
+                cursors[key] = seq
+        end = size - tail.torn_bytes_removed
+        return OutputReconciliation(
+            cursors, OutputRecord(status.st_dev, status.st_ino, end),
+            torn_bytes_removed=tail.torn_bytes_removed, reset_keys=tail.reset_keys)
+    end = size
+    if size:
+        with _reader_for(fd, status, path) as reader:
+            end = _end_of_last_line(reader, size, max_torn_bytes, path)
+        if end < size:
+            _cut(fd, end, path, move_offset=not appending)
+    return OutputReconciliation(cursors, OutputRecord(status.st_dev, status.st_ino, end),
+                                torn_bytes_removed=size - end)
+
+
+def _end_of_whole_lines(reader: int, low: int, size: int, max_torn_bytes: int,
+                        path: Path) -> int:
+    """Just past the last newline in ``[low, size)``; ``low`` when there is none (all of
+    it is one torn line).  Too long a torn line is no line of ours: :class:`StateCorrupt`."""
+    if size <= low or _pread_exact(reader, 1, size - 1, path) == b"\n":
+        return size
+    limit = max(low, size - max_torn_bytes - 1)
+    position = size
+    while position > limit:
+        length = min(_READ_CHUNK, position - limit)
+        position -= length
+        newline = _pread_exact(reader, length, position, path).rfind(b"\n")
+        if newline >= 0:
+            return position + newline + 1
+    if size - low <= max_torn_bytes:
+        return low
+    raise StateCorrupt(
+        f"stdout file {_shown(path)} ends with more than {max_torn_bytes} bytes and no "
+        "newline, too long to be a torn line of c2ws output; check that stdout is the "
+        "c2ws output file",
+        path=path,
+    )
+
+
+_FORWARD_CHUNK: Final = 1 << 20
+
+
+def _lines_between(reader: int, start: int, end: int, path: Path) -> Iterator[bytes]:
+    """The lines of ``[start, end)`` (which ends with a newline), oldest first, without
+    their newlines; read in chunks, never the whole range at once."""
+    position = start
+    pending = b""
+    while position < end:
+        chunk = _pread_exact(reader, min(_FORWARD_CHUNK, end - position), position, path)
+        position += len(chunk)
+        pieces = (pending + chunk).split(b"\n")
+        pending = pieces.pop()
+        yield from pieces
+    if pending:
+        yield pending
+
+
+def _count_newlines(reader: int, start: int, end: int, path: Path) -> int:
+    count = 0
+    position = start
+    while position < end:
+        chunk = _pread_exact(reader, min(_FORWARD_CHUNK, end - position), position, path)
+        position += len(chunk)
+        count += chunk.count(b"\n")
+    return count
+
+
+def cursors_after_lines(
+    lines: Iterable[bytes], cursors: Mapping[SubscriptionKey, int],
+    wanted: frozenset[SubscriptionKey],
+) -> tuple[dict[SubscriptionKey, int], frozenset[SubscriptionKey], int]:
+    """The cursors once ``lines`` (output lines written after ``cursors`` were committed,
+    oldest first) count as written: each stream envelope of a wanted key moves its cursor
+    as the engine moved it when it wrote the line (see :mod:`c2ws.delivery.dedupe`): a
+    ``seq_id`` more than ``spec.SUSPECT_SEQ_JUMP`` past the cursor is a suspect jump and
+    moves nothing until the next line of the stream continues from it; a
+    ``sequence.reset`` line moves the cursor just before its new numbering.  Returns the
+    cursors, the keys a reset line moved, and how many stream lines were read."""
+    moved = dict(cursors)
+    suspects: dict[SubscriptionKey, int] = {}
+    reset_keys: set[SubscriptionKey] = set()
+    counted = 0
+    for line in lines:
+        if _RESET_MARK in line:
+            reset = _reset_line(line)
+            if reset is not None:
+                if reset.key in wanted:
+                    moved[reset.key] = reset.cursor
+                    suspects.pop(reset.key, None)
+                    reset_keys.add(reset.key)
+                continue
+        position = _stream_position(line) if line.strip() else None
+        if position is None:
+            continue
+        key, seq_id = position
+        if key not in wanted:
+            continue
+        counted += 1
+        held = moved.get(key)
+        if held is not None and seq_id <= held:
+            continue
+        suspect = suspects.pop(key, None)
+        if held is not None and seq_id > held + spec.SUSPECT_SEQ_JUMP and not (
+                suspect is not None and seq_id == suspect + 1):
+            suspects[key] = seq_id  # written, but the cursor stays until confirmed
+            continue
+        moved[key] = seq_id
+    return moved, frozenset(reset_keys), counted
 
 
 def _output_path(fd: int) -> Path:

@@ -1,0 +1,475 @@
+"""``--to nats://HOST:PORT``: every message published to NATS JetStream, exactly once.
+
+* **Subjects**: ``PREFIX.<signal|positions>.<strategy_id>`` (``c2.signal.12345678``;
+  ``--subject-prefix``, default ``c2``).  A ``gap`` or ``sequence.reset`` line goes to the
+  subject of its stream, so a consumer of the stream sees it in order.
+* **Deduplication**: header ``Nats-Msg-Id`` is a stable id of the message,
+  ``<strategy_id>:<channel>:<seq_id>`` (a gap ``...:gap:<after>-<before>``, a reset
+  ``...:reset:<after>-<first>``): whoever publishes it (a restart, a second c2ws on the
+  same subjects), JetStream stores it once within the stream's duplicate window.
+* **The cursor**: header ``C2-Cursor`` is the stream's cursor once the message is written
+  (a seq_id jump not yet confirmed keeps the one before; a reset moves it down), so the
+  last message of each subject says where to resume: without ``--state`` a restart reads
+  it (:meth:`NatsSink.open`) and the log is the one source of truth.
+* **Durable**: a batch is durable once JetStream acknowledged every publish of it.  The
+  publishes are pipelined (up to ``spec.NATS_MAX_IN_FLIGHT`` in flight, their acks on an
+  inbox of the sink's own, awaited in order).  When an ack does not come within
+  ``spec.NATS_ACK_TIMEOUT_SECONDS`` (NATS restarting, a lost connection: the client
+  reconnects on its own) or a publish is refused, everything from that message on is
+  published again with the same ids; after ``spec.NATS_PUBLISH_ATTEMPTS`` such rounds in a
+  row without an ack the run ends (:class:`~c2ws.errors.SinkFailed`, exit 12) with
+  nothing unacknowledged counted.  A lost connection and its return are said on stderr,
+  one line each.
+* **--create-stream NAME**: a stream of ``PREFIX.>``, file storage, limits retention
+  (nothing removed by c2ws: trim it with ``nats stream edit``), duplicate window
+  ``spec.NATS_DUPLICATE_WINDOW_SECONDS``; an existing stream of that name is used as it
+  is.
+
+nats-py (the ``nats`` extra) runs on an asyncio loop of the sink's own thread; the
+consumer thread waits for each batch's acks.  The module imports it only when a sink is
+made (``pip install 'c2ws[nats]'``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import ssl
+import threading
+from collections import deque
+from collections.abc import Callable, Collection, Coroutine, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+from urllib.parse import urlsplit
+
+import orjson
+
+from c2ws import events as ev
+from c2ws import spec
+from c2ws.errors import ConfigError, SinkFailed
+from c2ws.events import SubscriptionKey
+from c2ws.render.safe import terminal_safe
+from c2ws.sinks import Guarantee
+
+if TYPE_CHECKING:
+    from c2ws.streaming import Batch
+
+__all__ = ["NatsOptions", "NatsSink", "message_id", "subject_of"]
+
+_T = TypeVar("_T")
+_STREAM_MESSAGE: Final = ev.StreamMessage
+_SHORT: Final = {spec.CHANNEL_SIGNAL: "signal", spec.CHANNEL_POSITIONS: "positions"}
+CURSOR_HEADER: Final = "C2-Cursor"
+MSG_ID_HEADER: Final = "Nats-Msg-Id"
+
+
+@dataclass(frozen=True)
+class NatsOptions:
+    """Where and how to publish (options named as the NATS CLI names them)."""
+
+    url: str
+    subject_prefix: str = spec.NATS_SUBJECT_PREFIX
+    create_stream: str | None = None
+    creds: Path | None = None
+    nkey: Path | None = None
+    user: str | None = None
+    password: str | None = None
+    tlscert: Path | None = None
+    tlskey: Path | None = None
+    tlsca: Path | None = None
+
+    def check(self) -> None:
+        """:class:`ConfigError` for a URL or names NATS cannot use."""
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("nats", "tls") or not parts.hostname:
+            raise ConfigError(f"{self.url!r} is not a NATS URL: give nats://HOST:PORT (or "
+                              "tls://HOST:PORT)", param="--to")
+        tokens = self.subject_prefix.split(".")
+        if not all(token and not set(token) & set(" \t*>") for token in tokens):
+            raise ConfigError(f"{self.subject_prefix!r} is not a subject prefix: tokens "
+                              "separated by dots, no spaces, * or >", param="--subject-prefix")
+        name = self.create_stream
+        if name is not None and (not name or set(name) & set(" \t.*>/\\")):
+            raise ConfigError(f"{name!r} is not a stream name (no spaces, ., *, >, / or \\)",
+                              param="--create-stream")
+        if (self.tlskey is None) != (self.tlscert is None):
+            raise ConfigError("--tlscert and --tlskey go together", param="--tlscert")
+
+
+def subject_of(prefix: str, channel: str, strategy_id: int) -> str:
+    """``c2.signal.12345678``."""
+    return f"{prefix}.{_SHORT.get(channel, 'other')}.{strategy_id}"
+
+
+def message_id(event: ev.Event, line: bytes) -> str:
+    """The stable ``Nats-Msg-Id`` of a message (see the module docstring)."""
+    kind = type(event)
+    if kind is _STREAM_MESSAGE:
+        key, seq = event.key, event.message.seq_id  # type: ignore[union-attr]
+        if key is not None and seq is not None:
+            return f"{key.strategy_id}:{key.channel}:{seq}"
+    elif kind is ev.GapReported:
+        gap: ev.GapReported = event  # type: ignore[assignment]
+        return f"{gap.key.strategy_id}:{gap.key.channel}:gap:{gap.last_seq}-{gap.next_seq}"
+    elif kind is ev.SequenceReset:
+        reset: ev.SequenceReset = event  # type: ignore[assignment]
+        return (f"{reset.key.strategy_id}:{reset.key.channel}:reset:{reset.last_seq}-"
+                f"{reset.next_seq}")
+    return "line:" + hashlib.sha256(line).hexdigest()[:32]
+
+
+class NatsSink:
+    """``--to nats://``: see the module docstring.  Not thread-safe: one consumer
+    thread (its own asyncio loop runs on a thread of the sink's)."""
+
+    guarantee = Guarantee.EXACTLY_ONCE
+    guarantee_detail = ("JetStream stores each message once (Nats-Msg-Id, within the "
+                        "stream's duplicate window) and the cursor moves on its acks only")
+
+    def __init__(self, options: NatsOptions, *,
+                 say: Callable[[str, str], None] | None = None) -> None:
+        """``say(text, color)`` reports the connection's losses and recoveries on stderr
+        (the CLI's diagnostics); None: silent."""
+        options.check()
+        try:
+            import nats  # noqa: F401  (the extra: said at once when it is missing)
+        except ImportError:
+            raise ConfigError("--to nats:// needs the 'nats' extra: pip install "
+                              "'c2ws[nats]'", param="--to") from None
+        self.options = options
+        self.name = options.url
+        self.say = say
+        self.stream_name: str | None = None
+        self.published = 0  # messages acknowledged by JetStream (duplicates included)
+        self.duplicates = 0  # of them, those JetStream already held
+        self._cursors: dict[SubscriptionKey, int] = {}
+        self._written: list[Batch] = []
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="c2ws-nats",
+                                        daemon=True)
+        self._thread.start()
+        self._nc: Any = None
+        self._js: Any = None
+        self._inbox = ""
+        self._next_token = 0
+        self._round_base = 0
+        self._acks: dict[int, tuple[Mapping[str, str] | None, bytes]] = {}
+        self._arrived = asyncio.Event()
+        self._disconnected = False
+        self._last_error: str | None = None
+
+    # --- the seam ---
+
+    def open(self, keys: Collection[SubscriptionKey]) -> Mapping[SubscriptionKey, int]:
+        """Connect, find (or create) the stream, and read the last message of each
+        stream's subject: its ``C2-Cursor`` is where to resume."""
+        found = self._run(self._open(list(keys)))
+        self._cursors.update(found)
+        return found
+
+    def write(self, batch: Batch) -> None:
+        """Publish the batch, pipelined, and wait for every ack."""
+        events = batch.events
+        if events:
+            self._run(self._publish(events, batch.lines()))
+        self._written.append(batch)
+
+    def durable(self) -> list[Batch]:
+        done, self._written = self._written, []
+        return done
+
+    def sync(self) -> None:
+        """Every batch was acknowledged before :meth:`write` returned."""
+
+    def close(self) -> None:
+        """Drain and close the connection, stop the loop; idempotent."""
+        if not self._loop.is_closed():
+            if self._nc is not None:
+                # A close that cannot drain in time leaves nothing acknowledged behind.
+                with contextlib.suppress(Exception):
+                    self._run(self._close(), timeout=spec.NATS_CONNECT_TIMEOUT_SECONDS)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(5)
+            if not self._thread.is_alive():
+                self._loop.close()
+
+    # --- on the loop ---
+
+    def _run(self, coroutine: Coroutine[Any, Any, _T], timeout: float | None = None) -> _T:
+        future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        try:
+            return future.result(timeout)
+        except BaseException:
+            future.cancel()
+            raise
+
+    async def _open(self, keys: list[SubscriptionKey]) -> dict[SubscriptionKey, int]:
+        from nats.aio.client import Client
+        from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+        from nats.js.errors import NotFoundError
+
+        options = self.options
+        # Once connected, a lost connection is tried again without end (NATS restarts;
+        # the publishes' own attempts bound a stall); the first connection gets
+        # NATS_CONNECT_TIMEOUT_SECONDS in all (nats-py's "without end" covers it too:
+        # an unreachable or refusing server would hang the start).
+        client = Client()
+        # nats-py annotates the waits as int; it sleeps on them, fractions included.
+        waits: dict[str, Any] = {"connect_timeout": spec.NATS_CONNECT_TIMEOUT_SECONDS,
+                                 "reconnect_time_wait": spec.NATS_RECONNECT_WAIT_SECONDS}
+        try:
+            await asyncio.wait_for(client.connect(
+                servers=[options.url], allow_reconnect=True, max_reconnect_attempts=-1,
+                name="c2ws", error_cb=self._on_error, disconnected_cb=self._on_disconnected,
+                reconnected_cb=self._on_reconnected, **waits, **self._credentials()),
+                spec.NATS_CONNECT_TIMEOUT_SECONDS)
+        except Exception as exc:  # nats-py raises a few kinds: each is "cannot connect"
+            with contextlib.suppress(Exception):
+                await client.close()
+            reason = self._last_error or _reason(exc)
+            raise SinkFailed(f"cannot connect to NATS at {options.url} within "
+                             f"{spec.NATS_CONNECT_TIMEOUT_SECONDS:g} s: {reason}") from None
+        self._nc = client
+        self._js = self._nc.jetstream()
+        # Acks come to an inbox of the sink's own, one subject per publish: a dict
+        # lookup per ack (nats-py's publish_async spends a future, a semaphore and a
+        # random token on each, which halves the rate).
+        self._inbox = self._nc.new_inbox() + "."
+        await self._nc.subscribe(self._inbox + "*", cb=self._on_ack)
+        prefix = options.subject_prefix
+        try:
+            if options.create_stream is not None:
+                try:
+                    await self._js.stream_info(options.create_stream)
+                except NotFoundError:
+                    await self._js.add_stream(StreamConfig(
+                        name=options.create_stream, subjects=[f"{prefix}.>"],
+                        storage=StorageType.FILE, retention=RetentionPolicy.LIMITS,
+                        discard=DiscardPolicy.OLD,
+                        duplicate_window=spec.NATS_DUPLICATE_WINDOW_SECONDS))
+            probe = subject_of(prefix, keys[0].channel, keys[0].strategy_id) if keys else (
+                f"{prefix}.signal.0")
+            try:
+                self.stream_name = await self._js.find_stream_name_by_subject(probe)
+            except NotFoundError:
+                raise SinkFailed(
+                    f"no JetStream stream on {options.url} holds subject {probe}: create one "
+                    f"with --create-stream NAME (or nats stream add, subjects {prefix}.>)"
+                ) from None
+            found: dict[SubscriptionKey, int] = {}
+            for key in keys:
+                subject = subject_of(prefix, key.channel, key.strategy_id)
+                try:
+                    last = await self._js.get_last_msg(self.stream_name, subject)
+                except NotFoundError:
+                    continue
+                cursor = _cursor_of(last.headers)
+                if cursor is not None:
+                    found[key] = cursor
+            return found
+        except SinkFailed:
+            raise
+        except Exception as exc:
+            raise SinkFailed(f"NATS JetStream at {options.url}: {_reason(exc)}") from None
+
+    def _credentials(self) -> dict[str, Any]:
+        options = self.options
+        given: dict[str, Any] = {}
+        if options.creds is not None:
+            given["user_credentials"] = str(options.creds)
+        if options.nkey is not None:
+            given["nkeys_seed"] = str(options.nkey)
+        if options.user is not None and options.password is not None:
+            given["user"], given["password"] = options.user, options.password
+        elif options.user is not None:  # as the NATS CLI: a user without password is a token
+            given["token"] = options.user
+        if options.tlsca or options.tlscert or urlsplit(options.url).scheme == "tls":
+            context = ssl.create_default_context(
+                cafile=str(options.tlsca) if options.tlsca else None)
+            if options.tlscert is not None and options.tlskey is not None:
+                context.load_cert_chain(str(options.tlscert), str(options.tlskey))
+            given["tls"] = context
+        return given
+
+    # nats-py's own reports would be tracebacks on stderr: each is one line here, the
+    # loss once and the recovery once, not every failed reconnect attempt.
+    async def _on_error(self, exc: Exception) -> None:
+        self._last_error = terminal_safe(_reason(exc), 300)
+        if self._nc is not None and not self._disconnected:  # not the first connect's
+            self._report(f"NATS {self.options.url}: {_reason(exc)}", "yellow")
+
+    async def _on_disconnected(self) -> None:
+        if not self._disconnected and self._nc is not None and not self._nc.is_closed:
+            self._disconnected = True
+            self._report(f"NATS {self.options.url}: connection lost; reconnecting (what "
+                         "was not acknowledged is published again)", "yellow")
+
+    async def _on_reconnected(self) -> None:
+        if self._disconnected:
+            self._disconnected = False
+            self._report(f"NATS {self.options.url}: reconnected", "")
+
+    def _report(self, text: str, color: str) -> None:
+        if self.say is not None:
+            self.say(terminal_safe(text, 400), color)
+
+    async def _publish(self, events: list[ev.Event] | Any, lines: list[bytes]) -> None:
+        """Publish every message of a batch, then await the acks in order; a publish
+        not acknowledged in time (or refused) is published again (same id)."""
+        prefix = self.options.subject_prefix
+        cursors = self._cursors
+        plan: list[tuple[str, bytes, dict[str, str]]] = []
+        for event, line in zip(events, lines, strict=True):
+            kind = type(event)
+            key: SubscriptionKey | None = getattr(event, "key", None)
+            if kind is _STREAM_MESSAGE:
+                cursor = event.cursor
+                if key is not None and cursor is not None:
+                    cursors[key] = cursor
+            elif kind is ev.SequenceReset:
+                cursors[event.key] = event.cursor
+            if key is not None:
+                subject = subject_of(prefix, key.channel, key.strategy_id)
+            else:  # not a stream's (a REST line: backfill, snapshot)
+                strategy = getattr(event, "strategy_id", None) or 0
+                msg_type = getattr(event, "msg_type", "other")
+                subject = f"{prefix}.{msg_type}.{strategy}"
+            headers = {MSG_ID_HEADER: message_id(event, line)}
+            if key is not None and key in cursors:
+                headers[CURSOR_HEADER] = str(cursors[key])
+            plan.append((subject, line, headers))
+        await self._publish_plan(plan)
+
+    async def _publish_plan(self, plan: list[tuple[str, bytes, dict[str, str]]]) -> None:
+        """Publish ``plan`` in order, at most ``spec.NATS_MAX_IN_FLIGHT`` unacknowledged,
+        and await the acks in order.  A round that fails (an ack not in time, a refusal,
+        a publish the client cannot buffer) publishes everything from the first
+        unacknowledged message again, the same ids; ``spec.NATS_PUBLISH_ATTEMPTS``
+        rounds in a row without one ack end the run."""
+        acked, fruitless = 0, 0
+        while acked < len(plan):
+            before = acked
+            try:
+                acked = await self._round(plan, acked)
+            except _RoundFailed as failed:
+                acked = failed.acked
+                fruitless = 0 if acked > before else fruitless + 1
+                if fruitless >= spec.NATS_PUBLISH_ATTEMPTS:
+                    raise SinkFailed(
+                        f"NATS JetStream did not acknowledge a publish to {plan[acked][0]} "
+                        f"after {fruitless} attempt(s): {failed.reason}") from None
+                if not failed.timed_out:  # a refusal comes at once: do not spin on it
+                    await asyncio.sleep(min(spec.NATS_RETRY_PAUSE_MAX_SECONDS,
+                                            spec.NATS_RETRY_PAUSE_SECONDS * 2 ** fruitless))
+
+    async def _round(self, plan: list[tuple[str, bytes, dict[str, str]]], first: int) -> int:
+        """One pass over ``plan[first:]``; the count acknowledged (all of it), or
+        :class:`_RoundFailed` saying how far it got."""
+        nc, inbox, results = self._nc, self._inbox, self._acks
+        loop = asyncio.get_running_loop()
+        # Replies to an earlier round (published again in this one) count no more.
+        self._round_base = token = self._next_token
+        results.clear()
+        window: deque[int] = deque()
+        published = acked = first
+        total = len(plan)
+        limit = spec.NATS_MAX_IN_FLIGHT
+        while acked < total:
+            while published < total and published - acked < limit:
+                subject, line, headers = plan[published]
+                try:
+                    await nc.publish(subject, line, reply=f"{inbox}{token}", headers=headers)
+                except Exception as exc:  # closed, or the reconnect buffer is full
+                    self._next_token = token + 1
+                    raise _RoundFailed(acked, _reason(exc), timed_out=False) from None
+                window.append(token)
+                token += 1
+                published += 1
+            self._next_token = token
+            wanted = window.popleft()
+            reply = results.pop(wanted, None)
+            if reply is None:
+                deadline = loop.time() + spec.NATS_ACK_TIMEOUT_SECONDS
+                arrived = self._arrived
+                while reply is None:
+                    arrived.clear()
+                    remaining = deadline - loop.time()
+                    try:
+                        if remaining <= 0:
+                            raise TimeoutError
+                        await asyncio.wait_for(arrived.wait(), remaining)
+                    except (asyncio.TimeoutError, TimeoutError):
+                        raise _RoundFailed(acked, "no ack within "
+                                           f"{spec.NATS_ACK_TIMEOUT_SECONDS:g} s",
+                                           timed_out=True) from None
+                    reply = results.pop(wanted, None)
+            refused = _refusal(reply)
+            if refused is not None:
+                raise _RoundFailed(acked, refused, timed_out=False)
+            self.published += 1
+            if _DUPLICATE in reply[1]:
+                self.duplicates += 1
+            acked += 1
+        return acked
+
+    async def _on_ack(self, msg: Any) -> None:
+        """A reply to one of our publishes (on the sink's own inbox)."""
+        try:
+            token = int(msg.subject[len(self._inbox):])
+        except ValueError:
+            return
+        if token >= self._round_base:
+            self._acks[token] = (msg.headers, msg.data)
+            self._arrived.set()
+
+    async def _close(self) -> None:
+        nc, self._nc = self._nc, None
+        if nc is not None and not nc.is_closed:
+            await nc.drain()
+
+
+class _RoundFailed(Exception):
+    """A publishing round that stopped at ``acked`` (the messages before it are
+    acknowledged)."""
+
+    def __init__(self, acked: int, reason: str, *, timed_out: bool) -> None:
+        super().__init__(reason)
+        self.acked, self.reason, self.timed_out = acked, reason, timed_out
+
+
+_DUPLICATE: Final = b'"duplicate":true'
+
+
+def _refusal(reply: tuple[Mapping[str, str] | None, bytes]) -> str | None:
+    """Why JetStream did not store a publish (None: it did, or already held it).  Its
+    ack is ``{"stream":..,"seq":..[,"duplicate":true]}``; a refusal
+    ``{"error":{"code":..,"description":..}}``; no stream on the subject (JetStream
+    restarting, the stream deleted) a 503 status without data."""
+    headers, data = reply
+    if headers and headers.get("Status") == "503":
+        return "no JetStream stream answered (503 no responders)"
+    if data.startswith(b'{"stream"'):
+        return None
+    try:
+        answer = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return f"not a JetStream ack: {terminal_safe(repr(data[:200]), 240)}"
+    if isinstance(answer, dict) and "stream" in answer and "error" not in answer:
+        return None
+    error = answer.get("error") if isinstance(answer, dict) else None
+    described = error.get("description") if isinstance(error, dict) else None
+    return terminal_safe(str(described or answer), 240)
+
+
+def _cursor_of(headers: Mapping[str, str] | None) -> int | None:
+    text = (headers or {}).get(CURSOR_HEADER)
+    if text is None or not text.isascii() or not text.isdigit():
+        return None
+    return int(text)
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text or type(exc).__name__

