@@ -6,8 +6,10 @@ is one of these small immutable classes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from operator import countOf
+from typing import NamedTuple, Protocol
 
 from c2ws.endings import ConnectionEnd, EndReason
 from c2ws.protocol import Envelope, ErrorDetail
@@ -68,6 +70,79 @@ class StreamMessage:
     key: SubscriptionKey | None  # None: the payload named no strategy we could place
     message: Envelope
     cursor: int | None = None
+
+
+class StreamHead(Protocol):
+    """The header fields of a stream frame, as :mod:`c2ws.stream_head` reads them."""
+
+    @property
+    def msg_type(self) -> str: ...
+    @property
+    def id(self) -> str | None: ...
+    @property
+    def seq_id(self) -> int | None: ...
+    @property
+    def request_id(self) -> str | None: ...
+    @property
+    def timestamp(self) -> str | None: ...
+    @property
+    def v(self) -> int | str | None: ...
+
+
+@dataclass(slots=True)  # built per socket read: not frozen (cheaper); never mutated
+class StreamRun:
+    """Consecutive stream messages of one subscription that arrived together (a burst
+    of one socket read), each the next of its stream: one event instead of one
+    :class:`StreamMessage` per message, the same messages in the same order
+    (:meth:`messages`).  Only sessions of pass-through consumers (frames not decoded,
+    ``EngineConfig.message_runs``) make them.
+
+    ``frames``: each message's frame, as received (redacted); ``heads``: its header
+    fields; ``cursor``: the seq_id of the last, where the stream's cursor moves once the
+    run is written; ``one_line``: no frame holds a line break (CR or LF), so the run's
+    NDJSON is its frames as they are."""
+
+    key: SubscriptionKey
+    frames: list[bytes]
+    heads: Sequence[StreamHead]
+    cursor: int
+    one_line: bool = False
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def messages(self) -> list[StreamMessage]:
+        """The run as the :class:`StreamMessage` events it stands for (built now)."""
+        key = self.key
+        return [
+            StreamMessage(key, Envelope(head.msg_type, {}, head.id, head.seq_id,
+                                        head.request_id, head.timestamp, head.v, {}, data),
+                          head.seq_id)
+            for data, head in zip(self.frames, self.heads, strict=True)
+        ]
+
+
+def message_count(events: Sequence[Event]) -> int:
+    """How many stream messages ``events`` hold, a run counting as its messages (C speed
+    but for the runs: it runs per hand-over)."""
+    count = countOf(map(type, events), StreamMessage)
+    if countOf(map(type, events), StreamRun):
+        count += sum(len(event) for event in events if type(event) is StreamRun)
+    return count
+
+
+def expand_runs(events: list[Event]) -> list[Event]:
+    """``events`` with every :class:`StreamRun` replaced by its messages (``events``
+    itself when it holds none)."""
+    if not countOf(map(type, events), StreamRun):
+        return events
+    expanded: list[Event] = []
+    for event in events:
+        if type(event) is StreamRun:
+            expanded.extend(event.messages())
+        else:
+            expanded.append(event)
+    return expanded
 
 
 @dataclass(slots=True)  # built per message: not frozen (3x cheaper); never mutated
@@ -295,6 +370,7 @@ Event = (
     | SubscriptionRejected
     | Unsubscribed
     | StreamMessage
+    | StreamRun
     | DuplicateDropped
     | SequenceBackwards
     | SequenceJump

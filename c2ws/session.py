@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from operator import attrgetter
 from typing import ClassVar, Final
 
 from c2ws import events as ev
@@ -21,7 +22,7 @@ from c2ws import protocol, spec
 from c2ws.delivery.dedupe import StreamCursor, StreamFilter
 from c2ws.events import ConnectionEnd, EndReason, SubscriptionKey
 from c2ws.protocol import Envelope, MalformedMessage
-from c2ws.stream_head import read_stream_head
+from c2ws.stream_head import read_stream_head, read_stream_heads
 
 # A close reason is at most 123 bytes on the wire; this bounds what we quote of it.
 _MAX_CLOSE_REASON: Final = 123
@@ -39,6 +40,7 @@ def _gap_stream(payload: Mapping[str, object]) -> tuple[int | None, str]:
 
 
 _MAX_INT: Final = spec.MAX_WIRE_INT
+_MIN_INT: Final = spec.MIN_WIRE_INT
 _STREAM_TYPES: Final = frozenset(spec.STREAM_MSG_TYPES)
 
 
@@ -73,6 +75,11 @@ _READY: Final = ConnectionState.READY
 _ENDED: Final = ConnectionState.ENDED
 _ACTIVE: Final = SubscriptionState.ACTIVE
 _SUBSCRIBING: Final = SubscriptionState.SUBSCRIBING
+_STREAM_RUN: Final = ev.StreamRun
+# Header fields of a burst, read in C (map over the headers).
+_MSG_TYPE: Final = attrgetter("msg_type")
+_SEQ_ID: Final = attrgetter("seq_id")
+_STRATEGY_ID: Final = attrgetter("payload.StrategyId")
 
 
 @dataclass(slots=True)
@@ -131,6 +138,7 @@ class ClientSession:
         max_subscriptions: int = spec.MAX_SUBSCRIPTIONS_PER_CONNECTION,
         report_heartbeats: bool = True,
         decoded_payloads: bool = True,
+        message_runs: bool = False,
     ) -> None:
         if len(request_id_prefix) > spec.MAX_REQUEST_ID_LENGTH - 8:
             raise ValueError("request_id prefix too long")
@@ -148,6 +156,9 @@ class ClientSession:
         # False: a stream message keeps its frame bytes and header fields, and its
         # decoded payload is freed here, by the thread that decoded it (see EngineConfig).
         self.decoded_payloads = decoded_payloads
+        # True (with decoded_payloads False): a burst of the next messages of one stream
+        # is one StreamRun event, checked and admitted as a whole (see _take_run).
+        self.message_runs = message_runs and not decoded_payloads
         self.opened_at = now
         self.last_received = now
         self.last_heartbeat: float | None = None
@@ -269,6 +280,8 @@ class ClientSession:
             # heartbeats: about 9 us each).
             self._receive_one(frames[0], now, wall)
             return
+        if self.message_runs and self.state is _READY and self._take_run(frames):
+            return
         by_channel, events = self._by_channel, self._events
         keep_payloads = self.decoded_payloads
         for data in frames:
@@ -305,6 +318,47 @@ class ClientSession:
                 self._dispatch(message, now, wall)
             else:
                 self._receive_one(data, now, wall)  # decoded in full this time
+
+    def _take_run(self, frames: Sequence[bytes | str]) -> bool:
+        """The whole burst as one :class:`~c2ws.events.StreamRun`, when each frame is what
+        the short path of :meth:`receive_frames` would admit, the next message of the same
+        live stream, the cursor settled: checked and admitted burst by burst, each check
+        one call over all of it.  False (nothing done) otherwise: the caller goes frame by
+        frame, with the same outcome as ever."""
+        read = read_stream_heads(frames)
+        if read is None:
+            return False
+        heads, one_line = read
+        try:
+            strategy_ids = set(map(_STRATEGY_ID, heads))
+        except AttributeError:  # a frame without a payload object
+            return False
+        msg_types = set(map(_MSG_TYPE, heads))
+        if len(strategy_ids) != 1 or len(msg_types) != 1:
+            return False
+        (strategy_id,), (msg_type,) = strategy_ids, msg_types
+        channel = self._by_channel.get(msg_type)
+        sub = channel.get(strategy_id) if channel and type(strategy_id) is int else None
+        if sub is None or (sub.state is not _ACTIVE and sub.state is not _SUBSCRIBING):
+            return False
+        cursor = sub.cursor
+        seq_ids = list(map(_SEQ_ID, heads))
+        first, held = seq_ids[0], cursor.held
+        if type(first) is not int or not cursor.settled or (
+            held is not None and first != held + 1
+        ):
+            return False
+        last = first + len(seq_ids) - 1
+        if first < _MIN_INT or last > _MAX_INT or seq_ids != list(range(first, last + 1)):
+            return False
+        cursor.held = last
+        cursor.held_timestamp = heads[-1].timestamp
+        sub.replaying = False
+        self._events.append(_STREAM_RUN(
+            cursor.key, frames if type(frames) is list else list(frames),  # type: ignore[arg-type]
+            heads, last, one_line,
+        ))
+        return True
 
     def _receive_one(self, data: bytes | str, now: float, wall: float) -> None:
         """The general path of one frame: every message type, every odd case."""

@@ -46,7 +46,7 @@ from c2ws.errors import (
     connection_error,
 )
 from c2ws.events import SubscriptionKey
-from c2ws.lines import gap_line, is_one_line, line_of, reset_line
+from c2ws.lines import frame_line, gap_line, is_one_line, line_of, reset_line
 from c2ws.messages import Gap, Message, Position, SequenceReset, Signal
 
 if TYPE_CHECKING:
@@ -57,10 +57,11 @@ if TYPE_CHECKING:
 __all__ = ["Batch", "Message", "Stream", "StreamEnd", "stream"]
 
 _STREAM_MESSAGE: Final = ev.StreamMessage
+_STREAM_RUN: Final = ev.StreamRun
 _GAP: Final = ev.GapReported
 _RESET: Final = ev.SequenceReset
 _TRAFFIC: Final = ev.Traffic
-_ONLY_STREAM_MESSAGES: Final = {ev.StreamMessage}
+_MESSAGES: Final = frozenset({ev.StreamMessage, ev.StreamRun})
 _MESSAGE_TYPES: Final = (ev.StreamMessage, ev.GapReported, ev.SequenceReset)
 _POSITIONS: Final = spec.CHANNEL_POSITIONS
 
@@ -96,6 +97,8 @@ def typed(event: ev.StreamMessage | ev.GapReported | ev.SequenceReset) -> Messag
 
 def _line(event: ev.Event) -> bytes:
     kind = type(event)
+    if kind is _STREAM_RUN:
+        raise TypeError("a run has one line per message")
     if kind is _STREAM_MESSAGE:
         data = event.message.data  # type: ignore[union-attr]
         return data if is_one_line(data) else line_of(event.message)  # type: ignore[union-attr]
@@ -109,18 +112,40 @@ class Batch(Sequence[Message]):
     only when it is indexed or iterated.  ``events``: the engine's message events of the
     batch (``StreamMessage``, ``GapReported``, ``SequenceReset``) in arrival order, for
     renderers; :meth:`lines` and :meth:`ndjson` give the NDJSON bytes without building
-    any message object."""
+    any message object (nor event: a burst stays one :class:`~c2ws.events.StreamRun`
+    until ``events`` is read)."""
 
-    __slots__ = ("_taken", "events")
+    __slots__ = ("_events", "_runs", "_size", "_taken")
 
     def __init__(self, events: list[ev.Event], taken: list[ev.Event] | None = None) -> None:
-        self.events: Sequence[ev.Event] = events
+        self._events = events
         # Everything the batch acknowledges, in order: its events and the messages a
         # ``select`` left out (the same list when there are none).
         self._taken = events if taken is None else taken
+        runs = countOf(map(type, events), _STREAM_RUN)
+        self._runs = runs > 0
+        self._size = len(events) + (
+            sum(len(e) - 1 for e in events if type(e) is _STREAM_RUN)
+            if runs else 0)
+
+    @property
+    def events(self) -> Sequence[ev.Event]:
+        """The message events, one per message: runs are expanded here, the first time,
+        in place (the list is the stream's record of what it delivered, which must name
+        every message a caller may acknowledge)."""
+        if self._runs:
+            self._runs = False
+            self._events[:] = ev.expand_runs(self._events)
+        return self._events
 
     def __len__(self) -> int:
-        return len(self.events)
+        return self._size
+
+    @property
+    def only_signals_and_positions(self) -> bool:
+        """No :class:`~c2ws.messages.Gap` or :class:`~c2ws.messages.SequenceReset` in the
+        batch (told without building anything)."""
+        return set(map(type, self._events)) <= _MESSAGES
 
     @overload
     def __getitem__(self, index: int) -> Message: ...
@@ -139,15 +164,29 @@ class Batch(Sequence[Message]):
     def lines(self) -> list[bytes]:
         """The NDJSON line of each message (no newline), byte for byte what ``c2ws
         subscribe -o ndjson`` writes."""
-        return [
-            event.message.data
-            if type(event) is _STREAM_MESSAGE and is_one_line(event.message.data)
-            else _line(event)
-            for event in self.events
-        ]
+        if not self._runs:
+            return [
+                event.message.data
+                if type(event) is _STREAM_MESSAGE and is_one_line(event.message.data)
+                else _line(event)
+                for event in self._events
+            ]
+        lines: list[bytes] = []
+        for event in self._events:
+            if type(event) is _STREAM_RUN:
+                lines.extend(event.frames if event.one_line
+                             else map(frame_line, event.frames))
+            elif type(event) is _STREAM_MESSAGE and is_one_line(event.message.data):
+                lines.append(event.message.data)
+            else:
+                lines.append(_line(event))
+        return lines
 
     def ndjson(self) -> bytes:
         """The batch as NDJSON: every line with its newline."""
+        events = self._events
+        if len(events) == 1 and type(run := events[0]) is _STREAM_RUN and run.one_line:
+            return b"\n".join([*run.frames, b""])  # a burst: its frames as they are
         lines = self.lines()
         if not lines:
             return b""
@@ -155,7 +194,7 @@ class Batch(Sequence[Message]):
         return b"\n".join(lines)
 
     def __repr__(self) -> str:
-        return f"<Batch of {len(self.events)} message(s)>"
+        return f"<Batch of {self._size} message(s)>"
 
 
 # --- the settings ---------------------------------------------------------------------------
@@ -270,6 +309,7 @@ def stream(
         max_retries=max_retries, max_backoff=max_backoff, connect_timeout=connect_timeout,
         timeouts=SessionTimeouts(silence=silence_timeout), traffic=traffic,
         report_heartbeats=heartbeats, decoded_payloads=decode_payloads,
+        message_runs=not decode_payloads,
     )
     validate_config(config)
     options = StreamOptions(count=count, timeout=timeout, fail_on_gap=fail_on_gap,
@@ -555,17 +595,19 @@ class Stream:
         events, start = self._inbox, self._inbox_at
         options = self.options
         count, select = options.count, options.select
-        if (
-            start == 0 and select is None and self._gap is None
-            and (count is None or count - self.delivered > len(events))
-            and set(map(type, events)) == _ONLY_STREAM_MESSAGES
-        ):
-            # A burst: nothing but stream messages, none of them an ending.
-            self._inbox, self._inbox_at = [], 0
-            self.delivered += len(events)
-            self._unacked += len(events)
-            self._delivered.append(events)
-            return Batch(events)
+        if start == 0 and select is None and self._gap is None and (
+                set(map(type, events)) <= _MESSAGES):
+            size = ev.message_count(events)
+            if count is None or count - self.delivered > size:
+                # A burst: nothing but stream messages, none of them an ending.
+                self._inbox, self._inbox_at = [], 0
+                self.delivered += size
+                self._unacked += size
+                self._delivered.append(events)
+                return Batch(events)
+        if start == 0:
+            # Event by event from here: a run is its messages.
+            events = self._inbox = ev.expand_runs(events)
         on_event = options.on_event
         end = len(events)
         index = start
@@ -625,7 +667,7 @@ class Stream:
         if not taken:
             self._pass_on(engine, traffic)
             return _EMPTY if passed_on else None
-        self._unacked += countOf(map(type, taken), _STREAM_MESSAGE)
+        self._unacked += ev.message_count(taken)
         self._delivered.append(taken)
         if not shown:
             # Left out by ``select``: handled, in order (after what is still unacknowledged).
@@ -735,7 +777,7 @@ class Stream:
         lists = self._delivered[:how_many]
         del self._delivered[:how_many]
         events = lists[0] if len(lists) == 1 else [e for part in lists for e in part]
-        self._unacked -= countOf(map(type, events), _STREAM_MESSAGE)
+        self._unacked -= ev.message_count(events)
         engine.acknowledge(events)
 
     def _ack_through(self, event: object, item: Message | None) -> bool:
@@ -785,8 +827,7 @@ class Stream:
         left = self._inbox[self._inbox_at:]
         self._inbox, self._inbox_at = [], 0
         discarded = engine.handoff.discard()
-        self.undelivered += countOf(map(type, left), _STREAM_MESSAGE) + countOf(
-            map(type, discarded), _STREAM_MESSAGE)
+        self.undelivered += ev.message_count(left) + ev.message_count(discarded)
         self._final_gaps = engine.unresolved_gaps()
 
     def _close_store(self) -> None:

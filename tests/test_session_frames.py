@@ -36,13 +36,13 @@ def envelope(msg_type: str, **fields: Any) -> dict[str, Any]:
 
 
 def ready_session(decoded_payloads: bool, cursors: dict[SubscriptionKey, int],
-                  answers: list[str]) -> ClientSession:
+                  answers: list[str], message_runs: bool = False) -> ClientSession:
     """Connected, each subscription answered as ``answers`` says (ack, reject, pending:
     not yet answered, or unsubscribing: acked, then unsubscribed without an answer yet),
     signals resuming from ``cursors``."""
     session = ClientSession(request_id_prefix="c2ws-test",
                             stream_filter=StreamFilter(KEYS, cursors), now=0.0,
-                            decoded_payloads=decoded_payloads)
+                            decoded_payloads=decoded_payloads, message_runs=message_runs)
     for key in KEYS:
         session.subscribe(key, now=0.0, wall=WALL)
     session.receive(orjson.dumps(envelope(spec.MSG_CONNECTED)), now=0.1, wall=WALL)
@@ -117,11 +117,33 @@ other_frames = st.one_of(
 
 
 @st.composite
+def burst(draw: st.DrawFn, counters: dict[tuple[str, object], int]) -> list[bytes]:
+    """What one socket read brings in a blast: the next messages of one stream (a run),
+    now and then with one frame that is not (a step, another stream, another shape)."""
+    msg_type = draw(st.sampled_from([spec.CHANNEL_SIGNAL, spec.CHANNEL_POSITIONS]))
+    strategy = draw(st.sampled_from(STRATEGIES))
+    stream = (msg_type, strategy)
+    frames = []
+    for _ in range(draw(st.integers(2, 12))):
+        counters[stream] = counters.get(stream, draw(st.sampled_from([0, 10]))) + 1
+        frames.append(orjson.dumps(envelope(msg_type, seq_id=counters[stream], payload={
+            "StrategyId": strategy, "Side": "1"})))
+    if draw(st.booleans()):
+        frames.insert(draw(st.integers(0, len(frames))), draw(st.one_of(
+            stream_frame(counters), other_frames,
+            st.just(json.dumps(envelope(msg_type, seq_id=counters[stream] + 1, payload={
+                "StrategyId": strategy}), indent=1).encode()))))
+    return frames
+
+
+@st.composite
 def frame_batches(draw: st.DrawFn) -> list[list[bytes]]:
     counters: dict[tuple[str, object], int] = {}
     frame = st.sampled_from(range(12)).flatmap(
         lambda odds: other_frames if odds == 0 else stream_frame(counters))
-    return draw(st.lists(st.lists(frame, max_size=30), min_size=1, max_size=6))
+    batch = st.sampled_from(range(3)).flatmap(
+        lambda odds: st.lists(frame, max_size=30) if odds == 0 else burst(counters))
+    return draw(st.lists(batch, min_size=1, max_size=6))
 
 
 def state_of(session: ClientSession) -> Any:
@@ -183,24 +205,32 @@ def compare_paths(
             where += len(batch)
     short = ready_session(decoded, cursors, answers)
     general = ready_session(decoded, cursors, answers)
+    # Bursts as StreamRun events (the engine's sessions for NDJSON): expanded, the same.
+    runs = ready_session(decoded, cursors, answers, message_runs=True)
     now = 0.5
     for number, batch in enumerate(batches):
         pause, tick = pauses[number]
         now += pause
         if tick:  # the deadline came while the socket was idle
-            short.handle_timeout(now=now, wall=WALL)
-            general.handle_timeout(now=now, wall=WALL)
+            for session in (short, general, runs):
+                session.handle_timeout(now=now, wall=WALL)
         if number == close_before:  # leaving: stream messages are no longer delivered
-            short.close(now=now, wall=WALL)
-            general.close(now=now, wall=WALL)
+            for session in (short, general, runs):
+                session.close(now=now, wall=WALL)
         short.receive_frames(batch, now=now, wall=WALL)
+        runs.receive_frames(list(batch), now=now, wall=WALL)
         for data in batch:
             if general.state is not ConnectionState.ENDED:  # what receive() does first
                 general.last_received = now
             general._receive_one(data, now, WALL)
         found = short.events_received()
-        assert comparable(found) == comparable(general.events_received())
-        assert state_of(short) == state_of(general)
+        expected = comparable(general.events_received())
+        assert comparable(found) == expected
+        in_runs = runs.events_received()
+        assert comparable(ev.expand_runs(in_runs)) == expected
+        assert state_of(short) == state_of(general) == state_of(runs)
+        if any(isinstance(e, ev.StreamRun) for e in in_runs):
+            hypothesis.event("StreamRun")
         for kind in (ev.SequenceReset, ev.SequenceBackwards, ev.GapReported):
             if any(isinstance(e, kind) for e in found):
                 # How often the runs reach it: --hypothesis-show-statistics.

@@ -45,7 +45,6 @@ class TimedOutWriting(BaseException):
 
 
 _STREAM_MESSAGE: Final = ev.StreamMessage
-_ONLY_STREAM_MESSAGES: Final = {ev.StreamMessage}
 # Subscriptions named in the final report of a connection that was down; the rest counted.
 _KEYS_NAMED: Final = 5
 
@@ -78,6 +77,9 @@ class SubscribeRun:
         self.stream = stream
         self.renderer = renderer
         self._handle_messages = messages_handler(renderer)
+        # A renderer that writes the frames as they are (NDJSON) takes a burst as bytes.
+        self._handle_ndjson: Callable[[bytes], None] | None = getattr(
+            renderer, "handle_ndjson", None)
         self.diagnostics = diagnostics
         self.count = count
         self.timeout = timeout
@@ -85,7 +87,7 @@ class SubscribeRun:
         if events is not None:
             events.target = self.on_event
         # The batch being written, and how much of it is written: for the final report.
-        self._batch: Sequence[ev.Event] = ()
+        self._batch: Batch | None = None
         self._written_of_batch = 0
         self._writing = False  # in a write of stdout (the --timeout alarm may cut it)
         self._connection_failed = False  # the run ended with a connection's failure
@@ -196,11 +198,10 @@ class SubscribeRun:
             raise self._failed(exc) from None
 
     def _write_batch(self, batch: Batch) -> None:
-        events = batch.events
-        self._batch, self._written_of_batch = events, 0
+        self._batch, self._written_of_batch = batch, 0
         try:
             self._writing = True
-            self._render(events)
+            self._render(batch)
             self.renderer.flush()
             self._writing = False
             # Syncs an appended output file, then commits the state file (--state).
@@ -215,17 +216,24 @@ class SubscribeRun:
             raise self._failed(exc) from None
         finally:
             self._writing = False
-        self._batch, self._written_of_batch = (), 0
+        self._batch, self._written_of_batch = None, 0
 
-    def _render(self, events: Sequence[ev.Event]) -> None:
+    def _render(self, batch: Batch) -> None:
         """Hand each event to the renderer (and gaps and resets to the diagnostics too).
-        A burst of stream messages, nearly every batch, takes the renderer's batch path."""
+        A burst of stream messages, nearly every batch, takes the renderer's batch path:
+        for NDJSON, the batch's lines as bytes, made without an object per message."""
         diagnostics = self.diagnostics
-        if set(map(type, events)) == _ONLY_STREAM_MESSAGES:
-            self._written_of_batch = len(events)
-            self._handle_messages(events)  # type: ignore[arg-type]
-            diagnostics.count_stream_messages(len(events))
+        if batch.only_signals_and_positions:
+            size = len(batch)
+            self._written_of_batch = size
+            if self._handle_ndjson is not None:
+                if size:
+                    self._handle_ndjson(batch.ndjson())
+            else:
+                self._handle_messages(batch.events)  # type: ignore[arg-type]
+            diagnostics.count_stream_messages(size)
             return
+        events = batch.events
         handle = self.renderer.handle
         streamed = 0
         for index, event in enumerate(events):
@@ -313,9 +321,10 @@ class SubscribeRun:
     def _unwritten(self) -> tuple[int, list[ev.StreamMessage]]:
         """How many received messages were never handed to the renderer, and the
         messages of the batch being written when the run stopped."""
-        handed = [e for e in self._batch[: self._written_of_batch]
+        events = self._batch.events if self._batch is not None else ()
+        handed = [e for e in events[: self._written_of_batch]
                   if isinstance(e, ev.StreamMessage)]
-        left = self._batch[self._written_of_batch:]
+        left = events[self._written_of_batch:]
         return self.stream.undelivered + sum(
             isinstance(event, ev.StreamMessage) for event in left), handed
 

@@ -38,7 +38,7 @@ from urllib.parse import unquote, urlsplit
 from c2ws import spec
 from c2ws.net import wsclient_compat
 
-READ_CHUNK = 65536
+READ_CHUNK = spec.SOCKET_READ_BYTES
 _HEAD_READ_CHUNK = 4096
 _REDACTED = "****"
 # websocket-client follows these (we never do); any other non-101 status is a rejection.
@@ -877,6 +877,11 @@ class SocketTransport:
         if not data:
             raise ConnectionLost("the server closed the TCP connection without a close frame")
         return data
+
+    @property
+    def encrypted(self) -> bool:
+        """TLS: a read may find only part of a record (``read`` returns None)."""
+        return self._tls
 
     def pending(self) -> bool:
         """Bytes already decrypted by TLS, which poll() cannot see."""

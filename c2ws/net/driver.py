@@ -229,6 +229,10 @@ class Driver:
         self._usable = True  # False once a send or read broke the connection
         self._close_code: int | None = None  # a close we must send (1002, 1009)
         self._handed_over = False  # events handed over since the last wait
+        # A plain socket is read again at once after a hand-over: a read that finds
+        # nothing ends the burst (one system call instead of a poll and a read).  With
+        # TLS a read that finds nothing cannot be told from half a record: poll first.
+        self._read_at_once = not getattr(transport, "encrypted", True)
 
     @property
     def leaving(self) -> bool:
@@ -321,6 +325,8 @@ class Driver:
         if self._handed_over:
             # Events were handed over: if more data is already waiting, read it first;
             # the hooks hear that the burst is over (idle) only when nothing is left.
+            if self._read_at_once:
+                return True, False  # _read finds out
             readable, woken = readiness.wait(0)
             if readable or woken:
                 return readable, woken
@@ -332,6 +338,11 @@ class Driver:
     def _read(self) -> None:
         data = self.transport.read()
         now = self.clock()
+        if data is None and self._read_at_once:
+            if self._handed_over:  # nothing was waiting: the burst is over
+                self._handed_over = False
+                self.hooks.idle()
+            return
         if data is None:  # half a TLS record: a frame has begun
             self.reader.note_bytes_under_way(now)
             return
