@@ -29,6 +29,7 @@ from typing import Final, overload
 import orjson
 
 from c2ws import spec
+from c2ws.speedups import COMPILED, any_contains
 
 REDACTED: Final = "****"
 _REDACTED_BYTES: Final = REDACTED.encode()
@@ -84,7 +85,12 @@ class KeyRedactor:
     def redact_frames(self, frames: list[bytes]) -> None:
         """Redact ``frames`` in place.  Runs for every burst a socket read brings: when no
         frame holds the key, it costs a few searches in C for the whole burst."""
-        if not frames or not self._may_hold(frames[0] if len(frames) == 1 else b"".join(frames)):
+        if not frames:
+            return
+        if COMPILED:  # memmem over each frame in C
+            if not any_contains(frames, self._marker):
+                return
+        elif not self._may_hold(frames[0] if len(frames) == 1 else b"".join(frames)):
             return
         for index, data in enumerate(frames):
             if self._marker in data:

@@ -18,13 +18,13 @@ too (tests check this on arbitrary input).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from operator import countOf
 from typing import Annotated, Final
 
 import msgspec
 
 from c2ws import spec
 from c2ws.protocol import Envelope
+from c2ws.speedups import text_kind
 
 
 class _PayloadHead(msgspec.Struct, gc=False):
@@ -45,6 +45,7 @@ _decode_head: Final = msgspec.json.Decoder(_StreamHead).decode
 _MAX_FRAME_BYTES: Final = spec.MAX_FRAME_BYTES
 _MIN_INT: Final = spec.MIN_WIRE_INT
 _MAX_INT: Final = spec.MAX_WIRE_INT
+_ONE_LINE: Final = 2  # text_kind: ASCII, no line break
 
 
 def read_stream_head(data: bytes | str) -> tuple[Envelope, int] | None:
@@ -75,15 +76,13 @@ def read_stream_heads(frames: Sequence[bytes | str]) -> tuple[list[_StreamHead],
     them one by one).  The flag: no frame holds a line break (CR or LF).  What else
     read_stream_head requires of a frame (a payload, a seq_id in range, an integer
     StrategyId) the caller checks on the headers.  Total: never raises."""
-    if countOf(map(type, frames), bytes) != len(frames) or not frames:
+    if not frames:
         return None
-    if max(map(len, frames)) > _MAX_FRAME_BYTES:
-        return None
-    together = b"".join(frames)  # type: ignore[arg-type]
-    if not together.isascii():
-        return None
+    kind = text_kind(frames if type(frames) is list else list(frames))  # type: ignore[arg-type]
+    if not kind or max(map(len, frames)) > _MAX_FRAME_BYTES:
+        return None  # not all bytes, or not all ASCII, or too large
     try:
         heads = list(map(_decode_head, frames))
     except (msgspec.DecodeError, RecursionError):
         return None
-    return heads, together.find(b"\n") < 0 and together.find(b"\r") < 0
+    return heads, kind == _ONE_LINE

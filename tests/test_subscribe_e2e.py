@@ -102,6 +102,22 @@ def test_ndjson_lines_are_exactly_the_messages_the_server_sent(server: TestServe
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize("pure_python", [False, True], ids=["compiled-core", "pure-python"])
+def test_a_burst_comes_out_whole_and_in_order(server: TestServer, pure_python: bool,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Published faster than one read at a time: bursts take the run path, with the
+    compiled core (when built) and with its pure-Python twins (c2ws.speedups)."""
+    monkeypatch.setenv("C2WS_PURE_PYTHON", "1" if pure_python else "0")
+    process = c2ws(server, "subscribe", str(VISIBLE[0]), "-c", "signal", "-o", "ndjson",
+                   "-n", "1500")
+    only_connection(server, 1)
+    ascii_order = {**order(VISIBLE[0], "1"), "Note": "plain ASCII"}  # as a burst needs
+    published = [server.publish(VISIBLE[0], ascii_order) for _ in range(1500)]
+    code, out, err = finish(process, timeout=60)
+    assert code == 0, err
+    assert [json.loads(line) for line in out.splitlines()] == published
+
+
 def test_requests_follow_the_protocol(server: TestServer) -> None:
     process = c2ws(server, "subscribe", str(VISIBLE[0]), "-c", "signal", "-c",
                    "strategy.positions", "-o", "ndjson", "--timeout", "0.5")

@@ -23,6 +23,7 @@ import os
 from typing import Final
 
 from c2ws import spec
+from c2ws.speedups import text_burst
 
 OPCODE_CONT: Final = 0x0
 OPCODE_TEXT: Final = 0x1
@@ -141,24 +142,7 @@ class FrameReader:
         :meth:`next_frame`, with every check)."""
         if self._fragments is not None or self._later:
             return []
-        chunk, position = self._chunk, self._offset
-        end = len(chunk)
-        frames: list[bytes] = []
-        append = frames.append
-        while position + 2 <= end and chunk[position] == _FIN_TEXT:
-            length = chunk[position + 1]
-            if length < 126:
-                start = position + 2
-            elif length == 126 and position + 4 <= end:
-                length = chunk[position + 2] << 8 | chunk[position + 3]
-                start = position + 4
-            else:  # masked (a server must not mask), a 64-bit length, or a split header
-                break
-            stop = start + length
-            if stop > end:
-                break
-            append(chunk[start:stop])
-            position = stop
+        frames, position = text_burst(self._chunk, self._offset)  # see c2ws.speedups
         if frames:
             self._offset = position
             self._consumed()

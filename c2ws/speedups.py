@@ -1,0 +1,85 @@
+"""The socket thread's per-message work on a burst of frames, in C when it can be.
+
+Three functions run over every frame a socket read brings: :func:`text_burst` cuts the
+plain text frames out of the bytes read, :func:`text_kind` says whether they are ASCII
+and one line each, :func:`any_contains` whether one holds the API key's marker.  Each
+is written here in Python and, when the package was built with a C compiler at hand,
+also in C (``c2ws/_speedups.c``, an optional extension: without a compiler c2ws is
+installed without it).  The C twin is used when it was built, unless the environment
+sets ``C2WS_PURE_PYTHON=1``; ``COMPILED`` says which runs.  Both do exactly the same:
+tests/test_speedups.py runs them side by side on arbitrary input.
+
+Sans-I/O: functions of bytes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from itertools import repeat
+from operator import countOf
+from typing import Final
+
+# FIN set, no RSV bits, opcode 1 (text): the first header byte of an unfragmented text
+# frame (RFC 6455 5.2).
+_FIN_TEXT: Final = 0x81
+
+
+def py_text_burst(chunk: bytes, position: int) -> tuple[list[bytes], int]:
+    """The plain text frames at ``chunk[position:]``, in order, and the position after the
+    last: FIN set, no RSV bits, opcode text, unmasked, a 7- or 16-bit length (at most 64
+    KiB), all of it in ``chunk``.  Stops at the first frame that is anything else (or not
+    whole), which the caller reads with every check."""
+    if position < 0:
+        position = max(0, len(chunk) + position)  # as a slice would
+    end = len(chunk)
+    frames: list[bytes] = []
+    append = frames.append
+    while position + 2 <= end and chunk[position] == _FIN_TEXT:
+        length = chunk[position + 1]
+        if length < 126:
+            start = position + 2
+        elif length == 126 and position + 4 <= end:
+            length = chunk[position + 2] << 8 | chunk[position + 3]
+            start = position + 4
+        else:  # masked (a server must not mask), a 64-bit length, or a split header
+            break
+        stop = start + length
+        if stop > end:
+            break
+        append(chunk[start:stop])
+        position = stop
+    return frames, position
+
+
+def py_text_kind(frames: list[bytes]) -> int:
+    """0 when some frame is not bytes or not ASCII; else 2 when no frame holds a line
+    break (CR or LF), 1 when one does."""
+    if countOf(map(type, frames), bytes) != len(frames):
+        return 0
+    together = b"".join(frames)  # one pass in C each below, instead of one per frame
+    if not together.isascii():
+        return 0
+    return 2 if together.find(b"\n") < 0 and together.find(b"\r") < 0 else 1
+
+
+def py_any_contains(frames: list[bytes], needle: bytes) -> bool:
+    """Whether some frame holds ``needle``."""
+    return any(map(bytes.__contains__, frames, repeat(needle)))
+
+
+text_burst: Callable[[bytes, int], tuple[list[bytes], int]] = py_text_burst
+text_kind: Callable[[list[bytes]], int] = py_text_kind
+any_contains: Callable[[list[bytes], bytes], bool] = py_any_contains
+COMPILED = False
+
+if os.environ.get("C2WS_PURE_PYTHON", "") in ("", "0"):
+    try:
+        from c2ws import _speedups
+    except ImportError:  # built without a C compiler: the Python twins
+        pass
+    else:
+        text_burst = _speedups.text_burst
+        text_kind = _speedups.text_kind
+        any_contains = _speedups.any_contains
+        COMPILED = True
