@@ -97,19 +97,25 @@ class StreamRun:
     (:meth:`messages`).  Only sessions of pass-through consumers (frames not decoded,
     ``EngineConfig.message_runs``) make them.
 
-    ``frames``: each message's frame, as received (redacted); ``heads``: its header
-    fields; ``cursor``: the seq_id of the last, where the stream's cursor moves once the
-    run is written; ``one_line``: no frame holds a line break (CR or LF), so the run's
-    NDJSON is its frames as they are."""
+    ``ndjson``: the messages' frames as received, each followed by a newline (a run
+    holds only frames without line breaks, so this is exactly what NDJSON output writes
+    of them); ``heads``: their header fields, in order; ``cursor``: the seq_id of the
+    last, where the stream's cursor moves once the run is written."""
 
     key: SubscriptionKey
-    frames: list[bytes]
+    ndjson: bytes
     heads: Sequence[StreamHead]
     cursor: int
-    one_line: bool = False
 
     def __len__(self) -> int:
-        return len(self.frames)
+        return len(self.heads)
+
+    @property
+    def frames(self) -> list[bytes]:
+        """Each message's frame (made now, one bytes object each)."""
+        frames = self.ndjson.split(b"\n")
+        frames.pop()  # after the last newline
+        return frames
 
     def messages(self) -> list[StreamMessage]:
         """The run as the :class:`StreamMessage` events it stands for (built now)."""

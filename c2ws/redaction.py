@@ -82,6 +82,12 @@ class KeyRedactor:
         # Each byte of the marker once, the likeliest to be absent first (see _may_hold).
         self._probes = [bytes((byte,)) for byte in sorted(set(self._marker), key=_probe_order)]
 
+    @property
+    def marker(self) -> bytes:
+        """Bytes every echo of the key holds, however a JSON encoder wrote it: a frame
+        without them holds no key."""
+        return self._marker
+
     def redact_frames(self, frames: list[bytes]) -> None:
         """Redact ``frames`` in place.  Runs for every burst a socket read brings: when no
         frame holds the key, it costs a few searches in C for the whole burst."""

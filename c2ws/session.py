@@ -22,7 +22,7 @@ from c2ws import protocol, spec
 from c2ws.delivery.dedupe import StreamCursor, StreamFilter
 from c2ws.events import ConnectionEnd, EndReason, SubscriptionKey
 from c2ws.protocol import Envelope, MalformedMessage
-from c2ws.stream_head import read_stream_head, read_stream_heads
+from c2ws.stream_head import StreamHead, read_burst_heads, read_stream_head, read_stream_heads
 
 # A close reason is at most 123 bytes on the wire; this bounds what we quote of it.
 _MAX_CLOSE_REASON: Final = 123
@@ -282,6 +282,31 @@ class ClientSession:
             return
         if self.message_runs and self.state is _READY and self._take_run(frames):
             return
+        self._each_frame(frames, now, wall)
+
+    def receive_burst(self, ndjson: bytes, count: int, *, now: float, wall: float) -> None:
+        """Process ``count`` text frames given as the lines of ``ndjson``, as
+        :func:`c2ws.speedups.ndjson_burst` cuts a burst of them out of the bytes read
+        (each line a frame, none holding a line break), as :meth:`receive_frames` would
+        the frames: with message runs, read and admitted in one call if they are a run,
+        else frame by frame."""
+        if self.state is _ENDED or count < 1:
+            return
+        if count > 1 and self.message_runs and self.state is _READY:
+            self.last_received = now
+            heads = read_burst_heads(ndjson, count)
+            if heads is not None and self._admit_run(heads, ndjson):
+                return
+        frames = ndjson.split(b"\n")
+        frames.pop()  # after the last newline
+        self.last_received = now
+        if len(frames) == 1:
+            self._receive_one(frames[0], now, wall)
+        else:
+            self._each_frame(frames, now, wall)
+
+    def _each_frame(self, frames: Sequence[bytes | str], now: float, wall: float) -> None:
+        """receive_frames frame by frame (the short path for each usual one)."""
         by_channel, events = self._by_channel, self._events
         keep_payloads = self.decoded_payloads
         for data in frames:
@@ -320,15 +345,20 @@ class ClientSession:
                 self._receive_one(data, now, wall)  # decoded in full this time
 
     def _take_run(self, frames: Sequence[bytes | str]) -> bool:
-        """The whole burst as one :class:`~c2ws.events.StreamRun`, when each frame is what
-        the short path of :meth:`receive_frames` would admit, the next message of the same
-        live stream, the cursor settled: checked and admitted burst by burst, each check
-        one call over all of it.  False (nothing done) otherwise: the caller goes frame by
-        frame, with the same outcome as ever."""
-        read = read_stream_heads(frames)
-        if read is None:
+        """The whole burst as one :class:`~c2ws.events.StreamRun` (see _admit_run); False
+        (nothing done) when it is not one, or a frame holds a line break."""
+        heads = read_stream_heads(frames)
+        if heads is None:
             return False
-        heads, one_line = read
+        return self._admit_run(heads, b"\n".join([*frames, b""]))  # type: ignore[list-item]
+
+    def _admit_run(self, heads: list[StreamHead], ndjson: bytes) -> bool:
+        """The burst whose frames' headers are ``heads`` as one
+        :class:`~c2ws.events.StreamRun`, when each frame is what the short path of
+        :meth:`receive_frames` would admit, the next message of the same live stream, the
+        cursor settled: checked and admitted burst by burst, each check one call over all
+        of it.  False (nothing done) otherwise: the caller goes frame by frame, with the
+        same outcome as ever."""
         try:
             strategy_ids = set(map(_STRATEGY_ID, heads))
         except AttributeError:  # a frame without a payload object
@@ -354,10 +384,7 @@ class ClientSession:
         cursor.held = last
         cursor.held_timestamp = heads[-1].timestamp
         sub.replaying = False
-        self._events.append(_STREAM_RUN(
-            cursor.key, frames if type(frames) is list else list(frames),  # type: ignore[arg-type]
-            heads, last, one_line,
-        ))
+        self._events.append(_STREAM_RUN(cursor.key, ndjson, heads, last))
         return True
 
     def _receive_one(self, data: bytes | str, now: float, wall: float) -> None:

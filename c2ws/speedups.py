@@ -1,8 +1,10 @@
 """The socket thread's per-message work on a burst of frames, in C when it can be.
 
-Three functions run over every frame a socket read brings: :func:`text_burst` cuts the
-plain text frames out of the bytes read, :func:`text_kind` says whether they are ASCII
-and one line each, :func:`any_contains` whether one holds the API key's marker.  Each
+Four functions run over every frame a socket read brings: :func:`ndjson_burst` cuts
+the usual frames of a stream out of the bytes read as NDJSON, checking them on the way;
+the others serve every other burst: :func:`text_burst` cuts the plain text frames out,
+:func:`text_kind` says whether they are ASCII and one line each, :func:`any_contains`
+whether one holds the API key's marker.  Each
 is written here in Python and, when the package was built with a C compiler at hand,
 also in C (``c2ws/_speedups.c``, an optional extension: without a compiler c2ws is
 installed without it).  The C twin is used when it was built, unless the environment
@@ -23,6 +25,7 @@ from typing import Final
 # FIN set, no RSV bits, opcode 1 (text): the first header byte of an unfragmented text
 # frame (RFC 6455 5.2).
 _FIN_TEXT: Final = 0x81
+_OPEN, _CLOSE = ord("{"), ord("}")
 
 
 def py_text_burst(chunk: bytes, position: int) -> tuple[list[bytes], int]:
@@ -68,9 +71,51 @@ def py_any_contains(frames: list[bytes], needle: bytes) -> bool:
     return any(map(bytes.__contains__, frames, repeat(needle)))
 
 
+def py_ndjson_burst(
+    chunk: bytes, position: int, marker: bytes | None
+) -> tuple[bytes, int, int]:
+    """The plain text frames at ``chunk[position:]`` (as :func:`text_burst` cuts them) up
+    to the first that is not plain, as NDJSON (each payload and a newline), how many
+    there are and the position after the last.  Plain: a JSON object's braces at both
+    ends (so the next frame starts a new value: see ClientSession.receive_burst), ASCII,
+    no CR or LF, and not holding ``marker`` (the API key's, to be redacted; None: no
+    check)."""
+    if position < 0:
+        position = max(0, len(chunk) + position)  # as a slice would
+    end = len(chunk)
+    lines: list[bytes] = []
+    append = lines.append
+    while position + 2 <= end and chunk[position] == _FIN_TEXT:
+        length = chunk[position + 1]
+        if length < 126:
+            start = position + 2
+        elif length == 126 and position + 4 <= end:
+            length = chunk[position + 2] << 8 | chunk[position + 3]
+            start = position + 4
+        else:
+            break
+        stop = start + length
+        if stop > end:
+            break
+        payload = chunk[start:stop]
+        if not (
+            length >= 2 and chunk[start] == _OPEN and chunk[stop - 1] == _CLOSE
+            and payload.isascii() and b"\n" not in payload and b"\r" not in payload
+            and (not marker or marker not in payload)
+        ):
+            break
+        append(payload)
+        position = stop
+    if not lines:
+        return b"", 0, position
+    append(b"")
+    return b"\n".join(lines), len(lines) - 1, position
+
+
 text_burst: Callable[[bytes, int], tuple[list[bytes], int]] = py_text_burst
 text_kind: Callable[[list[bytes]], int] = py_text_kind
 any_contains: Callable[[list[bytes], bytes], bool] = py_any_contains
+ndjson_burst: Callable[[bytes, int, bytes | None], tuple[bytes, int, int]] = py_ndjson_burst
 COMPILED = False
 
 if os.environ.get("C2WS_PURE_PYTHON", "") in ("", "0"):
@@ -82,4 +127,5 @@ if os.environ.get("C2WS_PURE_PYTHON", "") in ("", "0"):
         text_burst = _speedups.text_burst
         text_kind = _speedups.text_kind
         any_contains = _speedups.any_contains
+        ndjson_burst = _speedups.ndjson_burst
         COMPILED = True

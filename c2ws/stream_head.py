@@ -41,7 +41,12 @@ class _StreamHead(msgspec.Struct, gc=False):
     v: int | str | None = None
 
 
-_decode_head: Final = msgspec.json.Decoder(_StreamHead).decode
+# What read_stream_heads and read_burst_heads give (c2ws.events.StreamHead's shape).
+StreamHead = _StreamHead
+
+_decoder: Final = msgspec.json.Decoder(_StreamHead)
+_decode_head: Final = _decoder.decode
+_decode_lines: Final = _decoder.decode_lines
 _MAX_FRAME_BYTES: Final = spec.MAX_FRAME_BYTES
 _MIN_INT: Final = spec.MIN_WIRE_INT
 _MAX_INT: Final = spec.MAX_WIRE_INT
@@ -69,20 +74,36 @@ def read_stream_head(data: bytes | str) -> tuple[Envelope, int] | None:
     ), strategy_id
 
 
-def read_stream_heads(frames: Sequence[bytes | str]) -> tuple[list[_StreamHead], bool] | None:
+def read_stream_heads(frames: Sequence[bytes | str]) -> list[_StreamHead] | None:
     """The headers of a burst of frames, read as :func:`read_stream_head` reads each, in a
     few calls for the whole burst; None unless every frame is bytes, within the size
-    bound, ASCII and valid JSON with a header of the usual types (then the caller takes
-    them one by one).  The flag: no frame holds a line break (CR or LF).  What else
-    read_stream_head requires of a frame (a payload, a seq_id in range, an integer
-    StrategyId) the caller checks on the headers.  Total: never raises."""
+    bound, ASCII, without line breaks (CR or LF) and valid JSON with a header of the usual
+    types (then the caller takes them one by one).  What else read_stream_head requires
+    of a frame (a payload, a seq_id in range, an integer StrategyId) the caller checks on
+    the headers.  Total: never raises."""
     if not frames:
         return None
     kind = text_kind(frames if type(frames) is list else list(frames))  # type: ignore[arg-type]
-    if not kind or max(map(len, frames)) > _MAX_FRAME_BYTES:
-        return None  # not all bytes, or not all ASCII, or too large
+    if kind != _ONE_LINE or max(map(len, frames)) > _MAX_FRAME_BYTES:
+        return None
     try:
-        heads = list(map(_decode_head, frames))
+        return list(map(_decode_head, frames))
     except (msgspec.DecodeError, RecursionError):
         return None
-    return heads, kind == _ONE_LINE
+
+
+def read_burst_heads(ndjson: bytes, count: int) -> list[_StreamHead] | None:
+    """The headers of ``count`` frames given as the lines of ``ndjson``, as
+    :func:`c2ws.speedups.ndjson_burst` cuts them (each line a frame of at most 64 KiB,
+    ASCII, a JSON object's braces at both ends): read as :func:`read_stream_heads` reads
+    them, in one call.  That call reads whitespace-separated JSON values, not lines, but
+    on such lines it is the same: no string spans a line break (JSON forbids a raw one
+    in a string), so each line's closing brace closes a value; the next line opens one
+    with its brace, which no open object or array would accept; each line is therefore
+    one value or more, and ``count`` values mean exactly one each (else None).  Total:
+    never raises."""
+    try:
+        heads = _decode_lines(ndjson)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    return heads if len(heads) == count else None

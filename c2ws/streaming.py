@@ -46,7 +46,7 @@ from c2ws.errors import (
     connection_error,
 )
 from c2ws.events import SubscriptionKey
-from c2ws.lines import frame_line, gap_line, is_one_line, line_of, reset_line
+from c2ws.lines import gap_line, is_one_line, line_of, reset_line
 from c2ws.messages import Gap, Message, Position, SequenceReset, Signal
 
 if TYPE_CHECKING:
@@ -174,8 +174,7 @@ class Batch(Sequence[Message]):
         lines: list[bytes] = []
         for event in self._events:
             if type(event) is _STREAM_RUN:
-                lines.extend(event.frames if event.one_line
-                             else map(frame_line, event.frames))
+                lines.extend(event.frames)  # none holds a line break
             elif type(event) is _STREAM_MESSAGE and is_one_line(event.message.data):
                 lines.append(event.message.data)
             else:
@@ -184,14 +183,28 @@ class Batch(Sequence[Message]):
 
     def ndjson(self) -> bytes:
         """The batch as NDJSON: every line with its newline."""
-        events = self._events
-        if len(events) == 1 and type(run := events[0]) is _STREAM_RUN and run.one_line:
-            return b"\n".join([*run.frames, b""])  # a burst: its frames as they are
-        lines = self.lines()
-        if not lines:
-            return b""
-        lines.append(b"")
-        return b"\n".join(lines)
+        if not self._runs:
+            lines = self.lines()
+            if not lines:
+                return b""
+            lines.append(b"")
+            return b"\n".join(lines)
+        # Runs are NDJSON already: taken as they are, the other events' lines between.
+        chunks: list[bytes] = []
+        lines = []
+        for event in self._events:
+            if type(event) is not _STREAM_RUN:
+                lines.append(_line(event))
+                continue
+            if lines:
+                lines.append(b"")
+                chunks.append(b"\n".join(lines))
+                lines = []
+            chunks.append(event.ndjson)
+        if lines:
+            lines.append(b"")
+            chunks.append(b"\n".join(lines))
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def __repr__(self) -> str:
         return f"<Batch of {self._size} message(s)>"

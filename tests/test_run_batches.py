@@ -18,7 +18,6 @@ from rich.console import Console
 
 from c2ws import events as ev
 from c2ws import spec, stream_head, streaming
-from c2ws.cli import run as run_module
 from c2ws.cli.run import ForwardEvents, SubscribeRun
 from c2ws.engine import Engine, EngineConfig
 from c2ws.errors import C2wsError
@@ -112,11 +111,12 @@ def stream_message(key: SubscriptionKey, seq: int, lines: bool) -> ev.StreamMess
     return ev.StreamMessage(key, message, seq)
 
 
-def stream_run(key: SubscriptionKey, first: int, size: int, lines: bool) -> ev.StreamRun:
+def stream_run(key: SubscriptionKey, first: int, size: int) -> ev.StreamRun:
     """``size`` messages of ``key`` from ``first`` on, as the session hands a burst over."""
-    frames = [stream_message(key, seq, lines).message.data for seq in range(first, first + size)]
-    heads = [stream_head.read_stream_head(data)[0] for data in frames]  # type: ignore[index]
-    return ev.StreamRun(key, frames, heads, first + size - 1, one_line=not lines)  # type: ignore[arg-type]
+    frames = [stream_message(key, seq, False).message.data for seq in range(first, first + size)]
+    heads = stream_head.read_stream_heads(frames)
+    assert heads is not None
+    return ev.StreamRun(key, b"\n".join([*frames, b""]), heads, first + size - 1)
 
 
 def reset(key: SubscriptionKey, seq: int) -> ev.SequenceReset:
@@ -143,11 +143,10 @@ def batches(draw: st.DrawFn) -> list[list[ev.Event]]:
             seq += 1
             key = draw(st.sampled_from(KEYS))
             kind = draw(st.sampled_from(
-                ["message"] * 6 + ["lines", "gap", "reset", "reconnecting", "run", "run",
-                                   "run-lines"]))
-            if kind.startswith("run"):
+                ["message"] * 6 + ["lines", "gap", "reset", "reconnecting", "run", "run"]))
+            if kind == "run":
                 size = draw(st.integers(2, 5))
-                batch.append(stream_run(key, seq, size, kind == "run-lines"))
+                batch.append(stream_run(key, seq, size))
                 seq += size - 1
             elif kind == "gap":
                 batch.append(gap(key, seq))
@@ -222,8 +221,8 @@ def test_a_burst_goes_to_the_renderer_in_one_call() -> None:
             super().handle_ndjson(data)
 
     for burst in ([stream_message(KEYS[0], seq, lines=seq == 3) for seq in range(1, 6)],
-                  [stream_run(KEYS[0], 1, 2, lines=False), stream_message(KEYS[0], 3, True),
-                   stream_run(KEYS[0], 4, 2, lines=True)]):
+                  [stream_run(KEYS[0], 1, 2), stream_message(KEYS[0], 3, True),
+                   stream_run(KEYS[0], 4, 2)]):
         calls.clear()
         out = io.BytesIO()
         run, _ = scripted_run(Counting(out), [burst], count=5)

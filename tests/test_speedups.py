@@ -115,3 +115,35 @@ def test_the_compiled_core_is_used_when_built_unless_asked_not_to() -> None:
                           env={**os.environ, "C2WS_PURE_PYTHON": "1"}, cwd=REPO, timeout=60,
                           check=True)
     assert done.stdout.split() == ["False", "True"]
+
+
+@compiled
+@settings(max_examples=1000)
+@given(parts=st.lists(st.one_of(
+    st.sampled_from([b"{}", b'{"a":1}', b'{"a":"x\\ny"}', b'{"k":"bench-key"}', b"{\n}", b"{\r}",
+                     b"{\xe9}", b"[]", b" {}", b"{} ", b"{", b"}", b"", b"{}{}"]).map(frame),
+    st.binary(max_size=20).map(lambda data: frame(b"{" + data + b"}")),
+    st.integers(0, 200).map(lambda n: frame(b"{" + b"x" * n + b"}")),
+    frames_on_the_wire.map(b"".join),
+), max_size=10), cut=st.integers(0, 3000), position=st.integers(-3, 40),
+       marker=st.sampled_from([None, b"", b"bench-key", b"x"]))
+def test_ndjson_burst_cuts_what_the_twin_cuts(parts: list[bytes], cut: int, position: int,
+                                              marker: bytes | None) -> None:
+    chunk = b"".join(parts)[:cut]
+    assert _speedups.ndjson_burst(chunk, position, marker) == speedups.py_ndjson_burst(
+        chunk, position, marker)
+
+
+@given(parts=st.lists(st.binary(max_size=30).map(lambda data: b"{" + data + b"}"), max_size=8))
+def test_ndjson_burst_is_text_burst_joined_up_to_the_first_frame_not_plain(
+        parts: list[bytes]) -> None:
+    chunk = b"".join(map(frame, parts))
+    lines, count, position = speedups.ndjson_burst(chunk, 0, b"bench-key")
+    frames, _ = speedups.text_burst(chunk, 0)
+    plain = 0
+    for data in frames:
+        if not data.isascii() or b"\n" in data or b"\r" in data or b"bench-key" in data:
+            break
+        plain += 1
+    assert count == plain and lines == b"".join(data + b"\n" for data in frames[:plain])
+    assert position == len(b"".join(map(frame, parts[:plain])))

@@ -95,6 +95,12 @@ class SessionFeed:
             session.receive_frames(frames, now=now, wall=wall)
             events.extend(session.events_received())
 
+    def burst(self, ndjson: bytes, count: int, now: float, wall: float) -> None:
+        """Text frames received together, as the lines of ``ndjson`` (see
+        FrameReader.plain_burst: none holds the redactor's marker; never with traffic)."""
+        self.session.receive_burst(ndjson, count, now=now, wall=wall)
+        self._events.extend(self.session.events_received())
+
     def message(self, data: bytes | str, now: float, wall: float) -> None:
         """One text (or binary) message."""
         if self.redactor is not None:
@@ -233,6 +239,12 @@ class Driver:
         # nothing ends the burst (one system call instead of a poll and a read).  With
         # TLS a read that finds nothing cannot be told from half a record: poll first.
         self._read_at_once = not getattr(transport, "encrypted", True)
+        # A session making message runs gets the usual frames of a stream as NDJSON cut
+        # straight out of the bytes read (FrameReader.plain_burst: checked on the way, no
+        # object per frame); frames holding what may be the key are left to the
+        # redactor's path.  Not with traffic: each frame is then an event of its own.
+        self._bursts = session.message_runs and not settings.traffic
+        self._marker = None if redactor is None else redactor.marker
 
     @property
     def leaving(self) -> bool:
@@ -354,6 +366,12 @@ class Driver:
         """Every frame whole in the buffer, into the session, in order."""
         reader, feed, session, wall = self.reader, self.feed, self.session, self.read_wall
         while session.ended is None:
+            if self._bursts:
+                lines, count = reader.plain_burst(self._marker)
+                if count:
+                    feed.burst(lines, count, now, wall)
+                    if session.ended is not None:
+                        return
             frames = reader.text_burst()
             if frames:
                 feed.texts(frames, now, wall)

@@ -23,7 +23,7 @@ import os
 from typing import Final
 
 from c2ws import spec
-from c2ws.speedups import text_burst
+from c2ws.speedups import ndjson_burst, text_burst
 
 OPCODE_CONT: Final = 0x0
 OPCODE_TEXT: Final = 0x1
@@ -147,6 +147,18 @@ class FrameReader:
             self._offset = position
             self._consumed()
         return frames
+
+    def plain_burst(self, marker: bytes | None) -> tuple[bytes, int]:
+        """The plain text frames at the head of the buffer as NDJSON, and how many (see
+        :func:`c2ws.speedups.ndjson_burst`: the usual frames of a stream, up to the first
+        that is not one, or holds ``marker``); (b"", 0) when the next frame is not one."""
+        if self._fragments is not None or self._later:
+            return b"", 0
+        lines, count, position = ndjson_burst(self._chunk, self._offset, marker)
+        if count:
+            self._offset = position
+            self._consumed()
+        return lines, count
 
     def next_frame(self) -> Message | None:
         """The next message or control frame whole in the buffer (fragments joined), None
