@@ -89,7 +89,6 @@ class StreamHead(Protocol):
     def v(self) -> int | str | None: ...
 
 
-@dataclass(slots=True)  # built per socket read: not frozen (cheaper); never mutated
 class StreamRun:
     """Consecutive stream messages of one subscription that arrived together (a burst
     of one socket read), each the next of its stream: one event instead of one
@@ -99,16 +98,46 @@ class StreamRun:
 
     ``ndjson``: the messages' frames as received, each followed by a newline (a run
     holds only frames without line breaks, so this is exactly what NDJSON output writes
-    of them); ``heads``: their header fields, in order; ``cursor``: the seq_id of the
-    last, where the stream's cursor moves once the run is written."""
+    of them); ``count``: how many; ``cursor``: the seq_id of the last, where the stream's
+    cursor moves once the run is written; :attr:`heads`: their header fields, in order
+    (read when first asked for, unless the session had them already)."""
 
-    key: SubscriptionKey
-    ndjson: bytes
-    heads: Sequence[StreamHead]
-    cursor: int
+    __slots__ = ("_heads", "count", "cursor", "key", "ndjson")
+
+    def __init__(self, key: SubscriptionKey, ndjson: bytes, count: int, cursor: int,
+                 heads: Sequence[StreamHead] | None = None) -> None:
+        self.key = key
+        self.ndjson = ndjson
+        self.count = count
+        self.cursor = cursor
+        self._heads = heads
 
     def __len__(self) -> int:
-        return len(self.heads)
+        return self.count
+
+    def __repr__(self) -> str:
+        return (f"StreamRun(key={self.key!r}, count={self.count}, cursor={self.cursor}, "
+                f"ndjson=<{len(self.ndjson)} bytes>)")
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not StreamRun:
+            return NotImplemented
+        return (self.key, self.ndjson, self.count, self.cursor) == (
+            other.key, other.ndjson, other.count, other.cursor)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    @property
+    def heads(self) -> Sequence[StreamHead]:
+        """The messages' header fields, in order."""
+        if self._heads is None:
+            from c2ws.stream_head import read_burst_heads
+
+            heads = read_burst_heads(self.ndjson, self.count)
+            if heads is None:  # the session admitted these lines: they read as ever
+                raise AssertionError("a run's lines no longer read as its messages")
+            self._heads = heads
+        return self._heads
 
     @property
     def frames(self) -> list[bytes]:

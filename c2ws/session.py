@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from operator import attrgetter
 from typing import ClassVar, Final
 
 from c2ws import events as ev
@@ -22,7 +21,14 @@ from c2ws import protocol, spec
 from c2ws.delivery.dedupe import StreamCursor, StreamFilter
 from c2ws.events import ConnectionEnd, EndReason, SubscriptionKey
 from c2ws.protocol import Envelope, MalformedMessage
-from c2ws.stream_head import StreamHead, read_burst_heads, read_stream_head, read_stream_heads
+from c2ws.speedups import RunSummary, run_summary
+from c2ws.stream_head import (
+    StreamHead,
+    read_burst_heads,
+    read_stream_head,
+    read_stream_heads,
+    run_of_heads,
+)
 
 # A close reason is at most 123 bytes on the wire; this bounds what we quote of it.
 _MAX_CLOSE_REASON: Final = 123
@@ -40,7 +46,6 @@ def _gap_stream(payload: Mapping[str, object]) -> tuple[int | None, str]:
 
 
 _MAX_INT: Final = spec.MAX_WIRE_INT
-_MIN_INT: Final = spec.MIN_WIRE_INT
 _STREAM_TYPES: Final = frozenset(spec.STREAM_MSG_TYPES)
 
 
@@ -76,10 +81,6 @@ _ENDED: Final = ConnectionState.ENDED
 _ACTIVE: Final = SubscriptionState.ACTIVE
 _SUBSCRIBING: Final = SubscriptionState.SUBSCRIBING
 _STREAM_RUN: Final = ev.StreamRun
-# Header fields of a burst, read in C (map over the headers).
-_MSG_TYPE: Final = attrgetter("msg_type")
-_SEQ_ID: Final = attrgetter("seq_id")
-_STRATEGY_ID: Final = attrgetter("payload.StrategyId")
 
 
 @dataclass(slots=True)
@@ -294,8 +295,12 @@ class ClientSession:
             return
         if count > 1 and self.message_runs and self.state is _READY:
             self.last_received = now
-            heads = read_burst_heads(ndjson, count)
-            if heads is not None and self._admit_run(heads, ndjson):
+            run = run_summary(ndjson, count)  # the compiled scanner; None: it gave up
+            heads = None
+            if run is None:
+                heads = read_burst_heads(ndjson, count)
+                run = None if heads is None else run_of_heads(heads)
+            if run and self._admit_run(run, ndjson, count, heads):  # type: ignore[arg-type]
                 return
         frames = ndjson.split(b"\n")
         frames.pop()  # after the last newline
@@ -348,43 +353,33 @@ class ClientSession:
         """The whole burst as one :class:`~c2ws.events.StreamRun` (see _admit_run); False
         (nothing done) when it is not one, or a frame holds a line break."""
         heads = read_stream_heads(frames)
-        if heads is None:
-            return False
-        return self._admit_run(heads, b"\n".join([*frames, b""]))  # type: ignore[list-item]
+        run = None if heads is None else run_of_heads(heads)
+        return run is not None and self._admit_run(
+            run, b"\n".join([*frames, b""]), len(frames), heads)  # type: ignore[list-item]
 
-    def _admit_run(self, heads: list[StreamHead], ndjson: bytes) -> bool:
-        """The burst whose frames' headers are ``heads`` as one
+    def _admit_run(
+        self, run: RunSummary, ndjson: bytes, count: int, heads: list[StreamHead] | None,
+    ) -> bool:
+        """The burst of ``count`` frames (``ndjson``) whose headers make ``run`` (each
+        the next message of the same stream: c2ws.speedups.run_summary) as one
         :class:`~c2ws.events.StreamRun`, when each frame is what the short path of
-        :meth:`receive_frames` would admit, the next message of the same live stream, the
-        cursor settled: checked and admitted burst by burst, each check one call over all
-        of it.  False (nothing done) otherwise: the caller goes frame by frame, with the
-        same outcome as ever."""
-        try:
-            strategy_ids = set(map(_STRATEGY_ID, heads))
-        except AttributeError:  # a frame without a payload object
-            return False
-        msg_types = set(map(_MSG_TYPE, heads))
-        if len(strategy_ids) != 1 or len(msg_types) != 1:
-            return False
-        (strategy_id,), (msg_type,) = strategy_ids, msg_types
+        :meth:`receive_frames` would admit: a live subscription, the cursor settled, the
+        first just after it.  False (nothing done) otherwise: the caller goes frame by
+        frame, with the same outcome as ever."""
+        msg_type, strategy_id, first, last_timestamp = run
         channel = self._by_channel.get(msg_type)
-        sub = channel.get(strategy_id) if channel and type(strategy_id) is int else None
+        sub = channel.get(strategy_id) if channel else None
         if sub is None or (sub.state is not _ACTIVE and sub.state is not _SUBSCRIBING):
             return False
         cursor = sub.cursor
-        seq_ids = list(map(_SEQ_ID, heads))
-        first, held = seq_ids[0], cursor.held
-        if type(first) is not int or not cursor.settled or (
-            held is not None and first != held + 1
-        ):
+        held = cursor.held
+        if not cursor.settled or (held is not None and first != held + 1):
             return False
-        last = first + len(seq_ids) - 1
-        if first < _MIN_INT or last > _MAX_INT or seq_ids != list(range(first, last + 1)):
-            return False
+        last = first + count - 1
         cursor.held = last
-        cursor.held_timestamp = heads[-1].timestamp
+        cursor.held_timestamp = last_timestamp
         sub.replaying = False
-        self._events.append(_STREAM_RUN(cursor.key, ndjson, heads, last))
+        self._events.append(_STREAM_RUN(cursor.key, ndjson, count, last, heads))
         return True
 
     def _receive_one(self, data: bytes | str, now: float, wall: float) -> None:

@@ -1,14 +1,17 @@
 """The socket thread's per-message work on a burst of frames, in C when it can be.
 
-Four functions run over every frame a socket read brings: :func:`ndjson_burst` cuts
-the usual frames of a stream out of the bytes read as NDJSON, checking them on the way;
-the others serve every other burst: :func:`text_burst` cuts the plain text frames out,
-:func:`text_kind` says whether they are ASCII and one line each, :func:`any_contains`
-whether one holds the API key's marker.  Each
-is written here in Python and, when the package was built with a C compiler at hand,
-also in C (``c2ws/_speedups.c``, an optional extension: without a compiler c2ws is
-installed without it).  The C twin is used when it was built, unless the environment
-sets ``C2WS_PURE_PYTHON=1``; ``COMPILED`` says which runs.  Both do exactly the same:
+The functions here run over every frame a socket read brings: :func:`ndjson_burst` cuts
+the usual frames of a stream out of the bytes read as NDJSON, checking them on the way,
+and :func:`run_summary` reads the headers of those lines (in C: a strict JSON scanner
+that may give up, never accept what msgspec refuses; its Python twin always gives up,
+for msgspec to read them); the others serve every other burst: :func:`text_burst` cuts
+the plain text frames out, :func:`text_kind` says whether they are ASCII and one line
+each, :func:`any_contains` whether one holds the API key's marker.  Each is written here
+in Python and, when the package was built with a C compiler at hand, also in C
+(``c2ws/_speedups.c``, an optional extension: without a compiler c2ws is installed
+without it).  The C twin is used when it was built, unless the environment sets
+``C2WS_PURE_PYTHON=1``; ``COMPILED`` says which runs.  Both do exactly the same
+(run_summary: the same as msgspec's reading, when the C scanner does not give up):
 tests/test_speedups.py runs them side by side on arbitrary input.
 
 Sans-I/O: functions of bytes.
@@ -116,6 +119,20 @@ text_burst: Callable[[bytes, int], tuple[list[bytes], int]] = py_text_burst
 text_kind: Callable[[list[bytes]], int] = py_text_kind
 any_contains: Callable[[list[bytes], bytes], bool] = py_any_contains
 ndjson_burst: Callable[[bytes, int, bytes | None], tuple[bytes, int, int]] = py_ndjson_burst
+
+
+# What run_summary finds: the stream's msg_type and strategy id, the first seq_id and the
+# last line's timestamp.
+RunSummary = tuple[str, int, int, "str | None"]
+
+
+def py_run_summary(ndjson: bytes, count: int) -> RunSummary | bool | None:
+    """Gives up (None): without the compiled core, the caller reads the lines with msgspec
+    (c2ws.stream_head.read_burst_heads and run_of_heads)."""
+    return None
+
+
+run_summary: Callable[[bytes, int], RunSummary | bool | None] = py_run_summary
 COMPILED = False
 
 if os.environ.get("C2WS_PURE_PYTHON", "") in ("", "0"):
@@ -128,4 +145,5 @@ if os.environ.get("C2WS_PURE_PYTHON", "") in ("", "0"):
         text_kind = _speedups.text_kind
         any_contains = _speedups.any_contains
         ndjson_burst = _speedups.ndjson_burst
+        run_summary = _speedups.run_summary
         COMPILED = True

@@ -18,13 +18,14 @@ too (tests check this on arbitrary input).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from operator import attrgetter
 from typing import Annotated, Final
 
 import msgspec
 
 from c2ws import spec
 from c2ws.protocol import Envelope
-from c2ws.speedups import text_kind
+from c2ws.speedups import RunSummary, text_kind
 
 
 class _PayloadHead(msgspec.Struct, gc=False):
@@ -51,6 +52,10 @@ _MAX_FRAME_BYTES: Final = spec.MAX_FRAME_BYTES
 _MIN_INT: Final = spec.MIN_WIRE_INT
 _MAX_INT: Final = spec.MAX_WIRE_INT
 _ONE_LINE: Final = 2  # text_kind: ASCII, no line break
+# Header fields of a burst, read in C (map over the headers).
+_MSG_TYPE: Final = attrgetter("msg_type")
+_SEQ_ID: Final = attrgetter("seq_id")
+_STRATEGY_ID: Final = attrgetter("payload.StrategyId")
 
 
 def read_stream_head(data: bytes | str) -> tuple[Envelope, int] | None:
@@ -90,6 +95,29 @@ def read_stream_heads(frames: Sequence[bytes | str]) -> list[_StreamHead] | None
         return list(map(_decode_head, frames))
     except (msgspec.DecodeError, RecursionError):
         return None
+
+
+def run_of_heads(heads: list[_StreamHead]) -> RunSummary | None:
+    """What :func:`c2ws.speedups.run_summary` finds, read from the headers of a burst:
+    the stream's msg_type and strategy id, the first seq_id and the last header's
+    timestamp, when every header is of the same stream (msg_type and integer StrategyId)
+    and the seq_ids follow one another from an integer in range; None otherwise."""
+    try:
+        strategy_ids = set(map(_STRATEGY_ID, heads))
+    except AttributeError:  # a frame without a payload object
+        return None
+    msg_types = set(map(_MSG_TYPE, heads))
+    if len(strategy_ids) != 1 or len(msg_types) != 1:
+        return None
+    (strategy_id,), (msg_type,) = strategy_ids, msg_types
+    seq_ids = list(map(_SEQ_ID, heads))
+    first = seq_ids[0]
+    if type(strategy_id) is not int or type(first) is not int:
+        return None
+    last = first + len(seq_ids) - 1
+    if first < _MIN_INT or last > _MAX_INT or seq_ids != list(range(first, last + 1)):
+        return None
+    return msg_type, strategy_id, first, heads[-1].timestamp
 
 
 def read_burst_heads(ndjson: bytes, count: int) -> list[_StreamHead] | None:

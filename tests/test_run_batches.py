@@ -17,7 +17,7 @@ from json_strategies import json_values
 from rich.console import Console
 
 from c2ws import events as ev
-from c2ws import spec, stream_head, streaming
+from c2ws import spec, streaming
 from c2ws.cli.run import ForwardEvents, SubscribeRun
 from c2ws.engine import Engine, EngineConfig
 from c2ws.errors import C2wsError
@@ -114,9 +114,7 @@ def stream_message(key: SubscriptionKey, seq: int, lines: bool) -> ev.StreamMess
 def stream_run(key: SubscriptionKey, first: int, size: int) -> ev.StreamRun:
     """``size`` messages of ``key`` from ``first`` on, as the session hands a burst over."""
     frames = [stream_message(key, seq, False).message.data for seq in range(first, first + size)]
-    heads = stream_head.read_stream_heads(frames)
-    assert heads is not None
-    return ev.StreamRun(key, b"\n".join([*frames, b""]), heads, first + size - 1)
+    return ev.StreamRun(key, b"\n".join([*frames, b""]), size, first + size - 1)
 
 
 def reset(key: SubscriptionKey, seq: int) -> ev.SequenceReset:

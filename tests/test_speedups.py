@@ -4,16 +4,18 @@ C2WS_PURE_PYTHON=1) runs the twins."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import hypothesis
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from c2ws import speedups
+from c2ws import speedups, stream_head
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -147,3 +149,115 @@ def test_ndjson_burst_is_text_burst_joined_up_to_the_first_frame_not_plain(
         plain += 1
     assert count == plain and lines == b"".join(data + b"\n" for data in frames[:plain])
     assert position == len(b"".join(map(frame, parts[:plain])))
+
+
+def msgspec_summary(ndjson: bytes, count: int) -> object:
+    """What the session makes of a burst's lines without the compiled scanner."""
+    heads = stream_head.read_burst_heads(ndjson, count)
+    return None if heads is None else stream_head.run_of_heads(heads)
+
+
+# Lines shaped like a stream's, and every way to get them wrong or odd.
+HEADER_VALUES = st.sampled_from([
+    '"strategy.signal"', '"strategy.positions"', '"x"', '""', '"s\\u0069gnal"', "null", "1",
+    "-0", "7", "-7", "01", "1.0", "1e2", "123456789012345678", "1234567890123456789",
+    "9223372036854775807", "9223372036854775808", "true", "[]", "{}", '"2027-01-15T08:00:00Z"',
+    '"a\\"b"', '"\\ud800"', '"\\u00e9"',
+])
+OTHER_VALUES = st.sampled_from([
+    '"x"', '"a\\\\b"', '"\\n"', '"\\u0041"', '"\\uDC00"', '"\\ud83d\\ude00"', '"\\x"', "1e400",
+    "-", "1.", ".5", "0.5e-3", '[1, {"a": [null]}]', "[1,]", '{"a" : 1}', "tru", "nul",
+    "[[[[[[[[[[]]]]]]]]]]", '"tab\\tin"', '{"StrategyId": 3}', '"raw\ttab"', '"\x7f"',
+    "[" * 70 + "]" * 70,
+])
+
+
+@st.composite
+def stream_line(draw: st.DrawFn, seq: int) -> str:
+    fields = {"msg_type": '"strategy.signal"', "seq_id": str(seq), "id": '"m"',
+              "timestamp": '"2027-01-15T08:00:00Z"', "v": "4",
+              "payload": '{"StrategyId": 12345678, "Side": "1"}'}
+    for name in draw(st.lists(st.sampled_from(sorted(fields)), max_size=2)):
+        fields[name] = draw(HEADER_VALUES)
+    if draw(st.booleans()):
+        strategy = draw(st.sampled_from(
+            ["12345678", "12345678", "1", "null", '"12345678"', "1.5"]))
+        more = draw(st.lists(st.sampled_from(
+            ['"StrategyId":12345678', '"Strategy\\u0049d":1', '"x":{"StrategyId":2}']),
+            max_size=1))
+        fields["payload"] = "{" + ",".join(
+            [f'"Other":{draw(OTHER_VALUES)}', f'"StrategyId":{strategy}', *more]) + "}"
+    pairs = [f'"{name}":{value}' for name, value in fields.items()]
+    pairs.extend(draw(st.lists(st.sampled_from(
+        ['"seq_id":9', '"msg_type":"x"', '"extra":' + draw(OTHER_VALUES), '"msg\\u005ftype":"y"']),
+        max_size=1)))
+    spacing = draw(st.sampled_from(["", " ", "\t"]))
+    return "{" + spacing + ("," + spacing).join(draw(st.permutations(pairs))) + spacing + "}"
+
+
+@compiled
+@settings(max_examples=2000)
+@given(data=st.data(), count=st.integers(1, 5), first=st.sampled_from([1, 10, -3, 2**62]),
+       tail=st.sampled_from(["", "junk", "{}"]))
+def test_run_summary_reads_what_msgspec_reads(data: st.DataObject, count: int, first: int,
+                                              tail: str) -> None:
+    """The compiled scanner gives up (None) or finds what msgspec finds; what it accepts is
+    valid JSON (the standard library agrees), and a run it reports msgspec reads alike."""
+    lines = [data.draw(stream_line(first + index)) for index in range(count)]
+    if tail and data.draw(st.booleans()):
+        lines[-1] = lines[-1][:-1] + tail  # cut short, or two values on one line
+    ndjson = "".join(line + "\n" for line in lines).encode()
+    found = _speedups.run_summary(ndjson, count)
+    if found is None:
+        return
+    expected = msgspec_summary(ndjson, count)
+    assert found == (expected or False)
+    if found:
+        for line in lines:
+            json.loads(line)  # valid JSON for the strictest reader too
+        hypothesis.event("a run")
+
+
+@compiled
+def test_run_summary_reads_the_bench_feed() -> None:
+    """Not a timing: the usual frames (bench/wire.py's) are read by the scanner itself."""
+    lines = [b'{"msg_type":"strategy.signal","id":"msg_%032x","seq_id":%d,'
+             b'"timestamp":"2027-01-15T08:00:00Z","v":4,"payload":{"StrategyId":12345678,'
+             b'"Side":"1","C2Symbol":{"FullSymbol":"@ESZ6","SymbolType":"future"},'
+             b'"Info":"a b\\u00e9 \\"q\\"","Qty":2.5e0,"Flags":[true,false,null]}}' % (seq, seq)
+             for seq in range(5, 9)]
+    ndjson = b"".join(line + b"\n" for line in lines)
+    assert _speedups.run_summary(ndjson, 4) == (
+        "strategy.signal", 12345678, 5, "2027-01-15T08:00:00Z")
+    assert msgspec_summary(ndjson, 4) == ("strategy.signal", 12345678, 5, "2027-01-15T08:00:00Z")
+
+
+BENCH_LINE = (b'{"msg_type":"strategy.signal","id":"msg_1","seq_id":5,"timestamp":"2027-01-15T'
+              b'08:00:00Z","v":4,"payload":{"StrategyId":12345678,"Side":"1","C2Symbol":{'
+              b'"FullSymbol":"@ESZ6"},"Info":"a \\"q\\" \\u00e9","Qty":-2.5e-1,"L":[true,null]}}')
+
+
+@compiled
+@settings(max_examples=3000)
+@given(edits=st.lists(st.tuples(st.integers(0, len(BENCH_LINE)), st.integers(0, 3),
+                                st.sampled_from(list(b'{}[]:,"\\ -+.0123456789eEuabfnrtx\t'))),
+                      min_size=1, max_size=3))
+def test_run_summary_never_accepts_a_mangled_line_msgspec_refuses(
+        edits: list[tuple[int, int, int]]) -> None:
+    """Bytes inserted, replaced or deleted anywhere in a usual line: the scanner gives up,
+    or says what msgspec says."""
+    line = bytearray(BENCH_LINE)
+    for at, how, byte in edits:
+        at = min(at, len(line))
+        if how == 0:
+            line.insert(at, byte)
+        elif how == 1 and at < len(line):
+            line[at] = byte
+        elif at < len(line):
+            del line[at]
+    ndjson = bytes(line) + b"\n"
+    if b"\n" in bytes(line):
+        return
+    found = _speedups.run_summary(ndjson, 1)
+    if found is not None:
+        assert found == (msgspec_summary(ndjson, 1) or False)

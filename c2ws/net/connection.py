@@ -865,11 +865,11 @@ class SocketTransport:
     def fileno(self) -> int:
         return self.sock.fileno()
 
-    def read(self) -> bytes | None:
-        """What the socket holds now, up to READ_CHUNK bytes; None when nothing can be
-        read yet (a TLS record only partly in).  Raises :class:`ConnectionLost`."""
+    def read(self, limit: int = READ_CHUNK) -> bytes | None:
+        """What the socket holds now, up to ``limit`` bytes; None when nothing can be read
+        yet (a TLS record only partly in).  Raises :class:`ConnectionLost`."""
         try:
-            data = self.sock.recv(READ_CHUNK)
+            data = self.sock.recv(limit)
         except (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
             return None
         except OSError as exc:

@@ -31,6 +31,7 @@ from c2ws import events as ev
 from c2ws import spec
 from c2ws.events import ConnectionEnd, EndReason
 from c2ws.net.connection import (
+    READ_CHUNK,
     ConnectionLost,
     SendBlocked,
     SendStopped,
@@ -348,7 +349,10 @@ class Driver:
         return readiness.wait(timeout)
 
     def _read(self) -> None:
-        data = self.transport.read()
+        # A frame begun in the previous read: only its rest, then the next frames from
+        # their first byte (FrameReader.wanted).
+        wanted = self.reader.wanted()
+        data = self.transport.read(wanted if 0 < wanted < READ_CHUNK else READ_CHUNK)
         now = self.clock()
         if data is None and self._read_at_once:
             if self._handed_over:  # nothing was waiting: the burst is over
@@ -370,8 +374,7 @@ class Driver:
                 lines, count = reader.plain_burst(self._marker)
                 if count:
                     feed.burst(lines, count, now, wall)
-                    if session.ended is not None:
-                        return
+                    continue
             frames = reader.text_burst()
             if frames:
                 feed.texts(frames, now, wall)

@@ -133,6 +133,29 @@ class FrameReader:
         """Bytes received and not yet handed out as frames."""
         return len(self._chunk) - self._offset + self._later_bytes
 
+    def wanted(self) -> int:
+        """How many more bytes complete the frame whose first part is at the head of the
+        buffer (0: the buffer holds none).  A read of no more than that ends where the
+        frame does, so the next read begins at a frame's first byte and its frames are
+        cut where they are, instead of the whole read being joined to this frame's part
+        first (a copy of every read in a long burst: reads rarely end between frames)."""
+        available = self.buffered
+        if not available:
+            return 0
+        head = self._chunk[self._offset : self._offset + 10]
+        if len(head) < 10 and self._later:
+            head = (head + b"".join(self._later))[:10]
+        if len(head) < 2:
+            return 2 - len(head)
+        length = head[1] & 0x7F
+        header = 2 if length < 126 else 4 if length == 126 else 10
+        if len(head) < header:
+            return header - len(head)
+        if header > 2:
+            length = int.from_bytes(head[2:header], "big")
+        total = header + (4 if head[1] & 0x80 else 0) + length
+        return max(0, total - available)
+
     # --- output --------------------------------------------------------------------------
 
     def text_burst(self) -> list[bytes]:
