@@ -22,13 +22,17 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from itertools import repeat
-from operator import countOf
+from operator import countOf, itemgetter
 from typing import Final
 
 # FIN set, no RSV bits, opcode 1 (text): the first header byte of an unfragmented text
 # frame (RFC 6455 5.2).
 _FIN_TEXT: Final = 0x81
 _OPEN, _CLOSE = ord("{"), ord("}")
+_OPEN_ONLY: Final = frozenset({_OPEN})
+_CLOSE_ONLY: Final = frozenset({_CLOSE})
+_FIRST: Final = itemgetter(0)
+_LAST: Final = itemgetter(-1)
 
 
 def py_text_burst(chunk: bytes, position: int) -> tuple[list[bytes], int]:
@@ -85,9 +89,9 @@ def py_ndjson_burst(
     check)."""
     if position < 0:
         position = max(0, len(chunk) + position)  # as a slice would
-    end = len(chunk)
-    lines: list[bytes] = []
-    append = lines.append
+    end, begin = len(chunk), position
+    frames: list[bytes] = []
+    ends: list[int] = []
     while position + 2 <= end and chunk[position] == _FIN_TEXT:
         length = chunk[position + 1]
         if length < 126:
@@ -100,19 +104,36 @@ def py_ndjson_burst(
         stop = start + length
         if stop > end:
             break
-        payload = chunk[start:stop]
-        if not (
-            length >= 2 and chunk[start] == _OPEN and chunk[stop - 1] == _CLOSE
-            and payload.isascii() and b"\n" not in payload and b"\r" not in payload
-            and (not marker or marker not in payload)
-        ):
-            break
-        append(payload)
+        frames.append(chunk[start:stop])
+        ends.append(stop)
         position = stop
-    if not lines:
+    if not frames:
         return b"", 0, position
-    append(b"")
-    return b"\n".join(lines), len(lines) - 1, position
+    # Usually every frame is plain: checked for the whole burst at once (a marker found
+    # across two frames only sends it to the frame-by-frame check below).
+    together = b"".join(frames)
+    if (
+        min(map(len, frames)) >= 2 and set(map(_FIRST, frames)) == _OPEN_ONLY
+        and set(map(_LAST, frames)) == _CLOSE_ONLY and together.isascii()
+        and together.find(b"\n") < 0 and together.find(b"\r") < 0
+        and (not marker or marker not in together)
+    ):
+        plain = len(frames)
+    else:
+        plain = 0
+        for payload in frames:
+            if not (
+                len(payload) >= 2 and payload[0] == _OPEN and payload[-1] == _CLOSE
+                and payload.isascii() and b"\n" not in payload and b"\r" not in payload
+                and (not marker or marker not in payload)
+            ):
+                break
+            plain += 1
+        if not plain:
+            return b"", 0, begin
+        del frames[plain:]
+    frames.append(b"")
+    return b"\n".join(frames), plain, ends[plain - 1]
 
 
 text_burst: Callable[[bytes, int], tuple[list[bytes], int]] = py_text_burst
