@@ -26,6 +26,7 @@ the sockets are the engine's, the clock is passed in.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -415,8 +416,12 @@ class Stream:
                 opener(StreamIdentity.of(self.config.url, self.config.api_key, self.keys))
             self._store_opened = True
         factory = self._engine_factory or Engine
+        config = self.config
+        if config.message_runs and getattr(store, "commits_each_message", False):
+            # One message at a time, as the store asks: never a burst as one run.
+            config = dataclasses.replace(config, message_runs=False)
         try:
-            self._engine = factory(self.config, cursors=store)
+            self._engine = factory(config, cursors=store)
             self._started = True
             self._engine.start()
         except BaseException:
