@@ -293,11 +293,11 @@ class ClientSession:
         else frame by frame."""
         if self.state is _ENDED or count < 1:
             return
-        if count > 1 and self.message_runs and self.state is _READY:
+        if self.message_runs and self.state is _READY:
             self.last_received = now
             run = run_summary(ndjson, count)  # the compiled scanner; None: it gave up
             heads = None
-            if run is None:
+            if run is None and count > 1:  # (a lone frame: the general path, as ever)
                 heads = read_burst_heads(ndjson, count)
                 run = None if heads is None else run_of_heads(heads)
             if run and self._admit_run(run, ndjson, count, heads):  # type: ignore[arg-type]

@@ -236,6 +236,7 @@ class Driver:
         self._usable = True  # False once a send or read broke the connection
         self._close_code: int | None = None  # a close we must send (1002, 1009)
         self._handed_over = False  # events handed over since the last wait
+        self._idle_due = False  # the burst is over: hooks.idle() before the next wait
         # A plain socket is read again at once after a hand-over: a read that finds
         # nothing ends the burst (one system call instead of a poll and a read).  With
         # TLS a read that finds nothing cannot be told from half a record: poll first.
@@ -296,6 +297,8 @@ class Driver:
             session.fail(EndReason.LOST, f"connection lost: {exc}")
         finally:
             readiness.close()
+            if self._idle_due:
+                self.hooks.idle()
         end = session.ended
         assert end is not None
         if self._usable and not self.close_received:
@@ -344,8 +347,13 @@ class Driver:
             if readable or woken:
                 return readable, woken
             self._handed_over = False
-            self.hooks.idle()
+            self._idle_due = True
         timeout = None if deadline is None else max(0.0, deadline - self.clock())
+        if self._idle_due:
+            # Right before the wait: the thread woken then finds the GIL free at once,
+            # instead of waking to wait for it while this one gets ready to wait.
+            self._idle_due = False
+            self.hooks.idle()
         return readiness.wait(timeout)
 
     def _read(self) -> None:
@@ -355,9 +363,9 @@ class Driver:
         data = self.transport.read(wanted if 0 < wanted < READ_CHUNK else READ_CHUNK)
         now = self.clock()
         if data is None and self._read_at_once:
-            if self._handed_over:  # nothing was waiting: the burst is over
+            if self._handed_over:  # nothing was waiting: the burst is over (see _wait)
                 self._handed_over = False
-                self.hooks.idle()
+                self._idle_due = True
             return
         if data is None:  # half a TLS record: a frame has begun
             self.reader.note_bytes_under_way(now)
