@@ -293,6 +293,27 @@ MODES: dict[str, tuple[Sink, Callable[[str, Sink], Launch], str]] = {
 }
 
 
+def library_launch(mode: str, count: int) -> Callable[[str, Sink], Launch]:
+    """``for msg in c2ws.stream(...)`` (peers/library_loop.py): ``line`` writes each
+    message's ``.line``; ``fields`` reads ``.symbol``, ``.side`` and ``.quantity`` first.
+    The stream ends after ``count`` messages."""
+
+    def launch(url: str, sink: Sink) -> Launch:
+        return Launch([sys.executable, str(PEERS / "library_loop.py"), url, API_KEY,
+                       str(STRATEGY_ID), mode, str(count)])
+
+    return launch
+
+
+# The library section: c2ws as a Python library against the lean bare loop, measured side
+# by side in the same round (to a pipe): variant -> launcher, given the messages per run.
+LIBRARY_VARIANTS: dict[str, Callable[[int], Callable[[str, Sink], Launch]]] = {
+    BARE: lambda count: _peer("bare_loop.py"),
+    "library-line": lambda count: library_launch("line", count),
+    "library-fields": lambda count: library_launch("fields", count),
+}
+
+
 def scale_launchers(strategies: int) -> dict[str, Callable[[str, Sink], Launch]]:
     """c2ws idle with one subscription, and with ``strategies`` (signals only: one
     subscription each, spread by c2ws over connections of 100)."""

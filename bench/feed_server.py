@@ -334,6 +334,11 @@ class StreamCache:
         return self._stream
 
 
+class NotAnUpgrade(JobEnded):
+    """A plain HTTP request (a client's REST call, such as c2ws's positions snapshot for
+    its table): answered 404 and left out of the job, which waits for its upgrade."""
+
+
 def handshake(sock: socket.socket, deadline: float) -> None:
     request = b""
     while b"\r\n\r\n" not in request:
@@ -347,6 +352,9 @@ def handshake(sock: socket.socket, deadline: float) -> None:
     for line in head.split("\r\n")[1:]:
         name, _, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
+    if headers.get("upgrade", "").lower() != "websocket":
+        sock.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        raise NotAnUpgrade("a plain HTTP request")
     if not headers.get("authorization", "").lower().startswith("bearer "):
         sock.sendall(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n")
         raise JobEnded("upgrade without a Bearer key")
@@ -387,7 +395,12 @@ def run_job(job: Job, listener: socket.socket, control: Control, cache: StreamCa
                     raise JobEnded(f"{ended} (waiting for a reconnection)") from None
                 raise
             progress.connections += 1
-            ended = serve_connection(sock, job, control, stream, counters, progress, deadline)
+            try:
+                ended = serve_connection(sock, job, control, stream, counters, progress,
+                                         deadline)
+            except NotAnUpgrade:
+                progress.connections -= 1
+                continue
             if not ended.normal:
                 error = str(ended)
                 break
@@ -501,6 +514,10 @@ def serve_idle_connections(
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             try:
                 handshake(sock, time.monotonic() + 10)
+            except NotAnUpgrade:
+                sock.close()
+                progress.connections -= 1
+                continue
             except (JobEnded, OSError):
                 sock.close()
                 raise

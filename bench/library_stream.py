@@ -6,8 +6,9 @@ harness's feed server and its pipe-throughput measurement (bench/measure.py).
 Clients, in rotating order each round: ``bare`` (peers/bare_loop.py), ``c2ws``
 (the CLI, -o ndjson), ``library-line`` (peers/library_loop.py: each message's ``.line``)
 and ``library-fields`` (the same, reading ``.symbol``, ``.side`` and ``.quantity``
-first).  Prints msg/s per run and the median of the per-round ratios to ``bare``.  To
-be wired into bench/run.py (the issue's targets: line >= 1.0x, fields >= 0.5x).
+first).  Prints msg/s per run and the median of the per-round ratios to ``bare``.  A
+quick look on its own: bench/run.py measures the library in every round ("library"), with
+the issue's targets (line >= 1.0x, fields >= 0.5x).
 """
 
 from __future__ import annotations
@@ -21,13 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import clients
 import measure
-from clients import API_KEY, PEERS, Launch
-from feedctl import STRATEGY_ID, FeedServer
-
-
-def library(mode: str, count: int) -> Launch:
-    return Launch([sys.executable, str(PEERS / "library_loop.py"), "URL", API_KEY,
-                   str(STRATEGY_ID), mode, str(count)])
+from feedctl import FeedServer
 
 
 def main() -> None:
@@ -45,8 +40,8 @@ def main() -> None:
                 if name in ("bare", "c2ws"):
                     launch = clients.ALL[name].launch(server.url, "pipe")
                 else:
-                    template = library(name.split("-")[1], args.count)
-                    launch = Launch([server.url if a == "URL" else a for a in template.argv])
+                    launch = clients.library_launch(name.split("-")[1], args.count)(
+                        server.url, "pipe")
                 result = measure.throughput(server, launch, "pipe", args.count, args.settle)
                 rate = result.get("msgs_per_s")
                 print(f"round {round_ + 1}: {name:15} "

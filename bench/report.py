@@ -215,6 +215,18 @@ def summarize(results: Result) -> Result:
                 "errors": _errors(rounds, "modes", variant),
             }
 
+    if any("library" in r for r in rounds):
+        summary["library"] = {
+            variant: {
+                "msgs_per_s": median(
+                    v for v in _per_round(rounds, "library", variant, "msgs_per_s") if v
+                ),
+                "ratio": _spread(_ratios(rounds, "library", variant, "msgs_per_s")),
+                "errors": _errors(rounds, "library", variant),
+            }
+            for variant in clients.LIBRARY_VARIANTS
+        }
+
     if any("idle" in r for r in rounds):
         summary["idle"] = {
             name: {
@@ -263,8 +275,8 @@ def _get(tree: Result, *path: str) -> Any:
 
 
 def targets(summary: Result) -> list[Result]:
-    """Issue 22's targets, and those of issue 15 that still stand, each with what was
-    measured here (None when not measured)."""
+    """Issue 22's targets, issue 21's (the library) and those of issue 15 that still
+    stand, each with what was measured here (None when not measured)."""
     rows: list[Result] = []
 
     def add(issue: int, target: str, measured: float | None, met: bool | None, shown: str) -> None:
@@ -311,6 +323,19 @@ def targets(summary: Result) -> list[Result]:
             None if added is None else added < limit and (received or 0) >= 1.0,
             "-" if added is None else f"{added:+.3f} ms",
         )
+    at_least(
+        21,
+        "`for msg in c2ws.stream(...)` reading `.line`, to a pipe, >= 1.0x the lean bare loop",
+        _get(summary, "library", "library-line", "ratio", "median"),
+        1.0,
+    )
+    at_least(
+        21,
+        "the same reading `.symbol`/`.side`/`.quantity` of every message >= 0.5x the lean "
+        "bare loop",
+        _get(summary, "library", "library-fields", "ratio", "median"),
+        0.5,
+    )
     ratio = _get(summary, "scale", "cpu_ratio")
     many = _get(summary, "scale", "many") or {}
     add(
@@ -473,8 +498,9 @@ def markdown(results: Result) -> str:
         out("## Targets, c2ws as measured here")
         out("")
         out(
-            "Issue 22's targets, and issue 15's that still stand.  Throughput ratios are "
-            "against the lean bare loop; the modes against plain NDJSON on the same sink; "
+            "Issue 22's targets, issue 21's (the library) and issue 15's that still stand.  "
+            "Throughput ratios are against the lean bare loop (the library's against the one "
+            "measured beside it); the modes against plain NDJSON on the same sink; "
             "latency is c2ws's p99 minus the bare loop's in the same round (the loop "
             "flushing every line), median over rounds."
         )
@@ -657,6 +683,26 @@ def markdown(results: Result) -> str:
                 f"| `{variant}`{failed} | {_rate(entry['msgs_per_s'])} | "
                 f"{_ratio_cell(entry['ratio'])} | {entry['partial_rounds'] or '-'} |"
             )
+        out("")
+
+    if "library" in summary:
+        out("## The library")
+        out("")
+        out(
+            "c2ws as a Python library (`peers/library_loop.py`): `for msg in "
+            "c2ws.stream(...)` writing each message's `.line` to the buffered stdout "
+            "(`library-line`), and the same reading `.symbol`, `.side` and `.quantity` of "
+            "every message first, which decodes its payload (`library-fields`).  Each against "
+            "the lean bare loop run beside it in the same round, in an order rotated per "
+            "round; to a pipe, as *Throughput to a pipe* measures."
+        )
+        out("")
+        out("| client | msg/s (median) | x lean bare loop |")
+        out("|---|---|---|")
+        for variant, entry in summary["library"].items():
+            failed = f" ({len(entry['errors'])} failed)" if entry["errors"] else ""
+            out(f"| {variant}{failed} | {_rate(entry['msgs_per_s'])} | "
+                f"{_ratio_cell(entry['ratio'])} |")
         out("")
 
     if "idle" in summary or "syscalls" in summary:

@@ -35,6 +35,7 @@ METRICS = (
     "latency",
     "pty",
     "modes",
+    "library",
     "idle",
     "syscalls",
     "memory",
@@ -271,6 +272,8 @@ class Runner:
             )
         if "modes" not in skip and "c2ws" in self.available:
             record["modes"] = self.modes(index)
+        if "library" not in skip and "c2ws" in self.available:
+            record["library"] = self.library(index)
         if "idle" not in skip:
             record["idle"] = self.idle_side_by_side(order)
         return record
@@ -296,6 +299,25 @@ class Runner:
                 ),
             )
         return found
+
+    def library(self, index: int) -> dict[str, dict[str, Any]]:
+        """``for msg in c2ws.stream(...)`` reading ``.line``, and reading
+        ``.symbol``/``.side``/``.quantity``, and the lean bare loop they are compared
+        with, one after the other in an order rotated per round, to a pipe."""
+        args = self.args
+        launchers = {
+            variant: make(args.count) for variant, make in clients.LIBRARY_VARIANTS.items()
+        }
+        return self.per_client(
+            "library to pipe",
+            self.rotated(list(launchers), index),
+            "pipe",
+            partial(
+                measure.throughput, self.server, sink="pipe", count=args.count,
+                settle=args.settle,
+            ),
+            launchers,
+        )
 
     def idle_side_by_side(self, names: list[str]) -> dict[str, dict[str, Any]]:
         """Every client idle at the same time, over the same window (see

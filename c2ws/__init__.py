@@ -24,6 +24,12 @@ _PUBLIC = {
     "Batch": "c2ws.streaming",
     "StreamEnd": "c2ws.streaming",
     "Message": "c2ws.streaming",
+    "check": "c2ws.probe",
+    "CheckResult": "c2ws.probe",
+    "SubscriptionCheck": "c2ws.probe",
+    "ClockEstimate": "c2ws.probe",
+    "replay": "c2ws.replaying",
+    "Replay": "c2ws.replaying",
     "astream": "c2ws.aio",
     "AsyncStream": "c2ws.aio",
     "Signal": "c2ws.messages",
@@ -35,6 +41,7 @@ _PUBLIC = {
     "OrderType": "c2ws.messages",
     "TimeInForce": "c2ws.messages",
     "OrderStatus": "c2ws.messages",
+    "CommitGroups": "c2ws.cursors",
     "CursorStore": "c2ws.cursors",
     "FileCursors": "c2ws.cursors",
     "SqliteCursors": "c2ws.cursors",
@@ -43,11 +50,15 @@ _PUBLIC = {
     "ConnectionHealth": "c2ws.engine",
     "HeldAside": "c2ws.delivery.dedupe",
     "errors": "c2ws.errors",
+    "rest": "c2ws.rest",
 }
 
 __all__ = [
     "AsyncStream",
     "Batch",
+    "CheckResult",
+    "ClockEstimate",
+    "CommitGroups",
     "ConnectionHealth",
     "CursorStore",
     "FileCursors",
@@ -58,6 +69,7 @@ __all__ = [
     "OrderStatus",
     "OrderType",
     "Position",
+    "Replay",
     "SequenceReset",
     "Side",
     "Signal",
@@ -65,18 +77,28 @@ __all__ = [
     "Stream",
     "StreamEnd",
     "StreamIdentity",
+    "SubscriptionCheck",
     "SubscriptionKey",
     "TimeInForce",
     "__version__",
     "astream",
+    "check",
     "errors",
+    "replay",
+    "rest",
     "stream",
 ]
 
 if TYPE_CHECKING:
-    from c2ws import errors
+    from c2ws import errors, rest
     from c2ws.aio import AsyncStream, astream
-    from c2ws.cursors import CursorStore, FileCursors, SqliteCursors, StreamIdentity
+    from c2ws.cursors import (
+        CommitGroups,
+        CursorStore,
+        FileCursors,
+        SqliteCursors,
+        StreamIdentity,
+    )
     from c2ws.delivery.dedupe import HeldAside
     from c2ws.engine import ConnectionHealth
     from c2ws.events import SubscriptionKey
@@ -91,7 +113,13 @@ if TYPE_CHECKING:
         Signal,
         TimeInForce,
     )
+    from c2ws.probe import CheckResult, ClockEstimate, SubscriptionCheck, check
+    from c2ws.replaying import Replay, replay
     from c2ws.streaming import Batch, Message, Stream, StreamEnd, stream
+
+
+# Public names that are modules.
+_MODULES = frozenset({"errors", "rest"})
 
 
 def __getattr__(name: str) -> Any:
@@ -99,7 +127,7 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module 'c2ws' has no attribute {name!r}")
     loaded = importlib.import_module(module)
-    value = loaded if name == "errors" else getattr(loaded, name)
+    value = loaded if name in _MODULES else getattr(loaded, name)
     globals()[name] = value
     return value
 

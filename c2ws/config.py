@@ -17,10 +17,12 @@ XDG_CONFIG_HOME is unset; ``%APPDATA%`` on Windows), or wherever ``C2WS_CONFIG``
     channels = ["signal"]
     tz = "America/New_York"
 
-Secrets stay private: a config file or key file that other users may read or change is
-refused, with the ``chmod`` that fixes it.  Nothing here ever returns the key inside a
-message.  Everything is passed in (environment, stdin), so the rules are testable
-without touching the real home directory.
+Secrets stay private: a key file, or a config file that holds an ``api_key``, that other
+users may read or change is refused, with the ``chmod`` that fixes it; a config file
+without one may be read by others, not changed (its ``url`` and ``api_key_file`` decide
+where the key goes).  Nothing here ever returns the key inside a message.  Everything is
+passed in (environment, stdin), so the rules are testable without touching the real
+home directory.  ``c2ws config init`` writes :func:`config_template`.
 """
 
 from __future__ import annotations
@@ -32,12 +34,16 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Final, Generic, TypeVar
+from typing import IO, TYPE_CHECKING, Final, Generic, TypeVar
+from urllib.parse import urlsplit
 
 from c2ws import spec
 from c2ws.errors import ConfigError
 from c2ws.localfiles import UnusableFile, open_for_reading
 from c2ws.render.safe import REDACTED
+
+if TYPE_CHECKING:
+    from c2ws.events import ProxySetting
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -133,6 +139,9 @@ class Settings:
     output: Sourced[str | None]
     tz: Sourced[str | None]
     profiles: tuple[str, ...] = field(default=())
+    # Why a run would refuse the config file these settings were read from anyway
+    # (``resolve(..., refused_config_too=True)``, for ``config show``); None: it would not.
+    config_refused: str | None = None
 
 
 # --- where the file is -----------------------------------------------------------------
@@ -160,18 +169,21 @@ def config_path(env: Mapping[str, str], *, home: Path | None = None) -> Path:
 # --- private files -----------------------------------------------------------------------
 
 
-def _check_private(path: Path, st: os.stat_result, what: str) -> None:
-    """Refuse a file whose mode lets other users read or change it."""
+def _check_private(path: Path, st: os.stat_result, what: str, *, secret: bool = True) -> None:
+    """Refuse a file whose mode lets other users read or change it; ``secret=False`` (a
+    file that holds no secret): only one they may change."""
     if os.name == "nt":  # pragma: no cover - POSIX modes mean nothing there
         return
-    loose = stat.S_IMODE(st.st_mode) & 0o077
+    loose = stat.S_IMODE(st.st_mode) & (0o077 if secret else 0o022)
     if not loose:
         return
     who = "other users" if loose & 0o007 else "its group"
     how = "read" if loose & 0o044 else "change"
+    # A file without the key still decides where the key goes (url, api_key_file).
+    why = "" if secret else " (and so where your API key is sent)"
     raise InsecureFileError(
         f"refusing to use {what} {path}: its mode {stat.S_IMODE(st.st_mode):04o} lets {who} "
-        f"{how} it; make it private with: chmod 600 {shlex.quote(str(path))}"
+        f"{how} it{why}; make it private with: chmod 600 {shlex.quote(str(path))}"
     )
 
 
@@ -184,6 +196,15 @@ def read_private_file(path: Path, what: str, limit: int, *, pipes: bool = False)
     is read as it comes); the mode is checked on the open file (fstat), so it is the file
     that is read that was checked.  A FIFO where a file is expected is refused without
     waiting for a writer.  Symbolic links are followed: dotfiles are often links."""
+    data, status = _read_file(path, what, limit, pipes=pipes)
+    _check_private(path, status, what)
+    return data
+
+
+def _read_file(path: Path, what: str, limit: int, *, pipes: bool = False,
+               ) -> tuple[bytes, os.stat_result]:
+    """The bytes of a regular file (``pipes``: or a pipe) and its status, taken from the
+    descriptor that was read: the caller checks the mode of the very file it read."""
     try:
         fd = open_for_reading(path, pipes=pipes, max_bytes=limit)
     except (FileNotFoundError, NotADirectoryError) as exc:
@@ -193,7 +214,7 @@ def read_private_file(path: Path, what: str, limit: int, *, pipes: bool = False)
     except OSError as exc:
         raise SettingsError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
     try:
-        _check_private(path, os.fstat(fd), what)
+        status = os.fstat(fd)
         with os.fdopen(fd, "rb", closefd=False) as stream:
             data = stream.read(limit + 1)
     except OSError as exc:
@@ -202,7 +223,7 @@ def read_private_file(path: Path, what: str, limit: int, *, pipes: bool = False)
         os.close(fd)
     if len(data) > limit:
         raise SettingsError(f"{what} {path} is larger than {limit} bytes")
-    return data
+    return data, status
 
 
 def _key_text(data: bytes, where: str) -> str:
@@ -218,7 +239,7 @@ def _key_text(data: bytes, where: str) -> str:
 
 def read_api_key(source: KeySource, stdin: IO[bytes] | None = None) -> str:
     """The key itself (surrounding whitespace and the final newline removed).  Whether it
-    can travel in a header is :func:`c2ws.engine.check_api_key`'s business."""
+    can travel in a header is :func:`check_api_key`'s business."""
     if source.value is not None:
         return source.value
     assert source.path is not None
@@ -244,21 +265,25 @@ class ConfigFile:
     top: Mapping[str, object]
     default_profile: str | None
     profiles: Mapping[str, Mapping[str, object]]
+    refused: str | None = None  # see Settings.config_refused
 
 
-def load_config(path: Path, *, must_exist: bool = False) -> ConfigFile:
+def load_config(path: Path, *, must_exist: bool = False, refused_too: bool = False,
+                ) -> ConfigFile:
     """Parse and check the config file; an absent file is an empty one (unless
-    ``must_exist``: C2WS_CONFIG named it).  ``C2WS_CONFIG=/dev/null`` reads none."""
+    ``must_exist``: C2WS_CONFIG named it).  ``C2WS_CONFIG=/dev/null`` reads none.
+
+    A file that holds an ``api_key`` must be private (mode 600); one that does not may
+    be read by others, not changed.  ``refused_too``: a file refused for its mode is read
+    all the same, the reason in :attr:`ConfigFile.refused`."""
     if str(path) == os.devnull:
         return ConfigFile(path, False, {}, None, {})
     try:
-        data = read_private_file(path, "config file", spec.MAX_CONFIG_FILE_BYTES)
+        data, status = _read_file(path, "config file", spec.MAX_CONFIG_FILE_BYTES)
     except MissingFile:
         if must_exist:
             raise SettingsError(f"config file {path} (from {ENV_CONFIG}) does not exist") from None
         return ConfigFile(path, False, {}, None, {})
-    except InsecureFileError:
-        raise
     except SettingsError as exc:
         if must_exist:
             raise
@@ -273,6 +298,13 @@ def load_config(path: Path, *, must_exist: bool = False) -> ConfigFile:
         raise SettingsError(f"config file {path} is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"config file {path} is not valid TOML: {exc}") from None
+    refused = None
+    try:
+        _check_private(path, status, "config file", secret=_holds_secret(document))
+    except InsecureFileError as exc:
+        if not refused_too:
+            raise
+        refused = str(exc)
     profiles_value = document.get("profiles", {})
     if not isinstance(profiles_value, dict):
         raise SettingsError(f"config file {path}: 'profiles' must be a table of profiles "
@@ -289,7 +321,14 @@ def load_config(path: Path, *, must_exist: bool = False) -> ConfigFile:
     default_profile = document.get("profile")
     if default_profile is not None and not isinstance(default_profile, str):
         raise SettingsError(f"config file {path}: 'profile' must be a profile name (a string)")
-    return ConfigFile(path, True, top, default_profile, profiles)
+    return ConfigFile(path, True, top, default_profile, profiles, refused)
+
+
+def _holds_secret(document: Mapping[str, object]) -> bool:
+    """An ``api_key`` at the top level or in any profile (even one not in use)."""
+    profiles = document.get("profiles")
+    tables = [document, *(profiles.values() if isinstance(profiles, dict) else ())]
+    return any(isinstance(table, dict) and "api_key" in table for table in tables)
 
 
 def _check_settings(table: Mapping[str, object], where: str) -> None:
@@ -365,12 +404,16 @@ def _path(text: str) -> Path:
     return Path(text) if text == STDIN_PATH else Path(text).expanduser()
 
 
-def resolve(flags: Flags, env: Mapping[str, str], *, home: Path | None = None) -> Settings:
+def resolve(flags: Flags, env: Mapping[str, str], *, home: Path | None = None,
+            refused_config_too: bool = False) -> Settings:
     """Every setting with its source; raises :class:`SettingsError` for a config file,
     profile or combination of options c2ws cannot use.  The key is located, not read
-    (:func:`read_api_key` reads it)."""
+    (:func:`read_api_key` reads it).  ``refused_config_too``: a config file refused for
+    its mode is used all the same and the reason kept in
+    :attr:`Settings.config_refused` (to show settings, never to run with them)."""
     path = config_path(env, home=home)
-    config = load_config(path, must_exist=bool(env.get(ENV_CONFIG)))
+    config = load_config(path, must_exist=bool(env.get(ENV_CONFIG)),
+                         refused_too=refused_config_too)
     env_profile = env.get(ENV_PROFILE) or None
     if flags.profile is not None:
         profile: Sourced[str | None] = Sourced(flags.profile, "--profile")
@@ -405,10 +448,164 @@ def resolve(flags: Flags, env: Mapping[str, str], *, home: Path | None = None) -
         output=_pick(flags.output, "--output", None, "", layers, "output", None),
         tz=_pick(flags.tz, "--tz", None, "", layers, "tz", None),
         profiles=tuple(sorted(config.profiles)),
+        config_refused=config.refused,
     )
 
 
+# --- a new config file ------------------------------------------------------------------------
+
+
+def config_template() -> str:
+    """What ``c2ws config init`` writes: every setting explained and commented out, so
+    that the file changes nothing until it is edited (each example line is valid TOML
+    once its ``#`` is removed: tests/test_config.py checks it)."""
+    return f"""\
+# c2ws settings (TOML), written by `c2ws config init`.  `c2ws config show` prints the
+# settings in effect and where each comes from; the README's "Configuration" section
+# has the details.  Each setting comes from the first of: the command line, the
+# environment, the profile in use, the top level of this file, the built-in default.
+
+# The profile used when neither --profile nor {ENV_PROFILE} names one (without it, the
+# profile named "{DEFAULT_PROFILE}", if there is one).
+# profile = "paper"
+
+# Settings at the top level apply to every profile.
+#
+# The API key: a file that holds the key alone, readable by you only (chmod 600 FILE).
+# (api_key = "..." in this file works too; this file must then stay mode 600.)
+# api_key_file = "~/.config/c2ws/c2.key"
+#
+# The WebSocket endpoint (default: {spec.DEFAULT_URL}).
+# url = "{spec.DEFAULT_URL}"
+#
+# The strategies to stream when the command line names none.
+# strategies = [12345678, 23456789]
+#
+# The channels: signal, positions or both (default: both).
+# channels = ["signal", "positions"]
+#
+# The output: auto (tables on a terminal, NDJSON otherwise), table, ndjson, json, csv
+# or tsv.
+# output = "auto"
+#
+# The time zone of the table's times: local, utc or an IANA name.
+# tz = "America/New_York"
+
+# A profile: chosen with --profile paper, {ENV_PROFILE}=paper or profile = "paper".
+# [profiles.paper]
+# url = "ws://127.0.0.1:8765/ws"
+# api_key_file = "~/.config/c2ws/paper.key"
+# strategies = [12345678]
+"""
+
+
+def write_config_template(path: Path, *, replace: bool = False) -> None:
+    """Write :func:`config_template` to ``path`` with mode 0600, creating its directory
+    (0700) when missing; an existing file is an error unless ``replace``, which swaps
+    the new file in by a rename (a symbolic link there is replaced, never followed)."""
+    if str(path) == os.devnull:
+        raise SettingsError(f"{ENV_CONFIG} is {os.devnull}: there is no config file to write")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise SettingsError(f"cannot create {path.parent}: {exc.strerror or exc}") from None
+    try:
+        if replace:
+            # A new name beside it, then a rename: whatever was at the path (a file,
+            # a symbolic link) is replaced as a whole, and never written through.
+            staging = path.with_name(f".{path.name}.{os.getpid()}.new")
+            _write_new_private_file(staging, config_template().encode())
+            try:
+                os.replace(staging, path)
+            except BaseException:
+                staging.unlink(missing_ok=True)
+                raise
+        else:
+            _write_new_private_file(path, config_template().encode())
+    except FileExistsError:
+        raise SettingsError(f"config file {path} already exists: 'c2ws config init --force' "
+                            "replaces it ('c2ws config show' shows what it holds)") from None
+    except OSError as exc:
+        raise SettingsError(f"cannot write config file {path}: {exc.strerror or exc}") from None
+
+
+_CREATE_NEW: Final = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+                      | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0))
+
+
+def _write_new_private_file(path: Path, data: bytes) -> None:
+    """Create ``path`` (nothing may be there, not even a symbolic link) with mode 0600
+    whatever the umask, holding ``data``, on disk; removed again if that fails."""
+    fd = os.open(path, _CREATE_NEW, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        path.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+
+
 # --- the connection of a run ---------------------------------------------------------------
+
+
+def check_api_key(api_key: str) -> str:
+    """The key, if it can travel in an HTTP header and be redacted wherever a server
+    echoes it; else :class:`ConfigError` (the key itself is never in the message)."""
+    if not api_key:
+        raise ConfigError("no API key: pass --api-key or set C2_API_KEY", param="--api-key")
+    if not (api_key.isascii() and api_key.isprintable() and " " not in api_key):
+        raise ConfigError(
+            "the API key contains spaces, control or non-ASCII characters "
+            "(a stray newline from a file?)", param="--api-key",
+        )
+    if len(api_key) < spec.MIN_API_KEY_LENGTH:
+        # Never echoed, nor its length: a key this short is a placeholder or a typo.
+        raise ConfigError(
+            f"the API key is too short to be a key (fewer than {spec.MIN_API_KEY_LENGTH} "
+            "characters)", param="--api-key",
+        )
+    return api_key
+
+
+def check_url(url: str) -> str:
+    """``url``, if it is a ws:// or wss:// URL with a host and a valid port; else
+    :class:`ConfigError`."""
+    try:
+        parts = urlsplit(url)
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        port_ok = False
+    else:
+        if parts.scheme in ("ws", "wss") and parts.hostname and port_ok:
+            return url
+    raise ConfigError(
+        f"{url!r} is not a ws:// or wss:// URL with a host" + ("" if port_ok else " and port"),
+        param="--url",
+    )
+
+
+def proxy_setting(url: str) -> ProxySetting | None:
+    """The proxy the environment (``https_proxy``, ``all_proxy``, ``no_proxy``...) names
+    for ``url``, as the connections will use it or pass it over, for saying so once before
+    they open; None when they go direct.  A setting that is not a proxy URL at all is left
+    to the connections to report."""
+    from c2ws.events import ProxySetting
+    from c2ws.net.connection import ConnectFailed, proxy_for
+
+    try:
+        route = proxy_for(url)
+    except ConnectFailed:
+        return None
+    if route is None:
+        return None
+    secure = urlsplit(url).scheme == "wss"
+    return ProxySetting(route.variable, route.scheme, route.address, route.used,
+                        key_in_clear=route.used and not secure)
 
 
 def api_key_of(settings: Settings, stdin: IO[bytes] | None = None) -> str:
@@ -416,8 +613,6 @@ def api_key_of(settings: Settings, stdin: IO[bytes] | None = None) -> str:
     and be redacted): "" when none is set anywhere.  Raises :class:`ConfigError` (a
     :class:`SettingsError` for an unusable key file) naming where the key came from, never
     the key.  ``c2ws subscribe`` and :func:`c2ws.stream` both call it."""
-    from c2ws.engine import check_api_key
-
     source = settings.api_key.value
     if source is None:
         return ""

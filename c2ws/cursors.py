@@ -13,8 +13,16 @@ and, optionally, two hooks the stream calls when the store has them:
   store to refuse cursors written for another endpoint or key;
 * ``close() -> None``, when the stream ends (however it ends).
 
-A store may also say ``commits_each_message = True``: the stream then hands over (and
-commits) one message at a time, for an output whose progress cannot be read back.
+A store may also say how its commits are to be made:
+
+* ``commit_groups`` (a :class:`CommitGroups`, or None): the stream commits to it per
+  group of messages, on a thread of its own, never more than ``max_messages`` messages
+  behind what it handed out and at the latest ``max_seconds`` after a group's first
+  message (see :mod:`c2ws.delivery.groups`, :mod:`c2ws.commits`), never per
+  acknowledgement: for a store whose commit is slow (fsyncs) and whose caller can take a
+  bounded repeat after a crash;
+* ``commits_each_message = True``: the stream hands over (and commits) one message at a
+  time.
 
 Two stores come with c2ws: :class:`FileCursors` (the ``--state`` file of ``c2ws
 subscribe``, with its lock and, optionally, exactly-once appends to an output file) and
@@ -33,6 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final, Protocol, runtime_checkable
 
 from c2ws import spec
+from c2ws.delivery.groups import CommitGroups
 from c2ws.errors import StateFileError
 from c2ws.events import SubscriptionKey
 
@@ -40,6 +49,7 @@ if TYPE_CHECKING:
     from c2ws.delivery.state import StateFile
 
 __all__ = [
+    "CommitGroups",
     "CursorStore",
     "FileCursors",
     "SqliteCursors",
@@ -54,7 +64,7 @@ _TABLE_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 @runtime_checkable
 class CursorStore(Protocol):
     """What a stream needs of a cursor store (see the module docstring for the optional
-    ``open``/``close`` hooks and ``commits_each_message``)."""
+    ``open``/``close`` hooks, ``commit_groups`` and ``commits_each_message``)."""
 
     def load(self) -> Mapping[tuple[int, str], int]:
         """The stored cursors: ``(strategy_id, channel)`` (the channel's full name,
@@ -120,15 +130,22 @@ class FileCursors:
     never a race), written atomically (a crash leaves the old file or the new one), and
     refused when it was written for another endpoint or API key.
 
-    ``output``: a descriptor the caller appends the stream's NDJSON lines to (its stdout
-    appended to a regular file, ``>> out.ndjson``).  Then the output file is the truth
-    about what was written: at :meth:`open` a torn last line (a crash mid-write) is cut
-    and the last seq_id of each stream it holds is resumed from when it is ahead of the
-    state file; every :meth:`commit` first syncs the output (``fsync``) so the state
-    file never records a line that is not on disk.  Together: every message is in the
-    output file exactly once, ``kill -9`` included.  When ``output`` is a pipe or a
-    terminal (nothing can be read back), ``commits_each_message`` is True: a crash
-    repeats at most one message.  An ``OSError`` syncing the output propagates as is.
+    ``output``: a descriptor the caller writes the stream's output to.  With one, commits
+    are grouped (:attr:`commit_groups`, :mod:`c2ws.delivery.groups`: made on the
+    stream's commit thread, never more than ``spec.COMMIT_GROUP_MAX_MESSAGES`` messages
+    behind what the stream handed out, each group ``spec.COMMIT_GROUP_MAX_SECONDS`` after
+    its first message at the latest, at once at a sequence reset, and when the stream
+    closes).  When it is stdout appended to a regular file (``>> out.ndjson``) of NDJSON
+    lines, the output file is the truth about what was written: at :meth:`open` a torn
+    last line (a crash mid-write) is cut and the last seq_id of each stream it holds is
+    resumed from when it is ahead of the state file; every :meth:`commit` first syncs the
+    output (``fsync``) so the state file never records a line that is not on disk.
+    Together: every message is in the output file exactly once, ``kill -9`` included.
+    When ``output`` is a pipe or a terminal (nothing can be read back), a crash repeats
+    at most the messages written since the last commit: at most
+    ``spec.COMMIT_GROUP_MAX_MESSAGES``.  An ``OSError`` syncing the output propagates as
+    is (raised to the stream's caller).  Without ``output`` every acknowledgement is
+    committed at once, on the caller's thread.
 
     :meth:`open` may be called early (``c2ws subscribe`` takes the lock before it
     touches its output); the stream's own ``open`` with the same identity is then a
@@ -142,12 +159,11 @@ class FileCursors:
         self._state: StateFile | None = None
         self._cursors: dict[SubscriptionKey, int] = {}
         self._sync_output = False
-        self._each_message = False
 
     @property
-    def commits_each_message(self) -> bool:
-        """The output cannot be read back (a pipe, a terminal): commit every message."""
-        return self._each_message
+    def commit_groups(self) -> CommitGroups | None:
+        """With an output, commits are grouped (see the class docstring); None without."""
+        return None if self.output is None else CommitGroups()
 
     def open(self, identity: StreamIdentity) -> None:
         """Lock the file and read it (and read the output file back, when there is one);
@@ -183,7 +199,6 @@ class FileCursors:
 
         tail = reconcile_output_tail(fd, keys=keys)
         if not tail.reconciled:
-            self._each_message = True
             return cursors
         self._sync_output = True
         self.torn_bytes_removed = tail.torn_bytes_removed

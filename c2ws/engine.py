@@ -25,10 +25,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Final
-from urllib.parse import urlsplit
 
 from c2ws import events as ev
 from c2ws import spec
+from c2ws.config import check_api_key, check_url, proxy_setting
 from c2ws.delivery.backoff import Backoff
 from c2ws.delivery.dedupe import HeldAside, StreamFilter
 from c2ws.delivery.shards import TooManySubscriptions, plan_shards
@@ -40,7 +40,6 @@ from c2ws.errors import (
     connection_error,
 )
 from c2ws.events import ConnectionEnd, SubscriptionKey
-from c2ws.net.connection import ConnectFailed, proxy_for
 from c2ws.net.handoff import Handoff
 from c2ws.net.worker import ConnectionSettings, ShardWorker
 from c2ws.session import SessionTimeouts
@@ -59,41 +58,6 @@ STOP_JOIN_TIMEOUT: Final = 5.0
 def count_stream_messages(events: Sequence[ev.Event]) -> int:
     """How many stream messages ``events`` hold (C speed: it runs per hand-over)."""
     return ev.message_count(events)
-
-
-def check_api_key(api_key: str) -> str:
-    """The key, if it can travel in an HTTP header and be redacted wherever a server
-    echoes it; never echoed when it cannot."""
-    if not api_key:
-        raise ConfigError("no API key: pass --api-key or set C2_API_KEY", param="--api-key")
-    if not (api_key.isascii() and api_key.isprintable() and " " not in api_key):
-        raise ConfigError(
-            "the API key contains spaces, control or non-ASCII characters "
-            "(a stray newline from a file?)", param="--api-key",
-        )
-    if len(api_key) < spec.MIN_API_KEY_LENGTH:
-        # Never echoed, nor its length: a key this short is a placeholder or a typo.
-        raise ConfigError(
-            f"the API key is too short to be a key (fewer than {spec.MIN_API_KEY_LENGTH} "
-            "characters)", param="--api-key",
-        )
-    return api_key
-
-
-def check_url(url: str) -> str:
-    """A ws:// or wss:// URL with a host and a valid port."""
-    try:
-        parts = urlsplit(url)
-        port_ok = parts.port is None or parts.port > 0
-    except ValueError:
-        port_ok = False
-    else:
-        if parts.scheme in ("ws", "wss") and parts.hostname and port_ok:
-            return url
-    raise ConfigError(
-        f"{url!r} is not a ws:// or wss:// URL with a host" + ("" if port_ok else " and port"),
-        param="--url",
-    )
 
 
 @dataclass(frozen=True)
@@ -123,21 +87,6 @@ class EngineConfig:
     # is handed over as one StreamRun event (see c2ws.events), not one event per message.
     message_runs: bool = False
     seed: int | None = None
-
-
-def proxy_setting(url: str) -> ev.ProxySetting | None:
-    """The proxy the environment names for ``url`` (as the connections will use it, or
-    pass it over), for saying so once before they open; None when they go direct.  A
-    setting that is not a proxy URL at all is left to the connections to report."""
-    try:
-        route = proxy_for(url)
-    except ConnectFailed:
-        return None
-    if route is None:
-        return None
-    secure = urlsplit(url).scheme == "wss"
-    return ev.ProxySetting(route.variable, route.scheme, route.address, route.used,
-                           key_in_clear=route.used and not secure)
 
 
 @dataclass
@@ -206,6 +155,8 @@ class Engine:
         self.handoff: Handoff[ev.Event] = Handoff(
             config.max_buffer, count=count_stream_messages,
             items_per_counted=spec.BACKLOG_EVENTS_PER_MESSAGE,
+            # A batch limit counts messages (grouped commits): a run may be cut.
+            split=ev.split_run,
         )
         self.written: dict[SubscriptionKey, int] = {}
         self.rejected: set[SubscriptionKey] = set()

@@ -11,8 +11,10 @@ from dataclasses import dataclass
 from operator import countOf
 from typing import NamedTuple, Protocol
 
+import orjson
+
 from c2ws.endings import ConnectionEnd, EndReason
-from c2ws.protocol import Envelope, ErrorDetail
+from c2ws.protocol import Envelope, ErrorDetail, JsonObject
 
 __all__ = ["ConnectionEnd", "EndReason"]  # re-exported: part of what the engine reports
 
@@ -146,6 +148,23 @@ class StreamRun:
         frames.pop()  # after the last newline
         return frames
 
+    def split(self, keep: int) -> tuple[StreamRun, StreamRun]:
+        """The first ``keep`` messages and the rest, as two runs (0 < keep < count): for
+        a consumer that may take only so many messages at once (grouped commits)."""
+        if not 0 < keep < self.count:
+            raise ValueError(f"a run of {self.count} cannot keep {keep}")
+        heads = self.heads
+        end = -1
+        for _ in range(keep):  # the keep-th newline ends the first part
+            end = self.ndjson.index(b"\n", end + 1)
+        cut = end + 1
+        cursor = heads[keep - 1].seq_id
+        assert cursor is not None  # a run holds placed messages only
+        first = StreamRun(self.key, self.ndjson[:cut], keep, cursor, heads[:keep])
+        rest = StreamRun(self.key, self.ndjson[cut:], self.count - keep, self.cursor,
+                         heads[keep:])
+        return first, rest
+
     def messages(self) -> list[StreamMessage]:
         """The run as the :class:`StreamMessage` events it stands for (built now)."""
         key = self.key
@@ -164,6 +183,13 @@ def message_count(events: Sequence[Event]) -> int:
     if countOf(map(type, events), StreamRun):
         count += sum(len(event) for event in events if type(event) is StreamRun)
     return count
+
+
+def split_run(event: Event, keep: int) -> tuple[Event, Event]:
+    """:meth:`StreamRun.split` for a hand-off of any events (only runs hold more than
+    one message, so only runs are ever split)."""
+    assert type(event) is StreamRun
+    return event.split(keep)
 
 
 def expand_runs(events: list[Event]) -> list[Event]:
@@ -283,7 +309,10 @@ class GapFilled:
 
 @dataclass(slots=True)  # built per message: not frozen (3x cheaper); never mutated
 class HeartbeatAnswered:
+    """A server ``heartbeat`` on connection ``shard``, answered at once."""
+
     message: Envelope
+    shard: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,6 +365,81 @@ class Traffic:
     data: bytes | str
     shard: int = 0
     at: float = 0.0
+
+
+# --- from the REST API (issue 24: --snapshot, --heal-gaps) -------------------------------
+# Not engine events: c2ws.stream() adds them to what it delivers, in order with the
+# stream.  None of them is a stream message: no seq_id, no cursor of its own.  ``obj``
+# is the line c2ws writes for it (c2ws/rest/lines.py), ``line`` that object compact.
+
+
+@dataclass(frozen=True, slots=True)
+class PositionsSnapshot:
+    """The open positions of ``strategy_id`` as the REST API gave them at ``taken_at``
+    (UTC ISO 8601): ``positions`` are the REST ``PositionDTO`` objects, as received."""
+
+    strategy_id: int
+    positions: tuple[JsonObject, ...]
+    taken_at: str
+    obj: JsonObject
+
+    @property
+    def line(self) -> bytes:
+        return orjson.dumps(self.obj)
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotFailed:
+    """The REST snapshot of ``strategy_id`` could not be taken (a warning: the stream
+    goes on); ``reason`` is one line, safe to print."""
+
+    strategy_id: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class BackfillOrder:
+    """An order of the REST order history that fills ``gap`` (the stream did not deliver
+    its SignalId): written right after the gap, before the first signal after the hole."""
+
+    key: SubscriptionKey
+    order: JsonObject
+    gap: GapReported
+    obj: JsonObject
+
+    @property
+    def line(self) -> bytes:
+        return orjson.dumps(self.obj)
+
+
+@dataclass(frozen=True, slots=True)
+class BackfillFailed:
+    """The backfill of ``gap`` failed after its retries (``written`` orders of it were
+    written before it did, or it was cut at the backfill limit); ``reason``: one line."""
+
+    key: SubscriptionKey
+    gap: GapReported
+    reason: str
+    written: int
+    obj: JsonObject
+
+    @property
+    def line(self) -> bytes:
+        return orjson.dumps(self.obj)
+
+
+@dataclass(frozen=True, slots=True)
+class BackfillDone:
+    """What the backfill of ``gap`` did (for stderr, through ``on_event``): ``written``
+    orders, ``left_out`` ones the stream had delivered, the ``window`` asked for (the
+    line's ``window`` object); ``failed``: a :class:`BackfillFailed` was written too."""
+
+    key: SubscriptionKey
+    gap: GapReported
+    written: int
+    left_out: int
+    window: JsonObject
+    failed: bool
 
 
 # --- connection lifecycle (from the socket threads) -------------------------------------
@@ -425,4 +529,9 @@ Event = (
     | ProxySetting
     | ShardFailed
     | WorkerCrashed
+    | PositionsSnapshot
+    | SnapshotFailed
+    | BackfillOrder
+    | BackfillFailed
+    | BackfillDone
 )

@@ -1,6 +1,10 @@
-"""Exit statuses of c2ws (documented in the README, stable across releases), and the one
-place that maps what ended a run to its status: every error class of :mod:`c2ws.errors`
-has exactly one."""
+"""Exit statuses of c2ws (stable across releases), what each means, and the one place
+that maps what ended a run to its status: every error class of :mod:`c2ws.errors` has
+exactly one.
+
+The README's "Exit codes" table is :func:`markdown_table` (``python -m c2ws.exitcodes``
+prints it; tests/test_exit_codes.py fails when the two differ), ``c2ws subscribe --help``
+lists :data:`SUMMARIES` and the man page :data:`MEANINGS`: one truth, three places."""
 
 from __future__ import annotations
 
@@ -40,8 +44,87 @@ class ExitCode(IntEnum):
     STATE_FAILED = 10  # the --state file is corrupt, foreign, locked or cannot be written
     GAP = 11  # --fail-on-gap: a gap the server could not replay, or a sequence reset
     COUNT_NOT_REACHED = 124  # --timeout expired before --count messages arrived
+    HANGUP = 129  # SIGHUP (a closed terminal, a dropped SSH session)
     INTERRUPTED = 130  # Ctrl-C (SIGINT)
     TERMINATED = 143  # SIGTERM
+
+
+# What each status means, as the README's table says it (Markdown: `code` spans).
+MEANINGS: Final[dict[ExitCode, str]] = {
+    ExitCode.OK: "`--count` reached, `--timeout` reached after a subscription was confirmed, "
+                 "or stdout's reader went away",
+    ExitCode.ERROR: "internal error (a bug: please report it; `C2WS_DEBUG=1` shows the "
+                    "traceback)",
+    ExitCode.USAGE: "bad arguments or options, or settings that cannot be used (a config or "
+                    "key file others can read, say)",
+    ExitCode.AUTH_FAILED: "authentication failed (HTTP 401, or the server withdrew it): "
+                          "missing or invalid API key",
+    ExitCode.CONNECT_FAILED: "cannot connect: DNS, refused, TLS, timeout, a redirect, or "
+                             "another HTTP status at the upgrade (at once for those not "
+                             "retried; with `--no-reconnect` or after `--max-retries`)",
+    ExitCode.SERVER_BUSY: "server busy: HTTP 429 / 503, or closed with 1008 (with "
+                          "`--no-reconnect` or after `--max-retries` of any one connection)",
+    ExitCode.CONNECTION_LOST: "connection lost (with `--no-reconnect` or after "
+                              "`--max-retries`): the server closed or dropped the stream, "
+                              "went silent, never sent `connection.connected` or a "
+                              "`subscription.ack`, stalled mid-frame or stopped reading",
+    ExitCode.NOTHING_TO_STREAM: "every requested subscription was rejected; `positions`, "
+                                "`orders`: the REST API refused a strategy (HTTP 403)",
+    ExitCode.OUTPUT_OVERFLOW: "`--no-reconnect`: stdout's reader fell more than "
+                              "`--max-buffer` messages behind",
+    ExitCode.OUTPUT_FAILED: "writing stdout failed (disk full, file size limit, quota, I/O "
+                            "error; also the `--record` file): stderr says where each "
+                            "stream's output ends",
+    ExitCode.STATE_FAILED: "the `--state` file is corrupt or too large, belongs to another "
+                           "endpoint or key, is used by another run, cannot be written, or "
+                           "is not a regular file of yours (a symbolic link, another user's "
+                           "file; its `.lock` too)",
+    ExitCode.GAP: "`--fail-on-gap`: the server could not replay every missed signal, or "
+                  "restarted its numbering (a sequence reset)",
+    ExitCode.COUNT_NOT_REACHED: "`--timeout` expired before `--count` messages arrived",
+    ExitCode.HANGUP: "hung up (SIGHUP: a closed terminal, a dropped SSH session), ended as "
+                     "by SIGTERM",
+    ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",
+    ExitCode.TERMINATED: "terminated (SIGTERM)",
+}
+
+# The same in a line of at most 70 characters, for `c2ws subscribe --help` (at 80 columns).
+SUMMARIES: Final[dict[ExitCode, str]] = {
+    ExitCode.OK: "--count or --timeout reached, or stdout's reader went away",
+    ExitCode.ERROR: "internal error (a bug; C2WS_DEBUG=1 shows the traceback)",
+    ExitCode.USAGE: "bad arguments, options or settings",
+    ExitCode.AUTH_FAILED: "authentication failed (HTTP 401): missing or invalid API key",
+    ExitCode.CONNECT_FAILED: "cannot connect (DNS, refused, TLS, timeout, HTTP status at "
+                             "upgrade)",
+    ExitCode.SERVER_BUSY: "server busy (HTTP 429/503, or closed with 1008)",
+    ExitCode.CONNECTION_LOST: "connection lost (the server closed or dropped it, or went "
+                              "silent)",
+    ExitCode.NOTHING_TO_STREAM: "every requested subscription was rejected",
+    ExitCode.OUTPUT_OVERFLOW: "--no-reconnect: stdout's reader fell --max-buffer messages "
+                              "behind",
+    ExitCode.OUTPUT_FAILED: "writing stdout failed (disk full, I/O error)",
+    ExitCode.STATE_FAILED: "the --state file is corrupt, foreign, locked or cannot be written",
+    ExitCode.GAP: "--fail-on-gap: a gap the server could not replay, or a sequence reset",
+    ExitCode.COUNT_NOT_REACHED: "--timeout expired before --count messages arrived",
+    ExitCode.HANGUP: "hung up (SIGHUP: a closed terminal, a dropped SSH session)",
+    ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",
+    ExitCode.TERMINATED: "terminated (SIGTERM)",
+}
+
+# A timeout before any subscription was confirmed delivered nothing: it ends with what
+# kept the subscriptions from being confirmed (see Stream._timed_out), not with 0 or 124.
+TIMEOUT_BEFORE_CONFIRMED: Final = (
+    "A `--timeout` that expires before any subscription was confirmed is no success: the "
+    "run ends with the code of what kept the subscriptions from being confirmed, the last "
+    "connection's failure (3, 4 or 5: `--url ws://127.0.0.1:9/ws --timeout 6` exits 4, "
+    "cannot connect), or 6 when the server never confirmed one or no attempt had ended yet."
+)
+
+
+def markdown_table() -> str:
+    """The README's "Exit codes" table."""
+    rows = [f"| {int(code)} | {MEANINGS[code]} |" for code in ExitCode]
+    return "\n".join(["| code | meaning |", "|---|---|", *rows])
 
 
 # Every concrete error class and its status.  BacklogFull shares 8 with BacklogOverflow:
@@ -80,3 +163,7 @@ def exit_code_for_end(reason: EndReason) -> ExitCode:
     """The status of a run a connection ending with ``reason`` ended (every ending not
     named in :func:`c2ws.errors.connection_error` is 'lost')."""
     return exit_code_for(connection_error(ConnectionEnd(reason)))
+
+
+if __name__ == "__main__":  # the README's table, to paste after changing MEANINGS
+    print(markdown_table())

@@ -500,9 +500,9 @@ _SYMBOL_DOC: Final = (
 _STRATEGY_NAME_DOC: Final = "The strategy's name (``StrategyName``), None when absent."
 
 
-class Signal(_StreamMessage):
-    """A ``strategy.signal`` message: an order of a followed strategy (REST
-    ``OrderStatusDTO``).  Every decoded field is None when the payload does not say."""
+class _OrderFields(_StreamMessage):
+    """The decoded fields of an order (REST ``OrderStatusDTO``): a :class:`Signal`'s, and
+    those of the REST orders of :mod:`c2ws.rest` (read the same way)."""
 
     __slots__ = ()
 
@@ -543,6 +543,14 @@ class Signal(_StreamMessage):
         "The average fill price (``AvgFillPrice``); None until something filled.",
     )  # fmt: skip
 
+
+
+class Signal(_OrderFields):
+    """A ``strategy.signal`` message: an order of a followed strategy (REST
+    ``OrderStatusDTO``).  Every decoded field is None when the payload does not say."""
+
+    __slots__ = ()
+
     def __repr__(self) -> str:
         return (
             f"Signal(strategy_id={self.strategy_id!r}, seq_id={self.seq_id!r}, "
@@ -551,10 +559,9 @@ class Signal(_StreamMessage):
         )
 
 
-class Position(_StreamMessage):
-    """A ``strategy.positions`` message: a followed strategy's position in one instrument
-    after a change (REST ``PositionDTO``).  A payload carrying a list of positions (as the
-    REST endpoint returns them) decodes no fields here: read them from ``raw``."""
+class _PositionFields(_StreamMessage):
+    """The decoded fields of a position (REST ``PositionDTO``): a :class:`Position`'s, and
+    those of the REST positions of :mod:`c2ws.rest` (read the same way)."""
 
     __slots__ = ()
 
@@ -569,6 +576,14 @@ class Position(_StreamMessage):
         AVG_PRICE_KEYS, _price, "The average entry price (``AvgPx``); None when flat (C2 sends 0)."
     )
     currency = _PayloadField(CURRENCY_KEYS, _text, "The instrument's currency (``Currency``).")
+
+
+class Position(_PositionFields):
+    """A ``strategy.positions`` message: a followed strategy's position in one instrument
+    after a change (REST ``PositionDTO``).  A payload carrying a list of positions (as the
+    REST endpoint returns them) decodes no fields here: read them from ``raw``."""
+
+    __slots__ = ()
 
     def __repr__(self) -> str:
         return (

@@ -1,5 +1,9 @@
-"""``c2ws check`` as a library: connect once, wait for ``connection.connected``, ask for
-the given subscriptions, measure, and leave cleanly.
+"""``c2ws check`` as a library: :func:`check` connects once, waits for
+``connection.connected``, asks for the given subscriptions, measures, and leaves cleanly::
+
+    result = c2ws.check([12345678], "signal")       # key and URL as the CLI finds them
+    if not result.ok:
+        print([str(sub.key) for sub in result.rejected], result.clock)
 
 It reports what a script needs to know before streaming: whether the key is accepted,
 which subscriptions are allowed, the round trip (a WebSocket ping, else the fastest
@@ -7,15 +11,17 @@ subscription answer) and how far the server's clock is from ours.  The server st
 ``connection.connected`` and its answers with a second-precision ``timestamp``; each
 stamp happened between our sending (or connecting) and our receiving, which brackets
 the offset, and the brackets of all stamps are intersected (:class:`ClockOffset`).
+The connection is the stream's own: the same connect, the same driver and session.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import os
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -24,12 +30,15 @@ import orjson
 from c2ws import events as ev
 from c2ws import protocol, spec
 from c2ws.delivery.dedupe import StreamFilter
-from c2ws.events import ConnectionEnd, EndReason, SubscriptionKey
+from c2ws.errors import ConfigError, connection_error
+from c2ws.events import EndReason, SubscriptionKey
 from c2ws.net.connection import ConnectFailed, SocketTransport, open_connection
 from c2ws.net.driver import Driver, DriverHooks
 from c2ws.net.worker import end_for_connect_failure
 from c2ws.render.diagnostics import describe_errors
 from c2ws.session import ClientSession, ConnectionState, SessionTimeouts
+
+__all__ = ["CheckResult", "ClockEstimate", "ClockOffset", "SubscriptionCheck", "check"]
 
 # After every subscription is answered, how long to wait for the pong to our ping.
 PONG_WAIT_SECONDS: Final = 2.0
@@ -74,13 +83,22 @@ class ClockOffset:
 
 @dataclass(frozen=True, slots=True)
 class SubscriptionCheck:
+    """One subscription tried: ``allowed``, or not and ``reason`` why (the server's error
+    codes and messages, terminal-safe)."""
+
     key: SubscriptionKey
     allowed: bool
-    reason: str = ""  # why not, terminal-safe (the server's error codes and messages)
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
-class ProbeResult:
+class CheckResult:
+    """What :func:`check` found.  ``connect_seconds``: TCP, TLS and the upgrade;
+    ``round_trip_seconds``: by ``round_trip_method``, ``"ping"`` (a WebSocket ping) or
+    ``"subscription answer"`` (the fastest one), None when neither was measured;
+    ``clock``: the server's clock minus this machine's (None without a usable stamp);
+    ``subscriptions``: one :class:`SubscriptionCheck` per subscription asked for."""
+
     url: str
     connect_seconds: float
     round_trip_seconds: float | None
@@ -90,16 +108,65 @@ class ProbeResult:
 
     @property
     def rejected(self) -> tuple[SubscriptionCheck, ...]:
+        """The subscriptions the server refused."""
         return tuple(check for check in self.subscriptions if not check.allowed)
 
+    @property
+    def clock_rejected(self) -> bool:
+        """The server's clock is so far from this machine's (``MAX_CLOCK_SKEW_SECONDS``,
+        60 s, or more) that it rejects the timestamps c2ws sends: set the clock (NTP)."""
+        return self.clock is not None and abs(self.clock.offset) >= spec.MAX_CLOCK_SKEW_SECONDS
 
-class ProbeFailed(Exception):
-    """The check could not complete; ``end`` says how (its detail is safe to print)."""
+    @property
+    def clock_off(self) -> bool:
+        """The clocks differ by ``CLOCK_OFFSET_WARN_SECONDS`` (20 s) or more: worth
+        fixing before the server starts rejecting (see :attr:`clock_rejected`)."""
+        return self.clock is not None and abs(self.clock.offset) >= spec.CLOCK_OFFSET_WARN_SECONDS
 
-    def __init__(self, end: ConnectionEnd, connect_seconds: float | None = None) -> None:
-        super().__init__(end.detail or end.reason.value)
-        self.end = end
-        self.connect_seconds = connect_seconds
+    @property
+    def ok(self) -> bool:
+        """Every subscription allowed, and the clock near enough for the server."""
+        return not self.rejected and not self.clock_rejected
+
+
+def check(
+    strategies: Iterable[int | str] | int | str = (),
+    channels: Iterable[str] | str = ("signal", "positions"),
+    *,
+    api_key: str | None = None,
+    url: str | None = None,
+    profile: str | None = None,
+    timeout: float = spec.CHECK_TIMEOUT_SECONDS,
+) -> CheckResult:
+    """Check the connection, the key and the subscriptions of ``strategies`` on
+    ``channels`` (none: the connection only), as ``c2ws check`` does: connect once,
+    subscribe, measure the round trip and the clock offset, unsubscribe, close with 1000.
+
+    ``api_key``, ``url``, ``profile``: as :func:`c2ws.stream` resolves them.
+    ``timeout``: the whole check gives up after that many seconds.  Returns a
+    :class:`CheckResult` (rejected subscriptions and the clock are in it, not raised).
+    Raises :class:`~c2ws.errors.ConfigError` for settings no check could work with (at
+    most one connection's worth, 100, of subscriptions), and the
+    :class:`~c2ws.errors.ConnectionFailed` subclass of how it failed:
+    ``AuthenticationFailed``, ``CannotConnect``, ``ServerBusy``, ``ConnectionLost`` (no
+    answer before the timeout)."""
+    from c2ws.config import Flags, check_api_key, check_url, connection_of
+    from c2ws.streaming import subscription_keys
+
+    keys = subscription_keys(strategies, channels)
+    if api_key is None or url is None:
+        url, api_key = connection_of(Flags(profile=profile, url=url, api_key=api_key),
+                                     os.environ)
+    check_api_key(api_key)
+    check_url(url)
+    if isinstance(timeout, bool) or not timeout > 0:
+        raise ConfigError(f"timeout must be a positive number of seconds, not {timeout!r}",
+                          param="--timeout")
+    if len(keys) > spec.MAX_SUBSCRIPTIONS_PER_CONNECTION:
+        raise ConfigError(f"{len(keys)} subscriptions: a check tries at most "
+                          f"{spec.MAX_SUBSCRIPTIONS_PER_CONNECTION} (strategies x channels)",
+                          param="STRATEGY_ID")
+    return probe(url, api_key, keys, timeout=timeout)
 
 
 def probe(
@@ -107,14 +174,15 @@ def probe(
     api_key: str,
     keys: Sequence[SubscriptionKey],
     *,
-    timeout: float = 10.0,
+    timeout: float = spec.CHECK_TIMEOUT_SECONDS,
     clock: Callable[[], float] = time.monotonic,
     wall: Callable[[], float] = time.time,
     connect: Callable[..., SocketTransport] = open_connection,
-) -> ProbeResult:
-    """One check; raises :class:`ProbeFailed`.  At most one connection's worth of
-    subscriptions (``spec.MAX_SUBSCRIPTIONS_PER_CONNECTION``).  The connection is the
-    stream's own: the same connect and the same driver, with a probe's hooks."""
+) -> CheckResult:
+    """:func:`check` of settings already checked, with the clocks and the connect passed
+    in.  At most one connection's worth of subscriptions
+    (``spec.MAX_SUBSCRIPTIONS_PER_CONNECTION``).  The connection is the stream's own: the
+    same connect and the same driver, with a probe's hooks."""
     if len(keys) > spec.MAX_SUBSCRIPTIONS_PER_CONNECTION:
         raise ValueError(f"a check asks for at most {spec.MAX_SUBSCRIPTIONS_PER_CONNECTION} "
                          "subscriptions")
@@ -122,8 +190,7 @@ def probe(
     try:
         transport = connect(url, api_key, timeout=timeout)
     except ConnectFailed as exc:
-        end = end_for_connect_failure(exc, url)
-        raise ProbeFailed(end) from None
+        raise connection_error(end_for_connect_failure(exc, url)) from None
     connect_seconds = clock() - started
     try:
         return _Probe(transport, url, keys, started + timeout, clock, wall, connect_seconds,
@@ -163,16 +230,16 @@ class _Probe(DriverHooks):
         self.pong_after: float | None = None
         self.finished = False
 
-    def run(self) -> ProbeResult:
+    def run(self) -> CheckResult:
         end = self.driver.run()
         if not self.finished:
-            raise ProbeFailed(end, self.connect_seconds)
+            raise connection_error(end)
         method, round_trip = "", None
         if self.pong_after is not None:
             method, round_trip = "ping", self.pong_after
         elif self.fastest_answer is not None:
             method, round_trip = "subscription answer", self.fastest_answer
-        return ProbeResult(
+        return CheckResult(
             url=self.url, connect_seconds=self.connect_seconds, round_trip_seconds=round_trip,
             round_trip_method=method, clock=self.offset.estimate(),
             subscriptions=tuple(self.answered[key] for key in self.keys if key in self.answered),

@@ -1,14 +1,17 @@
 """The recording format (``--record FILE``): NDJSON, one JSON object per line, appended.
 
 A run starts with a header line, then one line per frame received, exactly as it
-arrived, with its receive time and connection, and a line when a connection ends::
+arrived, with its receive time and connection, a line when a connection ends, and a line
+for each positions snapshot taken from the REST API (so that a replay shows it too)::
 
     {"c2ws_recording":1,"started_at":"2026-11-02T14:30:00.000000Z","url":"wss://…/ws",
      "per_connection":100,"subscriptions":[{"strategy_id":12345678,"channel":"strategy.signal"}]}
     {"at":"2026-11-02T14:30:00.181234Z","connection":1,"frame":"{\"msg_type\":\"connection.connected\",…}"}
     {"at":"2026-11-02T14:31:12.004519Z","connection":1,"ended":"lost","detail":"connection lost: …"}
+    {"at":"2026-11-02T14:31:14.120000Z","snapshot":{"msg_type":"positions.snapshot",…}}
 
 ``frame`` is the frame's text; a frame that is not UTF-8 is kept as ``frame_base64``.
+Read back, a frame is its bytes either way (the text's UTF-8), exactly as it arrived.
 Times are UTC with microseconds; ``connection`` counts from 1 (as stderr does).  The
 header lists the subscriptions asked for, in order, so a replay can tell which request
 each answer belongs to.  Readers also accept plain NDJSON output of c2ws (one envelope
@@ -62,6 +65,18 @@ class RecordedEnd:
 
 
 @dataclass(frozen=True, slots=True)
+class RecordedSnapshot:
+    """A positions snapshot the run took from the REST API: its ``positions.snapshot``
+    line's object (strategy_id, timestamp, payload: the PositionDTO objects)."""
+
+    at: float | None
+    strategy_id: int
+    positions: tuple[dict[str, object], ...]
+    taken_at: str
+    obj: dict[str, object]
+
+
+@dataclass(frozen=True, slots=True)
 class BareMessage:
     """A line that is an envelope itself (``c2ws subscribe -o ndjson`` output)."""
 
@@ -74,7 +89,7 @@ class Unusable:
     reason: str
 
 
-Entry = RecordingHeader | RecordedFrame | RecordedEnd | BareMessage | Unusable
+Entry = RecordingHeader | RecordedFrame | RecordedEnd | RecordedSnapshot | BareMessage | Unusable
 
 
 # --- writing --------------------------------------------------------------------------
@@ -107,6 +122,12 @@ def frame_line(data: bytes | str, *, at: float, connection: int) -> bytes:
         except UnicodeDecodeError:
             line["frame_base64"] = base64.b64encode(data).decode("ascii")
     return orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE)
+
+
+def snapshot_line(obj: object, *, at: float) -> bytes:
+    """A positions snapshot's line object (see :class:`RecordedSnapshot`), recorded."""
+    return orjson.dumps({"at": format_time(at), "snapshot": obj},
+                        option=orjson.OPT_APPEND_NEWLINE)
 
 
 def end_line(reason: str, detail: str, *, at: float, connection: int) -> bytes:
@@ -165,7 +186,10 @@ def parse_line(line: bytes) -> Entry | None:
     if "frame" in obj or "frame_base64" in obj:
         frame = obj.get("frame")
         if isinstance(frame, str):
-            return RecordedFrame(at, _connection(obj.get("connection")), frame)
+            # The frame's bytes as they arrived (a text frame is UTF-8, and orjson refuses
+            # the lone surrogates that could not be encoded back): a replay hands them on
+            # byte for byte, as the live run did, never re-encoded.
+            return RecordedFrame(at, _connection(obj.get("connection")), frame.encode())
         encoded = obj.get("frame_base64")
         if isinstance(encoded, str):
             try:
@@ -179,9 +203,25 @@ def parse_line(line: bytes) -> Entry | None:
         return RecordedEnd(at, _connection(obj.get("connection")),
                            reason if isinstance(reason, str) else "",
                            detail if isinstance(detail, str) else "")
+    if "snapshot" in obj:
+        return _snapshot(at, obj["snapshot"])
     if isinstance(obj.get("msg_type"), str):
-        return BareMessage(line.strip(), protocol.parse_timestamp(obj.get("timestamp")))
+        # Only the line's end is cut: the rest is the frame as c2ws wrote it, spaces
+        # included, and is written again as it is.
+        return BareMessage(line.rstrip(b"\r\n"), protocol.parse_timestamp(obj.get("timestamp")))
     return Unusable("neither a recorded frame nor a c2ws envelope")
+
+
+def _snapshot(at: float | None, snapshot: object) -> Entry:
+    if not isinstance(snapshot, dict):
+        return Unusable("a snapshot that is not an object")
+    strategy_id = protocol.parse_int(snapshot.get("strategy_id"))
+    positions, taken_at = snapshot.get("payload"), snapshot.get("timestamp")
+    if (strategy_id is None or strategy_id <= 0 or not isinstance(taken_at, str)
+            or not isinstance(positions, list)
+            or not all(isinstance(item, dict) for item in positions)):
+        return Unusable("a snapshot without its strategy, time or positions")
+    return RecordedSnapshot(at, strategy_id, tuple(positions), taken_at, snapshot)
 
 
 def bounded_lines(stream: IO[bytes], limit: int) -> Iterator[bytes | None]:

@@ -524,7 +524,7 @@ class ClientSession:
         ack = protocol.heartbeat_ack(timestamp=protocol.format_timestamp(wall))
         self._outgoing.append(protocol.encode(ack))
         if self.report_heartbeats:
-            self._events.append(ev.HeartbeatAnswered(message))
+            self._events.append(ev.HeartbeatAnswered(message, self.shard))
 
     def _answered(self, message: Envelope) -> tuple[PendingRequest, Subscription] | None:
         """The request this answers and its subscription, if it is the newest for it."""

@@ -143,6 +143,13 @@ MAX_RETRY_AFTER_SECONDS: Final = 86_400.0
 # Messages held for a slow stdout reader (--max-buffer) before the connection is closed,
 # to be resumed from the cursor once the reader has caught up.
 DEFAULT_MAX_BUFFER: Final = 10_000
+# The resume level: a connection closed because its consumer fell --max-buffer behind
+# reconnects once the backlog has drained to max_buffer // BACKLOG_RESUME_DIVISOR, and a
+# library caller holding more than that unacknowledged (auto_ack=False) while such a
+# connection waits gets BacklogFull instead of a wait that could only end by its own
+# acknowledgements.  Half: the reconnect then has room for the burst its resume replays
+# without being closed again at once, and the consumer is not starved meanwhile.
+BACKLOG_RESUME_DIVISOR: Final = 2
 # Events of any kind (control events, gaps, -v/--record traffic...) held for the output
 # thread, per message of --max-buffer: the backlog counts messages, but memory must stay
 # bounded when a server floods control events while stdout is slow.  --record and -v add
@@ -156,6 +163,20 @@ BACKLOG_EVENTS_PER_MESSAGE: Final = 4
 WARNING_BURST: Final = 3
 WARNING_INTERVAL_SECONDS: Final = 10.0
 GAP_WARNING_BURST: Final = 10
+
+# --- Watching a run from outside (issue 25: c2ws/monitor/) ------------------------------
+
+# /healthz fails, and systemd's watchdog is no longer fed, when a connection has had no
+# heartbeat for longer than this (since the run started, before the first): the
+# documented interval plus the server's grace.  A --silence-timeout shorter than this
+# (a run against a server with faster heartbeats) takes its place.
+HEALTH_HEARTBEAT_DEADLINE_SECONDS: Final = HEARTBEAT_INTERVAL_SECONDS + HEARTBEAT_GRACE_SECONDS
+# The metrics server answers one request at a time on its own thread (blocked in accept,
+# no polling); a client gets this long to send its request and take the answer.
+METRICS_REQUEST_TIMEOUT_SECONDS: Final = 5.0
+# The NDJSON status line on stderr fits a terminal this wide (items are left out, then
+# the line is cut, rather than wrap).
+STATUS_LINE_COLUMNS: Final = 80
 
 # Frames larger than this are refused before decoding (hostile-input bound).
 MAX_FRAME_BYTES: Final = 1 << 20
@@ -183,10 +204,31 @@ STATE_MAX_BYTES: Final = 1 << 20
 # Cursors one state file may hold: ten runs' worth of the engine's 1000 keys.
 STATE_MAX_CURSORS: Final = 10_000
 # How far back from its end the output file is searched for the last line of each key.
-OUTPUT_TAIL_SCAN_BYTES: Final = 4 << 20
+# It must hold every line written after the last commit of the state file (at most
+# COMMIT_GROUP_MAX_MESSAGES lines: 12 MB of ~1.2 KB order objects); reading and parsing
+# it whole (a stream with no line in it) takes ~0.1 s, once, at the start.
+OUTPUT_TAIL_SCAN_BYTES: Final = 16 << 20
 # The longest unterminated tail c2ws will cut as "a torn line of its own": one output
 # line re-encodes one frame, and re-encoding can grow a frame (1e5 -> 100000.0).
 OUTPUT_MAX_TORN_BYTES: Final = 4 * MAX_FRAME_BYTES
+# Group commit (issue 22; c2ws/delivery/groups.py): with --state and an output (a pipe,
+# a terminal, a file appended to) the state file is made durable per group of written
+# messages, on a thread of its own, not per message on the writing thread (a commit is a
+# rewrite and two fsyncs, plus an fsync of an output file: 0.5-2.5 ms on an idle disk
+# here, 10-20 ms while other processes write; per message it capped a pipe at ~1,500
+# msg/s).  A group is committed once it holds half of COMMIT_GROUP_MAX_MESSAGES or its
+# first message was acknowledged COMMIT_GROUP_MAX_SECONDS ago, at once when it holds a
+# sequence reset, and when the stream closes.  The stream never hands out more than
+# COMMIT_GROUP_MAX_MESSAGES messages that are not yet durable (it waits for a commit to
+# end rather), and a batch at most half of it, so one group is written while the one
+# before it commits.  So a disk allows half the bound per commit time: 5000 messages per
+# 20 ms is 250k msg/s (with 2000, measured: --state ran at 0.55x plain NDJSON, the
+# writer waiting for the disk; with 10000, 0.9-1.0x).  The bound is also what a pipe's
+# reader may see again after a kill -9, though a busy stream's repeats are what it wrote
+# in the last COMMIT_GROUP_MAX_SECONDS or so, and a slow stream's (a signal now and then)
+# none or the last few.  0.1 s: at most 10 commits a second while signals trickle in.
+COMMIT_GROUP_MAX_MESSAGES: Final = 10_000
+COMMIT_GROUP_MAX_SECONDS: Final = 0.1
 
 # --- Hostile-input bounds: parsing server data and the reference server ----------------
 # (added for issue 12; every number here is a limit c2ws enforces on what it is sent)
@@ -267,6 +309,8 @@ MAX_CONFIG_FILE_BYTES: Final = 1 << 20
 # `c2ws check` warns when the server's clock is this far from ours; the server rejects
 # client timestamps more than MAX_CLOCK_SKEW_SECONDS off.
 CLOCK_OFFSET_WARN_SECONDS: Final = 20.0
+# `c2ws check` / c2ws.check(): the whole check (connect, answers, ping) gives up after this.
+CHECK_TIMEOUT_SECONDS: Final = 10.0
 # One line of a recording wraps one frame as a JSON string: escaping doubles a JSON
 # frame's quotes (a frame of mostly control characters could grow six times: such a
 # line is skipped on reading, and counted).
@@ -278,7 +322,7 @@ REPLAY_MAX_PENDING_FRAMES: Final = 64
 FEED_MAX_TRACKED_STREAMS: Final = 10_000
 
 # --- The API key (issue 20) -------------------------------------------------------------
-# (c2ws/engine.py check_api_key, c2ws/redaction.py)
+# (c2ws/config.py check_api_key, c2ws/redaction.py)
 
 # The shortest API key c2ws accepts.  C2 documents no format ("Bearer myAPIkey"); the
 # keys it issues from the profile's API Key tab are generated tokens, far longer than
@@ -311,6 +355,61 @@ DECIMAL_MAX_DIGITS_AFTER_POINT: Final = 18
 # A code field (side, order type, status...) holding an integer of this magnitude or more
 # holds no code (and str() of a huge integer is slow, or refused past 4300 digits).
 MAX_CODE_NUMBER: Final = 10**6
+# -o csv|tsv (c2ws/render/cells.py): the cells of values that repeat from message to
+# message (codes, strategy names, symbols, quantities, timestamps) are remembered per
+# column, at most CELL_MEMO_ENTRIES each (then forgotten all at once: a feed of ever new
+# values costs a miss, never memory), and only for strings up to CELL_MEMO_MAX_CHARS.
+CELL_MEMO_ENTRIES: Final = 4096
+CELL_MEMO_MAX_CHARS: Final = 128
 # A price of zero means "not set" (REST order objects send 0 for an absent limit or stop,
 # and 0.0 as the average price of a flat position): it reads as None.
 ZERO_PRICE_IS_UNSET: Final = True
+
+# --- The REST API v4: positions, order history, backfill (issue 24) -------------------
+# (c2ws/rest/api.py holds every REST rule and assumption; these are its numbers.)
+# Documented in shared/reference/c2-rest-api.md unless marked [ours].
+
+REST_DEFAULT_URL: Final = "https://api4-general.collective2.com"
+# Paged endpoints take Limit: "default and maximum 1000".
+REST_MAX_PAGE_LIMIT: Final = 1000
+# [ours] Every request: connect, read, write and pool waits each at most this long.
+REST_TIMEOUT_SECONDS: Final = 20.0
+# [ours] A 429 is retried this many times (after the wait its Retry-After asks for, at
+# most REST_MAX_RETRY_WAIT_SECONDS; else a jittered backoff), a 5xx, a timeout or a
+# network error this many times (jittered backoff from BACKOFF_INITIAL_SECONDS).
+REST_MAX_RATE_LIMIT_RETRIES: Final = 5
+REST_MAX_SERVER_ERROR_RETRIES: Final = 3
+REST_MAX_RETRY_WAIT_SECONDS: Final = 60.0
+# [ours] Pages one listing may walk: 10 million orders at the maximum limit; a server
+# whose cursor never ends is stopped there (and a cursor that repeats at once).
+REST_MAX_PAGES: Final = 10_000
+# [ours] Of an error body we read at most this much, and keep this much of its message.
+REST_MAX_ERROR_BODY_BYTES: Final = 64 * 1024
+REST_MAX_ERROR_TEXT_CHARS: Final = 300
+# [ours] A response body larger than this is refused (a page of 1000 orders is ~1 MB).
+REST_MAX_BODY_BYTES: Final = 64 << 20
+
+# --- --heal-gaps: the backfill of a gap (c2ws/backfill.py) ---------------------------
+# [ours] Nothing links a stream seq_id to a REST SignalId: a gap is backfilled by time
+# window, from the last signal held before the hole to the first one after it, each end
+# widened by this margin (the envelope's timestamp and the REST PostedDate may come from
+# different clocks, and both have whole seconds only); SignalIds the stream delivered
+# are left out.
+BACKFILL_MARGIN_SECONDS: Final = 60.0
+# [ours] A backfill whose fetch fails is tried this many times in all, waiting a
+# jittered backoff between tries, then reported (stderr and a backfill.failed line).
+BACKFILL_ATTEMPTS: Final = 3
+# [ours] SignalIds remembered per strategy of what the stream delivered, to leave out of
+# a backfill: more than one replay (REPLAY_LIMIT) and its margin.
+BACKFILL_SEEN_SIGNAL_IDS: Final = 4 * REPLAY_LIMIT
+# [ours] Orders one backfill writes at most: a gap's window holding more is cut there,
+# with a backfill.failed line saying so (memory stays bounded).
+BACKFILL_MAX_ORDERS: Final = 100_000
+
+# The msg_type of the lines c2ws writes for what came from the REST API (the server
+# never sends them): a strategy's open positions, an order of `c2ws orders`, an order
+# written to fill a gap, and a backfill that could not be done.
+MSG_POSITIONS_SNAPSHOT: Final = "positions.snapshot"
+MSG_ORDER: Final = "order"
+MSG_BACKFILL_ORDER: Final = "backfill.order"
+MSG_BACKFILL_FAILED: Final = "backfill.failed"

@@ -14,7 +14,8 @@ event that is not a message (connection life-cycle, subscriptions, heartbeats, w
 to the messages (see :class:`Stream`).
 
 Acknowledgement moves the cursor.  ``auto_ack=True``: a message counts as handled when
-the caller asks for the next one (committed once per batch), and at a clean close.
+the caller asks for the next one (committed once per batch, or per group of batches for
+a store with ``commit_groups``: see :mod:`c2ws.delivery.groups`), and at a clean close.
 ``auto_ack=False``: :meth:`Stream.ack` is cumulative; what was never acknowledged is
 replayed after a crash.  A caller that stops acknowledging gets
 :class:`~c2ws.errors.BacklogFull` once ``max_buffer`` messages wait for it, never a
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -49,8 +51,10 @@ from c2ws.errors import (
 from c2ws.events import SubscriptionKey
 from c2ws.lines import gap_line, is_one_line, line_of, reset_line
 from c2ws.messages import Gap, Message, Position, SequenceReset, Signal
+from c2ws.protocol import JsonObject
 
 if TYPE_CHECKING:
+    from c2ws.commits import BackgroundCommits
     from c2ws.cursors import CursorStore
     from c2ws.delivery.dedupe import HeldAside
     from c2ws.engine import ConnectionHealth, Engine, EngineConfig
@@ -64,6 +68,9 @@ _RESET: Final = ev.SequenceReset
 _TRAFFIC: Final = ev.Traffic
 _MESSAGES: Final = frozenset({ev.StreamMessage, ev.StreamRun})
 _MESSAGE_TYPES: Final = (ev.StreamMessage, ev.GapReported, ev.SequenceReset)
+# Issue 24: lines of c2ws's own from the REST API (heal_gaps, snapshot), delivered in
+# order with the stream; never handed back to the engine (they are none of its events).
+_REST_EVENTS: Final = frozenset({ev.BackfillOrder, ev.BackfillFailed, ev.PositionsSnapshot})
 _POSITIONS: Final = spec.CHANNEL_POSITIONS
 
 
@@ -74,6 +81,7 @@ class StreamEnd(Enum):
     TIMEOUT = "timeout"  # ``timeout`` seconds passed
     CLOSED = "closed"  # the caller closed it (``close()``, the end of a ``with`` block)
     ERROR = "error"  # an error of c2ws.errors ended it (raised to the caller)
+    END = "end"  # the recording had nothing more (c2ws.replay)
 
 
 # --- typed messages of engine events ------------------------------------------------------
@@ -93,6 +101,10 @@ def typed(event: ev.StreamMessage | ev.GapReported | ev.SequenceReset) -> Messag
         return Signal(event)  # type: ignore[arg-type]
     if kind is _GAP:
         return Gap(event)  # type: ignore[arg-type]
+    if kind in _REST_EVENTS:  # --- issue 24: what heal_gaps and snapshot add ---
+        from c2ws.rest.results import rest_message
+
+        return rest_message(event)  # type: ignore[arg-type,return-value]
     return _reset_message(event)  # type: ignore[arg-type]
 
 
@@ -105,6 +117,8 @@ def _line(event: ev.Event) -> bytes:
         return data if is_one_line(data) else line_of(event.message)  # type: ignore[union-attr]
     if kind is _GAP:
         return gap_line(event)  # type: ignore[arg-type]
+    if kind in _REST_EVENTS:
+        return event.line  # type: ignore[union-attr]
     return reset_line(event)  # type: ignore[arg-type]
 
 
@@ -137,6 +151,13 @@ class Batch(Sequence[Message]):
         if self._runs:
             self._runs = False
             self._events[:] = ev.expand_runs(self._events)
+        return self._events
+
+    @property
+    def handed_events(self) -> Sequence[ev.Event]:
+        """The events as the engine handed them over: a burst of one stream's messages
+        may be one :class:`~c2ws.events.StreamRun` (nothing is built; for consumers that
+        count messages per stream, e.g. :class:`c2ws.monitor.StreamHealth`)."""
         return self._events
 
     def __len__(self) -> int:
@@ -225,6 +246,10 @@ class StreamOptions:
     select: Callable[[Signal | Position], bool] | None = None
     on_event: Callable[[ev.Event], object] | None = None
     clock: Callable[[], float] = field(default=time.monotonic)
+    # Issue 24: the REST side (see stream()).
+    heal_gaps: bool = False
+    snapshot: bool | str = False
+    rest_url: str | None = None
 
 
 def subscription_keys(
@@ -283,6 +308,9 @@ def stream(
     traffic: bool = False,
     heartbeats: bool = False,
     decode_payloads: bool = False,
+    heal_gaps: bool = False,
+    snapshot: bool | str = False,
+    rest_url: str | None = None,
 ) -> Stream:
     """A stream of the signals and positions of ``strategies`` (see docs/library.md).
 
@@ -301,6 +329,19 @@ def stream(
     socket thread (for consumers of ``Batch.events`` that read ``message.payload``;
     typed messages decode on first read either way).
 
+    The REST side (the ``rest`` extra; ``rest_url``: the REST base URL, derived from
+    ``url`` unless given or in ``C2WS_REST_URL``): ``heal_gaps``: after each ``Gap``,
+    yield the orders of the hole from the REST history (``c2ws.rest.results.
+    BackfillOrder``, or a ``BackfillFailed``), before the first signal after it; with
+    ``fail_on_gap``, only a gap that could not be healed raises.  ``snapshot=True``: yield
+    each strategy's open positions (``PositionsSnapshot``) first, before the live stream
+    (the stream waits for the REST API: at most its timeouts); a failure is a
+    ``SnapshotFailed`` event to ``on_event``, never the end of the stream.
+    ``snapshot="reconnect"`` (what the CLI's table uses): at the start and after each
+    reconnect, taken on a thread of its own so that the live stream never waits for the
+    REST API; its ``PositionsSnapshot`` (or ``SnapshotFailed``) events come to
+    ``on_event`` when they are ready, in order with the other events.
+
     Raises :class:`~c2ws.errors.ConfigError` at once for settings no connection could
     work with; nothing connects until the stream starts (``with``, or the first
     request)."""
@@ -318,16 +359,28 @@ def stream(
     if timeout is not None and not timeout > 0:
         raise ConfigError(f"timeout must be a positive number of seconds, not {timeout!r}",
                           param="--timeout")
+    if snapshot not in (False, True, "reconnect"):
+        raise ConfigError(f"snapshot is True, False or 'reconnect', not {snapshot!r}",
+                          param="--snapshot")
+    if heal_gaps or snapshot:
+        from c2ws.rest.api import RestUrlError, resolve_rest_url
+
+        try:
+            rest_url = resolve_rest_url(rest_url, os.environ, url)
+        except RestUrlError as exc:
+            raise ConfigError(str(exc), param="--rest-url") from None
     config = EngineConfig(
         url=url, api_key=api_key, keys=keys, max_buffer=max_buffer, reconnect=reconnect,
         max_retries=max_retries, max_backoff=max_backoff, connect_timeout=connect_timeout,
         timeouts=SessionTimeouts(silence=silence_timeout), traffic=traffic,
         report_heartbeats=heartbeats, decoded_payloads=decode_payloads,
-        message_runs=not decode_payloads,
+        # heal_gaps remembers each signal's SignalId: message by message, never runs.
+        message_runs=not decode_payloads and not heal_gaps,
     )
     validate_config(config)
     options = StreamOptions(count=count, timeout=timeout, fail_on_gap=fail_on_gap,
-                            auto_ack=auto_ack, select=select, on_event=on_event)
+                            auto_ack=auto_ack, select=select, on_event=on_event,
+                            heal_gaps=heal_gaps, snapshot=snapshot, rest_url=rest_url)
     return Stream(config, options, cursors=cursors)
 
 
@@ -395,6 +448,11 @@ class Stream:
         self._gaps_given = self._gaps_yielded = False
         self._interrupted = False
         self._ready: Batch | None = None
+        # Issue 24 (heal_gaps, snapshot): the REST client, made at the first call.
+        self._rest_side = _RestSide(self) if (
+            self.options.heal_gaps or self.options.snapshot) else None
+        # Commits grouped for a store that asks for it (commit_groups), else None.
+        self._commits: BackgroundCommits | None = None
 
     # --- life cycle ------------------------------------------------------------------------
 
@@ -415,13 +473,19 @@ class Stream:
 
                 opener(StreamIdentity.of(self.config.url, self.config.api_key, self.keys))
             self._store_opened = True
+        groups = getattr(store, "commit_groups", None)
+        if store is not None and groups is not None:
+            from c2ws.commits import BackgroundCommits
+
+            # The engine commits into it; it commits each group to the store when due.
+            self._commits = BackgroundCommits(store, groups)
         factory = self._engine_factory or Engine
         config = self.config
         if config.message_runs and getattr(store, "commits_each_message", False):
             # One message at a time, as the store asks: never a burst as one run.
             config = dataclasses.replace(config, message_runs=False)
         try:
-            self._engine = factory(config, cursors=store)
+            self._engine = factory(config, cursors=self._commits or store)
             self._started = True
             self._engine.start()
         except BaseException:
@@ -451,6 +515,8 @@ class Stream:
                 self._stop_engine()
             finally:
                 self._close_store()
+                if self._rest_side is not None:
+                    self._rest_side.close()
 
     def __enter__(self) -> Stream:
         return self.start()
@@ -536,6 +602,13 @@ class Stream:
         return dict(self._engine.written) if self._engine is not None else {}
 
     @property
+    def backlog(self) -> int:
+        """Stream messages received and not yet acknowledged (waiting, or delivered and
+        being handled): 0 when the consumer has caught up.  Any thread may read it."""
+        engine = self._engine
+        return engine.handoff.backlog if engine is not None else 0
+
+    @property
     def ever_confirmed(self) -> bool:
         """Some subscription was confirmed by the server."""
         return self._engine is not None and self._engine.ever_confirmed
@@ -573,6 +646,15 @@ class Stream:
             self._acknowledge_lists(len(self._delivered))
         engine = self._engine
         assert engine is not None
+        rest_side = self._rest_side
+        if rest_side is not None and rest_side.snapshot_due and self.end_reason is None:
+            if rest_side.in_background:
+                rest_side.snapshot_in_background(engine)
+            else:
+                snapshot = rest_side.take_snapshot()
+                if snapshot:
+                    self._delivered.append(snapshot)
+                    return Batch(snapshot)
         while True:
             if self._interrupted and self.end_reason is None:
                 self.end_reason = StreamEnd.CLOSED
@@ -592,10 +674,10 @@ class Stream:
     def _take(self, engine: Engine, deadline: float | None) -> bool:
         """Fill the inbox from the engine, waiting until the deadline at most; False when
         nothing came (or the stream ended)."""
-        if self._backlog_full(engine):
+        limit = self._batch_limit()
+        if self._backlog_full(engine, limit):
             return True  # what was queued is in the inbox
         wait = None if deadline is None else max(0.0, deadline - self.options.clock())
-        limit = 1 if getattr(self.cursors_store, "commits_each_message", False) else None
         try:
             events = engine.next_batch(wait, limit)
         except C2wsError as error:
@@ -618,6 +700,8 @@ class Stream:
             size = ev.message_count(events)
             if count is None or count - self.delivered > size:
                 # A burst: nothing but stream messages, none of them an ending.
+                if self._rest_side is not None:
+                    self._rest_side.observe(events)
                 self._inbox, self._inbox_at = [], 0
                 self.delivered += size
                 self._unacked += size
@@ -635,6 +719,8 @@ class Stream:
             event = events[index]
             index += 1
             self._inbox_at = index
+            if self._rest_side is not None and type(event) is ev.Connected:
+                self._rest_side.connected(event)
             try:
                 if on_event is not None:
                     on_event(event)
@@ -656,6 +742,8 @@ class Stream:
                     continue
                 shown.append(event)
                 self.delivered += 1
+                if self._rest_side is not None:
+                    self._rest_side.observe((event,))
                 gap = self._gap
                 if gap is not None and event.key == gap.key:  # type: ignore[union-attr]
                     self._end_with(_gap_error(gap))
@@ -669,7 +757,15 @@ class Stream:
                 index += 1
                 taken.append(event)
                 shown.append(event)
-                if options.fail_on_gap and self._gap is None:
+                healed = False
+                if kind is _GAP and self._rest_side is not None and options.heal_gaps:
+                    # Issue 24: the hole's orders right after the gap, before the first
+                    # signal after it (the inbox may have to be topped up to see it).
+                    events, end = self._rest_side.top_up(engine, event)  # type: ignore[arg-type]
+                    backfill, healed = self._rest_side.heal(event, events[index:])  # type: ignore[arg-type]
+                    taken.extend(backfill)
+                    shown.extend(backfill)
+                if options.fail_on_gap and self._gap is None and not healed:
                     self._gap = event  # type: ignore[assignment]
             elif kind is _TRAFFIC:
                 index += 1
@@ -712,7 +808,15 @@ class Stream:
         finally:
             engine.acknowledge(others)
 
-    def _backlog_full(self, engine: Engine) -> bool:
+    def _batch_limit(self) -> int | None:
+        """The most events the next batch may take: what grouped commits have room for
+        (waiting for a commit to end when there is none), one for a store that commits
+        each message, else no limit."""
+        if self._commits is not None:
+            return self._commits.room(self._unacked)
+        return 1 if getattr(self.cursors_store, "commits_each_message", False) else None
+
+    def _backlog_full(self, engine: Engine, batch_limit: int | None = None) -> bool:
         """Defect 3: with ``auto_ack=False``, the delivered and unacknowledged messages
         are part of the backlog; a request that could only wait for ever (the backlog is
         full of them, or a connection is paused until some are acknowledged) raises
@@ -722,10 +826,10 @@ class Stream:
         limit = self.config.max_buffer
         if self._unacked >= limit:
             raise BacklogFull(self._unacked, limit)
-        if self._unacked > limit // 2 and any(
+        if self._unacked > limit // spec.BACKLOG_RESUME_DIVISOR and any(
                 health.waiting_for_room for health in engine.health):
             try:
-                queued = engine.next_batch(0)
+                queued = engine.next_batch(0, batch_limit)
             except C2wsError as error:
                 self._end_with(error)
                 return False
@@ -779,7 +883,10 @@ class Stream:
             self._gaps_given = True
             if self._final_gaps:
                 self._gaps_yielded = True
-                return Batch(list(self._final_gaps))
+                final: list[ev.Event] = list(self._final_gaps)
+                if self._rest_side is not None and self.options.heal_gaps:
+                    final = self._rest_side.heal_all(self._final_gaps)
+                return Batch(final)
         if self._pending_error is not None:
             raise self._pending_error
         return None
@@ -795,8 +902,17 @@ class Stream:
         lists = self._delivered[:how_many]
         del self._delivered[:how_many]
         events = lists[0] if len(lists) == 1 else [e for part in lists for e in part]
-        self._unacked -= ev.message_count(events)
+        messages = ev.message_count(events)
+        self._unacked -= messages
+        if self._rest_side is not None:
+            events = [e for e in events if type(e) not in _REST_EVENTS]
         engine.acknowledge(events)
+        commits = self._commits
+        if commits is not None:
+            # After the engine committed the cursors into it: the group may fall due.
+            # (A run counts as its messages: a reset is looked for among the events.)
+            reset = _RESET in set(map(type, events))
+            commits.acknowledged(messages, reset=reset)
 
     def _ack_through(self, event: object, item: Message | None) -> bool:
         """Acknowledge the delivered events up to ``event``; False when it is not among
@@ -854,8 +970,12 @@ class Stream:
             return
         self._store_opened = False
         closer = getattr(store, "close", None)
-        if closer is not None:
-            closer()
+        try:
+            if self._commits is not None:
+                self._commits.close()  # what was acknowledged, however the stream ended
+        finally:
+            if closer is not None:
+                closer()
 
 
 def _position(events: list[ev.Event], event: object, item: object = None) -> int:
@@ -881,7 +1001,8 @@ def _event_of(item: object) -> object | None:
         return item._gap
     if isinstance(item, SequenceReset):
         return _RESET_PLACEHOLDER
-    return None
+    source = getattr(item, "_source", None)  # issue 24: a REST line the stream wrote
+    return source if type(source) in _REST_EVENTS else None
 
 
 # What a request returns when only other events came (see Stream.batches).
@@ -896,3 +1017,151 @@ def _gap_error(gap: ev.GapReported | ev.SequenceReset) -> GapDetected:
     why = ("restarted the numbering" if reset
            else "could not replay every missed signal")
     return GapDetected(f"the server {why} of {gap.key}", key=gap.key, reset=reset)
+
+
+# --- issue 24: the REST side of a stream (heal_gaps, snapshot) -----------------------------
+
+
+class _RestSide:
+    """What a stream does with the REST API: the gap healer (:mod:`c2ws.backfill`, its
+    rules) and the positions snapshots.  The REST client is made at the first call."""
+
+    def __init__(self, stream: Stream) -> None:
+        self._stream = stream
+        options = stream.options
+        self._client: object | None = None
+        self.snapshot_due = bool(options.snapshot)
+        self._on_reconnect = options.snapshot == "reconnect"
+        self._shards_seen: set[int] = set()
+        self._strategies = list(dict.fromkeys(key.strategy_id for key in stream.keys))
+        # "reconnect" (the table): snapshots on a thread of their own, whose events go
+        # through the engine's hand-off like any other; the live stream never waits.
+        self.in_background = self._on_reconnect
+        self._snapshot_thread: threading.Thread | None = None
+        self._snapshot_again = False
+        self._healer = None
+        if options.heal_gaps:
+            from c2ws.backfill import GapHealer
+
+            self._healer = GapHealer(self._fetch)
+
+    def _rest(self) -> object:
+        if self._client is None:
+            from c2ws.rest.client import RestClient
+
+            config = self._stream.config
+            assert self._stream.options.rest_url is not None
+            self._client = RestClient(self._stream.options.rest_url, config.api_key)
+        return self._client
+
+    def _fetch(self, strategy_id: int, start: object, end: object) -> list[JsonObject]:
+        rest = self._rest()
+        return list(rest.historical_orders(strategy_id, start, end))  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()  # type: ignore[attr-defined]
+            self._client = None
+
+    # --- snapshots ---
+
+    def connected(self, event: ev.Connected) -> None:
+        """A connection came up: after a reconnect, a new snapshot (``"reconnect"``)."""
+        if event.shard in self._shards_seen and self._on_reconnect:
+            self.snapshot_due = True
+        self._shards_seen.add(event.shard)
+
+    def take_snapshot(self) -> list[ev.Event]:
+        """Each strategy's open positions now; a failure is a SnapshotFailed to
+        on_event (a warning), never the end of the stream."""
+        self.snapshot_due = False
+        taken, failed = self._snapshots(self._rest())
+        on_event = self._stream.options.on_event
+        if on_event is not None:
+            for failure in failed:
+                on_event(failure)
+        return taken
+
+    def _snapshots(self, rest: object) -> tuple[list[ev.Event], list[ev.Event]]:
+        """(the snapshots taken, the SnapshotFailed of those that could not be)."""
+        from c2ws.rest.results import snapshot_event
+
+        taken: list[ev.Event] = []
+        failed: list[ev.Event] = []
+        for strategy_id in self._strategies:
+            try:
+                positions = rest.open_positions(strategy_id)  # type: ignore[attr-defined]
+            except C2wsError as error:
+                failed.append(ev.SnapshotFailed(strategy_id, str(error)))
+                continue
+            taken.append(snapshot_event(strategy_id, positions, time.time()))
+        return taken, failed
+
+    def snapshot_in_background(self, engine: Engine) -> None:
+        """Take the snapshots on a thread of their own and hand them over through the
+        engine's hand-off; one at a time (a reconnect during one asks for another)."""
+        self.snapshot_due = False
+        thread = self._snapshot_thread
+        if thread is not None and thread.is_alive():
+            self._snapshot_again = True
+            return
+        self._snapshot_thread = threading.Thread(
+            target=self._snapshot_into, args=(engine,), name="c2ws-snapshot", daemon=True)
+        self._snapshot_thread.start()
+
+    def _snapshot_into(self, engine: Engine) -> None:
+        # A client of its own: the consumer's (heal_gaps) is used on the consumer thread.
+        from c2ws.rest.client import RestClient
+
+        stream = self._stream
+        assert stream.options.rest_url is not None
+        rest = RestClient(stream.options.rest_url, stream.config.api_key)
+        try:
+            while True:
+                self._snapshot_again = False
+                taken, failed = self._snapshots(rest)
+                # A closed hand-off (the stream stopped) takes nothing: that is fine.
+                engine.handoff.put(failed + taken)
+                if not self._snapshot_again:
+                    return
+        finally:
+            rest.close()
+
+    # --- gaps ---
+
+    def observe(self, events: Sequence[ev.Event]) -> None:
+        if self._healer is not None:
+            self._healer.observe(events)
+
+    def top_up(self, engine: Engine, gap: ev.GapReported) -> tuple[list[ev.Event], int]:
+        """The inbox, with the first message after the hole in it when the engine has
+        it queued (a store that commits each message takes one event at a time)."""
+        stream = self._stream
+        events = stream._inbox
+        after = events[stream._inbox_at:]
+        if gap.next_seq is not None and not any(
+                type(e) is _STREAM_MESSAGE and e.key == gap.key for e in after):
+            try:
+                more = engine.next_batch(0.0, 1)
+            except C2wsError:
+                more = []  # the engine says so at the next request
+            if more:
+                events = stream._inbox = events + more
+        return events, len(events)
+
+    def heal(self, gap: ev.GapReported, ahead: Sequence[ev.Event]) -> tuple[list[ev.Event], bool]:
+        """The events that follow the gap, and whether it was healed."""
+        assert self._healer is not None
+        backfill, done = self._healer.heal(gap, ahead)
+        on_event = self._stream.options.on_event
+        if on_event is not None:
+            on_event(done)
+        return backfill, not done.failed
+
+    def heal_all(self, gaps: Sequence[ev.GapReported]) -> list[ev.Event]:
+        """Gaps whose far end never came (the run ended): each with its backfill."""
+        out: list[ev.Event] = []
+        for gap in gaps:
+            out.append(gap)
+            out.extend(self.heal(gap, ())[0])
+        return out

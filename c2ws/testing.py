@@ -42,6 +42,7 @@ try:
     )
     from c2ws.server.core import DEFAULT_HISTORY
     from c2ws.server.feed import DEFAULT_STRATEGIES
+    from c2ws.server.rest import RestRequestRecord
 except ModuleNotFoundError as missing:  # pragma: no branch - depends on what is installed
     if (missing.name or "").partition(".")[0] != "websockets":
         raise
@@ -55,6 +56,7 @@ __all__ = [
     "DEFAULT_API_KEY",
     "ConnectionEnd",
     "ConnectionRecord",
+    "RestRequestRecord",
     "TestServer",
     "server",
 ]
@@ -111,6 +113,12 @@ class TestServer:
     def url(self) -> str:
         """The WebSocket URL, ``ws://127.0.0.1:PORT/ws`` (for ``C2WS_URL`` or ``--url``)."""
         return self._server.url
+
+    @property
+    def rest_url(self) -> str:
+        """The REST API's base URL, ``http://127.0.0.1:PORT`` (the same port: for
+        ``C2WS_REST_URL`` or ``--rest-url``; c2ws derives it from :attr:`url` anyway)."""
+        return self._server.rest_url
 
     @property
     def api_key(self) -> str:
@@ -209,6 +217,34 @@ class TestServer:
         # wait_for returns only a true value, which None is not.
         return cast(T, wait_for(predicate, timeout))
 
+    # -- the REST API (same port: GetStrategyOpenPositions, GetStrategyActiveOrders,
+    # GetStrategyHistoricalOrders, answered from what was published) --
+
+    def open_positions(self, strategy_id: int) -> list[JsonObject]:
+        """The strategy's book as the REST API answers it: the newest position update
+        of each symbol that is not flat (``PositionDTO`` objects)."""
+        return self._live().open_positions(strategy_id)
+
+    def order_history(self, strategy_id: int) -> list[JsonObject]:
+        """Every order the REST history holds for the strategy (the newest state of each
+        ``SignalId``), oldest first."""
+        return self._live().order_history(strategy_id)
+
+    def rest_requests(self) -> list[RestRequestRecord]:
+        """The REST requests answered (the newest 1000), oldest first: ``path``,
+        ``params`` (a dict) and ``status``."""
+        return self._live().rest_requests()
+
+    def fail_next_rest_requests(self, *statuses: int, retry_after: int | None = None) -> None:
+        """Answer the next REST requests with these HTTP statuses (429, 500, 503...), one
+        each, in order, with a ``Retry-After`` header when given; the ones after are
+        served."""
+        self._live().fail_next_rest_requests(statuses, retry_after=retry_after)
+
+    def slow_rest_requests(self, seconds: float) -> None:
+        """Wait ``seconds`` before answering each REST request (0: no more)."""
+        self._live().slow_rest_requests(seconds)
+
     # -- faults --
 
     def drop_connections(self, after_messages: int = 0) -> int:
@@ -304,6 +340,7 @@ def server(
     max_subscriptions: int = spec.MAX_SUBSCRIPTIONS_PER_CONNECTION,
     clock_offset: float = 0.0,
     lifetime: float = spec.TEST_SERVER_LIFETIME_SECONDS,
+    rest_key_case: str = "pascal",
 ) -> Iterator[TestServer]:
     """Run a reference server on 127.0.0.1 (a free port) for the ``with`` block.
 
@@ -324,6 +361,8 @@ def server(
     - ``clock_offset``: seconds the server's clock is ahead (negative: behind).
     - ``lifetime``: the server stops by itself after this many seconds (600), so a hung
       test cannot leave it serving.
+    - ``rest_key_case``: the REST API's envelope keys, ``"pascal"`` (``Results``) or
+      ``"camel"`` (``results``, as C2's own samples write them).
 
     Raises ValueError for an option out of range.
     """
@@ -351,6 +390,7 @@ def server(
         max_subscriptions=max_subscriptions,
         clock_offset=clock_offset,
         max_lifetime=lifetime,
+        rest_key_case=rest_key_case,
     )
     reference = ReferenceServer(config).start()
     try:

@@ -154,6 +154,25 @@ def test_quick_run_measures_c2ws_idle_at_scale(quick_run: tuple[dict[str, Any], 
     assert results["summary"]["scale"]["cpu_ratio"] > 0
 
 
+def test_quick_run_measures_the_library_against_the_bare_loop_beside_it(
+    quick_run: tuple[dict[str, Any], str],
+) -> None:
+    results, markdown = quick_run
+    (only_round,) = results["rounds"]
+    assert set(only_round["library"]) == {"bare", "library-line", "library-fields"}
+    for variant in only_round["library"]:
+        positive(only_round["library"][variant], "msgs_per_s")
+    library = results["summary"]["library"]
+    assert library["bare"]["ratio"]["median"] == 1.0
+    for variant in ("library-line", "library-fields"):
+        assert library[variant]["ratio"]["n"] == 1 and library[variant]["errors"] == []
+    issue_21 = [row for row in results["summary"]["targets"] if row["issue"] == 21]
+    assert [row["measured"] for row in issue_21] == [
+        library["library-line"]["ratio"]["median"], library["library-fields"]["ratio"]["median"]]
+    assert "`for msg in c2ws.stream(...)` reading `.line`" in issue_21[0]["target"]
+    assert "## The library" in markdown
+
+
 def test_summary_has_ratios_and_every_target(quick_run: tuple[dict[str, Any], str]) -> None:
     results, markdown = quick_run
     summary = results["summary"]
@@ -162,11 +181,12 @@ def test_summary_has_ratios_and_every_target(quick_run: tuple[dict[str, Any], st
     assert summary["latency_1000"]["bare"]["p99_added_ms"]["median"] == 0.0
     assert summary["latency_1000"]["c2ws"]["p99_added_ms"]["n"] == 1
     targets = summary["targets"]
-    assert {row["issue"] for row in targets} == {15, 22}
+    assert {row["issue"] for row in targets} == {15, 21, 22}
     assert sum(row["issue"] == 22 for row in targets) >= 11
     assert all(row["measured"] is not None for row in targets), targets
     for heading in ("## Machine", "## Targets", "## Throughput to a pipe", "## Latency added",
-                    "## On a terminal", "## c2ws's realistic modes", "## Idle", "## Memory",
+                    "## On a terminal", "## c2ws's realistic modes", "## The library",
+                    "## Idle", "## Memory",
                     "## Scale", "## Stalled reader", "## Startup"):  # fmt: skip
         assert heading in markdown
 

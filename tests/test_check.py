@@ -168,3 +168,65 @@ def test_a_server_clock_90_s_behind_rejects_us_and_exits_7(server: TestServer) -
     # Without a subscription to be refused, the clock alone fails the check.
     assert no_strategies.returncode == ExitCode.NOTHING_TO_STREAM
     assert "90 s behind" in no_strategies.stderr
+
+
+# --- the library: c2ws.check() -----------------------------------------------------------------
+
+
+def test_the_library_check_reports_what_the_command_prints(server: TestServer) -> None:
+    import c2ws
+
+    result = c2ws.check([VISIBLE, HIDDEN], "signal", api_key=KEY, url=server.url)
+    assert isinstance(result, c2ws.CheckResult)
+    assert result.url == server.url and result.connect_seconds >= 0
+    assert result.round_trip_method == "ping" and result.round_trip_seconds is not None
+    assert result.clock is not None and not result.clock_off and not result.clock_rejected
+    assert [(str(sub.key), sub.allowed) for sub in result.subscriptions] == [
+        (f"strategy.signal:{VISIBLE}", True), (f"strategy.signal:{HIDDEN}", False)]
+    assert result.rejected == result.subscriptions[1:]
+    assert result.rejected[0].reason.startswith("FORBIDDEN (StrategyId)")
+    assert not result.ok
+    assert c2ws.check(VISIBLE, api_key=KEY, url=server.url).ok
+
+
+@pytest.mark.c2_server_options(clock_offset=-90.0)
+def test_the_library_check_says_when_the_server_rejects_our_clock(server: TestServer) -> None:
+    import c2ws
+
+    result = c2ws.check(api_key=KEY, url=server.url)
+    assert result.subscriptions == () and result.clock_rejected and result.clock_off
+    assert not result.ok
+
+
+def test_the_library_check_raises_the_typed_error_of_each_ending(
+    server: TestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import c2ws
+    from c2ws.errors import AuthenticationFailed, ConfigError, ServerBusy
+
+    with pytest.raises(AuthenticationFailed, match="Invalid API key") as refused:
+        c2ws.check(api_key="wrong-key-abc", url=server.url)
+    assert "wrong-key-abc" not in str(refused.value)
+    server.reject_next_connections(spec.HTTP_SERVICE_UNAVAILABLE)
+    with pytest.raises(ServerBusy):
+        c2ws.check(api_key=KEY, url=server.url)
+    with pytest.raises(ConfigError, match="a check tries at most 100") as too_many:
+        c2ws.check(range(1, 52), api_key=KEY, url=server.url)
+    assert too_many.value.param == "STRATEGY_ID"
+    with pytest.raises(ConfigError, match="not a ws:// or wss:// URL"):
+        c2ws.check(api_key=KEY, url="http://example.com/ws")
+    with pytest.raises(ConfigError, match="timeout must be a positive"):
+        c2ws.check(api_key=KEY, url=server.url, timeout=0)
+    # The key and URL as the command line finds them.
+    monkeypatch.setenv("C2WS_CONFIG", os.devnull)
+    monkeypatch.setenv("C2_API_KEY", KEY)
+    monkeypatch.setenv("C2WS_URL", server.url)
+    monkeypatch.delenv("C2WS_PROFILE", raising=False)
+    monkeypatch.delenv("C2WS_API_KEY_FILE", raising=False)
+    assert c2ws.check(VISIBLE, "positions").ok
+
+
+def test_too_many_subscriptions_for_a_check_is_a_usage_error() -> None:
+    result = c2ws(*map(str, range(1, 52)), url="ws://127.0.0.1:9/ws")
+    assert result.returncode == ExitCode.USAGE
+    assert "102 subscriptions: a check tries at most 100" in result.stderr

@@ -233,4 +233,5 @@ def test_the_group_help_lists_every_command_in_order() -> None:
     # Only the command run is registered for speed; the group help must still show all.
     result = run("--help")
     listed = re.findall(r"(?m)^  (\w+)\s{2,}", result.stdout.split("Commands:")[1])
-    assert listed == ["subscribe", "demo", "check", "replay", "serve", "completions", "config"]
+    assert listed == ["subscribe", "demo", "positions", "orders", "check", "replay", "serve",
+                      "completions", "config"]

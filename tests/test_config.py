@@ -4,10 +4,12 @@ reference server."""
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -251,13 +253,48 @@ def test_a_config_file_that_is_no_regular_file_is_refused_without_waiting(
 
 @pytest.mark.parametrize(("mode", "who"), [(0o644, "other users read"), (0o640, "its group read"),
                                            (0o620, "its group change")])
-def test_a_config_file_others_can_use_is_refused_with_the_fix(
+def test_a_config_file_holding_an_api_key_is_refused_when_others_can_use_it(
     tmp_path: Path, mode: int, who: str
 ) -> None:
-    path = write_private(tmp_path / "config.toml", 'url = "ws://x/ws"', mode)
+    # Even in a profile that is not in use: the file holds the key all the same.
+    path = write_private(tmp_path / "config.toml",
+                         f'url = "ws://x/ws"\n[profiles.unused]\napi_key = "{KEY}"\n', mode)
     with pytest.raises(InsecureFileError) as caught:
         resolve(Flags(), env_with_config(path))
     assert who in str(caught.value)
+    assert f"chmod 600 {path}" in str(caught.value)
+    assert KEY not in str(caught.value)
+
+
+NO_SECRET = """
+url = "ws://paper.example/ws"
+api_key_file = "~/.config/c2ws/paper.key"
+strategies = [111]
+
+[profiles.live]
+api_key_file = "~/.config/c2ws/live.key"
+"""
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o444, 0o755], ids=lambda m: f"{m:04o}")
+def test_a_config_file_without_a_secret_may_be_read_by_others(tmp_path: Path, mode: int) -> None:
+    path = write_private(tmp_path / "config.toml", NO_SECRET, mode)
+    settings = resolve(Flags(), env_with_config(path))
+    assert settings.url.value == "ws://paper.example/ws" and settings.strategies.value == (111,)
+    assert settings.config_refused is None
+
+
+@pytest.mark.parametrize(("mode", "who"), [(0o620, "its group"), (0o602, "other users"),
+                                           (0o666, "other users")], ids=["0620", "0602", "0666"])
+def test_a_config_file_others_may_change_is_refused_even_without_a_secret(
+    tmp_path: Path, mode: int, who: str
+) -> None:
+    # Whoever may change it may point url (or api_key_file) elsewhere: where the key goes.
+    path = write_private(tmp_path / "config.toml", NO_SECRET, mode)
+    with pytest.raises(InsecureFileError) as caught:
+        resolve(Flags(), env_with_config(path))
+    assert f"lets {who}" in str(caught.value)
+    assert "where your API key is sent" in str(caught.value)
     assert f"chmod 600 {path}" in str(caught.value)
 
 
@@ -370,6 +407,36 @@ def test_config_show_says_where_each_setting_came_from_and_masks_the_key(
     assert document["profiles"] == ["live", "paper"]
 
 
+def test_config_show_shows_channel_names_as_it_shows_the_default(config: Path) -> None:
+    chosen = c2ws("config", "show", env=env_with_config(config))  # paper: ["signal"]
+    default = c2ws("config", "show", "--profile", "live", env=env_with_config(config))
+    assert "channels     strategy.signal  (profile 'paper')" in chosen.stdout
+    assert "channels     strategy.signal, strategy.positions  (default)" in default.stdout
+    shown = c2ws("config", "show", "--json", env=env_with_config(config))
+    assert json.loads(shown.stdout)["settings"]["channels"]["value"] == ["strategy.signal"]
+
+
+def test_config_show_shows_a_refused_config_file_and_says_why(tmp_path: Path) -> None:
+    config = write_private(tmp_path / "c2ws" / "config.toml",
+                           f'url = "ws://paper.example/ws"\napi_key = "{KEY}"\n', 0o644)
+    result = c2ws("config", "show", env={"XDG_CONFIG_HOME": str(tmp_path)})
+    assert result.returncode == ExitCode.USAGE
+    lines = {line[:12].strip(): line[13:] for line in result.stdout.splitlines()}
+    assert lines["config file"] == f"{config} (refused: see below)"
+    assert lines["url"] == "ws://paper.example/ws  (config file)"
+    assert lines["api_key"] == "****  (config file)"
+    assert result.stderr == (f"c2ws: refusing to use config file {config}: its mode 0644 lets "
+                             f"other users read it; make it private with: chmod 600 {config}\n")
+    assert KEY not in result.stdout + result.stderr
+    shown = c2ws("config", "show", "--json", env={"XDG_CONFIG_HOME": str(tmp_path)})
+    document = json.loads(shown.stdout)
+    assert "mode 0644" in document["config_refused"]
+    assert document["settings"]["url"]["value"] == "ws://paper.example/ws"
+    # A run refuses it still.
+    run = c2ws("subscribe", "1", env={"XDG_CONFIG_HOME": str(tmp_path)})
+    assert run.returncode == ExitCode.USAGE and f"chmod 600 {config}" in run.stderr
+
+
 def test_config_show_reports_an_insecure_key_file(tmp_path: Path) -> None:
     key_file = write_private(tmp_path / "k", KEY, 0o644)
     result = c2ws("config", "show", "--api-key-file", str(key_file),
@@ -381,3 +448,80 @@ def test_config_show_reports_an_insecure_key_file(tmp_path: Path) -> None:
 def test_config_path_prints_where_the_file_is(tmp_path: Path) -> None:
     result = c2ws("config", "path", env={"XDG_CONFIG_HOME": str(tmp_path)})
     assert result.stdout == f"{tmp_path}/c2ws/config.toml\n"
+
+
+# --- config init ---------------------------------------------------------------------------
+
+
+def test_config_init_writes_a_commented_private_file_and_never_overwrites_it(
+    tmp_path: Path,
+) -> None:
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "xdg")}
+    result = c2ws("config", "init", env=env)
+    path = tmp_path / "xdg" / "c2ws" / "config.toml"
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+    assert f"wrote {path} (mode 0600)" in result.stderr
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert path.parent.stat().st_mode & 0o777 == 0o700
+    assert path.read_text() == config_module.config_template()
+    # Commented out: the file changes nothing until it is edited.
+    settings = resolve(Flags(), env)
+    assert settings.config_file == path and settings.config_found
+    assert dataclasses.replace(settings, config_file=Path(os.devnull), config_found=False) == (
+        resolve(Flags(), {"C2WS_CONFIG": os.devnull}))
+
+    path.write_text("# mine\n")
+    again = c2ws("config", "init", env=env)
+    assert again.returncode == ExitCode.USAGE
+    assert again.stderr == (f"c2ws: config file {path} already exists: 'c2ws config init "
+                            "--force' replaces it ('c2ws config show' shows what it holds)\n")
+    assert path.read_text() == "# mine\n"
+
+    path.chmod(0o644)
+    forced = c2ws("config", "init", "--force", env=env)
+    assert forced.returncode == 0, forced.stderr
+    assert path.read_text() == config_module.config_template()
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in path.parent.iterdir()) == ["config.toml"]
+
+
+def test_config_init_is_private_whatever_the_umask(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    previous = os.umask(0)
+    try:
+        config_module.write_config_template(path)
+    finally:
+        os.umask(previous)
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_config_init_never_writes_through_a_symbolic_link(tmp_path: Path) -> None:
+    target = write_private(tmp_path / "elsewhere", "precious\n", 0o644)
+    link = tmp_path / "config.toml"
+    link.symlink_to(target)
+    with pytest.raises(SettingsError, match="already exists"):
+        config_module.write_config_template(link)
+    config_module.write_config_template(link, replace=True)
+    assert not link.is_symlink() and link.stat().st_mode & 0o777 == 0o600
+    assert target.read_text() == "precious\n"
+
+
+def test_config_init_names_what_it_cannot_do(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="no config file to write"):
+        config_module.write_config_template(Path(os.devnull))
+    blocker = write_private(tmp_path / "file", "")
+    with pytest.raises(SettingsError, match=f"cannot create {blocker}"):
+        config_module.write_config_template(blocker / "c2ws" / "config.toml")
+
+
+def test_every_example_of_the_template_is_a_valid_setting(tmp_path: Path) -> None:
+    # Each commented-out line that looks like TOML, its "# " taken away.
+    lines = [line[2:] for line in config_module.config_template().splitlines()
+             if re.match(r"# (\w+ = |\[profiles\.)", line)]
+    assert {line.split(" =")[0] for line in lines if " = " in line} == {
+        "profile", "api_key_file", "url", "strategies", "channels", "output", "tz"}
+    path = write_private(tmp_path / "config.toml", "\n".join(lines) + "\n")
+    settings = resolve(Flags(), env_with_config(path))
+    assert settings.profile.value == "paper" and settings.url.source == "profile 'paper'"
+    assert settings.channels.value == ("signal", "positions")

@@ -11,7 +11,14 @@ import orjson
 import pytest
 
 from c2ws import spec
-from c2ws.cursors import CursorStore, FileCursors, SqliteCursors, StreamIdentity, written_cursors
+from c2ws.cursors import (
+    CommitGroups,
+    CursorStore,
+    FileCursors,
+    SqliteCursors,
+    StreamIdentity,
+    written_cursors,
+)
 from c2ws.delivery.state import StateFile, StateIdentity, StateLocked
 from c2ws.errors import StateFileError
 from c2ws.events import SubscriptionKey
@@ -78,7 +85,7 @@ def test_an_output_file_ahead_of_the_state_file_is_resumed_from_and_synced(
         store.open(IDENTITY)
         assert store.torn_bytes_removed == len(b'{"msg_type": "str')
         assert store.load() == {A: 3, B: 9}  # the higher of each
-        assert not store.commits_each_message
+        assert store.commit_groups == CommitGroups()  # exactly once all the same
         store.commit({A: 4, B: 9})
         assert fd in synced  # the output is on disk before the state file says so
     finally:
@@ -88,16 +95,30 @@ def test_an_output_file_ahead_of_the_state_file_is_resumed_from_and_synced(
     assert written_cursors(os.open(out, os.O_RDONLY), [A, B]) == {A: 3, B: 4}
 
 
-def test_a_pipe_as_output_commits_every_message(tmp_path: Path) -> None:
+def test_a_pipe_as_output_commits_in_groups(tmp_path: Path) -> None:
     reader, writer = os.pipe()
     store = FileCursors(tmp_path / "state.json", output=writer)
     try:
         store.open(IDENTITY)
-        assert store.commits_each_message and store.load() == {}
+        assert store.load() == {}
+        assert store.commit_groups == CommitGroups(spec.COMMIT_GROUP_MAX_MESSAGES,
+                                                   spec.COMMIT_GROUP_MAX_SECONDS)
+        # Every line written after the last commit is within the output's tail scan
+        # (lines of the size of C2's order objects, ~1.2 KB at most).
+        assert spec.COMMIT_GROUP_MAX_MESSAGES * 1200 < spec.OUTPUT_TAIL_SCAN_BYTES
     finally:
         store.close()
         os.close(reader)
         os.close(writer)
+    # Without an output (a library caller writing elsewhere): every acknowledgement.
+    assert FileCursors(tmp_path / "other.json").commit_groups is None
+
+
+@pytest.mark.parametrize("bad", [{"max_messages": 0}, {"max_messages": True},
+                                 {"max_seconds": -1.0}, {"max_seconds": float("nan")}])
+def test_commit_groups_refuse_limits_that_bound_nothing(bad: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match="must be"):
+        CommitGroups(**bad)  # type: ignore[arg-type]
 
 
 def test_file_cursors_outside_a_stream_say_how_to_use_them(tmp_path: Path) -> None:

@@ -144,10 +144,12 @@ def _argument_display() -> bool:
             and parameters(TyperArgument.display_type_rich) == {"self", "ctx"})
 
 
-def _option_process_value() -> bool:
-    from typer.core import TyperOption
+def _process_value() -> bool:
+    from typer.core import TyperArgument, TyperOption
 
-    return parameters(TyperOption.process_value) == {"self", "ctx", "value"}
+    # Overridden to return the value as typed when ctx.resilient_parsing (completion).
+    return all(parameters(cls.process_value) == {"self", "ctx", "value"}
+               for cls in (TyperArgument, TyperOption))
 
 
 SHAPES: list[tuple[tuple[str, str], str, Callable[[], bool]]] = [
@@ -159,7 +161,7 @@ SHAPES: list[tuple[tuple[str, str], str, Callable[[], bool]]] = [
     (TYPER, "typer._completion_classes.completion_init", _completion_init),
     (TYPER, "typer._completion_shared.get_completion_script", _get_completion_script),
     (TYPER, "typer.core.TyperArgument's display methods", _argument_display),
-    (TYPER, "typer.core.TyperOption.process_value", _option_process_value),
+    (TYPER, "typer.core.TyperArgument/TyperOption.process_value", _process_value),
 ]
 
 

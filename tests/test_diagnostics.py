@@ -4,6 +4,7 @@ what a server sent is bounded."""
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -227,3 +228,58 @@ def test_a_proxy_c2ws_cannot_use_is_said_and_a_wss_proxy_only_with_verbose() -> 
     quiet = Diagnostics(Console(file=(sink := io.StringIO()), width=400, color_system=None))
     quiet.handle(ev.ProxySetting("https_proxy", "http", "p:8080", used=True, key_in_clear=False))
     assert sink.getvalue() == ""
+
+
+# --- issue 25: the status line tells the truth; JSON logs; -q -------------------------------
+
+
+def test_the_status_line_says_0_of_n_while_disconnected_and_fits_80_columns() -> None:
+    diagnostics, _ = make()
+    signal_1, positions_1 = KEY, SubscriptionKey(7, spec.CHANNEL_POSITIONS)
+    diagnostics.expect([[signal_1, positions_1]])
+    diagnostics.handle(ev.Connected(envelope("connection.connected"), 0))
+    for key in (signal_1, positions_1):
+        diagnostics.handle(ev.SubscriptionConfirmed(key, "r", envelope("subscription.ack")))
+    assert diagnostics.status_text() == "connected | subs 2/2 | msgs 0 | dups 0 | hb -"
+    diagnostics.handle(ev.ConnectionEnded(0, ConnectionEnd(EndReason.LOST), True))
+    diagnostics.handle(ev.Reconnecting(0, 1, 0.5, ConnectionEnd(EndReason.LOST)))
+    assert diagnostics.status_text().startswith("reconnecting | subs 0/2 |")
+    many = [[SubscriptionKey(n, spec.CHANNEL_SIGNAL) for n in range(shard * 100, shard * 100 + 100)]
+            for shard in range(10)]
+    diagnostics.expect(many)
+    diagnostics.rejected = 999
+    diagnostics.stream_messages = diagnostics.duplicates = 123_456_789_012
+    diagnostics.last_heartbeat = "12:00:01"
+    text = diagnostics.status_text()
+    assert len(text) <= 80 and text.startswith("0/10 connections up | subs 0/1000, 999 rejected")
+
+
+def test_json_logs_are_one_object_per_event_with_the_key_redacted() -> None:
+    out = io.StringIO()
+    diagnostics = Diagnostics(Console(file=out, width=80, color_system=None),
+                              log_format="json", wall=lambda: 1764583200.25)
+    diagnostics.handle(ev.Reconnecting(1, 2, 3.0, ConnectionEnd(EndReason.SERVER_CLOSED,
+                                                                 f"bye {SECRET}")))
+    diagnostics.handle(ev.SubscriptionRejected(KEY, "r", (ErrorDetail("FORBIDDEN", "no"),),
+                                               envelope("error")))
+    records = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert records == [
+        {"time": "2025-12-01T10:00:00.250Z", "level": "warning",
+         "event": "connection.reconnecting", "connection": 2, "strategy": None,
+         "detail": "connection 2: bye ****; reconnecting in 3.0 s (attempt 2)"},
+        {"time": "2025-12-01T10:00:00.250Z", "level": "error",
+         "event": "subscription.rejected", "connection": None, "strategy": 7,
+         "detail": "subscription strategy.signal:7 rejected: FORBIDDEN: no"},
+    ]
+
+
+def test_quiet_keeps_only_errors_and_what_was_asked_for() -> None:
+    out = io.StringIO()
+    diagnostics = Diagnostics(Console(file=out, width=400, color_system=None), quiet=True)
+    diagnostics.handle(ev.Reconnecting(0, 1, 0.5, ConnectionEnd(EndReason.LOST)))
+    diagnostics.say("an informative line")
+    diagnostics.say("a report asked for", always=True)
+    diagnostics.handle(ev.SubscriptionRejected(KEY, "r", (), envelope("error")))
+    assert out.getvalue().splitlines() == [
+        "c2ws: a report asked for",
+        "c2ws: subscription strategy.signal:7 rejected: no reason given"]

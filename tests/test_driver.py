@@ -385,6 +385,7 @@ def test_a_stop_ends_a_tls_handshake_that_hangs() -> None:
 
 def test_pings_are_answered_and_a_close_is_answered_and_ends_the_session() -> None:
     answers: list[tuple[int, bytes]] = []
+    both_read = threading.Event()
 
     def pings_then_close(conn: socket.socket, server: RawServer) -> None:
         conn.sendall(switching_protocols(read_request(conn)))
@@ -393,6 +394,7 @@ def test_pings_are_answered_and_a_close_is_answered_and_ends_the_session() -> No
         conn.settimeout(WAIT)
         for _ in range(2):
             answers.append(read_client_frame(conn))
+        both_read.set()
 
     with RawServer(pings_then_close) as server:
         transport = open_connection(server.url, KEY, timeout=WAIT)
@@ -400,6 +402,8 @@ def test_pings_are_answered_and_a_close_is_answered_and_ends_the_session() -> No
                                 now=time.monotonic(), timeouts=SessionTimeouts(connected=30))
         try:
             end = Driver(transport, session, hooks=DriverHooks()).run()
+            # The server reads both answers before it is stopped (which closes its side).
+            assert both_read.wait(WAIT)
         finally:
             transport.close()
     assert answers[0] == (OPCODE_PONG, b"are you there")

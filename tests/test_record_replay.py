@@ -17,14 +17,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import c2ws as c2ws_library
 from c2ws import events as ev
 from c2ws import recording, spec
-from c2ws.cli.replay import Pacer, parse_speed
+from c2ws.cli.replay import parse_speed
 from c2ws.events import SubscriptionKey
 from c2ws.exitcodes import ExitCode
-from c2ws.replay import Replayer
+from c2ws.replayer import Replayer
+from c2ws.replaying import Pacer
 from c2ws.server.app import ReferenceServer, ServerConfig
 from c2ws.server.feed import FileFeed
+from c2ws.streaming import StreamEnd
 from c2ws.testing import ConnectionRecord, TestServer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -123,6 +126,19 @@ def test_replay_prints_what_the_recorded_run_printed_across_a_reconnect(
     replayed = c2ws("replay", str(rec), "-o", "ndjson", "--include-control")
     assert replayed.returncode == 0, replayed.stderr
     assert replayed.stdout.decode() == live
+    # The library delivers what the live run delivered: its messages, their exact lines,
+    # and the recorded life cycle to on_event.
+    seen: list[ev.Event] = []
+    with c2ws_library.replay(rec, api_key=KEY, on_event=seen.append) as library:
+        messages = list(library)
+    assert [msg.line.decode() for msg in messages] == [
+        line for line, parsed in zip(live.splitlines(), lines, strict=True)
+        if parsed["msg_type"] in spec.STREAM_MSG_TYPES]
+    assert [type(msg) for msg in messages].count(c2ws_library.Position) == 2
+    assert sum(isinstance(e, ev.Connected) for e in seen) == 2
+    assert sum(isinstance(e, ev.SubscriptionRejected) for e in seen) == 2
+    assert any(isinstance(e, ev.ConnectionEnded) and e.end.reason.value == "lost" for e in seen)
+    assert library.end_reason is StreamEnd.END and library.usable == len(entries)
     stream_only = c2ws("replay", str(rec), "-o", "ndjson")
     assert [json.loads(x) for x in stream_only.stdout.splitlines()] == [
         line for line in lines if line["msg_type"] in spec.STREAM_MSG_TYPES]
@@ -147,6 +163,48 @@ def test_replay_equals_the_live_output_in_each_mode(
     replayed = c2ws("replay", str(rec), "-o", mode, "--speed", "max")
     assert replayed.returncode == 0, replayed.stderr
     assert replayed.stdout.decode() == live
+
+
+# Frames as a server that formats JSON unlike the reference server might send them:
+# spaces after separators, keys in another order, escapes orjson would not write, a
+# number written as 2.50, non-ASCII text, a line break between tokens, a trailing space.
+FORMATTED_FRAMES = [
+    '{"msg_type": "strategy.signal", "id": "m1", "v": 4, "seq_id": 1, '
+    f'"timestamp": "2026-01-01T00:00:01Z", "payload": {{"StrategyId": {A}, "Side": "1", '
+    '"OrderQuantity": 2, "Limit": 2.50, "Note": "caf\\u00e9 \\/ caf\u00e9", '
+    '"C2Symbol": {"FullSymbol": "@ESZ6"}}}',
+    f'{{"payload":{{"C2Symbol":{{"FullSymbol":"AAPL"}},"StrategyId":{A},"Side":"2"}},'
+    '"seq_id":2,"timestamp":"2026-01-01T00:00:02Z","msg_type":"strategy.signal",'
+    '"id":"m2","v":4} ',
+    '{\n  "msg_type": "strategy.signal",\n  "id": "m3",\n  "v": 4,\n  "seq_id": 3,\n'
+    f'  "timestamp": "2026-01-01T00:00:03Z",\n  "payload": {{"StrategyId": {A}, '
+    '"Side": "1", "OrderQuantity": 1.0E0}\n}',
+]
+
+
+def test_replay_writes_what_the_live_run_wrote_byte_for_byte(
+    server: TestServer, tmp_path: Path
+) -> None:
+    """Live NDJSON passes each frame through as it came; the replay of its recording
+    writes the same bytes, whatever the server's JSON formatting (#26 item 9)."""
+    rec = tmp_path / "run.rec"
+    process = start(server, str(A), "-c", "signal", "-o", "ndjson", "--record", str(rec),
+                    "-n", str(len(FORMATTED_FRAMES)))
+    connection_with(server, 1)
+    for frame in FORMATTED_FRAMES:
+        assert server.send_raw(frame) == 1
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err.decode()
+    assert out.splitlines()[0] == FORMATTED_FRAMES[0].encode()  # passed through as sent
+    assert out.splitlines()[2] == FORMATTED_FRAMES[2].replace("\n", " ").encode()
+    replayed = c2ws("replay", str(rec), "-o", "ndjson")
+    assert replayed.returncode == 0, replayed.stderr
+    assert replayed.stdout == out
+    assert [msg.line for msg in c2ws_library.replay(rec, api_key=KEY)] == out.splitlines()
+    # Its own output replays byte for byte too (plain NDJSON, a line's spaces included).
+    plain = tmp_path / "out.ndjson"
+    plain.write_bytes(out)
+    assert c2ws("replay", str(plain), "-o", "ndjson").stdout == out
 
 
 def test_replay_filters_counts_and_reads_plain_ndjson(server: TestServer,
@@ -229,12 +287,25 @@ def test_lines_that_are_not_a_recording_are_counted_never_fatal() -> None:
                  b'{"c2ws_recording":1,"subscriptions":[{"strategy_id":0}]}',
                  b'{"c2ws_recording":1,"subscriptions":[{"strategy_id":1,"channel":[]}]}',
                  b'{"at":"x","connection":1,"frame_base64":"***"}',
-                 b'{"at":"x","connection":1,"frame":3}']:
+                 b'{"at":"x","connection":1,"frame":3}',
+                 b'{"at":"x","snapshot":[]}',
+                 b'{"at":"x","snapshot":{"strategy_id":0,"timestamp":"t","payload":[]}}',
+                 b'{"at":"x","snapshot":{"strategy_id":1,"timestamp":"t","payload":[1]}}',
+                 b'{"at":"x","snapshot":{"strategy_id":1,"payload":[]}}']:
         entry = recording.parse_line(line)
         assert isinstance(entry, recording.Unusable), line
         assert replayer.feed(entry) == []
-    assert replayer.skipped == 8 and len(replayer.skip_reasons) == 3
+    assert replayer.skipped == 12 and len(replayer.skip_reasons) == 3
     assert recording.parse_line(b"  \n") is None
+
+
+def test_a_positions_snapshot_is_recorded_and_replayed_as_it_was_taken() -> None:
+    obj = {"msg_type": "positions.snapshot", "strategy_id": A, "timestamp": "2026-01-01T00:00:00Z",
+           "payload": [{"Symbol": "@ESZ6", "Quantity": 2}]}
+    entry = recording.parse_line(recording.snapshot_line(obj, at=1.5))
+    assert isinstance(entry, recording.RecordedSnapshot)
+    assert Replayer().feed(entry) == [ev.PositionsSnapshot(A, tuple(obj["payload"]),  # type: ignore[arg-type]
+                                                           obj["timestamp"], obj)]  # type: ignore[arg-type]
 
 
 def test_a_frame_that_is_not_utf8_is_kept_as_base64_and_replayed_as_malformed() -> None:
@@ -445,6 +516,14 @@ def test_a_key_the_server_echoes_reaches_no_output_recording_or_replay(
     assert replayed.returncode == 0, replayed.stderr
     assert replayed.stdout.decode() == live
     assert b"bad key ****" in replayed.stderr and KEY.encode() not in replayed.stderr
+    # The library, given the key, redacts it from every frame too.
+    rejected: list[ev.Event] = []
+    with c2ws_library.replay(old, api_key=KEY, on_event=rejected.append) as library:
+        assert [msg.line.decode() for msg in library] == [
+            line for line in live.splitlines()
+            if json.loads(line)["msg_type"] == spec.CHANNEL_SIGNAL]
+    assert {"code": "FORBIDDEN", "message": "bad key ****"} in [
+        e.message.payload for e in rejected if isinstance(e, ev.ServerError)]
 
 
 def test_replay_without_a_readable_key_warns_and_replays(tmp_path: Path) -> None:

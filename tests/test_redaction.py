@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from json_strategies import json_scalars
 
 from c2ws import spec
-from c2ws.engine import check_api_key
+from c2ws.config import check_api_key
 from c2ws.errors import ConfigError
 from c2ws.redaction import REDACTED, KeyRedactor
 from c2ws.render import safe

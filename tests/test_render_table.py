@@ -949,3 +949,30 @@ def test_with_several_connections_the_footer_says_how_many_are_up() -> None:
         2, events.ConnectionEnd(events.EndReason.BUSY, "closed with 1008"), True))
     assert renderer.status_text().startswith("connected: 2/3 up |")
     assert renderer._footer(60)[0].plain.startswith("conn 2/3 up |")
+
+
+def test_a_rest_snapshot_fills_the_positions_marked_until_a_live_update_replaces_it() -> None:
+    """Issue 24: the positions panel starts from the REST snapshot (rows marked "snap"
+    with its time, the title says so); a live update of a symbol replaces its row."""
+    from c2ws.rest.results import snapshot_event
+
+    snapshot = snapshot_event(STRATEGY, [
+        {"StrategyId": STRATEGY, "StrategyName": "Alpha", "Quantity": 4, "AvgPx": 10.5,
+         "C2Symbol": {"FullSymbol": "@ESZ6"}, "Currency": "USD"},
+        {"StrategyId": STRATEGY, "Quantity": -100, "AvgPx": 5.0,
+         "C2Symbol": {"FullSymbol": "AAPL"}},
+    ], NOON)
+    console, out = make_console(width=140)
+    renderer = TableRenderer(console, live=False, clock=lambda: NOON)
+    renderer.handle(snapshot)
+    assert {symbol: row.snapshot for (_, symbol), row in renderer.positions.items()} == {
+        "@ESZ6": True, "AAPL": True}
+    renderer.handle(position({"StrategyId": STRATEGY, "Quantity": 2, "AvgPx": 11.0,
+                              "C2Symbol": {"FullSymbol": "@ESZ6"}}))
+    assert {symbol: row.snapshot for (_, symbol), row in renderer.positions.items()} == {
+        "@ESZ6": False, "AAPL": True}
+    renderer.close()
+    final = out.getvalue()
+    assert "snapshot at" in final
+    (aapl,) = [line for line in lines_with(final, "AAPL") if "snap" in line]
+    assert "-100" in aapl

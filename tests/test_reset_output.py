@@ -31,7 +31,7 @@ from c2ws.render.ndjson import NdjsonRenderer, read_reset_object, reset_object
 from c2ws.render.objects import output_objects
 from c2ws.render.records import Projection
 from c2ws.render.tabular import DelimitedRenderer
-from c2ws.replay import Replayer
+from c2ws.replayer import Replayer
 from c2ws.streaming import Batch
 
 KEY = SubscriptionKey(1, spec.CHANNEL_SIGNAL)

@@ -4,6 +4,7 @@ drops, silences, restarts, kill -9, slow readers and gaps.  Every wait is for an
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import random
@@ -69,12 +70,15 @@ def outcome(process: subprocess.Popen[bytes], timeout: float = 45) -> tuple[int,
 
 
 class LineReader:
-    """Reads a process's stdout continuously (a reader that keeps up), or not (paused)."""
+    """Reads a process's stdout continuously (a reader that keeps up), or not (paused).
+    A last line without its newline (the process was killed in the middle of a write) is
+    kept apart, in ``torn``."""
 
     def __init__(self, process: subprocess.Popen[bytes]) -> None:
         assert process.stdout is not None
         self.stream = process.stdout
         self.lines: list[dict[str, Any]] = []
+        self.torn = b""
         self.running = threading.Event()
         self.running.set()
         self.changed = threading.Condition()
@@ -85,7 +89,10 @@ class LineReader:
         for raw in self.stream:
             self.running.wait()
             with self.changed:
-                self.lines.append(json.loads(raw))
+                if not raw.endswith(b"\n"):
+                    self.torn = raw  # the end of the stream: nothing follows
+                else:
+                    self.lines.append(json.loads(raw))
                 self.changed.notify_all()
 
     def wait_for(self, predicate: Callable[[list[dict[str, Any]]], bool],
@@ -268,6 +275,78 @@ def test_kill_9_three_times_with_state_and_appended_output_is_exactly_once(
                       "--timeout", "1", stdout=sink)
     assert again.wait(30) == 0
     assert output.read_bytes() == data
+
+
+def test_kill_9_with_state_to_a_pipe_repeats_at_most_the_uncommitted_messages(
+    server: TestServer, tmp_path: Path,
+) -> None:
+    """--state with stdout a pipe: killed with SIGKILL three times at random points while
+    it streams, and started again on a new pipe each time.  The reader sees every seq_id
+    at least once; what each restart writes again is what the killed run wrote after its
+    last group commit, never more than the documented bound; a stop by SIGTERM commits
+    first, so the run after it repeats nothing."""
+    state = tmp_path / "state.json"
+    rng = random.Random(22)
+    total = 1500
+    published = {1: 0, 45: 0}
+    stop_publishing = threading.Event()
+
+    def publish() -> None:
+        for n in range(total):
+            strategy = 1 if n % 2 else 45
+            server.publish(strategy, order(strategy, n))
+            published[strategy] += 1
+            time.sleep(0.002)
+        stop_publishing.set()
+
+    def run(*extra: str) -> tuple[subprocess.Popen[bytes], LineReader]:
+        process = start(server, "1", "45", "-c", "signal", "-o", "ndjson", "--state",
+                        str(state), *FAST, *extra)
+        return process, LineReader(process)
+
+    process, reader = run()
+    wait_subscribed(server, 1, 2)
+    publisher = threading.Thread(target=publish, daemon=True)
+    publisher.start()
+    runs: list[list[dict[str, Any]]] = []
+    for _ in range(3):
+        target = rng.randint(50, 300)
+        reader.wait_for(lambda lines, target=target: len(lines) >= target)
+        process.send_signal(signal.SIGKILL)
+        process.wait(30)
+        reader.thread.join(30)  # the pipe's end: every whole line the killed run wrote
+        runs.append(reader.lines)
+        before = max(r.number for r in server.connections())
+        process, reader = run()
+        wait_subscribed(server, 1, 2, after=before)
+    publisher.join(120)
+    assert stop_publishing.is_set()
+    reader.wait_for(lambda lines: all(
+        seqs and seqs[-1] == published[strategy]
+        for strategy, seqs in seqs_by_strategy(lines).items()) and len(
+            seqs_by_strategy(lines)) == 2, timeout=120)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(30) == ExitCode.TERMINATED
+    reader.thread.join(30)
+    runs.append(reader.lines)
+    seen: dict[int, set[int]] = defaultdict(set)
+    for lines in runs:
+        for strategy, seqs in seqs_by_strategy(lines).items():
+            assert seqs == sorted(set(seqs)), strategy  # within a run: once, in order
+            seen[strategy].update(seqs)
+    for strategy, count in published.items():
+        assert seen[strategy] == set(range(1, count + 1)), strategy  # at least once
+    repeats = []
+    for killed, restarted in itertools.pairwise(runs):
+        last = {strategy: seqs[-1] for strategy, seqs in seqs_by_strategy(killed).items()}
+        repeats.append(sum(1 for strategy, seqs in seqs_by_strategy(restarted).items()
+                           for seq in seqs if seq <= last.get(strategy, 0)))
+    assert max(repeats) <= spec.COMMIT_GROUP_MAX_MESSAGES, repeats
+    # SIGTERM committed what was written: the next run has nothing to write again.
+    process, reader = run("--timeout", "1")
+    assert process.wait(30) == 0
+    reader.thread.join(30)
+    assert reader.lines == [] and reader.torn == b""
 
 
 @pytest.mark.parametrize("unbuffered", [True, False], ids=["PYTHONUNBUFFERED", "buffered"])

@@ -84,8 +84,8 @@ class Scripted(Engine):
         super().acknowledge(events)
 
 
-def scripted_run(renderer: Any, batches: list[list[ev.Event]], **options: Any,
-                 ) -> tuple[SubscribeRun, Scripted]:
+def scripted_run(renderer: Any, batches: list[list[ev.Event]], *, cursors: Any = None,
+                 **options: Any) -> tuple[SubscribeRun, Scripted]:
     config = EngineConfig(url="ws://127.0.0.1:1", api_key="run-batches-key", keys=list(KEYS))
     engines: list[Scripted] = []
 
@@ -96,7 +96,7 @@ def scripted_run(renderer: Any, batches: list[list[ev.Event]], **options: Any,
 
     events = ForwardEvents()
     stream = Stream(config, StreamOptions(auto_ack=False, on_event=events, **options),
-                    engine_factory=factory)
+                    cursors=cursors, engine_factory=factory)
     run = SubscribeRun(stream, renderer, Diagnostics(Console(file=io.StringIO())),
                        events=events, count=options.get("count"))
     stream.start()
@@ -284,3 +284,29 @@ def test_a_batch_whose_write_is_cut_short_is_not_acknowledged(burst: bool) -> No
     with pytest.raises(OSError, match="No space left on device"):
         run.renderer.close()
     assert len(raw.data) == 120 and run.stdout_lost
+
+
+def test_a_grouped_commit_failing_as_the_run_ends_is_an_output_failure() -> None:
+    """Syncing the appended output before the last grouped commit of the state file
+    fails (an I/O error) as the stream closes, after the last write: exit 9 with one line,
+    never a traceback."""
+    from c2ws.cursors import CommitGroups
+
+    class SyncFails:
+        commit_groups = CommitGroups()
+
+        def load(self) -> dict[tuple[int, str], int]:
+            return {}
+
+        def commit(self, cursors: object) -> None:
+            raise OSError(5, "Input/output error")
+
+    out = io.BytesIO()
+    batch: list[ev.Event] = [stream_message(KEYS[0], seq, lines=False) for seq in (1, 2)]
+    run, engine = scripted_run(NdjsonRenderer(out), [batch], cursors=SyncFails(), count=2)
+    said: list[str] = []
+    run.diagnostics.say = lambda text, style="": said.append(text)  # type: ignore[method-assign]
+    assert run.run() == ExitCode.OUTPUT_FAILED
+    assert out.getvalue().count(b"\n") == 2 and len(engine.acknowledged) == 2
+    assert said == ["cannot sync stdout: Input/output error; output ends at "
+                    "strategy.signal:1 seq 2"]

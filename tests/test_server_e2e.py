@@ -706,3 +706,37 @@ def test_the_serve_command_serves_until_sigterm() -> None:
             forbidden = subscribe(client, 9)  # --strategies limits what the key may see
             assert forbidden["payload"]["code"] == "FORBIDDEN"
             sigterm_closes_with_going_away(process, client)
+
+
+# --- issue 25: the server tells its operator what happens -------------------------------------
+
+
+def test_the_server_tells_its_operator_each_refusal_connection_subscription_and_close() -> None:
+    told: list[str] = []
+    config = ServerConfig(feed="none", strategies=(STRATEGY,), max_lifetime=60.0,
+                          close_timeout=1.0)
+    with ReferenceServer(config, log=told.append) as server:
+        rejection(server, "wrong-key")
+        with connected_client(server) as client:
+            assert subscribe(client)["msg_type"] == spec.MSG_SUBSCRIPTION_ACK
+            refused = subscribe(client, 99, request_id="sub-\x1b[2J")
+            assert refused["msg_type"] == spec.MSG_ERROR
+        server.wait_for(lambda: any(" closed: " in line for line in told))
+    lines = [line.split(" ", 1)[1] for line in told]  # after the time of day
+    assert lines[0].startswith("refused 127.0.0.1:") and lines[0].endswith(
+        ": HTTP 401 UNAUTHORIZED: Invalid API key")
+    assert lines[1].startswith("connection 1 from 127.0.0.1:") and lines[1].endswith(" opened")
+    assert lines[2] == f"connection 1 subscribed to {spec.CHANNEL_SIGNAL}:{STRATEGY}"
+    assert lines[3].startswith("connection 1 refused request sub-: FORBIDDEN: ")  # escapes removed
+    assert lines[4].startswith("connection 1 closed: client_closed (close code: client 1000")
+    assert len(lines) == 5
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_serve_quiet_says_nothing_but_what_ends_it(
+    quiet: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = ServerConfig(port=0, feed="none", max_lifetime=0.2)
+    assert run_server(config, quiet=quiet) == 0
+    said = capsys.readouterr().err
+    assert (said == "") is quiet and ("listening on" in said) is not quiet

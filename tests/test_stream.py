@@ -5,6 +5,7 @@ acknowledged (the cursors) and committed.  End to end: tests/test_stream_e2e.py.
 from __future__ import annotations
 
 import io
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 
 from c2ws import events as ev
 from c2ws import spec
+from c2ws.cursors import CommitGroups
 from c2ws.engine import Engine, EngineConfig
 from c2ws.errors import (
     BacklogFull,
@@ -301,6 +303,122 @@ def test_cursors_come_from_the_store_opened_with_the_streams_identity() -> None:
     assert "stream-test-key" not in repr(identity)
 
 
+# --- group commit (issue 22) ----------------------------------------------------------------------
+
+
+class Grouped(Recorded):
+    """A store whose commits the stream groups: at most 4 messages not yet durable,
+    batches of at most 2 (half), a group committed once it holds 2 or is 10 s old.
+    Commits run on the stream's commit thread: ``committed`` is set at each."""
+
+    commit_groups = CommitGroups(max_messages=4, max_seconds=10.0)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.committed = threading.Event()
+        self.threads: set[str] = set()
+
+    def commit(self, cursors: Mapping[SubscriptionKey, int]) -> None:
+        super().commit(cursors)
+        self.threads.add(threading.current_thread().name)
+        self.committed.set()
+
+
+def test_a_store_with_commit_groups_is_committed_per_group_never_past_its_size() -> None:
+    store = Grouped()
+    stream, engine = make(cursors=store, auto_ack=False)
+    sizes = []
+    for seq in range(1, 13, 3):  # batches of 3 queued: 12 messages
+        engine.handoff.put([message(A, seq), message(A, seq + 1), message(A, seq + 2)])
+    while engine.handoff.backlog:
+        batch = stream.next_batch()
+        assert batch is not None
+        sizes.append(len(batch))
+        stream.ack(batch)
+    # A batch never takes more than half the bound, nor more than it leaves room for: at
+    # most 4 messages written and not yet durable (what a pipe's reader may see again
+    # after a kill -9); the stream waits for the commit in flight when there is none.
+    assert sizes == [2] * 6
+    stream.close()
+    # Each commit is a group of 2 or 4 (what was acknowledged when the thread began it).
+    committed = [commit[A] for commit in store.commits]
+    assert committed[-1] == 12 and store.closed == 1
+    steps = [later - earlier for earlier, later in zip([0, *committed], committed, strict=False)]
+    assert set(steps) <= {2, 4}
+    assert store.threads == {"c2ws-commits"}  # never on the consumer's thread
+
+
+def test_unacknowledged_messages_count_against_the_bound() -> None:
+    stream, engine = make(cursors=Grouped(), auto_ack=False)
+    engine.handoff.put([message(A, seq) for seq in range(1, 11)])
+    batches = [stream.next_batch() for _ in range(3)]
+    # Never more than 4 handed out and not durable (2 per batch at most).
+    assert [len(batch or ()) for batch in batches] == [2, 2, 1]
+    stream.close()
+
+
+def test_a_small_group_is_committed_once_old_enough_without_another_request() -> None:
+    class Quick(Grouped):
+        commit_groups = CommitGroups(max_messages=4, max_seconds=0.05)
+
+    store = Quick()
+    stream, engine = make(cursors=store, auto_ack=False)
+    engine.handoff.put([message(A, 1)])
+    batch = stream.next_batch()
+    assert batch is not None
+    stream.ack(batch)  # one message: below the group's size
+    assert store.committed.wait(30)  # while the stream is left alone
+    assert store.commits == [{A: 1}]
+    stream.close()
+    assert store.commits == [{A: 1}]
+
+
+def test_a_sequence_reset_is_durable_before_the_acknowledgement_returns() -> None:
+    store = Grouped()
+    stream, engine = make(cursors=store, auto_ack=False)
+    engine.handoff.put([message(A, 40), reset(A, 40), message(A, 1)])
+    first = stream.next_batch()  # the reset ends its batch
+    assert first is not None
+    stream.ack(first)
+    # Durable before any line of the new numbering is written: one commit, the reset's
+    # (with the message before it), done when ack() returns.
+    assert store.commits == [{A: 0}]
+    stream.close()
+
+
+def test_a_failing_group_commit_is_the_callers_error_and_the_store_is_closed() -> None:
+    class Failing(Grouped):
+        def commit(self, cursors: Mapping[SubscriptionKey, int]) -> None:
+            raise OSError(5, "Input/output error")
+
+    for ending in ("next request", "close"):
+        store = Failing()
+        stream, engine = make(cursors=store, auto_ack=False)
+        engine.handoff.put([message(A, seq) for seq in range(1, 7)])
+        batch = stream.next_batch()
+        assert batch is not None
+        stream.ack(batch if ending == "next request" else batch[0])
+        with pytest.raises(OSError, match="Input/output error"):
+            if ending == "next request":
+                stream.ack(stream.next_batch())  # type: ignore[arg-type]
+                stream.next_batch()  # waits for room: the commit of 2 failed
+            else:
+                stream.close()
+        stream.close()
+        assert store.closed == 1
+
+
+def test_a_store_without_commit_groups_is_committed_at_every_acknowledgement() -> None:
+    store = Recorded()
+    stream, engine = make(cursors=store, auto_ack=False)
+    engine.handoff.put([message(A, seq) for seq in range(1, 8)])
+    batch = stream.next_batch()
+    assert batch is not None and len(batch) == 7
+    stream.ack(batch[2])
+    stream.ack(batch[6])
+    assert store.commits == [{A: 3}, {A: 7}]
+
+
 # --- defect 3: a caller that does not acknowledge -------------------------------------------------
 
 
@@ -553,3 +671,24 @@ def test_count_and_timeout_end_the_stream_inside_a_run() -> None:
         clock.now += 0.5
     assert got == [1, 2, 3, 4] and stream.cursors == {A: 4}
     assert stream.undelivered == 96
+
+
+def test_grouped_commits_cut_a_run_so_that_no_batch_outgrows_the_group() -> None:
+    """A store with commit_groups caps each batch at the messages it has room for; a run
+    (one event, many messages) is cut there, its cursor the last message taken."""
+    store = Grouped()  # at most 4 not durable, batches of at most 2
+    stream, engine = make(cursors=store, auto_ack=False)
+    engine.handoff.put([run(A, 1, 5), message(B, 1), run(A, 6, 12)])
+    taken: list[tuple[int, int]] = []
+    sizes = []
+    while engine.handoff.backlog:
+        batch = stream.next_batch()
+        assert batch is not None
+        sizes.append(len(batch))
+        taken += [(m.strategy_id, m.seq_id) for m in batch]
+        stream.ack(batch)
+    assert max(sizes) <= 2
+    assert taken == [(1, seq) for seq in range(1, 6)] + [(2, 1)] + [
+        (1, seq) for seq in range(6, 13)]
+    stream.close()
+    assert store.commits[-1] == {A: 12, B: 1}

@@ -177,74 +177,8 @@ def test_sqlite_cursors_commit_with_the_callers_data(env: ReferenceServer,
     assert seq == env.last_seq(STRATEGY, spec.CHANNEL_SIGNAL)
 
 
-JOURNAL = """
-import sqlite3, sys
-import c2ws
-
-db = sqlite3.connect(sys.argv[1])
-db.execute("CREATE TABLE IF NOT EXISTS fills (seq INTEGER, n INTEGER)")
-db.commit()
-with c2ws.stream([int(sys.argv[2])], "signal", auto_ack=False,
-                 cursors=c2ws.SqliteCursors(db)) as s:
-    for msg in s:
-        db.execute("INSERT INTO fills VALUES (?, ?)", (msg.seq_id, msg.raw["payload"]["n"]))
-        s.ack(msg)
-        db.commit()
-        print(msg.seq_id, flush=True)
-"""
-
-
-def test_sqlite_cursors_survive_kill_9_with_nothing_lost_or_doubled(
-    env: ReferenceServer, tmp_path: Path
-) -> None:
-    """A journal of signals in SQLite, its cursor in the same transaction: killed with
-    SIGKILL mid-stream and started again, every signal is in the table exactly once."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import threading
-
-    total = 400
-    db = tmp_path / "journal.db"
-    published = threading.Event()
-
-    def publish() -> None:
-        subscribed(env)
-        for n in range(total):
-            env.publish_signal(STRATEGY, order(n))
-        published.set()
-
-    def start() -> subprocess.Popen[str]:
-        return subprocess.Popen([sys.executable, "-c", JOURNAL, str(db), str(STRATEGY)],
-                                env=dict(os.environ), stdout=subprocess.PIPE, text=True)
-
-    first = start()
-    threading.Thread(target=publish, daemon=True).start()
-    try:
-        assert first.stdout is not None
-        for _ in range(50):  # well into the stream, and the feed goes on
-            assert first.stdout.readline()
-        first.send_signal(signal.SIGKILL)
-        first.wait(10)
-    finally:
-        first.kill()
-    (before,) = sqlite3.connect(db).execute("SELECT COUNT(*) FROM fills").fetchone()
-    assert 50 <= before < total  # killed mid-stream
-    assert published.wait(30)
-    second = start()
-    try:
-        assert second.stdout is not None
-        last = str(env.last_seq(STRATEGY))
-        while (line := second.stdout.readline()) and line.strip() != last:
-            pass
-        assert line.strip() == last
-    finally:
-        second.terminate()
-        second.wait(10)
-    rows = sqlite3.connect(db).execute("SELECT seq, n FROM fills ORDER BY rowid").fetchall()
-    assert [n for _, n in rows] == list(range(total))
-    assert len({seq for seq, _ in rows}) == total
+# The journal that survives kill -9 is the cookbook's (docs/library.md), run by
+# tests/test_cookbook.py.
 
 
 def test_a_store_committing_each_message_gets_one_message_at_a_time(

@@ -224,7 +224,7 @@ def test_no_status_line_on_the_terminal_when_stdout_is_a_pipe() -> None:
         assert reader.stdin is not None
         reader.stdin.close()
     assert seen.returncode == 0, seen.text
-    assert "subscriptions" not in seen.raw.decode(errors="replace")
+    assert "subs " not in seen.raw.decode(errors="replace")
 
 
 @pytest.mark.parametrize("how", ["file", "--progress"])
@@ -241,7 +241,7 @@ def test_status_line_when_stdout_is_a_file_or_asked_for(how: str, tmp_path: Path
         else:
             seen = run_in_terminal(args, columns=80, lines=24, stdout=out)
     assert seen.returncode == 0, seen.text
-    assert "subscriptions" in seen.raw.decode(errors="replace")
+    assert "subs " in seen.raw.decode(errors="replace")
 
 
 @pytest.mark.parametrize("bell", [True, False])

@@ -9,6 +9,7 @@ server rejects what c2ws sends.
 
 import os
 import sys
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -24,6 +25,7 @@ from c2ws.cli.options import (
     complete_channel,
     parse_channels,
     parse_strategy_ids,
+    seconds,
 )
 from c2ws.exitcodes import ExitCode
 from c2ws.render.color import ColorChoice
@@ -31,15 +33,14 @@ from c2ws.render.color import ColorChoice
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from c2ws.events import SubscriptionKey
-    from c2ws.probe import ClockEstimate, ProbeResult
+    from c2ws import CheckResult, ClockEstimate
 
 
 @app.command()
 def check(
     strategy_ids: Annotated[
         list[str] | None,
-        typer.Argument(metavar="[STRATEGY_ID]...", show_default=False,
+        typer.Argument(metavar="STRATEGY_ID", show_default=False,
                        help="Strategies to try subscribing to; default: the profile's."),
     ] = None,
     channel: Annotated[
@@ -53,9 +54,10 @@ def check(
     api_key_file: ApiKeyFileOpt = None,
     url: UrlOpt = None,
     timeout: Annotated[
-        float, typer.Option("--timeout", min=0.1, metavar="S",
-                            help="Give up after S seconds.")
-    ] = 10.0,
+        float, typer.Option("--timeout", metavar="S",
+                            parser=seconds("'--timeout'", minimum=0.1),
+                            help="Give up after S seconds (at least 0.1).")
+    ] = spec.CHECK_TIMEOUT_SECONDS,
     quiet: Annotated[
         bool, typer.Option("-q", "--quiet", help="Print nothing; the exit code says it all "
                                                 "(errors still go to stderr).")
@@ -70,10 +72,8 @@ def check(
     Example: c2ws check 12345678 -q && c2ws subscribe 12345678
     """
     from c2ws.cli.settings import load_api_key, load_settings
-    from c2ws.config import Flags
-    from c2ws.engine import check_url
+    from c2ws.config import Flags, check_url
     from c2ws.errors import ConfigError
-    from c2ws.events import SubscriptionKey
 
     settings = load_settings(Flags(
         profile=profile, url=url, api_key=api_key, api_key_file=api_key_file,
@@ -81,12 +81,6 @@ def check(
         channels=tuple(parse_channels(channel)) if channel else (),
     ))
     channels = parse_channels(list(settings.channels.value) or None)
-    keys = [SubscriptionKey(sid, ch) for sid in settings.strategies.value for ch in channels]
-    if len(keys) > spec.MAX_SUBSCRIPTIONS_PER_CONNECTION:
-        raise typer.BadParameter(
-            f"{len(keys)} subscriptions: a check tries at most "
-            f"{spec.MAX_SUBSCRIPTIONS_PER_CONNECTION} (strategies x channels)",
-            param_hint="'STRATEGY_ID'")
     key = load_api_key(settings, given_on_command_line=api_key is not None)
     try:
         check_url(settings.url.value)
@@ -95,19 +89,21 @@ def check(
                               "or set api_key_file in a profile", param="--api-key")
     except ConfigError as exc:
         raise typer.BadParameter(str(exc), param_hint=f"'{exc.param}'") from None
-    raise typer.Exit(run_check(settings.url.value, key, keys, timeout=timeout, quiet=quiet,
-                               as_json=as_json, color=color))
+    raise typer.Exit(run_check(settings.url.value, key, settings.strategies.value, channels,
+                               timeout=timeout, quiet=quiet, as_json=as_json, color=color))
 
 
 def run_check(
-    url: str, api_key: str, keys: list["SubscriptionKey"], *, timeout: float, quiet: bool,
-    as_json: bool, color: ColorChoice,
+    url: str, api_key: str, strategies: Sequence[int], channels: Sequence[str], *,
+    timeout: float, quiet: bool, as_json: bool, color: ColorChoice,
 ) -> int:
+    """:func:`c2ws.check`, reported; returns the exit code."""
     import orjson
 
-    from c2ws.engine import proxy_setting
-    from c2ws.exitcodes import exit_code_for_end
-    from c2ws.probe import ProbeFailed, probe
+    import c2ws
+    from c2ws.config import proxy_setting
+    from c2ws.errors import C2wsError, ConfigError
+    from c2ws.exitcodes import exit_code_for
     from c2ws.render.color import console_options
     from c2ws.render.consoles import DataConsole, MessageConsole
     from c2ws.render.diagnostics import describe_proxy
@@ -125,29 +121,29 @@ def run_check(
     if proxy is not None and (proxy.key_in_clear or not proxy.used) and not quiet:
         say(*describe_proxy(proxy))
     try:
-        result = probe(url, api_key, keys, timeout=timeout)
-    except ProbeFailed as failure:
-        code = exit_code_for_end(failure.end.reason)
-        message = terminal_safe(failure.end.detail or failure.end.reason.value, 400)
+        result = c2ws.check(strategies, channels, api_key=api_key, url=url, timeout=timeout)
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc), param_hint=f"'{exc.param or 'STRATEGY_ID'}'") \
+            from None
+    except C2wsError as error:
+        code = exit_code_for(error)
+        message = terminal_safe(str(error), 400)
         if as_json and not quiet:
             _print_json(orjson.dumps({"ok": False, "exit_code": int(code), "url": url,
                                       "error": redacted(message)}))
         say(f"check failed: {message}", "red")
         return int(code)
-    code = ExitCode.OK
+    code = ExitCode.OK if result.ok else ExitCode.NOTHING_TO_STREAM
     problems: list[str] = []
     if result.rejected:
-        code = ExitCode.NOTHING_TO_STREAM
         problems.append(f"{len(result.rejected)} of {len(result.subscriptions)} "
                         "subscription(s) rejected")
     clock = result.clock
-    if clock is not None and abs(clock.offset) >= spec.MAX_CLOCK_SKEW_SECONDS:
-        code = ExitCode.NOTHING_TO_STREAM
+    if clock is not None and result.clock_rejected:
         problems.append(f"{_describe_clock(clock)}: the server rejects client timestamps "
                         f"more than {spec.MAX_CLOCK_SKEW_SECONDS:g} s off; set this machine's "
                         "clock (NTP)")
-    elif (clock is not None and abs(clock.offset) >= spec.CLOCK_OFFSET_WARN_SECONDS
-          and not quiet):
+    elif clock is not None and result.clock_off and not quiet:
         say(f"warning: {_describe_clock(clock)}; the server rejects client timestamps "
                 f"more than {spec.MAX_CLOCK_SKEW_SECONDS:g} s off: set this machine's clock "
                 "(NTP)", "yellow")
@@ -179,7 +175,7 @@ def _describe_clock(clock: "ClockEstimate") -> str:
     return f"the server's clock is {_clock_value(clock)}"
 
 
-def _report_object(result: "ProbeResult", code: ExitCode) -> dict[str, object]:
+def _report_object(result: "CheckResult", code: ExitCode) -> dict[str, object]:
     def ms(seconds: float | None) -> float | None:
         return None if seconds is None else round(seconds * 1000, 3)
 
@@ -201,7 +197,7 @@ def _report_object(result: "ProbeResult", code: ExitCode) -> dict[str, object]:
     }
 
 
-def _print_report(console: "Console", result: "ProbeResult") -> None:
+def _print_report(console: "Console", result: "CheckResult") -> None:
     from rich.text import Text
 
     from c2ws.render.safe import redacted

@@ -7,13 +7,11 @@ from typing import Annotated
 import typer
 
 from c2ws.cli.app import Command, app
-from c2ws.cli.options import choice
+from c2ws.cli.options import QuietOpt, choice
 from c2ws.cli.shared import COMPLETE_VAR
-from c2ws.cli.typer_compat import completion_script, register_completion_shells
+from c2ws.cli.typer_compat import completion_script
 
-# Typer registers its shells only along with its own --install-completion option, which
-# c2ws leaves out (this command does that job): the scripts' requests need them.
-register_completion_shells()
+# The scripts' requests are answered by Typer, its shells registered by c2ws.cli.entry.
 
 
 class Shell(str, Enum):
@@ -28,6 +26,9 @@ def completions(
         Shell, typer.Argument(metavar="SHELL", help="bash, zsh or fish.",
                               parser=choice(Shell, "'SHELL'"))
     ],
+    # Accepted by every command (a script may pass -q to any); this one says nothing on
+    # stderr anyway.
+    quiet: QuietOpt = False,
 ) -> None:
     """Print the shell completion script (the files in completions/ are its output).
 

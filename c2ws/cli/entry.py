@@ -7,12 +7,13 @@ import importlib
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import FrameType
 from typing import Final, NoReturn
 
-from c2ws.cli.app import StdoutClosed, Terminated, app
+from c2ws.cli.app import HungUp, StdoutClosed, Terminated, app
 from c2ws.cli.shared import COMPLETE_VAR, silence_stdout
+from c2ws.cli.typer_compat import register_completion_shells
 from c2ws.exitcodes import ExitCode
 from c2ws.render.safe import redacted
 
@@ -20,6 +21,8 @@ from c2ws.render.safe import redacted
 COMMAND_MODULES: Final = {
     "subscribe": "subscribe",
     "demo": "subscribe",
+    "positions": "rest_cmd",
+    "orders": "rest_cmd",
     "check": "check",
     "replay": "replay",
     "config": "config_cmd",
@@ -30,10 +33,17 @@ COMMAND_MODULES: Final = {
 
 def register_commands(argv: Sequence[str]) -> None:
     """Register the command ``argv`` names, or every command when it names none (group
-    help, completion, a typo): Typer builds every registered command's parameters
-    before it runs one, which is most of the time of ``c2ws subscribe --help``."""
-    named = next((arg for arg in argv if not arg.startswith("-")), None)
-    if named in COMMAND_MODULES and COMPLETE_VAR not in os.environ:
+    help, a typo): Typer builds every registered command's parameters before it runs
+    one, which is most of the time of ``c2ws subscribe --help``.  A completion request
+    names its command in the words being completed."""
+    if COMPLETE_VAR in os.environ:
+        # Typer registers its shells only along with its own --install-completion
+        # option, which c2ws leaves out (`c2ws completions` does that job).
+        register_completion_shells()
+        named = _completed_command(os.environ)
+    else:
+        named = next((arg for arg in argv if not arg.startswith("-")), None)
+    if named in COMMAND_MODULES:
         modules = [COMMAND_MODULES[named]]
     else:
         modules = list(dict.fromkeys(COMMAND_MODULES.values()))
@@ -41,19 +51,49 @@ def register_commands(argv: Sequence[str]) -> None:
         importlib.import_module(f"c2ws.cli.{module}")
 
 
+def _completed_command(env: Mapping[str, str]) -> str | None:
+    """The command of the line a shell completes (bash: COMP_WORDS; zsh and fish:
+    _TYPER_COMPLETE_ARGS), once the cursor is past its name: while the name itself is
+    being typed ("c2ws su"), every command is a candidate."""
+    line = env.get("COMP_WORDS") or env.get("_TYPER_COMPLETE_ARGS") or ""
+    words = line.split()[1:]  # after the program's name
+    for index, word in enumerate(words):
+        if not word.startswith("-"):
+            past_it = index + 1 < len(words) or line[-1:].isspace()
+            return word if past_it else None
+    return None
+
+
 def _on_sigterm(signum: int, frame: FrameType | None) -> NoReturn:
     raise Terminated()
+
+
+def _on_sighup(signum: int, frame: FrameType | None) -> None:
+    """SIGHUP: see :data:`hangup_action`."""
+    hangup_action()
+
+
+def _end_the_run() -> NoReturn:
+    raise HungUp()
+
+
+# What SIGHUP does: end the run like SIGTERM, exit 129 (a closed terminal, a dropped SSH
+# session).  A command that gives SIGHUP a meaning of its own (re-reading a file) sets
+# this while it runs; it is called in the main thread.
+hangup_action: Callable[[], None] = _end_the_run
 
 
 def run() -> None:
     """Run the app with ``sys.argv``; exits with the run's status."""
     if hasattr(signal, "SIGTERM"):
         signal.signal(signal.SIGTERM, _on_sigterm)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, _on_sighup)
     register_commands(sys.argv[1:])
     try:
         app(prog_name="c2ws")
-    except Terminated:
-        sys.exit(ExitCode.TERMINATED)
+    except Terminated as ended:  # SIGTERM, SIGHUP
+        sys.exit(ended.exit_code)
     except KeyboardInterrupt:
         sys.exit(ExitCode.INTERRUPTED)
     except (StdoutClosed, BrokenPipeError):

@@ -2,6 +2,7 @@
 
 
 import math
+import os
 import re
 from collections.abc import Callable
 from enum import Enum
@@ -22,6 +23,31 @@ CHANNEL_ALIASES = spec.CHANNEL_ALIASES
 
 def complete_channel(incomplete: str) -> list[str]:
     return [name for name in CHANNEL_ALIASES if name.startswith(incomplete)]
+
+
+def complete_zone(incomplete: str) -> list[str]:
+    """``--tz``: local, utc and the IANA zone names this machine has."""
+    return [name for name in ("local", "utc", *sorted(_zone_names()))
+            if name.startswith(incomplete)]
+
+
+def _zone_names() -> set[str]:
+    """The zone files under the zoneinfo directories, by name only: a walk takes 2 ms
+    where ``zoneinfo.available_timezones()``, which opens every file, takes 70 ms of a
+    Tab's budget.  Zone names are capitalised path components ("America/New_York"); the
+    rest there (zone.tab, tzdata.zi, localtime, posixrules) is not a zone, and posix/
+    and right/ repeat the zones under other rules."""
+    import zoneinfo
+
+    names: set[str] = set()
+    for base in zoneinfo.TZPATH:
+        for root, dirs, files in os.walk(base):
+            dirs[:] = [name for name in dirs if name not in ("posix", "right")]
+            where = os.path.relpath(root, base)
+            prefix = "" if where == os.curdir else where.replace(os.sep, "/") + "/"
+            names.update(prefix + name for name in files)
+    zones = {name for name in names if all(part[:1].isupper() for part in name.split("/"))}
+    return zones or set(zoneinfo.available_timezones())  # no zoneinfo directory: tzdata
 
 
 class OutputMode(str, Enum):
@@ -166,14 +192,18 @@ TimeoutOpt = Annotated[
                                 hint="; leave --timeout out to run until stopped"),
                  help="Stop after S seconds, S > 0 (exit 0; 124 if --count was not reached)."),
 ]
+# Every mode -o accepts, said once for every command that takes it.
+OUTPUT_HELP = ("auto (default): tables on a terminal, NDJSON otherwise; or table, ndjson, "
+               "json (one array), csv, tsv.")
 OutputOpt = Annotated[
     OutputMode,
     typer.Option("-o", "--output", metavar="MODE", parser=choice(OutputMode, "'-o' / '--output'"),
-                 help="auto (tables on a terminal, NDJSON otherwise), table or ndjson."),
+                 show_default=False, help=OUTPUT_HELP),
 ]
 TzOpt = Annotated[
     DisplayZone | None,
     typer.Option("--tz", metavar="local|utc|ZONE", parser=parse_zone, show_default=False,
+                 autocompletion=complete_zone,
                  help="Time zone of the table's times: local, utc or an IANA name such as "
                       "America/New_York. Default: local on a terminal, else UTC. NDJSON "
                       "keeps the server's timestamps."),
@@ -205,6 +235,26 @@ MaxBufferOpt = Annotated[
 ]
 VerboseOpt = Annotated[
     bool, typer.Option("-v", "--verbose", help="Show protocol traffic on stderr (key redacted).")
+]
+
+
+# --- issue 25: running unattended ------------------------------------------------------------
+
+QUIET_HELP = "Print nothing on stderr but errors."
+QuietOpt = Annotated[bool, typer.Option("-q", "--quiet", help=QUIET_HELP)]
+
+
+class LogFormat(str, Enum):
+    human = "human"
+    json = "json"
+
+
+LogFormatOpt = Annotated[
+    LogFormat,
+    typer.Option("--log-format", metavar="human|json", parser=choice(LogFormat, "'--log-format'"),
+                 help="stderr as lines for people (default), or one JSON object per event "
+                      "(time, level, event, connection, strategy, detail) for journald and "
+                      "log shippers."),
 ]
 
 
@@ -260,6 +310,14 @@ ColorOpt = Annotated[
 ]
 
 
+def exit_codes_epilog() -> str:
+    """The exit codes, for a command's help (Click keeps a paragraph after \\b as is)."""
+    from c2ws.exitcodes import SUMMARIES
+
+    lines = [f"  {int(code):<4} {summary}" for code, summary in SUMMARIES.items()]
+    return "\n".join(["\b", "Exit codes:", *lines]) + "\n"
+
+
 def parse_field_list(text: str | None) -> tuple[str, ...]:
     """``--fields a,b,c``: checked names, in order."""
     if text is None:
@@ -278,3 +336,12 @@ def parse_symbols(values: list[str] | None) -> tuple[str, ...]:
     for value in values or ():
         symbols.extend(part.strip() for part in value.split(",") if part.strip())
     return tuple(symbols)
+
+
+# Issue 24: the REST API's base URL (positions, orders, subscribe --snapshot/--heal-gaps).
+RestUrlOpt = Annotated[
+    str | None,
+    typer.Option("--rest-url", metavar="URL", show_default=False,
+                 help="REST API base URL; env C2WS_REST_URL. Default: derived from the "
+                      "WebSocket URL (wss://H/ws gives https://H)."),
+]

@@ -42,6 +42,9 @@ class OutputSpec:
     color: ColorChoice = ColorChoice.auto
     verbose: bool = False
     terminal: TerminalOptions = field(default_factory=TerminalOptions)
+    # stderr (issue 25): -q (errors only), --log-format (human or json).
+    quiet: bool = False
+    log_format: str = "human"
 
 
 @dataclass
@@ -95,6 +98,7 @@ def build_output(
         err_console, verbose=output.verbose,
         status_line=(status_line and progress and not table and err_console.is_terminal
                      and not output.verbose),
+        quiet=output.quiet, log_format=output.log_format,
     )
     renderer: Renderer
     # Every byte renderer writes through one sink: whole writes only, and nothing more
@@ -148,7 +152,8 @@ def build_output(
 def stderr_diagnostics(output: OutputSpec) -> Diagnostics:
     """stderr lines (no status line) for a run that ends before its output is built:
     building it may write to stdout already (a CSV header)."""
-    return Diagnostics(_stderr_console(output.color))
+    return Diagnostics(_stderr_console(output.color), quiet=output.quiet,
+                       log_format=output.log_format)
 
 
 def _stderr_console(color: ColorChoice) -> Console:

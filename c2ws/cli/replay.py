@@ -1,14 +1,14 @@
 """``c2ws replay FILE``: a recording (``--record``) or NDJSON output, rendered again by
-the renderers of ``subscribe``, as fast as possible or at the pace it was recorded."""
+the renderers of ``subscribe``, as fast as possible or at the pace it was recorded.
+
+A shell over :func:`c2ws.replay`: it reads, redacts, paces and counts; this module
+renders its batches and events and maps how it ended to an exit code."""
 
 
 import os
 import sys
-import time
-from collections.abc import Callable, Sequence
-from contextlib import ExitStack
-from pathlib import Path
-from typing import IO, TYPE_CHECKING, Annotated
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -20,6 +20,7 @@ from c2ws.cli.options import (
     IncludeControlOpt,
     OutputMode,
     OutputOpt,
+    QuietOpt,
     SymbolOpt,
     VerboseOpt,
     complete_channel,
@@ -33,9 +34,9 @@ from c2ws.exitcodes import ExitCode
 from c2ws.render.color import ColorChoice
 
 if TYPE_CHECKING:
+    from c2ws import Replay
     from c2ws import events as ev
     from c2ws.cli.output import OutputSpec
-    from c2ws.redaction import KeyRedactor
 
 
 class _OutputFailed(Exception):
@@ -56,30 +57,6 @@ def parse_speed(text: str | None) -> float | None:
     return speed
 
 
-class Pacer:
-    """Waits so that entries come out ``speed`` times as fast as they were recorded."""
-
-    def __init__(
-        self, speed: float | None, clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self.speed = speed
-        self._clock = clock
-        self._sleep = sleep
-        self._origin: tuple[float, float] | None = None  # (recorded time, our clock)
-
-    def wait_for(self, at: float) -> None:
-        if self.speed is None:
-            return
-        if self._origin is None:
-            self._origin = (at, self._clock())
-            return
-        recorded, started = self._origin
-        delay = started + (at - recorded) / self.speed - self._clock()
-        if delay > 0:
-            self._sleep(delay)
-
-
 @app.command()
 def replay(
     file: Annotated[
@@ -88,7 +65,7 @@ def replay(
     ],
     strategy_ids: Annotated[
         list[str] | None,
-        typer.Argument(metavar="[STRATEGY_ID]...", show_default=False,
+        typer.Argument(metavar="STRATEGY_ID", show_default=False,
                        help="Only these strategies (default: all)."),
     ] = None,
     channel: Annotated[
@@ -110,6 +87,7 @@ def replay(
     symbol: SymbolOpt = None,
     color: ColorOpt = ColorChoice.auto,
     verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Render a recording again: the same output the recorded run printed.
 
@@ -125,131 +103,114 @@ def replay(
         mode=output, include_control=include_control, fields=parse_field_list(fields),
         message_filter=MessageFilter.of(strategies=strategies, channels=channels,
                                         symbols=parse_symbols(symbol)),
-        color=color, verbose=verbose,
+        color=color, verbose=verbose, quiet=quiet,
     )
     check_output_spec(output_spec)
     pace = parse_speed(speed)
     if speed is None and sys.stdout is not None:
         pace = 1.0 if resolve_mode(output, sys.stdout) is OutputMode.table else None
-    with ExitStack() as stack:
-        source = sys.stdin.buffer if file == "-" else stack.enter_context(open_recording(file))
-        raise typer.Exit(run_replay(file, source, output_spec, channels=channels, count=count,
-                                    pacer=Pacer(pace),
-                                    redactor=settings_key_redactor()))
+    key = settings_key(quiet=quiet)
+    selects = output_spec.message_filter.selects_message
+    recording = open_replay(file, api_key=key, count=count, speed=pace,
+                            select=selects if output_spec.message_filter.active else None)
+    with recording:
+        raise typer.Exit(run_replay(file, recording, output_spec, channels=channels))
 
 
-def open_recording(file: str) -> IO[bytes]:
-    """``file`` opened for reading: a regular file, or a pipe (``<(zcat rec.gz)``, a FIFO,
-    whose open waits for its writer); a usage error that says what is there otherwise
-    (before any output is written: a CSV header, say)."""
-    from c2ws.localfiles import UnusableFile, open_for_reading
+def open_replay(file: str, **options: Any) -> "Replay":
+    """:func:`c2ws.replay` of ``file`` ('-': stdin): a regular file, or a pipe
+    (``<(zcat rec.gz)``, a FIFO, whose open waits for its writer); a usage error that says
+    what is there otherwise (before any output is written: a CSV header, say)."""
+    import c2ws
+    from c2ws.errors import ConfigError
     from c2ws.render.safe import terminal_safe
 
     shown = terminal_safe(file, 200)
     try:
-        fd = open_for_reading(Path(file), pipes=True)
-    except UnusableFile as exc:
-        message = f"{shown} {exc.problem}; give a recording file, or '-' for stdin"
+        return c2ws.replay(sys.stdin.buffer if file == "-" else file, **options)
+    except ConfigError as exc:
+        if exc.param != "FILE":
+            raise typer.BadParameter(str(exc), param_hint=f"'{exc.param}'") from None
+        message = f"{terminal_safe(str(exc), 400)}; give a recording file, or '-' for stdin"
     except FileNotFoundError:
         message = f"no such file: {shown}"
     except OSError as exc:
         message = f"cannot read {shown}: {exc.strerror or exc}"
-    else:
-        return os.fdopen(fd, "rb")
     raise typer.BadParameter(message, param_hint="'FILE'")
 
 
-def settings_key_redactor() -> "KeyRedactor | None":
-    """A redactor of the API key the settings name (C2_API_KEY, C2WS_API_KEY_FILE, the
-    config file), if any: recordings made before c2ws redacted frames hold the key a
-    server echoed.  Replay needs no key, so one that cannot be read is only a warning."""
-    from c2ws.config import Flags, SettingsError, read_api_key, resolve
-    from c2ws.engine import check_api_key
+def settings_key(*, quiet: bool = False) -> str:
+    """The API key the settings name (C2_API_KEY, C2WS_API_KEY_FILE, the config file), if
+    any ("" when none): recordings made before c2ws redacted frames hold the key a server
+    echoed, and the replay redacts it.  Replay needs no key, so one that cannot be read
+    is only a warning."""
+    from c2ws.config import Flags, SettingsError, check_api_key, read_api_key, resolve
     from c2ws.errors import ConfigError
-    from c2ws.redaction import KeyRedactor
     from c2ws.render.safe import keep_secret, redacted
 
     try:
         source = resolve(Flags(), os.environ).api_key.value
         if source is None:
-            return None
+            return ""
         if source.from_stdin:
             raise SettingsError("it is to be read from stdin, which replay keeps for FILE '-'")
         key = read_api_key(source)
         keep_secret(key)  # for every line on stderr, whatever the frames hold
-        check_api_key(key)
+        return check_api_key(key)
     except (SettingsError, ConfigError) as exc:
+        if quiet:
+            return ""
         print(redacted(f"c2ws: warning: not redacting the API key from the replay: {exc}"),
               file=sys.stderr)
-        return None
-    return KeyRedactor(key)
+        return ""
 
 
 def run_replay(
-    file: str, source: IO[bytes], output: "OutputSpec", *, channels: Sequence[str],
-    count: int | None, pacer: Pacer, redactor: "KeyRedactor | None" = None,
+    file: str, recording: "Replay", output: "OutputSpec", *, channels: Sequence[str],
 ) -> int:
-    """Replay ``source``, the recording named ``file`` ('-': stdin); returns the exit
-    code."""
-    from c2ws import events as ev
+    """Render ``recording``, the replay of ``file`` ('-': stdin); returns the exit code."""
     from c2ws.cli.output import build_output
-    from c2ws.recording import Unusable, read_entries
+    from c2ws.cli.run import ForwardEvents
     from c2ws.render.safe import terminal_safe
-    from c2ws.replay import Replayer
+
     if sys.stdout is None:
         print("c2ws: stdout is closed; nothing to replay to", file=sys.stderr)
         return int(ExitCode.OK)
-    now = [0.0]  # the recorded time of the frame being rendered (the table shows it)
-    built = build_output(output, channels=channels, status_line=False, clock=lambda: now[0])
+    # The table shows the recorded time of the frame being rendered.
+    built = build_output(output, channels=channels, status_line=False,
+                         clock=lambda: recording.recorded_at or 0.0)
     renderer, diagnostics = built.renderer, built.diagnostics
-    selects = output.message_filter.selects
-    replayer = Replayer(redactor)
-    delivered = 0
-    usable = 0
 
-    def write(events: list["ev.Event"], *, gaps_only: bool = False) -> bool:
-        """Render; True once --count is reached."""
-        nonlocal delivered
+    def render(events: Sequence["ev.Event"]) -> None:
         try:
             for event in events:
-                if gaps_only and not isinstance(event, ev.GapReported):
-                    continue
                 diagnostics.handle(event)
                 renderer.handle(event)
-                if isinstance(event, ev.StreamMessage) and selects(event):
-                    delivered += 1
-                    if count is not None and delivered >= count:
-                        renderer.flush()
-                        return True
-            renderer.flush()
         except BrokenPipeError:
             raise
         except OSError as exc:
             raise _OutputFailed(exc.strerror or str(exc)) from None
-        return False
 
+    forward = ForwardEvents()
+    forward.target = lambda event: render((event,))
+    recording.on_event = forward
     code = ExitCode.OK
     stdout_failed = False
     try:
         try:
-            for entry in read_entries(source):
-                at = getattr(entry, "at", None)
-                events = replayer.feed(entry)
-                if not isinstance(entry, Unusable):
-                    usable += 1
-                if at is not None:
-                    pacer.wait_for(at)
-                    now[0] = at
-                if write(events):
-                    write(replayer.finish(), gaps_only=True)
-                    break
-            else:
-                write(replayer.finish())
-            if replayer.skipped:
-                reasons = "; ".join(replayer.skip_reasons)
-                diagnostics.say(terminal_safe(f"skipped {replayer.skipped} unusable line(s) of "
-                                              f"{file} ({reasons})", 400), "yellow")
-            if not usable:
+            for batch in recording.batches(include_empty=True):
+                render(batch.events)
+                try:
+                    renderer.flush()
+                except BrokenPipeError:
+                    raise
+                except OSError as exc:
+                    raise _OutputFailed(exc.strerror or str(exc)) from None
+            if recording.skipped:
+                reasons = "; ".join(recording.skip_reasons)
+                diagnostics.say(terminal_safe(f"skipped {recording.skipped} unusable line(s) "
+                                              f"of {file} ({reasons})", 400), "yellow")
+            if not recording.usable:
                 diagnostics.say(terminal_safe(f"{file} holds no recording and no c2ws output "
                                               "(one JSON object per line expected)", 400), "red")
                 code = ExitCode.USAGE

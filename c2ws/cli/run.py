@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Final
 from c2ws import StreamEnd
 from c2ws import events as ev
 from c2ws.cli.app import StdoutClosed, Terminated
+from c2ws.cli.shared import threads_without_signals
 from c2ws.errors import C2wsError, ConnectionFailed, GapDetected, InternalError
 from c2ws.events import SubscriptionKey
 from c2ws.exitcodes import ExitCode, exit_code_for
@@ -28,6 +29,7 @@ from c2ws.render.safe import terminal_safe
 
 if TYPE_CHECKING:
     from c2ws import Batch, ConnectionHealth, Stream
+    from c2ws.cli.watch import RunWatch
 
 
 class OutputFailed(Exception):
@@ -67,14 +69,17 @@ class SubscribeRun:
     :meth:`run` returns the exit code.  ``count``, ``timeout``: the stream's, for the
     report (the stream enforces them).  ``readback_fd``: stdout, when its lines are the
     stream envelopes (plain NDJSON): read back after a failed write to say exactly where
-    each stream's output ends."""
+    each stream's output ends.  ``watch``: what the run tells the outside besides its
+    output (issue 25: reconnected lines, SIGUSR1, --strict, metrics, systemd)."""
 
     def __init__(
         self, stream: Stream, renderer: Renderer, diagnostics: Diagnostics, *,
         events: ForwardEvents | None = None, count: int | None = None,
         timeout: float | None = None, readback_fd: int | None = None,
+        watch: RunWatch | None = None,
     ) -> None:
         self.stream = stream
+        self.watch = watch
         self.renderer = renderer
         self._handle_messages = messages_handler(renderer)
         # A renderer that writes the frames as they are (NDJSON) takes a burst as bytes.
@@ -125,7 +130,8 @@ class SubscribeRun:
         except OSError as exc:
             failure = self._failed(exc)
             self.diagnostics.say(
-                f"cannot write to {failure.target}: {failure}; {self._failure_report()}", "red"
+                f"cannot write to {failure.target}: {failure}; {self._failure_report()}", "red",
+                event="output.failed",
             )
             return ExitCode.OUTPUT_FAILED
         return code
@@ -135,23 +141,26 @@ class SubscribeRun:
         self.diagnostics.connections_total = stream.connection_count
         try:
             try:
-                with self._deadline_alarm(), stream:
-                    for batch in stream.batches(include_empty=True):
-                        self._write_batch(batch)
+                with self._deadline_alarm(), self._status_signal():
+                    with threads_without_signals():
+                        stream.start()  # the socket threads
+                    with stream:
+                        for batch in stream.batches(include_empty=True):
+                            self._write_batch(batch)
             finally:
                 self._finish()
         except GapDetected as gap:
             why = ("restarted the numbering" if gap.reset
                    else "could not replay every missed signal")
             self.diagnostics.say(f"stopping (--fail-on-gap): the server {why} of {gap.key}",
-                                 "red")
+                                 "red", event="run.gap", strategy=gap.key.strategy_id)
             return ExitCode.GAP
         except InternalError as bug:
             if os.environ.get("C2WS_DEBUG"):
                 self.diagnostics.console.print(bug.traceback, markup=False, highlight=False)
             self.diagnostics.say(
                 f"internal error in a socket thread: {terminal_safe(str(bug))} "
-                "(set C2WS_DEBUG=1 for a traceback)", "red"
+                "(set C2WS_DEBUG=1 for a traceback)", "red", event="run.error"
             )
             return ExitCode.ERROR
         except C2wsError as error:
@@ -159,14 +168,14 @@ class SubscribeRun:
             # the report of the connections that were down still follows.
             self._connection_failed = isinstance(error, ConnectionFailed) and (
                 stream.end_reason is not StreamEnd.TIMEOUT)
-            self.diagnostics.say(terminal_safe(str(error), 400), "red")
+            self.diagnostics.say(terminal_safe(str(error), 400), "red", event="run.failed")
             return exit_code_for(error)
         except KeyboardInterrupt:
             self._report_unwritten("interrupted")
             return ExitCode.INTERRUPTED
-        except Terminated:
-            self._report_unwritten("terminated")
-            return ExitCode.TERMINATED
+        except Terminated as ended:  # SIGTERM, SIGHUP
+            self._report_unwritten(ended.why)
+            return ended.exit_code
         except TimedOutWriting:
             self._report_unwritten(f"timed out after {self.timeout:g} s while stdout's "
                                    "reader was behind")
@@ -177,7 +186,17 @@ class SubscribeRun:
             raise StdoutClosed from None
         except OutputFailed as failure:
             self.diagnostics.say(
-                f"cannot write to {failure.target}: {failure}; {self._failure_report()}", "red"
+                f"cannot write to {failure.target}: {failure}; {self._failure_report()}", "red",
+                event="output.failed",
+            )
+            return ExitCode.OUTPUT_FAILED
+        except OSError as exc:
+            # Syncing an appended output file before a grouped commit of the state file,
+            # which the stream makes while it waits for messages or when it closes (the
+            # commits after a write come through _write_batch).
+            unsynced = self._failed(exc)
+            self.diagnostics.say(
+                f"cannot sync {unsynced.target}: {unsynced}; {self._failure_report()}", "red"
             )
             return ExitCode.OUTPUT_FAILED
         if stream.end_reason is StreamEnd.TIMEOUT:
@@ -189,6 +208,9 @@ class SubscribeRun:
     def on_event(self, event: ev.Event) -> None:
         """Every event that is not a message (the stream's ``on_event``): stderr, and the
         renderer (control lines, the table's status, the recording)."""
+        watch = self.watch
+        if watch is not None:
+            watch.before(event)
         self.diagnostics.handle(event)
         try:
             self.renderer.handle(event)
@@ -196,6 +218,8 @@ class SubscribeRun:
             raise
         except OSError as exc:
             raise self._failed(exc) from None
+        if watch is not None:
+            watch.after(event)  # --strict raises here
 
     def _write_batch(self, batch: Batch) -> None:
         self._batch, self._written_of_batch = batch, 0
@@ -206,6 +230,8 @@ class SubscribeRun:
             self._writing = False
             # Syncs an appended output file, then commits the state file (--state).
             self.stream.ack(batch)
+            if self.watch is not None:
+                self.watch.written(batch.handed_events)
         except BrokenPipeError:
             raise
         except OSError as exc:
@@ -271,11 +297,15 @@ class SubscribeRun:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
 
+    def _status_signal(self) -> contextlib.AbstractContextManager[None]:
+        """SIGUSR1 prints a status report while the run goes on (with a watch)."""
+        return self.watch.status_signal() if self.watch is not None else contextlib.nullcontext()
+
     def _timeout_code(self) -> ExitCode:
         if self.count is not None and self.stream.delivered < self.count:
             self.diagnostics.say(
                 f"timed out after {self.timeout:g} s with {self.stream.delivered} of "
-                f"{self.count} messages", "red",
+                f"{self.count} messages", "red", event="run.timeout",
             )
             return ExitCode.COUNT_NOT_REACHED
         return ExitCode.OK
@@ -297,12 +327,15 @@ class SubscribeRun:
         failing to write them is an output failure), and so are messages still held
         aside for a sequence-reset verdict (not written)."""
         stream = self.stream
+        if self.watch is not None:
+            self.watch.finish()
         for held in stream.held_aside():
             self.diagnostics.say(
                 f"stopped while {held.messages} message(s) of {held.key} at or below its cursor "
                 f"(seq {held.first_seq} to {held.last_seq}, cursor {held.cursor}) were held "
                 "aside, not written: if the server restarted its numbering they will not be "
-                "replayed; fetch them from the REST API", "yellow",
+                "replayed; fetch them from the REST API", "yellow", event="held_aside",
+                strategy=held.key.strategy_id,
             )
         gaps = stream.unresolved_gaps().events
         for gap in gaps:
@@ -380,7 +413,8 @@ class SubscribeRun:
             return
         for health in stream.connections_down():
             self.diagnostics.say(
-                _describe_down(health, total), "red" if health.gave_up else "yellow"
+                _describe_down(health, total), "red" if health.gave_up else "yellow",
+                event="connection.down", connection=health.shard + 1,
             )
 
     def _report_unwritten(self, why: str) -> None:
@@ -392,7 +426,8 @@ class SubscribeRun:
         # Handed to stdout but not known to have got through (stdout was blocked).
         ends = self._output_ends(handed)
         self.diagnostics.say(
-            f"{why}: {unwritten} more received message(s) were not written; {ends}", "yellow"
+            f"{why}: {unwritten} more received message(s) were not written; {ends}", "yellow",
+            event="run.unwritten",
         )
 
 

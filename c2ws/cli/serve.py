@@ -8,7 +8,7 @@ import typer
 
 from c2ws import spec
 from c2ws.cli.app import Command, app
-from c2ws.cli.options import number, parse_strategy_ids, seconds, whole_number
+from c2ws.cli.options import QuietOpt, number, parse_strategy_ids, seconds, whole_number
 from c2ws.cli.shared import server_module
 
 # The synthetic feed's strategies, without importing the server (it needs websockets).
@@ -72,10 +72,12 @@ def serve(
                                 "numbering started again at 1 (a server that lost it), to "
                                 "try a client's sequence-reset handling.")
     ] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Run the reference server: a local stand-in for the C2 WebSocket API.
 
-    It prints its URL on stderr and runs until Ctrl-C; needs the 'server' extra.
+    It prints its URL on stderr, then a line per connection, refusal, subscription and
+    close (-q: none), and runs until Ctrl-C; needs the 'server' extra.
     """
     server = server_module()
     if not server.is_bind_host(host):
@@ -96,4 +98,4 @@ def serve(
         **settings,  # closed_records=0: no one reads them here
     )
     # Keys given on the command line may be real ones: only the default test key is shown.
-    raise typer.Exit(server.run_server(config, show_api_keys=not api_key))
+    raise typer.Exit(server.run_server(config, show_api_keys=not api_key, quiet=quiet))

@@ -31,7 +31,7 @@ def load_settings(flags: Flags) -> Settings:
         usage_error(exc)
 
 
-def load_api_key(settings: Settings, *, given_on_command_line: bool) -> str:
+def load_api_key(settings: Settings, *, given_on_command_line: bool, quiet: bool = False) -> str:
     """The API key the settings point at ("" when none), read and checked as
     :func:`c2ws.stream` reads it (:func:`c2ws.config.api_key_of`), and registered as a
     secret so that no stderr line can show it."""
@@ -45,11 +45,11 @@ def load_api_key(settings: Settings, *, given_on_command_line: bool) -> str:
     except SettingsError as exc:
         usage_error(exc)
     except ConfigError as exc:
-        if given_on_command_line:
+        if given_on_command_line and not quiet:
             _warn_command_line_key()
         raise typer.BadParameter(str(exc), param_hint="'--api-key'") from None
     keep_secret(key)
-    if given_on_command_line:
+    if given_on_command_line and not quiet:
         _warn_command_line_key()
     return key
 

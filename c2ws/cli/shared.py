@@ -3,8 +3,11 @@ optional server module, a closed stdout, the completion variable."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
+from collections.abc import Iterator
 from types import ModuleType
 
 import typer
@@ -38,3 +41,25 @@ def silence_stdout() -> None:
         os.close(devnull)
     except (OSError, ValueError):
         pass
+
+
+# The signals the command line handles (in the main thread: Python runs handlers there).
+HANDLED_SIGNALS = tuple(getattr(signal, name) for name in (
+    "SIGINT", "SIGTERM", "SIGHUP", "SIGUSR1", "SIGALRM") if hasattr(signal, name))
+
+
+@contextlib.contextmanager
+def threads_without_signals() -> Iterator[None]:
+    """Threads started within block the signals the command line handles, so the kernel
+    delivers those to the main thread.  A signal taken by another thread only marks the
+    handler as due, and a main thread asleep in a wait (for the next message) would not
+    run it before something else woke it: SIGTERM or SIGHUP would go unheard on a quiet
+    stream."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)

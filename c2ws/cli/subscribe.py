@@ -13,6 +13,7 @@ import typer
 from c2ws import spec
 from c2ws.cli.app import Command, StdoutClosed, app
 from c2ws.cli.options import (
+    OUTPUT_HELP,
     ApiKeyFileOpt,
     ApiKeyOpt,
     BellFillsOpt,
@@ -21,11 +22,15 @@ from c2ws.cli.options import (
     CountOpt,
     FieldsOpt,
     IncludeControlOpt,
+    LogFormat,
+    LogFormatOpt,
     MaxBufferOpt,
     OutputMode,
     ProfileOpt,
     ProgressOpt,
+    QuietOpt,
     RecordOpt,
+    RestUrlOpt,
     SymbolOpt,
     TimeoutOpt,
     TzOpt,
@@ -33,6 +38,7 @@ from c2ws.cli.options import (
     VerboseOpt,
     choice,
     complete_channel,
+    exit_codes_epilog,
     number,
     parse_channels,
     parse_field_list,
@@ -42,7 +48,7 @@ from c2ws.cli.options import (
     seconds,
     whole_number,
 )
-from c2ws.cli.shared import server_module, silence_stdout
+from c2ws.cli.shared import server_module, silence_stdout, threads_without_signals
 from c2ws.exitcodes import ExitCode
 from c2ws.render.color import ColorChoice
 
@@ -50,6 +56,8 @@ if TYPE_CHECKING:
     from c2ws import FileCursors, Stream
     from c2ws.cli.output import OutputSpec
     from c2ws.events import SubscriptionKey
+    from c2ws.monitor.health import StreamHealth
+    from c2ws.monitor.metrics import MetricsServer
     from c2ws.render import Renderer
     from c2ws.render.clock import DisplayZone
     from c2ws.render.diagnostics import Diagnostics
@@ -59,8 +67,7 @@ OutputOrProfileOpt = Annotated[
     OutputMode | None,
     typer.Option("-o", "--output", metavar="MODE", show_default=False,
                  parser=choice(OutputMode, "'-o' / '--output'"),
-                 help="auto (default): tables on a terminal, NDJSON otherwise; or table, "
-                      "ndjson, json (one array), csv, tsv."),
+                 help=OUTPUT_HELP),
 ]
 
 # The key the demo's in-process reference server accepts; no real key is involved.
@@ -73,25 +80,8 @@ Examples:
   c2ws subscribe 12345678 -o ndjson | jq -c .payload   NDJSON for scripts
   c2ws subscribe 12345678 -c signal -n 1 --timeout 300 > next.json
       (the next signal, or exit 124 after 5 minutes)
-
-\b
-Exit codes:
-  0    --count or --timeout reached, or stdout's reader went away
-  1    internal error (a bug; C2WS_DEBUG=1 shows the traceback)
-  2    bad arguments or options
-  3    authentication failed (HTTP 401): missing or invalid API key
-  4    cannot connect (DNS, refused, TLS, timeout, HTTP status at the upgrade)
-  5    server busy (HTTP 429/503, or closed with 1008)
-  6    connection lost (the server closed or dropped it, or went silent)
-  7    every requested subscription was rejected
-  8    --no-reconnect: stdout's reader fell --max-buffer messages behind
-  9    writing stdout failed (disk full, I/O error)
-  10   the --state file is corrupt, foreign, locked or cannot be written
-  11   --fail-on-gap: a gap the server could not replay, or a sequence reset
-  124  --timeout expired before --count messages arrived
-  130  interrupted (Ctrl-C)
-  143  terminated (SIGTERM)
 """
+SUBSCRIBE_EPILOG += "\n" + exit_codes_epilog()
 
 DEMO_EPILOG = """\b
 Examples:
@@ -134,7 +124,8 @@ def subscribe(
         Path | None,
         typer.Option("--state", metavar="FILE", show_default=False,
                      help="Keep the last written seq_id per stream in FILE and resume from "
-                          "it: exactly once across restarts (see 'Running unattended')."),
+                          "it: exactly once across restarts (see 'Running unattended' in the "
+                          "README)."),
     ] = None,
     no_reconnect: Annotated[
         bool, typer.Option("--no-reconnect",
@@ -172,6 +163,35 @@ def subscribe(
     symbol: SymbolOpt = None,
     color: ColorOpt = ColorChoice.auto,
     verbose: VerboseOpt = False,
+    # --- issue 24: the REST side ---
+    snapshot: Annotated[
+        bool, typer.Option("--snapshot",
+                           help="NDJSON/JSON: first a positions.snapshot line per strategy "
+                                "(its open positions from the REST API), then the live "
+                                "stream. Tables always start from one.")
+    ] = False,
+    heal_gaps: Annotated[
+        bool, typer.Option("--heal-gaps",
+                           help="After a gap, write the missing orders from the REST order "
+                                "history (backfill.order lines) before the next signal; with "
+                                "--fail-on-gap only a gap that could not be healed exits 11.")
+    ] = False,
+    rest_url: RestUrlOpt = None,
+    # --- issue 25: running unattended ---
+    quiet: QuietOpt = False,
+    log_format: LogFormatOpt = LogFormat.human,
+    strict: Annotated[
+        bool, typer.Option("--strict",
+                           help="Exit 7 as soon as any requested subscription is rejected "
+                                "(by default only when every one is).")
+    ] = False,
+    metrics: Annotated[
+        str | None,
+        typer.Option("--metrics", metavar="HOST:PORT", show_default=False,
+                     help="Serve Prometheus metrics on http://HOST:PORT/metrics and a health "
+                          "check on /healthz (the 'metrics' extra; see 'Running unattended' "
+                          "in the README)."),
+    ] = None,
 ) -> None:
     """Subscribe to strategies and stream their signals and positions.
 
@@ -195,13 +215,14 @@ def subscribe(
                                  "in a profile of the config file", param_hint="'STRATEGY_ID'")
     channels = _setting_channels(settings.channels.value, settings.channels.source)
     output_mode = _setting_output(settings.output.value, settings.output.source)
-    key = load_api_key(settings, given_on_command_line=api_key is not None)
+    key = load_api_key(settings, given_on_command_line=api_key is not None, quiet=quiet)
     params = StreamParams(
         strategies=tuple(ids), channels=tuple(channels), url=settings.url.value, api_key=key,
         max_buffer=max_buffer, reconnect=not no_reconnect, max_retries=max_retries,
         max_backoff=max_backoff, connect_timeout=connect_timeout,
         silence_timeout=silence_timeout, traffic=verbose or record is not None,
         count=count, timeout=timeout, fail_on_gap=fail_on_gap,
+        heal_gaps=heal_gaps, snapshot=snapshot, rest_url=rest_url,
     )
     params.check()
     zone = tz if tz is not None else _setting_zone(settings.tz.value, settings.tz.source)
@@ -209,9 +230,31 @@ def subscribe(
         mode=output_mode, include_control=include_control, fields=parse_field_list(fields),
         message_filter=MessageFilter.of(symbols=parse_symbols(symbol)), color=color,
         verbose=verbose, terminal=TerminalOptions(zone, progress, bell or bell_fills, bell_fills),
+        quiet=quiet, log_format=log_format.value,
     )
     check_output_spec(output_spec)
-    raise typer.Exit(run_stream(params, output_spec, record=record, state=state))
+    unattended = Unattended(metrics=_metrics_address(metrics), strict=strict)
+    raise typer.Exit(run_stream(params, output_spec, record=record, state=state,
+                                unattended=unattended))
+
+
+@dataclass(frozen=True)
+class Unattended:
+    """Issue 25: ``--metrics`` (where to serve them) and ``--strict``."""
+
+    metrics: tuple[str, int] | None = None
+    strict: bool = False
+
+
+def _metrics_address(text: str | None) -> tuple[str, int] | None:
+    if text is None:
+        return None
+    from c2ws.monitor.metrics import parse_address
+
+    try:
+        return parse_address(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--metrics'") from None
 
 
 @dataclass(frozen=True)
@@ -233,18 +276,24 @@ class StreamParams:
     count: int | None = None
     timeout: float | None = None
     fail_on_gap: bool = False
+    # Issue 24: --heal-gaps, --snapshot (tables take snapshots anyway), --rest-url.
+    heal_gaps: bool = False
+    snapshot: bool = False
+    rest_url: str | None = None
 
     def stream(self, **more: Any) -> "Stream":
         """The stream (not started: nothing connects yet)."""
         import c2ws
 
+        more.setdefault("snapshot", self.snapshot)
         return c2ws.stream(
             self.strategies, self.channels, api_key=self.api_key, url=self.url,
             max_buffer=self.max_buffer, reconnect=self.reconnect,
             max_retries=self.max_retries, max_backoff=self.max_backoff,
             connect_timeout=self.connect_timeout, silence_timeout=self.silence_timeout,
             traffic=self.traffic, count=self.count, timeout=self.timeout,
-            fail_on_gap=self.fail_on_gap, **more,
+            fail_on_gap=self.fail_on_gap, heal_gaps=self.heal_gaps, rest_url=self.rest_url,
+            **more,
         )
 
     def check(self) -> "Stream":
@@ -312,13 +361,20 @@ def demo(
     symbol: SymbolOpt = None,
     color: ColorOpt = ColorChoice.auto,
     verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+    log_format: LogFormatOpt = LogFormat.human,
 ) -> None:
     """Stream from the bundled reference server: no key, no network needed.
 
     Runs the reference server on 127.0.0.1 with a synthetic feed and subscribes to
     every strategy on both channels, from the first signal on.
     """
-    from c2ws.cli.output import OutputSpec, TerminalOptions, check_output_spec
+    from c2ws.cli.output import (
+        OutputSpec,
+        TerminalOptions,
+        check_output_spec,
+        stderr_diagnostics,
+    )
     from c2ws.render.consoles import MessageConsole
     from c2ws.render.filters import MessageFilter
 
@@ -327,6 +383,7 @@ def demo(
         fields=parse_field_list(fields), message_filter=MessageFilter.of(
             symbols=parse_symbols(symbol)), color=color, verbose=verbose,
         terminal=TerminalOptions(tz, progress, bell or bell_fills, bell_fills),
+        quiet=quiet, log_format=log_format.value,
     )
     check_output_spec(output_spec)
 
@@ -335,11 +392,13 @@ def demo(
     config = server.ServerConfig(rate=rate, seed=seed, api_keys=(DEMO_API_KEY,),
                                  feed_waits_for_subscription=True)
     with server.ReferenceServer(config) as running:
-        MessageConsole(stderr=True, highlight=False, markup=False).print(
-            f"c2ws demo: reference server on {running.url} with a synthetic feed "
-            f"(strategies {', '.join(map(str, config.strategies))}); Ctrl-C to stop",
-            soft_wrap=True,
-        )
+        banner = (f"reference server on {running.url} with a synthetic feed (strategies "
+                  f"{', '.join(map(str, config.strategies))}); Ctrl-C to stop")
+        if output_spec.log_format == LogFormat.json.value:
+            stderr_diagnostics(output_spec).say(f"demo: {banner}", event="demo")
+        elif not quiet:
+            MessageConsole(stderr=True, highlight=False, markup=False).print(
+                f"c2ws demo: {banner}", soft_wrap=True)
         params = StreamParams(
             strategies=tuple(config.strategies), channels=spec.CHANNELS, url=running.url,
             api_key=DEMO_API_KEY, traffic=verbose or record is not None, count=count,
@@ -351,7 +410,7 @@ def demo(
 
 def run_stream(
     params: StreamParams, output: "OutputSpec", *, record: Path | None = None,
-    state: Path | None = None,
+    state: Path | None = None, unattended: Unattended = Unattended(),
 ) -> int:
     """Run a subscription with the chosen renderer; returns the exit code."""
     import c2ws
@@ -363,7 +422,7 @@ def run_stream(
         print("c2ws: stdout is closed; nothing to stream to", file=sys.stderr)
         return int(ExitCode.OK)
     if state is None:
-        return _run_stream(params, output, None, record=record)
+        return _run_stream(params, output, None, record=record, unattended=unattended)
     # The lock before anything else: a run it refuses must leave stdout's file, which the
     # run holding the lock may be appending to, as it is (not even a CSV header).  Then
     # stdout, when it is a file appended to, is read back: a torn last line is cut and
@@ -378,19 +437,22 @@ def run_stream(
         diagnostics.close()
         return int(ExitCode.STATE_FAILED)
     try:
-        return _run_stream(params, output, cursors, record=record)
+        return _run_stream(params, output, cursors, record=record, unattended=unattended)
     finally:
         cursors.close()  # the stream has, unless the run ended before it started
 
 
 def _run_stream(
     params: StreamParams, output: "OutputSpec", cursors: "FileCursors | None", *,
-    record: Path | None,
+    record: Path | None, unattended: Unattended,
 ) -> int:
     """:func:`run_stream` once the state file, if any, is locked."""
     from c2ws.cli.collector import tune_for_streaming
     from c2ws.cli.output import build_output
     from c2ws.cli.run import ForwardEvents, SubscribeRun
+    from c2ws.cli.watch import RunWatch
+    from c2ws.monitor.health import CountingCommits, StreamHealth, socket_heartbeats
+    from c2ws.monitor.notify import SystemdNotifier
 
     plan = params.stream()
     built = build_output(output, channels=set(params.channels), keys=plan.keys,
@@ -410,22 +472,55 @@ def _run_stream(
 
         renderer = TeeRenderer([recorder, renderer])
     events = ForwardEvents()
+    # Issue 24: a table's positions start from the REST snapshot, again after each
+    # reconnect; other outputs only with --snapshot, once, before the live stream.
+    # Without the rest extra a table goes without (asked for with --snapshot, it warns).
+    snapshot: bool | str = params.snapshot
+    if built.table and spec.CHANNEL_POSITIONS in params.channels and _has_httpx():
+        snapshot = "reconnect"
+    # Issue 25: the run's health (reconnected lines, SIGUSR1, metrics, systemd).  A
+    # heartbeat is due within the server's interval and grace, or --silence-timeout.
+    # Heartbeats are read from the socket threads' sessions when asked for (metrics, the
+    # watchdog, SIGUSR1), not reported: that would wake the consumer at each one.
+    health = StreamHealth.of(plan, count_streams=unattended.metrics is not None,
+                             heartbeat_deadline=min(spec.HEALTH_HEARTBEAT_DEADLINE_SECONDS,
+                                                    params.silence_timeout),
+                             heartbeats=socket_heartbeats)
+    diagnostics.expect(health.plan)
+    notifier = SystemdNotifier()
+    # Heartbeat events only for what shows them: otherwise an idle connection's
+    # heartbeat wakes nothing but its own socket thread.
+    heartbeats = built.table or diagnostics.has_status_line or output.include_control
+    store: FileCursors | CountingCommits | None = cursors
+    if cursors is not None and unattended.metrics is not None:
+        store = CountingCommits(cursors, health)
     stream = params.stream(
-        cursors=cursors, auto_ack=False, on_event=events,
+        snapshot=snapshot,
+        cursors=store, auto_ack=False, on_event=events,
         select=message_filter.selects_message if message_filter.active else None,
-        # Heartbeat events only for what shows them: otherwise an idle connection's
-        # heartbeat wakes nothing but its own socket thread.
-        heartbeats=built.table or diagnostics.has_status_line or output.include_control,
-        decode_payloads=built.needs_payloads,
+        heartbeats=heartbeats, decode_payloads=built.needs_payloads,
     )
+    metrics = None
+    if unattended.metrics is not None:
+        metrics = _start_metrics(unattended.metrics, health, stream, diagnostics)
+        if metrics is None:
+            notifier.close()
+            _close_unstarted(renderer)
+            return int(ExitCode.USAGE)
+    watch = RunWatch(stream, diagnostics, health, metrics=metrics, notifier=notifier,
+                     strict=unattended.strict)
+    watch.warn_about_watchdog()
+    watch.start()
     tune_for_streaming()
     run = SubscribeRun(stream, renderer, diagnostics, events=events, count=params.count,
                        timeout=params.timeout,
-                       readback_fd=_fileno(sys.stdout) if built.envelope_lines else None)
+                       readback_fd=_fileno(sys.stdout) if built.envelope_lines else None,
+                       watch=watch)
     try:
         try:
             code = int(run.run())  # it closes the renderer
         finally:
+            watch.close()
             diagnostics.close()
     except (StdoutClosed, BrokenPipeError):
         silence_stdout()
@@ -433,6 +528,37 @@ def _run_stream(
     if run.stdout_lost:
         silence_stdout()
     return code
+
+
+def _start_metrics(
+    address: tuple[str, int], health: "StreamHealth", stream: "Stream",
+    diagnostics: "Diagnostics",
+) -> "MetricsServer | None":
+    """The --metrics server, listening; None (said on stderr) when it cannot be."""
+    from c2ws.monitor.metrics import MetricsServer, MetricsUnavailable
+    from c2ws.render.safe import terminal_safe
+
+    host, port = address
+    try:
+        with threads_without_signals():
+            server = MetricsServer(health, host, port, backlog=lambda: stream.backlog).start()
+    except MetricsUnavailable as exc:
+        diagnostics.say(str(exc), "red", event="metrics")
+    except OSError as exc:
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        diagnostics.say(f"cannot serve --metrics on {terminal_safe(where, 300)}: "
+                        f"{exc.strerror or exc}", "red", event="metrics")
+        return None
+    # Port 0 picks a free one: the line says which.
+    diagnostics.say(f"metrics on {server.url}/metrics, health on {server.url}/healthz",
+                    event="metrics")
+    return server
+
+
+def _has_httpx() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("httpx") is not None
 
 
 def _fileno(stream: "TextIO") -> int | None:

@@ -1,8 +1,9 @@
 """The state file of ``c2ws subscribe --state FILE``, and the reconciliation of stdout.
 
 The state file records, per subscription key, the last seq_id c2ws WROTE to stdout, so a
-restart resumes (``resume_from``) exactly where output stopped.  The engine commits it
-after every batch it has written.
+restart resumes (``resume_from``) exactly where output stopped.  The stream commits it
+per group of written messages (:mod:`c2ws.delivery.groups`): never more than
+``spec.COMMIT_GROUP_MAX_MESSAGES`` written messages behind.
 
 What "exactly once" means here, precisely:
 
@@ -12,10 +13,11 @@ What "exactly once" means here, precisely:
   :func:`reconcile_output_tail` cuts a torn last line and finds, per key, the last
   seq_id the file holds, which may be ahead of the state file (written, not yet
   committed); the engine resumes from the higher of the two.  This holds as long as
-  one written batch is smaller than the tail scan (``spec.OUTPUT_TAIL_SCAN_BYTES``).
+  the lines written after the last commit fit in the tail scan
+  (``spec.OUTPUT_TAIL_SCAN_BYTES``).
 * With ``--state`` and stdout a pipe or terminal, what was written cannot be read back:
   messages written after the last commit may be written again after a crash (at least
-  once).  The engine then writes one message per batch, so that window is one message.
+  once): at most ``spec.COMMIT_GROUP_MAX_MESSAGES``.
 * Across a clean stop nothing is repeated or lost either way.  Whatever the server
   could not replay (a ``gap``) is reported, not hidden.  The server replays
   ``strategy.signal`` only: for ``strategy.positions`` the cursor keeps repeats out, but

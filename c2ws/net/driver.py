@@ -1,7 +1,7 @@
 """The connection driver: one :class:`~c2ws.session.ClientSession` over one upgraded
 connection, from the first frame to the close.  The only socket loop of c2ws: the
 stream's socket threads (c2ws/net/worker.py), ``c2ws check`` (c2ws/probe.py) and, for its
-sans-I/O part (:class:`SessionFeed`), ``c2ws replay`` (c2ws/replay.py) all run on it.
+sans-I/O part (:class:`SessionFeed`), ``c2ws replay`` (c2ws/replayer.py) all run on it.
 
 Each turn: wait (poll) until the socket is readable, a stop is requested or the next
 deadline comes; read what the socket holds; parse every frame that is whole
@@ -22,6 +22,7 @@ import contextlib
 import math
 import select
 import selectors
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -63,6 +64,52 @@ _POLITE_CLOSE: Final = frozenset({
 _STOPPED_DETAIL: Final = "closed by c2ws"
 
 Clock = Callable[[], float]
+
+
+class ReceivedBytes:
+    """Bytes read from every connection of this process (issue 25: the metrics'
+    ``c2ws_received_bytes_total``): one uncontended lock per read, nothing per frame."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._total = 0
+
+    def add(self, count: int) -> None:
+        with self._lock:
+            self._total += count
+
+    @property
+    def total(self) -> int:
+        return self._total
+
+
+RECEIVED_BYTES: Final = ReceivedBytes()
+
+# Issue 25: the newest driver of each connection slot (shard) of this process, and the
+# last heartbeat its predecessors answered, so that the metrics can read when each slot
+# last answered one (``last_heartbeats``) without an event per heartbeat waking the
+# consumer.  Updated once per connection; nothing per frame.
+_NEWEST: Final[dict[int, tuple[Driver, float | None]]] = {}
+_NEWEST_LOCK: Final = threading.Lock()
+
+
+def _later(first: float | None, second: float | None) -> float | None:
+    if first is None or second is None:
+        return second if first is None else first
+    return max(first, second)
+
+
+def last_heartbeats() -> dict[int, float]:
+    """For each connection slot (shard) of this process, when a session of it last
+    answered a heartbeat (the drivers' monotonic clock); slots without one are absent."""
+    with _NEWEST_LOCK:
+        newest = list(_NEWEST.items())
+    found: dict[int, float] = {}
+    for shard, (driver, before) in newest:
+        last = _later(before, driver.session.last_heartbeat)
+        if last is not None:
+            found[shard] = last
+    return found
 
 
 class SessionFeed:
@@ -247,6 +294,11 @@ class Driver:
         # redactor's path.  Not with traffic: each frame is then an event of its own.
         self._bursts = session.message_runs and not settings.traffic
         self._marker = None if redactor is None else redactor.marker
+        with _NEWEST_LOCK:
+            previous = _NEWEST.get(session.shard)
+            before = None if previous is None else _later(
+                previous[1], previous[0].session.last_heartbeat)
+            _NEWEST[session.shard] = (self, before)
 
     @property
     def leaving(self) -> bool:
@@ -371,6 +423,7 @@ class Driver:
             self.reader.note_bytes_under_way(now)
             return
         self.read_wall = self.wall()  # once per read
+        RECEIVED_BYTES.add(len(data))
         self.reader.feed(data, now)
         self._parse(now)
 

@@ -174,7 +174,8 @@ class ShardWorker(threading.Thread):
             if decision.retry is Retry.WHEN_DRAINED:
                 self._handoff.put([ev.Reconnecting(self.shard, failures, None, end)])
                 stopping = self._stop_signal.is_set
-                if not self._handoff.wait_for_room(self._handoff.limit // 2, stopping):
+                resume_level = self._handoff.limit // spec.BACKLOG_RESUME_DIVISOR
+                if not self._handoff.wait_for_room(resume_level, stopping):
                     return
             else:
                 delay = self._backoff.delay(end.reason, failures, end.retry_after)

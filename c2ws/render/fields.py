@@ -253,9 +253,11 @@ def is_fill(payload: Mapping[str, object]) -> bool:
     return status in FILL_STATUSES
 
 
-def _price_value(value: object) -> int | float | None:
+def price_value(value: object) -> int | float | None:
+    """A price as a number: None when absent, not a number, or zero ("not set")."""
     number = parse_number(value)
     return None if number == 0 and spec.ZERO_PRICE_IS_UNSET else number
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,8 +277,8 @@ def signal_values(payload: Mapping[str, object]) -> SignalValues:
     signal_id = protocol.parse_int(raw_id)
     return SignalValues(
         quantity=parse_number(view.get(*ORDER_QUANTITY_KEYS)),
-        limit=_price_value(view.get(*LIMIT_KEYS)),
-        stop=_price_value(view.get(*STOP_KEYS)),
+        limit=price_value(view.get(*LIMIT_KEYS)),
+        stop=price_value(view.get(*STOP_KEYS)),
         signal_id=signal_id if signal_id is not None else (display_text(raw_id) or None),
     )
 
@@ -326,5 +328,5 @@ def _position(view: PayloadView, parent_id: int | None, parent_name: str) -> Pos
         quantity_text=display_number(raw_quantity),
         avg_price=display_price(view.get(*AVG_PRICE_KEYS)),
         currency=display_text(view.get(*CURRENCY_KEYS)),
-        avg_price_value=_price_value(view.get(*AVG_PRICE_KEYS)),
+        avg_price_value=price_value(view.get(*AVG_PRICE_KEYS)),
     )

@@ -61,6 +61,8 @@ class NdjsonRenderer:
             self._lines.append(gap_line(event))
         elif isinstance(event, ev.SequenceReset):
             self._lines.append(reset_line(event))
+        elif isinstance(event, _REST_LINES):  # issue 24: --snapshot, --heal-gaps
+            self._lines.append(event.line)
 
     def handle_messages(self, messages: Sequence[ev.StreamMessage]) -> None:
         """:meth:`handle` for a batch of stream messages only, in one pass."""
@@ -96,3 +98,5 @@ class NdjsonRenderer:
 
 
 _STREAM_MESSAGE: Final = ev.StreamMessage
+# Lines of c2ws's own from the REST API, written in order with the stream.
+_REST_LINES: Final = (ev.PositionsSnapshot, ev.BackfillOrder, ev.BackfillFailed)

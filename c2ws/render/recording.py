@@ -1,5 +1,6 @@
 """``--record FILE``: every frame received, as it arrived, appended to FILE (see
-:mod:`c2ws.recording` for the format), alongside whatever stdout shows.
+:mod:`c2ws.recording` for the format), alongside whatever stdout shows; and the positions
+snapshots taken from the REST API, which a replay shows as the run did.
 
 It is a renderer like the others: it sees the engine's ``Traffic`` events (the engine
 runs with ``traffic=True``) in the order they crossed the wire, and what it has written
@@ -44,6 +45,8 @@ class RecordingRenderer:
         elif isinstance(event, ev.ConnectionEnded):
             self._write(recording.end_line(event.end.reason.value, event.end.detail,
                                            at=self._clock(), connection=event.shard + 1))
+        elif isinstance(event, ev.PositionsSnapshot):
+            self._write(recording.snapshot_line(event.obj, at=self._clock()))
 
     def _write(self, line: bytes) -> None:
         try:

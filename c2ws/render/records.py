@@ -12,14 +12,16 @@ missing values are None.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from operator import itemgetter
 from typing import Final
 
 import orjson
 
-from c2ws import spec
+from c2ws import protocol, spec
 from c2ws.events import SubscriptionKey
 from c2ws.protocol import Envelope
 from c2ws.render import fields
+from c2ws.render.planned import PLAIN, signal_lookups, symbol_values
 from c2ws.render.safe import terminal_safe
 
 Value = str | int | float | bool | None | list[object] | dict[str, object]
@@ -43,7 +45,7 @@ KIND_SIGNAL: Final = "signal"
 KIND_POSITION: Final = "position"
 # Raw strings in text output: control sequences removed, capped generously.
 _RAW_TEXT_LIMIT: Final = 4096
-_TIME_LIMIT: Final = 40
+TIME_LIMIT: Final = 40
 
 
 def columns_for(channels: Iterable[str]) -> tuple[str, ...]:
@@ -79,7 +81,7 @@ def _is_path(name: str) -> bool:
 
 
 def _time(message: Envelope) -> str | None:
-    return terminal_safe(message.timestamp, _TIME_LIMIT) if message.timestamp else None
+    return terminal_safe(message.timestamp, TIME_LIMIT) if message.timestamp else None
 
 
 def _text(value: str) -> str | None:
@@ -108,6 +110,81 @@ def signal_record(message: Envelope, key: SubscriptionKey | None) -> Record:
         "tif": _text(decoded.tif),
         "status": _text(decoded.status),
         "signal_id": values.signal_id,
+        "avg_price": None,
+        "currency": None,
+    }
+
+
+# The six code and name values of a signal record, by their raw values when all are
+# strings or null (see planned.PLAIN); and the time values of the timestamps seen.
+_codes: dict[tuple[object, ...], tuple[str | None, ...]] = {}
+_times: dict[str, str | None] = {}
+
+
+def _code_values(values: tuple[object, ...]) -> tuple[str | None, ...]:
+    name, side, open_close, order_type, tif, status = values
+    return (_text(fields.display_text(name)), _text(fields.SIDES.name_of(side)),
+            _text(fields.OPEN_CLOSE.name_of(open_close)),
+            _text(fields.ORDER_TYPES.name_of(order_type)),
+            _text(fields.TIME_IN_FORCE.name_of(tif)),
+            _text(fields.ORDER_STATUSES.name_of(status)))
+
+
+def planned_signal_record(message: Envelope, key: SubscriptionKey | None) -> Record:
+    """:func:`signal_record`, its payload lookups planned per layout and the values that
+    repeat (codes, names, times) remembered (tests/test_cells.py holds the two equal)."""
+    payload = message.payload
+    values, containers = signal_lookups(payload)
+    (raw_strategy_id, name, side, open_close, quantity, order_type, limit, stop, tif, status,
+     raw_signal_id) = values
+    codes = (name, side, open_close, order_type, tif, status)
+    plain = PLAIN
+    if (type(name) in plain and type(side) in plain and type(open_close) in plain
+            and type(order_type) in plain and type(tif) in plain and type(status) in plain):
+        code_values = _codes.get(codes)
+        if code_values is None:
+            if len(_codes) >= spec.CELL_MEMO_ENTRIES:
+                _codes.clear()
+            code_values = _codes[codes] = _code_values(codes)
+    else:
+        code_values = _code_values(codes)
+    strategy_id = protocol.parse_int(raw_strategy_id)
+    if strategy_id is None or strategy_id <= 0:
+        strategy_id = key.strategy_id if key is not None else None
+    symbol = ""
+    for value in symbol_values(payload, containers) if containers else ():
+        symbol = fields.display_text(value)
+        if symbol:
+            break
+    signal_id = protocol.parse_int(raw_signal_id)
+    timestamp = message.timestamp
+    if not timestamp:
+        time = None
+    elif timestamp in _times:
+        time = _times[timestamp]
+    else:
+        time = _time(message)
+        if len(timestamp) <= spec.CELL_MEMO_MAX_CHARS:
+            if len(_times) >= spec.CELL_MEMO_ENTRIES:
+                _times.clear()
+            _times[timestamp] = time
+    return {
+        "time": time,
+        "kind": KIND_SIGNAL,
+        "strategy_id": strategy_id,
+        "strategy": code_values[0],
+        "seq": message.seq_id,
+        "side": code_values[1],
+        "open_close": code_values[2],
+        "qty": fields.parse_number(quantity),
+        "symbol": symbol or None,
+        "type": code_values[3],
+        "limit": fields.price_value(limit),
+        "stop": fields.price_value(stop),
+        "tif": code_values[4],
+        "status": code_values[5],
+        "signal_id": signal_id if signal_id is not None else (
+            fields.display_text(raw_signal_id) or None),
         "avg_price": None,
         "currency": None,
     }
@@ -177,19 +254,29 @@ class Projection:
     def __init__(self, names: Sequence[str], *, channels: Iterable[str] | None = None) -> None:
         chosen = tuple(check_field_names(names))
         self._chosen = chosen
-        self._decoded = any(name in DECODED_FIELDS for name in chosen)
+        # Records are made from the decoded payload (else: raw values only).
+        self.decoded = any(name in DECODED_FIELDS for name in chosen)
         streamed = spec.STREAM_MSG_TYPES if channels is None else frozenset(channels)
         self._add_kind = (len(streamed & spec.STREAM_MSG_TYPES) != 1
                           and not {"kind", "msg_type"} & set(chosen))
         self.names = ("kind", *chosen) if self._add_kind else chosen
+        # Decoded fields only, two or more: a signal's record picked in one call.
+        self._pick = itemgetter(*self.names) if (
+            len(self.names) > 1 and set(self.names) <= DECODED_FIELDS) else None
 
     def records(self, message: Envelope, key: SubscriptionKey | None) -> list[Record]:
         raw = message.raw
-        if not self._decoded:
+        if not self.decoded:
             record: Record = {"kind": _kind_of(message)} if self._add_kind else {}
             for name in self._chosen:
                 record[name] = raw_value(raw, name)
             return [record]
+        if message.msg_type == spec.CHANNEL_SIGNAL:
+            record = planned_signal_record(message, key)
+            if self._pick is not None:
+                return [dict(zip(self.names, self._pick(record), strict=True))]
+            return [{name: record[name] if name in DECODED_FIELDS else raw_value(raw, name)
+                     for name in self.names}]
         projected: list[Record] = []
         for decoded in decoded_records(message, key):
             projected.append({

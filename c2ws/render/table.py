@@ -61,6 +61,7 @@ from c2ws.events import (
     Event,
     GapReported,
     HeartbeatAnswered,
+    PositionsSnapshot,
     Reconnecting,
     SequenceJump,
     SequenceReset,
@@ -70,7 +71,7 @@ from c2ws.events import (
     SubscriptionRejected,
     Unsubscribed,
 )
-from c2ws.protocol import Envelope
+from c2ws.protocol import Envelope, parse_timestamp
 from c2ws.render import fields
 from c2ws.render.clock import DisplayZone, day_banner
 from c2ws.render.consoles import rewrapped_rows, rewraps_on_resize, same_terminal
@@ -153,6 +154,9 @@ class _RenderedOnce:
         yield SegmentLines(self._lines, new_lines=True)
 
 
+# The Updated cell of a position from a REST snapshot (issue 24), before its time.
+SNAPSHOT_MARK: Final = "snap "
+
 # --- state ---------------------------------------------------------------------------
 
 
@@ -165,6 +169,8 @@ class PositionRow:
     avg_price: str
     currency: str
     updated_at: float  # epoch seconds
+    # From a REST snapshot (issue 24), shown as such until a live update replaces it.
+    snapshot: bool = False
 
     @property
     def is_flat(self) -> bool:
@@ -228,6 +234,7 @@ class TableRenderer:
         self._day: dt.date | None = self._zone.day(started) if self._live_wanted else None
         self._positions: dict[PositionKey, PositionRow] = {}
         self._positions_seen = False
+        self._snapshot_at: float | None = None  # the last REST snapshot (issue 24)
         # Status footer and what the positions can be trusted for.
         self._connections_up: set[int] = set()
         self._since: float | None = None  # first connection: positions are updates since
@@ -422,6 +429,8 @@ class TableRenderer:
                 self._on_jump(event)
             case SequenceReset():
                 self._on_reset(event)
+            case PositionsSnapshot():
+                self._on_snapshot(event)
             case _:
                 pass  # errors and unknown messages are reported on stderr elsewhere
 
@@ -555,6 +564,33 @@ class TableRenderer:
                     del self._positions[next(iter(self._positions))]
             if self._live is None:
                 self._print_position_line(row)
+
+    def _on_snapshot(self, snapshot: PositionsSnapshot) -> None:
+        """The REST snapshot of a strategy's open positions (issue 24): it replaces that
+        strategy's rows, each marked as a snapshot with its time until a live update
+        replaces it."""
+        taken = parse_timestamp(snapshot.taken_at)
+        epoch = taken if taken is not None else self._clock()
+        strategy = str(snapshot.strategy_id)
+        for row_key in [k for k in self._positions if k[0] == strategy]:
+            del self._positions[row_key]
+        self._positions_seen = True
+        self._snapshot_at = epoch
+        for payload in snapshot.positions:
+            for position in fields.position_fields(payload):
+                label = self._strategy_label(position.strategy_name, snapshot.strategy_id, None)
+                row = PositionRow(
+                    strategy=label, symbol=position.symbol, quantity=position.quantity,
+                    quantity_text=position.quantity_text, avg_price=position.avg_price,
+                    currency=position.currency, updated_at=epoch, snapshot=True,
+                )
+                if row.is_flat:
+                    continue
+                self._positions[(strategy, row.symbol)] = row
+                if len(self._positions) > MAX_POSITION_ROWS:
+                    del self._positions[next(iter(self._positions))]
+                if self._live is None:
+                    self._print_position_line(row)
 
     def _print_position_line(self, row: PositionRow) -> None:
         """One update, in the signal columns so a mixed log stays aligned: "Pos" in the
@@ -694,6 +730,9 @@ class TableRenderer:
     def _positions_heading(self) -> tuple[str, str]:
         """The table's title: what its rows can be trusted for."""
         since = "" if self._since is None else f"updates since {self._moment(self._since)}"
+        if self._snapshot_at is not None:  # issue 24: the panel started from a snapshot
+            since = f"snapshot at {self._moment(self._snapshot_at)}" + (
+                f", {since}" if since else "")
         if self._ended_at is not None:
             ended = f"Positions at {self._moment(self._ended_at)} (run ended"
             return (f"{ended}; {since})" if since else f"{ended})"), HEADER_STYLE
@@ -731,7 +770,7 @@ class TableRenderer:
         today = self._zone.day(self._clock())
         cells = [
             (row.strategy, row.symbol, row.quantity_text, row.avg_price, row.currency,
-             self._zone.moment(row.updated_at, today))
+             (SNAPSHOT_MARK if row.snapshot else "") + self._zone.moment(row.updated_at, today))
             for row in rows
         ]
         fitted = fit_position_columns(cells, width)
@@ -755,7 +794,11 @@ class TableRenderer:
         parts: list[RenderableType] = [heading, table]
         if hidden:
             parts.append(self._more_note(len(self._positions), len(rows)))
-        if not self._positions:
+        if not self._positions and self._snapshot_at is not None:
+            parts.append(Text(f"no open positions (REST snapshot at "
+                              f"{self._moment(self._snapshot_at)}, then live updates)",
+                              style=NOTE_STYLE))
+        elif not self._positions:
             since = f" since {self._moment(self._since)}" if self._since is not None else ""
             parts.append(Text(
                 f"no open positions seen{since}: only changes are streamed, so a position "

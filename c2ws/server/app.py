@@ -35,7 +35,7 @@ from enum import Enum
 from pathlib import Path
 from types import TracebackType
 from typing import Final, Generic, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
@@ -45,6 +45,7 @@ from websockets.http11 import Request, Response
 from c2ws import protocol, spec
 from c2ws.exitcodes import ExitCode
 from c2ws.protocol import JsonObject
+from c2ws.render.safe import terminal_safe
 from c2ws.server.core import (
     DEFAULT_HISTORY,
     Admission,
@@ -56,6 +57,13 @@ from c2ws.server.core import (
     rejection_for_status,
 )
 from c2ws.server.feed import DEFAULT_STRATEGIES, FeedError, FeedEvent, FileFeed, SyntheticFeed
+from c2ws.server.rest import (
+    REST_PREFIXES,
+    OrderBook,
+    RestAnswer,
+    RestRequestRecord,
+    RestService,
+)
 
 T = TypeVar("T")
 
@@ -67,6 +75,7 @@ FEED_SYNTHETIC: Final = "synthetic"
 FEED_NONE: Final = "none"
 
 _HOOK_TIMEOUT: Final = 10.0
+_REST_LOG_KEPT: Final = 1000
 _START_TIMEOUT: Final = 10.0
 _MAX_FEED_BATCH: Final = 1000
 # A feed that waits for its audience starts once subscriptions have stopped changing for
@@ -167,6 +176,9 @@ class ServerConfig:
     retry_after: int | None = None
     renumber_on_connect: bool = False
     every_strategy_visible: bool = False
+    # The REST API's envelope keys: "pascal" (Results) or "camel" (results), as C2's own
+    # samples write them (c2ws/server/rest.py).
+    rest_key_case: str = "pascal"
 
     def __post_init__(self) -> None:
         if self.heartbeat_interval <= 0 or self.heartbeat_grace < 0:
@@ -181,6 +193,8 @@ class ServerConfig:
             raise ValueError("closed_records must be >= 0")
         if self.retry_after is not None and self.retry_after < 0:
             raise ValueError("retry_after must be >= 0")
+        if self.rest_key_case not in ("pascal", "camel"):
+            raise ValueError("rest_key_case is 'pascal' or 'camel'")
 
     def feed_source(self) -> str | Path:
         """``FEED_SYNTHETIC``, ``FEED_NONE`` or the Path of a recording."""
@@ -327,12 +341,39 @@ def _http_error(rejection: Rejection, retry_after: int | None = None) -> Respons
     return Response(rejection.status, http.HTTPStatus(rejection.status).phrase, headers, body)
 
 
+def _rest_response(answer: RestAnswer) -> Response:
+    headers = Headers([
+        ("Date", email.utils.formatdate(usegmt=True)),
+        ("Connection", "close"),
+        ("Content-Type", "application/json"),
+        ("Content-Length", str(len(answer.body))),
+        *answer.headers,
+    ])
+    try:
+        phrase = http.HTTPStatus(answer.status).phrase
+    except ValueError:
+        phrase = "Error"
+    return Response(answer.status, phrase, headers, answer.body)
+
+
 def _authorization(request: Request) -> str | None:
     values = request.headers.get_all("Authorization")
     if not values:
         return None
     # Two Authorization headers are ambiguous: treat them as an invalid key.
     return values[0] if len(values) == 1 else ""
+
+
+def _peer(connection: ServerConnection) -> str:
+    """host:port of the other end, for the operator's lines."""
+    try:
+        address = connection.remote_address
+    except Exception:  # the transport is gone already
+        return "?"
+    if isinstance(address, tuple) and len(address) >= 2:
+        host = str(address[0])
+        return f"[{host}]:{address[1]}" if ":" in host else f"{host}:{address[1]}"
+    return "?"
 
 
 def wait_for(predicate: Callable[[], T], timeout: float = 5.0, interval: float = 0.01) -> T:
@@ -354,9 +395,14 @@ class ReferenceServer:
     Hooks and knobs may be called from any thread once the server is running.
     """
 
-    def __init__(self, config: ServerConfig | None = None) -> None:
-        """Raises FileNotFoundError or FeedError for a recorded feed that cannot be played."""
+    def __init__(
+        self, config: ServerConfig | None = None, *, log: Callable[[str], None] | None = None,
+    ) -> None:
+        """Raises FileNotFoundError or FeedError for a recorded feed that cannot be played.
+        ``log``: told what happens, one line each (``c2ws serve``): connections opened and
+        closed, upgrades refused, subscriptions made, refused and ended."""
         self.config = config or ServerConfig()
+        self._log = log
         source = self.config.feed_source()
         if isinstance(source, Path) and not source.is_file():
             raise FileNotFoundError(f"feed file not found: {source}")
@@ -380,6 +426,13 @@ class ReferenceServer:
         self._reject_new: _RejectNew | None = None  # reject_next_connections()
         self._close_after_acks: _CloseAfterAcks | None = None
         self._served_a_connection = False
+        # The REST API on the same port (c2ws/server/rest.py), and its fault knobs.
+        self._book = OrderBook()
+        self._rest = RestService(self._book, self.config.api_keys, self._may_subscribe,
+                                 key_case=self.config.rest_key_case)
+        self._rest_faults: deque[tuple[int, int | None]] = deque()
+        self._rest_delay = 0.0
+        self._rest_log: deque[RestRequestRecord] = deque(maxlen=_REST_LOG_KEPT)
         self._port = self.config.port
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread_id: int | None = None
@@ -407,6 +460,14 @@ class ReferenceServer:
         if ":" in host:
             host = f"[{host}]"
         return f"ws://{host}:{self._port}{WS_PATH}"
+
+    @property
+    def rest_url(self) -> str:
+        """The REST API's base URL: the same host and port, over plain HTTP."""
+        host = self.config.host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self._port}"
 
     @property
     def running(self) -> bool:
@@ -522,7 +583,8 @@ class ReferenceServer:
             # A second signal interrupts at once instead of waiting for the clean close.
             loop.remove_signal_handler(signum)
 
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        # SIGHUP too: a closed terminal or a dropped SSH session stops it cleanly.
+        for signum in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", signal.SIGTERM)):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(signum, graceful, signum)
 
@@ -557,8 +619,12 @@ class ReferenceServer:
     def _may_subscribe(self, strategy_id: int) -> bool:
         return self.config.every_strategy_visible or strategy_id in self._visible
 
-    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+    async def _process_request(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | None:
         path = urlsplit(request.path).path
+        if path.startswith(REST_PREFIXES):
+            return await self._rest_request(request)
         if path != WS_PATH:
             return _http_error(
                 Rejection(404, "Not found", "NOT_FOUND", f"No WebSocket endpoint at {path}")
@@ -568,11 +634,63 @@ class ReferenceServer:
             # Armed by reject_next_connections(): refused whoever asks, before the key
             # is even looked at, as a server at capacity or in trouble does.
             self._reject_new = reject.next()
+            self._refused(connection, reject.rejection)
             return _http_error(reject.rejection, reject.retry_after)
         verdict = self._admission.check(_authorization(request))
         if isinstance(verdict, Rejection):
+            self._refused(connection, verdict)
             return _http_error(verdict, self.config.retry_after)
         return None
+
+    # -- what the operator is told (c2ws serve) --
+
+    def _tell(self, text: str) -> None:
+        if self._log is not None:
+            self._log(f"{time.strftime('%H:%M:%S')} {text}")
+
+    def _refused(self, connection: ServerConnection, rejection: Rejection) -> None:
+        if self._log is not None:
+            self._tell(f"refused {_peer(connection)}: HTTP {rejection.status} "
+                       f"{rejection.code}: {rejection.message}")
+
+    def _subscriptions_told(
+        self, record: ConnectionRecord, before: frozenset[Subscription],
+        after: frozenset[Subscription], replies: Iterable[bytes | str],
+    ) -> None:
+        """A line per subscription made or ended, and per request refused."""
+        number = record.number
+        for strategy, channel in sorted(after - before):
+            self._tell(f"connection {number} subscribed to {channel}:{strategy}")
+        for strategy, channel in sorted(before - after):
+            self._tell(f"connection {number} unsubscribed from {channel}:{strategy}")
+        for data in replies:
+            if b'"error"' not in (data if isinstance(data, bytes) else data.encode()):
+                continue
+            with contextlib.suppress(protocol.MalformedMessage):
+                message = protocol.decode(data)
+                if message.msg_type == spec.MSG_ERROR:
+                    said = "; ".join(f"{detail.code}: {detail.message}"[:120]
+                                     for detail in protocol.error_details(message.payload))
+                    # The request id is the client's text: escaped for the terminal.
+                    self._tell(f"connection {number} refused request "
+                               f"{terminal_safe(str(message.request_id), 60)}: "
+                               f"{terminal_safe(said, 300)}")
+
+    async def _rest_request(self, request: Request) -> Response:
+        """A plain HTTP GET of the REST API (websockets hands every request to
+        process_request before the upgrade: a REST request is answered there)."""
+        parts = urlsplit(request.path)
+        params = {name: values[0] for name, values in
+                  parse_qs(parts.query, keep_blank_values=True).items()}
+        if self._rest_delay > 0:
+            await asyncio.sleep(self._rest_delay)
+        if self._rest_faults:
+            status, retry_after = self._rest_faults.popleft()
+            answer = self._rest.fault(status, retry_after)
+        else:
+            answer = self._rest.answer(parts.path, params, _authorization(request))
+        self._rest_log.append(RestRequestRecord(parts.path, params, answer.status))
+        return _rest_response(answer)
 
     async def _handle(self, websocket: ServerConnection) -> None:
         request = websocket.request
@@ -580,6 +698,7 @@ class ReferenceServer:
         record = ConnectionRecord(number=next(self._numbers), api_key=api_key)
         self._open_records[record.number] = record
         within_limit = self._admission.register(api_key)
+        self._tell(f"connection {record.number} from {_peer(websocket)} opened")
         try:
             if not within_limit:
                 record.end = ConnectionEnd.OVER_KEY_LIMIT
@@ -591,6 +710,11 @@ class ReferenceServer:
             self._finish_record(websocket, record)
             del self._open_records[record.number]
             self._closed_records.append(record)
+            if self._log is not None:
+                self._tell(f"connection {record.number} closed: "
+                           f"{record.end.value if record.end else 'unknown'} (close code: "
+                           f"client {record.client_close_code}, server "
+                           f"{record.server_close_code}); {record.messages_sent} frame(s) sent")
 
     async def _serve_connection(
         self, websocket: ServerConnection, record: ConnectionRecord
@@ -625,6 +749,8 @@ class ReferenceServer:
                 changed = self._subscriptions_changed
                 if changed is not None and session.subscriptions != subscribed:
                     changed.set()
+                if self._log is not None:
+                    self._subscriptions_told(record, subscribed, session.subscriptions, replies)
                 self._record_received(connection, data)
                 connection.send(replies)
                 if session.subscriptions != subscribed:
@@ -808,6 +934,8 @@ class ReferenceServer:
 
     def _publish(self, channel: str, strategy_id: int, payload: JsonObject) -> JsonObject:
         stored = self._store.publish(channel, strategy_id, payload, self._now())
+        self._book.record(channel, strategy_id, payload, stored.seq_id,
+                          str(stored.envelope.get("timestamp", "")))
         for connection in self._connections.values():
             if connection.session.wants(strategy_id, channel):
                 connection.send((stored.data,))
@@ -1009,6 +1137,43 @@ class ReferenceServer:
         into it): seq_ids from 1, no history."""
         self._store = StreamStore(history=self.config.history)
 
+    # -- the REST API's knobs and records --
+
+    def fail_next_rest_requests(self, statuses: Iterable[int], *,
+                                retry_after: int | None = None) -> None:
+        """Answer the next REST requests with these HTTP statuses, one each, in order
+        (``retry_after``: a ``Retry-After`` header on each); the requests after them are
+        served."""
+        faults = [(int(status), retry_after) for status in statuses]
+        for status, _ in faults:
+            if not 400 <= status <= 599:
+                raise ValueError(f"{status} is not an HTTP error status (400-599)")
+
+        def arm() -> None:
+            self._rest_faults.extend(faults)
+
+        self._call(arm)
+
+    def slow_rest_requests(self, seconds: float) -> None:
+        """Wait ``seconds`` before answering each REST request (0: no more)."""
+
+        def arm() -> None:
+            self._rest_delay = max(seconds, 0.0)
+
+        self._call(arm)
+
+    def rest_requests(self) -> list[RestRequestRecord]:
+        """The REST requests answered (the newest 1000), oldest first."""
+        return self._call(lambda: list(self._rest_log))
+
+    def open_positions(self, strategy_id: int) -> list[JsonObject]:
+        """The book the REST API answers GetStrategyOpenPositions from."""
+        return self._call(lambda: self._book.open_positions(strategy_id))
+
+    def order_history(self, strategy_id: int) -> list[JsonObject]:
+        """Every order the REST history holds for a strategy, oldest first."""
+        return self._call(lambda: self._book.history(strategy_id, 0.0, None))
+
     # -- observability --
 
     def connections(self, *, open_only: bool = False) -> list[ConnectionRecord]:
@@ -1083,8 +1248,10 @@ def describe_listen_error(host: str, port: int, error: OSError) -> str:
     return f"cannot listen on {host} port {port}: {error.strerror or error}"
 
 
-def run_server(config: ServerConfig, *, show_api_keys: bool = True) -> int:
+def run_server(config: ServerConfig, *, show_api_keys: bool = True, quiet: bool = False) -> int:
     """Serve in the foreground until SIGINT/SIGTERM; close every connection cleanly.
+    Each connection, refusal, subscription and close is one line on stderr, unless
+    ``quiet`` (then only what ends it is said).
 
     Returns the exit code, each failure said in one line on stderr: 0 after a signal;
     ``ExitCode.USAGE`` for a host that is no host name or address, or a ``--feed`` file
@@ -1093,6 +1260,8 @@ def run_server(config: ServerConfig, *, show_api_keys: bool = True) -> int:
     """
 
     def announce(server: ReferenceServer) -> None:
+        if quiet:
+            return
         print(f"c2ws reference server listening on {server.url}", file=sys.stderr)
         if show_api_keys:
             print(f"accepted API key(s): {', '.join(config.api_keys)}", file=sys.stderr)
@@ -1108,8 +1277,11 @@ def run_server(config: ServerConfig, *, show_api_keys: bool = True) -> int:
 
     if not is_bind_host(config.host):
         return fail(f"--host {config.host!r} is not a host name or IP address", ExitCode.USAGE)
+    def log(line: str) -> None:
+        print(f"c2ws serve: {line}", file=sys.stderr, flush=True)
+
     try:
-        server = ReferenceServer(config)
+        server = ReferenceServer(config, log=None if quiet else log)
     except FeedError as exc:
         return fail(f"--feed: {exc}", ExitCode.USAGE)
     except OSError as exc:  # the recording vanished between the CLI's check and here

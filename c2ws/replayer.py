@@ -47,6 +47,7 @@ from c2ws.recording import (
     Entry,
     RecordedEnd,
     RecordedFrame,
+    RecordedSnapshot,
     RecordingHeader,
     Unusable,
 )
@@ -150,7 +151,11 @@ class _RecordedRun:
         session, feed = connection.session, connection.feed
         assert session is not None and feed is not None
         at = frame.at or 0.0
-        feed.message(frame.data, at, at)
+        data = frame.data
+        # As bytes, the frame is written as it came (a str would be re-encoded from its
+        # decoded JSON); read_entries gives bytes, a frame built by hand may be text.
+        feed.message(data.encode("utf-8", "surrogatepass") if type(data) is str else data,
+                     at, at)
         feed.outgoing(at)  # what the live session sent is not ours to send
         if not connection.noted and session.all_answered:
             # As the socket thread does: a rejected subscription is not asked for again.
@@ -298,6 +303,10 @@ class Replayer:
                 events = self.finish()
                 self._run = _BareRun()
             return events + self._run.message(entry)
+        if isinstance(entry, RecordedSnapshot):
+            # Taken from the REST API by the run, beside its connections: shown again as is.
+            return [ev.PositionsSnapshot(entry.strategy_id, entry.positions, entry.taken_at,
+                                         entry.obj)]
         if isinstance(entry, (RecordedFrame, RecordedEnd)):
             if not isinstance(self._run, _RecordedRun):
                 # Frames with no header before them: nothing was asked for.
