@@ -107,6 +107,16 @@ def test_the_compiled_core_refuses_what_it_does_not_take() -> None:
     assert _speedups.text_kind([b"ok", "text"]) == 0  # type: ignore[list-item]
 
 
+def test_the_compiled_core_was_built_where_it_is_required() -> None:
+    """CI sets C2WS_REQUIRE_SPEEDUPS=1 (.ci/run): an extension that failed to build (pip
+    goes on without it) must fail the run, not skip every differential test above."""
+    if os.environ.get("C2WS_REQUIRE_SPEEDUPS", "") in ("", "0"):
+        pytest.skip("C2WS_REQUIRE_SPEEDUPS is not set: the twins alone may be tested")
+    assert _speedups is not None, (
+        "c2ws._speedups was not built (no C compiler or Python headers?): "
+        "pip install -v shows why")
+
+
 def test_the_compiled_core_is_used_when_built_unless_asked_not_to() -> None:
     assert speedups.COMPILED is (_speedups is not None)
     if speedups.COMPILED:
