@@ -47,6 +47,7 @@ Fetch = Callable[[int, datetime.datetime, "datetime.datetime | None"], Iterable[
 
 _SIGNAL: Final = spec.CHANNEL_SIGNAL
 _STREAM_MESSAGE: Final = ev.StreamMessage
+_STREAM_RUN: Final = ev.StreamRun
 _MARGIN: Final = datetime.timedelta(seconds=spec.BACKFILL_MARGIN_SECONDS)
 
 
@@ -89,6 +90,9 @@ class GapHealer:
                 key = event.key
                 if key is not None and key.channel == _SIGNAL:
                     self._remember(key.strategy_id, signal_id_of_message(event))
+            elif type(event) is _STREAM_RUN and event.key.channel == _SIGNAL:
+                # A burst handed over as one event (issue 22): each of its signals.
+                self.observe(event.messages())
 
     def _remember(self, strategy_id: int, signal_id: int | None) -> None:
         self._last[strategy_id] = signal_id

@@ -23,7 +23,6 @@ import random
 import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from operator import countOf
 from types import TracebackType
 from typing import TYPE_CHECKING, Final
 
@@ -49,15 +48,16 @@ if TYPE_CHECKING:
     from c2ws.cursors import CursorStore
 
 _STREAM_MESSAGE: Final = ev.StreamMessage
+_STREAM_RUN: Final = ev.StreamRun
 _SEQUENCE_RESET: Final = ev.SequenceReset
-_ONLY_STREAM_MESSAGES: Final = {ev.StreamMessage}
+_MESSAGES: Final = frozenset({ev.StreamMessage, ev.StreamRun})
 # How long stop() waits for each socket thread to unsubscribe and close.
 STOP_JOIN_TIMEOUT: Final = 5.0
 
 
 def count_stream_messages(events: Sequence[ev.Event]) -> int:
-    """How many of ``events`` are stream messages (C speed: it runs per hand-over)."""
-    return countOf(map(type, events), _STREAM_MESSAGE)
+    """How many stream messages ``events`` hold (C speed: it runs per hand-over)."""
+    return ev.message_count(events)
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,9 @@ class EngineConfig:
     # (c2ws.stream_head), any other's is freed on the socket thread that decoded it.
     # Frames received as text (not bytes, so never from a socket) keep theirs.
     decoded_payloads: bool = True
+    # True (with decoded_payloads False): a burst of consecutive messages of one stream
+    # is handed over as one StreamRun event (see c2ws.events), not one event per message.
+    message_runs: bool = False
     seed: int | None = None
 
 
@@ -162,6 +165,8 @@ class Engine:
         self.handoff: Handoff[ev.Event] = Handoff(
             config.max_buffer, count=count_stream_messages,
             items_per_counted=spec.BACKLOG_EVENTS_PER_MESSAGE,
+            # A batch limit counts messages (grouped commits): a run may be cut.
+            split=ev.split_run,
         )
         self.written: dict[SubscriptionKey, int] = {}
         self.rejected: set[SubscriptionKey] = set()
@@ -199,6 +204,7 @@ class Engine:
             per_connection=self.config.per_connection,
             report_heartbeats=self.config.report_heartbeats,
             decoded_payloads=self.config.decoded_payloads,
+            message_runs=self.config.message_runs,
         )
         self._settings = settings
         proxy = proxy_setting(self.config.url)
@@ -263,10 +269,10 @@ class Engine:
         if self._failure is not None:
             raise self._failure
         batch = self.handoff.take(timeout, limit)
-        if set(map(type, batch)) <= _ONLY_STREAM_MESSAGES:
+        if set(map(type, batch)) <= _MESSAGES:
             return batch  # a burst: nothing to observe
         for index, event in enumerate(batch):
-            if type(event) is _STREAM_MESSAGE:
+            if type(event) in _MESSAGES:
                 continue  # most of them, and nothing to observe
             if type(event) is ev.SubscriptionsRequested:
                 batch[index] = event = self._change_subscriptions(event)
@@ -294,13 +300,13 @@ class Engine:
         """``events`` (taken from :meth:`next_batch`) are written: advance the cursors,
         commit them to the cursor store when one moved, and make room in the backlog
         (also when the commit fails: the events are done with either way)."""
-        # Only a placed message has a cursor (event.key is then set), and a sequence
-        # reset (which moves it down, to just before the new numbering); the last one of
-        # each stream wins.
+        # Only a placed message has a cursor (event.key is then set), a run of them, and
+        # a sequence reset (which moves it down, to just before the new numbering); the
+        # last one of each stream wins.
         moved: dict[SubscriptionKey, int] = {
             event.key: event.cursor for event in events  # type: ignore[misc]
             if (type(event) is _STREAM_MESSAGE and event.cursor is not None)
-            or type(event) is _SEQUENCE_RESET
+            or type(event) is _STREAM_RUN or type(event) is _SEQUENCE_RESET
         }
         try:
             if moved and self._store is not None and any(

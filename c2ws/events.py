@@ -6,8 +6,10 @@ is one of these small immutable classes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from operator import countOf
+from typing import NamedTuple, Protocol
 
 import orjson
 
@@ -70,6 +72,138 @@ class StreamMessage:
     key: SubscriptionKey | None  # None: the payload named no strategy we could place
     message: Envelope
     cursor: int | None = None
+
+
+class StreamHead(Protocol):
+    """The header fields of a stream frame, as :mod:`c2ws.stream_head` reads them."""
+
+    @property
+    def msg_type(self) -> str: ...
+    @property
+    def id(self) -> str | None: ...
+    @property
+    def seq_id(self) -> int | None: ...
+    @property
+    def request_id(self) -> str | None: ...
+    @property
+    def timestamp(self) -> str | None: ...
+    @property
+    def v(self) -> int | str | None: ...
+
+
+class StreamRun:
+    """Consecutive stream messages of one subscription that arrived together (a burst
+    of one socket read), each the next of its stream: one event instead of one
+    :class:`StreamMessage` per message, the same messages in the same order
+    (:meth:`messages`).  Only sessions of pass-through consumers (frames not decoded,
+    ``EngineConfig.message_runs``) make them.
+
+    ``ndjson``: the messages' frames as received, each followed by a newline (a run
+    holds only frames without line breaks, so this is exactly what NDJSON output writes
+    of them); ``count``: how many; ``cursor``: the seq_id of the last, where the stream's
+    cursor moves once the run is written; :attr:`heads`: their header fields, in order
+    (read when first asked for, unless the session had them already)."""
+
+    __slots__ = ("_heads", "count", "cursor", "key", "ndjson")
+
+    def __init__(self, key: SubscriptionKey, ndjson: bytes, count: int, cursor: int,
+                 heads: Sequence[StreamHead] | None = None) -> None:
+        self.key = key
+        self.ndjson = ndjson
+        self.count = count
+        self.cursor = cursor
+        self._heads = heads
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __repr__(self) -> str:
+        return (f"StreamRun(key={self.key!r}, count={self.count}, cursor={self.cursor}, "
+                f"ndjson=<{len(self.ndjson)} bytes>)")
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not StreamRun:
+            return NotImplemented
+        return (self.key, self.ndjson, self.count, self.cursor) == (
+            other.key, other.ndjson, other.count, other.cursor)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    @property
+    def heads(self) -> Sequence[StreamHead]:
+        """The messages' header fields, in order."""
+        if self._heads is None:
+            from c2ws.stream_head import read_burst_heads
+
+            heads = read_burst_heads(self.ndjson, self.count)
+            if heads is None:  # the session admitted these lines: they read as ever
+                raise AssertionError("a run's lines no longer read as its messages")
+            self._heads = heads
+        return self._heads
+
+    @property
+    def frames(self) -> list[bytes]:
+        """Each message's frame (made now, one bytes object each)."""
+        frames = self.ndjson.split(b"\n")
+        frames.pop()  # after the last newline
+        return frames
+
+    def split(self, keep: int) -> tuple[StreamRun, StreamRun]:
+        """The first ``keep`` messages and the rest, as two runs (0 < keep < count): for
+        a consumer that may take only so many messages at once (grouped commits)."""
+        if not 0 < keep < self.count:
+            raise ValueError(f"a run of {self.count} cannot keep {keep}")
+        heads = self.heads
+        end = -1
+        for _ in range(keep):  # the keep-th newline ends the first part
+            end = self.ndjson.index(b"\n", end + 1)
+        cut = end + 1
+        cursor = heads[keep - 1].seq_id
+        assert cursor is not None  # a run holds placed messages only
+        first = StreamRun(self.key, self.ndjson[:cut], keep, cursor, heads[:keep])
+        rest = StreamRun(self.key, self.ndjson[cut:], self.count - keep, self.cursor,
+                         heads[keep:])
+        return first, rest
+
+    def messages(self) -> list[StreamMessage]:
+        """The run as the :class:`StreamMessage` events it stands for (built now)."""
+        key = self.key
+        return [
+            StreamMessage(key, Envelope(head.msg_type, {}, head.id, head.seq_id,
+                                        head.request_id, head.timestamp, head.v, {}, data),
+                          head.seq_id)
+            for data, head in zip(self.frames, self.heads, strict=True)
+        ]
+
+
+def message_count(events: Sequence[Event]) -> int:
+    """How many stream messages ``events`` hold, a run counting as its messages (C speed
+    but for the runs: it runs per hand-over)."""
+    count = countOf(map(type, events), StreamMessage)
+    if countOf(map(type, events), StreamRun):
+        count += sum(len(event) for event in events if type(event) is StreamRun)
+    return count
+
+
+def split_run(event: Event, keep: int) -> tuple[Event, Event]:
+    """:meth:`StreamRun.split` for a hand-off of any events (only runs hold more than
+    one message, so only runs are ever split)."""
+    assert type(event) is StreamRun
+    return event.split(keep)
+
+
+def expand_runs(events: list[Event]) -> list[Event]:
+    """``events`` with every :class:`StreamRun` replaced by its messages (``events``
+    itself when it holds none)."""
+    if not countOf(map(type, events), StreamRun):
+        return events
+    expanded: list[Event] = []
+    for event in events:
+        if type(event) is StreamRun:
+            expanded.extend(event.messages())
+        else:
+            expanded.append(event)
+    return expanded
 
 
 @dataclass(slots=True)  # built per message: not frozen (3x cheaper); never mutated
@@ -402,6 +536,7 @@ Event = (
     | SubscriptionRejected
     | Unsubscribed
     | StreamMessage
+    | StreamRun
     | DuplicateDropped
     | SequenceBackwards
     | SequenceJump

@@ -23,11 +23,17 @@ def line_of(message: Envelope) -> bytes:
     string it must be escaped), so the line means exactly what the frame did.  A message
     without frame bytes (built by hand) is encoded from ``raw``."""
     data = message.data
+    if type(data) is bytes:
+        return frame_line(data)
+    return orjson.dumps(message.raw)
+
+
+def frame_line(data: bytes) -> bytes:
+    """An accepted frame as one NDJSON line: its line breaks (if any) turned into spaces
+    (see :func:`line_of`)."""
     if is_one_line(data):
         return data
-    if type(data) is bytes:
-        return data.replace(b"\n", b" ").replace(b"\r", b" ")
-    return orjson.dumps(message.raw)
+    return data.replace(b"\n", b" ").replace(b"\r", b" ")
 
 
 def is_one_line(data: bytes | str | None) -> TypeGuard[bytes]:

@@ -21,7 +21,14 @@ from c2ws import protocol, spec
 from c2ws.delivery.dedupe import StreamCursor, StreamFilter
 from c2ws.events import ConnectionEnd, EndReason, SubscriptionKey
 from c2ws.protocol import Envelope, MalformedMessage
-from c2ws.stream_head import read_stream_head
+from c2ws.speedups import RunSummary, run_summary
+from c2ws.stream_head import (
+    StreamHead,
+    read_burst_heads,
+    read_stream_head,
+    read_stream_heads,
+    run_of_heads,
+)
 
 # A close reason is at most 123 bytes on the wire; this bounds what we quote of it.
 _MAX_CLOSE_REASON: Final = 123
@@ -73,6 +80,7 @@ _READY: Final = ConnectionState.READY
 _ENDED: Final = ConnectionState.ENDED
 _ACTIVE: Final = SubscriptionState.ACTIVE
 _SUBSCRIBING: Final = SubscriptionState.SUBSCRIBING
+_STREAM_RUN: Final = ev.StreamRun
 
 
 @dataclass(slots=True)
@@ -131,6 +139,7 @@ class ClientSession:
         max_subscriptions: int = spec.MAX_SUBSCRIPTIONS_PER_CONNECTION,
         report_heartbeats: bool = True,
         decoded_payloads: bool = True,
+        message_runs: bool = False,
     ) -> None:
         if len(request_id_prefix) > spec.MAX_REQUEST_ID_LENGTH - 8:
             raise ValueError("request_id prefix too long")
@@ -148,6 +157,9 @@ class ClientSession:
         # False: a stream message keeps its frame bytes and header fields, and its
         # decoded payload is freed here, by the thread that decoded it (see EngineConfig).
         self.decoded_payloads = decoded_payloads
+        # True (with decoded_payloads False): a burst of the next messages of one stream
+        # is one StreamRun event, checked and admitted as a whole (see _take_run).
+        self.message_runs = message_runs and not decoded_payloads
         self.opened_at = now
         self.last_received = now
         self.last_heartbeat: float | None = None
@@ -269,6 +281,37 @@ class ClientSession:
             # heartbeats: about 9 us each).
             self._receive_one(frames[0], now, wall)
             return
+        if self.message_runs and self.state is _READY and self._take_run(frames):
+            return
+        self._each_frame(frames, now, wall)
+
+    def receive_burst(self, ndjson: bytes, count: int, *, now: float, wall: float) -> None:
+        """Process ``count`` text frames given as the lines of ``ndjson``, as
+        :func:`c2ws.speedups.ndjson_burst` cuts a burst of them out of the bytes read
+        (each line a frame, none holding a line break), as :meth:`receive_frames` would
+        the frames: with message runs, read and admitted in one call if they are a run,
+        else frame by frame."""
+        if self.state is _ENDED or count < 1:
+            return
+        if self.message_runs and self.state is _READY:
+            self.last_received = now
+            run = run_summary(ndjson, count)  # the compiled scanner; None: it gave up
+            heads = None
+            if run is None and count > 1:  # (a lone frame: the general path, as ever)
+                heads = read_burst_heads(ndjson, count)
+                run = None if heads is None else run_of_heads(heads)
+            if run and self._admit_run(run, ndjson, count, heads):  # type: ignore[arg-type]
+                return
+        frames = ndjson.split(b"\n")
+        frames.pop()  # after the last newline
+        self.last_received = now
+        if len(frames) == 1:
+            self._receive_one(frames[0], now, wall)
+        else:
+            self._each_frame(frames, now, wall)
+
+    def _each_frame(self, frames: Sequence[bytes | str], now: float, wall: float) -> None:
+        """receive_frames frame by frame (the short path for each usual one)."""
         by_channel, events = self._by_channel, self._events
         keep_payloads = self.decoded_payloads
         for data in frames:
@@ -305,6 +348,39 @@ class ClientSession:
                 self._dispatch(message, now, wall)
             else:
                 self._receive_one(data, now, wall)  # decoded in full this time
+
+    def _take_run(self, frames: Sequence[bytes | str]) -> bool:
+        """The whole burst as one :class:`~c2ws.events.StreamRun` (see _admit_run); False
+        (nothing done) when it is not one, or a frame holds a line break."""
+        heads = read_stream_heads(frames)
+        run = None if heads is None else run_of_heads(heads)
+        return run is not None and self._admit_run(
+            run, b"\n".join([*frames, b""]), len(frames), heads)  # type: ignore[list-item]
+
+    def _admit_run(
+        self, run: RunSummary, ndjson: bytes, count: int, heads: list[StreamHead] | None,
+    ) -> bool:
+        """The burst of ``count`` frames (``ndjson``) whose headers make ``run`` (each
+        the next message of the same stream: c2ws.speedups.run_summary) as one
+        :class:`~c2ws.events.StreamRun`, when each frame is what the short path of
+        :meth:`receive_frames` would admit: a live subscription, the cursor settled, the
+        first just after it.  False (nothing done) otherwise: the caller goes frame by
+        frame, with the same outcome as ever."""
+        msg_type, strategy_id, first, last_timestamp = run
+        channel = self._by_channel.get(msg_type)
+        sub = channel.get(strategy_id) if channel else None
+        if sub is None or (sub.state is not _ACTIVE and sub.state is not _SUBSCRIBING):
+            return False
+        cursor = sub.cursor
+        held = cursor.held
+        if not cursor.settled or (held is not None and first != held + 1):
+            return False
+        last = first + count - 1
+        cursor.held = last
+        cursor.held_timestamp = last_timestamp
+        sub.replaying = False
+        self._events.append(_STREAM_RUN(cursor.key, ndjson, count, last, heads))
+        return True
 
     def _receive_one(self, data: bytes | str, now: float, wall: float) -> None:
         """The general path of one frame: every message type, every odd case."""

@@ -329,6 +329,10 @@ MAX_REJECTION_REASON_CHARS: Final = 200
 FRAME_COMPLETION_TIMEOUT_SECONDS: Final = 10.0
 # A fragmented message may span at most this many frames (continuations included).
 MAX_FRAGMENTS_PER_MESSAGE: Final = 1024
+# The most one read of a connection's socket takes (what the kernel holds, up to this).
+# A burst is parsed, checked and handed over a read at once: larger reads mean fewer
+# turns of the driver's loop per message when the server sends faster than we read.
+SOCKET_READ_BYTES: Final = 256 * 1024
 
 # --- The connection driver: stopping (c2ws/net/driver.py) ------------------------------
 # Ctrl-C (or SIGTERM, --count, --timeout, stop()) ends a run within STOP_WITHIN_SECONDS,

@@ -17,12 +17,15 @@ too (tests check this on arbitrary input).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from operator import attrgetter
 from typing import Annotated, Final
 
 import msgspec
 
 from c2ws import spec
 from c2ws.protocol import Envelope
+from c2ws.speedups import RunSummary, text_kind
 
 
 class _PayloadHead(msgspec.Struct, gc=False):
@@ -36,13 +39,26 @@ class _StreamHead(msgspec.Struct, gc=False):
     id: str | None = None
     request_id: str | None = None
     timestamp: str | None = None
-    v: int | str | None = None
+    # Within 64 bits: beyond them the full decoder (orjson) gives a float, which the
+    # envelope refuses, and the two readers must agree (a frame refused here takes the
+    # full decoder).
+    v: Annotated[int, msgspec.Meta(ge=spec.MIN_WIRE_INT, le=spec.MAX_WIRE_INT)] | str | None = None
 
 
-_decode_head: Final = msgspec.json.Decoder(_StreamHead).decode
+# What read_stream_heads and read_burst_heads give (c2ws.events.StreamHead's shape).
+StreamHead = _StreamHead
+
+_decoder: Final = msgspec.json.Decoder(_StreamHead)
+_decode_head: Final = _decoder.decode
+_decode_lines: Final = _decoder.decode_lines
 _MAX_FRAME_BYTES: Final = spec.MAX_FRAME_BYTES
 _MIN_INT: Final = spec.MIN_WIRE_INT
 _MAX_INT: Final = spec.MAX_WIRE_INT
+_ONE_LINE: Final = 2  # text_kind: ASCII, no line break
+# Header fields of a burst, read in C (map over the headers).
+_MSG_TYPE: Final = attrgetter("msg_type")
+_SEQ_ID: Final = attrgetter("seq_id")
+_STRATEGY_ID: Final = attrgetter("payload.StrategyId")
 
 
 def read_stream_head(data: bytes | str) -> tuple[Envelope, int] | None:
@@ -64,3 +80,61 @@ def read_stream_head(data: bytes | str) -> tuple[Envelope, int] | None:
     return Envelope(
         head.msg_type, {}, head.id, seq_id, head.request_id, head.timestamp, head.v, {}, data
     ), strategy_id
+
+
+def read_stream_heads(frames: Sequence[bytes | str]) -> list[_StreamHead] | None:
+    """The headers of a burst of frames, read as :func:`read_stream_head` reads each, in a
+    few calls for the whole burst; None unless every frame is bytes, within the size
+    bound, ASCII, without line breaks (CR or LF) and valid JSON with a header of the usual
+    types (then the caller takes them one by one).  What else read_stream_head requires
+    of a frame (a payload, a seq_id in range, an integer StrategyId) the caller checks on
+    the headers.  Total: never raises."""
+    if not frames:
+        return None
+    kind = text_kind(frames if type(frames) is list else list(frames))  # type: ignore[arg-type]
+    if kind != _ONE_LINE or max(map(len, frames)) > _MAX_FRAME_BYTES:
+        return None
+    try:
+        return list(map(_decode_head, frames))
+    except (msgspec.DecodeError, RecursionError):
+        return None
+
+
+def run_of_heads(heads: list[_StreamHead]) -> RunSummary | None:
+    """What :func:`c2ws.speedups.run_summary` finds, read from the headers of a burst:
+    the stream's msg_type and strategy id, the first seq_id and the last header's
+    timestamp, when every header is of the same stream (msg_type and integer StrategyId)
+    and the seq_ids follow one another from an integer in range; None otherwise."""
+    try:
+        strategy_ids = set(map(_STRATEGY_ID, heads))
+    except AttributeError:  # a frame without a payload object
+        return None
+    msg_types = set(map(_MSG_TYPE, heads))
+    if len(strategy_ids) != 1 or len(msg_types) != 1:
+        return None
+    (strategy_id,), (msg_type,) = strategy_ids, msg_types
+    seq_ids = list(map(_SEQ_ID, heads))
+    first = seq_ids[0]
+    if type(strategy_id) is not int or type(first) is not int:
+        return None
+    last = first + len(seq_ids) - 1
+    if first < _MIN_INT or last > _MAX_INT or seq_ids != list(range(first, last + 1)):
+        return None
+    return msg_type, strategy_id, first, heads[-1].timestamp
+
+
+def read_burst_heads(ndjson: bytes, count: int) -> list[_StreamHead] | None:
+    """The headers of ``count`` frames given as the lines of ``ndjson``, as
+    :func:`c2ws.speedups.ndjson_burst` cuts them (each line a frame of at most 64 KiB,
+    ASCII, a JSON object's braces at both ends): read as :func:`read_stream_heads` reads
+    them, in one call.  That call reads whitespace-separated JSON values, not lines, but
+    on such lines it is the same: no string spans a line break (JSON forbids a raw one
+    in a string), so each line's closing brace closes a value; the next line opens one
+    with its brace, which no open object or array would accept; each line is therefore
+    one value or more, and ``count`` values mean exactly one each (else None).  Total:
+    never raises."""
+    try:
+        heads = _decode_lines(ndjson)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    return heads if len(heads) == count else None

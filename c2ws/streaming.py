@@ -27,6 +27,7 @@ the sockets are the engine's, the clock is passed in.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
@@ -61,10 +62,11 @@ if TYPE_CHECKING:
 __all__ = ["Batch", "Message", "Stream", "StreamEnd", "stream"]
 
 _STREAM_MESSAGE: Final = ev.StreamMessage
+_STREAM_RUN: Final = ev.StreamRun
 _GAP: Final = ev.GapReported
 _RESET: Final = ev.SequenceReset
 _TRAFFIC: Final = ev.Traffic
-_ONLY_STREAM_MESSAGES: Final = {ev.StreamMessage}
+_MESSAGES: Final = frozenset({ev.StreamMessage, ev.StreamRun})
 _MESSAGE_TYPES: Final = (ev.StreamMessage, ev.GapReported, ev.SequenceReset)
 # Issue 24: lines of c2ws's own from the REST API (heal_gaps, snapshot), delivered in
 # order with the stream; never handed back to the engine (they are none of its events).
@@ -108,6 +110,8 @@ def typed(event: ev.StreamMessage | ev.GapReported | ev.SequenceReset) -> Messag
 
 def _line(event: ev.Event) -> bytes:
     kind = type(event)
+    if kind is _STREAM_RUN:
+        raise TypeError("a run has one line per message")
     if kind is _STREAM_MESSAGE:
         data = event.message.data  # type: ignore[union-attr]
         return data if is_one_line(data) else line_of(event.message)  # type: ignore[union-attr]
@@ -123,18 +127,47 @@ class Batch(Sequence[Message]):
     only when it is indexed or iterated.  ``events``: the engine's message events of the
     batch (``StreamMessage``, ``GapReported``, ``SequenceReset``) in arrival order, for
     renderers; :meth:`lines` and :meth:`ndjson` give the NDJSON bytes without building
-    any message object."""
+    any message object (nor event: a burst stays one :class:`~c2ws.events.StreamRun`
+    until ``events`` is read)."""
 
-    __slots__ = ("_taken", "events")
+    __slots__ = ("_events", "_runs", "_size", "_taken")
 
     def __init__(self, events: list[ev.Event], taken: list[ev.Event] | None = None) -> None:
-        self.events: Sequence[ev.Event] = events
+        self._events = events
         # Everything the batch acknowledges, in order: its events and the messages a
         # ``select`` left out (the same list when there are none).
         self._taken = events if taken is None else taken
+        runs = countOf(map(type, events), _STREAM_RUN)
+        self._runs = runs > 0
+        self._size = len(events) + (
+            sum(len(e) - 1 for e in events if type(e) is _STREAM_RUN)
+            if runs else 0)
+
+    @property
+    def events(self) -> Sequence[ev.Event]:
+        """The message events, one per message: runs are expanded here, the first time,
+        in place (the list is the stream's record of what it delivered, which must name
+        every message a caller may acknowledge)."""
+        if self._runs:
+            self._runs = False
+            self._events[:] = ev.expand_runs(self._events)
+        return self._events
+
+    @property
+    def handed_events(self) -> Sequence[ev.Event]:
+        """The events as the engine handed them over: a burst of one stream's messages
+        may be one :class:`~c2ws.events.StreamRun` (nothing is built; for consumers that
+        count messages per stream, e.g. :class:`c2ws.monitor.StreamHealth`)."""
+        return self._events
 
     def __len__(self) -> int:
-        return len(self.events)
+        return self._size
+
+    @property
+    def only_signals_and_positions(self) -> bool:
+        """No :class:`~c2ws.messages.Gap` or :class:`~c2ws.messages.SequenceReset` in the
+        batch (told without building anything)."""
+        return set(map(type, self._events)) <= _MESSAGES
 
     @overload
     def __getitem__(self, index: int) -> Message: ...
@@ -153,23 +186,50 @@ class Batch(Sequence[Message]):
     def lines(self) -> list[bytes]:
         """The NDJSON line of each message (no newline), byte for byte what ``c2ws
         subscribe -o ndjson`` writes."""
-        return [
-            event.message.data
-            if type(event) is _STREAM_MESSAGE and is_one_line(event.message.data)
-            else _line(event)
-            for event in self.events
-        ]
+        if not self._runs:
+            return [
+                event.message.data
+                if type(event) is _STREAM_MESSAGE and is_one_line(event.message.data)
+                else _line(event)
+                for event in self._events
+            ]
+        lines: list[bytes] = []
+        for event in self._events:
+            if type(event) is _STREAM_RUN:
+                lines.extend(event.frames)  # none holds a line break
+            elif type(event) is _STREAM_MESSAGE and is_one_line(event.message.data):
+                lines.append(event.message.data)
+            else:
+                lines.append(_line(event))
+        return lines
 
     def ndjson(self) -> bytes:
         """The batch as NDJSON: every line with its newline."""
-        lines = self.lines()
-        if not lines:
-            return b""
-        lines.append(b"")
-        return b"\n".join(lines)
+        if not self._runs:
+            lines = self.lines()
+            if not lines:
+                return b""
+            lines.append(b"")
+            return b"\n".join(lines)
+        # Runs are NDJSON already: taken as they are, the other events' lines between.
+        chunks: list[bytes] = []
+        lines = []
+        for event in self._events:
+            if type(event) is not _STREAM_RUN:
+                lines.append(_line(event))
+                continue
+            if lines:
+                lines.append(b"")
+                chunks.append(b"\n".join(lines))
+                lines = []
+            chunks.append(event.ndjson)
+        if lines:
+            lines.append(b"")
+            chunks.append(b"\n".join(lines))
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def __repr__(self) -> str:
-        return f"<Batch of {len(self.events)} message(s)>"
+        return f"<Batch of {self._size} message(s)>"
 
 
 # --- the settings ---------------------------------------------------------------------------
@@ -331,6 +391,8 @@ def stream(
         max_retries=max_retries, max_backoff=max_backoff, connect_timeout=connect_timeout,
         timeouts=SessionTimeouts(silence=silence_timeout), traffic=traffic,
         report_heartbeats=heartbeats, decoded_payloads=decode_payloads,
+        # heal_gaps remembers each signal's SignalId: message by message, never runs.
+        message_runs=not decode_payloads and not heal_gaps,
     )
     validate_config(config)
     options = StreamOptions(count=count, timeout=timeout, fail_on_gap=fail_on_gap,
@@ -435,8 +497,12 @@ class Stream:
             # The engine commits into it; it commits each group to the store when due.
             self._commits = BackgroundCommits(store, groups)
         factory = self._engine_factory or Engine
+        config = self.config
+        if config.message_runs and getattr(store, "commits_each_message", False):
+            # One message at a time, as the store asks: never a burst as one run.
+            config = dataclasses.replace(config, message_runs=False)
         try:
-            self._engine = factory(self.config, cursors=self._commits or store)
+            self._engine = factory(config, cursors=self._commits or store)
             self._started = True
             self._engine.start()
         except BaseException:
@@ -684,19 +750,21 @@ class Stream:
         events, start = self._inbox, self._inbox_at
         options = self.options
         count, select = options.count, options.select
-        if (
-            start == 0 and select is None and self._gap is None
-            and (count is None or count - self.delivered > len(events))
-            and set(map(type, events)) == _ONLY_STREAM_MESSAGES
-        ):
-            # A burst: nothing but stream messages, none of them an ending.
-            if self._rest_side is not None:
-                self._rest_side.observe(events)
-            self._inbox, self._inbox_at = [], 0
-            self.delivered += len(events)
-            self._unacked += len(events)
-            self._delivered.append(events)
-            return Batch(events)
+        if start == 0 and select is None and self._gap is None and (
+                set(map(type, events)) <= _MESSAGES):
+            size = ev.message_count(events)
+            if count is None or count - self.delivered > size:
+                # A burst: nothing but stream messages, none of them an ending.
+                if self._rest_side is not None:
+                    self._rest_side.observe(events)
+                self._inbox, self._inbox_at = [], 0
+                self.delivered += size
+                self._unacked += size
+                self._delivered.append(events)
+                return Batch(events)
+        if start == 0:
+            # Event by event from here: a run is its messages.
+            events = self._inbox = ev.expand_runs(events)
         on_event = options.on_event
         end = len(events)
         index = start
@@ -770,7 +838,7 @@ class Stream:
         if not taken:
             self._pass_on(engine, traffic)
             return _EMPTY if passed_on else None
-        self._unacked += countOf(map(type, taken), _STREAM_MESSAGE)
+        self._unacked += ev.message_count(taken)
         self._delivered.append(taken)
         if not shown:
             # Left out by ``select``: handled, in order (after what is still unacknowledged).
@@ -891,7 +959,7 @@ class Stream:
         lists = self._delivered[:how_many]
         del self._delivered[:how_many]
         events = lists[0] if len(lists) == 1 else [e for part in lists for e in part]
-        messages = countOf(map(type, events), _STREAM_MESSAGE)
+        messages = ev.message_count(events)
         self._unacked -= messages
         if self._rest_side is not None:
             events = [e for e in events if type(e) not in _REST_EVENTS]
@@ -899,7 +967,8 @@ class Stream:
         commits = self._commits
         if commits is not None:
             # After the engine committed the cursors into it: the group may fall due.
-            reset = messages < len(events) and _RESET in set(map(type, events))
+            # (A run counts as its messages: a reset is looked for among the events.)
+            reset = _RESET in set(map(type, events))
             commits.acknowledged(messages, reset=reset)
 
     def _ack_through(self, event: object, item: Message | None) -> bool:
@@ -949,8 +1018,7 @@ class Stream:
         left = self._inbox[self._inbox_at:]
         self._inbox, self._inbox_at = [], 0
         discarded = engine.handoff.discard()
-        self.undelivered += countOf(map(type, left), _STREAM_MESSAGE) + countOf(
-            map(type, discarded), _STREAM_MESSAGE)
+        self.undelivered += ev.message_count(left) + ev.message_count(discarded)
         self._final_gaps = engine.unresolved_gaps()
 
     def _close_store(self) -> None:

@@ -53,6 +53,28 @@ def test_the_window_is_widened_and_delivered_signal_ids_are_left_out_in_any_key_
     assert done.window["margin_seconds"] == 60
 
 
+def test_signals_handed_over_as_a_run_are_anchors_and_seen_like_any_other() -> None:
+    """A burst of signals as one StreamRun (issue 22): their SignalIds count."""
+    frames = [b'{"msg_type":"strategy.signal","seq_id":%d,"timestamp":"2026-11-25T09:00:00Z",'
+              b'"payload":{"SignalId":%d}}' % (seq, sid) for seq, sid in [(10, 2), (11, 3)]]
+    healer = GapHealer(lambda *a: [{"SignalId": n} for n in (1, 2, 3, 4, 5)],
+                       sleep=lambda s: None)
+    healer.observe([ev.StreamRun(KEY, b"".join(f + b"\n" for f in frames), 2, 11)])
+    out, _ = healer.heal(gap(11, None))
+    assert [e.order for e in out] == [{"SignalId": 4}, {"SignalId": 5}]  # type: ignore[union-attr]
+
+
+def test_a_stream_that_heals_gaps_hands_messages_over_one_by_one() -> None:
+    """heal_gaps looks at each message after a gap (the first signal after the hole):
+    its stream never makes runs."""
+    import c2ws
+
+    healing = c2ws.stream([7], "signal", api_key="k" * 16, url="ws://127.0.0.1:9/ws",
+                          heal_gaps=True)
+    plain = c2ws.stream([7], "signal", api_key="k" * 16, url="ws://127.0.0.1:9/ws")
+    assert (healing.config.message_runs, plain.config.message_runs) == (False, True)
+
+
 def test_without_anchors_the_seen_signal_ids_are_left_out_and_none_twice() -> None:
     healer = GapHealer(lambda *a: [{"SignalId": 5}, {"SignalId": 1}, {"SignalId": 5},
                                    {"OrderId": 9}], sleep=lambda s: None)

@@ -12,6 +12,8 @@ import time
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from raw_server import OPCODE_CONT, OPCODE_PING, OPCODE_TEXT, WAIT, server_frame
 
 from c2ws import events as ev
@@ -239,3 +241,36 @@ def test_a_stall_between_the_fragments_of_a_message_is_bounded_by_the_silence_de
         transport.close()
         theirs.close()
     assert end.reason is EndReason.SILENT
+
+
+@given(sizes=st.lists(st.sampled_from([0, 1, 5, 125, 126, 127, 800, 1200, 65535, 65536, 70_000]),
+                      min_size=1, max_size=8),
+       first=st.integers(1, 300_000), opcodes=st.lists(st.sampled_from(
+           [OPCODE_TEXT, OPCODE_TEXT, OPCODE_PING]), min_size=8, max_size=8))
+@settings(max_examples=300)
+def test_reading_what_is_wanted_ends_where_a_frame_ends(sizes: list[int], first: int,
+                                                       opcodes: list[int]) -> None:
+    """The driver reads no more than ``wanted()`` while a frame is under way: such a read
+    never goes past that frame's end (it ends there, or within a header still short),
+    and the frames come out as ever."""
+    frames = [server_frame(b"{" * size, opcode if size < 126 or opcode == OPCODE_TEXT
+                           else OPCODE_TEXT) for size, opcode in zip(sizes, opcodes, strict=False)]
+    wire = b"".join(frames)
+    ends = {sum(map(len, frames[: index + 1])) for index in range(len(frames))}
+    reader = FrameReader()
+    reader.feed(wire[:first], 0.0)
+    position = min(first, len(wire))
+    received = read_all(reader)
+    while position < len(wire):
+        wanted = reader.wanted()
+        assert wanted > 0 or reader.buffered == 0
+        step = wanted or 64 * 1024
+        frame_end = min(end for end in ends if end > position)
+        reader.feed(wire[position : position + step], 0.0)
+        position = min(position + step, len(wire))
+        received.extend(read_all(reader))
+        if wanted:  # the frame under way (or its header), and nothing after it
+            assert position <= frame_end
+            assert position == frame_end or reader.wanted() > 0
+    assert reader.buffered == 0 and reader.wanted() == 0
+    assert [payload for _, payload in received] == [b"{" * size for size in sizes]

@@ -138,3 +138,20 @@ def test_readiness_tells_the_socket_from_the_wake_up_and_a_hang_up() -> None:
         readiness.close()
         for sock in (conn, wake_reader, wake_writer):
             sock.close()
+
+
+def test_a_limited_take_cuts_an_item_that_counts_as_several() -> None:
+    """With ``split`` a take's limit counts what the hand-off counts (a run of messages
+    is several): the item that would overflow it is cut, its rest taken first next."""
+    def count(items: object) -> int:
+        return sum(len(item) for item in items)  # type: ignore[attr-defined]
+
+    def split(item: str, keep: int) -> tuple[str, str]:
+        return item[:keep], item[keep:]
+
+    handoff: Handoff[str] = Handoff(100, count=count, split=split)
+    handoff.put(["ab", "", "cdefg", "h"])
+    assert handoff.take(0, 4) == ["ab", "", "cd"]
+    assert handoff.take(0, 1) == ["e"]
+    assert handoff.take(0, 10) == ["fg", "h"]
+    assert handoff.backlog == 8  # taken is not done; cutting changes no count

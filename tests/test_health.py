@@ -163,6 +163,28 @@ def test_the_counters_the_metrics_show() -> None:
                                     "5 message(s) written")
 
 
+def run(key: SubscriptionKey, first: int, last: int) -> ev.StreamRun:
+    """Messages ``first`` to ``last`` of ``key`` as one event (a burst, issue 22)."""
+    lines = b"".join(b'{"seq_id":%d}\n' % seq for seq in range(first, last + 1))
+    return ev.StreamRun(key, lines, last - first + 1, last)
+
+
+def test_runs_count_as_their_messages_in_every_counter() -> None:
+    """A burst written as StreamRun events (NDJSON's batches): the written count, the
+    per-stream counts and a reconnected connection's replayed signals."""
+    health, _ = make([[S1, P1], [S2]], count_streams=True)
+    feed(health, connected(0), connected(1), confirmed(S1), confirmed(P1), confirmed(S2))
+    health.written([run(S1, 1, 4), message(S2, 1), run(P1, 1, 2)])
+    snap = health.snapshot()
+    assert snap.written == 7
+    assert snap.written_per_stream == {S1: 4, S2: 1, P1: 2}
+    feed(health, ended(0), connected(0), confirmed(S1), confirmed(P1))
+    health.written([run(S1, 5, 7), run(P1, 3, 3)])
+    (line,) = health.due(0)
+    assert line.replayed == 3
+    assert health.snapshot().written == 11
+
+
 def test_not_ready_until_every_connection_has_its_answers() -> None:
     health, _ = make([[S1], [S2]])
     feed(health, connected(0), confirmed(S1), connected(1))

@@ -157,3 +157,18 @@ def test_a_key_too_short_to_be_a_key_is_refused_and_never_redacted_with(key: str
 
 def test_a_key_of_the_minimum_length_is_accepted() -> None:
     assert check_api_key("abcdefgh") == "abcdefgh"
+
+
+@given(bursts=st.lists(st.lists(st.one_of(
+    st.binary(max_size=40),
+    st.lists(st.sampled_from([PLAIN_KEY, PLAIN_KEY[:7], PLAIN_KEY[5:], "Zq", "Lm", "a", '"',
+                              '{"x":"', '"}', "\\u005a"]), max_size=6).map(
+        lambda parts: "".join(parts).encode())), max_size=8), max_size=6))
+def test_a_burst_is_redacted_as_each_frame_alone(bursts: list[list[bytes]]) -> None:
+    """The burst's byte probes (and their order, which changes from burst to burst) never
+    let a frame holding the key through, nor touch one that does not."""
+    redactor = KeyRedactor(PLAIN_KEY)
+    for frames in bursts:
+        alone = [redactor.redact_frame(data) for data in frames]
+        redactor.redact_frames(frames)
+        assert frames == alone

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from c2ws import events as ev
 from c2ws import session as session_module
-from c2ws import spec
+from c2ws import spec, speedups
 from c2ws.delivery import dedupe
 from c2ws.delivery.dedupe import StreamFilter
 from c2ws.events import SubscriptionKey
@@ -36,13 +36,13 @@ def envelope(msg_type: str, **fields: Any) -> dict[str, Any]:
 
 
 def ready_session(decoded_payloads: bool, cursors: dict[SubscriptionKey, int],
-                  answers: list[str]) -> ClientSession:
+                  answers: list[str], message_runs: bool = False) -> ClientSession:
     """Connected, each subscription answered as ``answers`` says (ack, reject, pending:
     not yet answered, or unsubscribing: acked, then unsubscribed without an answer yet),
     signals resuming from ``cursors``."""
     session = ClientSession(request_id_prefix="c2ws-test",
                             stream_filter=StreamFilter(KEYS, cursors), now=0.0,
-                            decoded_payloads=decoded_payloads)
+                            decoded_payloads=decoded_payloads, message_runs=message_runs)
     for key in KEYS:
         session.subscribe(key, now=0.0, wall=WALL)
     session.receive(orjson.dumps(envelope(spec.MSG_CONNECTED)), now=0.1, wall=WALL)
@@ -116,12 +116,39 @@ other_frames = st.one_of(
 )
 
 
+MARKER = b"Zq7-Xj"
+
+
+@st.composite
+def burst(draw: st.DrawFn, counters: dict[tuple[str, object], int]) -> list[bytes]:
+    """What one socket read brings in a blast: the next messages of one stream (a run),
+    now and then with one frame that is not (a step, another stream, another shape)."""
+    msg_type = draw(st.sampled_from([spec.CHANNEL_SIGNAL, spec.CHANNEL_POSITIONS]))
+    strategy = draw(st.sampled_from(STRATEGIES))
+    stream = (msg_type, strategy)
+    frames = []
+    for _ in range(draw(st.integers(2, 12))):
+        counters[stream] = counters.get(stream, draw(st.sampled_from([0, 10]))) + 1
+        frames.append(orjson.dumps(envelope(msg_type, seq_id=counters[stream], payload={
+            "StrategyId": strategy, "Side": "1"})))
+    if draw(st.booleans()):
+        frames.insert(draw(st.integers(0, len(frames))), draw(st.one_of(
+            stream_frame(counters), other_frames,
+            st.just(json.dumps(envelope(msg_type, seq_id=counters[stream] + 1, payload={
+                "StrategyId": strategy}), indent=1).encode()),
+            st.just(orjson.dumps(envelope(msg_type, seq_id=counters[stream] + 1, payload={
+                "StrategyId": strategy, "Note": MARKER.decode()}))))))
+    return frames
+
+
 @st.composite
 def frame_batches(draw: st.DrawFn) -> list[list[bytes]]:
     counters: dict[tuple[str, object], int] = {}
     frame = st.sampled_from(range(12)).flatmap(
         lambda odds: other_frames if odds == 0 else stream_frame(counters))
-    return draw(st.lists(st.lists(frame, max_size=30), min_size=1, max_size=6))
+    batch = st.sampled_from(range(3)).flatmap(
+        lambda odds: st.lists(frame, max_size=30) if odds == 0 else burst(counters))
+    return draw(st.lists(batch, min_size=1, max_size=6))
 
 
 def state_of(session: ClientSession) -> Any:
@@ -183,28 +210,58 @@ def compare_paths(
             where += len(batch)
     short = ready_session(decoded, cursors, answers)
     general = ready_session(decoded, cursors, answers)
+    # Bursts as StreamRun events (the engine's sessions for NDJSON): expanded, the same.
+    runs = ready_session(decoded, cursors, answers, message_runs=True)
     now = 0.5
     for number, batch in enumerate(batches):
         pause, tick = pauses[number]
         now += pause
         if tick:  # the deadline came while the socket was idle
-            short.handle_timeout(now=now, wall=WALL)
-            general.handle_timeout(now=now, wall=WALL)
+            for session in (short, general, runs):
+                session.handle_timeout(now=now, wall=WALL)
         if number == close_before:  # leaving: stream messages are no longer delivered
-            short.close(now=now, wall=WALL)
-            general.close(now=now, wall=WALL)
+            for session in (short, general, runs):
+                session.close(now=now, wall=WALL)
         short.receive_frames(batch, now=now, wall=WALL)
+        receive_as_the_driver_does(runs, batch, now)
         for data in batch:
             if general.state is not ConnectionState.ENDED:  # what receive() does first
                 general.last_received = now
             general._receive_one(data, now, WALL)
         found = short.events_received()
-        assert comparable(found) == comparable(general.events_received())
-        assert state_of(short) == state_of(general)
+        expected = comparable(general.events_received())
+        assert comparable(found) == expected
+        in_runs = runs.events_received()
+        assert comparable(ev.expand_runs(in_runs)) == expected
+        assert state_of(short) == state_of(general) == state_of(runs)
+        if any(isinstance(e, ev.StreamRun) for e in in_runs):
+            hypothesis.event("StreamRun")
         for kind in (ev.SequenceReset, ev.SequenceBackwards, ev.GapReported):
             if any(isinstance(e, kind) for e in found):
                 # How often the runs reach it: --hypothesis-show-statistics.
                 hypothesis.event(kind.__name__)
+
+
+def receive_as_the_driver_does(session: ClientSession, batch: list[bytes], now: float) -> None:
+    """What the driver does with the frames of a read when its session makes message runs:
+    the plain ones as NDJSON cut from the bytes read (up to the first that is not plain),
+    the others as frames, in turn.  MARKER stands for the API key's."""
+    chunk = b"".join(map(server_frame, batch))
+    position = 0
+    while position < len(chunk):
+        lines, count, position = speedups.ndjson_burst(chunk, position, MARKER)
+        if count:
+            session.receive_burst(lines, count, now=now, wall=WALL)
+        frames, position = speedups.text_burst(chunk, position)
+        session.receive_frames(frames, now=now, wall=WALL)
+    assert position == len(chunk)
+
+
+def server_frame(payload: bytes) -> bytes:
+    """An unmasked text frame (no frame here is 64 KiB long)."""
+    if len(payload) < 126:
+        return bytes((0x81, len(payload))) + payload
+    return bytes((0x81, 126)) + len(payload).to_bytes(2, "big") + payload
 
 
 def test_the_usual_frames_take_the_short_path() -> None:

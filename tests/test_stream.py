@@ -607,3 +607,88 @@ def _take(stream: Iterator[Any], n: int) -> Iterator[Any]:
 
 Callback = Callable[[ev.Event], None]
 _ = Batch
+
+
+# --- bursts handed over as runs (c2ws.events.StreamRun) -----------------------------------------
+
+
+def run(key: SubscriptionKey, first: int, last: int) -> ev.StreamRun:
+    """Messages ``first`` to ``last`` of ``key``, as the session hands a burst over."""
+    frames = [message(key, seq).message.data for seq in range(first, last + 1)]
+    return ev.StreamRun(key, b"".join(f + b"\n" for f in frames),  # type: ignore[operator]
+                        last - first + 1, last)
+
+
+def test_a_run_is_its_messages_to_every_reader_of_the_stream() -> None:
+    stream, engine = make(auto_ack=False)
+    engine.handoff.put([run(A, 1, 3), message(B, 1), run(A, 4, 5)])
+    assert engine.handoff.backlog == 6  # counted as its messages
+    batch = stream.next_batch()
+    assert batch is not None and len(batch) == 6 and stream.delivered == 6
+    assert batch.ndjson() == b"".join(message(k, s).message.data + b"\n"  # type: ignore[operator]
+                                      for k, s in [(A, 1), (A, 2), (A, 3), (B, 1), (A, 4),
+                                                   (A, 5)])
+    assert [(m.strategy_id, m.seq_id) for m in batch] == [(1, 1), (1, 2), (1, 3), (2, 1),
+                                                          (1, 4), (1, 5)]
+    assert all(type(e) is ev.StreamMessage for e in batch.events)
+
+
+def test_a_message_inside_a_run_is_acknowledged_alone() -> None:
+    """Acknowledging the third of a run's five messages moves the cursor to it, not to
+    the run's end (the batch's events are the run's messages once read)."""
+    store = Recorded()
+    stream, engine = make(cursors=store, auto_ack=False)
+    engine.handoff.put([run(A, 1, 5)])
+    got = list(_take(stream, 5))
+    stream.ack(got[2])
+    assert stream.cursors == {A: 3} and store.commits == [{A: 3}]
+    assert engine.handoff.backlog == 2
+    stream.ack(got[4])
+    assert stream.cursors == {A: 5} and engine.handoff.backlog == 0
+
+
+def test_a_run_unread_is_acknowledged_whole_with_its_batch() -> None:
+    store = Recorded()
+    stream, engine = make(cursors=store, auto_ack=False)
+    engine.handoff.put([run(A, 1, 5), run(B, 10, 11)])
+    batch = stream.next_batch()
+    assert batch is not None
+    stream.ack(batch)
+    assert stream.cursors == {A: 5, B: 11} and engine.handoff.backlog == 0
+
+
+def test_count_and_timeout_end_the_stream_inside_a_run() -> None:
+    stream, engine = make(count=4)
+    engine.handoff.put([run(A, 1, 10)])
+    assert seqs(stream) == [1, 2, 3, 4]
+    assert stream.cursors == {A: 4} and stream.end_reason is StreamEnd.COUNT
+    clock = Clock()
+    stream, engine = make(timeout=2.0, clock=clock)
+    engine.handoff.put([run(A, 1, 100)])
+    got = []
+    for msg in stream:
+        got.append(msg.seq_id)
+        clock.now += 0.5
+    assert got == [1, 2, 3, 4] and stream.cursors == {A: 4}
+    assert stream.undelivered == 96
+
+
+def test_grouped_commits_cut_a_run_so_that_no_batch_outgrows_the_group() -> None:
+    """A store with commit_groups caps each batch at the messages it has room for; a run
+    (one event, many messages) is cut there, its cursor the last message taken."""
+    store = Grouped()  # at most 4 not durable, batches of at most 2
+    stream, engine = make(cursors=store, auto_ack=False)
+    engine.handoff.put([run(A, 1, 5), message(B, 1), run(A, 6, 12)])
+    taken: list[tuple[int, int]] = []
+    sizes = []
+    while engine.handoff.backlog:
+        batch = stream.next_batch()
+        assert batch is not None
+        sizes.append(len(batch))
+        taken += [(m.strategy_id, m.seq_id) for m in batch]
+        stream.ack(batch)
+    assert max(sizes) <= 2
+    assert taken == [(1, seq) for seq in range(1, 6)] + [(2, 1)] + [
+        (1, seq) for seq in range(6, 13)]
+    stream.close()
+    assert store.commits[-1] == {A: 12, B: 1}

@@ -179,3 +179,31 @@ def test_sqlite_cursors_commit_with_the_callers_data(env: ReferenceServer,
 
 # The journal that survives kill -9 is the cookbook's (docs/library.md), run by
 # tests/test_cookbook.py.
+
+
+def test_a_store_committing_each_message_gets_one_message_at_a_time(
+        env: ReferenceServer) -> None:
+    """``commits_each_message`` (a --state whose output is a pipe): every commit moves the
+    cursor by one message, also when a burst arrives in one read (NDJSON's streams hand a
+    burst over as one run of messages otherwise)."""
+    class EachMessage:
+        commits_each_message = True
+
+        def __init__(self) -> None:
+            self.commits: list[int] = []
+
+        def load(self) -> dict[Any, int]:
+            return {}
+
+        def commit(self, cursors: Any) -> None:
+            self.commits.append(cursors[(STRATEGY, spec.CHANNEL_SIGNAL)])
+
+    store = EachMessage()
+    # ASCII payloads published back to back: the stream's reads bring bursts.
+    publish_when_subscribed(env, [order(n) for n in range(400)])
+    with c2ws.stream([STRATEGY], channels="signal", count=400, timeout=60,
+                     cursors=store) as s:
+        seqs = [msg.seq_id for msg in s]
+    assert len(seqs) == 400
+    assert store.commits == seqs[: len(store.commits)]  # one message per commit, in order
+    assert len(store.commits) >= 399

@@ -103,7 +103,7 @@ class SubscribeRun:
         if events is not None:
             events.target = self.on_event
         # The batch being written, and how much of it is written: for the final report.
-        self._batch: Sequence[ev.Event] = ()
+        self._batch: Batch | None = None
         self._written_of_batch = 0
         self._writing = False  # in a write of stdout (the --timeout alarm may cut it)
         self._connection_failed = False  # the run ended with a connection's failure
@@ -238,8 +238,7 @@ class SubscribeRun:
             watch.after(event)  # --strict raises here
 
     def _write_batch(self, batch: Batch) -> None:
-        events = batch.events
-        self._batch, self._written_of_batch = events, 0
+        self._batch, self._written_of_batch = batch, 0
         try:
             self._writing = True
             try:
@@ -252,7 +251,7 @@ class SubscribeRun:
                 for done in self.sink.durable():
                     self.stream.ack(done)
             if self.watch is not None:
-                self.watch.written(events)
+                self.watch.written(batch.handed_events)
         except BrokenPipeError:
             raise
         except OSError as exc:
@@ -263,19 +262,23 @@ class SubscribeRun:
             raise self._failed(exc) from None
         finally:
             self._writing = False
-        self._batch, self._written_of_batch = (), 0
+        self._batch, self._written_of_batch = None, 0
 
     def _hand_over(self, batch: Batch) -> None:
         """Give the batch to the sink (and gaps and resets to the diagnostics: in order
         with the lines, for stdout, through :meth:`_before_event`)."""
-        events = batch.events
+        # A batch of nothing but signals and positions (nearly every one) is counted
+        # without expanding its bursts into events (issue 22).
+        plain = batch.only_signals_and_positions
         if self._output is None:
-            for event in events:
-                if type(event) is not _STREAM_MESSAGE:
-                    self.diagnostics.handle(event)
-            self._written_of_batch = len(events)
+            if not plain:
+                for event in batch.events:
+                    if type(event) is not _STREAM_MESSAGE:
+                        self.diagnostics.handle(event)
+            self._written_of_batch = len(batch)
         self.sink.write(batch)
-        self.diagnostics.count_stream_messages(countOf(map(type, events), _STREAM_MESSAGE))
+        self.diagnostics.count_stream_messages(
+            len(batch) if plain else countOf(map(type, batch.events), _STREAM_MESSAGE))
 
     def _before_event(self, handed: int, event: ev.Event | None) -> None:
         """stdout's sink is handing the renderer ``event`` (None: a burst of stream
@@ -381,9 +384,10 @@ class SubscribeRun:
     def _unwritten(self) -> tuple[int, list[ev.StreamMessage]]:
         """How many received messages were never handed to the renderer, and the
         messages of the batch being written when the run stopped."""
-        handed = [e for e in self._batch[: self._written_of_batch]
+        events = self._batch.events if self._batch is not None else ()
+        handed = [e for e in events[: self._written_of_batch]
                   if isinstance(e, ev.StreamMessage)]
-        left = self._batch[self._written_of_batch:]
+        left = events[self._written_of_batch:]
         return self.stream.undelivered + sum(
             isinstance(event, ev.StreamMessage) for event in left), handed
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 _STREAM_MESSAGE: Final = ev.StreamMessage
-_ONLY_STREAM_MESSAGES: Final = {ev.StreamMessage}
+_MESSAGES: Final = frozenset({ev.StreamMessage, ev.StreamRun})
 _SIGNAL: Final = spec.CHANNEL_SIGNAL
 
 # Why a message was dropped (the metric's ``reason`` label), by the event that says so.
@@ -281,34 +281,43 @@ class StreamHealth:
         return None
 
     def written(self, events: Sequence[ev.Event]) -> None:
-        """A batch was written (the events of :attr:`c2ws.Batch.events`)."""
+        """A batch was written (the events of :attr:`c2ws.Batch.handed_events`: a
+        :class:`~c2ws.events.StreamRun` counts as its messages)."""
         now = self._clock()
         with self._lock:
-            if set(map(type, events)) == _ONLY_STREAM_MESSAGES:
-                messages: Iterable[ev.Event] = events
-                self._written += len(events)
-                self._last_message = now
+            if set(map(type, events)) <= _MESSAGES:
+                messages: Sequence[ev.Event] = events
+                count = ev.message_count(events)
+                self._written += count
+                if count:
+                    self._last_message = now
                 if not self.count_streams and not self.coming_back:
                     return
             else:
-                messages = [e for e in events if type(e) is _STREAM_MESSAGE]
-                self._written += len(messages)
-                if messages:
+                messages = [e for e in events if type(e) in _MESSAGES]
+                count = ev.message_count(messages)
+                self._written += count
+                if count:
                     self._last_message = now
                 for event in events:
                     if isinstance(event, ev.GapReported):
                         self._gaps[event.key] += 1
                     elif isinstance(event, ev.SequenceReset):
                         self._resets[event.key] += 1
-            keys = [event.key for event in messages  # type: ignore[union-attr]
-                    if event.key is not None]  # type: ignore[union-attr]
+            keys = [event.key for event in messages
+                    if type(event) is _STREAM_MESSAGE and event.key is not None]
+            runs = [event for event in messages if isinstance(event, ev.StreamRun)]
             if self.count_streams:
                 self._per_stream.update(keys)
+                for run in runs:
+                    self._per_stream[run.key] += run.count
             if self.coming_back:
                 for connection in self._connections:
                     back = connection.back
                     if back is not None:
                         back.replayed += sum(key in connection.signal_keys for key in keys)
+                        back.replayed += sum(
+                            run.count for run in runs if run.key in connection.signal_keys)
 
     def committed(self) -> None:
         """The cursor store committed the cursors (the ``--state`` file was written)."""

@@ -38,7 +38,7 @@ from urllib.parse import unquote, urlsplit
 from c2ws import spec
 from c2ws.net import wsclient_compat
 
-READ_CHUNK = 65536
+READ_CHUNK = spec.SOCKET_READ_BYTES
 _HEAD_READ_CHUNK = 4096
 _REDACTED = "****"
 # websocket-client follows these (we never do); any other non-101 status is a rejection.
@@ -873,11 +873,11 @@ class SocketTransport:
     def fileno(self) -> int:
         return self.sock.fileno()
 
-    def read(self) -> bytes | None:
-        """What the socket holds now, up to READ_CHUNK bytes; None when nothing can be
-        read yet (a TLS record only partly in).  Raises :class:`ConnectionLost`."""
+    def read(self, limit: int = READ_CHUNK) -> bytes | None:
+        """What the socket holds now, up to ``limit`` bytes; None when nothing can be read
+        yet (a TLS record only partly in).  Raises :class:`ConnectionLost`."""
         try:
-            data = self.sock.recv(READ_CHUNK)
+            data = self.sock.recv(limit)
         except (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
             return None
         except OSError as exc:
@@ -885,6 +885,11 @@ class SocketTransport:
         if not data:
             raise ConnectionLost("the server closed the TCP connection without a close frame")
         return data
+
+    @property
+    def encrypted(self) -> bool:
+        """TLS: a read may find only part of a record (``read`` returns None)."""
+        return self._tls
 
     def pending(self) -> bool:
         """Bytes already decrypted by TLS, which poll() cannot see."""

@@ -32,6 +32,7 @@ from c2ws import events as ev
 from c2ws import spec
 from c2ws.events import ConnectionEnd, EndReason
 from c2ws.net.connection import (
+    READ_CHUNK,
     ConnectionLost,
     SendBlocked,
     SendStopped,
@@ -141,6 +142,12 @@ class SessionFeed:
         else:
             session.receive_frames(frames, now=now, wall=wall)
             events.extend(session.events_received())
+
+    def burst(self, ndjson: bytes, count: int, now: float, wall: float) -> None:
+        """Text frames received together, as the lines of ``ndjson`` (see
+        FrameReader.plain_burst: none holds the redactor's marker; never with traffic)."""
+        self.session.receive_burst(ndjson, count, now=now, wall=wall)
+        self._events.extend(self.session.events_received())
 
     def message(self, data: bytes | str, now: float, wall: float) -> None:
         """One text (or binary) message."""
@@ -276,6 +283,17 @@ class Driver:
         self._usable = True  # False once a send or read broke the connection
         self._close_code: int | None = None  # a close we must send (1002, 1009)
         self._handed_over = False  # events handed over since the last wait
+        self._idle_due = False  # the burst is over: hooks.idle() before the next wait
+        # A plain socket is read again at once after a hand-over: a read that finds
+        # nothing ends the burst (one system call instead of a poll and a read).  With
+        # TLS a read that finds nothing cannot be told from half a record: poll first.
+        self._read_at_once = not getattr(transport, "encrypted", True)
+        # A session making message runs gets the usual frames of a stream as NDJSON cut
+        # straight out of the bytes read (FrameReader.plain_burst: checked on the way, no
+        # object per frame); frames holding what may be the key are left to the
+        # redactor's path.  Not with traffic: each frame is then an event of its own.
+        self._bursts = session.message_runs and not settings.traffic
+        self._marker = None if redactor is None else redactor.marker
         with _NEWEST_LOCK:
             previous = _NEWEST.get(session.shard)
             before = None if previous is None else _later(
@@ -331,6 +349,8 @@ class Driver:
             session.fail(EndReason.LOST, f"connection lost: {exc}")
         finally:
             readiness.close()
+            if self._idle_due:
+                self.hooks.idle()
         end = session.ended
         assert end is not None
         if self._usable and not self.close_received:
@@ -373,17 +393,32 @@ class Driver:
         if self._handed_over:
             # Events were handed over: if more data is already waiting, read it first;
             # the hooks hear that the burst is over (idle) only when nothing is left.
+            if self._read_at_once:
+                return True, False  # _read finds out
             readable, woken = readiness.wait(0)
             if readable or woken:
                 return readable, woken
             self._handed_over = False
-            self.hooks.idle()
+            self._idle_due = True
         timeout = None if deadline is None else max(0.0, deadline - self.clock())
+        if self._idle_due:
+            # Right before the wait: the thread woken then finds the GIL free at once,
+            # instead of waking to wait for it while this one gets ready to wait.
+            self._idle_due = False
+            self.hooks.idle()
         return readiness.wait(timeout)
 
     def _read(self) -> None:
-        data = self.transport.read()
+        # A frame begun in the previous read: only its rest, then the next frames from
+        # their first byte (FrameReader.wanted).
+        wanted = self.reader.wanted()
+        data = self.transport.read(wanted if 0 < wanted < READ_CHUNK else READ_CHUNK)
         now = self.clock()
+        if data is None and self._read_at_once:
+            if self._handed_over:  # nothing was waiting: the burst is over (see _wait)
+                self._handed_over = False
+                self._idle_due = True
+            return
         if data is None:  # half a TLS record: a frame has begun
             self.reader.note_bytes_under_way(now)
             return
@@ -396,6 +431,11 @@ class Driver:
         """Every frame whole in the buffer, into the session, in order."""
         reader, feed, session, wall = self.reader, self.feed, self.session, self.read_wall
         while session.ended is None:
+            if self._bursts:
+                lines, count = reader.plain_burst(self._marker)
+                if count:
+                    feed.burst(lines, count, now, wall)
+                    continue
             frames = reader.text_burst()
             if frames:
                 feed.texts(frames, now, wall)

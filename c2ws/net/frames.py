@@ -23,6 +23,7 @@ import os
 from typing import Final
 
 from c2ws import spec
+from c2ws.speedups import ndjson_burst, text_burst
 
 OPCODE_CONT: Final = 0x0
 OPCODE_TEXT: Final = 0x1
@@ -132,6 +133,29 @@ class FrameReader:
         """Bytes received and not yet handed out as frames."""
         return len(self._chunk) - self._offset + self._later_bytes
 
+    def wanted(self) -> int:
+        """How many more bytes complete the frame whose first part is at the head of the
+        buffer (0: the buffer holds none).  A read of no more than that ends where the
+        frame does, so the next read begins at a frame's first byte and its frames are
+        cut where they are, instead of the whole read being joined to this frame's part
+        first (a copy of every read in a long burst: reads rarely end between frames)."""
+        available = self.buffered
+        if not available:
+            return 0
+        head = self._chunk[self._offset : self._offset + 10]
+        if len(head) < 10 and self._later:
+            head = (head + b"".join(self._later))[:10]
+        if len(head) < 2:
+            return 2 - len(head)
+        length = head[1] & 0x7F
+        header = 2 if length < 126 else 4 if length == 126 else 10
+        if len(head) < header:
+            return header - len(head)
+        if header > 2:
+            length = int.from_bytes(head[2:header], "big")
+        total = header + (4 if head[1] & 0x80 else 0) + length
+        return max(0, total - available)
+
     # --- output --------------------------------------------------------------------------
 
     def text_burst(self) -> list[bytes]:
@@ -141,28 +165,23 @@ class FrameReader:
         :meth:`next_frame`, with every check)."""
         if self._fragments is not None or self._later:
             return []
-        chunk, position = self._chunk, self._offset
-        end = len(chunk)
-        frames: list[bytes] = []
-        append = frames.append
-        while position + 2 <= end and chunk[position] == _FIN_TEXT:
-            length = chunk[position + 1]
-            if length < 126:
-                start = position + 2
-            elif length == 126 and position + 4 <= end:
-                length = chunk[position + 2] << 8 | chunk[position + 3]
-                start = position + 4
-            else:  # masked (a server must not mask), a 64-bit length, or a split header
-                break
-            stop = start + length
-            if stop > end:
-                break
-            append(chunk[start:stop])
-            position = stop
+        frames, position = text_burst(self._chunk, self._offset)  # see c2ws.speedups
         if frames:
             self._offset = position
             self._consumed()
         return frames
+
+    def plain_burst(self, marker: bytes | None) -> tuple[bytes, int]:
+        """The plain text frames at the head of the buffer as NDJSON, and how many (see
+        :func:`c2ws.speedups.ndjson_burst`: the usual frames of a stream, up to the first
+        that is not one, or holds ``marker``); (b"", 0) when the next frame is not one."""
+        if self._fragments is not None or self._later:
+            return b"", 0
+        lines, count, position = ndjson_burst(self._chunk, self._offset, marker)
+        if count:
+            self._offset = position
+            self._consumed()
+        return lines, count
 
     def next_frame(self) -> Message | None:
         """The next message or control frame whole in the buffer (fragments joined), None

@@ -25,12 +25,16 @@ class Handoff(Generic[Item]):
     def __init__(
         self, limit: int, *, count: Callable[[Sequence[Item]], int] = len,
         items_per_counted: int = 1,
+        split: Callable[[Item, int], tuple[Item, Item]] | None = None,
     ) -> None:
         if limit < 1 or items_per_counted < 1:
             raise ValueError("limit and items_per_counted must be at least 1")
         self.limit = limit
         self._count = count
         self._items_per_counted = items_per_counted
+        # An item that counts as several (a run of messages) may be cut in two so that
+        # a take with a limit never counts more than it (see take).
+        self._split = split
         self._items: deque[Item] = deque()
         # Handed over and not yet done (queued + being written): counted ones, and all.
         self._backlog = 0
@@ -79,7 +83,8 @@ class Handoff(Generic[Item]):
                 self._changed.notify_all()
 
     def take(self, timeout: float | None, limit: int | None = None) -> list[Item]:
-        """Everything queued (at most ``limit`` items), waiting up to ``timeout`` seconds
+        """Everything queued (at most ``limit`` items, and with ``split`` at most
+        ``limit`` counted), waiting up to ``timeout`` seconds
         (None: for ever) for at least one; [] on timeout or once closed and empty."""
         with self._lock:
             if not self._items and not self._closed:
@@ -93,7 +98,28 @@ class Handoff(Generic[Item]):
                 self._items.clear()
             else:
                 taken = [self._items.popleft() for _ in range(limit)]
+            if limit is not None and self._split is not None:
+                self._keep_within(taken, limit)
             return taken
+
+    def _keep_within(self, taken: list[Item], limit: int) -> None:
+        """Give back the end of ``taken`` (cutting one item in two if need be) until it
+        counts at most ``limit``: ``limit`` items may count more (runs of messages)."""
+        excess = self._count(taken) - limit
+        given_back: list[Item] = []  # last first
+        while excess > 0:
+            item = taken.pop()
+            size = self._count((item,))
+            if size <= excess:
+                given_back.append(item)
+                excess -= size
+            else:
+                assert self._split is not None
+                kept, rest = self._split(item, size - excess)
+                taken.append(kept)
+                given_back.append(rest)
+                excess = 0
+        self._items.extendleft(given_back)
 
     def give_back(self, items: list[Item]) -> None:
         """Put taken items back at the front, in order, to be taken again first (still

@@ -20,6 +20,7 @@ import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from operator import countOf
 from typing import Final
 from urllib.parse import urlsplit
 
@@ -68,6 +69,7 @@ class ConnectionSettings:
     per_connection: int = spec.MAX_SUBSCRIPTIONS_PER_CONNECTION
     report_heartbeats: bool = True
     decoded_payloads: bool = True
+    message_runs: bool = False
 
 
 # Connect failures retrying cannot fix: the URL, the redirect or the certificate must
@@ -245,6 +247,7 @@ class ShardWorker(threading.Thread):
                 max_subscriptions=settings.per_connection,
                 report_heartbeats=settings.report_heartbeats,
                 decoded_payloads=settings.decoded_payloads,
+                message_runs=settings.message_runs,
             )
             wanted, version = self.take_keys()
             for key in wanted:
@@ -283,7 +286,8 @@ class _HandOver(DriverHooks):
             self._note_rejections()
         # The output thread is woken once the burst is over (see idle), or every
         # WAKE_EVERY events during a long one: not for every socket read.
-        self.unannounced += len(batch)
+        self.unannounced += len(batch) + ev.message_count(batch) - countOf(
+            map(type, batch), ev.StreamMessage)  # a run counts as its messages
         wake = self.unannounced >= WAKE_EVERY
         if wake:
             self.unannounced = 0

@@ -49,7 +49,8 @@ class NdjsonRenderer:
     def __init__(self, out: BinaryIO | ByteSink, *, include_control: bool = False) -> None:
         self._out = ByteSink.of(out)
         self._include_control = include_control
-        self._lines: list[bytes] = []
+        self._lines: list[bytes] = []  # lines handled, without their newlines
+        self._chunks: list[bytes] = []  # NDJSON ready to write: whole lines before _lines
 
     def handle(self, event: ev.Event) -> None:
         if type(event) is _STREAM_MESSAGE or (
@@ -70,13 +71,27 @@ class NdjsonRenderer:
             for event in messages
         ])
 
+    def handle_ndjson(self, data: bytes) -> None:
+        """Stream messages already rendered as NDJSON, every line with its newline
+        (``Batch.ndjson()``): written as they are, after what was handled before."""
+        self._end_lines()
+        self._chunks.append(data)
+
     def flush(self) -> None:
+        self._end_lines()
+        chunks = self._chunks
+        if chunks:
+            self._chunks = []  # handed over now: a failing write must not repeat them
+            self._out.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+        self._out.flush()
+
+    def _end_lines(self) -> None:
+        """The lines handled so far, as NDJSON ready to write."""
         lines = self._lines
         if lines:
             lines.append(b"")  # the last line's newline
-            self._lines = []  # handed over now: a failing write must not repeat them
-            self._out.write(b"\n".join(lines))
-        self._out.flush()
+            self._lines = []
+            self._chunks.append(b"\n".join(lines))
 
     def close(self) -> None:
         self.flush()

@@ -116,6 +116,9 @@ class OutputSink:
         self.text = text
         self.before = before
         self._handle_messages = messages_handler(renderer)
+        # A renderer that writes the frames as they are (NDJSON) takes a burst as bytes.
+        self._handle_ndjson: Callable[[bytes], None] | None = getattr(
+            renderer, "handle_ndjson", None)
         self._written: list[Batch] = []
 
     def open(self, keys: Collection[SubscriptionKey]) -> Mapping[SubscriptionKey, int]:
@@ -123,8 +126,22 @@ class OutputSink:
         return {}
 
     def write(self, batch: Batch) -> None:
-        """Render the batch and flush it; an ``OSError`` is the write's (disk full...)."""
-        self.write_events(batch.events)
+        """Render the batch and flush it; an ``OSError`` is the write's (disk full...).
+        A batch of nothing but signals and positions, nearly every one, takes the
+        renderer's batch path: for NDJSON, the batch's lines as bytes, made without an
+        object per message (its bursts are never expanded into events)."""
+        if batch.only_signals_and_positions:
+            size = len(batch)
+            if self.before is not None:
+                self.before(size, None)
+            if self._handle_ndjson is not None:
+                if size:
+                    self._handle_ndjson(batch.ndjson())
+            else:
+                self._handle_messages(batch.events)  # type: ignore[arg-type]
+            self._flush()
+        else:
+            self.write_events(batch.events)
         self._written.append(batch)
 
     def write_events(self, events: Sequence[ev.Event]) -> None:
@@ -141,6 +158,9 @@ class OutputSink:
                 if before is not None:
                     before(index + 1, event)
                 handle(event)
+        self._flush()
+
+    def _flush(self) -> None:
         self.renderer.flush()
         if self.text is not None:
             self.text.flush()

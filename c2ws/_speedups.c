@@ -1,0 +1,736 @@
+/* The compiled twins of four pure-Python functions of c2ws/speedups.py, for the
+ * socket thread's per-message work on a burst of frames.  Each does exactly what its
+ * twin does (tests/test_speedups.py runs both on arbitrary input); c2ws works the same
+ * without this module, only slower (it is built when a C compiler is at hand).
+ *
+ *   text_burst(chunk, position)   the plain text frames at chunk[position:]
+ *   text_kind(frames)             ASCII? line breaks?  (0, 1 or 2)
+ *   any_contains(frames, needle)  does some frame hold needle?
+ *   ndjson_burst(chunk, position, marker)  the plain text frames there, as NDJSON
+ *   run_summary(ndjson, count)    those lines' headers, when they are a run
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+#if defined(__SSE2__) && defined(__GNUC__)
+#include <emmintrin.h>
+#define C2WS_SSE2 1
+#endif
+
+/* FIN set, no RSV bits, opcode 1 (text): the first byte of an unfragmented text frame. */
+#define FIN_TEXT 0x81
+
+static PyObject *
+text_burst(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyBytes_CheckExact(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "text_burst(chunk: bytes, position: int)");
+        return NULL;
+    }
+    Py_ssize_t position = PyLong_AsSsize_t(args[1]);
+    if (position == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    const unsigned char *chunk = (const unsigned char *)PyBytes_AS_STRING(args[0]);
+    Py_ssize_t end = PyBytes_GET_SIZE(args[0]);
+    if (position < 0) {
+        position = 0 > end + position ? 0 : end + position;  /* as a slice would */
+    }
+    PyObject *frames = PyList_New(0);
+    if (frames == NULL) {
+        return NULL;
+    }
+    while (position + 2 <= end && chunk[position] == FIN_TEXT) {
+        Py_ssize_t length = chunk[position + 1];
+        Py_ssize_t start;
+        if (length < 126) {
+            start = position + 2;
+        }
+        else if (length == 126 && position + 4 <= end) {
+            length = ((Py_ssize_t)chunk[position + 2] << 8) | chunk[position + 3];
+            start = position + 4;
+        }
+        else {  /* masked, a 64-bit length, or a split header */
+            break;
+        }
+        Py_ssize_t stop = start + length;
+        if (stop > end) {
+            break;
+        }
+        PyObject *frame = PyBytes_FromStringAndSize((const char *)chunk + start, length);
+        if (frame == NULL || PyList_Append(frames, frame) < 0) {
+            Py_XDECREF(frame);
+            Py_DECREF(frames);
+            return NULL;
+        }
+        Py_DECREF(frame);
+        position = stop;
+    }
+    PyObject *at = PyLong_FromSsize_t(position);
+    if (at == NULL) {
+        Py_DECREF(frames);
+        return NULL;
+    }
+    return Py_BuildValue("(NN)", frames, at);
+}
+
+/* Bytes of x equal to the byte repeated in `ones_times`: the high bit of each such byte
+ * set (the classic "has zero byte" test on x ^ pattern; exact, no false positives when
+ * only used as "any"). */
+#define ONES 0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+#define HAS_ZERO(x) (((x) - ONES) & ~(x) & HIGHS)
+
+static PyObject *
+text_kind(PyObject *module, PyObject *frames)
+{
+    if (!PyList_CheckExact(frames)) {
+        PyErr_SetString(PyExc_TypeError, "text_kind(frames: list[bytes])");
+        return NULL;
+    }
+    const uint64_t lf = ONES * '\n', cr = ONES * '\r';
+    int breaks = 0;
+    Py_ssize_t count = PyList_GET_SIZE(frames);
+    for (Py_ssize_t index = 0; index < count; index++) {
+        PyObject *frame = PyList_GET_ITEM(frames, index);
+        if (!PyBytes_CheckExact(frame)) {
+            return PyLong_FromLong(0);
+        }
+        const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(frame);
+        Py_ssize_t size = PyBytes_GET_SIZE(frame), at = 0;
+        uint64_t high = 0, found = 0;
+        for (; at + 8 <= size; at += 8) {
+            uint64_t word;
+            memcpy(&word, data + at, 8);
+            high |= word;
+            found |= HAS_ZERO(word ^ lf) | HAS_ZERO(word ^ cr);
+        }
+        for (; at < size; at++) {
+            high |= data[at];
+            found |= (data[at] == '\n') | (data[at] == '\r');
+        }
+        if (high & HIGHS) {
+            return PyLong_FromLong(0);
+        }
+        /* HAS_ZERO is exact for ASCII words: a set high bit marks a byte that matched. */
+        breaks |= found != 0;
+    }
+    return PyLong_FromLong(breaks ? 1 : 2);
+}
+
+#ifdef _WIN32
+/* No memmem: the first byte by memchr, then the rest compared. */
+static const void *
+memmem(const void *haystack, size_t size, const void *needle, size_t needle_size)
+{
+    const char *at = haystack, *end = (const char *)haystack + size - needle_size + 1;
+    const char first = *(const char *)needle;
+    while (at < end && (at = memchr(at, first, (size_t)(end - at))) != NULL) {
+        if (memcmp(at, needle, needle_size) == 0) {
+            return at;
+        }
+        at++;
+    }
+    return NULL;
+}
+#endif
+
+/* Whether haystack[0:size] holds needle[0:needle_size] (memmem's answer).  With SSE2:
+ * the positions where both the needle's first and last bytes match, 16 at a time, then
+ * the bytes between compared (a needle's rare pair of ends makes few candidates). */
+static int
+contains(const unsigned char *haystack, Py_ssize_t size, const unsigned char *needle,
+         Py_ssize_t needle_size)
+{
+    if (needle_size == 0) {
+        return 1;
+    }
+    if (size < needle_size) {
+        return 0;
+    }
+    if (needle_size == 1) {
+        return memchr(haystack, needle[0], (size_t)size) != NULL;
+    }
+#ifdef C2WS_SSE2
+    const __m128i first = _mm_set1_epi8((char)needle[0]);
+    const __m128i last = _mm_set1_epi8((char)needle[needle_size - 1]);
+    Py_ssize_t at = 0;
+    for (; at + 16 + needle_size - 1 <= size; at += 16) {
+        __m128i starts = _mm_loadu_si128((const __m128i *)(haystack + at));
+        __m128i ends = _mm_loadu_si128((const __m128i *)(haystack + at + needle_size - 1));
+        unsigned mask = (unsigned)_mm_movemask_epi8(
+            _mm_and_si128(_mm_cmpeq_epi8(starts, first), _mm_cmpeq_epi8(ends, last)));
+        while (mask) {
+            int bit = __builtin_ctz(mask);
+            if (memcmp(haystack + at + bit + 1, needle + 1, (size_t)(needle_size - 2)) == 0) {
+                return 1;
+            }
+            mask &= mask - 1;
+        }
+    }
+    for (; at + needle_size <= size; at++) {
+        if (haystack[at] == needle[0] &&
+            memcmp(haystack + at + 1, needle + 1, (size_t)(needle_size - 1)) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+#else
+    return memmem(haystack, (size_t)size, needle, (size_t)needle_size) != NULL;
+#endif
+}
+
+static PyObject *
+any_contains(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyList_CheckExact(args[0]) || !PyBytes_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "any_contains(frames: list[bytes], needle: bytes)");
+        return NULL;
+    }
+    PyObject *frames = args[0];
+    const unsigned char *needle = (const unsigned char *)PyBytes_AS_STRING(args[1]);
+    Py_ssize_t needle_size = PyBytes_GET_SIZE(args[1]);
+    Py_ssize_t count = PyList_GET_SIZE(frames);
+    for (Py_ssize_t index = 0; index < count; index++) {
+        PyObject *frame = PyList_GET_ITEM(frames, index);
+        if (!PyBytes_CheckExact(frame)) {
+            PyErr_SetString(PyExc_TypeError, "any_contains: frames must be bytes");
+            return NULL;
+        }
+        if (contains((const unsigned char *)PyBytes_AS_STRING(frame), PyBytes_GET_SIZE(frame),
+                     needle, needle_size)) {
+            Py_RETURN_TRUE;
+        }
+    }
+    Py_RETURN_FALSE;
+}
+
+/* Whether frame payload `data` is plain: starts with '{', ends with '}', ASCII, no CR or
+ * LF, no `marker` (when marker_size > 0); copied to `out` meanwhile. */
+static int
+copy_if_plain(const unsigned char *data, Py_ssize_t size, unsigned char *out,
+              const unsigned char *marker, Py_ssize_t marker_size)
+{
+    if (size < 2 || data[0] != '{' || data[size - 1] != '}') {
+        return 0;
+    }
+    const uint64_t lf = ONES * '\n', cr = ONES * '\r';
+    uint64_t high = 0, found = 0;
+    Py_ssize_t at = 0;
+#ifdef C2WS_SSE2
+    /* A byte's high bit: set when it is not ASCII, and in a CR or LF's comparison. */
+    const __m128i lf16 = _mm_set1_epi8('\n'), cr16 = _mm_set1_epi8('\r');
+    __m128i bad = _mm_setzero_si128();
+    for (; at + 16 <= size; at += 16) {
+        __m128i block = _mm_loadu_si128((const __m128i *)(data + at));
+        _mm_storeu_si128((__m128i *)(out + at), block);
+        bad = _mm_or_si128(bad, _mm_or_si128(block, _mm_or_si128(
+            _mm_cmpeq_epi8(block, lf16), _mm_cmpeq_epi8(block, cr16))));
+    }
+    if (_mm_movemask_epi8(bad)) {
+        return 0;
+    }
+#endif
+    for (; at + 8 <= size; at += 8) {
+        uint64_t word;
+        memcpy(&word, data + at, 8);
+        memcpy(out + at, &word, 8);
+        high |= word;
+        found |= HAS_ZERO(word ^ lf) | HAS_ZERO(word ^ cr);
+    }
+    for (; at < size; at++) {
+        out[at] = data[at];
+        high |= data[at];
+        found |= (data[at] == '\n') | (data[at] == '\r');
+    }
+    if ((high & HIGHS) || found) {
+        return 0;
+    }
+    return marker_size == 0 || !contains(data, size, marker, marker_size);
+}
+
+static PyObject *
+ndjson_burst(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyBytes_CheckExact(args[0]) ||
+        !(args[2] == Py_None || PyBytes_CheckExact(args[2]))) {
+        PyErr_SetString(PyExc_TypeError,
+                        "ndjson_burst(chunk: bytes, position: int, marker: bytes | None)");
+        return NULL;
+    }
+    Py_ssize_t position = PyLong_AsSsize_t(args[1]);
+    if (position == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    const unsigned char *chunk = (const unsigned char *)PyBytes_AS_STRING(args[0]);
+    Py_ssize_t end = PyBytes_GET_SIZE(args[0]);
+    if (position < 0) {
+        position = 0 > end + position ? 0 : end + position;
+    }
+    const unsigned char *marker =
+        args[2] == Py_None ? NULL : (const unsigned char *)PyBytes_AS_STRING(args[2]);
+    Py_ssize_t marker_size = args[2] == Py_None ? 0 : PyBytes_GET_SIZE(args[2]);
+    /* Each frame's header is 2 bytes or more, its newline 1: the lines fit in this. */
+    PyObject *lines = PyBytes_FromStringAndSize(NULL, end > position ? end - position : 0);
+    if (lines == NULL) {
+        return NULL;
+    }
+    unsigned char *out = (unsigned char *)PyBytes_AS_STRING(lines);
+    Py_ssize_t written = 0, count = 0;
+    while (position + 2 <= end && chunk[position] == FIN_TEXT) {
+        Py_ssize_t length = chunk[position + 1];
+        Py_ssize_t start;
+        if (length < 126) {
+            start = position + 2;
+        }
+        else if (length == 126 && position + 4 <= end) {
+            length = ((Py_ssize_t)chunk[position + 2] << 8) | chunk[position + 3];
+            start = position + 4;
+        }
+        else {
+            break;
+        }
+        Py_ssize_t stop = start + length;
+        if (stop > end || !copy_if_plain(chunk + start, length, out + written, marker,
+                                         marker_size)) {
+            break;
+        }
+        written += length;
+        out[written++] = '\n';
+        count++;
+        position = stop;
+    }
+    if (_PyBytes_Resize(&lines, written) < 0) {
+        return NULL;
+    }
+    return Py_BuildValue("(Nnn)", lines, count, position);
+}
+
+/* --- run_summary: the headers of a burst's lines, without msgspec ------------------------
+ *
+ * A strict JSON scanner for one line: RFC 8259's grammar, and stricter where that is
+ * simpler (it may always give up: the caller then reads the lines with msgspec, which
+ * has the last word).  It must never accept a line msgspec would refuse, nor read a
+ * header field differently: tests/test_speedups.py holds it to msgspec.  It gives up on
+ * a key with an escape where the key matters (the top level, the payload's), a header
+ * field twice, a header value of an unusual type or an integer of over 18 digits, a
+ * \u escape of a surrogate, nesting deeper than MAX_DEPTH, whitespace other than space
+ * and tab, and any byte that is not ASCII. */
+
+#define MAX_DEPTH 64
+#define GIVE_UP NULL
+
+typedef struct {
+    const unsigned char *msg_type;   /* the value's characters (no escapes), or NULL */
+    Py_ssize_t msg_type_size;
+    const unsigned char *timestamp;  /* NULL: absent or null */
+    Py_ssize_t timestamp_size;
+    long long seq_id, strategy_id;
+    int has_seq_id, has_strategy_id;
+    unsigned seen;                   /* header fields met, one bit each */
+} Head;
+
+enum { SEEN_MSG_TYPE = 1, SEEN_PAYLOAD = 2, SEEN_SEQ_ID = 4, SEEN_ID = 8, SEEN_REQUEST_ID = 16,
+       SEEN_TIMESTAMP = 32, SEEN_V = 64, SEEN_STRATEGY_ID = 128 };
+
+static const unsigned char *
+skip_space(const unsigned char *p, const unsigned char *end)
+{
+    while (p < end && (*p == ' ' || *p == '\t')) {
+        p++;
+    }
+    return p;
+}
+
+static int
+is_hex(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+/* After the opening quote: the position after the closing one; *escaped says whether
+ * the string held an escape. */
+static const unsigned char *
+scan_string(const unsigned char *p, const unsigned char *end, int *escaped)
+{
+    *escaped = 0;
+    for (;;) {
+#ifdef C2WS_SSE2
+        const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\');
+        const __m128i space = _mm_set1_epi8(0x20);
+        while (p + 16 <= end) {
+            __m128i block = _mm_loadu_si128((const __m128i *)p);
+            /* signed: bytes >= 0x80 are negative, so "below a space" flags them too */
+            unsigned mask = (unsigned)_mm_movemask_epi8(_mm_or_si128(
+                _mm_or_si128(_mm_cmpeq_epi8(block, quote), _mm_cmpeq_epi8(block, backslash)),
+                _mm_cmplt_epi8(block, space)));
+            if (mask) {
+                p += __builtin_ctz(mask);
+                break;
+            }
+            p += 16;
+        }
+#endif
+        while (p < end && *p != '"' && *p != '\\' && *p >= 0x20 && *p < 0x80) {
+            p++;
+        }
+        if (p >= end || *p < 0x20 || *p >= 0x80) {
+            return GIVE_UP;
+        }
+        if (*p == '"') {
+            return p + 1;
+        }
+        /* an escape */
+        *escaped = 1;
+        if (p + 1 >= end) {
+            return GIVE_UP;
+        }
+        unsigned char c = p[1];
+        if (c == 'u') {
+            if (p + 6 > end || !is_hex(p[2]) || !is_hex(p[3]) || !is_hex(p[4]) || !is_hex(p[5])) {
+                return GIVE_UP;
+            }
+            unsigned char high = (unsigned char)(p[2] | 0x20);  /* lowercase hex letter */
+            if (high == 'd' && ((p[3] | 0x20) >= '8' && (p[3] | 0x20) <= 'f') &&
+                !(p[3] >= '0' && p[3] <= '7')) {
+                return GIVE_UP;  /* a surrogate: pairs left to msgspec */
+            }
+            p += 6;
+        }
+        else if (c == '"' || c == '\\' || c == '/' || c == 'b' || c == 'f' || c == 'n' ||
+                 c == 'r' || c == 't') {
+            p += 2;
+        }
+        else {
+            return GIVE_UP;
+        }
+    }
+}
+
+/* A JSON number; *integer gets its value when it is an integer of at most 18 digits
+ * (*is_integer 1), else *is_integer is 0. */
+static const unsigned char *
+scan_number(const unsigned char *p, const unsigned char *end, long long *integer, int *is_integer)
+{
+    int negative = 0, digits = 0, fraction = 0;
+    long long value = 0;
+    if (p < end && *p == '-') {
+        negative = 1;
+        p++;
+    }
+    if (p >= end || *p < '0' || *p > '9') {
+        return GIVE_UP;
+    }
+    if (*p == '0') {
+        p++;
+        digits = 1;
+        if (p < end && *p >= '0' && *p <= '9') {
+            return GIVE_UP;  /* a leading zero */
+        }
+    }
+    else {
+        while (p < end && *p >= '0' && *p <= '9') {
+            if (digits < 18) {
+                value = value * 10 + (*p - '0');
+            }
+            digits++;
+            p++;
+        }
+    }
+    if (p < end && *p == '.') {
+        fraction = 1;
+        p++;
+        if (p >= end || *p < '0' || *p > '9') {
+            return GIVE_UP;
+        }
+        while (p < end && *p >= '0' && *p <= '9') {
+            p++;
+        }
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        fraction = 1;
+        p++;
+        if (p < end && (*p == '+' || *p == '-')) {
+            p++;
+        }
+        if (p >= end || *p < '0' || *p > '9') {
+            return GIVE_UP;
+        }
+        while (p < end && *p >= '0' && *p <= '9') {
+            p++;
+        }
+    }
+    *is_integer = !fraction && digits <= 18;
+    *integer = negative ? -value : value;
+    return p;
+}
+
+static const unsigned char *scan_value(const unsigned char *p, const unsigned char *end, int depth);
+
+/* After '{' (level: 0 the envelope, 1 the payload, -1 any other object). */
+static const unsigned char *
+scan_object(const unsigned char *p, const unsigned char *end, int depth, int level, Head *head)
+{
+    if (depth > MAX_DEPTH) {
+        return GIVE_UP;
+    }
+    p = skip_space(p, end);
+    if (p < end && *p == '}') {
+        return p + 1;
+    }
+    for (;;) {
+        if (p >= end || *p != '"') {
+            return GIVE_UP;
+        }
+        const unsigned char *key = p + 1;
+        int escaped;
+        p = scan_string(p + 1, end, &escaped);
+        if (p == GIVE_UP || (escaped && level >= 0)) {
+            return GIVE_UP;
+        }
+        Py_ssize_t key_size = p - 1 - key;
+        p = skip_space(p, end);
+        if (p >= end || *p != ':') {
+            return GIVE_UP;
+        }
+        p = skip_space(p + 1, end);
+        if (p >= end) {
+            return GIVE_UP;
+        }
+        unsigned field = 0;
+#define KEY_IS(text) (key_size == (Py_ssize_t)sizeof(text) - 1 && memcmp(key, text, key_size) == 0)
+        if (level == 0) {
+            field = KEY_IS("msg_type") ? SEEN_MSG_TYPE : KEY_IS("payload") ? SEEN_PAYLOAD
+                    : KEY_IS("seq_id") ? SEEN_SEQ_ID : KEY_IS("id") ? SEEN_ID
+                    : KEY_IS("request_id") ? SEEN_REQUEST_ID
+                    : KEY_IS("timestamp") ? SEEN_TIMESTAMP : KEY_IS("v") ? SEEN_V : 0;
+        }
+        else if (level == 1 && KEY_IS("StrategyId")) {
+            field = SEEN_STRATEGY_ID;
+        }
+#undef KEY_IS
+        if (field) {
+            if (head->seen & field) {
+                return GIVE_UP;  /* twice: which one counts is msgspec's to say */
+            }
+            head->seen |= field;
+        }
+        if (field == SEEN_PAYLOAD) {
+            if (*p != '{') {
+                return GIVE_UP;  /* null, or not an object */
+            }
+            p = scan_object(p + 1, end, depth + 1, 1, head);
+        }
+        else if (field == SEEN_MSG_TYPE || field == SEEN_ID || field == SEEN_REQUEST_ID ||
+                 field == SEEN_TIMESTAMP) {
+            if (*p == 'n') {
+                if (field == SEEN_MSG_TYPE || end - p < 4 || memcmp(p, "null", 4) != 0) {
+                    return GIVE_UP;
+                }
+                p += 4;
+            }
+            else if (*p == '"') {
+                const unsigned char *text = p + 1;
+                p = scan_string(p + 1, end, &escaped);
+                if (p == GIVE_UP || escaped) {
+                    return GIVE_UP;
+                }
+                if (field == SEEN_MSG_TYPE) {
+                    if (p - 1 == text) {
+                        return GIVE_UP;  /* empty */
+                    }
+                    head->msg_type = text;
+                    head->msg_type_size = p - 1 - text;
+                }
+                else if (field == SEEN_TIMESTAMP) {
+                    head->timestamp = text;
+                    head->timestamp_size = p - 1 - text;
+                }
+            }
+            else {
+                return GIVE_UP;
+            }
+        }
+        else if (field == SEEN_SEQ_ID || field == SEEN_STRATEGY_ID || field == SEEN_V) {
+            if (*p == '"' && field == SEEN_V) {
+                p = scan_string(p + 1, end, &escaped);
+            }
+            else if (*p == '-' || (*p >= '0' && *p <= '9')) {
+                long long value;
+                int is_integer;
+                p = scan_number(p, end, &value, &is_integer);
+                if (p != GIVE_UP && !is_integer) {
+                    return GIVE_UP;
+                }
+                if (field == SEEN_SEQ_ID) {
+                    head->seq_id = value;
+                    head->has_seq_id = 1;
+                }
+                else if (field == SEEN_STRATEGY_ID) {
+                    head->strategy_id = value;
+                    head->has_strategy_id = 1;
+                }
+            }
+            else {
+                return GIVE_UP;  /* null (no run without them), or another type */
+            }
+        }
+        else {
+            p = scan_value(p, end, depth + 1);
+        }
+        if (p == GIVE_UP) {
+            return GIVE_UP;
+        }
+        p = skip_space(p, end);
+        if (p < end && *p == ',') {
+            p = skip_space(p + 1, end);
+            continue;
+        }
+        if (p < end && *p == '}') {
+            return p + 1;
+        }
+        return GIVE_UP;
+    }
+}
+
+static const unsigned char *
+scan_array(const unsigned char *p, const unsigned char *end, int depth)
+{
+    if (depth > MAX_DEPTH) {
+        return GIVE_UP;
+    }
+    p = skip_space(p, end);
+    if (p < end && *p == ']') {
+        return p + 1;
+    }
+    for (;;) {
+        p = scan_value(p, end, depth + 1);
+        if (p == GIVE_UP) {
+            return GIVE_UP;
+        }
+        p = skip_space(p, end);
+        if (p < end && *p == ',') {
+            p = skip_space(p + 1, end);
+            continue;
+        }
+        if (p < end && *p == ']') {
+            return p + 1;
+        }
+        return GIVE_UP;
+    }
+}
+
+static const unsigned char *
+scan_value(const unsigned char *p, const unsigned char *end, int depth)
+{
+    if (p >= end) {
+        return GIVE_UP;
+    }
+    int escaped;
+    long long value;
+    int is_integer;
+    switch (*p) {
+    case '"':
+        return scan_string(p + 1, end, &escaped);
+    case '{':
+        return scan_object(p + 1, end, depth, -1, NULL);
+    case '[':
+        return scan_array(p + 1, end, depth);
+    case 't':
+        return end - p >= 4 && memcmp(p, "true", 4) == 0 ? p + 4 : GIVE_UP;
+    case 'f':
+        return end - p >= 5 && memcmp(p, "false", 5) == 0 ? p + 5 : GIVE_UP;
+    case 'n':
+        return end - p >= 4 && memcmp(p, "null", 4) == 0 ? p + 4 : GIVE_UP;
+    default:
+        return scan_number(p, end, &value, &is_integer);
+    }
+}
+
+/* run_summary(ndjson, count) -> (msg_type, strategy_id, first_seq_id, last_timestamp),
+ * False (the lines are not a run) or None (given up): see c2ws.speedups. */
+static PyObject *
+run_summary(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyBytes_CheckExact(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "run_summary(ndjson: bytes, count: int)");
+        return NULL;
+    }
+    Py_ssize_t count = PyLong_AsSsize_t(args[1]);
+    if (count == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(args[0]);
+    const unsigned char *end = p + PyBytes_GET_SIZE(args[0]);
+    Head first = {0}, head = {0};
+    Py_ssize_t lines = 0;
+    while (p < end) {
+        const unsigned char *line_end = memchr(p, '\n', (size_t)(end - p));
+        if (line_end == NULL) {
+            Py_RETURN_NONE;  /* every line ends with its newline */
+        }
+        memset(&head, 0, sizeof head);
+        if (*p != '{') {
+            Py_RETURN_NONE;
+        }
+        const unsigned char *after = scan_object(p + 1, line_end, 1, 0, &head);
+        if (after != line_end) {
+            Py_RETURN_NONE;  /* not one object filling the line, or given up */
+        }
+        if (head.msg_type == NULL || !head.has_seq_id || !head.has_strategy_id) {
+            Py_RETURN_FALSE;  /* not a stream message (or msgspec refuses it) */
+        }
+        if (lines == 0) {
+            first = head;
+        }
+        else if (head.msg_type_size != first.msg_type_size ||
+                 memcmp(head.msg_type, first.msg_type, (size_t)head.msg_type_size) != 0 ||
+                 head.strategy_id != first.strategy_id || head.seq_id != first.seq_id + lines) {
+            Py_RETURN_FALSE;  /* not the next message of the same stream */
+        }
+        lines++;
+        p = line_end + 1;
+    }
+    if (lines != count || lines == 0) {
+        Py_RETURN_NONE;  /* not as told: left to msgspec */
+    }
+    PyObject *timestamp;
+    if (head.timestamp == NULL) {
+        timestamp = Py_NewRef(Py_None);
+    }
+    else {
+        timestamp = PyUnicode_FromStringAndSize((const char *)head.timestamp, head.timestamp_size);
+        if (timestamp == NULL) {
+            return NULL;
+        }
+    }
+    return Py_BuildValue("(s#LLN)", (const char *)first.msg_type, first.msg_type_size,
+                         first.strategy_id, first.seq_id, timestamp);
+}
+
+static PyMethodDef methods[] = {
+    {"run_summary", (PyCFunction)(void (*)(void))run_summary, METH_FASTCALL,
+     "run_summary(ndjson, count) -> (msg_type, strategy_id, first_seq_id, last_timestamp)"
+     " | False | None: see c2ws.speedups."},
+    {"ndjson_burst", (PyCFunction)(void (*)(void))ndjson_burst, METH_FASTCALL,
+     "ndjson_burst(chunk, position, marker) -> (lines, count, position): see c2ws.speedups."},
+    {"text_burst", (PyCFunction)(void (*)(void))text_burst, METH_FASTCALL,
+     "text_burst(chunk, position) -> (frames, position): see c2ws.speedups."},
+    {"text_kind", (PyCFunction)text_kind, METH_O,
+     "text_kind(frames) -> 0, 1 or 2: see c2ws.speedups."},
+    {"any_contains", (PyCFunction)(void (*)(void))any_contains, METH_FASTCALL,
+     "any_contains(frames, needle) -> bool: see c2ws.speedups."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "c2ws._speedups",
+    "Compiled twins of c2ws.speedups (see there).", -1, methods,
+};
+
+PyMODINIT_FUNC
+PyInit__speedups(void)
+{
+    return PyModule_Create(&module);
+}

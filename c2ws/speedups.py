@@ -1,0 +1,170 @@
+"""The socket thread's per-message work on a burst of frames, in C when it can be.
+
+The functions here run over every frame a socket read brings: :func:`ndjson_burst` cuts
+the usual frames of a stream out of the bytes read as NDJSON, checking them on the way,
+and :func:`run_summary` reads the headers of those lines (in C: a strict JSON scanner
+that may give up, never accept what msgspec refuses; its Python twin always gives up,
+for msgspec to read them); the others serve every other burst: :func:`text_burst` cuts
+the plain text frames out, :func:`text_kind` says whether they are ASCII and one line
+each, :func:`any_contains` whether one holds the API key's marker.  Each is written here
+in Python and, when the package was built with a C compiler at hand, also in C
+(``c2ws/_speedups.c``, an optional extension: without a compiler c2ws is installed
+without it).  The C twin is used when it was built, unless the environment sets
+``C2WS_PURE_PYTHON=1``; ``COMPILED`` says which runs.  Both do exactly the same
+(run_summary: the same as msgspec's reading, when the C scanner does not give up):
+tests/test_speedups.py runs them side by side on arbitrary input.
+
+Sans-I/O: functions of bytes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from itertools import repeat
+from operator import countOf, itemgetter
+from typing import Final
+
+# FIN set, no RSV bits, opcode 1 (text): the first header byte of an unfragmented text
+# frame (RFC 6455 5.2).
+_FIN_TEXT: Final = 0x81
+_OPEN, _CLOSE = ord("{"), ord("}")
+_OPEN_ONLY: Final = frozenset({_OPEN})
+_CLOSE_ONLY: Final = frozenset({_CLOSE})
+_FIRST: Final = itemgetter(0)
+_LAST: Final = itemgetter(-1)
+
+
+def py_text_burst(chunk: bytes, position: int) -> tuple[list[bytes], int]:
+    """The plain text frames at ``chunk[position:]``, in order, and the position after the
+    last: FIN set, no RSV bits, opcode text, unmasked, a 7- or 16-bit length (at most 64
+    KiB), all of it in ``chunk``.  Stops at the first frame that is anything else (or not
+    whole), which the caller reads with every check."""
+    if position < 0:
+        position = max(0, len(chunk) + position)  # as a slice would
+    end = len(chunk)
+    frames: list[bytes] = []
+    append = frames.append
+    while position + 2 <= end and chunk[position] == _FIN_TEXT:
+        length = chunk[position + 1]
+        if length < 126:
+            start = position + 2
+        elif length == 126 and position + 4 <= end:
+            length = chunk[position + 2] << 8 | chunk[position + 3]
+            start = position + 4
+        else:  # masked (a server must not mask), a 64-bit length, or a split header
+            break
+        stop = start + length
+        if stop > end:
+            break
+        append(chunk[start:stop])
+        position = stop
+    return frames, position
+
+
+def py_text_kind(frames: list[bytes]) -> int:
+    """0 when some frame is not bytes or not ASCII; else 2 when no frame holds a line
+    break (CR or LF), 1 when one does."""
+    if countOf(map(type, frames), bytes) != len(frames):
+        return 0
+    together = b"".join(frames)  # one pass in C each below, instead of one per frame
+    if not together.isascii():
+        return 0
+    return 2 if together.find(b"\n") < 0 and together.find(b"\r") < 0 else 1
+
+
+def py_any_contains(frames: list[bytes], needle: bytes) -> bool:
+    """Whether some frame holds ``needle``."""
+    return any(map(bytes.__contains__, frames, repeat(needle)))
+
+
+def py_ndjson_burst(
+    chunk: bytes, position: int, marker: bytes | None
+) -> tuple[bytes, int, int]:
+    """The plain text frames at ``chunk[position:]`` (as :func:`text_burst` cuts them) up
+    to the first that is not plain, as NDJSON (each payload and a newline), how many
+    there are and the position after the last.  Plain: a JSON object's braces at both
+    ends (so the next frame starts a new value: see ClientSession.receive_burst), ASCII,
+    no CR or LF, and not holding ``marker`` (the API key's, to be redacted; None: no
+    check)."""
+    if position < 0:
+        position = max(0, len(chunk) + position)  # as a slice would
+    end, begin = len(chunk), position
+    frames: list[bytes] = []
+    ends: list[int] = []
+    while position + 2 <= end and chunk[position] == _FIN_TEXT:
+        length = chunk[position + 1]
+        if length < 126:
+            start = position + 2
+        elif length == 126 and position + 4 <= end:
+            length = chunk[position + 2] << 8 | chunk[position + 3]
+            start = position + 4
+        else:
+            break
+        stop = start + length
+        if stop > end:
+            break
+        frames.append(chunk[start:stop])
+        ends.append(stop)
+        position = stop
+    if not frames:
+        return b"", 0, position
+    # Usually every frame is plain: checked for the whole burst at once (a marker found
+    # across two frames only sends it to the frame-by-frame check below).
+    together = b"".join(frames)
+    if (
+        min(map(len, frames)) >= 2 and set(map(_FIRST, frames)) == _OPEN_ONLY
+        and set(map(_LAST, frames)) == _CLOSE_ONLY and together.isascii()
+        and together.find(b"\n") < 0 and together.find(b"\r") < 0
+        and (not marker or marker not in together)
+    ):
+        plain = len(frames)
+    else:
+        plain = 0
+        for payload in frames:
+            if not (
+                len(payload) >= 2 and payload[0] == _OPEN and payload[-1] == _CLOSE
+                and payload.isascii() and b"\n" not in payload and b"\r" not in payload
+                and (not marker or marker not in payload)
+            ):
+                break
+            plain += 1
+        if not plain:
+            return b"", 0, begin
+        del frames[plain:]
+    frames.append(b"")
+    return b"\n".join(frames), plain, ends[plain - 1]
+
+
+text_burst: Callable[[bytes, int], tuple[list[bytes], int]] = py_text_burst
+text_kind: Callable[[list[bytes]], int] = py_text_kind
+any_contains: Callable[[list[bytes], bytes], bool] = py_any_contains
+ndjson_burst: Callable[[bytes, int, bytes | None], tuple[bytes, int, int]] = py_ndjson_burst
+
+
+# What run_summary finds: the stream's msg_type and strategy id, the first seq_id and the
+# last line's timestamp.
+RunSummary = tuple[str, int, int, "str | None"]
+
+
+def py_run_summary(ndjson: bytes, count: int) -> RunSummary | bool | None:
+    """Gives up (None): without the compiled core, the caller reads the lines with msgspec
+    (c2ws.stream_head.read_burst_heads and run_of_heads)."""
+    return None
+
+
+run_summary: Callable[[bytes, int], RunSummary | bool | None] = py_run_summary
+COMPILED = False
+
+if os.environ.get("C2WS_PURE_PYTHON", "") in ("", "0"):
+    try:
+        from c2ws import _speedups
+    except ImportError:  # built without a C compiler: the Python twins
+        pass
+    else:
+        text_burst = _speedups.text_burst
+        text_kind = _speedups.text_kind
+        any_contains = _speedups.any_contains
+        ndjson_burst = _speedups.ndjson_burst
+        run_summary = _speedups.run_summary
+        COMPILED = True

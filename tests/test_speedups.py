@@ -1,0 +1,273 @@
+"""The compiled core (c2ws/_speedups.c) against its pure-Python twins (c2ws/speedups.py):
+the same answers on arbitrary input; and c2ws without the compiled core (not built, or
+C2WS_PURE_PYTHON=1) runs the twins."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import hypothesis
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from c2ws import speedups, stream_head
+
+REPO = Path(__file__).resolve().parent.parent
+
+try:
+    from c2ws import _speedups
+except ImportError:  # built without a C compiler: only the twins can be tested
+    _speedups = None  # type: ignore[assignment]
+
+compiled = pytest.mark.skipif(_speedups is None, reason="c2ws was built without its C core")
+
+
+def frame(payload: bytes, first: int = 0x81, masked: bool = False, wide: bool = False) -> bytes:
+    """A server frame as the wire carries it (any first byte, any length encoding)."""
+    length = len(payload)
+    mask = 0x80 if masked else 0
+    if wide:
+        header = bytes((first, mask | 127)) + length.to_bytes(8, "big")
+    elif length < 126:
+        header = bytes((first, mask | length))
+    else:
+        header = bytes((first, mask | 126)) + (length & 0xFFFF).to_bytes(2, "big")
+    return header + (b"\x01\x02\x03\x04" if masked else b"") + payload
+
+
+payloads = st.one_of(
+    st.binary(max_size=140),
+    st.integers(120, 300).map(lambda n: b"x" * n),
+    st.sampled_from([b"", b"{}", b'{"msg_type":"strategy.signal"}', b"\n", b"a\r", b"\xe9"]),
+)
+frames_on_the_wire = st.lists(st.one_of(
+    payloads.map(frame),
+    payloads.map(frame),
+    st.tuples(payloads, st.sampled_from([0x01, 0x82, 0x88, 0x89, 0xC1, 0x80])).map(
+        lambda pair: frame(pair[0], first=pair[1])),
+    payloads.map(lambda data: frame(data, masked=True)),
+    payloads.map(lambda data: frame(data, wide=True)),
+), max_size=12)
+
+
+@compiled
+@settings(max_examples=1000)
+@given(parts=frames_on_the_wire, cut=st.integers(0, 4000), position=st.integers(-5, 600),
+       junk=st.binary(max_size=6))
+def test_text_burst_cuts_what_the_twin_cuts(parts: list[bytes], cut: int, position: int,
+                                            junk: bytes) -> None:
+    chunk = (junk + b"".join(parts))[:cut]  # also a header or frame cut short by the read
+    assert _speedups.text_burst(chunk, position) == speedups.py_text_burst(chunk, position)
+
+
+@compiled
+@given(chunk=st.binary(max_size=300), position=st.integers(-400, 400))
+def test_text_burst_on_arbitrary_bytes(chunk: bytes, position: int) -> None:
+    assert _speedups.text_burst(chunk, position) == speedups.py_text_burst(chunk, position)
+
+
+text_frames = st.lists(st.one_of(
+    st.binary(max_size=40),
+    st.text(st.characters(max_codepoint=0x7F), max_size=40).map(str.encode),
+    st.sampled_from([b"", b"\n", b"\r", b"12345678\n", b"1234567\r", b"\x80", b"abcdefg\xff"]),
+    st.text(max_size=5),  # not bytes at all
+), max_size=8)
+
+
+@compiled
+@settings(max_examples=1000)
+@given(frames=text_frames)
+def test_text_kind_says_what_the_twin_says(frames: list[bytes]) -> None:
+    assert _speedups.text_kind(frames) == speedups.py_text_kind(frames)
+
+
+@compiled
+@settings(max_examples=1000)
+@given(frames=st.lists(st.binary(max_size=30), max_size=6),
+       needle=st.one_of(st.binary(max_size=4), st.sampled_from([b"ab", b"bench-key"])),
+       planted=st.booleans())
+def test_any_contains_finds_what_the_twin_finds(frames: list[bytes], needle: bytes,
+                                                planted: bool) -> None:
+    if planted and frames:
+        frames[-1] = frames[-1][:3] + needle + frames[-1][3:]
+    assert _speedups.any_contains(frames, needle) == speedups.py_any_contains(frames, needle)
+
+
+@compiled
+def test_the_compiled_core_refuses_what_it_does_not_take() -> None:
+    with pytest.raises(TypeError):
+        _speedups.text_burst("text", 0)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        _speedups.any_contains([b"a", "b"], b"b")  # type: ignore[list-item]
+    assert _speedups.text_kind([b"ok", "text"]) == 0  # type: ignore[list-item]
+
+
+def test_the_compiled_core_was_built_where_it_is_required() -> None:
+    """CI sets C2WS_REQUIRE_SPEEDUPS=1 (.ci/run): an extension that failed to build (pip
+    goes on without it) must fail the run, not skip every differential test above."""
+    if os.environ.get("C2WS_REQUIRE_SPEEDUPS", "") in ("", "0"):
+        pytest.skip("C2WS_REQUIRE_SPEEDUPS is not set: the twins alone may be tested")
+    assert _speedups is not None, (
+        "c2ws._speedups was not built (no C compiler or Python headers?): "
+        "pip install -v shows why")
+
+
+def test_the_compiled_core_is_used_when_built_unless_asked_not_to() -> None:
+    assert speedups.COMPILED is (_speedups is not None)
+    if speedups.COMPILED:
+        assert speedups.text_burst is _speedups.text_burst
+    probe = ("from c2ws import speedups; "
+             "print(speedups.COMPILED, speedups.text_burst is speedups.py_text_burst)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          env={**os.environ, "C2WS_PURE_PYTHON": "1"}, cwd=REPO, timeout=60,
+                          check=True)
+    assert done.stdout.split() == ["False", "True"]
+
+
+@compiled
+@settings(max_examples=1000)
+@given(parts=st.lists(st.one_of(
+    st.sampled_from([b"{}", b'{"a":1}', b'{"a":"x\\ny"}', b'{"k":"bench-key"}', b"{\n}", b"{\r}",
+                     b"{\xe9}", b"[]", b" {}", b"{} ", b"{", b"}", b"", b"{}{}"]).map(frame),
+    st.binary(max_size=20).map(lambda data: frame(b"{" + data + b"}")),
+    st.integers(0, 200).map(lambda n: frame(b"{" + b"x" * n + b"}")),
+    frames_on_the_wire.map(b"".join),
+), max_size=10), cut=st.integers(0, 3000), position=st.integers(-3, 40),
+       marker=st.sampled_from([None, b"", b"bench-key", b"x"]))
+def test_ndjson_burst_cuts_what_the_twin_cuts(parts: list[bytes], cut: int, position: int,
+                                              marker: bytes | None) -> None:
+    chunk = b"".join(parts)[:cut]
+    assert _speedups.ndjson_burst(chunk, position, marker) == speedups.py_ndjson_burst(
+        chunk, position, marker)
+
+
+@given(parts=st.lists(st.binary(max_size=30).map(lambda data: b"{" + data + b"}"), max_size=8))
+def test_ndjson_burst_is_text_burst_joined_up_to_the_first_frame_not_plain(
+        parts: list[bytes]) -> None:
+    chunk = b"".join(map(frame, parts))
+    lines, count, position = speedups.ndjson_burst(chunk, 0, b"bench-key")
+    frames, _ = speedups.text_burst(chunk, 0)
+    plain = 0
+    for data in frames:
+        if not data.isascii() or b"\n" in data or b"\r" in data or b"bench-key" in data:
+            break
+        plain += 1
+    assert count == plain and lines == b"".join(data + b"\n" for data in frames[:plain])
+    assert position == len(b"".join(map(frame, parts[:plain])))
+
+
+def msgspec_summary(ndjson: bytes, count: int) -> object:
+    """What the session makes of a burst's lines without the compiled scanner."""
+    heads = stream_head.read_burst_heads(ndjson, count)
+    return None if heads is None else stream_head.run_of_heads(heads)
+
+
+# Lines shaped like a stream's, and every way to get them wrong or odd.
+HEADER_VALUES = st.sampled_from([
+    '"strategy.signal"', '"strategy.positions"', '"x"', '""', '"s\\u0069gnal"', "null", "1",
+    "-0", "7", "-7", "01", "1.0", "1e2", "123456789012345678", "1234567890123456789",
+    "9223372036854775807", "9223372036854775808", "true", "[]", "{}", '"2027-01-15T08:00:00Z"',
+    '"a\\"b"', '"\\ud800"', '"\\u00e9"',
+])
+OTHER_VALUES = st.sampled_from([
+    '"x"', '"a\\\\b"', '"\\n"', '"\\u0041"', '"\\uDC00"', '"\\ud83d\\ude00"', '"\\x"', "1e400",
+    "-", "1.", ".5", "0.5e-3", '[1, {"a": [null]}]', "[1,]", '{"a" : 1}', "tru", "nul",
+    "[[[[[[[[[[]]]]]]]]]]", '"tab\\tin"', '{"StrategyId": 3}', '"raw\ttab"', '"\x7f"',
+    "[" * 70 + "]" * 70,
+])
+
+
+@st.composite
+def stream_line(draw: st.DrawFn, seq: int) -> str:
+    fields = {"msg_type": '"strategy.signal"', "seq_id": str(seq), "id": '"m"',
+              "timestamp": '"2027-01-15T08:00:00Z"', "v": "4",
+              "payload": '{"StrategyId": 12345678, "Side": "1"}'}
+    for name in draw(st.lists(st.sampled_from(sorted(fields)), max_size=2)):
+        fields[name] = draw(HEADER_VALUES)
+    if draw(st.booleans()):
+        strategy = draw(st.sampled_from(
+            ["12345678", "12345678", "1", "null", '"12345678"', "1.5"]))
+        more = draw(st.lists(st.sampled_from(
+            ['"StrategyId":12345678', '"Strategy\\u0049d":1', '"x":{"StrategyId":2}']),
+            max_size=1))
+        fields["payload"] = "{" + ",".join(
+            [f'"Other":{draw(OTHER_VALUES)}', f'"StrategyId":{strategy}', *more]) + "}"
+    pairs = [f'"{name}":{value}' for name, value in fields.items()]
+    pairs.extend(draw(st.lists(st.sampled_from(
+        ['"seq_id":9', '"msg_type":"x"', '"extra":' + draw(OTHER_VALUES), '"msg\\u005ftype":"y"']),
+        max_size=1)))
+    spacing = draw(st.sampled_from(["", " ", "\t"]))
+    return "{" + spacing + ("," + spacing).join(draw(st.permutations(pairs))) + spacing + "}"
+
+
+@compiled
+@settings(max_examples=2000)
+@given(data=st.data(), count=st.integers(1, 5), first=st.sampled_from([1, 10, -3, 2**62]),
+       tail=st.sampled_from(["", "junk", "{}"]))
+def test_run_summary_reads_what_msgspec_reads(data: st.DataObject, count: int, first: int,
+                                              tail: str) -> None:
+    """The compiled scanner gives up (None) or finds what msgspec finds; what it accepts is
+    valid JSON (the standard library agrees), and a run it reports msgspec reads alike."""
+    lines = [data.draw(stream_line(first + index)) for index in range(count)]
+    if tail and data.draw(st.booleans()):
+        lines[-1] = lines[-1][:-1] + tail  # cut short, or two values on one line
+    ndjson = "".join(line + "\n" for line in lines).encode()
+    found = _speedups.run_summary(ndjson, count)
+    if found is None:
+        return
+    expected = msgspec_summary(ndjson, count)
+    assert found == (expected or False)
+    if found:
+        for line in lines:
+            json.loads(line)  # valid JSON for the strictest reader too
+        hypothesis.event("a run")
+
+
+@compiled
+def test_run_summary_reads_the_bench_feed() -> None:
+    """Not a timing: the usual frames (bench/wire.py's) are read by the scanner itself."""
+    lines = [b'{"msg_type":"strategy.signal","id":"msg_%032x","seq_id":%d,'
+             b'"timestamp":"2027-01-15T08:00:00Z","v":4,"payload":{"StrategyId":12345678,'
+             b'"Side":"1","C2Symbol":{"FullSymbol":"@ESZ6","SymbolType":"future"},'
+             b'"Info":"a b\\u00e9 \\"q\\"","Qty":2.5e0,"Flags":[true,false,null]}}' % (seq, seq)
+             for seq in range(5, 9)]
+    ndjson = b"".join(line + b"\n" for line in lines)
+    assert _speedups.run_summary(ndjson, 4) == (
+        "strategy.signal", 12345678, 5, "2027-01-15T08:00:00Z")
+    assert msgspec_summary(ndjson, 4) == ("strategy.signal", 12345678, 5, "2027-01-15T08:00:00Z")
+
+
+BENCH_LINE = (b'{"msg_type":"strategy.signal","id":"msg_1","seq_id":5,"timestamp":"2027-01-15T'
+              b'08:00:00Z","v":4,"payload":{"StrategyId":12345678,"Side":"1","C2Symbol":{'
+              b'"FullSymbol":"@ESZ6"},"Info":"a \\"q\\" \\u00e9","Qty":-2.5e-1,"L":[true,null]}}')
+
+
+@compiled
+@settings(max_examples=3000)
+@given(edits=st.lists(st.tuples(st.integers(0, len(BENCH_LINE)), st.integers(0, 3),
+                                st.sampled_from(list(b'{}[]:,"\\ -+.0123456789eEuabfnrtx\t'))),
+                      min_size=1, max_size=3))
+def test_run_summary_never_accepts_a_mangled_line_msgspec_refuses(
+        edits: list[tuple[int, int, int]]) -> None:
+    """Bytes inserted, replaced or deleted anywhere in a usual line: the scanner gives up,
+    or says what msgspec says."""
+    line = bytearray(BENCH_LINE)
+    for at, how, byte in edits:
+        at = min(at, len(line))
+        if how == 0:
+            line.insert(at, byte)
+        elif how == 1 and at < len(line):
+            line[at] = byte
+        elif at < len(line):
+            del line[at]
+    ndjson = bytes(line) + b"\n"
+    if b"\n" in bytes(line):
+        return
+    found = _speedups.run_summary(ndjson, 1)
+    if found is not None:
+        assert found == (msgspec_summary(ndjson, 1) or False)
