@@ -11,12 +11,13 @@ stdin  ``{"cmd": "job", "id": ..., "mode": "blast"|"paced"|"idle", "count": N,
           "heartbeat_after": bool, "connections": N}``, ``{"cmd": "cancel"}``,
        ``{"cmd": "quit"}``
 stdout ``{"event": "listening", "port": P}`` once, then per job ``armed`` (frames encoded,
-       accepting), ``upgraded``, ``subscribed``, ``streaming`` (first frame about to be
-       written), ``streamed`` (the last frame handed to the kernel), ``closed`` (with the
-       counters: heartbeats sent and their send times, acks, server CPU seconds, ...,
-       ``connections``, ``resumes`` and ``gaps_sent``).  Each event but ``armed`` and
-       ``closed`` names its ``connection`` (1, 2, ...); a resumed subscription adds
-       ``resumed``.
+       accepting; ``stale_connections_dropped``: connections left waiting by an earlier
+       job's client, closed unserved: see drop_stale_connections), ``upgraded``,
+       ``subscribed``, ``streaming`` (first frame about to be written), ``streamed`` (the
+       last frame handed to the kernel), ``closed`` (with the counters: heartbeats sent
+       and their send times, acks, server CPU seconds, ..., ``connections``, ``resumes``
+       and ``gaps_sent``).  Each event but ``armed`` and ``closed`` names its
+       ``connection`` (1, 2, ...); a resumed subscription adds ``resumed``.
 
 Protocol, just enough for a client: any ``Authorization: Bearer`` key is accepted at the
 upgrade, ``connection.connected`` follows, every ``subscription.request`` gets a
@@ -365,13 +366,36 @@ def handshake(sock: socket.socket, deadline: float) -> None:
     )
 
 
+def drop_stale_connections(listener: socket.socket) -> int:
+    """Close every connection already waiting to be accepted; how many there were.
+
+    A job's clients are started once it is armed, so a connection waiting before that is
+    left from an earlier job: a client that reconnected after its job had ended (c2ws
+    closing for backlog during a plain blast).  Accepted, it would be taken for this
+    job's client while the real one waited unserved, and so on, job after job."""
+    dropped = 0
+    listener.setblocking(False)
+    try:
+        while True:
+            try:
+                sock, _ = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return dropped
+            sock.close()
+            dropped += 1
+    finally:
+        listener.setblocking(True)
+
+
 def run_job(job: Job, listener: socket.socket, control: Control, cache: StreamCache) -> None:
     stream = cache.get(job.count, job.strategy) if job.mode in ("blast", "paced") else None
+    stale = drop_stale_connections(listener)
     emit(
         "armed",
         id=job.id,
         envelope_bytes=stream.envelope_bytes if stream else 0,
         frame_bytes=len(stream.blob) if stream else 0,
+        stale_connections_dropped=stale,
     )
     cpu_before = time.process_time()
     deadline = time.monotonic() + job.timeout

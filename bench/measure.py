@@ -42,6 +42,9 @@ FOLLOW_POLL_SECONDS = 0.002
 EXPECTED_OUTPUT_SHARE = 0.95
 QUIET_SECONDS = 0.3
 GIVE_UP_QUIET_SECONDS = 3.0
+# A throughput run whose client has written nothing for this long has stopped: it ends
+# then, with what it saw, instead of at the run's deadline (minutes for a 200k blast).
+STOPPED_WRITING_SECONDS = 30.0
 STDERR_TAIL_BYTES = 600
 # Ignore output-token matches that straddle reads: keep this much of the previous read.
 TOKEN_TAIL_BYTES = 64
@@ -286,12 +289,16 @@ class Pump:
                 lines = lines[cut + 1 :]
             self._lines = lines
 
-    def until(self, done: Any, deadline: float) -> bool:
-        """Pump until ``done()`` is true (True), or EOF / the deadline (False)."""
+    def until(self, done: Any, deadline: float, quiet: float | None = None) -> bool:
+        """Pump until ``done()`` is true (True), or EOF / the deadline / ``quiet``
+        seconds without any output (False)."""
+        last_output = time.monotonic()
         while not done():
-            if self.eof or time.monotonic() > deadline:
+            now = time.monotonic()
+            if self.eof or now > deadline or (quiet is not None and now - last_output > quiet):
                 return bool(done())
-            self.step(min(0.5, max(0.0, deadline - time.monotonic())))
+            if self.step(min(0.5, max(0.0, deadline - now))):
+                last_output = time.monotonic()
         return True
 
 
@@ -365,7 +372,14 @@ def throughput(
     ``max_seconds`` (not for null): a client still short of the last message that long
     after its start is measured on what it has written by then (``partial``, with a
     note): a mode running at a few hundred messages per second would otherwise hold the
-    run for minutes, and its rate is steady long before."""
+    run for minutes, and its rate is steady long before.
+
+    The job serves reconnections (a ``resume`` job, as in the stall run): a client that
+    closes during the blast (c2ws past ``--max-buffer`` when its reader falls behind on
+    a loaded machine) and comes back with ``resume_from`` is served, and the run says so
+    (``reconnections``, a note).  Messages lost on the way (a resume older than the feed
+    server retains) make it an error: "client reconnected: ..." with what it saw.  A
+    client that writes nothing for STOPPED_WRITING_SECONDS ends the run at once."""
     deadline = time.monotonic() + 30 + count / 1000
     job = server.start_job(
         "blast",
@@ -374,6 +388,7 @@ def throughput(
         heartbeat=30.0,
         heartbeat_after=True,
         timeout=deadline - time.monotonic() + 30,
+        resume=True,
     )
     armed = job.get("armed") or {}
     running = start(launch, sink)
@@ -386,31 +401,44 @@ def throughput(
             running, job, armed["envelope_bytes"], deadline
         )
         if end_ns is None:
-            return _failed_job(job, failure(note, running))
+            return _failed_resume_job(job, failure(note, running))
     else:
         pump = Pump(running)
         by_marker = end_by_marker or sink in ("pty", "file")
 
         def complete() -> bool:
-            return pump.end_seen_ns is not None if by_marker else pump.count >= count
+            if by_marker:
+                return pump.end_seen_ns is not None
+            # A client that reconnected past a gap never writes every message: the last
+            # one (the end marker) ends its run too.
+            return pump.count >= count or (pump.end_seen_ns is not None and _reconnecting(job))
 
-        finished = pump.until(complete, deadline if cap is None else min(deadline, cap))
+        finished = pump.until(
+            complete, deadline if cap is None else min(deadline, cap), STOPPED_WRITING_SECONDS
+        )
+        if finished and not by_marker and pump.count < count:
+            # The rest of the last line (the marker comes before its stamp).
+            pump.until(lambda: pump.count >= count, min(deadline, time.monotonic() + 2), 1.0)
         end_ns = pump.end_seen_ns if by_marker else time.monotonic_ns()
         seen = pump.count or pump.lines
         if not finished and cap is not None and time.monotonic() >= cap and seen:
             end_ns, received = time.monotonic_ns(), seen
             note = f"partial: {seen:,} of {count:,} messages in the {max_seconds:g} s cap"
         elif not finished or end_ns is None:
-            return _failed_job(
+            if pump.eof:
+                why = " (output closed)"
+            elif time.monotonic() > deadline:
+                why = " by the deadline"
+            else:
+                why = f" (then nothing for {STOPPED_WRITING_SECONDS:g} s)"
+            return _failed_resume_job(job, failure(f"saw {seen} of {count} messages{why}", running))
+        elif not by_marker and pump.count < count:
+            return _failed_resume_job(
                 job,
-                failure(
-                    f"saw {seen} of {count} messages"
-                    + (" (output closed)" if pump.eof else " by the deadline"),
-                    running,
-                ),
+                failure(f"saw {pump.count} of {count} messages (the last one came out)", running),
             )
     stopped = stop(running)
-    closed = job.finish()
+    closed = job.end()
     first_ns = closed.get("first_send_ns")
     if not first_ns:
         return failure("the server never started the stream", stopped=stopped)
@@ -428,6 +456,32 @@ def throughput(
         result["output_bytes"] = output_bytes
     if note:
         result["note"] = note
+    return _reconnected(result, closed)
+
+
+def _reconnecting(job: Job) -> bool:
+    """The job's client has come back on a second connection."""
+    return ((job.get("upgraded") or {}).get("connection") or 1) > 1
+
+
+def _reconnected(result: Result, closed: dict[str, Any]) -> Result:
+    """A throughput run whose client reconnected during the blast says so: how often, and
+    from where it resumed (its figure includes the close and the resume)."""
+    connections = closed.get("connections") or 0
+    if connections <= 1:
+        return result
+    resumes = closed.get("resumes") or []
+    gaps = closed.get("gaps_sent") or 0
+    told = (
+        f"client reconnected {connections - 1} time(s) during the blast, resumed from "
+        f"seq {', '.join(map(str, resumes)) or 'nothing'}"
+        + (f", past {gaps} gap(s)" if gaps else "")
+    )
+    result["reconnections"] = connections - 1
+    if "error" in result:
+        result["error"] = f"{told}: {result['error']}"
+    else:
+        result["note"] = f"{told}; {result['note']}" if result.get("note") else told
     return result
 
 
@@ -468,6 +522,14 @@ def _failed_job(job: Job, result: Result) -> Result:
     if closed.get("error"):
         result["server_error"] = closed["error"]
     return result
+
+
+def _failed_resume_job(job: Job, result: Result) -> Result:
+    """:func:`_failed_job` for a ``resume`` job, saying whether the client reconnected."""
+    closed = job.end()
+    if closed.get("error"):
+        result["server_error"] = closed["error"]
+    return _reconnected(result, closed)
 
 
 def percentile(ordered: list[float], fraction: float) -> float:

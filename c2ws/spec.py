@@ -160,6 +160,22 @@ BACKLOG_RESUME_DIVISOR: Final = 2
 # bounded when a server floods control events while stdout is slow.  --record and -v add
 # one event per frame, so twice the messages is ordinary; four leaves room.
 BACKLOG_EVENTS_PER_MESSAGE: Final = 4
+# The socket thread's side of the hand-off (c2ws/net/worker.py).  During a long burst the
+# output thread is woken at least every HANDOFF_WAKE_EVERY events (not for every socket
+# read: a wake-up crosses cores and the GIL), and at least every --max-buffer //
+# HANDOFF_WAKE_DIVISOR messages, so that it is writing long before a small --max-buffer
+# is reached (2000 events were more than a --max-buffer of 1000: the connection was
+# closed for a backlog the output thread had not been told about).
+HANDOFF_WAKE_EVERY: Final = 2000
+HANDOFF_WAKE_DIVISOR: Final = 4
+# A backlog past half of --max-buffer while the output thread is making progress (it
+# finished something, or had caught up, within HANDOFF_PROGRESS_WINDOW_SECONDS): the
+# socket thread waits up to HANDOFF_FAIRNESS_WAIT_SECONDS for it to fall back to half
+# before reading on, instead of running into --max-buffer (a close and resume) during a
+# burst.  Bounded, so heartbeats are still answered in time; an output thread stuck that
+# long on what it has is a stopped reader and gets no such wait.
+HANDOFF_FAIRNESS_WAIT_SECONDS: Final = 0.1
+HANDOFF_PROGRESS_WINDOW_SECONDS: Final = 0.5
 
 # Warnings a server can trigger at will (c2ws/render/diagnostics.py): each kind prints
 # its first WARNING_BURST lines, then at most one line per WARNING_INTERVAL_SECONDS that

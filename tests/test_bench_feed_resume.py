@@ -35,17 +35,21 @@ wire = bench_module("wire")
 feedctl = bench_module("feedctl")
 
 
+def upgrade_request() -> bytes:
+    key = base64.b64encode(os.urandom(16))
+    return (
+        b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+        b"Sec-WebSocket-Key: " + key + b"\r\nAuthorization: Bearer test-key\r\n\r\n"
+    )
+
+
 class RawClient:
     """Just enough of a WebSocket client: upgrade, masked text frames out, frames in."""
 
     def __init__(self, port: int) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=READ_TIMEOUT)
-        key = base64.b64encode(os.urandom(16))
-        self.sock.sendall(
-            b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-            b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
-            b"Sec-WebSocket-Key: " + key + b"\r\nAuthorization: Bearer test-key\r\n\r\n"
-        )
+        self.sock.sendall(upgrade_request())
         response = b""
         while b"\r\n\r\n" not in response:
             chunk = self.sock.recv(4096)
@@ -205,3 +209,33 @@ def test_a_job_without_resume_serves_one_connection(feed: Any) -> None:
     assert closed["error"] is None
     assert closed["connections"] == 1 and closed["resumes"] == [] and closed["gaps_sent"] == 0
     assert closed["frames_sent"] == 50
+
+
+def test_a_connection_left_by_an_earlier_jobs_client_is_dropped_not_served(feed: Any) -> None:
+    """A client that reconnects after its job has ended (c2ws closing for backlog during
+    a plain blast) must not be taken for the next job's client: that one would wait
+    unserved, and the next job's, and so on (one bad run hung every later run)."""
+    first = feed.start_job("blast", count=50, settle=0.0, timeout=120)
+    client = RawClient(feed.port)
+    client.subscribe()
+    assert client.seq_ids_until(50) == list(range(1, 51))
+    client.close()
+    assert first.finish()["connections"] == 1
+    # The same client comes back: nobody answers its upgrade, it waits in the listen queue.
+    stale = socket.create_connection(("127.0.0.1", feed.port), timeout=READ_TIMEOUT)
+    stale.sendall(upgrade_request())
+
+    second = feed.start_job("blast", count=50, settle=0.0, timeout=120)
+    fresh = RawClient(feed.port)
+    fresh.subscribe()
+    assert fresh.seq_ids_until(50) == list(range(1, 51))
+    fresh.close()
+    closed = second.finish()
+    assert closed["error"] is None and closed["connections"] == 1
+    assert second.get("armed")["stale_connections_dropped"] == 1
+    try:
+        answer = stale.recv(4096)
+    except ConnectionResetError:  # closed with its upgrade request unread
+        answer = b""
+    assert answer == b""  # closed unanswered
+    stale.close()

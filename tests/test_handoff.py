@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
+from types import SimpleNamespace
 
+from c2ws import events as ev
+from c2ws import spec
+from c2ws.events import EndReason, SubscriptionKey
 from c2ws.net.handoff import Handoff
+from c2ws.net.worker import _HandOver
+from c2ws.protocol import Envelope
 
 
 def test_put_never_blocks_and_counts_the_backlog_until_done() -> None:
@@ -155,3 +163,105 @@ def test_a_limited_take_cuts_an_item_that_counts_as_several() -> None:
     assert handoff.take(0, 1) == ["e"]
     assert handoff.take(0, 10) == ["fg", "h"]
     assert handoff.backlog == 8  # taken is not done; cutting changes no count
+
+
+# --- the socket thread's side: waking the output thread (issue: the stalled blast) -------
+
+def engine_handoff(limit: int, clock: Callable[[], float] = time.monotonic) -> Handoff[ev.Event]:
+    """A hand-off made as the engine makes it (counting stream messages)."""
+    return Handoff(limit, count=ev.message_count, split=ev.split_run,
+                   items_per_counted=spec.BACKLOG_EVENTS_PER_MESSAGE, clock=clock)
+
+
+def messages(first: int, count: int) -> list[ev.Event]:
+    key = SubscriptionKey(1, spec.CHANNEL_SIGNAL)
+    return [ev.StreamMessage(key, Envelope(spec.CHANNEL_SIGNAL, {}), seq)
+            for seq in range(first, first + count)]
+
+
+class FakeSession:
+    """What the socket thread's hooks use of a session: no subscription answered yet."""
+
+    all_answered = False
+
+    def __init__(self) -> None:
+        self.failed: list[EndReason] = []
+
+    def fail(self, reason: EndReason, detail: str, close_code: int | None = None) -> None:
+        self.failed.append(reason)
+
+
+def socket_side(handoff: Handoff[ev.Event]) -> tuple[_HandOver, FakeSession]:
+    session = FakeSession()
+    worker = SimpleNamespace(_handoff=handoff, _clock=time.monotonic)
+    return _HandOver(worker, session), session  # type: ignore[arg-type]
+
+
+class WaitingConsumer:
+    """The output thread, waiting in take() for as long as it takes (the CLI's wait)."""
+
+    def __init__(self, handoff: Handoff[ev.Event]) -> None:
+        self.handoff = handoff
+        self.taken: list[list[ev.Event]] = []
+        self.thread = threading.Thread(target=lambda: self.taken.append(handoff.take(None)),
+                                       daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not handoff._consumer_waiting:  # an event: it has started to wait
+            assert time.monotonic() < deadline, "the consumer never started waiting"
+            time.sleep(0.001)
+
+    def woken(self) -> bool:
+        """It took something (within a generous deadline: a wake-up never comes late)."""
+        self.thread.join(10)
+        woken = not self.thread.is_alive()
+        self.handoff.close()  # release it either way
+        self.thread.join(10)
+        return woken
+
+
+def test_a_burst_wakes_the_output_thread_long_before_a_small_max_buffer_is_reached() -> None:
+    """--max-buffer 1000 (the bench's stall run): the output thread must be woken well
+    before the backlog reaches it, not after WAKE_EVERY (2000) events, when the socket
+    thread has long closed the connection for a backlog nobody was told about."""
+    handoff = engine_handoff(1000)
+    hooks, session = socket_side(handoff)
+    consumer = WaitingConsumer(handoff)
+    for first in (1, 101, 201):  # one burst, three reads; still below the fairness level
+        hooks.hand_over(messages(first, 100))
+    assert consumer.woken()
+    assert [ev.message_count(taken) for taken in consumer.taken] == [300]
+    assert session.failed == []
+
+
+def test_closing_for_backlog_wakes_the_output_thread_at_once() -> None:
+    """The connection is closed because the output is behind: the output thread must be
+    writing the backlog from that moment, not from the end of the polite close."""
+    handoff = engine_handoff(1000)
+    hooks, session = socket_side(handoff)
+    handoff.put(messages(1, 950), wake=False)
+    held = handoff.take(0)  # a caller holding 950 unacknowledged messages, then waiting
+    consumer = WaitingConsumer(handoff)
+    hooks.hand_over(messages(951, 60))
+    assert session.failed == [EndReason.OVERFLOW]
+    assert consumer.woken()
+    assert ev.message_count(held) == 950
+
+
+def test_a_reader_that_was_waiting_for_messages_is_making_progress_when_a_burst_comes() -> None:
+    """The clock of a stopped reader starts when it had work it did not finish, not at its
+    last write: a reader idle for a quiet minute is not stopped at the burst's first read
+    (it would get no time to catch up, and a close for backlog with nothing written)."""
+    now = [0.0]
+    handoff = engine_handoff(10_000, clock=lambda: now[0])
+    handoff.put(messages(1, 1))
+    handoff.done(handoff.take(0))  # caught up at 0
+    now[0] = 60.0  # a quiet minute: it waits for messages
+    handoff.put(messages(2, 300))
+    now[0] = 60.3
+    assert handoff.progressing(0.5)  # behind for 0.3 s only
+    handoff.put(messages(302, 300))  # more of the burst: not a new start
+    now[0] = 60.6
+    assert not handoff.progressing(0.5)  # 0.6 s behind without finishing anything
+    handoff.done(handoff.take(0))
+    assert handoff.progressing(0.5)

@@ -26,6 +26,7 @@ class Handoff(Generic[Item]):
         self, limit: int, *, count: Callable[[Sequence[Item]], int] = len,
         items_per_counted: int = 1,
         split: Callable[[Item, int], tuple[Item, Item]] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if limit < 1 or items_per_counted < 1:
             raise ValueError("limit and items_per_counted must be at least 1")
@@ -44,7 +45,10 @@ class Handoff(Generic[Item]):
         self._changed = threading.Condition(self._lock)
         self._consumer_waiting = False
         self._producers_waiting = 0
-        self._progress_at = time.monotonic()  # when the consumer last finished items
+        self._clock = clock
+        # When the consumer last finished items, or last had nothing to do: a consumer
+        # that was waiting for items has been behind only since they came.
+        self._progress_at = clock()
 
     @property
     def backlog(self) -> int:
@@ -69,6 +73,8 @@ class Handoff(Generic[Item]):
         with self._lock:
             if self._closed:
                 return self._backlog
+            if not self._pending:  # the consumer had caught up: behind from now on
+                self._progress_at = self._clock()
             self._items.extend(items)
             self._backlog += self._count(items)
             self._pending += len(items)
@@ -133,7 +139,7 @@ class Handoff(Generic[Item]):
         with self._lock:
             self._backlog = max(0, self._backlog - counted)
             self._pending = max(0, self._pending - len(items))
-            self._progress_at = time.monotonic()
+            self._progress_at = self._clock()
             if self._producers_waiting:
                 self._changed.notify_all()
 
@@ -155,8 +161,9 @@ class Handoff(Generic[Item]):
                 self._producers_waiting -= 1
 
     def progressing(self, within: float) -> bool:
-        """The consumer finished some items in the last ``within`` seconds."""
-        return time.monotonic() - self._progress_at < within
+        """The consumer finished some items in the last ``within`` seconds, or had nothing
+        left to do then (a consumer that waited for items is not one that stopped)."""
+        return self._clock() - self._progress_at < within
 
     def wait_below(self, level: int, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for the backlog to fall to ``level`` (see

@@ -44,13 +44,6 @@ from c2ws.redaction import KeyRedactor
 from c2ws.session import ClientSession, SessionTimeouts, SubscriptionState
 
 HTTP_NOT_FOUND: Final = 404
-# A backlog past half of --max-buffer while the output thread is making progress (it
-# finished something within PROGRESS_WINDOW): wait up to FAIRNESS_WAIT for it to fall
-# back to half before reading on.
-FAIRNESS_WAIT: Final = 0.1
-PROGRESS_WINDOW: Final = 0.5
-# During a long burst, the output thread is woken at least every this many events.
-WAKE_EVERY: Final = 2000
 
 
 @dataclass(frozen=True)
@@ -277,6 +270,8 @@ class _HandOver(DriverHooks):
         self.driver: Driver | None = None
         self.served_since: float | None = None  # when every subscription was answered
         self.unannounced = 0  # events handed over without waking the output thread
+        self.wake_every = max(1, min(spec.HANDOFF_WAKE_EVERY,
+                                     self.handoff.limit // spec.HANDOFF_WAKE_DIVISOR))
         self.keys_version = 0  # the worker's change of keys this session carries
 
     def hand_over(self, batch: list[ev.Event]) -> None:
@@ -285,24 +280,28 @@ class _HandOver(DriverHooks):
             self.served_since = self.worker._clock()
             self._note_rejections()
         # The output thread is woken once the burst is over (see idle), or every
-        # WAKE_EVERY events during a long one: not for every socket read.
+        # wake_every events during a long one: not for every socket read.
         self.unannounced += len(batch) + ev.message_count(batch) - countOf(
             map(type, batch), ev.StreamMessage)  # a run counts as its messages
-        wake = self.unannounced >= WAKE_EVERY
+        wake = self.unannounced >= self.wake_every
         if wake:
             self.unannounced = 0
         backlog = handoff.put(batch, wake=wake)
         leaving = self.driver is not None and self.driver.leaving
         if handoff.above(handoff.limit) and not leaving:
             session.fail(EndReason.OVERFLOW, _behind(handoff, backlog))
-        elif handoff.above(handoff.limit // 2) and handoff.progressing(PROGRESS_WINDOW):
+            # Closed because the output is behind: it writes the backlog from now on,
+            # not from the end of the polite close (and the resume waits for it).
+            self.unannounced = 0
+            handoff.wake_consumer()
+        elif handoff.above(handoff.limit // 2) and handoff.progressing(
+                spec.HANDOFF_PROGRESS_WINDOW_SECONDS):
             # The output thread is writing, only slower than we read: let it catch up a
             # little before reading on, instead of running into the limit (and a close
-            # and resume) during a burst.  Bounded, so heartbeats are still answered in
-            # time; a reader that has stopped makes no progress and gets no such wait.
+            # and resume) during a burst (see spec.HANDOFF_FAIRNESS_WAIT_SECONDS).
             self.unannounced = 0
             handoff.wake_consumer()  # it must be awake to catch up
-            handoff.wait_below(handoff.limit // 2, FAIRNESS_WAIT)
+            handoff.wait_below(handoff.limit // 2, spec.HANDOFF_FAIRNESS_WAIT_SECONDS)
 
     def deadline(self) -> float | None:
         # A change of keys not applied yet: due at once (the nudge woke the driver).
