@@ -12,7 +12,7 @@ import typer
 
 from c2ws import spec
 from c2ws.cli.options import choice, seconds, whole_number
-from c2ws.sinks.exec import FailMode
+from c2ws.sinks import FailMode
 
 if TYPE_CHECKING:
     from c2ws.render.diagnostics import Diagnostics

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from c2ws.streaming import Batch, Stream
 
 __all__ = [
+    "FailMode",
     "Guarantee",
     "Promise",
     "Sink",
@@ -59,6 +60,15 @@ class Guarantee(Enum):
     EXACTLY_ONCE = "exactly once"
     AT_LEAST_ONCE = "at least once"
     NONE = "nothing"  # it cannot keep a cursor's promise at all: refused with --state
+
+
+class FailMode(str, Enum):
+    """``--exec-fail``: what a message whose handler failed every retry becomes (here,
+    not in :mod:`c2ws.sinks.exec`, so that the CLI's help imports no subprocess
+    machinery)."""
+
+    STOP = "stop"  # the run ends (exit 12); the message is not acknowledged
+    CONTINUE = "continue"  # dead-lettered (or only reported) and acknowledged
 
 
 @runtime_checkable

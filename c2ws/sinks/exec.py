@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Final
 
 from c2ws import spec
 from c2ws.errors import ConfigError, SinkFailed
-from c2ws.sinks import Guarantee
+from c2ws.sinks import FailMode, Guarantee
 
 if TYPE_CHECKING:
     from c2ws.events import SubscriptionKey
@@ -60,13 +60,6 @@ if TYPE_CHECKING:
 __all__ = ["ExecSink", "FailMode", "RetryPolicy", "message_environment", "parse_command"]
 
 _READ_BYTES: Final = 64 * 1024
-
-
-class FailMode(str, Enum):
-    """What a message whose handler failed every retry becomes."""
-
-    STOP = "stop"  # the run ends (exit 12); the message is not acknowledged
-    CONTINUE = "continue"  # dead-lettered (or only reported) and acknowledged
 
 
 def parse_command(text: str) -> list[str]:
