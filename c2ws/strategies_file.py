@@ -1,4 +1,5 @@
-"""The ``--strategies-file`` format, sans I/O: which subscriptions a file's text asks for.
+"""The ``--strategies-file`` format: which subscriptions a file's text asks for (sans
+I/O), and :func:`read_file`, the one read of the file.
 
 One strategy id per line; ``#`` starts a comment (a whole line, or the rest of one);
 blank lines are ignored; ``ID:signal`` or ``ID:positions`` (or a channel's full name)
@@ -12,7 +13,9 @@ wrong``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Final
 
 from c2ws import spec
@@ -53,6 +56,25 @@ def subscriptions_of(
         raise StrategiesFileError(f"{name}: names no strategy (and none is given on the "
                                   "command line)")
     return list(wanted)
+
+
+def read_file(path: Path, name: str) -> bytes:
+    """The bytes of the regular file at ``path``; a directory, a FIFO (refused without
+    waiting for a writer), a device or a file over ``spec.STRATEGIES_FILE_MAX_BYTES`` is a
+    :class:`StrategiesFileError` naming it (``name``: the path as shown)."""
+    from c2ws.localfiles import UnusableFile, open_for_reading
+
+    try:
+        fd = open_for_reading(path, max_bytes=spec.STRATEGIES_FILE_MAX_BYTES)
+    except UnusableFile as exc:
+        raise StrategiesFileError(f"{name} {exc.problem}") from None
+    except OSError as exc:
+        raise StrategiesFileError(f"cannot read {name}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "rb") as file:
+            return file.read(spec.STRATEGIES_FILE_MAX_BYTES + 1)
+    except OSError as exc:
+        raise StrategiesFileError(f"cannot read {name}: {exc.strerror or exc}") from None
 
 
 def decode(data: bytes, name: str) -> str:

@@ -6,6 +6,8 @@ when none has, resumed from the cursor store, and no connection is reopened."""
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ from test_session import WALL, ack, ready, sent, signal
 import c2ws
 from c2ws import events as ev
 from c2ws import spec, testing
+from c2ws.cli.strategies_watch import read_subscriptions
 from c2ws.delivery.dedupe import StreamFilter
 from c2ws.errors import ConfigError
 from c2ws.events import SubscriptionKey
@@ -157,3 +160,29 @@ def test_a_full_connection_sends_new_streams_to_a_new_one_and_none_reconnects(
         server.wait_for(lambda: [len(v) for v in held_by_server(server).values()] == [80, 0],
                         timeout=15)
         assert [r.number for r in server.connections()] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory"])
+def test_a_fifo_or_a_directory_as_the_strategies_file_is_refused_at_once(
+    kind: str, tmp_path: Path
+) -> None:
+    # A FIFO with no writer used to block the start (and the poll thread) for good.
+    path = tmp_path / "desk.txt"
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.mkdir()
+    outcome: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            read_subscriptions(path, channels=spec.CHANNELS, fixed=[])
+        except BaseException as exc:  # handed to the test's thread
+            outcome.append(exc)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(30)  # a deadline for the old code's endless open, not a timing
+    assert not reader.is_alive(), "reading the strategies file waited for a writer"
+    assert len(outcome) == 1 and isinstance(outcome[0], StrategiesFileError), outcome
+    assert "desk.txt is a" in str(outcome[0]) and "not a regular file" in str(outcome[0])

@@ -22,7 +22,7 @@ from c2ws.cli.shared import threads_without_signals
 from c2ws.errors import C2wsError
 from c2ws.events import SubscriptionKey
 from c2ws.render.safe import terminal_safe
-from c2ws.strategies_file import StrategiesFileError, decode, subscriptions_of
+from c2ws.strategies_file import StrategiesFileError, decode, read_file, subscriptions_of
 
 if TYPE_CHECKING:
     from c2ws import Stream
@@ -39,12 +39,8 @@ def read_subscriptions(
     """The subscriptions ``fixed`` and the file ask for; StrategiesFileError naming the
     file (and the line) when it cannot be read or used."""
     name = terminal_safe(str(path), 300)
-    try:
-        with open(path, "rb") as file:
-            data = file.read(spec.STRATEGIES_FILE_MAX_BYTES + 1)
-    except OSError as exc:
-        raise StrategiesFileError(f"cannot read {name}: {exc.strerror or exc}") from None
-    return subscriptions_of(decode(data, name), name=name, channels=channels, fixed=fixed)
+    return subscriptions_of(decode(read_file(path, name), name), name=name,
+                            channels=channels, fixed=fixed)
 
 
 class StrategiesFileWatch:
