@@ -293,6 +293,9 @@ NATS_CONNECT_TIMEOUT_SECONDS: Final = 5.0
 NATS_RETRY_PAUSE_SECONDS: Final = 0.05
 NATS_RETRY_PAUSE_MAX_SECONDS: Final = 2.0
 NATS_RECONNECT_WAIT_SECONDS: Final = 0.2
+# --creds, --nkey and the TLS files are checked to be regular files of at most this many
+# bytes before nats-py or ssl read them (a FIFO there would hang them).
+NATS_CREDENTIAL_MAX_BYTES: Final = 1 << 20
 
 # --- Hostile-input bounds: parsing server data and the reference server ----------------
 # (added for issue 12; every number here is a limit c2ws enforces on what it is sent)

@@ -160,6 +160,15 @@ def test_typer_completion_options_are_gone_and_completion_still_works() -> None:
         (["demo", "--rate", "0"], "give at least 0.1"),
         (["serve", "--port", "70000"], "give from 0 to 65535"),
         (["completions", "tcsh"], "'tcsh' is not one of: bash, zsh, fish"),
+        # --to's options: usage errors before anything starts, not internal errors.
+        (["subscribe", "1", "--api-key", "cli-test-key", "--to", "http://127.0.0.1:4"],
+         "is not a NATS URL"),
+        (["subscribe", "1", "--api-key", "cli-test-key", "--to", "nats://127.0.0.1:4",
+          "--creds", "/dev/null"],
+         "--creds /dev/null is a character device, not a regular file"),
+        (["subscribe", "1", "--api-key", "cli-test-key", "--to", "nats://127.0.0.1:4",
+          "--tlsca", "/nonexistent/ca.pem"],
+         "cannot read --tlsca /nonexistent/ca.pem: No such file or directory"),
     ],
 )
 def test_usage_errors_say_what_is_wrong_in_our_words(args: list[str], message: str) -> None:

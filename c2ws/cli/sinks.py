@@ -17,6 +17,7 @@ from c2ws.sinks import FailMode
 if TYPE_CHECKING:
     from c2ws.render.diagnostics import Diagnostics
     from c2ws.sinks import Sink
+    from c2ws.sinks.nats import NatsOptions
 
 ExecOpt = Annotated[
     str | None,
@@ -154,6 +155,23 @@ class SinkOptions:
                                      "message goes whole", param_hint="'--fields'")
         if self.exec_command is not None:
             self.command()
+        if self.to is not None:
+            from c2ws.errors import ConfigError
+
+            try:
+                self.nats_options().check()
+            except ConfigError as exc:
+                raise typer.BadParameter(str(exc), param_hint=f"'{exc.param or '--to'}'"
+                                         ) from None
+
+    def nats_options(self) -> NatsOptions:
+        from c2ws.sinks.nats import NatsOptions
+
+        assert self.to is not None
+        return NatsOptions(
+            url=self.to, subject_prefix=self.subject_prefix, create_stream=self.create_stream,
+            creds=self.creds, nkey=self.nkey, user=self.user, password=self.password,
+            tlscert=self.tlscert, tlskey=self.tlskey, tlsca=self.tlsca)
 
     def command(self) -> list[str]:
         from c2ws.errors import ConfigError
@@ -174,10 +192,6 @@ class SinkOptions:
                             policy=RetryPolicy(retries=self.exec_retries),
                             timeout=self.exec_timeout, fail=self.exec_fail,
                             dead_letter=self.dead_letter)
-        assert self.to is not None
-        from c2ws.sinks.nats import NatsOptions, NatsSink
+        from c2ws.sinks.nats import NatsSink
 
-        return NatsSink(NatsOptions(
-            url=self.to, subject_prefix=self.subject_prefix, create_stream=self.create_stream,
-            creds=self.creds, nkey=self.nkey, user=self.user, password=self.password,
-            tlscert=self.tlscert, tlskey=self.tlskey, tlsca=self.tlsca), say=diagnostics.say)
+        return NatsSink(self.nats_options(), say=diagnostics.say)

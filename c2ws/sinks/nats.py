@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import os
 import ssl
 import threading
 from collections import deque
@@ -96,6 +97,26 @@ class NatsOptions:
                               param="--create-stream")
         if (self.tlskey is None) != (self.tlscert is None):
             raise ConfigError("--tlscert and --tlskey go together", param="--tlscert")
+        for option, path in (("--creds", self.creds), ("--nkey", self.nkey),
+                             ("--tlscert", self.tlscert), ("--tlskey", self.tlskey),
+                             ("--tlsca", self.tlsca)):
+            if path is not None:
+                _check_readable(option, path)
+
+
+def _check_readable(option: str, path: Path) -> None:
+    """A file nats-py or ssl will read must be a regular file that can be opened: a FIFO
+    there would hang them, a directory give a traceback-shaped error."""
+    from c2ws.localfiles import UnusableFile, open_for_reading
+
+    name = terminal_safe(str(path), 300)
+    try:
+        os.close(open_for_reading(path, max_bytes=spec.NATS_CREDENTIAL_MAX_BYTES))
+    except UnusableFile as exc:
+        raise ConfigError(f"{option} {name} {exc.problem}", param=option) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {option} {name}: {exc.strerror or exc}",
+                          param=option) from None
 
 
 def subject_of(prefix: str, channel: str, strategy_id: int) -> str:
