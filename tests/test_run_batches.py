@@ -27,7 +27,6 @@ from c2ws.protocol import Envelope
 from c2ws.render import messages_handler
 from c2ws.render.diagnostics import Diagnostics
 from c2ws.render.ndjson import NdjsonRenderer, line_of
-from c2ws.sinks import output as output_sink
 from c2ws.streaming import Stream, StreamOptions
 
 LOST = ev.ConnectionEnd(ev.EndReason.LOST, "lost")
@@ -182,7 +181,6 @@ def test_the_batch_path_writes_what_the_per_event_path_writes(
     with pytest.MonkeyPatch.context() as patch:
         # No batch is "only" messages: every one goes event by event, its runs expanded
         # (the CLI's batch path is stdout's sink's, issue 23).
-        patch.setattr(output_sink, "_ONLY_STREAM_MESSAGES", set())
         patch.setattr(streaming, "_MESSAGES", frozenset())
         per_event = run_output(HandleOnly, batches, count, fail_on_gap, symbol_of_key)
     assert with_batch_path == per_event

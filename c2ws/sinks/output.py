@@ -21,8 +21,8 @@ from __future__ import annotations
 import fcntl
 import os
 import stat
-from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import TYPE_CHECKING, Final, TextIO
+from collections.abc import Callable, Collection, Mapping
+from typing import TYPE_CHECKING, TextIO
 
 from c2ws import events as ev
 from c2ws import spec
@@ -34,9 +34,6 @@ if TYPE_CHECKING:
     from c2ws.streaming import Batch
 
 __all__ = ["OutputSink", "output_guarantee", "output_kind"]
-
-_STREAM_MESSAGE: Final = ev.StreamMessage
-_ONLY_STREAM_MESSAGES: Final = {ev.StreamMessage}
 
 
 def output_kind(fd: int | None) -> str:
@@ -139,26 +136,16 @@ class OutputSink:
                     self._handle_ndjson(batch.ndjson())
             else:
                 self._handle_messages(batch.events)  # type: ignore[arg-type]
-            self._flush()
         else:
-            self.write_events(batch.events)
-        self._written.append(batch)
-
-    def write_events(self, events: Sequence[ev.Event]) -> None:
-        """Render ``events`` and flush, acknowledging nothing (the gaps a run reports at
-        its very end)."""
-        before = self.before
-        if set(map(type, events)) == _ONLY_STREAM_MESSAGES:
-            if before is not None:
-                before(len(events), None)
-            self._handle_messages(events)  # type: ignore[arg-type]
-        else:
-            handle = self.renderer.handle
-            for index, event in enumerate(events):
+            # Gaps, resets or REST lines among them: event by event, each told to
+            # ``before`` first (so stderr reports them in order with the lines).
+            before, handle = self.before, self.renderer.handle
+            for index, event in enumerate(batch.events):
                 if before is not None:
                     before(index + 1, event)
                 handle(event)
         self._flush()
+        self._written.append(batch)
 
     def _flush(self) -> None:
         self.renderer.flush()
