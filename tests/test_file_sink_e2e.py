@@ -63,10 +63,24 @@ def test_kill_9_while_writing_a_20_mb_backlog_leaves_every_signal_exactly_once(
     rng = random.Random(f"23-{fmt}")
     ids = list(map(str, STRATEGIES))
 
+    log = tmp_path / "stderr.log"
+
     def run(*extra: str) -> subprocess.Popen[bytes]:
-        with output.open("ab") as sink:
+        # stderr to a file, not an undrained pipe: a loaded machine's reconnect lines
+        # could fill a pipe and block c2ws for good.
+        with output.open("ab") as sink, log.open("ab") as errors:
             return start(server, *ids, "-c", "signal", *FORMATS[fmt], "--state", str(state),
-                         *FAST, *extra, stdout=sink)
+                         *FAST, *extra, stdout=sink, stderr=errors)
+
+    def ended(process: subprocess.Popen[bytes]) -> tuple[int, str]:
+        try:
+            code = process.wait(45)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            raise AssertionError(
+                f"c2ws did not end within 45 s: {log.read_text()[-2000:]}") from None
+        return code, log.read_text()
 
     # A first run writes seq 1 of every strategy: the state file has a cursor of each, so
     # the next runs resume and the server replays the backlog at once, in bursts.
@@ -74,7 +88,7 @@ def test_kill_9_while_writing_a_20_mb_backlog_leaves_every_signal_exactly_once(
     wait_subscribed(server, 1, len(STRATEGIES))
     for strategy in STRATEGIES:
         server.publish(strategy, signal_payload(strategy, 0))
-    code, err = outcome(first)
+    code, err = ended(first)
     assert code == 0, err
     for n in range(1, PER_STRATEGY):  # 20 MB waiting at the server
         for strategy in STRATEGIES:
@@ -95,10 +109,17 @@ def test_kill_9_while_writing_a_20_mb_backlog_leaves_every_signal_exactly_once(
         assert max(r.number for r in server.connections()) > before  # it did connect
     expected = [(strategy, seq) for strategy in STRATEGIES for seq in range(1, PER_STRATEGY + 1)]
     last = run()
-    server.wait_for(lambda: len(written(output.read_bytes(), fmt)) >= len(expected)
-                    if output.read_bytes().endswith(b"\n") else None, timeout=90)
+
+    def complete() -> bool:
+        # Parsed only once there can be enough lines: parsing 20 MB every 10 ms would
+        # take a core from the c2ws under test.
+        data = output.read_bytes()
+        return (data.count(b"\n") >= len(expected) and data.endswith(b"\n")
+                and len(written(data, fmt)) >= len(expected))
+
+    server.wait_for(lambda: complete() or None, timeout=90)
     last.send_signal(signal.SIGTERM)
-    code, err = outcome(last)
+    code, err = ended(last)
     assert code == ExitCode.TERMINATED, err
     found = written(output.read_bytes(), fmt)
     assert sorted(found) == expected  # every signal exactly once
