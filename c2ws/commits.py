@@ -49,6 +49,12 @@ class BackgroundCommits:
         # says so at each acknowledgement, on the consumer's thread, right after the
         # write the acknowledgement covers: committed with the cursors of that moment.
         self._position: Callable[[], object] | None = getattr(store, "position", None)
+        # The cursors the engine committed, held until the acknowledgement that covers
+        # them (consumer thread only): they join the group together with the position
+        # taken then, in one locked step.  Set into the group at once, the commit thread
+        # could begin a group with the new cursors and the previous position; a kill -9
+        # then cut lines the state file counted as written (lost for good).
+        self._staged: dict[SubscriptionKey, int] | None = None
 
     # --- the engine's side: a cursor store --------------------------------------------------
 
@@ -56,9 +62,9 @@ class BackgroundCommits:
         return self.store.load()
 
     def commit(self, cursors: Mapping[SubscriptionKey, int]) -> None:
-        """Keep ``cursors`` for the pending group's commit (nothing is written here)."""
-        with self._changed:
-            self._group.set_cursors(cursors)
+        """Keep ``cursors`` for the pending group's commit (nothing is written here): they
+        join it at the next :meth:`acknowledged`, with the output's position then."""
+        self._staged = dict(cursors)
 
     # --- the consumer's side ------------------------------------------------------------------
 
@@ -66,9 +72,12 @@ class BackgroundCommits:
         """``messages`` more were acknowledged (their cursors committed into this object
         just before); with a sequence ``reset``, returns once it is durable."""
         position = self._position() if self._position is not None else None
+        staged, self._staged = self._staged, None
         with self._changed:
             self._raise_error()
             group = self._group
+            if staged is not None:
+                group.set_cursors(staged)
             filling = group.due_at() is not None
             group.add(messages, self._clock(), reset=reset, position=position)
             # The thread sleeps until a group starts filling (then until it is due by
@@ -97,6 +106,8 @@ class BackgroundCommits:
     def close(self) -> None:
         """Commit what is pending, wait for it and stop the thread; raises the error of a
         commit that failed (once)."""
+        if self._staged is not None:  # committed, never acknowledged: joins the last group
+            self.acknowledged(0)
         with self._changed:
             self._closing = True
             self._group.hurry()

@@ -1,14 +1,20 @@
 """The group-commit rule (c2ws.delivery.groups.CommitGroup) on its own, with times passed
 in: when a group goes in flight, and how much room the next batch has.  The thread that
-runs the commits, with the stream: tests/test_stream.py."""
+runs the commits (c2ws.commits), with a store of its own here and with the stream in
+tests/test_stream.py."""
 
 from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
 
 import pytest
 
 from c2ws import spec
+from c2ws.commits import BackgroundCommits
 from c2ws.delivery.groups import CommitGroup, CommitGroups
 from c2ws.events import SubscriptionKey
+from c2ws.monitor.health import CountingCommits, StreamHealth
 
 A = SubscriptionKey(1, spec.CHANNEL_SIGNAL)
 
@@ -71,3 +77,90 @@ def test_the_smallest_bounds_still_make_progress(max_messages: int) -> None:
         assert rule.due(float(step))  # a full batch is half the bound: due at once
         rule.begin()
         rule.finished()
+
+
+# --- the thread that runs them (c2ws.commits.BackgroundCommits) --------------------------
+
+WAIT = 30.0  # a deadline for each event awaited, never a pause
+
+
+class _PositionedStore:
+    """A store that, like FileCursors with an output file, says where its output ends at
+    each acknowledgement and commits that position with the cursors.  ``written`` is
+    how many messages the output holds; the first commit blocks until released."""
+
+    def __init__(self) -> None:
+        self.written = 0
+        self.commits: list[tuple[dict[SubscriptionKey, int], object]] = []
+        self.committed = threading.Condition()
+        self.release_first = threading.Event()
+        self.first_begun = threading.Event()
+        self.on_position: Callable[[], None] = lambda: None
+
+    def load(self) -> dict[SubscriptionKey, int]:
+        return {}
+
+    def position(self) -> int:
+        self.on_position()
+        return self.written
+
+    def commit(self, cursors: Mapping[SubscriptionKey, int], position: object = None) -> None:
+        if not self.commits:
+            self.first_begun.set()
+            assert self.release_first.wait(WAIT)
+        with self.committed:
+            self.commits.append((dict(cursors), position))
+            self.committed.notify_all()
+
+    def wait_for_commits(self, count: int) -> None:
+        with self.committed:
+            assert self.committed.wait_for(lambda: len(self.commits) >= count, WAIT)
+
+
+def test_a_commit_pairs_cursors_with_the_position_of_the_same_acknowledgement() -> None:
+    """The engine commits a batch's cursors into BackgroundCommits just before the stream
+    reports the acknowledgement (which reads where the output ends).  A commit that
+    began between the two took the new cursors with the previous position: after a
+    kill -9 the output was cut back to that position while the state file counted the
+    lines after it as written, and those messages were lost for good."""
+    store = _PositionedStore()
+    commits = BackgroundCommits(store, CommitGroups(max_messages=100, max_seconds=0.0))
+
+    def write_and_acknowledge(seq: int) -> None:
+        store.written = seq  # the batch's line is in the output
+        commits.commit({A: seq})  # what Engine.acknowledge does
+        commits.acknowledged(1)
+
+    write_and_acknowledge(1)  # its commit starts and blocks in the store
+    assert store.first_begun.wait(WAIT)
+    write_and_acknowledge(2)  # pending while 1 is in flight
+
+    def let_the_commit_thread_run() -> None:
+        # Between the engine's commit of 3 and the acknowledgement of 3, the commit of
+        # 1 ends and the thread begins the pending group (2's).
+        store.on_position = lambda: None
+        store.release_first.set()
+        store.wait_for_commits(2)
+
+    store.on_position = let_the_commit_thread_run
+    write_and_acknowledge(3)
+    commits.close()
+    assert store.commits[0] == ({A: 1}, 1)
+    for cursors, position in store.commits:
+        assert isinstance(position, int) and cursors[A] <= position, store.commits
+    assert store.commits[-1] == ({A: 3}, 3)  # and the last acknowledgement is durable
+
+
+def test_counted_commits_pass_the_output_position_through() -> None:
+    """--metrics wraps the --state store to count its commits: the position of the
+    output file (>> FILE) must reach the store, not raise a TypeError."""
+    store = _PositionedStore()
+    store.release_first.set()
+    health = StreamHealth([[A]])
+    commits = BackgroundCommits(CountingCommits(store, health),
+                                CommitGroups(max_messages=10, max_seconds=0.0))
+    store.written = 4
+    commits.commit({A: 4})
+    commits.acknowledged(4)
+    commits.close()
+    assert store.commits == [({A: 4}, 4)]

@@ -55,6 +55,7 @@ def written(data: bytes, fmt: str) -> list[tuple[int, int]]:
     return found
 
 
+@pytest.mark.timeout(200)  # its own waits end first, with c2ws's stderr
 @pytest.mark.parametrize("fmt", list(FORMATS))
 def test_kill_9_while_writing_a_20_mb_backlog_leaves_every_signal_exactly_once(
     server: TestServer, tmp_path: Path, fmt: str,
@@ -117,7 +118,14 @@ def test_kill_9_while_writing_a_20_mb_backlog_leaves_every_signal_exactly_once(
         return (data.count(b"\n") >= len(expected) and data.endswith(b"\n")
                 and len(written(data, fmt)) >= len(expected))
 
-    server.wait_for(lambda: complete() or None, timeout=90)
+    try:
+        server.wait_for(lambda: complete() or last.poll() is not None, timeout=90)
+    except TimeoutError:
+        last.kill()
+        last.wait()
+        raise AssertionError(f"{lines()} of {len(expected)} lines; c2ws's stderr: "
+                             f"{log.read_text()[-3000:]}") from None
+    assert last.poll() is None, log.read_text()[-3000:]
     last.send_signal(signal.SIGTERM)
     code, err = ended(last)
     assert code == ExitCode.TERMINATED, err

@@ -466,8 +466,9 @@ class CountingCommits:
     def load(self) -> Mapping[tuple[int, str], int]:
         return self._store.load()
 
-    def commit(self, cursors: Mapping[SubscriptionKey, int]) -> None:
-        self._store.commit(cursors)
+    def commit(self, cursors: Mapping[SubscriptionKey, int], **where: object) -> None:
+        # ``position=`` (where the output file's committed lines end) goes through as is.
+        self._store.commit(cursors, **where)
         self._health.committed()
 
     def __getattr__(self, name: str) -> object:
