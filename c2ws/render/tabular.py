@@ -6,20 +6,33 @@ writes them (RFC 4180 quoting for CSV; TSV cells never hold a tab or line break,
 are replaced by spaces): by the module itself for a row that needs quoting, joined
 directly otherwise.  Gaps, sequence resets and control traffic are not rows: gaps and
 resets are reported on stderr.
+
+The session of a run writing CSV or TSV passes frames through as NDJSON does (payloads
+not decoded, bursts as :class:`~c2ws.events.StreamRun`): decoding every payload in full
+(``orjson.loads``) cost more than the whole of an NDJSON message.  A run of signals has
+its rows made from the values :func:`c2ws.speedups.signal_values` reads straight from
+its bytes (compiled; it reads only the fields the row needs); any line it gives up on,
+and any other message, is decoded here in full, as the session would have decoded it,
+and takes the general path (tests/test_render_csv_runs.py holds the two to the same
+bytes on arbitrary frames).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Iterable, Sequence
 from typing import BinaryIO, Final
 
 from c2ws import events as ev
-from c2ws import spec
+from c2ws import protocol, spec
+from c2ws.protocol import Envelope, MalformedMessage
 from c2ws.render.cells import RowCells
 from c2ws.render.records import Projection
 from c2ws.render.sink import ByteSink
+from c2ws.speedups import signal_values
+from c2ws.stream_head import read_stream_head
 
 _SIGNAL: Final = spec.CHANNEL_SIGNAL
 
@@ -47,27 +60,52 @@ class DelimitedRenderer:
         self._add_rows([list(self._projection.names)])
 
     def handle(self, event: ev.Event) -> None:
+        if type(event) is ev.StreamRun:
+            self.handle_events([event])
+            return
         if not isinstance(event, ev.StreamMessage):
             return
         if self._channels is not None and event.message.msg_type not in self._channels:
             return
-        self._add_rows(self._cells.rows(event.message, event.key))
+        self._add_rows(self._cells.rows(_with_payload(event.message), event.key))
 
-    def handle_messages(self, messages: Sequence[ev.StreamMessage]) -> None:
-        """:meth:`handle` for a batch of stream messages only, in one pass."""
+    def handle_events(self, events: Sequence[ev.StreamMessage | ev.StreamRun]) -> None:
+        """:meth:`handle` for a batch of stream messages and runs only, in one pass."""
         channels, rows_of, signal_row = self._channels, self._cells.rows, self._cells.signal_row
+        values_row = self._cells.values_row
         rows: list[list[str]] = []
         append = rows.append
-        for event in messages:
-            message = event.message
+        for event in events:
+            if type(event) is ev.StreamRun:
+                key = event.key
+                if channels is not None and key.channel not in channels:
+                    continue
+                if values_row is None or key.channel != _SIGNAL:
+                    for each in event.messages():
+                        rows += rows_of(_with_payload(each.message), key)
+                    continue
+                frames: list[bytes] | None = None
+                for index, values in enumerate(signal_values(event.ndjson)):
+                    if values is not None:
+                        append(values_row(key, values))
+                    else:  # a line the scanner gave up on: decoded in full
+                        if frames is None:
+                            frames = event.frames
+                        rows += rows_of(_decoded(frames[index]), key)
+                continue
+            message = event.message  # type: ignore[union-attr]
             msg_type = message.msg_type
             if channels is not None and msg_type not in channels:
                 continue
+            if not message.payload:
+                message = _with_payload(message)
             if signal_row is not None and msg_type == _SIGNAL:
                 append(signal_row(message, event.key))
             else:
                 rows += rows_of(message, event.key)
         self._add_rows(rows)
+
+    handle_messages = handle_events
 
     def _add_rows(self, rows: list[list[str]]) -> None:
         """Each row as the csv module writes it (QUOTE_MINIMAL, "\\n"): a row none of
@@ -94,3 +132,32 @@ class DelimitedRenderer:
 
     def close(self) -> None:
         self.flush()
+
+
+def _with_payload(message: Envelope) -> Envelope:
+    """``message`` with its payload: a session passing frames through delivers the
+    header fields only (``payload`` empty, ``data`` the frame), decoded here."""
+    if message.payload or type(message.data) is not bytes:
+        return message
+    return _decoded(message.data, message)
+
+
+def _decoded(frame: bytes, head: Envelope | None = None) -> Envelope:
+    """The frame decoded as a session decoding payloads decodes it.  A frame orjson
+    cannot hold (valid JSON with an integer beyond 64 bits or a number beyond a double's
+    range), which such a session would have reported as malformed and skipped, is
+    delivered by one passing frames through: it is read by the standard library's parser
+    instead, and failing that (an integer of over 4300 digits), its header fields alone
+    (``head``, else as msgspec reads them) make the row."""
+    try:
+        return protocol.decode(frame)
+    except MalformedMessage:
+        pass
+    try:
+        return protocol.decode_parsed(json.loads(frame), frame)
+    except (ValueError, RecursionError):  # MalformedMessage is a ValueError
+        pass
+    if head is None:
+        read = read_stream_head(frame)
+        head = read[0] if read is not None else Envelope(_SIGNAL, {}, data=frame)
+    return head
