@@ -410,6 +410,12 @@ scan_string(const unsigned char *p, const unsigned char *end, int *escaped)
     }
 }
 
+/* Set by scan_number on a number orjson might not hold (more than 18 digits before the
+ * point, or an exponent of three digits or more: one beyond a double's range is refused
+ * by orjson, which the general path of signal_values decodes with); reset and read by
+ * signal_values alone, under the GIL. */
+static int big_number;
+
 /* A JSON number; *integer gets its value when it is an integer of at most 18 digits
  * (*is_integer 1), else *is_integer is 0. */
 static const unsigned char *
@@ -459,9 +465,16 @@ scan_number(const unsigned char *p, const unsigned char *end, long long *integer
         if (p >= end || *p < '0' || *p > '9') {
             return GIVE_UP;
         }
+        const unsigned char *exponent = p;
         while (p < end && *p >= '0' && *p <= '9') {
             p++;
         }
+        if (p - exponent > 2) {
+            big_number = 1;
+        }
+    }
+    if (digits > 18) {
+        big_number = 1;
     }
     *is_integer = !fraction && digits <= 18;
     *integer = negative ? -value : value;
@@ -968,6 +981,7 @@ signal_line(const unsigned char *p, const unsigned char *end)
 {
     Slot slots[SIGNAL_SLOTS];
     memset(slots, 0, sizeof slots);
+    big_number = 0;
     const unsigned char *msg_type = NULL, *msg_type_end = NULL, *seq = NULL, *seq_end = NULL,
                         *stamp = NULL, *stamp_end = NULL;
     int seen_payload = 0, seen_id = 0, seen_request_id = 0, seen_v = 0;
@@ -1058,7 +1072,7 @@ signal_line(const unsigned char *p, const unsigned char *end)
     }
     /* a signal, with a seq_id and a payload object; the timestamp a string or null */
     static const char SIGNAL[] = "\"strategy.signal\"";
-    if (p != end || !seen_payload || msg_type == NULL || seq == NULL ||
+    if (p != end || big_number || !seen_payload || msg_type == NULL || seq == NULL ||
         msg_type_end - msg_type != (Py_ssize_t)sizeof SIGNAL - 1 ||
         memcmp(msg_type, SIGNAL, sizeof SIGNAL - 1) != 0 ||
         (stamp != NULL && *stamp != '"' && !is_null(stamp, stamp_end))) {

@@ -310,12 +310,6 @@ _MIN_INT: Final = spec.MIN_WIRE_INT
 _MAX_INT: Final = spec.MAX_WIRE_INT
 
 
-def decode_parsed(obj: object, data: bytes | str) -> Envelope:
-    """:func:`decode` of a frame another JSON parser has read into ``obj`` (orjson cannot
-    hold every valid JSON number); MalformedMessage as there."""
-    return _decode_checked(obj, data)
-
-
 def _decode_checked(obj: object, data: bytes | str) -> Envelope:
     if not isinstance(obj, dict):
         raise MalformedMessage(f"envelope must be a JSON object, not {type(obj).__name__}")

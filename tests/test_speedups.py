@@ -14,6 +14,7 @@ import hypothesis
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from json_strategies import signal_line
 
 from c2ws import speedups, stream_head
 
@@ -271,3 +272,52 @@ def test_run_summary_never_accepts_a_mangled_line_msgspec_refuses(
     found = _speedups.run_summary(ndjson, 1)
     if found is not None:
         assert found == (msgspec_summary(ndjson, 1) or False)
+
+
+def general_signal_values(line: bytes) -> tuple[object, ...] | None:
+    """What the general path of -o csv|tsv reads in a signal line (c2ws.render.tabular
+    decodes it, the row reads c2ws.render.planned's lookups); None when it is no signal."""
+    from c2ws.render.planned import signal_lookups, symbol_values
+    from c2ws.render.tabular import _decoded
+
+    message = _decoded(line)
+    if message.msg_type != "strategy.signal":
+        return None
+    values, containers = signal_lookups(message.payload)
+    symbols = tuple(symbol_values(message.payload, containers)) if containers else ()
+    return (message.seq_id, message.timestamp, *values, symbols)
+
+
+@compiled
+@settings(max_examples=4000)
+@given(lines=st.lists(signal_line(), min_size=1, max_size=3), end=st.booleans())
+def test_signal_values_reads_what_the_general_path_reads(lines: list[bytes], end: bool) -> None:
+    """Per line, the compiled reader gives up (None) or finds exactly the values the
+    general path finds (types included: 1, 1.0 and True differ, and -0.0 and 0.0), on
+    hostile lines: any spelling of the fields, twice, escapes, huge numbers, odd types."""
+    ndjson = b"\n".join(lines) + (b"\n" if end else b"")
+    found = _speedups.signal_values(ndjson)
+    assert len(found) == len(lines) == len(speedups.py_signal_values(ndjson))
+    assert speedups.py_signal_values(ndjson) == [None] * len(lines)
+    for line, values in zip(lines, found, strict=True):
+        if values is None:
+            continue
+        assert repr(values) == repr(general_signal_values(line)), line
+        hypothesis.event("read")
+
+
+@compiled
+def test_signal_values_reads_the_bench_feed() -> None:
+    """Not a timing: the bench's frames (bench/wire.py) are read by the compiled reader
+    itself, not given up on."""
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        import wire
+    finally:
+        sys.path.pop(0)
+    lines = [wire.envelope_prefix(index + 1, "2027-01-15T08:00:00Z") + payload + b"}"
+             for index, payload in enumerate(wire.payload_pool(42, size=200))]
+    found = _speedups.signal_values(b"\n".join(lines) + b"\n")
+    assert None not in found
+    assert [repr(values) for values in found] == [
+        repr(general_signal_values(line)) for line in lines]

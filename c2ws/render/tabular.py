@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Iterable, Sequence
 from typing import BinaryIO, Final
 
@@ -78,20 +77,23 @@ class DelimitedRenderer:
         for event in events:
             if type(event) is ev.StreamRun:
                 key = event.key
-                if channels is not None and key.channel not in channels:
-                    continue
-                if values_row is None or key.channel != _SIGNAL:
-                    for each in event.messages():
-                        rows += rows_of(_with_payload(each.message), key)
-                    continue
+                # Signals read by the compiled reader (which reads signals only); a line
+                # it gives up on (every line without it), and a run of positions, decoded
+                # in full.
+                found = (signal_values(event.ndjson)
+                         if values_row is not None and key.channel == _SIGNAL
+                         and (channels is None or _SIGNAL in channels) else None)
                 frames: list[bytes] | None = None
-                for index, values in enumerate(signal_values(event.ndjson)):
+                for index in range(event.count):
+                    values = found[index] if found is not None else None
                     if values is not None:
-                        append(values_row(key, values))
-                    else:  # a line the scanner gave up on: decoded in full
-                        if frames is None:
-                            frames = event.frames
-                        rows += rows_of(_decoded(frames[index]), key)
+                        append(values_row(key, values))  # type: ignore[misc]
+                        continue
+                    if frames is None:
+                        frames = event.frames
+                    message = _decoded(frames[index])
+                    if channels is None or message.msg_type in channels:
+                        rows += rows_of(message, key)
                 continue
             message = event.message  # type: ignore[union-attr]
             msg_type = message.msg_type
@@ -144,20 +146,13 @@ def _with_payload(message: Envelope) -> Envelope:
 
 def _decoded(frame: bytes, head: Envelope | None = None) -> Envelope:
     """The frame decoded as a session decoding payloads decodes it.  A frame orjson
-    cannot hold (valid JSON with an integer beyond 64 bits or a number beyond a double's
-    range), which such a session would have reported as malformed and skipped, is
-    delivered by one passing frames through: it is read by the standard library's parser
-    instead, and failing that (an integer of over 4300 digits), its header fields alone
-    (``head``, else as msgspec reads them) make the row."""
+    refuses (valid JSON with a number beyond a double's range), which such a session
+    reported as malformed and skipped, is delivered by one passing frames through: its
+    header fields alone make its row (``head``; else as msgspec reads them)."""
     try:
         return protocol.decode(frame)
     except MalformedMessage:
-        pass
-    try:
-        return protocol.decode_parsed(json.loads(frame), frame)
-    except (ValueError, RecursionError):  # MalformedMessage is a ValueError
-        pass
-    if head is None:
-        read = read_stream_head(frame)
-        head = read[0] if read is not None else Envelope(_SIGNAL, {}, data=frame)
-    return head
+        if head is None:
+            read = read_stream_head(frame)
+            head = read[0] if read is not None else Envelope(_SIGNAL, {}, data=frame)
+        return head
