@@ -727,14 +727,11 @@ run_summary(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 /* --- signal_values: a signal's row values, read straight from its line -------------- */
 
 /* The payload fields a CSV/TSV signal row reads (c2ws.render.planned's lookups), by
- * their normalised names (lowercase, no '_' or '-'), in lookup order; then the symbol's
- * containers.  A name's position is its slot. */
-static const char *const SIGNAL_NAMES[] = {
-    "strategyid", "strategyname", "side", "openclose",
-    "orderquantity", "quantity", "qty", "ordertype", "type", "limit", "limitprice",
-    "stop", "stopprice", "tif", "timeinforce", "orderstatus", "status", "signalid", "orderid",
-    "c2symbol", "symbol", "exchangesymbol",
-};
+ * their normalised names (lowercase, no '_' or '-'), in lookup order, each a slot (see
+ * slot_of): strategyid 0, strategyname 1, side 2, openclose 3, orderquantity 4,
+ * quantity 5, qty 6, ordertype 7, type 8, limit 9, limitprice 10, stop 11, stopprice 12,
+ * tif 13, timeinforce 14, orderstatus 15, status 16, signalid 17, orderid 18; then the
+ * symbol's containers: c2symbol 19, symbol 20, exchangesymbol 21. */
 #define SIGNAL_SLOTS 22
 #define FIRST_CONTAINER 19
 #define LONGEST_NAME 14
@@ -749,10 +746,6 @@ typedef struct {
     int nested;                      /* a container holding an object: its inner value */
     const unsigned char *inner, *inner_end;  /* NULL: no non-null inner value */
 } Slot;
-
-static const unsigned char SIGNAL_NAME_SIZES[SIGNAL_SLOTS] = {
-    10, 12, 4, 9, 13, 8, 3, 9, 4, 5, 10, 4, 9, 3, 11, 11, 6, 8, 7, 8, 6, 14,
-};
 
 /* The slot of a key (after its opening quote, size bytes, no escape), or -1. */
 static int
@@ -770,16 +763,33 @@ slot_of(const unsigned char *key, Py_ssize_t size, int inner)
         }
         name[length++] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
     }
+#define IS(text) (length == (int)sizeof(text) - 1 && memcmp(name, text, sizeof(text) - 1) == 0)
     if (inner) {  /* inside a symbol object: fullsymbol (0), then symbol (1) */
-        return length == 10 && memcmp(name, "fullsymbol", 10) == 0 ? 0
-               : length == 6 && memcmp(name, "symbol", 6) == 0 ? 1 : -1;
+        return IS("fullsymbol") ? 0 : IS("symbol") ? 1 : -1;
     }
-    for (int slot = 0; slot < SIGNAL_SLOTS; slot++) {
-        if (SIGNAL_NAME_SIZES[slot] == length && memcmp(name, SIGNAL_NAMES[slot], length) == 0) {
-            return slot;
-        }
+    /* SIGNAL_NAMES, by first letter */
+    switch (length ? name[0] : 0) {
+    case 'c':
+        return IS("c2symbol") ? 19 : -1;
+    case 'e':
+        return IS("exchangesymbol") ? 21 : -1;
+    case 'l':
+        return IS("limit") ? 9 : IS("limitprice") ? 10 : -1;
+    case 'o':
+        return IS("openclose") ? 3 : IS("orderquantity") ? 4 : IS("ordertype") ? 7
+               : IS("orderstatus") ? 15 : IS("orderid") ? 18 : -1;
+    case 'q':
+        return IS("quantity") ? 5 : IS("qty") ? 6 : -1;
+    case 's':
+        return IS("strategyid") ? 0 : IS("strategyname") ? 1 : IS("side") ? 2 : IS("stop") ? 11
+               : IS("stopprice") ? 12 : IS("status") ? 16 : IS("signalid") ? 17
+               : IS("symbol") ? 20 : -1;
+    case 't':
+        return IS("type") ? 8 : IS("tif") ? 13 : IS("timeinforce") ? 14 : -1;
+    default:
+        return -1;
     }
-    return -1;
+#undef IS
 }
 
 /* A scalar at p: a string without escapes, a number, true, false or null; the position
@@ -926,6 +936,37 @@ scan_signal_payload(const unsigned char *p, const unsigned char *end, Slot *slot
     }
 }
 
+/* The short strings signal_values made last, by a hash of their text: the codes, names,
+ * symbols and timestamps of a feed repeat, and a string given again is no new object and
+ * keeps its hash (the row's memos look them up).  Bounded: one string per entry, of at
+ * most STRING_CACHE_CHARS characters; ASCII (signal_values reads no other). */
+#define STRING_CACHE_SIZE 512
+#define STRING_CACHE_CHARS 40
+static PyObject *string_cache[STRING_CACHE_SIZE];
+
+static PyObject *
+ascii_string(const unsigned char *text, Py_ssize_t size)
+{
+    if (size > STRING_CACHE_CHARS) {
+        return PyUnicode_DecodeASCII((const char *)text, size, NULL);
+    }
+    uint32_t hash = 2166136261u;  /* FNV-1a */
+    for (Py_ssize_t i = 0; i < size; i++) {
+        hash = (hash ^ text[i]) * 16777619u;
+    }
+    PyObject **entry = &string_cache[hash % STRING_CACHE_SIZE];
+    PyObject *cached = *entry;
+    if (cached != NULL && PyUnicode_GET_LENGTH(cached) == size &&
+        memcmp(PyUnicode_DATA(cached), text, (size_t)size) == 0) {
+        return Py_NewRef(cached);
+    }
+    PyObject *made = PyUnicode_DecodeASCII((const char *)text, size, NULL);
+    if (made != NULL) {
+        Py_XSETREF(*entry, Py_NewRef(made));
+    }
+    return made;
+}
+
 /* The Python value of a scalar scanned already (a string without escapes, a number,
  * true, false, null); NULL with no exception set when it is not one this reads (an
  * integer of more than 18 digits, a number beyond a double's range). */
@@ -935,7 +976,7 @@ scalar_value(const unsigned char *start, const unsigned char *end)
     Py_ssize_t size = end - start;
     switch (*start) {
     case '"':
-        return PyUnicode_DecodeASCII((const char *)start + 1, size - 2, NULL);
+        return ascii_string(start + 1, size - 2);
     case 't':
         Py_RETURN_TRUE;
     case 'f':
@@ -1155,6 +1196,11 @@ signal_line(const unsigned char *p, const unsigned char *end)
         PyTuple_SET_ITEM(item, i, symbols[i]);
     }
     PyTuple_SET_ITEM(row, 13, item);
+    /* scalars only (and a tuple of them): no cycle to look for */
+    if (count && PyObject_GC_IsTracked(item)) {
+        PyObject_GC_UnTrack(item);
+    }
+    PyObject_GC_UnTrack(row);
     return row;
 give_up:
     Py_DECREF(row);

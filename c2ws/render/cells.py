@@ -189,6 +189,19 @@ def _raw_cell(name: str) -> _Cell:
 _codes: dict[tuple[object, ...], tuple[str, ...]] = {}
 
 
+# The symbol cells of the symbols seen as strings (the usual case), keyed by the string.
+_symbols: dict[str, str] = {}
+
+
+def _symbol_text(value: str) -> str:
+    cell = _text_cell(value)
+    if len(value) <= _MEMO_MAX_CHARS:
+        if len(_symbols) >= _MEMO_ENTRIES:
+            _symbols.clear()
+        _symbols[value] = cell
+    return cell
+
+
 def _code_cells(values: tuple[object, ...]) -> tuple[str, ...]:
     name, side, open_close, order_type, tif, status = values
     return (_text_cell(name), _side_cell(side), _open_close_cell(open_close),
@@ -233,7 +246,8 @@ def _row(key: SubscriptionKey | None, values: SignalValues) -> list[str]:
         strategy_cell = cell_text(number)
     symbol = ""
     for value in symbols:  # type: ignore[attr-defined]  # a sequence
-        symbol = _text_cell(value)
+        symbol = (_symbols.get(value) or _symbol_text(value)) if type(value) is str else (
+            _text_cell(value))
         if symbol:
             break
     return [
@@ -245,15 +259,21 @@ def _row(key: SubscriptionKey | None, values: SignalValues) -> list[str]:
         else cell_text(seq_id),  # type: ignore[arg-type]  # a JSON value
         code_cells[1],
         code_cells[2],
-        _number_cell(quantity) if quantity is not None else "",
+        # (format_number of an int within 64 bits, and of a float in this range, inline)
+        str(quantity) if type(quantity) is int and _INT_MIN <= quantity <= _INT_MAX
+        else _number_cell(quantity) if quantity is not None else "",
         symbol,
         code_cells[3],
-        "" if limit is None else (
-            ("" if limit == 0 else format_number(limit)) if type(limit) is float
-            else _price_cell(limit)),
-        "" if stop is None else (
-            ("" if stop == 0 else format_number(stop)) if type(stop) is float
-            else _price_cell(stop)),
+        "" if limit is None else
+        f"{limit:.8f}".rstrip("0").rstrip(".") if type(limit) is float and (
+            1e-4 <= limit < 1e15 or -1e15 < limit <= -1e-4)
+        else ("" if limit == 0 else format_number(limit)) if type(limit) is float
+        else _price_cell(limit),
+        "" if stop is None else
+        f"{stop:.8f}".rstrip("0").rstrip(".") if type(stop) is float and (
+            1e-4 <= stop < 1e15 or -1e15 < stop <= -1e-4)
+        else ("" if stop == 0 else format_number(stop)) if type(stop) is float
+        else _price_cell(stop),
         code_cells[4],
         code_cells[5],
         str(signal_id) if type(signal_id) is int and _INT_MIN <= signal_id <= _INT_MAX
@@ -279,7 +299,8 @@ class RowCells:
         # Decoded fields only: a signal's whole row at once, its columns picked from it.
         self.signal_row: Callable[[Envelope, SubscriptionKey | None], list[str]] | None = None
         # ... and the same row of the values c2ws.speedups.signal_values read.
-        self.values_row: Callable[[SubscriptionKey | None, SignalValues], list[str]] | None = None
+        self.values_row: Callable[[SubscriptionKey | None, SignalValues], Sequence[str]] | None = (
+            None)
         if projection.decoded and set(names) <= DECODED_FIELDS:
             if tuple(names) == COMBINED_COLUMNS:
                 self.signal_row = _signal_row
@@ -288,7 +309,11 @@ class RowCells:
                 pick = itemgetter(*(COMBINED_COLUMNS.index(name) for name in names), -1)
                 # (-1, an empty cell, makes every pick a tuple; dropped again.)
                 self.signal_row = lambda message, key: list(pick(_signal_row(message, key))[:-1])
-                self.values_row = lambda key, values: list(pick(_row(key, values))[:-1])
+                if len(names) > 1:  # a tuple of the cells picked: a row as it is
+                    picked = itemgetter(*(COMBINED_COLUMNS.index(name) for name in names))
+                    self.values_row = lambda key, values: picked(_row(key, values))
+                else:
+                    self.values_row = lambda key, values: list(pick(_row(key, values))[:-1])
 
     def rows(self, message: Envelope, key: SubscriptionKey | None) -> list[list[str]]:
         cells = self._signal_cells

@@ -72,7 +72,7 @@ class DelimitedRenderer:
         """:meth:`handle` for a batch of stream messages and runs only, in one pass."""
         channels, rows_of, signal_row = self._channels, self._cells.rows, self._cells.signal_row
         values_row = self._cells.values_row
-        rows: list[list[str]] = []
+        rows: list[Sequence[str]] = []
         append = rows.append
         for event in events:
             if type(event) is ev.StreamRun:
@@ -109,7 +109,7 @@ class DelimitedRenderer:
 
     handle_messages = handle_events
 
-    def _add_rows(self, rows: list[list[str]]) -> None:
+    def _add_rows(self, rows: Sequence[Sequence[str]]) -> None:
         """Each row as the csv module writes it (QUOTE_MINIMAL, "\\n"): a row none of
         whose cells holds the delimiter or a quote (nearly all: cells hold no line break)
         is its cells joined by the delimiter, as the module would write it; any other
