@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Sequence
+from itertools import repeat
 from typing import BinaryIO, Final
 
 from c2ws import events as ev
@@ -83,6 +84,9 @@ class DelimitedRenderer:
                 found = (signal_values(event.ndjson)
                          if values_row is not None and key.channel == _SIGNAL
                          and (channels is None or _SIGNAL in channels) else None)
+                if found is not None and None not in found:  # (nearly always)
+                    rows += map(values_row, repeat(key), found)  # type: ignore[arg-type]
+                    continue
                 frames: list[bytes] | None = None
                 for index in range(event.count):
                     values = found[index] if found is not None else None
@@ -115,6 +119,14 @@ class DelimitedRenderer:
         is its cells joined by the delimiter, as the module would write it; any other
         row, and a row of one empty cell (written ``""``), is written by the module."""
         delimiter, lines, writer = self._delimiter, self._lines, self._writer
+        # Usually every row is plain: checked for the whole batch at once (no quote, as
+        # many delimiters as the rows have cells between them, no empty line).
+        joined = list(map(delimiter.join, rows))
+        text = "\n".join(joined)
+        if ('"' not in text and text.count(delimiter) == sum(map(len, rows)) - len(rows)
+                and all(joined)):
+            lines += joined
+            return
         for row in rows:
             line = delimiter.join(row)
             if '"' in line or line.count(delimiter) != len(row) - 1 or not line:
