@@ -413,8 +413,8 @@ scan_string(const unsigned char *p, const unsigned char *end, int *escaped)
 /* Set by scan_number on a number orjson might not hold (more than 18 digits before the
  * point, or an exponent of three digits or more: one beyond a double's range is refused
  * by orjson, which the general path of signal_values decodes with); reset and read by
- * signal_values alone, under the GIL. */
-static int big_number;
+ * signal_values alone, per thread. */
+static _Thread_local int big_number;  /* scanned without the GIL */
 
 /* A JSON number; *integer gets its value when it is an integer of at most 18 digits
  * (*is_integer 1), else *is_integer is 0. */
@@ -1016,52 +1016,60 @@ scalar_value(const unsigned char *start, const unsigned char *end)
     }
 }
 
-/* One line's values, or Py_None (given up), or NULL (an exception). */
-static PyObject *
-signal_line(const unsigned char *p, const unsigned char *end)
-{
+/* One line as signal_values scans it (without the GIL: no Python object is touched). */
+typedef struct {
     Slot slots[SIGNAL_SLOTS];
-    memset(slots, 0, sizeof slots);
+    const unsigned char *stamp, *stamp_end;  /* NULL: no timestamp */
+    long long seq_id;
+    int read;                                /* 0: given up */
+} Line;
+
+/* Scan one line into *line; 0 when it is given up on. */
+static int
+scan_line(const unsigned char *p, const unsigned char *end, Line *line)
+{
+    Slot *slots = line->slots;
+    memset(slots, 0, sizeof line->slots);
     big_number = 0;
     const unsigned char *msg_type = NULL, *msg_type_end = NULL, *seq = NULL, *seq_end = NULL,
                         *stamp = NULL, *stamp_end = NULL;
     int seen_payload = 0, seen_id = 0, seen_request_id = 0, seen_v = 0;
     if (p >= end || *p != '{') {
-        Py_RETURN_NONE;
+        return 0;
     }
     p = skip_space(p + 1, end);
     for (;;) {
         if (p >= end || *p != '"') {
-            Py_RETURN_NONE;
+            return 0;
         }
         const unsigned char *key = p + 1;
         int escaped;
         p = scan_string(p + 1, end, &escaped);
         if (p == GIVE_UP || escaped) {
-            Py_RETURN_NONE;
+            return 0;
         }
         Py_ssize_t key_size = p - 1 - key;
         p = skip_space(p, end);
         if (p >= end || *p != ':') {
-            Py_RETURN_NONE;
+            return 0;
         }
         p = skip_space(p + 1, end);
         const unsigned char *value = p;
 #define KEY_IS(text) (key_size == (Py_ssize_t)sizeof(text) - 1 && memcmp(key, text, key_size) == 0)
         if (KEY_IS("payload")) {
             if (seen_payload++ || p >= end || *p != '{') {
-                Py_RETURN_NONE;
+                return 0;
             }
             p = scan_signal_payload(p + 1, end, slots);
         }
         else if (KEY_IS("msg_type") || KEY_IS("timestamp") || KEY_IS("seq_id")) {
             int is_seq = KEY_IS("seq_id"), is_type = KEY_IS("msg_type");
             if ((is_seq && seq) || (is_type && msg_type) || (!is_seq && !is_type && stamp)) {
-                Py_RETURN_NONE;
+                return 0;
             }
             p = scan_scalar(p, end);
             if (p == GIVE_UP) {
-                Py_RETURN_NONE;
+                return 0;
             }
             if (is_seq) {
                 seq = value, seq_end = p;
@@ -1077,7 +1085,7 @@ signal_line(const unsigned char *p, const unsigned char *end)
             int *seen = KEY_IS("id") ? &seen_id : KEY_IS("request_id") ? &seen_request_id
                         : &seen_v;
             if ((*seen)++) {
-                Py_RETURN_NONE;
+                return 0;
             }
             /* a string or null; v also an integer (of at most 18 digits) */
             p = scan_scalar(p, end);
@@ -1085,11 +1093,11 @@ signal_line(const unsigned char *p, const unsigned char *end)
                 long long integer;
                 int is_integer = 0;
                 if (seen != &seen_v || *value == 't' || *value == 'f') {
-                    Py_RETURN_NONE;
+                    return 0;
                 }
                 scan_number(value, p, &integer, &is_integer);
                 if (!is_integer) {
-                    Py_RETURN_NONE;
+                    return 0;
                 }
             }
         }
@@ -1098,7 +1106,7 @@ signal_line(const unsigned char *p, const unsigned char *end)
         }
 #undef KEY_IS
         if (p == GIVE_UP) {
-            Py_RETURN_NONE;
+            return 0;
         }
         p = skip_space(p, end);
         if (p < end && *p == ',') {
@@ -1109,7 +1117,7 @@ signal_line(const unsigned char *p, const unsigned char *end)
             p++;
             break;
         }
-        Py_RETURN_NONE;
+        return 0;
     }
     /* a signal, with a seq_id and a payload object; the timestamp a string or null */
     static const char SIGNAL[] = "\"strategy.signal\"";
@@ -1117,17 +1125,31 @@ signal_line(const unsigned char *p, const unsigned char *end)
         msg_type_end - msg_type != (Py_ssize_t)sizeof SIGNAL - 1 ||
         memcmp(msg_type, SIGNAL, sizeof SIGNAL - 1) != 0 ||
         (stamp != NULL && *stamp != '"' && !is_null(stamp, stamp_end))) {
-        Py_RETURN_NONE;
+        return 0;
     }
     long long seq_id;
     int is_integer = 0;
     if (*seq == '"' || *seq == 't' || *seq == 'f' || *seq == 'n') {
-        Py_RETURN_NONE;
+        return 0;
     }
     scan_number(seq, seq_end, &seq_id, &is_integer);
     if (!is_integer) {
-        Py_RETURN_NONE;
+        return 0;
     }
+    line->seq_id = seq_id;
+    line->stamp = stamp;
+    line->stamp_end = stamp_end;
+    return 1;
+}
+
+/* A line scanned (and read) as its values; Py_None when a value is not one this reads,
+ * NULL on an exception. */
+static PyObject *
+line_values(const Line *line)
+{
+    const Slot *slots = line->slots;
+    const unsigned char *stamp = line->stamp, *stamp_end = line->stamp_end;
+    long long seq_id = line->seq_id;
     PyObject *row = PyTuple_New(14);
     if (row == NULL) {
         return NULL;
@@ -1145,7 +1167,7 @@ signal_line(const unsigned char *p, const unsigned char *end)
     for (int lookup = 0; lookup < 11; lookup++) {
         item = NULL;
         for (int i = 0; i < LOOKUPS[lookup][1]; i++) {
-            Slot *slot = &slots[LOOKUPS[lookup][0] + i];
+            const Slot *slot = &slots[LOOKUPS[lookup][0] + i];
             if (slot->start != NULL && !is_null(slot->start, slot->end)) {
                 item = scalar_value(slot->start, slot->end);
                 if (item == NULL) {
@@ -1213,7 +1235,11 @@ error:
     return NULL;
 }
 
-/* signal_values(ndjson) -> [values | None per line]: see c2ws.speedups. */
+/* signal_values(ndjson) -> [values | None per line]: see c2ws.speedups.  The lines are
+ * scanned LINES_AT_ONCE at a time without the GIL (the bytes are immutable, the scan
+ * touches no Python object): the socket thread reads the next burst meanwhile. */
+#define LINES_AT_ONCE 64
+
 static PyObject *
 signal_values(PyObject *module, PyObject *arg)
 {
@@ -1227,20 +1253,36 @@ signal_values(PyObject *module, PyObject *arg)
     if (found == NULL) {
         return NULL;
     }
-    while (p < end) {
-        const unsigned char *line_end = memchr(p, '\n', (size_t)(end - p));
-        if (line_end == NULL) {
-            line_end = end;
-        }
-        PyObject *row = signal_line(p, line_end);
-        if (row == NULL || PyList_Append(found, row) < 0) {
-            Py_XDECREF(row);
-            Py_DECREF(found);
-            return NULL;
-        }
-        Py_DECREF(row);
-        p = line_end + 1;
+    Line *lines = PyMem_Malloc(LINES_AT_ONCE * sizeof(Line));
+    if (lines == NULL) {
+        Py_DECREF(found);
+        return PyErr_NoMemory();
     }
+    while (p < end) {
+        int count = 0;
+        Py_BEGIN_ALLOW_THREADS
+        while (p < end && count < LINES_AT_ONCE) {
+            const unsigned char *line_end = memchr(p, '\n', (size_t)(end - p));
+            if (line_end == NULL) {
+                line_end = end;
+            }
+            lines[count].read = scan_line(p, line_end, &lines[count]);
+            count++;
+            p = line_end + 1;
+        }
+        Py_END_ALLOW_THREADS
+        for (int i = 0; i < count; i++) {
+            PyObject *row = lines[i].read ? line_values(&lines[i]) : Py_NewRef(Py_None);
+            if (row == NULL || PyList_Append(found, row) < 0) {
+                Py_XDECREF(row);
+                Py_DECREF(found);
+                PyMem_Free(lines);
+                return NULL;
+            }
+            Py_DECREF(row);
+        }
+    }
+    PyMem_Free(lines);
     return found;
 }
 
