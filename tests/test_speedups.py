@@ -321,3 +321,36 @@ def test_signal_values_reads_the_bench_feed() -> None:
     assert None not in found
     assert [repr(values) for values in found] == [
         repr(general_signal_values(line)) for line in lines]
+
+
+SIGNAL_LINE = (b'{"msg_type":"strategy.signal","id":"msg_1","seq_id":5,"timestamp":"2027-01-15T'
+               b'08:00:00Z","v":4,"payload":{"StrategyId":12345678,"StrategyName":"A b","Side":"1",'
+               b'"OrderQuantity":2,"Limit":4312.25,"Stop":null,"OrderType":"2","SignalId":7,'
+               b'"C2Symbol":{"FullSymbol":"@ESZ6","Expiry":"202612"},"Info":"a \\"q\\" \\u00e9",'
+               b'"L":[true,null,-2.5e-1]}}')
+
+
+@compiled
+@settings(max_examples=3000)
+@given(edits=st.lists(st.tuples(st.integers(0, len(SIGNAL_LINE)), st.integers(0, 3),
+                                st.sampled_from(list(b'{}[]:,"\\ -+.0123456789eEuabfnrtx_SQ\t'))),
+                      min_size=1, max_size=3))
+def test_signal_values_never_misreads_a_mangled_line(edits: list[tuple[int, int, int]]) -> None:
+    """Bytes inserted, replaced or deleted anywhere in a usual signal line: the compiled
+    reader gives up, or reads what the general path reads (so never a line that is not
+    valid JSON: the general path would not read its payload)."""
+    line = bytearray(SIGNAL_LINE)
+    for at, how, byte in edits:
+        at = min(at, len(line))
+        if how == 0:
+            line.insert(at, byte)
+        elif how == 1 and at < len(line):
+            line[at] = byte
+        elif at < len(line):
+            del line[at]
+    if b"\n" in line:
+        return
+    (found,) = _speedups.signal_values(bytes(line))
+    if found is not None:
+        json.loads(bytes(line))  # valid JSON for the strictest reader too
+        assert repr(found) == repr(general_signal_values(bytes(line)))
