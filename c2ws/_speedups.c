@@ -1,4 +1,4 @@
-/* The compiled twins of four pure-Python functions of c2ws/speedups.py, for the
+/* The compiled twins of six pure-Python functions of c2ws/speedups.py, for the
  * socket thread's per-message work on a burst of frames.  Each does exactly what its
  * twin does (tests/test_speedups.py runs both on arbitrary input); c2ws works the same
  * without this module, only slower (it is built when a C compiler is at hand).
@@ -8,10 +8,12 @@
  *   any_contains(frames, needle)  does some frame hold needle?
  *   ndjson_burst(chunk, position, marker)  the plain text frames there, as NDJSON
  *   run_summary(ndjson, count)    those lines' headers, when they are a run
+ *   signal_values(ndjson)         each line's CSV/TSV signal row values, or None
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <math.h>
 #include <string.h>
 #if defined(__SSE2__) && defined(__GNUC__)
 #include <emmintrin.h>
@@ -408,6 +410,12 @@ scan_string(const unsigned char *p, const unsigned char *end, int *escaped)
     }
 }
 
+/* Set by scan_number on a number orjson might not hold (more than 18 digits before the
+ * point, or an exponent of three digits or more: one beyond a double's range is refused
+ * by orjson, which the general path of signal_values decodes with); reset and read by
+ * signal_values alone, per thread. */
+static _Thread_local int big_number;  /* scanned without the GIL */
+
 /* A JSON number; *integer gets its value when it is an integer of at most 18 digits
  * (*is_integer 1), else *is_integer is 0. */
 static const unsigned char *
@@ -457,9 +465,16 @@ scan_number(const unsigned char *p, const unsigned char *end, long long *integer
         if (p >= end || *p < '0' || *p > '9') {
             return GIVE_UP;
         }
+        const unsigned char *exponent = p;
         while (p < end && *p >= '0' && *p <= '9') {
             p++;
         }
+        if (p - exponent > 2) {
+            big_number = 1;
+        }
+    }
+    if (digits > 18) {
+        big_number = 1;
     }
     *is_integer = !fraction && digits <= 18;
     *integer = negative ? -value : value;
@@ -709,7 +724,571 @@ run_summary(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                          first.strategy_id, first.seq_id, timestamp);
 }
 
+/* --- signal_values: a signal's row values, read straight from its line -------------- */
+
+/* The payload fields a CSV/TSV signal row reads (c2ws.render.planned's lookups), by
+ * their normalised names (lowercase, no '_' or '-'), in lookup order, each a slot (see
+ * slot_of): strategyid 0, strategyname 1, side 2, openclose 3, orderquantity 4,
+ * quantity 5, qty 6, ordertype 7, type 8, limit 9, limitprice 10, stop 11, stopprice 12,
+ * tif 13, timeinforce 14, orderstatus 15, status 16, signalid 17, orderid 18; then the
+ * symbol's containers: c2symbol 19, symbol 20, exchangesymbol 21. */
+#define SIGNAL_SLOTS 22
+#define FIRST_CONTAINER 19
+#define LONGEST_NAME 14
+/* The 11 lookups: [first slot, number of slots]. */
+static const int LOOKUPS[11][2] = {
+    {0, 1}, {1, 1}, {2, 1}, {3, 1}, {4, 3}, {7, 2}, {9, 2}, {11, 2}, {13, 2}, {15, 2}, {17, 2},
+};
+
+typedef struct {
+    const unsigned char *start;      /* NULL: the key is absent */
+    const unsigned char *end;
+    int nested;                      /* a container holding an object: its inner value */
+    const unsigned char *inner, *inner_end;  /* NULL: no non-null inner value */
+} Slot;
+
+/* The slot of a key (after its opening quote, size bytes, no escape), or -1. */
+static int
+slot_of(const unsigned char *key, Py_ssize_t size, int inner)
+{
+    char name[LONGEST_NAME];
+    int length = 0;
+    for (Py_ssize_t i = 0; i < size; i++) {
+        unsigned char c = key[i];
+        if (c == '_' || c == '-') {
+            continue;
+        }
+        if (length == LONGEST_NAME) {
+            return -1;
+        }
+        name[length++] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+    }
+#define IS(text) (length == (int)sizeof(text) - 1 && memcmp(name, text, sizeof(text) - 1) == 0)
+    if (inner) {  /* inside a symbol object: fullsymbol (0), then symbol (1) */
+        return IS("fullsymbol") ? 0 : IS("symbol") ? 1 : -1;
+    }
+    /* SIGNAL_NAMES, by first letter */
+    switch (length ? name[0] : 0) {
+    case 'c':
+        return IS("c2symbol") ? 19 : -1;
+    case 'e':
+        return IS("exchangesymbol") ? 21 : -1;
+    case 'l':
+        return IS("limit") ? 9 : IS("limitprice") ? 10 : -1;
+    case 'o':
+        return IS("openclose") ? 3 : IS("orderquantity") ? 4 : IS("ordertype") ? 7
+               : IS("orderstatus") ? 15 : IS("orderid") ? 18 : -1;
+    case 'q':
+        return IS("quantity") ? 5 : IS("qty") ? 6 : -1;
+    case 's':
+        return IS("strategyid") ? 0 : IS("strategyname") ? 1 : IS("side") ? 2 : IS("stop") ? 11
+               : IS("stopprice") ? 12 : IS("status") ? 16 : IS("signalid") ? 17
+               : IS("symbol") ? 20 : -1;
+    case 't':
+        return IS("type") ? 8 : IS("tif") ? 13 : IS("timeinforce") ? 14 : -1;
+    default:
+        return -1;
+    }
+#undef IS
+}
+
+/* A scalar at p: a string without escapes, a number, true, false or null; the position
+ * after it, or GIVE_UP (an object, an array, anything else). */
+static const unsigned char *
+scan_scalar(const unsigned char *p, const unsigned char *end)
+{
+    if (p >= end || *p == '{' || *p == '[') {
+        return GIVE_UP;
+    }
+    if (*p == '"') {
+        int escaped;
+        p = scan_string(p + 1, end, &escaped);
+        return escaped ? GIVE_UP : p;
+    }
+    return scan_value(p, end, 1);
+}
+
+static int
+is_null(const unsigned char *start, const unsigned char *end)
+{
+    return end - start == 4 && memcmp(start, "null", 4) == 0;
+}
+
+/* After a symbol object's '{': its inner value (FullSymbol, else Symbol: the first
+ * non-null) in slot; GIVE_UP on an escaped key or a name met twice. */
+static const unsigned char *
+scan_symbol_object(const unsigned char *p, const unsigned char *end, Slot *slot)
+{
+    const unsigned char *found[2][2] = {{NULL, NULL}, {NULL, NULL}};
+    p = skip_space(p, end);
+    if (p < end && *p == '}') {
+        p++;
+    }
+    else {
+        for (;;) {
+            if (p >= end || *p != '"') {
+                return GIVE_UP;
+            }
+            const unsigned char *key = p + 1;
+            int escaped;
+            p = scan_string(p + 1, end, &escaped);
+            if (p == GIVE_UP || escaped) {
+                return GIVE_UP;
+            }
+            int which = slot_of(key, p - 1 - key, 1);
+            p = skip_space(p, end);
+            if (p >= end || *p != ':') {
+                return GIVE_UP;
+            }
+            p = skip_space(p + 1, end);
+            const unsigned char *value = p;
+            p = scan_value(p, end, 2);
+            if (p == GIVE_UP) {
+                return GIVE_UP;
+            }
+            if (which >= 0) {
+                if (found[which][0] != NULL) {
+                    return GIVE_UP;
+                }
+                found[which][0] = value;
+                found[which][1] = p;
+            }
+            p = skip_space(p, end);
+            if (p < end && *p == ',') {
+                p = skip_space(p + 1, end);
+                continue;
+            }
+            if (p < end && *p == '}') {
+                p++;
+                break;
+            }
+            return GIVE_UP;
+        }
+    }
+    slot->nested = 1;
+    for (int which = 0; which < 2; which++) {
+        if (found[which][0] != NULL && !is_null(found[which][0], found[which][1])) {
+            slot->inner = found[which][0];
+            slot->inner_end = found[which][1];
+            break;
+        }
+    }
+    return p;
+}
+
+/* After the payload's '{': its slots filled; GIVE_UP on anything unusual. */
+static const unsigned char *
+scan_signal_payload(const unsigned char *p, const unsigned char *end, Slot *slots)
+{
+    p = skip_space(p, end);
+    if (p < end && *p == '}') {
+        return p + 1;
+    }
+    for (;;) {
+        if (p >= end || *p != '"') {
+            return GIVE_UP;
+        }
+        const unsigned char *key = p + 1;
+        int escaped;
+        p = scan_string(p + 1, end, &escaped);
+        if (p == GIVE_UP || escaped) {
+            return GIVE_UP;
+        }
+        int slot = slot_of(key, p - 1 - key, 0);
+        p = skip_space(p, end);
+        if (p >= end || *p != ':') {
+            return GIVE_UP;
+        }
+        p = skip_space(p + 1, end);
+        const unsigned char *value = p;
+        if (slot < 0) {
+            p = scan_value(p, end, 2);
+        }
+        else {
+            if (slots[slot].start != NULL) {
+                return GIVE_UP;  /* a name met twice: which one counts is the decoder's */
+            }
+            if (slot >= FIRST_CONTAINER && p < end && *p == '{') {
+                p = scan_symbol_object(p + 1, end, &slots[slot]);
+            }
+            else if (slot >= FIRST_CONTAINER && p < end && *p == '[') {
+                p = scan_value(p, end, 2);
+                slots[slot].nested = 1;  /* a list: no symbol (inner NULL) */
+            }
+            else {
+                p = scan_scalar(p, end);
+            }
+            slots[slot].start = value;
+            slots[slot].end = p;
+        }
+        if (p == GIVE_UP) {
+            return GIVE_UP;
+        }
+        p = skip_space(p, end);
+        if (p < end && *p == ',') {
+            p = skip_space(p + 1, end);
+            continue;
+        }
+        if (p < end && *p == '}') {
+            return p + 1;
+        }
+        return GIVE_UP;
+    }
+}
+
+/* The short strings signal_values made last, by a hash of their text: the codes, names,
+ * symbols and timestamps of a feed repeat, and a string given again is no new object and
+ * keeps its hash (the row's memos look them up).  Bounded: one string per entry, of at
+ * most STRING_CACHE_CHARS characters; ASCII (signal_values reads no other). */
+#define STRING_CACHE_SIZE 512
+#define STRING_CACHE_CHARS 40
+static PyObject *string_cache[STRING_CACHE_SIZE];
+
+static PyObject *
+ascii_string(const unsigned char *text, Py_ssize_t size)
+{
+    if (size > STRING_CACHE_CHARS) {
+        return PyUnicode_DecodeASCII((const char *)text, size, NULL);
+    }
+    uint32_t hash = 2166136261u;  /* FNV-1a */
+    for (Py_ssize_t i = 0; i < size; i++) {
+        hash = (hash ^ text[i]) * 16777619u;
+    }
+    PyObject **entry = &string_cache[hash % STRING_CACHE_SIZE];
+    PyObject *cached = *entry;
+    if (cached != NULL && PyUnicode_GET_LENGTH(cached) == size &&
+        memcmp(PyUnicode_DATA(cached), text, (size_t)size) == 0) {
+        return Py_NewRef(cached);
+    }
+    PyObject *made = PyUnicode_DecodeASCII((const char *)text, size, NULL);
+    if (made != NULL) {
+        Py_XSETREF(*entry, Py_NewRef(made));
+    }
+    return made;
+}
+
+/* The Python value of a scalar scanned already (a string without escapes, a number,
+ * true, false, null); NULL with no exception set when it is not one this reads (an
+ * integer of more than 18 digits, a number beyond a double's range). */
+static PyObject *
+scalar_value(const unsigned char *start, const unsigned char *end)
+{
+    Py_ssize_t size = end - start;
+    switch (*start) {
+    case '"':
+        return ascii_string(start + 1, size - 2);
+    case 't':
+        Py_RETURN_TRUE;
+    case 'f':
+        Py_RETURN_FALSE;
+    case 'n':
+        Py_RETURN_NONE;
+    default: {
+        long long integer;
+        int is_integer;
+        if (scan_number(start, end, &integer, &is_integer) != end) {
+            return NULL;
+        }
+        if (is_integer) {
+            return PyLong_FromLongLong(integer);
+        }
+        if (memchr(start, '.', (size_t)size) == NULL && memchr(start, 'e', (size_t)size) == NULL
+            && memchr(start, 'E', (size_t)size) == NULL) {
+            return NULL;  /* an integer of more than 18 digits */
+        }
+        char text[64];
+        if (size >= (Py_ssize_t)sizeof text) {
+            return NULL;
+        }
+        memcpy(text, start, (size_t)size);
+        text[size] = 0;
+        char *after;
+        double number = PyOS_string_to_double(text, &after, NULL);
+        if (number == -1.0 && PyErr_Occurred()) {
+            PyErr_Clear();
+            return NULL;
+        }
+        if (after != text + size || !isfinite(number)) {
+            return NULL;
+        }
+        return PyFloat_FromDouble(number);
+    }
+    }
+}
+
+/* One line as signal_values scans it (without the GIL: no Python object is touched). */
+typedef struct {
+    Slot slots[SIGNAL_SLOTS];
+    const unsigned char *stamp, *stamp_end;  /* NULL: no timestamp */
+    long long seq_id;
+    int read;                                /* 0: given up */
+} Line;
+
+/* Scan one line into *line; 0 when it is given up on. */
+static int
+scan_line(const unsigned char *p, const unsigned char *end, Line *line)
+{
+    Slot *slots = line->slots;
+    memset(slots, 0, sizeof line->slots);
+    big_number = 0;
+    const unsigned char *msg_type = NULL, *msg_type_end = NULL, *seq = NULL, *seq_end = NULL,
+                        *stamp = NULL, *stamp_end = NULL;
+    int seen_payload = 0, seen_id = 0, seen_request_id = 0, seen_v = 0;
+    if (p >= end || *p != '{') {
+        return 0;
+    }
+    p = skip_space(p + 1, end);
+    for (;;) {
+        if (p >= end || *p != '"') {
+            return 0;
+        }
+        const unsigned char *key = p + 1;
+        int escaped;
+        p = scan_string(p + 1, end, &escaped);
+        if (p == GIVE_UP || escaped) {
+            return 0;
+        }
+        Py_ssize_t key_size = p - 1 - key;
+        p = skip_space(p, end);
+        if (p >= end || *p != ':') {
+            return 0;
+        }
+        p = skip_space(p + 1, end);
+        const unsigned char *value = p;
+#define KEY_IS(text) (key_size == (Py_ssize_t)sizeof(text) - 1 && memcmp(key, text, key_size) == 0)
+        if (KEY_IS("payload")) {
+            if (seen_payload++ || p >= end || *p != '{') {
+                return 0;
+            }
+            p = scan_signal_payload(p + 1, end, slots);
+        }
+        else if (KEY_IS("msg_type") || KEY_IS("timestamp") || KEY_IS("seq_id")) {
+            int is_seq = KEY_IS("seq_id"), is_type = KEY_IS("msg_type");
+            if ((is_seq && seq) || (is_type && msg_type) || (!is_seq && !is_type && stamp)) {
+                return 0;
+            }
+            p = scan_scalar(p, end);
+            if (p == GIVE_UP) {
+                return 0;
+            }
+            if (is_seq) {
+                seq = value, seq_end = p;
+            }
+            else if (is_type) {
+                msg_type = value, msg_type_end = p;
+            }
+            else {
+                stamp = value, stamp_end = p;
+            }
+        }
+        else if (KEY_IS("id") || KEY_IS("request_id") || KEY_IS("v")) {
+            int *seen = KEY_IS("id") ? &seen_id : KEY_IS("request_id") ? &seen_request_id
+                        : &seen_v;
+            if ((*seen)++) {
+                return 0;
+            }
+            /* a string or null; v also an integer (of at most 18 digits) */
+            p = scan_scalar(p, end);
+            if (p != GIVE_UP && *value != '"' && !is_null(value, p)) {
+                long long integer;
+                int is_integer = 0;
+                if (seen != &seen_v || *value == 't' || *value == 'f') {
+                    return 0;
+                }
+                scan_number(value, p, &integer, &is_integer);
+                if (!is_integer) {
+                    return 0;
+                }
+            }
+        }
+        else {
+            p = scan_value(p, end, 1);
+        }
+#undef KEY_IS
+        if (p == GIVE_UP) {
+            return 0;
+        }
+        p = skip_space(p, end);
+        if (p < end && *p == ',') {
+            p = skip_space(p + 1, end);
+            continue;
+        }
+        if (p < end && *p == '}') {
+            p++;
+            break;
+        }
+        return 0;
+    }
+    /* a signal, with a seq_id and a payload object; the timestamp a string or null */
+    static const char SIGNAL[] = "\"strategy.signal\"";
+    if (p != end || big_number || !seen_payload || msg_type == NULL || seq == NULL ||
+        msg_type_end - msg_type != (Py_ssize_t)sizeof SIGNAL - 1 ||
+        memcmp(msg_type, SIGNAL, sizeof SIGNAL - 1) != 0 ||
+        (stamp != NULL && *stamp != '"' && !is_null(stamp, stamp_end))) {
+        return 0;
+    }
+    long long seq_id;
+    int is_integer = 0;
+    if (*seq == '"' || *seq == 't' || *seq == 'f' || *seq == 'n') {
+        return 0;
+    }
+    scan_number(seq, seq_end, &seq_id, &is_integer);
+    if (!is_integer) {
+        return 0;
+    }
+    line->seq_id = seq_id;
+    line->stamp = stamp;
+    line->stamp_end = stamp_end;
+    return 1;
+}
+
+/* A line scanned (and read) as its values; Py_None when a value is not one this reads,
+ * NULL on an exception. */
+static PyObject *
+line_values(const Line *line)
+{
+    const Slot *slots = line->slots;
+    const unsigned char *stamp = line->stamp, *stamp_end = line->stamp_end;
+    long long seq_id = line->seq_id;
+    PyObject *row = PyTuple_New(14);
+    if (row == NULL) {
+        return NULL;
+    }
+    PyObject *item = PyLong_FromLongLong(seq_id);
+    if (item == NULL) {
+        goto error;
+    }
+    PyTuple_SET_ITEM(row, 0, item);
+    item = stamp == NULL ? Py_NewRef(Py_None) : scalar_value(stamp, stamp_end);
+    if (item == NULL) {
+        goto error;
+    }
+    PyTuple_SET_ITEM(row, 1, item);
+    for (int lookup = 0; lookup < 11; lookup++) {
+        item = NULL;
+        for (int i = 0; i < LOOKUPS[lookup][1]; i++) {
+            const Slot *slot = &slots[LOOKUPS[lookup][0] + i];
+            if (slot->start != NULL && !is_null(slot->start, slot->end)) {
+                item = scalar_value(slot->start, slot->end);
+                if (item == NULL) {
+                    goto give_up;
+                }
+                break;
+            }
+        }
+        PyTuple_SET_ITEM(row, 2 + lookup, item == NULL ? Py_NewRef(Py_None) : item);
+    }
+    /* the symbol's candidates, best first: each container's scalar, an object's inner */
+    PyObject *symbols[SIGNAL_SLOTS - FIRST_CONTAINER];
+    int count = 0;
+    for (int slot = FIRST_CONTAINER; slot < SIGNAL_SLOTS; slot++) {
+        const unsigned char *start = slots[slot].start, *stop = slots[slot].end;
+        if (slots[slot].nested) {
+            start = slots[slot].inner, stop = slots[slot].inner_end;
+            if (start != NULL && (*start == '{' || *start == '[')) {
+                start = NULL;  /* an object or a list names no symbol */
+            }
+        }
+        if (start == NULL || is_null(start, stop)) {
+            continue;
+        }
+        int escaped = 0;
+        if (*start == '"' && (scan_string(start + 1, stop, &escaped) != stop || escaped)) {
+            item = NULL;  /* an inner string with escapes */
+        }
+        else {
+            item = scalar_value(start, stop);
+        }
+        if (item == NULL) {
+            while (count > 0) {
+                Py_DECREF(symbols[--count]);
+            }
+            goto give_up;
+        }
+        symbols[count++] = item;
+    }
+    item = PyTuple_New(count);
+    if (item == NULL) {
+        while (count > 0) {
+            Py_DECREF(symbols[--count]);
+        }
+        goto error;
+    }
+    for (int i = 0; i < count; i++) {
+        PyTuple_SET_ITEM(item, i, symbols[i]);
+    }
+    PyTuple_SET_ITEM(row, 13, item);
+    /* scalars only (and a tuple of them): no cycle to look for */
+    if (count && PyObject_GC_IsTracked(item)) {
+        PyObject_GC_UnTrack(item);
+    }
+    PyObject_GC_UnTrack(row);
+    return row;
+give_up:
+    Py_DECREF(row);
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+error:
+    Py_DECREF(row);
+    return NULL;
+}
+
+/* signal_values(ndjson) -> [values | None per line]: see c2ws.speedups.  The lines are
+ * scanned LINES_AT_ONCE at a time without the GIL (the bytes are immutable, the scan
+ * touches no Python object): the socket thread reads the next burst meanwhile. */
+#define LINES_AT_ONCE 64
+
+static PyObject *
+signal_values(PyObject *module, PyObject *arg)
+{
+    if (!PyBytes_CheckExact(arg)) {
+        PyErr_SetString(PyExc_TypeError, "signal_values(ndjson: bytes)");
+        return NULL;
+    }
+    const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(arg);
+    const unsigned char *end = p + PyBytes_GET_SIZE(arg);
+    PyObject *found = PyList_New(0);
+    if (found == NULL) {
+        return NULL;
+    }
+    Line *lines = PyMem_Malloc(LINES_AT_ONCE * sizeof(Line));
+    if (lines == NULL) {
+        Py_DECREF(found);
+        return PyErr_NoMemory();
+    }
+    while (p < end) {
+        int count = 0;
+        Py_BEGIN_ALLOW_THREADS
+        while (p < end && count < LINES_AT_ONCE) {
+            const unsigned char *line_end = memchr(p, '\n', (size_t)(end - p));
+            if (line_end == NULL) {
+                line_end = end;
+            }
+            lines[count].read = scan_line(p, line_end, &lines[count]);
+            count++;
+            p = line_end + 1;
+        }
+        Py_END_ALLOW_THREADS
+        for (int i = 0; i < count; i++) {
+            PyObject *row = lines[i].read ? line_values(&lines[i]) : Py_NewRef(Py_None);
+            if (row == NULL || PyList_Append(found, row) < 0) {
+                Py_XDECREF(row);
+                Py_DECREF(found);
+                PyMem_Free(lines);
+                return NULL;
+            }
+            Py_DECREF(row);
+        }
+    }
+    PyMem_Free(lines);
+    return found;
+}
+
 static PyMethodDef methods[] = {
+    {"signal_values", (PyCFunction)signal_values, METH_O,
+     "signal_values(ndjson) -> [values | None per line]: see c2ws.speedups."},
     {"run_summary", (PyCFunction)(void (*)(void))run_summary, METH_FASTCALL,
      "run_summary(ndjson, count) -> (msg_type, strategy_id, first_seq_id, last_timestamp)"
      " | False | None: see c2ws.speedups."},

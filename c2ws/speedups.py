@@ -6,13 +6,18 @@ and :func:`run_summary` reads the headers of those lines (in C: a strict JSON sc
 that may give up, never accept what msgspec refuses; its Python twin always gives up,
 for msgspec to read them); the others serve every other burst: :func:`text_burst` cuts
 the plain text frames out, :func:`text_kind` says whether they are ASCII and one line
-each, :func:`any_contains` whether one holds the API key's marker.  Each is written here
-in Python and, when the package was built with a C compiler at hand, also in C
-(``c2ws/_speedups.c``, an optional extension: without a compiler c2ws is installed
-without it).  The C twin is used when it was built, unless the environment sets
-``C2WS_PURE_PYTHON=1``; ``COMPILED`` says which runs.  Both do exactly the same
-(run_summary: the same as msgspec's reading, when the C scanner does not give up):
-tests/test_speedups.py runs them side by side on arbitrary input.
+each, :func:`any_contains` whether one holds the API key's marker.  One more serves the
+output thread of ``-o csv|tsv``: :func:`signal_values` reads a signal's row values
+straight from its line (in C: the same scanner, giving up on anything unusual, such as
+an escape in a key or in a value it reads, a field name met twice in any spelling, a
+number a double cannot hold; its Python twin always gives up, for the general path to
+decode the line).  Each is written here in Python and, when the package was built with
+a C compiler at hand, also in C (``c2ws/_speedups.c``, an optional extension: without a
+compiler c2ws is installed without it).  The C twin is used when it was built, unless
+the environment sets ``C2WS_PURE_PYTHON=1``; ``COMPILED`` says which runs.  Both do
+exactly the same (run_summary and signal_values: the same as msgspec's and the general
+path's reading, when the C scanner does not give up): tests/test_speedups.py runs them
+side by side on arbitrary input.
 
 Sans-I/O: functions of bytes.
 """
@@ -154,6 +159,25 @@ def py_run_summary(ndjson: bytes, count: int) -> RunSummary | bool | None:
 
 
 run_summary: Callable[[bytes, int], RunSummary | bool | None] = py_run_summary
+
+# What signal_values finds in a line: its seq_id and timestamp, the values of the 11
+# payload lookups of a signal row (c2ws.render.planned.signal_lookups: strategy id,
+# strategy name, side, open/close, quantity, order type, limit, stop, time in force,
+# status, signal id) and the symbol's candidates (planned.symbol_values), as the general
+# path (protocol.decode, then those lookups) finds them.
+SignalValues = tuple[object, ...]
+
+
+def py_signal_values(ndjson: bytes) -> list[SignalValues | None]:
+    """Gives up on every line (None each): without the compiled core, each line takes the
+    general path (c2ws.render.tabular decodes it in full)."""
+    lines = ndjson.count(b"\n")
+    if ndjson and not ndjson.endswith(b"\n"):
+        lines += 1
+    return [None] * lines
+
+
+signal_values: Callable[[bytes], list[SignalValues | None]] = py_signal_values
 COMPILED = False
 
 if os.environ.get("C2WS_PURE_PYTHON", "") in ("", "0"):
@@ -167,4 +191,5 @@ if os.environ.get("C2WS_PURE_PYTHON", "") in ("", "0"):
         any_contains = _speedups.any_contains
         ndjson_burst = _speedups.ndjson_burst
         run_summary = _speedups.run_summary
+        signal_values = _speedups.signal_values
         COMPILED = True

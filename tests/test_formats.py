@@ -252,10 +252,13 @@ def test_stderr_messages_follow_color_settings(server: TestServer) -> None:
     ("ndjson", (), ("@ESZ6",), False, True),
     ("ndjson", (), (), True, True),
     ("json", (), (), False, True),
-    ("csv", (), (), False, True),
+    ("csv", (), (), False, False),  # CSV and TSV decode what they read themselves
+    ("tsv", ("seq", "payload.Info"), (), False, False),
+    ("csv", (), ("@ESZ6",), False, True),
+    ("tsv", (), (), True, True),
     ("table", (), (), False, True),
 ])
-def test_only_plain_ndjson_runs_without_decoded_payloads(
+def test_only_plain_ndjson_csv_and_tsv_run_without_decoded_payloads(
     mode: str, fields: tuple[str, ...], symbols: tuple[str, ...], bell: bool, needs: bool
 ) -> None:
     from c2ws.cli.options import OutputMode

@@ -14,6 +14,7 @@ import hypothesis
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from json_strategies import signal_line
 
 from c2ws import speedups, stream_head
 
@@ -271,3 +272,85 @@ def test_run_summary_never_accepts_a_mangled_line_msgspec_refuses(
     found = _speedups.run_summary(ndjson, 1)
     if found is not None:
         assert found == (msgspec_summary(ndjson, 1) or False)
+
+
+def general_signal_values(line: bytes) -> tuple[object, ...] | None:
+    """What the general path of -o csv|tsv reads in a signal line (c2ws.render.tabular
+    decodes it, the row reads c2ws.render.planned's lookups); None when it is no signal."""
+    from c2ws.render.planned import signal_lookups, symbol_values
+    from c2ws.render.tabular import _decoded
+
+    message = _decoded(line)
+    if message.msg_type != "strategy.signal":
+        return None
+    values, containers = signal_lookups(message.payload)
+    symbols = tuple(symbol_values(message.payload, containers)) if containers else ()
+    return (message.seq_id, message.timestamp, *values, symbols)
+
+
+@compiled
+@settings(max_examples=4000)
+@given(lines=st.lists(signal_line(), min_size=1, max_size=3), end=st.booleans())
+def test_signal_values_reads_what_the_general_path_reads(lines: list[bytes], end: bool) -> None:
+    """Per line, the compiled reader gives up (None) or finds exactly the values the
+    general path finds (types included: 1, 1.0 and True differ, and -0.0 and 0.0), on
+    hostile lines: any spelling of the fields, twice, escapes, huge numbers, odd types."""
+    ndjson = b"\n".join(lines) + (b"\n" if end else b"")
+    found = _speedups.signal_values(ndjson)
+    assert len(found) == len(lines) == len(speedups.py_signal_values(ndjson))
+    assert speedups.py_signal_values(ndjson) == [None] * len(lines)
+    for line, values in zip(lines, found, strict=True):
+        if values is None:
+            continue
+        assert repr(values) == repr(general_signal_values(line)), line
+        hypothesis.event("read")
+
+
+@compiled
+def test_signal_values_reads_the_bench_feed() -> None:
+    """Not a timing: the bench's frames (bench/wire.py) are read by the compiled reader
+    itself, not given up on."""
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        import wire
+    finally:
+        sys.path.pop(0)
+    lines = [wire.envelope_prefix(index + 1, "2027-01-15T08:00:00Z") + payload + b"}"
+             for index, payload in enumerate(wire.payload_pool(42, size=200))]
+    found = _speedups.signal_values(b"\n".join(lines) + b"\n")
+    assert None not in found
+    assert [repr(values) for values in found] == [
+        repr(general_signal_values(line)) for line in lines]
+
+
+SIGNAL_LINE = (b'{"msg_type":"strategy.signal","id":"msg_1","seq_id":5,"timestamp":"2027-01-15T'
+               b'08:00:00Z","v":4,"payload":{"StrategyId":12345678,"StrategyName":"A b","Side":"1",'
+               b'"OrderQuantity":2,"Limit":4312.25,"Stop":null,"OrderType":"2","SignalId":7,'
+               b'"C2Symbol":{"FullSymbol":"@ESZ6","Expiry":"202612"},"Info":"a \\"q\\" \\u00e9",'
+               b'"L":[true,null,-2.5e-1]}}')
+
+
+@compiled
+@settings(max_examples=3000)
+@given(edits=st.lists(st.tuples(st.integers(0, len(SIGNAL_LINE)), st.integers(0, 3),
+                                st.sampled_from(list(b'{}[]:,"\\ -+.0123456789eEuabfnrtx_SQ\t'))),
+                      min_size=1, max_size=3))
+def test_signal_values_never_misreads_a_mangled_line(edits: list[tuple[int, int, int]]) -> None:
+    """Bytes inserted, replaced or deleted anywhere in a usual signal line: the compiled
+    reader gives up, or reads what the general path reads (so never a line that is not
+    valid JSON: the general path would not read its payload)."""
+    line = bytearray(SIGNAL_LINE)
+    for at, how, byte in edits:
+        at = min(at, len(line))
+        if how == 0:
+            line.insert(at, byte)
+        elif how == 1 and at < len(line):
+            line[at] = byte
+        elif at < len(line):
+            del line[at]
+    if b"\n" in line:
+        return
+    (found,) = _speedups.signal_values(bytes(line))
+    if found is not None:
+        json.loads(bytes(line))  # valid JSON for the strictest reader too
+        assert repr(found) == repr(general_signal_values(bytes(line)))

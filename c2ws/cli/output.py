@@ -53,7 +53,8 @@ class Output:
     diagnostics: Diagnostics
     table: bool
     # The renderer reads decoded payloads (tables, fields, filters, alerts); plain
-    # NDJSON writes the frames as received and needs none.
+    # NDJSON writes the frames as received and needs none, CSV and TSV decode what they
+    # read of them themselves.
     needs_payloads: bool = True
     # Each stream message is one line holding its envelope (NDJSON without --fields):
     # the output can be read back to find what was written.
@@ -139,11 +140,13 @@ def build_output(
         renderer = FilteredRenderer(renderer, output.message_filter)
     if output.terminal.bell:
         renderer = _with_bell(renderer, output.terminal, table_console, err_console, diagnostics)
-    # Plain NDJSON writes the frames as received; every other renderer, a filter and an
-    # alert read the decoded payload.
+    # Plain NDJSON writes the frames as received, and CSV and TSV read what they need of
+    # them (c2ws.render.tabular); every other renderer, a filter and an alert read the
+    # decoded payload.
+    passes_frames = (mode is OutputMode.ndjson and not output.fields) or mode in (
+        OutputMode.csv, OutputMode.tsv)
     needs_payloads = (
-        mode is not OutputMode.ndjson or bool(output.fields)
-        or output.message_filter.active or output.terminal.bell
+        not passes_frames or output.message_filter.active or output.terminal.bell
     )
     envelope_lines = mode is OutputMode.ndjson and not output.fields
     return Output(renderer, diagnostics, table, needs_payloads, envelope_lines)

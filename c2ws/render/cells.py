@@ -9,7 +9,10 @@ planned per payload layout: :mod:`c2ws.render.planned`), and the conversions of 
 that repeat (codes, names, symbols, quantities, timestamps) are remembered (bounded:
 ``spec.CELL_MEMO_ENTRIES`` each); a projection mixing decoded fields and envelope paths
 takes each column on its own.  Positions (one record per position a message carries) and
-projections of envelope paths only go through the records, unchanged.
+projections of envelope paths only go through the records, unchanged.  A signal in a
+run of frames passed through (``-o csv|tsv`` sessions do not decode payloads) has its
+row made from the values ``c2ws.speedups.signal_values`` reads from its frame, when it
+reads them (:meth:`RowCells.values_row`): the same row as from the decoded message.
 
 tests/test_cells.py checks, on generated payloads, that these cells are exactly the
 records' cells.
@@ -51,6 +54,7 @@ from c2ws.render.records import (
     raw_value,
 )
 from c2ws.render.safe import terminal_safe
+from c2ws.speedups import SignalValues
 
 __all__ = ["RowCells"]
 
@@ -185,6 +189,19 @@ def _raw_cell(name: str) -> _Cell:
 _codes: dict[tuple[object, ...], tuple[str, ...]] = {}
 
 
+# The symbol cells of the symbols seen as strings (the usual case), keyed by the string.
+_symbols: dict[str, str] = {}
+
+
+def _symbol_text(value: str) -> str:
+    cell = _text_cell(value)
+    if len(value) <= _MEMO_MAX_CHARS:
+        if len(_symbols) >= _MEMO_ENTRIES:
+            _symbols.clear()
+        _symbols[value] = cell
+    return cell
+
+
 def _code_cells(values: tuple[object, ...]) -> tuple[str, ...]:
     name, side, open_close, order_type, tif, status = values
     return (_text_cell(name), _side_cell(side), _open_close_cell(open_close),
@@ -196,8 +213,19 @@ def _signal_row(message: Envelope, key: SubscriptionKey | None) -> list[str]:
     in ``_SIGNAL_CELLS`` gives."""
     payload = message.payload
     values, containers = signal_lookups(payload)
-    (strategy_id, name, side, open_close, quantity, order_type, limit, stop, tif, status,
-     signal_id) = values
+    return _row(key, (message.seq_id, message.timestamp, *values,
+                      symbol_values(payload, containers) if containers else ()))
+
+
+def _values_row(key: SubscriptionKey | None, values: SignalValues) -> list[str]:
+    """:func:`_signal_row` of the values c2ws.speedups.signal_values read from a frame
+    (its seq_id, timestamp, the 11 lookups and the symbol's candidates)."""
+    return _row(key, values)
+
+
+def _row(key: SubscriptionKey | None, values: SignalValues) -> list[str]:
+    (seq_id, timestamp, strategy_id, name, side, open_close, quantity, order_type, limit,
+     stop, tif, status, signal_id, symbols) = values
     codes = (name, side, open_close, order_type, tif, status)
     plain = PLAIN
     if (type(name) in plain and type(side) in plain and type(open_close) in plain
@@ -216,30 +244,36 @@ def _signal_row(message: Envelope, key: SubscriptionKey | None) -> list[str]:
         if number is None or number <= 0:
             number = key.strategy_id if key is not None else None
         strategy_cell = cell_text(number)
-    seq_id, timestamp = message.seq_id, message.timestamp
     symbol = ""
-    for value in symbol_values(payload, containers) if containers else ():
-        symbol = _text_cell(value)
+    for value in symbols:  # type: ignore[attr-defined]  # a sequence
+        symbol = (_symbols.get(value) or _symbol_text(value)) if type(value) is str else (
+            _text_cell(value))
         if symbol:
             break
     return [
-        (_times.get(timestamp) or _time(timestamp)) if timestamp else "",
+        (_times.get(timestamp) or _time(timestamp)) if timestamp else "",  # type: ignore[call-overload]
         KIND_SIGNAL,
         strategy_cell,
         code_cells[0],
         str(seq_id) if type(seq_id) is int and _INT_MIN <= seq_id <= _INT_MAX
-        else cell_text(seq_id),
+        else cell_text(seq_id),  # type: ignore[arg-type]  # a JSON value
         code_cells[1],
         code_cells[2],
-        _number_cell(quantity) if quantity is not None else "",
+        # (format_number of an int within 64 bits, and of a float in this range, inline)
+        str(quantity) if type(quantity) is int and _INT_MIN <= quantity <= _INT_MAX
+        else _number_cell(quantity) if quantity is not None else "",
         symbol,
         code_cells[3],
-        "" if limit is None else (
-            ("" if limit == 0 else format_number(limit)) if type(limit) is float
-            else _price_cell(limit)),
-        "" if stop is None else (
-            ("" if stop == 0 else format_number(stop)) if type(stop) is float
-            else _price_cell(stop)),
+        "" if limit is None else
+        f"{limit:.8f}".rstrip("0").rstrip(".") if type(limit) is float and (
+            1e-4 <= limit < 1e15 or -1e15 < limit <= -1e-4)
+        else ("" if limit == 0 else format_number(limit)) if type(limit) is float
+        else _price_cell(limit),
+        "" if stop is None else
+        f"{stop:.8f}".rstrip("0").rstrip(".") if type(stop) is float and (
+            1e-4 <= stop < 1e15 or -1e15 < stop <= -1e-4)
+        else ("" if stop == 0 else format_number(stop)) if type(stop) is float
+        else _price_cell(stop),
         code_cells[4],
         code_cells[5],
         str(signal_id) if type(signal_id) is int and _INT_MIN <= signal_id <= _INT_MAX
@@ -264,13 +298,22 @@ class RowCells:
         ) if projection.decoded else None
         # Decoded fields only: a signal's whole row at once, its columns picked from it.
         self.signal_row: Callable[[Envelope, SubscriptionKey | None], list[str]] | None = None
+        # ... and the same row of the values c2ws.speedups.signal_values read.
+        self.values_row: Callable[[SubscriptionKey | None, SignalValues], Sequence[str]] | None = (
+            None)
         if projection.decoded and set(names) <= DECODED_FIELDS:
             if tuple(names) == COMBINED_COLUMNS:
                 self.signal_row = _signal_row
+                self.values_row = _values_row
             else:
                 pick = itemgetter(*(COMBINED_COLUMNS.index(name) for name in names), -1)
                 # (-1, an empty cell, makes every pick a tuple; dropped again.)
                 self.signal_row = lambda message, key: list(pick(_signal_row(message, key))[:-1])
+                if len(names) > 1:  # a tuple of the cells picked: a row as it is
+                    picked = itemgetter(*(COMBINED_COLUMNS.index(name) for name in names))
+                    self.values_row = lambda key, values: picked(_row(key, values))
+                else:
+                    self.values_row = lambda key, values: list(pick(_row(key, values))[:-1])
 
     def rows(self, message: Envelope, key: SubscriptionKey | None) -> list[list[str]]:
         cells = self._signal_cells

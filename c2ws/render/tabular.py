@@ -6,6 +6,15 @@ writes them (RFC 4180 quoting for CSV; TSV cells never hold a tab or line break,
 are replaced by spaces): by the module itself for a row that needs quoting, joined
 directly otherwise.  Gaps, sequence resets and control traffic are not rows: gaps and
 resets are reported on stderr.
+
+The session of a run writing CSV or TSV passes frames through as NDJSON does (payloads
+not decoded, bursts as :class:`~c2ws.events.StreamRun`): decoding every payload in full
+(``orjson.loads``) cost more than the whole of an NDJSON message.  A run of signals has
+its rows made from the values :func:`c2ws.speedups.signal_values` reads straight from
+its bytes (compiled; it reads only the fields the row needs); any line it gives up on,
+and any other message, is decoded here in full, as the session would have decoded it,
+and takes the general path (tests/test_render_csv_runs.py holds the two to the same
+bytes on arbitrary frames).
 """
 
 from __future__ import annotations
@@ -13,13 +22,17 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Sequence
+from itertools import repeat
 from typing import BinaryIO, Final
 
 from c2ws import events as ev
-from c2ws import spec
+from c2ws import protocol, spec
+from c2ws.protocol import Envelope, MalformedMessage
 from c2ws.render.cells import RowCells
 from c2ws.render.records import Projection
 from c2ws.render.sink import ByteSink
+from c2ws.speedups import signal_values
+from c2ws.stream_head import read_stream_head
 
 _SIGNAL: Final = spec.CHANNEL_SIGNAL
 
@@ -47,34 +60,73 @@ class DelimitedRenderer:
         self._add_rows([list(self._projection.names)])
 
     def handle(self, event: ev.Event) -> None:
+        if type(event) is ev.StreamRun:
+            self.handle_events([event])
+            return
         if not isinstance(event, ev.StreamMessage):
             return
         if self._channels is not None and event.message.msg_type not in self._channels:
             return
-        self._add_rows(self._cells.rows(event.message, event.key))
+        self._add_rows(self._cells.rows(_with_payload(event.message), event.key))
 
-    def handle_messages(self, messages: Sequence[ev.StreamMessage]) -> None:
-        """:meth:`handle` for a batch of stream messages only, in one pass."""
+    def handle_events(self, events: Sequence[ev.StreamMessage | ev.StreamRun]) -> None:
+        """:meth:`handle` for a batch of stream messages and runs only, in one pass."""
         channels, rows_of, signal_row = self._channels, self._cells.rows, self._cells.signal_row
-        rows: list[list[str]] = []
+        values_row = self._cells.values_row
+        rows: list[Sequence[str]] = []
         append = rows.append
-        for event in messages:
-            message = event.message
+        for event in events:
+            if type(event) is ev.StreamRun:
+                key = event.key
+                # Signals read by the compiled reader (which reads signals only); a line
+                # it gives up on (every line without it), and a run of positions, decoded
+                # in full.
+                found = (signal_values(event.ndjson)
+                         if values_row is not None and key.channel == _SIGNAL
+                         and (channels is None or _SIGNAL in channels) else None)
+                if found is not None and None not in found:  # (nearly always)
+                    rows += map(values_row, repeat(key), found)  # type: ignore[arg-type]
+                    continue
+                frames: list[bytes] | None = None
+                for index in range(event.count):
+                    values = found[index] if found is not None else None
+                    if values is not None:
+                        append(values_row(key, values))  # type: ignore[misc]
+                        continue
+                    if frames is None:
+                        frames = event.frames
+                    message = _decoded(frames[index])
+                    if channels is None or message.msg_type in channels:
+                        rows += rows_of(message, key)
+                continue
+            message = event.message  # type: ignore[union-attr]
             msg_type = message.msg_type
             if channels is not None and msg_type not in channels:
                 continue
+            if not message.payload:
+                message = _with_payload(message)
             if signal_row is not None and msg_type == _SIGNAL:
                 append(signal_row(message, event.key))
             else:
                 rows += rows_of(message, event.key)
         self._add_rows(rows)
 
-    def _add_rows(self, rows: list[list[str]]) -> None:
+    handle_messages = handle_events
+
+    def _add_rows(self, rows: Sequence[Sequence[str]]) -> None:
         """Each row as the csv module writes it (QUOTE_MINIMAL, "\\n"): a row none of
         whose cells holds the delimiter or a quote (nearly all: cells hold no line break)
         is its cells joined by the delimiter, as the module would write it; any other
         row, and a row of one empty cell (written ``""``), is written by the module."""
         delimiter, lines, writer = self._delimiter, self._lines, self._writer
+        # Usually every row is plain: checked for the whole batch at once (no quote, as
+        # many delimiters as the rows have cells between them, no empty line).
+        joined = list(map(delimiter.join, rows))
+        text = "\n".join(joined)
+        if ('"' not in text and text.count(delimiter) == sum(map(len, rows)) - len(rows)
+                and all(joined)):
+            lines += joined
+            return
         for row in rows:
             line = delimiter.join(row)
             if '"' in line or line.count(delimiter) != len(row) - 1 or not line:
@@ -94,3 +146,25 @@ class DelimitedRenderer:
 
     def close(self) -> None:
         self.flush()
+
+
+def _with_payload(message: Envelope) -> Envelope:
+    """``message`` with its payload: a session passing frames through delivers the
+    header fields only (``payload`` empty, ``data`` the frame), decoded here."""
+    if message.payload or type(message.data) is not bytes:
+        return message
+    return _decoded(message.data, message)
+
+
+def _decoded(frame: bytes, head: Envelope | None = None) -> Envelope:
+    """The frame decoded as a session decoding payloads decodes it.  A frame orjson
+    refuses (valid JSON with a number beyond a double's range), which such a session
+    reported as malformed and skipped, is delivered by one passing frames through: its
+    header fields alone make its row (``head``; else as msgspec reads them)."""
+    try:
+        return protocol.decode(frame)
+    except MalformedMessage:
+        if head is None:
+            read = read_stream_head(frame)
+            head = read[0] if read is not None else Envelope(_SIGNAL, {}, data=frame)
+        return head

@@ -21,7 +21,7 @@ from __future__ import annotations
 import fcntl
 import os
 import stat
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, TextIO
 
 from c2ws import events as ev
@@ -116,6 +116,9 @@ class OutputSink:
         # A renderer that writes the frames as they are (NDJSON) takes a burst as bytes.
         self._handle_ndjson: Callable[[bytes], None] | None = getattr(
             renderer, "handle_ndjson", None)
+        # One that reads a burst's bytes (CSV, TSV) takes the runs as they were handed over.
+        self._handle_events: Callable[[Sequence[ev.Event]], None] | None = getattr(
+            renderer, "handle_events", None)
         self._written: list[Batch] = []
 
     def open(self, keys: Collection[SubscriptionKey]) -> Mapping[SubscriptionKey, int]:
@@ -134,6 +137,8 @@ class OutputSink:
             if self._handle_ndjson is not None:
                 if size:
                     self._handle_ndjson(batch.ndjson())
+            elif self._handle_events is not None:
+                self._handle_events(batch.handed_events)
             else:
                 self._handle_messages(batch.events)  # type: ignore[arg-type]
         else:
