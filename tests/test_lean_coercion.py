@@ -136,3 +136,18 @@ def test_a_demo_run_loads_no_pydantic() -> None:
     assert result.returncode == 0, result.stderr
     assert len(result.stdout.splitlines()) == 3
     assert result.stderr.splitlines()[-1] == "[]", result.stderr
+
+
+def test_subscribe_help_loads_only_the_declarations() -> None:
+    # What a run needs once its arguments are parsed, --help does without (issue 15).
+    code = ("import atexit, sys\n"
+            "atexit.register(lambda: print(sorted(m for m in sys.modules if m.startswith("
+            "('c2ws.cli.params', 'c2ws.errors', 'c2ws.endings', 'c2ws.render.safe', "
+            "'pydantic', 'rich'))), file=sys.stderr))\n"
+            "sys.argv = ['c2ws', 'subscribe', '--help']\n"
+            "from c2ws.cli import main\nmain()\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "Usage: c2ws subscribe" in result.stdout
+    assert result.stderr == "[]\n"
