@@ -9,26 +9,14 @@ lists :data:`SUMMARIES` and the man page :data:`MEANINGS`: one truth, three plac
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import Final
+from typing import TYPE_CHECKING, Any, Final
 
-from c2ws.endings import ConnectionEnd, EndReason
-from c2ws.errors import (
-    AuthenticationFailed,
-    BacklogFull,
-    BacklogOverflow,
-    C2wsError,
-    CannotConnect,
-    ConfigError,
-    ConnectionFailed,
-    ConnectionLost,
-    GapDetected,
-    InternalError,
-    ServerBusy,
-    SinkFailed,
-    StateFileError,
-    SubscriptionsRejected,
-    connection_error,
-)
+if TYPE_CHECKING:
+    from c2ws.endings import EndReason
+    from c2ws.errors import C2wsError
+
+# The error classes (c2ws.errors, c2ws.endings) load when a status is first looked up:
+# ExitCode alone is what most of the command line needs (`c2ws X --help`).
 
 
 class ExitCode(IntEnum):
@@ -134,34 +122,65 @@ def markdown_table() -> str:
     return "\n".join(["| code | meaning |", "|---|---|", *rows])
 
 
-# Every concrete error class and its status.  BacklogFull shares 8 with BacklogOverflow:
-# both say the consumer fell --max-buffer messages behind (the CLI acknowledges what it
-# writes, so it only ever meets the second).
-EXIT_CODES: Final[dict[type[C2wsError], ExitCode]] = {
-    InternalError: ExitCode.ERROR,
-    ConfigError: ExitCode.USAGE,
-    AuthenticationFailed: ExitCode.AUTH_FAILED,
-    CannotConnect: ExitCode.CONNECT_FAILED,
-    ServerBusy: ExitCode.SERVER_BUSY,
-    ConnectionLost: ExitCode.CONNECTION_LOST,
-    SubscriptionsRejected: ExitCode.NOTHING_TO_STREAM,
-    BacklogOverflow: ExitCode.OUTPUT_OVERFLOW,
-    BacklogFull: ExitCode.OUTPUT_OVERFLOW,
-    StateFileError: ExitCode.STATE_FAILED,
-    GapDetected: ExitCode.GAP,
-    SinkFailed: ExitCode.SINK_FAILED,
-}
+# Every concrete error class and its status (EXIT_CODES, built on first use).  BacklogFull
+# shares 8 with BacklogOverflow: both say the consumer fell --max-buffer messages behind
+# (the CLI acknowledges what it writes, so it only ever meets the second).
+if TYPE_CHECKING:
+    EXIT_CODES: dict[type[C2wsError], ExitCode]
+
+
+def _exit_codes() -> dict[type[C2wsError], ExitCode]:
+    from c2ws.errors import (
+        AuthenticationFailed,
+        BacklogFull,
+        BacklogOverflow,
+        CannotConnect,
+        ConfigError,
+        ConnectionLost,
+        GapDetected,
+        InternalError,
+        ServerBusy,
+        SinkFailed,
+        StateFileError,
+        SubscriptionsRejected,
+    )
+
+    codes: dict[type[C2wsError], ExitCode] = {
+        InternalError: ExitCode.ERROR,
+        ConfigError: ExitCode.USAGE,
+        AuthenticationFailed: ExitCode.AUTH_FAILED,
+        CannotConnect: ExitCode.CONNECT_FAILED,
+        ServerBusy: ExitCode.SERVER_BUSY,
+        ConnectionLost: ExitCode.CONNECTION_LOST,
+        SubscriptionsRejected: ExitCode.NOTHING_TO_STREAM,
+        BacklogOverflow: ExitCode.OUTPUT_OVERFLOW,
+        BacklogFull: ExitCode.OUTPUT_OVERFLOW,
+        StateFileError: ExitCode.STATE_FAILED,
+        GapDetected: ExitCode.GAP,
+        SinkFailed: ExitCode.SINK_FAILED,
+    }
+    globals()["EXIT_CODES"] = codes
+    return codes
+
+
+def __getattr__(name: str) -> Any:
+    if name == "EXIT_CODES":
+        return _exit_codes()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def exit_code_for(error: C2wsError) -> ExitCode:
     """The one mapping from what ended a run to its exit status: that of the nearest
     class of ``error`` in :data:`EXIT_CODES` (a subclass, such as the state file's
     ``StateLocked``, has its base's)."""
+    from c2ws.errors import ConnectionFailed, connection_error
+
     if type(error) is ConnectionFailed:  # built directly, not by connection_error()
         replacement = connection_error(error.end)
         return exit_code_for(replacement)
+    codes = globals().get("EXIT_CODES") or _exit_codes()
     for cls in type(error).__mro__:
-        code = EXIT_CODES.get(cls)
+        code = codes.get(cls)
         if code is not None:
             return code
     return ExitCode.ERROR
@@ -170,6 +189,9 @@ def exit_code_for(error: C2wsError) -> ExitCode:
 def exit_code_for_end(reason: EndReason) -> ExitCode:
     """The status of a run a connection ending with ``reason`` ended (every ending not
     named in :func:`c2ws.errors.connection_error` is 'lost')."""
+    from c2ws.endings import ConnectionEnd
+    from c2ws.errors import connection_error
+
     return exit_code_for(connection_error(ConnectionEnd(reason)))
 
 

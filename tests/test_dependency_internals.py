@@ -152,6 +152,18 @@ def _process_value() -> bool:
                for cls in (TyperArgument, TyperOption))
 
 
+def _runtime_param() -> bool:
+    from typer._coercion import RuntimeParam, TypeDescriptor
+    from typer.core import _TyperParameter
+
+    # LeanCoercion stands in for what get_runtime_param returns, and reads the
+    # parameter's type descriptor.
+    fields = set(TypeDescriptor.__dataclass_fields__)
+    return (parameters(_TyperParameter.get_runtime_param) == {"self"}
+            and parameters(RuntimeParam.coerce) == {"self", "value", "param", "ctx"}
+            and {"annotation", "parameter_info", "file_annotation"} <= fields)
+
+
 SHAPES: list[tuple[tuple[str, str], str, Callable[[], bool]]] = [
     (WSCLIENT, "websocket._url.parse_url", _parse_url),
     (WSCLIENT, "websocket._url.get_proxy_info", _get_proxy_info),
@@ -162,6 +174,7 @@ SHAPES: list[tuple[tuple[str, str], str, Callable[[], bool]]] = [
     (TYPER, "typer._completion_shared.get_completion_script", _get_completion_script),
     (TYPER, "typer.core.TyperArgument's display methods", _argument_display),
     (TYPER, "typer.core.TyperArgument/TyperOption.process_value", _process_value),
+    (TYPER, "typer.core._TyperParameter.get_runtime_param", _runtime_param),
 ]
 
 

@@ -109,7 +109,12 @@ def test_kill_9_while_writing_a_20_mb_backlog_leaves_every_signal_exactly_once(
         process.wait(30)
         assert max(r.number for r in server.connections()) > before  # it did connect
     expected = [(strategy, seq) for strategy in STRATEGIES for seq in range(1, PER_STRATEGY + 1)]
+    before = max(r.number for r in server.connections())
     last = run()
+    # Connected, so past its start (signal handlers in place): the killed runs may have
+    # written every line already, and a SIGTERM during Python's start is no clean close.
+    server.wait_for(lambda: max(r.number for r in server.connections()) > before
+                    or last.poll() is not None, timeout=60)
 
     def complete() -> bool:
         # Parsed only once there can be enough lines: parsing 20 MB every 10 ms would

@@ -15,7 +15,6 @@ from c2ws.cli.app import HungUp, StdoutClosed, Terminated, app
 from c2ws.cli.shared import COMPLETE_VAR, silence_stdout
 from c2ws.cli.typer_compat import register_completion_shells
 from c2ws.exitcodes import ExitCode
-from c2ws.render.safe import redacted
 
 # Each command and the module that registers it, in the order `c2ws --help` lists them.
 COMMAND_MODULES: Final = {
@@ -102,6 +101,8 @@ def run() -> None:
     except Exception as exc:  # a bug; say so in one line unless asked for the traceback
         if os.environ.get("C2WS_DEBUG"):
             raise
+        from c2ws.render.safe import redacted  # not loaded by runs that need it not
+
         print(redacted(f"c2ws: internal error: {type(exc).__name__}: {exc} "
                        "(set C2WS_DEBUG=1 for a traceback)"), file=sys.stderr)
         sys.exit(ExitCode.ERROR)

@@ -16,8 +16,7 @@ from c2ws.exitcodes import ExitCode, exit_code_for
 
 if TYPE_CHECKING:
     from c2ws.cli.output import OutputSpec
-    from c2ws.cli.sinks import SinkOptions
-    from c2ws.cli.subscribe import StreamParams
+    from c2ws.cli.params import SinkOptions, StreamParams
     from c2ws.cursors import CursorStore
 
 

@@ -4,20 +4,16 @@ library code, :mod:`c2ws.sinks`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from c2ws import spec
 from c2ws.cli.options import choice, seconds, whole_number
 from c2ws.sinks import FailMode
 
 if TYPE_CHECKING:
-    from c2ws.render.diagnostics import Diagnostics
-    from c2ws.sinks import Sink
-    from c2ws.sinks.nats import NatsOptions
+    pass
 
 ExecOpt = Annotated[
     str | None,
@@ -106,92 +102,3 @@ TlsCaOpt = Annotated[
     typer.Option("--tlsca", metavar="FILE", show_default=False, envvar="NATS_CA",
                  help="CA certificates to trust for NATS's TLS; env NATS_CA."),
 ]
-
-
-@dataclass(frozen=True)
-class SinkOptions:
-    """Where messages go when it is not stdout."""
-
-    exec_command: str | None = None
-    exec_retries: int = spec.EXEC_DEFAULT_RETRIES
-    exec_timeout: float | None = None
-    exec_fail: FailMode | None = None
-    dead_letter: Path | None = None
-    to: str | None = None
-    subject_prefix: str = spec.NATS_SUBJECT_PREFIX
-    create_stream: str | None = None
-    creds: Path | None = None
-    nkey: Path | None = None
-    user: str | None = None
-    password: str | None = None
-    tlscert: Path | None = None
-    tlskey: Path | None = None
-    tlsca: Path | None = None
-
-    @property
-    def active(self) -> bool:
-        return self.exec_command is not None or self.to is not None
-
-    def check(self, *, fields: tuple[str, ...]) -> None:
-        """Usage errors (exit 2), before anything starts."""
-        if self.exec_command is not None and self.to is not None:
-            raise typer.BadParameter("one sink per run: --exec or --to, not both",
-                                     param_hint="'--to'")
-        exec_only = {"--exec-retries": self.exec_retries != spec.EXEC_DEFAULT_RETRIES,
-                     "--exec-timeout": self.exec_timeout is not None,
-                     "--exec-fail": self.exec_fail is not None,
-                     "--dead-letter": self.dead_letter is not None}
-        for option, given in exec_only.items():
-            if given and self.exec_command is None:
-                raise typer.BadParameter(f"{option} goes with --exec CMD", param_hint=option)
-        nats_only = {"--create-stream": self.create_stream is not None,
-                     "--subject-prefix": self.subject_prefix != spec.NATS_SUBJECT_PREFIX}
-        for option, given in nats_only.items():
-            if given and self.to is None:
-                raise typer.BadParameter(f"{option} goes with --to nats://HOST:PORT",
-                                         param_hint=option)
-        if self.active and fields:
-            raise typer.BadParameter("--fields shapes stdout; with --exec or --to each "
-                                     "message goes whole", param_hint="'--fields'")
-        if self.exec_command is not None:
-            self.command()
-        if self.to is not None:
-            from c2ws.errors import ConfigError
-
-            try:
-                self.nats_options().check()
-            except ConfigError as exc:
-                raise typer.BadParameter(str(exc), param_hint=f"'{exc.param or '--to'}'"
-                                         ) from None
-
-    def nats_options(self) -> NatsOptions:
-        from c2ws.sinks.nats import NatsOptions
-
-        assert self.to is not None
-        return NatsOptions(
-            url=self.to, subject_prefix=self.subject_prefix, create_stream=self.create_stream,
-            creds=self.creds, nkey=self.nkey, user=self.user, password=self.password,
-            tlscert=self.tlscert, tlskey=self.tlskey, tlsca=self.tlsca)
-
-    def command(self) -> list[str]:
-        from c2ws.errors import ConfigError
-        from c2ws.sinks.exec import parse_command
-
-        assert self.exec_command is not None
-        try:
-            return parse_command(self.exec_command)
-        except ConfigError as exc:
-            raise typer.BadParameter(str(exc), param_hint="'--exec'") from None
-
-    def build(self, diagnostics: Diagnostics) -> Sink:
-        """The sink (not opened yet)."""
-        if self.exec_command is not None:
-            from c2ws.sinks.exec import ExecSink, RetryPolicy
-
-            return ExecSink(self.command(), say=diagnostics.say,
-                            policy=RetryPolicy(retries=self.exec_retries),
-                            timeout=self.exec_timeout, fail=self.exec_fail,
-                            dead_letter=self.dead_letter)
-        from c2ws.sinks.nats import NatsSink
-
-        return NatsSink(self.nats_options(), say=diagnostics.say)

@@ -6,9 +6,8 @@ import contextlib
 import functools
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TextIO
+from typing import TYPE_CHECKING, Annotated, TextIO
 
 import typer
 
@@ -61,7 +60,6 @@ from c2ws.cli.sinks import (
     ExecTimeoutOpt,
     NkeyOpt,
     PasswordOpt,
-    SinkOptions,
     SubjectPrefixOpt,
     TlsCaOpt,
     TlsCertOpt,
@@ -75,6 +73,7 @@ from c2ws.render.color import ColorChoice
 if TYPE_CHECKING:
     from c2ws import FileCursors, Stream
     from c2ws.cli.output import OutputSpec
+    from c2ws.cli.params import SinkOptions, StreamParams, Unattended
     from c2ws.cli.strategies_watch import StrategiesFileWatch
     from c2ws.cursors import CursorStore
     from c2ws.events import SubscriptionKey
@@ -247,6 +246,7 @@ def subscribe(
     Each STRATEGY_ID is a positive integer ("1,2,3" works too).
     """
     from c2ws.cli.output import OutputSpec, TerminalOptions, check_output_spec
+    from c2ws.cli.params import SinkOptions, StreamParams, Unattended
     from c2ws.cli.settings import load_api_key, load_settings
     from c2ws.config import Flags
     from c2ws.render.filters import MessageFilter
@@ -314,14 +314,6 @@ def _strategies_from_file(
     return [key for key in wanted if key not in set(fixed)]
 
 
-@dataclass(frozen=True)
-class Unattended:
-    """Issue 25: ``--metrics`` (where to serve them) and ``--strict``."""
-
-    metrics: tuple[str, int] | None = None
-    strict: bool = False
-
-
 def _metrics_address(text: str | None) -> tuple[str, int] | None:
     if text is None:
         return None
@@ -331,70 +323,6 @@ def _metrics_address(text: str | None) -> tuple[str, int] | None:
         return parse_address(text)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="'--metrics'") from None
-
-
-@dataclass(frozen=True)
-class StreamParams:
-    """What ``subscribe`` and ``demo`` ask of :func:`c2ws.stream` (the output decides the
-    rest: see :func:`run_stream`)."""
-
-    strategies: tuple[int, ...]
-    channels: tuple[str, ...]
-    url: str
-    api_key: str
-    max_buffer: int = spec.DEFAULT_MAX_BUFFER
-    reconnect: bool = True
-    max_retries: int | None = None
-    max_backoff: float = spec.BACKOFF_MAX_SECONDS
-    connect_timeout: float = spec.CONNECT_TIMEOUT_SECONDS
-    silence_timeout: float = spec.CLIENT_STALE_AFTER_SECONDS
-    traffic: bool = False
-    count: int | None = None
-    timeout: float | None = None
-    fail_on_gap: bool = False
-    # Issue 24: --heal-gaps, --snapshot (tables take snapshots anyway), --rest-url.
-    heal_gaps: bool = False
-    snapshot: bool = False
-    rest_url: str | None = None
-    # Issue 25: --strategies-file, and what it held at the start (besides strategies x
-    # channels, which are always followed).
-    strategies_file: Path | None = None
-    subscriptions: tuple["SubscriptionKey", ...] = ()
-
-    def keys(self) -> list["SubscriptionKey"]:
-        """Every subscription the run starts with, in the stream's order."""
-        from c2ws.events import SubscriptionKey
-
-        return list(dict.fromkeys([
-            *(SubscriptionKey(sid, channel) for sid in self.strategies
-              for channel in self.channels),
-            *self.subscriptions]))
-
-    def stream(self, **more: Any) -> "Stream":
-        """The stream (not started: nothing connects yet)."""
-        import c2ws
-
-        more.setdefault("snapshot", self.snapshot)
-        more.setdefault("subscriptions", self.subscriptions)
-        return c2ws.stream(
-            self.strategies, self.channels, api_key=self.api_key, url=self.url,
-            max_buffer=self.max_buffer, reconnect=self.reconnect,
-            max_retries=self.max_retries, max_backoff=self.max_backoff,
-            connect_timeout=self.connect_timeout, silence_timeout=self.silence_timeout,
-            traffic=self.traffic, count=self.count, timeout=self.timeout,
-            fail_on_gap=self.fail_on_gap, heal_gaps=self.heal_gaps, rest_url=self.rest_url,
-            **more,
-        )
-
-    def check(self) -> "Stream":
-        """The stream, or the usage error (exit 2) naming the option at fault."""
-        from c2ws.errors import ConfigError
-
-        try:
-            return self.stream()
-        except ConfigError as exc:
-            raise typer.BadParameter(str(exc), param_hint=f"'{exc.param or 'STRATEGY_ID'}'") \
-                from None
 
 
 def _setting_channels(values: tuple[str, ...], source: str) -> list[str]:
@@ -489,6 +417,8 @@ def demo(
         elif not quiet:
             MessageConsole(stderr=True, highlight=False, markup=False).print(
                 f"c2ws demo: {banner}", soft_wrap=True)
+        from c2ws.cli.params import StreamParams
+
         params = StreamParams(
             strategies=tuple(config.strategies), channels=spec.CHANNELS, url=running.url,
             api_key=DEMO_API_KEY, traffic=verbose or record is not None, count=count,
@@ -499,16 +429,19 @@ def demo(
 
 
 def run_stream(
-    params: StreamParams, output: "OutputSpec", *, record: Path | None = None,
-    state: Path | None = None, unattended: Unattended = Unattended(),
-    sinks: SinkOptions | None = None,
+    params: "StreamParams", output: "OutputSpec", *, record: Path | None = None,
+    state: Path | None = None, unattended: "Unattended | None" = None,
+    sinks: "SinkOptions | None" = None,
 ) -> int:
-    """Run a subscription with the chosen renderer; returns the exit code."""
+    """Run a subscription with the chosen renderer; returns the exit code.
+    ``unattended``: none of --metrics and --strict when None."""
     import c2ws
     from c2ws.cli.output import stderr_diagnostics
+    from c2ws.cli.params import Unattended
     from c2ws.errors import StateFileError
     from c2ws.render.safe import terminal_safe
 
+    unattended = unattended or Unattended()
     if sinks is not None and sinks.active:  # issue 23: --exec, --to
         from c2ws.cli.fanout import run_to_sink
 
@@ -555,14 +488,15 @@ def run_stream(
 
 
 def _run_stream(
-    params: StreamParams, output: "OutputSpec", cursors: "FileCursors | None", *,
-    record: Path | None, unattended: Unattended = Unattended(),
+    params: "StreamParams", output: "OutputSpec", cursors: "FileCursors | None", *,
+    record: Path | None, unattended: "Unattended | None" = None,
     guarantee: "tuple[Guarantee, str] | None" = None,
     sink: "Sink | None" = None, store: "CursorStore | None" = None,
 ) -> int:
     """:func:`run_stream` once the state file, if any, is locked."""
     from c2ws.cli.collector import tune_for_streaming
     from c2ws.cli.output import build_output
+    from c2ws.cli.params import Unattended
     from c2ws.cli.run import ForwardEvents, SubscribeRun
     from c2ws.cli.watch import RunWatch
     from c2ws.monitor.health import CountingCommits, StreamHealth, socket_heartbeats
@@ -570,6 +504,7 @@ def _run_stream(
     from c2ws.sinks import check_promise
     from c2ws.sinks.output import OutputSink
 
+    unattended = unattended or Unattended()
     plan = params.stream()
     built = build_output(output, channels=set(params.channels), keys=plan.keys,
                          connections=plan.connection_count)
@@ -665,7 +600,7 @@ def _run_stream(
 
 
 def _strategies_watch(
-    params: StreamParams, stream: "Stream", diagnostics: "Diagnostics"
+    params: "StreamParams", stream: "Stream", diagnostics: "Diagnostics"
 ) -> "StrategiesFileWatch | None":
     """--strategies-file's watch over ``stream`` (started once the stream runs)."""
     if params.strategies_file is None:
@@ -759,7 +694,7 @@ def _close_unstarted(renderer: "Renderer") -> None:
 
 
 def _open_recording(
-    path: Path, params: StreamParams, keys: "Sequence[SubscriptionKey]",
+    path: Path, params: "StreamParams", keys: "Sequence[SubscriptionKey]",
     diagnostics: "Diagnostics",
 ) -> "Renderer | None":
     """The --record sink, appending to ``path``; None (said on stderr) when it cannot be

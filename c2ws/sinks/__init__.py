@@ -36,8 +36,6 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from c2ws.errors import ConfigError
-
 if TYPE_CHECKING:
     from c2ws.cursors import CommitGroups, CursorStore, StreamIdentity
     from c2ws.events import SubscriptionKey
@@ -133,6 +131,8 @@ def check_promise(sink: Sink) -> str | None:
     when it refuses."""
     said = promise(sink)
     if said.refused is not None:
+        from c2ws.errors import ConfigError
+
         raise ConfigError(said.refused, param="--state")
     return said.warning
 
