@@ -257,7 +257,14 @@ def summarize(results: Result) -> Result:
         ratio = None
         if "cpu_ms_per_s" in one and "cpu_ms_per_s" in many and one["cpu_ms_per_s"] > 0:
             ratio = many["cpu_ms_per_s"] / one["cpu_ms_per_s"]
-        summary["scale"] = {"one": one, "many": many, "cpu_ratio": ratio}
+        # Each connection gets (and answers) its own heartbeats: the many-subscription
+        # run has one per connection in the window, so its CPU per heartbeat says what a
+        # connection costs apart from the heartbeats the server sends it.
+        per_heartbeat = None
+        if ratio is not None and one.get("heartbeats") and many.get("heartbeats"):
+            per_heartbeat = ratio * one["heartbeats"] / many["heartbeats"]
+        summary["scale"] = {"one": one, "many": many, "cpu_ratio": ratio,
+                            "cpu_per_heartbeat_ratio": per_heartbeat}
 
     startup = once.get("startup", {})
     if "median_ms" in startup:
@@ -875,6 +882,11 @@ def _scale_section(out: Callable[[str], None], summary: Result, config: Result) 
     out("")
     if scale.get("cpu_ratio") is not None:
         out(f"- CPU, many / one: **{scale['cpu_ratio']:.2f}x**")
+        if scale.get("cpu_per_heartbeat_ratio") is not None:
+            out(f"- CPU per heartbeat received, many / one: "
+                f"**{scale['cpu_per_heartbeat_ratio']:.2f}x** (each connection is sent, and "
+                "answers, its own heartbeats: the many-subscription c2ws gets one per "
+                "connection)")
         out("")
 
 

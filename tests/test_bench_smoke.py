@@ -156,6 +156,7 @@ def test_quick_run_measures_c2ws_idle_at_scale(quick_run: tuple[dict[str, Any], 
     assert scale["many"]["subscriptions"] == SCALE_STRATEGIES, scale
     assert scale["many"]["connections"] == SCALE_STRATEGIES // 100, scale
     assert results["summary"]["scale"]["cpu_ratio"] > 0
+    assert results["summary"]["scale"]["cpu_per_heartbeat_ratio"] > 0
 
 
 def test_quick_run_measures_the_library_against_the_bare_loop_beside_it(
