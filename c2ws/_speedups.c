@@ -1419,7 +1419,9 @@ price_cell(PyObject *value, Cell *cell)
 #endif
 }
 
-/* memo[key] when key is a str the memo holds with a non-empty cell, else 0 */
+/* memo[key] when key is a str the memo holds with a non-empty cell (a reference of
+ * the cell's own: allocating below may run the GC, and so finalizers and other
+ * threads, one of which could clear a memo), else 0 */
 static int
 memo_cell(PyObject *memo, PyObject *key, Cell *cell)
 {
@@ -1431,7 +1433,7 @@ memo_cell(PyObject *memo, PyObject *key, Cell *cell)
         PyErr_Clear();
         return 0;
     }
-    cell->text = text;
+    cell->text = Py_NewRef(text);
     return 1;
 }
 
@@ -1456,30 +1458,31 @@ plain_time(PyObject *value, Cell *cell)
             return 0;
         }
     }
-    cell->text = value;
+    cell->text = Py_NewRef(value);
     return 1;
 }
 
-/* 1: the row's cells in cells; 0: give up; -1: an exception */
+/* 1: the row's cells in cells; 0: give up; -1: an exception (either way, cells holds
+ * references the caller drops: release_cells) */
 static int
 row_cells(PyObject *values, PyObject *kind, PyObject *times, PyObject *codes,
           PyObject *symbols, Cell *cells)
 {
-    if (!PyTuple_CheckExact(values) || PyTuple_GET_SIZE(values) != 14) {
-        return 0;
-    }
-    PyObject **v = &PyTuple_GET_ITEM(values, 0);
     for (int i = 0; i < ROW_CELLS; i++) {
         cells[i].text = NULL;
         cells[i].length = 0;
     }
+    if (!PyTuple_CheckExact(values) || PyTuple_GET_SIZE(values) != 14) {
+        return 0;
+    }
+    PyObject **v = &PyTuple_GET_ITEM(values, 0);
     /* time: "" for no timestamp (None or ""), else the timestamp itself when
      * terminal_safe leaves it as it is, else the memo's cell */
     if (v[1] != Py_None && !(PyUnicode_CheckExact(v[1]) && PyUnicode_GET_LENGTH(v[1]) == 0)
             && !plain_time(v[1], &cells[0]) && !memo_cell(times, v[1], &cells[0])) {
         return 0;
     }
-    cells[1].text = kind;
+    cells[1].text = Py_NewRef(kind);
     if (!int_cell(v[2], 1, &cells[2]) || !int_cell(v[0], 0, &cells[4])) {
         return 0;
     }
@@ -1510,11 +1513,13 @@ row_cells(PyObject *values, PyObject *kind, PyObject *times, PyObject *codes,
         return 0;
     }
     for (int i = 0; i < 6; i++) {
-        PyObject *text = PyTuple_GET_ITEM(found, i);
-        if (!PyUnicode_CheckExact(text)) {
+        if (!PyUnicode_CheckExact(PyTuple_GET_ITEM(found, i))) {
             return 0;
         }
-        cells[CODE_CELL[i]].text = text;  /* borrowed from the memo's tuple, kept below */
+    }
+    for (int i = 0; i < 6; i++) {
+        PyObject *text = PyTuple_GET_ITEM(found, i);
+        cells[CODE_CELL[i]].text = Py_NewRef(text);
     }
     /* quantity: None or an int */
     if (v[6] != Py_None && !int_cell(v[6], 0, &cells[7])) {
@@ -1532,6 +1537,14 @@ row_cells(PyObject *values, PyObject *kind, PyObject *times, PyObject *codes,
         return 0;
     }
     return 1;
+}
+
+static void
+release_cells(Cell *cells)
+{
+    for (int i = 0; i < ROW_CELLS; i++) {
+        Py_CLEAR(cells[i].text);
+    }
 }
 
 /* the line of the picked cells joined by delimiter; Py_None when a cell holds a quote
@@ -1657,15 +1670,13 @@ signal_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Cell cells[ROW_CELLS];
     for (Py_ssize_t i = 0; i < size; i++) {
         PyObject *values = PyList_GET_ITEM(found, i), *line;
-        /* the memos' cells are borrowed: nothing below runs Python code that could
-         * change a memo (str keys and tuples of str/None: their hash and eq are C's) */
         int made = values == Py_None ? 0
             : row_cells(values, args[3], args[4], args[5], args[6], cells);
-        if (made < 0) {
-            Py_DECREF(lines);
-            return NULL;
+        line = made > 0 ? join_cells(cells, columns, count, delimiter)
+            : made == 0 ? Py_NewRef(Py_None) : NULL;
+        if (values != Py_None) {
+            release_cells(cells);
         }
-        line = made ? join_cells(cells, columns, count, delimiter) : Py_NewRef(Py_None);
         if (line == NULL) {
             Py_DECREF(lines);
             return NULL;
