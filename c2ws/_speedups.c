@@ -1,4 +1,4 @@
-/* The compiled twins of six pure-Python functions of c2ws/speedups.py, for the
+/* The compiled twins of seven pure-Python functions of c2ws/speedups.py, for the
  * socket thread's per-message work on a burst of frames.  Each does exactly what its
  * twin does (tests/test_speedups.py runs both on arbitrary input); c2ws works the same
  * without this module, only slower (it is built when a C compiler is at hand).
@@ -9,6 +9,7 @@
  *   ndjson_burst(chunk, position, marker)  the plain text frames there, as NDJSON
  *   run_summary(ndjson, count)    those lines' headers, when they are a run
  *   signal_values(ndjson)         each line's CSV/TSV signal row values, or None
+ *   signal_lines(found, columns, ...)  the CSV/TSV lines of those values, or None
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -1286,7 +1287,409 @@ signal_values(PyObject *module, PyObject *arg)
     return found;
 }
 
+/* ---- signal_lines: the CSV/TSV lines of signal_values' values -------------------------
+ * The 17 cells of c2ws.render.cells._row (COMBINED_COLUMNS order) when every one is a
+ * case this makes the same way, else None (the caller makes that row in Python, which
+ * fills the memos this reads): the time, code and symbol cells are only looked up in the
+ * memos c2ws.render.cells keeps (never computed here); ints within 64 bits are written
+ * as str() writes them, usual floats as f"{x:.8f}".rstrip("0").rstrip(".") writes them;
+ * anything else gives up.  A line none of whose cells holds a quote or the delimiter is
+ * its picked cells joined by the delimiter, as DelimitedRenderer._add_rows writes it. */
+#define ROW_CELLS 17
+#define CELL_CHARS 32
+
+typedef struct {
+    PyObject *text;            /* a memo's cell (borrowed), or NULL: chars below */
+    char chars[CELL_CHARS];
+    Py_ssize_t length;
+} Cell;
+
+/* an int within 64 bits (str() of it), or 0 (give up); positive: only > 0 */
+static int
+int_cell(PyObject *value, int positive, Cell *cell)
+{
+    if (!PyLong_CheckExact(value)) {
+        return 0;
+    }
+    int overflow = 0;
+    long long number = PyLong_AsLongLongAndOverflow(value, &overflow);
+    if (overflow || (number == -1 && PyErr_Occurred()) || (positive && number <= 0)) {
+        PyErr_Clear();
+        return 0;
+    }
+    /* the digits from the end (of the magnitude as unsigned: LLONG_MIN too) */
+    unsigned long long magnitude = number < 0 ? 0ULL - (unsigned long long)number
+                                              : (unsigned long long)number;
+    char digits[24];
+    int at = 24;
+    do {
+        digits[--at] = (char)('0' + magnitude % 10);
+        magnitude /= 10;
+    } while (magnitude);
+    if (number < 0) {
+        digits[--at] = '-';
+    }
+    cell->text = NULL;
+    cell->length = 24 - at;
+    memcpy(cell->chars, digits + at, (size_t)cell->length);
+    return 1;
+}
+
+/* None: ""; a float with 1e-4 <= |x| < 1e15: f"{x:.8f}" without trailing zeros and dot;
+ * anything else: 0 (give up) */
+static int
+price_cell(PyObject *value, Cell *cell)
+{
+    cell->text = NULL;
+    if (value == Py_None) {
+        cell->length = 0;
+        return 1;
+    }
+    if (!PyFloat_CheckExact(value)) {
+        return 0;
+    }
+    double x = PyFloat_AS_DOUBLE(value);
+    if (!((1e-4 <= x && x < 1e15) || (-1e15 < x && x <= -1e-4))) {
+        return 0;
+    }
+#ifdef __SIZEOF_INT128__
+    /* x = m * 2^e exactly; x * 10^8 rounded half to even (as Python's 'f' format rounds
+     * the exact binary value) is an integer below 10^23, held in 128 bits */
+    int exponent;
+    double fraction = frexp(fabs(x), &exponent);
+    unsigned __int128 scaled = (unsigned __int128)(unsigned long long)ldexp(fraction, 53)
+                               * 100000000U;
+    int shift = 53 - exponent;
+    if (shift > 0) {  /* at most 67: |x| >= 1e-4 */
+        unsigned __int128 rest = scaled & (((unsigned __int128)1 << shift) - 1);
+        unsigned __int128 half = (unsigned __int128)1 << (shift - 1);
+        scaled >>= shift;
+        if (rest > half || (rest == half && (scaled & 1))) {
+            scaled++;
+        }
+    }
+    else {
+        scaled <<= -shift;  /* |x| < 1e15: at most 10^23 */
+    }
+    unsigned long long whole = (unsigned long long)(scaled / 100000000U);
+    unsigned long long eighths = (unsigned long long)(scaled % 100000000U);
+    char digits[CELL_CHARS];
+    int at = CELL_CHARS, decimals = 8;
+    while (decimals > 0 && eighths % 10 == 0) {  /* no trailing zeros (nor dot) */
+        eighths /= 10;
+        decimals--;
+    }
+    for (int i = 0; i < decimals; i++) {
+        digits[--at] = (char)('0' + eighths % 10);
+        eighths /= 10;
+    }
+    if (decimals > 0) {
+        digits[--at] = '.';
+    }
+    do {
+        digits[--at] = (char)('0' + whole % 10);
+        whole /= 10;
+    } while (whole);
+    if (x < 0) {
+        digits[--at] = '-';
+    }
+    cell->length = CELL_CHARS - at;
+    memcpy(cell->chars, digits + at, (size_t)cell->length);
+    return 1;
+#else
+    char *text = PyOS_double_to_string(x, 'f', 8, 0, NULL);
+    if (text == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    Py_ssize_t length = (Py_ssize_t)strlen(text);
+    while (length > 0 && text[length - 1] == '0') {
+        length--;
+    }
+    while (length > 0 && text[length - 1] == '.') {
+        length--;
+    }
+    int fits = length < CELL_CHARS;
+    if (fits) {
+        memcpy(cell->chars, text, (size_t)length);
+        cell->length = length;
+    }
+    PyMem_Free(text);
+    return fits;
+#endif
+}
+
+/* memo[key] when key is a str the memo holds with a non-empty cell (a reference of
+ * the cell's own: allocating below may run the GC, and so finalizers and other
+ * threads, one of which could clear a memo), else 0 */
+static int
+memo_cell(PyObject *memo, PyObject *key, Cell *cell)
+{
+    if (!PyUnicode_CheckExact(key)) {
+        return 0;
+    }
+    PyObject *text = PyDict_GetItemWithError(memo, key);
+    if (text == NULL || !PyUnicode_CheckExact(text) || PyUnicode_GET_LENGTH(text) == 0) {
+        PyErr_Clear();
+        return 0;
+    }
+    cell->text = Py_NewRef(text);
+    return 1;
+}
+
+/* A timestamp terminal_safe (and cell_text) give back unchanged: ASCII, printable
+ * (no control character or sequence to remove), no space at either end (strip), at most
+ * TIME_LIMIT characters (records.TIME_LIMIT; no cap).  Then it is its own cell. */
+#define TIME_LIMIT 40
+
+static int
+plain_time(PyObject *value, Cell *cell)
+{
+    if (!PyUnicode_CheckExact(value) || !PyUnicode_IS_ASCII(value)) {
+        return 0;
+    }
+    Py_ssize_t length = PyUnicode_GET_LENGTH(value);
+    const unsigned char *text = PyUnicode_1BYTE_DATA(value);
+    if (length == 0 || length > TIME_LIMIT || text[0] == ' ' || text[length - 1] == ' ') {
+        return 0;
+    }
+    for (Py_ssize_t i = 0; i < length; i++) {
+        if (text[i] < 0x20 || text[i] > 0x7e) {
+            return 0;
+        }
+    }
+    cell->text = Py_NewRef(value);
+    return 1;
+}
+
+/* 1: the row's cells in cells; 0: give up; -1: an exception (either way, cells holds
+ * references the caller drops: release_cells) */
+static int
+row_cells(PyObject *values, PyObject *kind, PyObject *times, PyObject *codes,
+          PyObject *symbols, Cell *cells)
+{
+    for (int i = 0; i < ROW_CELLS; i++) {
+        cells[i].text = NULL;
+        cells[i].length = 0;
+    }
+    if (!PyTuple_CheckExact(values) || PyTuple_GET_SIZE(values) != 14) {
+        return 0;
+    }
+    PyObject **v = &PyTuple_GET_ITEM(values, 0);
+    /* time: "" for no timestamp (None or ""), else the timestamp itself when
+     * terminal_safe leaves it as it is, else the memo's cell */
+    if (v[1] != Py_None && !(PyUnicode_CheckExact(v[1]) && PyUnicode_GET_LENGTH(v[1]) == 0)
+            && !plain_time(v[1], &cells[0]) && !memo_cell(times, v[1], &cells[0])) {
+        return 0;
+    }
+    cells[1].text = Py_NewRef(kind);
+    if (!int_cell(v[2], 1, &cells[2]) || !int_cell(v[0], 0, &cells[4])) {
+        return 0;
+    }
+    /* name, side, open/close, order type, time in force, status: str or None each */
+    static const int CODE_AT[6] = {3, 4, 5, 7, 10, 11};
+    static const int CODE_CELL[6] = {3, 5, 6, 9, 12, 13};
+    PyObject *key = PyTuple_New(6);
+    if (key == NULL) {
+        return -1;
+    }
+    for (int i = 0; i < 6; i++) {
+        PyObject *code = v[CODE_AT[i]];
+        if (code != Py_None && !PyUnicode_CheckExact(code)) {
+            Py_DECREF(key);
+            return 0;
+        }
+        PyTuple_SET_ITEM(key, i, Py_NewRef(code));
+    }
+    PyObject *found = PyDict_GetItemWithError(codes, key);
+    Py_DECREF(key);
+    if (found == NULL) {
+        if (PyErr_Occurred()) {
+            return -1;
+        }
+        return 0;
+    }
+    if (!PyTuple_CheckExact(found) || PyTuple_GET_SIZE(found) != 6) {
+        return 0;
+    }
+    for (int i = 0; i < 6; i++) {
+        if (!PyUnicode_CheckExact(PyTuple_GET_ITEM(found, i))) {
+            return 0;
+        }
+    }
+    for (int i = 0; i < 6; i++) {
+        PyObject *text = PyTuple_GET_ITEM(found, i);
+        cells[CODE_CELL[i]].text = Py_NewRef(text);
+    }
+    /* quantity: None or an int */
+    if (v[6] != Py_None && !int_cell(v[6], 0, &cells[7])) {
+        return 0;
+    }
+    /* symbol: the first candidate's cell (none: "") */
+    if (!PyTuple_CheckExact(v[13])) {
+        return 0;
+    }
+    if (PyTuple_GET_SIZE(v[13]) > 0 && !memo_cell(symbols, PyTuple_GET_ITEM(v[13], 0), &cells[8])) {
+        return 0;
+    }
+    if (!price_cell(v[8], &cells[10]) || !price_cell(v[9], &cells[11])
+            || !int_cell(v[12], 0, &cells[14])) {
+        return 0;
+    }
+    return 1;
+}
+
+static void
+release_cells(Cell *cells)
+{
+    for (int i = 0; i < ROW_CELLS; i++) {
+        Py_CLEAR(cells[i].text);
+    }
+}
+
+/* the line of the picked cells joined by delimiter; Py_None when a cell holds a quote
+ * or the delimiter, or the line would be empty; NULL on an exception */
+static PyObject *
+join_cells(const Cell *cells, const Py_ssize_t *columns, Py_ssize_t count,
+           Py_UCS4 delimiter)
+{
+    Py_ssize_t length = count > 0 ? count - 1 : 0;
+    Py_UCS4 max_char = delimiter;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        const Cell *cell = &cells[columns[i]];
+        if (cell->text != NULL && PyUnicode_IS_ASCII(cell->text)) {
+            Py_ssize_t size = PyUnicode_GET_LENGTH(cell->text);
+            const char *chars = (const char *)PyUnicode_1BYTE_DATA(cell->text);
+            if (memchr(chars, '"', (size_t)size) != NULL
+                    || (delimiter < 128 && memchr(chars, (int)delimiter, (size_t)size) != NULL)) {
+                Py_RETURN_NONE;
+            }
+            length += size;
+        }
+        else if (cell->text != NULL) {
+            Py_ssize_t size = PyUnicode_GET_LENGTH(cell->text);
+            if (PyUnicode_FindChar(cell->text, '"', 0, size, 1) != -1
+                    || PyUnicode_FindChar(cell->text, delimiter, 0, size, 1) != -1) {
+                Py_RETURN_NONE;
+            }
+            Py_UCS4 most = PyUnicode_MAX_CHAR_VALUE(cell->text);
+            if (most > max_char) {
+                max_char = most;
+            }
+            length += size;
+        }
+        else {
+            if (memchr(cell->chars, '"', (size_t)cell->length) != NULL
+                    || (delimiter < 128
+                        && memchr(cell->chars, (int)delimiter, (size_t)cell->length) != NULL)) {
+                Py_RETURN_NONE;
+            }
+            length += cell->length;
+        }
+    }
+    if (length == 0) {
+        Py_RETURN_NONE;  /* an empty line: the csv module writes "" */
+    }
+    PyObject *line = PyUnicode_New(length, max_char);
+    if (line == NULL) {
+        return NULL;
+    }
+    int kind = PyUnicode_KIND(line);
+    void *data = PyUnicode_DATA(line);
+    Py_ssize_t at = 0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (i > 0) {
+            PyUnicode_WRITE(kind, data, at, delimiter);
+            at++;
+        }
+        const Cell *cell = &cells[columns[i]];
+        if (cell->text != NULL && kind == PyUnicode_1BYTE_KIND && PyUnicode_IS_ASCII(cell->text)) {
+            Py_ssize_t size = PyUnicode_GET_LENGTH(cell->text);
+            memcpy((char *)data + at, PyUnicode_1BYTE_DATA(cell->text), (size_t)size);
+            at += size;
+        }
+        else if (cell->text != NULL) {
+            Py_ssize_t size = PyUnicode_GET_LENGTH(cell->text);
+            if (PyUnicode_CopyCharacters(line, at, cell->text, 0, size) < 0) {
+                Py_DECREF(line);
+                return NULL;
+            }
+            at += size;
+        }
+        else if (kind == PyUnicode_1BYTE_KIND) {
+            memcpy((char *)data + at, cell->chars, (size_t)cell->length);
+            at += cell->length;
+        }
+        else {
+            for (Py_ssize_t c = 0; c < cell->length; c++) {
+                PyUnicode_WRITE(kind, data, at, (Py_UCS4)(unsigned char)cell->chars[c]);
+                at++;
+            }
+        }
+    }
+    return line;
+}
+
+/* signal_lines(found, columns, delimiter, kind, times, codes, symbols)
+ *   -> [line | None per entry of found]: see c2ws.speedups. */
+static PyObject *
+signal_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 7 || !PyList_CheckExact(args[0]) || !PyTuple_CheckExact(args[1])
+            || !PyUnicode_CheckExact(args[2]) || PyUnicode_GET_LENGTH(args[2]) != 1
+            || !PyUnicode_CheckExact(args[3]) || !PyDict_CheckExact(args[4])
+            || !PyDict_CheckExact(args[5]) || !PyDict_CheckExact(args[6])) {
+        PyErr_SetString(PyExc_TypeError, "signal_lines(found: list, columns: tuple, "
+                        "delimiter: str, kind: str, times: dict, codes: dict, symbols: dict)");
+        return NULL;
+    }
+    PyObject *found = args[0], *picked = args[1];
+    Py_ssize_t count = PyTuple_GET_SIZE(picked);
+    Py_ssize_t columns[ROW_CELLS];
+    if (count > ROW_CELLS) {
+        PyErr_SetString(PyExc_ValueError, "signal_lines: at most 17 columns");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        Py_ssize_t column = PyLong_AsSsize_t(PyTuple_GET_ITEM(picked, i));
+        if (column == -1 && PyErr_Occurred()) {
+            return NULL;
+        }
+        if (column < 0 || column >= ROW_CELLS) {
+            PyErr_SetString(PyExc_ValueError, "signal_lines: a column is 0 to 16");
+            return NULL;
+        }
+        columns[i] = column;
+    }
+    Py_UCS4 delimiter = PyUnicode_READ_CHAR(args[2], 0);
+    Py_ssize_t size = PyList_GET_SIZE(found);
+    PyObject *lines = PyList_New(size);
+    if (lines == NULL) {
+        return NULL;
+    }
+    Cell cells[ROW_CELLS];
+    for (Py_ssize_t i = 0; i < size; i++) {
+        PyObject *values = PyList_GET_ITEM(found, i), *line;
+        int made = values == Py_None ? 0
+            : row_cells(values, args[3], args[4], args[5], args[6], cells);
+        line = made > 0 ? join_cells(cells, columns, count, delimiter)
+            : made == 0 ? Py_NewRef(Py_None) : NULL;
+        if (values != Py_None) {
+            release_cells(cells);
+        }
+        if (line == NULL) {
+            Py_DECREF(lines);
+            return NULL;
+        }
+        PyList_SET_ITEM(lines, i, line);
+    }
+    return lines;
+}
+
 static PyMethodDef methods[] = {
+    {"signal_lines", (PyCFunction)(void (*)(void))signal_lines, METH_FASTCALL,
+     "signal_lines(found, columns, delimiter, kind, times, codes, symbols) -> [line | None]:"
+     " see c2ws.speedups."},
     {"signal_values", (PyCFunction)signal_values, METH_O,
      "signal_values(ndjson) -> [values | None per line]: see c2ws.speedups."},
     {"run_summary", (PyCFunction)(void (*)(void))run_summary, METH_FASTCALL,

@@ -11,13 +11,17 @@ output thread of ``-o csv|tsv``: :func:`signal_values` reads a signal's row valu
 straight from its line (in C: the same scanner, giving up on anything unusual, such as
 an escape in a key or in a value it reads, a field name met twice in any spelling, a
 number a double cannot hold; its Python twin always gives up, for the general path to
-decode the line).  Each is written here in Python and, when the package was built with
-a C compiler at hand, also in C (``c2ws/_speedups.c``, an optional extension: without a
-compiler c2ws is installed without it).  The C twin is used when it was built, unless
+decode the line), and :func:`signal_lines` writes those values' CSV/TSV lines (in C:
+when every cell is one it makes as c2ws.render.cells does, else None for the row; its
+Python twin always gives up, for c2ws.render.cells to make the row).  Each is written
+here in Python and, when the package was built with a C compiler at hand, also in C
+(``c2ws/_speedups.c``, an optional extension: without a compiler c2ws is installed
+without it).  The C twin is used when it was built, unless
 the environment sets ``C2WS_PURE_PYTHON=1``; ``COMPILED`` says which runs.  Both do
 exactly the same (run_summary and signal_values: the same as msgspec's and the general
-path's reading, when the C scanner does not give up): tests/test_speedups.py runs them
-side by side on arbitrary input.
+path's reading, when the C scanner does not give up; signal_lines: the rows of
+c2ws.render.cells joined, when it does not): tests/test_speedups.py and
+tests/test_render_csv_runs.py run them side by side on arbitrary input.
 
 Sans-I/O: functions of bytes.
 """
@@ -178,6 +182,27 @@ def py_signal_values(ndjson: bytes) -> list[SignalValues | None]:
 
 
 signal_values: Callable[[bytes], list[SignalValues | None]] = py_signal_values
+
+
+def py_signal_lines(
+    found: list[SignalValues | None], columns: tuple[int, ...], delimiter: str, kind: str,
+    times: dict[str, str], codes: dict[tuple[object, ...], tuple[str, ...]],
+    symbols: dict[str, str],
+) -> list[str | None]:
+    """Gives up on every row (None each): the caller makes each row in Python
+    (c2ws.render.cells) and writes it as c2ws.render.tabular does.  The compiled twin
+    writes the line itself when every cell is one it makes the same way (ints, usual
+    floats, a plain timestamp, and the cells the memos ``times``, ``codes`` and
+    ``symbols`` of c2ws.render.cells already hold) and no cell holds a quote or the
+    delimiter; ``columns``: the cells picked, by their index in COMBINED_COLUMNS."""
+    return [None] * len(found)
+
+
+signal_lines: Callable[
+    [list[SignalValues | None], tuple[int, ...], str, str, dict[str, str],
+     dict[tuple[object, ...], tuple[str, ...]], dict[str, str]],
+    list[str | None],
+] = py_signal_lines
 COMPILED = False
 
 if os.environ.get("C2WS_PURE_PYTHON", "") in ("", "0"):
@@ -192,4 +217,5 @@ if os.environ.get("C2WS_PURE_PYTHON", "") in ("", "0"):
         ndjson_burst = _speedups.ndjson_burst
         run_summary = _speedups.run_summary
         signal_values = _speedups.signal_values
+        signal_lines = _speedups.signal_lines
         COMPILED = True

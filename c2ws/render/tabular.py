@@ -11,7 +11,9 @@ The session of a run writing CSV or TSV passes frames through as NDJSON does (pa
 not decoded, bursts as :class:`~c2ws.events.StreamRun`): decoding every payload in full
 (``orjson.loads``) cost more than the whole of an NDJSON message.  A run of signals has
 its rows made from the values :func:`c2ws.speedups.signal_values` reads straight from
-its bytes (compiled; it reads only the fields the row needs); any line it gives up on,
+its bytes (compiled; it reads only the fields the row needs), and most of their lines
+written from those values by the compiled :func:`c2ws.render.cells.values_lines` (a row
+it gives up on is made in Python and joined here); any line signal_values gives up on,
 and any other message, is decoded here in full, as the session would have decoded it,
 and takes the general path (tests/test_render_csv_runs.py holds the two to the same
 bytes on arbitrary frames).
@@ -28,7 +30,7 @@ from typing import BinaryIO, Final
 from c2ws import events as ev
 from c2ws import protocol, spec
 from c2ws.protocol import Envelope, MalformedMessage
-from c2ws.render.cells import RowCells
+from c2ws.render.cells import RowCells, values_lines
 from c2ws.render.records import Projection
 from c2ws.render.sink import ByteSink
 from c2ws.speedups import signal_values
@@ -72,7 +74,8 @@ class DelimitedRenderer:
     def handle_events(self, events: Sequence[ev.StreamMessage | ev.StreamRun]) -> None:
         """:meth:`handle` for a batch of stream messages and runs only, in one pass."""
         channels, rows_of, signal_row = self._channels, self._cells.rows, self._cells.signal_row
-        values_row = self._cells.values_row
+        values_row, columns, delimiter = (
+            self._cells.values_row, self._cells.columns, self._delimiter)
         rows: list[Sequence[str]] = []
         append = rows.append
         for event in events:
@@ -84,11 +87,27 @@ class DelimitedRenderer:
                 found = (signal_values(event.ndjson)
                          if values_row is not None and key.channel == _SIGNAL
                          and (channels is None or _SIGNAL in channels) else None)
-                if found is not None and None not in found:  # (nearly always)
+                # Their lines written by the compiled writer where it can (nearly always).
+                lines = (values_lines(found, columns, delimiter)
+                         if found is not None and columns is not None else None)
+                if lines is not None and None not in lines:
+                    if rows:
+                        self._add_rows(rows)
+                        rows.clear()
+                    self._lines += lines  # type: ignore[arg-type]
+                    continue
+                if lines is None and found is not None and None not in found:
                     rows += map(values_row, repeat(key), found)  # type: ignore[arg-type]
                     continue
                 frames: list[bytes] | None = None
                 for index in range(event.count):
+                    line = lines[index] if lines is not None else None
+                    if line is not None:
+                        if rows:
+                            self._add_rows(rows)
+                            rows.clear()
+                        self._lines.append(line)
+                        continue
                     values = found[index] if found is not None else None
                     if values is not None:
                         append(values_row(key, values))  # type: ignore[misc]
