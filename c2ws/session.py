@@ -121,6 +121,13 @@ def _verdict_due(sub: Subscription) -> float | None:
     return min(replay_until, aside_until)
 
 
+def _window_passed(sub: Subscription, now: float) -> bool:
+    """The replay window of ``sub`` (replaying) has passed: its message takes the general
+    path, which first applies every verdict due then (another stream's sequence reset
+    among them), in the order the general path gives."""
+    return sub.replay_until is not None and now >= sub.replay_until
+
+
 class SubscriptionLimitError(ValueError):
     """More subscriptions than one connection may carry."""
 
@@ -281,7 +288,7 @@ class ClientSession:
             # heartbeats: about 9 us each).
             self._receive_one(frames[0], now, wall)
             return
-        if self.message_runs and self.state is _READY and self._take_run(frames):
+        if self.message_runs and self.state is _READY and self._take_run(frames, now):
             return
         self._each_frame(frames, now, wall)
 
@@ -300,7 +307,7 @@ class ClientSession:
             if run is None and count > 1:  # (a lone frame: the general path, as ever)
                 heads = read_burst_heads(ndjson, count)
                 run = None if heads is None else run_of_heads(heads)
-            if run and self._admit_run(run, ndjson, count, heads):  # type: ignore[arg-type]
+            if run and self._admit_run(run, ndjson, count, heads, now):  # type: ignore[arg-type]
                 return
         frames = ndjson.split(b"\n")
         frames.pop()  # after the last newline
@@ -337,7 +344,7 @@ class ClientSession:
                 held = cursor.held
                 if (state is _ACTIVE or state is _SUBSCRIBING) and seq_id is not None and (
                     held is None or (seq_id == held + 1 and cursor.settled)
-                ):
+                ) and not (sub.replaying and _window_passed(sub, now)):
                     # StreamFilter.admit's usual case, inline: it runs per message.
                     cursor.held = seq_id
                     cursor.held_timestamp = message.timestamp
@@ -349,16 +356,17 @@ class ClientSession:
             else:
                 self._receive_one(data, now, wall)  # decoded in full this time
 
-    def _take_run(self, frames: Sequence[bytes | str]) -> bool:
+    def _take_run(self, frames: Sequence[bytes | str], now: float) -> bool:
         """The whole burst as one :class:`~c2ws.events.StreamRun` (see _admit_run); False
         (nothing done) when it is not one, or a frame holds a line break."""
         heads = read_stream_heads(frames)
         run = None if heads is None else run_of_heads(heads)
         return run is not None and self._admit_run(
-            run, b"\n".join([*frames, b""]), len(frames), heads)  # type: ignore[list-item]
+            run, b"\n".join([*frames, b""]), len(frames), heads, now)  # type: ignore[list-item]
 
     def _admit_run(
         self, run: RunSummary, ndjson: bytes, count: int, heads: list[StreamHead] | None,
+        now: float,
     ) -> bool:
         """The burst of ``count`` frames (``ndjson``) whose headers make ``run`` (each
         the next message of the same stream: c2ws.speedups.run_summary) as one
@@ -374,6 +382,8 @@ class ClientSession:
         cursor = sub.cursor
         held = cursor.held
         if not cursor.settled or (held is not None and first != held + 1):
+            return False
+        if sub.replaying and _window_passed(sub, now):
             return False
         last = first + count - 1
         cursor.held = last
