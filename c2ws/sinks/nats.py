@@ -180,6 +180,7 @@ class NatsSink:
         self._arrived = asyncio.Event()
         self._disconnected = False
         self._last_error: str | None = None
+        self._loss: str | None = None  # why the connection was lost, said on disconnect
 
     # --- the seam ---
 
@@ -319,13 +320,19 @@ class NatsSink:
     async def _on_error(self, exc: Exception) -> None:
         self._last_error = terminal_safe(_reason(exc), 300)
         if self._nc is not None and not self._disconnected:  # not the first connect's
+            if _connection_lost(exc):
+                # nats-py says "disconnected" right after: one line, with this reason.
+                self._loss = _reason(exc)
+                return
             self._report(f"NATS {self.options.url}: {_reason(exc)}", "yellow")
 
     async def _on_disconnected(self) -> None:
         if not self._disconnected and self._nc is not None and not self._nc.is_closed:
             self._disconnected = True
-            self._report(f"NATS {self.options.url}: connection lost; reconnecting (what "
-                         "was not acknowledged is published again)", "yellow")
+            loss, self._loss = self._loss, None
+            why = f" ({loss})" if loss else ""
+            self._report(f"NATS {self.options.url}: connection lost{why}; reconnecting "
+                         "(what was not acknowledged is published again)", "yellow")
 
     async def _on_reconnected(self) -> None:
         if self._disconnected:
@@ -489,6 +496,14 @@ def _cursor_of(headers: Mapping[str, str] | None) -> int | None:
     if text is None or not text.isascii() or not text.isdigit():
         return None
     return int(text)
+
+
+def _connection_lost(exc: BaseException) -> bool:
+    """An error nats-py reports as the connection ends (before it says disconnected)."""
+    from nats import errors
+
+    return isinstance(exc, (errors.UnexpectedEOF, errors.StaleConnectionError,
+                            ConnectionError))
 
 
 def _reason(exc: BaseException) -> str:
