@@ -485,6 +485,50 @@ scan_number(const unsigned char *p, const unsigned char *end, long long *integer
 static const unsigned char *scan_value(const unsigned char *p, const unsigned char *end, int depth);
 
 /* After '{' (level: 0 the envelope, 1 the payload, -1 any other object). */
+/* An object member's key at p (its opening quote): *key and *key_size, the text between
+ * the quotes, *escaped when it holds an escape; returns where the member's value starts
+ * (after the ':' and any space), GIVE_UP when p holds no key and colon. */
+static const unsigned char *
+scan_key(const unsigned char *p, const unsigned char *end, const unsigned char **key,
+         Py_ssize_t *key_size, int *escaped)
+{
+    if (p >= end || *p != '"') {
+        return GIVE_UP;
+    }
+    *key = p + 1;
+    p = scan_string(p + 1, end, escaped);
+    if (p == GIVE_UP) {
+        return GIVE_UP;
+    }
+    *key_size = p - 1 - *key;
+    p = skip_space(p, end);
+    if (p >= end || *p != ':') {
+        return GIVE_UP;
+    }
+    return skip_space(p + 1, end);
+}
+
+/* After a member's value (p; GIVE_UP passes through): where the next member's key
+ * starts (after a ','), or, with *closed set, the position after the object's '}';
+ * GIVE_UP when neither follows. */
+static const unsigned char *
+next_member(const unsigned char *p, const unsigned char *end, int *closed)
+{
+    *closed = 0;
+    if (p == GIVE_UP) {
+        return GIVE_UP;
+    }
+    p = skip_space(p, end);
+    if (p < end && *p == ',') {
+        return skip_space(p + 1, end);
+    }
+    if (p < end && *p == '}') {
+        *closed = 1;
+        return p + 1;
+    }
+    return GIVE_UP;
+}
+
 static const unsigned char *
 scan_object(const unsigned char *p, const unsigned char *end, int depth, int level, Head *head)
 {
@@ -496,22 +540,11 @@ scan_object(const unsigned char *p, const unsigned char *end, int depth, int lev
         return p + 1;
     }
     for (;;) {
-        if (p >= end || *p != '"') {
-            return GIVE_UP;
-        }
-        const unsigned char *key = p + 1;
-        int escaped;
-        p = scan_string(p + 1, end, &escaped);
-        if (p == GIVE_UP || (escaped && level >= 0)) {
-            return GIVE_UP;
-        }
-        Py_ssize_t key_size = p - 1 - key;
-        p = skip_space(p, end);
-        if (p >= end || *p != ':') {
-            return GIVE_UP;
-        }
-        p = skip_space(p + 1, end);
-        if (p >= end) {
+        const unsigned char *key;
+        Py_ssize_t key_size;
+        int escaped, closed;
+        p = scan_key(p, end, &key, &key_size, &escaped);
+        if (p == GIVE_UP || (escaped && level >= 0) || p >= end) {
             return GIVE_UP;
         }
         unsigned field = 0;
@@ -595,18 +628,10 @@ scan_object(const unsigned char *p, const unsigned char *end, int depth, int lev
         else {
             p = scan_value(p, end, depth + 1);
         }
-        if (p == GIVE_UP) {
-            return GIVE_UP;
+        p = next_member(p, end, &closed);
+        if (p == GIVE_UP || closed) {
+            return p;
         }
-        p = skip_space(p, end);
-        if (p < end && *p == ',') {
-            p = skip_space(p + 1, end);
-            continue;
-        }
-        if (p < end && *p == '}') {
-            return p + 1;
-        }
-        return GIVE_UP;
     }
 }
 
@@ -827,21 +852,14 @@ scan_symbol_object(const unsigned char *p, const unsigned char *end, Slot *slot)
     }
     else {
         for (;;) {
-            if (p >= end || *p != '"') {
-                return GIVE_UP;
-            }
-            const unsigned char *key = p + 1;
-            int escaped;
-            p = scan_string(p + 1, end, &escaped);
+            const unsigned char *key;
+            Py_ssize_t key_size;
+            int escaped, closed;
+            p = scan_key(p, end, &key, &key_size, &escaped);
             if (p == GIVE_UP || escaped) {
                 return GIVE_UP;
             }
-            int which = slot_of(key, p - 1 - key, 1);
-            p = skip_space(p, end);
-            if (p >= end || *p != ':') {
-                return GIVE_UP;
-            }
-            p = skip_space(p + 1, end);
+            int which = slot_of(key, key_size, 1);
             const unsigned char *value = p;
             p = scan_value(p, end, 2);
             if (p == GIVE_UP) {
@@ -854,16 +872,13 @@ scan_symbol_object(const unsigned char *p, const unsigned char *end, Slot *slot)
                 found[which][0] = value;
                 found[which][1] = p;
             }
-            p = skip_space(p, end);
-            if (p < end && *p == ',') {
-                p = skip_space(p + 1, end);
-                continue;
+            p = next_member(p, end, &closed);
+            if (p == GIVE_UP) {
+                return GIVE_UP;
             }
-            if (p < end && *p == '}') {
-                p++;
+            if (closed) {
                 break;
             }
-            return GIVE_UP;
         }
     }
     slot->nested = 1;
@@ -886,21 +901,14 @@ scan_signal_payload(const unsigned char *p, const unsigned char *end, Slot *slot
         return p + 1;
     }
     for (;;) {
-        if (p >= end || *p != '"') {
-            return GIVE_UP;
-        }
-        const unsigned char *key = p + 1;
-        int escaped;
-        p = scan_string(p + 1, end, &escaped);
+        const unsigned char *key;
+        Py_ssize_t key_size;
+        int escaped, closed;
+        p = scan_key(p, end, &key, &key_size, &escaped);
         if (p == GIVE_UP || escaped) {
             return GIVE_UP;
         }
-        int slot = slot_of(key, p - 1 - key, 0);
-        p = skip_space(p, end);
-        if (p >= end || *p != ':') {
-            return GIVE_UP;
-        }
-        p = skip_space(p + 1, end);
+        int slot = slot_of(key, key_size, 0);
         const unsigned char *value = p;
         if (slot < 0) {
             p = scan_value(p, end, 2);
@@ -922,18 +930,10 @@ scan_signal_payload(const unsigned char *p, const unsigned char *end, Slot *slot
             slots[slot].start = value;
             slots[slot].end = p;
         }
-        if (p == GIVE_UP) {
-            return GIVE_UP;
+        p = next_member(p, end, &closed);
+        if (p == GIVE_UP || closed) {
+            return p;
         }
-        p = skip_space(p, end);
-        if (p < end && *p == ',') {
-            p = skip_space(p + 1, end);
-            continue;
-        }
-        if (p < end && *p == '}') {
-            return p + 1;
-        }
-        return GIVE_UP;
     }
 }
 
@@ -1040,21 +1040,13 @@ scan_line(const unsigned char *p, const unsigned char *end, Line *line)
     }
     p = skip_space(p + 1, end);
     for (;;) {
-        if (p >= end || *p != '"') {
-            return 0;
-        }
-        const unsigned char *key = p + 1;
-        int escaped;
-        p = scan_string(p + 1, end, &escaped);
+        const unsigned char *key;
+        Py_ssize_t key_size;
+        int escaped, closed;
+        p = scan_key(p, end, &key, &key_size, &escaped);
         if (p == GIVE_UP || escaped) {
             return 0;
         }
-        Py_ssize_t key_size = p - 1 - key;
-        p = skip_space(p, end);
-        if (p >= end || *p != ':') {
-            return 0;
-        }
-        p = skip_space(p + 1, end);
         const unsigned char *value = p;
 #define KEY_IS(text) (key_size == (Py_ssize_t)sizeof(text) - 1 && memcmp(key, text, key_size) == 0)
         if (KEY_IS("payload")) {
@@ -1106,19 +1098,13 @@ scan_line(const unsigned char *p, const unsigned char *end, Line *line)
             p = scan_value(p, end, 1);
         }
 #undef KEY_IS
+        p = next_member(p, end, &closed);
         if (p == GIVE_UP) {
             return 0;
         }
-        p = skip_space(p, end);
-        if (p < end && *p == ',') {
-            p = skip_space(p + 1, end);
-            continue;
-        }
-        if (p < end && *p == '}') {
-            p++;
+        if (closed) {
             break;
         }
-        return 0;
     }
     /* a signal, with a seq_id and a payload object; the timestamp a string or null */
     static const char SIGNAL[] = "\"strategy.signal\"";
