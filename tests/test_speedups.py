@@ -243,6 +243,21 @@ def test_run_summary_reads_the_bench_feed() -> None:
     assert msgspec_summary(ndjson, 4) == ("strategy.signal", 12345678, 5, "2027-01-15T08:00:00Z")
 
 
+def mangled(line: bytes, edits: list[tuple[int, int, int]]) -> bytes:
+    """``line`` with each edit applied in turn: (where, 0 insert / 1 replace / else delete,
+    the byte)."""
+    changed = bytearray(line)
+    for at, how, byte in edits:
+        at = min(at, len(changed))
+        if how == 0:
+            changed.insert(at, byte)
+        elif how == 1 and at < len(changed):
+            changed[at] = byte
+        elif at < len(changed):
+            del changed[at]
+    return bytes(changed)
+
+
 BENCH_LINE = (b'{"msg_type":"strategy.signal","id":"msg_1","seq_id":5,"timestamp":"2027-01-15T'
               b'08:00:00Z","v":4,"payload":{"StrategyId":12345678,"Side":"1","C2Symbol":{'
               b'"FullSymbol":"@ESZ6"},"Info":"a \\"q\\" \\u00e9","Qty":-2.5e-1,"L":[true,null]}}')
@@ -257,18 +272,10 @@ def test_run_summary_never_accepts_a_mangled_line_msgspec_refuses(
         edits: list[tuple[int, int, int]]) -> None:
     """Bytes inserted, replaced or deleted anywhere in a usual line: the scanner gives up,
     or says what msgspec says."""
-    line = bytearray(BENCH_LINE)
-    for at, how, byte in edits:
-        at = min(at, len(line))
-        if how == 0:
-            line.insert(at, byte)
-        elif how == 1 and at < len(line):
-            line[at] = byte
-        elif at < len(line):
-            del line[at]
-    ndjson = bytes(line) + b"\n"
-    if b"\n" in bytes(line):
+    line = mangled(BENCH_LINE, edits)
+    if b"\n" in line:
         return
+    ndjson = line + b"\n"
     found = _speedups.run_summary(ndjson, 1)
     if found is not None:
         assert found == (msgspec_summary(ndjson, 1) or False)
@@ -339,18 +346,10 @@ def test_signal_values_never_misreads_a_mangled_line(edits: list[tuple[int, int,
     """Bytes inserted, replaced or deleted anywhere in a usual signal line: the compiled
     reader gives up, or reads what the general path reads (so never a line that is not
     valid JSON: the general path would not read its payload)."""
-    line = bytearray(SIGNAL_LINE)
-    for at, how, byte in edits:
-        at = min(at, len(line))
-        if how == 0:
-            line.insert(at, byte)
-        elif how == 1 and at < len(line):
-            line[at] = byte
-        elif at < len(line):
-            del line[at]
+    line = mangled(SIGNAL_LINE, edits)
     if b"\n" in line:
         return
-    (found,) = _speedups.signal_values(bytes(line))
+    (found,) = _speedups.signal_values(line)
     if found is not None:
-        json.loads(bytes(line))  # valid JSON for the strictest reader too
-        assert repr(found) == repr(general_signal_values(bytes(line)))
+        json.loads(line)  # valid JSON for the strictest reader too
+        assert repr(found) == repr(general_signal_values(line))
