@@ -121,11 +121,12 @@ def _verdict_due(sub: Subscription) -> float | None:
     return min(replay_until, aside_until)
 
 
-def _window_passed(sub: Subscription, now: float) -> bool:
-    """The replay window of ``sub`` (replaying) has passed: its message takes the general
-    path, which first applies every verdict due then (another stream's sequence reset
-    among them), in the order the general path gives."""
-    return sub.replay_until is not None and now >= sub.replay_until
+def _replay_over(sub: Subscription, now: float) -> bool:
+    """``sub`` is replaying and its replay window has passed at ``now``: the phase ends
+    (:meth:`ClientSession._decide_streams`), and a message of it takes the general path,
+    which applies every verdict then due first (another stream's sequence reset among
+    them)."""
+    return sub.replaying and sub.replay_until is not None and now >= sub.replay_until
 
 
 class SubscriptionLimitError(ValueError):
@@ -344,7 +345,7 @@ class ClientSession:
                 held = cursor.held
                 if (state is _ACTIVE or state is _SUBSCRIBING) and seq_id is not None and (
                     held is None or (seq_id == held + 1 and cursor.settled)
-                ) and not (sub.replaying and _window_passed(sub, now)):
+                ) and not (sub.replaying and _replay_over(sub, now)):  # no call per message
                     # StreamFilter.admit's usual case, inline: it runs per message.
                     cursor.held = seq_id
                     cursor.held_timestamp = message.timestamp
@@ -383,7 +384,7 @@ class ClientSession:
         held = cursor.held
         if not cursor.settled or (held is not None and first != held + 1):
             return False
-        if sub.replaying and _window_passed(sub, now):
+        if _replay_over(sub, now):
             return False
         last = first + count - 1
         cursor.held = last
@@ -480,9 +481,7 @@ class ClientSession:
         """End replay phases whose window has passed; apply the verdicts due on what is
         held aside (a sequence reset)."""
         for key, sub in list(self._deciding.items()):
-            replay_over = (
-                sub.replaying and sub.replay_until is not None and now >= sub.replay_until
-            )
+            replay_over = _replay_over(sub, now)
             if replay_over:
                 sub.replaying = False
             StreamFilter.decide(sub.cursor, now, replay_over=replay_over, out=self._events)
@@ -607,7 +606,7 @@ class ClientSession:
         if seq_id is None:
             self._events.append(ev.StreamMessage(sub.key, message))
             return
-        if sub.replaying and sub.replay_until is not None and now >= sub.replay_until:
+        if _replay_over(sub, now):
             # The window passed while frames kept the socket busy: the timer's work, now.
             self._decide_streams(now)
         if StreamFilter.admit(
