@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable
 from types import SimpleNamespace
 
+import pytest
+
 from c2ws import events as ev
 from c2ws import spec
 from c2ws.events import EndReason, SubscriptionKey
@@ -265,3 +267,50 @@ def test_a_reader_that_was_waiting_for_messages_is_making_progress_when_a_burst_
     assert not handoff.progressing(0.5)  # 0.6 s behind without finishing anything
     handoff.done(handoff.take(0))
     assert handoff.progressing(0.5)
+
+
+class WaitRecorder:
+    """Stands in for Handoff.wait_below: records the level the socket thread waits for."""
+
+    def __init__(self) -> None:
+        self.levels: list[int] = []
+
+    def __call__(self, level: int, timeout: float) -> bool:
+        self.levels.append(level)
+        return True
+
+
+@pytest.mark.parametrize(("max_buffer", "level"), [
+    (10_000, spec.HANDOFF_READ_AHEAD_MESSAGES),  # the default: a fixed read-ahead
+    (1_000, 500),  # a small --max-buffer: half of it, as before
+])
+def test_the_socket_thread_reads_ahead_of_a_writing_reader_only_so_far(
+        max_buffer: int, level: int) -> None:
+    """A reader draining steadily but slower than the socket: the socket thread waits for
+    it past HANDOFF_READ_AHEAD_MESSAGES (not half of --max-buffer), so memory stays flat
+    over a long fast stream instead of growing until half of --max-buffer is held."""
+    now = [0.0]
+    handoff = engine_handoff(max_buffer, clock=lambda: now[0])
+    hooks, session = socket_side(handoff)
+    waits = WaitRecorder()
+    handoff.wait_below = waits  # type: ignore[method-assign]
+    hooks.hand_over(messages(1, level))  # at the level: reads on
+    assert waits.levels == []
+    hooks.hand_over(messages(level + 1, 1))  # past it, the reader making progress: waits
+    assert waits.levels == [level]
+    assert session.failed == []
+
+
+def test_a_stopped_reader_gets_no_read_ahead_wait() -> None:
+    """A reader that finished nothing for HANDOFF_PROGRESS_WINDOW_SECONDS has stopped:
+    the socket thread reads on (heartbeats are answered) up to --max-buffer."""
+    now = [0.0]
+    handoff = engine_handoff(10_000, clock=lambda: now[0])
+    hooks, session = socket_side(handoff)
+    waits = WaitRecorder()
+    handoff.wait_below = waits  # type: ignore[method-assign]
+    hooks.hand_over(messages(1, 10))
+    now[0] = spec.HANDOFF_PROGRESS_WINDOW_SECONDS + 1
+    hooks.hand_over(messages(11, 2 * spec.HANDOFF_READ_AHEAD_MESSAGES))
+    assert waits.levels == []
+    assert session.failed == []

@@ -23,6 +23,7 @@ from c2ws.engine import Engine, EngineConfig
 from c2ws.errors import C2wsError
 from c2ws.events import SubscriptionKey
 from c2ws.exitcodes import ExitCode
+from c2ws.heap import HeapTrimmer
 from c2ws.protocol import Envelope
 from c2ws.render import messages_handler
 from c2ws.render.diagnostics import Diagnostics
@@ -311,3 +312,17 @@ def test_a_grouped_commit_failing_as_the_run_ends_is_an_output_failure() -> None
     assert out.getvalue().count(b"\n") == 2 and len(engine.acknowledged) == 2
     assert said == ["cannot sync stdout: Input/output error; output ends at "
                     "strategy.signal:1 seq 2"]
+
+
+def test_the_run_gives_the_heap_back_once_per_so_many_messages_written() -> None:
+    """c2ws/heap.py: the CLI's run feeds every batch it writes to its trimmer (here one
+    that trims every 4 messages and counts): 10 messages written, two trims."""
+    batches = [[stream_message(KEYS[0], seq, False) for seq in range(first, first + 5)]
+               for first in (1, 6)]
+    out = io.BytesIO()
+    run, _ = scripted_run(NdjsonRenderer(out), batches, count=10)
+    trims: list[None] = []
+    run.heap = HeapTrimmer(4, trim=lambda: trims.append(None))
+    assert run.run() == ExitCode.OK
+    assert out.getvalue().count(b"\n") == 10
+    assert len(trims) == 2

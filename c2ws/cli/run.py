@@ -24,6 +24,7 @@ from c2ws.cli.shared import threads_without_signals
 from c2ws.errors import C2wsError, ConnectionFailed, GapDetected, InternalError
 from c2ws.events import SubscriptionKey
 from c2ws.exitcodes import ExitCode, exit_code_for
+from c2ws.heap import HeapTrimmer
 from c2ws.render import Renderer
 from c2ws.render.diagnostics import Diagnostics
 from c2ws.render.safe import terminal_safe
@@ -111,6 +112,7 @@ class SubscribeRun:
         # stdout takes nothing more (a write failed, or its reader left): the caller points
         # it at /dev/null, so the interpreter's last flush cannot fail (exit 120).
         self.stdout_lost = False
+        self.heap = HeapTrimmer()
 
     @property
     def delivered(self) -> int:
@@ -252,6 +254,7 @@ class SubscribeRun:
                     self.stream.ack(done)
             if self.watch is not None:
                 self.watch.written(batch.handed_events)
+            self.heap.written(len(batch))
         except BrokenPipeError:
             raise
         except OSError as exc:

@@ -273,6 +273,7 @@ class _HandOver(DriverHooks):
         self.wake_every = max(1, min(spec.HANDOFF_WAKE_EVERY,
                                      self.handoff.limit // spec.HANDOFF_WAKE_DIVISOR))
         self.keys_version = 0  # the worker's change of keys this session carries
+        self.read_ahead = min(self.handoff.limit // 2, spec.HANDOFF_READ_AHEAD_MESSAGES)
 
     def hand_over(self, batch: list[ev.Event]) -> None:
         session, handoff = self.session, self.handoff
@@ -294,14 +295,14 @@ class _HandOver(DriverHooks):
             # not from the end of the polite close (and the resume waits for it).
             self.unannounced = 0
             handoff.wake_consumer()
-        elif handoff.above(handoff.limit // 2) and handoff.progressing(
+        elif handoff.above(self.read_ahead) and handoff.progressing(
                 spec.HANDOFF_PROGRESS_WINDOW_SECONDS):
             # The output thread is writing, only slower than we read: let it catch up a
             # little before reading on, instead of running into the limit (and a close
             # and resume) during a burst (see spec.HANDOFF_FAIRNESS_WAIT_SECONDS).
             self.unannounced = 0
             handoff.wake_consumer()  # it must be awake to catch up
-            handoff.wait_below(handoff.limit // 2, spec.HANDOFF_FAIRNESS_WAIT_SECONDS)
+            handoff.wait_below(self.read_ahead, spec.HANDOFF_FAIRNESS_WAIT_SECONDS)
 
     def deadline(self) -> float | None:
         # A change of keys not applied yet: due at once (the nudge woke the driver).
