@@ -186,7 +186,7 @@ HANDOFF_PROGRESS_WINDOW_SECONDS: Final = 0.5
 # --max-buffer, as before.
 HANDOFF_READ_AHEAD_MESSAGES: Final = 1000
 # The CLI gives the C heap's free pages back to the system once per this many messages
-# written (c2ws/heap.py): each trim takes 0.1-0.6 ms, ~5 ns a message; without it the
+# written (c2ws/cli/heap.py): each trim takes 0.1-0.6 ms, ~5 ns a message; without it the
 # resident size of a fast stream crept up by 4-5 MiB before it levelled off.
 HEAP_TRIM_EVERY_MESSAGES: Final = 100_000
 

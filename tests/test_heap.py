@@ -1,4 +1,4 @@
-"""The C heap's free pages given back during a long fast stream (c2ws/heap.py)."""
+"""The C heap's free pages given back during a long fast stream (c2ws/cli/heap.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from c2ws import spec
-from c2ws.heap import HeapTrimmer, malloc_trim
+from c2ws.cli.heap import HeapTrimmer, malloc_trim
 
 
 def test_it_trims_once_per_every_messages_written_whatever_the_batch_sizes() -> None:

@@ -18,12 +18,12 @@ from rich.console import Console
 
 from c2ws import events as ev
 from c2ws import spec, streaming
+from c2ws.cli.heap import HeapTrimmer
 from c2ws.cli.run import ForwardEvents, SubscribeRun
 from c2ws.engine import Engine, EngineConfig
 from c2ws.errors import C2wsError
 from c2ws.events import SubscriptionKey
 from c2ws.exitcodes import ExitCode
-from c2ws.heap import HeapTrimmer
 from c2ws.protocol import Envelope
 from c2ws.render import messages_handler
 from c2ws.render.diagnostics import Diagnostics
@@ -315,7 +315,7 @@ def test_a_grouped_commit_failing_as_the_run_ends_is_an_output_failure() -> None
 
 
 def test_the_run_gives_the_heap_back_once_per_so_many_messages_written() -> None:
-    """c2ws/heap.py: the CLI's run feeds every batch it writes to its trimmer (here one
+    """c2ws/cli/heap.py: the CLI's run feeds every batch it writes to its trimmer (here one
     that trims every 4 messages and counts): 10 messages written, two trims."""
     batches = [[stream_message(KEYS[0], seq, False) for seq in range(first, first + 5)]
                for first in (1, 6)]

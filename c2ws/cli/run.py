@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING, Final
 from c2ws import StreamEnd
 from c2ws import events as ev
 from c2ws.cli.app import StdoutClosed, Terminated
+from c2ws.cli.heap import HeapTrimmer
 from c2ws.cli.shared import threads_without_signals
 from c2ws.errors import C2wsError, ConnectionFailed, GapDetected, InternalError
 from c2ws.events import SubscriptionKey
 from c2ws.exitcodes import ExitCode, exit_code_for
-from c2ws.heap import HeapTrimmer
 from c2ws.render import Renderer
 from c2ws.render.diagnostics import Diagnostics
 from c2ws.render.safe import terminal_safe
