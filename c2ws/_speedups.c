@@ -1821,20 +1821,15 @@ write_line(const Cell *cells, const Py_ssize_t *columns, Py_ssize_t count,
 {
     Py_ssize_t length = count > 0 ? count - 1 : 0;
     int ascii = delimiter < 128;
-    for (Py_ssize_t i = 0; i < count && ascii; i++) {
+    for (Py_ssize_t i = 0; i < count; i++) {
         const Cell *cell = &cells[columns[i]];
-        if (cell->text != NULL && !PyUnicode_IS_ASCII(cell->text)) {
-            ascii = 0;
-            break;
+        if (cell->text == NULL) {
+            length += cell->length;
         }
-        const char *chars = cell->text != NULL ? (const char *)PyUnicode_1BYTE_DATA(cell->text)
-                                               : cell->chars;
-        Py_ssize_t size = cell->text != NULL ? PyUnicode_GET_LENGTH(cell->text) : cell->length;
-        if (memchr(chars, '"', (size_t)size) != NULL
-                || memchr(chars, (int)delimiter, (size_t)size) != NULL) {
-            return 0;
+        else {
+            ascii &= PyUnicode_IS_ASCII(cell->text) != 0;
+            length += PyUnicode_GET_LENGTH(cell->text);
         }
-        length += size;
     }
     if (!ascii) {  /* (never with a memo of ASCII cells and "," or "\t") */
         PyObject *line = join_cells(cells, columns, count, delimiter);
@@ -1863,10 +1858,7 @@ write_line(const Cell *cells, const Py_ssize_t *columns, Py_ssize_t count,
         text->data = data;
         text->capacity = capacity;
     }
-    char *out = text->data + text->size;
-    if (text->size > 0) {
-        *out++ = '\n';
-    }
+    char *start = text->data + text->size + (text->size > 0), *out = start;
     for (Py_ssize_t i = 0; i < count; i++) {
         if (i > 0) {
             *out++ = (char)delimiter;
@@ -1881,6 +1873,20 @@ write_line(const Cell *cells, const Py_ssize_t *columns, Py_ssize_t count,
             memcpy(out, cell->chars, (size_t)cell->length);
             out += cell->length;
         }
+    }
+    /* written, then checked: no quote, and no delimiter but those between the cells */
+    Py_ssize_t delimiters = 0;
+    for (const char *at = start; at < out; at++) {
+        if (*at == '"') {
+            return 0;  /* (text->size unchanged: the line is dropped) */
+        }
+        delimiters += *at == (char)delimiter;
+    }
+    if (delimiters != count - 1) {
+        return 0;
+    }
+    if (text->size > 0) {
+        text->data[text->size] = '\n';
     }
     text->size = out - text->data;
     return 1;
