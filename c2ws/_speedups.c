@@ -1,4 +1,4 @@
-/* The compiled twins of seven pure-Python functions of c2ws/speedups.py, for the
+/* The compiled twins of six pure-Python functions of c2ws/speedups.py, for the
  * socket thread's per-message work on a burst of frames.  Each does exactly what its
  * twin does (tests/test_speedups.py runs both on arbitrary input); c2ws works the same
  * without this module, only slower (it is built when a C compiler is at hand).
@@ -8,8 +8,8 @@
  *   any_contains(frames, needle)  does some frame hold needle?
  *   ndjson_burst(chunk, position, marker)  the plain text frames there, as NDJSON
  *   run_summary(ndjson, count)    those lines' headers, when they are a run
- *   signal_values(ndjson)         each line's CSV/TSV signal row values, or None
- *   signal_lines(found, columns, ...)  the CSV/TSV lines of those values, or None
+ *   signal_csv(ndjson, columns, ...)  the CSV/TSV lines of a run's signals, else
+ *                                 each line's row values, or its index
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -413,8 +413,8 @@ scan_string(const unsigned char *p, const unsigned char *end, int *escaped)
 
 /* Set by scan_number on a number orjson might not hold (more than 18 digits before the
  * point, or an exponent of three digits or more: one beyond a double's range is refused
- * by orjson, which the general path of signal_values decodes with); reset and read by
- * signal_values alone, per thread. */
+ * by orjson, which the general path of signal_csv decodes with); reset and read by
+ * scan_line alone, per thread. */
 static _Thread_local int big_number;  /* scanned without the GIL */
 
 /* A JSON number; *integer gets its value when it is an integer of at most 18 digits
@@ -750,7 +750,7 @@ run_summary(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                          first.strategy_id, first.seq_id, timestamp);
 }
 
-/* --- signal_values: a signal's row values, read straight from its line -------------- */
+/* --- a signal's row values, read straight from its line (for signal_csv) ------------ */
 
 /* The payload fields a CSV/TSV signal row reads (c2ws.render.planned's lookups), by
  * their normalised names (lowercase, no '_' or '-'), in lookup order, each a slot (see
@@ -777,17 +777,54 @@ typedef struct {
 static int
 slot_of(const unsigned char *key, Py_ssize_t size, int inner)
 {
-    char name[LONGEST_NAME];
-    int length = 0;
-    for (Py_ssize_t i = 0; i < size; i++) {
-        unsigned char c = key[i];
-        if (c == '_' || c == '-') {
-            continue;
-        }
-        if (length == LONGEST_NAME) {
+    /* Most keys name no slot, and their first letter says so: the names start with c,
+     * e, l, o, q, s or t (f or s in a symbol object), either case ('C' | 0x20 is 'c',
+     * and no other byte is). */
+    Py_ssize_t first = 0;
+    while (first < size && (key[first] == '_' || key[first] == '-')) {
+        first++;
+    }
+    if (first == size) {
+        return -1;
+    }
+    switch (key[first] | 0x20) {
+    case 'c': case 'e': case 'l': case 'o': case 'q': case 't':
+        if (inner) {
             return -1;
         }
-        name[length++] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+        break;
+    case 'f':
+        if (!inner) {
+            return -1;
+        }
+        break;
+    case 's':
+        break;
+    default:
+        return -1;
+    }
+    char name[LONGEST_NAME];
+    int length = 0, separators = 1;
+    if (size - first <= LONGEST_NAME) {  /* usually no '_' or '-': copied, then checked */
+        separators = 0;
+        for (Py_ssize_t i = first; i < size; i++) {
+            unsigned char c = key[i];
+            separators |= (c == '_') | (c == '-');
+            name[length++] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+        }
+    }
+    if (separators) {
+        length = 0;
+        for (Py_ssize_t i = first; i < size; i++) {
+            unsigned char c = key[i];
+            if (c == '_' || c == '-') {
+                continue;
+            }
+            if (length == LONGEST_NAME) {
+                return -1;
+            }
+            name[length++] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+        }
     }
 #define IS(text) (length == (int)sizeof(text) - 1 && memcmp(name, text, sizeof(text) - 1) == 0)
     if (inner) {  /* inside a symbol object: fullsymbol (0), then symbol (1) */
@@ -937,10 +974,10 @@ scan_signal_payload(const unsigned char *p, const unsigned char *end, Slot *slot
     }
 }
 
-/* The short strings signal_values made last, by a hash of their text: the codes, names,
+/* The short strings signal_csv made last, by a hash of their text: the codes, names,
  * symbols and timestamps of a feed repeat, and a string given again is no new object and
  * keeps its hash (the row's memos look them up).  Bounded: one string per entry, of at
- * most STRING_CACHE_CHARS characters; ASCII (signal_values reads no other). */
+ * most STRING_CACHE_CHARS characters; ASCII (scan_line reads no other). */
 #define STRING_CACHE_SIZE 512
 #define STRING_CACHE_CHARS 40
 static PyObject *string_cache[STRING_CACHE_SIZE];
@@ -968,38 +1005,52 @@ ascii_string(const unsigned char *text, Py_ssize_t size)
     return made;
 }
 
-/* The Python value of a scalar scanned already (a string without escapes, a number,
- * true, false, null); NULL with no exception set when it is not one this reads (an
- * integer of more than 18 digits, a number beyond a double's range). */
-static PyObject *
-scalar_value(const unsigned char *start, const unsigned char *end)
+/* A scalar scanned already (a string without escapes, a number, true, false, null), as
+ * read_scalar reads it, without its Python object. */
+enum { SCALAR_FAIL, SCALAR_NULL, SCALAR_STRING, SCALAR_INT, SCALAR_FLOAT, SCALAR_TRUE,
+       SCALAR_FALSE };
+
+typedef struct {
+    int type;
+    const unsigned char *text;   /* SCALAR_STRING: its characters (between the quotes) */
+    Py_ssize_t size;
+    long long integer;           /* SCALAR_INT */
+    double number;               /* SCALAR_FLOAT */
+} Scalar;
+
+/* The scalar at start (to end) in *scalar, and its type: SCALAR_FAIL when it is not one
+ * this reads (an integer of more than 18 digits, a number beyond a double's range). */
+static int
+read_scalar(const unsigned char *start, const unsigned char *end, Scalar *scalar)
 {
     Py_ssize_t size = end - start;
     switch (*start) {
     case '"':
-        return ascii_string(start + 1, size - 2);
+        scalar->text = start + 1;
+        scalar->size = size - 2;
+        return scalar->type = SCALAR_STRING;
     case 't':
-        Py_RETURN_TRUE;
+        return scalar->type = SCALAR_TRUE;
     case 'f':
-        Py_RETURN_FALSE;
+        return scalar->type = SCALAR_FALSE;
     case 'n':
-        Py_RETURN_NONE;
+        return scalar->type = SCALAR_NULL;
     default: {
-        long long integer;
         int is_integer;
-        if (scan_number(start, end, &integer, &is_integer) != end) {
-            return NULL;
+        scalar->type = SCALAR_FAIL;
+        if (scan_number(start, end, &scalar->integer, &is_integer) != end) {
+            return SCALAR_FAIL;
         }
         if (is_integer) {
-            return PyLong_FromLongLong(integer);
+            return scalar->type = SCALAR_INT;
         }
         if (memchr(start, '.', (size_t)size) == NULL && memchr(start, 'e', (size_t)size) == NULL
             && memchr(start, 'E', (size_t)size) == NULL) {
-            return NULL;  /* an integer of more than 18 digits */
+            return SCALAR_FAIL;  /* an integer of more than 18 digits */
         }
         char text[64];
         if (size >= (Py_ssize_t)sizeof text) {
-            return NULL;
+            return SCALAR_FAIL;
         }
         memcpy(text, start, (size_t)size);
         text[size] = 0;
@@ -1007,17 +1058,40 @@ scalar_value(const unsigned char *start, const unsigned char *end)
         double number = PyOS_string_to_double(text, &after, NULL);
         if (number == -1.0 && PyErr_Occurred()) {
             PyErr_Clear();
-            return NULL;
+            return SCALAR_FAIL;
         }
         if (after != text + size || !isfinite(number)) {
-            return NULL;
+            return SCALAR_FAIL;
         }
-        return PyFloat_FromDouble(number);
+        scalar->number = number;
+        return scalar->type = SCALAR_FLOAT;
     }
     }
 }
 
-/* One line as signal_values scans it (without the GIL: no Python object is touched). */
+/* The Python value of a scalar read; NULL with no exception set for SCALAR_FAIL. */
+static PyObject *
+scalar_object(const Scalar *scalar)
+{
+    switch (scalar->type) {
+    case SCALAR_STRING:
+        return ascii_string(scalar->text, scalar->size);
+    case SCALAR_INT:
+        return PyLong_FromLongLong(scalar->integer);
+    case SCALAR_FLOAT:
+        return PyFloat_FromDouble(scalar->number);
+    case SCALAR_TRUE:
+        Py_RETURN_TRUE;
+    case SCALAR_FALSE:
+        Py_RETURN_FALSE;
+    case SCALAR_NULL:
+        Py_RETURN_NONE;
+    default:
+        return NULL;
+    }
+}
+
+/* One line as signal_csv scans it (without the GIL: no Python object is touched). */
 typedef struct {
     Slot slots[SIGNAL_SLOTS];
     const unsigned char *stamp, *stamp_end;  /* NULL: no timestamp */
@@ -1129,51 +1203,35 @@ scan_line(const unsigned char *p, const unsigned char *end, Line *line)
     return 1;
 }
 
-/* A line scanned (and read) as its values; Py_None when a value is not one this reads,
- * NULL on an exception. */
-static PyObject *
-line_values(const Line *line)
+/* The scalar of one of the 11 lookups: the first of its slots present and not null
+ * (SCALAR_NULL: none). */
+static int
+lookup_scalar(const Slot *slots, int lookup, Scalar *scalar)
 {
-    const Slot *slots = line->slots;
-    const unsigned char *stamp = line->stamp, *stamp_end = line->stamp_end;
-    long long seq_id = line->seq_id;
-    PyObject *row = PyTuple_New(14);
-    if (row == NULL) {
-        return NULL;
-    }
-    PyObject *item = PyLong_FromLongLong(seq_id);
-    if (item == NULL) {
-        goto error;
-    }
-    PyTuple_SET_ITEM(row, 0, item);
-    item = stamp == NULL ? Py_NewRef(Py_None) : scalar_value(stamp, stamp_end);
-    if (item == NULL) {
-        goto error;
-    }
-    PyTuple_SET_ITEM(row, 1, item);
-    for (int lookup = 0; lookup < 11; lookup++) {
-        item = NULL;
-        for (int i = 0; i < LOOKUPS[lookup][1]; i++) {
-            const Slot *slot = &slots[LOOKUPS[lookup][0] + i];
-            if (slot->start != NULL && !is_null(slot->start, slot->end)) {
-                item = scalar_value(slot->start, slot->end);
-                if (item == NULL) {
-                    goto give_up;
-                }
-                break;
-            }
+    for (int i = 0; i < LOOKUPS[lookup][1]; i++) {
+        const Slot *slot = &slots[LOOKUPS[lookup][0] + i];
+        if (slot->start != NULL && !is_null(slot->start, slot->end)) {
+            return read_scalar(slot->start, slot->end, scalar);
         }
-        PyTuple_SET_ITEM(row, 2 + lookup, item == NULL ? Py_NewRef(Py_None) : item);
     }
-    /* the symbol's candidates, best first: each container's scalar, an object's inner */
-    PyObject *symbols[SIGNAL_SLOTS - FIRST_CONTAINER];
-    int count = 0;
+    return scalar->type = SCALAR_NULL;
+}
+
+#define CANDIDATES (SIGNAL_SLOTS - FIRST_CONTAINER)
+
+/* The symbol's candidates, best first, in found (their number in *count): each
+ * container's scalar, an object's inner scalar (an object or a list names no symbol);
+ * 0 when one is not read (an inner string with escapes, SCALAR_FAIL). */
+static int
+symbol_candidates(const Slot *slots, Scalar *found, int *count)
+{
+    *count = 0;
     for (int slot = FIRST_CONTAINER; slot < SIGNAL_SLOTS; slot++) {
         const unsigned char *start = slots[slot].start, *stop = slots[slot].end;
         if (slots[slot].nested) {
             start = slots[slot].inner, stop = slots[slot].inner_end;
             if (start != NULL && (*start == '{' || *start == '[')) {
-                start = NULL;  /* an object or a list names no symbol */
+                start = NULL;
             }
         }
         if (start == NULL || is_null(start, stop)) {
@@ -1181,30 +1239,68 @@ line_values(const Line *line)
         }
         int escaped = 0;
         if (*start == '"' && (scan_string(start + 1, stop, &escaped) != stop || escaped)) {
-            item = NULL;  /* an inner string with escapes */
+            return 0;
         }
-        else {
-            item = scalar_value(start, stop);
+        if (read_scalar(start, stop, &found[*count]) == SCALAR_FAIL) {
+            return 0;
         }
+        (*count)++;
+    }
+    return 1;
+}
+
+/* A line scanned (and read) as its values; Py_None when a value is not one this reads,
+ * NULL on an exception. */
+static PyObject *
+line_values(const Line *line)
+{
+    const Slot *slots = line->slots;
+    Scalar scalar;
+    PyObject *row = PyTuple_New(14);
+    if (row == NULL) {
+        return NULL;
+    }
+    PyObject *item = PyLong_FromLongLong(line->seq_id);
+    if (item == NULL) {
+        goto error;
+    }
+    PyTuple_SET_ITEM(row, 0, item);
+    if (line->stamp == NULL) {
+        item = Py_NewRef(Py_None);
+    }
+    else {
+        read_scalar(line->stamp, line->stamp_end, &scalar);  /* a string or null */
+        item = scalar_object(&scalar);
+    }
+    if (item == NULL) {
+        goto error;
+    }
+    PyTuple_SET_ITEM(row, 1, item);
+    for (int lookup = 0; lookup < 11; lookup++) {
+        lookup_scalar(slots, lookup, &scalar);
+        item = scalar_object(&scalar);
         if (item == NULL) {
-            while (count > 0) {
-                Py_DECREF(symbols[--count]);
-            }
             goto give_up;
         }
-        symbols[count++] = item;
+        PyTuple_SET_ITEM(row, 2 + lookup, item);
+    }
+    Scalar found[CANDIDATES];
+    int count;
+    if (!symbol_candidates(slots, found, &count)) {
+        goto give_up;
     }
     item = PyTuple_New(count);
     if (item == NULL) {
-        while (count > 0) {
-            Py_DECREF(symbols[--count]);
-        }
         goto error;
     }
-    for (int i = 0; i < count; i++) {
-        PyTuple_SET_ITEM(item, i, symbols[i]);
-    }
     PyTuple_SET_ITEM(row, 13, item);
+    for (int i = 0; i < count; i++) {
+        PyObject *symbol = scalar_object(&found[i]);
+        if (symbol == NULL) {
+            goto error;
+        }
+        PyTuple_SET_ITEM(item, i, symbol);
+    }
     /* scalars only (and a tuple of them): no cycle to look for */
     if (count && PyObject_GC_IsTracked(item)) {
         PyObject_GC_UnTrack(item);
@@ -1222,87 +1318,49 @@ error:
     return NULL;
 }
 
-/* signal_values(ndjson) -> [values | None per line]: see c2ws.speedups.  The lines are
- * scanned LINES_AT_ONCE at a time without the GIL (the bytes are immutable, the scan
- * touches no Python object): the socket thread reads the next burst meanwhile. */
-#define LINES_AT_ONCE 64
-
-static PyObject *
-signal_values(PyObject *module, PyObject *arg)
-{
-    if (!PyBytes_CheckExact(arg)) {
-        PyErr_SetString(PyExc_TypeError, "signal_values(ndjson: bytes)");
-        return NULL;
-    }
-    const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(arg);
-    const unsigned char *end = p + PyBytes_GET_SIZE(arg);
-    PyObject *found = PyList_New(0);
-    if (found == NULL) {
-        return NULL;
-    }
-    Line *lines = PyMem_Malloc(LINES_AT_ONCE * sizeof(Line));
-    if (lines == NULL) {
-        Py_DECREF(found);
-        return PyErr_NoMemory();
-    }
-    while (p < end) {
-        int count = 0;
-        Py_BEGIN_ALLOW_THREADS
-        while (p < end && count < LINES_AT_ONCE) {
-            const unsigned char *line_end = memchr(p, '\n', (size_t)(end - p));
-            if (line_end == NULL) {
-                line_end = end;
-            }
-            lines[count].read = scan_line(p, line_end, &lines[count]);
-            count++;
-            p = line_end + 1;
-        }
-        Py_END_ALLOW_THREADS
-        for (int i = 0; i < count; i++) {
-            PyObject *row = lines[i].read ? line_values(&lines[i]) : Py_NewRef(Py_None);
-            if (row == NULL || PyList_Append(found, row) < 0) {
-                Py_XDECREF(row);
-                Py_DECREF(found);
-                PyMem_Free(lines);
-                return NULL;
-            }
-            Py_DECREF(row);
-        }
-    }
-    PyMem_Free(lines);
-    return found;
-}
-
-/* ---- signal_lines: the CSV/TSV lines of signal_values' values -------------------------
- * The 17 cells of c2ws.render.cells._row (COMBINED_COLUMNS order) when every one is a
- * case this makes the same way, else None (the caller makes that row in Python, which
- * fills the memos this reads): the time, code and symbol cells are only looked up in the
- * memos c2ws.render.cells keeps (never computed here); ints within 64 bits are written
- * as str() writes them, usual floats as f"{x:.8f}".rstrip("0").rstrip(".") writes them;
- * anything else gives up.  A line none of whose cells holds a quote or the delimiter is
- * its picked cells joined by the delimiter, as DelimitedRenderer._add_rows writes it. */
+/* ---- signal_csv: a run's CSV/TSV signal lines, straight from its bytes -------------------
+ * The 17 cells of c2ws.render.cells._row (COMBINED_COLUMNS order) of a line's values
+ * when every one is a case this makes the same way, else the values (the caller makes
+ * that row in Python, which fills the memos this reads): the time, code and symbol cells
+ * are only looked up in the memos c2ws.render.cells keeps (never computed here); ints
+ * within 64 bits are written as str() writes them, usual floats as
+ * f"{x:.8f}".rstrip("0").rstrip(".") writes them; anything else gives up.  A line none
+ * of whose cells holds a quote or the delimiter is its picked cells joined by the
+ * delimiter, as DelimitedRenderer._add_rows writes it.  The cells are made from the
+ * scanned line (line_cells) without the values' objects; a line that is not such a
+ * usual case has its values made (line_values) and its cells from them (row_cells):
+ * the same cells either way, and the same give-ups. */
 #define ROW_CELLS 17
-#define CELL_CHARS 32
+#define TIME_LIMIT 40  /* records.TIME_LIMIT */
+#define CELL_CHARS TIME_LIMIT
 
 typedef struct {
-    PyObject *text;            /* a memo's cell (borrowed), or NULL: chars below */
+    PyObject *text;            /* a memo's cell (a reference of its own), or NULL: chars */
     char chars[CELL_CHARS];
     Py_ssize_t length;
 } Cell;
 
-/* an int within 64 bits (str() of it), or 0 (give up); positive: only > 0 */
-static int
-int_cell(PyObject *value, int positive, Cell *cell)
+static void
+clear_cells(Cell *cells)
 {
-    if (!PyLong_CheckExact(value)) {
-        return 0;
+    for (int i = 0; i < ROW_CELLS; i++) {
+        cells[i].text = NULL;
+        cells[i].length = 0;
     }
-    int overflow = 0;
-    long long number = PyLong_AsLongLongAndOverflow(value, &overflow);
-    if (overflow || (number == -1 && PyErr_Occurred()) || (positive && number <= 0)) {
-        PyErr_Clear();
-        return 0;
+}
+
+static void
+release_cells(Cell *cells)
+{
+    for (int i = 0; i < ROW_CELLS; i++) {
+        Py_CLEAR(cells[i].text);
     }
+}
+
+/* str() of a 64-bit int */
+static void
+digits_cell(long long number, Cell *cell)
+{
     /* the digits from the end (of the magnitude as unsigned: LLONG_MIN too) */
     unsigned long long magnitude = number < 0 ? 0ULL - (unsigned long long)number
                                               : (unsigned long long)number;
@@ -1318,23 +1376,31 @@ int_cell(PyObject *value, int positive, Cell *cell)
     cell->text = NULL;
     cell->length = 24 - at;
     memcpy(cell->chars, digits + at, (size_t)cell->length);
+}
+
+/* an int within 64 bits (str() of it), or 0 (give up); positive: only > 0 */
+static int
+int_cell(PyObject *value, int positive, Cell *cell)
+{
+    if (!PyLong_CheckExact(value)) {
+        return 0;
+    }
+    int overflow = 0;
+    long long number = PyLong_AsLongLongAndOverflow(value, &overflow);
+    if (overflow || (number == -1 && PyErr_Occurred()) || (positive && number <= 0)) {
+        PyErr_Clear();
+        return 0;
+    }
+    digits_cell(number, cell);
     return 1;
 }
 
-/* None: ""; a float with 1e-4 <= |x| < 1e15: f"{x:.8f}" without trailing zeros and dot;
- * anything else: 0 (give up) */
+/* a float with 1e-4 <= |x| < 1e15: f"{x:.8f}" without trailing zeros and dot; anything
+ * else: 0 (give up) */
 static int
-price_cell(PyObject *value, Cell *cell)
+float_price_cell(double x, Cell *cell)
 {
     cell->text = NULL;
-    if (value == Py_None) {
-        cell->length = 0;
-        return 1;
-    }
-    if (!PyFloat_CheckExact(value)) {
-        return 0;
-    }
-    double x = PyFloat_AS_DOUBLE(value);
     if (!((1e-4 <= x && x < 1e15) || (-1e15 < x && x <= -1e-4))) {
         return 0;
     }
@@ -1395,7 +1461,7 @@ price_cell(PyObject *value, Cell *cell)
     while (length > 0 && text[length - 1] == '.') {
         length--;
     }
-    int fits = length < CELL_CHARS;
+    int fits = length <= CELL_CHARS;
     if (fits) {
         memcpy(cell->chars, text, (size_t)length);
         cell->length = length;
@@ -1403,6 +1469,18 @@ price_cell(PyObject *value, Cell *cell)
     PyMem_Free(text);
     return fits;
 #endif
+}
+
+/* None: ""; a usual float: float_price_cell; anything else: 0 (give up) */
+static int
+price_cell(PyObject *value, Cell *cell)
+{
+    cell->text = NULL;
+    if (value == Py_None) {
+        cell->length = 0;
+        return 1;
+    }
+    return PyFloat_CheckExact(value) && float_price_cell(PyFloat_AS_DOUBLE(value), cell);
 }
 
 /* memo[key] when key is a str the memo holds with a non-empty cell (a reference of
@@ -1425,17 +1503,10 @@ memo_cell(PyObject *memo, PyObject *key, Cell *cell)
 
 /* A timestamp terminal_safe (and cell_text) give back unchanged: ASCII, printable
  * (no control character or sequence to remove), no space at either end (strip), at most
- * TIME_LIMIT characters (records.TIME_LIMIT; no cap).  Then it is its own cell. */
-#define TIME_LIMIT 40
-
+ * TIME_LIMIT characters (no cap).  Then it is its own cell (copied). */
 static int
-plain_time(PyObject *value, Cell *cell)
+plain_time_cell(const unsigned char *text, Py_ssize_t length, Cell *cell)
 {
-    if (!PyUnicode_CheckExact(value) || !PyUnicode_IS_ASCII(value)) {
-        return 0;
-    }
-    Py_ssize_t length = PyUnicode_GET_LENGTH(value);
-    const unsigned char *text = PyUnicode_1BYTE_DATA(value);
     if (length == 0 || length > TIME_LIMIT || text[0] == ' ' || text[length - 1] == ' ') {
         return 0;
     }
@@ -1444,20 +1515,63 @@ plain_time(PyObject *value, Cell *cell)
             return 0;
         }
     }
-    cell->text = Py_NewRef(value);
+    cell->text = NULL;
+    cell->length = length;
+    memcpy(cell->chars, text, (size_t)length);
     return 1;
 }
 
-/* 1: the row's cells in cells; 0: give up; -1: an exception (either way, cells holds
- * references the caller drops: release_cells) */
+static int
+plain_time(PyObject *value, Cell *cell)
+{
+    return PyUnicode_CheckExact(value) && PyUnicode_IS_ASCII(value)
+        && plain_time_cell(PyUnicode_1BYTE_DATA(value), PyUnicode_GET_LENGTH(value), cell);
+}
+
+/* The name, side, open/close, order type, time in force and status cells: the codes
+ * memo's cells of those six values (each str or None; borrowed); 1, 0 (not held: give
+ * up) or -1 (an exception). */
+#define CODES 6
+static const int CODE_LOOKUP[CODES] = {1, 2, 3, 5, 8, 9};  /* their lookups */
+static const int CODE_CELL[CODES] = {3, 5, 6, 9, 12, 13};   /* their cells */
+
+static int
+code_cells(PyObject *codes, PyObject *const *values, Cell *cells)
+{
+    PyObject *key = PyTuple_New(CODES);
+    if (key == NULL) {
+        return -1;
+    }
+    for (int i = 0; i < CODES; i++) {
+        PyTuple_SET_ITEM(key, i, Py_NewRef(values[i]));
+    }
+    PyObject *found = PyDict_GetItemWithError(codes, key);
+    Py_DECREF(key);
+    if (found == NULL) {
+        return PyErr_Occurred() ? -1 : 0;
+    }
+    if (!PyTuple_CheckExact(found) || PyTuple_GET_SIZE(found) != CODES) {
+        return 0;
+    }
+    for (int i = 0; i < CODES; i++) {
+        if (!PyUnicode_CheckExact(PyTuple_GET_ITEM(found, i))) {
+            return 0;
+        }
+    }
+    for (int i = 0; i < CODES; i++) {
+        cells[CODE_CELL[i]].text = Py_NewRef(PyTuple_GET_ITEM(found, i));
+    }
+    return 1;
+}
+
+/* The cells of a line's values (line_values'): 1 the row's cells in cells; 0: give up;
+ * -1: an exception (either way, cells holds references the caller drops:
+ * release_cells) */
 static int
 row_cells(PyObject *values, PyObject *kind, PyObject *times, PyObject *codes,
           PyObject *symbols, Cell *cells)
 {
-    for (int i = 0; i < ROW_CELLS; i++) {
-        cells[i].text = NULL;
-        cells[i].length = 0;
-    }
+    clear_cells(cells);
     if (!PyTuple_CheckExact(values) || PyTuple_GET_SIZE(values) != 14) {
         return 0;
     }
@@ -1473,39 +1587,16 @@ row_cells(PyObject *values, PyObject *kind, PyObject *times, PyObject *codes,
         return 0;
     }
     /* name, side, open/close, order type, time in force, status: str or None each */
-    static const int CODE_AT[6] = {3, 4, 5, 7, 10, 11};
-    static const int CODE_CELL[6] = {3, 5, 6, 9, 12, 13};
-    PyObject *key = PyTuple_New(6);
-    if (key == NULL) {
-        return -1;
-    }
-    for (int i = 0; i < 6; i++) {
-        PyObject *code = v[CODE_AT[i]];
-        if (code != Py_None && !PyUnicode_CheckExact(code)) {
-            Py_DECREF(key);
-            return 0;
-        }
-        PyTuple_SET_ITEM(key, i, Py_NewRef(code));
-    }
-    PyObject *found = PyDict_GetItemWithError(codes, key);
-    Py_DECREF(key);
-    if (found == NULL) {
-        if (PyErr_Occurred()) {
-            return -1;
-        }
-        return 0;
-    }
-    if (!PyTuple_CheckExact(found) || PyTuple_GET_SIZE(found) != 6) {
-        return 0;
-    }
-    for (int i = 0; i < 6; i++) {
-        if (!PyUnicode_CheckExact(PyTuple_GET_ITEM(found, i))) {
+    PyObject *code[CODES];
+    for (int i = 0; i < CODES; i++) {
+        code[i] = v[2 + CODE_LOOKUP[i]];
+        if (code[i] != Py_None && !PyUnicode_CheckExact(code[i])) {
             return 0;
         }
     }
-    for (int i = 0; i < 6; i++) {
-        PyObject *text = PyTuple_GET_ITEM(found, i);
-        cells[CODE_CELL[i]].text = Py_NewRef(text);
+    int made = code_cells(codes, code, cells);
+    if (made <= 0) {
+        return made;
     }
     /* quantity: None or an int */
     if (v[6] != Py_None && !int_cell(v[6], 0, &cells[7])) {
@@ -1525,12 +1616,90 @@ row_cells(PyObject *values, PyObject *kind, PyObject *times, PyObject *codes,
     return 1;
 }
 
-static void
-release_cells(Cell *cells)
+/* row_cells(line_values(line)) of the usual line, without making its values: 1 the
+ * row's cells in cells; 0 when the line is not such a case (its cells are row_cells'
+ * to make, or not); -1 an exception (either way, the caller drops cells' references).
+ * Each cell as row_cells makes it of the value line_values makes. */
+static int
+line_cells(const Line *line, PyObject *kind, PyObject *codes, PyObject *symbols,
+           Cell *cells)
 {
-    for (int i = 0; i < ROW_CELLS; i++) {
-        Py_CLEAR(cells[i].text);
+    const Slot *slots = line->slots;
+    Scalar scalar;
+    clear_cells(cells);
+    /* time: none, null or "": ""; a plain timestamp: itself (else: row_cells) */
+    if (line->stamp != NULL && *line->stamp == '"' && line->stamp_end - line->stamp > 2
+            && !plain_time_cell(line->stamp + 1, line->stamp_end - line->stamp - 2,
+                                &cells[0])) {
+        return 0;
     }
+    cells[1].text = Py_NewRef(kind);
+    if (lookup_scalar(slots, 0, &scalar) != SCALAR_INT || scalar.integer <= 0) {
+        return 0;
+    }
+    digits_cell(scalar.integer, &cells[2]);
+    digits_cell(line->seq_id, &cells[4]);
+    /* quantity: null or an int */
+    int type = lookup_scalar(slots, 4, &scalar);
+    if (type == SCALAR_INT) {
+        digits_cell(scalar.integer, &cells[7]);
+    }
+    else if (type != SCALAR_NULL) {
+        return 0;
+    }
+    /* limit, stop: null or a usual float */
+    for (int i = 0; i < 2; i++) {
+        type = lookup_scalar(slots, 6 + i, &scalar);
+        if (type == SCALAR_FLOAT ? !float_price_cell(scalar.number, &cells[10 + i])
+                : type != SCALAR_NULL) {
+            return 0;
+        }
+    }
+    if (lookup_scalar(slots, 10, &scalar) != SCALAR_INT) {
+        return 0;
+    }
+    digits_cell(scalar.integer, &cells[14]);
+    /* every candidate read; the first one a string the symbols memo holds */
+    Scalar found[CANDIDATES];
+    int count;
+    if (!symbol_candidates(slots, found, &count) || (count && found[0].type != SCALAR_STRING)) {
+        return 0;
+    }
+    if (count) {
+        PyObject *symbol = ascii_string(found[0].text, found[0].size);
+        if (symbol == NULL) {
+            return -1;
+        }
+        int held = memo_cell(symbols, symbol, &cells[8]);
+        Py_DECREF(symbol);
+        if (!held) {
+            return 0;
+        }
+    }
+    /* the six codes: strings or null */
+    Scalar code[CODES];
+    for (int i = 0; i < CODES; i++) {
+        type = lookup_scalar(slots, CODE_LOOKUP[i], &code[i]);
+        if (type != SCALAR_STRING && type != SCALAR_NULL) {
+            return 0;
+        }
+    }
+    PyObject *values[CODES];
+    for (int i = 0; i < CODES; i++) {
+        values[i] = code[i].type == SCALAR_NULL ? Py_NewRef(Py_None)
+            : ascii_string(code[i].text, code[i].size);
+        if (values[i] == NULL) {
+            while (i > 0) {
+                Py_DECREF(values[--i]);
+            }
+            return -1;
+        }
+    }
+    int made = code_cells(codes, values, cells);
+    for (int i = 0; i < CODES; i++) {
+        Py_DECREF(values[i]);
+    }
+    return made;
 }
 
 /* the line of the picked cells joined by delimiter; Py_None when a cell holds a quote
@@ -1616,24 +1785,154 @@ join_cells(const Cell *cells, const Py_ssize_t *columns, Py_ssize_t count,
     return line;
 }
 
-/* signal_lines(found, columns, delimiter, kind, times, codes, symbols)
- *   -> [line | None per entry of found]: see c2ws.speedups. */
-static PyObject *
-signal_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+/* The ASCII lines written so far and not yet a part: one after another, each but the
+ * first after a newline. */
+typedef struct {
+    char *data;
+    Py_ssize_t size, capacity;
+} Text;
+
+/* The lines of text as one str appended to parts (none: nothing); 0, or -1 on an
+ * exception. */
+static int
+end_text(Text *text, PyObject *parts)
 {
-    if (nargs != 7 || !PyList_CheckExact(args[0]) || !PyTuple_CheckExact(args[1])
+    if (text->size == 0) {
+        return 0;
+    }
+    PyObject *part = PyUnicode_New(text->size, 127);
+    if (part == NULL) {
+        return -1;
+    }
+    memcpy(PyUnicode_1BYTE_DATA(part), text->data, (size_t)text->size);
+    text->size = 0;
+    int failed = PyList_Append(parts, part);
+    Py_DECREF(part);
+    return failed;
+}
+
+/* The line of the picked cells joined by delimiter, appended to text when it is ASCII
+ * (else to parts, as a part of its own, after text's lines): 1; 0 when join_cells
+ * gives up on it (a cell holds a quote or the delimiter, or the line would be empty);
+ * -1 on an exception. */
+static int
+write_line(const Cell *cells, const Py_ssize_t *columns, Py_ssize_t count,
+           Py_UCS4 delimiter, Text *text, PyObject *parts)
+{
+    Py_ssize_t length = count > 0 ? count - 1 : 0;
+    int ascii = delimiter < 128;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        const Cell *cell = &cells[columns[i]];
+        if (cell->text == NULL) {
+            length += cell->length;
+        }
+        else {
+            ascii &= PyUnicode_IS_ASCII(cell->text) != 0;
+            length += PyUnicode_GET_LENGTH(cell->text);
+        }
+    }
+    if (!ascii) {  /* (never with a memo of ASCII cells and "," or "\t") */
+        PyObject *line = join_cells(cells, columns, count, delimiter);
+        if (line == NULL) {
+            return -1;
+        }
+        if (line == Py_None) {
+            Py_DECREF(line);
+            return 0;
+        }
+        int failed = end_text(text, parts) < 0 || PyList_Append(parts, line) < 0;
+        Py_DECREF(line);
+        return failed ? -1 : 1;
+    }
+    if (length == 0) {
+        return 0;  /* an empty line: the csv module writes "" */
+    }
+    Py_ssize_t needed = text->size + 1 + length;
+    if (needed > text->capacity) {
+        Py_ssize_t capacity = needed > 2 * text->capacity ? needed : 2 * text->capacity;
+        char *data = PyMem_Realloc(text->data, (size_t)capacity);
+        if (data == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        text->data = data;
+        text->capacity = capacity;
+    }
+    char *start = text->data + text->size + (text->size > 0), *out = start;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (i > 0) {
+            *out++ = (char)delimiter;
+        }
+        const Cell *cell = &cells[columns[i]];
+        if (cell->text != NULL) {
+            Py_ssize_t size = PyUnicode_GET_LENGTH(cell->text);
+            memcpy(out, PyUnicode_1BYTE_DATA(cell->text), (size_t)size);
+            out += size;
+        }
+        else {
+            memcpy(out, cell->chars, (size_t)cell->length);
+            out += cell->length;
+        }
+    }
+    /* written, then checked: no quote, and no delimiter but those between the cells */
+    Py_ssize_t delimiters = 0;
+    for (const char *at = start; at < out; at++) {
+        if (*at == '"') {
+            return 0;  /* (text->size unchanged: the line is dropped) */
+        }
+        delimiters += *at == (char)delimiter;
+    }
+    if (delimiters != count - 1) {
+        return 0;
+    }
+    if (text->size > 0) {
+        text->data[text->size] = '\n';
+    }
+    text->size = out - text->data;
+    return 1;
+}
+
+/* A line the lines are not written for: its values, when read (a tuple), else its index
+ * (an int); NULL on an exception.  values: line_values' already, or NULL. */
+static PyObject *
+unwritten(const Line *line, PyObject *values, Py_ssize_t index)
+{
+    if (values == NULL && line->read) {
+        values = line_values(line);
+        if (values == NULL) {
+            return NULL;
+        }
+    }
+    if (values != NULL && values != Py_None) {
+        return values;
+    }
+    Py_XDECREF(values);
+    return PyLong_FromSsize_t(index);
+}
+
+/* signal_csv(ndjson, columns, delimiter, kind, times, codes, symbols)
+ *   -> [lines | values | index, ...]: see c2ws.speedups.  The lines are scanned
+ * LINES_AT_ONCE at a time without the GIL (the bytes are immutable, the scan touches no
+ * Python object): the socket thread reads the next burst meanwhile. */
+#define LINES_AT_ONCE 64
+
+static PyObject *
+signal_csv(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 7 || !PyBytes_CheckExact(args[0]) || !PyTuple_CheckExact(args[1])
             || !PyUnicode_CheckExact(args[2]) || PyUnicode_GET_LENGTH(args[2]) != 1
             || !PyUnicode_CheckExact(args[3]) || !PyDict_CheckExact(args[4])
             || !PyDict_CheckExact(args[5]) || !PyDict_CheckExact(args[6])) {
-        PyErr_SetString(PyExc_TypeError, "signal_lines(found: list, columns: tuple, "
+        PyErr_SetString(PyExc_TypeError, "signal_csv(ndjson: bytes, columns: tuple, "
                         "delimiter: str, kind: str, times: dict, codes: dict, symbols: dict)");
         return NULL;
     }
-    PyObject *found = args[0], *picked = args[1];
+    PyObject *picked = args[1], *kind = args[3], *times = args[4], *codes = args[5],
+             *symbols = args[6];
     Py_ssize_t count = PyTuple_GET_SIZE(picked);
     Py_ssize_t columns[ROW_CELLS];
     if (count > ROW_CELLS) {
-        PyErr_SetString(PyExc_ValueError, "signal_lines: at most 17 columns");
+        PyErr_SetString(PyExc_ValueError, "signal_csv: at most 17 columns");
         return NULL;
     }
     for (Py_ssize_t i = 0; i < count; i++) {
@@ -1642,42 +1941,92 @@ signal_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             return NULL;
         }
         if (column < 0 || column >= ROW_CELLS) {
-            PyErr_SetString(PyExc_ValueError, "signal_lines: a column is 0 to 16");
+            PyErr_SetString(PyExc_ValueError, "signal_csv: a column is 0 to 16");
             return NULL;
         }
         columns[i] = column;
     }
     Py_UCS4 delimiter = PyUnicode_READ_CHAR(args[2], 0);
-    Py_ssize_t size = PyList_GET_SIZE(found);
-    PyObject *lines = PyList_New(size);
-    if (lines == NULL) {
+    const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(args[0]);
+    const unsigned char *end = p + PyBytes_GET_SIZE(args[0]);
+    PyObject *parts = PyList_New(0);
+    if (parts == NULL) {
         return NULL;
     }
-    Cell cells[ROW_CELLS];
-    for (Py_ssize_t i = 0; i < size; i++) {
-        PyObject *values = PyList_GET_ITEM(found, i), *line;
-        int made = values == Py_None ? 0
-            : row_cells(values, args[3], args[4], args[5], args[6], cells);
-        line = made > 0 ? join_cells(cells, columns, count, delimiter)
-            : made == 0 ? Py_NewRef(Py_None) : NULL;
-        if (values != Py_None) {
-            release_cells(cells);
-        }
-        if (line == NULL) {
-            Py_DECREF(lines);
-            return NULL;
-        }
-        PyList_SET_ITEM(lines, i, line);
+    Line *lines = PyMem_Malloc(LINES_AT_ONCE * sizeof(Line));
+    Text text = {NULL, 0, 0};
+    if (lines == NULL) {
+        PyErr_NoMemory();
+        goto error;
     }
-    return lines;
+    Py_ssize_t index = 0;
+    Cell cells[ROW_CELLS];
+    while (p < end) {
+        int scanned = 0;
+        Py_BEGIN_ALLOW_THREADS
+        while (p < end && scanned < LINES_AT_ONCE) {
+            const unsigned char *line_end = memchr(p, '\n', (size_t)(end - p));
+            if (line_end == NULL) {
+                line_end = end;
+            }
+            lines[scanned].read = scan_line(p, line_end, &lines[scanned]);
+            scanned++;
+            p = line_end + 1;
+        }
+        Py_END_ALLOW_THREADS
+        for (int i = 0; i < scanned; i++, index++) {
+            const Line *line = &lines[i];
+            PyObject *values = NULL;
+            int made = 0;
+            if (line->read) {
+                made = line_cells(line, kind, codes, symbols, cells);
+                if (made == 0) {  /* not the usual line: by its values */
+                    release_cells(cells);
+                    values = line_values(line);
+                    if (values == NULL) {
+                        goto error;
+                    }
+                    made = values == Py_None ? 0
+                        : row_cells(values, kind, times, codes, symbols, cells);
+                }
+                if (made > 0) {
+                    made = write_line(cells, columns, count, delimiter, &text, parts);
+                }
+                release_cells(cells);
+                if (made < 0) {
+                    Py_XDECREF(values);
+                    goto error;
+                }
+            }
+            if (made > 0) {
+                Py_XDECREF(values);
+                continue;
+            }
+            PyObject *part = unwritten(line, values, index);
+            if (part == NULL || end_text(&text, parts) < 0 || PyList_Append(parts, part) < 0) {
+                Py_XDECREF(part);
+                goto error;
+            }
+            Py_DECREF(part);
+        }
+    }
+    if (end_text(&text, parts) < 0) {
+        goto error;
+    }
+    PyMem_Free(text.data);
+    PyMem_Free(lines);
+    return parts;
+error:
+    PyMem_Free(text.data);
+    PyMem_Free(lines);
+    Py_DECREF(parts);
+    return NULL;
 }
 
 static PyMethodDef methods[] = {
-    {"signal_lines", (PyCFunction)(void (*)(void))signal_lines, METH_FASTCALL,
-     "signal_lines(found, columns, delimiter, kind, times, codes, symbols) -> [line | None]:"
-     " see c2ws.speedups."},
-    {"signal_values", (PyCFunction)signal_values, METH_O,
-     "signal_values(ndjson) -> [values | None per line]: see c2ws.speedups."},
+    {"signal_csv", (PyCFunction)(void (*)(void))signal_csv, METH_FASTCALL,
+     "signal_csv(ndjson, columns, delimiter, kind, times, codes, symbols)"
+     " -> [lines | values | index]: see c2ws.speedups."},
     {"run_summary", (PyCFunction)(void (*)(void))run_summary, METH_FASTCALL,
      "run_summary(ndjson, count) -> (msg_type, strategy_id, first_seq_id, last_timestamp)"
      " | False | None: see c2ws.speedups."},

@@ -9,9 +9,8 @@ def run_summary(
 def ndjson_burst(
     chunk: bytes, position: int, marker: bytes | None, /
 ) -> tuple[bytes, int, int]: ...
-def signal_values(ndjson: bytes, /) -> list[tuple[object, ...] | None]: ...
-def signal_lines(
-    found: list[tuple[object, ...] | None], columns: tuple[int, ...], delimiter: str,
-    kind: str, times: dict[str, str], codes: dict[tuple[object, ...], tuple[str, ...]],
+def signal_csv(
+    ndjson: bytes, columns: tuple[int, ...], delimiter: str, kind: str,
+    times: dict[str, str], codes: dict[tuple[object, ...], tuple[str, ...]],
     symbols: dict[str, str], /,
-) -> list[str | None]: ...
+) -> list[str | tuple[object, ...] | int]: ...

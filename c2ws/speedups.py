@@ -7,21 +7,20 @@ that may give up, never accept what msgspec refuses; its Python twin always give
 for msgspec to read them); the others serve every other burst: :func:`text_burst` cuts
 the plain text frames out, :func:`text_kind` says whether they are ASCII and one line
 each, :func:`any_contains` whether one holds the API key's marker.  One more serves the
-output thread of ``-o csv|tsv``: :func:`signal_values` reads a signal's row values
-straight from its line (in C: the same scanner, giving up on anything unusual, such as
-an escape in a key or in a value it reads, a field name met twice in any spelling, a
-number a double cannot hold; its Python twin always gives up, for the general path to
-decode the line), and :func:`signal_lines` writes those values' CSV/TSV lines (in C:
-when every cell is one it makes as c2ws.render.cells does, else None for the row; its
-Python twin always gives up, for c2ws.render.cells to make the row).  Each is written
-here in Python and, when the package was built with a C compiler at hand, also in C
-(``c2ws/_speedups.c``, an optional extension: without a compiler c2ws is installed
-without it).  The C twin is used when it was built, unless
-the environment sets ``C2WS_PURE_PYTHON=1``; ``COMPILED`` says which runs.  Both do
-exactly the same (run_summary and signal_values: the same as msgspec's and the general
-path's reading, when the C scanner does not give up; signal_lines: the rows of
-c2ws.render.cells joined, when it does not): tests/test_speedups.py and
-tests/test_render_csv_runs.py run them side by side on arbitrary input.
+output thread of ``-o csv|tsv``: :func:`signal_csv` writes the CSV/TSV lines of a run's
+signals straight from their bytes (in C: the same scanner reads each line's row values,
+giving up on anything unusual, such as an escape in a key or in a value it reads, a
+field name met twice in any spelling, a number a double cannot hold; it writes the line
+when every cell is one it makes as c2ws.render.cells does, else gives the values for
+c2ws.render.cells to make the row; its Python twin always gives up, for the general
+path to decode every line).  Each is written here in Python and, when the package was
+built with a C compiler at hand, also in C (``c2ws/_speedups.c``, an optional extension:
+without a compiler c2ws is installed without it).  The C twin is used when it was built,
+unless the environment sets ``C2WS_PURE_PYTHON=1``; ``COMPILED`` says which runs.  Both
+do exactly the same (run_summary: the same as msgspec's reading, when the C scanner does
+not give up; signal_csv: the general path's rows joined, where it does not):
+tests/test_speedups.py and tests/test_render_csv_runs.py run them side by side on
+arbitrary input.
 
 Sans-I/O: functions of bytes.
 """
@@ -164,45 +163,44 @@ def py_run_summary(ndjson: bytes, count: int) -> RunSummary | bool | None:
 
 run_summary: Callable[[bytes, int], RunSummary | bool | None] = py_run_summary
 
-# What signal_values finds in a line: its seq_id and timestamp, the values of the 11
-# payload lookups of a signal row (c2ws.render.planned.signal_lookups: strategy id,
-# strategy name, side, open/close, quantity, order type, limit, stop, time in force,
-# status, signal id) and the symbol's candidates (planned.symbol_values), as the general
-# path (protocol.decode, then those lookups) finds them.
+# What the compiled signal_csv reads in a line it cannot write: its seq_id and timestamp,
+# the values of the 11 payload lookups of a signal row (c2ws.render.planned.signal_lookups:
+# strategy id, strategy name, side, open/close, quantity, order type, limit, stop, time in
+# force, status, signal id) and the symbol's candidates (planned.symbol_values), as the
+# general path (protocol.decode, then those lookups) finds them.
 SignalValues = tuple[object, ...]
 
 
-def py_signal_values(ndjson: bytes) -> list[SignalValues | None]:
-    """Gives up on every line (None each): without the compiled core, each line takes the
-    general path (c2ws.render.tabular decodes it in full)."""
+def py_signal_csv(
+    ndjson: bytes, columns: tuple[int, ...], delimiter: str, kind: str,
+    times: dict[str, str], codes: dict[tuple[object, ...], tuple[str, ...]],
+    symbols: dict[str, str],
+) -> list[str | SignalValues | int]:
+    """Gives up on every line (its index each): without the compiled core, each line
+    takes the general path (c2ws.render.tabular decodes it in full).
+
+    The compiled twin gives, in order, the parts of a run of signal lines (``ndjson``):
+    a str, one or more lines written (joined by newlines, no newline at the end); a
+    tuple, the values of a line it read but did not write (:data:`SignalValues`: the
+    caller makes the row in Python, c2ws.render.cells); an int, the index of a line it
+    did not read (an escape in a key or in a value it reads, a field name met twice in
+    any spelling, a number a double cannot hold, not a signal: the caller decodes it).
+    It writes a line when every cell is one it makes exactly as c2ws.render.cells does
+    (ints, usual floats, a plain timestamp, and the cells the memos ``times``, ``codes``
+    and ``symbols`` of c2ws.render.cells already hold) and no cell holds a quote or the
+    delimiter: the cells picked by ``columns`` (their index in COMBINED_COLUMNS) joined
+    by ``delimiter``, as c2ws.render.tabular joins a row."""
     lines = ndjson.count(b"\n")
     if ndjson and not ndjson.endswith(b"\n"):
         lines += 1
-    return [None] * lines
+    return list(range(lines))
 
 
-signal_values: Callable[[bytes], list[SignalValues | None]] = py_signal_values
-
-
-def py_signal_lines(
-    found: list[SignalValues | None], columns: tuple[int, ...], delimiter: str, kind: str,
-    times: dict[str, str], codes: dict[tuple[object, ...], tuple[str, ...]],
-    symbols: dict[str, str],
-) -> list[str | None]:
-    """Gives up on every row (None each): the caller makes each row in Python
-    (c2ws.render.cells) and writes it as c2ws.render.tabular does.  The compiled twin
-    writes the line itself when every cell is one it makes the same way (ints, usual
-    floats, a plain timestamp, and the cells the memos ``times``, ``codes`` and
-    ``symbols`` of c2ws.render.cells already hold) and no cell holds a quote or the
-    delimiter; ``columns``: the cells picked, by their index in COMBINED_COLUMNS."""
-    return [None] * len(found)
-
-
-signal_lines: Callable[
-    [list[SignalValues | None], tuple[int, ...], str, str, dict[str, str],
+signal_csv: Callable[
+    [bytes, tuple[int, ...], str, str, dict[str, str],
      dict[tuple[object, ...], tuple[str, ...]], dict[str, str]],
-    list[str | None],
-] = py_signal_lines
+    list[str | SignalValues | int],
+] = py_signal_csv
 COMPILED = False
 
 if os.environ.get("C2WS_PURE_PYTHON", "") in ("", "0"):
@@ -216,6 +214,5 @@ if os.environ.get("C2WS_PURE_PYTHON", "") in ("", "0"):
         any_contains = _speedups.any_contains
         ndjson_burst = _speedups.ndjson_burst
         run_summary = _speedups.run_summary
-        signal_values = _speedups.signal_values
-        signal_lines = _speedups.signal_lines
+        signal_csv = _speedups.signal_csv
         COMPILED = True

@@ -295,17 +295,33 @@ def general_signal_values(line: bytes) -> tuple[object, ...] | None:
     return (message.seq_id, message.timestamp, *values, symbols)
 
 
+ALL_COLUMNS = tuple(range(17))
+
+
+def read_values(ndjson: bytes) -> list[tuple[object, ...] | None]:
+    """What the compiled signal_csv reads in each line, when it writes none (memos empty:
+    it never does): the line's values, or None where it gives up on reading it."""
+    parts = _speedups.signal_csv(ndjson, ALL_COLUMNS, ",", "signal", {}, {}, {})
+    assert all(type(part) in (tuple, int) for part in parts)
+    return [part if type(part) is tuple else None for part in parts]  # type: ignore[misc]
+
+
 @compiled
 @settings(max_examples=4000)
 @given(lines=st.lists(signal_line(), min_size=1, max_size=3), end=st.booleans())
-def test_signal_values_reads_what_the_general_path_reads(lines: list[bytes], end: bool) -> None:
-    """Per line, the compiled reader gives up (None) or finds exactly the values the
-    general path finds (types included: 1, 1.0 and True differ, and -0.0 and 0.0), on
-    hostile lines: any spelling of the fields, twice, escapes, huge numbers, odd types."""
+def test_signal_csv_reads_what_the_general_path_reads(lines: list[bytes], end: bool) -> None:
+    """Per line, the compiled reader gives up (the line's index) or finds exactly the
+    values the general path finds (types included: 1, 1.0 and True differ, and -0.0 and
+    0.0), on hostile lines: any spelling of the fields, twice, escapes, huge numbers, odd
+    types.  Its Python twin gives up on every line."""
     ndjson = b"\n".join(lines) + (b"\n" if end else b"")
-    found = _speedups.signal_values(ndjson)
-    assert len(found) == len(lines) == len(speedups.py_signal_values(ndjson))
-    assert speedups.py_signal_values(ndjson) == [None] * len(lines)
+    parts = _speedups.signal_csv(ndjson, ALL_COLUMNS, ",", "signal", {}, {}, {})
+    assert [part for part in parts if type(part) is int] == [
+        index for index, part in enumerate(parts) if type(part) is not tuple]
+    found = read_values(ndjson)
+    assert len(found) == len(lines)
+    assert speedups.py_signal_csv(ndjson, ALL_COLUMNS, ",", "signal", {}, {}, {}) == list(
+        range(len(lines)))
     for line, values in zip(lines, found, strict=True):
         if values is None:
             continue
@@ -314,7 +330,7 @@ def test_signal_values_reads_what_the_general_path_reads(lines: list[bytes], end
 
 
 @compiled
-def test_signal_values_reads_the_bench_feed() -> None:
+def test_signal_csv_reads_the_bench_feed() -> None:
     """Not a timing: the bench's frames (bench/wire.py) are read by the compiled reader
     itself, not given up on."""
     sys.path.insert(0, str(REPO / "bench"))
@@ -324,7 +340,7 @@ def test_signal_values_reads_the_bench_feed() -> None:
         sys.path.pop(0)
     lines = [wire.envelope_prefix(index + 1, "2027-01-15T08:00:00Z") + payload + b"}"
              for index, payload in enumerate(wire.payload_pool(42, size=200))]
-    found = _speedups.signal_values(b"\n".join(lines) + b"\n")
+    found = read_values(b"\n".join(lines) + b"\n")
     assert None not in found
     assert [repr(values) for values in found] == [
         repr(general_signal_values(line)) for line in lines]
@@ -342,14 +358,14 @@ SIGNAL_LINE = (b'{"msg_type":"strategy.signal","id":"msg_1","seq_id":5,"timestam
 @given(edits=st.lists(st.tuples(st.integers(0, len(SIGNAL_LINE)), st.integers(0, 3),
                                 st.sampled_from(list(b'{}[]:,"\\ -+.0123456789eEuabfnrtx_SQ\t'))),
                       min_size=1, max_size=3))
-def test_signal_values_never_misreads_a_mangled_line(edits: list[tuple[int, int, int]]) -> None:
+def test_signal_csv_never_misreads_a_mangled_line(edits: list[tuple[int, int, int]]) -> None:
     """Bytes inserted, replaced or deleted anywhere in a usual signal line: the compiled
     reader gives up, or reads what the general path reads (so never a line that is not
     valid JSON: the general path would not read its payload)."""
     line = mangled(SIGNAL_LINE, edits)
     if b"\n" in line:
         return
-    (found,) = _speedups.signal_values(line)
+    (found,) = read_values(line)
     if found is not None:
         json.loads(line)  # valid JSON for the strictest reader too
         assert repr(found) == repr(general_signal_values(line))

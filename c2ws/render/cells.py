@@ -11,11 +11,10 @@ that repeat (codes, names, symbols, quantities, timestamps) are remembered (boun
 takes each column on its own.  Positions (one record per position a message carries) and
 projections of envelope paths only go through the records, unchanged.  A signal in a
 run of frames passed through (``-o csv|tsv`` sessions do not decode payloads) has its
-row made from the values ``c2ws.speedups.signal_values`` reads from its frame, when it
-reads them (:meth:`RowCells.values_row`): the same row as from the decoded message; the
-compiled :func:`values_lines` writes most of those rows' lines at once (every cell an
-int, a usual float, a plain timestamp or a cell these memos hold), ~1.4 us a row
-less than making the row here and joining it.
+line written by the compiled :func:`run_lines` straight from the run's bytes, nearly
+always (every cell an int, a usual float, a plain timestamp or a cell these memos hold),
+else its row made from the values that function reads from its frame, when it reads them
+(:meth:`RowCells.values_row`): the same row as from the decoded message.
 
 tests/test_cells.py checks, on generated payloads, that these cells are exactly the
 records' cells.
@@ -57,9 +56,9 @@ from c2ws.render.records import (
     raw_value,
 )
 from c2ws.render.safe import terminal_safe
-from c2ws.speedups import SignalValues, signal_lines
+from c2ws.speedups import SignalValues, signal_csv
 
-__all__ = ["RowCells", "values_lines"]
+__all__ = ["RowCells", "run_lines"]
 
 _SIGNAL: Final = spec.CHANNEL_SIGNAL
 _MEMO_ENTRIES: Final = spec.CELL_MEMO_ENTRIES
@@ -221,7 +220,7 @@ def _signal_row(message: Envelope, key: SubscriptionKey | None) -> list[str]:
 
 
 def _values_row(key: SubscriptionKey | None, values: SignalValues) -> list[str]:
-    """:func:`_signal_row` of the values c2ws.speedups.signal_values read from a frame
+    """:func:`_signal_row` of the values c2ws.speedups.signal_csv read from a frame
     (its seq_id, timestamp, the 11 lookups and the symbol's candidates)."""
     return _row(key, values)
 
@@ -286,14 +285,15 @@ def _row(key: SubscriptionKey | None, values: SignalValues) -> list[str]:
     ]
 
 
-def values_lines(found: list[SignalValues | None], columns: tuple[int, ...],
-                 delimiter: str) -> list[str | None]:
-    """The CSV/TSV line of each of ``found`` (values of c2ws.speedups.signal_values; the
-    cells picked by their index in COMBINED_COLUMNS, joined by ``delimiter``) that
-    c2ws.speedups.signal_lines writes itself (compiled: from the memos above, ints, usual
-    floats and plain timestamps; a row needing quotes never), else None: that row is
-    :func:`_row`'s (which fills the memos for the next)."""
-    return signal_lines(found, columns, delimiter, KIND_SIGNAL, _times, _codes, _symbols)
+def run_lines(ndjson: bytes, columns: tuple[int, ...],
+              delimiter: str) -> list[str | SignalValues | int]:
+    """The parts of a run of signal lines (``ndjson``) as c2ws.speedups.signal_csv gives
+    them: str, lines written (compiled: from the memos above, ints, usual floats and
+    plain timestamps; a row needing quotes never), the cells picked by their index in
+    COMBINED_COLUMNS joined by ``delimiter``; a tuple, a line's values whose row is
+    :func:`_row`'s (which fills the memos for the next); an int, the index of a line to
+    decode in full (every line without the compiled core)."""
+    return signal_csv(ndjson, columns, delimiter, KIND_SIGNAL, _times, _codes, _symbols)
 
 
 class RowCells:
@@ -311,10 +311,10 @@ class RowCells:
         ) if projection.decoded else None
         # Decoded fields only: a signal's whole row at once, its columns picked from it.
         self.signal_row: Callable[[Envelope, SubscriptionKey | None], list[str]] | None = None
-        # ... and the same row of the values c2ws.speedups.signal_values read.
+        # ... and the same row of the values c2ws.speedups.signal_csv read.
         self.values_row: Callable[[SubscriptionKey | None, SignalValues], Sequence[str]] | None = (
             None)
-        # ... and the indexes of its columns in that row, for values_lines.
+        # ... and the indexes of its columns in that row, for run_lines.
         self.columns: tuple[int, ...] | None = None
         if projection.decoded and set(names) <= DECODED_FIELDS:
             self.columns = tuple(COMBINED_COLUMNS.index(name) for name in names)

@@ -10,13 +10,12 @@ resets are reported on stderr.
 The session of a run writing CSV or TSV passes frames through as NDJSON does (payloads
 not decoded, bursts as :class:`~c2ws.events.StreamRun`): decoding every payload in full
 (``orjson.loads``) cost more than the whole of an NDJSON message.  A run of signals has
-its rows made from the values :func:`c2ws.speedups.signal_values` reads straight from
-its bytes (compiled; it reads only the fields the row needs), and most of their lines
-written from those values by the compiled :func:`c2ws.render.cells.values_lines` (a row
-it gives up on is made in Python and joined here); any line signal_values gives up on,
-and any other message, is decoded here in full, as the session would have decoded it,
-and takes the general path (tests/test_render_csv_runs.py holds the two to the same
-bytes on arbitrary frames).
+nearly all its lines written straight from its bytes by the compiled
+:func:`c2ws.render.cells.run_lines` (it reads only the fields the row needs); a line it
+read but did not write has its row made in Python from the values it read, and joined
+here; any line it did not read, and any other message, is decoded here in full, as the
+session would have decoded it, and takes the general path (tests/test_render_csv_runs.py
+holds the two to the same bytes on arbitrary frames).
 """
 
 from __future__ import annotations
@@ -24,16 +23,14 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Sequence
-from itertools import repeat
 from typing import BinaryIO, Final
 
 from c2ws import events as ev
 from c2ws import protocol, spec
 from c2ws.protocol import Envelope, MalformedMessage
-from c2ws.render.cells import RowCells, values_lines
+from c2ws.render.cells import RowCells, run_lines
 from c2ws.render.records import Projection
 from c2ws.render.sink import ByteSink
-from c2ws.speedups import signal_values
 from c2ws.stream_head import read_stream_head
 
 _SIGNAL: Final = spec.CHANNEL_SIGNAL
@@ -81,40 +78,29 @@ class DelimitedRenderer:
         for event in events:
             if type(event) is ev.StreamRun:
                 key = event.key
-                # Signals read by the compiled reader (which reads signals only); a line
-                # it gives up on (every line without it), and a run of positions, decoded
-                # in full.
-                found = (signal_values(event.ndjson)
-                         if values_row is not None and key.channel == _SIGNAL
-                         and (channels is None or _SIGNAL in channels) else None)
-                # Their lines written by the compiled writer where it can (nearly always).
-                lines = (values_lines(found, columns, delimiter)
-                         if found is not None and columns is not None else None)
-                if lines is not None and None not in lines:
-                    if rows:
-                        self._add_rows(rows)
-                        rows.clear()
-                    self._lines += lines  # type: ignore[arg-type]
-                    continue
-                if lines is None and found is not None and None not in found:
-                    rows += map(values_row, repeat(key), found)  # type: ignore[arg-type]
-                    continue
                 frames: list[bytes] | None = None
-                for index in range(event.count):
-                    line = lines[index] if lines is not None else None
-                    if line is not None:
-                        if rows:
-                            self._add_rows(rows)
-                            rows.clear()
-                        self._lines.append(line)
-                        continue
-                    values = found[index] if found is not None else None
-                    if values is not None:
-                        append(values_row(key, values))  # type: ignore[misc]
-                        continue
-                    if frames is None:
-                        frames = event.frames
-                    message = _decoded(frames[index])
+                if (values_row is not None and columns is not None and key.channel == _SIGNAL
+                        and (channels is None or _SIGNAL in channels)):
+                    # Signals: their lines written by the compiled writer (nearly all);
+                    # a line it read but did not write made from its values, a line it
+                    # did not read (every line without it) decoded in full.
+                    for part in run_lines(event.ndjson, columns, delimiter):
+                        if type(part) is str:
+                            if rows:
+                                self._add_rows(rows)
+                                rows.clear()
+                            self._lines.append(part)
+                        elif type(part) is tuple:
+                            append(values_row(key, part))
+                        else:
+                            if frames is None:
+                                frames = event.frames
+                            message = _decoded(frames[part])  # type: ignore[index]
+                            if channels is None or message.msg_type in channels:
+                                rows += rows_of(message, key)
+                    continue
+                for frame in event.frames:  # positions (or another projection): decoded
+                    message = _decoded(frame)
                     if channels is None or message.msg_type in channels:
                         rows += rows_of(message, key)
                 continue
