@@ -316,10 +316,19 @@ LIBRARY_VARIANTS: dict[str, Callable[[int], Callable[[str, Sink], Launch]]] = {
 
 def scale_launchers(strategies: int) -> dict[str, Callable[[str, Sink], Launch]]:
     """c2ws idle with one subscription, and with ``strategies`` (signals only: one
-    subscription each, spread by c2ws over connections of 100)."""
+    subscription each, spread by c2ws over connections of 100); and the floor
+    (peers/raw_many.py: the same connections in one thread, nothing else) for both."""
+    def raw_many(count: int) -> Callable[[str, Sink], Launch]:
+        def launch(url: str, sink: Sink) -> Launch:
+            return Launch([sys.executable, str(PEERS / "raw_many.py"), url, API_KEY,
+                           str(STRATEGY_ID), str(count)])
+        return launch
+
     return {
         "one": c2ws_launch("ndjson", "-c", "signal"),
         "many": c2ws_launch("ndjson", "-c", "signal", strategies=strategies),
+        "floor-one": raw_many(1),
+        "floor-many": raw_many(strategies),
     }
 
 

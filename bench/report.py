@@ -265,6 +265,16 @@ def summarize(results: Result) -> Result:
             per_heartbeat = ratio * one["heartbeats"] / many["heartbeats"]
         summary["scale"] = {"one": one, "many": many, "cpu_ratio": ratio,
                             "cpu_per_heartbeat_ratio": per_heartbeat}
+        # The floor (peers/raw_many.py): the same connections in one thread, nothing
+        # else; its many / one is what the heartbeats alone cost any client.
+        floor_one, floor_many = scale.get("floor-one", {}), scale.get("floor-many", {})
+        if floor_one or floor_many:
+            summary["scale"]["floor-one"] = floor_one
+            summary["scale"]["floor-many"] = floor_many
+            if ("cpu_ms_per_s" in floor_one and "cpu_ms_per_s" in floor_many
+                    and floor_one["cpu_ms_per_s"] > 0):
+                summary["scale"]["floor_cpu_ratio"] = (
+                    floor_many["cpu_ms_per_s"] / floor_one["cpu_ms_per_s"])
 
     startup = once.get("startup", {})
     if "median_ms" in startup:
@@ -863,19 +873,28 @@ def _scale_section(out: Callable[[str], None], summary: Result, config: Result) 
     )
     out("")
     out(
-        "| c2ws | subscriptions | connections | threads | heartbeats in the window | "
+        "The floor (peers/raw_many.py) runs beside them, on feed servers of their own: the "
+        "same connections and subscriptions in ONE thread blocked in epoll, raw sockets, a "
+        "heartbeat found by a substring test and answered, nothing else; its many / one is "
+        "what the heartbeats alone cost a client that must answer each connection's own."
+    )
+    out("")
+    out(
+        "| client | subscriptions | connections | threads | heartbeats in the window | "
         "CPU ms/s | RSS | peak (HWM) |"
     )
     out("|---|---|---|---|---|---|---|---|")
-    for name in ("one", "many"):
+    shown = {"one": "c2ws, one", "many": "c2ws, many", "floor-one": "floor, one",
+             "floor-many": "floor, many"}
+    for name, label in shown.items():
         entry = scale.get(name) or {}
         if "error" in entry:
-            out(f"| {name} | error: {entry['error']} | | | | | | |")
+            out(f"| {label} | error: {entry['error']} | | | | | | |")
             continue
         if not entry:
             continue
         out(
-            f"| {name} | {entry['subscriptions']} | {entry['connections']} | "
+            f"| {label} | {entry['subscriptions']} | {entry['connections']} | "
             f"{entry['threads']} | {entry['heartbeats']} | {entry['cpu_ms_per_s']:.3f} | "
             f"{kib(entry['rss_kib'])} | {kib(entry['hwm_kib'])} |"
         )
@@ -887,6 +906,16 @@ def _scale_section(out: Callable[[str], None], summary: Result, config: Result) 
                 f"**{scale['cpu_per_heartbeat_ratio']:.2f}x** (each connection is sent, and "
                 "answers, its own heartbeats: the many-subscription c2ws gets one per "
                 "connection)")
+        if scale.get("floor_cpu_ratio") is not None:
+            floor = scale["floor_cpu_ratio"]
+            out(f"- The floor's CPU, many / one: **{floor:.2f}x** (one thread, no work but "
+                "answering each connection's heartbeats)"
+                + (": a 1.5x target is below what those heartbeats cost with no client "
+                   "around them" if floor > 1.5 else ""))
+            many, floor_many = scale.get("many") or {}, scale.get("floor-many") or {}
+            if many.get("cpu_ms_per_s") and floor_many.get("cpu_ms_per_s"):
+                out(f"- c2ws many / the floor's many: "
+                    f"**{many['cpu_ms_per_s'] / floor_many['cpu_ms_per_s']:.2f}x**")
         out("")
 
 

@@ -371,6 +371,12 @@ class Runner:
                 -(-args.scale_strategies // per_connection),
             ),
         }
+        # The floor: one thread polling the same connections (peers/raw_many.py).
+        for name in ("one", "many"):
+            given = variants[name]
+            variants[f"floor-{name}"] = measure.ScaleVariant(
+                partial(launchers[f"floor-{name}"], sink="pipe"), given.subscriptions,
+                given.connections)
         began = time.monotonic()
         try:
             found: dict[str, Any] = measure.scale(
@@ -384,7 +390,7 @@ class Runner:
                      for name in variants}
         took = time.monotonic() - began
         for name in variants:
-            say(f"  {'scale, idle c2ws: ' + name:<34} {report.one_line(found[name])}"
+            say(f"  {'scale, idle: ' + name:<34} {report.one_line(found[name])}"
                 f"  [{took:.1f} s]")
         return found
 
