@@ -306,6 +306,10 @@ NATS_CONNECT_TIMEOUT_SECONDS: Final = 5.0
 NATS_RETRY_PAUSE_SECONDS: Final = 0.05
 NATS_RETRY_PAUSE_MAX_SECONDS: Final = 2.0
 NATS_RECONNECT_WAIT_SECONDS: Final = 0.2
+# A sink whose batches turn durable after its write returned (--to nats://: publishing is
+# pipelined across batches) is looked at again this often while some are not, so a quiet
+# stream still gets its last batches acknowledged and committed (c2ws.sinks.settle_wait).
+SINK_SETTLE_POLL_SECONDS: Final = 0.01
 # --creds, --nkey and the TLS files are checked to be regular files of at most this many
 # bytes before nats-py or ssl read them (a FIFO there would hang them).
 NATS_CREDENTIAL_MAX_BYTES: Final = 1 << 20

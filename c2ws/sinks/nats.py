@@ -38,8 +38,9 @@ import hashlib
 import os
 import ssl
 import threading
+import time
 from collections import deque
-from collections.abc import Callable, Collection, Coroutine, Mapping
+from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar
@@ -64,6 +65,12 @@ _STREAM_MESSAGE: Final = ev.StreamMessage
 _SHORT: Final = {spec.CHANNEL_SIGNAL: "signal", spec.CHANNEL_POSITIONS: "positions"}
 CURSOR_HEADER: Final = "C2-Cursor"
 MSG_ID_HEADER: Final = "Nats-Msg-Id"
+# A wait of the consumer's thread that sees no ack for this long fails: longer than the
+# publisher's own attempts can take (it fails first when the loop runs at all).
+_STALL_SECONDS: Final = (spec.NATS_ACK_TIMEOUT_SECONDS * (spec.NATS_PUBLISH_ATTEMPTS + 1)
+                         + spec.NATS_RETRY_PAUSE_MAX_SECONDS * spec.NATS_PUBLISH_ATTEMPTS)
+# The acknowledged head of the plan is cut off once it is this long.
+_COMPACT_AFTER: Final = 8192
 
 
 @dataclass(frozen=True)
@@ -165,8 +172,19 @@ class NatsSink:
         self.stream_name: str | None = None
         self.published = 0  # messages acknowledged by JetStream (duplicates included)
         self.duplicates = 0  # of them, those JetStream already held
+        # The consumer's thread: the cursor of each stream as the plan is made, in order.
         self._cursors: dict[SubscriptionKey, int] = {}
-        self._written: list[Batch] = []
+        # Shared by both threads, under _lock: the batches written and not yet durable
+        # (each with the count of messages it ends at), those durable and not yet
+        # reported, how many messages were written and acknowledged, and the failure
+        # that ended publishing.  _settled is signalled when a batch turns durable.
+        self._lock = threading.Lock()
+        self._settled = threading.Condition(self._lock)
+        self._unsettled: deque[tuple[Batch, int]] = deque()
+        self._done: list[Batch] = []
+        self._written_count = 0
+        self._acked_count = 0
+        self._failure: SinkFailed | None = None
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="c2ws-nats",
                                         daemon=True)
@@ -174,6 +192,13 @@ class NatsSink:
         self._nc: Any = None
         self._js: Any = None
         self._inbox = ""
+        # The loop's: every message from the first unacknowledged one on (_plan[_head:]),
+        # the publisher task, and its wake-up (an ack, or a plan that came).
+        self._plan: list[tuple[str, bytes, dict[str, str]]] = []
+        self._head = 0
+        self._ends: deque[int] = deque()  # where each batch in flight ends (as _written_count)
+        self._acked_total = 0  # messages acknowledged, counted from the first written
+        self._publisher: asyncio.Task[None] | None = None
         self._next_token = 0
         self._round_base = 0
         self._acks: dict[int, tuple[Mapping[str, str] | None, bytes]] = {}
@@ -192,21 +217,54 @@ class NatsSink:
         return found
 
     def write(self, batch: Batch) -> None:
-        """Publish the batch, pipelined, and wait for every ack."""
+        """Hand the batch's messages to the publisher and return: they are published
+        behind those of the batches before it, pipelined across batches.  Blocks only
+        while more than ``spec.NATS_MAX_IN_FLIGHT`` messages would be unacknowledged
+        (a larger batch waits until nothing is); raises the failure that ended
+        publishing (:class:`~c2ws.errors.SinkFailed`)."""
         events = batch.events
-        if events:
-            self._run(self._publish(events, batch.lines()))
-        self._written.append(batch)
+        size = len(events)
+        with self._lock:
+            self._raise_failure()
+            if size and self._written_count - self._acked_count + size > (
+                    spec.NATS_MAX_IN_FLIGHT):
+                self._wait(lambda: self._written_count - self._acked_count + size
+                           <= spec.NATS_MAX_IN_FLIGHT
+                           or self._written_count == self._acked_count)
+            if not size and not self._unsettled:
+                self._done.append(batch)  # durable, as the batches before it
+                return
+            self._written_count = end = self._written_count + size
+            self._unsettled.append((batch, end))
+        if size:
+            plan = self._plan_of(events, batch.lines())
+            self._loop.call_soon_threadsafe(self._take_plan, plan, end)
 
     def durable(self) -> list[Batch]:
-        done, self._written = self._written, []
-        return done
+        """The batches all of whose messages JetStream acknowledged since the last call,
+        oldest first; raises the failure that ended publishing once none is left."""
+        with self._lock:
+            done, self._done = self._done, []
+            if not done:
+                self._raise_failure()
+            return done
 
     def sync(self) -> None:
-        """Every batch was acknowledged before :meth:`write` returned."""
+        """Wait until JetStream acknowledged every message written (or raise why not)."""
+        with self._lock:
+            self._wait(lambda: self._acked_count >= self._written_count)
+            self._raise_failure()
+
+    def unsettled(self) -> int:
+        """How many messages written are not yet reported durable (0: nothing to wait
+        for): the driver looks again for durable batches while there are some (see
+        :mod:`c2ws.sinks`).  Any thread may ask."""
+        with self._lock:
+            return self._written_count - self._acked_count + len(self._done)
 
     def close(self) -> None:
-        """Drain and close the connection, stop the loop; idempotent."""
+        """Stop publishing, drain and close the connection, stop the loop; idempotent.
+        What was not acknowledged stays unacknowledged."""
         if not self._loop.is_closed():
             if self._nc is not None:
                 # A close that cannot drain in time leaves nothing acknowledged behind.
@@ -216,6 +274,62 @@ class NatsSink:
             self._thread.join(5)
             if not self._thread.is_alive():
                 self._loop.close()
+        with self._lock:
+            if self._failure is None and self._acked_count < self._written_count:
+                self._failure = SinkFailed(f"NATS {self.options.url}: the sink is closed")
+            self._settled.notify_all()
+
+    # --- on the consumer's thread, under _lock ---
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+
+    def _wait(self, ready: Callable[[], bool]) -> None:
+        """Wait until ``ready()`` or a failure, under ``_lock``.  Every wait has a
+        deadline: the publisher fails within its attempts when no ack comes, and a
+        wait that sees no ack for longer than they can take (a stuck loop) fails too."""
+        stall = _STALL_SECONDS
+        acked = self._acked_count
+        deadline = time.monotonic() + stall
+        while not ready() and self._failure is None:
+            if self._acked_count != acked:
+                acked, deadline = self._acked_count, time.monotonic() + stall
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self._failure = SinkFailed(
+                    f"NATS JetStream at {self.options.url} acknowledged nothing within "
+                    f"{stall:g} s")
+                break
+            self._settled.wait(left)
+
+    def _plan_of(self, events: Sequence[Any], lines: list[bytes],
+                 ) -> list[tuple[str, bytes, dict[str, str]]]:
+        """Subject, line and headers of each message, the cursor header computed in
+        order (the consumer's thread: the batches come in order)."""
+        prefix = self.options.subject_prefix
+        cursors = self._cursors
+        plan: list[tuple[str, bytes, dict[str, str]]] = []
+        for event, line in zip(events, lines, strict=True):
+            kind = type(event)
+            key: SubscriptionKey | None = getattr(event, "key", None)
+            if kind is _STREAM_MESSAGE:
+                cursor = event.cursor
+                if key is not None and cursor is not None:
+                    cursors[key] = cursor
+            elif kind is ev.SequenceReset:
+                cursors[event.key] = event.cursor
+            if key is not None:
+                subject = subject_of(prefix, key.channel, key.strategy_id)
+            else:  # not a stream's (a REST line: backfill, snapshot)
+                strategy = getattr(event, "strategy_id", None) or 0
+                msg_type = getattr(event, "msg_type", "other")
+                subject = f"{prefix}.{msg_type}.{strategy}"
+            headers = {MSG_ID_HEADER: message_id(event, line)}
+            if key is not None and key in cursors:
+                headers[CURSOR_HEADER] = str(cursors[key])
+            plan.append((subject, line, headers))
+        return plan
 
     # --- on the loop ---
 
@@ -343,104 +457,123 @@ class NatsSink:
         if self.say is not None:
             self.say(terminal_safe(text, 400), color)
 
-    async def _publish(self, events: list[ev.Event] | Any, lines: list[bytes]) -> None:
-        """Publish every message of a batch, then await the acks in order; a publish
-        not acknowledged in time (or refused) is published again (same id)."""
-        prefix = self.options.subject_prefix
-        cursors = self._cursors
-        plan: list[tuple[str, bytes, dict[str, str]]] = []
-        for event, line in zip(events, lines, strict=True):
-            kind = type(event)
-            key: SubscriptionKey | None = getattr(event, "key", None)
-            if kind is _STREAM_MESSAGE:
-                cursor = event.cursor
-                if key is not None and cursor is not None:
-                    cursors[key] = cursor
-            elif kind is ev.SequenceReset:
-                cursors[event.key] = event.cursor
-            if key is not None:
-                subject = subject_of(prefix, key.channel, key.strategy_id)
-            else:  # not a stream's (a REST line: backfill, snapshot)
-                strategy = getattr(event, "strategy_id", None) or 0
-                msg_type = getattr(event, "msg_type", "other")
-                subject = f"{prefix}.{msg_type}.{strategy}"
-            headers = {MSG_ID_HEADER: message_id(event, line)}
-            if key is not None and key in cursors:
-                headers[CURSOR_HEADER] = str(cursors[key])
-            plan.append((subject, line, headers))
-        await self._publish_plan(plan)
+    def _take_plan(self, plan: list[tuple[str, bytes, dict[str, str]]], end: int) -> None:
+        """A batch's messages, ending at message ``end`` (counted from the first written):
+        published after those before them."""
+        if self._failure is not None:
+            return
+        self._plan.extend(plan)
+        self._ends.append(end)
+        self._arrived.set()
+        if self._publisher is None:
+            self._publisher = self._loop.create_task(self._publish_all())
 
-    async def _publish_plan(self, plan: list[tuple[str, bytes, dict[str, str]]]) -> None:
-        """Publish ``plan`` in order, at most ``spec.NATS_MAX_IN_FLIGHT`` unacknowledged,
-        and await the acks in order.  A round that fails (an ack not in time, a refusal,
-        a publish the client cannot buffer) publishes everything from the first
-        unacknowledged message again, the same ids; ``spec.NATS_PUBLISH_ATTEMPTS``
-        rounds in a row without one ack end the run."""
-        acked, fruitless = 0, 0
-        while acked < len(plan):
-            before = acked
+    async def _publish_all(self) -> None:
+        """Publish the plan as it grows, at most ``spec.NATS_MAX_IN_FLIGHT``
+        unacknowledged, the acks awaited in order.  A round that fails (an ack not in
+        time, a refusal, a publish the client cannot buffer) publishes everything from the
+        first unacknowledged message again (whatever batch it is in), the same ids;
+        ``spec.NATS_PUBLISH_ATTEMPTS`` rounds in a row without one ack end publishing:
+        the failure is raised by the next write, durable or sync."""
+        fruitless = 0
+        while True:
+            before = self._acked_total
             try:
-                acked = await self._round(plan, acked)
+                await self._round()
             except _RoundFailed as failed:
-                acked = failed.acked
-                fruitless = 0 if acked > before else fruitless + 1
+                fruitless = 0 if self._acked_total > before else fruitless + 1
                 if fruitless >= spec.NATS_PUBLISH_ATTEMPTS:
-                    raise SinkFailed(
-                        f"NATS JetStream did not acknowledge a publish to {plan[acked][0]} "
-                        f"after {fruitless} attempt(s): {failed.reason}") from None
+                    subject = self._plan[self._head][0]
+                    self._fail(SinkFailed(
+                        f"NATS JetStream did not acknowledge a publish to {subject} after "
+                        f"{fruitless} attempt(s): {failed.reason}"))
+                    return
                 if not failed.timed_out:  # a refusal comes at once: do not spin on it
                     await asyncio.sleep(min(spec.NATS_RETRY_PAUSE_MAX_SECONDS,
                                             spec.NATS_RETRY_PAUSE_SECONDS * 2 ** fruitless))
 
-    async def _round(self, plan: list[tuple[str, bytes, dict[str, str]]], first: int) -> int:
-        """One pass over ``plan[first:]``; the count acknowledged (all of it), or
-        :class:`_RoundFailed` saying how far it got."""
-        nc, inbox, results = self._nc, self._inbox, self._acks
+    async def _round(self) -> None:
+        """One pass over the plan from its first unacknowledged message, following it as
+        it grows; returns never, or raises :class:`_RoundFailed`."""
+        nc, inbox, results, plan = self._nc, self._inbox, self._acks, self._plan
         loop = asyncio.get_running_loop()
+        arrived, ends = self._arrived, self._ends
         # Replies to an earlier round (published again in this one) count no more.
         self._round_base = token = self._next_token
         results.clear()
         window: deque[int] = deque()
-        published = acked = first
-        total = len(plan)
+        published = self._head
         limit = spec.NATS_MAX_IN_FLIGHT
-        while acked < total:
-            while published < total and published - acked < limit:
-                subject, line, headers = plan[published]
+        deadline: float | None = None  # for the ack of window[0]
+        while True:
+            head = self._head
+            if published < len(plan) and published - head < limit:
                 try:
-                    await nc.publish(subject, line, reply=f"{inbox}{token}", headers=headers)
+                    while published < len(plan) and published - head < limit:
+                        subject, line, headers = plan[published]
+                        await nc.publish(subject, line, reply=f"{inbox}{token}",
+                                         headers=headers)
+                        window.append(token)
+                        token += 1
+                        published += 1
                 except Exception as exc:  # closed, or the reconnect buffer is full
                     self._next_token = token + 1
-                    raise _RoundFailed(acked, _reason(exc), timed_out=False) from None
-                window.append(token)
-                token += 1
-                published += 1
-            self._next_token = token
-            wanted = window.popleft()
-            reply = results.pop(wanted, None)
+                    raise _RoundFailed(_reason(exc), timed_out=False) from None
+                self._next_token = token
+            if not window:  # everything acknowledged: wait for more (nothing is owed)
+                if head >= _COMPACT_AFTER:
+                    del plan[:head]
+                    published -= head
+                    self._head = 0
+                arrived.clear()
+                await arrived.wait()
+                continue
+            reply = results.pop(window[0], None)
             if reply is None:
-                deadline = loop.time() + spec.NATS_ACK_TIMEOUT_SECONDS
-                arrived = self._arrived
-                while reply is None:
-                    arrived.clear()
-                    remaining = deadline - loop.time()
-                    try:
-                        if remaining <= 0:
-                            raise TimeoutError
-                        await asyncio.wait_for(arrived.wait(), remaining)
-                    except (asyncio.TimeoutError, TimeoutError):
-                        raise _RoundFailed(acked, "no ack within "
-                                           f"{spec.NATS_ACK_TIMEOUT_SECONDS:g} s",
-                                           timed_out=True) from None
-                    reply = results.pop(wanted, None)
+                if deadline is None:
+                    deadline = loop.time() + spec.NATS_ACK_TIMEOUT_SECONDS
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise _RoundFailed(f"no ack within {spec.NATS_ACK_TIMEOUT_SECONDS:g} s",
+                                       timed_out=True)
+                arrived.clear()
+                with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
+                    await asyncio.wait_for(arrived.wait(), remaining)
+                continue
+            window.popleft()
+            deadline = None
             refused = _refusal(reply)
             if refused is not None:
-                raise _RoundFailed(acked, refused, timed_out=False)
+                raise _RoundFailed(refused, timed_out=False)
             self.published += 1
             if _DUPLICATE in reply[1]:
                 self.duplicates += 1
-            acked += 1
-        return acked
+            self._head = head + 1
+            self._acked_total = acked = self._acked_total + 1
+            if acked >= ends[0]:
+                while ends and ends[0] <= acked:
+                    ends.popleft()
+                self._settle(acked)
+            if self._head >= _COMPACT_AFTER and published - self._head < limit:
+                del plan[:self._head]
+                published -= self._head
+                self._head = 0
+
+    def _settle(self, acked: int) -> None:
+        """The batches whose messages are all acknowledged (``acked`` of them, counted
+        from the first written) turn durable."""
+        with self._lock:
+            unsettled, done = self._unsettled, self._done
+            while unsettled and unsettled[0][1] <= acked:
+                done.append(unsettled.popleft()[0])
+            self._acked_count = acked
+            self._settled.notify_all()
+
+    def _fail(self, failure: SinkFailed) -> None:
+        with self._lock:
+            if self._failure is None:
+                self._failure = failure
+            self._settled.notify_all()
 
     async def _on_ack(self, msg: Any) -> None:
         """A reply to one of our publishes (on the sink's own inbox)."""
@@ -453,18 +586,22 @@ class NatsSink:
             self._arrived.set()
 
     async def _close(self) -> None:
+        publisher, self._publisher = self._publisher, None
+        if publisher is not None:
+            publisher.cancel()
+            with contextlib.suppress(BaseException):
+                await publisher
         nc, self._nc = self._nc, None
         if nc is not None and not nc.is_closed:
             await nc.drain()
 
 
 class _RoundFailed(Exception):
-    """A publishing round that stopped at ``acked`` (the messages before it are
-    acknowledged)."""
+    """A publishing round that stopped (the messages before ``_head`` are acknowledged)."""
 
-    def __init__(self, acked: int, reason: str, *, timed_out: bool) -> None:
+    def __init__(self, reason: str, *, timed_out: bool) -> None:
         super().__init__(reason)
-        self.acked, self.reason, self.timed_out = acked, reason, timed_out
+        self.reason, self.timed_out = reason, timed_out
 
 
 _DUPLICATE: Final = b'"duplicate":true'
