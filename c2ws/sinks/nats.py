@@ -199,6 +199,7 @@ class NatsSink:
         self._ends: deque[int] = deque()  # where each batch in flight ends (as _written_count)
         self._acked_total = 0  # messages acknowledged, counted from the first written
         self._publisher: asyncio.Task[None] | None = None
+        self._epoch = 0  # connections lost: a round ends with the one it began on
         self._next_token = 0
         self._round_base = 0
         self._acks: dict[int, tuple[Mapping[str, str] | None, bytes]] = {}
@@ -441,6 +442,9 @@ class NatsSink:
             self._report(f"NATS {self.options.url}: {_reason(exc)}", "yellow")
 
     async def _on_disconnected(self) -> None:
+        self._epoch += 1  # the round in progress is over
+        self._drop_unsent()
+        self._arrived.set()
         if not self._disconnected and self._nc is not None and not self._nc.is_closed:
             self._disconnected = True
             loss, self._loss = self._loss, None
@@ -501,6 +505,9 @@ class NatsSink:
         # Replies to an earlier round (published again in this one) count no more.
         self._round_base = token = self._next_token
         results.clear()
+        epoch = self._epoch
+        if not nc.is_connected:
+            self._drop_unsent()
         window: deque[int] = deque()
         published = self._head
         limit = spec.NATS_MAX_IN_FLIGHT
@@ -516,10 +523,16 @@ class NatsSink:
                         window.append(token)
                         token += 1
                         published += 1
+                        if self._epoch != epoch:
+                            break
                 except Exception as exc:  # closed, or the reconnect buffer is full
                     self._next_token = token + 1
                     raise _RoundFailed(_reason(exc), timed_out=False) from None
                 self._next_token = token
+            if self._epoch != epoch:
+                # The connection was lost: what it had not stored is published again, in
+                # order, from the first unacknowledged message (see _drop_unsent).
+                raise _RoundFailed("the connection was lost", timed_out=True)
             if not window:  # everything acknowledged: wait for more (nothing is owed)
                 if head >= _COMPACT_AFTER:
                     del plan[:head]
@@ -558,6 +571,24 @@ class NatsSink:
                 del plan[:self._head]
                 published -= self._head
                 self._head = 0
+
+    def _drop_unsent(self) -> None:
+        """Forget the publishes nats-py holds unsent for a lost connection.  It sends them
+        first once it reconnects; but a publish before them may have been lost with the
+        connection, and the round that publishes everything again from there must not
+        find later messages stored before it (JetStream would hold them out of order,
+        and the last message of a subject, where a restart resumes, would not be the
+        newest).  Only the sink's own publishes (to its inbox) are taken out."""
+        nc = self._nc
+        pending = getattr(nc, "_pending", None)
+        if not isinstance(pending, list) or not pending:
+            return
+        ours = f" {self._inbox}".encode()
+        kept = [command for command in pending
+                if not (command[:5] == b"HPUB " and ours in command[:command.find(b"\r\n")])]
+        if len(kept) != len(pending):
+            nc._pending = kept
+            nc._pending_data_size = sum(map(len, kept))
 
     def _settle(self, acked: int) -> None:
         """The batches whose messages are all acknowledged (``acked`` of them, counted
