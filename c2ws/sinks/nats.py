@@ -485,7 +485,10 @@ class NatsSink:
             try:
                 await self._round()
             except _RoundFailed as failed:
-                fruitless = 0 if self._acked_total > before else fruitless + 1
+                # A round that got an ack, or owed none (a connection lost while all
+                # was acknowledged), is no fruitless attempt.
+                fruitless = 0 if (self._acked_total > before
+                                  or self._head >= len(self._plan)) else fruitless + 1
                 if fruitless >= spec.NATS_PUBLISH_ATTEMPTS:
                     subject = self._plan[self._head][0]
                     self._fail(SinkFailed(
@@ -514,7 +517,7 @@ class NatsSink:
         deadline: float | None = None  # for the ack of window[0]
         while True:
             head = self._head
-            if published < len(plan) and published - head < limit:
+            if published < len(plan) and published - head < limit and self._epoch == epoch:
                 try:
                     while published < len(plan) and published - head < limit:
                         subject, line, headers = plan[published]
@@ -534,10 +537,6 @@ class NatsSink:
                 # order, from the first unacknowledged message (see _drop_unsent).
                 raise _RoundFailed("the connection was lost", timed_out=True)
             if not window:  # everything acknowledged: wait for more (nothing is owed)
-                if head >= _COMPACT_AFTER:
-                    del plan[:head]
-                    published -= head
-                    self._head = 0
                 arrived.clear()
                 await arrived.wait()
                 continue
@@ -567,7 +566,7 @@ class NatsSink:
                 while ends and ends[0] <= acked:
                     ends.popleft()
                 self._settle(acked)
-            if self._head >= _COMPACT_AFTER and published - self._head < limit:
+            if self._head >= _COMPACT_AFTER:
                 del plan[:self._head]
                 published -= self._head
                 self._head = 0
