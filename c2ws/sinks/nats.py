@@ -36,6 +36,7 @@ import asyncio
 import contextlib
 import hashlib
 import os
+import re
 import ssl
 import threading
 import time
@@ -58,7 +59,7 @@ from c2ws.sinks import Guarantee
 if TYPE_CHECKING:
     from c2ws.streaming import Batch
 
-__all__ = ["NatsOptions", "NatsSink", "message_id", "subject_of"]
+__all__ = ["NatsOptions", "NatsSink", "encode_publish", "message_id", "subject_of"]
 
 _T = TypeVar("_T")
 _STREAM_MESSAGE: Final = ev.StreamMessage
@@ -124,6 +125,36 @@ def _check_readable(option: str, path: Path) -> None:
     except OSError as exc:
         raise ConfigError(f"cannot read {option} {name}: {exc.strerror or exc}",
                           param=option) from None
+
+
+# One publish of the plan: subject, line, headers, and the HPUB command around the reply
+# subject (see encode_publish; None: nats-py's publish builds it).
+_Publish = tuple[str, bytes, dict[str, str], bytes | None, bytes | None]
+# What encode_publish takes as it is: a subject or header value of printable ASCII
+# without spaces, a header key of the characters nats-py allows in one.
+_PLAIN: Final = re.compile(r"[!-~]+")
+_HEADER_KEY: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+def encode_publish(subject: str, headers: Mapping[str, str], payload: bytes,
+                   ) -> tuple[bytes, bytes] | None:
+    """The NATS protocol's HPUB command of a publish with headers, in two parts around
+    its reply subject: ``head + reply + tail`` are the bytes nats-py's ``publish`` sends
+    (tests/test_nats_encode.py compares them); None when the subject, a key or a value
+    is not plain (printable ASCII, no space), which nats-py's publish then handles (and
+    refuses what it must).  Made on the consumer's thread, once per message: nats-py
+    would validate and encode the headers again on the loop for every publish."""
+    if not _PLAIN.fullmatch(subject):
+        return None
+    header = bytearray(b"NATS/1.0\r\n")
+    for key, value in headers.items():
+        if not (_HEADER_KEY.fullmatch(key) and _PLAIN.fullmatch(value)):
+            return None
+        header += b"%s: %s\r\n" % (key.encode(), value.encode())
+    header += b"\r\n"
+    size = len(header)
+    return (b"HPUB %s " % subject.encode(),
+            b" %d %d\r\n%s%s\r\n" % (size, size + len(payload), header, payload))
 
 
 def subject_of(prefix: str, channel: str, strategy_id: int) -> str:
@@ -194,11 +225,12 @@ class NatsSink:
         self._inbox = ""
         # The loop's: every message from the first unacknowledged one on (_plan[_head:]),
         # the publisher task, and its wake-up (an ack, or a plan that came).
-        self._plan: list[tuple[str, bytes, dict[str, str]]] = []
+        self._plan: list[_Publish] = []
         self._head = 0
         self._ends: deque[int] = deque()  # where each batch in flight ends (as _written_count)
         self._acked_total = 0  # messages acknowledged, counted from the first written
         self._publisher: asyncio.Task[None] | None = None
+        self._fast = False  # nats-py's internals are there: see encode_publish
         self._epoch = 0  # connections lost: a round ends with the one it began on
         self._next_token = 0
         self._round_base = 0
@@ -305,12 +337,12 @@ class NatsSink:
             self._settled.wait(left)
 
     def _plan_of(self, events: Sequence[Any], lines: list[bytes],
-                 ) -> list[tuple[str, bytes, dict[str, str]]]:
+                 ) -> list[_Publish]:
         """Subject, line and headers of each message, the cursor header computed in
         order (the consumer's thread: the batches come in order)."""
         prefix = self.options.subject_prefix
         cursors = self._cursors
-        plan: list[tuple[str, bytes, dict[str, str]]] = []
+        plan: list[_Publish] = []
         for event, line in zip(events, lines, strict=True):
             kind = type(event)
             key: SubscriptionKey | None = getattr(event, "key", None)
@@ -329,7 +361,11 @@ class NatsSink:
             headers = {MSG_ID_HEADER: message_id(event, line)}
             if key is not None and key in cursors:
                 headers[CURSOR_HEADER] = str(cursors[key])
-            plan.append((subject, line, headers))
+            command = encode_publish(subject, headers, line)
+            if command is None:
+                plan.append((subject, line, headers, None, None))
+            else:
+                plan.append((subject, line, headers, command[0], command[1]))
         return plan
 
     # --- on the loop ---
@@ -374,6 +410,11 @@ class NatsSink:
         # lookup per ack (nats-py's publish_async spends a future, a semaphore and a
         # random token on each, which halves the rate).
         self._inbox = self._nc.new_inbox() + "."
+        # The internals the publishes use (encode_publish), checked: another nats-py
+        # without them gets its publish called.
+        self._fast = all(hasattr(client, name) for name in (
+            "_send_command", "_flush_queue", "_flush_pending", "_status", "_max_payload",
+            "stats", "CONNECTED"))
         await self._nc.subscribe(self._inbox + "*", cb=self._on_ack)
         prefix = options.subject_prefix
         try:
@@ -461,7 +502,7 @@ class NatsSink:
         if self.say is not None:
             self.say(terminal_safe(text, 400), color)
 
-    def _take_plan(self, plan: list[tuple[str, bytes, dict[str, str]]], end: int) -> None:
+    def _take_plan(self, plan: list[_Publish], end: int) -> None:
         """A batch's messages, ending at message ``end`` (counted from the first written):
         published after those before them."""
         if self._failure is not None:
@@ -509,6 +550,8 @@ class NatsSink:
         self._round_base = token = self._next_token
         results.clear()
         epoch = self._epoch
+        to_inbox = inbox.encode()
+        fast, connected, stats = self._fast, getattr(type(nc), "CONNECTED", None), nc.stats
         if not nc.is_connected:
             self._drop_unsent()
         window: deque[int] = deque()
@@ -520,9 +563,20 @@ class NatsSink:
             if published < len(plan) and published - head < limit and self._epoch == epoch:
                 try:
                     while published < len(plan) and published - head < limit:
-                        subject, line, headers = plan[published]
-                        await nc.publish(subject, line, reply=f"{inbox}{token}",
-                                         headers=headers)
+                        subject, line, headers, before, after = plan[published]
+                        if before is not None and fast and nc._status == connected and (
+                                len(line) <= nc._max_payload):
+                            # nats-py's publish, the command made beforehand (see
+                            # encode_publish): what its _send_publish does with it.
+                            stats["out_msgs"] += 1
+                            stats["out_bytes"] += len(line)
+                            await nc._send_command(
+                                b"%s%s%d%s" % (before, to_inbox, token, after))
+                            if nc._flush_queue is not None and nc._flush_queue.empty():
+                                await nc._flush_pending()
+                        else:  # not connected, too large, or not plain: nats-py's way
+                            await nc.publish(subject, line, reply=f"{inbox}{token}",
+                                             headers=headers)
                         window.append(token)
                         token += 1
                         published += 1
