@@ -415,7 +415,10 @@ class NatsSink:
         self._fast = all(hasattr(client, name) for name in (
             "_send_command", "_flush_queue", "_flush_pending", "_status", "_max_payload",
             "stats", "CONNECTED"))
-        await self._nc.subscribe(self._inbox + "*", cb=self._on_ack)
+        subscription = await self._nc.subscribe(self._inbox + "*", cb=self._on_ack)
+        if self._fast and hasattr(client, "_process_msg") and hasattr(
+                client, "_process_headers") and isinstance(getattr(subscription, "_id", None), int):
+            self._take_acks_first(client, subscription._id)
         prefix = options.subject_prefix
         try:
             if options.create_stream is not None:
@@ -658,6 +661,33 @@ class NatsSink:
             if self._failure is None:
                 self._failure = failure
             self._settled.notify_all()
+
+    def _take_acks_first(self, client: Any, sid: int) -> None:
+        """Take the acks (the messages of the sink's inbox, subscription ``sid``) from
+        nats-py's parser as :meth:`_on_ack` would, before it makes a message object of
+        each and hands it through the subscription's queue to a task of its own (half
+        the cost of an ack); every other message goes its usual way."""
+        usual = client._process_msg
+        acks, arrived, stats = self._acks, self._arrived, client.stats
+        skip = len(self._inbox)
+
+        async def process_msg(of: int, subject: bytes, reply: bytes, data: bytes,
+                              headers: bytes | None) -> None:
+            if of != sid:
+                await usual(of, subject, reply, data, headers)
+                return
+            stats["in_msgs"] += 1
+            stats["in_bytes"] += len(data)
+            try:
+                token = int(subject[skip:])
+            except ValueError:
+                return
+            if token >= self._round_base:
+                parsed = await client._process_headers(headers) if headers else None
+                acks[token] = (parsed, data)
+                arrived.set()
+
+        client._process_msg = process_msg
 
     async def _on_ack(self, msg: Any) -> None:
         """A reply to one of our publishes (on the sink's own inbox)."""
