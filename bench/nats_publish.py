@@ -24,9 +24,9 @@ storage, 2 min duplicate window):
   computed from the engine's events inside the timing.
 
 Each number is messages / second from the first publish to the last ack (connecting
-and creating the stream are not timed).  Rounds alternate the order; prints msg/s per run and the median of the per-round ratios
-c2ws / plain.  The issue's target: c2ws >= 50,000 msg/s.  bench/run.py runs it once per
-full run ("nats").
+and creating the stream are not timed).  Rounds alternate the order; prints msg/s per
+run and the median of the per-round ratios c2ws / plain.  The issue's target: c2ws >=
+50,000 msg/s.  bench/run.py runs it once per full run ("nats").
 """
 
 from __future__ import annotations

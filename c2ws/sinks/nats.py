@@ -11,22 +11,32 @@
   (a seq_id jump not yet confirmed keeps the one before; a reset moves it down), so the
   last message of each subject says where to resume: without ``--state`` a restart reads
   it (:meth:`NatsSink.open`) and the log is the one source of truth.
-* **Durable**: a batch is durable once JetStream acknowledged every publish of it.  The
-  publishes are pipelined (up to ``spec.NATS_MAX_IN_FLIGHT`` in flight, their acks on an
-  inbox of the sink's own, awaited in order).  When an ack does not come within
-  ``spec.NATS_ACK_TIMEOUT_SECONDS`` (NATS restarting, a lost connection: the client
-  reconnects on its own) or a publish is refused, everything from that message on is
-  published again with the same ids; after ``spec.NATS_PUBLISH_ATTEMPTS`` such rounds in a
-  row without an ack the run ends (:class:`~c2ws.errors.SinkFailed`, exit 12) with
-  nothing unacknowledged counted.  A lost connection and its return are said on stderr,
-  one line each.
+* **Durable**: a batch is durable once JetStream acknowledged every publish of it.
+  :meth:`NatsSink.write` hands the batch to the publisher and returns: publishing is
+  pipelined across batches (at most ``spec.NATS_MAX_IN_FLIGHT`` messages written and not
+  acknowledged, all of them in flight; a write that would pass that waits for acks, a
+  batch larger than that waits until nothing is unacknowledged; the acks come to an inbox
+  of the sink's own and are awaited in order).  :meth:`NatsSink.durable` reports the
+  batches whose acks all came, oldest first; :meth:`NatsSink.unsettled` says that some
+  are still due, so the driver looks again while the stream is quiet
+  (:func:`c2ws.sinks.settle_wait`).  When an ack does not come within
+  ``spec.NATS_ACK_TIMEOUT_SECONDS`` or a publish is refused, everything from the first
+  unacknowledged message on (whatever batch it is in) is published again with the same
+  ids; a lost connection (the client reconnects on its own) ends the round at once, and
+  what the client held unsent for it is dropped, so the messages are published again in
+  order (JetStream holds each subject in order, its last message the newest).  After
+  ``spec.NATS_PUBLISH_ATTEMPTS`` rounds in a row without an ack publishing stops and the
+  next ``write``, ``durable`` or ``sync`` raises :class:`~c2ws.errors.SinkFailed` (exit
+  12), nothing unacknowledged counted; every wait of the consumer's thread has a
+  deadline.  A lost connection and its return are said on stderr, one line each.
 * **--create-stream NAME**: a stream of ``PREFIX.>``, file storage, limits retention
   (nothing removed by c2ws: trim it with ``nats stream edit``), duplicate window
   ``spec.NATS_DUPLICATE_WINDOW_SECONDS``; an existing stream of that name is used as it
   is.
 
 nats-py (the ``nats`` extra) runs on an asyncio loop of the sink's own thread; the
-consumer thread waits for each batch's acks.  The module imports it only when a sink is
+consumer thread makes each message's subject, headers and protocol command
+(:func:`encode_publish`) and hands them over.  The module imports it only when a sink is
 made (``pip install 'c2ws[nats]'``).
 """
 
@@ -289,9 +299,10 @@ class NatsSink:
             self._raise_failure()
 
     def unsettled(self) -> int:
-        """How many messages written are not yet reported durable (0: nothing to wait
-        for): the driver looks again for durable batches while there are some (see
-        :mod:`c2ws.sinks`).  Any thread may ask."""
+        """The messages written and not yet acknowledged, plus the batches acknowledged
+        and not yet reported by :meth:`durable` (0: nothing is due): the driver looks
+        again for durable batches while it is not 0 (see :mod:`c2ws.sinks`).  Any
+        thread may ask."""
         with self._lock:
             return self._written_count - self._acked_count + len(self._done)
 
@@ -323,11 +334,11 @@ class NatsSink:
         deadline: the publisher fails within its attempts when no ack comes, and a
         wait that sees no ack for longer than they can take (a stuck loop) fails too."""
         stall = _STALL_SECONDS
-        acked = self._acked_count
+        acked = self._acked_total  # the loop's count, read as progress
         deadline = time.monotonic() + stall
         while not ready() and self._failure is None:
-            if self._acked_count != acked:
-                acked, deadline = self._acked_count, time.monotonic() + stall
+            if self._acked_total != acked:
+                acked, deadline = self._acked_total, time.monotonic() + stall
             left = deadline - time.monotonic()
             if left <= 0:
                 self._failure = SinkFailed(
@@ -528,7 +539,14 @@ class NatsSink:
             before = self._acked_total
             try:
                 await self._round()
-            except _RoundFailed as failed:
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a round that failed, or else a bug: said at once
+                if not isinstance(exc, _RoundFailed):
+                    self._fail(SinkFailed(f"NATS JetStream at {self.options.url}: "
+                                          f"publishing stopped: {_reason(exc)}"))
+                    return
+                failed = exc
                 # A round that got an ack, or owed none (a connection lost while all
                 # was acknowledged), is no fruitless attempt.
                 fruitless = 0 if (self._acked_total > before
