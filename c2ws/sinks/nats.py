@@ -154,17 +154,37 @@ def encode_publish(subject: str, headers: Mapping[str, str], payload: bytes,
     is not plain (printable ASCII, no space), which nats-py's publish then handles (and
     refuses what it must).  Made on the consumer's thread, once per message: nats-py
     would validate and encode the headers again on the loop for every publish."""
-    if not _PLAIN.fullmatch(subject):
-        return None
-    header = bytearray(b"NATS/1.0\r\n")
-    for key, value in headers.items():
-        if not (_HEADER_KEY.fullmatch(key) and _PLAIN.fullmatch(value)):
+    head = _HEADS.get(subject)
+    if head is None:
+        if not _PLAIN.fullmatch(subject):
             return None
-        header += b"%s: %s\r\n" % (key.encode(), value.encode())
-    header += b"\r\n"
+        head = b"HPUB %s " % subject.encode()
+        if len(_HEADS) < _KNOWN_MAX:
+            _HEADS[subject] = head
+    lines = [b"NATS/1.0\r\n"]
+    for key, value in headers.items():
+        start = _KEYS.get(key)
+        if start is None:
+            if not _HEADER_KEY.fullmatch(key):
+                return None
+            start = b"%s: " % key.encode()
+            if len(_KEYS) < _KNOWN_MAX:
+                _KEYS[key] = start
+        if not _PLAIN.fullmatch(value):
+            return None
+        lines += (start, value.encode(), b"\r\n")
+    lines.append(b"\r\n")
+    header = b"".join(lines)
     size = len(header)
-    return (b"HPUB %s " % subject.encode(),
-            b" %d %d\r\n%s%s\r\n" % (size, size + len(payload), header, payload))
+    return head, b"".join((b" %d %d\r\n" % (size, size + len(payload)), header, payload,
+                           b"\r\n"))
+
+
+# encode_publish's subjects and header keys found plain, as their bytes (a few: one
+# subject per stream), up to _KNOWN_MAX of each.
+_HEADS: dict[str, bytes] = {}
+_KEYS: dict[str, bytes] = {}
+_KNOWN_MAX: Final = 65536
 
 
 def subject_of(prefix: str, channel: str, strategy_id: int) -> str:
