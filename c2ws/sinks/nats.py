@@ -36,8 +36,10 @@
 
 nats-py (the ``nats`` extra) runs on an asyncio loop of the sink's own thread; the
 consumer thread makes each message's subject, headers and protocol command
-(:func:`encode_publish`) and hands them over.  The module imports it only when a sink is
-made (``pip install 'c2ws[nats]'``).
+(:func:`encode_publish`) and hands them over.  What the sink takes from nats-py beyond
+its public API is in :mod:`c2ws.sinks.nats_compat` (and used only when the installed
+nats-py has it: else the sink is slower, as correct).  The module imports nats-py only
+when a sink is made (``pip install 'c2ws[nats]'``).
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ from c2ws import spec
 from c2ws.errors import ConfigError, SinkFailed
 from c2ws.events import SubscriptionKey
 from c2ws.render.safe import terminal_safe
-from c2ws.sinks import Guarantee
+from c2ws.sinks import Guarantee, nats_compat
 
 if TYPE_CHECKING:
     from c2ws.streaming import Batch
@@ -260,7 +262,7 @@ class NatsSink:
         self._ends: deque[int] = deque()  # where each batch in flight ends (as _written_count)
         self._acked_total = 0  # messages acknowledged, counted from the first written
         self._publisher: asyncio.Task[None] | None = None
-        self._fast = False  # nats-py's internals are there: see encode_publish
+        self._fast = False  # nats_compat.supported(): see nats_compat
         self._epoch = 0  # connections lost: a round ends with the one it began on
         self._next_token = 0
         self._round_base = 0
@@ -419,7 +421,10 @@ class NatsSink:
         # the publishes' own attempts bound a stall); the first connection gets
         # NATS_CONNECT_TIMEOUT_SECONDS in all (nats-py's "without end" covers it too:
         # an unreachable or refusing server would hang the start).
-        client = Client()
+        # With nats_compat the acks come straight from the parser and the commands made
+        # beforehand are sent as they are; else nats-py's public API.
+        self._fast = fast = nats_compat.supported()
+        client: Any = nats_compat.client_class()() if fast else Client()
         # nats-py annotates the waits as int; it sleeps on them, fractions included.
         waits: dict[str, Any] = {"connect_timeout": spec.NATS_CONNECT_TIMEOUT_SECONDS,
                                  "reconnect_time_wait": spec.NATS_RECONNECT_WAIT_SECONDS}
@@ -441,15 +446,9 @@ class NatsSink:
         # lookup per ack (nats-py's publish_async spends a future, a semaphore and a
         # random token on each, which halves the rate).
         self._inbox = self._nc.new_inbox() + "."
-        # The internals the publishes use (encode_publish), checked: another nats-py
-        # without them gets its publish called.
-        self._fast = all(hasattr(client, name) for name in (
-            "_send_command", "_flush_queue", "_flush_pending", "_status", "_max_payload",
-            "stats", "CONNECTED"))
-        subscription = await self._nc.subscribe(self._inbox + "*", cb=self._on_ack)
-        if self._fast and hasattr(client, "_process_msg") and hasattr(
-                client, "_process_headers") and isinstance(getattr(subscription, "_id", None), int):
-            self._take_acks_first(client, subscription._id)
+        await self._nc.subscribe(self._inbox + "*", cb=self._on_ack)
+        if fast:
+            client.take_acks_first(self._inbox, self._token_of, self._take_ack)
         prefix = options.subject_prefix
         try:
             if options.create_stream is not None:
@@ -592,12 +591,14 @@ class NatsSink:
         results.clear()
         epoch = self._epoch
         to_inbox = inbox.encode()
-        fast, connected, stats = self._fast, getattr(type(nc), "CONNECTED", None), nc.stats
+        fast = self._fast
         if not nc.is_connected:
             self._drop_unsent()
         window: deque[int] = deque()
         published = self._head
-        limit = spec.NATS_MAX_IN_FLIGHT
+        # Without nats_compat one publish at a time: nothing later is queued behind one
+        # that a lost connection may take (see nats_compat).
+        limit = spec.NATS_MAX_IN_FLIGHT if fast else 1
         deadline: float | None = None  # for the ack of window[0]
         while True:
             head = self._head
@@ -605,17 +606,10 @@ class NatsSink:
                 try:
                     while published < len(plan) and published - head < limit:
                         subject, line, headers, before, after = plan[published]
-                        if before is not None and fast and nc._status == connected and (
-                                len(line) <= nc._max_payload):
-                            # nats-py's publish, the command made beforehand (see
-                            # encode_publish): what its _send_publish does with it.
-                            stats["out_msgs"] += 1
-                            stats["out_bytes"] += len(line)
-                            await nc._send_command(
-                                b"%s%s%d%s" % (before, to_inbox, token, after))
-                            if nc._flush_queue is not None and nc._flush_queue.empty():
-                                await nc._flush_pending()
-                        else:  # not connected, too large, or not plain: nats-py's way
+                        if before is None or not fast or not await nc.send_encoded(
+                                b"%s%s%d%s" % (before, to_inbox, token, after), len(line)):
+                            # not plain, no nats_compat, not connected or too large:
+                            # nats-py's publish
                             await nc.publish(subject, line, reply=f"{inbox}{token}",
                                              headers=headers)
                         window.append(token)
@@ -672,17 +666,11 @@ class NatsSink:
         connection, and the round that publishes everything again from there must not
         find later messages stored before it (JetStream would hold them out of order,
         and the last message of a subject, where a restart resumes, would not be the
-        newest).  Only the sink's own publishes (to its inbox) are taken out."""
-        nc = self._nc
-        pending = getattr(nc, "_pending", None)
-        if not isinstance(pending, list) or not pending:
-            return
-        ours = f" {self._inbox}".encode()
-        kept = [command for command in pending
-                if not (command[:5] == b"HPUB " and ours in command[:command.find(b"\r\n")])]
-        if len(kept) != len(pending):
-            nc._pending = kept
-            nc._pending_data_size = sum(map(len, kept))
+        newest).  Only the sink's own publishes (to its inbox) are taken out
+        (:meth:`c2ws.sinks.nats_compat.AckFirstClient.drop_unsent`); without nats_compat
+        a single publish is in flight, and nothing needs dropping."""
+        if self._fast and self._nc is not None:
+            self._nc.drop_unsent(self._inbox)
 
     def _settle(self, acked: int) -> None:
         """The batches whose messages are all acknowledged (``acked`` of them, counted
@@ -700,42 +688,25 @@ class NatsSink:
                 self._failure = failure
             self._settled.notify_all()
 
-    def _take_acks_first(self, client: Any, sid: int) -> None:
-        """Take the acks (the messages of the sink's inbox, subscription ``sid``) from
-        nats-py's parser as :meth:`_on_ack` would, before it makes a message object of
-        each and hands it through the subscription's queue to a task of its own (half
-        the cost of an ack); every other message goes its usual way."""
-        usual = client._process_msg
-        acks, arrived, stats = self._acks, self._arrived, client.stats
-        skip = len(self._inbox)
-
-        async def process_msg(of: int, subject: bytes, reply: bytes, data: bytes,
-                              headers: bytes | None) -> None:
-            if of != sid:
-                await usual(of, subject, reply, data, headers)
-                return
-            stats["in_msgs"] += 1
-            stats["in_bytes"] += len(data)
-            try:
-                token = int(subject[skip:])
-            except ValueError:
-                return
-            if token >= self._round_base:
-                parsed = await client._process_headers(headers) if headers else None
-                acks[token] = (parsed, data)
-                arrived.set()
-
-        client._process_msg = process_msg
-
     async def _on_ack(self, msg: Any) -> None:
-        """A reply to one of our publishes (on the sink's own inbox)."""
+        """A reply to one of our publishes (on the sink's own inbox), as nats-py's
+        subscription hands it over (without nats_compat: else see _take_ack)."""
+        token = self._token_of(msg.subject[len(self._inbox):])
+        if token is not None:
+            self._take_ack(token, msg.headers, msg.data)
+
+    def _token_of(self, suffix: str | bytes) -> int | None:
+        """The publish a reply answers (its reply subject's suffix), None when it
+        answers none of this round's (an earlier round's: published again since)."""
         try:
-            token = int(msg.subject[len(self._inbox):])
+            token = int(suffix)
         except ValueError:
-            return
-        if token >= self._round_base:
-            self._acks[token] = (msg.headers, msg.data)
-            self._arrived.set()
+            return None
+        return token if token >= self._round_base else None
+
+    def _take_ack(self, token: int, headers: Mapping[str, str] | None, data: bytes) -> None:
+        self._acks[token] = (headers, data)
+        self._arrived.set()
 
     async def _close(self) -> None:
         publisher, self._publisher = self._publisher, None
