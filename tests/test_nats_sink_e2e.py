@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -291,14 +291,17 @@ def test_an_unreachable_nats_is_said_in_one_line_and_exits_12(server: TestServer
 
 # --- issue 23's speed item: publishing pipelined across batches -------------------------
 
-def sink_batches(strategy_id: int, first: int, count: int, size: int) -> list[Batch]:
+def sink_batches(strategy_id: int, first: int, count: int, size: int,
+                 pad: int = 0) -> list[Batch]:
     """Batches of signal messages ``first``.. of a strategy, as the engine hands them
-    out (each with its line and cursor)."""
+    out (each with its line and cursor; ``pad`` bytes of note in each)."""
     key = ev.SubscriptionKey(strategy_id, spec.CHANNEL_SIGNAL)
     events: list[ev.Event] = []
+    note = b"n" * pad
     for seq in range(first, first + count):
         line = (b'{"msg_type":"strategy.signal","seq_id":%d,"payload":{"StrategyId":%d,'
-                b'"Side":"1","C2Symbol":{"FullSymbol":"@ESZ6"}}}' % (seq, strategy_id))
+                b'"Side":"1","C2Symbol":{"FullSymbol":"@ESZ6"},"Note":"%s"}}'
+                % (seq, strategy_id, note))
         events.append(ev.StreamMessage(key, Envelope(spec.CHANNEL_SIGNAL, {}, seq_id=seq,
                                                      data=line), cursor=seq))
     return [Batch(events[at:at + size]) for at in range(0, count, size)]
@@ -379,6 +382,50 @@ def test_batches_in_flight_across_a_nats_restart_are_stored_once_in_order(
     finally:
         sink.close()
     assert_stored_once_in_order(jetstream.url, 1, 60)
+
+
+def test_publishes_queued_behind_a_full_socket_are_not_sent_before_the_lost_ones(
+    jetstream: NatsServer,
+) -> None:
+    """The server stops reading: nats-py's writer waits for the socket while the sink
+    publishes on (still connected); those publishes wait in nats-py's queue, and once
+    the server is gone nats-py would send them first after reconnecting, before the
+    lost ones published again (nats-py's pending_size=0 does not prevent it: they were
+    queued while connected).  nats_compat's drop_unsent takes them out."""
+    sink = open_sink(jetstream)
+    assert sink._fast
+    given = sink_batches(1, 1, 4000, 50, pad=8000)  # 32 MB: more than the sockets hold
+    stats = sink._nc.stats
+
+    def until(ready: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + 30
+        while not ready():
+            assert time.monotonic() < deadline, what
+            time.sleep(0.005)
+
+    try:
+        sink.write(given[0])
+        sink.sync()
+        jetstream.freeze()
+        base, written = stats["out_msgs"], 0
+        # Written to the sockets until they hold no more, then queued by nats-py (the
+        # publisher not waiting for it yet: below its pending_size).
+        for batch in given[1:]:
+            sink.write(batch)
+            written += len(batch.events)
+            until(lambda written=written: stats["out_msgs"] - base >= written,
+                  "the publisher stopped before nats-py queued anything")
+            if sink._nc.pending_data_size >= 1 << 20:
+                break
+        jetstream.stop_frozen()
+        jetstream.start()
+        for batch in given[1 + written // 50:]:
+            sink.write(batch)
+        sink.sync()
+        assert len(sink.durable()) == len(given)
+    finally:
+        sink.close()
+    assert_stored_once_in_order(jetstream.url, 1, 4000)
 
 
 def test_a_sink_that_cannot_publish_raises_from_write_durable_and_sync(
