@@ -817,10 +817,12 @@ def markdown(results: Result) -> str:
         out("## NATS JetStream publishing (`--to nats://`)")
         out("")
         out(
-            f"{nats['count']:,} signal envelopes in batches of {nats['batch']:,}, each batch's "
-            "acks awaited, into a fresh file-storage stream of a nats-server on 127.0.0.1 "
-            "(bench/nats_publish.py); the plain loop is nats-py's `publish_async` with the "
-            f"same subjects and headers. Median of {nats['rounds']} round(s)."
+            f"{nats['count']:,} signal envelopes in batches of {nats['batch']:,}, every ack "
+            "awaited, into a fresh file-storage stream of a nats-server on 127.0.0.1 "
+            "(bench/nats_publish.py): c2ws's sink as `subscribe --to` drives it (pipelined "
+            "across batches); the plain loop is nats-py's `publish_async` for every message "
+            "with the same subjects and headers, then `publish_async_completed`. Median of "
+            f"{nats['rounds']} round(s)."
         )
         out("")
         out("| publisher | msg/s (median) |")

@@ -290,13 +290,16 @@ EXEC_WITHHELD_VARIABLES: Final = ("C2_API_KEY", "C2WS_API_KEY_FILE")
 # it: no age or size limit of c2ws's) and NATS_DUPLICATE_WINDOW_SECONDS of Nats-Msg-Id
 # deduplication (the server's default, 2 minutes: covers a publish retried after a lost
 # ack and two instances racing on the same message; a restart resumes from the stream,
-# so the window need not cover downtime).  At most NATS_MAX_IN_FLIGHT publishes await
-# their acks at once; each ack within NATS_ACK_TIMEOUT_SECONDS (then it is published
-# again, same Nats-Msg-Id, everything unacknowledged after it too: a round; up to
-# NATS_PUBLISH_ATTEMPTS rounds in a row without an ack, a refused round waiting
-# NATS_RETRY_PAUSE_SECONDS doubled each time, at most NATS_RETRY_PAUSE_MAX_SECONDS).  A
-# lost connection is tried again every NATS_RECONNECT_WAIT_SECONDS, without end (the
-# publishes time out meanwhile and end the run after their attempts).
+# so the window need not cover downtime).  At most NATS_MAX_IN_FLIGHT messages are
+# written to the sink and not yet acknowledged (all of them in flight: publishing is
+# pipelined across batches; a write past it waits for acks); each ack within
+# NATS_ACK_TIMEOUT_SECONDS (then it is published again, same Nats-Msg-Id, everything
+# unacknowledged after it too, whatever batch it is in: a round; a lost connection ends
+# the round at once; up to NATS_PUBLISH_ATTEMPTS rounds in a row without an ack, a
+# refused round waiting NATS_RETRY_PAUSE_SECONDS doubled each time, at most
+# NATS_RETRY_PAUSE_MAX_SECONDS).  A lost connection is tried again every
+# NATS_RECONNECT_WAIT_SECONDS, without end (the publishes time out meanwhile and end the
+# run after their attempts).
 NATS_SUBJECT_PREFIX: Final = "c2"
 NATS_DUPLICATE_WINDOW_SECONDS: Final = 120.0
 NATS_MAX_IN_FLIGHT: Final = 4096
@@ -306,6 +309,10 @@ NATS_CONNECT_TIMEOUT_SECONDS: Final = 5.0
 NATS_RETRY_PAUSE_SECONDS: Final = 0.05
 NATS_RETRY_PAUSE_MAX_SECONDS: Final = 2.0
 NATS_RECONNECT_WAIT_SECONDS: Final = 0.2
+# A sink whose batches turn durable after its write returned (--to nats://: publishing is
+# pipelined across batches) is looked at again this often while some are not, so a quiet
+# stream still gets its last batches acknowledged and committed (c2ws.sinks.settle_wait).
+SINK_SETTLE_POLL_SECONDS: Final = 0.01
 # --creds, --nkey and the TLS files are checked to be regular files of at most this many
 # bytes before nats-py or ssl read them (a FIFO there would hang them).
 NATS_CREDENTIAL_MAX_BYTES: Final = 1 << 20

@@ -592,22 +592,29 @@ class Stream:
 
     # --- consuming -------------------------------------------------------------------------
 
-    def batches(self, *, include_empty: bool = False) -> Iterator[Batch]:
+    def batches(
+        self, *, include_empty: bool = False, idle: Callable[[], float | None] | None = None,
+    ) -> Iterator[Batch]:
         """The messages batch by batch (see :class:`Batch`).  ``include_empty``: also an
         empty batch when other events came (handed to ``on_event``) and no message after
-        them, for a consumer that must flush what ``on_event`` wrote."""
+        them, for a consumer that must flush what ``on_event`` wrote.  ``idle``: see
+        :meth:`next_batch` (the empty batch it ends a wait with is yielded too)."""
         while True:
-            batch = self.next_batch()
+            batch = self.next_batch(idle=idle)
             if batch is None:
                 return
-            if batch or include_empty:
+            if batch or include_empty or idle is not None:
                 yield batch
 
-    def next_batch(self) -> Batch | None:
+    def next_batch(self, *, idle: Callable[[], float | None] | None = None) -> Batch | None:
         """The next batch, waiting for it (empty: see :meth:`batches`); None once the
-        stream has ended (by count, timeout or close).  Raises the error that ended it."""
+        stream has ended (by count, timeout or close).  Raises the error that ended it.
+        ``idle``: asked before each wait for messages; seconds (not None) end that wait
+        after as long with an empty batch, for a consumer with work of its own to look
+        at while the stream is quiet (the acknowledgements of a sink that makes batches
+        durable after it took them: :func:`c2ws.sinks.deliver`)."""
         self._current = None
-        return self._next_batch()
+        return self._next_batch(idle)
 
     def __iter__(self) -> Iterator[Message]:
         return self
@@ -687,7 +694,7 @@ class Stream:
 
     # --- internals: delivering ---------------------------------------------------------------
 
-    def _next_batch(self) -> Batch | None:
+    def _next_batch(self, idle: Callable[[], float | None] | None = None) -> Batch | None:
         if not self._started:
             self.start()
         if self._closed:
@@ -720,8 +727,17 @@ class Stream:
                 # Defect 1: checked at every request, also while batches keep coming.
                 self._timed_out(engine)
                 continue
-            if self._inbox_at >= len(self._inbox) and not self._take(engine, deadline):
-                continue
+            if self._inbox_at >= len(self._inbox):
+                until, woken = deadline, False
+                seconds = idle() if idle is not None else None
+                if seconds is not None:
+                    quiet_until = self.options.clock() + seconds
+                    if until is None or quiet_until < until:
+                        until, woken = quiet_until, True
+                if not self._take(engine, until):
+                    if woken and self.end_reason is None:
+                        return Batch([])  # idle: the caller looks at its own work
+                    continue
             batch = self._cut(engine)
             if batch is not None:
                 return batch

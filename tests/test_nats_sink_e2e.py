@@ -7,6 +7,7 @@ each message once."""
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import shutil
 import signal
@@ -16,14 +17,18 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from test_resilience_e2e import FAST, KEY, outcome, start, wait_subscribed
 
+from c2ws import Batch, spec
+from c2ws import events as ev
+from c2ws.errors import SinkFailed
 from c2ws.exitcodes import ExitCode
+from c2ws.protocol import Envelope
 from c2ws.testing import TestServer
 
 nats = pytest.importorskip("nats", reason="the nats extra (nats-py) is not installed")
@@ -77,6 +82,28 @@ class NatsServer:
         self.stop()
         self.start()
 
+    def freeze(self) -> None:
+        """SIGSTOP: connections stay open, nothing is read or acknowledged."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        if self.process is not None:
+            self.process.send_signal(signal.SIGCONT)
+
+    def stop_frozen(self) -> None:
+        """A frozen server told to stop: SIGTERM pending, then SIGCONT; it may read a
+        part of what waits for it before it goes (the rest is lost with it)."""
+        process, self.process = self.process, None
+        assert process is not None
+        process.send_signal(signal.SIGTERM)
+        process.send_signal(signal.SIGCONT)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
 
 @pytest.fixture
 def jetstream(tmp_path: Path) -> Iterator[NatsServer]:
@@ -88,6 +115,7 @@ def jetstream(tmp_path: Path) -> Iterator[NatsServer]:
     try:
         yield running
     finally:
+        running.thaw()
         running.stop()
 
 
@@ -259,3 +287,271 @@ def test_an_unreachable_nats_is_said_in_one_line_and_exits_12(server: TestServer
     code, err = outcome(process, timeout=30)
     assert code == ExitCode.SINK_FAILED, err
     assert err.count("\n") == 1 and f"cannot connect to NATS at {nowhere}" in err, err
+
+
+# --- issue 23's speed item: publishing pipelined across batches -------------------------
+
+def sink_batches(strategy_id: int, first: int, count: int, size: int,
+                 pad: int = 0) -> list[Batch]:
+    """Batches of signal messages ``first``.. of a strategy, as the engine hands them
+    out (each with its line and cursor; ``pad`` bytes of note in each)."""
+    key = ev.SubscriptionKey(strategy_id, spec.CHANNEL_SIGNAL)
+    events: list[ev.Event] = []
+    note = b"n" * pad
+    for seq in range(first, first + count):
+        line = (b'{"msg_type":"strategy.signal","seq_id":%d,"payload":{"StrategyId":%d,'
+                b'"Side":"1","C2Symbol":{"FullSymbol":"@ESZ6"},"Note":"%s"}}'
+                % (seq, strategy_id, note))
+        events.append(ev.StreamMessage(key, Envelope(spec.CHANNEL_SIGNAL, {}, seq_id=seq,
+                                                     data=line), cursor=seq))
+    return [Batch(events[at:at + size]) for at in range(0, count, size)]
+
+
+def open_sink(js: NatsServer) -> Any:
+    from c2ws.sinks.nats import NatsOptions, NatsSink
+
+    sink = NatsSink(NatsOptions(url=js.url, create_stream=STREAM))
+    sink.open([ev.SubscriptionKey(1, spec.CHANNEL_SIGNAL)])
+    return sink
+
+
+def assert_stored_once_in_order(url: str, strategy_id: int, last: int) -> None:
+    """Signals 1..last of the strategy, each once, in order, each with its cursor."""
+    messages = [(headers, data) for subject, headers, data in stored(url)
+                if subject == f"c2.signal.{strategy_id}"]
+    assert [h["Nats-Msg-Id"] for h, _ in messages] == [
+        f"{strategy_id}:strategy.signal:{seq}" for seq in range(1, last + 1)]
+    assert [h["C2-Cursor"] for h, _ in messages] == [str(s) for s in range(1, last + 1)]
+
+
+def test_write_returns_before_the_acks_and_sync_waits_for_them(jetstream: NatsServer) -> None:
+    sink = open_sink(jetstream)
+    given = sink_batches(1, 1, 40, 10)
+    try:
+        returned = threading.Event()
+
+        def write_all() -> None:
+            for batch in given:
+                sink.write(batch)
+            returned.set()
+
+        jetstream.freeze()  # nothing can be acknowledged until it thaws
+        try:
+            threading.Thread(target=write_all, daemon=True).start()
+            # On the old sink each write waited for its batch's acks: it never returned.
+            assert returned.wait(30), "write waited for JetStream's acks"
+            assert sink.durable() == []
+            assert sink.unsettled() == 40
+        finally:
+            jetstream.thaw()
+        sink.sync()
+        done = sink.durable()
+        assert len(done) == len(given) and all(a is b for a, b in zip(done, given, strict=True))
+        assert sink.unsettled() == 0
+    finally:
+        sink.close()
+    assert_stored_once_in_order(jetstream.url, 1, 40)
+
+
+@pytest.mark.parametrize("compat", [True, False], ids=["nats_compat", "public-api-only"])
+def test_batches_in_flight_across_a_nats_restart_are_stored_once_in_order(
+    jetstream: NatsServer, monkeypatch: pytest.MonkeyPatch, compat: bool,
+) -> None:
+    from c2ws.sinks import nats_compat
+
+    if not compat:  # a nats-py without the internals: slower, in order all the same
+        monkeypatch.setattr(nats_compat, "supported", lambda: False)
+    sink = open_sink(jetstream)
+    assert sink._fast is compat
+    given = sink_batches(1, 1, 60, 10)
+    try:
+        sink.write(given[0])
+        sink.sync()
+        assert sink.durable() == [given[0]]
+        jetstream.freeze()
+        for batch in given[1:4]:  # published into a server that reads nothing
+            sink.write(batch)
+        assert sink.durable() == []
+        jetstream.stop_frozen()  # what it did not read goes with it
+        jetstream.start()
+        for batch in given[4:]:
+            sink.write(batch)
+        sink.sync()  # the unacknowledged ones again (same ids), then the rest
+        done = sink.durable()
+        assert len(done) == 5 and all(a is b for a, b in zip(done, given[1:], strict=True))
+    finally:
+        sink.close()
+    assert_stored_once_in_order(jetstream.url, 1, 60)
+
+
+def test_publishes_queued_behind_a_full_socket_are_not_sent_before_the_lost_ones(
+    jetstream: NatsServer,
+) -> None:
+    """The server stops reading: nats-py's writer waits for the socket while the sink
+    publishes on (still connected); those publishes wait in nats-py's queue, and once
+    the server is gone nats-py would send them first after reconnecting, before the
+    lost ones published again (nats-py's pending_size=0 does not prevent it: they were
+    queued while connected).  nats_compat's drop_unsent takes them out."""
+    sink = open_sink(jetstream)
+    assert sink._fast
+    given = sink_batches(1, 1, 4000, 50, pad=8000)  # 32 MB: more than the sockets hold
+    stats = sink._nc.stats
+
+    def until(ready: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + 30
+        while not ready():
+            assert time.monotonic() < deadline, what
+            time.sleep(0.005)
+
+    try:
+        sink.write(given[0])
+        sink.sync()
+        jetstream.freeze()
+        base, written = stats["out_msgs"], 0
+        # Written to the sockets until they hold no more, then queued by nats-py (the
+        # publisher not waiting for it yet: below its pending_size).
+        for batch in given[1:]:
+            sink.write(batch)
+            written += len(batch.events)
+            until(lambda written=written: stats["out_msgs"] - base >= written,
+                  "the publisher stopped before nats-py queued anything")
+            if sink._nc.pending_data_size >= 1 << 20:
+                break
+        jetstream.stop_frozen()
+        jetstream.start()
+        for batch in given[1 + written // 50:]:
+            sink.write(batch)
+        sink.sync()
+        assert len(sink.durable()) == len(given)
+    finally:
+        sink.close()
+    assert_stored_once_in_order(jetstream.url, 1, 4000)
+
+
+def test_a_sink_that_cannot_publish_raises_from_write_durable_and_sync(
+    jetstream: NatsServer, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(spec, "NATS_ACK_TIMEOUT_SECONDS", 0.2)
+    monkeypatch.setattr(spec, "NATS_PUBLISH_ATTEMPTS", 2)
+    sink = open_sink(jetstream)
+    given = sink_batches(1, 1, 20, 10)
+    try:
+        jetstream.freeze()
+        try:
+            sink.write(given[0])  # returns: the failure comes later
+            with pytest.raises(SinkFailed, match=r"did not acknowledge a publish to "
+                                                 r"c2\.signal\.1 after 2 attempt"):
+                sink.sync()
+            with pytest.raises(SinkFailed):
+                sink.durable()
+            with pytest.raises(SinkFailed):
+                sink.write(given[1])
+        finally:
+            jetstream.thaw()
+    finally:
+        sink.close()
+
+
+def cli_state(path: Path) -> dict[str, int]:
+    try:
+        cursors: dict[str, int] = json.loads(path.read_text())["cursors"]
+        return cursors
+    except (OSError, ValueError, KeyError):
+        return {}
+
+
+def test_a_quiet_stream_after_a_burst_gets_its_last_batch_committed(
+    server: TestServer, jetstream: NatsServer, tmp_path: Path,
+) -> None:
+    state = tmp_path / "state.json"
+    process = nats_run(server, jetstream, "--state", str(state))
+    try:
+        wait_subscribed(server, 1, 3)
+        for n in range(25):
+            server.publish(1, order(1, n))
+        # No message follows: the acks of the last batch must still move the cursor.
+        server.wait_for(lambda: cli_state(state).get("strategy.signal:1") == 25, timeout=15)
+        assert process.poll() is None
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code, err = outcome(process)
+    assert code == ExitCode.TERMINATED, err
+    assert signal_ids(stored(jetstream.url)) == [f"1:strategy.signal:{seq}"
+                                                 for seq in range(1, 26)]
+
+
+def test_batches_in_flight_through_a_nats_restart_and_c2_drops_land_once(
+    server: TestServer, jetstream: NatsServer,
+) -> None:
+    process = nats_run(server, jetstream)
+    wait_subscribed(server, 1, 3)
+    published = 0
+
+    def publish(count: int) -> None:
+        nonlocal published
+        for _ in range(count):
+            n = published
+            server.publish(1 + n % 3, order(1 + n % 3, n))
+            published += 1
+            if n % 20 == 0:
+                time.sleep(0.005)  # several frames: several batches
+
+    def read_by_c2ws() -> None:
+        """Everything published has reached c2ws: a heartbeat sent after it was
+        answered (its answer comes after the messages before it were read)."""
+        before = {r.number: r.heartbeat_acks for r in server.connections(open_only=True)}
+        server.wait_for(lambda: all(
+            r.heartbeat_acks >= before.get(r.number, 0) + 2
+            for r in server.connections(open_only=True)), timeout=15)
+
+    publish(300)
+    server.wait_for(lambda: stored_count(jetstream.url) >= 300, timeout=30)
+    jetstream.freeze()
+    publish(600)  # taken by the sink and published; no ack comes
+    read_by_c2ws()
+    jetstream.stop_frozen()
+    jetstream.start()
+    for _ in range(3):  # C2 drops too, while the sink publishes again
+        newest = max(r.number for r in server.connections(open_only=True))
+        server.drop_connections()
+        server.wait_for(lambda newest=newest: any(
+            r.number > newest for r in server.connections(open_only=True)), timeout=30)
+        publish(100)
+    try:
+        server.wait_for(lambda: stored_count(jetstream.url) >= published, timeout=40)
+    except TimeoutError:
+        process.kill()
+        raise AssertionError(f"{stored_count(jetstream.url)} of {published} stored; c2ws "
+                             f"said: {process.communicate()[1].decode()[-2000:]}") from None
+    process.send_signal(signal.SIGTERM)
+    code, err = outcome(process)
+    assert code == ExitCode.TERMINATED, err
+    for strategy in (1, 2, 3):
+        assert_stored_once_in_order(jetstream.url, strategy, published // 3)
+    assert stored_count(jetstream.url) == published
+
+
+def test_a_publishing_failure_ends_the_run_with_12_without_another_message(
+    server: TestServer, jetstream: NatsServer,
+) -> None:
+    process = nats_run(server, jetstream)
+    try:
+        wait_subscribed(server, 1, 3)
+        server.publish(1, order(1, 0))
+        server.wait_for(lambda: stored_count(jetstream.url) >= 1, timeout=15)
+
+        async def delete() -> None:
+            connection = await nats.connect(jetstream.url)
+            try:
+                await connection.jetstream().delete_stream(STREAM)
+            finally:
+                await connection.close()
+
+        asyncio.run(delete())
+        server.publish(1, order(1, 1))  # refused every time: no stream holds its subject
+        code, err = outcome(process, timeout=50)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert code == ExitCode.SINK_FAILED, err
+    assert "did not acknowledge a publish to c2.signal.1" in err, err

@@ -28,6 +28,7 @@ from c2ws.exitcodes import ExitCode, exit_code_for
 from c2ws.render import Renderer
 from c2ws.render.diagnostics import Diagnostics
 from c2ws.render.safe import terminal_safe
+from c2ws.sinks import settle_wait
 from c2ws.sinks.output import OutputSink
 
 if TYPE_CHECKING:
@@ -162,7 +163,8 @@ class SubscribeRun:
                         if self.on_started is not None:
                             self.on_started()
                     with stream:
-                        for batch in stream.batches(include_empty=True):
+                        idle = settle_wait(self.sink)
+                        for batch in stream.batches(include_empty=True, idle=idle):
                             self._write_batch(batch)
                         self._settle_sink()
             finally:

@@ -10,6 +10,16 @@ the last durable message.  One small interface, :class:`Sink`::
     durable() -> [batch, ...]     # the batches durable since the last call, oldest first
     sync()                        # wait until everything written is durable
     close()                       # sync, then release
+    unsettled() -> int            # optional: messages written, not yet reported durable
+
+A sink whose batches turn durable after :meth:`~Sink.write` returned (NATS: when
+JetStream's acks come, publishing pipelined across batches) has ``unsettled``; while it
+says more than 0, the driver does not wait for the next message for ever but at most
+``spec.SINK_SETTLE_POLL_SECONDS`` (:func:`settle_wait`, given to
+:meth:`~c2ws.streaming.Stream.batches` as ``idle``), and acknowledges what
+:meth:`~Sink.durable` then reports: the last batches of a burst are committed within
+that time after their acks, even when no message follows.  A sink without it is durable
+when ``write`` returns (or never before ``sync``), and the driver waits as it always did.
 
 and two attributes (a third, ``one_message_at_a_time``, is optional: see
 :class:`SinkCursors`): ``name`` (for messages: ``stdout``, ``nats://host:4222``,
@@ -31,7 +41,7 @@ extra).  Another one (Redis Streams, Kafka) is one module beside them that imple
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
@@ -49,6 +59,7 @@ __all__ = [
     "SinkCursors",
     "deliver",
     "promise",
+    "settle_wait",
 ]
 
 
@@ -101,6 +112,10 @@ class Sink(Protocol):
         """Release what the sink holds; what was not durable stays unacknowledged."""
         ...
 
+    # Optional (not part of the runtime check): ``unsettled() -> int``, the messages
+    # written and not yet reported by durable(), for a sink whose batches turn durable
+    # on their own after write returned (see the module docstring and settle_wait).
+
 
 @dataclass(frozen=True, slots=True)
 class Promise:
@@ -137,15 +152,35 @@ def check_promise(sink: Sink) -> str | None:
     return said.warning
 
 
+def settle_wait(sink: Sink) -> Callable[[], float | None] | None:
+    """For :meth:`~c2ws.streaming.Stream.batches`'s ``idle``: how long the driver of
+    ``sink`` may wait for the next message before it looks at the sink's durable batches
+    again (``spec.SINK_SETTLE_POLL_SECONDS`` while some are unsettled, else as long as
+    it takes); None for a sink without ``unsettled`` (durable when written)."""
+    unsettled: Callable[[], int] | None = getattr(sink, "unsettled", None)
+    if unsettled is None:
+        return None
+    from c2ws import spec
+
+    poll = spec.SINK_SETTLE_POLL_SECONDS
+
+    def idle() -> float | None:
+        return poll if unsettled() else None
+
+    return idle
+
+
 def deliver(stream: Stream, sink: Sink) -> None:
     """Drive ``stream`` (made with ``auto_ack=False``) into ``sink`` until the stream
-    ends: each batch written, and acknowledged once the sink says it is durable; at the
-    end, what was written is made durable and acknowledged before the stream closes.
-    Opening and closing the sink are the caller's (``open`` gives the cursors a
-    :class:`SinkCursors` resumes from)."""
+    ends: each batch written, and acknowledged once the sink says it is durable (also
+    while no message comes: see :func:`settle_wait`); at the end, what was written is
+    made durable and acknowledged before the stream closes.  Opening and closing the
+    sink are the caller's (``open`` gives the cursors a :class:`SinkCursors` resumes
+    from)."""
     with stream:
-        for batch in stream.batches():
-            sink.write(batch)
+        for batch in stream.batches(idle=settle_wait(sink)):
+            if batch:
+                sink.write(batch)
             for done in sink.durable():
                 stream.ack(done)
         sink.sync()

@@ -11,23 +11,35 @@
   (a seq_id jump not yet confirmed keeps the one before; a reset moves it down), so the
   last message of each subject says where to resume: without ``--state`` a restart reads
   it (:meth:`NatsSink.open`) and the log is the one source of truth.
-* **Durable**: a batch is durable once JetStream acknowledged every publish of it.  The
-  publishes are pipelined (up to ``spec.NATS_MAX_IN_FLIGHT`` in flight, their acks on an
-  inbox of the sink's own, awaited in order).  When an ack does not come within
-  ``spec.NATS_ACK_TIMEOUT_SECONDS`` (NATS restarting, a lost connection: the client
-  reconnects on its own) or a publish is refused, everything from that message on is
-  published again with the same ids; after ``spec.NATS_PUBLISH_ATTEMPTS`` such rounds in a
-  row without an ack the run ends (:class:`~c2ws.errors.SinkFailed`, exit 12) with
-  nothing unacknowledged counted.  A lost connection and its return are said on stderr,
-  one line each.
+* **Durable**: a batch is durable once JetStream acknowledged every publish of it.
+  :meth:`NatsSink.write` hands the batch to the publisher and returns: publishing is
+  pipelined across batches (at most ``spec.NATS_MAX_IN_FLIGHT`` messages written and not
+  acknowledged, all of them in flight; a write that would pass that waits for acks, a
+  batch larger than that waits until nothing is unacknowledged; the acks come to an inbox
+  of the sink's own and are awaited in order).  :meth:`NatsSink.durable` reports the
+  batches whose acks all came, oldest first; :meth:`NatsSink.unsettled` says that some
+  are still due, so the driver looks again while the stream is quiet
+  (:func:`c2ws.sinks.settle_wait`).  When an ack does not come within
+  ``spec.NATS_ACK_TIMEOUT_SECONDS`` or a publish is refused, everything from the first
+  unacknowledged message on (whatever batch it is in) is published again with the same
+  ids; a lost connection (the client reconnects on its own) ends the round at once, and
+  what the client held unsent for it is dropped, so the messages are published again in
+  order (JetStream holds each subject in order, its last message the newest).  After
+  ``spec.NATS_PUBLISH_ATTEMPTS`` rounds in a row without an ack publishing stops and the
+  next ``write``, ``durable`` or ``sync`` raises :class:`~c2ws.errors.SinkFailed` (exit
+  12), nothing unacknowledged counted; every wait of the consumer's thread has a
+  deadline.  A lost connection and its return are said on stderr, one line each.
 * **--create-stream NAME**: a stream of ``PREFIX.>``, file storage, limits retention
   (nothing removed by c2ws: trim it with ``nats stream edit``), duplicate window
   ``spec.NATS_DUPLICATE_WINDOW_SECONDS``; an existing stream of that name is used as it
   is.
 
 nats-py (the ``nats`` extra) runs on an asyncio loop of the sink's own thread; the
-consumer thread waits for each batch's acks.  The module imports it only when a sink is
-made (``pip install 'c2ws[nats]'``).
+consumer thread makes each message's subject, headers and protocol command
+(:func:`encode_publish`) and hands them over.  What the sink takes from nats-py beyond
+its public API is in :mod:`c2ws.sinks.nats_compat` (and used only when the installed
+nats-py has it: else the sink is slower, as correct).  The module imports nats-py only
+when a sink is made (``pip install 'c2ws[nats]'``).
 """
 
 from __future__ import annotations
@@ -36,10 +48,12 @@ import asyncio
 import contextlib
 import hashlib
 import os
+import re
 import ssl
 import threading
+import time
 from collections import deque
-from collections.abc import Callable, Collection, Coroutine, Mapping
+from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar
@@ -52,18 +66,24 @@ from c2ws import spec
 from c2ws.errors import ConfigError, SinkFailed
 from c2ws.events import SubscriptionKey
 from c2ws.render.safe import terminal_safe
-from c2ws.sinks import Guarantee
+from c2ws.sinks import Guarantee, nats_compat
 
 if TYPE_CHECKING:
     from c2ws.streaming import Batch
 
-__all__ = ["NatsOptions", "NatsSink", "message_id", "subject_of"]
+__all__ = ["NatsOptions", "NatsSink", "encode_publish", "message_id", "subject_of"]
 
 _T = TypeVar("_T")
 _STREAM_MESSAGE: Final = ev.StreamMessage
 _SHORT: Final = {spec.CHANNEL_SIGNAL: "signal", spec.CHANNEL_POSITIONS: "positions"}
 CURSOR_HEADER: Final = "C2-Cursor"
 MSG_ID_HEADER: Final = "Nats-Msg-Id"
+# A wait of the consumer's thread that sees no ack for this long fails: longer than the
+# publisher's own attempts can take (it fails first when the loop runs at all).
+_STALL_SECONDS: Final = (spec.NATS_ACK_TIMEOUT_SECONDS * (spec.NATS_PUBLISH_ATTEMPTS + 1)
+                         + spec.NATS_RETRY_PAUSE_MAX_SECONDS * spec.NATS_PUBLISH_ATTEMPTS)
+# The acknowledged head of the plan is cut off once it is this long.
+_COMPACT_AFTER: Final = 8192
 
 
 @dataclass(frozen=True)
@@ -119,6 +139,56 @@ def _check_readable(option: str, path: Path) -> None:
                           param=option) from None
 
 
+# One publish of the plan: subject, line, headers, and the HPUB command around the reply
+# subject (see encode_publish; None: nats-py's publish builds it).
+_Publish = tuple[str, bytes, dict[str, str], bytes | None, bytes | None]
+# What encode_publish takes as it is: a subject or header value of printable ASCII
+# without spaces, a header key of the characters nats-py allows in one.
+_PLAIN: Final = re.compile(r"[!-~]+")
+_HEADER_KEY: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+def encode_publish(subject: str, headers: Mapping[str, str], payload: bytes,
+                   ) -> tuple[bytes, bytes] | None:
+    """The NATS protocol's HPUB command of a publish with headers, in two parts around
+    its reply subject: ``head + reply + tail`` are the bytes nats-py's ``publish`` sends
+    (tests/test_nats_encode.py compares them); None when the subject, a key or a value
+    is not plain (printable ASCII, no space), which nats-py's publish then handles (and
+    refuses what it must).  Made on the consumer's thread, once per message: nats-py
+    would validate and encode the headers again on the loop for every publish."""
+    head = _HEADS.get(subject)
+    if head is None:
+        if not _PLAIN.fullmatch(subject):
+            return None
+        head = b"HPUB %s " % subject.encode()
+        if len(_HEADS) < _KNOWN_MAX:
+            _HEADS[subject] = head
+    lines = [b"NATS/1.0\r\n"]
+    for key, value in headers.items():
+        start = _KEYS.get(key)
+        if start is None:
+            if not _HEADER_KEY.fullmatch(key):
+                return None
+            start = b"%s: " % key.encode()
+            if len(_KEYS) < _KNOWN_MAX:
+                _KEYS[key] = start
+        if not _PLAIN.fullmatch(value):
+            return None
+        lines += (start, value.encode(), b"\r\n")
+    lines.append(b"\r\n")
+    header = b"".join(lines)
+    size = len(header)
+    return head, b"".join((b" %d %d\r\n" % (size, size + len(payload)), header, payload,
+                           b"\r\n"))
+
+
+# encode_publish's subjects and header keys found plain, as their bytes (a few: one
+# subject per stream), up to _KNOWN_MAX of each.
+_HEADS: dict[str, bytes] = {}
+_KEYS: dict[str, bytes] = {}
+_KNOWN_MAX: Final = 65536
+
+
 def subject_of(prefix: str, channel: str, strategy_id: int) -> str:
     """``c2.signal.12345678``."""
     return f"{prefix}.{_SHORT.get(channel, 'other')}.{strategy_id}"
@@ -165,8 +235,19 @@ class NatsSink:
         self.stream_name: str | None = None
         self.published = 0  # messages acknowledged by JetStream (duplicates included)
         self.duplicates = 0  # of them, those JetStream already held
+        # The consumer's thread: the cursor of each stream as the plan is made, in order.
         self._cursors: dict[SubscriptionKey, int] = {}
-        self._written: list[Batch] = []
+        # Shared by both threads, under _lock: the batches written and not yet durable
+        # (each with the count of messages it ends at), those durable and not yet
+        # reported, how many messages were written and acknowledged, and the failure
+        # that ended publishing.  _settled is signalled when a batch turns durable.
+        self._lock = threading.Lock()
+        self._settled = threading.Condition(self._lock)
+        self._unsettled: deque[tuple[Batch, int]] = deque()
+        self._done: list[Batch] = []
+        self._written_count = 0
+        self._acked_count = 0
+        self._failure: SinkFailed | None = None
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="c2ws-nats",
                                         daemon=True)
@@ -174,6 +255,15 @@ class NatsSink:
         self._nc: Any = None
         self._js: Any = None
         self._inbox = ""
+        # The loop's: every message from the first unacknowledged one on (_plan[_head:]),
+        # the publisher task, and its wake-up (an ack, or a plan that came).
+        self._plan: list[_Publish] = []
+        self._head = 0
+        self._ends: deque[int] = deque()  # where each batch in flight ends (as _written_count)
+        self._acked_total = 0  # messages acknowledged, counted from the first written
+        self._publisher: asyncio.Task[None] | None = None
+        self._fast = False  # nats_compat.supported(): see nats_compat
+        self._epoch = 0  # connections lost: a round ends with the one it began on
         self._next_token = 0
         self._round_base = 0
         self._acks: dict[int, tuple[Mapping[str, str] | None, bytes]] = {}
@@ -192,21 +282,55 @@ class NatsSink:
         return found
 
     def write(self, batch: Batch) -> None:
-        """Publish the batch, pipelined, and wait for every ack."""
+        """Hand the batch's messages to the publisher and return: they are published
+        behind those of the batches before it, pipelined across batches.  Blocks only
+        while more than ``spec.NATS_MAX_IN_FLIGHT`` messages would be unacknowledged
+        (a larger batch waits until nothing is); raises the failure that ended
+        publishing (:class:`~c2ws.errors.SinkFailed`)."""
         events = batch.events
-        if events:
-            self._run(self._publish(events, batch.lines()))
-        self._written.append(batch)
+        size = len(events)
+        with self._lock:
+            self._raise_failure()
+            if size and self._written_count - self._acked_count + size > (
+                    spec.NATS_MAX_IN_FLIGHT):
+                self._wait(lambda: self._written_count - self._acked_count + size
+                           <= spec.NATS_MAX_IN_FLIGHT
+                           or self._written_count == self._acked_count)
+            if not size and not self._unsettled:
+                self._done.append(batch)  # durable, as the batches before it
+                return
+            self._written_count = end = self._written_count + size
+            self._unsettled.append((batch, end))
+        if size:
+            plan = self._plan_of(events, batch.lines())
+            self._loop.call_soon_threadsafe(self._take_plan, plan, end)
 
     def durable(self) -> list[Batch]:
-        done, self._written = self._written, []
-        return done
+        """The batches all of whose messages JetStream acknowledged since the last call,
+        oldest first; raises the failure that ended publishing once none is left."""
+        with self._lock:
+            done, self._done = self._done, []
+            if not done:
+                self._raise_failure()
+            return done
 
     def sync(self) -> None:
-        """Every batch was acknowledged before :meth:`write` returned."""
+        """Wait until JetStream acknowledged every message written (or raise why not)."""
+        with self._lock:
+            self._wait(lambda: self._acked_count >= self._written_count)
+            self._raise_failure()
+
+    def unsettled(self) -> int:
+        """The messages written and not yet acknowledged, plus the batches acknowledged
+        and not yet reported by :meth:`durable` (0: nothing is due): the driver looks
+        again for durable batches while it is not 0 (see :mod:`c2ws.sinks`).  Any
+        thread may ask."""
+        with self._lock:
+            return self._written_count - self._acked_count + len(self._done)
 
     def close(self) -> None:
-        """Drain and close the connection, stop the loop; idempotent."""
+        """Stop publishing, drain and close the connection, stop the loop; idempotent.
+        What was not acknowledged stays unacknowledged."""
         if not self._loop.is_closed():
             if self._nc is not None:
                 # A close that cannot drain in time leaves nothing acknowledged behind.
@@ -216,6 +340,66 @@ class NatsSink:
             self._thread.join(5)
             if not self._thread.is_alive():
                 self._loop.close()
+        with self._lock:
+            if self._failure is None and self._acked_count < self._written_count:
+                self._failure = SinkFailed(f"NATS {self.options.url}: the sink is closed")
+            self._settled.notify_all()
+
+    # --- on the consumer's thread, under _lock ---
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+
+    def _wait(self, ready: Callable[[], bool]) -> None:
+        """Wait until ``ready()`` or a failure, under ``_lock``.  Every wait has a
+        deadline: the publisher fails within its attempts when no ack comes, and a
+        wait that sees no ack for longer than they can take (a stuck loop) fails too."""
+        stall = _STALL_SECONDS
+        acked = self._acked_total  # the loop's count, read as progress
+        deadline = time.monotonic() + stall
+        while not ready() and self._failure is None:
+            if self._acked_total != acked:
+                acked, deadline = self._acked_total, time.monotonic() + stall
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self._failure = SinkFailed(
+                    f"NATS JetStream at {self.options.url} acknowledged nothing within "
+                    f"{stall:g} s")
+                break
+            self._settled.wait(left)
+
+    def _plan_of(self, events: Sequence[Any], lines: list[bytes],
+                 ) -> list[_Publish]:
+        """Subject, line and headers of each message, the cursor header computed in
+        order (the consumer's thread: the batches come in order)."""
+        prefix = self.options.subject_prefix
+        cursors = self._cursors
+        plan: list[_Publish] = []
+        for event, line in zip(events, lines, strict=True):
+            kind = type(event)
+            key: SubscriptionKey | None = getattr(event, "key", None)
+            if kind is _STREAM_MESSAGE:
+                cursor = event.cursor
+                if key is not None and cursor is not None:
+                    cursors[key] = cursor
+            elif kind is ev.SequenceReset:
+                cursors[event.key] = event.cursor
+            if key is not None:
+                subject = subject_of(prefix, key.channel, key.strategy_id)
+            else:  # not a stream's (a REST line: backfill, snapshot)
+                strategy = getattr(event, "strategy_id", None) or 0
+                msg_type = getattr(event, "msg_type", "other")
+                subject = f"{prefix}.{msg_type}.{strategy}"
+            headers = {MSG_ID_HEADER: message_id(event, line)}
+            if key is not None and key in cursors:
+                headers[CURSOR_HEADER] = str(cursors[key])
+            command = encode_publish(subject, headers, line)
+            if command is None:
+                plan.append((subject, line, headers, None, None))
+            else:
+                plan.append((subject, line, headers, command[0], command[1]))
+        return plan
 
     # --- on the loop ---
 
@@ -237,7 +421,10 @@ class NatsSink:
         # the publishes' own attempts bound a stall); the first connection gets
         # NATS_CONNECT_TIMEOUT_SECONDS in all (nats-py's "without end" covers it too:
         # an unreachable or refusing server would hang the start).
-        client = Client()
+        # With nats_compat the acks come straight from the parser and the commands made
+        # beforehand are sent as they are; else nats-py's public API.
+        self._fast = fast = nats_compat.supported()
+        client: Any = nats_compat.client_class()() if fast else Client()
         # nats-py annotates the waits as int; it sleeps on them, fractions included.
         waits: dict[str, Any] = {"connect_timeout": spec.NATS_CONNECT_TIMEOUT_SECONDS,
                                  "reconnect_time_wait": spec.NATS_RECONNECT_WAIT_SECONDS}
@@ -260,6 +447,8 @@ class NatsSink:
         # random token on each, which halves the rate).
         self._inbox = self._nc.new_inbox() + "."
         await self._nc.subscribe(self._inbox + "*", cb=self._on_ack)
+        if fast:
+            client.take_acks_first(self._inbox, self._token_of, self._take_ack)
         prefix = options.subject_prefix
         try:
             if options.create_stream is not None:
@@ -327,6 +516,9 @@ class NatsSink:
             self._report(f"NATS {self.options.url}: {_reason(exc)}", "yellow")
 
     async def _on_disconnected(self) -> None:
+        self._epoch += 1  # the round in progress is over
+        self._drop_unsent()
+        self._arrived.set()
         if not self._disconnected and self._nc is not None and not self._nc.is_closed:
             self._disconnected = True
             loss, self._loss = self._loss, None
@@ -343,128 +535,196 @@ class NatsSink:
         if self.say is not None:
             self.say(terminal_safe(text, 400), color)
 
-    async def _publish(self, events: list[ev.Event] | Any, lines: list[bytes]) -> None:
-        """Publish every message of a batch, then await the acks in order; a publish
-        not acknowledged in time (or refused) is published again (same id)."""
-        prefix = self.options.subject_prefix
-        cursors = self._cursors
-        plan: list[tuple[str, bytes, dict[str, str]]] = []
-        for event, line in zip(events, lines, strict=True):
-            kind = type(event)
-            key: SubscriptionKey | None = getattr(event, "key", None)
-            if kind is _STREAM_MESSAGE:
-                cursor = event.cursor
-                if key is not None and cursor is not None:
-                    cursors[key] = cursor
-            elif kind is ev.SequenceReset:
-                cursors[event.key] = event.cursor
-            if key is not None:
-                subject = subject_of(prefix, key.channel, key.strategy_id)
-            else:  # not a stream's (a REST line: backfill, snapshot)
-                strategy = getattr(event, "strategy_id", None) or 0
-                msg_type = getattr(event, "msg_type", "other")
-                subject = f"{prefix}.{msg_type}.{strategy}"
-            headers = {MSG_ID_HEADER: message_id(event, line)}
-            if key is not None and key in cursors:
-                headers[CURSOR_HEADER] = str(cursors[key])
-            plan.append((subject, line, headers))
-        await self._publish_plan(plan)
+    def _take_plan(self, plan: list[_Publish], end: int) -> None:
+        """A batch's messages, ending at message ``end`` (counted from the first written):
+        published after those before them."""
+        if self._failure is not None:
+            return
+        self._plan.extend(plan)
+        self._ends.append(end)
+        self._arrived.set()
+        if self._publisher is None:
+            self._publisher = self._loop.create_task(self._publish_all())
 
-    async def _publish_plan(self, plan: list[tuple[str, bytes, dict[str, str]]]) -> None:
-        """Publish ``plan`` in order, at most ``spec.NATS_MAX_IN_FLIGHT`` unacknowledged,
-        and await the acks in order.  A round that fails (an ack not in time, a refusal,
-        a publish the client cannot buffer) publishes everything from the first
-        unacknowledged message again, the same ids; ``spec.NATS_PUBLISH_ATTEMPTS``
-        rounds in a row without one ack end the run."""
-        acked, fruitless = 0, 0
-        while acked < len(plan):
-            before = acked
+    async def _publish_all(self) -> None:
+        """Publish the plan as it grows, at most ``spec.NATS_MAX_IN_FLIGHT``
+        unacknowledged, the acks awaited in order.  A round that fails (an ack not in
+        time, a refusal, a publish the client cannot buffer) publishes everything from the
+        first unacknowledged message again (whatever batch it is in), the same ids;
+        ``spec.NATS_PUBLISH_ATTEMPTS`` rounds in a row without one ack end publishing:
+        the failure is raised by the next write, durable or sync."""
+        fruitless = 0
+        while True:
+            before = self._acked_total
             try:
-                acked = await self._round(plan, acked)
-            except _RoundFailed as failed:
-                acked = failed.acked
-                fruitless = 0 if acked > before else fruitless + 1
+                await self._round()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a round that failed, or else a bug: said at once
+                if not isinstance(exc, _RoundFailed):
+                    self._fail(SinkFailed(f"NATS JetStream at {self.options.url}: "
+                                          f"publishing stopped: {_reason(exc)}"))
+                    return
+                failed = exc
+                # A round that got an ack, or owed none (a connection lost while all
+                # was acknowledged), is no fruitless attempt.
+                fruitless = 0 if (self._acked_total > before
+                                  or self._head >= len(self._plan)) else fruitless + 1
                 if fruitless >= spec.NATS_PUBLISH_ATTEMPTS:
-                    raise SinkFailed(
-                        f"NATS JetStream did not acknowledge a publish to {plan[acked][0]} "
-                        f"after {fruitless} attempt(s): {failed.reason}") from None
+                    subject = self._plan[self._head][0]
+                    self._fail(SinkFailed(
+                        f"NATS JetStream did not acknowledge a publish to {subject} after "
+                        f"{fruitless} attempt(s): {failed.reason}"))
+                    return
                 if not failed.timed_out:  # a refusal comes at once: do not spin on it
                     await asyncio.sleep(min(spec.NATS_RETRY_PAUSE_MAX_SECONDS,
                                             spec.NATS_RETRY_PAUSE_SECONDS * 2 ** fruitless))
 
-    async def _round(self, plan: list[tuple[str, bytes, dict[str, str]]], first: int) -> int:
-        """One pass over ``plan[first:]``; the count acknowledged (all of it), or
-        :class:`_RoundFailed` saying how far it got."""
-        nc, inbox, results = self._nc, self._inbox, self._acks
+    async def _round(self) -> None:
+        """One pass over the plan from its first unacknowledged message, following it as
+        it grows; returns never, or raises :class:`_RoundFailed`."""
+        nc, inbox, results, plan = self._nc, self._inbox, self._acks, self._plan
         loop = asyncio.get_running_loop()
+        arrived, ends = self._arrived, self._ends
         # Replies to an earlier round (published again in this one) count no more.
         self._round_base = token = self._next_token
         results.clear()
+        epoch = self._epoch
+        to_inbox = inbox.encode()
+        fast = self._fast
+        if not nc.is_connected:
+            self._drop_unsent()
         window: deque[int] = deque()
-        published = acked = first
-        total = len(plan)
-        limit = spec.NATS_MAX_IN_FLIGHT
-        while acked < total:
-            while published < total and published - acked < limit:
-                subject, line, headers = plan[published]
+        published = self._head
+        # Without nats_compat one publish at a time: nothing later is queued behind one
+        # that a lost connection may take (see nats_compat).
+        limit = spec.NATS_MAX_IN_FLIGHT if fast else 1
+        deadline: float | None = None  # for the ack of window[0]
+        while True:
+            head = self._head
+            if published < len(plan) and published - head < limit and self._epoch == epoch:
                 try:
-                    await nc.publish(subject, line, reply=f"{inbox}{token}", headers=headers)
+                    while published < len(plan) and published - head < limit:
+                        subject, line, headers, before, after = plan[published]
+                        if before is None or not fast or not await nc.send_encoded(
+                                b"%s%s%d%s" % (before, to_inbox, token, after), len(line)):
+                            # not plain, no nats_compat, not connected or too large:
+                            # nats-py's publish
+                            await nc.publish(subject, line, reply=f"{inbox}{token}",
+                                             headers=headers)
+                        window.append(token)
+                        token += 1
+                        published += 1
+                        if self._epoch != epoch:
+                            break
                 except Exception as exc:  # closed, or the reconnect buffer is full
                     self._next_token = token + 1
-                    raise _RoundFailed(acked, _reason(exc), timed_out=False) from None
-                window.append(token)
-                token += 1
-                published += 1
-            self._next_token = token
-            wanted = window.popleft()
-            reply = results.pop(wanted, None)
+                    raise _RoundFailed(_reason(exc), timed_out=False) from None
+                self._next_token = token
+            if self._epoch != epoch:
+                # The connection was lost: what it had not stored is published again, in
+                # order, from the first unacknowledged message (see _drop_unsent).
+                raise _RoundFailed("the connection was lost", timed_out=True)
+            if not window:  # everything acknowledged: wait for more (nothing is owed)
+                arrived.clear()
+                await arrived.wait()
+                continue
+            reply = results.pop(window[0], None)
             if reply is None:
-                deadline = loop.time() + spec.NATS_ACK_TIMEOUT_SECONDS
-                arrived = self._arrived
-                while reply is None:
-                    arrived.clear()
-                    remaining = deadline - loop.time()
-                    try:
-                        if remaining <= 0:
-                            raise TimeoutError
-                        await asyncio.wait_for(arrived.wait(), remaining)
-                    except (asyncio.TimeoutError, TimeoutError):
-                        raise _RoundFailed(acked, "no ack within "
-                                           f"{spec.NATS_ACK_TIMEOUT_SECONDS:g} s",
-                                           timed_out=True) from None
-                    reply = results.pop(wanted, None)
+                if deadline is None:
+                    deadline = loop.time() + spec.NATS_ACK_TIMEOUT_SECONDS
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise _RoundFailed(f"no ack within {spec.NATS_ACK_TIMEOUT_SECONDS:g} s",
+                                       timed_out=True)
+                arrived.clear()
+                with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
+                    await asyncio.wait_for(arrived.wait(), remaining)
+                continue
+            window.popleft()
+            deadline = None
             refused = _refusal(reply)
             if refused is not None:
-                raise _RoundFailed(acked, refused, timed_out=False)
+                raise _RoundFailed(refused, timed_out=False)
             self.published += 1
             if _DUPLICATE in reply[1]:
                 self.duplicates += 1
-            acked += 1
-        return acked
+            self._head = head + 1
+            self._acked_total = acked = self._acked_total + 1
+            if acked >= ends[0]:
+                while ends and ends[0] <= acked:
+                    ends.popleft()
+                self._settle(acked)
+            if self._head >= _COMPACT_AFTER:
+                del plan[:self._head]
+                published -= self._head
+                self._head = 0
+
+    def _drop_unsent(self) -> None:
+        """Forget the publishes nats-py holds unsent for a lost connection.  It sends them
+        first once it reconnects; but a publish before them may have been lost with the
+        connection, and the round that publishes everything again from there must not
+        find later messages stored before it (JetStream would hold them out of order,
+        and the last message of a subject, where a restart resumes, would not be the
+        newest).  Only the sink's own publishes (to its inbox) are taken out
+        (:meth:`c2ws.sinks.nats_compat.AckFirstClient.drop_unsent`); without nats_compat
+        a single publish is in flight, and nothing needs dropping."""
+        if self._fast and self._nc is not None:
+            self._nc.drop_unsent(self._inbox)
+
+    def _settle(self, acked: int) -> None:
+        """The batches whose messages are all acknowledged (``acked`` of them, counted
+        from the first written) turn durable."""
+        with self._lock:
+            unsettled, done = self._unsettled, self._done
+            while unsettled and unsettled[0][1] <= acked:
+                done.append(unsettled.popleft()[0])
+            self._acked_count = acked
+            self._settled.notify_all()
+
+    def _fail(self, failure: SinkFailed) -> None:
+        with self._lock:
+            if self._failure is None:
+                self._failure = failure
+            self._settled.notify_all()
 
     async def _on_ack(self, msg: Any) -> None:
-        """A reply to one of our publishes (on the sink's own inbox)."""
+        """A reply to one of our publishes (on the sink's own inbox), as nats-py's
+        subscription hands it over (without nats_compat: else see _take_ack)."""
+        token = self._token_of(msg.subject[len(self._inbox):])
+        if token is not None:
+            self._take_ack(token, msg.headers, msg.data)
+
+    def _token_of(self, suffix: str | bytes) -> int | None:
+        """The publish a reply answers (its reply subject's suffix), None when it
+        answers none of this round's (an earlier round's: published again since)."""
         try:
-            token = int(msg.subject[len(self._inbox):])
+            token = int(suffix)
         except ValueError:
-            return
-        if token >= self._round_base:
-            self._acks[token] = (msg.headers, msg.data)
-            self._arrived.set()
+            return None
+        return token if token >= self._round_base else None
+
+    def _take_ack(self, token: int, headers: Mapping[str, str] | None, data: bytes) -> None:
+        self._acks[token] = (headers, data)
+        self._arrived.set()
 
     async def _close(self) -> None:
+        publisher, self._publisher = self._publisher, None
+        if publisher is not None:
+            publisher.cancel()
+            with contextlib.suppress(BaseException):
+                await publisher
         nc, self._nc = self._nc, None
         if nc is not None and not nc.is_closed:
             await nc.drain()
 
 
 class _RoundFailed(Exception):
-    """A publishing round that stopped at ``acked`` (the messages before it are
-    acknowledged)."""
+    """A publishing round that stopped (the messages before ``_head`` are acknowledged)."""
 
-    def __init__(self, acked: int, reason: str, *, timed_out: bool) -> None:
+    def __init__(self, reason: str, *, timed_out: bool) -> None:
         super().__init__(reason)
-        self.acked, self.reason, self.timed_out = acked, reason, timed_out
+        self.reason, self.timed_out = reason, timed_out
 
 
 _DUPLICATE: Final = b'"duplicate":true'
