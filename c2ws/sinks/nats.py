@@ -156,22 +156,14 @@ def encode_publish(subject: str, headers: Mapping[str, str], payload: bytes,
     is not plain (printable ASCII, no space), which nats-py's publish then handles (and
     refuses what it must).  Made on the consumer's thread, once per message: nats-py
     would validate and encode the headers again on the loop for every publish."""
-    head = _HEADS.get(subject)
+    head = _HEADS.get(subject) or _learn(_HEADS, subject, _PLAIN, b"HPUB %s ")
     if head is None:
-        if not _PLAIN.fullmatch(subject):
-            return None
-        head = b"HPUB %s " % subject.encode()
-        if len(_HEADS) < _KNOWN_MAX:
-            _HEADS[subject] = head
+        return None
     lines = [b"NATS/1.0\r\n"]
     for key, value in headers.items():
-        start = _KEYS.get(key)
+        start = _KEYS.get(key) or _learn(_KEYS, key, _HEADER_KEY, b"%s: ")
         if start is None:
-            if not _HEADER_KEY.fullmatch(key):
-                return None
-            start = b"%s: " % key.encode()
-            if len(_KEYS) < _KNOWN_MAX:
-                _KEYS[key] = start
+            return None
         if not _PLAIN.fullmatch(value):
             return None
         lines += (start, value.encode(), b"\r\n")
@@ -187,6 +179,18 @@ def encode_publish(subject: str, headers: Mapping[str, str], payload: bytes,
 _HEADS: dict[str, bytes] = {}
 _KEYS: dict[str, bytes] = {}
 _KNOWN_MAX: Final = 65536
+
+
+def _learn(known: dict[str, bytes], text: str, plain: re.Pattern[str],
+           form: bytes) -> bytes | None:
+    """``form`` with ``text`` in it, kept in ``known`` (up to _KNOWN_MAX), when ``plain``
+    matches all of ``text``; None when it does not (encode_publish's cache misses)."""
+    if not plain.fullmatch(text):
+        return None
+    made = form % text.encode()
+    if len(known) < _KNOWN_MAX:
+        known[text] = made
+    return made
 
 
 def subject_of(prefix: str, channel: str, strategy_id: int) -> str:
