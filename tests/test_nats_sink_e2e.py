@@ -141,6 +141,17 @@ def stored(url: str) -> list[tuple[str, dict[str, str], bytes]]:
     return asyncio.run(read())
 
 
+def wait_stored(server: Any, url: str, process: subprocess.Popen[bytes], count: int) -> None:
+    """Wait (up to 40 s) until the test stream holds ``count`` messages; else kill c2ws
+    and fail with what it said on stderr."""
+    try:
+        server.wait_for(lambda: stored_count(url) >= count, timeout=40)
+    except TimeoutError:
+        process.kill()
+        raise AssertionError(f"{stored_count(url)} of {count} stored within 40 s; c2ws "
+                             f"said: {process.communicate()[1].decode()[-2000:]}") from None
+
+
 def stored_count(url: str) -> int:
     """How many messages the test stream holds (0: no stream yet)."""
     async def count() -> int:
@@ -206,12 +217,7 @@ def test_every_signal_lands_once_across_c2_drops_and_a_nats_restart(
     publisher.join(30)
     assert done.is_set()
     expected = {f"{1 + n % 3}:strategy.signal:{n // 3 + 1}" for n in range(total)}
-    try:
-        server.wait_for(lambda: stored_count(jetstream.url) >= total, timeout=40)
-    except TimeoutError:
-        process.kill()
-        raise AssertionError(f"{stored_count(jetstream.url)} of {total} stored within 40 s; "
-                             f"c2ws said: {process.communicate()[1].decode()[-2000:]}") from None
+    wait_stored(server, jetstream.url, process, total)
     process.send_signal(signal.SIGTERM)
     code, err = outcome(process)
     assert code == ExitCode.TERMINATED, err
@@ -517,12 +523,7 @@ def test_batches_in_flight_through_a_nats_restart_and_c2_drops_land_once(
         server.wait_for(lambda newest=newest: any(
             r.number > newest for r in server.connections(open_only=True)), timeout=30)
         publish(100)
-    try:
-        server.wait_for(lambda: stored_count(jetstream.url) >= published, timeout=40)
-    except TimeoutError:
-        process.kill()
-        raise AssertionError(f"{stored_count(jetstream.url)} of {published} stored; c2ws "
-                             f"said: {process.communicate()[1].decode()[-2000:]}") from None
+    wait_stored(server, jetstream.url, process, published)
     process.send_signal(signal.SIGTERM)
     code, err = outcome(process)
     assert code == ExitCode.TERMINATED, err
