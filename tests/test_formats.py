@@ -256,9 +256,11 @@ def test_stderr_messages_follow_color_settings(server: TestServer) -> None:
     ("tsv", ("seq", "payload.Info"), (), False, False),
     ("csv", (), ("@ESZ6",), False, True),
     ("tsv", (), (), True, True),
-    ("table", (), (), False, True),
+    ("table", (), (), False, False),  # the table decodes the messages it shows
+    ("table", (), ("@ESZ6",), False, True),
+    ("table", (), (), True, True),
 ])
-def test_only_plain_ndjson_csv_and_tsv_run_without_decoded_payloads(
+def test_only_plain_ndjson_csv_tsv_and_table_run_without_decoded_payloads(
     mode: str, fields: tuple[str, ...], symbols: tuple[str, ...], bell: bool, needs: bool
 ) -> None:
     from c2ws.cli.options import OutputMode

@@ -52,8 +52,8 @@ class Output:
     renderer: Renderer
     diagnostics: Diagnostics
     table: bool
-    # The renderer reads decoded payloads (tables, fields, filters, alerts); plain
-    # NDJSON writes the frames as received and needs none, CSV and TSV decode what they
+    # The renderer reads decoded payloads (fields, filters, alerts); plain NDJSON writes
+    # the frames as received and needs none, CSV, TSV and the table decode what they
     # read of them themselves.
     needs_payloads: bool = True
     # Each stream message is one line holding its envelope (NDJSON without --fields):
@@ -140,11 +140,12 @@ def build_output(
         renderer = FilteredRenderer(renderer, output.message_filter)
     if output.terminal.bell:
         renderer = _with_bell(renderer, output.terminal, table_console, err_console, diagnostics)
-    # Plain NDJSON writes the frames as received, and CSV and TSV read what they need of
-    # them (c2ws.render.tabular); every other renderer, a filter and an alert read the
-    # decoded payload.
+    # Plain NDJSON writes the frames as received, CSV and TSV read what they need of
+    # them (c2ws.render.tabular), and the table decodes the messages it shows (on a
+    # terminal, at most a few hundred per redraw of a burst); every other renderer, a
+    # filter and an alert read the decoded payload.
     passes_frames = (mode is OutputMode.ndjson and not output.fields) or mode in (
-        OutputMode.csv, OutputMode.tsv)
+        OutputMode.csv, OutputMode.tsv, OutputMode.table)
     needs_payloads = (
         not passes_frames or output.message_filter.active or output.terminal.bell
     )

@@ -38,7 +38,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from types import TracebackType
@@ -66,13 +66,14 @@ from c2ws.events import (
     SequenceJump,
     SequenceReset,
     StreamMessage,
+    StreamRun,
     SubscriptionConfirmed,
     SubscriptionKey,
     SubscriptionRejected,
     SubscriptionsChanged,
     Unsubscribed,
 )
-from c2ws.protocol import Envelope, parse_timestamp
+from c2ws.protocol import Envelope, MalformedMessage, decode, parse_timestamp
 from c2ws.render import fields
 from c2ws.render.clock import DisplayZone, day_banner
 from c2ws.render.consoles import rewrapped_rows, rewraps_on_resize, same_terminal
@@ -84,6 +85,7 @@ from c2ws.render.layout import (
     fit,
     fit_position_columns,
 )
+from c2ws.stream_head import read_stream_head
 
 REFRESH_INTERVAL_SECONDS: Final = 0.1
 # Lines held for the next live refresh before they are printed regardless.
@@ -267,7 +269,8 @@ class TableRenderer:
         # Live: signals wait here, unformatted, for the next redraw (a burst costs no
         # formatting per message); past MAX_SIGNALS_PER_REFRESH only the newest are kept
         # and the rest counted.
-        self._unformatted: deque[tuple[SubscriptionKey | None, Envelope]] = deque(
+        # A signal of a run is kept as its frame, decoded only if it is shown.
+        self._unformatted: deque[tuple[SubscriptionKey | None, Envelope | bytes]] = deque(
             maxlen=MAX_SIGNALS_PER_REFRESH
         )
         self._not_shown = 0
@@ -330,6 +333,37 @@ class TableRenderer:
                 self._messages += 1
             self._dispatch(event)
         self._changed()
+
+    def handle_events(self, events: Sequence[Event]) -> None:
+        """A batch of stream messages as the session handed it over, where a burst of one
+        stream may be one :class:`~c2ws.events.StreamRun` of frames not decoded (the CLI
+        passes frames through to the table).  Live, a run of signals is counted and only
+        its newest frames are kept for the next redraw, which decodes the ones it shows
+        (at most MAX_SIGNALS_PER_REFRESH): the same lines as :meth:`handle` of each
+        message, without decoding or an event per message.  Anything else, message by
+        message."""
+        handle = self.handle
+        for event in events:
+            if type(event) is not StreamRun:
+                handle(event)
+                continue
+            self._ensure_live()
+            if self._live is None or event.key.channel != spec.CHANNEL_SIGNAL:
+                for message in event.messages():
+                    handle(message)
+                continue
+            frames = event.frames
+            key = event.key
+            with self._lock:
+                self._messages += len(frames)
+                self._signals_expected = True
+                waiting = self._unformatted
+                # handle() counts each message that pushes the oldest out of the deque.
+                pushed_out = len(waiting) + len(frames) - MAX_SIGNALS_PER_REFRESH
+                if pushed_out > 0:
+                    self._not_shown += pushed_out
+                waiting.extend([(key, frame) for frame in frames[-MAX_SIGNALS_PER_REFRESH:]])
+            self._dirty.set()
 
     def print_message(self, line: Text) -> None:
         """A message for the person (a diagnostic): above the live region while there is
@@ -452,7 +486,10 @@ class TableRenderer:
             if state == _ACTIVE:
                 self._subscriptions[key] = _PENDING
 
-    def _on_signal(self, key: SubscriptionKey | None, message: Envelope) -> None:
+    def _on_signal(self, key: SubscriptionKey | None, frame: Envelope | bytes) -> None:
+        message = _decoded(frame)
+        if message is None:
+            return
         signal = fields.signal_fields(message.payload)
         epoch = self._epoch_of(message)
         cells: dict[str, Cell] = {
@@ -548,7 +585,10 @@ class TableRenderer:
         if lines:
             self._print_line(Text("\n").join(lines))
 
-    def _on_positions(self, key: SubscriptionKey | None, message: Envelope) -> None:
+    def _on_positions(self, key: SubscriptionKey | None, frame: Envelope) -> None:
+        message = _decoded(frame)
+        if message is None:
+            return
         updated = self._epoch_of(message)
         for position in fields.position_fields(message.payload):
             self._positions_seen = True
@@ -959,6 +999,29 @@ def _items_width(items: list[list[Cell]]) -> int:
     """Cells taken by the footer ``items`` in one line."""
     pieces = sum(cell_len(text) for item in items for text, _ in item)
     return pieces + cell_len(_STATUS_SEPARATOR) * max(len(items) - 1, 0)
+
+
+def _decoded(frame: Envelope | bytes) -> Envelope | None:
+    """The message with its payload: ``frame`` itself when it was decoded, else decoded
+    now from its frame (a message passed through, or a frame of a run) as a session
+    decoding payloads decodes it.  A frame orjson refuses (valid JSON with a number
+    beyond a double's range), which such a session reported as malformed and skipped, is
+    delivered by one passing frames through: its header fields alone are shown, as
+    ``-o csv`` does (None: a frame no reader takes, which no session delivers)."""
+    if isinstance(frame, bytes):
+        data: bytes | str = frame
+    elif frame.raw or frame.payload or frame.data is None:
+        # Decoded (its raw holds at least its msg_type), or made by hand.
+        return frame
+    else:  # passed through: the session left payload and raw empty
+        data = frame.data
+    try:
+        return decode(data)
+    except MalformedMessage:
+        if not isinstance(frame, bytes):
+            return frame
+        head = read_stream_head(frame)
+        return None if head is None else head[0]
 
 
 def _plural(count: int, word: str) -> str:
