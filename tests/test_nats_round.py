@@ -78,9 +78,13 @@ class Unconnected:
     def read(self, wire: bytes) -> None:
         self.on_loop(self.client._ps.parse(wire))
 
-    def wait_sent(self, runs: int = 1) -> None:
-        for _ in range(runs):
-            assert self.sent.acquire(timeout=10), "the publisher sent nothing"
+    def sent_until(self, count: int) -> list[tuple[str, int]]:
+        """What :meth:`take_sent` says, waited for until ``count`` publishes came."""
+        sent: list[tuple[str, int]] = []
+        while len(sent) < count:
+            assert self.sent.acquire(timeout=10), f"the publisher sent {len(sent)} only"
+            sent += self.take_sent()
+        return sent
 
 
 def batches(count: int, size: int) -> list[Batch]:
@@ -104,19 +108,14 @@ def test_a_refusal_in_a_run_of_acks_publishes_again_from_it() -> None:
     try:
         for batch in given:
             sink.write(batch)
-        unconnected.wait_sent()
-        first = unconnected.take_sent()
-        while len(first) < 10:  # the second batch may come in a run of its own
-            unconnected.wait_sent()
-            first += unconnected.take_sent()
+        first = unconnected.sent_until(10)  # in one run or two
         ids = [f"7:strategy.signal:{seq}" for seq in range(1, 11)]
         assert [msg_id for msg_id, _ in first] == ids
         tokens = [token for _, token in first]
         # One read, one run: acks of 1-5, the refusal of 6, acks of 7-10 (as a stream
         # whose limit came back after 6 may answer).
         unconnected.read(acks(tokens, lambda t: REFUSAL if t == tokens[5] else ACK % t))
-        unconnected.wait_sent()  # the round again, from the refused message
-        again = unconnected.take_sent()
+        again = unconnected.sent_until(5)  # the round again, from the refused message
         assert [msg_id for msg_id, _ in again] == ids[5:]
         assert min(token for _, token in again) > max(tokens)  # new reply subjects
         assert sink.durable() == [given[0]]  # the acks before the refusal counted

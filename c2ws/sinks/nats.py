@@ -36,7 +36,9 @@
 
 nats-py (the ``nats`` extra) runs on an asyncio loop of the sink's own thread; the
 consumer thread makes each message's subject, headers and protocol command
-(:func:`encode_publish`) and hands them over.  What the sink takes from nats-py beyond
+(:class:`Planner`, :func:`encode_publish`) and hands them over; the loop sends them a
+run at a time and takes the acks that came in order at each wake-up (with nats_compat
+read in bulk from the socket).  What the sink takes from nats-py beyond
 its public API is in :mod:`c2ws.sinks.nats_compat` (and used only when the installed
 nats-py has it: else the sink is slower, as correct).  The module imports nats-py only
 when a sink is made (``pip install 'c2ws[nats]'``).
