@@ -13,9 +13,12 @@ giving up on anything unusual, such as an escape in a key or in a value it reads
 field name met twice in any spelling, a number a double cannot hold; it writes the line
 when every cell is one it makes as c2ws.render.cells does, else gives the values for
 c2ws.render.cells to make the row; its Python twin always gives up, for the general
-path to decode every line).  Each is written here in Python and, when the package was
-built with a C compiler at hand, also in C (``c2ws/_speedups.c``, an optional extension:
-without a compiler c2ws is installed without it).  The C twin is used when it was built,
+path to decode every line).  And one serves the NATS sink's connection:
+:func:`nats_acks` cuts the run of the sink's acks out of a socket read (anything else
+is left to nats-py's parser: c2ws.sinks.nats_compat).  Each is written here in Python
+and, when the package was built with a C compiler at hand, also in C
+(``c2ws/_speedups.c``, an optional extension: without a compiler c2ws is installed
+without it).  The C twin is used when it was built,
 unless the environment sets ``C2WS_PURE_PYTHON=1``; ``COMPILED`` says which runs.  Both
 do exactly the same (run_summary: the same as msgspec's reading, when the C scanner does
 not give up; signal_csv: the general path's rows joined, where it does not):
