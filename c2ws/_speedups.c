@@ -1,4 +1,4 @@
-/* The compiled twins of six pure-Python functions of c2ws/speedups.py, for the
+/* The compiled twins of seven pure-Python functions of c2ws/speedups.py, for the
  * socket thread's per-message work on a burst of frames.  Each does exactly what its
  * twin does (tests/test_speedups.py runs both on arbitrary input); c2ws works the same
  * without this module, only slower (it is built when a C compiler is at hand).
@@ -8,6 +8,7 @@
  *   any_contains(frames, needle)  does some frame hold needle?
  *   ndjson_burst(chunk, position, marker)  the plain text frames there, as NDJSON
  *   run_summary(ndjson, count)    those lines' headers, when they are a run
+ *   nats_acks(chunk, position, prefix)  the NATS sink's acks there
  *   signal_csv(ndjson, columns, ...)  the CSV/TSV lines of a run's signals, else
  *                                 each line's row values, or its index
  */
@@ -2023,7 +2024,128 @@ error:
     return NULL;
 }
 
+/* nats_acks(chunk, position, prefix): the run of the NATS sink's acks at chunk[position:]
+ * (bytes or bytearray): "MSG <prefix><token> <sid> <size>\r\n<payload>\r\n", single
+ * spaces, token and sid 1-18 ASCII digits, size 1-8; each as (token, payload).  Returns
+ * (acks, position after the last, whether the bytes left begin one not whole yet). */
+#define ACK_MORE (-1)   /* the chunk ends inside what may still be an ack */
+#define ACK_OTHER (-2)  /* something else */
+
+/* The ASCII digits at s[*at:], 1 to `most` of them, followed by `after`: their value,
+ * *at moved past `after`; else ACK_MORE or ACK_OTHER. */
+static int64_t
+ack_number(const unsigned char *s, Py_ssize_t end, Py_ssize_t *at, int most,
+           unsigned char after)
+{
+    Py_ssize_t p = *at;
+    int64_t value = 0;
+    int digits = 0;
+    while (p < end && s[p] >= '0' && s[p] <= '9') {
+        if (++digits > most) {
+            return ACK_OTHER;
+        }
+        value = value * 10 + (s[p] - '0');
+        p++;
+    }
+    if (p >= end) {
+        return ACK_MORE;
+    }
+    if (digits == 0 || s[p] != after) {
+        return ACK_OTHER;
+    }
+    *at = p + 1;
+    return value;
+}
+
+static PyObject *
+nats_acks(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyBytes_Check(args[2])
+            || !(PyBytes_Check(args[0]) || PyByteArray_Check(args[0]))) {
+        PyErr_SetString(PyExc_TypeError,
+                        "nats_acks(chunk: bytes | bytearray, position: int, prefix: bytes)");
+        return NULL;
+    }
+    Py_ssize_t position = PyLong_AsSsize_t(args[1]);
+    if (position == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    PyObject *acks = PyList_New(0);
+    if (acks == NULL) {
+        return NULL;
+    }
+    const unsigned char *prefix = (const unsigned char *)PyBytes_AS_STRING(args[2]);
+    Py_ssize_t prefix_size = PyBytes_GET_SIZE(args[2]);
+    /* A bytearray's bytes stay put: nothing below runs Python code. */
+    const unsigned char *s;
+    Py_ssize_t end;
+    if (PyBytes_Check(args[0])) {
+        s = (const unsigned char *)PyBytes_AS_STRING(args[0]);
+        end = PyBytes_GET_SIZE(args[0]);
+    }
+    else {
+        s = (const unsigned char *)PyByteArray_AS_STRING(args[0]);
+        end = PyByteArray_GET_SIZE(args[0]);
+    }
+    if (position < 0) {
+        position = 0 > end + position ? 0 : end + position;  /* as a slice would */
+    }
+    int more = 0;
+    while (position < end) {
+        Py_ssize_t p = position;
+        static const unsigned char op[4] = {'M', 'S', 'G', ' '};
+        Py_ssize_t i;
+        for (i = 0; i < 4 + prefix_size; i++, p++) {
+            if (p >= end) {
+                more = 1;
+                goto done;
+            }
+            if (s[p] != (i < 4 ? op[i] : prefix[i - 4])) {
+                goto done;
+            }
+        }
+        int64_t token = ack_number(s, end, &p, 18, ' ');
+        int64_t sid = token < 0 ? token : ack_number(s, end, &p, 18, ' ');
+        int64_t size = sid < 0 ? sid : ack_number(s, end, &p, 8, '\r');
+        if (size >= 0) {
+            if (p >= end) {
+                size = ACK_MORE;
+            }
+            else if (s[p] != '\n') {
+                size = ACK_OTHER;
+            }
+            else {
+                p++;
+            }
+        }
+        if (size < 0) {
+            more = size == ACK_MORE;
+            goto done;
+        }
+        if (p + size + 2 > end) {
+            more = 1;
+            goto done;
+        }
+        if (s[p + size] != '\r' || s[p + size + 1] != '\n') {
+            goto done;
+        }
+        PyObject *ack = Py_BuildValue("(Ly#)", (long long)token, (const char *)s + p,
+                                      (Py_ssize_t)size);
+        if (ack == NULL || PyList_Append(acks, ack) < 0) {
+            Py_XDECREF(ack);
+            Py_DECREF(acks);
+            return NULL;
+        }
+        Py_DECREF(ack);
+        position = p + size + 2;
+    }
+done:
+    return Py_BuildValue("(NnO)", acks, position, more ? Py_True : Py_False);
+}
+
 static PyMethodDef methods[] = {
+    {"nats_acks", (PyCFunction)(void (*)(void))nats_acks, METH_FASTCALL,
+     "nats_acks(chunk, position, prefix) -> (acks, position, more): see c2ws.speedups."},
     {"signal_csv", (PyCFunction)(void (*)(void))signal_csv, METH_FASTCALL,
      "signal_csv(ndjson, columns, delimiter, kind, times, codes, symbols)"
      " -> [lines | values | index]: see c2ws.speedups."},

@@ -14,3 +14,6 @@ def signal_csv(
     times: dict[str, str], codes: dict[tuple[object, ...], tuple[str, ...]],
     symbols: dict[str, str], /,
 ) -> list[str | tuple[object, ...] | int]: ...
+def nats_acks(
+    chunk: bytes | bytearray, position: int, prefix: bytes, /
+) -> tuple[list[tuple[int, bytes]], int, bool]: ...

@@ -13,9 +13,12 @@ giving up on anything unusual, such as an escape in a key or in a value it reads
 field name met twice in any spelling, a number a double cannot hold; it writes the line
 when every cell is one it makes as c2ws.render.cells does, else gives the values for
 c2ws.render.cells to make the row; its Python twin always gives up, for the general
-path to decode every line).  Each is written here in Python and, when the package was
-built with a C compiler at hand, also in C (``c2ws/_speedups.c``, an optional extension:
-without a compiler c2ws is installed without it).  The C twin is used when it was built,
+path to decode every line).  And one serves the NATS sink's connection:
+:func:`nats_acks` cuts the run of the sink's acks out of a socket read (anything else
+is left to nats-py's parser: c2ws.sinks.nats_compat).  Each is written here in Python
+and, when the package was built with a C compiler at hand, also in C
+(``c2ws/_speedups.c``, an optional extension: without a compiler c2ws is installed
+without it).  The C twin is used when it was built,
 unless the environment sets ``C2WS_PURE_PYTHON=1``; ``COMPILED`` says which runs.  Both
 do exactly the same (run_summary: the same as msgspec's reading, when the C scanner does
 not give up; signal_csv: the general path's rows joined, where it does not):
@@ -28,6 +31,7 @@ Sans-I/O: functions of bytes.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from itertools import repeat
 from operator import countOf, itemgetter
@@ -144,10 +148,61 @@ def py_ndjson_burst(
     return b"\n".join(frames), plain, ends[plain - 1]
 
 
+# What nats_acks finds: (token, payload) of each ack, the position after them, whether
+# the bytes left may begin one (not whole yet).
+NatsAcks = tuple[list[tuple[int, bytes]], int, bool]
+# nats_acks: the control line of an ack, made once per inbox prefix (a few); the bytes
+# that can begin one after the prefix, not whole yet.
+_ACK_CONTROL: dict[bytes, re.Pattern[bytes]] = {}
+_ACK_PARTIAL: Final = re.compile(rb"\d{1,18}(?: (?:\d{1,18}(?: (?:\d{1,8}\r?)?)?)?)?")
+
+
+def py_nats_acks(chunk: bytes | bytearray, position: int, prefix: bytes,
+                 ) -> NatsAcks:
+    """The NATS sink's acks at ``chunk[position:]`` (what a socket read of its
+    connection brought): the run of messages ``MSG <prefix><token> <sid> <size>\\r\\n``
+    ``<payload>\\r\\n`` (single spaces; token and sid 1-18 ASCII digits, size 1-8; no
+    reply subject, no headers), each as ``(int(token), payload)``, in order; the position
+    after the last; and whether the bytes left begin one that is not whole yet (True:
+    wait for more; False: they begin something else, or nothing is left), which the
+    caller hands to nats-py's parser."""
+    if position < 0:
+        position = max(0, len(chunk) + position)  # as a slice would
+    control = _ACK_CONTROL.get(prefix)
+    if control is None:
+        control = re.compile(rb"MSG " + re.escape(prefix)
+                             + rb"(\d{1,18}) \d{1,18} (\d{1,8})\r\n")
+        if len(_ACK_CONTROL) < 64:
+            _ACK_CONTROL[prefix] = control
+    end = len(chunk)
+    acks: list[tuple[int, bytes]] = []
+    append = acks.append
+    match = control.match
+    while position < end:
+        found = match(chunk, position)
+        if found is None:
+            rest = bytes(chunk[position:position + len(prefix) + 64])
+            literal = b"MSG " + prefix
+            if len(rest) <= len(literal):
+                return acks, position, literal.startswith(rest)
+            return acks, position, (rest.startswith(literal) and _ACK_PARTIAL.fullmatch(
+                rest, len(literal)) is not None)
+        start = found.end()
+        stop = start + int(found[2])
+        if stop + 2 > end:
+            return acks, position, True
+        if chunk[stop:stop + 2] != b"\r\n":
+            return acks, position, False
+        append((int(found[1]), bytes(chunk[start:stop])))
+        position = stop + 2
+    return acks, position, False
+
+
 text_burst: Callable[[bytes, int], tuple[list[bytes], int]] = py_text_burst
 text_kind: Callable[[list[bytes]], int] = py_text_kind
 any_contains: Callable[[list[bytes], bytes], bool] = py_any_contains
 ndjson_burst: Callable[[bytes, int, bytes | None], tuple[bytes, int, int]] = py_ndjson_burst
+nats_acks: Callable[[bytes | bytearray, int, bytes], NatsAcks] = py_nats_acks
 
 
 # What run_summary finds: the stream's msg_type and strategy id, the first seq_id and the
@@ -215,4 +270,5 @@ if os.environ.get("C2WS_PURE_PYTHON", "") in ("", "0"):
         ndjson_burst = _speedups.ndjson_burst
         run_summary = _speedups.run_summary
         signal_csv = _speedups.signal_csv
+        nats_acks = _speedups.nats_acks
         COMPILED = True

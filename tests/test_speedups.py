@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import hypothesis
 import pytest
@@ -369,3 +370,82 @@ def test_signal_csv_never_misreads_a_mangled_line(edits: list[tuple[int, int, in
     if found is not None:
         json.loads(line)  # valid JSON for the strictest reader too
         assert repr(found) == repr(general_signal_values(line))
+
+
+# --- nats_acks: the NATS sink's acks in a read of its connection ---------------------------
+
+ACK_PREFIX = b"_INBOX.abc."
+
+
+def ack(token: bytes, payload: bytes, sid: bytes = b"3", prefix: bytes = ACK_PREFIX) -> bytes:
+    return b"MSG %s%s %s %d\r\n%s\r\n" % (prefix, token, sid, len(payload), payload)
+
+
+ack_payloads = st.one_of(
+    st.sampled_from([b'{"stream":"S","seq":7}', b'{"stream":"S","seq":8,"duplicate":true}',
+                     b'{"error":{"code":503}}', b"", b"\r\n", b"MSG x 1 0\r\n"]),
+    st.binary(max_size=40))
+nats_items = st.one_of(
+    st.tuples(st.integers(0, 10**18 - 1), ack_payloads).map(
+        lambda pair: ack(b"%d" % pair[0], pair[1])),
+    st.tuples(st.integers(0, 10**18 - 1), ack_payloads).map(
+        lambda pair: ack(b"%d" % pair[0], pair[1])),
+    ack_payloads.map(lambda data: ack(b"9" * 19, data)),  # a token too long
+    ack_payloads.map(lambda data: ack(b"0007", data, sid=b"1" * 19)),
+    ack_payloads.map(lambda data: ack(b"+7", data)),
+    ack_payloads.map(lambda data: ack(b"\xd9\xa7", data)),  # a non-ASCII digit
+    ack_payloads.map(lambda data: ack(b"5", data, prefix=b"_INBOX.abd.")),
+    ack_payloads.map(lambda data: ack(b"5", data, prefix=b"c2.signal.")),
+    st.sampled_from([
+        b"PING\r\n", b"PONG\r\n", b"+OK\r\n", b"-ERR 'x'\r\n", b'INFO {"a":1}\r\n',
+        b"MSG _INBOX.abc.7 3 _INBOX.r 2\r\nhi\r\n",  # a reply subject
+        b"MSG _INBOX.abc.7  3 2\r\nhi\r\n", b"MSG _INBOX.abc.7\t3 2\r\nhi\r\n",
+        b"MSG _INBOX.abc.7 3 2\nhi\r\n", b"MSG _INBOX.abc.7 3 2\r\nhi!!",
+        b"MSG _INBOX.abc.7 3 123456789\r\n", b"MSG _INBOX.abc.7 3 99999999\r\n",
+        b"HMSG _INBOX.abc.8 3 16 16\r\nNATS/1.0 503\r\n\r\n\r\n", b"msg _INBOX.abc.1 3 0\r\n\r\n",
+    ]),
+    st.binary(max_size=12),
+)
+
+
+@compiled
+@settings(max_examples=3000)
+@given(items=st.lists(nats_items, max_size=8), cut=st.integers(0, 600),
+       position=st.integers(-30, 200), mutable=st.booleans(),
+       prefix=st.sampled_from([ACK_PREFIX, b"", b"_INBOX.ab", b"\xff.*"]))
+def test_nats_acks_reads_what_the_twin_reads(items: list[bytes], cut: int, position: int,
+                                             mutable: bool, prefix: bytes) -> None:
+    chunk: bytes | bytearray = b"".join(items)[:cut]  # an ack cut short by the read too
+    if mutable:
+        chunk = bytearray(chunk)
+    assert (_speedups.nats_acks(chunk, position, prefix)
+            == speedups.py_nats_acks(chunk, position, prefix))
+
+
+@compiled
+@settings(max_examples=1000)
+@given(chunk=st.binary(max_size=120), position=st.integers(-200, 200),
+       prefix=st.binary(max_size=3))
+def test_nats_acks_on_arbitrary_bytes(chunk: bytes, position: int, prefix: bytes) -> None:
+    chunk = b"MSG " + prefix + chunk  # most would stop at once
+    assert (_speedups.nats_acks(chunk, position, prefix)
+            == speedups.py_nats_acks(chunk, position, prefix))
+
+
+@pytest.mark.parametrize("scan", [speedups.py_nats_acks, speedups.nats_acks],
+                         ids=["twin", "in use"])
+def test_nats_acks_takes_the_run_of_acks_and_says_what_is_left(scan: Any) -> None:
+    one, two = ack(b"7", b'{"stream":"S","seq":1}'), ack(b"18", b"")
+    assert scan(one + two, 0, ACK_PREFIX) == ([(7, b'{"stream":"S","seq":1}'), (18, b"")],
+                                              len(one + two), False)
+    # Cut anywhere in the second: the first, and "wait for more".
+    for cut in range(len(one) + 1, len(one + two)):
+        assert scan(bytearray(one + two)[:cut], 0, ACK_PREFIX) == (
+            [(7, b'{"stream":"S","seq":1}')], len(one), True), cut
+    # Anything else after it: the first, and "not an ack".
+    for other in (b"PING\r\n", b"HMSG _INBOX.abc.8 3 12 12\r\nNATS/1.0\r\n\r\n\r\n",
+                  ack(b"x", b""), ack(b"1", b"", sid=b"-1"), b"MSG _INBOX.abc.1 3 1\r\nab\r\n"):
+        assert scan(one + other, 0, ACK_PREFIX) == ([(7, b'{"stream":"S","seq":1}')],
+                                                    len(one), False), other
+    assert scan(b"", 0, ACK_PREFIX) == ([], 0, False)
+    assert scan(one, len(one) + 5, ACK_PREFIX) == ([], len(one) + 5, False)

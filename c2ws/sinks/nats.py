@@ -36,7 +36,9 @@
 
 nats-py (the ``nats`` extra) runs on an asyncio loop of the sink's own thread; the
 consumer thread makes each message's subject, headers and protocol command
-(:func:`encode_publish`) and hands them over.  What the sink takes from nats-py beyond
+(:class:`Planner`, :func:`encode_publish`) and hands them over; the loop sends them a
+run at a time and takes the acks that came in order at each wake-up (with nats_compat
+read in bulk from the socket).  What the sink takes from nats-py beyond
 its public API is in :mod:`c2ws.sinks.nats_compat` (and used only when the installed
 nats-py has it: else the sink is slower, as correct).  The module imports nats-py only
 when a sink is made (``pip install 'c2ws[nats]'``).
@@ -47,6 +49,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import os
 import re
 import ssl
@@ -193,6 +196,94 @@ def _learn(known: dict[str, bytes], text: str, plain: re.Pattern[str],
     return made
 
 
+_Stream = tuple[str, bytes, str, bytes] | tuple[()]
+
+
+class Planner:
+    """What :class:`NatsSink` publishes for each message, made on the consumer's thread
+    as the batches come (in order): subject, line, headers (``Nats-Msg-Id``, and
+    ``C2-Cursor``: the stream's cursor once the message is written) and the HPUB command
+    around the reply subject (:func:`encode_publish`).  Sans-I/O."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.cursors: dict[SubscriptionKey, int] = {}  # of each stream, as planned
+        # A stream's subject, its HPUB head and the start of its messages' ids (as text
+        # and bytes), each plain; (): not plain (the general path's).
+        self._streams: dict[SubscriptionKey, _Stream] = {}
+
+    def plan(self, events: Sequence[Any], lines: list[bytes]) -> list[_Publish]:
+        """Each message's publish, in order (see :meth:`publish`: the same, made at once
+        for the usual message, a stream's with an int seq_id and cursor)."""
+        cursors, streams = self.cursors, self._streams
+        plan: list[_Publish] = []
+        append = plan.append
+        for event, line in zip(events, lines, strict=True):
+            if type(event) is _STREAM_MESSAGE and (key := event.key) is not None:
+                seq = event.message.seq_id
+                known = streams.get(key)
+                if known is None:
+                    known = self._learn(key)
+                if (known and type(seq) is int and type(line) is bytes
+                        and type(key[0]) is int and type(key[1]) is str):
+                    cursor = event.cursor
+                    if cursor is not None:
+                        cursors[key] = cursor
+                    else:
+                        cursor = cursors.get(key)
+                    if type(cursor) is int:
+                        subject, head, id_text, id_bytes = known
+                        header = (b"NATS/1.0\r\nNats-Msg-Id: %s%d\r\nC2-Cursor: %d\r\n\r\n"
+                                  % (id_bytes, seq, cursor))
+                        size = len(header)
+                        append((subject, line,
+                                {MSG_ID_HEADER: f"{id_text}{seq}", CURSOR_HEADER: str(cursor)},
+                                head, b"".join((b" %d %d\r\n" % (size, size + len(line)),
+                                                header, line, b"\r\n"))))
+                        continue
+            append(self.publish(event, line))
+        return plan
+
+    def _learn(self, key: SubscriptionKey) -> _Stream:
+        """A stream's subject, HPUB head and id start for :meth:`plan` (() when one is
+        not plain), kept (up to _KNOWN_MAX streams)."""
+        known: _Stream = ()
+        if type(key[0]) is int and type(key[1]) is str:
+            subject = subject_of(self.prefix, key.channel, key.strategy_id)
+            head = _HEADS.get(subject) or _learn(_HEADS, subject, _PLAIN, b"HPUB %s ")
+            id_text = f"{key.strategy_id}:{key.channel}:"
+            if head is not None and _PLAIN.fullmatch(id_text):
+                known = (subject, head, id_text, id_text.encode())
+        if len(self._streams) < _KNOWN_MAX:
+            self._streams[key] = known
+        return known
+
+    def publish(self, event: Any, line: bytes) -> _Publish:
+        """A message's publish, the general path (any event, any line)."""
+        prefix, cursors = self.prefix, self.cursors
+        kind = type(event)
+        key: SubscriptionKey | None = getattr(event, "key", None)
+        if kind is _STREAM_MESSAGE:
+            cursor = event.cursor
+            if key is not None and cursor is not None:
+                cursors[key] = cursor
+        elif kind is ev.SequenceReset:
+            cursors[event.key] = event.cursor
+        if key is not None:
+            subject = subject_of(prefix, key.channel, key.strategy_id)
+        else:  # not a stream's (a REST line: backfill, snapshot)
+            strategy = getattr(event, "strategy_id", None) or 0
+            msg_type = getattr(event, "msg_type", "other")
+            subject = f"{prefix}.{msg_type}.{strategy}"
+        headers = {MSG_ID_HEADER: message_id(event, line)}
+        if key is not None and key in cursors:
+            headers[CURSOR_HEADER] = str(cursors[key])
+        command = encode_publish(subject, headers, line)
+        if command is None:
+            return (subject, line, headers, None, None)
+        return (subject, line, headers, command[0], command[1])
+
+
 def subject_of(prefix: str, channel: str, strategy_id: int) -> str:
     """``c2.signal.12345678``."""
     return f"{prefix}.{_SHORT.get(channel, 'other')}.{strategy_id}"
@@ -239,8 +330,8 @@ class NatsSink:
         self.stream_name: str | None = None
         self.published = 0  # messages acknowledged by JetStream (duplicates included)
         self.duplicates = 0  # of them, those JetStream already held
-        # The consumer's thread: the cursor of each stream as the plan is made, in order.
-        self._cursors: dict[SubscriptionKey, int] = {}
+        # The consumer's thread: what to publish, the cursor of each stream followed.
+        self._planner = Planner(options.subject_prefix)
         # Shared by both threads, under _lock: the batches written and not yet durable
         # (each with the count of messages it ends at), those durable and not yet
         # reported, how many messages were written and acknowledged, and the failure
@@ -282,7 +373,7 @@ class NatsSink:
         """Connect, find (or create) the stream, and read the last message of each
         stream's subject: its ``C2-Cursor`` is where to resume."""
         found = self._run(self._open(list(keys)))
-        self._cursors.update(found)
+        self._planner.cursors.update(found)
         return found
 
     def write(self, batch: Batch) -> None:
@@ -306,7 +397,7 @@ class NatsSink:
             self._written_count = end = self._written_count + size
             self._unsettled.append((batch, end))
         if size:
-            plan = self._plan_of(events, batch.lines())
+            plan = self._planner.plan(events, batch.lines())
             self._loop.call_soon_threadsafe(self._take_plan, plan, end)
 
     def durable(self) -> list[Batch]:
@@ -373,38 +464,6 @@ class NatsSink:
                 break
             self._settled.wait(left)
 
-    def _plan_of(self, events: Sequence[Any], lines: list[bytes],
-                 ) -> list[_Publish]:
-        """Subject, line and headers of each message, the cursor header computed in
-        order (the consumer's thread: the batches come in order)."""
-        prefix = self.options.subject_prefix
-        cursors = self._cursors
-        plan: list[_Publish] = []
-        for event, line in zip(events, lines, strict=True):
-            kind = type(event)
-            key: SubscriptionKey | None = getattr(event, "key", None)
-            if kind is _STREAM_MESSAGE:
-                cursor = event.cursor
-                if key is not None and cursor is not None:
-                    cursors[key] = cursor
-            elif kind is ev.SequenceReset:
-                cursors[event.key] = event.cursor
-            if key is not None:
-                subject = subject_of(prefix, key.channel, key.strategy_id)
-            else:  # not a stream's (a REST line: backfill, snapshot)
-                strategy = getattr(event, "strategy_id", None) or 0
-                msg_type = getattr(event, "msg_type", "other")
-                subject = f"{prefix}.{msg_type}.{strategy}"
-            headers = {MSG_ID_HEADER: message_id(event, line)}
-            if key is not None and key in cursors:
-                headers[CURSOR_HEADER] = str(cursors[key])
-            command = encode_publish(subject, headers, line)
-            if command is None:
-                plan.append((subject, line, headers, None, None))
-            else:
-                plan.append((subject, line, headers, command[0], command[1]))
-        return plan
-
     # --- on the loop ---
 
     def _run(self, coroutine: Coroutine[Any, Any, _T], timeout: float | None = None) -> _T:
@@ -452,7 +511,8 @@ class NatsSink:
         self._inbox = self._nc.new_inbox() + "."
         await self._nc.subscribe(self._inbox + "*", cb=self._on_ack)
         if fast:
-            client.take_acks_first(self._inbox, self._token_of, self._take_ack)
+            client.take_acks_first(self._inbox, self._token_of, self._take_ack,
+                                   self._take_acks)
         prefix = options.subject_prefix
         try:
             if options.create_stream is not None:
@@ -586,7 +646,9 @@ class NatsSink:
 
     async def _round(self) -> None:
         """One pass over the plan from its first unacknowledged message, following it as
-        it grows; returns never, or raises :class:`_RoundFailed`."""
+        it grows; returns never, or raises :class:`_RoundFailed`.  Each wake-up takes
+        every ack that came in order, then publishes as many more as they make room for
+        (with nats_compat in one piece, see :meth:`_send_run`)."""
         nc, inbox, results, plan = self._nc, self._inbox, self._acks, self._plan
         loop = asyncio.get_running_loop()
         arrived, ends = self._arrived, self._ends
@@ -598,27 +660,31 @@ class NatsSink:
         fast = self._fast
         if not nc.is_connected:
             self._drop_unsent()
-        window: deque[int] = deque()
+        # The publishes in flight have the tokens expected..token-1, in plan order, and
+        # are plan[self._head:published].
+        expected = token
         published = self._head
         # Without nats_compat one publish at a time: nothing later is queued behind one
         # that a lost connection may take (see nats_compat).
         limit = spec.NATS_MAX_IN_FLIGHT if fast else 1
-        deadline: float | None = None  # for the ack of window[0]
+        deadline: float | None = None  # for the ack of the first publish in flight
         while True:
             head = self._head
             if published < len(plan) and published - head < limit and self._epoch == epoch:
                 try:
                     while published < len(plan) and published - head < limit:
-                        subject, line, headers, before, after = plan[published]
-                        if before is None or not fast or not await nc.send_encoded(
-                                b"%s%s%d%s" % (before, to_inbox, token, after), len(line)):
+                        sent = await self._send_run(
+                            plan, published, min(len(plan), head + limit), to_inbox,
+                            token) if fast else 0
+                        if not sent:
                             # not plain, no nats_compat, not connected or too large:
                             # nats-py's publish
+                            subject, line, headers, _, _ = plan[published]
                             await nc.publish(subject, line, reply=f"{inbox}{token}",
                                              headers=headers)
-                        window.append(token)
-                        token += 1
-                        published += 1
+                            sent = 1
+                        token += sent
+                        published += sent
                         if self._epoch != epoch:
                             break
                 except Exception as exc:  # closed, or the reconnect buffer is full
@@ -629,40 +695,76 @@ class NatsSink:
                 # The connection was lost: what it had not stored is published again, in
                 # order, from the first unacknowledged message (see _drop_unsent).
                 raise _RoundFailed("the connection was lost", timed_out=True)
-            if not window:  # everything acknowledged: wait for more (nothing is owed)
+            if published == head:  # everything acknowledged: wait for more (none is owed)
                 arrived.clear()
                 await arrived.wait()
                 continue
-            reply = results.pop(window[0], None)
-            if reply is None:
-                if deadline is None:
-                    deadline = loop.time() + spec.NATS_ACK_TIMEOUT_SECONDS
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    raise _RoundFailed(f"no ack within {spec.NATS_ACK_TIMEOUT_SECONDS:g} s",
-                                       timed_out=True)
-                arrived.clear()
-                with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
-                    await asyncio.wait_for(arrived.wait(), remaining)
-                continue
-            window.popleft()
-            deadline = None
-            refused = _refusal(reply)
+            # Every ack that came in order: a plain PubAck at a glance, else _refusal.
+            taken = duplicates = 0
+            refused: str | None = None
+            reply = results.pop(expected, None)
+            while reply is not None:
+                data = reply[1]
+                if reply[0] is not None or not data.startswith(b'{"stream"'):
+                    refused = _refusal(reply)
+                    if refused is not None:
+                        break
+                if _DUPLICATE in data:
+                    duplicates += 1
+                taken += 1
+                expected += 1
+                reply = results.pop(expected, None)
+            if taken:
+                deadline = None
+                self.published += taken
+                self.duplicates += duplicates
+                self._head = head = head + taken
+                self._acked_total = acked = self._acked_total + taken
+                if ends and acked >= ends[0]:
+                    while ends and ends[0] <= acked:
+                        ends.popleft()
+                    self._settle(acked)
+                if head >= _COMPACT_AFTER:
+                    del plan[:head]
+                    published -= head
+                    self._head = 0
             if refused is not None:
                 raise _RoundFailed(refused, timed_out=False)
-            self.published += 1
-            if _DUPLICATE in reply[1]:
-                self.duplicates += 1
-            self._head = head + 1
-            self._acked_total = acked = self._acked_total + 1
-            if acked >= ends[0]:
-                while ends and ends[0] <= acked:
-                    ends.popleft()
-                self._settle(acked)
-            if self._head >= _COMPACT_AFTER:
-                del plan[:self._head]
-                published -= self._head
-                self._head = 0
+            if taken:
+                continue
+            if deadline is None:
+                deadline = loop.time() + spec.NATS_ACK_TIMEOUT_SECONDS
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise _RoundFailed(f"no ack within {spec.NATS_ACK_TIMEOUT_SECONDS:g} s",
+                                   timed_out=True)
+            arrived.clear()
+            with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
+                await asyncio.wait_for(arrived.wait(), remaining)
+
+    async def _send_run(self, plan: list[_Publish], start: int, stop: int, to_inbox: bytes,
+                        token: int) -> int:
+        """Send ``plan[start:stop]`` up to its first publish that is not plain (or too
+        large), the reply subjects ``to_inbox`` + ``token`` on, in one piece
+        (nats_compat's ``send_encoded``); how many were sent (0: publish the next with
+        nats-py's ``publish``)."""
+        nc = self._nc
+        most = nc.largest_payload()
+        parts: list[bytes] = []
+        extend = parts.extend
+        payload_bytes = 0
+        first = token
+        for _, line, _, before, after in itertools.islice(plan, start, stop):
+            size = len(line)
+            if before is None or after is None or size > most:
+                break
+            extend((before, to_inbox, b"%d" % token, after))
+            payload_bytes += size
+            token += 1
+        count = token - first
+        if not count or not await nc.send_encoded(b"".join(parts), count, payload_bytes):
+            return 0
+        return count
 
     def _drop_unsent(self) -> None:
         """Forget the publishes nats-py holds unsent for a lost connection.  It sends them
@@ -710,6 +812,15 @@ class NatsSink:
 
     def _take_ack(self, token: int, headers: Mapping[str, str] | None, data: bytes) -> None:
         self._acks[token] = (headers, data)
+        self._arrived.set()
+
+    def _take_acks(self, acks: list[tuple[int, bytes]]) -> None:
+        """A run of plain replies (nats_compat's bulk read): ``(token, data)`` each, the
+        tokens of earlier rounds left out as :meth:`_token_of` leaves them."""
+        base, results = self._round_base, self._acks
+        for token, data in acks:
+            if token >= base:
+                results[token] = (None, data)
         self._arrived.set()
 
     async def _close(self) -> None:
