@@ -3,7 +3,9 @@
 The state file records, per subscription key, the last seq_id c2ws WROTE to stdout, so a
 restart resumes (``resume_from``) exactly where output stopped.  The stream commits it
 per group of written messages (:mod:`c2ws.delivery.groups`): never more than
-``spec.COMMIT_GROUP_MAX_MESSAGES`` written messages behind.
+``spec.COMMIT_GROUP_MAX_MESSAGES`` written messages behind (with an NDJSON file appended
+to, whose lines after the last commit are read back at the next start,
+``spec.READ_BACK_MAX_UNCOMMITTED``).
 
 What "exactly once" means here, precisely:
 
