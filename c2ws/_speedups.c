@@ -11,12 +11,18 @@
  *   nats_acks(chunk, position, prefix)  the NATS sink's acks there
  *   signal_csv(ndjson, columns, ...)  the CSV/TSV lines of a run's signals, else
  *                                 each line's row values, or its index
+ *   replace_file(dir_fd, temp, name, data)  the --state file's durable rewrite, in one
+ *                                 release of the GIL (the only one with I/O)
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
 #include <math.h>
 #include <string.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #if defined(__SSE2__) && defined(__GNUC__)
 #include <emmintrin.h>
 #define C2WS_SSE2 1
@@ -2143,6 +2149,112 @@ done:
     return Py_BuildValue("(NnO)", acks, position, more ? Py_True : Py_False);
 }
 
+/* replace_file(dir_fd, temp, name, data): write data to a new file temp (0600, never
+ * through a link) in the directory dir_fd, fsync it, rename it over name, fsync the
+ * directory (a file system that cannot sync a directory, EINVAL or ENOTSUP, is let
+ * be); on a failure before the rename, temp is removed.  The GIL is released once for
+ * all of it: the commit thread of --state otherwise takes it back after each of its
+ * nine system calls, each time waiting for the threads that hold it. */
+static int
+replace_file_unlocked(int dir_fd, const char *temp, const char *name, const char *data,
+                      Py_ssize_t size, int *stage)
+{
+    int fd;
+    do {
+        fd = openat(dir_fd, temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    } while (fd < 0 && errno == EINTR);
+    if (fd < 0) {
+        return -1;
+    }
+    int error = 0;
+    if (fchmod(fd, 0600) != 0) {
+        error = errno;
+    }
+    while (!error && size > 0) {
+        ssize_t n = write(fd, data, (size_t)size);
+        if (n < 0) {
+            if (errno != EINTR) {
+                error = errno;
+            }
+            continue;
+        }
+        data += n;
+        size -= n;
+    }
+    if (!error && fsync(fd) != 0) {
+        error = errno;
+    }
+    if (close(fd) != 0 && !error && errno != EINTR) {
+        error = errno;
+    }
+    if (!error && renameat(dir_fd, temp, dir_fd, name) != 0) {
+        error = errno;
+        *stage = 1;
+    }
+    if (error) {
+        unlinkat(dir_fd, temp, 0);
+        errno = error;
+        return -1;
+    }
+    if (fsync(dir_fd) != 0 && errno != EINVAL && errno != ENOTSUP) {
+        *stage = 2;
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *
+replace_file(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4 || !PyLong_Check(args[0]) || !PyUnicode_Check(args[1])
+            || !PyUnicode_Check(args[2]) || !PyBytes_CheckExact(args[3])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "replace_file(dir_fd: int, temp: str, name: str, data: bytes)");
+        return NULL;
+    }
+    long dir_fd = PyLong_AsLong(args[0]);
+    if (dir_fd == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (dir_fd < INT_MIN || dir_fd > INT_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "dir_fd out of range");
+        return NULL;
+    }
+    PyObject *temp = NULL, *name = NULL;
+    if (!PyUnicode_FSConverter(args[1], &temp)) {
+        return NULL;
+    }
+    if (!PyUnicode_FSConverter(args[2], &name)) {
+        Py_DECREF(temp);
+        return NULL;
+    }
+    PyObject *data = args[3];
+    Py_INCREF(data);
+    /* What failed: 0 the temporary file, 1 the rename, 2 the directory's fsync (named as
+     * os.open, os.replace and os.fsync name them). */
+    int stage = 0, result, saved;
+    Py_BEGIN_ALLOW_THREADS
+    result = replace_file_unlocked((int)dir_fd, PyBytes_AS_STRING(temp), PyBytes_AS_STRING(name),
+                                   PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data),
+                                   &stage);
+    saved = errno;
+    Py_END_ALLOW_THREADS
+    Py_DECREF(temp);
+    Py_DECREF(name);
+    Py_DECREF(data);
+    if (result != 0) {
+        errno = saved;
+        if (stage == 2) {
+            return PyErr_SetFromErrno(PyExc_OSError);
+        }
+        if (stage == 1) {
+            return PyErr_SetFromErrnoWithFilenameObjects(PyExc_OSError, args[1], args[2]);
+        }
+        return PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, args[1]);
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"nats_acks", (PyCFunction)(void (*)(void))nats_acks, METH_FASTCALL,
      "nats_acks(chunk, position, prefix) -> (acks, position, more): see c2ws.speedups."},
@@ -2160,6 +2272,8 @@ static PyMethodDef methods[] = {
      "text_kind(frames) -> 0, 1 or 2: see c2ws.speedups."},
     {"any_contains", (PyCFunction)(void (*)(void))any_contains, METH_FASTCALL,
      "any_contains(frames, needle) -> bool: see c2ws.speedups."},
+    {"replace_file", (PyCFunction)(void (*)(void))replace_file, METH_FASTCALL,
+     "replace_file(dir_fd, temp, name, data) -> None: see c2ws.speedups."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -134,10 +134,12 @@ class FileCursors:
     ``output``: a descriptor the caller writes the stream's output to.  With one, commits
     are grouped (:attr:`commit_groups`, :mod:`c2ws.delivery.groups`: made on the
     stream's commit thread, never more than ``spec.COMMIT_GROUP_MAX_MESSAGES`` messages
-    behind what the stream handed out, each group ``spec.COMMIT_GROUP_MAX_SECONDS`` after
-    its first message at the latest, at once at a sequence reset, and when the stream
-    closes).  When it is a regular file appended to (``>> out.ndjson``), every commit
-    records with the cursors the output file's identity (device, inode) and the byte
+    behind what the stream handed out (``spec.READ_BACK_MAX_UNCOMMITTED`` for a file
+    appended to whose lines are read back, see below), each group
+    ``spec.COMMIT_GROUP_MAX_SECONDS`` after its first message at the latest, at once at a
+    sequence reset, and when the stream closes).  When it is a regular file appended to
+    (``>> out.ndjson``), every commit records with the cursors the output file's
+    identity (device, inode) and the byte
     offset its acknowledged lines end at, after syncing the output (``fsync``), so the
     state file never counts a byte that is not on disk.  At :meth:`open` the bytes after
     the committed offset are the uncommitted tail (:func:`~c2ws.delivery.state.
@@ -178,9 +180,12 @@ class FileCursors:
         """With an output, commits are grouped (see the class docstring); None without."""
         if self.output is None:
             return None
-        if self._record is not None and not self.read_back:
-            # A tail that is cut must be one the server can replay.
-            return CommitGroups(max_messages=spec.CUT_OUTPUT_MAX_UNCOMMITTED)
+        if self._record is not None:
+            if not self.read_back:
+                # A tail that is cut must be one the server can replay.
+                return CommitGroups(max_messages=spec.CUT_OUTPUT_MAX_UNCOMMITTED)
+            # A tail that is read back repeats nothing: the bound only caps that read.
+            return CommitGroups(max_messages=spec.READ_BACK_MAX_UNCOMMITTED)
         return CommitGroups()
 
     @property

@@ -13,23 +13,27 @@ giving up on anything unusual, such as an escape in a key or in a value it reads
 field name met twice in any spelling, a number a double cannot hold; it writes the line
 when every cell is one it makes as c2ws.render.cells does, else gives the values for
 c2ws.render.cells to make the row; its Python twin always gives up, for the general
-path to decode every line).  And one serves the NATS sink's connection:
-:func:`nats_acks` cuts the run of the sink's acks out of a socket read (anything else
-is left to nats-py's parser: c2ws.sinks.nats_compat).  Each is written here in Python
-and, when the package was built with a C compiler at hand, also in C
+path to decode every line).  One serves the NATS sink's connection: :func:`nats_acks`
+cuts the run of the sink's acks out of a socket read (anything else is left to nats-py's
+parser: c2ws.sinks.nats_compat).  And one serves the commit thread of ``--state``:
+:func:`replace_file`, the state file's durable rewrite (temporary file, fsync, rename,
+fsync of the directory), in C in one release of the GIL.  Each is written here in
+Python and, when the package was built with a C compiler at hand, also in C
 (``c2ws/_speedups.c``, an optional extension: without a compiler c2ws is installed
-without it).  The C twin is used when it was built,
-unless the environment sets ``C2WS_PURE_PYTHON=1``; ``COMPILED`` says which runs.  Both
-do exactly the same (run_summary: the same as msgspec's reading, when the C scanner does
-not give up; signal_csv: the general path's rows joined, where it does not):
-tests/test_speedups.py and tests/test_render_csv_runs.py run them side by side on
-arbitrary input.
+without it).  The C twin is used when it was built, unless the environment sets
+``C2WS_PURE_PYTHON=1``; ``COMPILED`` says which runs.  Both do exactly the same
+(run_summary: the same as msgspec's reading, when the C scanner does not give up;
+signal_csv: the general path's rows joined, where it does not; replace_file: the same
+files, or the same OSError): tests/test_speedups.py and tests/test_render_csv_runs.py
+run them side by side on arbitrary input.
 
-Sans-I/O: functions of bytes.
+Sans-I/O: functions of bytes, but for :func:`replace_file`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import re
 from collections.abc import Callable
@@ -251,6 +255,39 @@ def py_signal_csv(
     return list(range(lines))
 
 
+def py_replace_file(dir_fd: int, temp: str, name: str, data: bytes) -> None:
+    """The ``--state`` file's durable rewrite (the one function here with I/O): ``data``
+    into a new file ``temp`` (0600, created, never reached through a link) in the
+    directory open as ``dir_fd``, fsynced, renamed over ``name``, then the directory
+    fsynced (a file system that cannot sync one, EINVAL or ENOTSUP, is let be); ``temp``
+    is removed when anything before the rename fails.  The C twin releases the GIL once
+    for all of it (here each of the nine system calls takes it back, waiting for the
+    threads that hold it); both raise the same ``OSError`` (type and errno)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(temp, flags, 0o600, dir_fd=dir_fd)
+    try:
+        try:
+            os.fchmod(fd, 0o600)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp, dir_fd=dir_fd)
+        raise
+    try:
+        os.fsync(dir_fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP):
+            raise
+
+
+replace_file: Callable[[int, str, str, bytes], None] = py_replace_file
+
 signal_csv: Callable[
     [bytes, tuple[int, ...], str, str, dict[str, str],
      dict[tuple[object, ...], tuple[str, ...]], dict[str, str]],
@@ -271,4 +308,5 @@ if os.environ.get("C2WS_PURE_PYTHON", "") in ("", "0"):
         run_summary = _speedups.run_summary
         signal_csv = _speedups.signal_csv
         nats_acks = _speedups.nats_acks
+        replace_file = _speedups.replace_file
         COMPILED = True

@@ -5,13 +5,16 @@ tests/test_stream.py."""
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import pytest
 
 from c2ws import spec
 from c2ws.commits import BackgroundCommits
+from c2ws.cursors import FileCursors, StreamIdentity
 from c2ws.delivery.groups import CommitGroup, CommitGroups
 from c2ws.events import SubscriptionKey
 from c2ws.monitor.health import CountingCommits, StreamHealth
@@ -77,6 +80,58 @@ def test_the_smallest_bounds_still_make_progress(max_messages: int) -> None:
         assert rule.due(float(step))  # a full batch is half the bound: due at once
         rule.begin()
         rule.finished()
+
+
+def burst(groups: CommitGroups, messages: int, rate: float, batch: int) -> list[int]:
+    """``messages`` acknowledged in batches of at most ``batch`` at ``rate`` msg/s (the time
+    passed in; each commit ends at once), then the stream closing: the size of each
+    group committed, in order."""
+    rule, now, sent, committed = CommitGroup(groups), 0.0, 0, []
+    while sent < messages:
+        take = min(batch, messages - sent, rule.room())
+        assert take > 0  # each commit ends at once: the next batch always has room
+        now, sent = now + take / rate, sent + take
+        rule.set_cursors({A: sent})
+        rule.add(take, now)
+        if rule.due(now):
+            committed.append(rule.pending)
+            rule.begin()
+            rule.finished()
+    rule.hurry()  # the close
+    if rule.due(now):
+        committed.append(rule.pending)
+    assert sum(committed) == messages
+    return committed
+
+
+def test_a_burst_to_a_file_read_back_commits_by_age_not_by_size(tmp_path: Path) -> None:
+    """Issue 22: NDJSON appended to a file (>> out.ndjson) reads every line after the
+    last commit back at the next start, so its groups are not cut at 5,000 messages: a
+    200,000-message burst at ~440k msg/s (batches of ~530, as measured) is committed
+    every COMMIT_GROUP_MAX_SECONDS, 4 groups and the close, not 40 (each commit fsyncs
+    the output and rewrites the state file)."""
+    out = tmp_path / "out.ndjson"
+    fd = os.open(out, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    store = FileCursors(tmp_path / "state.json", output=fd)
+    try:
+        store.open(StreamIdentity.of("ws://127.0.0.1:9/ws", "group-test-key", [A]))
+        groups = store.commit_groups
+    finally:
+        store.close()
+        os.close(fd)
+    assert groups is not None and groups.max_messages == spec.READ_BACK_MAX_UNCOMMITTED
+    rate, messages = 440_000.0, 200_000
+    committed = burst(groups, messages, rate, batch=530)
+    by_age = int(messages / rate / groups.max_seconds)
+    assert len(committed) == by_age + 1  # and the rest at the close
+    for size in committed[:-1]:  # each max_seconds of the burst (give or take the batch
+        # its age is counted from, and the batch that makes it due), none cut by size
+        assert rate * groups.max_seconds <= size <= rate * groups.max_seconds + 2 * 530
+    # A pipe (at least once: the bound is what a crash may repeat) keeps its groups.
+    piped = burst(CommitGroups(), messages, rate, batch=530)
+    assert len(piped) >= messages // (spec.COMMIT_GROUP_MAX_MESSAGES // 2 + 530)
+    # However long the burst, a group is at most half the bound.
+    assert max(burst(groups, 2_000_000, rate, batch=5_000)) <= groups.max_messages // 2
 
 
 # --- the thread that runs them (c2ws.commits.BackgroundCommits) --------------------------

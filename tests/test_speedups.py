@@ -4,10 +4,14 @@ C2WS_PURE_PYTHON=1) runs the twins."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import stat
 import subprocess
 import sys
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -449,3 +453,91 @@ def test_nats_acks_takes_the_run_of_acks_and_says_what_is_left(scan: Any) -> Non
                                                     len(one), False), other
     assert scan(b"", 0, ACK_PREFIX) == ([], 0, False)
     assert scan(one, len(one) + 5, ACK_PREFIX) == ([], len(one) + 5, False)
+# --- replace_file: the --state file's rewrite -------------------------------------------
+
+# What a directory entry may be before the rewrite: nothing, a file (its bytes), an empty
+# or a non-empty directory, a symbolic link (to a file elsewhere, or dangling).
+entries = st.sampled_from(["none", "file", "dir", "full-dir", "link", "dangling"])
+file_names = st.one_of(
+    st.sampled_from([".c2ws.json.tmp-42-deadbeef", "c2ws.json", "state", "é", "a b", "x\ny",
+                     "\x1b[31m", ".", "..", "a" * 255, "a" * 256]),
+    st.text(st.characters(blacklist_characters="/\x00", blacklist_categories=("Cs",)),
+            min_size=1, max_size=12),
+)
+
+
+def _make(path: Path, entry: str, elsewhere: Path) -> None:
+    if entry == "file":
+        path.write_bytes(b"old")
+    elif entry in ("dir", "full-dir"):
+        path.mkdir()
+        if entry == "full-dir":
+            (path / "inside").write_bytes(b"x")
+    elif entry == "link":  # relative: the same link in each scratch directory
+        path.symlink_to(Path("..") / elsewhere.name)
+    elif entry == "dangling":
+        path.symlink_to(Path("..") / "nowhere")
+
+
+def _tree(directory: Path) -> list[tuple[str, str, bytes | int]]:
+    """Every entry of ``directory`` (and one level below): its kind, bytes and mode."""
+    found: list[tuple[str, str, bytes | int]] = []
+    for entry in sorted(os.scandir(directory), key=lambda e: e.name):
+        if entry.is_symlink():
+            found.append((entry.name, "link", os.readlink(entry.path).encode()))
+        elif entry.is_dir():
+            found.append((entry.name, "dir", len(os.listdir(entry.path))))
+        else:
+            found.append((entry.name, "file", Path(entry.path).read_bytes()))
+            found.append((entry.name, "mode", stat.S_IMODE(entry.stat().st_mode)))
+    return found
+
+
+def _rewrite(replace: Callable[[int, str, str, bytes], None], temp: str, name: str,
+             data: bytes, at_temp: str, at_name: str, directory_fd: str) -> tuple[object, ...]:
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(scratch)
+        directory, elsewhere = root / "d", root / "elsewhere"
+        directory.mkdir()
+        elsewhere.write_bytes(b"elsewhere")
+        for entry, entry_name in ((at_temp, temp), (at_name, name)):
+            with contextlib.suppress(OSError):  # "." and "..", a name too long: as they are
+                _make(directory / entry_name, entry, elsewhere)
+        target = elsewhere if directory_fd == "a file" else directory
+        fd = os.open(target, os.O_RDONLY)
+        try:
+            try:
+                replace(fd, temp, name, data)
+                outcome: object = None
+            except OSError as exc:
+                outcome = (type(exc), exc.errno)
+        finally:
+            os.close(fd)
+        return outcome, _tree(directory), elsewhere.read_bytes()
+
+
+@compiled
+@settings(max_examples=300, deadline=None)
+@given(temp=file_names, name=file_names, data=st.binary(max_size=3000), at_temp=entries,
+       at_name=entries, directory_fd=st.sampled_from(["a directory"] * 5 + ["a file"]))
+def test_replace_file_does_what_its_python_twin_does(
+    temp: str, name: str, data: bytes, at_temp: str, at_name: str, directory_fd: str,
+) -> None:
+    """The same files, bytes and modes after it, or the same OSError (type and errno):
+    whatever was at the temporary name (a leftover, a link: never followed) or at the
+    state file's name, names of any characters, a descriptor that is no directory."""
+    assert _rewrite(_speedups.replace_file, temp, name, data, at_temp, at_name,
+                    directory_fd) == _rewrite(speedups.py_replace_file, temp, name, data,
+                                              at_temp, at_name, directory_fd)
+
+
+@compiled
+def test_replace_file_refuses_what_it_does_not_take() -> None:
+    for args in ((0, b"t", "n", b""), (0, "t", "n", "data"), ("0", "t", "n", b""),
+                 (0, "t", "n")):
+        with pytest.raises(TypeError):
+            _speedups.replace_file(*args)  # type: ignore[arg-type]
+    with pytest.raises(OverflowError):
+        _speedups.replace_file(1 << 40, "t", "n", b"")
+    with pytest.raises(ValueError):  # as os.open: no NUL in a file name
+        _speedups.replace_file(0, "t\x00", "n", b"")

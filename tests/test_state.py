@@ -20,7 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from c2ws import spec
+from c2ws import spec, speedups
 from c2ws.delivery import state as state_module
 from c2ws.delivery.state import (
     STATE_FORMAT,
@@ -141,13 +141,20 @@ def test_files_are_private_whatever_the_umask(state_path: Path) -> None:
     assert stat.S_IMODE(state_path.parent.stat().st_mode) == 0o700
 
 
+def python_twin(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The state file's rewrite by its Python twin, whose system calls (os.replace,
+    os.fsync) a test can replace; the C twin does the same (tests/test_speedups.py)."""
+    monkeypatch.setattr(speedups, "replace_file", speedups.py_replace_file)
+
+
 def count_replaces(monkeypatch: pytest.MonkeyPatch) -> list[tuple[object, object]]:
     calls: list[tuple[object, object]] = []
     real_replace = os.replace
+    python_twin(monkeypatch)
 
-    def counting_replace(src: Any, dst: Any) -> None:
+    def counting_replace(src: Any, dst: Any, **where: Any) -> None:
         calls.append((src, dst))
-        real_replace(src, dst)
+        real_replace(src, dst, **where)
 
     monkeypatch.setattr(os, "replace", counting_replace)
     return calls
@@ -222,10 +229,11 @@ def test_crash_before_the_rename_leaves_the_old_state(
         state.commit({signal(1): 5})
         before = state_path.read_bytes()
 
-        def failing_replace(src: Any, dst: Any) -> None:
+        def failing_replace(src: Any, dst: Any, **where: Any) -> None:
             raise OSError(errno.EIO, "Input/output error")
 
         with monkeypatch.context() as patch:
+            python_twin(patch)
             patch.setattr(os, "replace", failing_replace)
             with pytest.raises(StateIOFailure, match="cannot write state file"):
                 state.commit({signal(1): 6})
@@ -250,6 +258,7 @@ def test_failed_fsync_is_reported_and_leaves_the_old_state(
         def full_disk(fd: int) -> None:
             raise OSError(errno.ENOSPC, "No space left on device")
 
+        python_twin(monkeypatch)
         monkeypatch.setattr(os, "fsync", full_disk)
         with pytest.raises(StateIOFailure, match="No space left on device"):
             state.commit({signal(1): 6})
@@ -709,7 +718,8 @@ def test_api_key_appears_in_no_file_and_no_message(
         expect(StateLocked, StateFile(state_path, IDENTITY).open)
         for path in state_path.parent.iterdir():
             assert API_KEY.encode() not in path.read_bytes()
-        monkeypatch.setattr(os, "replace", lambda src, dst: (_ for _ in ()).throw(OSError()))
+        python_twin(monkeypatch)
+        monkeypatch.setattr(os, "replace", lambda *args, **where: (_ for _ in ()).throw(OSError()))
         expect(StateIOFailure, lambda: state.commit({signal(1): 2}))
     expect(StateForeign, StateFile(state_path, StateIdentity.of(ENDPOINT, "other")).open)
     expect(StateForeign, StateFile(state_path, StateIdentity.of("ws://x/", API_KEY)).open)
