@@ -39,7 +39,9 @@ class Unconnected:
         from c2ws.sinks.nats import NatsOptions, NatsSink
 
         assert nats_compat.supported()
-        self.sink = sink = NatsSink(NatsOptions(url="nats://127.0.0.1:1"))
+        self.said: list[str] = []
+        self.sink = sink = NatsSink(NatsOptions(url="nats://127.0.0.1:1"),
+                                    say=lambda text, _color: self.said.append(text))
         self.sent = threading.Semaphore(0)  # released for each run sent
 
         async def setup() -> Any:
@@ -118,6 +120,11 @@ def test_a_refusal_in_a_run_of_acks_publishes_again_from_it() -> None:
         again = unconnected.sent_until(5)  # the round again, from the refused message
         assert [msg_id for msg_id, _ in again] == ids[5:]
         assert min(token for _, token in again) > max(tokens)  # new reply subjects
+        # Said at once, naming the message: a kill -9 before it is stored would leave
+        # the stream's last message past it (README, Fan-out).
+        assert unconnected.said == [
+            "NATS JetStream did not store 7:strategy.signal:6 on c2.signal.7 (maximum "
+            "messages exceeded); publishing it and what follows again"]
         assert sink.durable() == [given[0]]  # the acks before the refusal counted
         assert sink._acked_total == 5
         # The first round's acks of 7-10 again (late): they count no more.
