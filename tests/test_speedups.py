@@ -212,7 +212,7 @@ def stream_line(draw: st.DrawFn, seq: int) -> str:
 
 
 @compiled
-@settings(max_examples=2000)
+@settings(max_examples=1000)  # ~6 s alone: well inside pytest's 60 s under load
 @given(data=st.data(), count=st.integers(1, 5), first=st.sampled_from([1, 10, -3, 2**62]),
        tail=st.sampled_from(["", "junk", "{}"]))
 def test_run_summary_reads_what_msgspec_reads(data: st.DataObject, count: int, first: int,
@@ -312,7 +312,9 @@ def read_values(ndjson: bytes) -> list[tuple[object, ...] | None]:
 
 
 @compiled
-@settings(max_examples=4000)
+# 1,500 examples take ~9 s alone: 4,000 took ~25 s, and past pytest's 60 s timeout on a
+# loaded 2-core machine (the suite's one intermittent failure).
+@settings(max_examples=1500)
 @given(lines=st.lists(signal_line(), min_size=1, max_size=3), end=st.booleans())
 def test_signal_csv_reads_what_the_general_path_reads(lines: list[bytes], end: bool) -> None:
     """Per line, the compiled reader gives up (the line's index) or finds exactly the
