@@ -126,12 +126,16 @@ class StopSignal:
 
     def __init__(self) -> None:
         self._event = threading.Event()
+        # True once the stop is requested: what is_set() says, read as an attribute by
+        # the driver at every turn (no call).
+        self.requested = False
         self._reader, self._writer = socket.socketpair()
         self._reader.setblocking(False)
         self._writer.setblocking(False)
 
     def set(self) -> None:
         """Request the stop (safe to call more than once, from any thread)."""
+        self.requested = True
         self._event.set()
         with contextlib.suppress(OSError):  # already woken (its buffer is full) or closed
             self._writer.send(b"\0")

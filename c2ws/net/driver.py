@@ -236,6 +236,9 @@ class Readiness:
         if self._poll is not None:
             # Rounded up to whole milliseconds, as selectors do: never wake just before.
             ready = self._poll.poll(None if timeout is None else math.ceil(timeout * 1e3))
+            if len(ready) == 1:  # the usual wake-up: one of the two
+                sock_ready = ready[0][0] == self._sock_fd
+                return sock_ready, not sock_ready
             fds = [fd for fd, _ in ready]
         else:  # pragma: no cover - Windows
             assert self._selector is not None
@@ -293,6 +296,13 @@ class Driver:
         # object per frame); frames holding what may be the key are left to the
         # redactor's path.  Not with traffic: each frame is then an event of its own.
         self._bursts = session.message_runs and not settings.traffic
+        # A read that is one lone heartbeat is answered at once (Session.heartbeat), not
+        # through the frame and session machinery: an idle connection's every wake-up,
+        # each after a long sleep, where every call made costs its way back into the
+        # caches.  Not with traffic (each frame is an event then).
+        self._heartbeats = not settings.traffic
+        self._sent_hook = type(self.hooks).sent is not DriverHooks.sent
+        self._tls = getattr(transport, "encrypted", True)
         self._marker = None if redactor is None else redactor.marker
         with _NEWEST_LOCK:
             previous = _NEWEST.get(session.shard)
@@ -330,8 +340,8 @@ class Driver:
                 self._parse(self.clock())
             self._flush()
             while session.ended is None:
-                self._step(readiness)
-                self._flush()
+                if self._step(readiness):
+                    self._flush()
         except FrameError as exc:
             # A violation of the framing, or past our bounds: say why in our close frame.
             self._close_code = exc.close_code
@@ -361,16 +371,18 @@ class Driver:
         self._hand_over(self.feed.take_events())
         return end
 
-    def _step(self, readiness: Readiness) -> None:
+    def _step(self, readiness: Readiness) -> bool:
+        """One wait and what came of it; False when nothing can be left to send or hand
+        over (a heartbeat answered at once: see _read)."""
         session, now = self.session, self.clock()
-        if self._leave_by is None and self.stop is not None and self.stop.is_set():
+        if self._leave_by is None and self.stop is not None and self.stop.requested:
             self.leave()
-            return
+            return True
         if self._leave_by is not None and (
             session.awaiting_unsubscribe == 0 or now >= self._leave_by
         ):
             session.fail(EndReason.STOPPED, _STOPPED_DETAIL, spec.CLOSE_NORMAL)
-            return
+            return True
         deadline = session.next_deadline()
         since = self.reader.incomplete_since
         for other in (self._leave_by, self.hooks.deadline(),
@@ -380,15 +392,18 @@ class Driver:
         readable, woken = self._wait(readiness, deadline)
         if woken and self.stop is not None:
             self.stop.clear_wakeups()  # the stop itself is seen at the next step
+        flush = True
         if readable:
-            self._read()
+            flush = self._read()
         if session.ended is None and deadline is not None and self.clock() >= deadline:
             self._deadline_passed()
+            return True
+        return flush
 
     def _wait(self, readiness: Readiness, deadline: float | None) -> tuple[bool, bool]:
         """Until the socket can be read, the stop signal is set or ``deadline`` passes;
         never a busy loop."""
-        if self.transport.pending():
+        if self._tls and self.transport.pending():
             return True, False
         if self._handed_over:
             # Events were handed over: if more data is already waiting, read it first;
@@ -408,24 +423,38 @@ class Driver:
             self.hooks.idle()
         return readiness.wait(timeout)
 
-    def _read(self) -> None:
+    def _read(self) -> bool:
+        """Read and parse what came; False when it was a heartbeat, answered at once
+        (nothing else to send or hand over)."""
         # A frame begun in the previous read: only its rest, then the next frames from
         # their first byte (FrameReader.wanted).
-        wanted = self.reader.wanted()
+        reader = self.reader
+        wanted = reader.wanted()
         data = self.transport.read(wanted if 0 < wanted < READ_CHUNK else READ_CHUNK)
         now = self.clock()
         if data is None and self._read_at_once:
             if self._handed_over:  # nothing was waiting: the burst is over (see _wait)
                 self._handed_over = False
                 self._idle_due = True
-            return
+            return True
         if data is None:  # half a TLS record: a frame has begun
-            self.reader.note_bytes_under_way(now)
-            return
-        self.read_wall = self.wall()  # once per read
+            reader.note_bytes_under_way(now)
+            return True
+        self.read_wall = wall = self.wall()  # once per read
         RECEIVED_BYTES.add(len(data))
-        self.reader.feed(data, now)
+        if self._heartbeats:
+            payload = reader.lone_text(data)
+            # (A frame that may hold the key goes to the redactor, on the general path.)
+            if payload is not None and (self._marker is None or self._marker not in payload):
+                ack = self.session.heartbeat(payload, now=now, wall=wall)
+                if ack is not None:
+                    self._send(client_text_frame(ack, self._masks.next()))
+                    if self._sent_hook:
+                        self.hooks.sent(ack, wall)
+                    return False
+        reader.feed(data, now)
         self._parse(now)
+        return True
 
     def _parse(self, now: float) -> None:
         """Every frame whole in the buffer, into the session, in order."""

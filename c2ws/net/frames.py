@@ -139,7 +139,7 @@ class FrameReader:
         frame does, so the next read begins at a frame's first byte and its frames are
         cut where they are, instead of the whole read being joined to this frame's part
         first (a copy of every read in a long burst: reads rarely end between frames)."""
-        available = self.buffered
+        available = len(self._chunk) - self._offset + self._later_bytes  # (buffered)
         if not available:
             return 0
         head = self._chunk[self._offset : self._offset + 10]
@@ -170,6 +170,22 @@ class FrameReader:
             self._offset = position
             self._consumed()
         return frames
+
+    def lone_text(self, data: bytes) -> bytes | None:
+        """The payload of ``data`` when it is exactly one plain text frame (FIN, no RSV
+        bits, opcode text, unmasked, a 7-bit length) and the buffer holds nothing, no
+        fragmented message being under way: what :meth:`feed` then :meth:`next_frame`
+        would hand out, and the only thing (a differential test holds them together),
+        with nothing buffered.  None otherwise: nothing was done, :meth:`feed` it.  An
+        idle connection's read (a heartbeat) in a few operations."""
+        if (
+            len(data) >= 2 and data[0] == _FIN_TEXT and data[1] < 126
+            and len(data) == data[1] + 2 and self._fragments is None
+            and self._offset >= len(self._chunk) and not self._later
+            and data[1] <= self.max_frame_bytes and self.max_fragments > 0
+        ):
+            return data[2:]
+        return None
 
     def plain_burst(self, marker: bytes | None) -> tuple[bytes, int]:
         """The plain text frames at the head of the buffer as NDJSON, and how many (see
