@@ -46,6 +46,15 @@ def free_port() -> int:
         return port
 
 
+def _stopped(task: Path) -> bool:
+    """Whether a thread (``/proc/PID/task/TID``) is stopped by a signal, or gone."""
+    try:
+        stat = (task / "stat").read_text()
+    except OSError:
+        return True
+    return stat[stat.rindex(")") + 2] in "Tt"
+
+
 class NatsServer:
     """nats-server with JetStream on 127.0.0.1, its store in a directory that outlives a
     restart; every start waits for the port, within a deadline."""
@@ -83,9 +92,17 @@ class NatsServer:
         self.start()
 
     def freeze(self) -> None:
-        """SIGSTOP: connections stay open, nothing is read or acknowledged."""
+        """SIGSTOP: connections stay open, nothing is read or acknowledged.  Returns once
+        every thread of the server is stopped: the signal is delivered asynchronously, and
+        on a loaded host a server still running for a moment acknowledged what a test
+        published right after it."""
         assert self.process is not None
         self.process.send_signal(signal.SIGSTOP)
+        tasks = Path(f"/proc/{self.process.pid}/task")
+        deadline = time.monotonic() + 10
+        while not all(_stopped(task) for task in tasks.iterdir()):
+            assert time.monotonic() < deadline, "nats-server did not stop on SIGSTOP"
+            time.sleep(0.001)
 
     def thaw(self) -> None:
         if self.process is not None:
