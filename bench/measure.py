@@ -340,6 +340,15 @@ def cpu_ns(pid: int) -> int | None:
     return (int(fields[11]) + int(fields[12])) * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
 
 
+def faults(pid: int) -> tuple[int, int] | None:
+    """(minor, major) page faults of the whole process so far (/proc/<pid>/stat)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return int(fields[7]), int(fields[9])
+
+
 def memory_kib(pid: int) -> dict[str, int]:
     """VmRSS and VmHWM in KiB (empty once the process is gone)."""
     try:
@@ -750,13 +759,16 @@ class ScaleVariant:
 
 
 def scale(
-    variants: dict[str, ScaleVariant], interval: float, seconds: float, warmup: float
+    variants: dict[str, ScaleVariant], interval: float, seconds: float, warmup: float,
+    windows: int = 1,
 ) -> dict[str, Result]:
-    """CPU over a window of idle time, and memory, of each variant at once (each on a
-    feed server of its own, side by side over the same window as in idle_side_by_side):
-    subscribed, no stream, a heartbeat every ``interval`` seconds on every connection.
-    Reported per second of the window, since the variants see different numbers of
-    heartbeats (one per connection per interval)."""
+    """CPU over ``windows`` back-to-back windows of idle time, and memory, of each
+    variant at once (each on a feed server of its own, side by side over the same windows
+    as in idle_side_by_side): subscribed, no stream, a heartbeat every ``interval``
+    seconds on every connection.  Reported per second, over all the windows and per
+    window (with the page faults taken in it: a heartbeat after a long sleep may have to
+    fault back in pages the host reclaimed meanwhile, which no client controls), since
+    the variants see different numbers of heartbeats (one per connection per interval)."""
     results: dict[str, Result] = {}
     with contextlib.ExitStack() as stack:
         servers = {name: stack.enter_context(FeedServer()) for name in variants}
@@ -782,11 +794,22 @@ def scale(
         _pump_together(pumps.values(), lambda: all(map(acked, variants)), time.monotonic() + 60)
         subscribed = {name for name in variants if acked(name)}
         _pump_together(pumps.values(), lambda: False, time.monotonic() + warmup)
-        before = {name: cpu_ns(run.pid) for name, run in running.items()}
-        window_start = time.monotonic_ns()
-        _pump_together(pumps.values(), lambda: False, time.monotonic() + seconds)
-        after = {name: cpu_ns(run.pid) for name, run in running.items()}
-        window_end = time.monotonic_ns()
+        # Per window: (start ns, end ns, {name: (cpu ns before, after, faults before,
+        # after)}).
+        spans: list[tuple[int, int, dict[str, tuple[Any, ...]]]] = []
+        for _ in range(max(1, windows)):
+            cpu_at = {name: cpu_ns(run.pid) for name, run in running.items()}
+            faults_at = {name: faults(run.pid) for name, run in running.items()}
+            span_start = time.monotonic_ns()
+            _pump_together(pumps.values(), lambda: False, time.monotonic() + seconds)
+            cpu_end = {name: cpu_ns(run.pid) for name, run in running.items()}
+            faults_end = {name: faults(run.pid) for name, run in running.items()}
+            spans.append((span_start, time.monotonic_ns(), {
+                name: (cpu_at[name], cpu_end[name], faults_at[name], faults_end[name])
+                for name in running}))
+        window_start, window_end = spans[0][0], spans[-1][1]
+        before = {name: spans[0][2][name][0] for name in running}
+        after = {name: spans[-1][2][name][1] for name in running}
         memory = {name: memory_kib(run.pid) for name, run in running.items()}
         # Acked by the end of the window (the job's own count goes on with the
         # unsubscriptions a client sends as it stops).
@@ -814,6 +837,21 @@ def scale(
             elif cpu_before is None or cpu_after is None:
                 results[name] = failure("no CPU reading", stopped=stopped)
             else:
+                per_window = []
+                for start_ns, end_ns, readings in spans:
+                    cpu_a, cpu_b, faults_a, faults_b = readings[name]
+                    if cpu_a is None or cpu_b is None:
+                        continue
+                    per_window.append({
+                        "window_s": (end_ns - start_ns) / 1e9,
+                        "heartbeats": sum(start_ns <= t < end_ns
+                                          for t in closed["heartbeats_sent"]),
+                        "cpu_ms_per_s": (cpu_b - cpu_a) / 1e6 / ((end_ns - start_ns) / 1e9),
+                        "major_faults": (None if faults_a is None or faults_b is None
+                                         else faults_b[1] - faults_a[1]),
+                        "minor_faults": (None if faults_a is None or faults_b is None
+                                         else faults_b[0] - faults_a[0]),
+                    })
                 results[name] = {
                     "subscriptions": acked_count[name],
                     "connections": closed["connections"],
@@ -822,6 +860,7 @@ def scale(
                     "acks": closed["heartbeat_acks"],
                     "window_s": window_s,
                     "cpu_ms_per_s": (cpu_after - cpu_before) / 1e6 / window_s,
+                    "windows": per_window,
                     "rss_kib": memory[name].get("VmRSS"),
                     "hwm_kib": memory[name].get("VmHWM"),
                 }

@@ -257,6 +257,11 @@ def summarize(results: Result) -> Result:
         ratio = None
         if "cpu_ms_per_s" in one and "cpu_ms_per_s" in many and one["cpu_ms_per_s"] > 0:
             ratio = many["cpu_ms_per_s"] / one["cpu_ms_per_s"]
+        # Several windows: the median of each window's many / one (a window's few
+        # heartbeats, each after a long sleep, make one window's ratio noisy).
+        windowed = _window_ratios(many, one)
+        if windowed:
+            ratio = statistics.median(windowed)
         # Each connection gets (and answers) its own heartbeats: the many-subscription
         # run has one per connection in the window, so its CPU per heartbeat says what a
         # connection costs apart from the heartbeats the server sends it.
@@ -264,7 +269,8 @@ def summarize(results: Result) -> Result:
         if ratio is not None and one.get("heartbeats") and many.get("heartbeats"):
             per_heartbeat = ratio * one["heartbeats"] / many["heartbeats"]
         summary["scale"] = {"one": one, "many": many, "cpu_ratio": ratio,
-                            "cpu_per_heartbeat_ratio": per_heartbeat}
+                            "cpu_per_heartbeat_ratio": per_heartbeat,
+                            "window_ratios": windowed}
         # The floor (peers/raw_many.py): the same connections in one thread, nothing
         # else; its many / one is what the heartbeats alone cost any client.
         floor_one, floor_many = scale.get("floor-one", {}), scale.get("floor-many", {})
@@ -275,6 +281,10 @@ def summarize(results: Result) -> Result:
                     and floor_one["cpu_ms_per_s"] > 0):
                 summary["scale"]["floor_cpu_ratio"] = (
                     floor_many["cpu_ms_per_s"] / floor_one["cpu_ms_per_s"])
+            floor_windowed = _window_ratios(floor_many, floor_one)
+            summary["scale"]["floor_window_ratios"] = floor_windowed
+            if floor_windowed:
+                summary["scale"]["floor_cpu_ratio"] = statistics.median(floor_windowed)
 
     startup = once.get("startup", {})
     if "median_ms" in startup:
@@ -491,8 +501,9 @@ def markdown(results: Result) -> str:
             f"the last message after {config['modes_seconds']:g} s measured on what it had "
             f"written.  Latency load: {config['latency_load']} (see Latency added).  Scale: "
             f"{config['scale_strategies']:,} strategies vs one, heartbeats every "
-            f"{config['scale_heartbeat']:g} s per connection, a {config['scale_seconds']:g} s "
-            "window (once per run)."
+            f"{config['scale_heartbeat']:g} s per connection, "
+            f"{config.get('scale_windows', 1)} window(s) of {config['scale_seconds']:g} s "
+            "(once per run)."
         )
     out(
         f"- Once per run: syscalls (strace), RSS over {config['rss_count']:,} messages "
@@ -860,6 +871,21 @@ def _added_cell(spread: Result | None) -> str:
     return f"{spread['median']:+.3f} ({spread['min']:+.3f} to {spread['max']:+.3f})"
 
 
+def _window_ratios(many: Result, one: Result) -> list[float]:
+    """Each scale window's CPU of ``many`` over ``one`` (empty: fewer than two windows)."""
+    pairs = list(zip(many.get("windows") or [], one.get("windows") or [], strict=False))
+    if len(pairs) < 2:
+        return []
+    return [m["cpu_ms_per_s"] / o["cpu_ms_per_s"] for m, o in pairs if o["cpu_ms_per_s"] > 0]
+
+
+def _range(ratios: list[float] | None) -> str:
+    """`` (min-max over N windows)`` when there were several."""
+    if not ratios:
+        return ""
+    return f" ({min(ratios):.2f}-{max(ratios):.2f} over {len(ratios)} windows)"
+
+
 def _scale_section(out: Callable[[str], None], summary: Result, config: Result) -> None:
     scale = summary["scale"]
     out("## Scale: many subscriptions, idle")
@@ -870,8 +896,12 @@ def _scale_section(out: Callable[[str], None], summary: Result, config: Result) 
         "limit), side by side, each on a feed server of its own serving its connections "
         f"at once; no stream, a heartbeat every {config['scale_heartbeat']:g} s on every "
         "connection (C2 sends one every 30 s).  CPU: all the client's threads' run time "
-        f"over the same {config['scale_seconds']:g} s window, per second of it; memory at "
-        "the end of the window."
+        f"over the same {config.get('scale_windows', 1)} back-to-back window(s) of "
+        f"{config['scale_seconds']:g} s, per second; memory at the end.  With several "
+        "windows each ratio below is the median of the windows' ratios (min-max in "
+        "brackets): a window holds one heartbeat per connection, each after a long sleep, "
+        "whose cost varies with what the host reclaimed meanwhile (the page faults column: "
+        "major faults are pages read back from disk)."
     )
     out("")
     out(
@@ -882,27 +912,33 @@ def _scale_section(out: Callable[[str], None], summary: Result, config: Result) 
     )
     out("")
     out(
-        "| client | subscriptions | connections | threads | heartbeats in the window | "
-        "CPU ms/s | RSS | peak (HWM) |"
+        "| client | subscriptions | connections | threads | heartbeats in the window(s) | "
+        "CPU ms/s | CPU ms/s per window | page faults minor/major | RSS | peak (HWM) |"
     )
-    out("|---|---|---|---|---|---|---|---|")
+    out("|---|---|---|---|---|---|---|---|---|---|")
     shown = {"one": "c2ws, one", "many": "c2ws, many", "floor-one": "floor, one",
              "floor-many": "floor, many"}
     for name, label in shown.items():
         entry = scale.get(name) or {}
         if "error" in entry:
-            out(f"| {label} | error: {entry['error']} | | | | | | |")
+            out(f"| {label} | error: {entry['error']} | | | | | | | | |")
             continue
         if not entry:
             continue
+        windows = entry.get("windows") or []
+        per_window = " / ".join(f"{w['cpu_ms_per_s']:.3f}" for w in windows)
+        minor = sum(w.get("minor_faults") or 0 for w in windows)
+        major = sum(w.get("major_faults") or 0 for w in windows)
         out(
             f"| {label} | {entry['subscriptions']} | {entry['connections']} | "
             f"{entry['threads']} | {entry['heartbeats']} | {entry['cpu_ms_per_s']:.3f} | "
+            f"{per_window} | {minor}/{major} | "
             f"{kib(entry['rss_kib'])} | {kib(entry['hwm_kib'])} |"
         )
     out("")
     if scale.get("cpu_ratio") is not None:
-        out(f"- CPU, many / one: **{scale['cpu_ratio']:.2f}x**")
+        out(f"- CPU, many / one: **{scale['cpu_ratio']:.2f}x**"
+            + _range(scale.get("window_ratios")))
         if scale.get("cpu_per_heartbeat_ratio") is not None:
             out(f"- CPU per heartbeat received, many / one: "
                 f"**{scale['cpu_per_heartbeat_ratio']:.2f}x** (each connection is sent, and "
@@ -910,7 +946,9 @@ def _scale_section(out: Callable[[str], None], summary: Result, config: Result) 
                 "connection)")
         if scale.get("floor_cpu_ratio") is not None:
             floor = scale["floor_cpu_ratio"]
-            out(f"- The floor's CPU, many / one: **{floor:.2f}x** (one thread, no work but "
+            out(f"- The floor's CPU, many / one: **{floor:.2f}x**"
+                + _range(scale.get("floor_window_ratios"))
+                + " (one thread, no work but "
                 "answering each connection's heartbeats)"
                 + (": a 1.5x target is below what those heartbeats cost with no client "
                    "around them" if floor > 1.5 else ""))

@@ -97,6 +97,12 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
         "--scale-seconds", type=float, help="the scale run's idle window (default 30 s)"
     )
     parser.add_argument(
+        "--scale-windows",
+        type=int,
+        help="back-to-back idle windows of the scale run, its ratios the median of theirs "
+        "(default 4; quick 1)",
+    )
+    parser.add_argument(
         "--scale-heartbeat",
         type=float,
         help="heartbeat interval per connection in the scale run (default 30 s, C2's)",
@@ -146,6 +152,7 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
         "modes_seconds": 5.0 if quick else 15.0,
         "scale_strategies": 200 if quick else 1000,
         "scale_seconds": 1.0 if quick else 30.0,
+        "scale_windows": 1 if quick else 4,
         "scale_heartbeat": 0.5 if quick else 30.0,
         "idle_seconds": 0.5 if quick else 4.0,
         "rss_count": 20_000 if quick else 1_000_000,
@@ -384,6 +391,7 @@ class Runner:
                 interval=args.scale_heartbeat,
                 seconds=args.scale_seconds,
                 warmup=0.2 if args.quick else 1.0,
+                windows=args.scale_windows,
             )
         except Exception as error:  # a broken run is a result to report, not a crash
             found = {name: {"error": f"harness: {type(error).__name__}: {error}"}
@@ -537,6 +545,7 @@ def main(argv: list[str] | None = None) -> None:
             "modes_seconds": args.modes_seconds,
             "scale_strategies": args.scale_strategies,
             "scale_seconds": args.scale_seconds,
+            "scale_windows": args.scale_windows,
             "scale_heartbeat": args.scale_heartbeat,
             "idle_seconds": args.idle_seconds,
             "idle_interval": args.idle_interval,

@@ -51,7 +51,7 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any],
     out = tmp_path_factory.mktemp("bench")
     done = subprocess.run(
         [sys.executable, str(BENCH / "run.py"), "--quick", "--clients", ",".join(MEASURED),
-         "--out", str(out)],
+         "--scale-windows", "2", "--out", str(out)],
         capture_output=True, text=True, timeout=240,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
@@ -157,6 +157,15 @@ def test_quick_run_measures_c2ws_idle_at_scale(quick_run: tuple[dict[str, Any], 
     assert scale["many"]["connections"] == SCALE_STRATEGIES // 100, scale
     assert results["summary"]["scale"]["cpu_ratio"] > 0
     assert results["summary"]["scale"]["cpu_per_heartbeat_ratio"] > 0
+    # Two windows: each measured on its own, the ratio the median of theirs.
+    for name in ("one", "many", "floor-one", "floor-many"):
+        windows = scale[name]["windows"]
+        assert len(windows) == 2, scale[name]
+        for window in windows:
+            assert window["cpu_ms_per_s"] > 0 and window["window_s"] > 0, window
+            assert window["minor_faults"] >= 0 and window["major_faults"] >= 0, window
+    assert len(results["summary"]["scale"]["window_ratios"]) == 2
+    assert len(results["summary"]["scale"]["floor_window_ratios"]) == 2
 
 
 def test_quick_run_measures_the_library_against_the_bare_loop_beside_it(
