@@ -334,19 +334,27 @@ def cpu_ns(pid: int) -> int | None:
                 total += int(Path(f"/proc/{pid}/task/{task}/schedstat").read_text().split()[0])
         if total:
             return total
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
+        return None
+    fields = _stat_fields(pid)
+    if fields is None:
         return None
     return (int(fields[11]) + int(fields[12])) * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
 
 
 def faults(pid: int) -> tuple[int, int] | None:
     """(minor, major) page faults of the whole process so far (/proc/<pid>/stat)."""
+    fields = _stat_fields(pid)
+    return None if fields is None else (int(fields[7]), int(fields[9]))
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat's fields after the command name (state first), None once the
+    process is gone."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    return int(fields[7]), int(fields[9])
 
 
 def memory_kib(pid: int) -> dict[str, int]:

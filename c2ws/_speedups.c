@@ -31,6 +31,22 @@
 /* FIN set, no RSV bits, opcode 1 (text): the first byte of an unfragmented text frame. */
 #define FIN_TEXT 0x81
 
+/* A start position given as arg into `end` bytes: a negative one counts from the end, as
+ * a slice would.  -1 with an exception set when arg is not an int that fits. */
+static int
+start_position(PyObject *arg, Py_ssize_t end, Py_ssize_t *position)
+{
+    Py_ssize_t value = PyLong_AsSsize_t(arg);
+    if (value == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (value < 0) {
+        value = 0 > end + value ? 0 : end + value;
+    }
+    *position = value;
+    return 0;
+}
+
 static PyObject *
 text_burst(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -38,14 +54,11 @@ text_burst(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "text_burst(chunk: bytes, position: int)");
         return NULL;
     }
-    Py_ssize_t position = PyLong_AsSsize_t(args[1]);
-    if (position == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
     const unsigned char *chunk = (const unsigned char *)PyBytes_AS_STRING(args[0]);
     Py_ssize_t end = PyBytes_GET_SIZE(args[0]);
-    if (position < 0) {
-        position = 0 > end + position ? 0 : end + position;  /* as a slice would */
+    Py_ssize_t position;
+    if (start_position(args[1], end, &position) < 0) {
+        return NULL;
     }
     PyObject *frames = PyList_New(0);
     if (frames == NULL) {
@@ -269,14 +282,11 @@ ndjson_burst(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                         "ndjson_burst(chunk: bytes, position: int, marker: bytes | None)");
         return NULL;
     }
-    Py_ssize_t position = PyLong_AsSsize_t(args[1]);
-    if (position == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
     const unsigned char *chunk = (const unsigned char *)PyBytes_AS_STRING(args[0]);
     Py_ssize_t end = PyBytes_GET_SIZE(args[0]);
-    if (position < 0) {
-        position = 0 > end + position ? 0 : end + position;
+    Py_ssize_t position;
+    if (start_position(args[1], end, &position) < 0) {
+        return NULL;
     }
     const unsigned char *marker =
         args[2] == Py_None ? NULL : (const unsigned char *)PyBytes_AS_STRING(args[2]);
@@ -2072,14 +2082,6 @@ nats_acks(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                         "nats_acks(chunk: bytes | bytearray, position: int, prefix: bytes)");
         return NULL;
     }
-    Py_ssize_t position = PyLong_AsSsize_t(args[1]);
-    if (position == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    PyObject *acks = PyList_New(0);
-    if (acks == NULL) {
-        return NULL;
-    }
     const unsigned char *prefix = (const unsigned char *)PyBytes_AS_STRING(args[2]);
     Py_ssize_t prefix_size = PyBytes_GET_SIZE(args[2]);
     /* A bytearray's bytes stay put: nothing below runs Python code. */
@@ -2093,8 +2095,13 @@ nats_acks(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         s = (const unsigned char *)PyByteArray_AS_STRING(args[0]);
         end = PyByteArray_GET_SIZE(args[0]);
     }
-    if (position < 0) {
-        position = 0 > end + position ? 0 : end + position;  /* as a slice would */
+    Py_ssize_t position;
+    if (start_position(args[1], end, &position) < 0) {
+        return NULL;
+    }
+    PyObject *acks = PyList_New(0);
+    if (acks == NULL) {
+        return NULL;
     }
     int more = 0;
     while (position < end) {

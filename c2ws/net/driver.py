@@ -302,7 +302,6 @@ class Driver:
         # caches.  Not with traffic (each frame is an event then).
         self._heartbeats = not settings.traffic
         self._sent_hook = type(self.hooks).sent is not DriverHooks.sent
-        self._tls = getattr(transport, "encrypted", True)
         self._marker = None if redactor is None else redactor.marker
         with _NEWEST_LOCK:
             previous = _NEWEST.get(session.shard)
@@ -403,7 +402,8 @@ class Driver:
     def _wait(self, readiness: Readiness, deadline: float | None) -> tuple[bool, bool]:
         """Until the socket can be read, the stop signal is set or ``deadline`` passes;
         never a busy loop."""
-        if self._tls and self.transport.pending():
+        # (Only TLS holds bytes read and decrypted, which no poll sees.)
+        if not self._read_at_once and self.transport.pending():
             return True, False
         if self._handed_over:
             # Events were handed over: if more data is already waiting, read it first;

@@ -640,16 +640,17 @@ class NatsSink:
                         f"NATS JetStream did not acknowledge a publish to {subject} after "
                         f"{fruitless} attempt(s): {failed.reason}"))
                     return
-                if not failed.timed_out and self._head < len(self._plan):
-                    # Loud at once: until the refused message is stored, the stream's
-                    # last message may be past it, and a restart after a kill -9 would
-                    # resume from there (README, Fan-out).
-                    subject, _, headers, _, _ = self._plan[self._head]
-                    self._report(
-                        f"NATS JetStream did not store {headers.get(MSG_ID_HEADER, '?')} "
-                        f"on {subject} ({failed.reason}); publishing it and what follows "
-                        "again", "yellow")
                 if not failed.timed_out:  # a refusal comes at once: do not spin on it
+                    if self._head < len(self._plan):
+                        # Loud at once: until the refused message is stored, the stream's
+                        # last message may be past it, and a restart after a kill -9
+                        # would resume from there (README, Fan-out).
+                        subject, _, headers, _, _ = self._plan[self._head]
+                        self._report(
+                            f"NATS JetStream did not store "
+                            f"{headers.get(MSG_ID_HEADER, '?')} on {subject} "
+                            f"({failed.reason}); publishing it and what follows again",
+                            "yellow")
                     await asyncio.sleep(min(spec.NATS_RETRY_PAUSE_MAX_SECONDS,
                                             spec.NATS_RETRY_PAUSE_SECONDS * 2 ** fruitless))
 
