@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import random
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Final
@@ -183,6 +183,8 @@ class Engine:
         # What a connection added by a live change is made with (set at start).
         self._settings: ConnectionSettings | None = None
         self._seeds = random.Random(config.seed)
+        # The events the last next_batch returned were written ahead (see write_ahead).
+        self.written_ahead = False
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -232,6 +234,17 @@ class Engine:
         self._workers.append(worker)
         return worker
 
+    def write_ahead(self, writer: Callable[[list[ev.Event]], bool]) -> None:
+        """Before :meth:`start`: let the socket threads write a hand-over of nothing but
+        stream messages themselves when the consumer is waiting with everything before
+        it done (``writer``: True when it wrote them, see :mod:`c2ws.net.handoff`).  Such
+        a batch comes out of :meth:`next_batch` alone, with :attr:`written_ahead` set;
+        it is acknowledged like any other.  Only for consumers that take without a
+        limit."""
+        if self._started:
+            raise RuntimeError("write-ahead is set before the engine starts")
+        self.handoff.write_ahead = writer
+
     def request_subscriptions(self, keys: Sequence[SubscriptionKey], source: str = "") -> None:
         """Ask for the running stream to carry exactly ``keys`` from now on, without a
         reconnect (any thread may ask): applied on the consumer's thread at its next
@@ -268,7 +281,16 @@ class Engine:
         once everything before it has been returned."""
         if self._failure is not None:
             raise self._failure
-        batch = self.handoff.take(timeout, limit)
+        handoff = self.handoff
+        batch = handoff.take(timeout, limit)
+        ahead = handoff.taken_written_ahead
+        self.written_ahead = ahead > 0
+        if ahead:
+            # Alone: the consumer's part of the rest was not done.
+            if ahead < len(batch):
+                handoff.give_back(batch[ahead:])
+                del batch[ahead:]
+            return batch  # stream messages only
         if set(map(type, batch)) <= _MESSAGES:
             return batch  # a burst: nothing to observe
         for index, event in enumerate(batch):

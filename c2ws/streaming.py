@@ -128,9 +128,10 @@ class Batch(Sequence[Message]):
     batch (``StreamMessage``, ``GapReported``, ``SequenceReset``) in arrival order, for
     renderers; :meth:`lines` and :meth:`ndjson` give the NDJSON bytes without building
     any message object (nor event: a burst stays one :class:`~c2ws.events.StreamRun`
-    until ``events`` is read)."""
+    until ``events`` is read).  ``written_ahead``: its NDJSON is out already, written by
+    the socket thread that read it (see :meth:`Stream.write_ahead`)."""
 
-    __slots__ = ("_events", "_runs", "_size", "_taken")
+    __slots__ = ("_events", "_runs", "_size", "_taken", "written_ahead")
 
     def __init__(self, events: list[ev.Event], taken: list[ev.Event] | None = None) -> None:
         self._events = events
@@ -142,6 +143,7 @@ class Batch(Sequence[Message]):
         self._size = len(events) + (
             sum(len(e) - 1 for e in events if type(e) is _STREAM_RUN)
             if runs else 0)
+        self.written_ahead = False
 
     @property
     def events(self) -> Sequence[ev.Event]:
@@ -448,9 +450,12 @@ class Stream:
         self._started = self._stopped = self._closed = False
         self._store_opened = False
         self._deadline: float | None = None
-        # Events taken from the engine and not yet handed out.
+        # Events taken from the engine and not yet handed out; written ahead (the
+        # inbox is then one batch of stream messages, see write_ahead).
         self._inbox: list[ev.Event] = []
         self._inbox_at = 0
+        self._inbox_written_ahead = False
+        self._write_ahead: Callable[[list[ev.Event]], bool] | None = None
         # Event lists handed out (batches, with what ``select`` left out), not yet
         # acknowledged, oldest first; and how many stream messages they hold.
         self._delivered: list[list[ev.Event]] = []
@@ -504,6 +509,8 @@ class Stream:
         try:
             self._engine = factory(config, cursors=self._commits or store)
             self._started = True
+            if self._write_ahead is not None:
+                self._engine.write_ahead(self._write_ahead)
             self._engine.start()
         except BaseException:
             self._started = True
@@ -551,6 +558,25 @@ class Stream:
         engine = self._engine
         if engine is not None:
             engine.handoff.close()
+
+    def write_ahead(self, writer: Callable[[list[ev.Event]], bool]) -> bool:
+        """Before :meth:`start`: let a socket thread hand a burst of nothing but stream
+        messages to ``writer`` itself (True: it wrote them) when this stream's consumer
+        is waiting for messages with everything before them done, sparing the wake-up of
+        the consumer's thread on the way out.  The burst is then delivered as a
+        :class:`Batch` with ``written_ahead`` set, to be counted and acknowledged as
+        usual.  Only where nothing decides per message on the consumer's side: no
+        cursor store, ``count``, ``timeout``, ``select``, ``fail_on_gap`` or REST side;
+        False (and nothing set) otherwise.  For ``c2ws subscribe`` (c2ws.sinks.ahead)."""
+        if self._started:
+            raise RuntimeError("write-ahead is set before the stream starts")
+        options = self.options
+        if (self.cursors_store is not None or options.count is not None
+                or options.timeout is not None or options.select is not None
+                or options.fail_on_gap or self._rest_side is not None):
+            return False
+        self._write_ahead = writer
+        return True
 
     # --- changing what it follows ---------------------------------------------------------
 
@@ -757,6 +783,7 @@ class Stream:
         if not events:
             return False
         self._inbox, self._inbox_at = events, 0
+        self._inbox_written_ahead = engine.written_ahead
         return True
 
     def _cut(self, engine: Engine) -> Batch | None:
@@ -777,7 +804,10 @@ class Stream:
                 self.delivered += size
                 self._unacked += size
                 self._delivered.append(events)
-                return Batch(events)
+                batch = Batch(events)
+                batch.written_ahead = self._inbox_written_ahead
+                return batch
+        # (Never a batch written ahead: write_ahead refuses what would bring it here.)
         if start == 0:
             # Event by event from here: a run is its messages.
             events = self._inbox = ev.expand_runs(events)
@@ -908,6 +938,7 @@ class Stream:
                 return False
             if queued:
                 self._inbox, self._inbox_at = queued, 0
+                self._inbox_written_ahead = engine.written_ahead
                 return True
             raise BacklogFull(self._unacked, limit)
         return False
@@ -1031,6 +1062,11 @@ class Stream:
         self._stopped = True
         engine = self._engine
         engine.stop()
+        # Out already (written ahead) but not taken yet: delivered, and acknowledged.
+        ahead = engine.handoff.take_written_ahead()
+        if ahead:
+            self.delivered += ev.message_count(ahead)
+            engine.acknowledge(ahead)
         left = self._inbox[self._inbox_at:]
         self._inbox, self._inbox_at = [], 0
         discarded = engine.handoff.discard()

@@ -83,6 +83,7 @@ if TYPE_CHECKING:
     from c2ws.render.clock import DisplayZone
     from c2ws.render.diagnostics import Diagnostics
     from c2ws.sinks import Guarantee, Sink
+    from c2ws.sinks.ahead import WriteAhead
 
 # -o given as None: the profile's output, else auto.
 OutputOrProfileOpt = Annotated[
@@ -573,6 +574,8 @@ def _run_stream(
         sink = OutputSink(renderer, text=sys.stdout if built.table else None)
         if guarantee is not None:
             sink.guarantee, sink.guarantee_detail = guarantee
+    if kept is None and isinstance(sink, OutputSink) and sink.renderer is renderer:
+        _write_ahead(stream, renderer)
     if cursors is not None:  # --state: what the sink keeps across a crash
         warning = check_promise(sink)
         if warning is not None:
@@ -597,6 +600,22 @@ def _run_stream(
     if run.stdout_lost:
         silence_stdout()
     return code
+
+
+def _write_ahead(stream: "Stream", renderer: "Renderer") -> "WriteAhead | None":
+    """Plain NDJSON to a pipe or /dev/null: a quiet stream's lines are written by the
+    socket thread that read them (c2ws.sinks.ahead), when the stream allows it; the
+    writer, if so."""
+    from c2ws.render.ndjson import NdjsonRenderer
+
+    if type(renderer) is not NdjsonRenderer:
+        return None
+    from c2ws.sinks.ahead import WriteAhead
+
+    writer = WriteAhead.of(renderer.sink)
+    if writer is None or not stream.write_ahead(writer):
+        return None
+    return writer
 
 
 def _strategies_watch(

@@ -8,6 +8,13 @@ stream messages, what stdout is behind by), and all items, of which at most
 producer that finds either past its limit closes its connection and waits for
 :meth:`Handoff.wait_for_room` before it reconnects.  One lock and one condition; a batch
 (everything one socket read produced) is one hand-over.
+
+**Write-ahead.**  A consumer waiting for items with everything before them done may let
+the producer do the consumer's part of a hand-over itself (``write_ahead``: for c2ws,
+writing a lone burst of messages to stdout on the socket thread that read it, without
+waiting for the output thread to wake).  The items are queued all the same, marked as
+written ahead, and the consumer does the rest of its work on them (counting,
+acknowledging) when it takes them.
 """
 
 from __future__ import annotations
@@ -49,6 +56,14 @@ class Handoff(Generic[Item]):
         # When the consumer last finished items, or last had nothing to do: a consumer
         # that was waiting for items has been behind only since they came.
         self._progress_at = clock()
+        # Write-ahead (see the module docstring): asked, under the lock, to do the
+        # consumer's part for ``items``; True when it did.  Set before producers start;
+        # never with takes that have a limit (a written-ahead item is never split).
+        self.write_ahead: Callable[[list[Item]], bool] | None = None
+        self._written_ahead = 0  # the queue's first items that were written ahead
+        # How many of the items the consumer's last take returned (its first ones) were
+        # written ahead: read by the consumer's thread after its take.
+        self.taken_written_ahead = 0
 
     @property
     def backlog(self) -> int:
@@ -75,6 +90,10 @@ class Handoff(Generic[Item]):
                 return self._backlog
             if not self._pending:  # the consumer had caught up: behind from now on
                 self._progress_at = self._clock()
+                # Waiting, with all before done: nothing of its own can come before these.
+                if (self._consumer_waiting and self.write_ahead is not None
+                        and self.write_ahead(items)):
+                    self._written_ahead = len(items)
             self._items.extend(items)
             self._backlog += self._count(items)
             self._pending += len(items)
@@ -106,6 +125,8 @@ class Handoff(Generic[Item]):
                 taken = [self._items.popleft() for _ in range(limit)]
             if limit is not None and self._split is not None:
                 self._keep_within(taken, limit)
+            ahead = self.taken_written_ahead = min(self._written_ahead, len(taken))
+            self._written_ahead -= ahead
             return taken
 
     def _keep_within(self, taken: list[Item], limit: int) -> None:
@@ -129,7 +150,7 @@ class Handoff(Generic[Item]):
 
     def give_back(self, items: list[Item]) -> None:
         """Put taken items back at the front, in order, to be taken again first (still
-        in the backlog: they were never done)."""
+        in the backlog: they were never done).  Never items written ahead."""
         with self._lock:
             self._items.extendleft(reversed(items))
 
@@ -189,8 +210,18 @@ class Handoff(Generic[Item]):
             self._changed.notify_all()
 
     def discard(self) -> list[Item]:
-        """Remove and return everything still queued (for the final report)."""
+        """Remove and return everything still queued (for the final report), but the
+        items written ahead (see :meth:`take_written_ahead`)."""
         with self._lock:
-            left = list(self._items)
+            left = list(self._items)[self._written_ahead:]
             self._items.clear()
+            self._written_ahead = 0
             return left
+
+    def take_written_ahead(self) -> list[Item]:
+        """Remove and return the queued items that were written ahead (the consumer
+        stopping must count them as its own: they are out)."""
+        with self._lock:
+            ahead = [self._items.popleft() for _ in range(self._written_ahead)]
+            self._written_ahead = 0
+            return ahead

@@ -52,6 +52,11 @@ class NdjsonRenderer:
         self._lines: list[bytes] = []  # lines handled, without their newlines
         self._chunks: list[bytes] = []  # NDJSON ready to write: whole lines before _lines
 
+    @property
+    def sink(self) -> ByteSink:
+        """What the lines are written to."""
+        return self._out
+
     def handle(self, event: ev.Event) -> None:
         if type(event) is _STREAM_MESSAGE or (
             self._include_control and isinstance(event, _CONTROL_EVENTS)

@@ -130,6 +130,12 @@ class OutputSink:
         A batch of nothing but signals and positions, nearly every one, takes the
         renderer's batch path: for NDJSON, the batch's lines as bytes, made without an
         object per message (its bursts are never expanded into events)."""
+        if batch.written_ahead:
+            # Out already (c2ws.sinks.ahead): counted, and acknowledged once durable.
+            if self.before is not None:
+                self.before(len(batch), None)
+            self._written.append(batch)
+            return
         if batch.only_signals_and_positions:
             size = len(batch)
             if self.before is not None:
