@@ -565,17 +565,27 @@ class Stream:
         is waiting for messages with everything before them done, sparing the wake-up of
         the consumer's thread on the way out.  The burst is then delivered as a
         :class:`Batch` with ``written_ahead`` set, to be counted and acknowledged as
-        usual.  Only where nothing decides per message on the consumer's side: no
-        cursor store, ``count``, ``timeout``, ``select``, ``fail_on_gap`` or REST side;
-        False (and nothing set) otherwise.  For ``c2ws subscribe`` (c2ws.sinks.ahead)."""
+        usual.  With ``count``, only a burst that does not reach it (the one that does
+        ends the stream on the consumer's side).  Only where nothing else decides per
+        message on the consumer's side: no cursor store, ``select``, ``fail_on_gap`` or
+        REST side; False (and nothing set) otherwise.  For ``c2ws subscribe``
+        (c2ws.sinks.ahead)."""
         if self._started:
             raise RuntimeError("write-ahead is set before the stream starts")
         options = self.options
-        if (self.cursors_store is not None or options.count is not None
-                or options.timeout is not None or options.select is not None
+        if (self.cursors_store is not None or options.select is not None
                 or options.fail_on_gap or self._rest_side is not None):
             return False
-        self._write_ahead = writer
+        count = options.count
+        if count is None:
+            self._write_ahead = writer
+        else:
+            # Read on a socket thread while the consumer waits with all before done:
+            # ``delivered`` is then what it will be when the burst is taken.
+            def within_count(events: list[ev.Event]) -> bool:
+                return count - self.delivered > ev.message_count(events) and writer(events)
+
+            self._write_ahead = within_count
         return True
 
     # --- changing what it follows ---------------------------------------------------------
@@ -652,7 +662,8 @@ class Stream:
             events = current.events
             if at < len(events):
                 deadline = self._deadline
-                if deadline is not None and self.options.clock() >= deadline:
+                if (deadline is not None and self.options.clock() >= deadline
+                        and not current.written_ahead):
                     # The consumer is behind: the rest of this batch is not delivered.
                     self._cut_current(at)
                 else:

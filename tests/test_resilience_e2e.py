@@ -92,15 +92,18 @@ class LineReader:
                 if not raw.endswith(b"\n"):
                     self.torn = raw  # the end of the stream: nothing follows
                 else:
-                    self.lines.append(json.loads(raw))
+                    try:
+                        self.lines.append(json.loads(raw))
+                    except ValueError:  # kept, so that a failure shows it
+                        self.lines.append({"not json": raw.decode("utf-8", "replace")})
                 self.changed.notify_all()
 
     def wait_for(self, predicate: Callable[[list[dict[str, Any]]], bool],
-                 timeout: float = 60) -> None:
+                 timeout: float = 40) -> None:
         with self.changed:
             if not self.changed.wait_for(lambda: predicate(self.lines), timeout):
-                raise AssertionError(f"stdout never satisfied the condition ({len(self.lines)} "
-                                     "lines)")
+                raise AssertionError(f"the output never satisfied the condition "
+                                     f"({len(self.lines)} lines, the last: {self.lines[-3:]})")
 
 
 def seqs_by_strategy(lines: list[dict[str, Any]]) -> dict[int, list[int]]:

@@ -297,12 +297,38 @@ def test_the_sink_counts_a_written_ahead_batch_without_writing_it() -> None:
 # --- the stream ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("options", [{"count": 5}, {"timeout": 60.0}, {"fail_on_gap": True},
-                                     {"select": lambda message: True}])
+class MemoryStore:
+    """A cursor store (c2ws.cursors.CursorStore) kept in a dict."""
+
+    def __init__(self) -> None:
+        self.cursors: dict[tuple[int, str], int] = {}
+
+    def load(self) -> dict[tuple[int, str], int]:
+        return dict(self.cursors)
+
+    def commit(self, cursors: Any) -> None:
+        self.cursors = dict(cursors)
+
+
+@pytest.mark.parametrize("options", [{"fail_on_gap": True}, {"select": lambda message: True},
+                                     {"cursors": "memory"}])
 def test_a_stream_that_decides_per_message_is_never_written_ahead(options: dict[str, Any]
                                                                   ) -> None:
+    if options.get("cursors") == "memory":
+        options = {"cursors": MemoryStore()}
     stream = library_stream([STRATEGY], api_key=KEY, url="ws://127.0.0.1:9/ws", **options)
     assert not stream.write_ahead(Recorder())
+
+
+def test_with_a_count_only_a_burst_short_of_it_is_written_ahead() -> None:
+    stream = library_stream([STRATEGY], api_key=KEY, url="ws://127.0.0.1:9/ws", count=5)
+    writer = Recorder()
+    assert stream.write_ahead(writer)
+    assert stream._write_ahead is not None
+    stream.delivered = 2
+    assert stream._write_ahead([message(3), message(4)])  # 4 of 5: short of it
+    assert not stream._write_ahead([run_of(3, 3)])  # the fifth ends the stream
+    assert writer.calls == [[message(3), message(4)]]
 
 
 def read_lines(fd: int, count: int, timeout: float = 20) -> list[bytes]:
@@ -325,21 +351,23 @@ def waiting_with_nothing_pending(handoff: Handoff[Any]) -> bool:
         return handoff.pending == 0 and handoff._consumer_waiting
 
 
+@pytest.mark.parametrize("count", [None, 20])
 def test_the_socket_thread_writes_a_quiet_streams_lines_and_the_run_counts_them(
-        server: TestServer, pipe: tuple[int, int]) -> None:
+        server: TestServer, pipe: tuple[int, int], count: int | None) -> None:
     """c2ws subscribe's run in this process over a pipe: each message published while the
-    output thread waits is written by the socket thread; the run delivers, counts and
-    acknowledges every one, once, in order."""
+    output thread waits is written by the socket thread (with a count, all but the last:
+    the output thread ends the run there); the run delivers, counts and acknowledges
+    every one, once, in order."""
     read_end, write_end = pipe
     out = os.fdopen(os.dup(write_end), "wb")
     renderer = NdjsonRenderer(ByteSink(out))
     events = ForwardEvents()
     stream = library_stream([STRATEGY], (spec.CHANNEL_SIGNAL,), api_key=KEY, url=server.url,
-                            auto_ack=False, on_event=events)
+                            auto_ack=False, on_event=events, count=count)
     writer = _write_ahead(stream, renderer)
     assert writer is not None
     run = SubscribeRun(stream, renderer, Diagnostics(Console(file=io.StringIO())),
-                       events=events)
+                       events=events, count=count)
     result: list[ExitCode] = []
     thread = threading.Thread(target=lambda: result.append(run.run()), daemon=True)
     thread.start()
@@ -354,8 +382,13 @@ def test_the_socket_thread_writes_a_quiet_streams_lines_and_the_run_counts_them(
             wait_until(lambda: waiting_with_nothing_pending(engine.handoff))
             published.append(server.publish(STRATEGY))
             assert json.loads(read_lines(read_end, 1)[0]) == published[-1]
-        wait_until(lambda: waiting_with_nothing_pending(engine.handoff))
-        assert writer.lines_written == 20
+        if count is None:
+            wait_until(lambda: waiting_with_nothing_pending(engine.handoff))
+            assert writer.lines_written == 20
+            stream.interrupt()
+        thread.join(20)
+        if count is not None:
+            assert writer.lines_written == 19
     finally:
         stream.interrupt()
         thread.join(20)
