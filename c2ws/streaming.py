@@ -564,9 +564,10 @@ class Stream:
         messages to ``writer`` itself (True: it wrote them) when this stream's consumer
         is waiting for messages with everything before them done, sparing the wake-up of
         the consumer's thread on the way out.  The burst is then delivered as a
-        :class:`Batch` with ``written_ahead`` set, to be counted and acknowledged as
-        usual.  With ``count``, only a burst that does not reach it (the one that does
-        ends the stream on the consumer's side).  Only where nothing else decides per
+        :class:`Batch` with ``written_ahead`` set, acknowledged already (it is out, and
+        everything before it was acknowledged: acknowledging it again does nothing).
+        With ``count``, only a burst that does not reach it (the one that does ends the
+        stream on the consumer's side).  Only where nothing else decides per
         message on the consumer's side: no cursor store, ``select``, ``fail_on_gap`` or
         REST side; False (and nothing set) otherwise.  For ``c2ws subscribe``
         (c2ws.sinks.ahead)."""
@@ -813,10 +814,15 @@ class Stream:
                     self._rest_side.observe(events)
                 self._inbox, self._inbox_at = [], 0
                 self.delivered += size
+                batch = Batch(events)
+                if self._inbox_written_ahead:
+                    # Out already, with everything before it acknowledged: acknowledged
+                    # now (an interruption from here on finds it written, as it is).
+                    batch.written_ahead = True
+                    engine.acknowledge(events)
+                    return batch
                 self._unacked += size
                 self._delivered.append(events)
-                batch = Batch(events)
-                batch.written_ahead = self._inbox_written_ahead
                 return batch
         # (Never a batch written ahead: write_ahead refuses what would bring it here.)
         if start == 0:

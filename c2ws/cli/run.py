@@ -242,7 +242,8 @@ class SubscribeRun:
             watch.after(event)  # --strict raises here
 
     def _write_batch(self, batch: Batch) -> None:
-        self._batch, self._written_of_batch = batch, 0
+        # (A batch written ahead is out and acknowledged already: never "being written".)
+        self._batch, self._written_of_batch = None if batch.written_ahead else batch, 0
         try:
             self._writing = True
             try:
