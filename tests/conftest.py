@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -31,3 +36,32 @@ def server(c2_server: TestServer) -> TestServer:
     use: a fresh reference server for each test, set up by the c2_server_options markers
     of its module and of the test itself."""
     return c2_server
+
+
+def _c2ws_children() -> set[int]:
+    """This process's children that run c2ws's CLI (Linux /proc; none elsewhere)."""
+    me = str(os.getpid())
+    found = set()
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if fields[1] != me:  # the parent's pid
+                continue
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+        except (OSError, IndexError):
+            continue
+        if any(part.endswith(b"c2ws") for part in command[:3]) or b"c2ws" in command[1:3]:
+            found.add(int(entry.name))
+    return found
+
+
+@pytest.fixture(autouse=True)
+def _no_c2ws_left_running() -> Iterator[None]:
+    """A test that fails (or times out) part way leaves no c2ws it started running: one
+    left reconnecting for ever would load every later test and benchmark."""
+    before = _c2ws_children()
+    yield
+    for pid in _c2ws_children() - before:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
