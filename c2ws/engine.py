@@ -239,12 +239,11 @@ class Engine:
         stream messages themselves when the consumer is waiting with everything before
         it done (``writer``: True when it wrote them, see :mod:`c2ws.net.handoff`).  Such
         a batch comes out of :meth:`next_batch` alone, with :attr:`written_ahead` set;
-        it is acknowledged like any other; only once the consumer has been waiting for
-        spec.WRITE_AHEAD_QUIET_SECONDS.  Only for consumers that take without a limit."""
+        it is acknowledged like any other.  Only for consumers that take without a
+        limit."""
         if self._started:
             raise RuntimeError("write-ahead is set before the engine starts")
         self.handoff.write_ahead = writer
-        self.handoff.write_ahead_after = spec.WRITE_AHEAD_QUIET_SECONDS
 
     def request_subscriptions(self, keys: Sequence[SubscriptionKey], source: str = "") -> None:
         """Ask for the running stream to carry exactly ``keys`` from now on, without a

@@ -168,13 +168,6 @@ BACKLOG_EVENTS_PER_MESSAGE: Final = 4
 # closed for a backlog the output thread had not been told about).
 HANDOFF_WAKE_EVERY: Final = 2000
 HANDOFF_WAKE_DIVISOR: Final = 4
-# Write-ahead (c2ws/sinks/ahead.py): a socket thread writes a message to stdout itself
-# only when the output thread has been waiting for at least this long, i.e. the stream
-# is quiet (1,000 msg/s leaves it waiting ~0.9 ms between messages).  At higher rates the
-# next message comes while the output thread is still counting the last one, and handing
-# it over lets the output thread write several at once: the p99 at 10,000 msg/s rose by
-# ~0.5 ms when every message was written ahead.
-WRITE_AHEAD_QUIET_SECONDS: Final = 0.0003
 # A backlog past half of --max-buffer while the output thread is making progress (it
 # finished something, or had caught up, within HANDOFF_PROGRESS_WINDOW_SECONDS): the
 # socket thread waits up to HANDOFF_FAIRNESS_WAIT_SECONDS for it to fall back to half

@@ -129,26 +129,6 @@ def test_the_producer_writes_ahead_only_for_a_waiting_consumer_with_nothing_pend
     assert handoff.backlog == 3  # written ahead is not done: the consumer finishes it
 
 
-def test_only_a_consumer_waiting_for_a_while_is_written_ahead_for() -> None:
-    """A busy stream (the consumer waited less than write_ahead_after) is handed over:
-    the consumer writes what came meanwhile in one go."""
-    now = [100.0]
-    handoff: Handoff[int] = Handoff(100, clock=lambda: now[0])
-    writer = handoff.write_ahead = Recorder()
-    handoff.write_ahead_after = 0.001
-    thread, taken = waiting_consumer(handoff)
-    now[0] += 0.0005
-    handoff.put([1])
-    thread.join(10)
-    assert writer.calls == [] and taken == [[1]]
-    handoff.done([1])
-    thread, taken = waiting_consumer(handoff)
-    now[0] += 0.001
-    handoff.put([2])
-    thread.join(10)
-    assert writer.calls == [[2]] and taken == [[2]] and handoff.taken_written_ahead == 1
-
-
 def test_a_refused_write_ahead_leaves_the_items_to_the_consumer() -> None:
     handoff: Handoff[int] = Handoff(100)
     writer = handoff.write_ahead = Recorder(accept=False)
@@ -367,10 +347,8 @@ def read_lines(fd: int, count: int, timeout: float = 20) -> list[bytes]:
 
 
 def waiting_with_nothing_pending(handoff: Handoff[Any]) -> bool:
-    """The consumer waits, quiet for long enough, with everything before done."""
     with handoff._lock:  # (a put writes ahead before it counts what it queued)
-        return handoff.pending == 0 and handoff._consumer_waiting and (
-            handoff._clock() - handoff._waiting_since >= handoff.write_ahead_after)
+        return handoff.pending == 0 and handoff._consumer_waiting
 
 
 @pytest.mark.parametrize("count", [None, 20])

@@ -9,12 +9,12 @@ producer that finds either past its limit closes its connection and waits for
 :meth:`Handoff.wait_for_room` before it reconnects.  One lock and one condition; a batch
 (everything one socket read produced) is one hand-over.
 
-**Write-ahead.**  A consumer waiting for items (for ``write_ahead_after`` seconds at
-least) with everything before them done may let the producer do the consumer's part of a
-hand-over itself (``write_ahead``: for c2ws, writing a lone burst of messages to stdout
-on the socket thread that read it, without waiting for the output thread to wake).  The
-items are queued all the same, marked as written ahead, and the consumer does the rest
-of its work on them (counting, acknowledging) when it takes them.
+**Write-ahead.**  A consumer waiting for items with everything before them done may let
+the producer do the consumer's part of a hand-over itself (``write_ahead``: for c2ws,
+writing a lone burst of messages to stdout on the socket thread that read it, without
+waiting for the output thread to wake).  The items are queued all the same, marked as
+written ahead, and the consumer does the rest of its work on them (counting,
+acknowledging) when it takes them.
 """
 
 from __future__ import annotations
@@ -60,9 +60,6 @@ class Handoff(Generic[Item]):
         # consumer's part for ``items``; True when it did.  Set before producers start;
         # never with takes that have a limit (a written-ahead item is never split).
         self.write_ahead: Callable[[list[Item]], bool] | None = None
-        # ...only once the consumer has been waiting this long (seconds): a quiet stream.
-        self.write_ahead_after = 0.0
-        self._waiting_since = 0.0
         self._written_ahead = 0  # the queue's first items that were written ahead
         # How many of the items the consumer's last take returned (its first ones) were
         # written ahead: read by the consumer's thread after its take.
@@ -95,7 +92,6 @@ class Handoff(Generic[Item]):
                 self._progress_at = self._clock()
                 # Waiting, with all before done: nothing of its own can come before these.
                 if (self._consumer_waiting and self.write_ahead is not None
-                        and self._clock() - self._waiting_since >= self.write_ahead_after
                         and self.write_ahead(items)):
                     self._written_ahead = len(items)
             self._items.extend(items)
@@ -118,8 +114,6 @@ class Handoff(Generic[Item]):
         with self._lock:
             if not self._items and not self._closed:
                 self._consumer_waiting = True
-                if self.write_ahead is not None:
-                    self._waiting_since = self._clock()
                 try:
                     self._changed.wait_for(lambda: self._items or self._closed, timeout)
                 finally:

@@ -6,9 +6,7 @@ c2ws added to a message's way from the socket to stdout (issue 22: p99 at 1k msg
 When the output thread is waiting with everything handed over before done (written and
 flushed), nothing of its own can come before the next lines: the socket thread writes
 them itself (:mod:`c2ws.net.handoff`, write-ahead), and the output thread counts and
-acknowledges them when it wakes.  Only on a quiet stream: the output thread must have
-been waiting for spec.WRITE_AHEAD_QUIET_SECONDS (at higher rates it writes several
-messages at once).
+acknowledges them when it wakes.
 
 A socket thread must never wait for stdout's reader (heartbeats would wait with it), so
 it writes only where the write cannot block:
