@@ -1086,6 +1086,11 @@ class Stream:
             engine.acknowledge(ahead)
         left = self._inbox[self._inbox_at:]
         self._inbox, self._inbox_at = [], 0
+        if left and self._inbox_written_ahead:
+            # Taken but not delivered yet (an interruption came between): out all the same.
+            self.delivered += ev.message_count(left)
+            engine.acknowledge(left)
+            left = []
         discarded = engine.handoff.discard()
         self.undelivered += ev.message_count(left) + ev.message_count(discarded)
         self._final_gaps = engine.unresolved_gaps()

@@ -180,6 +180,25 @@ def test_write_ahead_is_set_before_the_engine_starts() -> None:
         engine.write_ahead(Recorder())
 
 
+@pytest.mark.parametrize("taken", [False, True], ids=["in-the-hand-off", "in-the-inbox"])
+def test_a_stream_stopping_with_a_written_ahead_burst_counts_it_as_written(taken: bool) -> None:
+    """An interruption may stop the stream after a burst was written ahead and before it
+    was delivered: it is out, so it is delivered and acknowledged, never "not written"."""
+    stream = library_stream([STRATEGY], "signal", api_key=KEY, url="ws://127.0.0.1:9/ws")
+    engine = Engine(stream.config)  # never started: no connection
+    engine.write_ahead(Recorder())
+    stream._engine, stream._started = engine, True
+    engine.handoff._consumer_waiting = True  # (as a consumer about to take would be)
+    engine.handoff.put([message(1), run_of(2, 2)])
+    engine.handoff._consumer_waiting = False
+    if taken:
+        stream._take(engine, 0)
+        assert stream._inbox_written_ahead
+    stream._stop_engine()
+    assert (stream.delivered, stream.undelivered) == (3, 0)
+    assert engine.written == {SIGNALS: 3} and engine.handoff.backlog == 0
+
+
 # --- the writer ----------------------------------------------------------------------------
 
 
