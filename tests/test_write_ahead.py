@@ -9,6 +9,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import select
 import signal
 import subprocess
@@ -452,4 +453,8 @@ def test_a_pipe_gets_every_message_once_in_order_lone_or_in_bursts(server: TestS
     assert process.returncode == ExitCode.INTERRUPTED, err
     assert rest == b""
     assert [json.loads(line) for line in lines] == published
-    assert b"not written" not in err and b"Traceback" not in err
+    # Every line was read before the signal: none is reported unwritten.  (A batch the
+    # output thread had flushed and not yet acknowledged when the signal came is still
+    # said to be "being written": it cannot tell a flush from a delivery.)
+    assert re.findall(rb"(\d+) more received message\(s\) were not written", err) in ([], [b"0"])
+    assert b"Traceback" not in err
