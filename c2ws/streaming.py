@@ -1079,18 +1079,16 @@ class Stream:
         self._stopped = True
         engine = self._engine
         engine.stop()
-        # Out already (written ahead) but not taken yet: delivered, and acknowledged.
+        left = self._inbox[self._inbox_at:]
+        self._inbox, self._inbox_at = [], 0
+        # Written ahead, so out already, but not delivered yet: still in the hand-off, or
+        # taken (an interruption came between).  Delivered, and acknowledged.
         ahead = engine.handoff.take_written_ahead()
+        if left and self._inbox_written_ahead:
+            ahead, left = left + ahead, []
         if ahead:
             self.delivered += ev.message_count(ahead)
             engine.acknowledge(ahead)
-        left = self._inbox[self._inbox_at:]
-        self._inbox, self._inbox_at = [], 0
-        if left and self._inbox_written_ahead:
-            # Taken but not delivered yet (an interruption came between): out all the same.
-            self.delivered += ev.message_count(left)
-            engine.acknowledge(left)
-            left = []
         discarded = engine.handoff.discard()
         self.undelivered += ev.message_count(left) + ev.message_count(discarded)
         self._final_gaps = engine.unresolved_gaps()

@@ -34,7 +34,6 @@ from c2ws import events as ev
 from c2ws.render.sink import ByteSink
 from c2ws.streaming import Batch
 
-_MESSAGES: Final = frozenset({ev.StreamMessage, ev.StreamRun})
 _DEV_NULL: Final = os.makedev(1, 3)
 _NO_BYTES: Final = b"\0\0\0\0"
 
@@ -82,10 +81,11 @@ class WriteAhead:
         return None if kind is None else cls(sink, fd, kind)
 
     def __call__(self, events: list[ev.Event]) -> bool:
-        if self._off or self._sink.failure is not None or not (
-                set(map(type, events)) <= _MESSAGES):
+        if self._off or self._sink.failure is not None:
             return False
         batch = Batch(events)
+        if not batch.only_signals_and_positions:
+            return False
         data = batch.ndjson()
         if self._pipe:
             if len(data) > select.PIPE_BUF:
