@@ -477,6 +477,9 @@ REST_DEFAULT_URL: Final = "https://api4-general.collective2.com"
 REST_MAX_PAGE_LIMIT: Final = 1000
 # [ours] Every request: connect, read, write and pool waits each at most this long.
 REST_TIMEOUT_SECONDS: Final = 20.0
+# [ours] A closing stream waits this long for its positions-snapshot thread (the
+# table's) to end: it then takes no new request, so only one in flight can outlast this.
+SNAPSHOT_STOP_WAIT_SECONDS: Final = 2.0
 # [ours] A 429 is retried this many times (after the wait its Retry-After asks for, at
 # most REST_MAX_RETRY_WAIT_SECONDS; else a jittered backoff), a 5xx, a timeout or a
 # network error this many times (jittered backoff from BACKOFF_INITIAL_SECONDS).

@@ -1151,6 +1151,10 @@ def _gap_error(gap: ev.GapReported | ev.SequenceReset) -> GapDetected:
 # --- issue 24: the REST side of a stream (heal_gaps, snapshot) -----------------------------
 
 
+class _SnapshotStopped(Exception):
+    """The stream closed while its snapshot thread was taking a snapshot."""
+
+
 class _RestSide:
     """What a stream does with the REST API: the gap healer (:mod:`c2ws.backfill`, its
     rules) and the positions snapshots.  The REST client is made at the first call."""
@@ -1168,6 +1172,8 @@ class _RestSide:
         self.in_background = self._on_reconnect
         self._snapshot_thread: threading.Thread | None = None
         self._snapshot_again = False
+        # Set by close(): the snapshot thread takes no further request nor retry wait.
+        self._stopping = threading.Event()
         self._healer = None
         if options.heal_gaps:
             from c2ws.backfill import GapHealer
@@ -1192,6 +1198,15 @@ class _RestSide:
         return list(rest.historical_orders(strategy_id, start, end))  # type: ignore[attr-defined]
 
     def close(self) -> None:
+        """Stop the snapshot thread, waiting for it at most SNAPSHOT_STOP_WAIT_SECONDS.
+
+        Why wait: a daemon thread still importing httpx or building its TLS context when
+        the interpreter exits can crash the process (SIGSEGV, seen in CI); a request in
+        flight is the only thing that can outlast the wait."""
+        self._stopping.set()
+        thread = self._snapshot_thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(spec.SNAPSHOT_STOP_WAIT_SECONDS)
         if self._client is not None:
             self._client.close()  # type: ignore[attr-defined]
             self._client = None
@@ -1222,6 +1237,8 @@ class _RestSide:
         taken: list[ev.Event] = []
         failed: list[ev.Event] = []
         for strategy_id in self._strategies:
+            if self._stopping.is_set():
+                raise _SnapshotStopped
             try:
                 positions = rest.open_positions(strategy_id)  # type: ignore[attr-defined]
             except C2wsError as error:
@@ -1248,7 +1265,8 @@ class _RestSide:
 
         stream = self._stream
         assert stream.options.rest_url is not None
-        rest = RestClient(stream.options.rest_url, stream.config.api_key)
+        rest = RestClient(stream.options.rest_url, stream.config.api_key,
+                          sleep=self._retry_wait)
         try:
             while True:
                 self._snapshot_again = False
@@ -1257,8 +1275,15 @@ class _RestSide:
                 engine.handoff.put(failed + taken)
                 if not self._snapshot_again:
                     return
+        except _SnapshotStopped:
+            return
         finally:
             rest.close()
+
+    def _retry_wait(self, seconds: float) -> None:
+        """The snapshot client's wait before a retry: cut short by close()."""
+        if self._stopping.wait(seconds):
+            raise _SnapshotStopped
 
     # --- gaps ---
 

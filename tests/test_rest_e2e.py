@@ -251,3 +251,25 @@ def test_a_table_snapshot_never_makes_the_live_stream_wait(server: TestServer) -
         assert first.seq_id == 1
         # The snapshot is still being answered: it was not waited for.
         assert not any(isinstance(e, (ev.PositionsSnapshot, ev.SnapshotFailed)) for e in seen)
+
+
+def test_a_closed_stream_leaves_no_snapshot_thread_running(server: TestServer,
+                                                           monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    """close() waits for the table's snapshot thread (bounded by
+    spec.SNAPSHOT_STOP_WAIT_SECONDS): a daemon thread still importing httpx or building
+    its TLS context when the interpreter exits crashed a CLI run with SIGSEGV."""
+    import threading
+
+    import c2ws
+    from c2ws import spec
+
+    monkeypatch.setattr(spec, "SNAPSHOT_STOP_WAIT_SECONDS", 45.0)  # any machine's pace
+    server.slow_rest_requests(0.5)  # the snapshot is still being taken at close()
+    with c2ws.stream([11], ["signal"], api_key=KEY, url=server.url, snapshot="reconnect",
+                     timeout=25) as stream:
+        server.wait_for_subscribers(1)
+        server.publish(11)
+        assert next(iter(stream)).seq_id == 1
+        assert any(t.name == "c2ws-snapshot" for t in threading.enumerate())
+    assert not [t for t in threading.enumerate() if t.name == "c2ws-snapshot"]
