@@ -21,6 +21,13 @@ settings.register_profile(
 )
 settings.load_profile("c2ws")
 
+# A suite started in the background of a non-interactive shell (`pytest &` in a script)
+# inherits SIGINT ignored, and so would every c2ws it starts: Python installs its Ctrl-C
+# handler only where SIGINT is not ignored, and the Ctrl-C tests then never end their
+# child.  A handler of our own is reset to the default at exec, so children get theirs.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 def pytest_configure(config: pytest.Config) -> None:
     # c2_server comes from the plugin c2ws registers (entry point pytest11), which a
