@@ -82,6 +82,7 @@ if TYPE_CHECKING:
     from c2ws.render import Renderer
     from c2ws.render.clock import DisplayZone
     from c2ws.render.diagnostics import Diagnostics
+    from c2ws.render.recording import RecordingRenderer
     from c2ws.sinks import Guarantee, Sink
     from c2ws.sinks.ahead import WriteAhead
 
@@ -524,6 +525,9 @@ def _run_stream(
         from c2ws.render.recording import TeeRenderer
 
         renderer = TeeRenderer([recorder, renderer])
+        if built.table:
+            # The table's "run ended" moment is the recording's last (a replay's is too).
+            _end_table_with(built.renderer, recorder)
     events = ForwardEvents()
     # Issue 24: a table's positions start from the REST snapshot, again after each
     # reconnect; other outputs only with --snapshot, once, before the live stream.
@@ -712,10 +716,20 @@ def _close_unstarted(renderer: "Renderer") -> None:
         silence_stdout()
 
 
+def _end_table_with(table: object, recorder: "RecordingRenderer") -> None:
+    import time
+
+    from c2ws.render.table import TableRenderer
+
+    if isinstance(table, TableRenderer):
+        table.ended_clock = lambda: (time.time() if recorder.last_at is None
+                                     else recorder.last_at)
+
+
 def _open_recording(
     path: Path, params: "StreamParams", keys: "Sequence[SubscriptionKey]",
     diagnostics: "Diagnostics",
-) -> "Renderer | None":
+) -> "RecordingRenderer | None":
     """The --record sink, appending to ``path``; None (said on stderr) when it cannot be
     opened."""
     from c2ws.render.recording import RecordingUnusable, open_recording

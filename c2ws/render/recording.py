@@ -34,6 +34,8 @@ class RecordingRenderer:
         self._out = ByteSink.of(out)
         self._label = label
         self._clock = clock
+        # The time of the last line written with one: where a replay of it ends.
+        self.last_at: float | None = None
         self._write(recording.header_line(keys, per_connection=per_connection,
                                           url=redacted(url), started_at=clock()))
 
@@ -42,11 +44,16 @@ class RecordingRenderer:
             if event.direction == "<":
                 at = event.at or self._clock()
                 self._write(recording.frame_line(event.data, at=at, connection=event.shard + 1))
+                self.last_at = at
         elif isinstance(event, ev.ConnectionEnded):
+            at = self._clock()
             self._write(recording.end_line(event.end.reason.value, event.end.detail,
-                                           at=self._clock(), connection=event.shard + 1))
+                                           at=at, connection=event.shard + 1))
+            self.last_at = at
         elif isinstance(event, ev.PositionsSnapshot):
-            self._write(recording.snapshot_line(event.obj, at=self._clock()))
+            at = self._clock()
+            self._write(recording.snapshot_line(event.obj, at=at))
+            self.last_at = at
 
     def _write(self, line: bytes) -> None:
         try:

@@ -246,6 +246,9 @@ class TableRenderer:
         self._outage: tuple[float, float] | None = None  # the last time all were down
         self._reconnecting = False
         self._ended_at: float | None = None
+        # When the run ended, if not now (close()): with --record, the time of the last
+        # line recorded, which is what a replay of the recording ends at.
+        self.ended_clock: Callable[[], float] | None = None
         self._subscriptions: dict[SubscriptionKey, str] = {}
         # Signal and position messages handled (what --count counts): the footer's "msgs".
         self._messages = 0
@@ -385,7 +388,7 @@ class TableRenderer:
             return
         self._closed = True
         with self._lock:
-            self._ended_at = self._clock()
+            self._ended_at = (self.ended_clock or self._clock)()
             if self._connections_up:
                 self._connections_up.clear()
                 self._disconnect()
