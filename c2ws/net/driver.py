@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Final
 
 from c2ws import events as ev
@@ -337,10 +338,11 @@ class Driver:
         session = self.session
         readiness = Readiness(self.transport.fileno(),
                               None if self.stop is None else self.stop.fileno())
+        probe = partial(readiness.wait, 0)
         try:
             self._begin()
             while session.ended is None:
-                if self._step(readiness):
+                if self._step(readiness, probe):
                     self._flush()
         except _BREAKS as exc:
             self._broke(exc)
@@ -426,13 +428,13 @@ class Driver:
         else:
             session.fail(EndReason.LOST, f"connection lost: {exc}")
 
-    def _step(self, readiness: Readiness) -> bool:
+    def _step(self, readiness: Readiness, probe: Callable[[], tuple[bool, bool]]) -> bool:
         """One wait and what came of it; False when nothing can be left to send or hand
         over (a heartbeat answered at once: see _read)."""
         acted, deadline = self._before_wait()
         if acted:
             return True
-        readable, woken = self._wait(readiness, deadline)
+        readable, woken = self._wait(readiness, probe, deadline)
         return self._after_wait(deadline, readable, woken)
 
     def _before_wait(self) -> tuple[bool, float | None]:
@@ -468,10 +470,11 @@ class Driver:
             return True
         return flush
 
-    def _wait(self, readiness: Readiness, deadline: float | None) -> tuple[bool, bool]:
+    def _wait(self, readiness: Readiness, probe: Callable[[], tuple[bool, bool]],
+              deadline: float | None) -> tuple[bool, bool]:
         """Until the socket can be read, the stop signal is set or ``deadline`` passes;
         never a busy loop."""
-        ready = self._ready_without_waiting(lambda: readiness.wait(0))
+        ready = self._ready_without_waiting(probe)
         if ready is not None:
             return ready
         timeout = None if deadline is None else max(0.0, deadline - self.clock())
