@@ -46,6 +46,10 @@ class _Entry:
     done: threading.Event = field(default_factory=threading.Event)
     # What the poller found when the driver's turn was due at once (from plan()).
     ready: tuple[bool, bool] | None = None
+    # Its plan is to be made again: it is new, or took a turn since.  (A driver that
+    # took none has nothing new to plan: its stop signal and a change of its keys wake
+    # its turn through the stop signal's socket.)
+    replan: bool = True
     readable: bool = False
     woken: bool = False
     # A bug met while taking its turn: raised again on the worker's thread.
@@ -158,9 +162,11 @@ class Poller:
         deadline: float | None = None
         due_now = False
         for entry in list(self._entries):
-            entry.ready = self._guarded(entry, entry.driver.plan, entry.probe)
-            if entry.done.is_set():
-                continue
+            if entry.replan:
+                entry.replan = False
+                entry.ready = self._guarded(entry, entry.driver.plan, entry.probe)
+                if entry.done.is_set():
+                    continue
             if entry.ready is not None:
                 due_now = True
                 continue
@@ -200,6 +206,7 @@ class Poller:
                     continue
             entry.readable = entry.woken = False
             entry.ready = None
+            entry.replan = True
             self._guarded(entry, entry.driver.turn, readable, woken)
 
     def _guarded(self, entry: _Entry, step: Callable[..., object], *args: object
