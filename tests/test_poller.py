@@ -6,18 +6,35 @@ worker's thread while the others go on."""
 
 from __future__ import annotations
 
+import shutil
 import socket
+import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import orjson
 import pytest
+from raw_server import (
+    RawServer,
+    read_request,
+    server_frame,
+    switching_protocols,
+    wait_until_closed_by_client,
+)
 
-from c2ws.net.connection import StopSignal
+from c2ws import events as ev
+from c2ws.delivery.dedupe import StreamFilter
+from c2ws.events import EndReason
+from c2ws.net.connection import StopSignal, open_connection
+from c2ws.net.driver import Driver, DriverHooks
 from c2ws.net.poller import Poller
 from c2ws.server.app import ConnectionRecord
+from c2ws.session import ClientSession, SessionTimeouts
 from c2ws.testing import TestServer
 
 WAIT = 30.0  # every wait of these tests is for an event; this only bounds a failure
@@ -297,3 +314,77 @@ def test_dropped_connections_are_resumed_through_the_poller(server: TestServer) 
         last = sorted((m.strategy_id, m.seq_id) for m in (next(messages) for _ in range(3)))
         assert last == [(1, 3), (60, 3), (125, 3)]
         assert [t.name for t in threading.enumerate()].count("c2ws-poller") == 1
+
+
+# --- TLS: bytes decrypted and held by the TLS layer, which no poll sees ----------------------
+
+
+@pytest.fixture(scope="module")
+def self_signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed: cannot make a self-signed certificate")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=60,
+    )
+    return cert, key
+
+
+class Collected(DriverHooks):
+    def __init__(self) -> None:
+        self.events: list[ev.Event] = []
+
+    def hand_over(self, events: list[ev.Event]) -> None:
+        self.events.extend(events)
+
+
+def test_tls_connections_through_the_poller_get_every_frame_in_order(
+    self_signed: tuple[Path, Path],
+) -> None:
+    """Each server writes connection.connected and then 200 control messages in one TLS
+    write: most of them wait decrypted in the TLS layer, which no poll sees (the
+    driver's plan finds them through transport.pending()); both connections get all of
+    them, in order, and leave cleanly when stopped."""
+    frames = [orjson.dumps({"msg_type": "connection.connected", "connection_id": "c"})] + [
+        orjson.dumps({"msg_type": "c2ws.test", "n": n}) for n in range(200)]
+
+    def handler(conn: socket.socket, server: RawServer) -> None:
+        conn.sendall(switching_protocols(read_request(conn))
+                     + b"".join(server_frame(frame) for frame in frames))
+        wait_until_closed_by_client(conn, server)
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*self_signed)
+    trusting = ssl.create_default_context(cafile=str(self_signed[0]))
+    poller = Poller()
+    with RawServer(handler, tls=context) as server:
+        runs = []
+        for _ in range(2):
+            transport = open_connection(server.url, "poller-tls-key-0001", timeout=WAIT,
+                                        ssl_context=trusting)
+            hooks, stop = Collected(), StopSignal()
+            session = ClientSession(request_id_prefix="c2ws-test",
+                                    stream_filter=StreamFilter([], {}), now=time.monotonic(),
+                                    timeouts=SessionTimeouts(connected=WAIT, silence=WAIT))
+            driver = Driver(transport, session, hooks=hooks, stop=stop)
+            thread, raised = drive_in_thread(poller, driver)  # type: ignore[arg-type]
+            runs.append((transport, hooks, stop, driver, thread, raised))
+        for transport, hooks, stop, driver, thread, raised in runs:
+            def all_came(hooks: Collected = hooks) -> bool:
+                return sum(isinstance(e, ev.UnknownMessage) for e in hooks.events) == 200
+
+            wait_until(all_came)
+            stop.set()
+            thread.join(WAIT)
+            assert not thread.is_alive() and not raised
+            assert driver.finish().reason is EndReason.STOPPED
+            seen = [e for e in hooks.events if isinstance(e, ev.UnknownMessage)]
+            assert [e.message.raw["n"] for e in seen] == list(range(200))
+            transport.close()
+            stop.close()
+    poller.close()

@@ -28,8 +28,6 @@ from dataclasses import dataclass, field
 
 from c2ws.net.driver import Driver
 
-_READABLE = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP
-
 
 def available() -> bool:
     """Whether this platform has what the poller waits with (poll(2))."""
@@ -54,13 +52,18 @@ class _Entry:
     woken: bool = False
     # A bug met while taking its turn: raised again on the worker's thread.
     error: BaseException | None = None
+    _probe: select.poll | None = None
 
     def probe(self) -> tuple[bool, bool]:
         """A zero-timeout wait on its socket and stop signal (TLS's read-first check)."""
-        fds = [self.sock_fd] if self.stop_fd is None else [self.sock_fd, self.stop_fd]
-        readable, _, _ = select.select(fds, (), (), 0)
-        sock_ready = self.sock_fd in readable
-        return sock_ready, len(readable) > sock_ready
+        if self._probe is None:
+            self._probe = select.poll()  # not select(): no FD_SETSIZE limit
+            for fd in (self.sock_fd, self.stop_fd):
+                if fd is not None:
+                    self._probe.register(fd, select.POLLIN)
+        ready = [fd for fd, _ in self._probe.poll(0)]
+        sock_ready = self.sock_fd in ready
+        return sock_ready, len(ready) > sock_ready
 
 
 class Poller:
