@@ -40,7 +40,9 @@ from c2ws.errors import (
     connection_error,
 )
 from c2ws.events import ConnectionEnd, SubscriptionKey
+from c2ws.net import poller as poller_module
 from c2ws.net.handoff import Handoff
+from c2ws.net.poller import Poller
 from c2ws.net.worker import ConnectionSettings, ShardWorker
 from c2ws.session import SessionTimeouts
 
@@ -177,6 +179,8 @@ class Engine:
         ]
         self._filters: list[StreamFilter] = []
         self._workers: list[ShardWorker] = []
+        # One thread waiting on every connection, once the run has more than one.
+        self._poller: Poller | None = None
         self._store = cursors
         self._failure: EngineError | None = None
         self._started = False
@@ -214,6 +218,7 @@ class Engine:
             self.handoff.put([proxy])
         for keys in self._plan:
             self._add_worker(keys, cursors)
+        self._share_a_poller()
         for worker in self._workers:
             worker.start()
         return self
@@ -233,6 +238,16 @@ class Engine:
         )
         self._workers.append(worker)
         return worker
+
+    def _share_a_poller(self) -> None:
+        """With more than one connection: one poller thread for all of them (a worker
+        already connected moves to it at its next connection)."""
+        if len(self._workers) < 2 or not poller_module.available():
+            return
+        if self._poller is None:
+            self._poller = poller_module.Poller()
+        for worker in self._workers:
+            worker.poller = self._poller
 
     def write_ahead(self, writer: Callable[[list[ev.Event]], bool]) -> None:
         """Before :meth:`start`: let the socket threads write a hand-over of nothing but
@@ -262,6 +277,8 @@ class Engine:
         give_up = time.monotonic() + STOP_JOIN_TIMEOUT
         for worker in self._workers:
             worker.join(max(0.0, give_up - time.monotonic()))
+        if self._poller is not None:
+            self._poller.close()
         self.handoff.close()
 
     def __enter__(self) -> Engine:
@@ -459,7 +476,9 @@ class Engine:
             if shard < len(self._workers):
                 self._workers[shard].set_keys(keys, given)
             else:
-                self._add_worker(keys, {k: v for k, v in given.items() if v is not None}).start()
+                worker = self._add_worker(keys, {k: v for k, v in given.items() if v is not None})
+                self._share_a_poller()
+                worker.start()
         self.keys = frozenset(key for keys in self._plan for key in keys)
         self.rejected -= set(removed) | set(placed)
         return ev.SubscriptionsChanged(

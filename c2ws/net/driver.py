@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Final
 
 from c2ws import events as ev
@@ -62,6 +63,8 @@ _POLITE_CLOSE: Final = frozenset({
     EndReason.AUTH_FAILED,
 })
 _STOPPED_DETAIL: Final = "closed by c2ws"
+# What ends a session as a failure of its connection (Driver._broke says how).
+_BREAKS: Final = (FrameError, SendBlocked, SendStopped, ConnectionLost)
 
 Clock = Callable[[], float]
 
@@ -282,6 +285,7 @@ class Driver:
         self.read_wall = wall()  # when the latest read happened (epoch seconds)
         self.close_received = False
         self._leave_by: float | None = None
+        self.planned_deadline: float | None = None  # of the wait plan() asked for
         self._masks = MaskKeys()
         self._usable = True  # False once a send or read broke the connection
         self._close_code: int | None = None  # a close we must send (1002, 1009)
@@ -330,37 +334,65 @@ class Driver:
     # --- the loop --------------------------------------------------------------------------
 
     def run(self) -> ConnectionEnd:
+        """The whole session on this thread, waiting on its own socket."""
         session = self.session
         readiness = Readiness(self.transport.fileno(),
                               None if self.stop is None else self.stop.fileno())
+        probe = partial(readiness.wait, 0)
         try:
-            if self.transport.received:  # frames that came with the 101
-                self.reader.feed(self.transport.received, self.clock())
-                self._parse(self.clock())
-            self._flush()
+            self._begin()
             while session.ended is None:
-                if self._step(readiness):
+                if self._step(readiness, probe):
                     self._flush()
-        except FrameError as exc:
-            # A violation of the framing, or past our bounds: say why in our close frame.
-            self._close_code = exc.close_code
-            session.fail(EndReason.PROTOCOL_ERROR,
-                         f"c2ws closed the connection ({exc.close_code}): {exc}"[:300],
-                         exc.close_code)
-        except SendBlocked as exc:
-            self._usable = False
-            session.fail(EndReason.SEND_BLOCKED, str(exc))
-        except SendStopped:
-            self._usable = False
-            session.fail(EndReason.STOPPED, _STOPPED_DETAIL)
-        except ConnectionLost as exc:
-            self._usable = False
-            session.fail(EndReason.LOST, f"connection lost: {exc}")
+        except _BREAKS as exc:
+            self._broke(exc)
         finally:
             readiness.close()
-            if self._idle_due:
-                self.hooks.idle()
-        end = session.ended
+        return self.finish()
+
+    # --- driven by a poller (c2ws/net/poller.py), one turn at a time ---------------------
+    # The same steps as run(), cut at the wait: begin(), then plan() and turn() until the
+    # session has ended, then finish().  A failure of the connection ends the session
+    # inside each (as in run()); anything else is a bug and propagates.
+
+    def begin(self) -> None:
+        """The frames that came with the 101, and the first sends (the subscribes)."""
+        try:
+            self._begin()
+        except _BREAKS as exc:
+            self._broke(exc)
+
+    def plan(self, probe: Callable[[], tuple[bool, bool]]) -> tuple[bool, bool] | None:
+        """Before a wait: (socket readable, stop signal woken) to take a turn with at
+        once, or None to wait until :attr:`planned_deadline` (None: no deadline) for the
+        socket or the stop signal.  ``probe``: a zero-timeout wait on both (TLS only)."""
+        try:
+            while self.session.ended is None:
+                acted, deadline = self._before_wait()
+                if not acted:
+                    self.planned_deadline = deadline
+                    return self._ready_without_waiting(probe)
+                self._flush()
+        except _BREAKS as exc:
+            self._broke(exc)
+        return None
+
+    def turn(self, readable: bool, woken: bool) -> None:
+        """What came of the wait :meth:`plan` asked for (or of none, when it gave the
+        readiness itself): read, hand over, send; the deadline if it has passed."""
+        try:
+            if self._after_wait(self.planned_deadline, readable, woken):
+                self._flush()
+        except _BREAKS as exc:
+            self._broke(exc)
+
+    def finish(self) -> ConnectionEnd:
+        """Once the session has ended: the close handshake (bounded in time, blocking:
+        on the caller's thread) and the last events handed over; how it ended."""
+        if self._idle_due:
+            self._idle_due = False
+            self.hooks.idle()
+        end = self.session.ended
         assert end is not None
         if self._usable and not self.close_received:
             if self._close_code is None and end.reason in _POLITE_CLOSE:
@@ -370,38 +402,89 @@ class Driver:
         self._hand_over(self.feed.take_events())
         return end
 
-    def _step(self, readiness: Readiness) -> bool:
+    # --- the steps -------------------------------------------------------------------------
+
+    def _begin(self) -> None:
+        if self.transport.received:  # frames that came with the 101
+            self.reader.feed(self.transport.received, self.clock())
+            self._parse(self.clock())
+        self._flush()
+
+    def _broke(self, exc: Exception) -> None:
+        """The session's end for a failure of the connection (one of _BREAKS)."""
+        session = self.session
+        if isinstance(exc, FrameError):
+            # A violation of the framing, or past our bounds: say why in our close frame.
+            self._close_code = exc.close_code
+            session.fail(EndReason.PROTOCOL_ERROR,
+                         f"c2ws closed the connection ({exc.close_code}): {exc}"[:300],
+                         exc.close_code)
+            return
+        self._usable = False
+        if isinstance(exc, SendBlocked):
+            session.fail(EndReason.SEND_BLOCKED, str(exc))
+        elif isinstance(exc, SendStopped):
+            session.fail(EndReason.STOPPED, _STOPPED_DETAIL)
+        else:
+            session.fail(EndReason.LOST, f"connection lost: {exc}")
+
+    def _step(self, readiness: Readiness, probe: Callable[[], tuple[bool, bool]]) -> bool:
         """One wait and what came of it; False when nothing can be left to send or hand
         over (a heartbeat answered at once: see _read)."""
+        acted, deadline = self._before_wait()
+        if acted:
+            return True
+        readable, woken = self._wait(readiness, probe, deadline)
+        return self._after_wait(deadline, readable, woken)
+
+    def _before_wait(self) -> tuple[bool, float | None]:
+        """(True, None) when the stop or the leave deadline was acted on (flush, then
+        step again), else (False, the deadline of the wait: None for none)."""
         session, now = self.session, self.clock()
         if self._leave_by is None and self.stop is not None and self.stop.requested:
             self.leave()
-            return True
+            return True, None
         if self._leave_by is not None and (
             session.awaiting_unsubscribe == 0 or now >= self._leave_by
         ):
             session.fail(EndReason.STOPPED, _STOPPED_DETAIL, spec.CLOSE_NORMAL)
-            return True
+            return True, None
         deadline = session.next_deadline()
         since = self.reader.incomplete_since
         for other in (self._leave_by, self.hooks.deadline(),
                       None if since is None else since + self.settings.io_timeout):
             if other is not None and (deadline is None or other < deadline):
                 deadline = other
-        readable, woken = self._wait(readiness, deadline)
+        return False, deadline
+
+    def _after_wait(self, deadline: float | None, readable: bool, woken: bool) -> bool:
+        """Read what came, and the deadline if it has passed; False when nothing can be
+        left to send or hand over."""
         if woken and self.stop is not None:
             self.stop.clear_wakeups()  # the stop itself is seen at the next step
         flush = True
         if readable:
             flush = self._read()
-        if session.ended is None and deadline is not None and self.clock() >= deadline:
+        if self.session.ended is None and deadline is not None and self.clock() >= deadline:
             self._deadline_passed()
             return True
         return flush
 
-    def _wait(self, readiness: Readiness, deadline: float | None) -> tuple[bool, bool]:
+    def _wait(self, readiness: Readiness, probe: Callable[[], tuple[bool, bool]],
+              deadline: float | None) -> tuple[bool, bool]:
         """Until the socket can be read, the stop signal is set or ``deadline`` passes;
         never a busy loop."""
+        ready = self._ready_without_waiting(probe)
+        if ready is not None:
+            return ready
+        timeout = None if deadline is None else max(0.0, deadline - self.clock())
+        return readiness.wait(timeout)
+
+    def _ready_without_waiting(
+        self, probe: Callable[[], tuple[bool, bool]]
+    ) -> tuple[bool, bool] | None:
+        """What to go on with without a wait, if anything; else (the burst is over)
+        hooks.idle() when due, right before the wait."""
         # (Only TLS holds bytes read and decrypted, which no poll sees.)
         if not self._read_at_once and self.transport.pending():
             return True, False
@@ -410,18 +493,17 @@ class Driver:
             # the hooks hear that the burst is over (idle) only when nothing is left.
             if self._read_at_once:
                 return True, False  # _read finds out
-            readable, woken = readiness.wait(0)
+            readable, woken = probe()
             if readable or woken:
                 return readable, woken
             self._handed_over = False
             self._idle_due = True
-        timeout = None if deadline is None else max(0.0, deadline - self.clock())
         if self._idle_due:
             # Right before the wait: the thread woken then finds the GIL free at once,
             # instead of waking to wait for it while this one gets ready to wait.
             self._idle_due = False
             self.hooks.idle()
-        return readiness.wait(timeout)
+        return None
 
     def _read(self) -> bool:
         """Read and parse what came; False when it was a heartbeat, answered at once

@@ -8,7 +8,8 @@ a connection (cancellable: a stop request ends a connect at once), runs a fresh
 output side: the hand-off never blocks, and a backlog past its limit closes the
 connection (to be resumed once the reader has caught up) instead.  The thread blocks in
 ``poll`` on the socket, the stop signal and the session's next deadline: an idle
-subscription costs no CPU.
+subscription costs no CPU.  In a run of several connections the sessions run on one
+poller thread instead (c2ws/net/poller.py), each worker sleeping while its own does.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from c2ws.net.connection import (
 )
 from c2ws.net.driver import Driver, DriverHooks, DriverSettings
 from c2ws.net.handoff import Handoff
+from c2ws.net.poller import Poller
 from c2ws.redaction import KeyRedactor
 from c2ws.session import ClientSession, SessionTimeouts, SubscriptionState
 
@@ -134,6 +136,10 @@ class ShardWorker(threading.Thread):
         self.redactor = KeyRedactor(settings.api_key)
         self._rejected: set[SubscriptionKey] = set()
         self._stop_signal = StopSignal()
+        # Set by the engine when the run has several connections (c2ws/net/poller.py):
+        # a connection's session then runs on the poller's thread, this one waiting.
+        # Read at each connection.
+        self.poller: Poller | None = None
 
     # --- called from other threads -----------------------------------------------------
 
@@ -253,7 +259,12 @@ class ShardWorker(threading.Thread):
                 redactor=self.redactor, clock=self._clock, wall=self._wall,
             )
             hooks.driver = driver
-            end = driver.run()
+            poller = self.poller
+            if poller is None:
+                end = driver.run()
+            else:
+                poller.drive(driver)
+                end = driver.finish()
             return end, session.connected_at is not None, hooks.served_since
         finally:
             transport.close()
