@@ -11,6 +11,7 @@ import socket
 import ssl
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from types import TracebackType
 
 WAIT = 10.0  # generous bound on any wait for another thread
@@ -81,6 +82,13 @@ class RawServer:
             pass  # the client went away: that is what most of these tests provoke
         finally:
             conn.close()
+
+
+def server_tls(cert_and_key: tuple[Path, Path]) -> ssl.SSLContext:
+    """A server's TLS context with this certificate and key (the self_signed fixture)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*cert_and_key)
+    return context
 
 
 def read_request(conn: socket.socket) -> bytes:

@@ -7,11 +7,9 @@ from __future__ import annotations
 import base64
 import re
 import select
-import shutil
 import socket
 import ssl
 import string
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -31,6 +29,7 @@ from raw_server import (
     free_port,
     read_request,
     server_frame,
+    server_tls,
     switching_protocols,
     wait_until_closed_by_client,
 )
@@ -516,28 +515,6 @@ def test_a_malformed_all_proxy_is_a_proxy_failure(no_proxy_settings: pytest.Monk
 
 
 # --- TLS -----------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def self_signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("openssl is not installed: cannot make a self-signed certificate")
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2",
-         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True, capture_output=True, timeout=60,
-    )
-    return cert, key
-
-
-def server_tls(cert_and_key: tuple[Path, Path]) -> ssl.SSLContext:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(*cert_and_key)
-    return context
 
 
 def test_a_self_signed_certificate_is_a_certificate_failure(

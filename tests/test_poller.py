@@ -6,10 +6,8 @@ worker's thread while the others go on."""
 
 from __future__ import annotations
 
-import shutil
 import socket
 import ssl
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +21,7 @@ from raw_server import (
     RawServer,
     read_request,
     server_frame,
+    server_tls,
     switching_protocols,
     wait_until_closed_by_client,
 )
@@ -319,22 +318,6 @@ def test_dropped_connections_are_resumed_through_the_poller(server: TestServer) 
 # --- TLS: bytes decrypted and held by the TLS layer, which no poll sees ----------------------
 
 
-@pytest.fixture(scope="module")
-def self_signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("openssl is not installed: cannot make a self-signed certificate")
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2",
-         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True, capture_output=True, timeout=60,
-    )
-    return cert, key
-
-
 class Collected(DriverHooks):
     def __init__(self) -> None:
         self.events: list[ev.Event] = []
@@ -358,11 +341,9 @@ def test_tls_connections_through_the_poller_get_every_frame_in_order(
                      + b"".join(server_frame(frame) for frame in frames))
         wait_until_closed_by_client(conn, server)
 
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(*self_signed)
     trusting = ssl.create_default_context(cafile=str(self_signed[0]))
     poller = Poller()
-    with RawServer(handler, tls=context) as server:
+    with RawServer(handler, tls=server_tls(self_signed)) as server:
         runs = []
         for _ in range(2):
             transport = open_connection(server.url, "poller-tls-key-0001", timeout=WAIT,
