@@ -525,9 +525,7 @@ def _run_stream(
         from c2ws.render.recording import TeeRenderer
 
         renderer = TeeRenderer([recorder, renderer])
-        if built.table:
-            # The table's "run ended" moment is the recording's last (a replay's is too).
-            _end_table_with(built.renderer, recorder)
+        _end_table_with(built.renderer, recorder)
     events = ForwardEvents()
     # Issue 24: a table's positions start from the REST snapshot, again after each
     # reconnect; other outputs only with --snapshot, once, before the live stream.
@@ -717,6 +715,7 @@ def _close_unstarted(renderer: "Renderer") -> None:
 
 
 def _end_table_with(table: object, recorder: "RecordingRenderer") -> None:
+    """A table's "run ended" moment is the recording's last line (a replay's is too)."""
     import time
 
     from c2ws.render.table import TableRenderer

@@ -25,8 +25,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
-from c2ws.net.driver import Driver
+from c2ws.net.driver import Driver, Readiness
 
 
 def available() -> bool:
@@ -52,18 +53,11 @@ class _Entry:
     woken: bool = False
     # A bug met while taking its turn: raised again on the worker's thread.
     error: BaseException | None = None
-    _probe: select.poll | None = None
+    # A zero-timeout wait on its socket and stop signal (TLS's read-first check).
+    probe: Callable[[], tuple[bool, bool]] = field(init=False)
 
-    def probe(self) -> tuple[bool, bool]:
-        """A zero-timeout wait on its socket and stop signal (TLS's read-first check)."""
-        if self._probe is None:
-            self._probe = select.poll()  # not select(): no FD_SETSIZE limit
-            for fd in (self.sock_fd, self.stop_fd):
-                if fd is not None:
-                    self._probe.register(fd, select.POLLIN)
-        ready = [fd for fd, _ in self._probe.poll(0)]
-        sock_ready = self.sock_fd in ready
-        return sock_ready, len(ready) > sock_ready
+    def __post_init__(self) -> None:
+        self.probe = partial(Readiness(self.sock_fd, self.stop_fd).wait, 0)
 
 
 class Poller:
