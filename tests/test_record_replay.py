@@ -175,7 +175,7 @@ def test_a_table_run_ended_long_after_its_last_frame_replays_with_the_same_end(
     (seen as a rare flake of the test above, whose -n run closes right after its last
     frame)."""
     rec = tmp_path / "run.rec"
-    process = start(server, str(A), "-o", "table", "--record", str(rec), "--timeout", "4")
+    process = start(server, str(A), "-o", "table", "--record", str(rec), "--timeout", "6")
     connection_with(server, 2)
     server.publish(A, order(A, "1"))
     code, live, err = finish(process)
