@@ -18,6 +18,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import wire
 from feedctl import STRATEGY_ID
@@ -314,22 +315,60 @@ LIBRARY_VARIANTS: dict[str, Callable[[int], Callable[[str, Sink], Launch]]] = {
 }
 
 
+NATIVE_FLOOR_SOURCE = PEERS / "raw_many.c"
+
+
+def native_floor() -> tuple[Path | None, str]:
+    """peers/raw_many.c compiled into this interpreter's bin directory (again when the
+    source is newer): (its path, "") or (None, why not) when there is no C compiler or
+    the build fails.  Built on demand, so a checkout needs nothing but ``cc``."""
+    binary = _bin("raw_many_native")
+    if binary.exists() and binary.stat().st_mtime >= NATIVE_FLOOR_SOURCE.stat().st_mtime:
+        return binary, ""
+    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        return None, "no C compiler (cc) to build peers/raw_many.c"
+    try:
+        built = subprocess.run(
+            [compiler, "-O2", "-o", str(binary), str(NATIVE_FLOOR_SOURCE)],
+            capture_output=True, text=True, timeout=120,
+        )
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return None, f"building peers/raw_many.c: {error}"
+    if built.returncode != 0:
+        return None, "building peers/raw_many.c failed: " + built.stderr.strip()[-300:]
+    return binary, ""
+
+
 def scale_launchers(strategies: int) -> dict[str, Callable[[str, Sink], Launch]]:
     """c2ws idle with one subscription, and with ``strategies`` (signals only: one
-    subscription each, spread by c2ws over connections of 100); and the floor
-    (peers/raw_many.py: the same connections in one thread, nothing else) for both."""
+    subscription each, spread by c2ws over connections of 100); the floor
+    (peers/raw_many.py: the same connections in one thread, nothing else) for both; and
+    the native floor (peers/raw_many.c, the same in C) for both when it can be built."""
     def raw_many(count: int) -> Callable[[str, Sink], Launch]:
         def launch(url: str, sink: Sink) -> Launch:
             return Launch([sys.executable, str(PEERS / "raw_many.py"), url, API_KEY,
                            str(STRATEGY_ID), str(count)])
         return launch
 
-    return {
+    def raw_many_native(binary: Path, count: int) -> Callable[[str, Sink], Launch]:
+        def launch(url: str, sink: Sink) -> Launch:
+            parts = urlsplit(url)
+            return Launch([str(binary), parts.hostname or "127.0.0.1", str(parts.port or 80),
+                           parts.path or "/", API_KEY, str(STRATEGY_ID), str(count)])
+        return launch
+
+    launchers = {
         "one": c2ws_launch("ndjson", "-c", "signal"),
         "many": c2ws_launch("ndjson", "-c", "signal", strategies=strategies),
         "floor-one": raw_many(1),
         "floor-many": raw_many(strategies),
     }
+    binary, _ = native_floor()
+    if binary is not None:
+        launchers["native-one"] = raw_many_native(binary, 1)
+        launchers["native-many"] = raw_many_native(binary, strategies)
+    return launchers
 
 
 # The pseudo-terminal comparison: c2ws's two outputs on the same pty, and wscat's

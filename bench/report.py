@@ -272,19 +272,25 @@ def summarize(results: Result) -> Result:
                             "cpu_per_heartbeat_ratio": per_heartbeat,
                             "window_ratios": windowed}
         # The floor (peers/raw_many.py): the same connections in one thread, nothing
-        # else; its many / one is what the heartbeats alone cost any client.
-        floor_one, floor_many = scale.get("floor-one", {}), scale.get("floor-many", {})
-        if floor_one or floor_many:
-            summary["scale"]["floor-one"] = floor_one
-            summary["scale"]["floor-many"] = floor_many
+        # else; its many / one is what the heartbeats alone cost any client.  The native
+        # floor (peers/raw_many.c) is the same with no interpreter: what they cost a
+        # client in any language.
+        for floor in ("floor", "native"):
+            floor_one, floor_many = scale.get(f"{floor}-one", {}), scale.get(f"{floor}-many", {})
+            if not (floor_one or floor_many):
+                continue
+            summary["scale"][f"{floor}-one"] = floor_one
+            summary["scale"][f"{floor}-many"] = floor_many
             if ("cpu_ms_per_s" in floor_one and "cpu_ms_per_s" in floor_many
                     and floor_one["cpu_ms_per_s"] > 0):
-                summary["scale"]["floor_cpu_ratio"] = (
+                summary["scale"][f"{floor}_cpu_ratio"] = (
                     floor_many["cpu_ms_per_s"] / floor_one["cpu_ms_per_s"])
             floor_windowed = _window_ratios(floor_many, floor_one)
-            summary["scale"]["floor_window_ratios"] = floor_windowed
+            summary["scale"][f"{floor}_window_ratios"] = floor_windowed
             if floor_windowed:
-                summary["scale"]["floor_cpu_ratio"] = statistics.median(floor_windowed)
+                summary["scale"][f"{floor}_cpu_ratio"] = statistics.median(floor_windowed)
+        if "native_skipped" in scale:
+            summary["scale"]["native_skipped"] = scale["native_skipped"]
 
     startup = once.get("startup", {})
     if "median_ms" in startup:
@@ -908,7 +914,9 @@ def _scale_section(out: Callable[[str], None], summary: Result, config: Result) 
         "The floor (peers/raw_many.py) runs beside them, on feed servers of their own: the "
         "same connections and subscriptions in ONE thread blocked in epoll, raw sockets, a "
         "heartbeat found by a substring test and answered, nothing else; its many / one is "
-        "what the heartbeats alone cost a client that must answer each connection's own."
+        "what the heartbeats alone cost a client that must answer each connection's own.  "
+        "The native floor (peers/raw_many.c, built with the machine's C compiler) is the "
+        "same program in C."
     )
     out("")
     out(
@@ -917,7 +925,8 @@ def _scale_section(out: Callable[[str], None], summary: Result, config: Result) 
     )
     out("|---|---|---|---|---|---|---|---|---|---|")
     shown = {"one": "c2ws, one", "many": "c2ws, many", "floor-one": "floor, one",
-             "floor-many": "floor, many"}
+             "floor-many": "floor, many", "native-one": "native floor, one",
+             "native-many": "native floor, many"}
     for name, label in shown.items():
         entry = scale.get(name) or {}
         if "error" in entry:
@@ -956,6 +965,16 @@ def _scale_section(out: Callable[[str], None], summary: Result, config: Result) 
             if many.get("cpu_ms_per_s") and floor_many.get("cpu_ms_per_s"):
                 out(f"- c2ws many / the floor's many: "
                     f"**{many['cpu_ms_per_s'] / floor_many['cpu_ms_per_s']:.2f}x**")
+        if scale.get("native_cpu_ratio") is not None:
+            native = scale["native_cpu_ratio"]
+            out(f"- The native floor's CPU, many / one: **{native:.2f}x**"
+                + _range(scale.get("native_window_ratios"))
+                + " (the floor in C: no interpreter to wake, a heartbeat costs a read and a "
+                "write)"
+                + (": no client in any language answers these heartbeats within 1.5x"
+                   if native > 1.5 else ""))
+        elif scale.get("native_skipped"):
+            out(f"- The native floor was not measured: {scale['native_skipped']}")
         out("")
 
 

@@ -378,12 +378,17 @@ class Runner:
                 -(-args.scale_strategies // per_connection),
             ),
         }
-        # The floor: one thread polling the same connections (peers/raw_many.py).
-        for name in ("one", "many"):
-            given = variants[name]
-            variants[f"floor-{name}"] = measure.ScaleVariant(
-                partial(launchers[f"floor-{name}"], sink="pipe"), given.subscriptions,
-                given.connections)
+        # The floor: one thread polling the same connections (peers/raw_many.py), and
+        # the same in C (peers/raw_many.c) where this machine can build it.
+        native_missing = None if "native-one" in launchers else clients.native_floor()[1]
+        for floor in ("floor", "native"):
+            if floor == "native" and native_missing is not None:
+                continue
+            for name in ("one", "many"):
+                given = variants[name]
+                variants[f"{floor}-{name}"] = measure.ScaleVariant(
+                    partial(launchers[f"{floor}-{name}"], sink="pipe"), given.subscriptions,
+                    given.connections)
         began = time.monotonic()
         try:
             found: dict[str, Any] = measure.scale(
@@ -400,6 +405,9 @@ class Runner:
         for name in variants:
             say(f"  {'scale, idle: ' + name:<34} {report.one_line(found[name])}"
                 f"  [{took:.1f} s]")
+        if native_missing is not None:
+            found["native_skipped"] = native_missing
+            say(f"  scale, idle: native floor skipped: {native_missing}")
         return found
 
     def once(self) -> dict[str, Any]:

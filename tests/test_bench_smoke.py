@@ -168,6 +168,25 @@ def test_quick_run_measures_c2ws_idle_at_scale(quick_run: tuple[dict[str, Any], 
     assert len(results["summary"]["scale"]["floor_window_ratios"]) == 2
 
 
+def test_quick_run_measures_the_native_floor_or_says_why_not(
+    quick_run: tuple[dict[str, Any], str],
+) -> None:
+    results, markdown = quick_run
+    scale, summary = results["once"]["scale"], results["summary"]["scale"]
+    binary, why_not = bench_module("clients").native_floor()
+    if binary is None:
+        assert scale["native_skipped"] == why_not and why_not
+        assert f"The native floor was not measured: {why_not}" in markdown
+        return
+    for name in ("native-one", "native-many"):
+        positive(scale[name], "cpu_ms_per_s", "heartbeats", "acks")
+        assert len(scale[name]["windows"]) == 2, scale[name]
+    assert scale["native-many"]["subscriptions"] == SCALE_STRATEGIES
+    assert len(summary["native_window_ratios"]) == 2 and summary["native_cpu_ratio"] > 0
+    assert "| native floor, many | 200 | 2 |" in markdown
+    assert "The native floor's CPU, many / one" in markdown
+
+
 def test_quick_run_measures_the_library_against_the_bare_loop_beside_it(
     quick_run: tuple[dict[str, Any], str],
 ) -> None:
