@@ -31,6 +31,7 @@ import dataclasses
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -1155,6 +1156,18 @@ class _SnapshotStopped(Exception):
     """The stream closed while its snapshot thread was taking a snapshot."""
 
 
+# Snapshot threads still running after their stream's close() waited for them: each is
+# inside a REST request (nothing else outlasts the wait).  Weak: an ended thread leaves.
+_left_in_flight: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
+
+
+def requests_left_in_flight() -> bool:
+    """True while a closed stream's snapshot thread is still inside a REST request (a
+    server slower than spec.SNAPSHOT_STOP_WAIT_SECONDS).  The interpreter's finalization
+    must not run under it: the CLI then ends with ``os._exit`` (c2ws.cli.entry)."""
+    return any(thread.is_alive() for thread in list(_left_in_flight))
+
+
 class _RestSide:
     """What a stream does with the REST API: the gap healer (:mod:`c2ws.backfill`, its
     rules) and the positions snapshots.  The REST client is made at the first call."""
@@ -1202,11 +1215,14 @@ class _RestSide:
 
         Why wait: a daemon thread still importing httpx or building its TLS context when
         the interpreter exits can crash the process (SIGSEGV, seen in CI); a request in
-        flight is the only thing that can outlast the wait."""
+        flight is the only thing that can outlast the wait, and is then noted for
+        :func:`requests_left_in_flight`."""
         self._stopping.set()
         thread = self._snapshot_thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(spec.SNAPSHOT_STOP_WAIT_SECONDS)
+            if thread.is_alive():
+                _left_in_flight.add(thread)
         if self._client is not None:
             self._client.close()  # type: ignore[attr-defined]
             self._client = None

@@ -235,6 +235,11 @@ class TestServer:
         ``params`` (a dict) and ``status``."""
         return self._live().rest_requests()
 
+    def rest_requests_received(self) -> int:
+        """How many REST requests came in, answered or not: one still held back by
+        :meth:`slow_rest_requests` counts from its arrival."""
+        return self._live().rest_requests_received()
+
     def fail_next_rest_requests(self, *statuses: int, retry_after: int | None = None) -> None:
         """Answer the next REST requests with these HTTP statuses (429, 500, 503...), one
         each, in order, with a ``Retry-After`` header when given; the ones after are

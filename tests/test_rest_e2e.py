@@ -273,3 +273,53 @@ def test_a_closed_stream_leaves_no_snapshot_thread_running(server: TestServer,
         assert next(iter(stream)).seq_id == 1
         assert any(t.name == "c2ws-snapshot" for t in threading.enumerate())
     assert not [t for t in threading.enumerate() if t.name == "c2ws-snapshot"]
+
+
+FINALIZED = "c2ws-test: the interpreter finalized"
+
+
+def test_a_table_run_that_leaves_its_snapshot_request_in_flight_ends_without_finalizing(
+        server: TestServer, tmp_path: Path) -> None:
+    """A REST server slower than spec.SNAPSHOT_STOP_WAIT_SECONDS leaves the table's
+    positions snapshot in flight on its daemon thread when the run ends.  The run then
+    leaves by os._exit, its output written and its status kept, so the interpreter's
+    finalization (OpenSSL's clean-up among it) never runs under a thread inside a
+    request.  A sitecustomize's exit hook shows whether finalization ran; the same run
+    with a prompt REST server shows it does otherwise."""
+    (tmp_path / "sitecustomize.py").write_text(
+        f"import atexit, sys\natexit.register(lambda: sys.stderr.write({FINALIZED!r} + '\\n'))\n")
+
+    def table_run(slow: bool) -> tuple[str, str]:
+        received = server.rest_requests_received()
+        server.slow_rest_requests(120 if slow else 0)
+        environment = {k: v for k, v in os.environ.items()
+                       if k not in ("C2_API_KEY", "C2WS_URL", "C2WS_REST_URL", "C2WS_PROFILE")}
+        environment.update(C2_API_KEY=KEY, C2WS_URL=server.url, C2WS_CONFIG=os.devnull,
+                           PYTHONPATH=os.pathsep.join([str(tmp_path), str(REPO)]))
+        process = subprocess.Popen(
+            [sys.executable, "-m", "c2ws", "subscribe", "11", "-o", "table", "-n", "1",
+             "--timeout", "45"], env=environment, cwd=REPO, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True)
+        # The snapshot request has come in (and, when slow, is held) before the signal
+        # that ends the run is published.
+        server.wait_for(lambda: server.rest_requests_received() > received)
+        server.wait_for_subscribers(1, strategy_id=11, channel="signal")
+        server.publish(11, order_payload(11, 1))
+        try:
+            out, err = process.communicate(timeout=50)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+            raise AssertionError("c2ws did not end within 50 s") from None
+        assert process.returncode == 0, err
+        return out, err
+
+    try:
+        out, err = table_run(slow=True)
+        assert "@ESZ6" in out, out  # the signal's row: the output was written
+        assert FINALIZED not in err, err
+        out, err = table_run(slow=False)
+        assert "@ESZ6" in out, out
+        assert FINALIZED in err, err
+    finally:
+        server.slow_rest_requests(0)

@@ -3,6 +3,7 @@ Ctrl-C, a bug) mapped to exit codes."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import signal
@@ -84,6 +85,39 @@ hangup_action: Callable[[], None] = _end_the_run
 
 def run() -> None:
     """Run the app with ``sys.argv``; exits with the run's status."""
+    try:
+        _run_app()
+    except SystemExit as leaving:
+        _exit_now_past_requests_in_flight(leaving.code)
+        raise
+    _exit_now_past_requests_in_flight(None)
+
+
+def _exit_now_past_requests_in_flight(code: object) -> None:
+    """End the process at once, with the run's status, when a closed stream left a REST
+    request in flight on its daemon thread (the table's positions snapshot, from a REST
+    server slower than the close waits for).  The interpreter's finalization, OpenSSL's
+    clean-up among it, must not run under a thread inside a request: a daemon thread
+    caught in TLS set-up at exit crashed a run with SIGSEGV.  Everything the run owes is
+    done by now (its output written, the WebSocket closed), and c2ws registers no exit
+    hook; the standard streams are flushed here, as finalization would have."""
+    streaming = sys.modules.get("c2ws.streaming")
+    if streaming is None or not streaming.requests_left_in_flight():
+        return
+    status: int
+    if code is None:
+        status = ExitCode.OK
+    elif isinstance(code, int):
+        status = code
+    else:
+        return  # a message for sys.exit to print: left to the normal exit
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # closed: the status says so
+            stream.flush()
+    os._exit(status)
+
+
+def _run_app() -> None:
     if hasattr(signal, "SIGTERM"):
         signal.signal(signal.SIGTERM, _on_sigterm)
     if hasattr(signal, "SIGHUP"):

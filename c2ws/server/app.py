@@ -432,6 +432,7 @@ class ReferenceServer:
                                  key_case=self.config.rest_key_case)
         self._rest_faults: deque[tuple[int, int | None]] = deque()
         self._rest_delay = 0.0
+        self._rest_received = 0  # REST requests come in, answered or not yet
         self._rest_log: deque[RestRequestRecord] = deque(maxlen=_REST_LOG_KEPT)
         self._port = self.config.port
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -682,6 +683,7 @@ class ReferenceServer:
         parts = urlsplit(request.path)
         params = {name: values[0] for name, values in
                   parse_qs(parts.query, keep_blank_values=True).items()}
+        self._rest_received += 1
         if self._rest_delay > 0:
             await asyncio.sleep(self._rest_delay)
         if self._rest_faults:
@@ -1165,6 +1167,11 @@ class ReferenceServer:
     def rest_requests(self) -> list[RestRequestRecord]:
         """The REST requests answered (the newest 1000), oldest first."""
         return self._call(lambda: list(self._rest_log))
+
+    def rest_requests_received(self) -> int:
+        """How many REST requests came in, those still waiting (slow_rest_requests)
+        included."""
+        return self._call(lambda: self._rest_received)
 
     def open_positions(self, strategy_id: int) -> list[JsonObject]:
         """The book the REST API answers GetStrategyOpenPositions from."""
