@@ -340,11 +340,14 @@ def native_floor() -> tuple[Path | None, str]:
     return binary, ""
 
 
-def scale_launchers(strategies: int) -> dict[str, Callable[[str, Sink], Launch]]:
+def scale_launchers(
+    strategies: int, native: Path | None
+) -> dict[str, Callable[[str, Sink], Launch]]:
     """c2ws idle with one subscription, and with ``strategies`` (signals only: one
     subscription each, spread by c2ws over connections of 100); the floor
     (peers/raw_many.py: the same connections in one thread, nothing else) for both; and
-    the native floor (peers/raw_many.c, the same in C) for both when it can be built."""
+    the native floor (``native``, built by :func:`native_floor`; None: not measured) for
+    both."""
     def raw_many(count: int) -> Callable[[str, Sink], Launch]:
         def launch(url: str, sink: Sink) -> Launch:
             return Launch([sys.executable, str(PEERS / "raw_many.py"), url, API_KEY,
@@ -364,10 +367,9 @@ def scale_launchers(strategies: int) -> dict[str, Callable[[str, Sink], Launch]]
         "floor-one": raw_many(1),
         "floor-many": raw_many(strategies),
     }
-    binary, _ = native_floor()
-    if binary is not None:
-        launchers["native-one"] = raw_many_native(binary, 1)
-        launchers["native-many"] = raw_many_native(binary, strategies)
+    if native is not None:
+        launchers["native-one"] = raw_many_native(native, 1)
+        launchers["native-many"] = raw_many_native(native, strategies)
     return launchers
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Final
 
 import clients
 from clients import BARE
@@ -892,6 +892,17 @@ def _range(ratios: list[float] | None) -> str:
     return f" ({min(ratios):.2f}-{max(ratios):.2f} over {len(ratios)} windows)"
 
 
+# The scale section's floors: (how a line names it, what it is, what its many / one over
+# 1.5x says).
+_FLOORS: Final = {
+    "floor": ("The floor's", "one thread, no work but answering each connection's heartbeats",
+              "a 1.5x target is below what those heartbeats cost with no client around them"),
+    "native": ("The native floor's",
+               "the floor in C: no interpreter to wake, a heartbeat costs a read and a write",
+               "no client in any language answers these heartbeats within 1.5x"),
+}
+
+
 def _scale_section(out: Callable[[str], None], summary: Result, config: Result) -> None:
     scale = summary["scale"]
     out("## Scale: many subscriptions, idle")
@@ -953,27 +964,20 @@ def _scale_section(out: Callable[[str], None], summary: Result, config: Result) 
                 f"**{scale['cpu_per_heartbeat_ratio']:.2f}x** (each connection is sent, and "
                 "answers, its own heartbeats: the many-subscription c2ws gets one per "
                 "connection)")
-        if scale.get("floor_cpu_ratio") is not None:
-            floor = scale["floor_cpu_ratio"]
-            out(f"- The floor's CPU, many / one: **{floor:.2f}x**"
-                + _range(scale.get("floor_window_ratios"))
-                + " (one thread, no work but "
-                "answering each connection's heartbeats)"
-                + (": a 1.5x target is below what those heartbeats cost with no client "
-                   "around them" if floor > 1.5 else ""))
+        for floor, (label, what, beyond) in _FLOORS.items():
+            ratio = scale.get(f"{floor}_cpu_ratio")
+            if ratio is None:
+                continue
+            out(f"- {label} CPU, many / one: **{ratio:.2f}x**"
+                + _range(scale.get(f"{floor}_window_ratios")) + f" ({what})"
+                + (f": {beyond}" if ratio > 1.5 else ""))
+            if floor != "floor":
+                continue
             many, floor_many = scale.get("many") or {}, scale.get("floor-many") or {}
             if many.get("cpu_ms_per_s") and floor_many.get("cpu_ms_per_s"):
                 out(f"- c2ws many / the floor's many: "
                     f"**{many['cpu_ms_per_s'] / floor_many['cpu_ms_per_s']:.2f}x**")
-        if scale.get("native_cpu_ratio") is not None:
-            native = scale["native_cpu_ratio"]
-            out(f"- The native floor's CPU, many / one: **{native:.2f}x**"
-                + _range(scale.get("native_window_ratios"))
-                + " (the floor in C: no interpreter to wake, a heartbeat costs a read and a "
-                "write)"
-                + (": no client in any language answers these heartbeats within 1.5x"
-                   if native > 1.5 else ""))
-        elif scale.get("native_skipped"):
+        if scale.get("native_cpu_ratio") is None and scale.get("native_skipped"):
             out(f"- The native floor was not measured: {scale['native_skipped']}")
         out("")
 

@@ -368,7 +368,9 @@ class Runner:
     def scale(self) -> dict[str, Any]:
         """c2ws idle with one subscription and with --scale-strategies, side by side."""
         args = self.args
-        launchers = clients.scale_launchers(args.scale_strategies)
+        native, why_not = clients.native_floor()
+        native_missing = why_not if native is None else None
+        launchers = clients.scale_launchers(args.scale_strategies, native)
         per_connection = 100  # C2's limit, which c2ws fills before opening another
         variants = {
             "one": measure.ScaleVariant(partial(launchers["one"], sink="pipe"), 1, 1),
@@ -380,7 +382,6 @@ class Runner:
         }
         # The floor: one thread polling the same connections (peers/raw_many.py), and
         # the same in C (peers/raw_many.c) where this machine can build it.
-        native_missing = None if "native-one" in launchers else clients.native_floor()[1]
         for floor in ("floor", "native"):
             if floor == "native" and native_missing is not None:
                 continue
