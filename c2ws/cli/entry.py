@@ -111,8 +111,11 @@ def _exit_now_past_requests_in_flight(code: object) -> None:
         status = code
     else:
         return  # a message for sys.exit to print: left to the normal exit
+    # Empty by now: the command flushed its output, a failure there being its own exit
+    # status (9, or 0 for a reader that closed stdout); flushed again as finalization
+    # would, with nothing left to report.
     for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):  # closed: the status says so
+        with contextlib.suppress(OSError, ValueError):
             stream.flush()
     os._exit(status)
 
