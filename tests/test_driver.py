@@ -255,6 +255,7 @@ def test_ctrl_c_while_waiting_for_acks_closes_cleanly_at_once() -> None:
     frame: c2ws still leaves with a close frame (1000), within the bound."""
     subscribed = threading.Event()
     after: list[tuple[int, bytes]] = []
+    close_read = threading.Event()
 
     def never_answers(conn: socket.socket, server: RawServer) -> None:
         upgrade_and_subscribe(conn, ack=False)
@@ -265,6 +266,7 @@ def test_ctrl_c_while_waiting_for_acks_closes_cleanly_at_once() -> None:
             after.append((opcode, data))
             if opcode == OPCODE_CLOSE:
                 break
+        close_read.set()
         wait_until_closed_by_client(conn, server)
 
     with RawServer(never_answers) as server:
@@ -272,6 +274,9 @@ def test_ctrl_c_while_waiting_for_acks_closes_cleanly_at_once() -> None:
         with running(process):
             assert subscribed.wait(60)
             code, err, took = interrupt(process)
+        # The server closes its connections on exit: its handler must have read what c2ws
+        # sent (still in the kernel's buffer when c2ws has ended) before then.
+        assert close_read.wait(WAIT), f"the server never read c2ws's close frame: {after}"
     assert_interrupted(code, err, took)
     requests = [orjson.loads(data) for opcode, data in after if opcode == OPCODE_TEXT]
     assert [r["payload"]["action"] for r in requests] == ["unsubscribe"]
