@@ -4,6 +4,7 @@ code with c2ws), to script exactly what a hostile or broken server sends, byte b
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import re
 import select
@@ -52,10 +53,16 @@ class RawServer:
     ) -> None:
         self.stop.set()
         self._acceptor.join(WAIT)
+        # Shut down, not closed, while handlers run: a handler still gets what the client
+        # sent before it left (in the kernel's buffer), then the end of the stream; a
+        # close would take that from under a handler the scheduler has not run yet.
         for conn in self._connections:
-            conn.close()
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
         for thread in self._threads:
             thread.join(WAIT)
+        for conn in self._connections:
+            conn.close()
         self.listener.close()
 
     def _accept_loop(self) -> None:
