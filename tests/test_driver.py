@@ -10,6 +10,7 @@ before the fix took."""
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import ssl
@@ -37,7 +38,7 @@ from raw_server import (
     switching_protocols,
     wait_until_closed_by_client,
 )
-from test_resilience_e2e import LineReader, outcome, start
+from test_resilience_e2e import REPO, LineReader, outcome, start
 
 from c2ws import protocol, spec
 from c2ws.delivery.dedupe import StreamFilter
@@ -281,6 +282,65 @@ def test_ctrl_c_while_waiting_for_acks_closes_cleanly_at_once() -> None:
     requests = [orjson.loads(data) for opcode, data in after if opcode == OPCODE_TEXT]
     assert [r["payload"]["action"] for r in requests] == ["unsubscribe"]
     assert after[-1][0] == OPCODE_CLOSE
+    assert int.from_bytes(after[-1][1][:2], "big") == spec.CLOSE_NORMAL
+
+
+# Run in c2ws by a sitecustomize: Stream.start() returns only once the test has made its
+# file, with the signals the command line handles still held back (they are while the
+# socket threads start), so the Ctrl-C sent before is raised the moment they are let in.
+HOLD_START = """\
+import os, time
+import c2ws.streaming
+
+_start = c2ws.streaming.Stream.start
+
+def start(self):
+    started = _start(self)
+    deadline = time.monotonic() + 60
+    while not os.path.exists({release!r}) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return started
+
+c2ws.streaming.Stream.start = start
+"""
+
+
+def test_ctrl_c_while_the_stream_starts_still_unsubscribes_and_closes(tmp_path: Path) -> None:
+    """A Ctrl-C that comes while the socket threads start (the main thread holds the
+    signals back then) is raised once start() is done: the connection already under
+    way still unsubscribes and closes with 1000 (before the fix, c2ws left without a
+    word to the server)."""
+    release = tmp_path / "release"
+    (tmp_path / "sitecustomize.py").write_text(HOLD_START.format(release=str(release)))
+    subscribed = threading.Event()
+    after: list[tuple[int, bytes]] = []
+    close_read = threading.Event()
+
+    def never_answers(conn: socket.socket, server: RawServer) -> None:
+        upgrade_and_subscribe(conn, ack=False)
+        subscribed.set()
+        conn.settimeout(60)
+        while True:
+            opcode, data = read_client_frame(conn)
+            after.append((opcode, data))
+            if opcode == OPCODE_CLOSE:
+                break
+        close_read.set()
+        wait_until_closed_by_client(conn, server)
+
+    with RawServer(never_answers) as server:
+        process = start(server, str(STRATEGY), "-c", "signal", "-o", "ndjson",
+                        env={"PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)])})
+        with running(process):
+            assert subscribed.wait(60)
+            process.send_signal(signal.SIGINT)  # held back: start() has not returned
+            release.touch()
+            code, err = ended(process, None)
+        assert close_read.wait(WAIT), f"the server never read c2ws's close frame: {after}"
+    assert code == ExitCode.INTERRUPTED, err
+    assert "Traceback" not in err
+    requests = [orjson.loads(data) for opcode, data in after if opcode == OPCODE_TEXT]
+    assert [r["payload"]["action"] for r in requests] == ["unsubscribe"]
     assert int.from_bytes(after[-1][1][:2], "big") == spec.CLOSE_NORMAL
 
 

@@ -158,10 +158,17 @@ class SubscribeRun:
         try:
             try:
                 with self._deadline_alarm(), self._status_signal():
-                    with threads_without_signals():
-                        stream.start()  # the socket threads
-                        if self.on_started is not None:
-                            self.on_started()
+                    try:
+                        with threads_without_signals():
+                            stream.start()  # the socket threads
+                            if self.on_started is not None:
+                                self.on_started()
+                    except BaseException:
+                        # A Ctrl-C or SIGTERM that came while the threads started was held
+                        # back until the signals were unblocked, and is raised as they are:
+                        # the connections under way still unsubscribe and close.
+                        stream.close(clean=False)
+                        raise
                     with stream:
                         idle = settle_wait(self.sink)
                         for batch in stream.batches(include_empty=True, idle=idle):
