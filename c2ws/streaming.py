@@ -560,6 +560,15 @@ class Stream:
         if engine is not None:
             engine.handoff.close()
 
+    def wake(self) -> None:
+        """From another thread: make a request blocked waiting for messages look again,
+        nothing else changed (it waits on unless the stream has ended).  For a program
+        whose main thread must run a signal's handler now: Python runs one only between
+        two steps of the main thread, never in the middle of a wait."""
+        engine = self._engine
+        if engine is not None:
+            engine.handoff.wake()
+
     def write_ahead(self, writer: Callable[[list[ev.Event]], bool]) -> bool:
         """Before :meth:`start`: let a socket thread hand a burst of nothing but stream
         messages to ``writer`` itself (True: it wrote them) when this stream's consumer

@@ -344,6 +344,75 @@ def test_ctrl_c_while_the_stream_starts_still_unsubscribes_and_closes(tmp_path: 
     assert int.from_bytes(after[-1][1][:2], "big") == spec.CLOSE_NORMAL
 
 
+# Run in c2ws by a sitecustomize: a thread started before any of c2ws's (so one that does
+# not hold the signals back) takes a SIGINT itself once the test has made its file and the
+# main thread is blocked waiting for messages.  The signal's handler is then due in the
+# main thread, but nothing ends that wait: what a Ctrl-C landing just before the wait
+# began amounts to.
+SIGNAL_ELSEWHERE = """\
+import os, signal, sys, threading, time
+
+def take_the_signal():
+    deadline = time.monotonic() + 60
+    while not os.path.exists({release!r}) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    main = threading.main_thread().ident
+    waiting_since = None
+    while time.monotonic() < deadline:
+        frame = sys._current_frames().get(main)
+        if frame is not None and frame.f_code.co_name == "wait":
+            waiting_since = waiting_since or time.monotonic()
+            if time.monotonic() - waiting_since > 0.2:
+                break
+        else:
+            waiting_since = None
+        time.sleep(0.01)
+    signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+
+threading.Thread(target=take_the_signal, daemon=True).start()
+"""
+
+
+def test_a_ctrl_c_the_waiting_main_thread_did_not_see_still_ends_the_run(
+    tmp_path: Path,
+) -> None:
+    """A SIGINT whose handler is due while the main thread is already blocked waiting for
+    messages (here: taken by another thread) still ends the run at once, unsubscribing
+    and closing with 1000; before the fix the run went on until the next message or
+    deadline (the subscription's answer, 10 s later, ended the connection instead)."""
+    release = tmp_path / "release"
+    (tmp_path / "sitecustomize.py").write_text(SIGNAL_ELSEWHERE.format(release=str(release)))
+    subscribed = threading.Event()
+    after: list[tuple[int, bytes]] = []
+    close_read = threading.Event()
+
+    def never_answers(conn: socket.socket, server: RawServer) -> None:
+        upgrade_and_subscribe(conn, ack=False)
+        subscribed.set()
+        conn.settimeout(60)
+        while True:
+            opcode, data = read_client_frame(conn)
+            after.append((opcode, data))
+            if opcode == OPCODE_CLOSE:
+                break
+        close_read.set()
+        wait_until_closed_by_client(conn, server)
+
+    with RawServer(never_answers) as server:
+        process = start(server, str(STRATEGY), "-c", "signal", "-o", "ndjson",
+                        env={"PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)])})
+        with running(process):
+            assert subscribed.wait(60)
+            release.touch()
+            code, err = ended(process, None)
+        assert close_read.wait(WAIT), f"the server never read c2ws's close frame: {after}"
+    assert code == ExitCode.INTERRUPTED, err
+    assert "Traceback" not in err
+    requests = [orjson.loads(data) for opcode, data in after if opcode == OPCODE_TEXT]
+    assert [r["payload"]["action"] for r in requests] == ["unsubscribe"]
+    assert int.from_bytes(after[-1][1][:2], "big") == spec.CLOSE_NORMAL
+
+
 def test_ctrl_c_while_streaming_closes_cleanly_at_once() -> None:
     config = ServerConfig(api_keys=(KEY,), feed="synthetic", rate=200.0,
                           strategies=(STRATEGY,), max_lifetime=120)

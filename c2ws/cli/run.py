@@ -21,7 +21,7 @@ from c2ws import StreamEnd
 from c2ws import events as ev
 from c2ws.cli.app import StdoutClosed, Terminated
 from c2ws.cli.heap import HeapTrimmer
-from c2ws.cli.shared import threads_without_signals
+from c2ws.cli.shared import signals_wake, threads_without_signals
 from c2ws.errors import C2wsError, ConnectionFailed, GapDetected, InternalError
 from c2ws.events import SubscriptionKey
 from c2ws.exitcodes import ExitCode, exit_code_for
@@ -157,7 +157,7 @@ class SubscribeRun:
         self.diagnostics.connections_total = stream.connection_count
         try:
             try:
-                with self._deadline_alarm(), self._status_signal():
+                with self._deadline_alarm(), self._status_signal(), signals_wake(stream.wake):
                     try:
                         with threads_without_signals():
                             stream.start()  # the socket threads

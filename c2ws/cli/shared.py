@@ -7,7 +7,7 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import ModuleType
 
 import typer
@@ -63,3 +63,50 @@ def threads_without_signals() -> Iterator[None]:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+@contextlib.contextmanager
+def signals_wake(wake: Callable[[], None]) -> Iterator[None]:
+    """While the block runs, a signal with a handler calls ``wake`` from a thread of its
+    own (the main thread's wait for messages: ``Stream.wake``).
+
+    Why: Python runs a handler only between two steps of the main thread.  A Ctrl-C that
+    lands after the main thread's last step and before its wait for messages began (a
+    moment made long by a busy machine) did not end that wait: it was heard only at the
+    next message, or when a deadline came, seconds later on a quiet stream.  The signal's
+    wake-up byte (``signal.set_wakeup_fd``) is written whatever the main thread is doing,
+    and the thread reading it wakes the wait, after which the handler runs."""
+    import socket
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    reader, writer = socket.socketpair()
+    writer.setblocking(False)
+    try:
+        previous = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+    except (ValueError, OSError):
+        reader.close()
+        writer.close()
+        yield
+        return
+
+    def relay() -> None:
+        with contextlib.suppress(OSError):
+            while reader.recv(64):  # empty once the writer is shut down: the block ended
+                wake()
+
+    with threads_without_signals():
+        relaying = threading.Thread(target=relay, name="c2ws-signals", daemon=True)
+        relaying.start()
+    try:
+        yield
+    finally:
+        signal.set_wakeup_fd(previous)
+        with contextlib.suppress(OSError):
+            writer.shutdown(socket.SHUT_WR)
+        relaying.join(1.0)
+        writer.close()
+        if not relaying.is_alive():
+            reader.close()
