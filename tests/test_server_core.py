@@ -527,6 +527,29 @@ def test_a_late_timer_sends_one_heartbeat_not_a_burst() -> None:
     assert session.next_deadline() == NOW + 40
 
 
+def test_a_timer_late_past_the_deadline_sends_the_heartbeat_and_gives_the_grace_from_then(
+) -> None:
+    """The tick due at +30 runs at +45, past the +40 deadline: the client was never sent
+    that heartbeat, so it is sent now and answered within the grace from now."""
+    session = make_session(heartbeat_interval=30.0, heartbeat_grace=10.0)
+    late = session.on_timer(NOW + 45)
+    assert late.close_code is None
+    assert only(late.messages)["msg_type"] == spec.MSG_HEARTBEAT
+    assert session.next_deadline() == NOW + 55
+    assert session.on_timer(NOW + 54.9) == session.on_timer(NOW + 54.9)
+    assert session.on_timer(NOW + 54.9).close_code is None
+    assert session.on_timer(NOW + 55).close_code == spec.CLOSE_HEARTBEAT_TIMEOUT
+
+
+def test_a_late_heartbeat_answered_keeps_the_connection() -> None:
+    session = make_session(heartbeat_interval=30.0, heartbeat_grace=10.0)
+    assert only(session.on_timer(NOW + 45).messages)["msg_type"] == spec.MSG_HEARTBEAT
+    assert session.receive(heartbeat_ack(NOW + 46), NOW + 46) == []
+    assert only(session.on_timer(NOW + 60).messages)["msg_type"] == spec.MSG_HEARTBEAT
+    assert session.next_deadline() == NOW + 86
+    assert session.on_timer(NOW + 85.9).close_code is None
+
+
 def test_an_ack_with_a_skewed_or_missing_timestamp_does_not_count() -> None:
     session = make_session()
     skewed = only(session.receive(heartbeat_ack(NOW - 120), NOW))

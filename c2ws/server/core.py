@@ -232,6 +232,9 @@ class ServerSession:
         self._heartbeats_enabled = True
         self._next_heartbeat_at = 0.0
         self._last_ack_at = 0.0
+        # A heartbeat went out after the last ack (or the start): only then can the
+        # client be late.
+        self._heartbeat_unanswered = False
         self.heartbeat_acks = 0
 
     # -- queries --
@@ -259,6 +262,7 @@ class ServerSession:
         """The ``connection.connected`` message; starts the heartbeat clock."""
         self._started = True
         self._last_ack_at = now
+        self._heartbeat_unanswered = False
         self._next_heartbeat_at = now + self._interval
         return [self._message(spec.MSG_CONNECTED, now)]
 
@@ -266,6 +270,7 @@ class ServerSession:
         """Stop or resume heartbeats; on resume the ack clock restarts from ``now``."""
         if enabled and not self._heartbeats_enabled:
             self._last_ack_at = now
+            self._heartbeat_unanswered = False
             self._next_heartbeat_at = now + self._interval
         self._heartbeats_enabled = enabled
 
@@ -277,15 +282,20 @@ class ServerSession:
         if self.next_deadline() is None:
             return TimerResult()
         if now >= self._ack_deadline():
-            self._closed = True
-            return TimerResult(
-                close_code=spec.CLOSE_HEARTBEAT_TIMEOUT, close_reason="heartbeat.ack not received"
-            )
+            if self._heartbeat_unanswered:
+                self._closed = True
+                return TimerResult(close_code=spec.CLOSE_HEARTBEAT_TIMEOUT,
+                                   close_reason="heartbeat.ack not received")
+            # This timer ran so late that the deadline passed before the heartbeat due
+            # went out: a client is never late for a heartbeat it was not sent.  It has
+            # the grace from now, as if the heartbeat had gone out on time.
+            self._last_ack_at = now - self._interval
         if now < self._next_heartbeat_at:
             return TimerResult()
         # A late tick sends one heartbeat, not a burst for every interval it missed.
         while self._next_heartbeat_at <= now:
             self._next_heartbeat_at += self._interval
+        self._heartbeat_unanswered = True
         return TimerResult(messages=[self._message(spec.MSG_HEARTBEAT, now)])
 
     def receive(self, data: bytes | str, now: float) -> list[bytes]:
@@ -329,6 +339,7 @@ class ServerSession:
             )
             return [self._error([detail], message.request_id, now)]
         self._last_ack_at = now
+        self._heartbeat_unanswered = False
         self.heartbeat_acks += 1
         return []
 
