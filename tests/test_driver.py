@@ -251,38 +251,53 @@ def test_ctrl_c_while_the_server_never_answers_ends_the_run_at_once(scheme: str)
     assert_interrupted(code, err, took)
 
 
-def test_ctrl_c_while_waiting_for_acks_closes_cleanly_at_once() -> None:
-    """A server that never answers the subscription, nor the unsubscribe, nor our close
-    frame: c2ws still leaves with a close frame (1000), within the bound."""
-    subscribed = threading.Event()
-    after: list[tuple[int, bytes]] = []
-    close_read = threading.Event()
+class NeverAnswers:
+    """A server that upgrades, reads the subscription and never answers it, nor the
+    unsubscribe, nor c2ws's close frame; it records every frame c2ws sends after the
+    subscription."""
 
-    def never_answers(conn: socket.socket, server: RawServer) -> None:
+    def __init__(self) -> None:
+        self.subscribed = threading.Event()
+        self.after: list[tuple[int, bytes]] = []
+        self.close_read = threading.Event()
+
+    def handler(self, conn: socket.socket, server: RawServer) -> None:
         upgrade_and_subscribe(conn, ack=False)
-        subscribed.set()
+        self.subscribed.set()
         conn.settimeout(60)
         while True:
             opcode, data = read_client_frame(conn)
-            after.append((opcode, data))
+            self.after.append((opcode, data))
             if opcode == OPCODE_CLOSE:
                 break
-        close_read.set()
+        self.close_read.set()
         wait_until_closed_by_client(conn, server)
 
-    with RawServer(never_answers) as server:
+    def wait_for_the_close(self) -> None:
+        """Before the server stops (it closes its connections then): its handler has read
+        what c2ws sent, which may still be in the kernel's buffer when c2ws has ended."""
+        assert self.close_read.wait(WAIT), f"the server never read a close frame: {self.after}"
+
+    def assert_a_clean_goodbye(self) -> None:
+        """c2ws unsubscribed, then closed with 1000."""
+        requests = [orjson.loads(data) for opcode, data in self.after if opcode == OPCODE_TEXT]
+        assert [r["payload"]["action"] for r in requests] == ["unsubscribe"]
+        assert self.after[-1][0] == OPCODE_CLOSE
+        assert int.from_bytes(self.after[-1][1][:2], "big") == spec.CLOSE_NORMAL
+
+
+def test_ctrl_c_while_waiting_for_acks_closes_cleanly_at_once() -> None:
+    """A server that never answers the subscription, nor the unsubscribe, nor our close
+    frame: c2ws still leaves with a close frame (1000), within the bound."""
+    silent = NeverAnswers()
+    with RawServer(silent.handler) as server:
         process = start(server, str(STRATEGY), "-c", "signal", "-o", "ndjson")
         with running(process):
-            assert subscribed.wait(60)
+            assert silent.subscribed.wait(60)
             code, err, took = interrupt(process)
-        # The server closes its connections on exit: its handler must have read what c2ws
-        # sent (still in the kernel's buffer when c2ws has ended) before then.
-        assert close_read.wait(WAIT), f"the server never read c2ws's close frame: {after}"
+        silent.wait_for_the_close()
     assert_interrupted(code, err, took)
-    requests = [orjson.loads(data) for opcode, data in after if opcode == OPCODE_TEXT]
-    assert [r["payload"]["action"] for r in requests] == ["unsubscribe"]
-    assert after[-1][0] == OPCODE_CLOSE
-    assert int.from_bytes(after[-1][1][:2], "big") == spec.CLOSE_NORMAL
+    silent.assert_a_clean_goodbye()
 
 
 # Run in c2ws by a sitecustomize: Stream.start() returns only once the test has made its
@@ -312,36 +327,19 @@ def test_ctrl_c_while_the_stream_starts_still_unsubscribes_and_closes(tmp_path: 
     word to the server)."""
     release = tmp_path / "release"
     (tmp_path / "sitecustomize.py").write_text(HOLD_START.format(release=str(release)))
-    subscribed = threading.Event()
-    after: list[tuple[int, bytes]] = []
-    close_read = threading.Event()
-
-    def never_answers(conn: socket.socket, server: RawServer) -> None:
-        upgrade_and_subscribe(conn, ack=False)
-        subscribed.set()
-        conn.settimeout(60)
-        while True:
-            opcode, data = read_client_frame(conn)
-            after.append((opcode, data))
-            if opcode == OPCODE_CLOSE:
-                break
-        close_read.set()
-        wait_until_closed_by_client(conn, server)
-
-    with RawServer(never_answers) as server:
+    silent = NeverAnswers()
+    with RawServer(silent.handler) as server:
         process = start(server, str(STRATEGY), "-c", "signal", "-o", "ndjson",
                         env={"PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)])})
         with running(process):
-            assert subscribed.wait(60)
+            assert silent.subscribed.wait(60)
             process.send_signal(signal.SIGINT)  # held back: start() has not returned
             release.touch()
             code, err = ended(process, None)
-        assert close_read.wait(WAIT), f"the server never read c2ws's close frame: {after}"
+        silent.wait_for_the_close()
     assert code == ExitCode.INTERRUPTED, err
     assert "Traceback" not in err
-    requests = [orjson.loads(data) for opcode, data in after if opcode == OPCODE_TEXT]
-    assert [r["payload"]["action"] for r in requests] == ["unsubscribe"]
-    assert int.from_bytes(after[-1][1][:2], "big") == spec.CLOSE_NORMAL
+    silent.assert_a_clean_goodbye()
 
 
 # Run in c2ws by a sitecustomize: a thread started before any of c2ws's (so one that does
@@ -382,35 +380,18 @@ def test_a_ctrl_c_the_waiting_main_thread_did_not_see_still_ends_the_run(
     deadline (the subscription's answer, 10 s later, ended the connection instead)."""
     release = tmp_path / "release"
     (tmp_path / "sitecustomize.py").write_text(SIGNAL_ELSEWHERE.format(release=str(release)))
-    subscribed = threading.Event()
-    after: list[tuple[int, bytes]] = []
-    close_read = threading.Event()
-
-    def never_answers(conn: socket.socket, server: RawServer) -> None:
-        upgrade_and_subscribe(conn, ack=False)
-        subscribed.set()
-        conn.settimeout(60)
-        while True:
-            opcode, data = read_client_frame(conn)
-            after.append((opcode, data))
-            if opcode == OPCODE_CLOSE:
-                break
-        close_read.set()
-        wait_until_closed_by_client(conn, server)
-
-    with RawServer(never_answers) as server:
+    silent = NeverAnswers()
+    with RawServer(silent.handler) as server:
         process = start(server, str(STRATEGY), "-c", "signal", "-o", "ndjson",
                         env={"PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)])})
         with running(process):
-            assert subscribed.wait(60)
+            assert silent.subscribed.wait(60)
             release.touch()
             code, err = ended(process, None)
-        assert close_read.wait(WAIT), f"the server never read c2ws's close frame: {after}"
+        silent.wait_for_the_close()
     assert code == ExitCode.INTERRUPTED, err
     assert "Traceback" not in err
-    requests = [orjson.loads(data) for opcode, data in after if opcode == OPCODE_TEXT]
-    assert [r["payload"]["action"] for r in requests] == ["unsubscribe"]
-    assert int.from_bytes(after[-1][1][:2], "big") == spec.CLOSE_NORMAL
+    silent.assert_a_clean_goodbye()
 
 
 def test_ctrl_c_while_streaming_closes_cleanly_at_once() -> None:
