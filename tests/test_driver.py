@@ -320,28 +320,6 @@ c2ws.streaming.Stream.start = start
 """
 
 
-def test_ctrl_c_while_the_stream_starts_still_unsubscribes_and_closes(tmp_path: Path) -> None:
-    """A Ctrl-C that comes while the socket threads start (the main thread holds the
-    signals back then) is raised once start() is done: the connection already under
-    way still unsubscribes and closes with 1000 (before the fix, c2ws left without a
-    word to the server)."""
-    release = tmp_path / "release"
-    (tmp_path / "sitecustomize.py").write_text(HOLD_START.format(release=str(release)))
-    silent = NeverAnswers()
-    with RawServer(silent.handler) as server:
-        process = start(server, str(STRATEGY), "-c", "signal", "-o", "ndjson",
-                        env={"PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)])})
-        with running(process):
-            assert silent.subscribed.wait(60)
-            process.send_signal(signal.SIGINT)  # held back: start() has not returned
-            release.touch()
-            code, err = ended(process, None)
-        silent.wait_for_the_close()
-    assert code == ExitCode.INTERRUPTED, err
-    assert "Traceback" not in err
-    silent.assert_a_clean_goodbye()
-
-
 # Run in c2ws by a sitecustomize: a thread started before any of c2ws's (so one that does
 # not hold the signals back) takes a SIGINT itself once the test has made its file and the
 # main thread is blocked waiting for messages.  The signal's handler is then due in the
@@ -371,28 +349,37 @@ threading.Thread(target=take_the_signal, daemon=True).start()
 """
 
 
-def test_a_ctrl_c_the_waiting_main_thread_did_not_see_still_ends_the_run(
-    tmp_path: Path,
+@pytest.mark.parametrize(
+    ("sitecustomize", "interrupt_first"),
+    [(HOLD_START, True), (SIGNAL_ELSEWHERE, False)],
+    ids=["while the stream starts", "that the waiting main thread did not see"],
+)
+def test_a_ctrl_c_at_an_awkward_moment_still_unsubscribes_and_closes(
+    tmp_path: Path, sitecustomize: str, interrupt_first: bool,
 ) -> None:
-    """A SIGINT whose handler is due while the main thread is already blocked waiting for
-    messages (here: taken by another thread) still ends the run at once, unsubscribing
-    and closing with 1000; before the fix the run went on until the next message or
-    deadline (the subscription's answer, 10 s later, ended the connection instead)."""
+    """A Ctrl-C that comes while the socket threads start (the main thread holds the
+    signals back then: it is raised once start() is done), or whose handler is due while
+    the main thread is already blocked waiting for messages (here: a thread of c2ws took
+    the SIGINT itself), still ends the run at once: the connection under way unsubscribes
+    and closes with 1000.  Before the fixes: the first left without a word to the server;
+    the second went on until the next message or deadline (the subscription's answer, 10 s
+    later, ended the connection instead)."""
     release = tmp_path / "release"
-    (tmp_path / "sitecustomize.py").write_text(SIGNAL_ELSEWHERE.format(release=str(release)))
+    (tmp_path / "sitecustomize.py").write_text(sitecustomize.format(release=str(release)))
     silent = NeverAnswers()
     with RawServer(silent.handler) as server:
         process = start(server, str(STRATEGY), "-c", "signal", "-o", "ndjson",
                         env={"PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)])})
         with running(process):
             assert silent.subscribed.wait(60)
+            if interrupt_first:
+                process.send_signal(signal.SIGINT)  # held back: start() has not returned
             release.touch()
             code, err = ended(process, None)
         silent.wait_for_the_close()
     assert code == ExitCode.INTERRUPTED, err
     assert "Traceback" not in err
     silent.assert_a_clean_goodbye()
-
 
 def test_ctrl_c_while_streaming_closes_cleanly_at_once() -> None:
     config = ServerConfig(api_keys=(KEY,), feed="synthetic", rate=200.0,
